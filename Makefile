@@ -1,0 +1,46 @@
+# Everything a developer or CI needs; `make test` works on a fresh clone.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+AZURITE := node_modules/.bin/azurite
+
+.PHONY: install test unit lint demo bench infra-check serve clean
+
+install: $(STAMP) $(AZURITE)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(PY) || { py=$$(tools/find-python) && $$py -m venv $(VENV); }
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt 2>&1 | grep -v "index folder\|is ignored: it is neither" || true
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "index folder\|is ignored: it is neither" || true
+	@$(PY) -c "import rotation, emulator, azure.functions, trustme" && touch $(STAMP)
+
+$(AZURITE): package.json
+	@command -v npm >/dev/null || { echo "error: npm (Node 20) is needed for Azurite" >&2; exit 1; }
+	@npm install --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $(AZURITE)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check rotation emulator tests bench function_app.py
+
+test: install lint infra-check
+	$(VENV)/bin/pytest -q
+
+unit: install
+	$(VENV)/bin/pytest -q tests/unit
+
+infra-check:
+	@bash infra/check.sh
+
+demo: install
+	$(PY) -m tools.demo
+
+bench: install
+	$(PY) bench/fanout.py
+
+serve: install
+	$(PY) -m emulator serve --scenario emulator/scenarios/sample.json --env-file .env.emulator
+
+clean:
+	rm -rf $(VENV) .venv-checkov node_modules .pytest_cache .ruff_cache

@@ -1,0 +1,79 @@
+"""`python -m emulator serve --scenario FILE [--env-file PATH]`: run until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .runtime import Emulator, write_env_file
+from .scenario import ScenarioError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="start the emulator")
+    serve.add_argument("--scenario", type=Path, help="scenario JSON file (DESIGN.md section 7)")
+    serve.add_argument("--env-file", type=Path, help="also write the settings as KEY=VALUE lines here")
+    serve.add_argument("--port", type=int, default=0, help="listen port (default: a free one)")
+    serve.add_argument("--state-dir", type=Path, help="where the CA bundle goes (default: a temp dir)")
+    serve.add_argument("--lro-seconds", type=float, help="how long ARM writes take (default 1)")
+    serve.add_argument("--retry-after", help="Retry-After on long-running operations (default 1)")
+    serve.add_argument("--quiet", action="store_true", help="print nothing")
+    args = parser.parse_args(argv)
+
+    scenario = None
+    if args.scenario:
+        try:
+            scenario = json.loads(args.scenario.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"error: cannot read scenario {args.scenario}: {exc}", file=sys.stderr)
+            return 2
+    try:
+        emulator = Emulator(scenario, state_dir=args.state_dir, port=args.port)
+    except ScenarioError as exc:
+        print(f"error: invalid scenario {args.scenario}: {exc}", file=sys.stderr)
+        return 2
+    settings = {}
+    if args.lro_seconds is not None:
+        settings["lroSeconds"] = args.lro_seconds
+    if args.retry_after is not None:
+        settings["retryAfter"] = args.retry_after
+    emulator.app.settings.update(settings)
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    emulator.start()
+    if args.env_file:
+        write_env_file(args.env_file, emulator.env)
+    if not args.quiet:
+        world = emulator.app.world
+        print(f"emulator listening on 127.0.0.1:{emulator.port}")
+        print(f"  Key Vault : https://<vault>.vault.azure.net ({len(world.vaults)} vaults) via the proxy")
+        print(
+            f"  ARM       : https://management.azure.com ({len(world.registries)} registries, "
+            f"{len(world.batch_accounts)} Batch accounts, {len(world.container_groups)} container groups)"
+        )
+        print(f"  identity  : {emulator.env['IDENTITY_ENDPOINT']}")
+        print(f"  admin     : {emulator.env['EMULATOR_ADMIN_URL']}  (GET /state, /calls; POST /faults, ...)")
+        print("\n# paste into a shell to point the Azure SDKs (and the product) at the emulator:")
+        for key, value in emulator.env.items():
+            print(f"export {key}={shlex.quote(value)}")
+        if args.env_file:
+            print(f"\n# the same settings are in {args.env_file}")
+        sys.stdout.flush()
+    stop.wait()
+    emulator.stop()
+    if not args.quiet:
+        print("emulator stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

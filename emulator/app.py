@@ -1,0 +1,201 @@
+"""The emulator application: routes each request to Key Vault, ARM, Event Grid, the identity
+endpoint or the admin API, applying injected faults and recording every service call."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from . import scenario
+from .arm import ARM_HOSTS, ArmService
+from .batch import BatchAccounts
+from .containergroups import ContainerGroups
+from .eventgrid import EVENTGRID_SUFFIX, EventGridTopics
+from .faults import ArmThrottle, CallLog, FaultBook
+from .http import Request, Response, Router
+from .identity import TokenIssuer
+from .keyvault import KeyVaultService, vault_audience
+from .registries import Registries
+from .settings import Settings
+from .state import World
+
+IDENTITY_PATH = "/msi/token"
+_KV_ERROR_CODES = {
+    400: "BadParameter",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "KeyNotFound",
+    408: "RequestTimeout",
+    409: "Conflict",
+    429: "Throttled",
+    500: "InternalServerError",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+    504: "GatewayTimeout",
+}
+_VAULT_HOST = re.compile(r"^[a-z0-9-]{3,24}\.vault\.")
+
+
+class EmulatorApp:
+    def __init__(self, identity_secret: str | None = None) -> None:
+        self.world = World()
+        self.settings = Settings()
+        self.tokens = TokenIssuer(identity_secret)
+        self.faults = FaultBook()
+        self.calls = CallLog()
+        self.throttle = ArmThrottle()
+        self.keyvault = KeyVaultService(self.world, self.tokens, self.settings)
+        self.arm = ArmService(self.world, self.tokens, self.throttle, self.settings)
+        Registries(self.arm)
+        BatchAccounts(self.arm)
+        ContainerGroups(self.arm)
+        self.eventgrid = EventGridTopics(self.tokens)
+        self.admin = Router()
+        self._admin_routes()
+
+    # -- what the proxy asks -----------------------------------------------------------------
+    def intercepts(self, host: str) -> bool:
+        return bool(vault_audience(host)) or host in ARM_HOSTS or host.endswith(EVENTGRID_SUFFIX)
+
+    def resolves(self, host: str) -> bool:
+        if vault_audience(host):
+            with self.world.lock:
+                return self.world.vault_for_host(host) is not None
+        return True
+
+    def handle(self, request: Request) -> Response:
+        if request.scheme == "http":
+            if request.path == IDENTITY_PATH:
+                return self._serve_service(request, "identity")
+            response = self.admin.dispatch(request)
+            return response or Response.json(
+                404, {"error": f"no admin route {request.method} {request.path}"}
+            )
+        if vault_audience(request.host) and _VAULT_HOST.match(request.host):
+            return self._serve_service(request, "keyvault")
+        if request.host in ARM_HOSTS:
+            return self._serve_service(request, "arm")
+        if request.host.endswith(EVENTGRID_SUFFIX):
+            return self._serve_service(request, "eventgrid")
+        return Response.json(502, {"error": f"host {request.host} is not emulated"})
+
+    def _serve_service(self, request: Request, service: str) -> Response:
+        host = "identity" if service == "identity" else request.host
+        effect = self.faults.take(request.method, host, request.path)
+        if effect.latency_s:
+            time.sleep(effect.latency_s)
+        if effect.drop:
+            self.calls.record(request.method, host, request.path, 0, dropped=True)
+            return Response(0, drop=True)
+        request.lro_result = effect.lro_result
+        if effect.status:
+            response = self._fault_response(service, request, effect.status, effect.retry_after)
+        elif service == "identity":
+            response = self.tokens.handle(request)
+        elif service == "keyvault":
+            response = self.keyvault.handle(request)
+        elif service == "arm":
+            response = self.arm.handle(request)
+        else:
+            response = self.eventgrid.handle(request)
+        self.calls.record(request.method, host, request.path, response.status)
+        return response
+
+    def _fault_response(
+        self, service: str, request: Request, status: int, retry_after: str | None
+    ) -> Response:
+        if service == "arm":
+            return self.arm.fault_response(status, retry_after, request)
+        code = _KV_ERROR_CODES.get(status, "Error")
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        return Response.json(
+            status, {"error": {"code": code, "message": f"Injected fault: {status} {code}."}}, headers
+        )
+
+    # -- admin API ---------------------------------------------------------------------------
+    def _admin_routes(self) -> None:
+        add = self.admin.add
+        add("GET", r"/health", lambda r: Response.json(200, {"status": "ok"}))
+        add("GET", r"/state", self._get_state)
+        add("POST", r"/scenario", self._post_scenario)
+        add("GET", r"/calls", lambda r: Response.json(200, self.calls.snapshot()))
+        add("DELETE", r"/calls", lambda r: (self.calls.clear(), Response.empty(204))[1])
+        add("GET", r"/faults", lambda r: Response.json(200, {"faults": self.faults.list()}))
+        add("POST", r"/faults", self._post_fault)
+        add("DELETE", r"/faults", lambda r: (self.faults.clear(), Response.empty(204))[1])
+        add("POST", r"/throttling", self._post_throttling)
+        add(
+            "GET",
+            r"/throttling",
+            lambda r: Response.json(
+                200, {"enabled": self.throttle.enabled, "throttled": self.throttle.throttled}
+            ),
+        )
+        add("GET", r"/config", lambda r: Response.json(200, self.settings.describe()))
+        add("POST", r"/config", self._post_config)
+        add("GET", r"/events", lambda r: Response.json(200, {"events": self.eventgrid.received()}))
+        add("DELETE", r"/events", lambda r: (self.eventgrid.clear(), Response.empty(204))[1])
+
+    def _get_state(self, request: Request) -> Response:
+        self.arm.operations.settle()
+        return Response.json(200, scenario.dump(self.world))
+
+    def _post_scenario(self, request: Request) -> Response:
+        body = _admin_json(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            scenario.load(self.world, body)
+        except scenario.ScenarioError as exc:
+            return Response.json(400, {"error": str(exc)})
+        self.arm.operations.clear()
+        return Response.json(
+            200,
+            {
+                "loaded": True,
+                "vaults": len(self.world.vaults),
+                "registries": len(self.world.registries),
+                "batchAccounts": len(self.world.batch_accounts),
+                "containerGroups": len(self.world.container_groups),
+            },
+        )
+
+    def _post_fault(self, request: Request) -> Response:
+        body = _admin_json(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            return Response.json(201, {"id": self.faults.add(body)})
+        except (ValueError, re.error) as exc:
+            return Response.json(400, {"error": str(exc)})
+
+    def _post_throttling(self, request: Request) -> Response:
+        body = _admin_json(request)
+        if isinstance(body, Response):
+            return body
+        if not isinstance(body.get("enabled"), bool):
+            return Response.json(400, {"error": 'expected {"enabled": true|false}'})
+        self.throttle.set_enabled(body["enabled"])
+        return Response.json(200, {"enabled": self.throttle.enabled})
+
+    def _post_config(self, request: Request) -> Response:
+        body = _admin_json(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            self.settings.update(body)
+        except (ValueError, TypeError) as exc:
+            return Response.json(400, {"error": str(exc)})
+        return Response.json(200, self.settings.describe())
+
+
+def _admin_json(request: Request) -> dict[str, Any] | Response:
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return Response.json(400, {"error": "body is not valid JSON"})
+    if not isinstance(body, dict):
+        return Response.json(400, {"error": "body must be a JSON object"})
+    return body

@@ -1,0 +1,121 @@
+"""Microsoft.Batch/batchAccounts (api-version 2025-06-01 shapes). PATCH is synchronous."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .arm import ArmService, arm_error, identity_block, json_body, key_problem, not_found
+from .http import Request, Response
+from .state import ARM_ID, BatchAccount, World
+
+TYPE = "Microsoft.Batch/batchAccounts"
+_ROOT = r"/subscriptions/(?P<sub>[^/]+)"
+_GROUP = _ROOT + r"/resourceGroups/(?P<group>[^/]+)"
+_ITEM = _GROUP + r"/providers/Microsoft\.Batch/batchAccounts/(?P<name>[^/]+)"
+
+
+class BatchAccounts:
+    def __init__(self, arm: ArmService) -> None:
+        self.arm = arm
+        self.world: World = arm.world
+        arm.router.add("GET", _ROOT + r"/providers/Microsoft\.Batch/batchAccounts", self.list)
+        arm.router.add("GET", _GROUP + r"/providers/Microsoft\.Batch/batchAccounts", self.list)
+        arm.router.add("GET", _ITEM, self.get)
+        arm.router.add("PATCH", _ITEM, self.update)
+
+    def _find(self, sub: str, group: str, name: str) -> BatchAccount | None:
+        return self.world.batch_accounts.get(
+            f"/subscriptions/{sub}/resourceGroups/{group}/providers/{TYPE}/{name}".lower()
+        )
+
+    def render(self, account: BatchAccount) -> dict[str, Any]:
+        name = ARM_ID.match(account.id)["name"]
+        encryption: dict[str, Any] = {"keySource": "Microsoft.Batch"}
+        if account.key_id:
+            encryption = {
+                "keySource": "Microsoft.KeyVault",
+                "keyVaultProperties": {"keyIdentifier": account.key_id},
+            }
+        body: dict[str, Any] = {
+            "id": account.id,
+            "name": name,
+            "type": TYPE,
+            "location": account.location,
+            "tags": dict(account.tags),
+            "properties": {
+                "accountEndpoint": f"{name.lower()}.{account.location}.batch.azure.com",
+                "nodeManagementEndpoint": f"{name.lower()}.{account.location}.service.batch.azure.com",
+                "provisioningState": account.provisioning_state,
+                "poolAllocationMode": "BatchService",
+                "publicNetworkAccess": "Enabled",
+                "encryption": encryption,
+                "dedicatedCoreQuota": 500,
+                "lowPriorityCoreQuota": 500,
+                "poolQuota": 100,
+                "activeJobAndJobScheduleQuota": 300,
+                "allowedAuthenticationModes": ["AAD", "TaskAuthenticationToken"],
+            },
+        }
+        identity = identity_block(self.world, account.identities, account.system_principal)
+        if identity:
+            body["identity"] = identity
+        return body
+
+    def list(self, request: Request, sub: str, group: str | None = None) -> Response:
+        with self.world.lock:
+            items = [
+                self.render(a)
+                for a in self.world.batch_accounts.values()
+                if ARM_ID.match(a.id)["sub"].lower() == sub.lower()
+                and (group is None or ARM_ID.match(a.id)["rg"].lower() == group.lower())
+            ]
+        return self.arm.page(request, items)
+
+    def get(self, request: Request, sub: str, group: str, name: str) -> Response:
+        with self.world.lock:
+            account = self._find(sub, group, name)
+            if account is None:
+                return not_found(TYPE, name, group)
+            return Response.json(200, self.render(account))
+
+    def update(self, request: Request, sub: str, group: str, name: str) -> Response:
+        body = json_body(request)
+        if isinstance(body, Response):
+            return body
+        with self.world.lock:
+            account = self._find(sub, group, name)
+            if account is None:
+                return not_found(TYPE, name, group)
+            encryption = (body.get("properties") or {}).get("encryption")
+            new_key = account.key_id
+            if encryption is not None:
+                source = encryption.get("keySource")
+                if source == "Microsoft.KeyVault":
+                    new_key = (encryption.get("keyVaultProperties") or {}).get("keyIdentifier")
+                    if not (account.identities or account.system_principal):
+                        return arm_error(
+                            400,
+                            "AccountIdentityMissing",
+                            f"Batch account '{name}' needs a managed identity to use a customer-"
+                            "managed key. Assign one, and grant it access to the key.",
+                        )
+                    problem = key_problem(self.world, new_key)
+                    if problem:
+                        return arm_error(
+                            400,
+                            "KeyVaultKeyNotAccessible",
+                            f"The Batch account '{name}' could not use key '{new_key}'. {problem}",
+                        )
+                elif source == "Microsoft.Batch":
+                    new_key = None
+                else:
+                    return arm_error(
+                        400,
+                        "InvalidRequestBody",
+                        f"encryption.keySource must be Microsoft.Batch or Microsoft.KeyVault, got "
+                        f"'{source}'.",
+                    )
+            account.key_id = new_key
+            if body.get("tags") is not None:
+                account.tags = dict(body["tags"])
+            return Response.json(200, self.render(account))

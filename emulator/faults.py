@@ -1,0 +1,221 @@
+"""Fault injection, the call log, and ARM's per-subscription token-bucket throttling model."""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import math
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+_FAULT_FIELDS = {
+    "method",
+    "host",
+    "pathRegex",
+    "status",
+    "retryAfter",
+    "count",
+    "latencyMs",
+    "drop",
+    "lroResult",
+}
+_LRO_RESULTS = {"Succeeded", "Failed", "Canceled"}
+
+
+@dataclass
+class Fault:
+    id: int
+    method: str | None
+    host: str | None
+    path_regex: re.Pattern[str] | None
+    status: int | None
+    retry_after: str | None
+    remaining: int | None  # None: every matching call
+    latency_ms: int
+    drop: bool
+    lro_result: str | None
+
+    def matches(self, method: str, host: str, path: str) -> bool:
+        if self.remaining is not None and self.remaining <= 0:
+            return False
+        if self.method and self.method != method:
+            return False
+        if self.host and not fnmatch.fnmatch(host, self.host):
+            return False
+        return not (self.path_regex and not self.path_regex.search(path))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "method": self.method,
+            "host": self.host,
+            "pathRegex": self.path_regex.pattern if self.path_regex else None,
+            "status": self.status,
+            "retryAfter": self.retry_after,
+            "count": self.remaining,
+            "latencyMs": self.latency_ms,
+            "drop": self.drop,
+            "lroResult": self.lro_result,
+        }
+
+
+@dataclass
+class FaultEffect:
+    """What the matching faults do to one call."""
+
+    latency_s: float = 0.0
+    status: int | None = None
+    retry_after: str | None = None
+    drop: bool = False
+    lro_result: str | None = None
+    fault_ids: list[int] = field(default_factory=list)
+
+
+class FaultBook:
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def add(self, spec: dict[str, Any]) -> int:
+        if not isinstance(spec, dict):
+            raise ValueError("a fault is a JSON object")
+        unknown = set(spec) - _FAULT_FIELDS
+        if unknown:
+            raise ValueError(f"unknown fault fields {sorted(unknown)}; known: {sorted(_FAULT_FIELDS)}")
+        lro_result = spec.get("lroResult")
+        if lro_result is not None and lro_result not in _LRO_RESULTS:
+            raise ValueError(f"lroResult: one of {sorted(_LRO_RESULTS)}")
+        status = spec.get("status")
+        if status is not None and not (isinstance(status, int) and 400 <= status <= 599):
+            raise ValueError("status: an HTTP error status (400-599)")
+        count = spec.get("count")
+        if count is not None and (not isinstance(count, int) or count < 1):
+            raise ValueError("count: a positive integer, or absent for every matching call")
+        retry_after = spec.get("retryAfter")
+        fault = Fault(
+            id=next(self._ids),
+            method=(spec.get("method") or "").upper() or None,
+            host=(spec.get("host") or "").lower() or None,
+            path_regex=re.compile(spec["pathRegex"], re.IGNORECASE) if spec.get("pathRegex") else None,
+            status=status,
+            retry_after=None if retry_after is None else str(retry_after),
+            remaining=count,
+            latency_ms=int(spec.get("latencyMs") or 0),
+            drop=bool(spec.get("drop")),
+            lro_result=lro_result,
+        )
+        with self._lock:
+            self._faults.append(fault)
+        return fault.id
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def list(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [f.describe() for f in self._faults]
+
+    def take(self, method: str, host: str, path: str) -> FaultEffect:
+        """Consume one use of every fault matching this call and combine their effects."""
+        effect = FaultEffect()
+        with self._lock:
+            for fault in self._faults:
+                if not fault.matches(method, host, path):
+                    continue
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                effect.fault_ids.append(fault.id)
+                effect.latency_s += fault.latency_ms / 1000
+                if effect.status is None and not effect.drop:
+                    if fault.drop:
+                        effect.drop = True
+                    elif fault.status:
+                        effect.status, effect.retry_after = fault.status, fault.retry_after
+                if fault.lro_result and effect.lro_result is None:
+                    effect.lro_result = fault.lro_result
+        return effect
+
+
+class CallLog:
+    def __init__(self) -> None:
+        self._calls: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def record(self, method: str, host: str, path: str, status: int, *, dropped: bool = False) -> None:
+        entry = {"time": time.time(), "method": method, "host": host, "path": path, "status": status}
+        if dropped:
+            entry["dropped"] = True
+        with self._lock:
+            self._calls.append(entry)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            calls = list(self._calls)
+        counts = Counter(f"{c['method']} {c['host']}{c['path']}" for c in calls)
+        by_status = Counter(str(c["status"]) for c in calls)
+        return {"calls": calls, "counts": dict(counts), "byStatus": dict(by_status), "total": len(calls)}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._calls.clear()
+
+
+# ARM's documented limits since 2024 (per subscription and caller): bucket size, refill per second.
+ARM_BUCKETS = {"reads": (250, 25.0), "writes": (200, 10.0), "deletes": (200, 10.0)}
+
+
+class _Bucket:
+    def __init__(self, size: int, rate: float) -> None:
+        self.size, self.rate = size, rate
+        self.tokens = float(size)
+        self.stamp = time.monotonic()
+
+    def take(self) -> tuple[bool, int, float]:
+        """(allowed, whole tokens left, seconds until the next token)."""
+        moment = time.monotonic()
+        self.tokens = min(self.size, self.tokens + (moment - self.stamp) * self.rate)
+        self.stamp = moment
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True, int(self.tokens), 0.0
+        return False, 0, (1 - self.tokens) / self.rate
+
+
+class ArmThrottle:
+    def __init__(self) -> None:
+        self.enabled = False
+        self._buckets: dict[tuple[str, str, str], _Bucket] = {}
+        self._lock = threading.Lock()
+        self.throttled = 0
+
+    def set_enabled(self, enabled: bool) -> None:
+        with self._lock:
+            self.enabled = enabled
+            self._buckets.clear()
+
+    @staticmethod
+    def kind(method: str) -> str:
+        if method in ("GET", "HEAD"):
+            return "reads"
+        return "deletes" if method == "DELETE" else "writes"
+
+    def take(self, subscription: str, caller: str, method: str) -> tuple[bool, dict[str, str], int]:
+        """(allowed, headers to send, Retry-After seconds when refused)."""
+        if not self.enabled:
+            return True, {}, 0
+        kind = self.kind(method)
+        with self._lock:
+            bucket = self._buckets.get((subscription, caller, kind))
+            if bucket is None:
+                bucket = self._buckets[(subscription, caller, kind)] = _Bucket(*ARM_BUCKETS[kind])
+            allowed, left, wait = bucket.take()
+            if not allowed:
+                self.throttled += 1
+        headers = {f"x-ms-ratelimit-remaining-subscription-{kind}": str(left)}
+        return allowed, headers, max(1, math.ceil(wait))

@@ -1,0 +1,220 @@
+"""Microsoft.ContainerRegistry/registries (api-version 2025-11-01 shapes).
+
+PATCH is a long-running operation (201 + Azure-AsyncOperation + Retry-After). It accepts the
+minimal body the product sends and the full-resource body `az acr encryption rotate-key`
+sends (read-only properties are ignored). A key or identity the registry could not use is
+refused as ACR refuses it, so a test can prove a registry was never broken.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .arm import (
+    ArmService,
+    arm_error,
+    identity_block,
+    iso,
+    json_body,
+    key_problem,
+    latest_version_url,
+    not_found,
+)
+from .http import Request, Response
+from .state import ARM_ID, Registry, World, now
+
+NAMESPACE = "Microsoft.ContainerRegistry"
+TYPE = "Microsoft.ContainerRegistry/registries"
+_READ_ONLY = {
+    "loginServer",
+    "creationDate",
+    "provisioningState",
+    "status",
+    "encryption",
+    "dataEndpointHostNames",
+    "privateEndpointConnections",
+}
+_WRITABLE = {
+    "adminUserEnabled",
+    "networkRuleSet",
+    "policies",
+    "dataEndpointEnabled",
+    "publicNetworkAccess",
+    "networkRuleBypassOptions",
+    "networkRuleBypassAllowedForTasks",
+    "anonymousPullEnabled",
+    "roleAssignmentMode",
+    "zoneRedundancy",
+}
+_ROOT = r"/subscriptions/(?P<sub>[^/]+)"
+_GROUP = _ROOT + r"/resourceGroups/(?P<group>[^/]+)"
+_ITEM = _GROUP + r"/providers/Microsoft\.ContainerRegistry/registries/(?P<name>[^/]+)"
+
+
+class Registries:
+    def __init__(self, arm: ArmService) -> None:
+        self.arm = arm
+        self.world: World = arm.world
+        arm.router.add("GET", _ROOT + r"/providers/Microsoft\.ContainerRegistry/registries", self.list)
+        arm.router.add("GET", _GROUP + r"/providers/Microsoft\.ContainerRegistry/registries", self.list)
+        arm.router.add("GET", _ITEM, self.get)
+        arm.router.add("PATCH", _ITEM, self.update)
+
+    def _find(self, sub: str, group: str, name: str) -> Registry | None:
+        resource_id = f"/subscriptions/{sub}/resourceGroups/{group}/providers/{TYPE}/{name}"
+        return self.world.registries.get(resource_id.lower())
+
+    def render(self, registry: Registry) -> dict[str, Any]:
+        name = ARM_ID.match(registry.id)["name"]
+        properties: dict[str, Any] = {
+            "loginServer": f"{name.lower()}.azurecr.io",
+            "creationDate": iso(registry.created),
+            "provisioningState": registry.provisioning_state,
+            "adminUserEnabled": False,
+            "policies": {
+                "quarantinePolicy": {"status": "disabled"},
+                "trustPolicy": {"type": "Notary", "status": "disabled"},
+                "retentionPolicy": {"days": 7, "status": "disabled"},
+                "exportPolicy": {"status": "enabled"},
+            },
+            "dataEndpointEnabled": False,
+            "publicNetworkAccess": "Enabled",
+            "networkRuleBypassOptions": "AzureServices",
+            "zoneRedundancy": "Disabled",
+            "anonymousPullEnabled": False,
+        }
+        properties.update(copy.deepcopy(registry.properties))
+        properties["encryption"] = self._encryption(registry)
+        body: dict[str, Any] = {
+            "id": registry.id,
+            "name": name,
+            "type": TYPE,
+            "location": registry.location,
+            "tags": dict(registry.tags),
+            "sku": {"name": "Premium", "tier": "Premium"},
+            "properties": properties,
+        }
+        identity = identity_block(self.world, registry.identities, registry.system_principal)
+        if identity:
+            body["identity"] = identity
+        return body
+
+    def _encryption(self, registry: Registry) -> dict[str, Any]:
+        if not registry.key_id:
+            return {"status": "disabled"}
+        versionless = latest_version_url(self.world, registry.key_id) != registry.key_id.rstrip("/")
+        properties: dict[str, Any] = {
+            "keyIdentifier": registry.key_id,
+            # A versionless id is followed by the service itself; show the version it uses today.
+            "versionedKeyIdentifier": latest_version_url(self.world, registry.key_id) or registry.key_id,
+            "identity": self._identity_value(registry, registry.encryption_identity),
+            "keyRotationEnabled": versionless,
+        }
+        if registry.last_key_rotation:
+            properties["lastKeyRotationTimestamp"] = iso(registry.last_key_rotation)
+        return {"status": "enabled", "keyVaultProperties": properties}
+
+    def _identity_value(self, registry: Registry, identity: str | None) -> str | None:
+        """ACR names the encryption identity by client id (user-assigned) or principal id (system)."""
+        if identity == "SystemAssigned":
+            return registry.system_principal
+        if identity:
+            return self.world.identity(identity).client_id
+        return None
+
+    def _identity_for(self, registry: Registry, value: str) -> str | None:
+        """Map the `identity` of a PATCH (a client id or principal id) back to an assigned identity."""
+        if registry.system_principal and value.lower() == registry.system_principal.lower():
+            return "SystemAssigned"
+        for identity_id in registry.identities:
+            if self.world.identity(identity_id).client_id.lower() == value.lower():
+                return identity_id
+        return None
+
+    # -- routes --------------------------------------------------------------------------
+    def list(self, request: Request, sub: str, group: str | None = None) -> Response:
+        with self.world.lock:
+            items = [
+                self.render(r)
+                for r in self.world.registries.values()
+                if ARM_ID.match(r.id)["sub"].lower() == sub.lower()
+                and (group is None or ARM_ID.match(r.id)["rg"].lower() == group.lower())
+            ]
+        return self.arm.page(request, items)
+
+    def get(self, request: Request, sub: str, group: str, name: str) -> Response:
+        with self.world.lock:
+            registry = self._find(sub, group, name)
+            if registry is None:
+                return not_found(TYPE, name, group)
+            return Response.json(200, self.render(registry))
+
+    def update(self, request: Request, sub: str, group: str, name: str) -> Response:
+        body = json_body(request)
+        if isinstance(body, Response):
+            return body
+        with self.world.lock:
+            registry = self._find(sub, group, name)
+            if registry is None:
+                return not_found(TYPE, name, group)
+            if self.arm.operations.busy(registry.id):
+                return arm_error(
+                    409,
+                    "AnotherOperationInProgress",
+                    f"Another operation is in progress on registry '{name}'. Retry later.",
+                )
+            properties = body.get("properties") or {}
+            new_key, new_identity = registry.key_id, registry.encryption_identity
+            vault_properties = (properties.get("encryption") or {}).get("keyVaultProperties")
+            if vault_properties:
+                if not registry.key_id:
+                    return arm_error(
+                        400,
+                        "CMKNotSupportedAfterCreation",
+                        "Encryption with a customer-managed key can only be enabled when the registry "
+                        "is created.",
+                    )
+                new_key = vault_properties.get("keyIdentifier") or registry.key_id
+                if vault_properties.get("identity"):
+                    new_identity = self._identity_for(registry, vault_properties["identity"])
+                    if new_identity is None:
+                        return arm_error(
+                            400,
+                            "InvalidIdentity",
+                            f"The registry '{name}' does not have access to identity "
+                            f"'{vault_properties['identity']}'. Assign the identity to the registry "
+                            "first. For more information on bring your own key, please visit "
+                            "'https://aka.ms/acr/cmk'.",
+                        )
+                problem = key_problem(self.world, new_key)
+                if problem:
+                    return arm_error(
+                        400,
+                        "KeyVaultAccessFailed",
+                        f"Failed to access KeyId '{new_key}'. Verify that identity "
+                        f"'{self._identity_value(registry, new_identity)}' has 'Get, Wrap Key, "
+                        f"Unwrap Key' permission on key '{new_key}'. {problem} For more information "
+                        "on bring your own key, please visit 'https://aka.ms/acr/cmk'.",
+                    )
+            writable = {k: copy.deepcopy(v) for k, v in properties.items() if k in _WRITABLE}
+            tags = body.get("tags")
+            previous_state = registry.provisioning_state
+            registry.provisioning_state = "Updating"
+
+            def apply() -> None:
+                if new_key != registry.key_id:
+                    registry.last_key_rotation = now()
+                registry.key_id, registry.encryption_identity = new_key, new_identity
+                registry.properties.update(writable)
+                if tags is not None:
+                    registry.tags = dict(tags)
+                registry.provisioning_state = "Succeeded"
+
+            def revert() -> None:
+                registry.provisioning_state = previous_state
+
+            headers = self.arm.start_operation(
+                request, registry.id, NAMESPACE, registry.location, apply, revert
+            )
+            return Response.json(201, self.render(registry), headers)

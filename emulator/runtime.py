@@ -1,0 +1,243 @@
+"""Start and control the emulator: in this process (`Emulator`), in a child process
+(`EmulatorProcess`, what tests and the demo use so the emulator has its own interpreter), and
+over its admin routes (`AdminClient`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from . import scenario as scenario_format
+from .app import IDENTITY_PATH, EmulatorApp
+from .server import ProxyServer
+from .tls import CertificateAuthority
+
+ENV_KEYS = (
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "REQUESTS_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "EMULATOR_ADMIN_URL",
+)
+
+
+class AdminClient:
+    """The admin routes of DESIGN.md section 7, as Python calls. Never goes through a proxy."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with self._opener.open(request, timeout=30) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"emulator admin {method} {path}: {exc.code} {exc.read().decode()}") from exc
+        return json.loads(payload) if payload else None
+
+    def health(self) -> bool:
+        try:
+            return self._call("GET", "/health")["status"] == "ok"
+        except (OSError, RuntimeError):
+            return False
+
+    def state(self) -> dict[str, Any]:
+        return self._call("GET", "/state")
+
+    def load_scenario(self, scenario: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/scenario", scenario)
+
+    def calls(self) -> dict[str, Any]:
+        return self._call("GET", "/calls")
+
+    def clear_calls(self) -> None:
+        self._call("DELETE", "/calls")
+
+    def add_fault(self, **fault: Any) -> int:
+        return self._call("POST", "/faults", fault)["id"]
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/faults")["faults"]
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def set_throttling(self, enabled: bool) -> dict[str, Any]:
+        return self._call("POST", "/throttling", {"enabled": enabled})
+
+    def throttling(self) -> dict[str, Any]:
+        return self._call("GET", "/throttling")
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        return self._call("POST", "/config", settings)
+
+    def events(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/events")["events"]
+
+    def clear_events(self) -> None:
+        self._call("DELETE", "/events")
+
+    def reset(self, scenario: dict[str, Any]) -> None:
+        """A clean slate for a test: scenario loaded, no faults, no calls, no events, defaults."""
+        self.clear_faults()
+        self.set_throttling(False)
+        self.load_scenario(scenario)
+        self.clear_calls()
+        self.clear_events()
+
+
+def environment(port: int, bundle: Path, identity_secret: str) -> dict[str, str]:
+    base = f"http://127.0.0.1:{port}"
+    return {
+        "HTTPS_PROXY": base,
+        "NO_PROXY": "127.0.0.1,localhost,::1",
+        "REQUESTS_CA_BUNDLE": str(bundle),
+        "SSL_CERT_FILE": str(bundle),
+        "IDENTITY_ENDPOINT": base + IDENTITY_PATH,
+        "IDENTITY_HEADER": identity_secret,
+        "EMULATOR_ADMIN_URL": base,
+    }
+
+
+def write_env_file(path: Path, env: dict[str, str]) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    temporary.replace(path)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            env[key.strip()] = value.strip()
+    return env
+
+
+class Emulator:
+    """The emulator on a background thread of this process."""
+
+    def __init__(
+        self, scenario: dict[str, Any] | None = None, *, state_dir: Path | None = None, port: int = 0
+    ) -> None:
+        self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="cmk-emulator-"))
+        self.app = EmulatorApp()
+        if scenario is not None:
+            scenario_format.load(self.app.world, scenario)
+        self._ca = CertificateAuthority()
+        self._server = ProxyServer(self.app, self._ca, port=port)
+        self.env: dict[str, str] = {}
+
+    def start(self) -> Emulator:
+        bundle = self._ca.write_bundle(self.state_dir / "ca-bundle.pem")
+        self._server.start()
+        self.env = environment(self._server.port, bundle, self.app.tokens.header_secret)
+        return self
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def admin(self) -> AdminClient:
+        return AdminClient(self.env["EMULATOR_ADMIN_URL"])
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmulatorProcess:
+    """`python -m emulator serve` as a child process; `env` is ready when `start` returns."""
+
+    def __init__(
+        self,
+        scenario_file: Path | None = None,
+        *,
+        state_dir: Path | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="cmk-emulator-"))
+        self.scenario_file = scenario_file
+        self.extra_args = extra_args or []
+        self.process: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}
+
+    def start(self, timeout: float = 30) -> EmulatorProcess:
+        env_file = self.state_dir / "emulator.env"
+        env_file.unlink(missing_ok=True)
+        args = [
+            sys.executable,
+            "-m",
+            "emulator",
+            "serve",
+            "--env-file",
+            str(env_file),
+            "--state-dir",
+            str(self.state_dir),
+            "--quiet",
+            *self.extra_args,
+        ]
+        if self.scenario_file:
+            args += ["--scenario", str(self.scenario_file)]
+        clean_env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
+        self.process = subprocess.Popen(
+            args,
+            env=clean_env,
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"emulator exited: {self.process.stderr.read().decode()[-2000:]}")
+            if env_file.exists():
+                self.env = read_env_file(env_file)
+                if self.admin.health():
+                    return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("emulator did not start within the timeout")
+
+    @property
+    def admin(self) -> AdminClient:
+        return AdminClient(self.env["EMULATOR_ADMIN_URL"])
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process and self.process.stderr:
+            self.process.stderr.close()
+
+    def __enter__(self) -> EmulatorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

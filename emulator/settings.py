@@ -1,0 +1,46 @@
+"""Knobs that shape the emulator's timing and paging; changed over the admin API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Settings:
+    """Knobs that shape timing and paging; changed over the admin API."""
+
+    lro_seconds: float = 1.0  # how long a write takes to finish
+    retry_after: int = 1  # Retry-After on LRO answers; whole seconds, as ARM sends (the SDKs parse an int)
+    arm_page_size: int = 100
+    keyvault_page_size: int = 25
+
+    def update(self, values: dict[str, Any]) -> None:
+        mapping = {
+            "lroSeconds": "lro_seconds",
+            "retryAfter": "retry_after",
+            "armPageSize": "arm_page_size",
+            "keyVaultPageSize": "keyvault_page_size",
+        }
+        unknown = set(values) - set(mapping)
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(mapping)}")
+        for name, attribute in mapping.items():
+            if name in values:
+                current = getattr(self, attribute)
+                setattr(self, attribute, type(current)(values[name]))
+        if (
+            self.arm_page_size < 1
+            or self.keyvault_page_size < 1
+            or self.lro_seconds < 0
+            or self.retry_after < 0
+        ):
+            raise ValueError("page sizes must be positive; lroSeconds and retryAfter not negative")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "lroSeconds": self.lro_seconds,
+            "retryAfter": self.retry_after,
+            "armPageSize": self.arm_page_size,
+            "keyVaultPageSize": self.keyvault_page_size,
+        }

@@ -1,0 +1,173 @@
+"""The emulated estate: vaults with keys and versions, identities, registries, Batch accounts
+and container groups. Plain dataclasses guarded by one lock; the services read and change
+them, the scenario module loads and dumps them.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+RSA_OPS = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"]
+EC_OPS = ["sign", "verify"]
+
+ARM_ID = re.compile(
+    r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
+    r"(?P<provider>[^/]+)/(?P<type>[^/]+)/(?P<name>[^/]+)",
+    re.IGNORECASE,
+)
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def new_version_id() -> str:
+    return uuid.uuid4().hex
+
+
+def stable_uuid(seed: str) -> str:
+    """A uuid derived from a resource id, so generated identities are the same on every load."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, seed.lower()))
+
+
+@dataclass
+class KeyVersion:
+    version: str
+    enabled: bool
+    created: int
+    updated: int
+    nbf: int | None
+    exp: int | None
+    key_ops: list[str]
+    tags: dict[str, str] = field(default_factory=dict)
+    public: dict[str, str] = field(default_factory=dict)  # JWK public members only
+
+
+@dataclass
+class Key:
+    name: str
+    kty: str
+    size: int | None
+    crv: str | None
+    versions: list[KeyVersion]
+    rotation_policy: dict[str, Any] | None = None  # wire shape: lifetimeActions, attributes
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def latest(self) -> KeyVersion:
+        """The key's current version: the one created last (ties: the one added last)."""
+        return max(enumerate(self.versions), key=lambda pair: (pair[1].created, pair[0]))[1]
+
+    def find(self, version: str) -> KeyVersion | None:
+        for candidate in self.versions:
+            if candidate.version.lower() == version.lower():
+                return candidate
+        return None
+
+
+@dataclass
+class Vault:
+    name: str
+    recovery_level: str = "Recoverable+Purgeable"
+    recoverable_days: int | None = 90
+    keys: dict[str, Key] = field(default_factory=dict)  # lower-case name -> key
+
+    def key(self, name: str) -> Key | None:
+        return self.keys.get(name.lower())
+
+
+@dataclass
+class Identity:
+    id: str
+    client_id: str
+    principal_id: str
+
+
+@dataclass
+class Registry:
+    id: str
+    location: str
+    key_id: str | None
+    encryption_identity: str | None  # identity resource id, or "SystemAssigned"
+    identities: list[str]
+    tags: dict[str, str]
+    system_principal: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)  # other writable properties
+    created: int = field(default_factory=now)
+    last_key_rotation: int | None = None
+    provisioning_state: str = "Succeeded"
+
+
+@dataclass
+class BatchAccount:
+    id: str
+    location: str
+    key_id: str | None
+    identities: list[str]
+    tags: dict[str, str]
+    system_principal: str | None = None
+    provisioning_state: str = "Succeeded"
+
+
+@dataclass
+class ContainerGroup:
+    id: str
+    location: str
+    encryption: dict[str, str] | None  # vaultBaseUrl, keyName, keyVersion, identity
+    identities: list[str]
+    spec: dict[str, Any]  # ARM properties other than encryption, secure values included
+    tags: dict[str, str]
+    provisioning_state: str = "Succeeded"
+
+
+class World:
+    """All emulated state; every access goes through ``lock``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.vaults: dict[str, Vault] = {}
+        self.identities: dict[str, Identity] = {}
+        self.registries: dict[str, Registry] = {}
+        self.batch_accounts: dict[str, BatchAccount] = {}
+        self.container_groups: dict[str, ContainerGroup] = {}
+        self.subscriptions: set[str] = set()
+        self.resource_groups: set[tuple[str, str]] = set()  # (subscription, group), lower case
+
+    def identity(self, resource_id: str) -> Identity:
+        """The identity with this resource id, created on first use with stable ids."""
+        known = self.identities.get(resource_id.lower())
+        if known is None:
+            known = Identity(
+                resource_id, stable_uuid("client:" + resource_id), stable_uuid("principal:" + resource_id)
+            )
+            self.identities[resource_id.lower()] = known
+        return known
+
+    def vault_for_host(self, host: str) -> Vault | None:
+        name = host.split(".", 1)[0]
+        return self.vaults.get(name.lower())
+
+
+def random_public_jwk(kty: str, size: int | None, crv: str | None) -> dict[str, str]:
+    """Public JWK members of the right sizes. Random: the emulator performs no cryptography
+    and never holds private key material."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    if kty.startswith("EC"):
+        length = {"P-256": 32, "P-256K": 32, "P-384": 48, "P-521": 66}.get(crv or "P-256", 32)
+        return {
+            "crv": crv or "P-256",
+            "x": b64(secrets.token_bytes(length)),
+            "y": b64(secrets.token_bytes(length)),
+        }
+    modulus = bytearray(secrets.token_bytes((size or 2048) // 8))
+    modulus[0] |= 0x80
+    return {"n": b64(bytes(modulus)), "e": "AQAB"}
