@@ -1,0 +1,420 @@
+// CMK rotation: the whole system in one resource-group deployment.
+//
+//   az deployment group create -g <rg> -f infra/main.bicep -p @infra/params/small.parameters.json
+//
+// Pass 1 (deployEventSubscriptions=false) creates everything but the Event Grid
+// subscriptions; deploy the function code; pass 2 (deployEventSubscriptions=true) adds
+// them, because Event Grid refuses a subscription to a function that does not exist yet.
+// See infra/README.md. Written for the grammar that checkov's Bicep parser reads: no
+// lambdas, no user-defined types, no conditions inside loops (empty arrays instead).
+
+// ---------------------------------------------------------------- naming
+@description('Short lowercase name (letters and digits) that every resource name starts from.')
+@minLength(3)
+@maxLength(11)
+param appName string = 'cmkrot'
+
+param location string = resourceGroup().location
+param tags object = {}
+
+@description('Storage account for the function (globally unique).')
+@minLength(3)
+@maxLength(24)
+param storageAccountName string = take(toLower('st${appName}${uniqueString(resourceGroup().id)}'), 24)
+
+@description('Function App name (globally unique host name).')
+param functionAppName string = 'func-${appName}-${uniqueString(resourceGroup().id)}'
+
+// ---------------------------------------------------------------- what the system watches
+@description('''Key Vaults whose keys are rotated. Each item:
+{ "name": "contoso-cmk", "resourceGroup": "rg-security",
+  "subscriptionId": "<optional, default: this subscription>",
+  "accessModel": "rbac" | "accessPolicy" (optional, default rbac),
+  "systemTopicName": "<optional: the vault's existing Event Grid system topic, default <name>-events>",
+  "consumerKeyAccess": [ { "keyName": "acr-cmk", "principalId": "<consumer identity object id>" } ] (optional) }''')
+@minLength(1)
+param vaults array
+
+@description('Subscriptions searched for consumers (ROTATION_SUBSCRIPTIONS).')
+@minLength(1)
+param rotationSubscriptionIds array = [
+  subscription().subscriptionId
+]
+
+@description('Subscriptions where the consumer role is assigned at subscription scope. Set [] and use consumerResourceGroupScopes to narrow.')
+param consumerSubscriptionScopes array = rotationSubscriptionIds
+
+@description('Resource groups where the consumer role is assigned: [{ "subscriptionId": "...", "resourceGroup": "..." }].')
+param consumerResourceGroupScopes array = []
+
+// ---------------------------------------------------------------- Event Grid (two passes)
+@description('Pass 2: create the Event Grid subscriptions. Needs the function code deployed first.')
+param deployEventSubscriptions bool = false
+
+@description('Name of each vault event subscription (the upper-cased folder of its dead letters).')
+param eventSubscriptionName string = 'cmk-rotation'
+
+@minValue(1)
+@maxValue(30)
+param maxDeliveryAttempts int = 10
+
+@minValue(1)
+@maxValue(1440)
+param eventTimeToLiveInMinutes int = 1440
+
+// ---------------------------------------------------------------- people
+@description('Application (client) id of the Entra ID app registration that protects the HTTP routes (infra/scripts/create-entra-app.sh).')
+param authClientId string
+
+param authTenantId string = tenant().tenantId
+
+@description('Object id of the on-call Entra group (CLI and replay); empty grants nothing.')
+param operatorGroupId string = ''
+
+@description('Also give the on-call group the vault and ARM roles, for an in-process rotate or replay.')
+param operatorInProcessRotation bool = true
+
+// ---------------------------------------------------------------- private networking
+@description('Subnet (delegated to Microsoft.App/environments) for the function app virtual network integration; empty for none.')
+param functionSubnetId string = ''
+
+@description('Subnet where a private endpoint to each vault is created; empty for none.')
+param vaultPrivateEndpointSubnetId string = ''
+
+@description('Private DNS zone privatelink.vaultcore.azure.net for those endpoints; empty to manage DNS elsewhere.')
+param vaultPrivateDnsZoneId string = ''
+
+@description('Subnets (with the Microsoft.Storage service endpoint) allowed through the storage firewall; empty keeps the endpoint public (Entra ID only).')
+param storageAllowedSubnetIds array = []
+
+// ---------------------------------------------------------------- function sizing and retention
+@description('Python version of the Flex Consumption runtime (the project targets 3.13).')
+param pythonVersion string = '3.13'
+
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Spread the Flex Consumption plan over availability zones (needs zone-redundant storage).')
+param zoneRedundant bool = false
+
+@description('Replication of the function storage account.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+  'Standard_RAGRS'
+  'Standard_RAGZRS'
+])
+param storageSkuName string = 'Standard_ZRS'
+
+@minValue(7)
+param deadLetterRetentionDays int = 30
+
+@minValue(1)
+param auditAnchorImmutabilityDays int = 365
+
+@minValue(30)
+param logRetentionDays int = 90
+
+// ---------------------------------------------------------------- DESIGN.md section 7 settings
+@allowed([
+  'AzurePublicCloud'
+  'AzureChinaCloud'
+  'AzureUSGovernment'
+  'Custom'
+])
+param rotationCloud string = 'AzurePublicCloud'
+
+@description('ARM URL when rotationCloud is Custom; empty otherwise.')
+param rotationArmEndpoint string = ''
+
+@description('Parallel target updates per run (config.py accepts 1-256).')
+@minValue(1)
+@maxValue(256)
+param rotationConcurrency int = 16
+
+@description('A run stops starting new work after this many seconds (5-86400).')
+@minValue(5)
+@maxValue(86400)
+param rotationTimeBudgetSeconds int = 600
+
+@allowed([
+  'report'
+  'redeploy'
+])
+param rotationContainerGroupPolicy string = 'report'
+
+@description('A resource tagged <tag>=off is never touched.')
+param rotationOptOutTag string = 'cmk-rotation'
+
+@description('Expiry of a new version when the key has no expiry policy (28-3650 days).')
+@minValue(28)
+@maxValue(3650)
+param rotationNewVersionExpiryDays int = 365
+
+@description('The sweep treats versions expiring within this many days as near expiry (1-365).')
+@minValue(1)
+@maxValue(365)
+param rotationExpiryWindowDays int = 30
+
+@description('Six-field NCRONTAB of the drift sweep.')
+param rotationSweepSchedule string = '0 0 * * * *'
+
+@description('When a key rotation policy has a Rotate action, let Key Vault make the versions.')
+param rotationDeferToKeyPolicy bool = true
+
+@description('Event Grid custom topic endpoint for outcome events; empty turns them off.')
+param rotationOutcomeTopicEndpoint string = ''
+
+@description('Resource id of that topic: the identity gets EventGrid Data Sender on it. Empty for none.')
+param rotationOutcomeTopicResourceId string = ''
+
+@description('With the redeploy policy: some container groups sit in a virtual network (grants subnet join).')
+param containerGroupsInVirtualNetworks bool = false
+
+// ---------------------------------------------------------------- derived values
+var suffix = uniqueString(resourceGroup().id)
+var instanceName = '${appName}-${resourceGroup().name}'
+var vaultHosts = [for v in vaults: '${v.name}${environment().suffixes.keyvaultDns}']
+var vaultSubscriptionIds = [for v in vaults: v.?subscriptionId ?? subscription().subscriptionId]
+var consumerGroupSubscriptionIds = [for s in consumerResourceGroupScopes: s.subscriptionId]
+var assignableSubscriptionIds = union([
+  subscription().subscriptionId
+], rotationSubscriptionIds, consumerSubscriptionScopes, consumerGroupSubscriptionIds, vaultSubscriptionIds)
+var operatorRotates = !empty(operatorGroupId) && operatorInProcessRotation
+var outcomeTopicParts = split(empty(rotationOutcomeTopicResourceId) ? '${resourceGroup().id}/providers/Microsoft.EventGrid/topics/none' : rotationOutcomeTopicResourceId, '/')
+
+// ---------------------------------------------------------------- identity
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-${appName}-${suffix}'
+  location: location
+  tags: tags
+}
+
+var rotators = concat([
+  {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+], operatorRotates ? [
+  {
+    principalId: operatorGroupId
+    principalType: 'Group'
+  }
+] : [])
+
+// ---------------------------------------------------------------- storage, telemetry, app
+module storage 'modules/storage.bicep' = {
+  name: '${appName}-storage'
+  params: {
+    storageAccountName: storageAccountName
+    location: location
+    tags: tags
+    skuName: storageSkuName
+    functionPrincipalId: identity.properties.principalId
+    operatorGroupId: operatorGroupId
+    operatorNeedsRedeploySpecs: operatorRotates && rotationContainerGroupPolicy == 'redeploy'
+    deadLetterRetentionDays: deadLetterRetentionDays
+    auditAnchorImmutabilityDays: auditAnchorImmutabilityDays
+    allowedSubnetIds: storageAllowedSubnetIds
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: '${appName}-monitoring'
+  params: {
+    workspaceName: 'log-${appName}-${suffix}'
+    appInsightsName: 'appi-${appName}-${suffix}'
+    location: location
+    tags: tags
+    retentionInDays: logRetentionDays
+    publisherPrincipalId: identity.properties.principalId
+  }
+}
+
+module functionApp 'modules/function-app.bicep' = {
+  name: '${appName}-function-app'
+  params: {
+    functionAppName: functionAppName
+    planName: 'plan-${appName}-${suffix}'
+    location: location
+    tags: tags
+    identityId: identity.id
+    identityClientId: identity.properties.clientId
+    blobEndpoint: storage.outputs.blobEndpoint
+    queueEndpoint: storage.outputs.queueEndpoint
+    tableEndpoint: storage.outputs.tableEndpoint
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
+    subnetId: functionSubnetId
+    pythonVersion: pythonVersion
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    zoneRedundant: zoneRedundant
+    authClientId: authClientId
+    authTenantId: authTenantId
+    allowedVaults: join(vaultHosts, ',')
+    subscriptions: join(rotationSubscriptionIds, ',')
+    cloud: rotationCloud
+    armEndpoint: rotationArmEndpoint
+    concurrency: rotationConcurrency
+    timeBudgetSeconds: rotationTimeBudgetSeconds
+    containerGroupPolicy: rotationContainerGroupPolicy
+    optOutTag: rotationOptOutTag
+    newVersionExpiryDays: rotationNewVersionExpiryDays
+    expiryWindowDays: rotationExpiryWindowDays
+    sweepSchedule: rotationSweepSchedule
+    deferToKeyPolicy: rotationDeferToKeyPolicy
+    outcomeTopicEndpoint: rotationOutcomeTopicEndpoint
+  }
+}
+
+// ---------------------------------------------------------------- custom roles
+module roles 'modules/custom-roles.bicep' = {
+  name: '${appName}-custom-roles'
+  scope: subscription()
+  params: {
+    instanceName: instanceName
+    assignableSubscriptionIds: assignableSubscriptionIds
+    containerGroupPolicy: rotationContainerGroupPolicy
+    containerGroupsInVirtualNetworks: containerGroupsInVirtualNetworks
+  }
+}
+
+// ---------------------------------------------------------------- vaults
+module vaultAccess 'modules/vault-access.bicep' = [for v in vaults: {
+  name: '${appName}-vault-access-${v.name}'
+  scope: resourceGroup(v.?subscriptionId ?? subscription().subscriptionId, v.resourceGroup)
+  params: {
+    vaultName: v.name
+    accessModel: v.?accessModel ?? 'rbac'
+    principals: rotators
+    keyOperatorRoleName: roles.outputs.keyOperatorRoleName
+    consumerKeyAccess: v.?consumerKeyAccess ?? []
+  }
+}]
+
+module vaultTopics 'modules/vault-topic.bicep' = [for v in vaults: {
+  name: '${appName}-vault-topic-${v.name}'
+  scope: resourceGroup(v.?subscriptionId ?? subscription().subscriptionId, v.resourceGroup)
+  params: {
+    vaultName: v.name
+    systemTopicName: v.?systemTopicName ?? '${v.name}-events'
+    tags: tags
+  }
+}]
+
+module deadLetterAccess 'modules/deadletter-access.bicep' = {
+  name: '${appName}-deadletter-access'
+  params: {
+    storageAccountName: storage.outputs.storageAccountName
+    containerName: storage.outputs.deadLetterContainerName
+    topicPrincipalIds: [for (v, i) in vaults: vaultTopics[i].outputs.principalId]
+  }
+}
+
+// Pass 2 only: an empty list in pass 1 (no condition inside a loop, see the header).
+module vaultEventSubscriptions 'modules/vault-event-subscription.bicep' = [for (v, i) in (deployEventSubscriptions ? vaults : []): {
+  name: '${appName}-vault-events-${v.name}'
+  scope: resourceGroup(v.?subscriptionId ?? subscription().subscriptionId, v.resourceGroup)
+  params: {
+    systemTopicName: vaultTopics[i].outputs.systemTopicName
+    eventSubscriptionName: eventSubscriptionName
+    functionAppId: functionApp.outputs.functionAppId
+    deadLetterStorageAccountId: storage.outputs.storageAccountId
+    deadLetterContainerName: storage.outputs.deadLetterContainerName
+    maxDeliveryAttempts: maxDeliveryAttempts
+    eventTimeToLiveInMinutes: eventTimeToLiveInMinutes
+  }
+  dependsOn: [
+    deadLetterAccess
+  ]
+}]
+
+// ---------------------------------------------------------------- consumers
+module consumerSubscriptionAccess 'modules/consumer-access-subscription.bicep' = [for s in consumerSubscriptionScopes: {
+  name: '${appName}-consumer-access-${s}'
+  scope: subscription(s)
+  params: {
+    principals: rotators
+    roleName: roles.outputs.consumerOperatorRoleName
+  }
+}]
+
+module consumerResourceGroupAccess 'modules/consumer-access-resource-group.bicep' = [for s in consumerResourceGroupScopes: {
+  name: '${appName}-consumer-access'
+  scope: resourceGroup(s.subscriptionId, s.resourceGroup)
+  params: {
+    principals: rotators
+    roleName: roles.outputs.consumerOperatorRoleName
+  }
+}]
+
+// ---------------------------------------------------------------- outcome events (optional)
+module outcomeTopicAccess 'modules/eventgrid-sender-access.bicep' = if (!empty(rotationOutcomeTopicResourceId)) {
+  name: '${appName}-outcome-topic-access'
+  scope: resourceGroup(outcomeTopicParts[2], outcomeTopicParts[4])
+  params: {
+    topicName: last(outcomeTopicParts)
+    principals: rotators
+  }
+}
+
+// ---------------------------------------------------------------- private endpoints to vaults (optional)
+resource vaultPrivateEndpoints 'Microsoft.Network/privateEndpoints@2023-11-01' = [for v in (empty(vaultPrivateEndpointSubnetId) ? [] : vaults): {
+  name: 'pe-${appName}-${v.name}'
+  location: location
+  tags: tags
+  properties: {
+    subnet: {
+      id: vaultPrivateEndpointSubnetId
+    }
+    privateLinkServiceConnections: [
+      {
+        name: v.name
+        properties: {
+          privateLinkServiceId: resourceId(v.?subscriptionId ?? subscription().subscriptionId, v.resourceGroup, 'Microsoft.KeyVault/vaults', v.name)
+          groupIds: [
+            'vault'
+          ]
+        }
+      }
+    ]
+  }
+}]
+
+resource vaultPrivateDns 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2023-11-01' = [for (v, i) in ((empty(vaultPrivateEndpointSubnetId) || empty(vaultPrivateDnsZoneId)) ? [] : vaults): {
+  parent: vaultPrivateEndpoints[i]
+  name: 'default'
+  properties: {
+    privateDnsZoneConfigs: [
+      {
+        name: 'vaultcore'
+        properties: {
+          privateDnsZoneId: vaultPrivateDnsZoneId
+        }
+      }
+    ]
+  }
+}]
+
+// ---------------------------------------------------------------- outputs
+output functionAppName string = functionApp.outputs.functionAppName
+output functionAppHostName string = functionApp.outputs.defaultHostName
+output identityPrincipalId string = identity.properties.principalId
+output identityClientId string = identity.properties.clientId
+output storageAccountName string = storage.outputs.storageAccountName
+output allowedVaults string = join(vaultHosts, ',')
+output keyOperatorRoleName string = roles.outputs.keyOperatorRoleName
+output consumerOperatorRoleName string = roles.outputs.consumerOperatorRoleName
+output eventSubscriptionsDeployed bool = deployEventSubscriptions
+output systemTopicPrincipalIds array = [for (v, i) in vaults: vaultTopics[i].outputs.principalId]
