@@ -281,7 +281,7 @@ def _load_group(spec: dict[str, Any], where: str, world: World) -> ContainerGrou
     if identity:
         _arm_id(identity, "Microsoft.ManagedIdentity", "userAssignedIdentities", f"{where}.identity")
         world.identity(identity)
-        if identity.lower() not in {i.lower() for i in identities}:
+        if "identities" not in spec:  # by default the group holds the identity it encrypts with
             identities.append(identity)
     encryption = None
     if spec.get("keyName"):

@@ -1,0 +1,80 @@
+"""Azure Functions bindings. Each function only translates between the host and the
+`rotation` package, which runs (and is tested) without the host."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import azure.functions as func
+
+from rotation import api, intake, worker
+from rotation.config import ConfigError
+from rotation.service import service_for_environment
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+log = logging.getLogger("rotation.functions")
+
+
+@app.function_name("on_key_event")
+@app.event_grid_trigger(arg_name="event")
+def on_key_event(event: func.EventGridEvent) -> None:
+    """Key Vault events in Event Grid or CloudEvents schema (the host hands the latter over as
+    func.CloudEvent; the annotation stays EventGridEvent because the indexer rejects a union)."""
+    intake.handle_event(service_for_environment(), event)
+
+
+@app.function_name("run_rotation")
+@app.queue_trigger(arg_name="msg", queue_name="rotation-requests", connection="AzureWebJobsStorage")
+def run_rotation(msg: func.QueueMessage) -> None:
+    worker.handle_message(
+        service_for_environment(), msg.get_body(), dequeue_count=msg.dequeue_count or 1, message_id=msg.id
+    )
+
+
+def _http(route: str, req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        service = service_for_environment()
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return func.HttpResponse(
+            f'{{"error": {{"code": "ConfigurationError", "message": "{exc}"}}}}',
+            status_code=500,
+            mimetype="application/json",
+        )
+    request = api.ApiRequest(
+        method=req.method,
+        url=req.url,
+        headers=dict(req.headers),
+        body=req.get_body(),
+        query=dict(req.params),
+        route=dict(req.route_params),
+    )
+    response = api.Api(service, os.environ).handle(route, request)
+    return func.HttpResponse(
+        response.json(), status_code=response.status, headers=response.headers, mimetype="application/json"
+    )
+
+
+@app.function_name("plan_rotation")
+@app.route(route="rotations/plan", methods=["POST"])
+def plan_rotation(req: func.HttpRequest) -> func.HttpResponse:
+    return _http("plan", req)
+
+
+@app.function_name("start_rotation")
+@app.route(route="rotations", methods=["POST"])
+def start_rotation(req: func.HttpRequest) -> func.HttpResponse:
+    return _http("start", req)
+
+
+@app.function_name("get_rotation")
+@app.route(route="rotations/{runId}", methods=["GET"])
+def get_rotation(req: func.HttpRequest) -> func.HttpResponse:
+    return _http("status", req)
+
+
+@app.function_name("list_audit")
+@app.route(route="audit", methods=["GET"])
+def list_audit(req: func.HttpRequest) -> func.HttpResponse:
+    return _http("audit", req)

@@ -1,0 +1,318 @@
+"""HTTP routes (DESIGN.md section 7) as plain values in and out; function_app.py translates.
+
+Bodies over 64 KiB: 413. Malformed JSON, unknown fields, bad ids: 400 with a message. A vault
+not allowed by configuration: 403. Key Vault or ARM unreachable for a plan: 502. Every
+rejected request is audited with the caller's identity.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .audit import AuditTrail, AuditUnavailable
+from .keyids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
+from .queue import InvalidRequest, enqueue, new_request
+from .reconcile import Unreachable
+from .service import Service
+
+MAX_BODY = 64 * 1024
+MAX_TARGETS = 1000
+_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    method: str
+    url: str
+    headers: Mapping[str, str]  # case-insensitive lookups through header()
+    body: bytes = b""
+    query: Mapping[str, str] = field(default_factory=dict)
+    route: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers.items():
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> str:
+        return json.dumps(self.body, default=str)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+    def response(self) -> ApiResponse:
+        return ApiResponse(self.status, {"error": {"code": self.code, "message": self.message, **self.extra}})
+
+
+# App roles (infra/entra/app-roles.json) each route needs when App Service authentication is on.
+ROUTE_ROLES = {
+    "plan": {"Rotation.Plan", "Rotation.Execute", "Rotation.Replay"},
+    "status": {"Rotation.Plan", "Rotation.Execute", "Rotation.Replay"},
+    "audit": {"Rotation.Plan", "Rotation.Execute", "Rotation.Replay"},
+    "start": {"Rotation.Execute"},
+    "replay": {"Rotation.Replay"},
+}
+_ROLE_CLAIMS = {"roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}
+
+
+def auth_enabled(environ: Mapping[str, str]) -> bool:
+    return str(environ.get("WEBSITE_AUTH_ENABLED", "")).lower() == "true"
+
+
+def roles_of(request: ApiRequest) -> set[str]:
+    """App roles from X-MS-CLIENT-PRINCIPAL (base64 JSON that App Service authentication sets
+    and strips from client requests)."""
+    encoded = request.header("X-MS-CLIENT-PRINCIPAL")
+    if not encoded:
+        return set()
+    try:
+        principal = json.loads(base64.b64decode(encoded + "=" * (-len(encoded) % 4)))
+    except (ValueError, binascii.Error):
+        return set()
+    claim_types = {*_ROLE_CLAIMS, str(principal.get("role_typ", "roles"))}
+    return {
+        str(c.get("val"))
+        for c in principal.get("claims") or []
+        if isinstance(c, dict) and c.get("typ") in claim_types
+    }
+
+
+def actor_of(request: ApiRequest, environ: Mapping[str, str]) -> str:
+    """The caller as App Service authentication names it, only when that is on."""
+    if auth_enabled(environ):
+        name = request.header("X-MS-CLIENT-PRINCIPAL-NAME") or request.header("X-MS-CLIENT-PRINCIPAL-ID")
+        if name:
+            return _PRINTABLE.sub("", name)[:256] or "anonymous"
+        return "anonymous"
+    return "function-key"
+
+
+def _body(request: ApiRequest, allowed: set[str], required: set[str]) -> dict[str, Any]:
+    declared = request.header("Content-Length")
+    if (declared and declared.isdigit() and int(declared) > MAX_BODY) or len(request.body) > MAX_BODY:
+        raise ApiError(413, "PayloadTooLarge", f"request bodies are limited to {MAX_BODY} bytes")
+    try:
+        data = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "InvalidJson", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "InvalidBody", "the body must be a JSON object")
+    unknown = set(data) - allowed
+    if unknown:
+        raise ApiError(400, "UnknownField", f"unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    missing = required - set(data)
+    if missing:
+        raise ApiError(400, "MissingField", f"missing field(s) {sorted(missing)}")
+    return data
+
+
+def _key(service: Service, value: Any, field_name: str = "keyId") -> KeyRef:
+    if not isinstance(value, str):
+        raise ApiError(400, "InvalidKeyId", f"{field_name} must be a key URL string")
+    try:
+        key = parse_key_id(value)
+    except InvalidId as exc:
+        raise ApiError(400, "InvalidKeyId", f"{field_name}: {exc}") from None
+    if not service.settings.vault_allowed(key.vault_host):
+        raise ApiError(403, "VaultNotAllowed", f"vault {key.vault_host} is not in ROTATION_ALLOWED_VAULTS")
+    return key
+
+
+def _targets(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or len(value) > MAX_TARGETS:
+        raise ApiError(400, "InvalidTargets", f"targets must be a list of 1-{MAX_TARGETS} ARM resource ids")
+    try:
+        return tuple(dict.fromkeys(str(parse_resource_id(t, CONSUMER_TYPES)) for t in value))
+    except InvalidId as exc:
+        raise ApiError(400, "InvalidTargets", str(exc)) from None
+
+
+def _flag(value: Any, name: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ApiError(400, "InvalidBody", f"{name} must be true or false")
+    return value
+
+
+def _base_url(request: ApiRequest) -> str:
+    match = re.match(r"^(https?://[^/]+)", request.url)
+    return match.group(1) if match else ""
+
+
+class Api:
+    def __init__(self, service: Service, environ: Mapping[str, str]) -> None:
+        self.service = service
+        self.environ = environ
+
+    def handle(self, route: str, request: ApiRequest) -> ApiResponse:
+        handler = {"plan": self.plan, "start": self.start, "status": self.status, "audit": self.audit_list}[
+            route
+        ]
+        actor = actor_of(request, self.environ)
+        try:
+            if auth_enabled(self.environ) and not roles_of(request) & ROUTE_ROLES[route]:
+                raise ApiError(
+                    403, "MissingRole", f"this route needs one of the app roles {sorted(ROUTE_ROLES[route])}"
+                )
+            return handler(request, actor)
+        except ApiError as error:
+            if error.status in (400, 403, 413):
+                self._audit_rejection(route, actor, error)
+            return error.response()
+        except AuditUnavailable as exc:
+            return ApiError(503, "AuditUnavailable", f"the audit store cannot be written: {exc}").response()
+
+    def _audit_rejection(self, route: str, actor: str, error: ApiError) -> None:
+        trail = AuditTrail(self.service.audit, actor=actor)
+        trail.record(
+            "input-rejected",
+            source="http",
+            outcome="rejected",
+            reason=error.code,
+            message=error.message,
+            detail={"route": route, "status": error.status},
+        )
+        trail.flush()
+
+    # -- POST /api/rotations/plan ---------------------------------------------------------------
+    def plan(self, request: ApiRequest, actor: str) -> ApiResponse:
+        data = _body(request, {"keyId", "targets"}, {"keyId"})
+        key = _key(self.service, data["keyId"])
+        targets = _targets(data.get("targets"))
+        try:
+            plan = self.service.reconciler.plan(key, targets)
+        except Unreachable as exc:
+            raise ApiError(502, "Unreachable", str(exc)) from None
+        if plan.discovery_errors and all(e["unreachable"] for e in plan.discovery_errors) and not plan.steps:
+            raise ApiError(
+                502, "Unreachable", "ARM could not be read: " + plan.discovery_errors[0]["message"]
+            )
+        return ApiResponse(200, plan.to_dict())
+
+    # -- POST /api/rotations -----------------------------------------------------------------
+    def start(self, request: ApiRequest, actor: str) -> ApiResponse:
+        data = _body(request, {"keyId", "targets", "dryRun"}, {"keyId"})
+        key = _key(self.service, data["keyId"])
+        targets = _targets(data.get("targets"))
+        dry_run = _flag(data.get("dryRun"), "dryRun")
+        if key.version:
+            try:
+                state = self.service.reconciler.read_state(key.versionless())
+            except Unreachable as exc:
+                raise ApiError(502, "Unreachable", str(exc)) from None
+            desired = state.desired.version if state.desired else None
+            if desired != key.version:
+                raise ApiError(
+                    409,
+                    "NotDesiredVersion",
+                    f"{key.version} is not the desired version of {key.versionless_id} "
+                    f"(desired: {desired or 'none usable'})",
+                    desiredVersion=desired,
+                )
+        try:
+            queued = new_request(
+                key, "http", actor, dry_run=dry_run, targets=targets, event_version=key.version
+            )
+            queued.encode()
+        except InvalidRequest as exc:
+            raise ApiError(413, "PayloadTooLarge", str(exc)) from None
+        trail = AuditTrail(self.service.audit, run_id=queued.request_id, key=key, actor=actor)
+        trail.record(
+            "request-received",
+            source="http",
+            toVersion=key.version,
+            detail={"dryRun": dry_run, "targets": list(targets) if targets else None},
+        )
+        enqueue(self.service.requests_queue, queued)
+        self.service.runs.queued(
+            queued.request_id, key_id=queued.key_id, source="http", actor=actor, dry_run=dry_run
+        )
+        trail.record("request-queued", source="http", outcome="queued")
+        trail.flush()
+        status_url = f"{_base_url(request)}/api/rotations/{queued.request_id}"
+        return ApiResponse(
+            202, {"runId": queued.request_id, "statusUrl": status_url}, {"Location": status_url}
+        )
+
+    # -- GET /api/rotations/{runId} ------------------------------------------------------------
+    def status(self, request: ApiRequest, actor: str) -> ApiResponse:
+        run_id = request.route.get("runId", "")
+        try:
+            run_id = str(uuid.UUID(run_id))
+        except ValueError:
+            raise ApiError(400, "InvalidRunId", "runId must be a UUID") from None
+        run = self.service.runs.get(run_id)
+        if run is None:
+            raise ApiError(404, "RunNotFound", f"no run {run_id}")
+        return ApiResponse(200, run)
+
+    # -- GET /api/audit ------------------------------------------------------------------------
+    def audit_list(self, request: ApiRequest, actor: str) -> ApiResponse:
+        query = dict(request.query)
+        unknown = set(query) - {"key", "target", "run", "since", "until", "top", "continuation"}
+        if unknown:
+            raise ApiError(400, "UnknownParameter", f"unknown query parameter(s) {sorted(unknown)}")
+        key = _key(self.service, query["key"], "key").versionless_id if query.get("key") else None
+        target = None
+        if query.get("target"):
+            try:
+                target = str(parse_resource_id(query["target"], CONSUMER_TYPES))
+            except InvalidId as exc:
+                raise ApiError(400, "InvalidTarget", str(exc)) from None
+        run = None
+        if query.get("run"):
+            try:
+                run = str(uuid.UUID(query["run"]))
+            except ValueError:
+                raise ApiError(400, "InvalidRunId", "run must be a UUID") from None
+        since, until = _time(query.get("since"), "since"), _time(query.get("until"), "until")
+        top = query.get("top", "100")
+        if not top.isdigit() or not 1 <= int(top) <= 1000:
+            raise ApiError(400, "InvalidTop", "top must be a whole number from 1 to 1000")
+        try:
+            records, continuation = self.service.audit.query(
+                key=key,
+                target=target,
+                run=run,
+                since=since,
+                until=until,
+                top=int(top),
+                continuation=query.get("continuation"),
+            )
+        except ValueError as exc:
+            raise ApiError(400, "InvalidContinuation", str(exc)) from None
+        return ApiResponse(200, {"records": records, "continuation": continuation})
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            400, "InvalidTime", f"{name} must be an ISO 8601 time such as 2026-11-20T00:00:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

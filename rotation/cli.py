@@ -1,0 +1,266 @@
+"""`rotation`: the command line for on-call engineers and platform teams.
+
+It talks to Azure with DefaultAzureCredential (az login on a laptop, managed identity in
+Azure) and runs reconcile in-process. Exit codes (DESIGN.md section 7): 0 converged or
+nothing to do; 2 usage or configuration error; 3 converged but a step needs a person; 4 a
+target failed; 5 Key Vault or ARM unreachable.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .config import ConfigError
+from .keyids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
+from .policy import NEEDS_PERSON, UPDATE
+from .queue import new_request
+from .reconcile import Plan, RunResult, Unreachable
+from .service import Service
+
+EXIT_OK, EXIT_USAGE, EXIT_NEEDS_PERSON, EXIT_FAILED, EXIT_UNREACHABLE = 0, 2, 3, 4, 5
+out = Console()
+err = Console(stderr=True)
+_ACTION_STYLE = {
+    "update": "bold cyan",
+    "already-current": "green",
+    "auto-rotating": "green",
+    "opted-out": "dim",
+    "newer-than-desired": "yellow",
+    "redeploy-required": "yellow",
+    "blocked": "bold red",
+}
+_OUTCOME_STYLE = {
+    "verified": "bold green",
+    "updated": "green",
+    "planned": "cyan",
+    "skipped": "dim",
+    "failed": "bold red",
+}
+
+
+class Context:
+    def __init__(self, output: str) -> None:
+        self.output = output
+        self._service: Service | None = None
+
+    @property
+    def service(self) -> Service:
+        if self._service is None:
+            try:
+                self._service = Service.from_environment()
+            except ConfigError as exc:
+                fail(EXIT_USAGE, f"configuration error: {exc}")
+            self._service.ensure_storage()
+        return self._service
+
+
+def fail(code: int, message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    sys.exit(code)
+
+
+def operator() -> str:
+    """Who runs the command, for the audit trail."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def parse_key(text: str) -> KeyRef:
+    try:
+        return parse_key_id(text)
+    except InvalidId as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def parse_targets(values: tuple[str, ...]) -> tuple[str, ...] | None:
+    if not values:
+        return None
+    try:
+        return tuple(str(parse_resource_id(v, CONSUMER_TYPES)) for v in values)
+    except InvalidId as exc:
+        raise click.BadParameter(str(exc), param_hint="--target") from None
+
+
+def short(target: str) -> str:
+    parts = target.split("/")
+    return f"{parts[-1]}  [dim]{parts[4]}/{parts[2][:8]}…[/]" if len(parts) >= 9 else target
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Table for people, JSON for scripts.",
+)
+@click.pass_context
+def main(ctx: click.Context, output: str) -> None:
+    """Rotate customer-managed keys into the Azure resources that use them."""
+    ctx.obj = Context(output)
+
+
+# -- plan ----------------------------------------------------------------------------------------
+@main.command()
+@click.argument("key_id")
+@click.option("--target", "targets", multiple=True, metavar="RESOURCE_ID", help="Limit to these resources.")
+@click.pass_obj
+def plan(obj: Context, key_id: str, targets: tuple[str, ...]) -> None:
+    """Show what rotating KEY_ID would touch (read only)."""
+    key = parse_key(key_id)
+    service = obj.service
+    if not service.settings.vault_allowed(key.vault_host):
+        fail(EXIT_USAGE, f"vault {key.vault_host} is not in ROTATION_ALLOWED_VAULTS")
+    with err.status("reading Key Vault and ARM…"):
+        try:
+            result = service.reconciler.plan(key, parse_targets(targets))
+        except Unreachable as exc:
+            fail(EXIT_USAGE if exc.info.status == 404 else EXIT_UNREACHABLE, str(exc))
+    if obj.output == "json":
+        out.print_json(json.dumps(result.to_dict()))
+    else:
+        print_plan(result)
+    sys.exit(plan_exit_code(result))
+
+
+def plan_exit_code(result: Plan) -> int:
+    if result.discovery_errors:
+        return EXIT_UNREACHABLE if any(e["unreachable"] for e in result.discovery_errors) else EXIT_FAILED
+    return EXIT_NEEDS_PERSON if any(s.action in NEEDS_PERSON for s in result.steps) else EXIT_OK
+
+
+def print_plan(result: Plan) -> None:
+    desired = result.desired_version or f"none usable ({result.state.blocked_reason})"
+    out.print(f"[bold]{result.key.versionless_id}[/]  desired version [bold]{desired}[/]")
+    table = Table(show_lines=False, header_style="bold")
+    for column in ("target", "kind", "action", "from", "to", "why"):
+        table.add_column(column, overflow="fold")
+    for step in result.steps:
+        table.add_row(
+            short(step.target),
+            step.kind,
+            f"[{_ACTION_STYLE.get(step.action, '')}]{step.action}[/]",
+            (step.from_version or "versionless")[:8],
+            (step.to_version or "-")[:8] if step.action == UPDATE else "",
+            step.message,
+        )
+    out.print(table if result.steps else "[dim]no consumers of this key were found[/]")
+    _print_problems(result.discovery_errors, result.not_consumers, result.warnings)
+
+
+def _print_problems(errors: Any, strangers: Any, warnings: Any) -> None:
+    for error in errors:
+        err.print(
+            f"[red]could not list {error['kind']} in {error['scope']}:[/] {error['message']}", highlight=False
+        )
+    for target in strangers:
+        err.print(f"[yellow]{target} does not use this key[/]", highlight=False)
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+# -- rotate --------------------------------------------------------------------------------------
+@main.command()
+@click.argument("key_id")
+@click.option("--dry-run", is_flag=True, help="Plan and audit, change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--target", "targets", multiple=True, metavar="RESOURCE_ID", help="Limit to these resources.")
+@click.pass_obj
+def rotate(obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[str, ...]) -> None:
+    """Move every consumer of KEY_ID to its desired version, now, from this machine.
+
+    A KEY_ID with a version asserts that version is the desired one.
+    """
+    key = parse_key(key_id)
+    service = obj.service
+    if not service.settings.vault_allowed(key.vault_host):
+        fail(EXIT_USAGE, f"vault {key.vault_host} is not in ROTATION_ALLOWED_VAULTS")
+    target_ids = parse_targets(targets)
+    try:
+        preview = service.reconciler.plan(key, target_ids)
+    except Unreachable as exc:
+        fail(EXIT_USAGE if exc.info.status == 404 else EXIT_UNREACHABLE, str(exc))
+    if key.version and preview.desired_version != key.version:
+        fail(
+            EXIT_USAGE,
+            f"{key.version} is not the desired version of {key.versionless_id} "
+            f"(desired: {preview.desired_version or 'none usable'})",
+        )
+    updates = sum(1 for s in preview.steps if s.action == UPDATE)
+    if not dry_run and updates and not yes:
+        if obj.output == "table":
+            print_plan(preview)
+        if not sys.stdin.isatty():
+            fail(EXIT_USAGE, "refusing to change resources without confirmation: pass --yes")
+        click.confirm(f"Update {updates} resource(s) to {preview.desired_version}?", abort=True, err=True)
+    request = new_request(
+        key, "cli", operator(), dry_run=dry_run, targets=target_ids, event_version=key.version
+    )
+    result = _run_with_progress(service, request, updates if not dry_run else 0, obj.output == "table")
+    if obj.output == "json":
+        out.print_json(json.dumps(result.to_dict()))
+    else:
+        print_result(result)
+    sys.exit(result.exit_code)
+
+
+def _run_with_progress(service: Service, request: Any, updates: int, show: bool) -> RunResult:
+    if not updates or not show or not err.is_terminal:
+        return service.reconciler.run(request)
+    columns = (TextColumn("updating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("update", total=updates)
+
+        def advance(step: Any) -> None:
+            if step.action == UPDATE:
+                progress.advance(task)
+
+        return service.reconciler.run(request, progress=advance)
+
+
+def print_result(result: RunResult) -> None:
+    verb = "would move" if result.dry_run else "moved"
+    out.print(
+        f"run [bold]{result.run_id}[/]  {result.key_id}  desired [bold]{result.desired_version}[/]  "
+        f"status [bold]{result.status}[/]"
+    )
+    table = Table(header_style="bold")
+    for column in ("target", "action", "outcome", "from → to", "detail"):
+        table.add_column(column, overflow="fold")
+    for step in result.steps:
+        detail = step.error or step.message
+        if step.hint:
+            detail += f"\n[italic]{step.hint}[/]"
+        moved = (
+            f"{(step.from_version or 'versionless')[:8]} → {(step.to_version or '')[:8]}"
+            if step.action == UPDATE
+            else ""
+        )
+        table.add_row(
+            short(step.target),
+            f"[{_ACTION_STYLE.get(step.action, '')}]{step.action}[/]",
+            f"[{_OUTCOME_STYLE.get(step.outcome, '')}]{step.outcome}[/]",
+            moved,
+            detail,
+        )
+    out.print(table if result.steps else "[dim]no consumers of this key were found[/]")
+    counts = {s.outcome: 0 for s in result.steps}
+    for step in result.steps:
+        counts[step.outcome] += 1
+    out.print(f"{verb}: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())) if counts else "")
+    _print_problems(result.discovery_errors, [], result.notes)
+    if result.unreachable:
+        err.print(f"[red]{result.unreachable.summary()}[/]", highlight=False)

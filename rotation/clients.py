@@ -1,0 +1,160 @@
+"""SDK clients, built once per process: one credential, one connection pool, SDK retries off.
+
+Endpoints come from settings only (the cloud's ARM endpoint, the vault hosts in key ids, the
+storage settings); nothing here knows whether it talks to Azure or to the local emulator.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import requests
+from azure.core.credentials import TokenCredential
+from azure.core.pipeline.transport import RequestsTransport
+from azure.data.tables import TableServiceClient
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+from azure.keyvault.keys import KeyClient
+from azure.mgmt.batch import BatchManagementClient
+from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from .config import Settings
+
+T = TypeVar("T")
+_NO_SDK_RETRIES: dict[str, Any] = {"retry_total": 0}  # retry.py is the one retry layer
+
+
+def _storage_options() -> dict[str, Any]:
+    """Storage calls are not wrapped by retry.py; the SDK's own retry is their one layer, kept
+    short (about 3 s) so Event Grid's 30 s answer window survives a storage outage."""
+    return {
+        "retry_policy": ExponentialRetry(initial_backoff=0.5, increment_base=2, retry_total=2),
+        "connection_timeout": 10,
+    }
+
+
+def _session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=pool_size)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+class Clients:
+    """Lazily built, cached clients. Safe to share between threads."""
+
+    def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
+        self.settings = settings
+        self._credential = credential
+        self._session = _session(max(16, settings.concurrency + 8))
+        self._cache: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def credential(self) -> TokenCredential:
+        if self._credential is None:
+            with self._lock:
+                if self._credential is None:
+                    self._credential = DefaultAzureCredential(
+                        managed_identity_client_id=self.settings.client_id,
+                        exclude_interactive_browser_credential=True,
+                    )
+        return self._credential
+
+    def _transport(self) -> RequestsTransport:
+        return RequestsTransport(session=self._session, session_owner=False)
+
+    def _cached(self, kind: str, key: str, build: Callable[[], T]) -> T:
+        with self._lock:
+            client = self._cache.get((kind, key))
+        if client is None:
+            built = build()
+            with self._lock:
+                client = self._cache.setdefault((kind, key), built)
+        return client
+
+    # -- Key Vault and ARM ---------------------------------------------------------------------
+    def keys(self, vault_url: str) -> KeyClient:
+        return self._cached(
+            "keys",
+            vault_url.lower(),
+            lambda: KeyClient(vault_url, self.credential, transport=self._transport(), **_NO_SDK_RETRIES),
+        )
+
+    def _arm_kwargs(self) -> dict[str, Any]:
+        return {
+            "base_url": self.settings.cloud.arm_endpoint,
+            "credential_scopes": [self.settings.cloud.arm_scope],
+            "transport": self._transport(),
+            "polling_interval": self.settings.poll_interval_seconds,
+            **_NO_SDK_RETRIES,
+        }
+
+    def registries(self, subscription: str) -> ContainerRegistryManagementClient:
+        return self._cached(
+            "acr",
+            subscription,
+            lambda: ContainerRegistryManagementClient(self.credential, subscription, **self._arm_kwargs()),
+        )
+
+    def batch(self, subscription: str) -> BatchManagementClient:
+        return self._cached(
+            "batch",
+            subscription,
+            lambda: BatchManagementClient(self.credential, subscription, **self._arm_kwargs()),
+        )
+
+    def container_instances(self, subscription: str) -> ContainerInstanceManagementClient:
+        return self._cached(
+            "aci",
+            subscription,
+            lambda: ContainerInstanceManagementClient(self.credential, subscription, **self._arm_kwargs()),
+        )
+
+    # -- storage ---------------------------------------------------------------------------------
+    def _storage_credential(self) -> TokenCredential:
+        storage = self.settings.storage
+        if storage.credential == "managedidentity":
+            return self._cached(
+                "storage-credential",
+                storage.client_id or "",
+                lambda: ManagedIdentityCredential(client_id=storage.client_id),
+            )
+        return self.credential
+
+    def _storage_kwargs(self) -> dict[str, Any]:
+        return {"transport": self._transport(), **_storage_options()}
+
+    def _storage_client(self, kind: str, cls: Any, uri: str | None, *args: Any, **extra: Any) -> Any:
+        storage = self.settings.storage
+
+        def build() -> Any:
+            if storage.connection_string:
+                return cls.from_connection_string(
+                    storage.connection_string, *args, **self._storage_kwargs(), **extra
+                )
+            return cls(uri, *args, credential=self._storage_credential(), **self._storage_kwargs(), **extra)
+
+        return self._cached(kind, "/".join(args), build)
+
+    def tables(self) -> TableServiceClient:
+        return self._storage_client("tables", TableServiceClient, self.settings.storage.table_service_uri)
+
+    def blobs(self) -> BlobServiceClient:
+        return self._storage_client("blobs", BlobServiceClient, self.settings.storage.blob_service_uri)
+
+    def queue(self, name: str) -> QueueClient:
+        """A queue client that base64-encodes text, as the Functions queue trigger expects."""
+        return self._storage_client(
+            "queue",
+            QueueClient,
+            self.settings.storage.queue_service_uri,
+            name,
+            message_encode_policy=TextBase64EncodePolicy(),
+            message_decode_policy=TextBase64DecodePolicy(),
+        )

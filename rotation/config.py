@@ -1,0 +1,279 @@
+"""Settings from the environment (app settings in Azure), validated once at start.
+
+Every error names the setting and what a valid value looks like, so a misconfigured
+deployment fails at its first invocation with a message an operator can act on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_VAULT_NAME = re.compile(r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_TAG_NAME = re.compile(r"^[^<>%&\\?/]{1,512}$")
+_NCRONTAB = re.compile(r"^\S+(\s+\S+){5}$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message starts with the setting's name."""
+
+
+@dataclass(frozen=True)
+class Cloud:
+    name: str
+    arm_endpoint: str  # https://management.azure.com
+    vault_suffix: str | None  # vault.azure.net; None for a custom cloud (any host allowed by configuration)
+
+    @property
+    def arm_scope(self) -> str:
+        return self.arm_endpoint.rstrip("/") + "/.default"
+
+
+CLOUDS = {
+    "AzurePublicCloud": Cloud("AzurePublicCloud", "https://management.azure.com", "vault.azure.net"),
+    "AzureChinaCloud": Cloud("AzureChinaCloud", "https://management.chinacloudapi.cn", "vault.azure.cn"),
+    "AzureUSGovernment": Cloud(
+        "AzureUSGovernment", "https://management.usgovcloudapi.net", "vault.usgovcloudapi.net"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """`AzureWebJobsStorage` as a connection string, or its identity-based form."""
+
+    connection_string: str | None = None
+    queue_service_uri: str | None = None
+    table_service_uri: str | None = None
+    blob_service_uri: str | None = None
+    credential: str | None = None  # "managedidentity" or None (DefaultAzureCredential)
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    allowed_vaults: frozenset[str]
+    subscriptions: tuple[str, ...]
+    cloud: Cloud
+    concurrency: int
+    time_budget_seconds: float
+    container_group_policy: Literal["report", "redeploy"]
+    opt_out_tag: str
+    new_version_expiry_days: int
+    expiry_window_days: int
+    sweep_schedule: str
+    defer_to_key_policy: bool
+    outcome_topic_endpoint: str | None
+    storage: StorageSettings
+    client_id: str | None
+    # Tuning (not in DESIGN.md section 7; defaults suit Azure, tests shorten them).
+    poll_interval_seconds: float = 5.0
+    retry_initial_seconds: float = 1.0
+    retry_max_seconds: float = 30.0
+    retry_attempts: int = 6
+    lease_seconds: int = 60
+
+    def vault_allowed(self, host: str) -> bool:
+        return host.lower() in self.allowed_vaults
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = _get(env, name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a whole number between {low} and {high}, got {text!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: expected a whole number between {low} and {high}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    text = _get(env, name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number between {low} and {high}, got {text!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: expected a number between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    text = _get(env, name)
+    if text is None:
+        return default
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {text!r}")
+
+
+def _https_url(name: str, text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+        raise ConfigError(f"{name}: expected an https URL without credentials, got {text!r}")
+    return text.rstrip("/")
+
+
+def _cloud(env: Mapping[str, str]) -> Cloud:
+    name = _get(env, "ROTATION_CLOUD") or "AzurePublicCloud"
+    if name == "Custom":
+        endpoint = _get(env, "ROTATION_ARM_ENDPOINT")
+        if not endpoint:
+            raise ConfigError(
+                "ROTATION_ARM_ENDPOINT: required when ROTATION_CLOUD=Custom (e.g. "
+                "https://management.contoso-stack.local)"
+            )
+        return Cloud("Custom", _https_url("ROTATION_ARM_ENDPOINT", endpoint), None)
+    if name not in CLOUDS:
+        raise ConfigError(f"ROTATION_CLOUD: one of {', '.join([*CLOUDS, 'Custom'])}, got {name!r}")
+    if _get(env, "ROTATION_ARM_ENDPOINT"):
+        raise ConfigError(
+            "ROTATION_ARM_ENDPOINT: only used with ROTATION_CLOUD=Custom; remove it or set "
+            "ROTATION_CLOUD=Custom"
+        )
+    return CLOUDS[name]
+
+
+def _allowed_vaults(env: Mapping[str, str], cloud: Cloud) -> frozenset[str]:
+    text = _get(env, "ROTATION_ALLOWED_VAULTS")
+    if not text:
+        raise ConfigError(
+            "ROTATION_ALLOWED_VAULTS: required; comma-separated vault hosts such as "
+            "contoso-cmk.vault.azure.net"
+        )
+    hosts = set()
+    for item in text.split(","):
+        host = item.strip().lower()
+        if not host:
+            continue
+        name, _, suffix = host.partition(".")
+        if cloud.vault_suffix is not None:
+            if suffix != cloud.vault_suffix or not _VAULT_NAME.match(name):
+                raise ConfigError(
+                    f"ROTATION_ALLOWED_VAULTS: {item.strip()!r} is not a vault host of "
+                    f"{cloud.name} (expected <vault-name>.{cloud.vault_suffix})"
+                )
+        elif not _HOSTNAME.match(host):
+            raise ConfigError(f"ROTATION_ALLOWED_VAULTS: {item.strip()!r} is not a hostname")
+        hosts.add(host)
+    if not hosts:
+        raise ConfigError("ROTATION_ALLOWED_VAULTS: no vault hosts given")
+    return frozenset(hosts)
+
+
+def _subscriptions(env: Mapping[str, str]) -> tuple[str, ...]:
+    text = _get(env, "ROTATION_SUBSCRIPTIONS")
+    if not text:
+        raise ConfigError("ROTATION_SUBSCRIPTIONS: required; comma-separated subscription ids (GUIDs)")
+    subscriptions = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if not _GUID.match(item):
+            raise ConfigError(f"ROTATION_SUBSCRIPTIONS: {item!r} is not a subscription id (a GUID)")
+        if item.lower() not in subscriptions:
+            subscriptions.append(item.lower())
+    if not subscriptions:
+        raise ConfigError("ROTATION_SUBSCRIPTIONS: no subscription ids given")
+    return tuple(subscriptions)
+
+
+def _storage(env: Mapping[str, str]) -> StorageSettings:
+    connection = _get(env, "AzureWebJobsStorage")
+    if connection:
+        if "=" not in connection and connection != "UseDevelopmentStorage=true":
+            raise ConfigError("AzureWebJobsStorage: expected a storage connection string")
+        return StorageSettings(connection_string=connection)
+    uris = {part: _get(env, f"AzureWebJobsStorage__{part}ServiceUri") for part in ("queue", "table", "blob")}
+    account = _get(env, "AzureWebJobsStorage__accountName")
+    if account and not any(uris.values()):
+        uris = {part: f"https://{account}.{part}.core.windows.net" for part in uris}
+    missing = [f"AzureWebJobsStorage__{part}ServiceUri" for part, uri in uris.items() if not uri]
+    if len(missing) == 3:
+        raise ConfigError(
+            "AzureWebJobsStorage: required; a connection string, or the identity-based "
+            "AzureWebJobsStorage__queueServiceUri/__tableServiceUri/__blobServiceUri settings"
+        )
+    if missing:
+        raise ConfigError(f"{missing[0]}: required with the identity-based AzureWebJobsStorage settings")
+    for part, uri in uris.items():
+        _https_url(f"AzureWebJobsStorage__{part}ServiceUri", uri)
+    credential = _get(env, "AzureWebJobsStorage__credential")
+    if credential and credential.lower() != "managedidentity":
+        raise ConfigError("AzureWebJobsStorage__credential: only 'managedidentity' is supported")
+    client_id = _get(env, "AzureWebJobsStorage__clientId")
+    if client_id and not _GUID.match(client_id):
+        raise ConfigError("AzureWebJobsStorage__clientId: expected a GUID")
+    return StorageSettings(
+        queue_service_uri=uris["queue"],
+        table_service_uri=uris["table"],
+        blob_service_uri=uris["blob"],
+        credential=credential,
+        client_id=client_id,
+    )
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raises ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    cloud = _cloud(env)
+    policy = (_get(env, "ROTATION_CONTAINER_GROUP_POLICY") or "report").lower()
+    if policy not in ("report", "redeploy"):
+        raise ConfigError(f"ROTATION_CONTAINER_GROUP_POLICY: report or redeploy, got {policy!r}")
+    tag = _get(env, "ROTATION_OPT_OUT_TAG") or "cmk-rotation"
+    if not _TAG_NAME.match(tag):
+        raise ConfigError(f"ROTATION_OPT_OUT_TAG: {tag!r} is not a valid tag name")
+    schedule = _get(env, "ROTATION_SWEEP_SCHEDULE") or "0 0 * * * *"
+    if not _NCRONTAB.match(schedule):
+        raise ConfigError(
+            f"ROTATION_SWEEP_SCHEDULE: expected a six-field NCRONTAB such as '0 0 * * * *', got {schedule!r}"
+        )
+    topic = _get(env, "ROTATION_OUTCOME_TOPIC_ENDPOINT")
+    client_id = _get(env, "AZURE_CLIENT_ID")
+    if client_id and not _GUID.match(client_id):
+        raise ConfigError(
+            f"AZURE_CLIENT_ID: expected the managed identity's client id (a GUID), got {client_id!r}"
+        )
+    return Settings(
+        allowed_vaults=_allowed_vaults(env, cloud),
+        subscriptions=_subscriptions(env),
+        cloud=cloud,
+        concurrency=_int(env, "ROTATION_CONCURRENCY", 16, 1, 256),
+        time_budget_seconds=_float(env, "ROTATION_TIME_BUDGET_SECONDS", 600, 5, 86400),
+        container_group_policy=policy,  # type: ignore[arg-type]
+        opt_out_tag=tag,
+        new_version_expiry_days=_int(env, "ROTATION_NEW_VERSION_EXPIRY_DAYS", 365, 28, 3650),
+        expiry_window_days=_int(env, "ROTATION_EXPIRY_WINDOW_DAYS", 30, 1, 365),
+        sweep_schedule=schedule,
+        defer_to_key_policy=_bool(env, "ROTATION_DEFER_TO_KEY_POLICY", True),
+        outcome_topic_endpoint=_https_url("ROTATION_OUTCOME_TOPIC_ENDPOINT", topic) if topic else None,
+        storage=_storage(env),
+        client_id=client_id,
+        poll_interval_seconds=_float(env, "ROTATION_POLL_INTERVAL_SECONDS", 5.0, 0.01, 60),
+        retry_initial_seconds=_float(env, "ROTATION_RETRY_INITIAL_SECONDS", 1.0, 0.0, 60),
+        retry_max_seconds=_float(env, "ROTATION_RETRY_MAX_SECONDS", 30.0, 0.0, 600),
+        retry_attempts=_int(env, "ROTATION_RETRY_ATTEMPTS", 6, 1, 20),
+        lease_seconds=_int(env, "ROTATION_LEASE_SECONDS", 60, 15, 3600),
+    )

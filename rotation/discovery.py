@@ -1,0 +1,117 @@
+"""Find the consumers of keys: one paged ARM list per resource kind and subscription, all in
+parallel, matched to a key by vault host and key name (case-insensitively), whatever version
+they hold. Failures are kept per subscription and kind, so one unreadable subscription does
+not hide the consumers in the others."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .clients import Clients
+from .keyids import KeyRef, ResourceId
+from .retry import Deadline, ErrorInfo, RetryPolicy, call, classify
+from .targets import Consumer, TargetKind, all_kinds
+
+
+@dataclass(frozen=True)
+class DiscoveryError:
+    scope: str  # subscription id or resource id
+    kind: str
+    error: ErrorInfo
+
+
+@dataclass(frozen=True)
+class Inventory:
+    consumers: tuple[Consumer, ...]
+    errors: tuple[DiscoveryError, ...] = ()
+    not_consumers: tuple[str, ...] = ()  # requested targets that do not use the key
+
+    def for_key(self, key: KeyRef) -> Inventory:
+        return Inventory(
+            tuple(c for c in self.consumers if c.key.same_key(key)), self.errors, self.not_consumers
+        )
+
+    def keys(self) -> dict[tuple[str, str], KeyRef]:
+        """Every key some consumer uses, by identity."""
+        found: dict[tuple[str, str], KeyRef] = {}
+        for consumer in self.consumers:
+            found.setdefault(consumer.key.identity, consumer.key.versionless())
+        return found
+
+
+def list_consumers(
+    clients: Clients,
+    subscriptions: Iterable[str],
+    *,
+    policy: RetryPolicy,
+    deadline: Deadline | None = None,
+    kinds: list[TargetKind] | None = None,
+    workers: int = 8,
+) -> Inventory:
+    """Every resource using a customer-managed key in these subscriptions."""
+    kinds = kinds or all_kinds()
+    jobs = [(subscription, kind) for subscription in subscriptions for kind in kinds]
+
+    def one(job: tuple[str, TargetKind]) -> tuple[list[Consumer], DiscoveryError | None]:
+        subscription, kind = job
+        try:
+            found = call(
+                lambda: list(kind.list(clients, subscription)),
+                policy=policy,
+                deadline=deadline,
+                what=f"list {kind.kind} in {subscription}",
+            )
+            return found, None
+        except Exception as exc:  # noqa: BLE001 - kept per scope and reported; the other scopes go on
+            return [], DiscoveryError(subscription, kind.kind, classify(exc))
+
+    consumers: list[Consumer] = []
+    errors: list[DiscoveryError] = []
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
+        for found, error in pool.map(one, jobs):
+            consumers.extend(found)
+            if error:
+                errors.append(error)
+    consumers.sort(key=lambda c: c.resource_id.key)
+    return Inventory(tuple(consumers), tuple(errors))
+
+
+def read_targets(
+    clients: Clients,
+    key: KeyRef,
+    targets: Iterable[ResourceId],
+    *,
+    policy: RetryPolicy,
+    deadline: Deadline | None = None,
+    workers: int = 8,
+) -> Inventory:
+    """Read just these resources (a run limited to targets), keeping those that use `key`."""
+    by_type = {kind.resource_type.lower(): kind for kind in all_kinds()}
+    targets = list(targets)
+
+    def one(resource_id: ResourceId) -> tuple[Consumer | None, DiscoveryError | None]:
+        kind = by_type[resource_id.full_type.lower()]
+        try:
+            return call(
+                lambda: kind.read(clients, resource_id),
+                policy=policy,
+                deadline=deadline,
+                what=f"read {resource_id}",
+            ), None
+        except Exception as exc:  # noqa: BLE001 - reported per target
+            return None, DiscoveryError(str(resource_id), kind.kind, classify(exc))
+
+    consumers, errors, strangers = [], [], []
+    if not targets:
+        return Inventory(())
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(targets)))) as pool:
+        for resource_id, (consumer, error) in zip(targets, pool.map(one, targets), strict=True):
+            if error:
+                errors.append(error)
+            elif consumer is None or not consumer.key.same_key(key):
+                strangers.append(str(resource_id))
+            else:
+                consumers.append(consumer)
+    return Inventory(tuple(consumers), tuple(errors), tuple(strangers))

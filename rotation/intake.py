@@ -1,0 +1,89 @@
+"""Event Grid door: parse, validate, audit and enqueue, in well under a second.
+
+A bad or disallowed event is rejected with an audit record and acknowledged (retrying it
+cannot help, and a Python function cannot answer 400 to Event Grid). If the request cannot be
+enqueued or audited, the error propagates so Event Grid redelivers and finally dead-letters.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .audit import AuditTrail
+from .events import EventRejected, KeyEvent, parse_function_event
+from .queue import RotationRequest, enqueue, new_request
+from .service import Service
+
+log = logging.getLogger("rotation.intake")
+
+
+def handle_event(service: Service, event: Any) -> RotationRequest | None:
+    """Turn one delivered event into a queued rotation request; None when rejected."""
+    try:
+        key_event = parse_function_event(event, service.settings.vault_allowed)
+    except EventRejected as rejected:
+        reject(service, rejected, source="event")
+        return None
+    return enqueue_event(service, key_event)
+
+
+def reject(service: Service, rejected: EventRejected, *, source: str, actor: str = "eventgrid") -> None:
+    trail = AuditTrail(service.audit, actor=actor)
+    trail.record(
+        "input-rejected",
+        source=source,
+        eventId=rejected.event_id,
+        outcome="rejected",
+        reason=rejected.reason,
+        message=rejected.message,
+        detail={"eventType": rejected.event_type},
+    )
+    trail.flush()
+    log.warning("rejected %s input %s: %s", source, rejected.event_id, rejected.message)
+
+
+def enqueue_event(
+    service: Service,
+    event: KeyEvent,
+    *,
+    source: str = "event",
+    actor: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> RotationRequest:
+    request = new_request(
+        event.key,
+        source,
+        actor or f"eventgrid:{event.event_id}",
+        event_id=event.event_id,
+        event_type=event.event_type,
+        event_version=event.version,
+    )
+    trail = AuditTrail(service.audit, run_id=request.request_id, key=event.key, actor=request.actor)
+    trail.record(
+        "event-received",
+        source=source,
+        eventId=event.event_id,
+        toVersion=event.version,
+        detail={
+            "eventType": event.event_type,
+            "schema": event.schema,
+            "nbf": event.not_before,
+            "exp": event.expires,
+            **(detail or {}),
+        },
+    )
+    enqueue(service.requests_queue, request)
+    service.runs.queued(
+        request.request_id,
+        key_id=request.key_id,
+        source=source,
+        actor=request.actor,
+        dry_run=False,
+        event_id=event.event_id,
+    )
+    trail.record(
+        "request-queued", source=source, eventId=event.event_id, toVersion=event.version, outcome="queued"
+    )
+    trail.flush()
+    return request

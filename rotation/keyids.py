@@ -1,0 +1,156 @@
+"""Key ids, vault URLs and ARM resource ids: strict parsing, so nothing unvalidated ever
+reaches a Key Vault URL, an ARM path or a Table query."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+_HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_KEY_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+_KEY_VERSION = re.compile(r"^[0-9a-fA-F]{32}$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_GROUP = re.compile(r"^[-\w._()]{1,90}$")
+_RESOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_RESOURCE_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/(?P<provider>[^/]+)/(?P<type>[^/]+)/"
+    r"(?P<name>[^/]+)$",
+    re.IGNORECASE,
+)
+
+REGISTRY = "Microsoft.ContainerRegistry/registries"
+BATCH_ACCOUNT = "Microsoft.Batch/batchAccounts"
+CONTAINER_GROUP = "Microsoft.ContainerInstance/containerGroups"
+USER_ASSIGNED_IDENTITY = "Microsoft.ManagedIdentity/userAssignedIdentities"
+CONSUMER_TYPES = (REGISTRY, BATCH_ACCOUNT, CONTAINER_GROUP)
+
+
+class InvalidId(ValueError):
+    """An id that does not have the expected shape; the message says which part is wrong."""
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    """A Key Vault key, with or without a version. Host is lower-case; names compare case-insensitively."""
+
+    vault_host: str
+    name: str
+    version: str | None = None
+
+    @property
+    def vault_url(self) -> str:
+        return f"https://{self.vault_host}"
+
+    @property
+    def versionless_id(self) -> str:
+        return f"https://{self.vault_host}/keys/{self.name}"
+
+    @property
+    def id(self) -> str:
+        return f"{self.versionless_id}/{self.version}" if self.version else self.versionless_id
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        """What makes two references the same key: vault host and key name, case-insensitively."""
+        return (self.vault_host, self.name.lower())
+
+    def same_key(self, other: KeyRef) -> bool:
+        return self.identity == other.identity
+
+    def versionless(self) -> KeyRef:
+        return KeyRef(self.vault_host, self.name)
+
+    def with_version(self, version: str) -> KeyRef:
+        return KeyRef(self.vault_host, self.name, version.lower())
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def parse_key_id(text: str, *, require_version: bool = False, allow_version: bool = True) -> KeyRef:
+    """Parse https://<vault-host>/keys/<name>[/<version>] strictly (no port, query, userinfo)."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidId("key id: expected https://<vault>.vault.azure.net/keys/<name>[/<version>]")
+    text = text.strip()
+    if len(text) > 512:
+        raise InvalidId("key id: too long")
+    parts = urlsplit(text)
+    if parts.scheme.lower() != "https":
+        raise InvalidId(f"key id {text!r}: must use https")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise InvalidId(f"key id {text!r}: must not carry credentials, a query or a fragment")
+    host = (parts.hostname or "").lower()
+    if parts.port not in (None, 443) or not _HOST.match(host):
+        raise InvalidId(f"key id {text!r}: {host or 'the host'} is not a vault hostname")
+    segments = parts.path.split("/")
+    if segments and segments[-1] == "":
+        segments = segments[:-1]  # tolerate one trailing slash
+    if len(segments) not in (3, 4) or segments[0] != "" or segments[1].lower() != "keys":
+        raise InvalidId(f"key id {text!r}: path must be /keys/<name>[/<version>]")
+    name = segments[2]
+    if not _KEY_NAME.match(name):
+        raise InvalidId(f"key id {text!r}: key names are 1-127 letters, digits and dashes")
+    version = segments[3] if len(segments) == 4 else None
+    if version is not None and not _KEY_VERSION.match(version):
+        raise InvalidId(f"key id {text!r}: a key version is 32 hexadecimal characters")
+    if require_version and version is None:
+        raise InvalidId(f"key id {text!r}: a version is required")
+    if version is not None and not allow_version:
+        raise InvalidId(f"key id {text!r}: must not carry a version")
+    return KeyRef(host, name, version.lower() if version else None)
+
+
+def key_from_parts(vault_base_url: str, name: str, version: str | None) -> KeyRef:
+    """A key from a container group's encryptionProperties (vaultBaseUrl, keyName, keyVersion)."""
+    base = (vault_base_url or "").strip().rstrip("/")
+    return parse_key_id(f"{base}/keys/{(name or '').strip()}" + (f"/{version.strip()}" if version else ""))
+
+
+@dataclass(frozen=True)
+class ResourceId:
+    subscription: str
+    resource_group: str
+    provider: str
+    type: str
+    name: str
+
+    @property
+    def full_type(self) -> str:
+        return f"{self.provider}/{self.type}"
+
+    def __str__(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/"
+            f"{self.provider}/{self.type}/{self.name}"
+        )
+
+    @property
+    def key(self) -> str:
+        """Case-insensitive identity, as ARM compares ids."""
+        return str(self).lower()
+
+
+def parse_resource_id(text: str, expected_types: tuple[str, ...] = CONSUMER_TYPES) -> ResourceId:
+    if not isinstance(text, str) or len(text) > 1024:
+        raise InvalidId(
+            "resource id: expected /subscriptions/<id>/resourceGroups/<rg>/providers/<type>/<name>"
+        )
+    match = _RESOURCE_ID.match(text.strip())
+    if not match:
+        raise InvalidId(
+            f"resource id {text!r}: expected /subscriptions/<id>/resourceGroups/<rg>/providers/"
+            "<namespace>/<type>/<name>"
+        )
+    if not _GUID.match(match["sub"]):
+        raise InvalidId(f"resource id {text!r}: the subscription is not a GUID")
+    if not _GROUP.match(match["rg"]) or match["rg"].endswith("."):
+        raise InvalidId(f"resource id {text!r}: invalid resource group name")
+    if not _RESOURCE_NAME.match(match["name"]):
+        raise InvalidId(f"resource id {text!r}: invalid resource name")
+    full_type = f"{match['provider']}/{match['type']}"
+    canonical = next((t for t in expected_types if t.lower() == full_type.lower()), None)
+    if canonical is None:
+        raise InvalidId(f"resource id {text!r}: type {full_type} is not one of {', '.join(expected_types)}")
+    provider, rtype = canonical.split("/")
+    return ResourceId(match["sub"].lower(), match["rg"], provider, rtype, match["name"])

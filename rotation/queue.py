@@ -1,0 +1,159 @@
+"""The rotation request: the one message on queue `rotation-requests` (schema 1, DESIGN.md
+section 7). Produced only here; base64 text on the wire (the Functions default), at most
+64 KiB."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.storage.queue import QueueClient
+
+from .keyids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
+
+REQUESTS_QUEUE = "rotation-requests"
+POISON_QUEUE = "rotation-requests-poison"
+SCHEMA = 1
+SOURCES = ("event", "http", "sweep", "replay", "cli")
+MAX_MESSAGE_BYTES = 64 * 1024
+_FIELDS = {
+    "schema",
+    "requestId",
+    "source",
+    "keyId",
+    "eventId",
+    "eventType",
+    "eventVersion",
+    "actor",
+    "dryRun",
+    "targets",
+    "enqueuedAt",
+    "leaseWaits",
+}
+
+
+class InvalidRequest(ValueError):
+    """A queue message that is not a schema-1 rotation request."""
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class RotationRequest:
+    key_id: str  # versionless
+    source: str
+    actor: str
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: str | None = None
+    event_type: str | None = None
+    event_version: str | None = None
+    dry_run: bool = False
+    targets: tuple[str, ...] | None = None
+    enqueued_at: str = field(default_factory=utc_now)
+    lease_waits: int = 0
+
+    @property
+    def key(self) -> KeyRef:
+        return parse_key_id(self.key_id, allow_version=False)
+
+    def to_message(self) -> dict[str, Any]:
+        raw = asdict(self)
+        return {
+            "schema": SCHEMA,
+            "requestId": raw["request_id"],
+            "source": raw["source"],
+            "keyId": raw["key_id"],
+            "eventId": raw["event_id"],
+            "eventType": raw["event_type"],
+            "eventVersion": raw["event_version"],
+            "actor": raw["actor"],
+            "dryRun": raw["dry_run"],
+            "targets": list(raw["targets"]) if raw["targets"] is not None else None,
+            "enqueuedAt": raw["enqueued_at"],
+            "leaseWaits": raw["lease_waits"],
+        }
+
+    def encode(self) -> str:
+        text = json.dumps(self.to_message(), separators=(",", ":"))
+        # base64 grows text by 4/3; the queue's limit applies to the encoded message.
+        if (len(text.encode()) + 2) // 3 * 4 > MAX_MESSAGE_BYTES:
+            raise InvalidRequest(
+                "the request is larger than a queue message allows (64 KiB); send fewer targets"
+            )
+        return text
+
+    def waited(self) -> RotationRequest:
+        """A copy to put back on the queue while another run holds the key's lease."""
+        return replace(self, lease_waits=self.lease_waits + 1, enqueued_at=utc_now())
+
+
+def new_request(key: KeyRef, source: str, actor: str, **fields: Any) -> RotationRequest:
+    if source not in SOURCES:
+        raise InvalidRequest(f"source must be one of {SOURCES}")
+    return RotationRequest(key_id=key.versionless_id, source=source, actor=actor, **fields)
+
+
+def decode(body: bytes | str) -> RotationRequest:
+    """Parse and validate a decoded (not base64) message body."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("a rotation request is a JSON object")
+    if data.get("schema") != SCHEMA:
+        raise InvalidRequest(f"unsupported schema {data.get('schema')!r}; expected {SCHEMA}")
+    unknown = set(data) - _FIELDS
+    if unknown:
+        raise InvalidRequest(f"unknown fields {sorted(unknown)}")
+    try:
+        key = parse_key_id(data.get("keyId"), allow_version=False)
+    except InvalidId as exc:
+        raise InvalidRequest(f"keyId: {exc}") from None
+    if data.get("source") not in SOURCES:
+        raise InvalidRequest(f"source must be one of {SOURCES}")
+    try:
+        uuid.UUID(str(data.get("requestId")))
+    except ValueError:
+        raise InvalidRequest("requestId must be a UUID") from None
+    targets = data.get("targets")
+    if targets is not None:
+        if not isinstance(targets, list):
+            raise InvalidRequest("targets must be a list of resource ids or null")
+        try:
+            targets = tuple(str(parse_resource_id(t, CONSUMER_TYPES)) for t in targets)
+        except InvalidId as exc:
+            raise InvalidRequest(f"targets: {exc}") from None
+    for name in ("eventId", "eventType", "eventVersion"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise InvalidRequest(f"{name} must be a string or null")
+    if not isinstance(data.get("actor"), str) or not data["actor"]:
+        raise InvalidRequest("actor is required")
+    if not isinstance(data.get("dryRun"), bool):
+        raise InvalidRequest("dryRun must be true or false")
+    waits = data.get("leaseWaits", 0)
+    if not isinstance(waits, int) or waits < 0:
+        raise InvalidRequest("leaseWaits must be a non-negative integer")
+    return RotationRequest(
+        key_id=key.versionless_id,
+        source=data["source"],
+        actor=data["actor"][:256],
+        request_id=str(data["requestId"]),
+        event_id=data.get("eventId"),
+        event_type=data.get("eventType"),
+        event_version=data.get("eventVersion"),
+        dry_run=data["dryRun"],
+        targets=targets,
+        enqueued_at=str(data.get("enqueuedAt") or utc_now()),
+        lease_waits=waits,
+    )
+
+
+def enqueue(queue: QueueClient, request: RotationRequest, *, visibility_timeout: int | None = None) -> None:
+    """Put a request on the queue (the client base64-encodes, as the Functions trigger expects)."""
+    queue.send_message(request.encode(), visibility_timeout=visibility_timeout)

@@ -1,0 +1,620 @@
+"""reconcile(key): compare every consumer of a key with the version it should be on, and close
+the gap. Every door (event, HTTP, replay, sweep, CLI) ends here, and the desired state is read
+from Key Vault and ARM each time, so duplicate, late, out-of-order and lost events all converge.
+
+Plan first (values only), then apply the `update` steps in a bounded pool. Each step asks
+first whether its work is already done, writes, then reads back to verify; a failed step
+leaves its target on its old version and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .audit import AuditStore, AuditTrail
+from .clients import Clients
+from .config import Settings
+from .discovery import Inventory, list_consumers, read_targets
+from .keyids import KeyRef, parse_resource_id
+from .policy import BLOCKED, NEEDS_PERSON, UPDATE, Decision, PolicyContext, decide
+from .queue import RotationRequest
+from .retry import Deadline, ErrorInfo, RetryPolicy, TransientCondition, call, classify, remediation
+from .runs import RunStore
+from .targets import ApplyContext, Consumer, TargetKind, all_kinds
+from .targets.containergroup import ContainerGroups, saved_consumer
+from .vault import KeyState, read_key_state
+
+log = logging.getLogger("rotation.reconcile")
+_BUSY_STATES = {"updating", "creating", "deleting", "pending", "accepted", "repairing"}
+
+
+class Unreachable(Exception):
+    """Key Vault or ARM could not be read, so no plan can be trusted."""
+
+    def __init__(self, what: str, info: ErrorInfo) -> None:
+        super().__init__(f"{what}: {info.summary()}")
+        self.info = info
+
+
+class VerificationFailed(Exception):
+    """The write was accepted but the resource does not show the new version."""
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    target: str
+    kind: str
+    action: str
+    reason: str
+    message: str
+    from_version: str | None
+    to_version: str | None
+    consumer: Consumer = field(repr=False, compare=False)
+
+    @classmethod
+    def of(cls, consumer: Consumer, decision: Decision, desired: str | None) -> PlanStep:
+        return cls(
+            consumer.target,
+            consumer.kind,
+            decision.action,
+            decision.reason,
+            decision.message,
+            consumer.version,
+            desired,
+            consumer,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "kind": self.kind,
+            "action": self.action,
+            "reason": self.reason,
+            "message": self.message,
+            "fromVersion": self.from_version,
+            "toVersion": self.to_version,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    key: KeyRef
+    state: KeyState
+    steps: tuple[PlanStep, ...]
+    discovery_errors: tuple[dict[str, Any], ...] = ()
+    not_consumers: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def desired_version(self) -> str | None:
+        return self.state.desired.version if self.state.desired else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "keyId": self.key.versionless_id,
+            "desiredVersion": self.desired_version,
+            "currentVersion": self.state.current_version,
+            "blockedReason": self.state.blocked_reason,
+            "steps": [s.to_dict() for s in self.steps],
+            "summary": _count(s.action for s in self.steps),
+            "discoveryErrors": list(self.discovery_errors),
+            "notConsumers": list(self.not_consumers),
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass
+class StepResult:
+    target: str
+    kind: str
+    action: str
+    reason: str
+    message: str
+    from_version: str | None
+    to_version: str | None
+    outcome: str  # planned, updated, verified, skipped, failed
+    error_code: str | None = None
+    error: str | None = None
+    hint: str | None = None
+    duration_ms: int | None = None
+    attempts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        raw = asdict(self)
+        return {
+            "target": raw["target"],
+            "kind": raw["kind"],
+            "action": raw["action"],
+            "reason": raw["reason"],
+            "message": raw["message"],
+            "fromVersion": raw["from_version"],
+            "toVersion": raw["to_version"],
+            "outcome": raw["outcome"],
+            "errorCode": raw["error_code"],
+            "error": raw["error"],
+            "hint": raw["hint"],
+            "durationMs": raw["duration_ms"],
+            "attempts": raw["attempts"],
+        }
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    key_id: str
+    dry_run: bool
+    desired_version: str | None = None
+    created_version: str | None = None
+    steps: list[StepResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    discovery_errors: list[dict[str, Any]] = field(default_factory=list)
+    unreachable: ErrorInfo | None = None
+    started_at: str = field(default_factory=lambda: _iso(datetime.now(UTC)))
+    finished_at: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.unreachable is not None or self.discovery_errors:
+            return "failed"
+        if any(s.outcome == "failed" for s in self.steps):
+            return "failed"
+        if not self.dry_run and any(
+            s.action == UPDATE and s.outcome not in ("verified", "updated") for s in self.steps
+        ):
+            return "failed"
+        if any(s.action in NEEDS_PERSON for s in self.steps):
+            return "needs-attention"
+        return "succeeded"
+
+    @property
+    def exit_code(self) -> int:
+        """DESIGN.md section 7: 0 converged, 3 needs a person, 4 a target failed, 5 unreachable."""
+        if self.unreachable is not None or any(e.get("unreachable") for e in self.discovery_errors):
+            return 5
+        return {"failed": 4, "needs-attention": 3}.get(self.status, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runId": self.run_id,
+            "keyId": self.key_id,
+            "dryRun": self.dry_run,
+            "status": self.status,
+            "desiredVersion": self.desired_version,
+            "createdVersion": self.created_version,
+            "summary": _count(s.outcome for s in self.steps),
+            "notes": self.notes,
+            "discoveryErrors": self.discovery_errors,
+            "unreachable": self.unreachable.summary() if self.unreachable else None,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _count(values: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def _error_dict(scope: str, kind: str, info: ErrorInfo) -> dict[str, Any]:
+    return {
+        "scope": scope,
+        "kind": kind,
+        "status": info.status,
+        "code": info.code,
+        "message": info.message,
+        "unreachable": info.unreachable,
+    }
+
+
+ProgressCallback = Callable[[StepResult], None]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: Settings,
+        clients: Clients,
+        *,
+        audit: AuditStore,
+        runs: RunStore | None = None,
+        kinds: list[TargetKind] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.audit = audit
+        self.runs = runs
+        self.kinds = {k.kind: k for k in (kinds or all_kinds())}
+        self.retry = RetryPolicy(
+            settings.retry_initial_seconds, settings.retry_max_seconds, settings.retry_attempts
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+    def read_state(self, key: KeyRef, deadline: Deadline | None = None) -> KeyState:
+        try:
+            return call(
+                lambda: read_key_state(self.clients.keys(key.vault_url), key),
+                policy=self.retry,
+                deadline=deadline,
+                what=f"read {key.versionless_id}",
+            )
+        except Exception as exc:
+            raise Unreachable(f"reading {key.versionless_id}", classify(exc)) from exc
+
+    def inventory(self, key: KeyRef, targets: tuple[str, ...] | None, deadline: Deadline | None) -> Inventory:
+        if targets is not None:
+            ids = [parse_resource_id(t) for t in targets]
+            return read_targets(
+                self.clients,
+                key,
+                ids,
+                policy=self.retry,
+                deadline=deadline,
+                workers=self.settings.concurrency,
+            )
+        inventory = list_consumers(
+            self.clients,
+            self.settings.subscriptions,
+            policy=self.retry,
+            deadline=deadline,
+            kinds=list(self.kinds.values()),
+            workers=self.settings.concurrency,
+        )
+        return inventory.for_key(key)
+
+    def plan(
+        self,
+        key: KeyRef,
+        targets: tuple[str, ...] | None = None,
+        deadline: Deadline | None = None,
+        state: KeyState | None = None,
+    ) -> Plan:
+        """Read-only: what a run would do now. Raises Unreachable when Key Vault cannot be read."""
+        key = key.versionless()
+        state = state or self.read_state(key, deadline)
+        inventory = self.inventory(key, targets, deadline)
+        context = PolicyContext(
+            state, datetime.now(UTC), self.settings.container_group_policy, self.settings.opt_out_tag
+        )
+        desired = state.desired.version if state.desired else None
+        steps = [PlanStep.of(c, decide(c, context), desired) for c in inventory.consumers]
+        steps += self._interrupted_redeploys(key, targets, state, {s.target.lower() for s in steps})
+        warnings = []
+        if not state.recoverable:
+            warnings.append(
+                f"vault recovery level is {state.recovery_level}: enable soft delete and purge "
+                "protection so a deleted key can be recovered"
+            )
+        errors = tuple(_error_dict(e.scope, e.kind, e.error) for e in inventory.errors)
+        return Plan(key, state, tuple(steps), errors, inventory.not_consumers, tuple(warnings))
+
+    def _interrupted_redeploys(
+        self, key: KeyRef, targets: tuple[str, ...] | None, state: KeyState, seen: set[str]
+    ) -> list[PlanStep]:
+        """Container groups a redeploy deleted but did not re-create: finish them first."""
+        kind = self.kinds.get("containergroup")
+        if not isinstance(kind, ContainerGroups):
+            return []
+        wanted = {t.lower() for t in targets} if targets is not None else None
+        found = []
+        for resource_id, saved in kind.pending_redeploys(self.clients, key):
+            consumer = saved_consumer(resource_id, saved)
+            if (
+                consumer is None
+                or consumer.target.lower() in seen
+                or (wanted and consumer.target.lower() not in wanted)
+            ):
+                continue
+            if state.desired is None:
+                decision = Decision(
+                    BLOCKED,
+                    state.blocked_reason or "version-disabled",
+                    "deleted by an interrupted redeploy, and the key has no usable version to re-create it with",
+                )
+            else:
+                decision = Decision(
+                    UPDATE,
+                    "finish-interrupted-redeploy",
+                    "deleted by an interrupted redeploy; re-creating it from the saved spec",
+                )
+            found.append(PlanStep.of(consumer, decision, state.desired.version if state.desired else None))
+        return found
+
+    # -- running ----------------------------------------------------------------------------
+    def run(
+        self,
+        request: RotationRequest,
+        *,
+        attempt: int = 1,
+        progress: ProgressCallback | None = None,
+        trail: AuditTrail | None = None,
+    ) -> RunResult:
+        """Plan, audit and (unless a dry run) apply; never raises for target failures."""
+        key = request.key
+        trail = trail or AuditTrail(
+            self.audit, run_id=request.request_id, key=key, actor=request.actor, advance_key_head=True
+        )
+        result = RunResult(run_id=request.request_id, key_id=key.versionless_id, dry_run=request.dry_run)
+        deadline = Deadline(self.settings.time_budget_seconds)
+        if self.runs:
+            self.runs.started(
+                request.request_id,
+                key_id=key.versionless_id,
+                source=request.source,
+                actor=request.actor,
+                dry_run=request.dry_run,
+                attempt=attempt,
+                event_id=request.event_id,
+            )
+        trail.record(
+            "run-started",
+            source=request.source,
+            eventId=request.event_id,
+            detail={
+                "attempt": attempt,
+                "eventType": request.event_type,
+                "dryRun": request.dry_run,
+                "eventVersion": request.event_version,
+                "targets": request.targets,
+                "leaseWaits": request.lease_waits,
+            },
+        )
+        try:
+            plan = self.plan(key, request.targets, deadline)
+        except Unreachable as exc:
+            result.unreachable = exc.info
+            trail.record(
+                "run-finished",
+                outcome="failed",
+                errorCode=exc.info.code,
+                message=str(exc),
+                hint=remediation(exc.info, "keyvault"),
+            )
+            return self._finish(result, trail)
+        self._record_plan(plan, trail, result)
+        trail.flush()  # the plan is durable before anything is written
+        if request.dry_run:
+            result.steps = [
+                _result_of(step, "planned" if step.action == UPDATE else "skipped") for step in plan.steps
+            ]
+        else:
+            result.steps = self._apply(plan, request, trail, deadline, progress)
+        return self._finish(result, trail)
+
+    def _record_plan(self, plan: Plan, trail: AuditTrail, result: RunResult) -> None:
+        result.desired_version = plan.desired_version
+        result.discovery_errors = list(plan.discovery_errors)
+        result.notes.extend(plan.warnings)
+        for warning in plan.warnings:
+            trail.record("warning", message=warning)
+        for error in plan.discovery_errors:
+            trail.record(
+                "discovery-failed",
+                target=error["scope"],
+                outcome="failed",
+                errorCode=error["code"],
+                message=error["message"],
+                detail={"kind": error["kind"]},
+            )
+        for target in plan.not_consumers:
+            trail.record(
+                "not-a-consumer",
+                target=target,
+                outcome="skipped",
+                message="requested target does not use this key (or no longer exists)",
+            )
+            result.notes.append(f"{target} does not use {plan.key.versionless_id}")
+        trail.record(
+            "plan",
+            toVersion=plan.desired_version,
+            reason=plan.state.blocked_reason,
+            detail={
+                "summary": _count(s.action for s in plan.steps),
+                "currentVersion": plan.state.current_version,
+            },
+        )
+        for step in plan.steps:
+            trail.record(
+                "plan-step",
+                target=step.target,
+                action=step.action,
+                reason=step.reason,
+                message=step.message,
+                fromVersion=step.from_version,
+                toVersion=step.to_version,
+            )
+            if step.reason == "current-version-expired":
+                trail.record(
+                    "incident",
+                    target=step.target,
+                    fromVersion=step.from_version,
+                    reason="consumer-on-expired-version",
+                    message=step.message,
+                )
+
+    def _apply(
+        self,
+        plan: Plan,
+        request: RotationRequest,
+        trail: AuditTrail,
+        deadline: Deadline,
+        progress: ProgressCallback | None,
+    ) -> list[StepResult]:
+        context = ApplyContext(run_id=request.request_id, actor=request.actor)
+        desired_key = plan.key.with_version(plan.desired_version) if plan.desired_version else None
+
+        def one(step: PlanStep) -> StepResult:
+            if step.action != UPDATE or desired_key is None:
+                outcome = _result_of(step, "skipped")
+            elif deadline.expired():
+                outcome = _result_of(step, "skipped")
+                outcome.error_code, outcome.error = "TimeBudgetExhausted", "the run's time budget ended first"
+                trail.record(
+                    "apply-outcome",
+                    target=step.target,
+                    outcome="skipped",
+                    errorCode="TimeBudgetExhausted",
+                    fromVersion=step.from_version,
+                    toVersion=step.to_version,
+                )
+            else:
+                outcome = self._apply_step(step, desired_key, context, trail, deadline)
+            if progress:
+                progress(outcome)
+            return outcome
+
+        workers = max(
+            1, min(self.settings.concurrency, sum(1 for s in plan.steps if s.action == UPDATE) or 1)
+        )
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(one, plan.steps))
+
+    def _apply_step(
+        self,
+        step: PlanStep,
+        desired_key: KeyRef,
+        context: ApplyContext,
+        trail: AuditTrail,
+        deadline: Deadline,
+    ) -> StepResult:
+        kind = self.kinds[step.kind]
+        started = time.monotonic()
+        attempts = 0
+        wrote = False
+
+        def attempt() -> str:
+            nonlocal attempts, wrote
+            attempts += 1
+            current = kind.read(self.clients, step.consumer.resource_id)
+            if current is not None and current.version == desired_key.version:
+                return "verified" if wrote else "already-current"
+            if current is None and step.kind != "containergroup":
+                raise VerificationFailed(
+                    f"{step.target} no longer exists or no longer uses a customer-managed key"
+                )
+            if current is not None and (current.provisioning_state or "").lower() in _BUSY_STATES:
+                raise TransientCondition(f"{step.target} is {current.provisioning_state}")
+            trail.record(
+                "apply-attempt",
+                target=step.target,
+                fromVersion=step.from_version,
+                toVersion=desired_key.version,
+                detail={"attempt": attempts},
+            )
+            kind.apply(self.clients, current or step.consumer, desired_key, context)
+            wrote = True
+            after = kind.read(self.clients, step.consumer.resource_id)
+            if after is not None and after.version == desired_key.version:
+                return "verified"
+            if after is not None and (after.provisioning_state or "").lower() in _BUSY_STATES:
+                raise TransientCondition(f"{step.target} is still {after.provisioning_state}")
+            raise VerificationFailed(
+                f"{step.target} does not show {desired_key.version} after the update "
+                f"(shows {after.version if after else 'nothing'})"
+            )
+
+        def on_retry(number: int, info: ErrorInfo, sleep: float) -> None:
+            trail.record(
+                "apply-retry",
+                target=step.target,
+                outcome="retrying",
+                errorCode=info.code,
+                message=info.summary(),
+                detail={"attempt": number, "sleepSeconds": round(sleep, 3)},
+            )
+
+        result = _result_of(step, "failed")
+        try:
+            outcome = call(
+                attempt, policy=self.retry, deadline=deadline, what=f"update {step.target}", on_retry=on_retry
+            )
+        except Exception as exc:  # noqa: BLE001 - a failed target is reported, never fatal to the run
+            info = classify(exc)
+            if isinstance(exc, VerificationFailed):
+                info = ErrorInfo(False, False, None, "VerificationFailed", str(exc))
+            result.error_code, result.error = info.code, info.summary()
+            result.hint = remediation(info, step.kind)
+            trail.record(
+                "apply-outcome",
+                target=step.target,
+                outcome="failed",
+                fromVersion=step.from_version,
+                toVersion=desired_key.version,
+                errorCode=info.code,
+                message=info.summary(),
+                hint=result.hint,
+                durationMs=int((time.monotonic() - started) * 1000),
+            )
+        else:
+            # Read back either way: after our write, or because someone else already moved it.
+            result.outcome = "verified"
+            if outcome == "verified":
+                trail.record(
+                    "updated",
+                    target=step.target,
+                    outcome="updated",
+                    fromVersion=step.from_version,
+                    toVersion=desired_key.version,
+                )
+            else:
+                result.message += " (found already on it when applying)"
+            trail.record(
+                "verified",
+                target=step.target,
+                outcome="verified",
+                fromVersion=step.from_version,
+                toVersion=desired_key.version,
+                reason=None if outcome == "verified" else "already-current-at-apply",
+                durationMs=int((time.monotonic() - started) * 1000),
+            )
+        result.duration_ms = int((time.monotonic() - started) * 1000)
+        result.attempts = attempts
+        return result
+
+    def _finish(self, result: RunResult, trail: AuditTrail) -> RunResult:
+        result.finished_at = _iso(datetime.now(UTC))
+        trail.record(
+            "run-finished",
+            outcome=result.status,
+            toVersion=result.desired_version,
+            detail={"summary": _count(s.outcome for s in result.steps), "exitCode": result.exit_code},
+        )
+        trail.flush()
+        if self.runs:
+            summary = {
+                "status": result.status,
+                "desiredVersion": result.desired_version,
+                "createdVersion": result.created_version,
+                "exitCode": result.exit_code,
+                "summary": _count(s.outcome for s in result.steps),
+                "notes": result.notes,
+                "discoveryErrors": result.discovery_errors,
+                "error": result.unreachable.summary() if result.unreachable else None,
+            }
+            self.runs.finished(result.run_id, summary, [s.to_dict() for s in result.steps])
+        return result
+
+
+def _result_of(step: PlanStep, outcome: str) -> StepResult:
+    return StepResult(
+        step.target,
+        step.kind,
+        step.action,
+        step.reason,
+        step.message,
+        step.from_version,
+        step.to_version,
+        outcome,
+    )

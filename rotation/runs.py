@@ -1,0 +1,143 @@
+"""Run records in table `RotationRuns`: what `GET /api/rotations/{runId}` answers.
+
+PartitionKey = run id; RowKey "run" holds the run's state, and one row per target
+("step-00001", ...) holds its result, so a run over a thousand targets stays within the
+Table service's entity limits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+RUNS_TABLE = "RotationRuns"
+_RUN_ROW = "run"
+_STEP_FIELDS = (
+    "target",
+    "kind",
+    "action",
+    "reason",
+    "message",
+    "fromVersion",
+    "toVersion",
+    "outcome",
+    "errorCode",
+    "error",
+    "hint",
+    "durationMs",
+    "attempts",
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class RunStore:
+    def __init__(self, table: TableClient) -> None:
+        self.table = table
+
+    def queued(
+        self, run_id: str, *, key_id: str, source: str, actor: str, dry_run: bool, event_id: str | None = None
+    ) -> None:
+        """Record a run that was put on the queue (status `queued`) unless it already exists."""
+        try:
+            self.table.get_entity(run_id, _RUN_ROW)
+            return
+        except ResourceNotFoundError:
+            pass
+        self.table.upsert_entity(
+            {
+                "PartitionKey": run_id,
+                "RowKey": _RUN_ROW,
+                "Status": "queued",
+                "KeyId": key_id,
+                "Source": source,
+                "Actor": actor,
+                "DryRun": dry_run,
+                "EventId": event_id,
+                "QueuedAt": _now(),
+            },
+            mode=UpdateMode.MERGE,
+        )
+
+    def started(
+        self,
+        run_id: str,
+        *,
+        key_id: str,
+        source: str,
+        actor: str,
+        dry_run: bool,
+        attempt: int,
+        event_id: str | None = None,
+    ) -> None:
+        self.table.upsert_entity(
+            {
+                "PartitionKey": run_id,
+                "RowKey": _RUN_ROW,
+                "Status": "running",
+                "KeyId": key_id,
+                "Source": source,
+                "Actor": actor,
+                "DryRun": dry_run,
+                "EventId": event_id,
+                "StartedAt": _now(),
+                "Attempt": attempt,
+            },
+            mode=UpdateMode.MERGE,
+        )
+
+    def note(self, run_id: str, status: str, message: str) -> None:
+        """A state change without results (waiting for a lease, skipped as a duplicate)."""
+        self.table.upsert_entity(
+            {
+                "PartitionKey": run_id,
+                "RowKey": _RUN_ROW,
+                "Status": status,
+                "Message": message[:4000],
+                "UpdatedAt": _now(),
+            },
+            mode=UpdateMode.MERGE,
+        )
+
+    def finished(self, run_id: str, summary: dict[str, Any], steps: list[dict[str, Any]]) -> None:
+        rows = []
+        for index, step in enumerate(steps, start=1):
+            row = {"PartitionKey": run_id, "RowKey": f"step-{index:05d}"}
+            row.update({k[0].upper() + k[1:]: step.get(k) for k in _STEP_FIELDS if step.get(k) is not None})
+            rows.append(row)
+        for start in range(0, len(rows), 100):
+            self.table.submit_transaction([("upsert", r) for r in rows[start : start + 100]])
+        run_row = {"PartitionKey": run_id, "RowKey": _RUN_ROW, "FinishedAt": _now(), "StepCount": len(steps)}
+        for name, value in summary.items():
+            column = name[0].upper() + name[1:]
+            run_row[column] = json.dumps(value) if isinstance(value, dict | list) else value
+        self.table.upsert_entity(run_row, mode=UpdateMode.MERGE)
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        """The run and its per-target results, or None."""
+        entities = list(self.table.query_entities("PartitionKey eq @pk", parameters={"pk": run_id}))
+        run = next((e for e in entities if e["RowKey"] == _RUN_ROW), None)
+        if run is None:
+            return None
+        result: dict[str, Any] = {"runId": run_id}
+        for column, value in run.items():
+            if column in ("PartitionKey", "RowKey"):
+                continue
+            name = column[0].lower() + column[1:]
+            if isinstance(value, str) and value[:1] in "[{":
+                with contextlib.suppress(ValueError):
+                    value = json.loads(value)
+            result[name] = value
+        steps = sorted((e for e in entities if e["RowKey"].startswith("step-")), key=lambda e: e["RowKey"])
+        result["steps"] = [
+            {k[0].lower() + k[1:]: v for k, v in e.items() if k not in ("PartitionKey", "RowKey")}
+            for e in steps
+        ]
+        return result

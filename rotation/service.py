@@ -1,0 +1,106 @@
+"""What every entry door needs, built once from settings: clients, stores and the reconciler."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from functools import cached_property
+
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
+
+from .audit import ANCHOR_CONTAINER, AUDIT_TABLE, AuditStore
+from .clients import Clients
+from .config import Settings, load_settings
+from .queue import POISON_QUEUE, REQUESTS_QUEUE
+from .reconcile import Reconciler
+from .runs import RUNS_TABLE, RunStore
+from .targets.containergroup import REDEPLOY_CONTAINER
+
+log = logging.getLogger("rotation.service")
+LEDGER_TABLE = "RotationLedger"
+DEADLETTER_CONTAINER = "eventgrid-deadletters"
+POISON_CONTAINER = "rotation-poison"
+TABLES = (RUNS_TABLE, AUDIT_TABLE, LEDGER_TABLE)
+CONTAINERS = (DEADLETTER_CONTAINER, POISON_CONTAINER, ANCHOR_CONTAINER, REDEPLOY_CONTAINER)
+QUEUES = (REQUESTS_QUEUE, POISON_QUEUE)
+
+
+class Service:
+    def __init__(self, settings: Settings, clients: Clients | None = None) -> None:
+        self.settings = settings
+        self.clients = clients or Clients(settings)
+        self._storage_ready = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_environment(cls) -> Service:
+        return cls(load_settings())
+
+    def ensure_storage(self) -> None:
+        """Create the queues, tables and containers if missing (infra creates them in Azure;
+        with data-plane roles only, a refused create is logged and ignored)."""
+        with self._lock:
+            if self._storage_ready:
+                return
+            creators = [
+                *(lambda n=n: self.clients.tables().create_table(n) for n in TABLES),
+                *(lambda n=n: self.clients.blobs().create_container(n) for n in CONTAINERS),
+                *(lambda n=n: self.clients.queue(n).create_queue() for n in QUEUES),
+            ]
+            for create in creators:
+                try:
+                    create()
+                except ResourceExistsError:
+                    pass
+                except HttpResponseError as exc:
+                    if exc.status_code not in (403, 409):
+                        raise
+                    log.info("storage create refused (%s); assuming infra created it", exc.status_code)
+            self._storage_ready = True
+
+    @cached_property
+    def audit(self) -> AuditStore:
+        return AuditStore(
+            self.clients.tables().get_table_client(AUDIT_TABLE),
+            self.clients.blobs().get_container_client(ANCHOR_CONTAINER),
+        )
+
+    @cached_property
+    def runs(self) -> RunStore:
+        return RunStore(self.clients.tables().get_table_client(RUNS_TABLE))
+
+    @cached_property
+    def reconciler(self) -> Reconciler:
+        return Reconciler(self.settings, self.clients, audit=self.audit, runs=self.runs)
+
+    @property
+    def requests_queue(self):
+        return self.clients.queue(REQUESTS_QUEUE)
+
+    @property
+    def poison_queue(self):
+        return self.clients.queue(POISON_QUEUE)
+
+
+_ENV_PREFIXES = ("ROTATION_", "AzureWebJobsStorage", "AZURE_CLIENT_ID")
+_services: dict[tuple[tuple[str, str], ...], Service] = {}
+_services_lock = threading.Lock()
+
+
+def service_for_environment() -> Service:
+    """The Service for the current settings, built on first use and reused after (a change of
+    settings, as in tests, builds a new one). Raises ConfigError naming a bad setting."""
+    fingerprint = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)))
+    with _services_lock:
+        service = _services.get(fingerprint)
+        if service is None:
+            service = _services[fingerprint] = Service.from_environment()
+    service.ensure_storage()
+    return service
+
+
+def forget_services() -> None:
+    """Drop cached services so the next call rebuilds from settings (after storage was reset)."""
+    with _services_lock:
+        _services.clear()

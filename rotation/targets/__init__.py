@@ -1,0 +1,76 @@
+"""Consumers of a key, one module per resource kind behind one protocol.
+
+A `TargetKind` lists consumers in a subscription, reads one by id, and moves one to a key
+version. Everything else (matching, planning, retrying, auditing) is shared and lives above.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from ..keyids import KeyRef, ResourceId
+
+if TYPE_CHECKING:
+    from ..clients import Clients
+
+
+@dataclass(frozen=True)
+class Consumer:
+    kind: str  # "registry", "batch" or "containergroup"
+    resource_id: ResourceId
+    key: KeyRef  # as the resource holds it; version None means versionless
+    location: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    identity: str | None = None  # the identity the resource uses for the key, as the resource names it
+    identity_assigned: bool = True
+    reconstructible: bool = True  # container groups: can the spec be rebuilt from a GET?
+    provisioning_state: str | None = None
+
+    @property
+    def target(self) -> str:
+        return str(self.resource_id)
+
+    @property
+    def version(self) -> str | None:
+        return self.key.version
+
+
+class TargetKind(Protocol):
+    kind: str
+    resource_type: str
+
+    def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
+        """Every resource of this kind in the subscription that uses a customer-managed key."""
+
+    def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
+        """The resource now, or None when it no longer exists or no longer uses a CMK."""
+
+    def apply(self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext) -> None:
+        """Move the resource to `to_key` (versioned). Raises on failure; the caller verifies."""
+
+
+@dataclass(frozen=True)
+class ApplyContext:
+    run_id: str
+    actor: str
+
+
+def text(value: object) -> str:
+    """An SDK enum or string as its wire value ("" for None)."""
+    if value is None:
+        return ""
+    return str(getattr(value, "value", value))
+
+
+def tags_of(resource: object) -> dict[str, str]:
+    return dict(getattr(resource, "tags", None) or {})
+
+
+def all_kinds() -> list[TargetKind]:
+    from .batch import BatchAccounts
+    from .containergroup import ContainerGroups
+    from .registry import Registries
+
+    return [Registries(), BatchAccounts(), ContainerGroups()]

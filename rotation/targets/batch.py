@@ -1,0 +1,73 @@
+"""Batch accounts encrypted with a customer-managed key. The update is a synchronous PATCH of
+`properties.encryption` only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from ..keyids import BATCH_ACCOUNT, InvalidId, KeyRef, ResourceId, parse_key_id, parse_resource_id
+from . import ApplyContext, Consumer, tags_of, text
+
+if TYPE_CHECKING:
+    from ..clients import Clients
+
+
+def to_consumer(account: Any) -> Consumer | None:
+    encryption = getattr(account, "encryption", None)
+    vault_properties = getattr(encryption, "key_vault_properties", None)
+    if encryption is None or text(encryption.key_source) != "Microsoft.KeyVault" or vault_properties is None:
+        return None
+    try:
+        key = parse_key_id(vault_properties.key_identifier)
+        resource_id = parse_resource_id(account.id, (BATCH_ACCOUNT,))
+    except InvalidId:
+        return None
+    identity = getattr(account, "identity", None)
+    identity_type = text(getattr(identity, "type", None))
+    has_identity = identity_type not in ("", "None")
+    return Consumer(
+        kind="batch",
+        resource_id=resource_id,
+        key=key,
+        location=account.location,
+        tags=tags_of(account),
+        identity=identity_type if has_identity else None,
+        identity_assigned=has_identity,
+        provisioning_state=text(getattr(account, "provisioning_state", None)) or None,
+    )
+
+
+class BatchAccounts:
+    kind = "batch"
+    resource_type = BATCH_ACCOUNT
+
+    def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
+        for account in clients.batch(subscription).batch_account.list():
+            consumer = to_consumer(account)
+            if consumer is not None:
+                yield consumer
+
+    def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
+        try:
+            account = clients.batch(resource_id.subscription).batch_account.get(
+                resource_id.resource_group, resource_id.name
+            )
+        except ResourceNotFoundError:
+            return None
+        return to_consumer(account)
+
+    def apply(self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext) -> None:
+        body = {
+            "properties": {
+                "encryption": {
+                    "keySource": "Microsoft.KeyVault",
+                    "keyVaultProperties": {"keyIdentifier": to_key.id},
+                }
+            }
+        }
+        clients.batch(consumer.resource_id.subscription).batch_account.update(
+            consumer.resource_id.resource_group, consumer.resource_id.name, body
+        )

@@ -1,0 +1,278 @@
+"""Container Instances groups encrypted with a customer-managed key.
+
+Azure cannot change a group's encryption in place, so a new key version means a redeploy:
+read the group's own spec, save it (blob `rotation-redeploy/<resource id>.json`), delete the
+group, create it again with the new `keyVersion`, verify, then drop the saved spec. A group
+whose GET hides secure values cannot be rebuilt and is never touched. Delete and create are
+not idempotent, so they are never retried blindly: after an unclear failure the group is
+read again and the next move decided from what is there. A run that finds a saved spec
+whose group is missing re-creates the group first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from ..keyids import CONTAINER_GROUP, InvalidId, KeyRef, ResourceId, key_from_parts, parse_resource_id
+from ..retry import TransientCondition, classify
+from . import ApplyContext, Consumer
+
+if TYPE_CHECKING:
+    from ..clients import Clients
+
+log = logging.getLogger("rotation.targets.containergroup")
+REDEPLOY_CONTAINER = "rotation-redeploy"
+_TOP_READ_ONLY = ("id", "name", "type", "etag", "systemData")
+_PROPERTIES_READ_ONLY = ("provisioningState", "instanceView")
+
+
+def _raw(pipeline_response: Any, _deserialized: Any, _headers: Any) -> Any:
+    """The GET answer as the service sent it (the SDK model would drop properties it does not know)."""
+    return json.loads(pipeline_response.http_response.text())
+
+
+def secure_values_hidden(properties: dict[str, Any]) -> list[str]:
+    """What a GET hid that a re-create would need (empty: the spec can be rebuilt)."""
+    hidden = []
+    for container in [*(properties.get("containers") or []), *(properties.get("initContainers") or [])]:
+        for variable in (container.get("properties") or {}).get("environmentVariables") or []:
+            if variable.get("value") is None and variable.get("secureValue") is None:
+                hidden.append(
+                    f"secure environment variable {variable.get('name')} of {container.get('name')}"
+                )
+    for credential in properties.get("imageRegistryCredentials") or []:
+        if not credential.get("password") and not credential.get("identity"):
+            hidden.append(f"password of registry credential {credential.get('server')}")
+    for volume in properties.get("volumes") or []:
+        azure_file = volume.get("azureFile")
+        if azure_file is not None and not azure_file.get("storageAccountKey"):
+            hidden.append(f"storage account key of volume {volume.get('name')}")
+        if "secret" in volume:
+            hidden.append(f"secret volume {volume.get('name')}")
+    return hidden
+
+
+def creatable_spec(group: dict[str, Any]) -> dict[str, Any]:
+    """The group's GET answer minus what only the service sets, ready for a PUT."""
+    spec = {k: copy.deepcopy(v) for k, v in group.items() if k not in _TOP_READ_ONLY}
+    properties = spec.setdefault("properties", {})
+    for name in _PROPERTIES_READ_ONLY:
+        properties.pop(name, None)
+    for container in [*(properties.get("containers") or []), *(properties.get("initContainers") or [])]:
+        (container.get("properties") or {}).pop("instanceView", None)
+    if isinstance(properties.get("ipAddress"), dict):
+        properties["ipAddress"].pop("ip", None)
+    identity = spec.get("identity")
+    if isinstance(identity, dict):
+        identity.pop("principalId", None)
+        identity.pop("tenantId", None)
+        if identity.get("userAssignedIdentities"):
+            identity["userAssignedIdentities"] = {k: {} for k in identity["userAssignedIdentities"]}
+    return spec
+
+
+def to_consumer(group: dict[str, Any]) -> Consumer | None:
+    properties = group.get("properties") or {}
+    encryption = properties.get("encryptionProperties")
+    if not encryption:
+        return None
+    try:
+        key = key_from_parts(
+            encryption.get("vaultBaseUrl"), encryption.get("keyName"), encryption.get("keyVersion")
+        )
+        resource_id = parse_resource_id(group.get("id", ""), (CONTAINER_GROUP,))
+    except InvalidId:
+        return None
+    identity = encryption.get("identity")
+    group_identity = group.get("identity") or {}
+    assigned = {i.lower() for i in (group_identity.get("userAssignedIdentities") or {})}
+    identity_ok = (
+        identity.lower() in assigned if identity else "SystemAssigned" in str(group_identity.get("type"))
+    )
+    return Consumer(
+        kind="containergroup",
+        resource_id=resource_id,
+        key=key,
+        location=group.get("location", ""),
+        tags=dict(group.get("tags") or {}),
+        identity=identity,
+        identity_assigned=identity_ok,
+        reconstructible=not secure_values_hidden(properties),
+        provisioning_state=properties.get("provisioningState"),
+    )
+
+
+def saved_consumer(resource_id: ResourceId, saved: dict[str, Any]) -> Consumer | None:
+    """The consumer a saved spec describes (its group is gone)."""
+    spec = saved.get("spec") or {}
+    consumer = to_consumer({**spec, "id": str(resource_id)})
+    if consumer is None:
+        return None
+    return Consumer(
+        consumer.kind,
+        consumer.resource_id,
+        consumer.key,
+        consumer.location,
+        consumer.tags,
+        consumer.identity,
+        consumer.identity_assigned,
+        True,
+        "Deleted",
+    )
+
+
+def spec_blob_name(resource_id: ResourceId) -> str:
+    return str(resource_id).lstrip("/") + ".json"
+
+
+class ContainerGroups:
+    kind = "containergroup"
+    resource_type = CONTAINER_GROUP
+
+    def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
+        for group in clients.container_instances(subscription).container_groups.list():
+            consumer = to_consumer(group.serialize(keep_readonly=True))
+            if consumer is not None:
+                yield consumer
+
+    def _get_raw(self, clients: Clients, resource_id: ResourceId) -> dict[str, Any] | None:
+        try:
+            return clients.container_instances(resource_id.subscription).container_groups.get(
+                resource_id.resource_group, resource_id.name, cls=_raw
+            )
+        except ResourceNotFoundError:
+            return None
+
+    def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
+        group = self._get_raw(clients, resource_id)
+        return to_consumer(group) if group else None
+
+    # -- redeploy ---------------------------------------------------------------------------
+    def apply(self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext) -> None:
+        resource_id = consumer.resource_id
+        group = self._get_raw(clients, resource_id)
+        if group is None:
+            saved = load_saved_spec(clients, resource_id)
+            if saved is None:
+                raise ResourceNotFoundError(
+                    f"container group {resource_id} no longer exists and no spec is saved"
+                )
+            self._create(clients, resource_id, saved["spec"], to_key)
+            return
+        state = (group.get("properties") or {}).get("provisioningState")
+        if state in ("Creating", "Deleting", "Updating", "Pending", "Repairing"):
+            raise TransientCondition(f"container group is {state}")
+        hidden = secure_values_hidden(group.get("properties") or {})
+        if hidden:
+            raise RuntimeError("spec-not-reconstructible: " + "; ".join(hidden))
+        spec = creatable_spec(group)
+        save_spec(clients, resource_id, spec, consumer.key, to_key, context)
+        self._delete(clients, resource_id)
+        self._create(clients, resource_id, spec, to_key)
+
+    def _delete(self, clients: Clients, resource_id: ResourceId) -> None:
+        operations = clients.container_instances(resource_id.subscription).container_groups
+        try:
+            operations.begin_delete(resource_id.resource_group, resource_id.name).result()
+        except HttpResponseError as exc:
+            # Unclear outcome: look before deciding. Gone means the delete happened.
+            if self._get_raw(clients, resource_id) is not None:
+                raise
+            log.info(
+                "delete of %s reported %s but the group is gone; continuing",
+                resource_id,
+                classify(exc).summary(),
+            )
+        self._wait_gone(clients, resource_id)
+
+    def _wait_gone(self, clients: Clients, resource_id: ResourceId, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while self._get_raw(clients, resource_id) is not None:
+            if time.monotonic() > deadline:
+                raise TransientCondition(f"container group {resource_id} is still being deleted")
+            time.sleep(min(2.0, clients.settings.poll_interval_seconds))
+
+    def _create(
+        self, clients: Clients, resource_id: ResourceId, spec: dict[str, Any], to_key: KeyRef
+    ) -> None:
+        spec = copy.deepcopy(spec)
+        encryption = spec.setdefault("properties", {}).setdefault("encryptionProperties", {})
+        encryption["keyVersion"] = to_key.version
+        operations = clients.container_instances(resource_id.subscription).container_groups
+        body = json.dumps(spec).encode()  # raw bytes: the PUT carries exactly the saved spec
+        try:
+            operations.begin_create_or_update(
+                resource_id.resource_group, resource_id.name, body, content_type="application/json"
+            ).result()
+        except HttpResponseError:
+            # Unclear outcome: if the group now exists on the new key, the create happened.
+            current = self.read(clients, resource_id)
+            if current is None or current.version != to_key.version:
+                raise
+        delete_saved_spec(clients, resource_id)
+
+    def pending_redeploys(self, clients: Clients, key: KeyRef) -> list[tuple[ResourceId, dict[str, Any]]]:
+        """Saved specs for this key whose group is missing: interrupted redeploys to finish first."""
+        pending = []
+        container = clients.blobs().get_container_client(REDEPLOY_CONTAINER)
+        try:
+            blobs = list(container.list_blobs(name_starts_with="subscriptions/"))
+        except ResourceNotFoundError:
+            return []
+        for blob in blobs:
+            saved = json.loads(container.download_blob(blob.name).readall())
+            try:
+                resource_id = parse_resource_id(saved["resourceId"], (CONTAINER_GROUP,))
+                saved_key = KeyRef(**saved["key"])
+            except (KeyError, TypeError, InvalidId):
+                log.warning("ignoring unreadable saved spec %s", blob.name)
+                continue
+            if saved_key.same_key(key) and self._get_raw(clients, resource_id) is None:
+                pending.append((resource_id, saved))
+        return pending
+
+
+def save_spec(
+    clients: Clients,
+    resource_id: ResourceId,
+    spec: dict[str, Any],
+    from_key: KeyRef,
+    to_key: KeyRef,
+    context: ApplyContext,
+) -> None:
+    document = {
+        "resourceId": str(resource_id),
+        "key": {"vault_host": from_key.vault_host, "name": from_key.name},
+        "fromVersion": from_key.version,
+        "toVersion": to_key.version,
+        "runId": context.run_id,
+        "savedAt": datetime.now(UTC).isoformat(),
+        "spec": spec,
+    }
+    clients.blobs().get_blob_client(REDEPLOY_CONTAINER, spec_blob_name(resource_id)).upload_blob(
+        json.dumps(document).encode(), overwrite=True
+    )
+
+
+def load_saved_spec(clients: Clients, resource_id: ResourceId) -> dict[str, Any] | None:
+    try:
+        data = (
+            clients.blobs().get_blob_client(REDEPLOY_CONTAINER, spec_blob_name(resource_id)).download_blob()
+        )
+        return json.loads(data.readall())
+    except ResourceNotFoundError:
+        return None
+
+
+def delete_saved_spec(clients: Clients, resource_id: ResourceId) -> None:
+    with contextlib.suppress(ResourceNotFoundError):
+        clients.blobs().get_blob_client(REDEPLOY_CONTAINER, spec_blob_name(resource_id)).delete_blob()

@@ -1,0 +1,89 @@
+"""Container Registry (Premium) registries encrypted with a customer-managed key.
+
+The update is what `az acr encryption rotate-key` does, with a minimal body: a PATCH of
+`properties.encryption.keyVaultProperties` with the new key id and the identity the registry
+already uses for encryption (a long-running operation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from ..keyids import REGISTRY, InvalidId, KeyRef, ResourceId, parse_key_id, parse_resource_id
+from . import ApplyContext, Consumer, tags_of, text
+
+if TYPE_CHECKING:
+    from ..clients import Clients
+
+
+def _assigned_identities(registry: Any) -> set[str]:
+    """Client ids of user-assigned identities and the system principal, lower case."""
+    identity = getattr(registry, "identity", None)
+    if identity is None:
+        return set()
+    assigned = {(ua.client_id or "").lower() for ua in (identity.user_assigned_identities or {}).values()}
+    if identity.principal_id:
+        assigned.add(identity.principal_id.lower())
+    return assigned - {""}
+
+
+def to_consumer(registry: Any) -> Consumer | None:
+    encryption = getattr(registry, "encryption", None)
+    vault_properties = getattr(encryption, "key_vault_properties", None)
+    if encryption is None or text(encryption.status).lower() != "enabled" or vault_properties is None:
+        return None
+    try:
+        key = parse_key_id(vault_properties.key_identifier)
+        resource_id = parse_resource_id(registry.id, (REGISTRY,))
+    except InvalidId:
+        return None
+    identity = vault_properties.identity
+    return Consumer(
+        kind="registry",
+        resource_id=resource_id,
+        key=key,
+        location=registry.location,
+        tags=tags_of(registry),
+        identity=identity,
+        identity_assigned=bool(identity) and identity.lower() in _assigned_identities(registry),
+        provisioning_state=text(getattr(registry, "provisioning_state", None)) or None,
+    )
+
+
+class Registries:
+    kind = "registry"
+    resource_type = REGISTRY
+
+    def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
+        for registry in clients.registries(subscription).registries.list():
+            consumer = to_consumer(registry)
+            if consumer is not None:
+                yield consumer
+
+    def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
+        try:
+            registry = clients.registries(resource_id.subscription).registries.get(
+                resource_id.resource_group, resource_id.name
+            )
+        except ResourceNotFoundError:
+            return None
+        return to_consumer(registry)
+
+    def apply(self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext) -> None:
+        body = {
+            "properties": {
+                "encryption": {
+                    "keyVaultProperties": {
+                        "keyIdentifier": to_key.id,
+                        "identity": consumer.identity,
+                    }
+                }
+            }
+        }
+        poller = clients.registries(consumer.resource_id.subscription).registries.begin_update(
+            consumer.resource_id.resource_group, consumer.resource_id.name, body
+        )
+        poller.result()

@@ -1,0 +1,158 @@
+"""Key Vault reads: a key's versions, its desired version, and preflight facts.
+
+Only attributes and public metadata are read (never key material): listing versions gives
+enabled/nbf/exp/created; the key type and operations come from `get_key` on the one or two
+versions that are candidates for "desired", so a typical read costs two calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.keyvault.keys import KeyClient
+
+from .keyids import KeyRef
+
+USABLE_TYPES = ("RSA", "RSA-HSM")
+REQUIRED_OPS = ("wrapKey", "unwrapKey")
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str
+    enabled: bool
+    created: datetime
+    not_before: datetime | None
+    expires: datetime | None
+    key_type: str | None = None  # known only for versions read with get_key
+    key_ops: tuple[str, ...] | None = None
+
+    def time_problem(self, now: datetime) -> str | None:
+        """Why this version cannot be used now, by its attributes alone (None: usable)."""
+        if not self.enabled:
+            return "version-disabled"
+        if self.expires is not None and self.expires <= now:
+            return "version-expired"
+        if self.not_before is not None and self.not_before > now:
+            return "version-not-yet-valid"
+        return None
+
+    def crypto_problem(self) -> str | None:
+        if self.key_type is None:
+            return None
+        if self.key_type not in USABLE_TYPES:
+            return "key-type-unsupported"
+        if not set(REQUIRED_OPS) <= set(self.key_ops or ()):
+            return "key-ops-missing"
+        return None
+
+
+@dataclass(frozen=True)
+class RotationPolicyInfo:
+    expires_after: str | None  # ISO 8601 duration, e.g. P1Y
+    has_rotate_action: bool
+    notify_before_expiry: str | None
+
+
+@dataclass(frozen=True)
+class KeyState:
+    key: KeyRef  # versionless
+    versions: tuple[VersionInfo, ...]  # oldest first
+    current_version: str  # what Key Vault calls the key's current (latest) version
+    desired: VersionInfo | None
+    blocked_reason: str | None  # why there is no desired version
+    recovery_level: str | None
+    read_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def version(self, version: str | None) -> VersionInfo | None:
+        if not version:
+            return None
+        version = version.lower()
+        return next((v for v in self.versions if v.version == version), None)
+
+    @property
+    def recoverable(self) -> bool:
+        return bool(self.recovery_level) and "Recoverable" in (self.recovery_level or "")
+
+    def is_newer(self, a: VersionInfo, b: VersionInfo) -> bool:
+        """Whether `a` is newer than `b`: created later; on a tie, the current version wins."""
+        return self._order(a) > self._order(b)
+
+    def _order(self, info: VersionInfo) -> tuple[datetime, bool]:
+        return (info.created, info.version == self.current_version)
+
+
+def _info(properties, key_type: str | None = None, key_ops: list[str] | None = None) -> VersionInfo:
+    return VersionInfo(
+        version=properties.version.lower(),
+        enabled=bool(properties.enabled),
+        created=properties.created_on,
+        not_before=properties.not_before,
+        expires=properties.expires_on,
+        key_type=str(key_type.value if hasattr(key_type, "value") else key_type) if key_type else None,
+        key_ops=tuple(str(getattr(op, "value", op)) for op in key_ops) if key_ops is not None else None,
+    )
+
+
+def read_key_state(client: KeyClient, key: KeyRef, now: datetime | None = None) -> KeyState:
+    """Read every version's attributes and decide the desired version (DESIGN.md section 7)."""
+    now = now or datetime.now(UTC)
+    latest = client.get_key(key.name)
+    current = _info(latest.properties, latest.key_type, latest.key_operations)
+    by_version = {current.version: current}
+    for properties in client.list_properties_of_key_versions(key.name):
+        info = _info(properties)
+        by_version.setdefault(info.version, info)
+    versions = sorted(by_version.values(), key=lambda v: (v.created, v.version == current.version))
+    state = KeyState(
+        key.versionless(), tuple(versions), current.version, None, None, latest.properties.recovery_level
+    )
+    desired, blocked = _choose_desired(client, key, state, now)
+    details = {v.version: v for v in state.versions}
+    if desired is not None:
+        details[desired.version] = desired
+    ordered = tuple(details[v.version] for v in versions)
+    return KeyState(state.key, ordered, current.version, desired, blocked, state.recovery_level)
+
+
+def _choose_desired(
+    client: KeyClient, key: KeyRef, state: KeyState, now: datetime
+) -> tuple[VersionInfo | None, str | None]:
+    """Newest usable version; when none is usable, the reason the newest one is not."""
+    first_reason: str | None = None
+    for candidate in reversed(state.versions):
+        reason = candidate.time_problem(now)
+        if reason is None:
+            detailed = candidate if candidate.key_type else _details(client, key, candidate)
+            reason = detailed.crypto_problem()
+            if reason is None:
+                return detailed, None
+        first_reason = first_reason or reason
+    return None, first_reason or "version-disabled"
+
+
+def _details(client: KeyClient, key: KeyRef, info: VersionInfo) -> VersionInfo:
+    bundle = client.get_key(key.name, info.version)
+    return _info(bundle.properties, bundle.key_type, bundle.key_operations)
+
+
+def read_rotation_policy(client: KeyClient, key: KeyRef) -> RotationPolicyInfo:
+    try:
+        policy = client.get_key_rotation_policy(key.name)
+    except ResourceNotFoundError:
+        return RotationPolicyInfo(None, False, None)
+    except HttpResponseError as exc:
+        if exc.status_code == 403:  # no permission to read policies: behave as if none
+            return RotationPolicyInfo(None, False, None)
+        raise
+    rotate = False
+    notify = None
+    for action in policy.lifetime_actions or []:
+        kind = str(getattr(action.action, "value", action.action)).lower()
+        if kind == "rotate":
+            rotate = True
+        elif kind == "notify":
+            notify = action.time_before_expiry
+    return RotationPolicyInfo(policy.expires_in, rotate, notify)

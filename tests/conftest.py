@@ -1,0 +1,108 @@
+"""Fixtures: Azurite and the emulator run once per session (real processes, free loopback
+ports); every test gets a clean slate through `stack`, which resets both, points the
+environment at them, and tears down cleanly even when the test fails."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient
+
+from emulator import AdminClient, EmulatorProcess
+from emulator.azurite import Azurite
+from emulator.functions_host import QueueDispatcher, QueueHostSettings
+from rotation import service as service_module
+from tests.scenarios import OTHER_VAULT, SUB_A, SUB_B, VAULT
+
+REPO = Path(__file__).resolve().parent.parent
+EMPTY_SCENARIO: dict[str, Any] = {"vaults": {}, "registries": [], "batchAccounts": [], "containerGroups": []}
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    with Azurite() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    with EmulatorProcess(state_dir=tmp_path_factory.mktemp("emulator")) as running:
+        yield running
+
+
+def wipe_storage(connection_string: str) -> None:
+    for queue in QueueServiceClient.from_connection_string(connection_string).list_queues():
+        QueueServiceClient.from_connection_string(connection_string).delete_queue(queue.name)
+    tables = TableServiceClient.from_connection_string(connection_string)
+    for table in tables.list_tables():
+        tables.delete_table(table.name)
+    blobs = BlobServiceClient.from_connection_string(connection_string)
+    for container in blobs.list_containers():
+        blobs.delete_container(container.name)
+
+
+@dataclass
+class Stack:
+    admin: AdminClient
+    env: dict[str, str]
+    storage: str  # Azurite connection string
+    monkeypatch: pytest.MonkeyPatch
+
+    def load(self, scenario: dict[str, Any]) -> None:
+        self.admin.load_scenario(scenario)
+        self.admin.clear_calls()
+
+    def set(self, **settings: str) -> None:
+        """Change product settings for this test (the next service built sees them)."""
+        for name, value in settings.items():
+            self.monkeypatch.setenv(name, value)
+
+    def service(self) -> service_module.Service:
+        return service_module.service_for_environment()
+
+    def dispatcher(self, function: Any, **overrides: Any) -> QueueDispatcher:
+        settings = QueueHostSettings.from_host_json(REPO / "host.json")
+        settings = QueueHostSettings(**{**settings.__dict__, "visibility_timeout": 0, **overrides})
+        return QueueDispatcher(self.storage, "rotation-requests", function, settings)
+
+    def writes(self, method: str = "PATCH") -> list[dict[str, Any]]:
+        return [
+            c
+            for c in self.admin.calls()["calls"]
+            if c["method"] == method
+            and c["host"] == "management.azure.com"
+            and "operationStatuses" not in c["path"]
+        ]
+
+
+@pytest.fixture
+def stack(azurite: Azurite, emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    admin = emulator.admin
+    admin.reset(EMPTY_SCENARIO)
+    admin.configure(lroSeconds=0.05, retryAfter=0, armPageSize=100, keyVaultPageSize=25)
+    wipe_storage(azurite.connection_string)
+    service_module.forget_services()
+    for name in list(os.environ):
+        if name.startswith("ROTATION_"):
+            monkeypatch.delenv(name)
+    for name, value in emulator.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
+    monkeypatch.setenv("ROTATION_ALLOWED_VAULTS", f"{VAULT}.vault.azure.net,{OTHER_VAULT}.vault.azure.net")
+    monkeypatch.setenv("ROTATION_SUBSCRIPTIONS", f"{SUB_A},{SUB_B}")
+    monkeypatch.setenv("ROTATION_POLL_INTERVAL_SECONDS", "0.05")
+    monkeypatch.setenv("ROTATION_RETRY_INITIAL_SECONDS", "0.05")
+    monkeypatch.setenv("ROTATION_RETRY_MAX_SECONDS", "0.4")
+    monkeypatch.setenv("ROTATION_LEASE_SECONDS", "15")
+    monkeypatch.delenv("WEBSITE_AUTH_ENABLED", raising=False)
+    yield Stack(admin, dict(emulator.env), azurite.connection_string, monkeypatch)
+    admin.clear_faults()
+    admin.set_throttling(False)
+    service_module.forget_services()

@@ -1,0 +1,169 @@
+"""Build emulator scenarios (DESIGN.md section 7 format) in tests, with real-shaped ids."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+SUB_A = "00000000-0000-0000-0000-00000000000a"
+SUB_B = "00000000-0000-0000-0000-00000000000b"
+VAULT = "contoso-cmk"
+VAULT_HOST = f"{VAULT}.vault.azure.net"
+OTHER_VAULT = "fabrikam-cmk"
+
+
+def vid(tag: str) -> str:
+    """A deterministic 32-hex key version for a readable tag."""
+    return hashlib.md5(tag.encode()).hexdigest()  # noqa: S324 - an id, not security
+
+
+def key_id(name: str, version: str | None = None, vault: str = VAULT) -> str:
+    base = f"https://{vault}.vault.azure.net/keys/{name}"
+    return f"{base}/{version}" if version else base
+
+
+def identity_id(name: str, sub: str = SUB_A) -> str:
+    return f"/subscriptions/{sub}/resourceGroups/rg-identity/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
+
+
+def version(
+    tag: str,
+    *,
+    created: str = "-100d",
+    exp: str | None = "+265d",
+    nbf: str | None = None,
+    enabled: bool = True,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {"version": vid(tag), "created": created, "exp": exp, "nbf": nbf, "enabled": enabled, **extra}
+
+
+def key(
+    *versions: dict[str, Any],
+    kty: str = "RSA",
+    ops: list[str] | None = None,
+    policy: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"kty": kty, "versions": list(versions), "rotationPolicy": policy}
+    if ops is not None:
+        spec["keyOps"] = ops
+    return spec
+
+
+def registry_id(name: str, sub: str = SUB_A, rg: str = "rg-acr") -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerRegistry/registries/{name}"
+
+
+def batch_id(name: str, sub: str = SUB_A, rg: str = "rg-batch") -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Batch/batchAccounts/{name}"
+
+
+def group_id(name: str, sub: str = SUB_A, rg: str = "rg-aci") -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups/{name}"
+
+
+def registry(
+    name: str,
+    key: str | None,
+    *,
+    sub: str = SUB_A,
+    rg: str = "rg-acr",
+    identity: str | None = None,
+    identities: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    identity = identity or identity_id("uai-acr")
+    return {
+        "id": registry_id(name, sub, rg),
+        "location": "westeurope",
+        "keyId": key,
+        "encryptionIdentity": identity if key else None,
+        "identities": identities if identities is not None else [identity],
+        "tags": tags or {},
+    }
+
+
+def batch(
+    name: str,
+    key: str | None,
+    *,
+    sub: str = SUB_A,
+    rg: str = "rg-batch",
+    identities: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": batch_id(name, sub, rg),
+        "location": "westeurope",
+        "keyId": key,
+        "identities": identities if identities is not None else [identity_id("uai-batch")],
+        "tags": tags or {},
+    }
+
+
+def group(
+    name: str,
+    key_name: str,
+    key_version: str,
+    *,
+    sub: str = SUB_A,
+    rg: str = "rg-aci",
+    identity: str | None = None,
+    secure: bool = False,
+    tags: dict[str, str] | None = None,
+    vault: str = VAULT,
+) -> dict[str, Any]:
+    return {
+        "id": group_id(name, sub, rg),
+        "location": "westeurope",
+        "vaultBaseUrl": f"https://{vault}.vault.azure.net",
+        "keyName": key_name,
+        "keyVersion": key_version,
+        "identity": identity or identity_id("uai-aci"),
+        "secureEnvironment": secure,
+        "tags": tags or {},
+    }
+
+
+def scenario(
+    keys: dict[str, dict[str, Any]],
+    *,
+    registries: list[dict[str, Any]] = (),
+    batch_accounts: list[dict[str, Any]] = (),
+    groups: list[dict[str, Any]] = (),
+    other_vault_keys: dict[str, dict[str, Any]] | None = None,
+    recovery_level: str = "Recoverable",
+) -> dict[str, Any]:
+    vaults: dict[str, Any] = {VAULT: {"recoveryLevel": recovery_level, "keys": keys}}
+    if other_vault_keys is not None:
+        vaults[OTHER_VAULT] = {"keys": other_vault_keys}
+    return {
+        "vaults": vaults,
+        "registries": list(registries),
+        "batchAccounts": list(batch_accounts),
+        "containerGroups": list(groups),
+    }
+
+
+def event_grid_event(
+    event_type: str, key_name: str, key_version: str, *, event_id: str = "evt-1", vault: str = VAULT
+) -> dict[str, Any]:
+    """An Event Grid schema Key Vault event, shaped like the shared samples."""
+    return {
+        "id": event_id,
+        "topic": f"/subscriptions/{SUB_A}/resourceGroups/rg-security/providers/Microsoft.KeyVault/vaults/{vault}",
+        "subject": key_name,
+        "eventType": f"Microsoft.KeyVault.{event_type}",
+        "eventTime": "2026-11-20T09:15:02.4410000Z",
+        "data": {
+            "Id": key_id(key_name, key_version, vault),
+            "VaultName": vault,
+            "ObjectType": "Key",
+            "ObjectName": key_name,
+            "Version": key_version,
+            "NBF": "1795165200",
+            "EXP": "1826701200",
+        },
+        "dataVersion": "1",
+        "metadataVersion": "1",
+    }

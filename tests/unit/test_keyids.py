@@ -1,0 +1,118 @@
+"""Strict parsing of key ids and ARM ids: nothing unvalidated reaches a URL, path or query."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rotation.keyids import (
+    CONTAINER_GROUP,
+    REGISTRY,
+    InvalidId,
+    KeyRef,
+    key_from_parts,
+    parse_key_id,
+    parse_resource_id,
+)
+
+VERSION = "9b1e4c0d2f8a4e6b8c7d5a3f1e2d4c6b"
+
+
+def test_key_id_with_and_without_version() -> None:
+    key = parse_key_id(f"https://Contoso-CMK.vault.azure.net/keys/acr-cmk/{VERSION.upper()}")
+    assert key == KeyRef("contoso-cmk.vault.azure.net", "acr-cmk", VERSION)
+    assert key.versionless_id == "https://contoso-cmk.vault.azure.net/keys/acr-cmk"
+    assert parse_key_id("https://contoso-cmk.vault.azure.net/keys/acr-cmk/").version is None
+    assert key.same_key(parse_key_id("https://contoso-cmk.vault.azure.net/keys/ACR-CMK"))
+    assert not key.same_key(parse_key_id("https://other.vault.azure.net/keys/acr-cmk"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "http://contoso-cmk.vault.azure.net/keys/k",
+        "https://contoso-cmk.vault.azure.net:444/keys/k",
+        "https://user:pw@contoso-cmk.vault.azure.net/keys/k",
+        "https://contoso-cmk.vault.azure.net/keys/k?api-version=7.4",
+        "https://contoso-cmk.vault.azure.net/keys/k#frag",
+        "https://contoso-cmk.vault.azure.net/secrets/k",
+        "https://contoso-cmk.vault.azure.net/keys/k/notaversion",
+        "https://contoso-cmk.vault.azure.net/keys/k/" + VERSION + "/extra",
+        "https://contoso-cmk.vault.azure.net/keys/bad_name",
+        "https://contoso-cmk.vault.azure.net/keys/..%2f..",
+        "https://contoso cmk.vault.azure.net/keys/k",
+        "",
+        "   ",
+    ],
+)
+def test_bad_key_ids_are_refused(text: str) -> None:
+    with pytest.raises(InvalidId):
+        parse_key_id(text)
+
+
+def test_version_requirements() -> None:
+    with pytest.raises(InvalidId, match="version is required"):
+        parse_key_id("https://v1.vault.azure.net/keys/k", require_version=True)
+    with pytest.raises(InvalidId, match="must not carry a version"):
+        parse_key_id(f"https://v1.vault.azure.net/keys/k/{VERSION}", allow_version=False)
+
+
+def test_key_from_container_group_parts() -> None:
+    key = key_from_parts("https://contoso-cmk.vault.azure.net/", "aci-cmk", VERSION)
+    assert key.id == f"https://contoso-cmk.vault.azure.net/keys/aci-cmk/{VERSION}"
+
+
+def test_resource_ids_canonicalise_type_and_refuse_others() -> None:
+    rid = parse_resource_id(
+        "/subscriptions/00000000-0000-0000-0000-00000000000A/resourceGroups/rg-1/providers/"
+        "microsoft.containerregistry/REGISTRIES/reg1"
+    )
+    assert rid.full_type == REGISTRY and rid.subscription.endswith("0a")
+    assert str(rid).startswith("/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg-1/")
+    with pytest.raises(InvalidId, match="not one of"):
+        parse_resource_id(
+            "/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/"
+            "Microsoft.Storage/storageAccounts/st1"
+        )
+    assert (
+        parse_resource_id(
+            "/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/"
+            "Microsoft.ContainerInstance/containerGroups/g-1",
+            (CONTAINER_GROUP,),
+        ).name
+        == "g-1"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/subscriptions/not-a-guid/resourceGroups/rg/providers/Microsoft.Batch/batchAccounts/b",
+        "/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg'/providers/Microsoft.Batch/batchAccounts/b",
+        "/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/Microsoft.Batch/batchAccounts/b/../x",
+        "/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/Microsoft.Batch/batchAccounts/b c",
+        "subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/Microsoft.Batch/batchAccounts/b",
+    ],
+)
+def test_bad_resource_ids_are_refused(text: str) -> None:
+    with pytest.raises(InvalidId):
+        parse_resource_id(text)
+
+
+@given(st.text(max_size=200))
+def test_fuzz_key_id_parser_only_raises_invalid_id(text: str) -> None:
+    try:
+        key = parse_key_id(text)
+    except InvalidId:
+        return
+    assert parse_key_id(key.id) == key  # what it accepts round-trips
+
+
+@given(st.text(max_size=300))
+def test_fuzz_resource_id_parser_only_raises_invalid_id(text: str) -> None:
+    try:
+        rid = parse_resource_id(text)
+    except InvalidId:
+        return
+    assert parse_resource_id(str(rid)) == rid

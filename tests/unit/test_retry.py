@@ -1,0 +1,122 @@
+"""Error classification, remediation hints and the retry policy (no network)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+)
+
+from rotation.retry import Deadline, RetryPolicy, TransientCondition, call, classify, remediation
+
+
+class Answer:
+    """The parts of an HTTP response HttpResponseError reads (a test double for a value)."""
+
+    def __init__(self, status: int, code: str = "Oops", headers: dict[str, str] | None = None) -> None:
+        self.status_code = status
+        self.reason = "reason"
+        self.headers = headers or {}
+        self._body = json.dumps({"error": {"code": code, "message": f"{code} happened"}})
+        self.request = None
+
+    def text(self, encoding: str | None = None) -> str:
+        return self._body
+
+    def body(self) -> bytes:
+        return self._body.encode()
+
+
+def error(status: int, code: str = "Oops", **headers: str) -> HttpResponseError:
+    return HttpResponseError(response=Answer(status, code, headers))
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_transient_statuses(status: int) -> None:
+    info = classify(error(status))
+    assert info.transient and info.unreachable and info.status == status
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409])
+def test_permanent_statuses_fail_at_once(status: int) -> None:
+    info = classify(error(status, "Something"))
+    assert not info.transient and info.code == "Something"
+
+
+def test_arm_busy_conflict_is_waited_out() -> None:
+    assert classify(error(409, "AnotherOperationInProgress")).transient
+
+
+def test_retry_after_seconds_ms_and_dates() -> None:
+    assert classify(error(429, **{"Retry-After": "7"})).retry_after == 7
+    assert classify(error(503, **{"retry-after-ms": "1500"})).retry_after == 1.5
+    assert classify(error(429, **{"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})).retry_after == 0
+
+
+def test_connection_errors_and_credentials() -> None:
+    assert classify(ServiceRequestError("boom")).transient
+    assert classify(ConnectionError()).unreachable
+    info = classify(ClientAuthenticationError("no managed identity endpoint"))
+    assert not info.transient and info.unreachable and info.code == "CredentialUnavailable"
+    assert classify(TransientCondition("still updating", retry_after=2)).retry_after == 2
+
+
+def test_remediation_hints_for_permanent_errors() -> None:
+    assert "assign the user-assigned identity back" in remediation(
+        classify(error(400, "InvalidIdentity")), "registry"
+    )
+    assert "Key Vault" in remediation(classify(error(403)), "keyvault")
+    assert "rotation role" in remediation(classify(error(403)), "batch")
+    assert remediation(classify(error(503)), "registry") is None
+
+
+def test_call_retries_transient_then_succeeds() -> None:
+    attempts = []
+
+    def flaky() -> str:
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise error(503)
+        return "ok"
+
+    retries = []
+    assert call(flaky, policy=RetryPolicy(0.01, 0.05, 5), on_retry=lambda n, i, s: retries.append(n)) == "ok"
+    assert len(attempts) == 3 and retries == [1, 2]
+
+
+def test_call_does_not_retry_permanent_errors() -> None:
+    attempts = []
+
+    def forbidden() -> None:
+        attempts.append(1)
+        raise ResourceNotFoundError("gone")
+
+    with pytest.raises(ResourceNotFoundError):
+        call(forbidden, policy=RetryPolicy(0.01, 0.05, 5))
+    assert len(attempts) == 1
+
+
+def test_call_honours_retry_after_and_stops_at_the_deadline() -> None:
+    attempts = []
+
+    def throttled() -> None:
+        attempts.append(time.monotonic())
+        raise error(429, **{"Retry-After": "0.2"})
+
+    started = time.monotonic()
+    with pytest.raises(HttpResponseError):
+        call(throttled, policy=RetryPolicy(0.01, 0.05, 10), deadline=Deadline(0.5))
+    assert 2 <= len(attempts) <= 3 and attempts[1] - attempts[0] >= 0.2
+    assert time.monotonic() - started < 1.5
+
+
+def test_exponential_delay_is_capped() -> None:
+    policy = RetryPolicy(1.0, 8.0, 6)
+    assert all(0.5 <= policy.delay(1, None) <= 1.0 for _ in range(20))
+    assert all(4.0 <= policy.delay(10, None) <= 8.0 for _ in range(20))
