@@ -142,9 +142,9 @@ def plan_exit_code(result: Plan) -> int:
     return EXIT_NEEDS_PERSON if any(s.action in NEEDS_PERSON for s in result.steps) else EXIT_OK
 
 
-def print_plan(result: Plan) -> None:
+def print_plan(result: Plan, console: Console = out) -> None:
     desired = result.desired_version or f"none usable ({result.state.blocked_reason})"
-    out.print(f"[bold]{result.key.versionless_id}[/]  desired version [bold]{desired}[/]")
+    console.print(f"[bold]{result.key.versionless_id}[/]  desired version [bold]{desired}[/]")
     table = Table(show_lines=False, header_style="bold")
     for column in ("target", "kind", "action", "from", "to", "why"):
         table.add_column(column, overflow="fold")
@@ -157,7 +157,7 @@ def print_plan(result: Plan) -> None:
             (step.to_version or "-")[:8] if step.action == UPDATE else "",
             step.message,
         )
-    out.print(table if result.steps else "[dim]no consumers of this key were found[/]")
+    console.print(table if result.steps else "[dim]no consumers of this key were found[/]")
     _print_problems(result.discovery_errors, result.not_consumers, result.warnings)
 
 

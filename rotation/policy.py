@@ -78,7 +78,7 @@ def no_usable_version(consumer: Consumer, ctx: PolicyContext) -> Decision | None
 
 def already_current(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
     if consumer.version == ctx.state.desired.version:
-        return Decision(ALREADY_CURRENT, "on-desired-version", f"already on {consumer.version}")
+        return Decision(ALREADY_CURRENT, "on-desired-version", "already on the desired version")
     return None
 
 
@@ -140,20 +140,19 @@ def redeploy_required(consumer: Consumer, ctx: PolicyContext) -> Decision | None
 
 def update(consumer: Consumer, ctx: PolicyContext) -> Decision:
     current = ctx.state.version(consumer.version)
-    desired = ctx.state.desired.version
     if current is None:
         return Decision(
             UPDATE,
             "current-version-unknown",
-            f"its version {consumer.version} is not among the key's versions; moving to {desired}",
+            "its version is not among the key's versions; moving it to the desired version",
         )
     if current.time_problem(ctx.now) == "version-expired":
         return Decision(
             UPDATE,
             "current-version-expired",
-            f"INCIDENT: still on expired version {current.version}; moving to {desired}",
+            "INCIDENT: still on an expired version; moving it to the desired version",
         )
-    return Decision(UPDATE, "behind-desired", f"on {current.version}; moving to {desired}")
+    return Decision(UPDATE, "behind-desired", "behind the desired version")
 
 
 CHAIN: tuple[Check, ...] = (
