@@ -78,6 +78,6 @@ def test_worker_rejects_a_parameter_named_differently_from_arg_name(tmp_path: Pa
     monkeypatch.syspath_prepend(str(tmp_path))
     meta.load_binding_registry()
     found = loader.index_function_app(str(tmp_path / "broken_app.py"))
-    with pytest.raises(Exception, match="msg|message"):
+    with pytest.raises(Exception, match=r"msg|message"):
         loader.process_indexed_function(Protos, functions.Registry(), found, str(tmp_path))
     sys.modules.pop("broken_app", None)
