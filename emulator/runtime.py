@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -209,10 +210,14 @@ class EmulatorProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
+        # Drain stderr so a chatty emulator can never block on a full pipe; keep the tail.
+        self._stderr_tail: list[bytes] = []
+        threading.Thread(target=self._drain, name="emulator-stderr", daemon=True).start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"emulator exited: {self.process.stderr.read().decode()[-2000:]}")
+                time.sleep(0.1)  # let the drain thread collect the last words
+                raise RuntimeError(f"emulator exited: {b''.join(self._stderr_tail).decode()[-2000:]}")
             if env_file.exists():
                 self.env = read_env_file(env_file)
                 if self.admin.health():
@@ -220,6 +225,11 @@ class EmulatorProcess:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError("emulator did not start within the timeout")
+
+    def _drain(self) -> None:
+        stream = self.process.stderr if self.process else None
+        for line in stream or []:
+            self._stderr_tail = [*self._stderr_tail[-50:], line]
 
     @property
     def admin(self) -> AdminClient:
@@ -233,8 +243,6 @@ class EmulatorProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process and self.process.stderr:
-            self.process.stderr.close()
 
     def __enter__(self) -> EmulatorProcess:
         return self.start()

@@ -19,6 +19,7 @@ import select
 import socket
 import socketserver
 import ssl
+import sys
 import threading
 from typing import Protocol
 
@@ -45,12 +46,23 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.ca = ca
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        # A client that goes away mid-request (reset, broken pipe, TLS cut short) is ordinary for a
+        # proxy: say nothing. The default prints a traceback to stderr, which EmulatorProcess pipes
+        # and never reads: once the pipe is full, every thread that writes to it blocks for good.
+        if isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "cmk-emulator"
     sys_version = ""
     timeout = 600  # idle keep-alive connections are closed after this
+    # Headers and body go out as separate writes; with Nagle on, the body waits for the client's
+    # delayed ACK (~40 ms on every response).
+    disable_nagle_algorithm = True
     server: _Server
     tls_host: str | None = None
 
@@ -90,6 +102,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _tunnel(self, host: str, port: int) -> None:
         try:
             upstream = socket.create_connection((host, port), timeout=15)
+            upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
             self._plain_error(502, f"cannot connect to {host}:{port}: {exc}")
             return
