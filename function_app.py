@@ -8,7 +8,7 @@ import os
 
 import azure.functions as func
 
-from rotation import api, intake, worker
+from rotation import api, intake, sweep, worker
 from rotation.config import ConfigError
 from rotation.service import service_for_environment
 
@@ -78,3 +78,11 @@ def get_rotation(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="audit", methods=["GET"])
 def list_audit(req: func.HttpRequest) -> func.HttpResponse:
     return _http("audit", req)
+
+
+@app.function_name("sweep_drift")
+@app.timer_trigger(schedule="%ROTATION_SWEEP_SCHEDULE%", arg_name="timer", run_on_startup=False)
+def sweep_drift(timer: func.TimerRequest) -> None:
+    """Queue one request per key whose consumers drifted or whose version nears expiry."""
+    findings = sweep.sweep(service_for_environment())
+    log.info("sweep queued %d of %d keys", sum(1 for f in findings if f.request_id), len(findings))

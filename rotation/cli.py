@@ -12,6 +12,7 @@ import getpass
 import json
 import socket
 import sys
+import time
 from typing import Any
 
 import click
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from .config import ConfigError
 from .keyids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
+from .ledger import Lease, LeaseHeld
 from .policy import NEEDS_PERSON, UPDATE
 from .queue import new_request
 from .reconcile import Plan, RunResult, Unreachable
@@ -209,7 +211,14 @@ def rotate(obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[s
     request = new_request(
         key, "cli", operator(), dry_run=dry_run, targets=target_ids, event_version=key.version
     )
-    result = _run_with_progress(service, request, updates if not dry_run else 0, obj.output == "table")
+    lease = None if dry_run else take_lease(service, request)
+    try:
+        result = _run_with_progress(
+            service, request, updates if not dry_run else 0, obj.output == "table", lease
+        )
+    finally:
+        if lease is not None:
+            lease.release()
     if obj.output == "json":
         out.print_json(json.dumps(result.to_dict()))
     else:
@@ -217,9 +226,28 @@ def rotate(obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[s
     sys.exit(result.exit_code)
 
 
-def _run_with_progress(service: Service, request: Any, updates: int, show: bool) -> RunResult:
+def take_lease(service: Service, request: Any) -> Lease:
+    """The key's lease for this run, waiting (within the time budget) while another run holds it."""
+    deadline = time.monotonic() + service.settings.time_budget_seconds
+    while True:
+        lease = service.ledger.acquire(request.key, owner=request.request_id)
+        if not isinstance(lease, LeaseHeld):
+            return lease.keep_alive()
+        if time.monotonic() + lease.seconds_left() > deadline:
+            fail(
+                EXIT_FAILED,
+                f"run {lease.owner} holds {request.key_id} until {lease.expires_at:%H:%M:%S} UTC; "
+                "try again later",
+            )
+        with err.status(f"waiting for run {lease.owner} to release {request.key_id}…"):
+            time.sleep(min(lease.seconds_left() + 1, 10))
+
+
+def _run_with_progress(
+    service: Service, request: Any, updates: int, show: bool, lease: Lease | None
+) -> RunResult:
     if not updates or not show or not err.is_terminal:
-        return service.reconciler.run(request)
+        return service.reconciler.run(request, lease=lease)
     columns = (TextColumn("updating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("update", total=updates)
@@ -228,7 +256,7 @@ def _run_with_progress(service: Service, request: Any, updates: int, show: bool)
             if step.action == UPDATE:
                 progress.advance(task)
 
-        return service.reconciler.run(request, progress=advance)
+        return service.reconciler.run(request, progress=advance, lease=lease)
 
 
 def print_result(result: RunResult) -> None:
@@ -262,5 +290,163 @@ def print_result(result: RunResult) -> None:
         counts[step.outcome] += 1
     out.print(f"{verb}: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())) if counts else "")
     _print_problems(result.discovery_errors, [], result.notes)
-    if result.unreachable:
-        err.print(f"[red]{result.unreachable.summary()}[/]", highlight=False)
+    if result.error:
+        err.print(f"[red]{result.error.summary()}[/]", highlight=False)
+
+
+# -- sweep ---------------------------------------------------------------------------------------
+@main.command("sweep")
+@click.option("--dry-run", is_flag=True, help="Report what would be queued, queue nothing.")
+@click.pass_obj
+def sweep_command(obj: Context, dry_run: bool) -> None:
+    """Find keys whose consumers drifted or whose version nears expiry; queue one request each."""
+    from .sweep import sweep
+
+    with err.status("listing consumers across subscriptions…"):
+        findings = sweep(obj.service, dry_run=dry_run, actor=operator())
+    if obj.output == "json":
+        out.print_json(json.dumps([f.to_dict() for f in findings]))
+    else:
+        table = Table(header_style="bold")
+        for column in ("key", "consumers", "behind", "near expiry", "result"):
+            table.add_column(column, overflow="fold")
+        for finding in findings:
+            result = (
+                f"queued {finding.request_id}"
+                if finding.request_id
+                else "[yellow]would queue[/]"
+                if finding.needs_work
+                else f"[red]{finding.error}[/]"
+                if finding.error
+                else "[green]nothing to do[/]"
+            )
+            table.add_row(
+                finding.key.versionless_id,
+                str(finding.consumers),
+                str(finding.behind),
+                finding.near_expiry or "",
+                result,
+            )
+        out.print(table if findings else "[dim]no consumers of any allowed key were found[/]")
+    sys.exit(EXIT_UNREACHABLE if any(f.error for f in findings) else EXIT_OK)
+
+
+# -- audit ---------------------------------------------------------------------------------------
+@main.group()
+def audit() -> None:
+    """Read and verify the audit trail."""
+
+
+def _when(text: str | None, name: str) -> Any:
+    if not text:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 time", param_hint=name) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@audit.command("list")
+@click.option("--key", "key_id", help="Only records of this key (versionless id).")
+@click.option("--target", help="Only records about this resource id.")
+@click.option("--run", "run_id", help="Only records of this run.")
+@click.option("--since", help="ISO 8601 time (default: 30 days before --until).")
+@click.option("--until", help="ISO 8601 time (default: now).")
+@click.option("--top", type=click.IntRange(1, 5000), default=50, show_default=True)
+@click.pass_obj
+def audit_list(
+    obj: Context,
+    key_id: str | None,
+    target: str | None,
+    run_id: str | None,
+    since: str | None,
+    until: str | None,
+    top: int,
+) -> None:
+    """Audit records, newest first."""
+    key = parse_key(key_id).versionless_id if key_id else None
+    records, token = obj.service.audit.query(
+        key=key,
+        target=target,
+        run=run_id,
+        since=_when(since, "--since"),
+        until=_when(until, "--until"),
+        top=top,
+    )
+    records = records[:top]
+    if obj.output == "json":
+        out.print_json(json.dumps({"records": records, "continuation": token}, default=str))
+        return
+    _print_records(records)
+    if token:
+        err.print("[dim]more records exist: narrow the window or raise --top[/]")
+
+
+def _print_records(records: list[dict[str, Any]]) -> None:
+    table = Table(header_style="bold")
+    for column in ("time", "kind", "run", "target", "outcome", "detail"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        target = record.get("target") or ""
+        detail = " ".join(
+            str(x)
+            for x in (
+                record.get("action"),
+                record.get("reason"),
+                record.get("errorCode"),
+                record.get("message"),
+            )
+            if x
+        )
+        table.add_row(
+            record["time"][:23],
+            record["kind"],
+            (record.get("runId") or "")[:8],
+            target.rsplit("/", 1)[-1],
+            record.get("outcome") or "",
+            detail,
+        )
+    out.print(table)
+
+
+@audit.command("show")
+@click.argument("run_id")
+@click.pass_obj
+def audit_show(obj: Context, run_id: str) -> None:
+    """A run's record and its whole audit chain, in order."""
+    run = obj.service.runs.get(run_id)
+    if run is None:
+        fail(EXIT_USAGE, f"no run {run_id}")
+    anchor = obj.service.audit.latest_anchor(run_id)
+    records = obj.service.audit.run_records(run_id, anchor["partition"]) if anchor else []
+    if obj.output == "json":
+        out.print_json(json.dumps({"run": run, "records": records}, default=str))
+        return
+    out.print(
+        f"run [bold]{run_id}[/]  {run.get('keyId')}  status [bold]{run.get('status')}[/]  "
+        f"source {run.get('source')}  actor {run.get('actor')}"
+    )
+    _print_records(records)
+
+
+@audit.command("verify")
+@click.option("--run", "run_ids", multiple=True, help="Verify only these runs (default: all anchored runs).")
+@click.pass_obj
+def audit_verify(obj: Context, run_ids: tuple[str, ...]) -> None:
+    """Recompute the hash chains against the anchors; exit 4 if anything was changed or lost."""
+    from .audit import verify
+
+    with err.status("verifying audit chains…"):
+        checked, findings = verify(obj.service.audit, run_ids=list(run_ids) or None)
+    if obj.output == "json":
+        out.print_json(json.dumps({"runsChecked": checked, "findings": [f.__dict__ for f in findings]}))
+    else:
+        for finding in findings:
+            out.print(
+                f"[bold red]{finding.problem}[/] run {finding.run_id}: {finding.detail}", highlight=False
+            )
+        out.print(f"{checked} run(s) checked, {len(findings)} problem(s)")
+    sys.exit(EXIT_FAILED if findings else EXIT_OK)

@@ -275,5 +275,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_initial_seconds=_float(env, "ROTATION_RETRY_INITIAL_SECONDS", 1.0, 0.0, 60),
         retry_max_seconds=_float(env, "ROTATION_RETRY_MAX_SECONDS", 30.0, 0.0, 600),
         retry_attempts=_int(env, "ROTATION_RETRY_ATTEMPTS", 6, 1, 20),
-        lease_seconds=_int(env, "ROTATION_LEASE_SECONDS", 60, 15, 3600),
+        lease_seconds=_int(env, "ROTATION_LEASE_SECONDS", 60, 5, 3600),
     )

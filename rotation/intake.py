@@ -25,6 +25,18 @@ def handle_event(service: Service, event: Any) -> RotationRequest | None:
     except EventRejected as rejected:
         reject(service, rejected, source="event")
         return None
+    earlier = service.ledger.converged(key_event.event_id)
+    if earlier:  # a redelivery of an event whose run converged: one Table read, no ARM
+        trail = AuditTrail(service.audit, key=key_event.key, actor=f"eventgrid:{key_event.event_id}")
+        trail.record(
+            "duplicate-event",
+            source="event",
+            eventId=key_event.event_id,
+            outcome="skipped",
+            message=f"already converged in run {earlier.get('RunId')}",
+        )
+        trail.flush()
+        return None
     return enqueue_event(service, key_event)
 
 

@@ -17,13 +17,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from . import outcomes
 from .audit import AuditStore, AuditTrail
 from .clients import Clients
 from .config import Settings
 from .discovery import Inventory, list_consumers, read_targets
+from .events import EXPIRED
 from .keyids import KeyRef, parse_resource_id
+from .ledger import Lease
 from .policy import BLOCKED, NEEDS_PERSON, UPDATE, Decision, PolicyContext, decide
 from .queue import RotationRequest
+from .renewal import KeyMaintenance, RenewalFailed
 from .retry import Deadline, ErrorInfo, RetryPolicy, TransientCondition, call, classify, remediation
 from .runs import RunStore
 from .targets import ApplyContext, Consumer, TargetKind, all_kinds
@@ -154,13 +158,13 @@ class RunResult:
     steps: list[StepResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     discovery_errors: list[dict[str, Any]] = field(default_factory=list)
-    unreachable: ErrorInfo | None = None
+    error: ErrorInfo | None = None  # the run could not plan (Key Vault unreadable, renewal failed)
     started_at: str = field(default_factory=lambda: _iso(datetime.now(UTC)))
     finished_at: str | None = None
 
     @property
     def status(self) -> str:
-        if self.unreachable is not None or self.discovery_errors:
+        if self.error is not None or self.discovery_errors:
             return "failed"
         if any(s.outcome == "failed" for s in self.steps):
             return "failed"
@@ -175,8 +179,12 @@ class RunResult:
     @property
     def exit_code(self) -> int:
         """DESIGN.md section 7: 0 converged, 3 needs a person, 4 a target failed, 5 unreachable."""
-        if self.unreachable is not None or any(e.get("unreachable") for e in self.discovery_errors):
+        if (self.error is not None and self.error.unreachable) or any(
+            e.get("unreachable") for e in self.discovery_errors
+        ):
             return 5
+        if self.error is not None and self.error.status == 404:
+            return 2  # the key does not exist: a usage error
         return {"failed": 4, "needs-attention": 3}.get(self.status, 0)
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,7 +198,7 @@ class RunResult:
             "summary": _count(s.outcome for s in self.steps),
             "notes": self.notes,
             "discoveryErrors": self.discovery_errors,
-            "unreachable": self.unreachable.summary() if self.unreachable else None,
+            "error": self.error.summary() if self.error else None,
             "startedAt": self.started_at,
             "finishedAt": self.finished_at,
             "steps": [s.to_dict() for s in self.steps],
@@ -279,12 +287,23 @@ class Reconciler:
         key: KeyRef,
         targets: tuple[str, ...] | None = None,
         deadline: Deadline | None = None,
-        state: KeyState | None = None,
     ) -> Plan:
         """Read-only: what a run would do now. Raises Unreachable when Key Vault cannot be read."""
         key = key.versionless()
-        state = state or self.read_state(key, deadline)
-        inventory = self.inventory(key, targets, deadline)
+        # Key Vault and ARM are read at the same time: neither needs the other's answer.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            listing = pool.submit(self.inventory, key, targets, deadline)
+            try:
+                state = self.read_state(key, deadline)
+            except Unreachable:
+                listing.cancel()
+                raise
+            inventory = listing.result()
+        return self.plan_from(key, state, inventory, targets)
+
+    def plan_from(
+        self, key: KeyRef, state: KeyState, inventory: Inventory, targets: tuple[str, ...] | None
+    ) -> Plan:
         context = PolicyContext(
             state, datetime.now(UTC), self.settings.container_group_policy, self.settings.opt_out_tag
         )
@@ -339,12 +358,18 @@ class Reconciler:
         *,
         attempt: int = 1,
         progress: ProgressCallback | None = None,
-        trail: AuditTrail | None = None,
+        lease: Lease | None = None,
     ) -> RunResult:
-        """Plan, audit and (unless a dry run) apply; never raises for target failures."""
+        """Maintain the key, plan, audit and (unless a dry run) apply. Target failures are in the
+        result; only an unwritable audit trail raises (AuditUnavailable)."""
         key = request.key
-        trail = trail or AuditTrail(
-            self.audit, run_id=request.request_id, key=key, actor=request.actor, advance_key_head=True
+        # Only a lease holder moves the key's chain head: runs without a lease (dry runs) link to it.
+        trail = AuditTrail(
+            self.audit,
+            run_id=request.request_id,
+            key=key,
+            actor=request.actor,
+            advance_key_head=lease is not None,
         )
         result = RunResult(run_id=request.request_id, key_id=key.versionless_id, dry_run=request.dry_run)
         deadline = Deadline(self.settings.time_budget_seconds)
@@ -371,27 +396,60 @@ class Reconciler:
                 "leaseWaits": request.lease_waits,
             },
         )
-        try:
-            plan = self.plan(key, request.targets, deadline)
-        except Unreachable as exc:
-            result.unreachable = exc.info
+        if lease is not None:
             trail.record(
-                "run-finished",
-                outcome="failed",
-                errorCode=exc.info.code,
-                message=str(exc),
-                hint=remediation(exc.info, "keyvault"),
+                "lease-taken-over" if lease.taken_over_from else "lease-taken",
+                detail={"previousOwner": lease.taken_over_from, "seconds": self.settings.lease_seconds},
             )
-            return self._finish(result, trail)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            listing = pool.submit(self.inventory, key, request.targets, deadline)
+            try:
+                state = self.read_state(key, deadline)
+                maintenance = KeyMaintenance(
+                    self.settings, self.clients.keys(key.vault_url), key, trail, self.retry
+                )
+                renewal = maintenance.run(request, state, dry_run=request.dry_run)
+                if renewal.changed:
+                    state = self.read_state(key, deadline)
+            except (Unreachable, RenewalFailed) as exc:
+                result.error = exc.info
+                trail.record(
+                    "run-failed",
+                    outcome="failed",
+                    errorCode=exc.info.code,
+                    message=str(exc),
+                    hint=remediation(exc.info, "keyvault"),
+                )
+                listing.cancel()
+                return self._finish(result, trail)
+            inventory = listing.result()
+        result.created_version = renewal.created.version if renewal.created else None
+        result.notes.extend(renewal.notes)
+        plan = self.plan_from(key, state, inventory, request.targets)
         self._record_plan(plan, trail, result)
+        if request.event_type == EXPIRED:
+            self._record_expired_event(request, plan, trail)
         trail.flush()  # the plan is durable before anything is written
         if request.dry_run:
             result.steps = [
                 _result_of(step, "planned" if step.action == UPDATE else "skipped") for step in plan.steps
             ]
         else:
-            result.steps = self._apply(plan, request, trail, deadline, progress)
+            result.steps = self._apply(plan, request, trail, deadline, progress, lease)
         return self._finish(result, trail)
+
+    def _record_expired_event(self, request: RotationRequest, plan: Plan, trail: AuditTrail) -> None:
+        still = [s for s in plan.steps if s.from_version and s.from_version == request.event_version]
+        if still:
+            trail.record(
+                "incident",
+                fromVersion=request.event_version,
+                reason="consumers-on-expired-version",
+                outcome="reported",
+                message=f"version {request.event_version} expired while "
+                f"{len(still)} consumer(s) still used it",
+                detail={"targets": [s.target for s in still][:100]},
+            )
 
     def _record_plan(self, plan: Plan, trail: AuditTrail, result: RunResult) -> None:
         result.desired_version = plan.desired_version
@@ -451,6 +509,7 @@ class Reconciler:
         trail: AuditTrail,
         deadline: Deadline,
         progress: ProgressCallback | None,
+        lease: Lease | None,
     ) -> list[StepResult]:
         context = ApplyContext(run_id=request.request_id, actor=request.actor)
         desired_key = plan.key.with_version(plan.desired_version) if plan.desired_version else None
@@ -458,14 +517,21 @@ class Reconciler:
         def one(step: PlanStep) -> StepResult:
             if step.action != UPDATE or desired_key is None:
                 outcome = _result_of(step, "skipped")
-            elif deadline.expired():
+            elif deadline.expired() or (lease is not None and lease.lost):
+                # Stop starting new work: out of time, or another run now holds the key.
+                code = "LeaseLost" if lease is not None and lease.lost else "TimeBudgetExhausted"
                 outcome = _result_of(step, "skipped")
-                outcome.error_code, outcome.error = "TimeBudgetExhausted", "the run's time budget ended first"
+                outcome.error_code = code
+                outcome.error = (
+                    "another run took over the key's lease"
+                    if code == "LeaseLost"
+                    else "the run's time budget ended first"
+                )
                 trail.record(
                     "apply-outcome",
                     target=step.target,
                     outcome="skipped",
-                    errorCode="TimeBudgetExhausted",
+                    errorCode=code,
                     fromVersion=step.from_version,
                     toVersion=step.to_version,
                 )
@@ -497,7 +563,8 @@ class Reconciler:
         def attempt() -> str:
             nonlocal attempts, wrote
             attempts += 1
-            current = kind.read(self.clients, step.consumer.resource_id)
+            # The first attempt trusts the inventory read moments ago; a retry looks again.
+            current = step.consumer if attempts == 1 else kind.read(self.clients, step.consumer.resource_id)
             if current is not None and current.version == desired_key.version:
                 return "verified" if wrote else "already-current"
             if current is None and step.kind != "containergroup":
@@ -513,9 +580,11 @@ class Reconciler:
                 toVersion=desired_key.version,
                 detail={"attempt": attempts},
             )
-            kind.apply(self.clients, current or step.consumer, desired_key, context)
+            shown = kind.apply(self.clients, current or step.consumer, desired_key, context)
             wrote = True
-            after = kind.read(self.clients, step.consumer.resource_id)
+            # Verify against what the service shows after the write (the poller's final GET or
+            # the PATCH answer); read again only when the write gave nothing back.
+            after = shown if shown is not None else kind.read(self.clients, step.consumer.resource_id)
             if after is not None and after.version == desired_key.version:
                 return "verified"
             if after is not None and (after.provisioning_state or "").lower() in _BUSY_STATES:
@@ -601,9 +670,11 @@ class Reconciler:
                 "summary": _count(s.outcome for s in result.steps),
                 "notes": result.notes,
                 "discoveryErrors": result.discovery_errors,
-                "error": result.unreachable.summary() if result.unreachable else None,
+                "error": result.error.summary() if result.error else None,
             }
             self.runs.finished(result.run_id, summary, [s.to_dict() for s in result.steps])
+        outcomes.publish(self.settings.outcome_topic_endpoint, self.clients, result, trail)
+        trail.flush()  # the published (or failed) outcome record; nothing when not configured
         return result
 
 

@@ -12,13 +12,13 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from .audit import ANCHOR_CONTAINER, AUDIT_TABLE, AuditStore
 from .clients import Clients
 from .config import Settings, load_settings
+from .ledger import LEDGER_TABLE, Ledger
 from .queue import POISON_QUEUE, REQUESTS_QUEUE
 from .reconcile import Reconciler
 from .runs import RUNS_TABLE, RunStore
 from .targets.containergroup import REDEPLOY_CONTAINER
 
 log = logging.getLogger("rotation.service")
-LEDGER_TABLE = "RotationLedger"
 DEADLETTER_CONTAINER = "eventgrid-deadletters"
 POISON_CONTAINER = "rotation-poison"
 TABLES = (RUNS_TABLE, AUDIT_TABLE, LEDGER_TABLE)
@@ -69,6 +69,10 @@ class Service:
     @cached_property
     def runs(self) -> RunStore:
         return RunStore(self.clients.tables().get_table_client(RUNS_TABLE))
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.clients.tables().get_table_client(LEDGER_TABLE), self.settings.lease_seconds)
 
     @cached_property
     def reconciler(self) -> Reconciler:

@@ -156,3 +156,24 @@ def read_rotation_policy(client: KeyClient, key: KeyRef) -> RotationPolicyInfo:
         elif kind == "notify":
             notify = action.time_before_expiry
     return RotationPolicyInfo(policy.expires_in, rotate, notify)
+
+
+def rotate_version(client: KeyClient, key: KeyRef) -> VersionInfo:
+    """One Key Vault rotate (a POST: the caller must not retry it blindly). The new version keeps
+    the key's type and size and takes its expiry from the key's rotation policy."""
+    bundle = client.rotate_key(key.name)
+    return _info(bundle.properties, bundle.key_type, bundle.key_operations)
+
+
+def versions_not_in(client: KeyClient, key: KeyRef, known: set[str]) -> list[VersionInfo]:
+    """Versions that exist now but were not in `known`, newest last: after an unclear rotate,
+    these say whether it happened."""
+    found = [
+        _info(p) for p in client.list_properties_of_key_versions(key.name) if p.version.lower() not in known
+    ]
+    return sorted(found, key=lambda v: v.created)
+
+
+def set_expiry(client: KeyClient, key: KeyRef, version: str, expires: datetime) -> None:
+    """Give a version an expiry (idempotent: the same PATCH twice leaves the same state)."""
+    client.update_key_properties(key.name, version, expires_on=expires)

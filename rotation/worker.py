@@ -1,21 +1,30 @@
-"""Queue door: one rotation request -> reconcile.run.
+"""Queue door: one rotation request -> reconcile.run, one run per key at a time.
 
-A run with a failed target raises after the run is recorded, so the host makes the message
-visible again after host.json's `visibilityTimeout` and, past `maxDequeueCount`, moves it to
-`rotation-requests-poison`; reconcile is idempotent, so a retry is safe. A message that is not
-a rotation request at all is put on the poison queue at once (nothing lost) and acknowledged.
+- A redelivered event whose earlier run converged is skipped after one Table read.
+- If another run holds the key's lease, a copy of the request goes back on the queue,
+  invisible until that lease would end (plus jitter), with `leaseWaits` counted up, and this
+  message completes: waiting must not burn the message's retries.
+- A run with a failed target raises after the run is recorded, so the host makes the message
+  visible again (host.json `visibilityTimeout`) and, past `maxDequeueCount`, moves it to
+  `rotation-requests-poison`; reconcile is idempotent, so a retry is safe.
+- A message that is not a rotation request at all is put on the poison queue at once (nothing
+  lost) and acknowledged.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import random
 
 from .audit import AuditTrail
-from .queue import InvalidRequest, RotationRequest, decode
+from .ledger import LeaseHeld
+from .queue import InvalidRequest, RotationRequest, decode, enqueue
 from .reconcile import RunResult
 from .service import Service
 
 log = logging.getLogger("rotation.worker")
+MAX_LEASE_WAITS = 50  # an hour or more of waiting means the holder is stuck: fail loudly
 
 
 class RunFailed(Exception):
@@ -24,10 +33,14 @@ class RunFailed(Exception):
     def __init__(self, result: RunResult) -> None:
         failed = [s.target for s in result.steps if s.outcome == "failed"]
         super().__init__(
-            f"run {result.run_id} for {result.key_id} {result.status}: "
-            f"{len(failed)} target(s) failed{', unreachable' if result.unreachable else ''}"
+            f"run {result.run_id} for {result.key_id} {result.status}: {len(failed)} target(s) failed"
+            f"{'; ' + result.error.summary() if result.error else ''}"
         )
         self.result = result
+
+
+class LeaseWaitExceeded(Exception):
+    """A request waited for its key's lease too many times."""
 
 
 def handle_message(
@@ -41,12 +54,63 @@ def handle_message(
     return run_request(service, request, attempt=dequeue_count)
 
 
-def run_request(service: Service, request: RotationRequest, *, attempt: int = 1) -> RunResult:
-    result = service.reconciler.run(request, attempt=attempt)
+def run_request(service: Service, request: RotationRequest, *, attempt: int = 1) -> RunResult | None:
+    """Run the request under the key's lease; None when it was skipped or put back to wait."""
+    if request.source == "event" and (earlier := service.ledger.converged(request.event_id)):
+        skip_duplicate(service, request, earlier)
+        return None
+    lease = service.ledger.acquire(request.key, owner=request.request_id)
+    if isinstance(lease, LeaseHeld):
+        wait_for_lease(service, request, lease)
+        return None
+    lease.keep_alive()
+    try:
+        result = service.reconciler.run(request, attempt=attempt, lease=lease)
+    finally:
+        lease.release()
     log.info("run %s for %s: %s", result.run_id, result.key_id, result.status)
+    if request.event_id and not request.dry_run and result.status in ("succeeded", "needs-attention"):
+        service.ledger.record_event(
+            request.event_id,
+            outcome=result.status,
+            run_id=result.run_id,
+            key_id=result.key_id,
+            version=request.event_version,
+        )
     if result.status == "failed":
         raise RunFailed(result)
     return result
+
+
+def wait_for_lease(service: Service, request: RotationRequest, held: LeaseHeld) -> None:
+    if request.lease_waits >= MAX_LEASE_WAITS:
+        raise LeaseWaitExceeded(
+            f"request {request.request_id} waited {request.lease_waits} times for the lease "
+            f"on {request.key_id}, held by {held.owner}"
+        )
+    delay = math.ceil(held.seconds_left()) + random.randint(1, 5)  # noqa: S311 - jitter, not crypto
+    again = request.waited()
+    trail = AuditTrail(service.audit, run_id=request.request_id, key=request.key, actor=request.actor)
+    trail.record(
+        "lease-waited",
+        outcome="requeued",
+        detail={"holder": held.owner, "delaySeconds": delay, "leaseWaits": again.lease_waits},
+    )
+    enqueue(service.requests_queue, again, visibility_timeout=delay)
+    trail.flush()
+    service.runs.note(request.request_id, "waiting", f"run {held.owner} holds the key; retrying in {delay}s")
+
+
+def skip_duplicate(service: Service, request: RotationRequest, earlier: dict) -> None:
+    trail = AuditTrail(service.audit, run_id=request.request_id, key=request.key, actor=request.actor)
+    trail.record(
+        "duplicate-event",
+        eventId=request.event_id,
+        outcome="skipped",
+        message=f"event already converged in run {earlier.get('RunId')} ({earlier.get('Outcome')})",
+    )
+    trail.flush()
+    service.runs.note(request.request_id, "skipped", f"duplicate of run {earlier.get('RunId')}")
 
 
 def quarantine(service: Service, body: bytes | str, problem: str, message_id: str | None) -> None:

@@ -5,6 +5,7 @@ environment at them, and tears down cleanly even when the test fails."""
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,13 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProce
         yield running
 
 
+def dead_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def wipe_storage(connection_string: str) -> None:
     for queue in QueueServiceClient.from_connection_string(connection_string).list_queues():
         QueueServiceClient.from_connection_string(connection_string).delete_queue(queue.name)
@@ -54,6 +62,7 @@ class Stack:
     env: dict[str, str]
     storage: str  # Azurite connection string
     monkeypatch: pytest.MonkeyPatch
+    repo: Path = REPO
 
     def load(self, scenario: dict[str, Any]) -> None:
         self.admin.load_scenario(scenario)

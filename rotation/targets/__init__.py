@@ -47,8 +47,11 @@ class TargetKind(Protocol):
     def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
         """The resource now, or None when it no longer exists or no longer uses a CMK."""
 
-    def apply(self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext) -> None:
-        """Move the resource to `to_key` (versioned). Raises on failure; the caller verifies."""
+    def apply(
+        self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
+    ) -> Consumer | None:
+        """Move the resource to `to_key` (versioned) and return it as the service shows it after
+        the write (None if the write answered nothing). Raises on failure; the caller verifies."""
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,9 @@ class BatchAccounts:
             return None
         return to_consumer(account)
 
-    def apply(self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext) -> None:
+    def apply(
+        self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
+    ) -> Consumer | None:
         body = {
             "properties": {
                 "encryption": {
@@ -68,6 +70,7 @@ class BatchAccounts:
                 }
             }
         }
-        clients.batch(consumer.resource_id.subscription).batch_account.update(
+        account = clients.batch(consumer.resource_id.subscription).batch_account.update(
             consumer.resource_id.resource_group, consumer.resource_id.name, body
         )
+        return to_consumer(account)  # the PATCH answers with the account as it now is

@@ -157,7 +157,9 @@ class ContainerGroups:
         return to_consumer(group) if group else None
 
     # -- redeploy ---------------------------------------------------------------------------
-    def apply(self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext) -> None:
+    def apply(
+        self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
+    ) -> Consumer | None:
         resource_id = consumer.resource_id
         group = self._get_raw(clients, resource_id)
         if group is None:
@@ -166,8 +168,7 @@ class ContainerGroups:
                 raise ResourceNotFoundError(
                     f"container group {resource_id} no longer exists and no spec is saved"
                 )
-            self._create(clients, resource_id, saved["spec"], to_key)
-            return
+            return self._create(clients, resource_id, saved["spec"], to_key)
         state = (group.get("properties") or {}).get("provisioningState")
         if state in ("Creating", "Deleting", "Updating", "Pending", "Repairing"):
             raise TransientCondition(f"container group is {state}")
@@ -177,7 +178,7 @@ class ContainerGroups:
         spec = creatable_spec(group)
         save_spec(clients, resource_id, spec, consumer.key, to_key, context)
         self._delete(clients, resource_id)
-        self._create(clients, resource_id, spec, to_key)
+        return self._create(clients, resource_id, spec, to_key)
 
     def _delete(self, clients: Clients, resource_id: ResourceId) -> None:
         operations = clients.container_instances(resource_id.subscription).container_groups
@@ -192,7 +193,7 @@ class ContainerGroups:
                 resource_id,
                 classify(exc).summary(),
             )
-        self._wait_gone(clients, resource_id)
+            self._wait_gone(clients, resource_id)
 
     def _wait_gone(self, clients: Clients, resource_id: ResourceId, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
@@ -203,22 +204,24 @@ class ContainerGroups:
 
     def _create(
         self, clients: Clients, resource_id: ResourceId, spec: dict[str, Any], to_key: KeyRef
-    ) -> None:
+    ) -> Consumer | None:
         spec = copy.deepcopy(spec)
         encryption = spec.setdefault("properties", {}).setdefault("encryptionProperties", {})
         encryption["keyVersion"] = to_key.version
         operations = clients.container_instances(resource_id.subscription).container_groups
         body = json.dumps(spec).encode()  # raw bytes: the PUT carries exactly the saved spec
         try:
-            operations.begin_create_or_update(
+            created = operations.begin_create_or_update(
                 resource_id.resource_group, resource_id.name, body, content_type="application/json"
             ).result()
+            shown = to_consumer(created.serialize(keep_readonly=True)) if created is not None else None
         except HttpResponseError:
             # Unclear outcome: if the group now exists on the new key, the create happened.
-            current = self.read(clients, resource_id)
-            if current is None or current.version != to_key.version:
+            shown = self.read(clients, resource_id)
+            if shown is None or shown.version != to_key.version:
                 raise
         delete_saved_spec(clients, resource_id)
+        return shown
 
     def pending_redeploys(self, clients: Clients, key: KeyRef) -> list[tuple[ResourceId, dict[str, Any]]]:
         """Saved specs for this key whose group is missing: interrupted redeploys to finish first."""

@@ -72,7 +72,9 @@ class Registries:
             return None
         return to_consumer(registry)
 
-    def apply(self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext) -> None:
+    def apply(
+        self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
+    ) -> Consumer | None:
         body = {
             "properties": {
                 "encryption": {
@@ -86,4 +88,4 @@ class Registries:
         poller = clients.registries(consumer.resource_id.subscription).registries.begin_update(
             consumer.resource_id.resource_group, consumer.resource_id.name, body
         )
-        poller.result()
+        return to_consumer(poller.result())  # the poller's final GET of the registry

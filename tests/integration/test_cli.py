@@ -13,9 +13,15 @@ OLD, NEW = s.vid("old"), s.vid("new")
 
 
 def fleet(stack, **group_kwargs: object) -> None:
-    stack.load(s.scenario({"acr-cmk": s.key(s.version("old", created="-200d"), s.version("new", created="-1h"))},
-                          registries=[s.registry("reg1", s.key_id("acr-cmk", OLD)),
-                                      s.registry("reg2", s.key_id("acr-cmk", OLD), sub=s.SUB_B)]))
+    stack.load(
+        s.scenario(
+            {"acr-cmk": s.key(s.version("old", created="-200d"), s.version("new", created="-1h"))},
+            registries=[
+                s.registry("reg1", s.key_id("acr-cmk", OLD)),
+                s.registry("reg2", s.key_id("acr-cmk", OLD), sub=s.SUB_B),
+            ],
+        )
+    )
 
 
 def invoke(*args: str, input: str | None = None) -> tuple[int, str]:
@@ -72,8 +78,12 @@ def test_exit_codes_for_people_failures_and_unreachable(stack) -> None:
     stack.admin.clear_faults()
     code, _ = invoke("rotate", "https://contoso-cmk.vault.azure.net/keys/missing-key", "--yes")
     assert code == 2
-    stack.load(s.scenario({"acr-cmk": s.key(s.version("old", created="-200d"), s.version("new", created="-1h"))},
-                          groups=[s.group("grp", "acr-cmk", OLD)]))
+    stack.load(
+        s.scenario(
+            {"acr-cmk": s.key(s.version("old", created="-200d"), s.version("new", created="-1h"))},
+            groups=[s.group("grp", "acr-cmk", OLD)],
+        )
+    )
     assert invoke("plan", s.key_id("acr-cmk"))[0] == 3
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from azure.storage.queue import QueueClient
 import function_app
 from emulator.functions_host import deliver_event_grid, http_request
 from tests import scenarios as s
+from tests.conftest import dead_port
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 SAMPLE_VERSION = "9b1e4c0d2f8a4e6b8c7d5a3f1e2d4c6b"  # the version in key-new-version.eventgrid.json
@@ -120,9 +122,11 @@ class TestEventGridToQueueToReconcile:
     def test_enqueue_failure_raises_so_event_grid_redelivers(self, stack) -> None:
         stack.load(sample_scenario())
         stack.service()  # storage exists
+        # The queue endpoint now points where nothing listens.
+        queue_port = re.search(r"QueueEndpoint=http://127.0.0.1:(\d+)", stack.storage).group(1)
         stack.set(
-            AzureWebJobsStorage=stack.storage.replace("127.0.0.1:", "127.0.0.1:1")
-        )  # nothing listens there
+            AzureWebJobsStorage=stack.storage.replace(f"127.0.0.1:{queue_port}", f"127.0.0.1:{dead_port()}")
+        )
         outcomes = deliver_event_grid(
             function_app.on_key_event, (SAMPLES / "key-new-version.eventgrid.json").read_text()
         )

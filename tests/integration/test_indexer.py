@@ -19,6 +19,7 @@ EXPECTED = {
     "start_rotation": ("httpTrigger", "req"),
     "get_rotation": ("httpTrigger", "req"),
     "list_audit": ("httpTrigger", "req"),
+    "sweep_drift": ("timerTrigger", "timer"),
 }
 
 
@@ -52,7 +53,9 @@ def indexed(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     monkeypatch.setenv("ROTATION_SWEEP_SCHEDULE", "0 0 * * * *")
     meta.load_binding_registry()
     functions_found = loader.index_function_app(str(REPO / "function_app.py"))
-    metadata, _logs = loader.process_indexed_function(Protos, functions.Registry(), functions_found, str(REPO))
+    metadata, _logs = loader.process_indexed_function(
+        Protos, functions.Registry(), functions_found, str(REPO)
+    )
     return metadata
 
 
@@ -65,8 +68,9 @@ def test_worker_indexes_every_function_with_its_binding(indexed: list[Any]) -> N
         assert by_name[name].properties == {"worker_indexed": "True"}
 
 
-def test_worker_rejects_a_parameter_named_differently_from_arg_name(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_worker_rejects_a_parameter_named_differently_from_arg_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The check the production indexer makes and plain get_functions() does not."""
     (tmp_path / "broken_app.py").write_text(
         "import azure.functions as func\n"

@@ -1,0 +1,159 @@
+"""Fan-out benchmark: one key rotated into N registries on the local stack.
+
+For each N: 50 ms of emulator latency on every Key Vault and ARM call, ARM writes that take
+1 s (Retry-After: 1), throttling model off. Reports wall time against the ideal
+ceil(N / concurrency) x (one target's latency, measured with N = 1), ARM calls per target
+(writes, reads of the resource, LRO polls) and the product process's peak RSS. Then N = 1000
+in one subscription with ARM's token buckets on: wall time against the floor the write bucket
+allows (200 at once, then 10/s) and how many 429s reached the product.
+
+    .venv/bin/python bench/fanout.py [--sizes 10 100 1000] [--throttled 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from emulator import EmulatorProcess  # noqa: E402
+from emulator.azurite import Azurite  # noqa: E402
+from tests import scenarios as s  # noqa: E402
+
+OLD, NEW = s.vid("old"), s.vid("new")
+
+
+def estate(n: int, subscriptions: list[str]) -> dict[str, Any]:
+    registries = [
+        s.registry(
+            f"reg{i:04d}",
+            s.key_id("acr-cmk", OLD),
+            sub=subscriptions[i % len(subscriptions)],
+            rg=f"rg-{i % 7}",
+        )
+        for i in range(n)
+    ]
+    return s.scenario(
+        {"acr-cmk": s.key(s.version("old", created="-200d"), s.version("new", created="-1h"))},
+        registries=registries,
+    )
+
+
+def run_once(
+    emulator: EmulatorProcess, n: int, subscriptions: list[str], *, throttled: bool, latency_ms: int
+) -> dict[str, Any]:
+    from rotation.keyids import parse_key_id
+    from rotation.queue import new_request
+    from rotation.service import forget_services, service_for_environment
+
+    admin = emulator.admin
+    admin.reset(estate(n, subscriptions))
+    admin.configure(lroSeconds=1, retryAfter=1, armPageSize=100)
+    if latency_ms:
+        admin.add_fault(latencyMs=latency_ms)  # every call, no error
+    admin.set_throttling(throttled)
+    forget_services()
+    service = service_for_environment()
+    admin.clear_calls()
+    request = new_request(parse_key_id(s.key_id("acr-cmk")), "cli", "bench")
+    started = time.monotonic()
+    result = service.reconciler.run(request)
+    wall = time.monotonic() - started
+    calls = admin.calls()["calls"]
+    arm = [c for c in calls if c["host"] == "management.azure.com"]
+    resource_path = "/providers/Microsoft.ContainerRegistry/registries/"
+    writes = [c for c in arm if c["method"] == "PATCH" and c["status"] < 300]
+    reads = [
+        c
+        for c in arm
+        if c["method"] == "GET"
+        and resource_path in c["path"]
+        and not c["path"].endswith("/registries")
+        and c["status"] == 200
+    ]
+    polls = [c for c in arm if "/operationStatuses/" in c["path"] and c["status"] == 200]
+    verified = sum(1 for step in result.steps if step.outcome == "verified")
+    durations = sorted(step.duration_ms for step in result.steps if step.duration_ms)
+    return {
+        "n": n,
+        "wall": wall,
+        "status": result.status,
+        "verified": verified,
+        "arm_calls": len(arm),
+        "writes": len(writes),
+        "reads": len(reads),
+        "polls": len(polls),
+        "throttled_429": sum(1 for c in calls if c["status"] == 429),
+        "median_step_ms": durations[len(durations) // 2] if durations else 0,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--throttled", type=int, default=1000, help="N for the throttled run (0: skip)")
+    parser.add_argument("--latency-ms", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+
+    with Azurite() as azurite, EmulatorProcess() as emulator:
+        os.environ.update(emulator.env)
+        os.environ.update(
+            {
+                "AzureWebJobsStorage": azurite.connection_string,
+                "ROTATION_ALLOWED_VAULTS": "contoso-cmk.vault.azure.net",
+                "ROTATION_SUBSCRIPTIONS": f"{s.SUB_A},{s.SUB_B}",
+                "ROTATION_CONCURRENCY": str(args.concurrency),
+                "ROTATION_TIME_BUDGET_SECONDS": "3600",
+            }
+        )
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}"
+        )
+        print(
+            f"latency {args.latency_ms} ms per call, LRO 1 s (Retry-After 1), concurrency {args.concurrency}\n"
+        )
+        single = run_once(emulator, 1, [s.SUB_A], throttled=False, latency_ms=args.latency_ms)
+        per_target = single["median_step_ms"] / 1000
+        print(f"one target alone: step {per_target:.2f} s, run {single['wall']:.2f} s\n")
+        print(
+            "| N | wall s | ideal s | ratio | verified | writes/target | reads/target | polls/target "
+            "| ARM calls/target | peak RSS MB |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for n in args.sizes:
+            r = run_once(emulator, n, [s.SUB_A, s.SUB_B], throttled=False, latency_ms=args.latency_ms)
+            ideal = math.ceil(n / args.concurrency) * per_target
+            print(
+                f"| {n} | {r['wall']:.1f} | {ideal:.1f} | {r['wall'] / ideal:.2f} | {r['verified']} | "
+                f"{r['writes'] / n:.2f} | {r['reads'] / n:.2f} | {r['polls'] / n:.2f} | "
+                f"{r['arm_calls'] / n:.2f} | {r['max_rss_mb']:.0f} |",
+                flush=True,
+            )
+        if args.throttled:
+            n = args.throttled
+            r = run_once(emulator, n, [s.SUB_A], throttled=True, latency_ms=args.latency_ms)
+            floor = max(0, n - 200) / 10  # the write bucket: 200 at once, then 10 a second
+            print(
+                f"\nthrottling model on, N={n} in one subscription: wall {r['wall']:.1f} s, floor {floor:.0f} s "
+                f"(ratio {r['wall'] / floor:.2f}), {r['throttled_429']} answers were 429, "
+                f"{r['verified']} verified, status {r['status']}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Table `RotationLedger`: per-key leases, processed events, replay markers.
+
+Lease (PartitionKey "lease", RowKey the key's slug): taken by inserting the row (it fails if
+someone holds it), renewed and released with the row's ETag, taken over with the ETag once
+expired. Two runs that race for an expired lease both read the same ETag; only one update
+can win, so runs for one key take turns, and near-expiry creates one version however many
+deliveries race.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from .audit import key_slug
+from .keyids import KeyRef
+
+log = logging.getLogger("rotation.ledger")
+LEDGER_TABLE = "RotationLedger"
+LEASE = "lease"
+EVENT = "event"
+REPLAY = "replay"
+CONVERGED = ("succeeded", "needs-attention")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _conflict(exc: HttpResponseError) -> bool:
+    return exc.status_code in (409, 412)
+
+
+def row_key(text: str) -> str:
+    """A Table-safe RowKey for any string (event ids and blob paths may hold / # ? or spaces)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:48]
+
+
+@dataclass(frozen=True)
+class LeaseHeld:
+    owner: str
+    expires_at: datetime
+
+    def seconds_left(self) -> float:
+        return max(0.0, (self.expires_at - _now()).total_seconds())
+
+
+class Lease:
+    """A held lease; renew() keeps it, release() gives it back. `lost` turns true if a renewal
+    finds someone else took it (the run must then stop starting new work)."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        key: KeyRef,
+        owner: str,
+        etag: str,
+        taken_at: datetime,
+        taken_over_from: str | None,
+    ) -> None:
+        self.ledger, self.key, self.owner = ledger, key, owner
+        self.etag = etag
+        self.taken_at = taken_at
+        self.taken_over_from = taken_over_from
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def renew(self) -> bool:
+        entity = {
+            "PartitionKey": LEASE,
+            "RowKey": key_slug(self.key),
+            "Owner": self.owner,
+            "KeyId": self.key.versionless_id,
+            "TakenAt": _iso(self.taken_at),
+            "ExpiresAt": _iso(_now() + timedelta(seconds=self.ledger.lease_seconds)),
+        }
+        try:
+            meta = self.ledger.table.update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=self.etag, match_condition=MatchConditions.IfNotModified
+            )
+        except HttpResponseError as exc:
+            if _conflict(exc) or exc.status_code == 404:
+                self.lost = True
+                log.error("lease on %s lost to another run", self.key.versionless_id)
+                return False
+            raise
+        self.etag = meta["etag"]
+        return True
+
+    def keep_alive(self) -> Lease:
+        """Renew in the background every third of the lease until released."""
+        interval = self.ledger.lease_seconds / 3
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    if not self.renew():
+                        return
+                except AzureError as exc:  # a missed renewal is retried at the next tick
+                    log.warning("lease renewal for %s failed: %s", self.key.versionless_id, exc)
+
+        self._thread = threading.Thread(target=loop, name=f"lease-{self.owner[:8]}", daemon=True)
+        self._thread.start()
+        return self
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        if self.lost:
+            return
+        try:
+            self.ledger.table.delete_entity(
+                LEASE, key_slug(self.key), etag=self.etag, match_condition=MatchConditions.IfNotModified
+            )
+        except (ResourceNotFoundError, HttpResponseError) as exc:
+            log.info("lease release for %s: %s", self.key.versionless_id, getattr(exc, "status_code", exc))
+
+
+class Ledger:
+    def __init__(self, table: TableClient, lease_seconds: int) -> None:
+        self.table = table
+        self.lease_seconds = lease_seconds
+
+    # -- leases --------------------------------------------------------------------------------
+    def acquire(self, key: KeyRef, owner: str) -> Lease | LeaseHeld:
+        """Take the key's lease for `owner`, or say who holds it until when."""
+        key = key.versionless()
+        now = _now()
+        entity = {
+            "PartitionKey": LEASE,
+            "RowKey": key_slug(key),
+            "Owner": owner,
+            "KeyId": key.versionless_id,
+            "TakenAt": _iso(now),
+            "ExpiresAt": _iso(now + timedelta(seconds=self.lease_seconds)),
+        }
+        try:
+            meta = self.table.create_entity(entity)
+            return Lease(self, key, owner, meta["etag"], now, None)
+        except ResourceExistsError:
+            pass
+        try:
+            current = self.table.get_entity(LEASE, key_slug(key))
+        except ResourceNotFoundError:  # released in between: try once more from the start
+            return self.acquire(key, owner)
+        expires = _parse(current["ExpiresAt"])
+        holder = current.get("Owner", "")
+        if holder != owner and expires > now:
+            return LeaseHeld(holder, expires)
+        try:
+            meta = self.table.update_entity(
+                entity,
+                mode=UpdateMode.REPLACE,
+                etag=current.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except HttpResponseError as exc:
+            if _conflict(exc):  # another run took it over first
+                latest = self.table.get_entity(LEASE, key_slug(key))
+                return LeaseHeld(latest.get("Owner", ""), _parse(latest["ExpiresAt"]))
+            raise
+        return Lease(self, key, owner, meta["etag"], now, None if holder == owner else holder)
+
+    def holder(self, key: KeyRef) -> dict[str, Any] | None:
+        try:
+            return dict(self.table.get_entity(LEASE, key_slug(key.versionless())))
+        except ResourceNotFoundError:
+            return None
+
+    # -- processed events ------------------------------------------------------------------------
+    def event_outcome(self, event_id: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.table.get_entity(EVENT, row_key(event_id)))
+        except ResourceNotFoundError:
+            return None
+
+    def converged(self, event_id: str | None) -> dict[str, Any] | None:
+        """The record of an earlier run that converged for this event, if any."""
+        if not event_id:
+            return None
+        outcome = self.event_outcome(event_id)
+        return outcome if outcome and outcome.get("Outcome") in CONVERGED else None
+
+    def record_event(
+        self, event_id: str, *, outcome: str, run_id: str, key_id: str, version: str | None
+    ) -> None:
+        self.table.upsert_entity(
+            {
+                "PartitionKey": EVENT,
+                "RowKey": row_key(event_id),
+                "EventId": event_id[:256],
+                "Outcome": outcome,
+                "RunId": run_id,
+                "KeyId": key_id,
+                "Version": version,
+                "ProcessedAt": _iso(_now()),
+            }
+        )
+
+    # -- replay markers (rotation/replay.py) -------------------------------------------------------
+    def replay_marker(self, item_id: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.table.get_entity(REPLAY, row_key(item_id)))
+        except ResourceNotFoundError:
+            return None
+
+    def mark_replayed(self, item_id: str, **fields: Any) -> None:
+        self.table.upsert_entity(
+            {
+                "PartitionKey": REPLAY,
+                "RowKey": row_key(item_id),
+                "ItemId": item_id[:1024],
+                "ReplayedAt": _iso(_now()),
+                **fields,
+            }
+        )

@@ -1,0 +1,149 @@
+"""The drift sweep: catches what lost or late events missed.
+
+One inventory of every consumer in the configured subscriptions, grouped by key (keys in
+vaults that are not allowed are left alone). For each key: read its state, plan, and queue
+one request when a consumer is behind the desired version, or when the desired version
+expires within ROTATION_EXPIRY_WINDOW_DAYS with nothing newer (queued as near-expiry; the run
+decides whether to create a version). Only keys that some consumer uses are considered: a
+key nobody consumes is not this system's to rotate.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .audit import AuditTrail
+from .discovery import Inventory, list_consumers
+from .events import NEAR_EXPIRY
+from .keyids import KeyRef
+from .policy import UPDATE
+from .queue import enqueue, new_request
+from .reconcile import Unreachable
+from .retry import Deadline
+from .service import Service
+
+
+@dataclass(frozen=True)
+class KeyFinding:
+    key: KeyRef
+    consumers: int
+    behind: int
+    near_expiry: str | None  # the version that expires within the window, with nothing newer
+    error: str | None = None
+    request_id: str | None = None
+
+    @property
+    def needs_work(self) -> bool:
+        return self.error is None and (self.behind > 0 or self.near_expiry is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "keyId": self.key.versionless_id,
+            "consumers": self.consumers,
+            "behind": self.behind,
+            "nearExpiry": self.near_expiry,
+            "error": self.error,
+            "requestId": self.request_id,
+        }
+
+
+def sweep(service: Service, *, dry_run: bool = False, actor: str = "sweep") -> list[KeyFinding]:
+    settings = service.settings
+    deadline = Deadline(settings.time_budget_seconds)
+    trail = AuditTrail(service.audit, actor=actor)
+    inventory = list_consumers(
+        service.clients,
+        settings.subscriptions,
+        policy=service.reconciler.retry,
+        deadline=deadline,
+        workers=settings.concurrency,
+    )
+    for error in inventory.errors:
+        trail.record(
+            "discovery-failed",
+            source="sweep",
+            target=error.scope,
+            outcome="failed",
+            errorCode=error.error.code,
+            message=error.error.summary(),
+        )
+    keys = [k for k in inventory.keys().values() if settings.vault_allowed(k.vault_host)]
+
+    def check(key: KeyRef) -> KeyFinding:
+        return _check_key(service, key, inventory.for_key(key), deadline)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(keys) or 1))) as pool:
+        findings = list(pool.map(check, keys))
+    queued = []
+    for finding in findings:
+        if finding.needs_work and not dry_run:
+            request = new_request(
+                finding.key,
+                "sweep",
+                actor,
+                event_type=NEAR_EXPIRY if finding.near_expiry else None,
+                event_version=finding.near_expiry,
+            )
+            enqueue(service.requests_queue, request)
+            service.runs.queued(
+                request.request_id, key_id=request.key_id, source="sweep", actor=actor, dry_run=False
+            )
+            finding = KeyFinding(
+                finding.key,
+                finding.consumers,
+                finding.behind,
+                finding.near_expiry,
+                request_id=request.request_id,
+            )
+        queued.append(finding)
+        trail.record(
+            "sweep-checked",
+            source="sweep",
+            keyId=finding.key.versionless_id,
+            outcome=(
+                "queued"
+                if finding.request_id
+                else "would-queue"
+                if finding.needs_work and dry_run
+                else "failed"
+                if finding.error
+                else "nothing-to-do"
+            ),
+            message=finding.error,
+            detail=finding.to_dict(),
+        )
+    trail.record(
+        "sweep-finished",
+        source="sweep",
+        outcome="dry-run" if dry_run else "done",
+        detail={
+            "keys": len(queued),
+            "queued": sum(1 for f in queued if f.request_id),
+            "discoveryErrors": len(inventory.errors),
+        },
+    )
+    trail.flush()
+    return queued
+
+
+def _check_key(service: Service, key: KeyRef, inventory: Inventory, deadline: Deadline) -> KeyFinding:
+    reconciler = service.reconciler
+    try:
+        state = reconciler.read_state(key, deadline)
+    except Unreachable as exc:
+        return KeyFinding(key, len(inventory.consumers), 0, None, error=str(exc))
+    plan = reconciler.plan_from(key, state, inventory, None)
+    behind = sum(1 for step in plan.steps if step.action == UPDATE)
+    window_end = datetime.now(UTC) + timedelta(days=service.settings.expiry_window_days)
+    desired = state.desired
+    near = None
+    if desired is not None and desired.expires is not None and desired.expires <= window_end:
+        near = desired.version  # the newest usable version expires soon and nothing newer exists
+    elif desired is None and state.versions and state.versions[-1].enabled:
+        # Every version has run out (the newest is enabled but expired): renewal is overdue.
+        # A disabled newest version is someone's decision and is left alone.
+        near = state.versions[-1].version
+    return KeyFinding(key, len(plan.steps), behind, near)

@@ -1,0 +1,156 @@
+"""The audit trail's tamper evidence, an unwritable audit store, and the drift sweep."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import function_app
+from emulator.functions_host import timer_request
+from rotation import audit as audit_module
+from rotation.audit import AuditUnavailable
+from rotation.cli import main
+from rotation.keyids import parse_key_id
+from rotation.queue import new_request
+from rotation.worker import run_request
+from tests import scenarios as s
+
+OLD, NEW = s.vid("old"), s.vid("new")
+KEY = s.key_id("acr-cmk")
+
+
+def estate(stack, *, near: bool = False) -> None:
+    versions = [
+        s.version("old", created="-300d"),
+        s.version("new", created="-10d", exp="+20d" if near else "+355d"),
+    ]
+    stack.load(
+        s.scenario(
+            {"acr-cmk": s.key(*versions), "other-cmk": s.key(s.version("o", created="-5d"))},
+            registries=[
+                s.registry("reg1", s.key_id("acr-cmk", OLD)),
+                s.registry("reg2", s.key_id("acr-cmk", NEW)),
+                s.registry("reg3", s.key_id("other-cmk", s.vid("o"))),
+            ],
+        )
+    )
+
+
+def rotate(stack) -> str:
+    request = new_request(parse_key_id(KEY), "cli", "pytest")
+    run_request(stack.service(), request)
+    return request.request_id
+
+
+def audit_rows(stack, run_id: str) -> list[dict[str, Any]]:
+    table = stack.service().audit.table
+    rows = table.query_entities("RunId eq @r and PartitionKey ne 'heads'", parameters={"r": run_id})
+    return sorted(rows, key=lambda e: e["Seq"])
+
+
+class TestTamperEvidence:
+    def test_untouched_chains_verify_and_runs_link_to_their_predecessor(self, stack) -> None:
+        estate(stack)
+        first, second = rotate(stack), rotate(stack)
+        checked, findings = audit_module.verify(stack.service().audit)
+        assert checked >= 2 and findings == []
+        second_anchor = stack.service().audit.latest_anchor(second)
+        assert second_anchor["prevRunId"] == first
+
+    def test_an_edited_record_is_found(self, stack) -> None:
+        estate(stack)
+        run_id = rotate(stack)
+        rows = audit_rows(stack, run_id)
+        target = next(r for r in rows if r["Kind"] == "verified")
+        target["Outcome"] = "failed"  # someone rewrites history
+        stack.service().audit.table.upsert_entity(target)
+        _, findings = audit_module.verify(stack.service().audit, run_ids=[run_id])
+        assert [(f.problem, f.run_id) for f in findings] == [("edited", run_id)]
+
+    def test_a_deleted_record_and_a_lost_tail_are_found(self, stack) -> None:
+        estate(stack)
+        run_a, run_b = rotate(stack), rotate(stack)
+        table = stack.service().audit.table
+        rows_a = audit_rows(stack, run_a)
+        table.delete_entity(rows_a[3]["PartitionKey"], rows_a[3]["RowKey"])
+        rows_b = audit_rows(stack, run_b)
+        table.delete_entity(rows_b[-1]["PartitionKey"], rows_b[-1]["RowKey"])
+        _, findings = audit_module.verify(stack.service().audit)
+        problems = {(f.run_id, f.problem) for f in findings}
+        assert (run_a, "missing") in problems and (run_b, "lost-tail") in problems
+
+    def test_cli_verify_exit_codes(self, stack) -> None:
+        estate(stack)
+        run_id = rotate(stack)
+        assert CliRunner().invoke(main, ["audit", "verify"]).exit_code == 0
+        row = audit_rows(stack, run_id)[0]
+        row["Actor"] = "someone-else"
+        stack.service().audit.table.upsert_entity(row)
+        result = CliRunner().invoke(main, ["audit", "verify"])
+        assert result.exit_code == 4 and "edited" in result.output
+
+    def test_cli_list_and_show(self, stack) -> None:
+        estate(stack)
+        run_id = rotate(stack)
+        listed = CliRunner().invoke(main, ["-o", "json", "audit", "list", "--key", KEY, "--top", "500"])
+        records = json.loads(listed.output)["records"]
+        assert listed.exit_code == 0 and {r["runId"] for r in records} >= {run_id}
+        shown = CliRunner().invoke(main, ["-o", "json", "audit", "show", run_id])
+        body = json.loads(shown.output)
+        assert body["run"]["status"] == "succeeded"
+        assert [r["seq"] for r in body["records"]] == list(range(len(body["records"])))
+
+
+def test_audit_store_down_fails_the_run_loudly_before_any_write(stack) -> None:
+    estate(stack)
+    service = stack.service()
+    service.clients.tables().delete_table("RotationAudit")  # the audit store is gone; the rest works
+    with pytest.raises(AuditUnavailable):
+        run_request(service, new_request(parse_key_id(KEY), "http", "function-key"))
+    assert stack.writes("PATCH") == []  # nothing rotated without a record
+    assert service.ledger.holder(parse_key_id(KEY)) is None  # the lease was given back
+    # Through the queue: the invocation fails, so the host retries the message.
+    deliver = new_request(parse_key_id(KEY), "http", "function-key")
+    from rotation.queue import enqueue
+
+    enqueue(service.requests_queue, deliver)
+    dispatcher = stack.dispatcher(function_app.run_rotation, max_dequeue_count=2)
+    stats = dispatcher.run_until_idle(timeout=60)
+    dispatcher.close()
+    assert [type(i.error).__name__ for i in stats.invocations] == ["AuditUnavailable", "AuditUnavailable"]
+    assert len(stats.poisoned) == 1
+
+
+class TestSweep:
+    def test_sweep_finds_a_consumer_left_behind_and_the_queue_fixes_it(self, stack) -> None:
+        estate(stack)
+        function_app.sweep_drift(timer_request())
+        dispatcher = stack.dispatcher(function_app.run_rotation)
+        stats = dispatcher.run_until_idle(timeout=60)
+        dispatcher.close()
+        assert len(stats.invocations) == 1 and stats.failures == []  # only acr-cmk needed work
+        registries = {r["id"].rsplit("/", 1)[1]: r["keyId"] for r in stack.admin.state()["registries"]}
+        assert registries["reg1"].endswith(NEW)
+        records, _ = stack.service().audit.query(top=200)
+        checked = {r["keyId"]: r["outcome"] for r in records if r["kind"] == "sweep-checked"}
+        assert checked == {KEY: "queued", s.key_id("other-cmk"): "nothing-to-do"}
+
+    def test_sweep_treats_a_version_expiring_soon_as_near_expiry(self, stack) -> None:
+        estate(stack, near=True)
+        result = CliRunner().invoke(main, ["-o", "json", "sweep", "--dry-run"])
+        findings = {f["keyId"]: f for f in json.loads(result.output)}
+        assert result.exit_code == 0
+        assert findings[KEY]["nearExpiry"] == NEW and findings[KEY]["behind"] == 1
+        assert findings[KEY]["requestId"] is None  # dry run queues nothing
+        result = CliRunner().invoke(main, ["-o", "json", "sweep"])
+        [queued] = [f for f in json.loads(result.output) if f["requestId"]]
+        dispatcher = stack.dispatcher(function_app.run_rotation)
+        dispatcher.run_until_idle(timeout=60)
+        dispatcher.close()
+        versions = stack.admin.state()["vaults"]["contoso-cmk"]["keys"]["acr-cmk"]["versions"]
+        assert len(versions) == 3  # the near-expiry request made a new version
+        run = stack.service().runs.get(queued["requestId"])
+        assert run["status"] == "succeeded" and run["createdVersion"] == versions[-1]["version"]
