@@ -8,7 +8,7 @@ import os
 
 import azure.functions as func
 
-from rotation import api, intake, sweep, worker
+from rotation import api, intake, replay, sweep, worker
 from rotation.config import ConfigError
 from rotation.service import service_for_environment
 
@@ -86,3 +86,18 @@ def sweep_drift(timer: func.TimerRequest) -> None:
     """Queue one request per key whose consumers drifted or whose version nears expiry."""
     findings = sweep.sweep(service_for_environment())
     log.info("sweep queued %d of %d keys", sum(1 for f in findings if f.request_id), len(findings))
+
+
+@app.function_name("replay_failed")
+@app.route(route="replay", methods=["POST"])
+def replay_failed(req: func.HttpRequest) -> func.HttpResponse:
+    return _http("replay", req)
+
+
+@app.function_name("move_poison")
+@app.timer_trigger(schedule="0 */15 * * * *", arg_name="timer", run_on_startup=False)
+def move_poison(timer: func.TimerRequest) -> None:
+    """Archive poison-queue messages as blobs before they expire or hide past the 32-message peek."""
+    moved = replay.move_poison(service_for_environment())
+    if moved:
+        log.warning("moved %d poison message(s) to the rotation-poison container", moved)

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from . import scenario
-from .arm import ARM_HOSTS, ArmService
+from .arm import ARM_AUDIENCES, ARM_HOSTS, ArmService
 from .batch import BatchAccounts
 from .containergroups import ContainerGroups
 from .eventgrid import EVENTGRID_SUFFIX, EventGridTopics
@@ -107,6 +107,8 @@ class EmulatorApp:
         self, service: str, request: Request, status: int, retry_after: str | None
     ) -> Response:
         if service == "arm":
+            token = self.tokens.check(request, ARM_AUDIENCES)  # name the caller, as ARM's 403 does
+            request.principal = token.caller if token else None
             return self.arm.fault_response(status, retry_after, request)
         code = _KV_ERROR_CODES.get(status, "Error")
         headers = {"Retry-After": retry_after} if retry_after is not None else {}

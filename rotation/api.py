@@ -167,9 +167,14 @@ class Api:
         self.environ = environ
 
     def handle(self, route: str, request: ApiRequest) -> ApiResponse:
-        handler = {"plan": self.plan, "start": self.start, "status": self.status, "audit": self.audit_list}[
-            route
-        ]
+        handlers = {
+            "plan": self.plan,
+            "start": self.start,
+            "status": self.status,
+            "audit": self.audit_list,
+            "replay": self.replay,
+        }
+        handler = handlers[route]
         actor = actor_of(request, self.environ)
         try:
             if auth_enabled(self.environ) and not roles_of(request) & ROUTE_ROLES[route]:
@@ -304,6 +309,36 @@ class Api:
         except ValueError as exc:
             raise ApiError(400, "InvalidContinuation", str(exc)) from None
         return ApiResponse(200, {"records": records, "continuation": continuation})
+
+    # -- POST /api/replay ----------------------------------------------------------------------
+    def replay(self, request: ApiRequest, actor: str) -> ApiResponse:
+        """Queue the selected failed items (HTTP answers are cut at 230 s, so nothing runs here)."""
+        from .replay import Selection, list_failed, replay
+
+        data = _body(request, {"since", "until", "eventIds", "key", "dryRun", "force"}, set())
+        event_ids = data.get("eventIds") or []
+        if not isinstance(event_ids, list) or not all(
+            isinstance(e, str) and 0 < len(e) <= 256 for e in event_ids
+        ):
+            raise ApiError(400, "InvalidEventIds", "eventIds must be a list of event or request ids")
+        for name in ("since", "until"):
+            if data.get(name) is not None and not isinstance(data[name], str):
+                raise ApiError(400, "InvalidTime", f"{name} must be an ISO 8601 time string")
+        key = _key(self.service, data["key"], "key").versionless_id if data.get("key") else None
+        dry_run, force = _flag(data.get("dryRun"), "dryRun"), _flag(data.get("force"), "force")
+        selection = Selection(
+            since=_time(data.get("since"), "since"),
+            until=_time(data.get("until"), "until"),
+            event_ids=tuple(event_ids),
+            key_id=key,
+        )
+        items = list_failed(self.service, selection, move=not dry_run)
+        outcomes = replay(self.service, items, operator=actor, dry_run=dry_run, force=force)
+        body = {
+            "runIds": [o.run_id for o in outcomes if o.action == "queued"],
+            "items": [o.to_dict() for o in outcomes],
+        }
+        return ApiResponse(200 if dry_run else 202, body)
 
 
 def _time(value: str | None, name: str) -> datetime | None:

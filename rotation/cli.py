@@ -380,12 +380,12 @@ def audit_list(
     if obj.output == "json":
         out.print_json(json.dumps({"records": records, "continuation": token}, default=str))
         return
-    _print_records(records)
+    print_records(records)
     if token:
         err.print("[dim]more records exist: narrow the window or raise --top[/]")
 
 
-def _print_records(records: list[dict[str, Any]]) -> None:
+def print_records(records: list[dict[str, Any]], console: Console = out) -> None:
     table = Table(header_style="bold")
     for column in ("time", "kind", "run", "target", "outcome", "detail"):
         table.add_column(column, overflow="fold")
@@ -409,7 +409,7 @@ def _print_records(records: list[dict[str, Any]]) -> None:
             record.get("outcome") or "",
             detail,
         )
-    out.print(table)
+    console.print(table)
 
 
 @audit.command("show")
@@ -429,7 +429,7 @@ def audit_show(obj: Context, run_id: str) -> None:
         f"run [bold]{run_id}[/]  {run.get('keyId')}  status [bold]{run.get('status')}[/]  "
         f"source {run.get('source')}  actor {run.get('actor')}"
     )
-    _print_records(records)
+    print_records(records)
 
 
 @audit.command("verify")
@@ -450,3 +450,162 @@ def audit_verify(obj: Context, run_ids: tuple[str, ...]) -> None:
             )
         out.print(f"{checked} run(s) checked, {len(findings)} problem(s)")
     sys.exit(EXIT_FAILED if findings else EXIT_OK)
+
+
+# -- dead letters and replay ------------------------------------------------------------------------
+def _selection(
+    since: str | None,
+    until: str | None,
+    key_id: str | None,
+    event_ids: tuple[str, ...] = (),
+    reason: str | None = None,
+) -> Any:
+    from .replay import Selection
+
+    return Selection(
+        since=_when(since, "--since"),
+        until=_when(until, "--until"),
+        event_ids=tuple(event_ids),
+        key_id=parse_key(key_id).versionless_id if key_id else None,
+        reason=reason,
+    )
+
+
+def _age(moment: Any) -> str:
+    if moment is None:
+        return "?"
+    from datetime import UTC, datetime
+
+    seconds = (datetime.now(UTC) - moment).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _clip(text: str | None, limit: int = 90) -> str:
+    if not text:
+        return ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _print_items(items: list[Any]) -> None:
+    table = Table(header_style="bold")
+    for column in (
+        "source",
+        "age",
+        "key",
+        "version",
+        "event",
+        "reason",
+        "tries",
+        "last outcome",
+        "why / error",
+        "replayed",
+    ):
+        table.add_column(column, overflow="fold")
+    for item in items:
+        replayed = item.replayed
+        table.add_row(
+            item.source,
+            _age(item.time),
+            (item.key_id or "").rsplit("/", 1)[-1],
+            (item.version or "")[:8],
+            (item.event_type or "").rsplit(".", 1)[-1],
+            item.reason or "",
+            str(item.attempts or ""),
+            item.last_outcome or "",
+            f"[red]{_clip(item.error)}[/]" if item.error else _clip(item.cause),
+            f"{replayed.get('Outcome')} by {replayed.get('Operator')}" if replayed else "",
+        )
+    out.print(table if items else "[green]nothing failed in this window[/]")
+
+
+@main.group()
+def deadletters() -> None:
+    """Failed work: Event Grid dead letters and poison-queue requests."""
+
+
+@deadletters.command("list")
+@click.option("--since", help="ISO 8601 time.")
+@click.option("--until", help="ISO 8601 time.")
+@click.option("--key", "key_id", help="Only items for this key (versionless id).")
+@click.option("--reason", help="Only items whose reason, cause or error contains this text.")
+@click.pass_obj
+def deadletters_list(
+    obj: Context, since: str | None, until: str | None, key_id: str | None, reason: str | None
+) -> None:
+    """Dead-lettered events and poison requests, oldest first, with why they failed."""
+    from .replay import list_failed
+
+    selection = _selection(since, until, key_id, reason=reason)
+    with err.status("reading dead letters and the poison queue…"):
+        items = list_failed(obj.service, selection)
+    if obj.output == "json":
+        out.print_json(json.dumps([item.to_dict() for item in items]))
+    else:
+        _print_items(items)
+
+
+@main.command("replay")
+@click.option("--since", help="ISO 8601 time.")
+@click.option("--until", help="ISO 8601 time.")
+@click.option("--event-id", "event_ids", multiple=True, help="Only these event (or request) ids.")
+@click.option("--key", "key_id", help="Only items for this key (versionless id).")
+@click.option("--dry-run", is_flag=True, help="Show what would be replayed; write nothing.")
+@click.option("--force", is_flag=True, help="Replay items that were already replayed.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def replay_command(
+    obj: Context,
+    since: str | None,
+    until: str | None,
+    event_ids: tuple[str, ...],
+    key_id: str | None,
+    dry_run: bool,
+    force: bool,
+    yes: bool,
+) -> None:
+    """Re-process failed events and requests through reconcile, oldest first, here and now."""
+    from .replay import list_failed, replay
+
+    service = obj.service
+    selection = _selection(since, until, key_id, event_ids)
+    with err.status("reading dead letters and the poison queue…"):
+        items = list_failed(service, selection, move=not dry_run)
+    if not items:
+        out.print("[green]nothing to replay[/]")
+        sys.exit(EXIT_OK)
+    if obj.output == "table":
+        _print_items(items)
+    if not dry_run and not yes:
+        if not sys.stdin.isatty():
+            fail(EXIT_USAGE, "refusing to replay without confirmation: pass --yes")
+        click.confirm(f"Replay {len(items)} item(s)?", abort=True, err=True)
+    who = operator()
+
+    def run(request: Any) -> RunResult:
+        lease = take_lease(service, request)
+        try:
+            return service.reconciler.run(request, lease=lease)
+        finally:
+            lease.release()
+
+    def show(outcome: Any) -> None:
+        if obj.output == "table":
+            style = {
+                "replayed": "green" if outcome.status in ("succeeded", "needs-attention") else "red",
+                "would-replay": "cyan",
+            }.get(outcome.action, "dim")
+            out.print(
+                f"[{style}]{outcome.action}[/] {outcome.item.item_id}"
+                + (f" → run {outcome.run_id}: {outcome.status}" if outcome.run_id else "")
+                + (f" ({outcome.detail})" if outcome.detail else ""),
+                highlight=False,
+            )
+
+    outcomes = replay(service, items, operator=who, dry_run=dry_run, force=force, run=run, progress=show)
+    if obj.output == "json":
+        out.print_json(json.dumps([o.to_dict() for o in outcomes]))
+    failed = [o for o in outcomes if o.action == "replayed" and o.status == "failed"]
+    sys.exit(EXIT_FAILED if failed else EXIT_OK)

@@ -148,6 +148,11 @@ class Clients:
     def blobs(self) -> BlobServiceClient:
         return self._storage_client("blobs", BlobServiceClient, self.settings.storage.blob_service_uri)
 
+    def raw_queue(self, name: str) -> QueueClient:
+        """A queue client that hands message content over as stored (no base64 decoding), for
+        reading poison messages that may not be base64 at all."""
+        return self._storage_client("raw-queue", QueueClient, self.settings.storage.queue_service_uri, name)
+
     def queue(self, name: str) -> QueueClient:
         """A queue client that base64-encodes text, as the Functions queue trigger expects."""
         return self._storage_client(

@@ -20,6 +20,8 @@ EXPECTED = {
     "get_rotation": ("httpTrigger", "req"),
     "list_audit": ("httpTrigger", "req"),
     "sweep_drift": ("timerTrigger", "timer"),
+    "replay_failed": ("httpTrigger", "req"),
+    "move_poison": ("timerTrigger", "timer"),
 }
 
 
