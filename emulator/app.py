@@ -100,6 +100,9 @@ class EmulatorApp:
             response = self.arm.handle(request)
         else:
             response = self.eventgrid.handle(request)
+        if effect.drop_response:  # the work is done, the answer is lost on the way back
+            self.calls.record(request.method, host, request.path, response.status, dropped=True)
+            return Response(0, drop=True)
         self.calls.record(request.method, host, request.path, response.status)
         return response
 

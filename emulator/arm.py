@@ -337,8 +337,11 @@ _KEY_URL = re.compile(
 )
 
 
-def key_problem(world: World, key_url: str | None, *, need_version: bool = False) -> str | None:
-    """Why a resource provider could not use this key (None: usable). Caller holds world.lock."""
+def key_problem(
+    world: World, key_url: str | None, *, need_version: bool = False, identities: tuple[str, ...] = ()
+) -> str | None:
+    """Why a resource provider could not use this key with one of `identities` (resource ids or
+    principal ids) (None: usable). Caller holds world.lock."""
     match = _KEY_URL.match(key_url or "")
     if not match:
         return f"'{key_url}' is not a valid Key Vault key identifier."
@@ -363,6 +366,8 @@ def key_problem(world: World, key_url: str | None, *, need_version: bool = False
     missing = {"wrapKey", "unwrapKey"} - set(version.key_ops)
     if missing:
         return f"The key '{key_url}' does not permit {sorted(missing)}."
+    if any(i.lower() in vault.denied_identities for i in identities if i):
+        return f"The vault refused the identity for key '{key_url}' (Forbidden: no get/wrapKey/unwrapKey permission)."
     return None
 
 

@@ -99,7 +99,14 @@ class BatchAccounts:
                             f"Batch account '{name}' needs a managed identity to use a customer-"
                             "managed key. Assign one, and grant it access to the key.",
                         )
-                    problem = key_problem(self.world, new_key)
+                    names = tuple(
+                        n for i in account.identities for n in (i, self.world.identity(i).principal_id)
+                    )
+                    problem = key_problem(
+                        self.world,
+                        new_key,
+                        identities=names + ((account.system_principal,) if account.system_principal else ()),
+                    )
                     if problem:
                         return arm_error(
                             400,

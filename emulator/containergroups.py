@@ -186,7 +186,13 @@ class ContainerGroups:
                         "assigned to the container group.",
                     )
                 key_url = f"{encryption['vaultBaseUrl'].rstrip('/')}/keys/{encryption['keyName']}/{encryption['keyVersion']}"
-                problem = key_problem(self.world, key_url, need_version=True)
+                encryption_identity = encryption.get("identity")
+                names = (
+                    (encryption_identity, self.world.identity(encryption_identity).principal_id)
+                    if encryption_identity
+                    else ()
+                )
+                problem = key_problem(self.world, key_url, need_version=True, identities=names)
                 if problem:
                     return arm_error(400, "InvalidEncryptionKey", problem)
             if existing is not None:

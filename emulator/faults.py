@@ -22,6 +22,7 @@ _FAULT_FIELDS = {
     "latencyMs",
     "drop",
     "lroResult",
+    "dropResponse",
 }
 _LRO_RESULTS = {"Succeeded", "Failed", "Canceled"}
 
@@ -38,6 +39,7 @@ class Fault:
     latency_ms: int
     drop: bool
     lro_result: str | None
+    drop_response: bool = False  # handle the call, then close the connection without answering
 
     def matches(self, method: str, host: str, path: str) -> bool:
         if self.remaining is not None and self.remaining <= 0:
@@ -59,6 +61,7 @@ class Fault:
             "count": self.remaining,
             "latencyMs": self.latency_ms,
             "drop": self.drop,
+            "dropResponse": self.drop_response,
             "lroResult": self.lro_result,
         }
 
@@ -72,6 +75,7 @@ class FaultEffect:
     retry_after: str | None = None
     drop: bool = False
     lro_result: str | None = None
+    drop_response: bool = False
     fault_ids: list[int] = field(default_factory=list)
 
 
@@ -108,6 +112,7 @@ class FaultBook:
             latency_ms=int(spec.get("latencyMs") or 0),
             drop=bool(spec.get("drop")),
             lro_result=lro_result,
+            drop_response=bool(spec.get("dropResponse")),
         )
         with self._lock:
             self._faults.append(fault)
@@ -137,6 +142,7 @@ class FaultBook:
                         effect.drop = True
                     elif fault.status:
                         effect.status, effect.retry_after = fault.status, fault.retry_after
+                effect.drop_response = effect.drop_response or fault.drop_response
                 if fault.lro_result and effect.lro_result is None:
                     effect.lro_result = fault.lro_result
         return effect

@@ -123,6 +123,14 @@ class Registries:
             return self.world.identity(identity).client_id
         return None
 
+    def _identity_names(self, registry: Registry, identity: str | None) -> tuple[str, ...]:
+        """The names a vault knows the encryption identity by (resource id, principal id)."""
+        if identity == "SystemAssigned":
+            return (registry.system_principal or "",)
+        if identity:
+            return (identity, self.world.identity(identity).principal_id)
+        return ()
+
     def _identity_for(self, registry: Registry, value: str) -> str | None:
         """Map the `identity` of a PATCH (a client id or principal id) back to an assigned identity."""
         if registry.system_principal and value.lower() == registry.system_principal.lower():
@@ -187,7 +195,9 @@ class Registries:
                             "first. For more information on bring your own key, please visit "
                             "'https://aka.ms/acr/cmk'.",
                         )
-                problem = key_problem(self.world, new_key)
+                problem = key_problem(
+                    self.world, new_key, identities=self._identity_names(registry, new_identity)
+                )
                 if problem:
                     return arm_error(
                         400,

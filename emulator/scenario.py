@@ -146,7 +146,15 @@ def _load_vault(name: str, spec: dict[str, Any], base: int) -> Vault:
     if level not in RECOVERY_LEVELS:
         raise ScenarioError(f"{where}.recoveryLevel: one of {sorted(RECOVERY_LEVELS)}")
     days = spec.get("recoverableDays", 90 if "Recoverable" in level else None)
-    vault = Vault(name=name.lower(), recovery_level=level, recoverable_days=days)
+    denied = spec.get("deniedIdentities") or []
+    if not isinstance(denied, list) or not all(isinstance(i, str) for i in denied):
+        raise ScenarioError(f"{where}.deniedIdentities: a list of identity resource ids or principal ids")
+    vault = Vault(
+        name=name.lower(),
+        recovery_level=level,
+        recoverable_days=days,
+        denied_identities={i.lower() for i in denied},
+    )
     for key_name, key_spec in (spec.get("keys") or {}).items():
         vault.keys[key_name.lower()] = _load_key(
             key_name, key_spec or {}, f"{where}.keys[{key_name!r}]", base
@@ -356,6 +364,7 @@ def _dump_vault(vault: Vault) -> dict[str, Any]:
     return {
         "recoveryLevel": vault.recovery_level,
         "recoverableDays": vault.recoverable_days,
+        "deniedIdentities": sorted(vault.denied_identities),
         "keys": {
             key.name: {
                 "kty": key.kty,

@@ -77,6 +77,9 @@ class Vault:
     recovery_level: str = "Recoverable+Purgeable"
     recoverable_days: int | None = 90
     keys: dict[str, Key] = field(default_factory=dict)  # lower-case name -> key
+    # Identities (resource ids or principal ids, lower case) the vault refuses: their role
+    # assignment or access policy was removed. ARM cannot see this; the resource provider can.
+    denied_identities: set[str] = field(default_factory=set)
 
     def key(self, name: str) -> Key | None:
         return self.keys.get(name.lower())

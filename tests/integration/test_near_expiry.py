@@ -280,3 +280,28 @@ def test_queued_message_bodies_are_schema_one(stack) -> None:
     [message] = raw.peek_messages()
     body = json.loads(base64.b64decode(message.content))
     assert body["eventType"] == "Microsoft.KeyVault.KeyNearExpiry" and body["eventVersion"] == V1
+
+
+def test_rotate_request_lost_fails_the_attempt_and_the_retry_creates_one_version(stack) -> None:
+    estate(stack)
+    stack.admin.add_fault(method="POST", pathRegex="/keys/batch-cmk/rotate", drop=True, count=1)
+    assert deliver_event_grid(function_app.on_key_event, [near_expiry("lost-1")]) == [None]
+    dispatcher = stack.dispatcher(function_app.run_rotation, max_dequeue_count=3)
+    stats = dispatcher.run_until_idle(timeout=60)
+    dispatcher.close()
+    assert [type(i.error).__name__ if i.error else None for i in stats.invocations] == ["RunFailed", None]
+    assert len(versions(stack)) == 2  # the lost POST made nothing; the retry made one
+    assert "version-create-failed" in [r["kind"] for r in records(stack)]
+
+
+def test_rotate_answer_lost_is_not_repeated(stack) -> None:
+    """The version was made but the answer never came back: the run finds it and goes on."""
+    estate(stack)
+    stack.admin.add_fault(method="POST", pathRegex="/keys/batch-cmk/rotate", dropResponse=True, count=1)
+    stats = run_event(stack, near_expiry("answer-lost"))
+    assert stats.failures == []
+    assert len(versions(stack)) == 2
+    rotates = [c for c in stack.admin.calls()["calls"] if c["path"].endswith("/rotate")]
+    assert len(rotates) == 1  # never posted twice
+    assert consumer_versions(stack) == {versions(stack)[-1]["version"]}
+    assert "version-create-unclear" in [r["kind"] for r in records(stack)]

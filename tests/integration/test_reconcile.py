@@ -164,13 +164,25 @@ def test_permanent_failure_on_one_target_does_not_stop_the_others(stack) -> None
 
 
 def test_cross_service_rejection_is_reported_not_retried(stack) -> None:
-    """The registry service refuses the identity; the hint says what to fix; one attempt only."""
-    stack.load(s.scenario({"acr-cmk": acr_key()}, registries=[s.registry("reg1", s.key_id("acr-cmk", OLD))]))
-    stack.admin.add_fault(method="PATCH", pathRegex="registries/reg1$", status=400)
+    """The registry's identity lost its access to the key: nothing in ARM shows it, the registry
+    service refuses the update; the step fails once with a hint, the registry keeps its version."""
+    scenario = s.scenario(
+        {"acr-cmk": acr_key()},
+        registries=[
+            s.registry("reg1", s.key_id("acr-cmk", OLD)),
+            s.registry("reg2", s.key_id("acr-cmk", OLD), identity=s.identity_id("uai-ok")),
+        ],
+    )
+    scenario["vaults"]["contoso-cmk"]["deniedIdentities"] = [s.identity_id("uai-acr")]
+    stack.load(scenario)
     result = run(stack)
-    [step] = result.steps
-    assert step.outcome == "failed" and step.attempts == 1
-    assert len(stack.writes("PATCH")) == 1
+    by_name = steps(result)
+    assert (by_name["reg1"].outcome, by_name["reg1"].attempts) == ("failed", 1)
+    assert by_name["reg1"].error_code == "KeyVaultAccessFailed"
+    assert "Key Vault Crypto Service Encryption User" in by_name["reg1"].hint
+    assert by_name["reg2"].outcome == "verified"
+    assert registry_keys(stack)["reg1"].endswith(OLD)
+    assert [c["path"].rsplit("/", 1)[1] for c in stack.writes("PATCH")].count("reg1") == 1
 
 
 def test_identity_not_assigned_is_blocked_before_any_write(stack) -> None:

@@ -285,3 +285,29 @@ def test_move_poison_timer_archives_messages_idempotently(stack) -> None:
     code, items = cli("deadletters", "list")
     assert code == 0
     assert sorted(bool(i["error"]) for i in items) == [False, True]
+
+
+def test_identity_restored_then_replay_converges(stack) -> None:
+    """A registry's identity lost access to the key (the vault refuses it); after access is
+    restored, replaying the poisoned request converges."""
+    estate(stack)
+    stack.service()
+    scenario = stack.admin.state()
+    scenario["vaults"]["contoso-cmk"]["deniedIdentities"] = [s.identity_id("uai-acr")]
+    stack.load(scenario)
+    deliver_event_grid(
+        function_app.on_key_event,
+        [s.event_grid_event("KeyNewVersionCreated", "acr-cmk", NEW, event_id="denied-1")],
+    )
+    dispatcher = stack.dispatcher(function_app.run_rotation, max_dequeue_count=2)
+    assert len(dispatcher.run_until_idle(timeout=60).poisoned) == 1
+    dispatcher.close()
+    _, items = cli("deadletters", "list")
+    [item] = items
+    assert "KeyVaultAccessFailed" in item["cause"]
+    scenario = stack.admin.state()
+    scenario["vaults"]["contoso-cmk"]["deniedIdentities"] = []  # access restored
+    stack.load(scenario)
+    code, outcomes = cli("replay", "--yes")
+    assert code == 0 and [o["status"] for o in outcomes] == ["succeeded"]
+    assert all(r["keyId"].endswith(NEW) for r in stack.admin.state()["registries"] if "acr-cmk" in r["keyId"])
