@@ -302,20 +302,30 @@ def _poison_item(
     return item
 
 
+_FAILURE_KINDS = ("apply-outcome", "run-failed", "discovery-failed", "version-create-failed")
+
+
 def last_failure(service: Service, run_id: str) -> tuple[str | None, int | None]:
-    """Why the request's last run failed, and how many attempts it had, from its run record."""
+    """Why the request's last attempt failed, from the audit trail of its run (the run record
+    when the trail has nothing), and how many attempts it had."""
     run = service.runs.get(run_id)
+    attempts = _int(run.get("attempt")) if run else None
+    anchor = service.audit.latest_anchor(run_id)
+    if anchor:
+        records = service.audit.run_records(run_id, anchor["partition"])
+        starts = [r["seq"] for r in records if r["kind"] == "run-started"]
+        last_attempt = [r for r in records if r["seq"] >= (starts[-1] if starts else 0)]
+        failures = [r for r in last_attempt if r["kind"] in _FAILURE_KINDS and r.get("outcome") == "failed"]
+        if failures:
+            first = failures[0]
+            where = (first.get("target") or first.get("keyId") or "").rsplit("/", 1)[-1]
+            more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
+            return f"{where}: {first.get('message') or first.get('errorCode')}{more}", attempts
     if run is None:
         return None, None
-    attempts = _int(run.get("attempt"))
-    failed = [s for s in run.get("steps", []) if s.get("outcome") == "failed"]
+    failed = [step for step in run.get("steps", []) if step.get("outcome") == "failed"]
     if failed:
-        first = failed[0]
-        more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
-        return (
-            f"{first['target'].rsplit('/', 1)[-1]}: {first.get('error') or first.get('errorCode')}{more}",
-            attempts,
-        )
+        return f"{failed[0]['target'].rsplit('/', 1)[-1]}: {failed[0].get('error')}", attempts
     return run.get("error") or run.get("message") or run.get("status"), attempts
 
 
