@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -37,11 +38,8 @@ def _http(route: str, req: func.HttpRequest) -> func.HttpResponse:
         service = service_for_environment()
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
-        return func.HttpResponse(
-            f'{{"error": {{"code": "ConfigurationError", "message": "{exc}"}}}}',
-            status_code=500,
-            mimetype="application/json",
-        )
+        body = json.dumps({"error": {"code": "ConfigurationError", "message": str(exc)}})
+        return func.HttpResponse(body, status_code=500, mimetype="application/json")
     request = api.ApiRequest(
         method=req.method,
         url=req.url,
@@ -84,8 +82,14 @@ def list_audit(req: func.HttpRequest) -> func.HttpResponse:
 @app.timer_trigger(schedule="%ROTATION_SWEEP_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def sweep_drift(timer: func.TimerRequest) -> None:
     """Queue one request per key whose consumers drifted or whose version nears expiry."""
-    findings = sweep.sweep(service_for_environment())
-    log.info("sweep queued %d of %d keys", sum(1 for f in findings if f.request_id), len(findings))
+    result = sweep.sweep(service_for_environment())
+    queued = sum(1 for f in result.findings if f.request_id)
+    log.info(
+        "sweep queued %d of %d keys; %d discovery errors",
+        queued,
+        len(result.findings),
+        len(result.discovery_errors),
+    )
 
 
 @app.function_name("replay_failed")

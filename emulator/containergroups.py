@@ -48,6 +48,7 @@ def strip_secure_values(spec: dict[str, Any]) -> dict[str, Any]:
         (volume.get("azureFile") or {}).pop("storageAccountKey", None)
         if "secret" in volume:
             volume["secret"] = {}
+    ((shown.get("diagnostics") or {}).get("logAnalytics") or {}).pop("workspaceKey", None)
     return shown
 
 
@@ -77,6 +78,9 @@ def _spec_problem(spec: dict[str, Any]) -> str | None:
             return f"The Azure Files volume '{volume.get('name')}' needs a storageAccountKey."
         if "secret" in volume and not all(volume["secret"].values()):
             return f"The secret volume '{volume.get('name')}' has entries without values."
+    log_analytics = (spec.get("diagnostics") or {}).get("logAnalytics")
+    if log_analytics is not None and not log_analytics.get("workspaceKey"):
+        return "diagnostics.logAnalytics needs a workspaceKey."
     if spec.get("osType") not in ("Linux", "Windows"):
         return "osType must be Linux or Windows."
     return None

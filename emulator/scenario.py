@@ -341,7 +341,7 @@ def has_secure_values(spec: dict[str, Any]) -> bool:
     for volume in spec.get("volumes", []) or []:
         if "secret" in volume or "storageAccountKey" in (volume.get("azureFile") or {}):
             return True
-    return False
+    return bool(((spec.get("diagnostics") or {}).get("logAnalytics") or {}).get("workspaceKey"))
 
 
 def dump(world: World) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 import uuid
 from collections.abc import Mapping
@@ -19,11 +20,13 @@ from typing import Any
 
 from .audit import AuditTrail, AuditUnavailable
 from .keyids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
-from .queue import InvalidRequest, enqueue, new_request
+from .queue import InvalidRequest, enqueue, new_request, unique_targets
 from .reconcile import Unreachable
 from .service import Service
 
+log = logging.getLogger("rotation.api")
 MAX_BODY = 64 * 1024
+MAX_REPLAY_ITEMS = 500
 MAX_TARGETS = 1000
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")
 
@@ -137,15 +140,24 @@ def _key(service: Service, value: Any, field_name: str = "keyId") -> KeyRef:
     return key
 
 
-def _targets(value: Any) -> tuple[str, ...] | None:
+def _targets(service: Service, value: Any) -> tuple[str, ...] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not value or len(value) > MAX_TARGETS:
         raise ApiError(400, "InvalidTargets", f"targets must be a list of 1-{MAX_TARGETS} ARM resource ids")
     try:
-        return tuple(dict.fromkeys(str(parse_resource_id(t, CONSUMER_TYPES)) for t in value))
+        targets = unique_targets(value)
     except InvalidId as exc:
         raise ApiError(400, "InvalidTargets", str(exc)) from None
+    for target in targets:
+        subscription = parse_resource_id(target, CONSUMER_TYPES).subscription
+        if subscription not in service.settings.subscriptions:
+            raise ApiError(
+                403,
+                "TargetNotAllowed",
+                f"{target} is in subscription {subscription}, which is not in ROTATION_SUBSCRIPTIONS",
+            )
+    return targets
 
 
 def _flag(value: Any, name: str) -> bool:
@@ -184,7 +196,10 @@ class Api:
             return handler(request, actor)
         except ApiError as error:
             if error.status in (400, 403, 413):
-                self._audit_rejection(route, actor, error)
+                try:
+                    self._audit_rejection(route, actor, error)
+                except AuditUnavailable as exc:  # the caller still gets its answer
+                    log.error("could not audit a rejected %s request: %s", route, exc)
             return error.response()
         except AuditUnavailable as exc:
             return ApiError(503, "AuditUnavailable", f"the audit store cannot be written: {exc}").response()
@@ -205,11 +220,11 @@ class Api:
     def plan(self, request: ApiRequest, actor: str) -> ApiResponse:
         data = _body(request, {"keyId", "targets"}, {"keyId"})
         key = _key(self.service, data["keyId"])
-        targets = _targets(data.get("targets"))
+        targets = _targets(self.service, data.get("targets"))
         try:
             plan = self.service.reconciler.plan(key, targets)
         except Unreachable as exc:
-            raise ApiError(502, "Unreachable", str(exc)) from None
+            raise _read_error(exc) from None
         if plan.discovery_errors and all(e["unreachable"] for e in plan.discovery_errors) and not plan.steps:
             raise ApiError(
                 502, "Unreachable", "ARM could not be read: " + plan.discovery_errors[0]["message"]
@@ -220,13 +235,13 @@ class Api:
     def start(self, request: ApiRequest, actor: str) -> ApiResponse:
         data = _body(request, {"keyId", "targets", "dryRun"}, {"keyId"})
         key = _key(self.service, data["keyId"])
-        targets = _targets(data.get("targets"))
+        targets = _targets(self.service, data.get("targets"))
         dry_run = _flag(data.get("dryRun"), "dryRun")
         if key.version:
             try:
                 state = self.service.reconciler.read_state(key.versionless())
             except Unreachable as exc:
-                raise ApiError(502, "Unreachable", str(exc)) from None
+                raise _read_error(exc) from None
             desired = state.desired.version if state.desired else None
             if desired != key.version:
                 raise ApiError(
@@ -307,7 +322,7 @@ class Api:
                 continuation=query.get("continuation"),
             )
         except ValueError as exc:
-            raise ApiError(400, "InvalidContinuation", str(exc)) from None
+            raise ApiError(400, "InvalidQuery", str(exc)) from None
         return ApiResponse(200, {"records": records, "continuation": continuation})
 
     # -- POST /api/replay ----------------------------------------------------------------------
@@ -315,7 +330,7 @@ class Api:
         """Queue the selected failed items (HTTP answers are cut at 230 s, so nothing runs here)."""
         from .replay import Selection, list_failed, replay
 
-        data = _body(request, {"since", "until", "eventIds", "key", "dryRun", "force"}, set())
+        data = _body(request, {"since", "until", "eventIds", "key", "dryRun"}, set())
         event_ids = data.get("eventIds") or []
         if not isinstance(event_ids, list) or not all(
             isinstance(e, str) and 0 < len(e) <= 256 for e in event_ids
@@ -325,7 +340,7 @@ class Api:
             if data.get(name) is not None and not isinstance(data[name], str):
                 raise ApiError(400, "InvalidTime", f"{name} must be an ISO 8601 time string")
         key = _key(self.service, data["key"], "key").versionless_id if data.get("key") else None
-        dry_run, force = _flag(data.get("dryRun"), "dryRun"), _flag(data.get("force"), "force")
+        dry_run = _flag(data.get("dryRun"), "dryRun")
         selection = Selection(
             since=_time(data.get("since"), "since"),
             until=_time(data.get("until"), "until"),
@@ -333,12 +348,27 @@ class Api:
             key_id=key,
         )
         items = list_failed(self.service, selection, move=not dry_run)
-        outcomes = replay(self.service, items, operator=actor, dry_run=dry_run, force=force)
+        if len(items) > MAX_REPLAY_ITEMS:
+            raise ApiError(
+                400,
+                "TooManyItems",
+                f"{len(items)} items match; narrow the selection to at most "
+                f"{MAX_REPLAY_ITEMS} (or use `rotation replay`)",
+            )
+        outcomes = replay(self.service, items, operator=actor, dry_run=dry_run)
         body = {
             "runIds": [o.run_id for o in outcomes if o.action == "queued"],
+            "dryRun": dry_run,
             "items": [o.to_dict() for o in outcomes],
         }
-        return ApiResponse(200 if dry_run else 202, body)
+        return ApiResponse(202, body)
+
+
+def _read_error(exc: Unreachable) -> ApiError:
+    """Key Vault could not be read: 404 when the key does not exist, else 502 (a gateway problem)."""
+    if exc.info.status == 404:
+        return ApiError(404, "KeyNotFound", str(exc))
+    return ApiError(502, "Unreachable", str(exc))
 
 
 def _time(value: str | None, name: str) -> datetime | None:

@@ -61,6 +61,8 @@ _FIELDS = (
 )
 _ENTITY_NAMES = {f: f[0].upper() + f[1:] for f in (*_FIELDS, "hash")}
 _MAX_TEXT = 4000
+_MAX_DETAIL = 16000  # characters of JSON; a Table string property holds 32K
+MAX_QUERY_DAYS = 92
 _MAX_MS = 10**13
 
 
@@ -98,6 +100,17 @@ def _clip(value: Any) -> Any:
     if isinstance(value, str) and len(value) > _MAX_TEXT:
         return value[:_MAX_TEXT] + "…"
     return value
+
+
+def _bounded_detail(detail: Any) -> Any:
+    """`detail` as plain JSON values, small enough for a Table property; done before hashing so
+    what is stored is exactly what was hashed."""
+    if detail is None:
+        return None
+    text = json.dumps(detail, sort_keys=True, default=str)
+    if len(text) <= _MAX_DETAIL:
+        return json.loads(text)
+    return {"truncated": True, "preview": text[:_MAX_TEXT]}
 
 
 class AuditStore:
@@ -172,9 +185,15 @@ class AuditStore:
         for name, column in _ENTITY_NAMES.items():
             value = record.get(name)
             if name == "detail" and value is not None:
-                value = json.dumps(value, sort_keys=True, default=str)
+                value = json.dumps(value, sort_keys=True)
             if value is not None:
-                entity[column] = _clip(value)
+                entity[column] = value  # bounded when recorded: never altered after hashing
+        # Case-folded copies for queries (ARM and Key Vault ids compare case-insensitively);
+        # derived, so not part of the hash.
+        if record.get("keyId"):
+            entity["KeyNorm"] = record["keyId"].lower()
+        if record.get("target"):
+            entity["TargetNorm"] = record["target"].lower()
         return entity
 
     # -- reading ----------------------------------------------------------------------------
@@ -208,17 +227,21 @@ class AuditStore:
         since = since or until - timedelta(days=30)
         state = _decode_token(continuation) if continuation else {"day": _day(until), "next": None}
         clauses, params = ["PartitionKey eq @pk"], {}
+        if until - since > timedelta(days=MAX_QUERY_DAYS):
+            raise ValueError(f"the time window is longer than {MAX_QUERY_DAYS} days; narrow since/until")
         for column, value, name in (
-            ("KeyId", key, "key"),
-            ("Target", target, "target"),
+            ("KeyNorm", key, "key"),
+            ("TargetNorm", target, "target"),
             ("RunId", run, "run"),
         ):
             if value:
                 clauses.append(f"{column} eq @{name}")
-                params[name] = value
+                params[name] = value.lower()
         day = datetime.strptime(state["day"], "%Y%m%d").replace(tzinfo=UTC)
         token = state["next"]
         first_day = (since - timedelta(days=1)).date()  # a run is filed under the day it started
+        if not first_day <= day.date() <= until.date():
+            raise ValueError("the continuation token does not belong to this time window")
         results: list[dict[str, Any]] = []
         while day.date() >= first_day:
             pager = self.table.query_entities(
@@ -336,8 +359,9 @@ class AuditTrail:
             )
             if record["keyId"] is None and self.key is not None:
                 record["keyId"] = self.key.versionless_id
-            for name in ("message", "hint"):
+            for name in _FIELDS:
                 record[name] = _clip(record[name])
+            record["detail"] = _bounded_detail(record["detail"])
             record["hash"] = canonical_hash(record)
             self._head = record["hash"]
             self._seq += 1

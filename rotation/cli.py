@@ -16,13 +16,15 @@ import time
 from typing import Any
 
 import click
+from azure.core.exceptions import AzureError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .audit import AuditUnavailable
 from .config import ConfigError
 from .keyids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
-from .ledger import Lease, LeaseHeld
+from .ledger import Lease, LeaseHeld, lease_owner
 from .policy import NEEDS_PERSON, UPDATE
 from .queue import new_request
 from .reconcile import Plan, RunResult, Unreachable
@@ -100,7 +102,21 @@ def short(target: str) -> str:
     return f"{parts[-1]}  [dim]{parts[4]}/{parts[2][:8]}…[/]" if len(parts) >= 9 else target
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Storage, Key Vault or ARM failing outside a run ends with exit code 5 and one line, not a
+    traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (AuditUnavailable, AzureError) as exc:
+            fail(
+                EXIT_UNREACHABLE,
+                f"could not reach storage, Key Vault or ARM: {' '.join(str(exc).split())[:500]}",
+            )
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--output",
     "-o",
@@ -139,9 +155,10 @@ def plan(obj: Context, key_id: str, targets: tuple[str, ...]) -> None:
 
 
 def plan_exit_code(result: Plan) -> int:
-    if result.discovery_errors:
-        return EXIT_UNREACHABLE if any(e["unreachable"] for e in result.discovery_errors) else EXIT_FAILED
-    return EXIT_NEEDS_PERSON if any(s.action in NEEDS_PERSON for s in result.steps) else EXIT_OK
+    if any(e["unreachable"] for e in result.discovery_errors):
+        return EXIT_UNREACHABLE
+    needs_person = result.discovery_errors or any(s.action in NEEDS_PERSON for s in result.steps)
+    return EXIT_NEEDS_PERSON if needs_person else EXIT_OK
 
 
 def print_plan(result: Plan, console: Console = out) -> None:
@@ -230,7 +247,7 @@ def take_lease(service: Service, request: Any) -> Lease:
     """The key's lease for this run, waiting (within the time budget) while another run holds it."""
     deadline = time.monotonic() + service.settings.time_budget_seconds
     while True:
-        lease = service.ledger.acquire(request.key, owner=request.request_id)
+        lease = service.ledger.acquire(request.key, owner=lease_owner(request.request_id))
         if not isinstance(lease, LeaseHeld):
             return lease.keep_alive()
         if time.monotonic() + lease.seconds_left() > deadline:
@@ -303,7 +320,8 @@ def sweep_command(obj: Context, dry_run: bool) -> None:
     from .sweep import sweep
 
     with err.status("listing consumers across subscriptions…"):
-        findings = sweep(obj.service, dry_run=dry_run, actor=operator())
+        result = sweep(obj.service, dry_run=dry_run, actor=operator())
+    findings = result.findings
     if obj.output == "json":
         out.print_json(json.dumps([f.to_dict() for f in findings]))
     else:
@@ -316,6 +334,8 @@ def sweep_command(obj: Context, dry_run: bool) -> None:
                 if finding.request_id
                 else "[yellow]would queue[/]"
                 if finding.needs_work
+                else f"[yellow]skipped: {finding.error}[/]"
+                if finding.skipped
                 else f"[red]{finding.error}[/]"
                 if finding.error
                 else "[green]nothing to do[/]"
@@ -328,7 +348,13 @@ def sweep_command(obj: Context, dry_run: bool) -> None:
                 result,
             )
         out.print(table if findings else "[dim]no consumers of any allowed key were found[/]")
-    sys.exit(EXIT_UNREACHABLE if any(f.error for f in findings) else EXIT_OK)
+    for error in result.discovery_errors:
+        err.print(
+            f"[red]could not list {error.kind} in {error.scope}:[/] {error.error.summary()}", highlight=False
+        )
+    if result.unreachable:
+        sys.exit(EXIT_UNREACHABLE)
+    sys.exit(EXIT_NEEDS_PERSON if result.discovery_errors or any(f.skipped for f in findings) else EXIT_OK)
 
 
 # -- audit ---------------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ KEY_EVENT_TYPES = (NEW_VERSION, NEAR_EXPIRY, EXPIRED)
 _OTHER_VAULT_EVENTS = re.compile(
     r"^Microsoft\.KeyVault\.(Secret|Certificate|VaultAccessPolicy)", re.IGNORECASE
 )
-_PRINTABLE_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
-_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+_PRINTABLE_ID = re.compile(r"^[\x21-\x7e]{1,256}\Z")
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?\Z")
 # Attributes Event Grid adds when it dead-letters an event (CloudEvents: lower case).
 DEAD_LETTER_FIELDS = (
     "deadLetterReason",
@@ -206,11 +206,18 @@ def _epoch(value: Any, name: str, reject: Callable[[str, str], EventRejected]) -
         return None
     if isinstance(value, bool):
         raise reject("malformed", f"data.{name} must be epoch seconds, got {value!r}")
-    if isinstance(value, int | float):
-        return int(value)
-    if isinstance(value, str) and _NUMBER.match(value):
-        return int(float(value))
-    raise reject("malformed", f"data.{name} must be epoch seconds, got {value!r}")
+    try:
+        if isinstance(value, int | float):
+            number = int(value)
+        elif isinstance(value, str) and _NUMBER.match(value):
+            number = int(float(value))
+        else:
+            number = None
+    except (OverflowError, ValueError):  # inf, nan, absurdly large
+        number = None
+    if number is None or not 0 <= number < 2**40:
+        raise reject("malformed", f"data.{name} must be epoch seconds, got {str(value)[:40]!r}")
+    return number
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -7,15 +7,15 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-_HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_KEY_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
-_KEY_VERSION = re.compile(r"^[0-9a-fA-F]{32}$")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_GROUP = re.compile(r"^[-\w._()]{1,90}$")
-_RESOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_HOST = re.compile(r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
+_KEY_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}\Z")
+_KEY_VERSION = re.compile(r"^[0-9a-fA-F]{32}\Z")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
+_GROUP = re.compile(r"^[-\w._()]{1,90}\Z")
+_RESOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 _RESOURCE_ID = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/(?P<provider>[^/]+)/(?P<type>[^/]+)/"
-    r"(?P<name>[^/]+)$",
+    r"(?P<name>[^/]+)\Z",
     re.IGNORECASE,
 )
 
@@ -75,6 +75,9 @@ def parse_key_id(text: str, *, require_version: bool = False, allow_version: boo
     text = text.strip()
     if len(text) > 512:
         raise InvalidId("key id: too long")
+    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in text):
+        # urlsplit would silently drop tabs and newlines and parse something else
+        raise InvalidId("key id: must not contain spaces or control characters")
     parts = urlsplit(text)
     if parts.scheme.lower() != "https":
         raise InvalidId(f"key id {text!r}: must use https")

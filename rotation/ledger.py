@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +46,12 @@ def _parse(text: str) -> datetime:
 
 def _conflict(exc: HttpResponseError) -> bool:
     return exc.status_code in (409, 412)
+
+
+def lease_owner(run_id: str) -> str:
+    """A lease owner unique to this attempt: two live copies of one request never share a lease
+    (a crashed attempt's lease is taken over once it expires)."""
+    return f"{run_id}/{uuid.uuid4().hex[:12]}"
 
 
 def row_key(text: str) -> str:

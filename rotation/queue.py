@@ -8,11 +8,14 @@ import json
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.storage.queue import QueueClient
 
 from .keyids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 REQUESTS_QUEUE = "rotation-requests"
 POISON_QUEUE = "rotation-requests-poison"
@@ -92,6 +95,30 @@ class RotationRequest:
         return replace(self, lease_waits=self.lease_waits + 1, enqueued_at=utc_now())
 
 
+def unique_targets(targets: Any) -> tuple[str, ...]:
+    """Canonical ids, each resource once (ARM ids compare case-insensitively)."""
+    seen: dict[str, str] = {}
+    for target in targets:
+        resource = parse_resource_id(target, CONSUMER_TYPES)
+        seen.setdefault(resource.key, str(resource))
+    return tuple(seen.values())
+
+
+def not_allowed(request: RotationRequest, settings: Settings) -> str | None:
+    """Why configuration forbids this request (None: allowed). Checked at every door and again
+    before a run, so a queued, replayed or stale request cannot reach beyond the settings."""
+    key = request.key
+    if not settings.vault_allowed(key.vault_host):
+        return f"vault {key.vault_host} is not in ROTATION_ALLOWED_VAULTS"
+    for target in request.targets or ():
+        subscription = parse_resource_id(target, CONSUMER_TYPES).subscription
+        if subscription not in settings.subscriptions:
+            return (
+                f"target {target} is in subscription {subscription}, which is not in ROTATION_SUBSCRIPTIONS"
+            )
+    return None
+
+
 def new_request(key: KeyRef, source: str, actor: str, **fields: Any) -> RotationRequest:
     if source not in SOURCES:
         raise InvalidRequest(f"source must be one of {SOURCES}")
@@ -106,7 +133,7 @@ def decode(body: bytes | str) -> RotationRequest:
         raise InvalidRequest(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("a rotation request is a JSON object")
-    if data.get("schema") != SCHEMA:
+    if type(data.get("schema")) is not int or data.get("schema") != SCHEMA:
         raise InvalidRequest(f"unsupported schema {data.get('schema')!r}; expected {SCHEMA}")
     unknown = set(data) - _FIELDS
     if unknown:
@@ -126,7 +153,7 @@ def decode(body: bytes | str) -> RotationRequest:
         if not isinstance(targets, list):
             raise InvalidRequest("targets must be a list of resource ids or null")
         try:
-            targets = tuple(str(parse_resource_id(t, CONSUMER_TYPES)) for t in targets)
+            targets = unique_targets(targets)
         except InvalidId as exc:
             raise InvalidRequest(f"targets: {exc}") from None
     for name in ("eventId", "eventType", "eventVersion"):
@@ -137,7 +164,7 @@ def decode(body: bytes | str) -> RotationRequest:
     if not isinstance(data.get("dryRun"), bool):
         raise InvalidRequest("dryRun must be true or false")
     waits = data.get("leaseWaits", 0)
-    if not isinstance(waits, int) or waits < 0:
+    if type(waits) is not int or waits < 0:
         raise InvalidRequest("leaseWaits must be a non-negative integer")
     return RotationRequest(
         key_id=key.versionless_id,

@@ -18,20 +18,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import outcomes
-from .audit import AuditStore, AuditTrail
+from .audit import AuditStore, AuditTrail, AuditUnavailable
 from .clients import Clients
 from .config import Settings
 from .discovery import Inventory, list_consumers, read_targets
 from .events import EXPIRED
 from .keyids import KeyRef, parse_resource_id
 from .ledger import Lease
-from .policy import BLOCKED, NEEDS_PERSON, UPDATE, Decision, PolicyContext, decide
-from .queue import RotationRequest
+from .policy import BLOCKED, NEEDS_PERSON, UPDATE, Decision, PolicyContext, decide, opted_out
+from .queue import RotationRequest, not_allowed
 from .renewal import KeyMaintenance, RenewalFailed
 from .retry import Deadline, ErrorInfo, RetryPolicy, TransientCondition, call, classify, remediation
 from .runs import RunStore
 from .targets import ApplyContext, Consumer, TargetKind, all_kinds
-from .targets.containergroup import ContainerGroups, saved_consumer
+from .targets.containergroup import REDEPLOY_CONTAINER, ContainerGroups, saved_consumer
 from .vault import KeyState, read_key_state
 
 log = logging.getLogger("rotation.reconcile")
@@ -48,6 +48,19 @@ class Unreachable(Exception):
 
 class VerificationFailed(Exception):
     """The write was accepted but the resource does not show the new version."""
+
+
+class LeaseLost(Exception):
+    """Another run took over the key's lease: stop touching its consumers."""
+
+
+def _check_not_failed(target: str, consumer: Consumer) -> None:
+    """A resource that shows the new version but whose provisioning failed is not verified."""
+    state = (consumer.provisioning_state or "").lower()
+    if state in ("failed", "canceled"):
+        raise VerificationFailed(
+            f"{target} shows the new version but its provisioning state is {consumer.provisioning_state}"
+        )
 
 
 @dataclass(frozen=True)
@@ -164,7 +177,10 @@ class RunResult:
 
     @property
     def status(self) -> str:
-        if self.error is not None or self.discovery_errors:
+        """DESIGN.md section 7: a run fails only when a step failed or a consumer meant to update did
+        not. An unreachable scope fails it too (there may be consumers it could not see; a retry
+        will); a scope it may not read is reported for a person."""
+        if self.error is not None:
             return "failed"
         if any(s.outcome == "failed" for s in self.steps):
             return "failed"
@@ -172,7 +188,9 @@ class RunResult:
             s.action == UPDATE and s.outcome not in ("verified", "updated") for s in self.steps
         ):
             return "failed"
-        if any(s.action in NEEDS_PERSON for s in self.steps):
+        if any(e.get("unreachable") for e in self.discovery_errors):
+            return "failed"
+        if self.discovery_errors or any(s.action in NEEDS_PERSON for s in self.steps):
             return "needs-attention"
         return "succeeded"
 
@@ -308,19 +326,30 @@ class Reconciler:
             state, datetime.now(UTC), self.settings.container_group_policy, self.settings.opt_out_tag
         )
         desired = state.desired.version if state.desired else None
-        steps = [PlanStep.of(c, decide(c, context), desired) for c in inventory.consumers]
-        steps += self._interrupted_redeploys(key, targets, state, {s.target.lower() for s in steps})
+        unique: dict[str, Consumer] = {}
+        for consumer in inventory.consumers:  # one step per resource, whatever case its id came in
+            unique.setdefault(consumer.resource_id.key, consumer)
+        steps = [PlanStep.of(c, decide(c, context), desired) for c in unique.values()]
+        errors = [_error_dict(e.scope, e.kind, e.error) for e in inventory.errors]
+        try:
+            steps += self._interrupted_redeploys(key, targets, state, context, set(unique))
+        except Exception as exc:  # noqa: BLE001 - an unreadable spec store must not stop the run
+            errors.append(_error_dict(REDEPLOY_CONTAINER, "containergroup", classify(exc)))
         warnings = []
         if not state.recoverable:
             warnings.append(
                 f"vault recovery level is {state.recovery_level}: enable soft delete and purge "
                 "protection so a deleted key can be recovered"
             )
-        errors = tuple(_error_dict(e.scope, e.kind, e.error) for e in inventory.errors)
-        return Plan(key, state, tuple(steps), errors, inventory.not_consumers, tuple(warnings))
+        return Plan(key, state, tuple(steps), tuple(errors), inventory.not_consumers, tuple(warnings))
 
     def _interrupted_redeploys(
-        self, key: KeyRef, targets: tuple[str, ...] | None, state: KeyState, seen: set[str]
+        self,
+        key: KeyRef,
+        targets: tuple[str, ...] | None,
+        state: KeyState,
+        context: PolicyContext,
+        seen: set[str],
     ) -> list[PlanStep]:
         """Container groups a redeploy deleted but did not re-create: finish them first."""
         kind = self.kinds.get("containergroup")
@@ -332,22 +361,24 @@ class Reconciler:
             consumer = saved_consumer(resource_id, saved)
             if (
                 consumer is None
-                or consumer.target.lower() in seen
-                or (wanted and consumer.target.lower() not in wanted)
+                or consumer.resource_id.key in seen
+                or (wanted and consumer.resource_id.key not in wanted)
             ):
                 continue
-            if state.desired is None:
-                decision = Decision(
-                    BLOCKED,
-                    state.blocked_reason or "version-disabled",
-                    "deleted by an interrupted redeploy, and the key has no usable version to re-create it with",
-                )
-            else:
-                decision = Decision(
-                    UPDATE,
-                    "finish-interrupted-redeploy",
-                    "deleted by an interrupted redeploy; re-creating it from the saved spec",
-                )
+            if (decision := opted_out(consumer, context)) is None:
+                if state.desired is None:
+                    decision = Decision(
+                        BLOCKED,
+                        state.blocked_reason or "version-disabled",
+                        "deleted by an interrupted redeploy, and the key has no usable version "
+                        "to re-create it with",
+                    )
+                else:
+                    decision = Decision(
+                        UPDATE,
+                        "finish-interrupted-redeploy",
+                        "deleted by an interrupted redeploy; re-creating it from the saved spec",
+                    )
             found.append(PlanStep.of(consumer, decision, state.desired.version if state.desired else None))
         return found
 
@@ -392,7 +423,7 @@ class Reconciler:
                 "eventType": request.event_type,
                 "dryRun": request.dry_run,
                 "eventVersion": request.event_version,
-                "targets": request.targets,
+                "targets": len(request.targets) if request.targets is not None else None,
                 "leaseWaits": request.lease_waits,
             },
         )
@@ -401,12 +432,45 @@ class Reconciler:
                 "lease-taken-over" if lease.taken_over_from else "lease-taken",
                 detail={"previousOwner": lease.taken_over_from, "seconds": self.settings.lease_seconds},
             )
+        try:
+            return self._run(request, trail, result, deadline, progress, lease)
+        except AuditUnavailable:
+            raise  # no record can be kept: fail loudly, the door lets the message be retried
+        except Exception as exc:  # anything unforeseen is recorded and finished, never lost
+            info = classify(exc)
+            result.error = info
+            trail.record(
+                "run-failed",
+                outcome="failed",
+                errorCode=info.code,
+                message=info.summary(),
+                hint=remediation(info, None),
+                detail={"exception": type(exc).__name__},
+            )
+            log.exception("run %s failed unexpectedly", request.request_id)
+            return self._finish(result, trail)
+
+    def _run(
+        self,
+        request: RotationRequest,
+        trail: AuditTrail,
+        result: RunResult,
+        deadline: Deadline,
+        progress: ProgressCallback | None,
+        lease: Lease | None,
+    ) -> RunResult:
+        key = request.key
+        forbidden = not_allowed(request, self.settings)
+        if forbidden:
+            result.error = ErrorInfo(False, False, 403, "NotAllowed", forbidden)
+            trail.record("run-failed", outcome="failed", errorCode="NotAllowed", message=forbidden)
+            return self._finish(result, trail)
         with ThreadPoolExecutor(max_workers=1) as pool:
             listing = pool.submit(self.inventory, key, request.targets, deadline)
             try:
                 state = self.read_state(key, deadline)
                 maintenance = KeyMaintenance(
-                    self.settings, self.clients.keys(key.vault_url), key, trail, self.retry
+                    self.settings, self.clients.keys(key.vault_url), key, trail, self.retry, lease
                 )
                 renewal = maintenance.run(request, state, dry_run=request.dry_run)
                 if renewal.changed:
@@ -536,7 +600,7 @@ class Reconciler:
                     toVersion=step.to_version,
                 )
             else:
-                outcome = self._apply_step(step, desired_key, context, trail, deadline)
+                outcome = self._apply_step(step, desired_key, context, trail, deadline, plan, lease)
             if progress:
                 progress(outcome)
             return outcome
@@ -554,6 +618,8 @@ class Reconciler:
         context: ApplyContext,
         trail: AuditTrail,
         deadline: Deadline,
+        plan: Plan,
+        lease: Lease | None,
     ) -> StepResult:
         kind = self.kinds[step.kind]
         started = time.monotonic()
@@ -563,14 +629,28 @@ class Reconciler:
         def attempt() -> str:
             nonlocal attempts, wrote
             attempts += 1
+            if lease is not None and lease.lost:
+                raise LeaseLost(f"another run took over {plan.key.versionless_id}; {step.target} left to it")
             # The first attempt trusts the inventory read moments ago; a retry looks again.
             current = step.consumer if attempts == 1 else kind.read(self.clients, step.consumer.resource_id)
             if current is not None and current.version == desired_key.version:
+                _check_not_failed(step.target, current)
                 return "verified" if wrote else "already-current"
             if current is None and step.kind != "containergroup":
                 raise VerificationFailed(
                     f"{step.target} no longer exists or no longer uses a customer-managed key"
                 )
+            if current is not None and attempts > 1:
+                moved_to = plan.state.version(current.version)
+                if (
+                    moved_to is not None
+                    and plan.state.desired
+                    and plan.state.is_newer(moved_to, plan.state.desired)
+                ):
+                    raise VerificationFailed(
+                        f"{step.target} moved to the newer version {current.version} meanwhile; "
+                        "not downgraded"
+                    )
             if current is not None and (current.provisioning_state or "").lower() in _BUSY_STATES:
                 raise TransientCondition(f"{step.target} is {current.provisioning_state}")
             trail.record(
@@ -586,6 +666,7 @@ class Reconciler:
             # the PATCH answer); read again only when the write gave nothing back.
             after = shown if shown is not None else kind.read(self.clients, step.consumer.resource_id)
             if after is not None and after.version == desired_key.version:
+                _check_not_failed(step.target, after)
                 return "verified"
             if after is not None and (after.provisioning_state or "").lower() in _BUSY_STATES:
                 raise TransientCondition(f"{step.target} is still {after.provisioning_state}")
@@ -611,8 +692,8 @@ class Reconciler:
             )
         except Exception as exc:  # noqa: BLE001 - a failed target is reported, never fatal to the run
             info = classify(exc)
-            if isinstance(exc, VerificationFailed):
-                info = ErrorInfo(False, False, None, "VerificationFailed", str(exc))
+            if isinstance(exc, VerificationFailed | LeaseLost):
+                info = ErrorInfo(False, False, None, type(exc).__name__, str(exc))
             result.error_code, result.error = info.code, info.summary()
             result.hint = remediation(info, step.kind)
             trail.record(

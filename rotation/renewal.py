@@ -20,6 +20,7 @@ from .audit import AuditTrail
 from .config import Settings
 from .events import NEAR_EXPIRY
 from .keyids import KeyRef
+from .ledger import Lease
 from .queue import RotationRequest
 from .retry import ErrorInfo, RetryPolicy, call, classify
 from .vault import (
@@ -66,9 +67,16 @@ def _days(duration: str | None) -> int | None:
 
 class KeyMaintenance:
     def __init__(
-        self, settings: Settings, client: KeyClient, key: KeyRef, trail: AuditTrail, retry: RetryPolicy
+        self,
+        settings: Settings,
+        client: KeyClient,
+        key: KeyRef,
+        trail: AuditTrail,
+        retry: RetryPolicy,
+        lease: Lease | None = None,
     ) -> None:
         self.settings, self.client, self.key, self.trail, self.retry = settings, client, key, trail, retry
+        self.lease = lease
         self._policy: RotationPolicyInfo | None = None
 
     def policy(self) -> RotationPolicyInfo:
@@ -109,7 +117,11 @@ class KeyMaintenance:
                 message="a newer usable version already exists; nothing created",
             )
             return
-        window = timedelta(days=self.settings.expiry_window_days)
+        # Key Vault notifies per the key's policy (P30D by default, or longer); a version counts as
+        # near expiry within the larger of that and the configured window, plus a day or two of
+        # slack for late delivery. Anything further out is a stale or repeated event.
+        notify_days = _days(self.policy().notify_before_expiry) or 0
+        window = timedelta(days=max(self.settings.expiry_window_days, notify_days) + 2)
         subject = expiring or desired
         if (
             subject is not None
@@ -140,6 +152,13 @@ class KeyMaintenance:
 
     def _rotate(self, state: KeyState) -> VersionInfo:
         known = {v.version for v in state.versions}
+        # Fence: the lease must still be ours at the moment of the only non-idempotent write.
+        if self.lease is not None and not self.lease.renew():
+            info = ErrorInfo(False, False, 409, "LeaseLost", "another run took over the key's lease")
+            self.trail.record(
+                "version-create-skipped", outcome="failed", errorCode="LeaseLost", message=info.message
+            )
+            raise RenewalFailed(f"rotating {self.key.versionless_id}", info)
         self.trail.record("version-create-attempt", message="rotating the key (one POST)")
         self.trail.flush()  # the intent is on record before the only non-idempotent write
         try:

@@ -220,7 +220,7 @@ def move_poison(service: Service, *, limit: int = 1000) -> int:
     queue = service.poison_queue
     container = service.clients.blobs().get_container_client(POISON_CONTAINER)
     raw_queue = service.clients.raw_queue(queue.queue_name)
-    moved = 0
+    moved, names = 0, []
     while moved < limit:
         batch = list(raw_queue.receive_messages(max_messages=32, visibility_timeout=120))
         if not batch:
@@ -240,6 +240,13 @@ def move_poison(service: Service, *, limit: int = 1000) -> int:
                 container.upload_blob(name, json.dumps(document).encode(), overwrite=False)
             raw_queue.delete_message(message.id, message.pop_receipt)
             moved += 1
+            names.append(name)
+    if moved:
+        trail = AuditTrail(service.audit, actor="move-poison")
+        trail.record(
+            "poison-moved", source="replay", outcome="moved", detail={"count": moved, "blobs": names[:50]}
+        )
+        trail.flush()
     return moved
 
 

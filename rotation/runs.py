@@ -112,8 +112,16 @@ class RunStore:
             row = {"PartitionKey": run_id, "RowKey": f"step-{index:05d}"}
             row.update({k[0].upper() + k[1:]: step.get(k) for k in _STEP_FIELDS if step.get(k) is not None})
             rows.append(row)
-        for start in range(0, len(rows), 100):
-            self.table.submit_transaction([("upsert", r) for r in rows[start : start + 100]])
+        # Replace, not merge: a row reused from an earlier attempt must not keep its old error.
+        operations: list[Any] = [("upsert", r, {"mode": UpdateMode.REPLACE}) for r in rows]
+        stale = self.table.query_entities(
+            "PartitionKey eq @pk and RowKey gt @last and RowKey lt 'step.'",
+            parameters={"pk": run_id, "last": f"step-{len(rows):05d}"},
+            select=["PartitionKey", "RowKey"],
+        )
+        operations += [("delete", {"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}) for e in stale]
+        for start in range(0, len(operations), 100):
+            self.table.submit_transaction(operations[start : start + 100])
         run_row = {"PartitionKey": run_id, "RowKey": _RUN_ROW, "FinishedAt": _now(), "StepCount": len(steps)}
         for name, value in summary.items():
             column = name[0].upper() + name[1:]

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .audit import AuditTrail
-from .discovery import Inventory, list_consumers
+from .discovery import DiscoveryError, Inventory, list_consumers
 from .events import NEAR_EXPIRY
 from .keyids import KeyRef
 from .policy import UPDATE
@@ -34,6 +34,7 @@ class KeyFinding:
     near_expiry: str | None  # the version that expires within the window, with nothing newer
     error: str | None = None
     request_id: str | None = None
+    skipped: bool = False
 
     @property
     def needs_work(self) -> bool:
@@ -50,7 +51,17 @@ class KeyFinding:
         }
 
 
-def sweep(service: Service, *, dry_run: bool = False, actor: str = "sweep") -> list[KeyFinding]:
+@dataclass(frozen=True)
+class SweepResult:
+    findings: list[KeyFinding]
+    discovery_errors: list[DiscoveryError]
+
+    @property
+    def unreachable(self) -> bool:
+        return any(f.error for f in self.findings) or any(e.error.unreachable for e in self.discovery_errors)
+
+
+def sweep(service: Service, *, dry_run: bool = False, actor: str = "sweep") -> SweepResult:
     settings = service.settings
     deadline = Deadline(settings.time_budget_seconds)
     trail = AuditTrail(service.audit, actor=actor)
@@ -79,6 +90,17 @@ def sweep(service: Service, *, dry_run: bool = False, actor: str = "sweep") -> l
         findings = list(pool.map(check, keys))
     queued = []
     for finding in findings:
+        if finding.needs_work and _failed_recently(service, finding.key):
+            # Its last run failed less than a day ago and ended in the poison queue for on-call:
+            # queueing it every hour would only flood that queue.
+            finding = KeyFinding(
+                finding.key,
+                finding.consumers,
+                finding.behind,
+                finding.near_expiry,
+                error="last run failed less than 24 h ago; see `rotation deadletters list`",
+                skipped=True,
+            )
         if finding.needs_work and not dry_run:
             request = new_request(
                 finding.key,
@@ -108,6 +130,8 @@ def sweep(service: Service, *, dry_run: bool = False, actor: str = "sweep") -> l
                 if finding.request_id
                 else "would-queue"
                 if finding.needs_work and dry_run
+                else "skipped"
+                if finding.skipped
                 else "failed"
                 if finding.error
                 else "nothing-to-do"
@@ -126,7 +150,17 @@ def sweep(service: Service, *, dry_run: bool = False, actor: str = "sweep") -> l
         },
     )
     trail.flush()
-    return queued
+    return SweepResult(queued, list(inventory.errors))
+
+
+def _failed_recently(service: Service, key: KeyRef) -> bool:
+    """Whether the key's last run (its audit chain head) failed within the last day."""
+    _, run_id = service.audit.chain_head(key)
+    run = service.runs.get(run_id) if run_id else None
+    if not run or run.get("status") != "failed" or not run.get("finishedAt"):
+        return False
+    finished = datetime.fromisoformat(str(run["finishedAt"]).replace("Z", "+00:00"))
+    return datetime.now(UTC) - finished < timedelta(hours=24)
 
 
 def _check_key(service: Service, key: KeyRef, inventory: Inventory, deadline: Deadline) -> KeyFinding:

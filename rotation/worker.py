@@ -18,8 +18,8 @@ import math
 import random
 
 from .audit import AuditTrail
-from .ledger import LeaseHeld
-from .queue import InvalidRequest, RotationRequest, decode, enqueue
+from .ledger import LeaseHeld, lease_owner
+from .queue import InvalidRequest, RotationRequest, decode, enqueue, not_allowed
 from .reconcile import RunResult
 from .service import Service
 
@@ -56,10 +56,14 @@ def handle_message(
 
 def run_request(service: Service, request: RotationRequest, *, attempt: int = 1) -> RunResult | None:
     """Run the request under the key's lease; None when it was skipped or put back to wait."""
+    forbidden = not_allowed(request, service.settings)
+    if forbidden:  # e.g. queued before the allow-list was narrowed: never acted on
+        quarantine(service, request.encode(), forbidden, None)
+        return None
     if request.source == "event" and (earlier := service.ledger.converged(request.event_id)):
         skip_duplicate(service, request, earlier)
         return None
-    lease = service.ledger.acquire(request.key, owner=request.request_id)
+    lease = service.ledger.acquire(request.key, owner=lease_owner(request.request_id))
     if isinstance(lease, LeaseHeld):
         wait_for_lease(service, request, lease)
         return None

@@ -35,6 +35,10 @@ _TOP_READ_ONLY = ("id", "name", "type", "etag", "systemData")
 _PROPERTIES_READ_ONLY = ("provisioningState", "instanceView")
 
 
+class RedeployRolledBack(Exception):
+    """The redeploy failed on the new version; the group was re-created on its previous one."""
+
+
 def _raw(pipeline_response: Any, _deserialized: Any, _headers: Any) -> Any:
     """The GET answer as the service sent it (the SDK model would drop properties it does not know)."""
     return json.loads(pipeline_response.http_response.text())
@@ -58,6 +62,9 @@ def secure_values_hidden(properties: dict[str, Any]) -> list[str]:
             hidden.append(f"storage account key of volume {volume.get('name')}")
         if "secret" in volume:
             hidden.append(f"secret volume {volume.get('name')}")
+    log_analytics = (properties.get("diagnostics") or {}).get("logAnalytics")
+    if log_analytics is not None and not log_analytics.get("workspaceKey"):
+        hidden.append("Log Analytics workspace key")
     return hidden
 
 
@@ -205,23 +212,54 @@ class ContainerGroups:
     def _create(
         self, clients: Clients, resource_id: ResourceId, spec: dict[str, Any], to_key: KeyRef
     ) -> Consumer | None:
-        spec = copy.deepcopy(spec)
-        encryption = spec.setdefault("properties", {}).setdefault("encryptionProperties", {})
+        updated = copy.deepcopy(spec)  # `spec` stays as saved: the previous version, for a roll-back
+        encryption = updated.setdefault("properties", {}).setdefault("encryptionProperties", {})
         encryption["keyVersion"] = to_key.version
         operations = clients.container_instances(resource_id.subscription).container_groups
-        body = json.dumps(spec).encode()  # raw bytes: the PUT carries exactly the saved spec
+        body = json.dumps(updated).encode()  # raw bytes: the PUT carries exactly the saved spec
         try:
             created = operations.begin_create_or_update(
                 resource_id.resource_group, resource_id.name, body, content_type="application/json"
             ).result()
             shown = to_consumer(created.serialize(keep_readonly=True)) if created is not None else None
-        except HttpResponseError:
+        except HttpResponseError as exc:
             # Unclear outcome: if the group now exists on the new key, the create happened.
             shown = self.read(clients, resource_id)
+            if shown is None and not classify(exc).transient:
+                self._roll_back(clients, resource_id, spec, to_key, exc)
             if shown is None or shown.version != to_key.version:
                 raise
+        if shown is not None and (shown.provisioning_state or "").lower() in ("failed", "canceled"):
+            return shown  # keep the saved spec; the caller reports the failure
         delete_saved_spec(clients, resource_id)
         return shown
+
+    def _roll_back(
+        self,
+        clients: Clients,
+        resource_id: ResourceId,
+        spec: dict[str, Any],
+        to_key: KeyRef,
+        error: HttpResponseError,
+    ) -> None:
+        """The group cannot be created on the new version: bring it back on its previous one, so
+        it is not left deleted. Raises RedeployRolledBack (the step failed, the group runs)."""
+        previous = (spec.get("properties") or {}).get("encryptionProperties", {}).get("keyVersion")
+        operations = clients.container_instances(resource_id.subscription).container_groups
+        try:
+            operations.begin_create_or_update(
+                resource_id.resource_group,
+                resource_id.name,
+                json.dumps(spec).encode(),
+                content_type="application/json",
+            ).result()
+        except HttpResponseError:
+            raise error from None  # both failed: the spec stays saved for the next run
+        delete_saved_spec(clients, resource_id)
+        raise RedeployRolledBack(
+            f"could not be re-created on {to_key.version} ({classify(error).summary()}); "
+            f"re-created on its previous version {previous}"
+        )
 
     def pending_redeploys(self, clients: Clients, key: KeyRef) -> list[tuple[ResourceId, dict[str, Any]]]:
         """Saved specs for this key whose group is missing: interrupted redeploys to finish first."""
@@ -232,11 +270,11 @@ class ContainerGroups:
         except ResourceNotFoundError:
             return []
         for blob in blobs:
-            saved = json.loads(container.download_blob(blob.name).readall())
             try:
+                saved = json.loads(container.download_blob(blob.name).readall())
                 resource_id = parse_resource_id(saved["resourceId"], (CONTAINER_GROUP,))
                 saved_key = KeyRef(**saved["key"])
-            except (KeyError, TypeError, InvalidId):
+            except (ValueError, KeyError, TypeError, InvalidId):
                 log.warning("ignoring unreadable saved spec %s", blob.name)
                 continue
             if saved_key.same_key(key) and self._get_raw(clients, resource_id) is None:

@@ -253,7 +253,7 @@ def test_http_replay_queues_and_the_queue_runs_it(stack) -> None:
     seed_dead_letters(stack)
     body = json.dumps({"eventIds": ["dl-old"], "dryRun": True}).encode()
     response = function_app.replay_failed(http_request("POST", "/api/replay", body=body))
-    assert response.status_code == 200 and json.loads(response.get_body())["runIds"] == []
+    assert response.status_code == 202 and json.loads(response.get_body())["runIds"] == []
     body = json.dumps({"key": KEY}).encode()
     response = function_app.replay_failed(http_request("POST", "/api/replay", body=body))
     answer = json.loads(response.get_body())

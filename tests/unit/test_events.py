@@ -197,3 +197,10 @@ def test_fuzz_event_data_fields(data: dict) -> None:
     except EventRejected:
         return
     assert parsed.key.vault_host in ALLOWED and parsed.key.version is not None
+
+
+@pytest.mark.parametrize("value", [1e400, float("nan"), "9" * 400, -5, 10**20])
+def test_absurd_epochs_are_rejected_not_raised(value: object) -> None:
+    with pytest.raises(EventRejected) as rejected:
+        parse_mapping(event(EXP=value), allowed)
+    assert rejected.value.reason == "malformed"

@@ -116,3 +116,18 @@ def test_fuzz_resource_id_parser_only_raises_invalid_id(text: str) -> None:
     except InvalidId:
         return
     assert parse_resource_id(str(rid)) == rid
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg\n/providers/Microsoft.Batch/batchAccounts/b",
+        "/subscriptions/00000000-0000-0000-0000-00000000000a\n/resourceGroups/rg/providers/Microsoft.Batch/batchAccounts/b",
+        "/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/Microsoft.Batch/batchAccounts/b\nc",
+    ],
+)
+def test_newlines_never_pass_as_part_of_an_id(text: str) -> None:
+    with pytest.raises(InvalidId):
+        parse_resource_id(text)
+    with pytest.raises(InvalidId):
+        parse_key_id("https://contoso-cmk.vault.azure.net/keys/k\nx")

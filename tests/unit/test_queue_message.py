@@ -84,3 +84,20 @@ def test_message_size_is_limited_after_base64() -> None:
     many = tuple(TARGET.replace("b1", f"b{i}") for i in range(MAX_MESSAGE_BYTES // 100))
     with pytest.raises(InvalidRequest, match="64 KiB"):
         new_request(KEY, "http", "me", targets=many).encode()
+
+
+def test_booleans_are_not_numbers_here() -> None:
+    for field, value in (("schema", True), ("leaseWaits", True)):
+        message = json.loads(new_request(KEY, "cli", "me").encode())
+        message[field] = value
+        with pytest.raises(InvalidRequest):
+            decode(json.dumps(message))
+
+
+def test_targets_are_unique_whatever_their_case() -> None:
+    upper = TARGET.replace("resourceGroups/rg", "resourceGroups/RG").replace(
+        "batchAccounts/b1", "batchAccounts/B1"
+    )
+    message = json.loads(new_request(KEY, "http", "me").encode())
+    message["targets"] = [TARGET, upper.replace("/rg/", "/RG/")]
+    assert len(decode(json.dumps(message)).targets) == 1
