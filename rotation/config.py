@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
@@ -91,30 +91,28 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def _number(
+    env: Mapping[str, str], name: str, default: float, low: float, high: float, kind: type = float
+) -> Any:
     text = _get(env, name)
     if text is None:
         return default
+    what = "a whole number" if kind is int else "a number"
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        raise ConfigError(f"{name}: expected a whole number between {low} and {high}, got {text!r}") from None
+        raise ConfigError(f"{name}: expected {what} between {low} and {high}, got {text!r}") from None
     if not low <= value <= high:
-        raise ConfigError(f"{name}: expected a whole number between {low} and {high}, got {value}")
+        raise ConfigError(f"{name}: expected {what} between {low} and {high}, got {value}")
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    return _number(env, name, default, low, high, int)
 
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    text = _get(env, name)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"{name}: expected a number between {low} and {high}, got {text!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}: expected a number between {low} and {high}, got {value}")
-    return value
+    return _number(env, name, default, low, high, float)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

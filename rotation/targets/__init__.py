@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from azure.core.exceptions import ResourceNotFoundError
 
 from ..keyids import KeyRef, ResourceId
 
@@ -58,6 +60,35 @@ class TargetKind(Protocol):
 class ApplyContext:
     run_id: str
     actor: str
+
+
+class ManagedTargetKind:
+    """A kind listed and read through one management-client operations group (`list()` over a
+    subscription, `get(group, name)`), mapped to Consumers by `to_consumer`."""
+
+    kind: str
+    resource_type: str
+
+    def operations(self, clients: Clients, subscription: str) -> Any:
+        raise NotImplementedError
+
+    def to_consumer(self, resource: Any) -> Consumer | None:
+        raise NotImplementedError
+
+    def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
+        for resource in self.operations(clients, subscription).list():
+            consumer = self.to_consumer(resource)
+            if consumer is not None:
+                yield consumer
+
+    def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
+        try:
+            resource = self.operations(clients, resource_id.subscription).get(
+                resource_id.resource_group, resource_id.name
+            )
+        except ResourceNotFoundError:
+            return None
+        return self.to_consumer(resource)
 
 
 def text(value: object) -> str:

@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import ResourceNotFoundError
-
-from ..keyids import BATCH_ACCOUNT, InvalidId, KeyRef, ResourceId, parse_key_id, parse_resource_id
-from . import ApplyContext, Consumer, tags_of, text
+from ..keyids import BATCH_ACCOUNT, InvalidId, KeyRef, parse_key_id, parse_resource_id
+from . import ApplyContext, Consumer, ManagedTargetKind, tags_of, text
 
 if TYPE_CHECKING:
     from ..clients import Clients
@@ -40,24 +37,15 @@ def to_consumer(account: Any) -> Consumer | None:
     )
 
 
-class BatchAccounts:
+class BatchAccounts(ManagedTargetKind):
     kind = "batch"
     resource_type = BATCH_ACCOUNT
 
-    def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
-        for account in clients.batch(subscription).batch_account.list():
-            consumer = to_consumer(account)
-            if consumer is not None:
-                yield consumer
+    def operations(self, clients: Clients, subscription: str) -> Any:
+        return clients.batch(subscription).batch_account
 
-    def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
-        try:
-            account = clients.batch(resource_id.subscription).batch_account.get(
-                resource_id.resource_group, resource_id.name
-            )
-        except ResourceNotFoundError:
-            return None
-        return to_consumer(account)
+    def to_consumer(self, resource: Any) -> Consumer | None:
+        return to_consumer(resource)
 
     def apply(
         self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext

@@ -7,13 +7,10 @@ already uses for encryption (a long-running operation).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import ResourceNotFoundError
-
-from ..keyids import REGISTRY, InvalidId, KeyRef, ResourceId, parse_key_id, parse_resource_id
-from . import ApplyContext, Consumer, tags_of, text
+from ..keyids import REGISTRY, InvalidId, KeyRef, parse_key_id, parse_resource_id
+from . import ApplyContext, Consumer, ManagedTargetKind, tags_of, text
 
 if TYPE_CHECKING:
     from ..clients import Clients
@@ -53,24 +50,15 @@ def to_consumer(registry: Any) -> Consumer | None:
     )
 
 
-class Registries:
+class Registries(ManagedTargetKind):
     kind = "registry"
     resource_type = REGISTRY
 
-    def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
-        for registry in clients.registries(subscription).registries.list():
-            consumer = to_consumer(registry)
-            if consumer is not None:
-                yield consumer
+    def operations(self, clients: Clients, subscription: str) -> Any:
+        return clients.registries(subscription).registries
 
-    def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
-        try:
-            registry = clients.registries(resource_id.subscription).registries.get(
-                resource_id.resource_group, resource_id.name
-            )
-        except ResourceNotFoundError:
-            return None
-        return to_consumer(registry)
+    def to_consumer(self, resource: Any) -> Consumer | None:
+        return to_consumer(resource)
 
     def apply(
         self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
