@@ -138,10 +138,18 @@ class ArmService:
         self.operations = Operations(world)
         self.router = Router()
         self._op_ids = itertools.count(1)
+        # The status URL shapes the resource providers hand out in Azure-AsyncOperation:
+        # Container Registry scopes it to the registry, Container Instances to a location.
         self.router.add(
             "GET",
-            r"/subscriptions/(?P<sub>[^/]+)/providers/(?P<namespace>[^/]+)/locations/"
-            r"(?P<location>[^/]+)/operationStatuses/(?P<op_id>[^/]+)",
+            r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/[^/]+/providers/[^/]+/[^/]+/[^/]+/"
+            r"operationStatuses/(?P<op_id>[^/]+)",
+            self.operation_status,
+        )
+        self.router.add(
+            "GET",
+            r"/subscriptions/(?P<sub>[^/]+)/providers/[^/]+/locations/[^/]+/"
+            r"(?:operations|operationStatuses)/(?P<op_id>[^/]+)",
             self.operation_status,
         )
 
@@ -239,7 +247,7 @@ class ArmService:
         match = ARM_ID.match(resource_id)
         op = Operation(
             due=time.time() + self.settings.lro_seconds,
-            id=f"{uuid.uuid4()}*{next(self._op_ids)}",
+            id=f"{match['type'].lower()}-{uuid.uuid4()}-{next(self._op_ids)}",
             resource_id=resource_id,
             namespace=namespace,
             location=location.lower().replace(" ", ""),
@@ -249,15 +257,14 @@ class ArmService:
             result=request.lro_result or "Succeeded",
         )
         self.operations.start(op)
-        status_url = (
-            f"https://{request.host}/subscriptions/{op.subscription}/providers/{namespace}/locations/"
-            f"{op.location}/operationStatuses/{op.id}?api-version={request.query['api-version']}"
-        )
+        if namespace == "Microsoft.ContainerRegistry":
+            status_path = f"{resource_id}/operationStatuses/{op.id}"
+        else:
+            status_path = f"/subscriptions/{op.subscription}/providers/{namespace}/locations/{op.location}/operations/{op.id}"
+        status_url = f"https://{request.host}{status_path}?api-version={request.query['api-version']}"
         return {"Azure-AsyncOperation": status_url, "Retry-After": str(self.settings.retry_after)}
 
-    def operation_status(
-        self, request: Request, sub: str, namespace: str, location: str, op_id: str
-    ) -> Response:
+    def operation_status(self, request: Request, sub: str, op_id: str) -> Response:
         op = self.operations.get(op_id)
         if op is None or op.subscription.lower() != sub.lower():
             return arm_error(404, "OperationNotFound", f"The operation '{op_id}' could not be found.")

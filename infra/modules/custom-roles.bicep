@@ -36,6 +36,7 @@ var consumerActions = [
   'Microsoft.ContainerRegistry/registries/read'
   'Microsoft.ContainerRegistry/registries/write'
   'Microsoft.ContainerRegistry/locations/operationResults/read'
+  'Microsoft.ContainerRegistry/registries/operationStatuses/read'
   'Microsoft.Batch/batchAccounts/read'
   'Microsoft.Batch/batchAccounts/write'
   'Microsoft.ContainerInstance/containerGroups/read'
@@ -48,6 +49,7 @@ var containerGroupRedeployActions = [
   'Microsoft.ContainerInstance/containerGroups/write'
   'Microsoft.ContainerInstance/containerGroups/delete'
   'Microsoft.ContainerInstance/locations/operationResults/read'
+  'Microsoft.ContainerInstance/locations/operations/read'
   'Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action'
 ]
 

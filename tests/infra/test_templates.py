@@ -108,6 +108,7 @@ CONSUMER_ACTIONS = [
     "Microsoft.ContainerRegistry/registries/read",
     "Microsoft.ContainerRegistry/registries/write",
     "Microsoft.ContainerRegistry/locations/operationResults/read",
+    "Microsoft.ContainerRegistry/registries/operationStatuses/read",
     "Microsoft.Batch/batchAccounts/read",
     "Microsoft.Batch/batchAccounts/write",
     "Microsoft.ContainerInstance/containerGroups/read",
@@ -116,6 +117,7 @@ REDEPLOY_ACTIONS = [
     "Microsoft.ContainerInstance/containerGroups/write",
     "Microsoft.ContainerInstance/containerGroups/delete",
     "Microsoft.ContainerInstance/locations/operationResults/read",
+    "Microsoft.ContainerInstance/locations/operations/read",
     "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action",
 ]
 VNET_ACTIONS = ["Microsoft.Network/virtualNetworks/subnets/join/action"]

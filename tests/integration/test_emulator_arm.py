@@ -29,6 +29,7 @@ from tests.scenarios import (
     key,
     key_id,
     registry,
+    registry_id,
     scenario,
     version,
     vid,
@@ -181,9 +182,8 @@ def test_registry_update_minimal_body_is_a_long_running_operation(estate: Any) -
     first = responses[0]
     assert (first.request.method, first.status_code) == ("PATCH", 201)
     status_url = first.headers["Azure-AsyncOperation"]
-    assert status_url.startswith(
-        f"https://{ARM}/subscriptions/{SUB_A}/providers/Microsoft.ContainerRegistry/locations/westeurope/operationStatuses/"
-    )
+    # Container Registry scopes the status URL to the registry (its role needs operationStatuses/read).
+    assert status_url.startswith(f"https://{ARM}{registry_id('reg1')}/operationStatuses/registries-")
     assert first.headers["Retry-After"].isdigit()
     polls = [c for c in arm_calls(estate) if "/operationStatuses/" in c["path"]]
     assert len(polls) >= 2 and all(c["method"] == "GET" and c["status"] == 200 for c in polls)
