@@ -25,7 +25,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from emulator import EmulatorProcess  # noqa: E402
+from emulator import EmulatorProcess, use_emulator  # noqa: E402
 from emulator.azurite import Azurite  # noqa: E402
 from tests import scenarios as s  # noqa: E402
 
@@ -109,7 +109,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with Azurite() as azurite, EmulatorProcess() as emulator:
-        os.environ.update(emulator.env)
+        use_emulator(emulator.env)
         os.environ.update(
             {
                 "AzureWebJobsStorage": azurite.connection_string,

@@ -5,6 +5,6 @@ The product never imports this package: it reaches the emulator only through env
 settings (HTTPS_PROXY, REQUESTS_CA_BUNDLE, IDENTITY_ENDPOINT, ...), exactly as it reaches Azure.
 """
 
-from .runtime import AdminClient, Emulator, EmulatorProcess, read_env_file
+from .runtime import AdminClient, Emulator, EmulatorProcess, read_env_file, use_emulator
 
-__all__ = ["AdminClient", "Emulator", "EmulatorProcess", "read_env_file"]
+__all__ = ["AdminClient", "Emulator", "EmulatorProcess", "read_env_file", "use_emulator"]

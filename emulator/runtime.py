@@ -30,6 +30,8 @@ ENV_KEYS = (
     "IDENTITY_ENDPOINT",
     "IDENTITY_HEADER",
     "EMULATOR_ADMIN_URL",
+    "https_proxy",
+    "no_proxy",
 )
 
 
@@ -113,7 +115,49 @@ def environment(port: int, bundle: Path, identity_secret: str) -> dict[str, str]
         "IDENTITY_ENDPOINT": base + IDENTITY_PATH,
         "IDENTITY_HEADER": identity_secret,
         "EMULATOR_ADMIN_URL": base,
+        # requests prefers the lower-case spellings when both exist: set them too, so a shell
+        # that already had https_proxy still routes the SDKs through the emulator.
+        "https_proxy": base,
+        "no_proxy": "127.0.0.1,localhost,::1",
     }
+
+
+# Settings that would make DefaultAzureCredential, or the HTTP stack, go somewhere other than the
+# emulator: a CI runner's service principal, workload identity, a corporate proxy.
+AMBIENT_KEYS = (
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_USERNAME",
+    "AZURE_PASSWORD",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "IMDS_ENDPOINT",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "CURL_CA_BUNDLE",
+)
+
+
+def use_emulator(env: dict[str, str], target: Any = None) -> None:
+    """Point this process at the emulator: drop ambient credential and proxy settings, then set
+    the emulator's (`target` defaults to os.environ; a pytest monkeypatch works too)."""
+    if target is None:
+        for key in AMBIENT_KEYS:
+            os.environ.pop(key, None)
+        os.environ.update(env)
+        return
+    for key in AMBIENT_KEYS:
+        target.delenv(key, raising=False)
+    for key, value in env.items():
+        target.setenv(key, value)
 
 
 def write_env_file(path: Path, env: dict[str, str]) -> None:

@@ -331,11 +331,18 @@ class Reconciler:
             unique.setdefault(consumer.resource_id.key, consumer)
         steps = [PlanStep.of(c, decide(c, context), desired) for c in unique.values()]
         errors = [_error_dict(e.scope, e.kind, e.error) for e in inventory.errors]
+        warnings = []
         try:
             steps += self._interrupted_redeploys(key, targets, state, context, set(unique))
         except Exception as exc:  # noqa: BLE001 - an unreadable spec store must not stop the run
-            errors.append(_error_dict(REDEPLOY_CONTAINER, "containergroup", classify(exc)))
-        warnings = []
+            info = classify(exc)
+            if info.status == 403:  # e.g. an operator without read on it: nothing to finish that we can see
+                warnings.append(
+                    f"cannot read {REDEPLOY_CONTAINER} ({info.summary()}): interrupted container "
+                    "group redeploys are not checked"
+                )
+            else:
+                errors.append(_error_dict(REDEPLOY_CONTAINER, "containergroup", info))
         if not state.recoverable:
             warnings.append(
                 f"vault recovery level is {state.recovery_level}: enable soft delete and purge "

@@ -16,7 +16,7 @@ from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
-from emulator import AdminClient, EmulatorProcess
+from emulator import AdminClient, EmulatorProcess, use_emulator
 from emulator.azurite import Azurite
 from emulator.functions_host import QueueDispatcher, QueueHostSettings
 from rotation import service as service_module
@@ -93,16 +93,15 @@ class Stack:
 
 @pytest.fixture
 def stack(azurite: Azurite, emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    use_emulator(emulator.env, monkeypatch)  # first: everything below talks through it
+    for name in list(os.environ):
+        if name.startswith("ROTATION_"):
+            monkeypatch.delenv(name)
     admin = emulator.admin
     admin.reset(EMPTY_SCENARIO)
     admin.configure(lroSeconds=0.05, retryAfter=0, armPageSize=100, keyVaultPageSize=25)
     wipe_storage(azurite.connection_string)
     service_module.forget_services()
-    for name in list(os.environ):
-        if name.startswith("ROTATION_"):
-            monkeypatch.delenv(name)
-    for name, value in emulator.env.items():
-        monkeypatch.setenv(name, value)
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
     monkeypatch.setenv("ROTATION_ALLOWED_VAULTS", f"{VAULT}.vault.azure.net,{OTHER_VAULT}.vault.azure.net")
     monkeypatch.setenv("ROTATION_SUBSCRIPTIONS", f"{SUB_A},{SUB_B}")

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 from azure.storage.blob import BlobServiceClient  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from emulator import EmulatorProcess  # noqa: E402
+from emulator import EmulatorProcess, use_emulator  # noqa: E402
 from emulator.azurite import Azurite  # noqa: E402
 from emulator.functions_host import QueueDispatcher, QueueHostSettings, deliver_event_grid, http_request  # noqa: E402
 from rotation.cli import main as rotation_cli  # noqa: E402
@@ -103,7 +103,7 @@ def main() -> int:
     console.print(Rule("CMK rotation demo: local stack"))
     with Azurite() as azurite, EmulatorProcess(SCENARIO) as emulator:
         emulator.admin.configure(lroSeconds=1, retryAfter=1)  # ARM-like: writes take a second
-        os.environ.update(emulator.env)
+        use_emulator(emulator.env)
         os.environ.update(
             {
                 "AzureWebJobsStorage": azurite.connection_string,

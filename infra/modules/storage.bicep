@@ -16,7 +16,7 @@ param functionPrincipalId string
 @description('Object id of the on-call Entra group; empty grants nothing.')
 param operatorGroupId string = ''
 
-@description('Give the on-call group read/write on rotation-redeploy (in-process rotate with the redeploy policy).')
+@description('Give the on-call group write (not only read) on rotation-redeploy (in-process rotate with the redeploy policy).')
 param operatorNeedsRedeploySpecs bool = false
 
 @description('Days a dead-letter blob is kept before the lifecycle rule deletes it.')
@@ -324,7 +324,18 @@ resource operatorAnchors 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   }
 }
 
-// containers[2] rotation-redeploy: only when an in-process rotate may redeploy container groups.
+// containers[2] rotation-redeploy: every plan reads it (interrupted redeploys are finished
+// first); write only when an in-process rotate may redeploy container groups.
+resource operatorRedeploySpecsRead 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasOperators && !operatorNeedsRedeploySpecs) {
+  name: guid(containers[2].id, operatorGroupId, storageBlobDataReader)
+  scope: containers[2]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataReader)
+    principalId: operatorGroupId
+    principalType: 'Group'
+  }
+}
+
 resource operatorRedeploySpecs 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasOperators && operatorNeedsRedeploySpecs) {
   name: guid(containers[2].id, operatorGroupId, storageBlobDataContributor)
   scope: containers[2]

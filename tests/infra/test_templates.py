@@ -521,11 +521,15 @@ def test_operator_group_gets_what_the_cli_and_replay_need_and_nothing_more():
         (f"containers[{index['eventgrid-deadletters']}]", BLOB_READER),
         (f"containers[{index['rotation-poison']}]", BLOB_CONTRIBUTOR),
         (f"containers[{index['audit-anchors']}]", BLOB_CONTRIBUTOR),
+        # every plan reads saved specs; writing them only with in-process redeploys
+        (f"containers[{index['rotation-redeploy']}]", BLOB_READER),
         (f"containers[{index['rotation-redeploy']}]", BLOB_CONTRIBUTOR),
     }
     assert grants == expected
     redeploy_specs = condition_of(storage["resources"]["operatorRedeploySpecs"])["operator"]["operands"]
     assert redeploy_specs["operand_2"] == "operatorNeedsRedeploySpecs"
+    read_only = condition_of(storage["resources"]["operatorRedeploySpecsRead"])["operator"]["operands"]
+    assert "operatorNeedsRedeploySpecs" in str(read_only)  # reader exactly when not contributor
     for name in ("operatorTables", "operatorQueueSend", "operatorQueueProcess"):
         arr = loop_of(storage["resources"][name])["detail"]["array_name"]["operator"]["operands"]
         assert arr["condition"] == "hasOperators"
