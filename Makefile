@@ -9,11 +9,15 @@ AZURITE := node_modules/.bin/azurite
 
 install: $(STAMP) $(AZURITE)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@test -x $(PY) || { py=$$(tools/find-python) && $$py -m venv $(VENV); }
-	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt 2>&1 | grep -v "index folder\|is ignored: it is neither" || true
-	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "index folder\|is ignored: it is neither" || true
-	@$(PY) -c "import rotation, emulator, azure.functions, trustme" && touch $(STAMP)
+	@# pip's own exit status decides; its log is shown only when it fails
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt \
+		> $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . > $(VENV)/pip.log 2>&1 \
+		|| { cat $(VENV)/pip.log; exit 1; }
+	@$(PY) -m pip check > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	@touch $(STAMP)
 
 $(AZURITE): package.json
 	@command -v npm >/dev/null || { echo "error: npm (Node 20) is needed for Azurite" >&2; exit 1; }
@@ -22,7 +26,7 @@ $(AZURITE): package.json
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check rotation emulator tests bench function_app.py
+	$(VENV)/bin/ruff format --check rotation emulator tests bench tools function_app.py
 
 test: install lint infra-check
 	$(VENV)/bin/pytest -q
@@ -40,7 +44,7 @@ bench: install
 	$(PY) bench/fanout.py
 
 serve: install
-	$(PY) -m emulator serve --scenario emulator/scenarios/sample.json --env-file .env.emulator
+	$(PY) -m emulator serve --azurite --scenario emulator/scenarios/sample.json --env-file .env.emulator
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .pytest_cache .ruff_cache

@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--lro-seconds", type=float, help="how long ARM writes take (default 1)")
     serve.add_argument("--retry-after", help="Retry-After on long-running operations (default 1)")
     serve.add_argument("--quiet", action="store_true", help="print nothing")
+    serve.add_argument(
+        "--azurite",
+        action="store_true",
+        help="also start Azurite (in memory) and add AzureWebJobsStorage to the settings",
+    )
     args = parser.parse_args(argv)
 
     scenario = None
@@ -50,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     emulator.start()
+    azurite = None
+    if args.azurite:
+        from .azurite import Azurite
+
+        azurite = Azurite().start()
+        # Azurite's published development account: a well-known local constant, not a secret.
+        emulator.env["AzureWebJobsStorage"] = azurite.connection_string
     if args.env_file:
         write_env_file(args.env_file, emulator.env)
     if not args.quiet:
@@ -69,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n# the same settings are in {args.env_file}")
         sys.stdout.flush()
     stop.wait()
+    if azurite is not None:
+        azurite.stop()
     emulator.stop()
     if not args.quiet:
         print("emulator stopped")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -161,8 +162,10 @@ def use_emulator(env: dict[str, str], target: Any = None) -> None:
 
 
 def write_env_file(path: Path, env: dict[str, str]) -> None:
+    """KEY=VALUE lines; a value with shell metacharacters (a connection string's `;`) is quoted,
+    so the file can also be sourced: `set -a; . ./.env.emulator; set +a`."""
     temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    temporary.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
     temporary.replace(path)
 
 
@@ -171,7 +174,8 @@ def read_env_file(path: Path) -> dict[str, str]:
     for line in path.read_text().splitlines():
         if "=" in line and not line.lstrip().startswith("#"):
             key, _, value = line.partition("=")
-            env[key.strip()] = value.strip()
+            words = shlex.split(value.strip())
+            env[key.strip()] = words[0] if words else ""
     return env
 
 

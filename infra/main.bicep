@@ -172,6 +172,25 @@ param rotationSweepSchedule string = '0 0 * * * *'
 @description('When a key rotation policy has a Rotate action, let Key Vault make the versions.')
 param rotationDeferToKeyPolicy bool = true
 
+@description('Tuning: LRO poll interval in seconds when ARM sends no Retry-After (0.01-60).')
+param rotationPollIntervalSeconds string = '5'
+
+@description('Tuning: first backoff in seconds for transient errors (0-60).')
+param rotationRetryInitialSeconds string = '1'
+
+@description('Tuning: longest backoff in seconds for transient errors (0-600).')
+param rotationRetryMaxSeconds string = '30'
+
+@description('Tuning: attempts per call for transient errors (1-20).')
+@minValue(1)
+@maxValue(20)
+param rotationRetryAttempts int = 6
+
+@description('Tuning: per-key lease length in seconds (5-3600).')
+@minValue(5)
+@maxValue(3600)
+param rotationLeaseSeconds int = 60
+
 @description('Event Grid custom topic endpoint for outcome events; empty turns them off.')
 param rotationOutcomeTopicEndpoint string = ''
 
@@ -275,6 +294,11 @@ module functionApp 'modules/function-app.bicep' = {
     sweepSchedule: rotationSweepSchedule
     deferToKeyPolicy: rotationDeferToKeyPolicy
     outcomeTopicEndpoint: rotationOutcomeTopicEndpoint
+    pollIntervalSeconds: rotationPollIntervalSeconds
+    retryInitialSeconds: rotationRetryInitialSeconds
+    retryMaxSeconds: rotationRetryMaxSeconds
+    retryAttempts: rotationRetryAttempts
+    leaseSeconds: rotationLeaseSeconds
   }
 }
 

@@ -633,5 +633,8 @@ def replay_command(
     outcomes = replay(service, items, operator=who, dry_run=dry_run, force=force, run=run, progress=show)
     if obj.output == "json":
         out.print_json(json.dumps([o.to_dict() for o in outcomes]))
-    failed = [o for o in outcomes if o.action == "replayed" and o.status == "failed"]
-    sys.exit(EXIT_FAILED if failed else EXIT_OK)
+    codes = {o.exit_code for o in outcomes}
+    for code in (EXIT_UNREACHABLE, EXIT_FAILED, EXIT_USAGE, EXIT_NEEDS_PERSON):  # the worst one wins
+        if code in codes:
+            sys.exit(code)
+    sys.exit(EXIT_OK)

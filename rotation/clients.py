@@ -32,8 +32,11 @@ def _storage_options() -> dict[str, Any]:
     """Storage calls are not wrapped by retry.py; the SDK's own retry is their one layer, kept
     short (about 3 s) so Event Grid's 30 s answer window survives a storage outage."""
     return {
-        "retry_policy": ExponentialRetry(initial_backoff=0.5, increment_base=2, retry_total=2),
-        "connection_timeout": 10,
+        # waits of 0.5 s and 2.5 s (±0.5 s), 5 s to connect: a dead endpoint fails in about 18 s
+        "retry_policy": ExponentialRetry(
+            initial_backoff=0.5, increment_base=2, retry_total=2, random_jitter_range=0.5
+        ),
+        "connection_timeout": 5,
     }
 
 

@@ -356,6 +356,7 @@ class ReplayOutcome:
     run_id: str | None = None
     status: str | None = None
     detail: str | None = None
+    exit_code: int = 0  # the replayed run's (DESIGN.md section 7), for the CLI
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -493,6 +494,7 @@ def _replay_one(
         detail={"item": item.item_id, "runId": request.request_id, "forced": force and bool(item.replayed)},
     )
     trail.flush()
+    exit_code = 0
     if run is None:
         enqueue(service.requests_queue, request)
         service.runs.queued(
@@ -507,6 +509,7 @@ def _replay_one(
     else:
         result = run(request)
         status, action = (result.status if result is not None else "waiting"), "replayed"
+        exit_code = result.exit_code if result is not None else 0
     service.ledger.mark_replayed(
         item.item_id,
         Outcome=status,
@@ -524,7 +527,7 @@ def _replay_one(
         outcome=status,
         detail={"item": item.item_id, "runId": request.request_id},
     )
-    return ReplayOutcome(item, action, run_id=request.request_id, status=status)
+    return ReplayOutcome(item, action, run_id=request.request_id, status=status, exit_code=exit_code)
 
 
 def _count(values: Iterable[str]) -> dict[str, int]:

@@ -59,6 +59,11 @@ param expiryWindowDays int
 param sweepSchedule string
 param deferToKeyPolicy bool
 param outcomeTopicEndpoint string
+param pollIntervalSeconds string = '5'
+param retryInitialSeconds string = '1'
+param retryMaxSeconds string = '30'
+param retryAttempts int = 6
+param leaseSeconds int = 60
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225: zone redundancy is a parameter (zoneRedundant), off by default because not every region has zones
@@ -187,6 +192,26 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ROTATION_OUTCOME_TOPIC_ENDPOINT'
           value: outcomeTopicEndpoint
+        }
+        {
+          name: 'ROTATION_POLL_INTERVAL_SECONDS'
+          value: pollIntervalSeconds
+        }
+        {
+          name: 'ROTATION_RETRY_INITIAL_SECONDS'
+          value: retryInitialSeconds
+        }
+        {
+          name: 'ROTATION_RETRY_MAX_SECONDS'
+          value: retryMaxSeconds
+        }
+        {
+          name: 'ROTATION_RETRY_ATTEMPTS'
+          value: string(retryAttempts)
+        }
+        {
+          name: 'ROTATION_LEASE_SECONDS'
+          value: string(leaseSeconds)
         }
       ]
     }
