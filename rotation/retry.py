@@ -45,10 +45,6 @@ class TransientCondition(Exception):
         self.retry_after = retry_after
 
 
-class BudgetExhausted(Exception):
-    """The run's time budget ended before the work could be retried again."""
-
-
 @dataclass(frozen=True)
 class ErrorInfo:
     transient: bool
