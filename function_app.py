@@ -9,8 +9,9 @@ import os
 
 import azure.functions as func
 
-from rotation import api, intake, replay, sweep, worker
 from rotation.config import ConfigError
+from rotation.core import sweep
+from rotation.doors import api, intake, replay, worker
 from rotation.service import service_for_environment
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)

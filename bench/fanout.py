@@ -51,9 +51,9 @@ def estate(n: int, subscriptions: list[str]) -> dict[str, Any]:
 def run_once(
     emulator: EmulatorProcess, n: int, subscriptions: list[str], *, throttled: bool, latency_ms: int
 ) -> dict[str, Any]:
-    from rotation.keyids import parse_key_id
-    from rotation.queue import new_request
+    from rotation.model.ids import parse_key_id
     from rotation.service import forget_services, service_for_environment
+    from rotation.storage.queue import new_request
 
     admin = emulator.admin
     admin.reset(estate(n, subscriptions))

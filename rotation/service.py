@@ -9,14 +9,14 @@ from functools import cached_property
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
-from .audit import ANCHOR_CONTAINER, AUDIT_TABLE, AuditStore
-from .clients import Clients
-from .config import Settings, load_settings
-from .ledger import LEDGER_TABLE, Ledger
-from .queue import POISON_QUEUE, REQUESTS_QUEUE
-from .reconcile import Reconciler
-from .runs import RUNS_TABLE, RunStore
-from .targets.containergroup import REDEPLOY_CONTAINER
+from rotation.azure.clients import Clients
+from rotation.azure.kinds.containergroup import REDEPLOY_CONTAINER
+from rotation.config import Settings, load_settings
+from rotation.core.reconcile import Reconciler
+from rotation.storage.audit import ANCHOR_CONTAINER, AUDIT_TABLE, AuditStore
+from rotation.storage.ledger import LEDGER_TABLE, Ledger
+from rotation.storage.queue import POISON_QUEUE, REQUESTS_QUEUE
+from rotation.storage.runs import RUNS_TABLE, RunStore
 
 log = logging.getLogger("rotation.service")
 DEADLETTER_CONTAINER = "eventgrid-deadletters"

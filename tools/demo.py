@@ -28,7 +28,7 @@ from click.testing import CliRunner  # noqa: E402
 from emulator import EmulatorProcess, use_emulator  # noqa: E402
 from emulator.azurite import Azurite  # noqa: E402
 from emulator.functions_host import QueueDispatcher, QueueHostSettings, deliver_event_grid, http_request  # noqa: E402
-from rotation.cli import main as rotation_cli  # noqa: E402
+from rotation.doors.cli import main as rotation_cli  # noqa: E402
 
 SAMPLES = REPO / "tests" / "data" / "samples"
 SCENARIO = REPO / "emulator" / "scenarios" / "sample.json"
@@ -112,10 +112,10 @@ def main() -> int:
             }
         )
         import function_app  # after the settings: the app reads them on first use
-        from rotation.audit import verify
-        from rotation.cli import print_plan, print_records
-        from rotation.keyids import parse_key_id
+        from rotation.doors.cli import print_plan, print_records
+        from rotation.model.ids import parse_key_id
         from rotation.service import service_for_environment
+        from rotation.storage.audit import verify
 
         service = service_for_environment()
 

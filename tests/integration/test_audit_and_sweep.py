@@ -10,12 +10,12 @@ from click.testing import CliRunner
 
 import function_app
 from emulator.functions_host import timer_request
-from rotation import audit as audit_module
-from rotation.audit import AuditUnavailable
-from rotation.cli import main
-from rotation.keyids import parse_key_id
-from rotation.queue import new_request
-from rotation.worker import run_request
+from rotation.doors.cli import main
+from rotation.doors.worker import run_request
+from rotation.model.ids import parse_key_id
+from rotation.storage import audit as audit_module
+from rotation.storage.audit import AuditUnavailable
+from rotation.storage.queue import new_request
 from tests import scenarios as s
 
 OLD, NEW = s.vid("old"), s.vid("new")
@@ -114,7 +114,7 @@ def test_audit_store_down_fails_the_run_loudly_before_any_write(stack) -> None:
     assert service.ledger.holder(parse_key_id(KEY)) is None  # the lease was given back
     # Through the queue: the invocation fails, so the host retries the message.
     deliver = new_request(parse_key_id(KEY), "http", "function-key")
-    from rotation.queue import enqueue
+    from rotation.storage.queue import enqueue
 
     enqueue(service.requests_queue, deliver)
     dispatcher = stack.dispatcher(function_app.run_rotation, max_dequeue_count=2)

@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from rotation.cli import main
+from rotation.doors.cli import main
 from tests import scenarios as s
 
 OLD, NEW = s.vid("old"), s.vid("new")

@@ -14,10 +14,10 @@ from azure.storage.queue import QueueClient
 
 import function_app
 from emulator.functions_host import http_request
-from rotation import audit as audit_module
-from rotation.keyids import parse_key_id
-from rotation.ledger import LeaseHeld, lease_owner
-from rotation.queue import enqueue, new_request
+from rotation.model.ids import parse_key_id
+from rotation.storage import audit as audit_module
+from rotation.storage.ledger import LeaseHeld, lease_owner
+from rotation.storage.queue import enqueue, new_request
 from tests import scenarios as s
 
 OLD, NEW = s.vid("old"), s.vid("new")
@@ -222,7 +222,7 @@ def test_move_poison_finishes_a_move_interrupted_before_the_delete(stack) -> Non
     name = f"{message.inserted_on:%Y/%m/%d}/{message.id}.json"
     container.upload_blob(name, b'{"content": "written before the crash"}')  # the blob exists already
     raw.update_message(message.id, message.pop_receipt, visibility_timeout=0)
-    from rotation.replay import move_poison
+    from rotation.doors.replay import move_poison
 
     assert move_poison(service) == 1
     assert raw.get_queue_properties().approximate_message_count == 0

@@ -17,10 +17,10 @@ from azure.storage.queue import QueueClient
 
 import function_app
 from emulator.functions_host import deliver_event_grid
-from rotation.audit import key_slug
-from rotation.keyids import parse_key_id
-from rotation.queue import new_request
-from rotation.worker import run_request
+from rotation.doors.worker import run_request
+from rotation.model.ids import parse_key_id
+from rotation.storage.audit import key_slug
+from rotation.storage.queue import new_request
 from tests import scenarios as s
 
 V1 = s.vid("expiring")
@@ -160,7 +160,7 @@ def test_crash_after_creating_the_version_converges_without_a_second_one(stack) 
         [
             sys.executable,
             "-c",
-            "import sys, rotation.worker as w, rotation.service as s;"
+            "import sys, rotation.doors.worker as w, rotation.service as s;"
             "w.handle_message(s.service_for_environment(), sys.argv[1])",
             request.encode(),
         ],

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from rotation.keyids import parse_key_id
-from rotation.queue import new_request
-from rotation.reconcile import RunResult
+from rotation.core.reconcile import RunResult
+from rotation.model.ids import parse_key_id
+from rotation.storage.queue import new_request
 from tests import scenarios as s
 
 OLD, MID, NEW = s.vid("old"), s.vid("mid"), s.vid("new")

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 import function_app
 from emulator.functions_host import deliver_event_grid, http_request, timer_request
-from rotation.cli import main
-from rotation.keyids import parse_key_id
-from rotation.queue import new_request
+from rotation.doors.cli import main
+from rotation.model.ids import parse_key_id
+from rotation.storage.queue import new_request
 from tests import scenarios as s
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emulator.functions_host import event_grid_events
-from rotation.events import (
+from rotation.model.events import (
     EXPIRED,
     NEAR_EXPIRY,
     NEW_VERSION,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotation.keyids import (
+from rotation.model.ids import (
     CONTAINER_GROUP,
     REGISTRY,
     InvalidId,

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rotation import policy
-from rotation.keyids import KeyRef, ResourceId
-from rotation.targets import Consumer
-from rotation.vault import KeyState, VersionInfo
+from rotation.azure.kinds import Consumer
+from rotation.azure.vault import KeyState, VersionInfo
+from rotation.core import policy
+from rotation.model.ids import KeyRef, ResourceId
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 KEY = KeyRef("contoso-cmk.vault.azure.net", "k")

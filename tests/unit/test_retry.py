@@ -13,7 +13,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 
-from rotation.retry import Deadline, RetryPolicy, TransientCondition, call, classify, remediation
+from rotation.azure.retry import Deadline, RetryPolicy, TransientCondition, call, classify, remediation
 
 
 class Answer:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rotation.reconcile import RunResult, StepResult
-from rotation.retry import ErrorInfo
+from rotation.azure.retry import ErrorInfo
+from rotation.core.reconcile import RunResult, StepResult
 
 
 def step(action: str, outcome: str) -> StepResult:

@@ -32,10 +32,10 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-from .audit import AuditTrail
-from .events import EventRejected, KeyEvent, parse_mapping, strip_dead_letter_fields
-from .queue import InvalidRequest, RotationRequest, decode, enqueue, new_request
-from .service import DEADLETTER_CONTAINER, POISON_CONTAINER, Service
+from rotation.model.events import EventRejected, KeyEvent, parse_mapping, strip_dead_letter_fields
+from rotation.service import DEADLETTER_CONTAINER, POISON_CONTAINER, Service
+from rotation.storage.audit import AuditTrail
+from rotation.storage.queue import InvalidRequest, RotationRequest, decode, enqueue, new_request
 
 log = logging.getLogger("rotation.replay")
 _DONE = ("succeeded", "needs-attention")

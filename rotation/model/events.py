@@ -17,7 +17,7 @@ from typing import Any
 
 from azure.eventgrid import SystemEventNames
 
-from .keyids import InvalidId, KeyRef, parse_key_id
+from rotation.model.ids import InvalidId, KeyRef, parse_key_id
 
 NEW_VERSION = SystemEventNames.KeyVaultKeyNewVersionCreatedEventName.value
 NEAR_EXPIRY = SystemEventNames.KeyVaultKeyNearExpiryEventName.value

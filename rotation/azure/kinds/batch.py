@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..keyids import BATCH_ACCOUNT, InvalidId, KeyRef, parse_key_id, parse_resource_id
-from . import ApplyContext, Consumer, ManagedTargetKind, tags_of, text
+from rotation.azure.kinds import ApplyContext, Consumer, ManagedTargetKind, tags_of, text
+from rotation.model.ids import BATCH_ACCOUNT, InvalidId, KeyRef, parse_key_id, parse_resource_id
 
 if TYPE_CHECKING:
-    from ..clients import Clients
+    from rotation.azure.clients import Clients
 
 
 def to_consumer(account: Any) -> Consumer | None:

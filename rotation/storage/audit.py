@@ -31,7 +31,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFo
 from azure.data.tables import TableClient
 from azure.storage.blob import ContainerClient
 
-from .keyids import KeyRef
+from rotation.model.ids import KeyRef
 
 AUDIT_TABLE = "RotationAudit"
 ANCHOR_CONTAINER = "audit-anchors"

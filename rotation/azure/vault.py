@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.keyvault.keys import KeyClient
 
-from .keyids import KeyRef
+from rotation.model.ids import KeyRef
 
 USABLE_TYPES = ("RSA", "RSA-HSM")
 REQUIRED_OPS = ("wrapKey", "unwrapKey")

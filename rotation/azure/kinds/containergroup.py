@@ -22,12 +22,19 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from ..keyids import CONTAINER_GROUP, InvalidId, KeyRef, ResourceId, key_from_parts, parse_resource_id
-from ..retry import TransientCondition, classify
-from . import ApplyContext, Consumer
+from rotation.azure.kinds import ApplyContext, Consumer
+from rotation.azure.retry import TransientCondition, classify
+from rotation.model.ids import (
+    CONTAINER_GROUP,
+    InvalidId,
+    KeyRef,
+    ResourceId,
+    key_from_parts,
+    parse_resource_id,
+)
 
 if TYPE_CHECKING:
-    from ..clients import Clients
+    from rotation.azure.clients import Clients
 
 log = logging.getLogger("rotation.targets.containergroup")
 REDEPLOY_CONTAINER = "rotation-redeploy"

@@ -16,14 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 from azure.keyvault.keys import KeyClient
 
-from .audit import AuditTrail
-from .config import Settings
-from .events import NEAR_EXPIRY
-from .keyids import KeyRef
-from .ledger import Lease
-from .queue import RotationRequest
-from .retry import ErrorInfo, RetryPolicy, call, classify
-from .vault import (
+from rotation.azure.retry import ErrorInfo, RetryPolicy, call, classify
+from rotation.azure.vault import (
     KeyState,
     RotationPolicyInfo,
     VersionInfo,
@@ -32,6 +26,12 @@ from .vault import (
     set_expiry,
     versions_not_in,
 )
+from rotation.config import Settings
+from rotation.model.events import NEAR_EXPIRY
+from rotation.model.ids import KeyRef
+from rotation.storage.audit import AuditTrail
+from rotation.storage.ledger import Lease
+from rotation.storage.queue import RotationRequest
 
 
 class RenewalFailed(Exception):

@@ -11,12 +11,12 @@ from azure.core.exceptions import AzureError
 from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridPublisherClient
 
-from .audit import AuditTrail
-from .clients import Clients
-from .policy import NEEDS_PERSON
+from rotation.azure.clients import Clients
+from rotation.core.policy import NEEDS_PERSON
+from rotation.storage.audit import AuditTrail
 
 if TYPE_CHECKING:
-    from .reconcile import RunResult
+    from rotation.core.reconcile import RunResult
 
 log = logging.getLogger("rotation.outcomes")
 SOURCE = "/cmk-rotation"

@@ -21,8 +21,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from .audit import key_slug
-from .keyids import KeyRef
+from rotation.model.ids import KeyRef
+from rotation.storage.audit import key_slug
 
 log = logging.getLogger("rotation.ledger")
 LEDGER_TABLE = "RotationLedger"

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..keyids import REGISTRY, InvalidId, KeyRef, parse_key_id, parse_resource_id
-from . import ApplyContext, Consumer, ManagedTargetKind, tags_of, text
+from rotation.azure.kinds import ApplyContext, Consumer, ManagedTargetKind, tags_of, text
+from rotation.model.ids import REGISTRY, InvalidId, KeyRef, parse_key_id, parse_resource_id
 
 if TYPE_CHECKING:
-    from ..clients import Clients
+    from rotation.azure.clients import Clients
 
 
 def _assigned_identities(registry: Any) -> set[str]:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from .targets import Consumer
-from .vault import KeyState
+from rotation.azure.kinds import Consumer
+from rotation.azure.vault import KeyState
 
 UPDATE = "update"
 ALREADY_CURRENT = "already-current"

@@ -17,11 +17,11 @@ import logging
 import math
 import random
 
-from .audit import AuditTrail
-from .ledger import LeaseHeld, lease_owner
-from .queue import InvalidRequest, RotationRequest, decode, enqueue, not_allowed
-from .reconcile import RunResult
-from .service import Service
+from rotation.core.reconcile import RunResult
+from rotation.service import Service
+from rotation.storage.audit import AuditTrail
+from rotation.storage.ledger import LeaseHeld, lease_owner
+from rotation.storage.queue import InvalidRequest, RotationRequest, decode, enqueue, not_allowed
 
 log = logging.getLogger("rotation.worker")
 MAX_LEASE_WAITS = 50  # an hour or more of waiting means the holder is stuck: fail loudly

@@ -17,22 +17,30 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import outcomes
-from .audit import AuditStore, AuditTrail, AuditUnavailable
-from .clients import Clients
-from .config import Settings
-from .discovery import Inventory, list_consumers, read_targets
-from .events import EXPIRED
-from .keyids import KeyRef, parse_resource_id
-from .ledger import Lease
-from .policy import BLOCKED, NEEDS_PERSON, UPDATE, Decision, PolicyContext, decide, opted_out
-from .queue import RotationRequest, not_allowed
-from .renewal import KeyMaintenance, RenewalFailed
-from .retry import Deadline, ErrorInfo, RetryPolicy, TransientCondition, call, classify, remediation
-from .runs import RunStore
-from .targets import ApplyContext, Consumer, TargetKind, all_kinds
-from .targets.containergroup import REDEPLOY_CONTAINER, ContainerGroups, saved_consumer
-from .vault import KeyState, read_key_state
+from rotation.azure import outcomes
+from rotation.azure.clients import Clients
+from rotation.azure.discovery import Inventory, list_consumers, read_targets
+from rotation.azure.kinds import ApplyContext, Consumer, TargetKind, all_kinds
+from rotation.azure.kinds.containergroup import REDEPLOY_CONTAINER, ContainerGroups, saved_consumer
+from rotation.azure.retry import (
+    Deadline,
+    ErrorInfo,
+    RetryPolicy,
+    TransientCondition,
+    call,
+    classify,
+    remediation,
+)
+from rotation.azure.vault import KeyState, read_key_state
+from rotation.config import Settings
+from rotation.core.policy import BLOCKED, NEEDS_PERSON, UPDATE, Decision, PolicyContext, decide, opted_out
+from rotation.core.renewal import KeyMaintenance, RenewalFailed
+from rotation.model.events import EXPIRED
+from rotation.model.ids import KeyRef, parse_resource_id
+from rotation.storage.audit import AuditStore, AuditTrail, AuditUnavailable
+from rotation.storage.ledger import Lease
+from rotation.storage.queue import RotationRequest, not_allowed
+from rotation.storage.runs import RunStore
 
 log = logging.getLogger("rotation.reconcile")
 _BUSY_STATES = {"updating", "creating", "deleting", "pending", "accepted", "repairing"}

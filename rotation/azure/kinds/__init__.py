@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from ..keyids import KeyRef, ResourceId
+from rotation.model.ids import KeyRef, ResourceId
 
 if TYPE_CHECKING:
-    from ..clients import Clients
+    from rotation.azure.clients import Clients
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,8 @@ def tags_of(resource: object) -> dict[str, str]:
 
 
 def all_kinds() -> list[TargetKind]:
-    from .batch import BatchAccounts
-    from .containergroup import ContainerGroups
-    from .registry import Registries
+    from rotation.azure.kinds.batch import BatchAccounts
+    from rotation.azure.kinds.containergroup import ContainerGroups
+    from rotation.azure.kinds.registry import Registries
 
     return [Registries(), BatchAccounts(), ContainerGroups()]

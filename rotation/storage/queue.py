@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from azure.storage.queue import QueueClient
 
-from .keyids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
+from rotation.model.ids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from rotation.config import Settings
 
 REQUESTS_QUEUE = "rotation-requests"
 POISON_QUEUE = "rotation-requests-poison"

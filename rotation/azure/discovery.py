@@ -9,10 +9,10 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .clients import Clients
-from .keyids import KeyRef, ResourceId
-from .retry import Deadline, ErrorInfo, RetryPolicy, call, classify
-from .targets import Consumer, TargetKind, all_kinds
+from rotation.azure.clients import Clients
+from rotation.azure.kinds import Consumer, TargetKind, all_kinds
+from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify
+from rotation.model.ids import KeyRef, ResourceId
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .audit import AuditUnavailable
-from .config import ConfigError
-from .keyids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
-from .ledger import Lease, LeaseHeld, lease_owner
-from .policy import NEEDS_PERSON, UPDATE
-from .queue import new_request
-from .reconcile import Plan, RunResult, Unreachable
-from .service import Service
+from rotation.config import ConfigError
+from rotation.core.policy import NEEDS_PERSON, UPDATE
+from rotation.core.reconcile import Plan, RunResult, Unreachable
+from rotation.model.ids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
+from rotation.service import Service
+from rotation.storage.audit import AuditUnavailable
+from rotation.storage.ledger import Lease, LeaseHeld, lease_owner
+from rotation.storage.queue import new_request
 
 EXIT_OK, EXIT_USAGE, EXIT_NEEDS_PERSON, EXIT_FAILED, EXIT_UNREACHABLE = 0, 2, 3, 4, 5
 out = Console()
@@ -317,7 +317,7 @@ def print_result(result: RunResult) -> None:
 @click.pass_obj
 def sweep_command(obj: Context, dry_run: bool) -> None:
     """Find keys whose consumers drifted or whose version nears expiry; queue one request each."""
-    from .sweep import sweep
+    from rotation.core.sweep import sweep
 
     with err.status("listing consumers across subscriptions…"):
         result = sweep(obj.service, dry_run=dry_run, actor=operator())
@@ -463,7 +463,7 @@ def audit_show(obj: Context, run_id: str) -> None:
 @click.pass_obj
 def audit_verify(obj: Context, run_ids: tuple[str, ...]) -> None:
     """Recompute the hash chains against the anchors; exit 4 if anything was changed or lost."""
-    from .audit import verify
+    from rotation.storage.audit import verify
 
     with err.status("verifying audit chains…"):
         checked, findings = verify(obj.service.audit, run_ids=list(run_ids) or None)
@@ -486,7 +486,7 @@ def _selection(
     event_ids: tuple[str, ...] = (),
     reason: str | None = None,
 ) -> Any:
-    from .replay import Selection
+    from rotation.doors.replay import Selection
 
     return Selection(
         since=_when(since, "--since"),
@@ -562,7 +562,7 @@ def deadletters_list(
     obj: Context, since: str | None, until: str | None, key_id: str | None, reason: str | None
 ) -> None:
     """Dead-lettered events and poison requests, oldest first, with why they failed."""
-    from .replay import list_failed
+    from rotation.doors.replay import list_failed
 
     selection = _selection(since, until, key_id, reason=reason)
     with err.status("reading dead letters and the poison queue…"):
@@ -593,7 +593,7 @@ def replay_command(
     yes: bool,
 ) -> None:
     """Re-process failed events and requests through reconcile, oldest first, here and now."""
-    from .replay import list_failed, replay
+    from rotation.doors.replay import list_failed, replay
 
     service = obj.service
     selection = _selection(since, until, key_id, event_ids)

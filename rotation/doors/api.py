@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .audit import AuditTrail, AuditUnavailable
-from .keyids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
-from .queue import InvalidRequest, enqueue, new_request, unique_targets
-from .reconcile import Unreachable
-from .service import Service
+from rotation.core.reconcile import Unreachable
+from rotation.model.ids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
+from rotation.service import Service
+from rotation.storage.audit import AuditTrail, AuditUnavailable
+from rotation.storage.queue import InvalidRequest, enqueue, new_request, unique_targets
 
 log = logging.getLogger("rotation.api")
 MAX_BODY = 64 * 1024
@@ -328,7 +328,7 @@ class Api:
     # -- POST /api/replay ----------------------------------------------------------------------
     def replay(self, request: ApiRequest, actor: str) -> ApiResponse:
         """Queue the selected failed items (HTTP answers are cut at 230 s, so nothing runs here)."""
-        from .replay import Selection, list_failed, replay
+        from rotation.doors.replay import Selection, list_failed, replay
 
         data = _body(request, {"since", "until", "eventIds", "key", "dryRun"}, set())
         event_ids = data.get("eventIds") or []

@@ -22,7 +22,7 @@ from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-from .config import Settings
+from rotation.config import Settings
 
 T = TypeVar("T")
 _NO_SDK_RETRIES: dict[str, Any] = {"retry_total": 0}  # retry.py is the one retry layer

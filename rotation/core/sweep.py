@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .audit import AuditTrail
-from .discovery import DiscoveryError, Inventory, list_consumers
-from .events import NEAR_EXPIRY
-from .keyids import KeyRef
-from .policy import UPDATE
-from .queue import enqueue, new_request
-from .reconcile import Unreachable
-from .retry import Deadline
-from .service import Service
+from rotation.azure.discovery import DiscoveryError, Inventory, list_consumers
+from rotation.azure.retry import Deadline
+from rotation.core.policy import UPDATE
+from rotation.core.reconcile import Unreachable
+from rotation.model.events import NEAR_EXPIRY
+from rotation.model.ids import KeyRef
+from rotation.service import Service
+from rotation.storage.audit import AuditTrail
+from rotation.storage.queue import enqueue, new_request
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .audit import AuditTrail
-from .events import EventRejected, KeyEvent, parse_function_event
-from .queue import RotationRequest, enqueue, new_request
-from .service import Service
+from rotation.model.events import EventRejected, KeyEvent, parse_function_event
+from rotation.service import Service
+from rotation.storage.audit import AuditTrail
+from rotation.storage.queue import RotationRequest, enqueue, new_request
 
 log = logging.getLogger("rotation.intake")
 

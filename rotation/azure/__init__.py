@@ -1,0 +1,1 @@
+"""Talking to Azure: clients, the one retry layer, Key Vault, discovery, consumer kinds."""

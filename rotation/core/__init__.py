@@ -1,0 +1,1 @@
+"""Decisions and the run: policy, planning, renewal, reconcile, sweep."""

@@ -1,0 +1,1 @@
+"""Entry points: Event Grid intake, queue worker, HTTP API, replay, command line."""

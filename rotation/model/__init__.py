@@ -1,0 +1,1 @@
+"""Values: ids, events and the shapes everything else passes around. Imports nothing above it."""

@@ -1,0 +1,1 @@
+"""Table, blob and queue storage: audit trail, ledger, runs, the request queue."""
