@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 from azure.core.credentials import TokenCredential
@@ -23,6 +23,9 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from rotation.config import Settings
+
+if TYPE_CHECKING:
+    from rotation.azure.arm import Arm
 
 T = TypeVar("T")
 _NO_SDK_RETRIES: dict[str, Any] = {"retry_total": 0}  # retry.py is the one retry layer
@@ -117,6 +120,22 @@ class Clients:
             "aci",
             subscription,
             lambda: ContainerInstanceManagementClient(self.credential, subscription, **self._arm_kwargs()),
+        )
+
+    def arm(self) -> Arm:
+        """Generic ARM calls by resource id (kinds without a typed SDK); one for all subscriptions."""
+        from rotation.azure.arm import Arm
+
+        return self._cached(
+            "arm",
+            "",
+            lambda: Arm(
+                self.credential,
+                self.settings.cloud.arm_endpoint,
+                [self.settings.cloud.arm_scope],
+                self._transport(),
+                self.settings.poll_interval_seconds,
+            ),
         )
 
     # -- storage ---------------------------------------------------------------------------------

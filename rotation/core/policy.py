@@ -4,7 +4,7 @@ sentence for people; the audit trail and the CLI output come straight from these
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -58,13 +58,19 @@ def opted_out(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
 
 
 def auto_rotating(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
-    if consumer.kind in ("registry", "batch") and consumer.version is None:
+    if not consumer.follows_new_versions:
+        return None
+    if consumer.version is None:
         return Decision(
             AUTO_ROTATING,
             "versionless-key-id",
             "uses a versionless key id: Azure moves it to new versions itself",
         )
-    return None
+    return Decision(
+        AUTO_ROTATING,
+        "auto-rotation-enabled",
+        "its service's automatic key rotation is on: Azure moves it to new versions itself",
+    )
 
 
 def no_usable_version(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
@@ -168,8 +174,9 @@ CHAIN: tuple[Check, ...] = (
 )
 
 
-def decide(consumer: Consumer, ctx: PolicyContext) -> Decision:
-    for check in CHAIN:
+def decide(consumer: Consumer, ctx: PolicyContext, kind_checks: Sequence[Check] = ()) -> Decision:
+    """The first check that decides, the common chain first, then the consumer kind's own."""
+    for check in (*CHAIN, *kind_checks):
         decision = check(consumer, ctx)
         if decision is not None:
             return decision

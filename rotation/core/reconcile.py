@@ -308,6 +308,10 @@ class Reconciler:
         )
         return inventory.for_key(key)
 
+    def _kind_checks(self, kind: str) -> tuple[Any, ...]:
+        found = self.kinds.get(kind)
+        return tuple(getattr(found, "plan_checks", ())) if found is not None else ()
+
     def plan(
         self,
         key: KeyRef,
@@ -337,7 +341,9 @@ class Reconciler:
         unique: dict[str, Consumer] = {}
         for consumer in inventory.consumers:  # one step per resource, whatever case its id came in
             unique.setdefault(consumer.resource_id.key, consumer)
-        steps = [PlanStep.of(c, decide(c, context), desired) for c in unique.values()]
+        steps = [
+            PlanStep.of(c, decide(c, context, self._kind_checks(c.kind)), desired) for c in unique.values()
+        ]
         errors = [_error_dict(e.scope, e.kind, e.error) for e in inventory.errors]
         warnings = []
         try:

@@ -77,7 +77,29 @@ def test_opt_out_tag_wins_case_insensitively() -> None:
 
 @pytest.mark.parametrize(("kind", "action"), [("registry", "auto-rotating"), ("batch", "auto-rotating")])
 def test_versionless_registry_and_batch_follow_by_themselves(kind: str, action: str) -> None:
-    assert policy.decide(consumer(kind, version=None), context()).action == action
+    follows = consumer(kind, version=None, follows_new_versions=True)
+    assert policy.decide(follows, context()).action == action
+
+
+def test_a_pinned_consumer_with_auto_rotation_on_is_left_to_azure() -> None:
+    decision = policy.auto_rotating(consumer(follows_new_versions=True), context())
+    assert decision is not None
+    assert (decision.action, decision.reason) == ("auto-rotating", "auto-rotation-enabled")
+    assert policy.auto_rotating(consumer(), context()) is None
+
+
+def test_a_kinds_own_checks_run_after_the_chain_and_before_update() -> None:
+    calls: list[str] = []
+
+    def kind_check(c: Consumer, ctx: policy.PolicyContext) -> policy.Decision | None:
+        calls.append(c.kind)
+        return policy.Decision("blocked", "key-type-unsupported", "this service cannot use the key")
+
+    assert policy.decide(consumer(), context(), (kind_check,)).reason == "key-type-unsupported"
+    # an earlier check that decides wins, and the kind's check is never asked
+    opted = consumer(tags={"cmk-rotation": "off"})
+    assert policy.decide(opted, context(), (kind_check,)).action == "opted-out"
+    assert calls == ["registry"]
 
 
 def test_never_downgrade() -> None:

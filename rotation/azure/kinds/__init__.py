@@ -29,6 +29,12 @@ class Consumer:
     identity_assigned: bool = True
     reconstructible: bool = True  # container groups: can the spec be rebuilt from a GET?
     provisioning_state: str | None = None
+    # The service moves the resource to new key versions by itself (a versionless key id, or an
+    # auto-rotation switch such as a Disk Encryption Set's rotationToLatestKeyVersionEnabled).
+    follows_new_versions: bool = False
+    # Kind-specific facts a kind's plan checks or write need (e.g. the other keys a namespace
+    # holds); values only, never key material.
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def target(self) -> str:
@@ -42,6 +48,9 @@ class Consumer:
 class TargetKind(Protocol):
     kind: str
     resource_type: str
+    # Extra plan checks for this kind, evaluated after the common chain and before `update`
+    # (each `(consumer, PolicyContext) -> Decision | None`, see rotation/core/policy.py).
+    plan_checks: tuple[Any, ...]
 
     def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
         """Every resource of this kind in the subscription that uses a customer-managed key."""
@@ -68,6 +77,7 @@ class ManagedTargetKind:
 
     kind: str
     resource_type: str
+    plan_checks: tuple[Any, ...] = ()
 
     def operations(self, clients: Clients, subscription: str) -> Any:
         raise NotImplementedError

@@ -34,6 +34,7 @@ def to_consumer(account: Any) -> Consumer | None:
         identity=identity_type if has_identity else None,
         identity_assigned=has_identity,
         provisioning_state=text(getattr(account, "provisioning_state", None)) or None,
+        follows_new_versions=key.version is None,  # versionless + the key's rotation policy
     )
 
 

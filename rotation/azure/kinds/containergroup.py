@@ -151,6 +151,7 @@ def spec_blob_name(resource_id: ResourceId) -> str:
 class ContainerGroups:
     kind = "containergroup"
     resource_type = CONTAINER_GROUP
+    plan_checks: tuple[Any, ...] = ()
 
     def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
         for group in clients.container_instances(subscription).container_groups.list():

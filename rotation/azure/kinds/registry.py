@@ -47,6 +47,7 @@ def to_consumer(registry: Any) -> Consumer | None:
         identity=identity,
         identity_assigned=bool(identity) and identity.lower() in _assigned_identities(registry),
         provisioning_state=text(getattr(registry, "provisioning_state", None)) or None,
+        follows_new_versions=key.version is None,  # Azure moves a versionless registry within ~1 h
     )
 
 

@@ -1,0 +1,142 @@
+"""Generic ARM calls by resource id with an explicit api-version.
+
+For consumer kinds whose typed management SDK would cost more (install size, import time) than
+it gives: a GET, a paged list by subscription, and long-running PATCH/PUT, through azure-core's
+pipeline with ARM's challenge authentication, ARM error bodies (`HttpResponseError.error.code`)
+and ARM's long-running-operation polling (`Azure-AsyncOperation`, `Location`, `Retry-After`).
+Like the typed clients, it has no retry policy of its own: retry.py is the one retry layer.
+Bodies are plain dicts in the wire format, so what a kind writes is exactly what it sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, cast
+from urllib.parse import quote
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    map_error,
+)
+from azure.core.paging import ItemPaged
+from azure.core.pipeline import PipelineResponse
+from azure.core.pipeline.policies import (
+    ContentDecodePolicy,
+    DistributedTracingPolicy,
+    HeadersPolicy,
+    HttpLoggingPolicy,
+    RequestIdPolicy,
+    UserAgentPolicy,
+)
+from azure.core.pipeline.transport import HttpTransport
+from azure.core.polling import LROPoller
+from azure.core.rest import HttpRequest
+from azure.mgmt.core import ARMPipelineClient
+from azure.mgmt.core.exceptions import ARMErrorFormat
+from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
+from azure.mgmt.core.polling.arm_polling import ARMPolling
+
+_ERRORS: dict[int, type[HttpResponseError]] = {
+    401: ClientAuthenticationError,
+    404: ResourceNotFoundError,
+    409: ResourceExistsError,
+}
+USER_AGENT = "cmk-rotation"
+
+
+class Arm:
+    """One ARM endpoint; safe to share between threads (the pipeline is stateless per call)."""
+
+    def __init__(
+        self,
+        credential: TokenCredential,
+        base_url: str,
+        scopes: list[str],
+        transport: HttpTransport,
+        polling_interval: float,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.polling_interval = polling_interval
+        policies = [
+            RequestIdPolicy(),
+            HeadersPolicy(),
+            UserAgentPolicy(USER_AGENT),
+            ARMChallengeAuthenticationPolicy(credential, *scopes),
+            ContentDecodePolicy(),
+            DistributedTracingPolicy(),
+            HttpLoggingPolicy(),
+        ]
+        self._client: ARMPipelineClient[Any, Any] = ARMPipelineClient(
+            base_url=self.base_url, policies=policies, transport=transport
+        )
+
+    # -- reads ------------------------------------------------------------------------------------
+    def get(self, resource_id: str, api_version: str) -> dict[str, Any] | None:
+        """The resource as ARM shows it, or None when it does not exist."""
+        try:
+            return self._json(self._send("GET", resource_id, api_version))
+        except ResourceNotFoundError:
+            return None
+
+    def list_by_subscription(
+        self, subscription: str, resource_type: str, api_version: str
+    ) -> Iterator[dict[str, Any]]:
+        """Every resource of `resource_type` ("Microsoft.Storage/storageAccounts") in the
+        subscription, following `nextLink` lazily."""
+        first = f"/subscriptions/{quote(subscription)}/providers/{resource_type}"
+
+        def get_next(link: str | None) -> PipelineResponse[Any, Any]:
+            if link is None:
+                return self._send("GET", first, api_version)
+            return self._send("GET", link, None)
+
+        def extract(response: PipelineResponse[Any, Any]) -> tuple[str | None, Iterator[dict[str, Any]]]:
+            page = self._json(response) or {}
+            return page.get("nextLink") or None, iter(page.get("value") or [])
+
+        return iter(ItemPaged(get_next, extract))
+
+    # -- long-running writes ----------------------------------------------------------------------
+    def begin_patch(self, resource_id: str, api_version: str, body: dict[str, Any]) -> LROPoller[Any]:
+        return self._begin("PATCH", resource_id, api_version, body)
+
+    def begin_put(self, resource_id: str, api_version: str, body: dict[str, Any]) -> LROPoller[Any]:
+        return self._begin("PUT", resource_id, api_version, body)
+
+    def _begin(self, method: str, resource_id: str, api_version: str, body: dict[str, Any]) -> LROPoller[Any]:
+        initial = self._send(method, resource_id, api_version, body)
+
+        def final(response: PipelineResponse[Any, Any]) -> dict[str, Any] | None:
+            return self._json(response)
+
+        # ARM's default final state for PATCH and PUT: a GET of the resource once the operation ends.
+        return LROPoller(self._client, initial, final, ARMPolling(self.polling_interval))
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _send(
+        self, method: str, path: str, api_version: str | None, body: dict[str, Any] | None = None
+    ) -> PipelineResponse[Any, Any]:
+        url = path if path.startswith("https://") else f"{self.base_url}{path}"
+        params = {"api-version": api_version} if api_version else None
+        request = HttpRequest(method, url, params=params, json=body)
+        response = cast(
+            "PipelineResponse[Any, Any]",
+            self._client.send_request(request, stream=False, _return_pipeline_response=True),
+        )
+        status = response.http_response.status_code
+        if status >= 400:
+            map_error(status_code=status, response=response.http_response, error_map=_ERRORS)
+            raise HttpResponseError(response=response.http_response, error_format=ARMErrorFormat)
+        return response
+
+    @staticmethod
+    def _json(response: PipelineResponse[Any, Any]) -> dict[str, Any] | None:
+        text = response.http_response.text()
+        if not text:
+            return None
+        data = response.http_response.json()
+        return data if isinstance(data, dict) else None

@@ -1,0 +1,75 @@
+"""rotation.azure.arm: generic ARM calls by resource id, against the emulator's registry routes
+through the proxy, with the product's own Clients (credential, transport, no SDK retries)."""
+
+from __future__ import annotations
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+
+from rotation.azure.retry import classify
+from tests.conftest import Stack
+from tests.scenarios import SUB_A, identity_id, key, key_id, registry, registry_id, scenario, version, vid
+
+pytestmark = pytest.mark.integration
+API = "2023-07-01"
+TYPE = "Microsoft.ContainerRegistry/registries"
+
+
+def estate(count: int = 3) -> dict:
+    registries = [registry(f"acr{i:02d}", key_id("acr-cmk", vid("old"))) for i in range(count)]
+    return scenario(
+        keys={"acr-cmk": key(version("old"), version("new", created="-1d"))}, registries=registries
+    )
+
+
+def test_lists_every_page_gets_and_patches_a_registry(stack: Stack) -> None:
+    stack.load(estate(5))
+    stack.admin.configure(armPageSize=2)
+    arm = stack.service().clients.arm()
+
+    listed = list(arm.list_by_subscription(SUB_A, TYPE, API))
+    assert sorted(r["name"] for r in listed) == [f"acr{i:02d}" for i in range(5)]
+    calls = stack.admin.calls()["calls"]
+    pages = [c for c in calls if c["method"] == "GET" and c["host"] == "management.azure.com"]
+    assert len(pages) == 3  # 2 + 2 + 1, following nextLink
+
+    rid = registry_id("acr00")
+    body = {
+        "properties": {
+            "encryption": {
+                "keyVaultProperties": {
+                    "keyIdentifier": key_id("acr-cmk", vid("new")),
+                    "identity": listed[0]["properties"]["encryption"]["keyVaultProperties"]["identity"],
+                }
+            }
+        }
+    }
+    after = arm.begin_patch(rid, API, body).result()
+    assert after is not None
+    assert after["properties"]["encryption"]["keyVaultProperties"]["keyIdentifier"].endswith(vid("new"))
+    again = arm.get(rid, API)
+    assert again is not None
+    assert again["properties"]["encryption"]["keyVaultProperties"]["keyIdentifier"].endswith(vid("new"))
+
+
+def test_missing_resource_is_none_and_arm_errors_keep_their_code(stack: Stack) -> None:
+    stack.load(estate(1))
+    arm = stack.service().clients.arm()
+    assert arm.get(registry_id("nope"), API) is None
+
+    body = {
+        "properties": {
+            "encryption": {
+                "keyVaultProperties": {
+                    "keyIdentifier": key_id("acr-cmk", vid("new")),
+                    "identity": identity_id("not-assigned"),
+                }
+            }
+        }
+    }
+    with pytest.raises(HttpResponseError) as raised:
+        arm.begin_patch(registry_id("acr00"), API, body).result()
+    info = classify(raised.value)
+    assert info.status == 400
+    assert info.code
+    assert not info.transient
