@@ -30,6 +30,7 @@ from azure.core.pipeline.policies import (
     HeadersPolicy,
     HttpLoggingPolicy,
     RequestIdPolicy,
+    SansIOHTTPPolicy,
     UserAgentPolicy,
 )
 from azure.core.pipeline.transport import HttpTransport
@@ -38,7 +39,8 @@ from azure.core.rest import HttpRequest
 from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
-from azure.mgmt.core.polling.arm_polling import ARMPolling
+
+from rotation.azure.pacing import WaitFirstARMPolling
 
 _ERRORS: dict[int, type[HttpResponseError]] = {
     401: ClientAuthenticationError,
@@ -58,6 +60,7 @@ class Arm:
         scopes: list[str],
         transport: HttpTransport,
         polling_interval: float,
+        pacing: SansIOHTTPPolicy[Any, Any] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.polling_interval = polling_interval
@@ -67,6 +70,7 @@ class Arm:
             UserAgentPolicy(USER_AGENT),
             ARMChallengeAuthenticationPolicy(credential, *scopes),
             ContentDecodePolicy(),
+            *([pacing] if pacing is not None else []),
             DistributedTracingPolicy(),
             HttpLoggingPolicy(),
         ]
@@ -113,8 +117,9 @@ class Arm:
         def final(response: PipelineResponse[Any, Any]) -> dict[str, Any] | None:
             return self._json(response)
 
-        # ARM's default final state for PATCH and PUT: a GET of the resource once the operation ends.
-        return LROPoller(self._client, initial, final, ARMPolling(self.polling_interval))
+        # ARM's default final state for PATCH and PUT: a GET of the resource once the operation
+        # ends; the first poll waits for the write's Retry-After.
+        return LROPoller(self._client, initial, final, WaitFirstARMPolling(self.polling_interval))
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _send(

@@ -22,6 +22,7 @@ from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
+from rotation.azure.pacing import Pacer, PacingPolicy, WaitFirstARMPolling
 from rotation.config import Settings
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ class Clients:
         self._session = _session(max(16, settings.concurrency + 8))
         self._cache: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        self.pacer = Pacer()
 
     @property
     def credential(self) -> TokenCredential:
@@ -98,8 +100,14 @@ class Clients:
             "credential_scopes": [self.settings.cloud.arm_scope],
             "transport": self._transport(),
             "polling_interval": self.settings.poll_interval_seconds,
+            # every ARM call, whichever client makes it, is paced by one per-subscription gate
+            "custom_hook_policy": PacingPolicy(self.pacer),
             **_NO_SDK_RETRIES,
         }
+
+    def lro_polling(self) -> WaitFirstARMPolling:
+        """The polling method for a long-running ARM write: waits Retry-After before polling."""
+        return WaitFirstARMPolling(self.settings.poll_interval_seconds)
 
     def registries(self, subscription: str) -> ContainerRegistryManagementClient:
         return self._cached(
@@ -135,6 +143,7 @@ class Clients:
                 [self.settings.cloud.arm_scope],
                 self._transport(),
                 self.settings.poll_interval_seconds,
+                PacingPolicy(self.pacer),
             ),
         )
 

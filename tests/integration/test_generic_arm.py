@@ -73,3 +73,31 @@ def test_missing_resource_is_none_and_arm_errors_keep_their_code(stack: Stack) -
     assert info.status == 400
     assert info.code
     assert not info.transient
+
+
+def test_a_long_running_write_is_polled_once_when_it_is_done_by_the_first_wait(stack: Stack) -> None:
+    # The operation takes 0.2 s and the client waits 0.3 s before its first poll: one poll, then
+    # the final GET. azure-core's own polling would ask once at once ("InProgress") and again.
+    stack.load(estate(1))
+    stack.admin.configure(lroSeconds=0.2, retryAfter=0)
+    stack.set(ROTATION_POLL_INTERVAL_SECONDS="0.3")
+    arm = stack.service().clients.arm()
+    rid = registry_id("acr00")
+    current = arm.get(rid, API)
+    assert current is not None
+    identity = current["properties"]["encryption"]["keyVaultProperties"]["identity"]
+    stack.admin.clear_calls()
+    body = {
+        "properties": {
+            "encryption": {
+                "keyVaultProperties": {"keyIdentifier": key_id("acr-cmk", vid("new")), "identity": identity}
+            }
+        }
+    }
+    arm.begin_patch(rid, API, body).result()
+    polls = [
+        c
+        for c in stack.admin.calls()["calls"]
+        if "operationStatuses" in c["path"] or "operationResults" in c["path"]
+    ]
+    assert len(polls) == 1

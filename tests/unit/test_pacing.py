@@ -1,0 +1,85 @@
+"""The per-subscription pacer, with an injected clock (nothing sleeps for real)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rotation.azure.pacing import REFILL_PER_SECOND, Pacer, call_kind
+
+SUB = "00000000-0000-0000-0000-00000000000a"
+OTHER = "00000000-0000-0000-0000-00000000000b"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def test_calls_go_at_once_while_the_budget_is_healthy(clock: Clock) -> None:
+    pacer = Pacer(clock, clock.sleep)
+    for _ in range(5):
+        pacer.before(SUB, "writes")
+        pacer.after(SUB, "writes", 200, {"x-ms-ratelimit-remaining-subscription-writes": "150"})
+    assert clock.slept == []
+
+
+def test_a_429_holds_every_worker_of_that_subscription_until_retry_after(clock: Clock) -> None:
+    pacer = Pacer(clock, clock.sleep)
+    pacer.after(SUB, "reads", 429, {"Retry-After": "3"})
+    assert pacer.before(SUB, "reads") == pytest.approx(3.0)
+    # the other subscription and the other bucket are not held
+    assert pacer.before(OTHER, "reads") == 0
+    assert pacer.before(SUB, "writes") == 0
+
+
+def test_a_low_budget_spaces_calls_at_the_refill_rate(clock: Clock) -> None:
+    pacer = Pacer(clock, clock.sleep)
+    pacer.after(SUB, "writes", 200, {"x-ms-ratelimit-remaining-subscription-writes": "3"})
+    waits = [pacer.before(SUB, "writes") for _ in range(4)]
+    spacing = 1.0 / REFILL_PER_SECOND["writes"]
+    assert waits == pytest.approx([0.0, spacing, spacing, spacing])
+    # once ARM says the bucket refilled, calls go at once again
+    pacer.after(SUB, "writes", 200, {"x-ms-ratelimit-remaining-subscription-writes": "180"})
+    clock.now += 1
+    assert pacer.before(SUB, "writes") == 0
+
+
+def test_headers_that_are_not_numbers_are_ignored(clock: Clock) -> None:
+    pacer = Pacer(clock, clock.sleep)
+    pacer.after(SUB, "reads", 200, {"x-ms-ratelimit-remaining-subscription-reads": "²"})
+    pacer.after(SUB, "reads", 429, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
+    assert pacer.before(SUB, "reads") == pytest.approx(1.0)  # a date: the pacer waits 1 s
+
+
+def test_retry_after_is_capped(clock: Clock) -> None:
+    pacer = Pacer(clock, clock.sleep)
+    pacer.after(SUB, "reads", 429, {"Retry-After": "86400"})
+    assert pacer.before(SUB, "reads") == pytest.approx(60.0)
+
+
+@pytest.mark.parametrize(
+    ("method", "kind"),
+    [
+        ("GET", "reads"),
+        ("HEAD", "reads"),
+        ("PATCH", "writes"),
+        ("PUT", "writes"),
+        ("POST", "writes"),
+        ("DELETE", "deletes"),
+    ],
+)
+def test_call_kinds_follow_arm_buckets(method: str, kind: str) -> None:
+    assert call_kind(method) == kind
