@@ -134,6 +134,12 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           value: identityClientId
         }
         {
+          // DefaultAzureCredential tries only environment, workload and managed identity:
+          // a misconfigured identity fails at once instead of walking the developer chain.
+          name: 'AZURE_TOKEN_CREDENTIALS'
+          value: 'prod'
+        }
+        {
           name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
           value: appInsightsConnectionString
         }
