@@ -69,6 +69,20 @@ param maxDeliveryAttempts int = 10
 @maxValue(1440)
 param eventTimeToLiveInMinutes int = 1440
 
+// ---------------------------------------------------------------- alerts (docs/runbook.md, Alerts)
+@description('Action group (resource id) the five alerts notify: the on-call rotation. Empty deploys them without a notification.')
+param alertActionGroupId string = ''
+
+@description('cmk-rotation-sweep-missing fires when no sweep finished in this window (at least twice the sweep interval).')
+@allowed([
+  'PT2H'
+  'PT3H'
+  'PT6H'
+  'PT12H'
+  'PT24H'
+])
+param sweepMissingWindow string = 'PT2H'
+
 // ---------------------------------------------------------------- people
 @description('Application (client) id of the Entra ID app registration that protects the HTTP routes (infra/scripts/create-entra-app.sh).')
 param authClientId string
@@ -271,6 +285,27 @@ module monitoring 'modules/monitoring.bicep' = {
   }
 }
 
+module storageDiagnostics 'modules/storage-diagnostics.bicep' = {
+  name: '${appName}-storage-diagnostics'
+  params: {
+    storageAccountName: storage.outputs.storageAccountName
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: '${appName}-alerts'
+  params: {
+    location: location
+    tags: tags
+    appInsightsId: monitoring.outputs.appInsightsId
+    workspaceId: monitoring.outputs.workspaceId
+    storageAccountName: storage.outputs.storageAccountName
+    actionGroupId: alertActionGroupId
+    sweepMissingWindow: sweepMissingWindow
+  }
+}
+
 module functionApp 'modules/function-app.bicep' = {
   name: '${appName}-function-app'
   params: {
@@ -461,6 +496,7 @@ output identityClientId string = identity.properties.clientId
 output storageAccountName string = storage.outputs.storageAccountName
 output allowedVaults string = join(concat(vaultHosts, hsmHosts), ',')
 output managedHsmNames array = managedHsms
+output alertNames array = alerts.outputs.alertNames
 output keyOperatorRoleName string = roles.outputs.keyOperatorRoleName
 output consumerOperatorRoleName string = roles.outputs.consumerOperatorRoleName
 output eventSubscriptionsDeployed bool = deployEventSubscriptions
