@@ -499,5 +499,7 @@ output managedHsmNames array = managedHsms
 output alertNames array = alerts.outputs.alertNames
 output keyOperatorRoleName string = roles.outputs.keyOperatorRoleName
 output consumerOperatorRoleName string = roles.outputs.consumerOperatorRoleName
+output identityAssignerRoleName string = roles.outputs.identityAssignerRoleName
+output anchorWriterRoleName string = roles.outputs.anchorWriterRoleName
 output eventSubscriptionsDeployed bool = deployEventSubscriptions
 output systemTopicPrincipalIds array = [for (v, i) in vaults: vaultTopics[i].outputs.principalId]

@@ -88,7 +88,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_213: no health check on Flex Consumption; the platform replaces unhealthy instances
   name: functionAppName
   location: location
-  tags: tags
+  // azd deploy finds the app of service `rotation` (azure.yaml) by this tag
+  tags: union(tags, {
+    'azd-service-name': 'rotation'
+  })
   kind: 'functionapp,linux'
   identity: {
     type: 'UserAssigned'
