@@ -266,6 +266,7 @@ module storage 'modules/storage.bicep' = {
     functionPrincipalId: identity.properties.principalId
     operatorGroupId: operatorGroupId
     anchorWriterRoleName: roles.outputs.anchorWriterRoleName
+    operatorWritesAnchors: operatorRotates
     operatorNeedsRedeploySpecs: operatorRotates && rotationContainerGroupPolicy == 'redeploy'
     deadLetterRetentionDays: deadLetterRetentionDays
     auditAnchorImmutabilityDays: auditAnchorImmutabilityDays

@@ -19,6 +19,9 @@ param operatorGroupId string = ''
 @description('Name (GUID) of the anchor-writer custom role: read and create blobs, never overwrite or delete (custom-roles.bicep).')
 param anchorWriterRoleName string
 
+@description('The on-call group runs rotations in-process (operatorInProcessRotation): its runs must anchor their trail, so it gets the create-only anchor role instead of read.')
+param operatorWritesAnchors bool = false
+
 @description('Give the on-call group write (not only read) on rotation-redeploy (in-process rotate with the redeploy policy).')
 param operatorNeedsRedeploySpecs bool = false
 
@@ -360,12 +363,23 @@ resource operatorPoison 'Microsoft.Authorization/roleAssignments@2022-04-01' = i
   }
 }
 
-// containers[3] audit-anchors: read only (audit verify); people never write anchors.
-resource operatorAnchors 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasOperators) {
+// containers[3] audit-anchors: read (audit verify). People never overwrite or delete an
+// anchor; when they run rotations in-process those runs anchor like the function's: create only.
+resource operatorAnchors 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasOperators && !operatorWritesAnchors) {
   name: guid(containers[3].id, operatorGroupId, storageBlobDataReader)
   scope: containers[3]
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataReader)
+    principalId: operatorGroupId
+    principalType: 'Group'
+  }
+}
+
+resource operatorAnchorsCreate 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasOperators && operatorWritesAnchors) {
+  name: guid(containers[3].id, operatorGroupId, anchorWriterRoleName)
+  scope: containers[3]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', anchorWriterRoleName)
     principalId: operatorGroupId
     principalType: 'Group'
   }

@@ -627,10 +627,32 @@ def test_anchor_writer_can_create_but_not_overwrite_or_delete():
         for res in resources_of_type(storage, "Microsoft.Authorization/roleAssignments").values()
         if ref(body(res)["scope"]) == f"containers[{index}]"
     ]
-    assert {(body(r)["properties"]["principalId"], role_of(storage, r)) for r in on_anchors} == {
-        ("functionPrincipalId", "param:anchorWriterRoleName"),
-        ("operatorGroupId", BLOB_READER),
+    grants = {
+        (
+            body(r)["properties"]["principalId"],
+            role_of(storage, r),
+            json.dumps(condition_of(r), sort_keys=True),
+        )
+        for r in on_anchors
     }
+    reads, creates = (
+        json.dumps(
+            {"operator": {"type": "and", "operands": {"operand_1": "hasOperators", "operand_2": operand}}},
+            sort_keys=True,
+        )
+        for operand in (
+            {"operator": {"type": "not", "operands": {"bool_value": "operatorWritesAnchors"}}},
+            "operatorWritesAnchors",
+        )
+    )
+    assert grants == {
+        ("functionPrincipalId", "param:anchorWriterRoleName", "null"),
+        # people read; only when they run rotations in-process do their runs create anchors
+        ("operatorGroupId", BLOB_READER, reads),
+        ("operatorGroupId", "param:anchorWriterRoleName", creates),
+    }
+    passed = body(main()["modules"]["storage"])["params"]
+    assert passed["operatorWritesAnchors"] == "operatorRotates"
 
 
 def test_operator_group_gets_what_the_cli_and_replay_need_and_nothing_more():
@@ -650,7 +672,9 @@ def test_operator_group_gets_what_the_cli_and_replay_need_and_nothing_more():
         ("queues[i]", QUEUE_PROCESSOR),
         (f"containers[{index['eventgrid-deadletters']}]", BLOB_READER),
         (f"containers[{index['rotation-poison']}]", BLOB_CONTRIBUTOR),
-        (f"containers[{index['audit-anchors']}]", BLOB_READER),  # verify; never write
+        (f"containers[{index['audit-anchors']}]", BLOB_READER),  # verify
+        # in-process runs anchor their trail: create only, never overwrite or delete
+        (f"containers[{index['audit-anchors']}]", "param:anchorWriterRoleName"),
         # every plan reads saved specs; writing them only with in-process redeploys
         (f"containers[{index['rotation-redeploy']}]", BLOB_READER),
         (f"containers[{index['rotation-redeploy']}]", BLOB_CONTRIBUTOR),
