@@ -205,8 +205,11 @@ def body(declaration: dict) -> dict:
     return config
 
 
-def loop_of(declaration: dict) -> dict | None:
-    return declaration["config"].get("loop_type")
+def loop_of(declaration: dict) -> dict:
+    """The `for` of a looped resource or module (every caller expects one)."""
+    loop = declaration["config"].get("loop_type")
+    assert loop is not None, "not a loop"
+    return loop
 
 
 def condition_of(declaration: dict):
@@ -738,7 +741,9 @@ def test_audit_anchors_are_immutable():
     policy = storage["resources"]["auditAnchorImmutability"]
     assert policy["type"] == "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies"
     parent = ref(body(policy)["parent"])
-    index = int(re.fullmatch(r"containers\[(\d+)\]", parent).group(1))
+    match = re.fullmatch(r"containers\[(\d+)\]", parent)
+    assert match, parent
+    index = int(match.group(1))
     assert variable(storage, variable(storage, "containerNames")[index]) == "audit-anchors"
     props = body(policy)["properties"]
     assert props["immutabilityPeriodSinceCreationInDays"] == "auditAnchorImmutabilityDays"
@@ -791,7 +796,9 @@ def test_settings_are_parameters_with_design_defaults():
         assert module_param in text, f"{setting} is not fed by {module_param}: {value}"
         assert passed[module_param] == main_param, f"{module_param} is not fed by {main_param}"
         assert params[main_param]["default"] == default, f"{main_param} default is not DESIGN's {default!r}"
-    defer = settings["ROTATION_DEFER_TO_KEY_POLICY"]["operator"]["operands"]
+    defer_setting = settings["ROTATION_DEFER_TO_KEY_POLICY"]
+    assert isinstance(defer_setting, dict), defer_setting
+    defer = defer_setting["operator"]["operands"]
     assert (defer["true_value"], defer["false_value"]) == ("true", "false"), "bool as lower-case text"
     assert passed["allowedVaults"]["function"]["type"] == "join"
     assert passed["subscriptions"]["function"]["parameters"]["input_array"] == "rotationSubscriptionIds"
