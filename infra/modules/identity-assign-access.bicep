@@ -14,7 +14,8 @@ param identityNames array = []
 
 var wholeGroup = empty(identityNames)
 // principals is the function identity, then the on-call group when it rotates in-process;
-// one loop per principal keeps to the loops checkov's Bicep parser reads (no nesting).
+// one loop per principal keeps to the loops checkov's Bicep parser reads (no nesting). The
+// second uses last(): never an index past the end, even in a loop that runs zero times.
 var hasSecond = length(principals) > 1
 
 resource identities 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' existing = [for name in identityNames: {
@@ -32,12 +33,12 @@ resource firstOnIdentity 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
 }]
 
 resource secondOnIdentity 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (name, i) in (hasSecond ? identityNames : []): {
-  name: guid(identities[i].id, principals[1].principalId, roleName)
+  name: guid(identities[i].id, last(principals).principalId, roleName)
   scope: identities[i]
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleName)
-    principalId: principals[1].principalId
-    principalType: principals[1].principalType
+    principalId: last(principals).principalId
+    principalType: last(principals).principalType
   }
 }]
 
