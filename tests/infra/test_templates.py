@@ -445,7 +445,7 @@ def test_role_assignments_use_only_the_expected_roles():
             "Group",
             "p.principalType",
             "principals[0].principalType",
-            "{\"function\": {\"parameters\": {\"input\": \"principals\"}, \"type\": \"last\"}}.principalType",
+            '{"function": {"parameters": {"input": "principals"}, "type": "last"}}.principalType',
         }, where
     assert {"param:keyOperatorRoleName", "param:roleName"} <= seen
     rotators = variable(main(), "rotators")["function"]["parameters"]
