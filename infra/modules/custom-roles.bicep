@@ -30,32 +30,86 @@ var keyVaultDataActions = [
   'Microsoft.KeyVault/vaults/keyrotationpolicies/read'
 ]
 
-// ARM, always: find consumers (list and get), update the key id of registries and Batch
-// accounts, poll the registry update (a long-running operation), read container groups.
+// ARM, always: find consumers (list and get), write the key id of those this system updates,
+// and poll each long-running write (the operation-status reads, where the provider has them;
+// ARM checks them at the resource group, which every assignment scope here covers).
+// infra/README.md names the source of every action.
 var consumerActions = [
+  // Container Registry: PATCH encryption (long-running)
   'Microsoft.ContainerRegistry/registries/read'
   'Microsoft.ContainerRegistry/registries/write'
   'Microsoft.ContainerRegistry/locations/operationResults/read'
   'Microsoft.ContainerRegistry/registries/operationStatuses/read'
+  // Batch: PATCH encryption (synchronous)
   'Microsoft.Batch/batchAccounts/read'
   'Microsoft.Batch/batchAccounts/write'
+  // Container Instances: read only unless the redeploy policy is on
   'Microsoft.ContainerInstance/containerGroups/read'
+  // Storage accounts: PATCH encryption.keyvaultproperties (synchronous)
+  'Microsoft.Storage/storageAccounts/read'
+  'Microsoft.Storage/storageAccounts/write'
+  // Disk Encryption Sets: PATCH activeKey (long-running, Compute operations)
+  'Microsoft.Compute/diskEncryptionSets/read'
+  'Microsoft.Compute/diskEncryptionSets/write'
+  'Microsoft.Compute/locations/operations/read'
+  // SQL TDE protector: register the new version as a server key, then point the protector at it
+  'Microsoft.Sql/servers/read'
+  'Microsoft.Sql/servers/keys/read'
+  'Microsoft.Sql/servers/keys/write'
+  'Microsoft.Sql/servers/encryptionProtector/read'
+  'Microsoft.Sql/servers/encryptionProtector/write'
+  'Microsoft.Sql/locations/serverKeyAzureAsyncOperation/read'
+  'Microsoft.Sql/locations/serverKeyOperationResults/read'
+  'Microsoft.Sql/locations/encryptionProtectorAzureAsyncOperation/read'
+  'Microsoft.Sql/locations/encryptionProtectorOperationResults/read'
+  // Log Analytics dedicated clusters: PATCH keyVaultProperties (long-running)
+  'Microsoft.OperationalInsights/clusters/read'
+  'Microsoft.OperationalInsights/clusters/write'
+  'Microsoft.OperationalInsights/locations/operationStatuses/read'
+  // Data Explorer clusters: PATCH keyVaultProperties (long-running)
+  'Microsoft.Kusto/clusters/read'
+  'Microsoft.Kusto/clusters/write'
+  'Microsoft.Kusto/locations/operationResults/read'
+  // Event Hubs and Service Bus namespaces: PUT/PATCH encryption.keyVaultProperties
+  'Microsoft.EventHub/namespaces/read'
+  'Microsoft.EventHub/namespaces/write'
+  'Microsoft.EventHub/namespaces/operationresults/read'
+  'Microsoft.ServiceBus/namespaces/read'
+  'Microsoft.ServiceBus/namespaces/write'
+  'Microsoft.ServiceBus/namespaces/operationresults/read'
+  // Seen, never written (manual-required): Cosmos DB accounts, AKS KMS
+  'Microsoft.DocumentDB/databaseAccounts/read'
+  'Microsoft.ContainerService/managedClusters/read'
 ]
 
 // ARM, only with ROTATION_CONTAINER_GROUP_POLICY=redeploy: delete and re-create a group
-// (its key can only be set at creation) and attach the group's user-assigned identity.
-// The identity action is the one wildcard: it is how Azure names assign on any identity.
+// (its key can only be set at creation). Attaching the group's identity again is the
+// identity-assigner role below, granted only on the identities the groups use.
 var containerGroupRedeployActions = [
   'Microsoft.ContainerInstance/containerGroups/write'
   'Microsoft.ContainerInstance/containerGroups/delete'
   'Microsoft.ContainerInstance/locations/operationResults/read'
   'Microsoft.ContainerInstance/locations/operations/read'
+]
+
+// How Azure names "attach this user-assigned identity to a resource" (the only wildcard in
+// these roles). It is never granted at a consumer scope: only on named identities or their
+// resource groups (identity-assign-access.bicep), so the wildcard spans those alone.
+var identityAssignActions = [
   'Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action'
 ]
 
 // ARM, only with redeploy and groups in a virtual network: re-attach the group's subnet.
 var containerGroupVnetActions = [
   'Microsoft.Network/virtualNetworks/subnets/join/action'
+]
+
+// Blob data plane on the audit-anchors container only: read (verify, chain heads) and create a
+// new blob. No blobs/write (overwrite), no delete: a stolen identity cannot rewrite history,
+// and the container's immutability policy refuses both as well.
+var anchorWriterDataActions = [
+  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'
+  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'
 ]
 
 var redeploy = containerGroupPolicy == 'redeploy'
@@ -84,7 +138,7 @@ resource consumerOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' =
   name: guid(subscription().id, instanceName, 'cmk-rotation-consumer-operator')
   properties: {
     roleName: 'CMK Rotation Consumer Operator (${instanceName})'
-    description: 'Reads and updates the customer-managed key of container registries, Batch accounts and container groups.'
+    description: 'Reads CMK consumers and updates the customer-managed key of those the rotation system writes (registries, Batch, Storage, Disk Encryption Sets, SQL TDE, Log Analytics and Data Explorer clusters, Event Hubs and Service Bus namespaces; container groups with the redeploy policy).'
     type: 'CustomRole'
     permissions: [
       {
@@ -98,8 +152,52 @@ resource consumerOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' =
   }
 }
 
+resource identityAssigner 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, instanceName, 'cmk-rotation-identity-assigner')
+  properties: {
+    roleName: 'CMK Rotation Identity Assigner (${instanceName})'
+    description: 'Attaches a user-assigned identity to a resource (a container group re-created with its key). Assigned only on the identities concerned.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: identityAssignActions
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: assignableScopes
+  }
+}
+
+resource anchorWriter 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, instanceName, 'cmk-rotation-anchor-writer')
+  properties: {
+    roleName: 'CMK Rotation Anchor Writer (${instanceName})'
+    description: 'Reads and creates audit anchor blobs. Cannot overwrite or delete a blob.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: anchorWriterDataActions
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
+
 @description('Name (GUID) of the Key Vault custom role, the same in every subscription.')
 output keyOperatorRoleName string = keyOperator.name
 
 @description('Name (GUID) of the ARM custom role, the same in every subscription.')
 output consumerOperatorRoleName string = consumerOperator.name
+
+@description('Name (GUID) of the identity-assigner custom role, the same in every subscription.')
+output identityAssignerRoleName string = identityAssigner.name
+
+@description('Name (GUID) of the anchor-writer custom role (the deployment subscription only).')
+output anchorWriterRoleName string = anchorWriter.name

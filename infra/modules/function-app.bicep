@@ -88,7 +88,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_213: no health check on Flex Consumption; the platform replaces unhealthy instances
   name: functionAppName
   location: location
-  tags: tags
+  // azd deploy finds the app of service `rotation` (azure.yaml) by this tag
+  tags: union(tags, {
+    'azd-service-name': 'rotation'
+  })
   kind: 'functionapp,linux'
   identity: {
     type: 'UserAssigned'
@@ -132,6 +135,12 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'AZURE_CLIENT_ID'
           value: identityClientId
+        }
+        {
+          // DefaultAzureCredential tries only environment, workload and managed identity:
+          // a misconfigured identity fails at once instead of walking the developer chain.
+          name: 'AZURE_TOKEN_CREDENTIALS'
+          value: 'prod'
         }
         {
           name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'

@@ -16,6 +16,12 @@ param functionPrincipalId string
 @description('Object id of the on-call Entra group; empty grants nothing.')
 param operatorGroupId string = ''
 
+@description('Name (GUID) of the anchor-writer custom role: read and create blobs, never overwrite or delete (custom-roles.bicep).')
+param anchorWriterRoleName string
+
+@description('The on-call group runs rotations in-process (operatorInProcessRotation): its runs must anchor their trail, so it gets the create-only anchor role instead of read.')
+param operatorWritesAnchors bool = false
+
 @description('Give the on-call group write (not only read) on rotation-redeploy (in-process rotate with the redeploy policy).')
 param operatorNeedsRedeploySpecs bool = false
 
@@ -60,16 +66,21 @@ var poisonContainerName = 'rotation-poison'
 var redeployContainerName = 'rotation-redeploy'
 var auditAnchorContainerName = 'audit-anchors'
 var deploymentContainerName = 'function-deployment'
+// The Functions host's own containers (timer schedule and locks, function keys): created here
+// so that the identity's blob roles can stop at the containers it uses.
+var hostContainerName = 'azure-webjobs-hosts'
+var hostKeysContainerName = 'azure-webjobs-secrets'
 var containerNames = [
   deadLetterContainerName
   poisonContainerName
   redeployContainerName
   auditAnchorContainerName
   deploymentContainerName
+  hostContainerName
+  hostKeysContainerName
 ]
 
 // Built-in data-plane roles (ids are the same in every tenant).
-var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var storageBlobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
@@ -227,14 +238,53 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
 }
 
 // ---- the function identity: what the Functions host and the product need ----
-// Blob Data Owner is what the Functions host documents for AzureWebJobsStorage
-// (host leases, keys, Flex deployment package); the account has no hierarchical
-// namespace, so Owner adds nothing over Contributor but ACL management it cannot use.
-resource functionBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, functionPrincipalId, storageBlobDataOwner)
-  scope: storage
+// Blob roles per container, none on the account (issue 17, section 4). Contributor where the
+// host or the product writes; read only on dead letters (Event Grid writes them); on
+// audit-anchors the anchor-writer role: read and create, no overwrite, no delete.
+// index into containerNames -> role
+var functionContainerRoles = [
+  {
+    index: 0
+    role: storageBlobDataReader
+  }
+  {
+    index: 1
+    role: storageBlobDataContributor
+  }
+  {
+    index: 2
+    role: storageBlobDataContributor
+  }
+  {
+    index: 4
+    role: storageBlobDataContributor
+  }
+  {
+    index: 5
+    role: storageBlobDataContributor
+  }
+  {
+    index: 6
+    role: storageBlobDataContributor
+  }
+]
+
+resource functionBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for grant in functionContainerRoles: {
+  name: guid(containers[grant.index].id, functionPrincipalId, grant.role)
+  scope: containers[grant.index]
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', grant.role)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}]
+
+// containers[3] audit-anchors: the custom anchor-writer role (blobs/read, blobs/add/action).
+resource functionAnchors 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(containers[3].id, functionPrincipalId, anchorWriterRoleName)
+  scope: containers[3]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', anchorWriterRoleName)
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
   }
@@ -313,12 +363,23 @@ resource operatorPoison 'Microsoft.Authorization/roleAssignments@2022-04-01' = i
   }
 }
 
-// containers[3] audit-anchors: create; the immutability policy refuses overwrite and delete.
-resource operatorAnchors 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasOperators) {
-  name: guid(containers[3].id, operatorGroupId, storageBlobDataContributor)
+// containers[3] audit-anchors: read (audit verify). People never overwrite or delete an
+// anchor; when they run rotations in-process those runs anchor like the function's: create only.
+resource operatorAnchors 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasOperators && !operatorWritesAnchors) {
+  name: guid(containers[3].id, operatorGroupId, storageBlobDataReader)
   scope: containers[3]
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataReader)
+    principalId: operatorGroupId
+    principalType: 'Group'
+  }
+}
+
+resource operatorAnchorsCreate 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasOperators && operatorWritesAnchors) {
+  name: guid(containers[3].id, operatorGroupId, anchorWriterRoleName)
+  scope: containers[3]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', anchorWriterRoleName)
     principalId: operatorGroupId
     principalType: 'Group'
   }

@@ -125,13 +125,47 @@ CONSUMER_ACTIONS = [
     "Microsoft.Batch/batchAccounts/read",
     "Microsoft.Batch/batchAccounts/write",
     "Microsoft.ContainerInstance/containerGroups/read",
+    "Microsoft.Storage/storageAccounts/read",
+    "Microsoft.Storage/storageAccounts/write",
+    "Microsoft.Compute/diskEncryptionSets/read",
+    "Microsoft.Compute/diskEncryptionSets/write",
+    "Microsoft.Compute/locations/operations/read",
+    "Microsoft.Sql/servers/read",
+    "Microsoft.Sql/servers/keys/read",
+    "Microsoft.Sql/servers/keys/write",
+    "Microsoft.Sql/servers/encryptionProtector/read",
+    "Microsoft.Sql/servers/encryptionProtector/write",
+    "Microsoft.Sql/locations/serverKeyAzureAsyncOperation/read",
+    "Microsoft.Sql/locations/serverKeyOperationResults/read",
+    "Microsoft.Sql/locations/encryptionProtectorAzureAsyncOperation/read",
+    "Microsoft.Sql/locations/encryptionProtectorOperationResults/read",
+    "Microsoft.OperationalInsights/clusters/read",
+    "Microsoft.OperationalInsights/clusters/write",
+    "Microsoft.OperationalInsights/locations/operationStatuses/read",
+    "Microsoft.Kusto/clusters/read",
+    "Microsoft.Kusto/clusters/write",
+    "Microsoft.Kusto/locations/operationResults/read",
+    "Microsoft.EventHub/namespaces/read",
+    "Microsoft.EventHub/namespaces/write",
+    "Microsoft.EventHub/namespaces/operationresults/read",
+    "Microsoft.ServiceBus/namespaces/read",
+    "Microsoft.ServiceBus/namespaces/write",
+    "Microsoft.ServiceBus/namespaces/operationresults/read",
+    "Microsoft.DocumentDB/databaseAccounts/read",
+    "Microsoft.ContainerService/managedClusters/read",
 ]
+# Kinds this system sees but never writes (manual-required): read only, nothing else.
+READ_ONLY_PROVIDERS = ("Microsoft.DocumentDB/", "Microsoft.ContainerService/")
 REDEPLOY_ACTIONS = [
     "Microsoft.ContainerInstance/containerGroups/write",
     "Microsoft.ContainerInstance/containerGroups/delete",
     "Microsoft.ContainerInstance/locations/operationResults/read",
     "Microsoft.ContainerInstance/locations/operations/read",
-    "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action",
+]
+IDENTITY_ASSIGN_ACTIONS = ["Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action"]
+ANCHOR_WRITER_DATA_ACTIONS = [
+    "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+    "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action",
 ]
 VNET_ACTIONS = ["Microsoft.Network/virtualNetworks/subnets/join/action"]
 ACCESS_POLICY_ROTATOR = ["get", "list", "rotate", "update", "getrotationpolicy"]
@@ -171,8 +205,11 @@ def body(declaration: dict) -> dict:
     return config
 
 
-def loop_of(declaration: dict) -> dict | None:
-    return declaration["config"].get("loop_type")
+def loop_of(declaration: dict) -> dict:
+    """The `for` of a looped resource or module (every caller expects one)."""
+    loop = declaration["config"].get("loop_type")
+    assert loop is not None, "not a loop"
+    return loop
 
 
 def condition_of(declaration: dict):
@@ -205,6 +242,13 @@ def resources_of_type(template: dict, rtype: str) -> dict[str, dict]:
 
 def role_of(template: dict, assignment: dict) -> str:
     """The role GUID (via a variable) or the parameter name that carries it."""
+    (role,) = set(roles_of(template, assignment))
+    return role
+
+
+def roles_of(template: dict, assignment: dict) -> list[str]:
+    """Every role an assignment can grant: one, or one per item when the role is a field
+    of the loop's items (`for grant in table: ... grant.role`)."""
     role_id = body(assignment)["properties"]["roleDefinitionId"]
     fn = role_id["function"]
     assert fn["type"] == "subscription_resource_id", (
@@ -212,6 +256,15 @@ def role_of(template: dict, assignment: dict) -> str:
     )
     assert fn["parameters"]["resource_type"] == "Microsoft.Authorization/roleDefinitions"
     name = fn["parameters"]["resource_name_1"]
+    if isinstance(name, str):
+        return [_role_name(template, name)]
+    _, _, field = ref(name).partition(".")
+    table = loop_of(assignment)["detail"]["array_name"]
+    assert table in template.get("variables", {}), f"role {ref(name)!r} is not a field of a table variable"
+    return [_role_name(template, entry[field]) for entry in variable(template, table)]
+
+
+def _role_name(template: dict, name: str) -> str:
     if name in template.get("variables", {}):
         return variable(template, name)
     assert name in template["parameters"], f"role {name!r} is neither a variable nor a parameter"
@@ -371,8 +424,12 @@ def test_no_broad_role_id_appears_anywhere_in_infra():
 
 def test_role_assignments_use_only_the_expected_roles():
     seen = set()
-    for path, tree, name, res in _all_role_assignments():
-        role = role_of(tree, res)
+    grants = [
+        (path, name, res, role)
+        for path, tree, name, res in _all_role_assignments()
+        for role in roles_of(tree, res)
+    ]
+    for path, name, res, role in grants:
         where = f"{path.name}:{name}"
         assert role not in FORBIDDEN_ROLES, f"{where} grants {FORBIDDEN_ROLES[role]}"
         if role.startswith("param:"):
@@ -387,6 +444,8 @@ def test_role_assignments_use_only_the_expected_roles():
             "ServicePrincipal",
             "Group",
             "p.principalType",
+            "principals[0].principalType",
+            '{"function": {"parameters": {"input": "principals"}, "type": "last"}}.principalType',
         }, where
     assert {"param:keyOperatorRoleName", "param:roleName"} <= seen
     rotators = variable(main(), "rotators")["function"]["parameters"]
@@ -452,6 +511,15 @@ def test_custom_roles_hold_exactly_the_actions_the_product_uses():
     (arm_perm,) = body(roles["resources"]["consumerOperator"])["properties"]["permissions"]
     assert arm_perm == {"actions": "armActions", "notActions": [], "dataActions": [], "notDataActions": []}
 
+    assert variable(roles, "identityAssignActions") == IDENTITY_ASSIGN_ACTIONS
+    (assign_perm,) = body(roles["resources"]["identityAssigner"])["properties"]["permissions"]
+    assert assign_perm["actions"] == "identityAssignActions" and assign_perm["dataActions"] == []
+    assert not any("ManagedIdentity" in a for a in [*CONSUMER_ACTIONS, *REDEPLOY_ACTIONS]), (
+        "assign on identities is its own role, granted only on the identities concerned"
+    )
+    for action in CONSUMER_ACTIONS:
+        if action.startswith(READ_ONLY_PROVIDERS):
+            assert action.endswith("/read"), f"{action}: this kind is never written"
     for action in [*KEY_VAULT_DATA_ACTIONS, *CONSUMER_ACTIONS, *REDEPLOY_ACTIONS, *VNET_ACTIONS]:
         if "*" in action:
             assert action in DOCUMENTED_WILDCARDS, action
@@ -501,19 +569,93 @@ def test_vault_access_rbac_and_access_policy_modes():
         assert set(perms) == {"keys"}, f"{name} must grant key permissions only"
 
 
-def test_function_identity_storage_roles_are_data_roles_on_its_own_account():
-    storage = module("storage")
-    grants = {}
-    for name in ("functionBlob", "functionQueue", "functionTable"):
-        res = storage["resources"][name]
-        assert body(res)["scope"] == "storage"
-        assert body(res)["properties"]["principalId"] == "functionPrincipalId"
-        grants[name] = role_of(storage, res)
-    assert grants == {
-        "functionBlob": BLOB_OWNER,
-        "functionQueue": QUEUE_CONTRIBUTOR,
-        "functionTable": TABLE_CONTRIBUTOR,
+def _container_names(storage: dict) -> list[str]:
+    return [
+        variable(storage, n) if n in storage["variables"] else n for n in variable(storage, "containerNames")
+    ]
+
+
+def _function_grants(storage: dict) -> set[tuple[str, str]]:
+    """(scope, role) of every assignment to the function identity; a container scope is named."""
+    names = _container_names(storage)
+    grants = set()
+    for res in resources_of_type(storage, "Microsoft.Authorization/roleAssignments").values():
+        if body(res)["properties"]["principalId"] != "functionPrincipalId":
+            continue
+        scope = ref(body(res)["scope"])
+        if scope == "containers[grant.index]":  # the per-container table
+            for entry in variable(storage, loop_of(res)["detail"]["array_name"]):
+                grants.add((names[entry["index"]], _role_name(storage, entry["role"])))
+            continue
+        match = re.fullmatch(r"containers\[(\d+)\]", scope)
+        grants.add((names[int(match.group(1))] if match else scope, role_of(storage, res)))
+    return grants
+
+
+def test_function_identity_blob_roles_stop_at_the_containers_it_uses():
+    """Issue 17 section 4: no blob role on the whole account; create-only on audit-anchors."""
+    assert _function_grants(module("storage")) == {
+        ("storage", QUEUE_CONTRIBUTOR),
+        ("storage", TABLE_CONTRIBUTOR),
+        ("eventgrid-deadletters", BLOB_READER),  # Event Grid writes them; replay only reads
+        ("rotation-poison", BLOB_CONTRIBUTOR),
+        ("rotation-redeploy", BLOB_CONTRIBUTOR),
+        ("audit-anchors", "param:anchorWriterRoleName"),
+        ("function-deployment", BLOB_CONTRIBUTOR),  # the Flex package, written through the app
+        ("azure-webjobs-hosts", BLOB_CONTRIBUTOR),  # the host: timer schedule, locks
+        ("azure-webjobs-secrets", BLOB_CONTRIBUTOR),  # the host: function keys
     }
+    assert ref(body(main()["modules"]["storage"])["params"]["anchorWriterRoleName"]) == (
+        "roles.outputs.anchorWriterRoleName"
+    )
+
+
+def test_anchor_writer_can_create_but_not_overwrite_or_delete():
+    roles = module("custom-roles")
+    assert variable(roles, "anchorWriterDataActions") == ANCHOR_WRITER_DATA_ACTIONS
+    (perm,) = body(roles["resources"]["anchorWriter"])["properties"]["permissions"]
+    assert perm == {
+        "actions": [],
+        "notActions": [],
+        "dataActions": "anchorWriterDataActions",
+        "notDataActions": [],
+    }
+    assert not any(a.endswith(("/blobs/write", "/blobs/delete")) for a in ANCHOR_WRITER_DATA_ACTIONS)
+    assert ref(roles["outputs"]["anchorWriterRoleName"]["value"]) == "anchorWriter.name"
+    # and nobody gets a broader blob role there: the operators read it only
+    storage = module("storage")
+    index = _container_names(storage).index("audit-anchors")
+    on_anchors = [
+        res
+        for res in resources_of_type(storage, "Microsoft.Authorization/roleAssignments").values()
+        if ref(body(res)["scope"]) == f"containers[{index}]"
+    ]
+    grants = {
+        (
+            body(r)["properties"]["principalId"],
+            role_of(storage, r),
+            json.dumps(condition_of(r), sort_keys=True),
+        )
+        for r in on_anchors
+    }
+    reads, creates = (
+        json.dumps(
+            {"operator": {"type": "and", "operands": {"operand_1": "hasOperators", "operand_2": operand}}},
+            sort_keys=True,
+        )
+        for operand in (
+            {"operator": {"type": "not", "operands": {"bool_value": "operatorWritesAnchors"}}},
+            "operatorWritesAnchors",
+        )
+    )
+    assert grants == {
+        ("functionPrincipalId", "param:anchorWriterRoleName", "null"),
+        # people read; only when they run rotations in-process do their runs create anchors
+        ("operatorGroupId", BLOB_READER, reads),
+        ("operatorGroupId", "param:anchorWriterRoleName", creates),
+    }
+    passed = body(main()["modules"]["storage"])["params"]
+    assert passed["operatorWritesAnchors"] == "operatorRotates"
 
 
 def test_operator_group_gets_what_the_cli_and_replay_need_and_nothing_more():
@@ -533,7 +675,9 @@ def test_operator_group_gets_what_the_cli_and_replay_need_and_nothing_more():
         ("queues[i]", QUEUE_PROCESSOR),
         (f"containers[{index['eventgrid-deadletters']}]", BLOB_READER),
         (f"containers[{index['rotation-poison']}]", BLOB_CONTRIBUTOR),
-        (f"containers[{index['audit-anchors']}]", BLOB_CONTRIBUTOR),
+        (f"containers[{index['audit-anchors']}]", BLOB_READER),  # verify
+        # in-process runs anchor their trail: create only, never overwrite or delete
+        (f"containers[{index['audit-anchors']}]", "param:anchorWriterRoleName"),
         # every plan reads saved specs; writing them only with in-process redeploys
         (f"containers[{index['rotation-redeploy']}]", BLOB_READER),
         (f"containers[{index['rotation-redeploy']}]", BLOB_CONTRIBUTOR),
@@ -597,7 +741,9 @@ def test_audit_anchors_are_immutable():
     policy = storage["resources"]["auditAnchorImmutability"]
     assert policy["type"] == "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies"
     parent = ref(body(policy)["parent"])
-    index = int(re.fullmatch(r"containers\[(\d+)\]", parent).group(1))
+    match = re.fullmatch(r"containers\[(\d+)\]", parent)
+    assert match, parent
+    index = int(match.group(1))
     assert variable(storage, variable(storage, "containerNames")[index]) == "audit-anchors"
     props = body(policy)["properties"]
     assert props["immutabilityPeriodSinceCreationInDays"] == "auditAnchorImmutabilityDays"
@@ -650,7 +796,9 @@ def test_settings_are_parameters_with_design_defaults():
         assert module_param in text, f"{setting} is not fed by {module_param}: {value}"
         assert passed[module_param] == main_param, f"{module_param} is not fed by {main_param}"
         assert params[main_param]["default"] == default, f"{main_param} default is not DESIGN's {default!r}"
-    defer = settings["ROTATION_DEFER_TO_KEY_POLICY"]["operator"]["operands"]
+    defer_setting = settings["ROTATION_DEFER_TO_KEY_POLICY"]
+    assert isinstance(defer_setting, dict), defer_setting
+    defer = defer_setting["operator"]["operands"]
     assert (defer["true_value"], defer["false_value"]) == ("true", "false"), "bool as lower-case text"
     assert passed["allowedVaults"]["function"]["type"] == "join"
     assert passed["subscriptions"]["function"]["parameters"]["input_array"] == "rotationSubscriptionIds"
