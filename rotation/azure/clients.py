@@ -6,12 +6,14 @@ storage settings); nothing here knows whether it talks to Azure or to the local 
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import requests
 from azure.core.credentials import TokenCredential
+from azure.core.exceptions import ClientAuthenticationError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
@@ -26,6 +28,19 @@ from rotation.config import Settings
 
 T = TypeVar("T")
 _NO_SDK_RETRIES: dict[str, Any] = {"retry_total": 0}  # retry.py is the one retry layer
+
+
+class CredentialMissing(Exception):
+    """No credential could sign in. `str()` is one line naming what was tried; `detail` is the
+    credential's own account of each attempt."""
+
+    def __init__(self, tried: list[str], detail: str) -> None:
+        names = ", ".join(tried)
+        super().__init__(
+            f"no Azure sign-in found (tried {names}): run `az login`, or for the local stack "
+            "`set -a; . ./.env.emulator; set +a`"
+        )
+        self.tried, self.detail = tried, detail
 
 
 def _storage_options() -> dict[str, Any]:
@@ -68,6 +83,15 @@ class Clients:
                         exclude_interactive_browser_credential=True,
                     )
         return self._credential
+
+    def check_credential(self) -> None:
+        """Get one ARM token (the credential caches it), so a missing sign-in fails once, fast."""
+        try:
+            self.credential.get_token(self.settings.cloud.arm_scope)
+        except ClientAuthenticationError as exc:
+            detail = str(exc.message or exc)
+            tried = re.findall(r"^\s*(\w+Credential):", detail, re.MULTILINE)
+            raise CredentialMissing(tried or [type(self.credential).__name__], detail) from exc
 
     def _transport(self) -> RequestsTransport:
         return RequestsTransport(session=self._session, session_owner=False)

@@ -128,6 +128,21 @@ class RunStore:
             run_row[column] = json.dumps(value) if isinstance(value, dict | list) else value
         self.table.upsert_entity(run_row, mode=UpdateMode.MERGE)
 
+    def ids_starting_with(self, prefix: str, limit: int = 10) -> list[str]:
+        """Run ids that start with `prefix` (at most `limit`), for ids shortened in listings."""
+        entities = self.table.query_entities(
+            "PartitionKey ge @lo and PartitionKey lt @hi and RowKey eq @row",
+            parameters={"lo": prefix, "hi": prefix + "~", "row": _RUN_ROW},  # "~" sorts after hex
+            select=["PartitionKey"],
+            results_per_page=limit,
+        )
+        ids = []
+        for entity in entities:
+            ids.append(entity["PartitionKey"])
+            if len(ids) >= limit:
+                break
+        return ids
+
     def get(self, run_id: str) -> dict[str, Any] | None:
         """The run and its per-target results, or None."""
         entities = list(self.table.query_entities("PartitionKey eq @pk", parameters={"pk": run_id}))

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from rotation.core.policy import NEEDS_PERSON, UPDATE
-from rotation.core.reconcile import Plan, RunResult, Unreachable
 from rotation.doors.cli.context import (
     EXIT_FAILED,
     EXIT_NEEDS_PERSON,
@@ -23,39 +18,59 @@ from rotation.doors.cli.context import (
     err,
     fail,
     operator,
-    out,
     parse_key,
     parse_targets,
 )
-from rotation.doors.cli.render import print_plan, print_result
-from rotation.service import Service
-from rotation.storage.ledger import Lease, LeaseHeld, lease_owner
-from rotation.storage.queue import new_request
+from rotation.doors.cli.output import emit, output_options
+from rotation.doors.cli.render import print_plan, print_result, print_sweep
+
+if TYPE_CHECKING:
+    from rotation.core.reconcile import Plan, RunResult
+    from rotation.model.ids import KeyRef
+    from rotation.service import Service
+    from rotation.storage.ledger import Lease
+    from rotation.storage.queue import RotationRequest
+
+
+def _allowed(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> None:
+    """Refuse, naming the setting, before anything is read: the HTTP door answers 403 here."""
+    if not service.settings.vault_allowed(key.vault_host):
+        fail(EXIT_USAGE, f"vault {key.vault_host} is not in ROTATION_ALLOWED_VAULTS")
+    for target in targets or ():
+        subscription = target.split("/")[2].lower()
+        if subscription not in service.settings.subscriptions:
+            fail(EXIT_USAGE, f"{target} is in subscription {subscription}, not in ROTATION_SUBSCRIPTIONS")
+
+
+def _plan(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> Plan:
+    from rotation.core.reconcile import Unreachable
+
+    try:
+        return service.reconciler.plan(key, targets)
+    except Unreachable as exc:
+        fail(EXIT_USAGE if exc.info.status == 404 else EXIT_UNREACHABLE, str(exc))
 
 
 @click.command()
 @click.argument("key_id")
 @click.option("--target", "targets", multiple=True, metavar="RESOURCE_ID", help="Limit to these resources.")
+@output_options
 @click.pass_obj
 def plan(obj: Context, key_id: str, targets: tuple[str, ...]) -> None:
     """Show what rotating KEY_ID would touch (read only)."""
     key = parse_key(key_id)
-    service = obj.service
-    if not service.settings.vault_allowed(key.vault_host):
-        fail(EXIT_USAGE, f"vault {key.vault_host} is not in ROTATION_ALLOWED_VAULTS")
+    target_ids = parse_targets(targets)
+    service = obj.azure
+    _allowed(service, key, target_ids)
     with err.status("reading Key Vault and ARM…"):
-        try:
-            result = service.reconciler.plan(key, parse_targets(targets))
-        except Unreachable as exc:
-            fail(EXIT_USAGE if exc.info.status == 404 else EXIT_UNREACHABLE, str(exc))
-    if obj.output == "json":
-        out.print_json(json.dumps(result.to_dict()))
-    else:
-        print_plan(result)
+        result = _plan(service, key, target_ids)
+    emit(obj, result.to_dict(), lambda: print_plan(result))
     sys.exit(plan_exit_code(result))
 
 
 def plan_exit_code(result: Plan) -> int:
+    from rotation.core.policy import NEEDS_PERSON
+
     if any(e["unreachable"] for e in result.discovery_errors):
         return EXIT_UNREACHABLE
     needs_person = result.discovery_errors or any(s.action in NEEDS_PERSON for s in result.steps)
@@ -67,21 +82,21 @@ def plan_exit_code(result: Plan) -> int:
 @click.option("--dry-run", is_flag=True, help="Plan and audit, change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--target", "targets", multiple=True, metavar="RESOURCE_ID", help="Limit to these resources.")
+@output_options
 @click.pass_obj
 def rotate(obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[str, ...]) -> None:
     """Move every consumer of KEY_ID to its desired version, now, from this machine.
 
     A KEY_ID with a version asserts that version is the desired one.
     """
+    from rotation.core.policy import UPDATE
+    from rotation.storage.queue import new_request
+
     key = parse_key(key_id)
-    service = obj.service
-    if not service.settings.vault_allowed(key.vault_host):
-        fail(EXIT_USAGE, f"vault {key.vault_host} is not in ROTATION_ALLOWED_VAULTS")
     target_ids = parse_targets(targets)
-    try:
-        preview = service.reconciler.plan(key, target_ids)
-    except Unreachable as exc:
-        fail(EXIT_USAGE if exc.info.status == 404 else EXIT_UNREACHABLE, str(exc))
+    service = obj.azure
+    _allowed(service, key, target_ids)
+    preview = _plan(service, key, target_ids)
     if key.version and preview.desired_version != key.version:
         fail(
             EXIT_USAGE,
@@ -106,15 +121,14 @@ def rotate(obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[s
     finally:
         if lease is not None:
             lease.release()
-    if obj.output == "json":
-        out.print_json(json.dumps(result.to_dict()))
-    else:
-        print_result(result)
+    emit(obj, result.to_dict(), lambda: print_result(result))
     sys.exit(result.exit_code)
 
 
-def take_lease(service: Service, request: Any) -> Lease:
+def take_lease(service: Service, request: RotationRequest) -> Lease:
     """The key's lease for this run, waiting (within the time budget) while another run holds it."""
+    from rotation.storage.ledger import LeaseHeld, lease_owner
+
     deadline = time.monotonic() + service.settings.time_budget_seconds
     while True:
         lease = service.ledger.acquire(request.key, owner=lease_owner(request.request_id))
@@ -131,8 +145,12 @@ def take_lease(service: Service, request: Any) -> Lease:
 
 
 def _run_with_progress(
-    service: Service, request: Any, updates: int, show: bool, lease: Lease | None
+    service: Service, request: RotationRequest, updates: int, show: bool, lease: Lease | None
 ) -> RunResult:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rotation.core.policy import UPDATE
+
     if not updates or not show or not err.is_terminal:
         return service.reconciler.run(request, lease=lease)
     columns = (TextColumn("updating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -148,44 +166,21 @@ def _run_with_progress(
 
 @click.command("sweep")
 @click.option("--dry-run", is_flag=True, help="Report what would be queued, queue nothing.")
+@output_options
 @click.pass_obj
 def sweep_command(obj: Context, dry_run: bool) -> None:
     """Find keys whose consumers drifted or whose version nears expiry; queue one request each."""
     from rotation.core.sweep import sweep
 
+    service = obj.azure
     with err.status("listing consumers across subscriptions…"):
-        result = sweep(obj.service, dry_run=dry_run, actor=operator())
-    findings = result.findings
-    if obj.output == "json":
-        out.print_json(json.dumps([f.to_dict() for f in findings]))
-    else:
-        table = Table(header_style="bold")
-        for column in ("key", "consumers", "behind", "near expiry", "result"):
-            table.add_column(column, overflow="fold")
-        for finding in findings:
-            result = (
-                f"queued {finding.request_id}"
-                if finding.request_id
-                else "[yellow]would queue[/]"
-                if finding.needs_work
-                else f"[yellow]skipped: {finding.error}[/]"
-                if finding.skipped
-                else f"[red]{finding.error}[/]"
-                if finding.error
-                else "[green]nothing to do[/]"
-            )
-            table.add_row(
-                finding.key.versionless_id,
-                str(finding.consumers),
-                str(finding.behind),
-                finding.near_expiry or "",
-                result,
-            )
-        out.print(table if findings else "[dim]no consumers of any allowed key were found[/]")
+        result = sweep(service, dry_run=dry_run, actor=operator())
+    emit(obj, [f.to_dict() for f in result.findings], lambda: print_sweep(result.findings))
     for error in result.discovery_errors:
         err.print(
             f"[red]could not list {error.kind} in {error.scope}:[/] {error.error.summary()}", highlight=False
         )
     if result.unreachable:
         sys.exit(EXIT_UNREACHABLE)
-    sys.exit(EXIT_NEEDS_PERSON if result.discovery_errors or any(f.skipped for f in findings) else EXIT_OK)
+    needs_person = result.discovery_errors or any(f.skipped for f in result.findings)
+    sys.exit(EXIT_NEEDS_PERSON if needs_person else EXIT_OK)

@@ -6,37 +6,77 @@ from __future__ import annotations
 import getpass
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
 
-from rotation.config import ConfigError
 from rotation.model.ids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
-from rotation.service import Service
 
-EXIT_OK, EXIT_USAGE, EXIT_NEEDS_PERSON, EXIT_FAILED, EXIT_UNREACHABLE = 0, 2, 3, 4, 5
+if TYPE_CHECKING:  # the SDKs load only when a command runs, so `--help` stays quick
+    from rotation.service import Service
+
+# DESIGN.md section 7, plus 1 (an unexpected error: a bug) and 130 (declined at a prompt or Ctrl-C)
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_NEEDS_PERSON, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4, 5
+EXIT_ABORTED = 130
 out = Console()
 err = Console(stderr=True)
 
 
 class Context:
-    def __init__(self, output: str) -> None:
-        self.output = output
+    """Options given before or after the subcommand, and the service, built on first use."""
+
+    def __init__(self) -> None:
+        self.output = "table"
+        self.query: str | None = None
+        self.debug = False
         self._service: Service | None = None
+        self._signed_in = False
 
     @property
     def service(self) -> Service:
+        """The service for commands that read and write storage only."""
         if self._service is None:
+            from rotation.config import ConfigError
+            from rotation.service import Service
+
             try:
-                self._service = Service.from_environment()
+                service = Service.from_environment()
             except ConfigError as exc:
                 fail(EXIT_USAGE, f"configuration error: {exc}")
-            self._service.ensure_storage()
+            if not service.settings.storage.connection_string:  # storage signs in too
+                self._check(service)
+            service.ensure_storage()
+            self._service = service
         return self._service
 
+    @property
+    def azure(self) -> Service:
+        """The service for commands that call Key Vault or ARM: the sign-in is checked first."""
+        service = self.service
+        self._check(service)
+        return service
 
-def fail(code: int, message: str) -> None:
+    def _check(self, service: Service) -> None:
+        if not self._signed_in:
+            check_credential(service, self.debug)
+            self._signed_in = True
+
+
+def check_credential(service: Service, debug: bool) -> None:
+    """One token up front: without a usable sign-in the command stops here, in one line, instead
+    of after every storage, Key Vault and ARM call has tried the whole credential chain."""
+    from rotation.azure.clients import CredentialMissing
+
+    try:
+        service.clients.check_credential()
+    except CredentialMissing as exc:
+        if debug:
+            err.print(exc.detail, highlight=False, markup=False)
+        fail(EXIT_USAGE, str(exc))
+
+
+def fail(code: int, message: str) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     sys.exit(code)
 

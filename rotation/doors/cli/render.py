@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from rotation.core.policy import UPDATE
-from rotation.core.reconcile import Plan, RunResult
 from rotation.doors.cli.context import err, out
+
+if TYPE_CHECKING:
+    from rotation.core.reconcile import Plan, RunResult
+    from rotation.core.sweep import KeyFinding
+    from rotation.doors.replay import FailedItem, ReplayOutcome
+
+RUNBOOK_FIX = "see docs/runbook.md section 2"
 
 _ACTION_STYLE = {
     "update": "bold cyan",
@@ -18,6 +24,7 @@ _ACTION_STYLE = {
     "opted-out": "dim",
     "newer-than-desired": "yellow",
     "redeploy-required": "yellow",
+    "manual-required": "yellow",
     "blocked": "bold red",
 }
 _OUTCOME_STYLE = {
@@ -35,6 +42,8 @@ def short(target: str) -> str:
 
 
 def print_plan(result: Plan, console: Console = out) -> None:
+    from rotation.core.policy import UPDATE
+
     desired = result.desired_version or f"none usable ({result.state.blocked_reason})"
     console.print(f"[bold]{result.key.versionless_id}[/]  desired version [bold]{desired}[/]")
     table = Table(show_lines=False, header_style="bold")
@@ -50,7 +59,29 @@ def print_plan(result: Plan, console: Console = out) -> None:
             step.message,
         )
     console.print(table if result.steps else "[dim]no consumers of this key were found[/]")
+    _print_needs_person(result.steps, console)
     _print_problems(result.discovery_errors, result.not_consumers, result.warnings)
+
+
+def needs_person(steps: Iterable[Any]) -> str | None:
+    """Why a converged run still ends `needs-attention` (exit 3), in one line, or None."""
+    from rotation.core.policy import NEEDS_PERSON
+
+    named = [
+        f"{s.target.rsplit('/', 1)[-1]} {s.action}" + (f": {s.reason}" if s.action == "blocked" else "")
+        for s in steps
+        if s.action in NEEDS_PERSON
+    ]
+    if not named:
+        return None
+    count = f"{len(named)} step{'s' if len(named) > 1 else ''} need{'' if len(named) > 1 else 's'}"
+    return f"{count} a person: {', '.join(named)}, {RUNBOOK_FIX}"
+
+
+def _print_needs_person(steps: Iterable[Any], console: Console) -> None:
+    line = needs_person(steps)
+    if line:
+        console.print(f"[yellow]{line}[/]", highlight=False)
 
 
 def _print_problems(errors: Any, strangers: Any, warnings: Any) -> None:
@@ -65,6 +96,8 @@ def _print_problems(errors: Any, strangers: Any, warnings: Any) -> None:
 
 
 def print_result(result: RunResult) -> None:
+    from rotation.core.policy import UPDATE
+
     verb = "would move" if result.dry_run else "moved"
     out.print(
         f"run [bold]{result.run_id}[/]  {result.key_id}  desired [bold]{result.desired_version}[/]  "
@@ -94,6 +127,7 @@ def print_result(result: RunResult) -> None:
     for step in result.steps:
         counts[step.outcome] += 1
     out.print(f"{verb}: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())) if counts else "")
+    _print_needs_person(result.steps, out)
     _print_problems(result.discovery_errors, [], result.notes)
     if result.error:
         err.print(f"[red]{result.error.summary()}[/]", highlight=False)
@@ -144,7 +178,20 @@ def _clip(text: str | None, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _print_items(items: list[Any]) -> None:
+def why(item: FailedItem, failures: Sequence[str] = ()) -> str:
+    """Why an item failed: it cannot be replayed (red), its last replay's failing targets, the
+    cause found in its run's audit trail, or Event Grid's own account of the last delivery."""
+    if item.error:
+        return f"[red]{_clip(item.error)}[/]"
+    if failures:
+        return "[red]last replay: " + _clip(", ".join(failures), 200) + "[/]"
+    if item.cause:
+        return _clip(item.cause)
+    delivery = [item.last_outcome, f"HTTP {item.last_status}" if item.last_status else None]
+    return _clip(" ".join(x for x in [item.reason, *delivery] if x))
+
+
+def print_items(items: list[FailedItem], failures: dict[str, list[str]]) -> None:
     table = Table(header_style="bold")
     for column in (
         "source",
@@ -170,7 +217,50 @@ def _print_items(items: list[Any]) -> None:
             item.reason or "",
             str(item.attempts or ""),
             item.last_outcome or "",
-            f"[red]{_clip(item.error)}[/]" if item.error else _clip(item.cause),
+            why(item, failures.get(item.item_id, ())),
             f"{replayed.get('Outcome')} by {replayed.get('Operator')}" if replayed else "",
         )
     out.print(table if items else "[green]nothing failed in this window[/]")
+
+
+def print_sweep(findings: list[KeyFinding]) -> None:
+    table = Table(header_style="bold")
+    for column in ("key", "consumers", "behind", "near expiry", "result"):
+        table.add_column(column, overflow="fold")
+    for finding in findings:
+        table.add_row(
+            finding.key.versionless_id,
+            str(finding.consumers),
+            str(finding.behind),
+            finding.near_expiry or "",
+            _sweep_result(finding),
+        )
+    out.print(table if findings else "[dim]no consumers of any allowed key were found[/]")
+
+
+def _sweep_result(finding: KeyFinding) -> str:
+    if finding.request_id:
+        return f"queued {finding.request_id}"
+    if finding.needs_work:
+        return "[yellow]would queue[/]"
+    if finding.skipped:
+        return f"[yellow]skipped: {finding.error}[/]"
+    if finding.error:
+        return f"[red]{finding.error}[/]"
+    return "[green]nothing to do[/]"
+
+
+def print_replay_outcome(outcome: ReplayOutcome, failures: Sequence[str]) -> None:
+    """One line per replayed item: what ran, how it ended, and which targets failed with what."""
+    style = {
+        "replayed": "green" if outcome.status in ("succeeded", "needs-attention") else "red",
+        "would-replay": "cyan",
+    }.get(outcome.action, "dim")
+    out.print(
+        f"[{style}]{outcome.action}[/] {outcome.item.item_id}"
+        + (f" → run {outcome.run_id}: {outcome.status}" if outcome.run_id else "")
+        + (f" ({outcome.detail})" if outcome.detail else ""),
+        highlight=False,
+    )
+    if failures:
+        out.print(f"  [red]failed: {', '.join(failures)}[/]", highlight=False)
