@@ -35,7 +35,7 @@ class CredentialMissing(Exception):
     credential's own account of each attempt."""
 
     def __init__(self, tried: list[str], detail: str) -> None:
-        names = ", ".join(tried)
+        names = ", ".join(name.removesuffix("Credential") for name in tried)
         super().__init__(
             f"no Azure sign-in found (tried {names}): run `az login`, or for the local stack "
             "`set -a; . ./.env.emulator; set +a`"

@@ -60,8 +60,8 @@ def plan(obj: Context, key_id: str, targets: tuple[str, ...]) -> None:
     """Show what rotating KEY_ID would touch (read only)."""
     key = parse_key(key_id)
     target_ids = parse_targets(targets)
+    _allowed(obj.service, key, target_ids)  # before signing in: a refusal needs no token
     service = obj.azure
-    _allowed(service, key, target_ids)
     with err.status("reading Key Vault and ARM…"):
         result = _plan(service, key, target_ids)
     emit(obj, result.to_dict(), lambda: print_plan(result))
@@ -94,8 +94,8 @@ def rotate(obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[s
 
     key = parse_key(key_id)
     target_ids = parse_targets(targets)
+    _allowed(obj.service, key, target_ids)  # before signing in: a refusal needs no token
     service = obj.azure
-    _allowed(service, key, target_ids)
     preview = _plan(service, key, target_ids)
     if key.version and preview.desired_version != key.version:
         fail(
