@@ -48,8 +48,12 @@ def _storage_options() -> dict[str, Any]:
     short (about 3 s) so Event Grid's 30 s answer window survives a storage outage."""
     return {
         # waits of 0.5 s and 2.5 s (±0.5 s), 5 s to connect: a dead endpoint fails in about 18 s
+        # the SDK hints these as int; it computes in floats
         "retry_policy": ExponentialRetry(
-            initial_backoff=0.5, increment_base=2, retry_total=2, random_jitter_range=0.5
+            initial_backoff=0.5,  # type: ignore[arg-type]
+            increment_base=2,
+            retry_total=2,
+            random_jitter_range=0.5,  # type: ignore[arg-type]
         ),
         "connection_timeout": 5,
     }

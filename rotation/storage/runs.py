@@ -109,7 +109,7 @@ class RunStore:
     def finished(self, run_id: str, summary: dict[str, Any], steps: list[dict[str, Any]]) -> None:
         rows = []
         for index, step in enumerate(steps, start=1):
-            row = {"PartitionKey": run_id, "RowKey": f"step-{index:05d}"}
+            row: dict[str, Any] = {"PartitionKey": run_id, "RowKey": f"step-{index:05d}"}
             row.update({k[0].upper() + k[1:]: step.get(k) for k in _STEP_FIELDS if step.get(k) is not None})
             rows.append(row)
         # Replace, not merge: a row reused from an earlier attempt must not keep its old error.
