@@ -1,4 +1,4 @@
-"""Scenario files (DESIGN.md section 7): load one into a World, dump a World back.
+"""Scenario files (docs/scenario.md): load one into a World, dump a World back.
 
 Times are epoch seconds or offsets from load time ("-40d", "+325d", "+2h", "-30m", "+10s"),
 so a shipped scenario never goes stale. Optional fields take Azure's defaults.
