@@ -131,12 +131,12 @@ def replay_command(
     with err.status("reading dead letters and the poison queue…"):
         items = list_failed(service, selection, move=not dry_run)
     if not items:
-        if obj.output == "table":
+        if obj.for_people:
             out.print("[green]nothing to replay[/]")
         else:
             emit(obj, [], lambda: None)
         sys.exit(EXIT_OK)
-    if obj.output == "table":
+    if obj.for_people:
         print_items(items, last_replay_failures(service, items))
     if not dry_run and not yes:
         if not sys.stdin.isatty():
@@ -157,7 +157,7 @@ def replay_command(
         return failing_targets(result.to_dict()) if result else []
 
     def show(outcome: ReplayOutcome) -> None:
-        if obj.output == "table":
+        if obj.for_people:
             print_replay_outcome(outcome, failures_of(outcome))
 
     outcomes = replay(

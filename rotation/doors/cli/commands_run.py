@@ -105,7 +105,7 @@ def rotate(obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[s
         )
     updates = sum(1 for s in preview.steps if s.action == UPDATE)
     if not dry_run and updates and not yes:
-        if obj.output == "table":
+        if obj.for_people:
             print_plan(preview)
         if not sys.stdin.isatty():
             fail(EXIT_USAGE, "refusing to change resources without confirmation: pass --yes")
@@ -115,9 +115,7 @@ def rotate(obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[s
     )
     lease = None if dry_run else take_lease(service, request)
     try:
-        result = _run_with_progress(
-            service, request, updates if not dry_run else 0, obj.output == "table", lease
-        )
+        result = _run_with_progress(service, request, updates if not dry_run else 0, obj.for_people, lease)
     finally:
         if lease is not None:
             lease.release()

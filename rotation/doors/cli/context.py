@@ -34,6 +34,11 @@ class Context:
         self._signed_in = False
 
     @property
+    def for_people(self) -> bool:
+        """The default table, with no query: progress, tables and per-item lines are shown."""
+        return self.output == "table" and self.query is None
+
+    @property
     def service(self) -> Service:
         """The service for commands that read and write storage only."""
         if self._service is None:

@@ -73,7 +73,7 @@ def output_options[F: Callable[..., Any]](command: F) -> F:
 
 def emit(obj: Context, data: Any, table: Callable[[], None]) -> None:
     """Print `data` in the chosen format; `table` prints the people's view of it."""
-    if obj.output == "table" and obj.query is None:
+    if obj.for_people and obj.query is None:
         table()
         return
     plain = json.loads(json.dumps(data, default=str))  # datetimes and the like as strings
