@@ -4,6 +4,8 @@ because tests only ran it with `-o json`)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from click.testing import CliRunner, Result
 
@@ -122,6 +124,8 @@ def test_deadletters_and_replay_tables_name_the_failing_target_and_code(stack) -
     assert "→ run" in flat and "failed: reg1: AuthorizationFailed" in flat
     listed = run("deadletters", "list")
     assert "last replay: reg1: AuthorizationFailed" in " ".join(listed.stdout.split())
+    as_json = run("deadletters", "list", "-o", "json", "--query", "[0].lastReplayFailures")
+    assert json.loads(as_json.stdout) == ["reg1: AuthorizationFailed"]
 
 
 def test_deadletters_table_with_unreplayable_items(stack) -> None:
