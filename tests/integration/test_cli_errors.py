@@ -12,37 +12,14 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from click.testing import CliRunner, Result
 
-from rotation.doors.cli import main
-from rotation.doors.cli.context import err, out
 from tests import scenarios as s
 from tests.conftest import dead_port
-
-OLD, NEW = s.vid("old"), s.vid("new")
-KEY = s.key_id("acr-cmk")
-
-
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    for console in (out, err):
-        monkeypatch.setattr(console, "_width", 250)
+from tests.integration.cli_support import KEY, OLD, load_estate, run
 
 
 def fleet(stack, *groups: dict) -> None:
-    stack.load(
-        s.scenario(
-            {"acr-cmk": s.key(s.version("old", created="-200d"), s.version("new", created="-1h"))},
-            registries=[s.registry("reg1", s.key_id("acr-cmk", OLD))],
-            groups=list(groups),
-        )
-    )
-
-
-def run(*args: str) -> Result:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert "Traceback" not in result.output
-    return result
+    load_estate(stack, [s.registry("reg1", s.key_id("acr-cmk", OLD))], list(groups))
 
 
 def in_terminal(args: list[str], answer: bytes) -> tuple[int, str]:

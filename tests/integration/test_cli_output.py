@@ -7,40 +7,22 @@ import json
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
 
-from rotation.doors.cli import main
-from rotation.doors.cli.context import err, out
 from tests import scenarios as s
+from tests.integration.cli_support import KEY, NEW, OLD, load_estate, run
 
-OLD, NEW = s.vid("old"), s.vid("new")
-KEY = s.key_id("acr-cmk")
 UPDATES = "steps[?action=='update'].target"
-
-
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    for console in (out, err):
-        monkeypatch.setattr(console, "_width", 250)
 
 
 @pytest.fixture
 def fleet(stack):
-    stack.load(
-        s.scenario(
-            {"acr-cmk": s.key(s.version("old", created="-200d"), s.version("new", created="-1h"))},
-            registries=[
-                s.registry("reg1", s.key_id("acr-cmk", OLD)),
-                s.registry("reg2", s.key_id("acr-cmk", OLD), sub=s.SUB_B),
-                s.registry("reg3", s.key_id("acr-cmk", NEW)),
-            ],
-        )
-    )
+    registries = [
+        s.registry("reg1", s.key_id("acr-cmk", OLD)),
+        s.registry("reg2", s.key_id("acr-cmk", OLD), sub=s.SUB_B),
+        s.registry("reg3", s.key_id("acr-cmk", NEW)),
+    ]
+    load_estate(stack, registries)
     return stack
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def test_tsv_query_prints_one_id_a_line(fleet) -> None:

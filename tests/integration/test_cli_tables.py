@@ -7,41 +7,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner, Result
 
-from rotation.doors.cli import main
-from rotation.doors.cli.context import err, out
 from tests import scenarios as s
+from tests.integration.cli_support import KEY, NEW, OLD, load_estate, run
 from tests.integration.test_replay import dead_letter, seed_dead_letters, upload
-
-OLD, NEW = s.vid("old"), s.vid("new")
-KEY = s.key_id("acr-cmk")
-
-
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rich folds cells at 80 columns when not on a terminal; a wide page keeps words whole."""
-    for console in (out, err):
-        monkeypatch.setattr(console, "_width", 250)
 
 
 def estate(stack, *groups: dict) -> None:
-    stack.load(
-        s.scenario(
-            {"acr-cmk": s.key(s.version("old", created="-200d"), s.version("new", created="-1h"))},
-            registries=[
-                s.registry("reg1", s.key_id("acr-cmk", OLD)),
-                s.registry("reg2", s.key_id("acr-cmk", NEW)),
-            ],
-            groups=list(groups),
-        )
-    )
-
-
-def run(*args: str, input: str | None = None) -> Result:
-    result = CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
-    assert "Traceback" not in result.output
-    return result
+    registries = [s.registry("reg1", s.key_id("acr-cmk", OLD)), s.registry("reg2", s.key_id("acr-cmk", NEW))]
+    load_estate(stack, registries, list(groups))
 
 
 def test_plan_table_names_each_target_and_its_action(stack) -> None:
