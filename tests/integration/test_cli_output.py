@@ -88,6 +88,11 @@ def test_query_and_output_after_nested_subcommands(fleet) -> None:
     )
 
 
+def test_output_between_a_group_and_its_command(fleet) -> None:
+    result = run("audit", "-o", "json", "list", "--key", KEY)
+    assert result.exit_code == 0 and json.loads(result.stdout)["records"] == []
+
+
 def test_a_bad_query_or_format_is_a_usage_error(fleet) -> None:
     result = run("plan", KEY, "--query", "steps[?action==")
     assert result.exit_code == 2 and "--query" in result.output

@@ -29,6 +29,7 @@ _RUN_PREFIX = re.compile(r"[0-9a-f-]{1,36}")  # run ids are UUIDs; anything else
 
 
 @click.group()
+@output_options
 def audit() -> None:
     """Read and verify the audit trail."""
 

@@ -79,6 +79,7 @@ def _items_data(items: list[FailedItem], failures: dict[str, list[str]]) -> list
 
 
 @click.group()
+@output_options
 def deadletters() -> None:
     """Failed work: Event Grid dead letters and poison-queue requests."""
 
