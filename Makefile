@@ -10,7 +10,10 @@ AZURITE := node_modules/.bin/azurite
 install: $(STAMP) $(AZURITE)
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
-	@test -x $(PY) || { py=$$(tools/find-python) && $$py -m venv $(VENV); }
+	@# one line per step: a fresh machine spends about two minutes here
+	@test -x $(PY) || { echo "make install: creating $(VENV) (Python 3.13)"; \
+		py=$$(tools/find-python) && $$py -m venv $(VENV); }
+	@echo "make install: installing Python packages into $(VENV) (pinned by constraints.txt)"
 	@# pip's own exit status decides; its log is shown only when it fails
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt \
 		> $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
@@ -21,12 +24,14 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 
 $(AZURITE): package.json
 	@command -v npm >/dev/null || { echo "error: npm (Node 20) is needed for Azurite" >&2; exit 1; }
+	@echo "make install: installing Azurite into node_modules (npm)"
 	@npm install --no-audit --no-fund --loglevel=error >/dev/null
 	@touch $(AZURITE)
 
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check rotation emulator tests bench tools function_app.py
+	$(VENV)/bin/mypy
 
 test: install lint infra-check
 	$(VENV)/bin/pytest -q

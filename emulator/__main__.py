@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="start the emulator")
-    serve.add_argument("--scenario", type=Path, help="scenario JSON file (DESIGN.md section 7)")
+    serve.add_argument("--scenario", type=Path, help="scenario JSON file (format: docs/scenario.md)")
     serve.add_argument("--env-file", type=Path, help="also write the settings as KEY=VALUE lines here")
     serve.add_argument("--port", type=int, default=0, help="listen port (default: a free one)")
     serve.add_argument("--state-dir", type=Path, help="where the CA bundle goes (default: a temp dir)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import scenario
@@ -36,6 +37,12 @@ _KV_ERROR_CODES = {
     504: "GatewayTimeout",
 }
 _VAULT_HOST = re.compile(r"^[a-z0-9-]{3,24}\.vault\.")
+
+
+def _done(action: Callable[[], None]) -> Response:
+    """Run an admin action that answers nothing, then say so (204)."""
+    action()
+    return Response.empty(204)
 
 
 class EmulatorApp:
@@ -126,10 +133,10 @@ class EmulatorApp:
         add("GET", r"/state", self._get_state)
         add("POST", r"/scenario", self._post_scenario)
         add("GET", r"/calls", lambda r: Response.json(200, self.calls.snapshot()))
-        add("DELETE", r"/calls", lambda r: (self.calls.clear(), Response.empty(204))[1])
+        add("DELETE", r"/calls", lambda r: _done(self.calls.clear))
         add("GET", r"/faults", lambda r: Response.json(200, {"faults": self.faults.list()}))
         add("POST", r"/faults", self._post_fault)
-        add("DELETE", r"/faults", lambda r: (self.faults.clear(), Response.empty(204))[1])
+        add("DELETE", r"/faults", lambda r: _done(self.faults.clear))
         add("POST", r"/throttling", self._post_throttling)
         add(
             "GET",
@@ -141,7 +148,7 @@ class EmulatorApp:
         add("GET", r"/config", lambda r: Response.json(200, self.settings.describe()))
         add("POST", r"/config", self._post_config)
         add("GET", r"/events", lambda r: Response.json(200, {"events": self.eventgrid.received()}))
-        add("DELETE", r"/events", lambda r: (self.eventgrid.clear(), Response.empty(204))[1])
+        add("DELETE", r"/events", lambda r: _done(self.eventgrid.clear))
 
     def _get_state(self, request: Request) -> Response:
         self.arm.operations.settle()

@@ -25,7 +25,7 @@ from .faults import ArmThrottle
 from .http import Request, Response, Router
 from .identity import TokenIssuer
 from .settings import Settings
-from .state import ARM_ID, World, now
+from .state import World, arm_parts, now
 
 ARM_HOSTS = {
     "management.azure.com": "https://management.azure.com",
@@ -244,7 +244,7 @@ class ArmService:
         revert: Callable[[], None],
     ) -> dict[str, str]:
         """Register an LRO and return the headers that announce it."""
-        match = ARM_ID.match(resource_id)
+        match = arm_parts(resource_id)
         op = Operation(
             due=time.time() + self.settings.lro_seconds,
             id=f"{match['type'].lower()}-{uuid.uuid4()}-{next(self._op_ids)}",
@@ -356,7 +356,7 @@ def key_problem(
         return "A key version is required."
     vault = world.vaults.get(match["vault"].lower())
     key = vault.key(match["name"]) if vault else None
-    if key is None:
+    if vault is None or key is None:
         return f"The key '{key_url}' was not found."
     version = key.find(match["version"]) if match["version"] else key.latest()
     if version is None:

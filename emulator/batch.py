@@ -6,7 +6,7 @@ from typing import Any
 
 from .arm import ArmService, arm_error, identity_block, json_body, key_problem, not_found
 from .http import Request, Response
-from .state import ARM_ID, BatchAccount, World
+from .state import BatchAccount, World, arm_parts
 
 TYPE = "Microsoft.Batch/batchAccounts"
 _ROOT = r"/subscriptions/(?P<sub>[^/]+)"
@@ -29,7 +29,7 @@ class BatchAccounts:
         )
 
     def render(self, account: BatchAccount) -> dict[str, Any]:
-        name = ARM_ID.match(account.id)["name"]
+        name = arm_parts(account.id)["name"]
         encryption: dict[str, Any] = {"keySource": "Microsoft.Batch"}
         if account.key_id:
             encryption = {
@@ -66,8 +66,8 @@ class BatchAccounts:
             items = [
                 self.render(a)
                 for a in self.world.batch_accounts.values()
-                if ARM_ID.match(a.id)["sub"].lower() == sub.lower()
-                and (group is None or ARM_ID.match(a.id)["rg"].lower() == group.lower())
+                if arm_parts(a.id)["sub"].lower() == sub.lower()
+                and (group is None or arm_parts(a.id)["rg"].lower() == group.lower())
             ]
         return self.arm.page(request, items)
 

@@ -8,12 +8,13 @@ DELETE are long-running operations.
 
 from __future__ import annotations
 
+import builtins
 import copy
 from typing import Any
 
 from .arm import ArmService, arm_error, identity_block, json_body, key_problem, not_found
 from .http import Request, Response
-from .state import ARM_ID, ContainerGroup, World
+from .state import ContainerGroup, World, arm_parts
 
 NAMESPACE = "Microsoft.ContainerInstance"
 TYPE = "Microsoft.ContainerInstance/containerGroups"
@@ -113,7 +114,7 @@ class ContainerGroups:
         }
         body: dict[str, Any] = {
             "id": group.id,
-            "name": ARM_ID.match(group.id)["name"],
+            "name": arm_parts(group.id)["name"],
             "type": TYPE,
             "location": group.location,
             "tags": dict(group.tags),
@@ -129,8 +130,8 @@ class ContainerGroups:
             items = [
                 self.render(g)
                 for g in self.world.container_groups.values()
-                if ARM_ID.match(g.id)["sub"].lower() == sub.lower()
-                and (group is None or ARM_ID.match(g.id)["rg"].lower() == group.lower())
+                if arm_parts(g.id)["sub"].lower() == sub.lower()
+                and (group is None or arm_parts(g.id)["rg"].lower() == group.lower())
             ]
         return self.arm.page(request, items)
 
@@ -236,7 +237,7 @@ class ContainerGroups:
         existing: ContainerGroup,
         spec: dict[str, Any],
         body: dict[str, Any],
-        identities: list[str],
+        identities: builtins.list[str],  # `list` here is this class's method
     ) -> Response:
         previous = existing.provisioning_state
 

@@ -81,7 +81,7 @@ class KeyVaultService:
     # -- entry ---------------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
         audience = vault_audience(request.host)
-        if self.tokens.check(request, {audience}) is None:
+        if self.tokens.check(request, {audience} if audience else set()) is None:
             message = (
                 "AKV10000: Request is missing a Bearer or PoP token."
                 if "authorization" not in request.headers

@@ -22,7 +22,7 @@ from .arm import (
     not_found,
 )
 from .http import Request, Response
-from .state import ARM_ID, Registry, World, now
+from .state import Registry, World, arm_parts, now
 
 NAMESPACE = "Microsoft.ContainerRegistry"
 TYPE = "Microsoft.ContainerRegistry/registries"
@@ -66,7 +66,7 @@ class Registries:
         return self.world.registries.get(resource_id.lower())
 
     def render(self, registry: Registry) -> dict[str, Any]:
-        name = ARM_ID.match(registry.id)["name"]
+        name = arm_parts(registry.id)["name"]
         properties: dict[str, Any] = {
             "loginServer": f"{name.lower()}.azurecr.io",
             "creationDate": iso(registry.created),
@@ -146,8 +146,8 @@ class Registries:
             items = [
                 self.render(r)
                 for r in self.world.registries.values()
-                if ARM_ID.match(r.id)["sub"].lower() == sub.lower()
-                and (group is None or ARM_ID.match(r.id)["rg"].lower() == group.lower())
+                if arm_parts(r.id)["sub"].lower() == sub.lower()
+                and (group is None or arm_parts(r.id)["rg"].lower() == group.lower())
             ]
         return self.arm.page(request, items)
 

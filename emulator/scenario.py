@@ -1,4 +1,4 @@
-"""Scenario files (DESIGN.md section 7): load one into a World, dump a World back.
+"""Scenario files (docs/scenario.md): load one into a World, dump a World back.
 
 Times are epoch seconds or offsets from load time ("-40d", "+325d", "+2h", "-30m", "+10s"),
 so a shipped scenario never goes stale. Optional fields take Azure's defaults.
@@ -23,6 +23,7 @@ from .state import (
     Registry,
     Vault,
     World,
+    arm_parts,
     new_version_id,
     now,
     random_public_jwk,
@@ -125,7 +126,7 @@ def load(world: World, scenario: Any) -> None:
         staged.container_groups[group.id.lower()] = group
     staged.subscriptions = {s.lower() for s in scenario.get("subscriptions") or []}
     for resource_id in [*staged.registries, *staged.batch_accounts, *staged.container_groups]:
-        match = ARM_ID.match(resource_id)
+        match = arm_parts(resource_id)
         staged.subscriptions.add(match["sub"].lower())
         staged.resource_groups.add((match["sub"].lower(), match["rg"].lower()))
     with world.lock:
@@ -179,12 +180,14 @@ def _load_key(name: str, spec: dict[str, Any], where: str, base: int) -> Key:
         if not _VERSION.match(version):
             raise ScenarioError(f"{vwhere}.version: 32 hex characters")
         created = parse_time(vspec.get("created", base), f"{vwhere}.created", base=base)
+        created = base if created is None else created  # "created": null
+        updated = parse_time(vspec.get("updated", created), f"{vwhere}.updated", base=base)
         versions.append(
             KeyVersion(
                 version=version.lower(),
                 enabled=bool(vspec.get("enabled", True)),
                 created=created,
-                updated=parse_time(vspec.get("updated", created), f"{vwhere}.updated", base=base),
+                updated=created if updated is None else updated,
                 nbf=parse_time(vspec.get("nbf"), f"{vwhere}.nbf", base=base),
                 exp=parse_time(vspec.get("exp"), f"{vwhere}.exp", base=base),
                 key_ops=list(vspec.get("keyOps") or key_ops),
@@ -283,7 +286,7 @@ def _load_group(spec: dict[str, Any], where: str, world: World) -> ContainerGrou
     resource_id = _arm_id(
         _require(spec, "id", where), "Microsoft.ContainerInstance", "containerGroups", f"{where}.id"
     )
-    name = ARM_ID.match(resource_id)["name"]
+    name = arm_parts(resource_id)["name"]
     identity = spec.get("identity")
     identities = _identities(spec, where, world)
     if identity:

@@ -21,7 +21,7 @@ import socketserver
 import ssl
 import sys
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 from .http import Request, Response
 from .tls import CertificateAuthority
@@ -46,7 +46,7 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.ca = ca
         super().__init__(address, _Handler)
 
-    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+    def handle_error(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
         # A client that goes away mid-request (reset, broken pipe, TLS cut short) is ordinary for a
         # proxy: say nothing. The default prints a traceback to stderr, which EmulatorProcess pipes
         # and never reads: once the pipe is full, every thread that writes to it blocks for good.
@@ -95,7 +95,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self.connection = tls
         self.rfile = tls.makefile("rb", -1)
-        self.wfile = socketserver._SocketWriter(tls)  # unbuffered writes, as StreamRequestHandler uses
+        self.wfile = socketserver._SocketWriter(tls)  # type: ignore[attr-defined]  # unbuffered writes, as StreamRequestHandler uses
         self.tls_host = host
         self.close_connection = False
 
@@ -158,7 +158,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes | None:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().strip().split(b";")[0] or b"0", 16)
                 if size == 0:

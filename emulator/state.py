@@ -24,6 +24,14 @@ ARM_ID = re.compile(
 )
 
 
+def arm_parts(resource_id: str) -> re.Match[str]:
+    """The named parts of an ARM id that the state already validated."""
+    match = ARM_ID.match(resource_id)
+    if match is None:
+        raise ValueError(f"not an ARM resource id: {resource_id}")
+    return match
+
+
 def now() -> int:
     return int(time.time())
 

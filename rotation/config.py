@@ -217,7 +217,7 @@ def _storage(env: Mapping[str, str]) -> StorageSettings:
     if missing:
         raise ConfigError(f"{missing[0]}: required with the identity-based AzureWebJobsStorage settings")
     for part, uri in uris.items():
-        _https_url(f"AzureWebJobsStorage__{part}ServiceUri", uri)
+        _https_url(f"AzureWebJobsStorage__{part}ServiceUri", uri or "")  # none missing: checked above
     credential = _get(env, "AzureWebJobsStorage__credential")
     if credential and credential.lower() != "managedidentity":
         raise ConfigError("AzureWebJobsStorage__credential: only 'managedidentity' is supported")

@@ -6,12 +6,14 @@ storage settings); nothing here knows whether it talks to Azure or to the local 
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 from azure.core.credentials import TokenCredential
+from azure.core.exceptions import ClientAuthenticationError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
@@ -32,13 +34,30 @@ T = TypeVar("T")
 _NO_SDK_RETRIES: dict[str, Any] = {"retry_total": 0}  # retry.py is the one retry layer
 
 
+class CredentialMissing(Exception):
+    """No credential could sign in. `str()` is one line naming what was tried; `detail` is the
+    credential's own account of each attempt."""
+
+    def __init__(self, tried: list[str], detail: str) -> None:
+        names = ", ".join(name.removesuffix("Credential") for name in tried)
+        super().__init__(
+            f"no Azure sign-in found (tried {names}): run `az login`, or for the local stack "
+            "`set -a; . ./.env.emulator; set +a`"
+        )
+        self.tried, self.detail = tried, detail
+
+
 def _storage_options() -> dict[str, Any]:
     """Storage calls are not wrapped by retry.py; the SDK's own retry is their one layer, kept
     short (about 3 s) so Event Grid's 30 s answer window survives a storage outage."""
     return {
         # waits of 0.5 s and 2.5 s (±0.5 s), 5 s to connect: a dead endpoint fails in about 18 s
+        # the SDK hints these as int; it computes in floats
         "retry_policy": ExponentialRetry(
-            initial_backoff=0.5, increment_base=2, retry_total=2, random_jitter_range=0.5
+            initial_backoff=0.5,  # type: ignore[arg-type]
+            increment_base=2,
+            retry_total=2,
+            random_jitter_range=0.5,  # type: ignore[arg-type]
         ),
         "connection_timeout": 5,
     }
@@ -73,6 +92,15 @@ class Clients:
                         exclude_interactive_browser_credential=True,
                     )
         return self._credential
+
+    def check_credential(self) -> None:
+        """Get one ARM token (the credential caches it), so a missing sign-in fails once, fast."""
+        try:
+            self.credential.get_token(self.settings.cloud.arm_scope)
+        except ClientAuthenticationError as exc:
+            detail = str(exc.message or exc)
+            tried = re.findall(r"^\s*(\w+Credential):", detail, re.MULTILINE)
+            raise CredentialMissing(tried or [type(self.credential).__name__], detail) from exc
 
     def _transport(self) -> RequestsTransport:
         return RequestsTransport(session=self._session, session_owner=False)

@@ -210,6 +210,14 @@ class RetryPolicy:
         return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not crypto
 
 
+def _failure(state: tenacity.RetryCallState) -> BaseException:
+    """The exception of the attempt tenacity is deciding about (it only asks after a failure)."""
+    failure = state.outcome.exception() if state.outcome is not None else None
+    if failure is None:
+        raise RuntimeError("tenacity asked about an attempt that did not fail")
+    return failure
+
+
 def call[T](
     fn: Callable[[], T],
     *,
@@ -221,7 +229,7 @@ def call[T](
     """Run `fn`, retrying transient failures under `policy` and within `deadline`."""
 
     def wait(state: tenacity.RetryCallState) -> float:
-        info = classify(state.outcome.exception())
+        info = classify(_failure(state))
         return policy.delay(state.attempt_number, info.retry_after)
 
     def stop(state: tenacity.RetryCallState) -> bool:
@@ -230,7 +238,7 @@ def call[T](
         return deadline is not None and state.upcoming_sleep >= deadline.remaining()
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
-        info = classify(state.outcome.exception())
+        info = classify(_failure(state))
         log.info(
             "retrying %s after attempt %d in %.2fs: %s",
             what,

@@ -471,13 +471,13 @@ def _replay_one(
                 source="replay",
                 eventId=item.event_id,
                 reason="already-replayed",
-                detail={"item": item.item_id, "runId": item.replayed.get("RunId")},
+                detail={"item": item.item_id, "runId": (item.replayed or {}).get("RunId")},
             )
         return ReplayOutcome(
             item,
             "skipped-already-replayed",
-            run_id=item.replayed.get("RunId"),
-            status=item.replayed.get("Outcome"),
+            run_id=(item.replayed or {}).get("RunId"),
+            status=(item.replayed or {}).get("Outcome"),
         )
     request = request_for(item, operator)
     if dry_run:

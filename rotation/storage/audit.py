@@ -199,7 +199,7 @@ class AuditStore:
     # -- reading ----------------------------------------------------------------------------
     @staticmethod
     def record_from_entity(entity: dict[str, Any]) -> dict[str, Any]:
-        record = {name: entity.get(column) for name, column in _ENTITY_NAMES.items()}
+        record: dict[str, Any] = {name: entity.get(column) for name, column in _ENTITY_NAMES.items()}
         if record.get("detail"):
             with contextlib.suppress(ValueError):
                 record["detail"] = json.loads(record["detail"])
@@ -225,7 +225,9 @@ class AuditStore:
         """
         until = until or datetime.now(UTC)
         since = since or until - timedelta(days=30)
-        state = _decode_token(continuation) if continuation else {"day": _day(until), "next": None}
+        state: dict[str, Any] = (
+            _decode_token(continuation) if continuation else {"day": _day(until), "next": None}
+        )
         clauses, params = ["PartitionKey eq @pk"], {}
         if until - since > timedelta(days=MAX_QUERY_DAYS):
             raise ValueError(f"the time window is longer than {MAX_QUERY_DAYS} days; narrow since/until")
@@ -244,7 +246,7 @@ class AuditStore:
             raise ValueError("the continuation token does not belong to this time window")
         results: list[dict[str, Any]] = []
         while day.date() >= first_day:
-            pager = self.table.query_entities(
+            pager: Any = self.table.query_entities(  # a PageIterator: it has continuation_token
                 " and ".join(clauses),
                 parameters={"pk": _day(day), **params},
                 results_per_page=max(1, top - len(results)),
@@ -393,7 +395,7 @@ class AuditTrail:
                     "time": _iso(datetime.now(UTC)),
                 },
             )
-            if self._advance_key_head:
+            if self._advance_key_head and self.key is not None:
                 self.store.set_chain_head(self.key, head, self.run_id, count)
         except AuditUnavailable:
             with self._lock:  # keep them so a later flush can still write them

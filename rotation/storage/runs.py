@@ -109,7 +109,7 @@ class RunStore:
     def finished(self, run_id: str, summary: dict[str, Any], steps: list[dict[str, Any]]) -> None:
         rows = []
         for index, step in enumerate(steps, start=1):
-            row = {"PartitionKey": run_id, "RowKey": f"step-{index:05d}"}
+            row: dict[str, Any] = {"PartitionKey": run_id, "RowKey": f"step-{index:05d}"}
             row.update({k[0].upper() + k[1:]: step.get(k) for k in _STEP_FIELDS if step.get(k) is not None})
             rows.append(row)
         # Replace, not merge: a row reused from an earlier attempt must not keep its old error.
@@ -127,6 +127,21 @@ class RunStore:
             column = name[0].upper() + name[1:]
             run_row[column] = json.dumps(value) if isinstance(value, dict | list) else value
         self.table.upsert_entity(run_row, mode=UpdateMode.MERGE)
+
+    def ids_starting_with(self, prefix: str, limit: int = 10) -> list[str]:
+        """Run ids that start with `prefix` (at most `limit`), for ids shortened in listings."""
+        entities = self.table.query_entities(
+            "PartitionKey ge @lo and PartitionKey lt @hi and RowKey eq @row",
+            parameters={"lo": prefix, "hi": prefix + "~", "row": _RUN_ROW},  # "~" sorts after hex
+            select=["PartitionKey"],
+            results_per_page=limit,
+        )
+        ids = []
+        for entity in entities:
+            ids.append(entity["PartitionKey"])
+            if len(ids) >= limit:
+                break
+        return ids
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         """The run and its per-target results, or None."""

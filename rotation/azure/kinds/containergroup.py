@@ -11,6 +11,7 @@ whose group is missing re-creates the group first.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import copy
 import json
@@ -18,7 +19,7 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
@@ -155,14 +156,17 @@ class ContainerGroups:
 
     def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
         for group in clients.container_instances(subscription).container_groups.list():
-            consumer = to_consumer(group.serialize(keep_readonly=True))
+            consumer = to_consumer(dict(group.serialize(keep_readonly=True)))
             if consumer is not None:
                 yield consumer
 
     def _get_raw(self, clients: Clients, resource_id: ResourceId) -> dict[str, Any] | None:
         try:
-            return clients.container_instances(resource_id.subscription).container_groups.get(
-                resource_id.resource_group, resource_id.name, cls=_raw
+            return cast(  # `cls=_raw` makes the SDK hand back the JSON, not a model
+                "dict[str, Any] | None",
+                clients.container_instances(resource_id.subscription).container_groups.get(
+                    resource_id.resource_group, resource_id.name, cls=_raw
+                ),
             )
         except ResourceNotFoundError:
             return None
@@ -226,7 +230,7 @@ class ContainerGroups:
         operations = clients.container_instances(resource_id.subscription).container_groups
         body = json.dumps(updated).encode()  # raw bytes: the PUT carries exactly the saved spec
         try:
-            created = operations.begin_create_or_update(
+            created = operations.begin_create_or_update(  # type: ignore[call-overload]  # bytes go as-is
                 resource_id.resource_group, resource_id.name, body, content_type="application/json"
             ).result()
             shown = to_consumer(created.serialize(keep_readonly=True)) if created is not None else None
@@ -255,7 +259,7 @@ class ContainerGroups:
         previous = (spec.get("properties") or {}).get("encryptionProperties", {}).get("keyVersion")
         operations = clients.container_instances(resource_id.subscription).container_groups
         try:
-            operations.begin_create_or_update(
+            operations.begin_create_or_update(  # type: ignore[call-overload]  # bytes go as-is
                 resource_id.resource_group,
                 resource_id.name,
                 json.dumps(spec).encode(),
@@ -269,7 +273,9 @@ class ContainerGroups:
             f"re-created on its previous version {previous}"
         )
 
-    def pending_redeploys(self, clients: Clients, key: KeyRef) -> list[tuple[ResourceId, dict[str, Any]]]:
+    def pending_redeploys(
+        self, clients: Clients, key: KeyRef
+    ) -> builtins.list[tuple[ResourceId, dict[str, Any]]]:  # `list` here is the method above
         """Saved specs for this key whose group is missing: interrupted redeploys to finish first."""
         pending = []
         container = clients.blobs().get_container_client(REDEPLOY_CONTAINER)

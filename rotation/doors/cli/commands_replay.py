@@ -1,0 +1,173 @@
+"""`deadletters list` and `replay`: failed work, and re-processing it through reconcile."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from rotation.doors.cli.commands_run import take_lease
+from rotation.doors.cli.context import (
+    EXIT_FAILED,
+    EXIT_NEEDS_PERSON,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    Context,
+    _when,
+    err,
+    fail,
+    operator,
+    out,
+    parse_key,
+)
+from rotation.doors.cli.output import emit, output_options
+from rotation.doors.cli.render import print_items, print_replay_outcome
+
+if TYPE_CHECKING:
+    from rotation.core.reconcile import RunResult
+    from rotation.doors.replay import FailedItem, Selection
+    from rotation.service import Service
+    from rotation.storage.queue import RotationRequest
+
+
+def _selection(
+    since: str | None,
+    until: str | None,
+    key_id: str | None,
+    event_ids: tuple[str, ...] = (),
+    reason: str | None = None,
+) -> Selection:
+    from rotation.doors.replay import Selection
+
+    return Selection(
+        since=_when(since, "--since"),
+        until=_when(until, "--until"),
+        event_ids=tuple(event_ids),
+        key_id=parse_key(key_id).versionless_id if key_id else None,
+        reason=reason,
+    )
+
+
+def failing_targets(run: dict[str, Any] | None) -> list[str]:
+    """`name: ErrorCode` for each target a run failed on, or the run's own error."""
+    if not run or run.get("status") != "failed":
+        return []
+    failed = [
+        f"{step['target'].rsplit('/', 1)[-1]}: {step.get('errorCode') or step.get('error') or 'failed'}"
+        for step in run.get("steps", [])
+        if step.get("outcome") == "failed" and step.get("target")
+    ]
+    return failed or [str(run.get("error") or run.get("message") or "failed")]
+
+
+def last_replay_failures(service: Service, items: list[FailedItem]) -> dict[str, list[str]]:
+    """For items whose last replay failed: the targets it failed on, with their error codes."""
+    failures = {}
+    for item in items:
+        run_id = (item.replayed or {}).get("RunId")
+        if run_id and item.replayed and item.replayed.get("Outcome") != "succeeded":
+            found = failing_targets(service.runs.get(run_id))
+            if found:
+                failures[item.item_id] = found
+    return failures
+
+
+def _items_data(items: list[FailedItem], failures: dict[str, list[str]]) -> list[dict[str, Any]]:
+    return [{**item.to_dict(), "lastReplayFailures": failures.get(item.item_id, [])} for item in items]
+
+
+@click.group()
+@output_options
+def deadletters() -> None:
+    """Failed work: Event Grid dead letters and poison-queue requests."""
+
+
+@deadletters.command("list")
+@click.option("--since", help="ISO 8601 time.")
+@click.option("--until", help="ISO 8601 time.")
+@click.option("--key", "key_id", help="Only items for this key (versionless id).")
+@click.option("--reason", help="Only items whose reason, cause or error contains this text.")
+@output_options
+@click.pass_obj
+def deadletters_list(
+    obj: Context, since: str | None, until: str | None, key_id: str | None, reason: str | None
+) -> None:
+    """Dead-lettered events and poison requests, oldest first, with why they failed."""
+    from rotation.doors.replay import list_failed
+
+    selection = _selection(since, until, key_id, reason=reason)
+    with err.status("reading dead letters and the poison queue…"):
+        items = list_failed(obj.service, selection)
+        failures = last_replay_failures(obj.service, items)
+    emit(obj, _items_data(items, failures), lambda: print_items(items, failures))
+
+
+@click.command("replay")
+@click.option("--since", help="ISO 8601 time.")
+@click.option("--until", help="ISO 8601 time.")
+@click.option("--event-id", "event_ids", multiple=True, help="Only these event (or request) ids.")
+@click.option("--key", "key_id", help="Only items for this key (versionless id).")
+@click.option("--dry-run", is_flag=True, help="Show what would be replayed; write nothing.")
+@click.option("--force", is_flag=True, help="Replay items that were already replayed.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@output_options
+@click.pass_obj
+def replay_command(
+    obj: Context,
+    since: str | None,
+    until: str | None,
+    event_ids: tuple[str, ...],
+    key_id: str | None,
+    dry_run: bool,
+    force: bool,
+    yes: bool,
+) -> None:
+    """Re-process failed events and requests through reconcile, oldest first, here and now."""
+    from rotation.doors.replay import ReplayOutcome, list_failed, replay
+
+    service = obj.service if dry_run else obj.azure
+    selection = _selection(since, until, key_id, event_ids)
+    with err.status("reading dead letters and the poison queue…"):
+        items = list_failed(service, selection, move=not dry_run)
+    if not items:
+        if obj.for_people:
+            out.print("[green]nothing to replay[/]")
+        else:
+            emit(obj, [], lambda: None)
+        sys.exit(EXIT_OK)
+    if obj.for_people:
+        print_items(items, last_replay_failures(service, items))
+    if not dry_run and not yes:
+        if not sys.stdin.isatty():
+            fail(EXIT_USAGE, "refusing to replay without confirmation: pass --yes")
+        click.confirm(f"Replay {len(items)} item(s)?", abort=True, err=True)
+    results: dict[str, RunResult] = {}
+
+    def run(request: RotationRequest) -> RunResult:
+        lease = take_lease(service, request)
+        try:
+            results[request.request_id] = service.reconciler.run(request, lease=lease)
+            return results[request.request_id]
+        finally:
+            lease.release()
+
+    def failures_of(outcome: ReplayOutcome) -> list[str]:
+        result = results.get(outcome.run_id or "")
+        return failing_targets(result.to_dict()) if result else []
+
+    def show(outcome: ReplayOutcome) -> None:
+        if obj.for_people:
+            print_replay_outcome(outcome, failures_of(outcome))
+
+    outcomes = replay(
+        service, items, operator=operator(), dry_run=dry_run, force=force, run=run, progress=show
+    )
+    data = [o.to_dict() | {"failures": failures_of(o)} for o in outcomes]
+    emit(obj, data, lambda: None)  # the table was printed item by item
+    codes = {o.exit_code for o in outcomes}
+    for code in (EXIT_UNREACHABLE, EXIT_FAILED, EXIT_USAGE, EXIT_NEEDS_PERSON):  # the worst one wins
+        if code in codes:
+            sys.exit(code)
+    sys.exit(EXIT_OK)

@@ -1,0 +1,184 @@
+"""`plan`, `rotate` and `sweep`: reconcile in-process, from this machine."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from rotation.doors.cli.context import (
+    EXIT_FAILED,
+    EXIT_NEEDS_PERSON,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    Context,
+    err,
+    fail,
+    operator,
+    parse_key,
+    parse_targets,
+)
+from rotation.doors.cli.output import emit, output_options
+from rotation.doors.cli.render import print_plan, print_result, print_sweep
+
+if TYPE_CHECKING:
+    from rotation.core.reconcile import Plan, RunResult
+    from rotation.model.ids import KeyRef
+    from rotation.service import Service
+    from rotation.storage.ledger import Lease
+    from rotation.storage.queue import RotationRequest
+
+
+def _allowed(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> None:
+    """Refuse, naming the setting, before anything is read: the HTTP door answers 403 here."""
+    if not service.settings.vault_allowed(key.vault_host):
+        fail(EXIT_USAGE, f"vault {key.vault_host} is not in ROTATION_ALLOWED_VAULTS")
+    for target in targets or ():
+        subscription = target.split("/")[2].lower()
+        if subscription not in service.settings.subscriptions:
+            fail(EXIT_USAGE, f"{target} is in subscription {subscription}, not in ROTATION_SUBSCRIPTIONS")
+
+
+def _plan(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> Plan:
+    from rotation.core.reconcile import Unreachable
+
+    try:
+        return service.reconciler.plan(key, targets)
+    except Unreachable as exc:
+        fail(EXIT_USAGE if exc.info.status == 404 else EXIT_UNREACHABLE, str(exc))
+
+
+@click.command()
+@click.argument("key_id")
+@click.option("--target", "targets", multiple=True, metavar="RESOURCE_ID", help="Limit to these resources.")
+@output_options
+@click.pass_obj
+def plan(obj: Context, key_id: str, targets: tuple[str, ...]) -> None:
+    """Show what rotating KEY_ID would touch (read only)."""
+    key = parse_key(key_id)
+    target_ids = parse_targets(targets)
+    _allowed(obj.service, key, target_ids)  # before signing in: a refusal needs no token
+    service = obj.azure
+    with err.status("reading Key Vault and ARM…"):
+        result = _plan(service, key, target_ids)
+    emit(obj, result.to_dict(), lambda: print_plan(result))
+    sys.exit(plan_exit_code(result))
+
+
+def plan_exit_code(result: Plan) -> int:
+    from rotation.core.policy import NEEDS_PERSON
+
+    if any(e["unreachable"] for e in result.discovery_errors):
+        return EXIT_UNREACHABLE
+    needs_person = result.discovery_errors or any(s.action in NEEDS_PERSON for s in result.steps)
+    return EXIT_NEEDS_PERSON if needs_person else EXIT_OK
+
+
+@click.command()
+@click.argument("key_id")
+@click.option("--dry-run", is_flag=True, help="Plan and audit, change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--target", "targets", multiple=True, metavar="RESOURCE_ID", help="Limit to these resources.")
+@output_options
+@click.pass_obj
+def rotate(obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[str, ...]) -> None:
+    """Move every consumer of KEY_ID to its desired version, now, from this machine.
+
+    A KEY_ID with a version asserts that version is the desired one.
+    """
+    from rotation.core.policy import UPDATE
+    from rotation.storage.queue import new_request
+
+    key = parse_key(key_id)
+    target_ids = parse_targets(targets)
+    _allowed(obj.service, key, target_ids)  # before signing in: a refusal needs no token
+    service = obj.azure
+    preview = _plan(service, key, target_ids)
+    if key.version and preview.desired_version != key.version:
+        fail(
+            EXIT_USAGE,
+            f"{key.version} is not the desired version of {key.versionless_id} "
+            f"(desired: {preview.desired_version or 'none usable'})",
+        )
+    updates = sum(1 for s in preview.steps if s.action == UPDATE)
+    if not dry_run and updates and not yes:
+        if obj.for_people:
+            print_plan(preview)
+        if not sys.stdin.isatty():
+            fail(EXIT_USAGE, "refusing to change resources without confirmation: pass --yes")
+        click.confirm(f"Update {updates} resource(s) to {preview.desired_version}?", abort=True, err=True)
+    request = new_request(
+        key, "cli", operator(), dry_run=dry_run, targets=target_ids, event_version=key.version
+    )
+    lease = None if dry_run else take_lease(service, request)
+    try:
+        result = _run_with_progress(service, request, updates if not dry_run else 0, obj.for_people, lease)
+    finally:
+        if lease is not None:
+            lease.release()
+    emit(obj, result.to_dict(), lambda: print_result(result))
+    sys.exit(result.exit_code)
+
+
+def take_lease(service: Service, request: RotationRequest) -> Lease:
+    """The key's lease for this run, waiting (within the time budget) while another run holds it."""
+    from rotation.storage.ledger import LeaseHeld, lease_owner
+
+    deadline = time.monotonic() + service.settings.time_budget_seconds
+    while True:
+        lease = service.ledger.acquire(request.key, owner=lease_owner(request.request_id))
+        if not isinstance(lease, LeaseHeld):
+            return lease.keep_alive()
+        if time.monotonic() + lease.seconds_left() > deadline:
+            fail(
+                EXIT_FAILED,
+                f"run {lease.owner} holds {request.key_id} until {lease.expires_at:%H:%M:%S} UTC; "
+                "try again later",
+            )
+        with err.status(f"waiting for run {lease.owner} to release {request.key_id}…"):
+            time.sleep(min(lease.seconds_left() + 1, 10))
+
+
+def _run_with_progress(
+    service: Service, request: RotationRequest, updates: int, show: bool, lease: Lease | None
+) -> RunResult:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rotation.core.policy import UPDATE
+
+    if not updates or not show or not err.is_terminal:
+        return service.reconciler.run(request, lease=lease)
+    columns = (TextColumn("updating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("update", total=updates)
+
+        def advance(step: Any) -> None:
+            if step.action == UPDATE:
+                progress.advance(task)
+
+        return service.reconciler.run(request, progress=advance, lease=lease)
+
+
+@click.command("sweep")
+@click.option("--dry-run", is_flag=True, help="Report what would be queued, queue nothing.")
+@output_options
+@click.pass_obj
+def sweep_command(obj: Context, dry_run: bool) -> None:
+    """Find keys whose consumers drifted or whose version nears expiry; queue one request each."""
+    from rotation.core.sweep import sweep
+
+    service = obj.azure
+    with err.status("listing consumers across subscriptions…"):
+        result = sweep(service, dry_run=dry_run, actor=operator())
+    emit(obj, [f.to_dict() for f in result.findings], lambda: print_sweep(result.findings))
+    for error in result.discovery_errors:
+        err.print(
+            f"[red]could not list {error.kind} in {error.scope}:[/] {error.error.summary()}", highlight=False
+        )
+    if result.unreachable:
+        sys.exit(EXIT_UNREACHABLE)
+    needs_person = result.discovery_errors or any(f.skipped for f in result.findings)
+    sys.exit(EXIT_NEEDS_PERSON if needs_person else EXIT_OK)

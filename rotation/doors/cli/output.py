@@ -1,0 +1,140 @@
+"""az-style output: `-o table|json|jsonc|tsv|yaml|none` and `--query` (JMESPath), accepted before
+or after the subcommand. Commands hand over their JSON-shaped result and a table printer; the
+table is for people, everything else for scripts, and `--query` applies to what JSON shows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+from rich.table import Table
+
+from rotation.doors.cli.context import Context, out
+
+FORMATS = ("table", "json", "jsonc", "tsv", "yaml", "none")
+
+
+def _set_output(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(Context).output = value
+
+
+def _set_query(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is None:
+        return
+    import jmespath
+    from jmespath.exceptions import JMESPathError
+
+    try:
+        jmespath.compile(value)
+    except JMESPathError as exc:
+        raise click.BadParameter(" ".join(str(exc).split()), param_hint="--query") from None
+    ctx.ensure_object(Context).query = value
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(Context).debug = True
+
+
+def output_options[F: Callable[..., Any]](command: F) -> F:
+    """The same three options on the group and on every command, so either place works."""
+    options = (
+        click.option(
+            "--output",
+            "-o",
+            type=click.Choice(FORMATS),
+            expose_value=False,
+            callback=_set_output,
+            help="Output format (default: table). tsv has no headers, for shell loops.",
+        ),
+        click.option(
+            "--query",
+            metavar="JMESPATH",
+            expose_value=False,
+            callback=_set_query,
+            help="JMESPath query over the JSON result, e.g. \"steps[?action=='update'].target\".",
+        ),
+        click.option(
+            "--debug",
+            is_flag=True,
+            default=False,
+            expose_value=False,
+            callback=_set_debug,
+            help="Show Azure's full error chains and tracebacks.",
+        ),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def emit(obj: Context, data: Any, table: Callable[[], None]) -> None:
+    """Print `data` in the chosen format; `table` prints the people's view of it."""
+    if obj.for_people and obj.query is None:
+        table()
+        return
+    plain = json.loads(json.dumps(data, default=str))  # datetimes and the like as strings
+    if obj.query is not None:
+        import jmespath
+
+        plain = jmespath.search(obj.query, plain)
+    if obj.output == "none":
+        return
+    if obj.output == "json":
+        click.echo(json.dumps(plain, indent=2))
+    elif obj.output == "jsonc":
+        out.print_json(json.dumps(plain))
+    elif obj.output == "yaml":
+        import yaml
+
+        click.echo(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True), nl=False)
+    elif obj.output == "tsv":
+        for line in tsv_lines(plain):
+            click.echo(line)
+    else:
+        out.print(generic_table(plain))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _scalar(value: Any) -> bool:
+    return not isinstance(value, dict | list)
+
+
+def tsv_lines(data: Any) -> Iterator[str]:
+    """As `az -o tsv`: one line per list item, an object's scalar values tab-separated in order
+    (nested objects and lists left out), no header."""
+    rows = data if isinstance(data, list) else [data]
+    for row in rows:
+        if isinstance(row, dict):
+            yield "\t".join(_cell(v) for v in row.values() if _scalar(v))
+        elif isinstance(row, list):
+            yield "\t".join(_cell(v) for v in row if _scalar(v))
+        elif row is not None:
+            yield _cell(row)
+
+
+def generic_table(data: Any) -> Table | str:
+    """A table of a query's result: objects become rows, their scalar fields columns."""
+    rows = data if isinstance(data, list) else [data]
+    table = Table(header_style="bold")
+    if rows and all(isinstance(r, dict) for r in rows):
+        columns = list(dict.fromkeys(k for r in rows for k, v in r.items() if _scalar(v)))
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*(_cell(row.get(c)) for c in columns))
+        return table
+    table.add_column("Result", overflow="fold")
+    for row in rows:
+        table.add_row(_cell(row) if _scalar(row) else json.dumps(row))
+    return table

@@ -1,0 +1,30 @@
+"""The pure parts of az-style output: tsv rows and the table of a query's result."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from rotation.doors.cli.output import generic_table, tsv_lines
+
+
+def test_tsv_lists_scalars_one_a_line_and_objects_as_tab_separated_values() -> None:
+    assert list(tsv_lines(["a", "b"])) == ["a", "b"]
+    assert list(tsv_lines([{"id": "x", "n": 2, "ok": True, "none": None}])) == ["x\t2\ttrue\t"]
+    assert list(tsv_lines({"id": "x", "nested": {"a": 1}, "list": [1], "last": "y"})) == ["x\ty"]
+    assert list(tsv_lines("only")) == ["only"]
+    assert list(tsv_lines(None)) == []
+    assert list(tsv_lines([[1, "a"], [2, "b"]])) == ["1\ta", "2\tb"]
+
+
+def render(data: object) -> str:
+    console = Console(width=120, record=True)
+    console.print(generic_table(data))
+    return console.export_text()
+
+
+def test_a_query_result_becomes_rows_and_columns() -> None:
+    text = render([{"target": "reg1", "action": "update"}, {"target": "reg2", "extra": "x"}])
+    header = text.splitlines()[1]
+    assert "target" in header and "action" in header and "extra" in header
+    assert "reg1" in text and "reg2" in text
+    assert "Result" in render(["a", "b"]) and "only" in render("only")

@@ -1,0 +1,57 @@
+"""`make install` says what it is doing, one line per step, without pip's or npm's logs (issue 9
+item 8), and shows pip's log when pip fails. Runs the real Makefile recipe with stand-ins for
+python and npm, so nothing is installed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_install(tmp_path: Path, pip_exit: int) -> subprocess.CompletedProcess[str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    python = bin_dir / "python"
+    python.write_text(f"#!/bin/sh\necho 'Collecting azure-core (pip noise)'\nexit {pip_exit}\n")
+    npm = bin_dir / "npm"
+    npm.write_text("#!/bin/sh\necho 'added 120 packages (npm noise)'\n")
+    for tool in (python, npm):
+        tool.chmod(0o755)
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    return subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "install",
+            f"VENV={venv}",
+            f"PY={python}",
+            f"AZURITE={tmp_path / 'azurite'}",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_each_step_is_one_line_and_the_tools_logs_stay_quiet(tmp_path: Path) -> None:
+    result = make_install(tmp_path, pip_exit=0)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "make install: installing Python packages into "
+        + str(tmp_path / "venv")
+        + " (pinned by constraints.txt)",
+        "make install: installing Azurite into node_modules (npm)",
+    ]
+    assert "noise" not in result.stdout + result.stderr
+
+
+def test_a_failing_pip_shows_its_log(tmp_path: Path) -> None:
+    result = make_install(tmp_path, pip_exit=1)
+    assert result.returncode != 0
+    assert "Collecting azure-core (pip noise)" in result.stdout
