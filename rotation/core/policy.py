@@ -4,50 +4,27 @@ sentence for people; the audit trail and the CLI output come straight from these
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Sequence
 
-from rotation.azure.kinds import Consumer
-from rotation.azure.vault import KeyState
+from rotation.model.consumer import Consumer
 
-UPDATE = "update"
-ALREADY_CURRENT = "already-current"
-AUTO_ROTATING = "auto-rotating"
-NEWER_THAN_DESIRED = "newer-than-desired"
-OPTED_OUT = "opted-out"
-REDEPLOY_REQUIRED = "redeploy-required"
-BLOCKED = "blocked"
-ACTIONS = (UPDATE, ALREADY_CURRENT, AUTO_ROTATING, NEWER_THAN_DESIRED, OPTED_OUT, REDEPLOY_REQUIRED, BLOCKED)
-NEEDS_PERSON = (BLOCKED, NEWER_THAN_DESIRED, REDEPLOY_REQUIRED)
-BLOCKED_REASONS = (
-    "version-disabled",
-    "version-expired",
-    "version-not-yet-valid",
-    "key-type-unsupported",
-    "key-ops-missing",
-    "identity-not-assigned",
-    "spec-not-reconstructible",
-    "current-version-disabled",
+# The vocabulary (actions, reasons, Decision, PolicyContext) is a value in the model, so a
+# consumer kind's own plan checks can use it; re-exported here for the callers of the policy.
+from rotation.model.decisions import (  # noqa: F401
+    ACTIONS,
+    ALREADY_CURRENT,
+    AUTO_ROTATING,
+    BLOCKED,
+    BLOCKED_REASONS,
+    NEEDS_PERSON,
+    NEWER_THAN_DESIRED,
+    OPTED_OUT,
+    REDEPLOY_REQUIRED,
+    UPDATE,
+    Check,
+    Decision,
+    PolicyContext,
 )
-
-
-@dataclass(frozen=True)
-class Decision:
-    action: str
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class PolicyContext:
-    state: KeyState
-    now: datetime
-    container_group_policy: str = "report"
-    opt_out_tag: str = "cmk-rotation"
-
-
-Check = Callable[[Consumer, PolicyContext], Decision | None]
 
 
 def opted_out(consumer: Consumer, ctx: PolicyContext) -> Decision | None:

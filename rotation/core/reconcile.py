@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from rotation.azure import outcomes
 from rotation.azure.clients import Clients
 from rotation.azure.discovery import Inventory, list_consumers, read_targets
 from rotation.azure.kinds import ApplyContext, Consumer, TargetKind, all_kinds
@@ -33,6 +32,7 @@ from rotation.azure.retry import (
 )
 from rotation.azure.vault import KeyState, read_key_state
 from rotation.config import Settings
+from rotation.core import outcomes
 from rotation.core.policy import BLOCKED, NEEDS_PERSON, UPDATE, Decision, PolicyContext, decide, opted_out
 from rotation.core.renewal import KeyMaintenance, RenewalFailed
 from rotation.model.events import EXPIRED

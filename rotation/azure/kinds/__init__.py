@@ -6,43 +6,17 @@ version. Everything else (matching, planning, retrying, auditing) is shared and 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from rotation.model.consumer import Consumer
 from rotation.model.ids import KeyRef, ResourceId
 
 if TYPE_CHECKING:
     from rotation.azure.clients import Clients
-
-
-@dataclass(frozen=True)
-class Consumer:
-    kind: str  # "registry", "batch" or "containergroup"
-    resource_id: ResourceId
-    key: KeyRef  # as the resource holds it; version None means versionless
-    location: str
-    tags: Mapping[str, str] = field(default_factory=dict)
-    identity: str | None = None  # the identity the resource uses for the key, as the resource names it
-    identity_assigned: bool = True
-    reconstructible: bool = True  # container groups: can the spec be rebuilt from a GET?
-    provisioning_state: str | None = None
-    # The service moves the resource to new key versions by itself (a versionless key id, or an
-    # auto-rotation switch such as a Disk Encryption Set's rotationToLatestKeyVersionEnabled).
-    follows_new_versions: bool = False
-    # Kind-specific facts a kind's plan checks or write need (e.g. the other keys a namespace
-    # holds); values only, never key material.
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def target(self) -> str:
-        return str(self.resource_id)
-
-    @property
-    def version(self) -> str | None:
-        return self.key.version
 
 
 class TargetKind(Protocol):
