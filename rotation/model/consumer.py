@@ -12,7 +12,7 @@ from rotation.model.ids import KeyRef, ResourceId
 
 @dataclass(frozen=True)
 class Consumer:
-    kind: str  # "registry", "batch" or "containergroup"
+    kind: str  # the consumer kind's name, e.g. "registry"
     resource_id: ResourceId
     key: KeyRef  # as the resource holds it; version None means versionless
     location: str
@@ -27,6 +27,9 @@ class Consumer:
     # Kind-specific facts a kind's plan checks or write need (e.g. the other keys a namespace
     # holds); values only, never key material.
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # The resource is gone and its kind describes it from a saved spec (an interrupted
+    # redeploy): the plan brings it back before anything else.
+    recreate_from_saved: bool = False
 
     @property
     def target(self) -> str:

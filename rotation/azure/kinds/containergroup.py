@@ -24,6 +24,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from rotation.azure.kinds import ApplyContext, Consumer
 from rotation.azure.retry import TransientCondition, classify
+from rotation.model.decisions import BLOCKED, REDEPLOY_REQUIRED, Check, Decision, PolicyContext
 from rotation.model.ids import (
     CONTAINER_GROUP,
     InvalidId,
@@ -144,6 +145,36 @@ def saved_consumer(resource_id: ResourceId, saved: dict[str, Any]) -> Consumer |
     )
 
 
+def secure_values_block_redeploy(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
+    """Under `redeploy`, a group whose GET hides secure values cannot be rebuilt: never touched."""
+    if ctx.container_group_policy == "redeploy" and not consumer.reconstructible:
+        return Decision(
+            BLOCKED,
+            "spec-not-reconstructible",
+            "its spec holds secure values a GET does not return; redeploy it from its source",
+        )
+    return None
+
+
+def redeploy_required(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
+    """Under `report` (the default), every group is reported: a person redeploys it."""
+    if ctx.container_group_policy == "redeploy":
+        return None
+    if not consumer.reconstructible:
+        return Decision(
+            REDEPLOY_REQUIRED,
+            "report-only-policy",
+            "a new key version means deleting and re-creating the group, and its spec holds secure "
+            "values a GET does not return: redeploy it by hand from its source, with those values",
+        )
+    return Decision(
+        REDEPLOY_REQUIRED,
+        "report-only-policy",
+        f"a new key version means deleting and re-creating the group; policy is "
+        f"'{ctx.container_group_policy}' (set ROTATION_CONTAINER_GROUP_POLICY=redeploy to automate)",
+    )
+
+
 def spec_blob_name(resource_id: ResourceId) -> str:
     return str(resource_id).lstrip("/") + ".json"
 
@@ -151,7 +182,7 @@ def spec_blob_name(resource_id: ResourceId) -> str:
 class ContainerGroups:
     kind = "containergroup"
     resource_type = CONTAINER_GROUP
-    plan_checks: tuple[Any, ...] = ()
+    plan_checks: tuple[Check, ...] = (secure_values_block_redeploy, redeploy_required)
 
     def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
         for group in clients.container_instances(subscription).container_groups.list():
