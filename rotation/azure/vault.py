@@ -13,10 +13,20 @@ from datetime import UTC, datetime
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.keyvault.keys import KeyClient
 
+from rotation.model.errors import Hint
 from rotation.model.ids import KeyRef
 
 # The values live in the model; re-exported here for the callers that read them with the vault.
 from rotation.model.keystate import REQUIRED_OPS, USABLE_TYPES, KeyState, VersionInfo  # noqa: F401
+
+KEY_VAULT_HINTS = (
+    Hint(
+        403,
+        None,
+        "The rotation identity lacks Key Vault permissions: grant the custom rotation role (keys read, rotate, "
+        "update, read rotation policy) on the vault (infra/README.md).",
+    ),
+)
 
 
 @dataclass(frozen=True)

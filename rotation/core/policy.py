@@ -16,6 +16,7 @@ from rotation.model.decisions import (  # noqa: F401
     AUTO_ROTATING,
     BLOCKED,
     BLOCKED_REASONS,
+    MANUAL_REQUIRED,
     NEEDS_PERSON,
     NEWER_THAN_DESIRED,
     OPTED_OUT,

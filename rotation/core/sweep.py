@@ -13,17 +13,41 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
+from azure.storage.queue import QueueClient
+
+from rotation.azure.clients import Clients
 from rotation.azure.discovery import DiscoveryError, Inventory, list_consumers
 from rotation.azure.retry import Deadline
-from rotation.core.policy import UPDATE
-from rotation.core.reconcile import Unreachable
+from rotation.config import Settings
+from rotation.core.gather import Unreachable
+from rotation.core.reconcile import Reconciler
+from rotation.core.submit import submit
+from rotation.model.decisions import UPDATE
 from rotation.model.events import NEAR_EXPIRY
 from rotation.model.ids import KeyRef
-from rotation.service import Service
-from rotation.storage.audit import AuditTrail
-from rotation.storage.queue import enqueue, new_request
+from rotation.model.times import parse_iso
+from rotation.storage.audit import AuditStore, AuditTrail
+from rotation.storage.queue import new_request
+from rotation.storage.runs import RunStore
+
+
+class Estate(Protocol):
+    """What the sweep needs from the composition root (rotation/service.py's Service)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def clients(self) -> Clients: ...
+    @property
+    def reconciler(self) -> Reconciler: ...
+    @property
+    def audit(self) -> AuditStore: ...
+    @property
+    def runs(self) -> RunStore: ...
+    @property
+    def requests_queue(self) -> QueueClient: ...
 
 
 @dataclass(frozen=True)
@@ -61,7 +85,7 @@ class SweepResult:
         return any(f.error for f in self.findings) or any(e.error.unreachable for e in self.discovery_errors)
 
 
-def sweep(service: Service, *, dry_run: bool = False, actor: str = "sweep") -> SweepResult:
+def sweep(service: Estate, *, dry_run: bool = False, actor: str = "sweep") -> SweepResult:
     settings = service.settings
     deadline = Deadline(settings.time_budget_seconds)
     trail = AuditTrail(service.audit, actor=actor)
@@ -109,10 +133,7 @@ def sweep(service: Service, *, dry_run: bool = False, actor: str = "sweep") -> S
                 event_type=NEAR_EXPIRY if finding.near_expiry else None,
                 event_version=finding.near_expiry,
             )
-            enqueue(service.requests_queue, request)
-            service.runs.queued(
-                request.request_id, key_id=request.key_id, source="sweep", actor=actor, dry_run=False
-            )
+            submit(service.requests_queue, service.runs, request)
             finding = KeyFinding(
                 finding.key,
                 finding.consumers,
@@ -153,17 +174,17 @@ def sweep(service: Service, *, dry_run: bool = False, actor: str = "sweep") -> S
     return SweepResult(queued, list(inventory.errors))
 
 
-def _failed_recently(service: Service, key: KeyRef) -> bool:
+def _failed_recently(service: Estate, key: KeyRef) -> bool:
     """Whether the key's last run (its audit chain head) failed within the last day."""
     _, run_id = service.audit.chain_head(key)
     run = service.runs.get(run_id) if run_id else None
     if not run or run.get("status") != "failed" or not run.get("finishedAt"):
         return False
-    finished = datetime.fromisoformat(str(run["finishedAt"]).replace("Z", "+00:00"))
+    finished = parse_iso(str(run["finishedAt"]))
     return datetime.now(UTC) - finished < timedelta(hours=24)
 
 
-def _check_key(service: Service, key: KeyRef, inventory: Inventory, deadline: Deadline) -> KeyFinding:
+def _check_key(service: Estate, key: KeyRef, inventory: Inventory, deadline: Deadline) -> KeyFinding:
     reconciler = service.reconciler
     try:
         state = reconciler.read_state(key, deadline)

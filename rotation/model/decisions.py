@@ -16,9 +16,20 @@ AUTO_ROTATING = "auto-rotating"
 NEWER_THAN_DESIRED = "newer-than-desired"
 OPTED_OUT = "opted-out"
 REDEPLOY_REQUIRED = "redeploy-required"
+# Seen, never written (e.g. an AKS cluster's KMS key): the message gives the commands.
+MANUAL_REQUIRED = "manual-required"
 BLOCKED = "blocked"
-ACTIONS = (UPDATE, ALREADY_CURRENT, AUTO_ROTATING, NEWER_THAN_DESIRED, OPTED_OUT, REDEPLOY_REQUIRED, BLOCKED)
-NEEDS_PERSON = (BLOCKED, NEWER_THAN_DESIRED, REDEPLOY_REQUIRED)
+ACTIONS = (
+    UPDATE,
+    ALREADY_CURRENT,
+    AUTO_ROTATING,
+    NEWER_THAN_DESIRED,
+    OPTED_OUT,
+    REDEPLOY_REQUIRED,
+    MANUAL_REQUIRED,
+    BLOCKED,
+)
+NEEDS_PERSON = (BLOCKED, NEWER_THAN_DESIRED, REDEPLOY_REQUIRED, MANUAL_REQUIRED)
 BLOCKED_REASONS = (
     "version-disabled",
     "version-expired",

@@ -13,7 +13,11 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 
+from rotation.azure.kinds.batch import BatchAccounts
+from rotation.azure.kinds.registry import Registries
 from rotation.azure.retry import Deadline, RetryPolicy, TransientCondition, call, classify, remediation
+from rotation.azure.vault import KEY_VAULT_HINTS
+from rotation.model.errors import RotationError, ServiceFailed
 
 
 class Answer:
@@ -68,12 +72,24 @@ def test_connection_errors_and_credentials() -> None:
 
 
 def test_remediation_hints_for_permanent_errors() -> None:
-    assert "assign the user-assigned identity back" in remediation(
-        classify(error(400, "InvalidIdentity")), "registry"
+    registry, batch = Registries().hints, BatchAccounts().hints
+    assert "assign the user-assigned identity back" in (
+        remediation(classify(error(400, "InvalidIdentity")), registry) or ""
     )
-    assert "Key Vault" in remediation(classify(error(403)), "keyvault")
-    assert "rotation role" in remediation(classify(error(403)), "batch")
-    assert remediation(classify(error(503)), "registry") is None
+    assert "Key Vault" in (remediation(classify(error(403)), KEY_VAULT_HINTS) or "")
+    assert "rotation role" in (remediation(classify(error(403)), batch) or "")
+    assert remediation(classify(error(503)), registry) is None
+    # a kind's hint is asked before the general ones, and only for its own status and code
+    assert "Batch account" in (remediation(classify(error(400, "Anything")), batch) or "")
+    assert remediation(classify(error(400, "Anything")), registry) is None
+
+
+def test_the_products_own_errors_classify_as_they_say() -> None:
+    info = classify(RotationError("no such thing", code="Missing", remediation="look elsewhere"))
+    assert (info.code, info.transient, info.message) == ("Missing", False, "no such thing")
+    wrapped = ServiceFailed("reading k", classify(error(503)))
+    assert classify(wrapped) == wrapped.info and wrapped.info.status == 503 and wrapped.transient
+    assert str(wrapped).startswith("reading k: 503")
 
 
 def test_call_retries_transient_then_succeeds() -> None:

@@ -15,16 +15,18 @@ import contextlib
 import copy
 import json
 import logging
-import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import tenacity
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from rotation.azure.kinds import ApplyContext, Consumer
-from rotation.azure.retry import TransientCondition, classify
+from rotation.azure.kinds import KEY_PARTS, ApplyContext, Consumer, KindDefaults, is_busy
+from rotation.azure.retry import Deadline, TransientCondition, classify
 from rotation.model.decisions import BLOCKED, REDEPLOY_REQUIRED, Check, Decision, PolicyContext
+from rotation.model.errors import Hint, RotationError
 from rotation.model.ids import (
     CONTAINER_GROUP,
     InvalidId,
@@ -43,8 +45,12 @@ _TOP_READ_ONLY = ("id", "name", "type", "etag", "systemData")
 _PROPERTIES_READ_ONLY = ("provisioningState", "instanceView")
 
 
-class RedeployRolledBack(Exception):
+class RedeployRolledBack(RotationError):
     """The redeploy failed on the new version; the group was re-created on its previous one."""
+
+
+class SpecNotReconstructible(RotationError):
+    """The group's GET hides secure values (found at write time): it is never deleted."""
 
 
 def _raw(pipeline_response: Any, _deserialized: Any, _headers: Any) -> Any:
@@ -132,17 +138,7 @@ def saved_consumer(resource_id: ResourceId, saved: dict[str, Any]) -> Consumer |
     consumer = to_consumer({**spec, "id": str(resource_id)})
     if consumer is None:
         return None
-    return Consumer(
-        consumer.kind,
-        consumer.resource_id,
-        consumer.key,
-        consumer.location,
-        consumer.tags,
-        consumer.identity,
-        consumer.identity_assigned,
-        True,
-        "Deleted",
-    )
+    return replace(consumer, reconstructible=True, provisioning_state="Deleted", recreate_from_saved=True)
 
 
 def secure_values_block_redeploy(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
@@ -179,10 +175,22 @@ def spec_blob_name(resource_id: ResourceId) -> str:
     return str(resource_id).lstrip("/") + ".json"
 
 
-class ContainerGroups:
+class ContainerGroups(KindDefaults):
     kind = "containergroup"
     resource_type = CONTAINER_GROUP
+    api_version = "2023-05-01"  # what the pinned azure-mgmt-containerinstance client sends (tested)
+    key_naming = KEY_PARTS  # encryptionProperties.{vaultBaseUrl, keyName, keyVersion}
     plan_checks: tuple[Check, ...] = (secure_values_block_redeploy, redeploy_required)
+    recreates_missing = True  # a redeploy interrupted after the delete is finished from the saved spec
+    pending_store = REDEPLOY_CONTAINER
+    hints = (
+        Hint(
+            400,
+            None,
+            "The container group could not be created with the key: check its identity is assigned and can "
+            "use the key; the saved spec is in the rotation-redeploy container.",
+        ),
+    )
 
     def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
         for group in clients.container_instances(subscription).container_groups.list():
@@ -215,18 +223,18 @@ class ContainerGroups:
                     f"container group {resource_id} no longer exists and no spec is saved"
                 )
             return self._create(clients, resource_id, saved["spec"], to_key)
-        state = (group.get("properties") or {}).get("provisioningState")
-        if state in ("Creating", "Deleting", "Updating", "Pending", "Repairing"):
-            raise TransientCondition(f"container group is {state}")
+        current = to_consumer(group)
+        if current is not None and is_busy(current):
+            raise TransientCondition(f"container group is {current.provisioning_state}")
         hidden = secure_values_hidden(group.get("properties") or {})
         if hidden:
-            raise RuntimeError("spec-not-reconstructible: " + "; ".join(hidden))
+            raise SpecNotReconstructible("spec-not-reconstructible: " + "; ".join(hidden))
         spec = creatable_spec(group)
         save_spec(clients, resource_id, spec, consumer.key, to_key, context)
-        self._delete(clients, resource_id)
+        self._delete(clients, resource_id, context.deadline)
         return self._create(clients, resource_id, spec, to_key)
 
-    def _delete(self, clients: Clients, resource_id: ResourceId) -> None:
+    def _delete(self, clients: Clients, resource_id: ResourceId, deadline: Deadline | None) -> None:
         operations = clients.container_instances(resource_id.subscription).container_groups
         try:
             operations.begin_delete(resource_id.resource_group, resource_id.name).result()
@@ -239,14 +247,18 @@ class ContainerGroups:
                 resource_id,
                 classify(exc).summary(),
             )
-            self._wait_gone(clients, resource_id)
+            self._wait_gone(clients, resource_id, deadline)
 
-    def _wait_gone(self, clients: Clients, resource_id: ResourceId, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while self._get_raw(clients, resource_id) is not None:
-            if time.monotonic() > deadline:
-                raise TransientCondition(f"container group {resource_id} is still being deleted")
-            time.sleep(min(2.0, clients.settings.poll_interval_seconds))
+    def _wait_gone(self, clients: Clients, resource_id: ResourceId, deadline: Deadline | None) -> None:
+        """Poll until the group is gone, within the run's deadline (else at most five minutes)."""
+        budget = deadline.remaining() if deadline is not None else 300.0
+        waiting = tenacity.Retrying(
+            retry=tenacity.retry_if_result(lambda group: group is not None),
+            wait=tenacity.wait_fixed(min(2.0, clients.settings.poll_interval_seconds)),
+            stop=tenacity.stop_before_delay(max(0.0, budget)),
+            retry_error_callback=lambda _state: _still_there(resource_id),
+        )
+        waiting(self._get_raw, clients, resource_id)
 
     def _create(
         self, clients: Clients, resource_id: ResourceId, spec: dict[str, Any], to_key: KeyRef
@@ -300,6 +312,13 @@ class ContainerGroups:
             f"re-created on its previous version {previous}"
         )
 
+    def pending(self, clients: Clients, key: KeyRef) -> list[Consumer]:
+        """Groups of this key that an interrupted redeploy deleted, described by their saved specs."""
+        found = (
+            saved_consumer(resource_id, saved) for resource_id, saved in self.pending_redeploys(clients, key)
+        )
+        return [consumer for consumer in found if consumer is not None]
+
     def pending_redeploys(self, clients: Clients, key: KeyRef) -> list[tuple[ResourceId, dict[str, Any]]]:
         """Saved specs for this key whose group is missing: interrupted redeploys to finish first."""
         pending = []
@@ -319,6 +338,10 @@ class ContainerGroups:
             if saved_key.same_key(key) and self._get_raw(clients, resource_id) is None:
                 pending.append((resource_id, saved))
         return pending
+
+
+def _still_there(resource_id: ResourceId) -> None:
+    raise TransientCondition(f"container group {resource_id} is still being deleted")
 
 
 def save_spec(
