@@ -11,7 +11,7 @@ key nobody consumes is not this system's to rotate.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -112,54 +112,7 @@ def sweep(service: Estate, *, dry_run: bool = False, actor: str = "sweep") -> Sw
 
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(keys) or 1))) as pool:
         findings = list(pool.map(check, keys))
-    queued = []
-    for finding in findings:
-        if finding.needs_work and _failed_recently(service, finding.key):
-            # Its last run failed less than a day ago and ended in the poison queue for on-call:
-            # queueing it every hour would only flood that queue.
-            finding = KeyFinding(
-                finding.key,
-                finding.consumers,
-                finding.behind,
-                finding.near_expiry,
-                error="last run failed less than 24 h ago; see `rotation deadletters list`",
-                skipped=True,
-            )
-        if finding.needs_work and not dry_run:
-            request = new_request(
-                finding.key,
-                "sweep",
-                actor,
-                event_type=NEAR_EXPIRY if finding.near_expiry else None,
-                event_version=finding.near_expiry,
-            )
-            submit(service.requests_queue, service.runs, request)
-            finding = KeyFinding(
-                finding.key,
-                finding.consumers,
-                finding.behind,
-                finding.near_expiry,
-                request_id=request.request_id,
-            )
-        queued.append(finding)
-        trail.record(
-            "sweep-checked",
-            source="sweep",
-            keyId=finding.key.versionless_id,
-            outcome=(
-                "queued"
-                if finding.request_id
-                else "would-queue"
-                if finding.needs_work and dry_run
-                else "skipped"
-                if finding.skipped
-                else "failed"
-                if finding.error
-                else "nothing-to-do"
-            ),
-            message=finding.error,
-            detail=finding.to_dict(),
-        )
+    queued = [_act_on(service, finding, dry_run, actor, trail) for finding in findings]
     trail.record(
         "sweep-finished",
         source="sweep",
@@ -172,6 +125,45 @@ def sweep(service: Estate, *, dry_run: bool = False, actor: str = "sweep") -> Sw
     )
     trail.flush()
     return SweepResult(queued, list(inventory.errors))
+
+
+def _act_on(service: Estate, finding: KeyFinding, dry_run: bool, actor: str, trail: AuditTrail) -> KeyFinding:
+    """Queue one request for a key that needs work (unless it failed recently), and record it."""
+    if finding.needs_work and _failed_recently(service, finding.key):
+        # Its last run failed less than a day ago and ended in the poison queue for on-call:
+        # queueing it every hour would only flood that queue.
+        finding = replace(
+            finding, error="last run failed less than 24 h ago; see `rotation deadletters list`", skipped=True
+        )
+    if finding.needs_work and not dry_run:
+        request = new_request(
+            finding.key,
+            "sweep",
+            actor,
+            event_type=NEAR_EXPIRY if finding.near_expiry else None,
+            event_version=finding.near_expiry,
+        )
+        submit(service.requests_queue, service.runs, request)
+        finding = replace(finding, request_id=request.request_id)
+    trail.record(
+        "sweep-checked",
+        source="sweep",
+        keyId=finding.key.versionless_id,
+        outcome=_checked_outcome(finding, dry_run),
+        message=finding.error,
+        detail=finding.to_dict(),
+    )
+    return finding
+
+
+def _checked_outcome(finding: KeyFinding, dry_run: bool) -> str:
+    if finding.request_id:
+        return "queued"
+    if finding.needs_work and dry_run:
+        return "would-queue"
+    if finding.skipped:
+        return "skipped"
+    return "failed" if finding.error else "nothing-to-do"
 
 
 def _failed_recently(service: Estate, key: KeyRef) -> bool:

@@ -3,8 +3,8 @@ operations, never key material) and the state a run decides from."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 
 from rotation.model.ids import KeyRef
 
@@ -50,7 +50,6 @@ class KeyState:
     desired: VersionInfo | None
     blocked_reason: str | None  # why there is no desired version
     recovery_level: str | None
-    read_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def version(self, version: str | None) -> VersionInfo | None:
         if not version:

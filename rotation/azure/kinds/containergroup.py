@@ -17,7 +17,6 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import tenacity
@@ -35,6 +34,7 @@ from rotation.model.ids import (
     key_from_parts,
     parse_resource_id,
 )
+from rotation.model.times import utc_now
 
 if TYPE_CHECKING:
     from rotation.azure.clients import Clients
@@ -358,7 +358,7 @@ def save_spec(
         "fromVersion": from_key.version,
         "toVersion": to_key.version,
         "runId": context.run_id,
-        "savedAt": datetime.now(UTC).isoformat(),
+        "savedAt": utc_now(),
         "spec": spec,
     }
     clients.blobs().get_blob_client(REDEPLOY_CONTAINER, spec_blob_name(resource_id)).upload_blob(
