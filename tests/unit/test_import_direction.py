@@ -1,5 +1,5 @@
 """Imports in rotation/ run one way (DESIGN.md section 3): doors → service → core →
-azure / storage → model / config, and form no cycle. Every import counts, also those inside
+azure / storage → config → model, and form no cycle. Every import counts, also those inside
 functions and under TYPE_CHECKING: a type-only import upward still ties a lower room to a
 higher one."""
 
@@ -16,12 +16,12 @@ PACKAGE = ROOT / "rotation"
 # Higher numbers may import lower ones; rooms on one level may not import each other.
 LAYERS = {
     "rotation.model": 0,
-    "rotation.config": 0,
-    "rotation.azure": 1,
-    "rotation.storage": 1,
-    "rotation.core": 2,
-    "rotation.service": 3,
-    "rotation.doors": 4,
+    "rotation.config": 1,  # at the bottom with the model: settings may use model values, not the reverse
+    "rotation.azure": 2,
+    "rotation.storage": 2,
+    "rotation.core": 3,
+    "rotation.service": 4,
+    "rotation.doors": 5,
 }
 OUTSIDE = ("emulator", "devstack", "tests", "bench", "tools", "function_app")
 
