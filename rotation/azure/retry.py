@@ -49,7 +49,8 @@ def _retry_after(exc: HttpResponseError) -> float | None:
     if exc.response is None:
         return None
     try:
-        return _AZURE_RETRY.get_retry_after(PipelineResponse(None, exc.response, None))  # type: ignore[arg-type]
+        response = PipelineResponse(None, exc.response, None)  # type: ignore[arg-type, type-var]
+        return _AZURE_RETRY.get_retry_after(response)  # type: ignore[arg-type, type-var]
     except (ValueError, TypeError):  # a header no parser understands: no hint, back off as usual
         return None
 
@@ -145,6 +146,14 @@ class RetryPolicy:
         return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not crypto
 
 
+def _failure(state: tenacity.RetryCallState) -> BaseException:
+    """The exception of the attempt that just failed (tenacity only retries on one)."""
+    failure = state.outcome.exception() if state.outcome is not None else None
+    if failure is None:
+        raise RuntimeError("tenacity asked about an attempt that did not fail")
+    return failure
+
+
 def call[T](
     fn: Callable[[], T],
     *,
@@ -156,16 +165,15 @@ def call[T](
     """Run `fn`, retrying transient failures under `policy` and within `deadline`."""
 
     def wait(state: tenacity.RetryCallState) -> float:
-        info = classify(state.outcome.exception())
+        info = classify(_failure(state))
         return policy.delay(state.attempt_number, info.retry_after)
 
-    def stop(state: tenacity.RetryCallState) -> bool:
-        if state.attempt_number >= policy.attempts:
-            return True
-        return deadline is not None and state.upcoming_sleep >= deadline.remaining()
+    stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(policy.attempts)
+    if deadline is not None:  # never sleep past the run's deadline
+        stop = stop | tenacity.stop_before_delay(max(0.0, deadline.remaining()))
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
-        info = classify(state.outcome.exception())
+        info = classify(_failure(state))
         log.info(
             "retrying %s after attempt %d in %.2fs: %s",
             what,

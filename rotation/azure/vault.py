@@ -121,7 +121,9 @@ def versions_not_in(client: KeyClient, key: KeyRef, known: set[str]) -> list[Ver
     """Versions that exist now but were not in `known`, newest last: after an unclear rotate,
     these say whether it happened."""
     found = [
-        _info(p) for p in client.list_properties_of_key_versions(key.name) if p.version.lower() not in known
+        _info(p)
+        for p in client.list_properties_of_key_versions(key.name)
+        if (p.version or "").lower() not in known
     ]
     return sorted(found, key=lambda v: v.created)
 

@@ -79,19 +79,19 @@ def no_usable_version(consumer: Consumer, ctx: PolicyContext) -> Decision | None
 
 
 def already_current(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
-    if consumer.version == ctx.state.desired.version:
+    if ctx.state.desired is not None and consumer.version == ctx.state.desired.version:
         return Decision(ALREADY_CURRENT, "on-desired-version", "already on the desired version")
     return None
 
 
 def newer_than_desired(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
-    current = ctx.state.version(consumer.version)
-    if current is not None and ctx.state.is_newer(current, ctx.state.desired):
+    current, desired = ctx.state.version(consumer.version), ctx.state.desired
+    if current is not None and desired is not None and ctx.state.is_newer(current, desired):
         problem = current.time_problem(ctx.now) or current.crypto_problem() or "not usable"
         return Decision(
             NEWER_THAN_DESIRED,
             "never-downgrade",
-            f"on {current.version}, newer than the desired {ctx.state.desired.version} "
+            f"on {current.version}, newer than the desired {desired.version} "
             f"({problem}); not downgraded, needs a person",
         )
     return None

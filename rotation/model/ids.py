@@ -70,7 +70,7 @@ class KeyRef:
         return self.id
 
 
-def parse_key_id(text: str, *, require_version: bool = False, allow_version: bool = True) -> KeyRef:
+def parse_key_id(text: object, *, require_version: bool = False, allow_version: bool = True) -> KeyRef:
     """Parse https://<vault-host>/keys/<name>[/<version>] strictly (no port, query, userinfo)."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidId("key id: expected https://<vault>.vault.azure.net/keys/<name>[/<version>]")

@@ -11,18 +11,19 @@ whose group is missing re-creates the group first.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import copy
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import tenacity
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from rotation.azure.kinds import KEY_PARTS, ApplyContext, Consumer, KindDefaults, is_busy
+from rotation.azure.kinds import KEY_PARTS, ApplyContext, Consumer, KindDefaults, has_failed, is_busy
 from rotation.azure.retry import Deadline, TransientCondition, classify
 from rotation.model.decisions import BLOCKED, REDEPLOY_REQUIRED, Check, Decision, PolicyContext
 from rotation.model.errors import Hint, RotationError
@@ -101,7 +102,7 @@ def creatable_spec(group: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def to_consumer(group: dict[str, Any]) -> Consumer | None:
+def to_consumer(group: Mapping[str, Any]) -> Consumer | None:
     properties = group.get("properties") or {}
     encryption = properties.get("encryptionProperties")
     if not encryption:
@@ -199,12 +200,12 @@ class ContainerGroups(KindDefaults):
                 yield consumer
 
     def _get_raw(self, clients: Clients, resource_id: ResourceId) -> dict[str, Any] | None:
+        operations = clients.container_instances(resource_id.subscription).container_groups
         try:
-            return clients.container_instances(resource_id.subscription).container_groups.get(
-                resource_id.resource_group, resource_id.name, cls=_raw
-            )
+            raw = operations.get(resource_id.resource_group, resource_id.name, cls=_raw)
         except ResourceNotFoundError:
             return None
+        return cast("dict[str, Any]", raw)  # `_raw` hands back the JSON, not the SDK model
 
     def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
         group = self._get_raw(clients, resource_id)
@@ -266,12 +267,8 @@ class ContainerGroups(KindDefaults):
         updated = copy.deepcopy(spec)  # `spec` stays as saved: the previous version, for a roll-back
         encryption = updated.setdefault("properties", {}).setdefault("encryptionProperties", {})
         encryption["keyVersion"] = to_key.version
-        operations = clients.container_instances(resource_id.subscription).container_groups
-        body = json.dumps(updated).encode()  # raw bytes: the PUT carries exactly the saved spec
         try:
-            created = operations.begin_create_or_update(
-                resource_id.resource_group, resource_id.name, body, content_type="application/json"
-            ).result()
+            created = _put(clients, resource_id, updated)
             shown = to_consumer(created.serialize(keep_readonly=True)) if created is not None else None
         except HttpResponseError as exc:
             # Unclear outcome: if the group now exists on the new key, the create happened.
@@ -280,7 +277,7 @@ class ContainerGroups(KindDefaults):
                 self._roll_back(clients, resource_id, spec, to_key, exc)
             if shown is None or shown.version != to_key.version:
                 raise
-        if shown is not None and (shown.provisioning_state or "").lower() in ("failed", "canceled"):
+        if shown is not None and has_failed(shown):
             return shown  # keep the saved spec; the caller reports the failure
         delete_saved_spec(clients, resource_id)
         return shown
@@ -296,14 +293,8 @@ class ContainerGroups(KindDefaults):
         """The group cannot be created on the new version: bring it back on its previous one, so
         it is not left deleted. Raises RedeployRolledBack (the step failed, the group runs)."""
         previous = (spec.get("properties") or {}).get("encryptionProperties", {}).get("keyVersion")
-        operations = clients.container_instances(resource_id.subscription).container_groups
         try:
-            operations.begin_create_or_update(
-                resource_id.resource_group,
-                resource_id.name,
-                json.dumps(spec).encode(),
-                content_type="application/json",
-            ).result()
+            _put(clients, resource_id, spec)
         except HttpResponseError:
             raise error from None  # both failed: the spec stays saved for the next run
         delete_saved_spec(clients, resource_id)
@@ -312,14 +303,16 @@ class ContainerGroups(KindDefaults):
             f"re-created on its previous version {previous}"
         )
 
-    def pending(self, clients: Clients, key: KeyRef) -> list[Consumer]:
+    def pending(self, clients: Clients, key: KeyRef) -> builtins.list[Consumer]:
         """Groups of this key that an interrupted redeploy deleted, described by their saved specs."""
         found = (
             saved_consumer(resource_id, saved) for resource_id, saved in self.pending_redeploys(clients, key)
         )
         return [consumer for consumer in found if consumer is not None]
 
-    def pending_redeploys(self, clients: Clients, key: KeyRef) -> list[tuple[ResourceId, dict[str, Any]]]:
+    def pending_redeploys(
+        self, clients: Clients, key: KeyRef
+    ) -> builtins.list[tuple[ResourceId, dict[str, Any]]]:
         """Saved specs for this key whose group is missing: interrupted redeploys to finish first."""
         pending = []
         container = clients.blobs().get_container_client(REDEPLOY_CONTAINER)
@@ -338,6 +331,17 @@ class ContainerGroups(KindDefaults):
             if saved_key.same_key(key) and self._get_raw(clients, resource_id) is None:
                 pending.append((resource_id, saved))
         return pending
+
+
+def _put(clients: Clients, resource_id: ResourceId, spec: dict[str, Any]) -> Any:
+    """Create the group from `spec` and wait for it. Raw bytes: the PUT carries exactly the spec
+    (the SDK model would drop properties it does not know)."""
+    operations = clients.container_instances(resource_id.subscription).container_groups
+    body = json.dumps(spec).encode()
+    poller = operations.begin_create_or_update(  # type: ignore[call-overload]  # bytes are sent as they are
+        resource_id.resource_group, resource_id.name, body, content_type="application/json"
+    )
+    return poller.result()
 
 
 def _still_there(resource_id: ResourceId) -> None:
