@@ -5,7 +5,7 @@ person or failed, and the CLI exit code that says so)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from rotation.model.consumer import Consumer
@@ -14,6 +14,30 @@ from rotation.model.errors import ErrorInfo
 from rotation.model.ids import KeyRef
 from rotation.model.keystate import KeyState
 from rotation.model.times import utc_now
+
+# Attribute → wire name, in the order the JSON shows them (CLI, HTTP, run records).
+_STEP_FIELDS = {
+    "target": "target",
+    "kind": "kind",
+    "action": "action",
+    "reason": "reason",
+    "message": "message",
+    "from_version": "fromVersion",
+    "to_version": "toVersion",
+}
+_RESULT_FIELDS = {
+    **_STEP_FIELDS,
+    "outcome": "outcome",
+    "error_code": "errorCode",
+    "error": "error",
+    "hint": "hint",
+    "duration_ms": "durationMs",
+    "attempts": "attempts",
+}
+
+
+def _wire(value: object, names: dict[str, str]) -> dict[str, Any]:
+    return {wire: getattr(value, attribute) for attribute, wire in names.items()}
 
 
 @dataclass(frozen=True)
@@ -41,15 +65,7 @@ class PlanStep:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "kind": self.kind,
-            "action": self.action,
-            "reason": self.reason,
-            "message": self.message,
-            "fromVersion": self.from_version,
-            "toVersion": self.to_version,
-        }
+        return _wire(self, _STEP_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -96,22 +112,7 @@ class StepResult:
     attempts: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        raw = asdict(self)
-        return {
-            "target": raw["target"],
-            "kind": raw["kind"],
-            "action": raw["action"],
-            "reason": raw["reason"],
-            "message": raw["message"],
-            "fromVersion": raw["from_version"],
-            "toVersion": raw["to_version"],
-            "outcome": raw["outcome"],
-            "errorCode": raw["error_code"],
-            "error": raw["error"],
-            "hint": raw["hint"],
-            "durationMs": raw["duration_ms"],
-            "attempts": raw["attempts"],
-        }
+        return _wire(self, _RESULT_FIELDS)
 
 
 @dataclass

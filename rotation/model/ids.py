@@ -24,7 +24,6 @@ _RESOURCE_ID = re.compile(
 REGISTRY = "Microsoft.ContainerRegistry/registries"
 BATCH_ACCOUNT = "Microsoft.Batch/batchAccounts"
 CONTAINER_GROUP = "Microsoft.ContainerInstance/containerGroups"
-USER_ASSIGNED_IDENTITY = "Microsoft.ManagedIdentity/userAssignedIdentities"
 CONSUMER_TYPES = (REGISTRY, BATCH_ACCOUNT, CONTAINER_GROUP)
 
 
