@@ -11,7 +11,6 @@ callers read the state again after an unclear failure and decide.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -122,12 +121,13 @@ def remediation(info: ErrorInfo, hints: Sequence[Hint] = ()) -> str | None:
 class Deadline:
     """The run's time budget: work is not started, and retries not slept, past it."""
 
-    def __init__(self, seconds: float) -> None:
-        self.started = time.monotonic()
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.started = clock()
         self.seconds = seconds
 
     def remaining(self) -> float:
-        return self.seconds - (time.monotonic() - self.started)
+        return self.seconds - (self.clock() - self.started)
 
     def expired(self) -> bool:
         return self.remaining() <= 0
@@ -139,11 +139,16 @@ class RetryPolicy:
     maximum: float = 30.0
     attempts: int = 6
 
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return retry_after + random.uniform(0, min(1.0, self.initial))  # noqa: S311 - jitter, not crypto
-        ceiling = min(self.maximum, self.initial * (2 ** (attempt - 1)))
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not crypto
+    def backoff(self) -> tenacity.wait.wait_base:
+        """Exponential with equal jitter: between half and all of min(maximum, initial x 2^(n-1))."""
+        half, cap = self.initial / 2, self.maximum / 2
+        return tenacity.wait_exponential(multiplier=half, max=cap) + tenacity.wait_random_exponential(
+            multiplier=half, max=cap
+        )
+
+    def after_hint(self) -> tenacity.wait.wait_base:
+        """The jitter added to a service's Retry-After, so retries that were told the same do not align."""
+        return tenacity.wait_random(0, min(1.0, self.initial))
 
 
 def _failure(state: tenacity.RetryCallState) -> BaseException:
@@ -164,9 +169,11 @@ def call[T](
 ) -> T:
     """Run `fn`, retrying transient failures under `policy` and within `deadline`."""
 
+    backoff, after_hint = policy.backoff(), policy.after_hint()
+
     def wait(state: tenacity.RetryCallState) -> float:
-        info = classify(_failure(state))
-        return policy.delay(state.attempt_number, info.retry_after)
+        hint = classify(_failure(state)).retry_after
+        return backoff(state) if hint is None else hint + after_hint(state)
 
     stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(policy.attempts)
     if deadline is not None:  # never sleep past the run's deadline

@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+import tenacity
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
@@ -132,7 +133,28 @@ def test_call_honours_retry_after_and_stops_at_the_deadline() -> None:
     assert time.monotonic() - started < 1.5
 
 
-def test_exponential_delay_is_capped() -> None:
-    policy = RetryPolicy(1.0, 8.0, 6)
-    assert all(0.5 <= policy.delay(1, None) <= 1.0 for _ in range(20))
-    assert all(4.0 <= policy.delay(10, None) <= 8.0 for _ in range(20))
+def attempt(number: int) -> tenacity.RetryCallState:
+    state = tenacity.RetryCallState(None, None, (), {})
+    state.attempt_number = number
+    return state
+
+
+def test_exponential_delay_is_jittered_and_capped() -> None:
+    backoff = RetryPolicy(1.0, 8.0, 6).backoff()
+    assert all(0.5 <= backoff(attempt(1)) <= 1.0 for _ in range(20))
+    assert all(1.0 <= backoff(attempt(2)) <= 2.0 for _ in range(20))
+    assert all(4.0 <= backoff(attempt(10)) <= 8.0 for _ in range(20))
+    assert len({round(backoff(attempt(3)), 6) for _ in range(20)}) > 1  # jittered
+
+
+def test_a_retry_after_gets_at_most_a_second_of_jitter() -> None:
+    jitter = RetryPolicy(2.0, 30.0, 6).after_hint()
+    assert all(0 <= jitter(attempt(1)) <= 1.0 for _ in range(20))
+
+
+def test_the_deadline_runs_on_the_clock_it_is_given() -> None:
+    now = [100.0]
+    deadline = Deadline(30, clock=lambda: now[0])
+    assert deadline.remaining() == 30 and not deadline.expired()
+    now[0] += 31
+    assert deadline.expired()
