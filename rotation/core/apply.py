@@ -23,11 +23,11 @@ from rotation.azure.kinds import (
 )
 from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify, remediation
 from rotation.config import Settings
-from rotation.core.results import Plan, PlanStep, StepResult, result_of
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import UPDATE
 from rotation.model.errors import RotationError, TransientCondition
 from rotation.model.ids import KeyRef
+from rotation.model.results import Plan, PlanStep, StepResult, result_of
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import Lease
 

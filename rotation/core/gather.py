@@ -16,11 +16,11 @@ from rotation.azure.kinds import TargetKind, pending
 from rotation.azure.retry import Deadline, RetryPolicy, call, classify
 from rotation.azure.vault import read_key_state
 from rotation.config import Settings
-from rotation.core.results import error_dict
 from rotation.model.consumer import Consumer
 from rotation.model.errors import ErrorInfo, ServiceFailed
 from rotation.model.ids import KeyRef, parse_resource_id
 from rotation.model.keystate import KeyState
+from rotation.model.results import error_dict
 
 
 class Unreachable(ServiceFailed):

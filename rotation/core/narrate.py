@@ -4,8 +4,8 @@ deciding and writing happen elsewhere."""
 
 from __future__ import annotations
 
-from rotation.core.results import Plan, RunResult, count
 from rotation.model.events import EXPIRED
+from rotation.model.results import Plan, RunResult, count
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import Lease
 from rotation.storage.queue import RotationRequest

@@ -12,8 +12,8 @@ from azure.core.messaging import CloudEvent
 
 from rotation.azure.clients import Clients
 from rotation.azure.retry import RetryPolicy, call
-from rotation.core.results import RunResult
 from rotation.model.decisions import NEEDS_PERSON
+from rotation.model.results import RunResult
 from rotation.storage.audit import AuditTrail
 
 log = logging.getLogger("rotation.outcomes")

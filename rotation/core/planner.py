@@ -8,10 +8,10 @@ from collections.abc import Mapping
 
 from rotation.core.gather import Gathered
 from rotation.core.policy import decide
-from rotation.core.results import Plan, PlanStep, error_dict
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import Check, PolicyContext
 from rotation.model.ids import KeyRef
+from rotation.model.results import Plan, PlanStep, error_dict
 
 
 def make_plan(

@@ -5,7 +5,7 @@ from Key Vault and ARM each time, so duplicate, late, out-of-order and lost even
 The run is a short story told into the audit trail: gather the reads (core/gather.py), keep
 the key maintained (core/renewal.py), plan with values only (core/planner.py), record the plan
 before any write, apply the `update` steps (core/apply.py), finish. Result types and status
-rules are in core/results.py.
+rules are in model/results.py.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from rotation.core.gather import Gathered, Gatherer, Maintain, Unreachable
 from rotation.core.narrate import record_findings, record_finished, record_started
 from rotation.core.planner import make_plan
 from rotation.core.renewal import KeyMaintenance, RenewalFailed
-from rotation.core.results import Plan, PlanStep, RunResult, StepResult, count, result_of
 from rotation.model.decisions import UPDATE, PolicyContext
 from rotation.model.ids import KeyRef
 from rotation.model.keystate import KeyState
+from rotation.model.results import Plan, PlanStep, RunResult, StepResult, count, result_of
 from rotation.model.times import utc_now
 from rotation.storage.audit import AuditStore, AuditTrail, AuditUnavailable
 from rotation.storage.ledger import Lease
