@@ -27,25 +27,46 @@ sys.path.insert(0, str(REPO))
 
 from emulator import EmulatorProcess, use_emulator  # noqa: E402
 from emulator.azurite import Azurite  # noqa: E402
-from tests import scenarios as s  # noqa: E402
 
-OLD, NEW = s.vid("old"), s.vid("new")
+# The estate is written here in the scenario format (DESIGN.md section 7): bench/ does not
+# import tests/.
+OLD, NEW = "0" * 31 + "1", "0" * 31 + "2"
+SUB_A = "00000000-0000-0000-0000-00000000000a"
+SUB_B = "00000000-0000-0000-0000-00000000000b"
+VAULT = "contoso-cmk"
+KEY_ID = f"https://{VAULT}.vault.azure.net/keys/acr-cmk"
+IDENTITY = (
+    f"/subscriptions/{SUB_A}/resourceGroups/rg-identity/providers/"
+    "Microsoft.ManagedIdentity/userAssignedIdentities/uai-acr"
+)
 
 
 def estate(n: int, subscriptions: list[str]) -> dict[str, Any]:
     registries = [
-        s.registry(
-            f"reg{i:04d}",
-            s.key_id("acr-cmk", OLD),
-            sub=subscriptions[i % len(subscriptions)],
-            rg=f"rg-{i % 7}",
-        )
+        {
+            "id": f"/subscriptions/{subscriptions[i % len(subscriptions)]}/resourceGroups/rg-{i % 7}"
+            f"/providers/Microsoft.ContainerRegistry/registries/reg{i:04d}",
+            "location": "westeurope",
+            "keyId": f"{KEY_ID}/{OLD}",
+            "encryptionIdentity": IDENTITY,
+            "identities": [IDENTITY],
+            "tags": {},
+        }
         for i in range(n)
     ]
-    return s.scenario(
-        {"acr-cmk": s.key(s.version("old", created="-200d"), s.version("new", created="-1h"))},
-        registries=registries,
-    )
+    versions = [
+        {"version": OLD, "created": "-200d", "exp": "+265d", "enabled": True},
+        {"version": NEW, "created": "-1h", "exp": "+265d", "enabled": True},
+    ]
+    return {
+        "vaults": {
+            VAULT: {
+                "recoveryLevel": "Recoverable",
+                "keys": {"acr-cmk": {"kty": "RSA", "versions": versions, "rotationPolicy": None}},
+            }
+        },
+        "registries": registries,
+    }
 
 
 def run_once(
@@ -64,7 +85,7 @@ def run_once(
     forget_services()
     service = service_for_environment()
     admin.clear_calls()
-    request = new_request(parse_key_id(s.key_id("acr-cmk")), "cli", "bench")
+    request = new_request(parse_key_id(KEY_ID), "cli", "bench")
     started = time.monotonic()
     result = service.reconciler.run(request)
     wall = time.monotonic() - started
@@ -114,7 +135,7 @@ def main() -> int:
             {
                 "AzureWebJobsStorage": azurite.connection_string,
                 "ROTATION_ALLOWED_VAULTS": "contoso-cmk.vault.azure.net",
-                "ROTATION_SUBSCRIPTIONS": f"{s.SUB_A},{s.SUB_B}",
+                "ROTATION_SUBSCRIPTIONS": f"{SUB_A},{SUB_B}",
                 "ROTATION_CONCURRENCY": str(args.concurrency),
                 "ROTATION_TIME_BUDGET_SECONDS": "3600",
             }
@@ -126,7 +147,7 @@ def main() -> int:
         print(
             f"latency {args.latency_ms} ms per call, LRO 1 s (Retry-After 1), concurrency {args.concurrency}\n"
         )
-        single = run_once(emulator, 1, [s.SUB_A], throttled=False, latency_ms=args.latency_ms)
+        single = run_once(emulator, 1, [SUB_A], throttled=False, latency_ms=args.latency_ms)
         per_target = single["median_step_ms"] / 1000
         print(f"one target alone: step {per_target:.2f} s, run {single['wall']:.2f} s\n")
         print(
@@ -135,7 +156,7 @@ def main() -> int:
         )
         print("|---|---|---|---|---|---|---|---|---|---|")
         for n in args.sizes:
-            r = run_once(emulator, n, [s.SUB_A, s.SUB_B], throttled=False, latency_ms=args.latency_ms)
+            r = run_once(emulator, n, [SUB_A, SUB_B], throttled=False, latency_ms=args.latency_ms)
             ideal = math.ceil(n / args.concurrency) * per_target
             print(
                 f"| {n} | {r['wall']:.1f} | {ideal:.1f} | {r['wall'] / ideal:.2f} | {r['verified']} | "
@@ -145,7 +166,7 @@ def main() -> int:
             )
         if args.throttled:
             n = args.throttled
-            r = run_once(emulator, n, [s.SUB_A], throttled=True, latency_ms=args.latency_ms)
+            r = run_once(emulator, n, [SUB_A], throttled=True, latency_ms=args.latency_ms)
             floor = max(0, n - 200) / 10  # the write bucket: 200 at once, then 10 a second
             print(
                 f"\nthrottling model on, N={n} in one subscription: wall {r['wall']:.1f} s, floor {floor:.0f} s "

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from rotation.model.errors import RotationError
+
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 _VAULT_NAME = re.compile(r"^[a-z][a-z0-9-]{1,22}[a-z0-9]\Z")
 _HOSTNAME = re.compile(r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
@@ -20,7 +22,7 @@ _TAG_NAME = re.compile(r"^[^<>%&\\?/]{1,512}\Z")
 _NCRONTAB = re.compile(r"^\S+(\s+\S+){5}\Z")
 
 
-class ConfigError(ValueError):
+class ConfigError(RotationError, ValueError):
     """A setting is missing or invalid; the message starts with the setting's name."""
 
 

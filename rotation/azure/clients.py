@@ -16,6 +16,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
+from azure.eventgrid import EventGridPublisherClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.keyvault.keys import KeyClient
 from azure.mgmt.batch import BatchManagementClient
@@ -156,6 +157,16 @@ class Clients:
             "aci",
             subscription,
             lambda: ContainerInstanceManagementClient(self.credential, subscription, **self._arm_kwargs()),
+        )
+
+    def outcome_topic(self, endpoint: str) -> EventGridPublisherClient:
+        """The Event Grid topic outcome events go to; retried by retry.py like the others."""
+        return self._cached(
+            "outcomes",
+            endpoint.lower(),
+            lambda: EventGridPublisherClient(
+                endpoint, self.credential, transport=self._transport(), **_NO_SDK_RETRIES
+            ),
         )
 
     def arm(self) -> Arm:

@@ -85,10 +85,11 @@ def read_targets(
     *,
     policy: RetryPolicy,
     deadline: Deadline | None = None,
+    kinds: list[TargetKind] | None = None,
     workers: int = 8,
 ) -> Inventory:
     """Read just these resources (a run limited to targets), keeping those that use `key`."""
-    by_type = {kind.resource_type.lower(): kind for kind in all_kinds()}
+    by_type = {kind.resource_type.lower(): kind for kind in (kinds or all_kinds())}
     targets = list(targets)
 
     def one(resource_id: ResourceId) -> tuple[Consumer | None, DiscoveryError | None]:

@@ -10,11 +10,9 @@ callers read the state again after an unclear failure and decide.
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import tenacity
@@ -24,6 +22,11 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.pipeline import PipelineResponse
+from azure.core.pipeline.policies import RetryPolicy as AzureRetryPolicy
+
+# The model's error values, re-exported: callers classify and wait with this module.
+from rotation.model.errors import ErrorInfo, Hint, RotationError, TransientCondition  # noqa: F401
 
 log = logging.getLogger("rotation.retry")
 
@@ -37,45 +40,18 @@ _BUSY_CODES = {
 }
 
 
-class TransientCondition(Exception):
-    """Raised by our own code for a state worth waiting out (a target still updating)."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+_AZURE_RETRY = AzureRetryPolicy(retry_total=0)  # only for its Retry-After parsing
 
 
-@dataclass(frozen=True)
-class ErrorInfo:
-    transient: bool
-    unreachable: bool  # the service could not be reached or kept failing (5xx, 429, connection)
-    status: int | None
-    code: str | None
-    message: str
-    retry_after: float | None = None
-
-    def summary(self) -> str:
-        parts = [str(self.status) if self.status else None, self.code]
-        head = " ".join(p for p in parts if p)
-        return f"{head}: {self.message}" if head else self.message
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    if isinstance(exc, TransientCondition):
-        return exc.retry_after
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    for name, scale in (("retry-after-ms", 0.001), ("x-ms-retry-after-ms", 0.001), ("Retry-After", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) * scale)
-        except ValueError:
-            parsed = email.utils.parsedate_to_datetime(value) if scale == 1.0 else None
-            if parsed is not None:
-                return max(0.0, parsed.timestamp() - time.time())
-    return None
+def _retry_after(exc: HttpResponseError) -> float | None:
+    """azure-core's reading of Retry-After (seconds or an HTTP date) and retry-after-ms."""
+    if exc.response is None:
+        return None
+    try:
+        response = PipelineResponse(None, exc.response, None)  # type: ignore[arg-type]
+        return _AZURE_RETRY.get_retry_after(response)  # type: ignore[type-var]
+    except (ValueError, TypeError):  # a header no parser understands: no hint, back off as usual
+        return None
 
 
 def _message(exc: BaseException) -> str:
@@ -86,8 +62,8 @@ def _message(exc: BaseException) -> str:
 
 def classify(exc: BaseException) -> ErrorInfo:
     """Decide once whether an error is worth retrying; keep the service's status and code."""
-    if isinstance(exc, TransientCondition):
-        return ErrorInfo(True, False, None, "InProgress", str(exc), exc.retry_after)
+    if isinstance(exc, RotationError):
+        return exc.info
     if isinstance(exc, ServiceRequestError | ServiceResponseError | ConnectionError | TimeoutError):
         return ErrorInfo(True, True, None, "ConnectionError", _message(exc))
     if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None:
@@ -104,80 +80,39 @@ def classify(exc: BaseException) -> ErrorInfo:
     return ErrorInfo(False, False, None, type(exc).__name__, _message(exc))
 
 
-_HINTS: list[tuple[str | None, int | None, str | None, str]] = [
-    # (target kind or None for any, status, error code (lower) or None, remediation)
-    (
-        "registry",
-        400,
-        "invalididentity",
-        "The registry's encryption identity is no longer assigned to it: assign the user-assigned identity back "
-        "(az acr identity assign) and grant it 'Key Vault Crypto Service Encryption User' on the key; see "
-        "https://aka.ms/acr/cmk.",
-    ),
-    (
-        "registry",
-        400,
-        "keyvaultaccessfailed",
-        "The registry's identity cannot use the new key version: grant it 'Key Vault Crypto Service Encryption "
-        "User' on the key (or get, wrapKey, unwrapKey in access policies) and check the vault firewall allows "
-        "trusted services; see https://aka.ms/acr/cmk.",
-    ),
-    (
-        "batch",
-        400,
-        None,
-        "The Batch account could not use the key: check its managed identity has get, wrapKey and unwrapKey on the "
-        "key and that the version is enabled; see https://learn.microsoft.com/azure/batch/batch-customer-managed-key.",
-    ),
-    (
-        "containergroup",
-        400,
-        None,
-        "The container group could not be created with the key: check its identity is assigned and can use the "
-        "key; the saved spec is in the rotation-redeploy container.",
-    ),
-    (
-        None,
+# Hints any kind of target can need; a consumer kind adds its own (`hints`), Key Vault its
+# own (vault.KEY_VAULT_HINTS), and those are asked first.
+GENERAL_HINTS: tuple[Hint, ...] = (
+    Hint(
         401,
         None,
         "Authentication failed: check the function's managed identity (AZURE_CLIENT_ID) or your az login.",
     ),
-    (
-        "keyvault",
-        403,
-        None,
-        "The rotation identity lacks Key Vault permissions: grant the custom rotation role (keys read, rotate, "
-        "update, read rotation policy) on the vault (infra/README.md).",
-    ),
-    (
-        None,
+    Hint(
         403,
         None,
         "The rotation identity lacks permission on this resource: grant the rotation role at its scope "
         "(infra/README.md), or tag the resource cmk-rotation=off to leave it alone.",
     ),
-    (None, 404, None, "The resource or key no longer exists: run a new plan to refresh the inventory."),
-    (None, 409, None, "Another change is in progress on the resource: the next run will retry it."),
-    (
-        None,
+    Hint(404, None, "The resource or key no longer exists: run a new plan to refresh the inventory."),
+    Hint(409, None, "Another change is in progress on the resource: the next run will retry it."),
+    Hint(
         200,
         None,
         "The Azure operation ended Failed; the target stays on its previous version. Check the "
         "resource's activity log, fix the cause and replay.",
     ),
-]
+)
 
 
-def remediation(info: ErrorInfo, kind: str | None) -> str | None:
-    """A sentence telling a person what to do about a permanent error (None for transient ones)."""
+def remediation(info: ErrorInfo, hints: Sequence[Hint] = ()) -> str | None:
+    """A sentence telling a person what to do about a permanent error (None for transient ones):
+    the first of `hints` (the kind's or Key Vault's) that matches, then the general ones."""
     if info.transient:
         return None
-    code = (info.code or "").lower()
-    for hint_kind, status, hint_code, text in _HINTS:
-        if hint_kind not in (None, kind) or status != info.status:
-            continue
-        if hint_code is None or hint_code == code:
-            return text
+    for hint in (*hints, *GENERAL_HINTS):
+        if hint.matches(info):
+            return hint.text
     if info.unreachable:
         return "Key Vault or ARM could not be reached: check network access and the identity endpoint, then retry."
     return None
@@ -186,12 +121,13 @@ def remediation(info: ErrorInfo, kind: str | None) -> str | None:
 class Deadline:
     """The run's time budget: work is not started, and retries not slept, past it."""
 
-    def __init__(self, seconds: float) -> None:
-        self.started = time.monotonic()
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.started = clock()
         self.seconds = seconds
 
     def remaining(self) -> float:
-        return self.seconds - (time.monotonic() - self.started)
+        return self.seconds - (self.clock() - self.started)
 
     def expired(self) -> bool:
         return self.remaining() <= 0
@@ -203,15 +139,20 @@ class RetryPolicy:
     maximum: float = 30.0
     attempts: int = 6
 
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return retry_after + random.uniform(0, min(1.0, self.initial))  # noqa: S311 - jitter, not crypto
-        ceiling = min(self.maximum, self.initial * (2 ** (attempt - 1)))
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not crypto
+    def backoff(self) -> tenacity.wait.wait_base:
+        """Exponential with equal jitter: between half and all of min(maximum, initial x 2^(n-1))."""
+        half, cap = self.initial / 2, self.maximum / 2
+        return tenacity.wait_exponential(multiplier=half, max=cap) + tenacity.wait_random_exponential(
+            multiplier=half, max=cap
+        )
+
+    def after_hint(self) -> tenacity.wait.wait_base:
+        """The jitter added to a service's Retry-After, so retries that were told the same do not align."""
+        return tenacity.wait_random(0, min(1.0, self.initial))
 
 
 def _failure(state: tenacity.RetryCallState) -> BaseException:
-    """The exception of the attempt tenacity is deciding about (it only asks after a failure)."""
+    """The exception of the attempt that just failed (tenacity only retries on one)."""
     failure = state.outcome.exception() if state.outcome is not None else None
     if failure is None:
         raise RuntimeError("tenacity asked about an attempt that did not fail")
@@ -228,14 +169,15 @@ def call[T](
 ) -> T:
     """Run `fn`, retrying transient failures under `policy` and within `deadline`."""
 
-    def wait(state: tenacity.RetryCallState) -> float:
-        info = classify(_failure(state))
-        return policy.delay(state.attempt_number, info.retry_after)
+    backoff, after_hint = policy.backoff(), policy.after_hint()
 
-    def stop(state: tenacity.RetryCallState) -> bool:
-        if state.attempt_number >= policy.attempts:
-            return True
-        return deadline is not None and state.upcoming_sleep >= deadline.remaining()
+    def wait(state: tenacity.RetryCallState) -> float:
+        hint = classify(_failure(state)).retry_after
+        return backoff(state) if hint is None else hint + after_hint(state)
+
+    stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(policy.attempts)
+    if deadline is not None:  # never sleep past the run's deadline
+        stop = stop | tenacity.stop_before_delay(max(0.0, deadline.remaining()))
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         info = classify(_failure(state))

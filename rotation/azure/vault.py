@@ -7,46 +7,26 @@ versions that are candidates for "desired", so a typical read costs two calls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.keyvault.keys import KeyClient
 
+from rotation.model.errors import Hint
 from rotation.model.ids import KeyRef
 
-USABLE_TYPES = ("RSA", "RSA-HSM")
-REQUIRED_OPS = ("wrapKey", "unwrapKey")
+# The values live in the model; re-exported here for the callers that read them with the vault.
+from rotation.model.keystate import REQUIRED_OPS, USABLE_TYPES, KeyState, VersionInfo  # noqa: F401
 
-
-@dataclass(frozen=True)
-class VersionInfo:
-    version: str
-    enabled: bool
-    created: datetime
-    not_before: datetime | None
-    expires: datetime | None
-    key_type: str | None = None  # known only for versions read with get_key
-    key_ops: tuple[str, ...] | None = None
-
-    def time_problem(self, now: datetime) -> str | None:
-        """Why this version cannot be used now, by its attributes alone (None: usable)."""
-        if not self.enabled:
-            return "version-disabled"
-        if self.expires is not None and self.expires <= now:
-            return "version-expired"
-        if self.not_before is not None and self.not_before > now:
-            return "version-not-yet-valid"
-        return None
-
-    def crypto_problem(self) -> str | None:
-        if self.key_type is None:
-            return None
-        if self.key_type not in USABLE_TYPES:
-            return "key-type-unsupported"
-        if not set(REQUIRED_OPS) <= set(self.key_ops or ()):
-            return "key-ops-missing"
-        return None
+KEY_VAULT_HINTS = (
+    Hint(
+        403,
+        None,
+        "The rotation identity lacks Key Vault permissions: grant the custom rotation role (keys read, rotate, "
+        "update, read rotation policy) on the vault (infra/README.md).",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -54,34 +34,6 @@ class RotationPolicyInfo:
     expires_after: str | None  # ISO 8601 duration, e.g. P1Y
     has_rotate_action: bool
     notify_before_expiry: str | None
-
-
-@dataclass(frozen=True)
-class KeyState:
-    key: KeyRef  # versionless
-    versions: tuple[VersionInfo, ...]  # oldest first
-    current_version: str  # what Key Vault calls the key's current (latest) version
-    desired: VersionInfo | None
-    blocked_reason: str | None  # why there is no desired version
-    recovery_level: str | None
-    read_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def version(self, version: str | None) -> VersionInfo | None:
-        if not version:
-            return None
-        version = version.lower()
-        return next((v for v in self.versions if v.version == version), None)
-
-    @property
-    def recoverable(self) -> bool:
-        return bool(self.recovery_level) and "Recoverable" in (self.recovery_level or "")
-
-    def is_newer(self, a: VersionInfo, b: VersionInfo) -> bool:
-        """Whether `a` is newer than `b`: created later; on a tie, the current version wins."""
-        return self._order(a) > self._order(b)
-
-    def _order(self, info: VersionInfo) -> tuple[datetime, bool]:
-        return (info.created, info.version == self.current_version)
 
 
 def _info(properties, key_type: str | None = None, key_ops: list[str] | None = None) -> VersionInfo:

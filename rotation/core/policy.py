@@ -1,53 +1,31 @@
 """What to do with one consumer: a chain of small pure checks, evaluated in order until one
-decides. Each returns an action (DESIGN.md section 7), a machine-readable reason and a
+decides, then the consumer kind's own checks (`plan_checks`). Each returns an action (DESIGN.md section 7), a machine-readable reason and a
 sentence for people; the audit trail and the CLI output come straight from these."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Sequence
 
-from rotation.azure.kinds import Consumer
-from rotation.azure.vault import KeyState
+from rotation.model.consumer import Consumer
 
-UPDATE = "update"
-ALREADY_CURRENT = "already-current"
-AUTO_ROTATING = "auto-rotating"
-NEWER_THAN_DESIRED = "newer-than-desired"
-OPTED_OUT = "opted-out"
-REDEPLOY_REQUIRED = "redeploy-required"
-BLOCKED = "blocked"
-ACTIONS = (UPDATE, ALREADY_CURRENT, AUTO_ROTATING, NEWER_THAN_DESIRED, OPTED_OUT, REDEPLOY_REQUIRED, BLOCKED)
-NEEDS_PERSON = (BLOCKED, NEWER_THAN_DESIRED, REDEPLOY_REQUIRED)
-BLOCKED_REASONS = (
-    "version-disabled",
-    "version-expired",
-    "version-not-yet-valid",
-    "key-type-unsupported",
-    "key-ops-missing",
-    "identity-not-assigned",
-    "spec-not-reconstructible",
-    "current-version-disabled",
+# The vocabulary (actions, reasons, Decision, PolicyContext) is a value in the model, so a
+# consumer kind's own plan checks can use it; re-exported here for the callers of the policy.
+from rotation.model.decisions import (  # noqa: F401
+    ACTIONS,
+    ALREADY_CURRENT,
+    AUTO_ROTATING,
+    BLOCKED,
+    BLOCKED_REASONS,
+    MANUAL_REQUIRED,
+    NEEDS_PERSON,
+    NEWER_THAN_DESIRED,
+    OPTED_OUT,
+    REDEPLOY_REQUIRED,
+    UPDATE,
+    Check,
+    Decision,
+    PolicyContext,
 )
-
-
-@dataclass(frozen=True)
-class Decision:
-    action: str
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class PolicyContext:
-    state: KeyState
-    now: datetime
-    container_group_policy: str = "report"
-    opt_out_tag: str = "cmk-rotation"
-
-
-Check = Callable[[Consumer, PolicyContext], Decision | None]
 
 
 def opted_out(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
@@ -55,6 +33,24 @@ def opted_out(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
         if name.lower() == ctx.opt_out_tag.lower() and str(value).strip().lower() == "off":
             return Decision(OPTED_OUT, "opt-out-tag", f"tagged {name}={value}: never touched")
     return None
+
+
+def interrupted_redeploy(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
+    """A resource an interrupted redeploy deleted (its kind found it by a saved spec): bring it
+    back first, whatever else would be said about it."""
+    if not consumer.recreate_from_saved:
+        return None
+    if ctx.state.desired is None:
+        return Decision(
+            BLOCKED,
+            ctx.state.blocked_reason or "version-disabled",
+            "deleted by an interrupted redeploy, and the key has no usable version to re-create it with",
+        )
+    return Decision(
+        UPDATE,
+        "finish-interrupted-redeploy",
+        "deleted by an interrupted redeploy; re-creating it from the saved spec",
+    )
 
 
 def auto_rotating(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
@@ -83,8 +79,7 @@ def no_usable_version(consumer: Consumer, ctx: PolicyContext) -> Decision | None
 
 
 def already_current(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
-    desired = ctx.state.desired  # None is no_usable_version's case
-    if desired is not None and consumer.version == desired.version:
+    if ctx.state.desired is not None and consumer.version == ctx.state.desired.version:
         return Decision(ALREADY_CURRENT, "on-desired-version", "already on the desired version")
     return None
 
@@ -124,27 +119,6 @@ def identity_not_assigned(consumer: Consumer, ctx: PolicyContext) -> Decision | 
     return None
 
 
-def spec_not_reconstructible(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
-    if consumer.kind == "containergroup" and not consumer.reconstructible:
-        return Decision(
-            BLOCKED,
-            "spec-not-reconstructible",
-            "its spec holds secure values a GET does not return; redeploy it from its source",
-        )
-    return None
-
-
-def redeploy_required(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
-    if consumer.kind == "containergroup" and ctx.container_group_policy != "redeploy":
-        return Decision(
-            REDEPLOY_REQUIRED,
-            "report-only-policy",
-            f"a new key version means deleting and re-creating the group; policy is "
-            f"'{ctx.container_group_policy}' (set ROTATION_CONTAINER_GROUP_POLICY=redeploy to automate)",
-        )
-    return None
-
-
 def update(consumer: Consumer, ctx: PolicyContext) -> Decision:
     current = ctx.state.version(consumer.version)
     if current is None:
@@ -164,14 +138,15 @@ def update(consumer: Consumer, ctx: PolicyContext) -> Decision:
 
 CHAIN: tuple[Check, ...] = (
     opted_out,
+    interrupted_redeploy,
     auto_rotating,
     no_usable_version,
     already_current,
-    newer_than_desired,
+    # Before never-downgrade: a disabled version is someone's decision even when it is newer
+    # (DESIGN.md sections 2.4 and 7), not a version to wait on.
     current_version_disabled,
+    newer_than_desired,
     identity_not_assigned,
-    spec_not_reconstructible,
-    redeploy_required,
 )
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from azure.keyvault.keys import KeyClient
 
-from rotation.azure.retry import ErrorInfo, RetryPolicy, call, classify
+from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify
 from rotation.azure.vault import (
     KeyState,
     RotationPolicyInfo,
@@ -27,6 +27,7 @@ from rotation.azure.vault import (
     versions_not_in,
 )
 from rotation.config import Settings
+from rotation.model.errors import ServiceFailed
 from rotation.model.events import NEAR_EXPIRY
 from rotation.model.ids import KeyRef
 from rotation.storage.audit import AuditTrail
@@ -34,10 +35,8 @@ from rotation.storage.ledger import Lease
 from rotation.storage.queue import RotationRequest
 
 
-class RenewalFailed(Exception):
-    def __init__(self, what: str, info: ErrorInfo) -> None:
-        super().__init__(f"{what}: {info.summary()}")
-        self.info = info
+class RenewalFailed(ServiceFailed):
+    """The near-expiry version or the expiry step failed: nothing is planned on a guess."""
 
 
 @dataclass
@@ -74,9 +73,11 @@ class KeyMaintenance:
         trail: AuditTrail,
         retry: RetryPolicy,
         lease: Lease | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.settings, self.client, self.key, self.trail, self.retry = settings, client, key, trail, retry
         self.lease = lease
+        self.deadline = deadline  # the run's: no retry sleeps past it
         self._policy: RotationPolicyInfo | None = None
 
     def policy(self) -> RotationPolicyInfo:
@@ -84,6 +85,7 @@ class KeyMaintenance:
             self._policy = call(
                 lambda: read_rotation_policy(self.client, self.key),
                 policy=self.retry,
+                deadline=self.deadline,
                 what=f"read rotation policy of {self.key.versionless_id}",
             )
         return self._policy
@@ -174,6 +176,7 @@ class KeyMaintenance:
             appeared = call(
                 lambda: versions_not_in(self.client, self.key, known),
                 policy=self.retry,
+                deadline=self.deadline,
                 what=f"list versions of {self.key.versionless_id}",
             )
             if not appeared:
@@ -209,6 +212,7 @@ class KeyMaintenance:
         call(
             lambda: set_expiry(self.client, self.key, version.version, expires),
             policy=self.retry,
+            deadline=self.deadline,
             what=f"set expiry on {version.version}",
         )
         renewal.changed = True

@@ -11,19 +11,43 @@ key nobody consumes is not this system's to rotate.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
+from azure.storage.queue import QueueClient
+
+from rotation.azure.clients import Clients
 from rotation.azure.discovery import DiscoveryError, Inventory, list_consumers
 from rotation.azure.retry import Deadline
-from rotation.core.policy import UPDATE
-from rotation.core.reconcile import Unreachable
+from rotation.config import Settings
+from rotation.core.gather import Unreachable
+from rotation.core.reconcile import Reconciler
+from rotation.core.submit import submit
+from rotation.model.decisions import UPDATE
 from rotation.model.events import NEAR_EXPIRY
 from rotation.model.ids import KeyRef
-from rotation.service import Service
-from rotation.storage.audit import AuditTrail
-from rotation.storage.queue import enqueue, new_request
+from rotation.model.times import parse_iso
+from rotation.storage.audit import AuditStore, AuditTrail
+from rotation.storage.queue import new_request
+from rotation.storage.runs import RunStore
+
+
+class Estate(Protocol):
+    """What the sweep needs from the composition root (rotation/service.py's Service)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def clients(self) -> Clients: ...
+    @property
+    def reconciler(self) -> Reconciler: ...
+    @property
+    def audit(self) -> AuditStore: ...
+    @property
+    def runs(self) -> RunStore: ...
+    @property
+    def requests_queue(self) -> QueueClient: ...
 
 
 @dataclass(frozen=True)
@@ -61,7 +85,7 @@ class SweepResult:
         return any(f.error for f in self.findings) or any(e.error.unreachable for e in self.discovery_errors)
 
 
-def sweep(service: Service, *, dry_run: bool = False, actor: str = "sweep") -> SweepResult:
+def sweep(service: Estate, *, dry_run: bool = False, actor: str = "sweep") -> SweepResult:
     settings = service.settings
     deadline = Deadline(settings.time_budget_seconds)
     trail = AuditTrail(service.audit, actor=actor)
@@ -88,57 +112,7 @@ def sweep(service: Service, *, dry_run: bool = False, actor: str = "sweep") -> S
 
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(keys) or 1))) as pool:
         findings = list(pool.map(check, keys))
-    queued = []
-    for finding in findings:
-        if finding.needs_work and _failed_recently(service, finding.key):
-            # Its last run failed less than a day ago and ended in the poison queue for on-call:
-            # queueing it every hour would only flood that queue.
-            finding = KeyFinding(
-                finding.key,
-                finding.consumers,
-                finding.behind,
-                finding.near_expiry,
-                error="last run failed less than 24 h ago; see `rotation deadletters list`",
-                skipped=True,
-            )
-        if finding.needs_work and not dry_run:
-            request = new_request(
-                finding.key,
-                "sweep",
-                actor,
-                event_type=NEAR_EXPIRY if finding.near_expiry else None,
-                event_version=finding.near_expiry,
-            )
-            enqueue(service.requests_queue, request)
-            service.runs.queued(
-                request.request_id, key_id=request.key_id, source="sweep", actor=actor, dry_run=False
-            )
-            finding = KeyFinding(
-                finding.key,
-                finding.consumers,
-                finding.behind,
-                finding.near_expiry,
-                request_id=request.request_id,
-            )
-        queued.append(finding)
-        trail.record(
-            "sweep-checked",
-            source="sweep",
-            keyId=finding.key.versionless_id,
-            outcome=(
-                "queued"
-                if finding.request_id
-                else "would-queue"
-                if finding.needs_work and dry_run
-                else "skipped"
-                if finding.skipped
-                else "failed"
-                if finding.error
-                else "nothing-to-do"
-            ),
-            message=finding.error,
-            detail=finding.to_dict(),
-        )
+    queued = [_act_on(service, finding, dry_run, actor, trail) for finding in findings]
     trail.record(
         "sweep-finished",
         source="sweep",
@@ -153,17 +127,56 @@ def sweep(service: Service, *, dry_run: bool = False, actor: str = "sweep") -> S
     return SweepResult(queued, list(inventory.errors))
 
 
-def _failed_recently(service: Service, key: KeyRef) -> bool:
+def _act_on(service: Estate, finding: KeyFinding, dry_run: bool, actor: str, trail: AuditTrail) -> KeyFinding:
+    """Queue one request for a key that needs work (unless it failed recently), and record it."""
+    if finding.needs_work and _failed_recently(service, finding.key):
+        # Its last run failed less than a day ago and ended in the poison queue for on-call:
+        # queueing it every hour would only flood that queue.
+        finding = replace(
+            finding, error="last run failed less than 24 h ago; see `rotation deadletters list`", skipped=True
+        )
+    if finding.needs_work and not dry_run:
+        request = new_request(
+            finding.key,
+            "sweep",
+            actor,
+            event_type=NEAR_EXPIRY if finding.near_expiry else None,
+            event_version=finding.near_expiry,
+        )
+        submit(service.requests_queue, service.runs, request)
+        finding = replace(finding, request_id=request.request_id)
+    trail.record(
+        "sweep-checked",
+        source="sweep",
+        keyId=finding.key.versionless_id,
+        outcome=_checked_outcome(finding, dry_run),
+        message=finding.error,
+        detail=finding.to_dict(),
+    )
+    return finding
+
+
+def _checked_outcome(finding: KeyFinding, dry_run: bool) -> str:
+    if finding.request_id:
+        return "queued"
+    if finding.needs_work and dry_run:
+        return "would-queue"
+    if finding.skipped:
+        return "skipped"
+    return "failed" if finding.error else "nothing-to-do"
+
+
+def _failed_recently(service: Estate, key: KeyRef) -> bool:
     """Whether the key's last run (its audit chain head) failed within the last day."""
     _, run_id = service.audit.chain_head(key)
     run = service.runs.get(run_id) if run_id else None
     if not run or run.get("status") != "failed" or not run.get("finishedAt"):
         return False
-    finished = datetime.fromisoformat(str(run["finishedAt"]).replace("Z", "+00:00"))
+    finished = parse_iso(str(run["finishedAt"]))
     return datetime.now(UTC) - finished < timedelta(hours=24)
 
 
-def _check_key(service: Service, key: KeyRef, inventory: Inventory, deadline: Deadline) -> KeyFinding:
+def _check_key(service: Estate, key: KeyRef, inventory: Inventory, deadline: Deadline) -> KeyFinding:
     reconciler = service.reconciler
     try:
         state = reconciler.read_state(key, deadline)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rotation.core.reconcile import Unreachable
+from rotation.model.errors import RotationError
 from rotation.model.ids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail, AuditUnavailable
@@ -57,7 +58,7 @@ class ApiResponse:
         return json.dumps(self.body, default=str)
 
 
-class ApiError(Exception):
+class ApiError(RotationError):
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra

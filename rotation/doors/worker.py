@@ -18,6 +18,7 @@ import math
 import random
 
 from rotation.core.reconcile import RunResult
+from rotation.model.errors import RotationError
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import LeaseHeld, lease_owner
@@ -27,7 +28,7 @@ log = logging.getLogger("rotation.worker")
 MAX_LEASE_WAITS = 50  # an hour or more of waiting means the holder is stuck: fail loudly
 
 
-class RunFailed(Exception):
+class RunFailed(RotationError):
     """The run did not converge; raising makes the queue retry the message."""
 
     def __init__(self, result: RunResult) -> None:
@@ -39,7 +40,7 @@ class RunFailed(Exception):
         self.result = result
 
 
-class LeaseWaitExceeded(Exception):
+class LeaseWaitExceeded(RotationError):
     """A request waited for its key's lease too many times."""
 
 

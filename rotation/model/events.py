@@ -17,7 +17,9 @@ from typing import Any
 
 from azure.eventgrid import SystemEventNames
 
+from rotation.model.errors import RotationError
 from rotation.model.ids import InvalidId, KeyRef, parse_key_id
+from rotation.model.times import parse_iso_or_none
 
 NEW_VERSION = SystemEventNames.KeyVaultKeyNewVersionCreatedEventName.value
 NEAR_EXPIRY = SystemEventNames.KeyVaultKeyNearExpiryEventName.value
@@ -56,7 +58,7 @@ class KeyEvent:
         return self.key.version
 
 
-class EventRejected(Exception):
+class EventRejected(RotationError):
     """An input that cannot become a KeyEvent. `reason` is machine-readable."""
 
     def __init__(
@@ -130,6 +132,9 @@ def parse_body(body: bytes | str, vault_allowed: VaultCheck) -> list[KeyEvent | 
     return results
 
 
+Reject = Callable[[str, str], EventRejected]
+
+
 def _build(
     event_id: Any,
     event_type: Any,
@@ -150,20 +155,44 @@ def _build(
 
     if not isinstance(event_id, str) or not _PRINTABLE_ID.match(event_id):
         raise reject("malformed", "the event id is missing or not 1-256 printable characters")
+    canonical_type = _key_event_type(event_type, reject)
+    fields = _data_fields(data, reject)
+    key = _event_key(fields, reject)
+    if not vault_allowed(key.vault_host):
+        raise reject("vault-not-allowed", f"vault {key.vault_host} is not in ROTATION_ALLOWED_VAULTS")
+    return KeyEvent(
+        event_id=event_id,
+        event_type=canonical_type,
+        key=key,
+        not_before=_epoch(fields.get("nbf"), "NBF", reject),
+        expires=_epoch(fields.get("exp"), "EXP", reject),
+        event_time=event_time if isinstance(event_time, datetime) else parse_iso_or_none(event_time),
+        schema=schema,
+        source=source if isinstance(source, str) else None,
+    )
+
+
+def _key_event_type(event_type: Any, reject: Reject) -> str:
+    """The canonical spelling of a key event type; anything else is refused, saying why."""
     if not isinstance(event_type, str) or not event_type:
         raise reject("malformed", "the event type is missing")
     canonical_type = next((t for t in KEY_EVENT_TYPES if t.lower() == event_type.lower()), None)
-    if canonical_type is None:
-        if _OTHER_VAULT_EVENTS.match(event_type):
-            raise reject(
-                "unsupported-type",
-                f"{event_type} is not a key event; only key versions are rotated "
-                "(filter the event subscription to key events)",
-            )
+    if canonical_type is not None:
+        return canonical_type
+    if _OTHER_VAULT_EVENTS.match(event_type):
         raise reject(
             "unsupported-type",
-            f"event type {event_type!r} is not handled; expected one of {', '.join(KEY_EVENT_TYPES)}",
+            f"{event_type} is not a key event; only key versions are rotated "
+            "(filter the event subscription to key events)",
         )
+    raise reject(
+        "unsupported-type",
+        f"event type {event_type!r} is not handled; expected one of {', '.join(KEY_EVENT_TYPES)}",
+    )
+
+
+def _data_fields(data: Any, reject: Reject) -> dict[str, Any]:
+    """The event data as a JSON object, names lower-case, text stripped."""
     if isinstance(data, str | bytes):
         try:
             data = json.loads(data)
@@ -175,6 +204,11 @@ def _build(
     object_type = fields.get("objecttype")
     if object_type is not None and str(object_type).lower() != "key":
         raise reject("unsupported-type", f"ObjectType {object_type!r} is not Key")
+    return fields
+
+
+def _event_key(fields: Mapping[str, Any], reject: Reject) -> KeyRef:
+    """The versioned key the event names; its other name fields must agree with data.Id."""
     try:
         key = parse_key_id(fields.get("id"), require_version=True)
     except InvalidId as exc:
@@ -187,21 +221,10 @@ def _build(
         given = fields.get(field_name)
         if given not in (None, "") and str(given).lower() != str(expected).lower():
             raise reject("malformed", f"data.{field_name} {given!r} does not match data.Id {key.id}")
-    if not vault_allowed(key.vault_host):
-        raise reject("vault-not-allowed", f"vault {key.vault_host} is not in ROTATION_ALLOWED_VAULTS")
-    return KeyEvent(
-        event_id=event_id,
-        event_type=canonical_type,
-        key=key,
-        not_before=_epoch(fields.get("nbf"), "NBF", reject),
-        expires=_epoch(fields.get("exp"), "EXP", reject),
-        event_time=event_time if isinstance(event_time, datetime) else _parse_time(event_time),
-        schema=schema,
-        source=source if isinstance(source, str) else None,
-    )
+    return key
 
 
-def _epoch(value: Any, name: str, reject: Callable[[str, str], EventRejected]) -> int | None:
+def _epoch(value: Any, name: str, reject: Reject) -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -218,18 +241,6 @@ def _epoch(value: Any, name: str, reject: Callable[[str, str], EventRejected]) -
     if number is None or not 0 <= number < 2**40:
         raise reject("malformed", f"data.{name} must be epoch seconds, got {str(value)[:40]!r}")
     return number
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    # Event Grid sends seven fractional digits; Python takes six.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
 
 
 def strip_dead_letter_fields(raw: Mapping[str, Any]) -> dict[str, Any]:

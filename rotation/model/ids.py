@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from rotation.model.errors import RotationError
+
 _HOST = re.compile(r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
 _KEY_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}\Z")
 _KEY_VERSION = re.compile(r"^[0-9a-fA-F]{32}\Z")
@@ -22,11 +24,10 @@ _RESOURCE_ID = re.compile(
 REGISTRY = "Microsoft.ContainerRegistry/registries"
 BATCH_ACCOUNT = "Microsoft.Batch/batchAccounts"
 CONTAINER_GROUP = "Microsoft.ContainerInstance/containerGroups"
-USER_ASSIGNED_IDENTITY = "Microsoft.ManagedIdentity/userAssignedIdentities"
 CONSUMER_TYPES = (REGISTRY, BATCH_ACCOUNT, CONTAINER_GROUP)
 
 
-class InvalidId(ValueError):
+class InvalidId(RotationError, ValueError):
     """An id that does not have the expected shape; the message says which part is wrong."""
 
 

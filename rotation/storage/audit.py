@@ -31,6 +31,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFo
 from azure.data.tables import TableClient
 from azure.storage.blob import ContainerClient
 
+from rotation.model.errors import RotationError
 from rotation.model.ids import KeyRef
 
 AUDIT_TABLE = "RotationAudit"
@@ -66,7 +67,7 @@ MAX_QUERY_DAYS = 92
 _MAX_MS = 10**13
 
 
-class AuditUnavailable(Exception):
+class AuditUnavailable(RotationError):
     """The audit store could not be written: the run must stop rather than act unrecorded."""
 
 

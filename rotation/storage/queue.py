@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from azure.storage.queue import QueueClient
 
+from rotation.model.errors import RotationError
 from rotation.model.ids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ _FIELDS = {
 }
 
 
-class InvalidRequest(ValueError):
+class InvalidRequest(RotationError, ValueError):
     """A queue message that is not a schema-1 rotation request."""
 
 

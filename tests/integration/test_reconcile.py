@@ -226,12 +226,14 @@ def test_version_states_newer_disabled_expired(stack) -> None:
                     s.version("mid", created="-100d", enabled=False),
                     s.version("new", created="-1h"),
                     newest_ec_like,
+                    s.version("off", created="-1m", enabled=False),  # newest, disabled on purpose
                 )
             },
             registries=[
                 s.registry("expired", s.key_id("acr-cmk", OLD)),
                 s.registry("disabled", s.key_id("acr-cmk", MID)),
                 s.registry("newer", s.key_id("acr-cmk", s.vid("future"))),
+                s.registry("newer-disabled", s.key_id("acr-cmk", s.vid("off"))),
             ],
         )
     )
@@ -241,6 +243,11 @@ def test_version_states_newer_disabled_expired(stack) -> None:
     assert by_name["expired"].reason == "current-version-expired"
     assert (by_name["disabled"].action, by_name["disabled"].reason) == ("blocked", "current-version-disabled")
     assert by_name["newer"].action == "newer-than-desired"
+    # newer than the desired version but disabled: someone's decision, not a version to wait on
+    assert (by_name["newer-disabled"].action, by_name["newer-disabled"].reason) == (
+        "blocked",
+        "current-version-disabled",
+    )
     assert result.desired_version == NEW
     records, _ = stack.service().audit.query(run=result.run_id, top=500)
     assert any(r["kind"] == "incident" and r["target"].endswith("/expired") for r in records)
@@ -337,6 +344,21 @@ class TestContainerGroupRedeploy:
         assert [c["path"].rsplit("/", 1)[1] for c in deletes] == ["grp1"]
         blobs = stack.service().clients.blobs().get_container_client("rotation-redeploy")
         assert list(blobs.list_blobs()) == []  # the saved spec is dropped once verified
+
+    def test_a_group_with_secure_values_is_reported_for_a_hand_redeploy_by_default(self, stack) -> None:
+        stack.load(
+            s.scenario({"acr-cmk": acr_key()}, groups=[s.group("secret", "acr-cmk", OLD, secure=True)])
+        )
+        result = run(stack)
+        [step] = result.steps
+        assert (step.action, step.reason, step.outcome) == (
+            "redeploy-required",
+            "report-only-policy",
+            "skipped",
+        )
+        assert "secure values" in step.message and "by hand" in step.message
+        assert result.exit_code == 3
+        assert [c for c in stack.admin.calls()["calls"] if c["method"] in ("PUT", "DELETE")] == []
 
     def test_interrupted_redeploy_is_finished_by_the_next_run(self, stack) -> None:
         stack.set(ROTATION_CONTAINER_GROUP_POLICY="redeploy")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rotation.azure.kinds import Consumer
+from rotation.azure.kinds import Consumer, all_kinds
 from rotation.azure.vault import KeyState, VersionInfo
 from rotation.core import policy
 from rotation.model.ids import KeyRef, ResourceId
@@ -52,6 +53,15 @@ def consumer(kind: str = "registry", version: str | None = "b" * 32, **extra: ob
 
 def context(key_state: KeyState | None = None, group_policy: str = "report") -> policy.PolicyContext:
     return policy.PolicyContext(key_state or state(), NOW, group_policy, "cmk-rotation")
+
+
+def kind_checks_for(kind: str) -> tuple[policy.Check, ...]:
+    return next((k.plan_checks for k in all_kinds() if k.kind == kind), ())
+
+
+def decide(subject: Consumer, ctx: policy.PolicyContext) -> policy.Decision:
+    """The whole policy for a consumer: the chain, then its kind's own checks."""
+    return policy.decide(subject, ctx, kind_checks_for(subject.kind))
 
 
 def test_update_when_behind() -> None:
@@ -125,11 +135,9 @@ def test_identity_not_assigned_blocks() -> None:
 
 
 def test_container_groups_report_by_default_redeploy_when_allowed() -> None:
-    assert policy.decide(consumer("containergroup"), context()).action == "redeploy-required"
-    assert policy.decide(consumer("containergroup"), context(group_policy="redeploy")).action == "update"
-    decision = policy.decide(
-        consumer("containergroup", reconstructible=False), context(group_policy="redeploy")
-    )
+    assert decide(consumer("containergroup"), context()).action == "redeploy-required"
+    assert decide(consumer("containergroup"), context(group_policy="redeploy")).action == "update"
+    decision = decide(consumer("containergroup", reconstructible=False), context(group_policy="redeploy"))
     assert (decision.action, decision.reason) == ("blocked", "spec-not-reconstructible")
 
 
@@ -142,8 +150,173 @@ def test_every_blocked_reason_is_a_contract_reason() -> None:
     cases = [
         policy.decide(consumer(), context(state(desired=None, blocked="key-ops-missing"))),
         policy.decide(consumer(identity_assigned=False), context()),
-        policy.decide(consumer("containergroup", reconstructible=False), context()),
+        decide(consumer("containergroup", reconstructible=False), context(group_policy="redeploy")),
         policy.decide(consumer(), context(state(OLD, version("b", 100, enabled=False), NEW))),
     ]
     assert all(d.action in policy.ACTIONS for d in cases)
     assert {d.reason for d in cases} <= set(policy.BLOCKED_REASONS)
+
+
+# -- issue 9, defect 2: a disabled version is blocked even when it is newer than the desired one
+def test_a_disabled_version_newer_than_the_desired_one_is_blocked() -> None:
+    newest_disabled = version("d", 0, enabled=False)
+    decision = policy.decide(consumer(version="d" * 32), context(state(OLD, MID, NEW, newest_disabled)))
+    assert (decision.action, decision.reason) == ("blocked", "current-version-disabled")
+
+
+# -- issue 9, defect 10: secure values under `report` are redeploy-required, said so
+def test_a_group_with_secure_values_is_redeploy_required_under_report() -> None:
+    decision = decide(consumer("containergroup", reconstructible=False), context())
+    assert (decision.action, decision.reason) == ("redeploy-required", "report-only-policy")
+    assert "secure values" in decision.message and "by hand" in decision.message
+    plain = decide(consumer("containergroup"), context())
+    assert "secure values" not in plain.message
+
+
+# -- each check of the chain alone: it decides its own case and stays silent otherwise
+DISABLED_MID = version("b", 100, enabled=False)
+NEWER_UNUSABLE = version("d", 0, key_type="EC")
+
+
+@pytest.mark.parametrize(
+    ("check", "deciding", "silent", "expected"),
+    [
+        (
+            "opted_out",
+            (consumer(tags={"cmk-rotation": "off"}), context()),
+            (consumer(), context()),
+            "opted-out",
+        ),
+        (
+            "auto_rotating",
+            (consumer(version=None, follows_new_versions=True), context()),
+            (consumer(), context()),
+            "auto-rotating",
+        ),
+        (
+            "no_usable_version",
+            (consumer(), context(state(desired=None, blocked="version-expired"))),
+            (consumer(), context()),
+            "blocked:version-expired",
+        ),
+        (
+            "already_current",
+            (consumer(version="c" * 32), context()),
+            (consumer(), context()),
+            "already-current",
+        ),
+        (
+            "current_version_disabled",
+            (consumer(), context(state(OLD, DISABLED_MID, NEW))),
+            (consumer(), context()),
+            "blocked:current-version-disabled",
+        ),
+        (
+            "newer_than_desired",
+            (consumer(version="d" * 32), context(state(OLD, MID, NEW, NEWER_UNUSABLE))),
+            (consumer(), context()),
+            "newer-than-desired",
+        ),
+        (
+            "identity_not_assigned",
+            (consumer(identity_assigned=False), context()),
+            (consumer(), context()),
+            "blocked:identity-not-assigned",
+        ),
+    ],
+)
+def test_each_check_alone(check: str, deciding: tuple, silent: tuple, expected: str) -> None:
+    function = getattr(policy, check)
+    decision = function(*deciding)
+    assert decision is not None
+    assert (
+        f"{decision.action}:{decision.reason}" if decision.action == "blocked" else decision.action
+    ) == expected
+    assert function(*silent) is None
+
+
+def test_update_alone_names_why() -> None:
+    assert policy.update(consumer(), context()).reason == "behind-desired"
+    assert policy.update(consumer(version="a" * 32), context()).reason == "current-version-expired"
+    assert policy.update(consumer(version="e" * 32), context()).reason == "current-version-unknown"
+
+
+# -- the order: where two checks would both decide, the earlier one wins
+@pytest.mark.parametrize(
+    ("case", "subject", "ctx", "expected"),
+    [
+        (
+            "opt-out beats auto-rotating",
+            consumer(version=None, follows_new_versions=True, tags={"cmk-rotation": "off"}),
+            context(),
+            "opted-out",
+        ),
+        (
+            "auto-rotating beats no usable version",
+            consumer(version=None, follows_new_versions=True),
+            context(state(desired=None, blocked="version-expired")),
+            "auto-rotating",
+        ),
+        (
+            "no usable version beats a disabled current",
+            consumer(),
+            context(state(OLD, DISABLED_MID, NEW, desired=None, blocked="version-disabled")),
+            "blocked:version-disabled",
+        ),
+        (
+            "disabled beats newer-than-desired",
+            consumer(version="d" * 32),
+            context(state(OLD, MID, NEW, version("d", 0, enabled=False))),
+            "blocked:current-version-disabled",
+        ),
+        (
+            "newer-than-desired beats identity",
+            consumer(version="d" * 32, identity_assigned=False),
+            context(state(OLD, MID, NEW, NEWER_UNUSABLE)),
+            "newer-than-desired",
+        ),
+        (
+            "identity beats redeploy-required",
+            consumer("containergroup", identity_assigned=False),
+            context(),
+            "blocked:identity-not-assigned",
+        ),
+        (
+            "secure values under redeploy",
+            consumer("containergroup", reconstructible=False),
+            context(group_policy="redeploy"),
+            "blocked:spec-not-reconstructible",
+        ),
+        (
+            "secure values under report",
+            consumer("containergroup", reconstructible=False),
+            context(),
+            "redeploy-required",
+        ),
+        (
+            "already current beats identity",
+            consumer(version="c" * 32, identity_assigned=False),
+            context(),
+            "already-current",
+        ),
+    ],
+)
+def test_the_order_of_the_chain(
+    case: str, subject: Consumer, ctx: policy.PolicyContext, expected: str
+) -> None:
+    decision = decide(subject, ctx)
+    assert (
+        f"{decision.action}:{decision.reason}" if decision.action == "blocked" else decision.action
+    ) == expected, case
+
+
+def test_an_interrupted_redeploy_is_finished_first() -> None:
+    gone = consumer("containergroup", recreate_from_saved=True, identity_assigned=False)
+    assert (decide(gone, context()).action, decide(gone, context()).reason) == (
+        "update",
+        "finish-interrupted-redeploy",
+    )
+    no_version = decide(gone, context(state(desired=None, blocked="version-expired")))
+    assert (no_version.action, no_version.reason) == ("blocked", "version-expired")
+    assert decide(replace(gone, tags={"cmk-rotation": "off"}), context()).action == "opted-out"
+    assert policy.interrupted_redeploy(consumer("containergroup"), context()) is None

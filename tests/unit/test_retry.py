@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+import tenacity
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
@@ -13,7 +14,11 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 
+from rotation.azure.kinds.batch import BatchAccounts
+from rotation.azure.kinds.registry import Registries
 from rotation.azure.retry import Deadline, RetryPolicy, TransientCondition, call, classify, remediation
+from rotation.azure.vault import KEY_VAULT_HINTS
+from rotation.model.errors import RotationError, ServiceFailed
 
 
 class Answer:
@@ -68,12 +73,24 @@ def test_connection_errors_and_credentials() -> None:
 
 
 def test_remediation_hints_for_permanent_errors() -> None:
-    assert "assign the user-assigned identity back" in remediation(
-        classify(error(400, "InvalidIdentity")), "registry"
+    registry, batch = Registries().hints, BatchAccounts().hints
+    assert "assign the user-assigned identity back" in (
+        remediation(classify(error(400, "InvalidIdentity")), registry) or ""
     )
-    assert "Key Vault" in remediation(classify(error(403)), "keyvault")
-    assert "rotation role" in remediation(classify(error(403)), "batch")
-    assert remediation(classify(error(503)), "registry") is None
+    assert "Key Vault" in (remediation(classify(error(403)), KEY_VAULT_HINTS) or "")
+    assert "rotation role" in (remediation(classify(error(403)), batch) or "")
+    assert remediation(classify(error(503)), registry) is None
+    # a kind's hint is asked before the general ones, and only for its own status and code
+    assert "Batch account" in (remediation(classify(error(400, "Anything")), batch) or "")
+    assert remediation(classify(error(400, "Anything")), registry) is None
+
+
+def test_the_products_own_errors_classify_as_they_say() -> None:
+    info = classify(RotationError("no such thing", code="Missing", remediation="look elsewhere"))
+    assert (info.code, info.transient, info.message) == ("Missing", False, "no such thing")
+    wrapped = ServiceFailed("reading k", classify(error(503)))
+    assert classify(wrapped) == wrapped.info and wrapped.info.status == 503 and wrapped.transient
+    assert str(wrapped).startswith("reading k: 503")
 
 
 def test_call_retries_transient_then_succeeds() -> None:
@@ -116,7 +133,28 @@ def test_call_honours_retry_after_and_stops_at_the_deadline() -> None:
     assert time.monotonic() - started < 1.5
 
 
-def test_exponential_delay_is_capped() -> None:
-    policy = RetryPolicy(1.0, 8.0, 6)
-    assert all(0.5 <= policy.delay(1, None) <= 1.0 for _ in range(20))
-    assert all(4.0 <= policy.delay(10, None) <= 8.0 for _ in range(20))
+def attempt(number: int) -> tenacity.RetryCallState:
+    state = tenacity.RetryCallState(None, None, (), {})
+    state.attempt_number = number
+    return state
+
+
+def test_exponential_delay_is_jittered_and_capped() -> None:
+    backoff = RetryPolicy(1.0, 8.0, 6).backoff()
+    assert all(0.5 <= backoff(attempt(1)) <= 1.0 for _ in range(20))
+    assert all(1.0 <= backoff(attempt(2)) <= 2.0 for _ in range(20))
+    assert all(4.0 <= backoff(attempt(10)) <= 8.0 for _ in range(20))
+    assert len({round(backoff(attempt(3)), 6) for _ in range(20)}) > 1  # jittered
+
+
+def test_a_retry_after_gets_at_most_a_second_of_jitter() -> None:
+    jitter = RetryPolicy(2.0, 30.0, 6).after_hint()
+    assert all(0 <= jitter(attempt(1)) <= 1.0 for _ in range(20))
+
+
+def test_the_deadline_runs_on_the_clock_it_is_given() -> None:
+    now = [100.0]
+    deadline = Deadline(30, clock=lambda: now[0])
+    assert deadline.remaining() == 30 and not deadline.expired()
+    now[0] += 31
+    assert deadline.expired()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rotation.azure.retry import ErrorInfo
-from rotation.core.reconcile import RunResult, StepResult
+from rotation.model.results import RunResult, StepResult
 
 
 def step(action: str, outcome: str) -> StepResult:

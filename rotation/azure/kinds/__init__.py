@@ -1,48 +1,45 @@
 """Consumers of a key, one module per resource kind behind one protocol.
 
 A `TargetKind` lists consumers in a subscription, reads one by id, and moves one to a key
-version. Everything else (matching, planning, retrying, auditing) is shared and lives above.
+version. Everything else (matching, planning, retrying, auditing) is shared and lives above,
+and knows a kind only through this protocol; `all_kinds()` is the one list of them.
+
+The members every kind has are in `TargetKind`. The optional ones (`KindDefaults`: the
+api-version, how it names the key, what "verified" means, its remediation hints, how it
+finds and handles a resource an interrupted write left missing) have defaults, read with the
+functions below, so a kind that says nothing about them keeps working.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from rotation.model.consumer import Consumer
+from rotation.model.decisions import Check
+from rotation.model.errors import Hint
 from rotation.model.ids import KeyRef, ResourceId
 
 if TYPE_CHECKING:
     from rotation.azure.clients import Clients
+    from rotation.azure.retry import Deadline
+
+KEY_ID = "key-id"  # the resource holds one key id, versioned or not (https://v.vault.azure.net/keys/k/ver)
+KEY_PARTS = "parts"  # the resource holds vault URL, key name and version as separate fields
+# Provisioning states in which a resource is in the middle of a change: wait, do not write.
+BUSY_STATES = frozenset({"updating", "creating", "deleting", "pending", "accepted", "repairing"})
+FAILED_STATES = frozenset({"failed", "canceled"})
 
 
-@dataclass(frozen=True)
-class Consumer:
-    kind: str  # "registry", "batch" or "containergroup"
-    resource_id: ResourceId
-    key: KeyRef  # as the resource holds it; version None means versionless
-    location: str
-    tags: Mapping[str, str] = field(default_factory=dict)
-    identity: str | None = None  # the identity the resource uses for the key, as the resource names it
-    identity_assigned: bool = True
-    reconstructible: bool = True  # container groups: can the spec be rebuilt from a GET?
-    provisioning_state: str | None = None
-    # The service moves the resource to new key versions by itself (a versionless key id, or an
-    # auto-rotation switch such as a Disk Encryption Set's rotationToLatestKeyVersionEnabled).
-    follows_new_versions: bool = False
-    # Kind-specific facts a kind's plan checks or write need (e.g. the other keys a namespace
-    # holds); values only, never key material.
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+def is_busy(consumer: Consumer) -> bool:
+    return (consumer.provisioning_state or "").lower() in BUSY_STATES
 
-    @property
-    def target(self) -> str:
-        return str(self.resource_id)
 
-    @property
-    def version(self) -> str | None:
-        return self.key.version
+def has_failed(consumer: Consumer) -> bool:
+    return (consumer.provisioning_state or "").lower() in FAILED_STATES
 
 
 class TargetKind(Protocol):
@@ -50,7 +47,7 @@ class TargetKind(Protocol):
     resource_type: str
     # Extra plan checks for this kind, evaluated after the common chain and before `update`
     # (each `(consumer, PolicyContext) -> Decision | None`, see rotation/core/policy.py).
-    plan_checks: tuple[Any, ...]
+    plan_checks: tuple[Check, ...]
 
     def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
         """Every resource of this kind in the subscription that uses a customer-managed key."""
@@ -69,15 +66,61 @@ class TargetKind(Protocol):
 class ApplyContext:
     run_id: str
     actor: str
+    deadline: Deadline | None = None  # the run's time budget: waits inside a write end with it
 
 
-class ManagedTargetKind:
+class KindDefaults:
+    """The protocol's optional members and their defaults. Inherit it (ManagedTargetKind does)
+    and override what differs; a kind that does not inherit it gets the same defaults."""
+
+    plan_checks: tuple[Check, ...] = ()
+    api_version: str | None = None  # the ARM api-version its reads and writes use
+    key_naming: str = KEY_ID  # KEY_ID or KEY_PARTS
+    hints: tuple[Hint, ...] = ()  # remediation sentences for its permanent errors
+    recreates_missing: bool = False  # `apply` can bring back a resource that is gone
+    pending_store: str | None = None  # where it keeps what `pending` reads (named in reports)
+
+    def verified(self, shown: Consumer, to_key: KeyRef) -> bool:
+        """Whether the resource as read back after the write holds the new version."""
+        return shown.version == to_key.version
+
+    def pending(self, clients: Clients, key: KeyRef) -> list[Consumer]:
+        """Consumers of `key` whose resource an interrupted write left missing (marked
+        `recreate_from_saved`); the plan finishes them first."""
+        return []
+
+
+_DEFAULTS = KindDefaults()
+
+
+def hints_of(kind: object) -> tuple[Hint, ...]:
+    return tuple(getattr(kind, "hints", ()))
+
+
+def checks_of(kind: object) -> tuple[Check, ...]:
+    return tuple(getattr(kind, "plan_checks", ()))
+
+
+def recreates_missing(kind: object) -> bool:
+    return bool(getattr(kind, "recreates_missing", False))
+
+
+def verified(kind: object, shown: Consumer, to_key: KeyRef) -> bool:
+    check = getattr(kind, "verified", _DEFAULTS.verified)
+    return bool(check(shown, to_key))
+
+
+def pending(kind: object, clients: Clients, key: KeyRef) -> list[Consumer]:
+    find = getattr(kind, "pending", _DEFAULTS.pending)
+    return list(find(clients, key))
+
+
+class ManagedTargetKind(KindDefaults):
     """A kind listed and read through one management-client operations group (`list()` over a
     subscription, `get(group, name)`), mapped to Consumers by `to_consumer`."""
 
     kind: str
     resource_type: str
-    plan_checks: tuple[Any, ...] = ()
 
     def operations(self, clients: Clients, subscription: str) -> Any:
         raise NotImplementedError
@@ -113,6 +156,7 @@ def tags_of(resource: object) -> dict[str, str]:
 
 
 def all_kinds() -> list[TargetKind]:
+    """The one list of consumer kinds: adding a kind is one module and one line here."""
     from rotation.azure.kinds.batch import BatchAccounts
     from rotation.azure.kinds.containergroup import ContainerGroups
     from rotation.azure.kinds.registry import Registries

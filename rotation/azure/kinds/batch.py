@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rotation.azure.kinds import ApplyContext, Consumer, ManagedTargetKind, tags_of, text
+from rotation.model.errors import Hint
 from rotation.model.ids import BATCH_ACCOUNT, InvalidId, KeyRef, parse_key_id, parse_resource_id
 
 if TYPE_CHECKING:
@@ -41,6 +42,16 @@ def to_consumer(account: Any) -> Consumer | None:
 class BatchAccounts(ManagedTargetKind):
     kind = "batch"
     resource_type = BATCH_ACCOUNT
+    api_version = "2025-06-01"  # what the pinned azure-mgmt-batch client sends (tested)
+    hints = (
+        Hint(
+            400,
+            None,
+            "The Batch account could not use the key: check its managed identity has get, wrapKey and unwrapKey "
+            "on the key and that the version is enabled; see "
+            "https://learn.microsoft.com/azure/batch/batch-customer-managed-key.",
+        ),
+    )
 
     def operations(self, clients: Clients, subscription: str) -> Any:
         return clients.batch(subscription).batch_account

@@ -16,15 +16,17 @@ import contextlib
 import copy
 import json
 import logging
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
+import tenacity
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from rotation.azure.kinds import ApplyContext, Consumer
-from rotation.azure.retry import TransientCondition, classify
+from rotation.azure.kinds import KEY_PARTS, ApplyContext, Consumer, KindDefaults, has_failed, is_busy
+from rotation.azure.retry import Deadline, TransientCondition, classify
+from rotation.model.decisions import BLOCKED, REDEPLOY_REQUIRED, Check, Decision, PolicyContext
+from rotation.model.errors import Hint, RotationError
 from rotation.model.ids import (
     CONTAINER_GROUP,
     InvalidId,
@@ -33,6 +35,7 @@ from rotation.model.ids import (
     key_from_parts,
     parse_resource_id,
 )
+from rotation.model.times import utc_now
 
 if TYPE_CHECKING:
     from rotation.azure.clients import Clients
@@ -43,8 +46,12 @@ _TOP_READ_ONLY = ("id", "name", "type", "etag", "systemData")
 _PROPERTIES_READ_ONLY = ("provisioningState", "instanceView")
 
 
-class RedeployRolledBack(Exception):
+class RedeployRolledBack(RotationError):
     """The redeploy failed on the new version; the group was re-created on its previous one."""
+
+
+class SpecNotReconstructible(RotationError):
+    """The group's GET hides secure values (found at write time): it is never deleted."""
 
 
 def _raw(pipeline_response: Any, _deserialized: Any, _headers: Any) -> Any:
@@ -95,7 +102,7 @@ def creatable_spec(group: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def to_consumer(group: dict[str, Any]) -> Consumer | None:
+def to_consumer(group: Mapping[str, Any]) -> Consumer | None:
     properties = group.get("properties") or {}
     encryption = properties.get("encryptionProperties")
     if not encryption:
@@ -132,16 +139,36 @@ def saved_consumer(resource_id: ResourceId, saved: dict[str, Any]) -> Consumer |
     consumer = to_consumer({**spec, "id": str(resource_id)})
     if consumer is None:
         return None
-    return Consumer(
-        consumer.kind,
-        consumer.resource_id,
-        consumer.key,
-        consumer.location,
-        consumer.tags,
-        consumer.identity,
-        consumer.identity_assigned,
-        True,
-        "Deleted",
+    return replace(consumer, reconstructible=True, provisioning_state="Deleted", recreate_from_saved=True)
+
+
+def secure_values_block_redeploy(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
+    """Under `redeploy`, a group whose GET hides secure values cannot be rebuilt: never touched."""
+    if ctx.container_group_policy == "redeploy" and not consumer.reconstructible:
+        return Decision(
+            BLOCKED,
+            "spec-not-reconstructible",
+            "its spec holds secure values a GET does not return; redeploy it from its source",
+        )
+    return None
+
+
+def redeploy_required(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
+    """Under `report` (the default), every group is reported: a person redeploys it."""
+    if ctx.container_group_policy == "redeploy":
+        return None
+    if not consumer.reconstructible:
+        return Decision(
+            REDEPLOY_REQUIRED,
+            "report-only-policy",
+            "a new key version means deleting and re-creating the group, and its spec holds secure "
+            "values a GET does not return: redeploy it by hand from its source, with those values",
+        )
+    return Decision(
+        REDEPLOY_REQUIRED,
+        "report-only-policy",
+        f"a new key version means deleting and re-creating the group; policy is "
+        f"'{ctx.container_group_policy}' (set ROTATION_CONTAINER_GROUP_POLICY=redeploy to automate)",
     )
 
 
@@ -149,10 +176,22 @@ def spec_blob_name(resource_id: ResourceId) -> str:
     return str(resource_id).lstrip("/") + ".json"
 
 
-class ContainerGroups:
+class ContainerGroups(KindDefaults):
     kind = "containergroup"
     resource_type = CONTAINER_GROUP
-    plan_checks: tuple[Any, ...] = ()
+    api_version = "2023-05-01"  # what the pinned azure-mgmt-containerinstance client sends (tested)
+    key_naming = KEY_PARTS  # encryptionProperties.{vaultBaseUrl, keyName, keyVersion}
+    plan_checks: tuple[Check, ...] = (secure_values_block_redeploy, redeploy_required)
+    recreates_missing = True  # a redeploy interrupted after the delete is finished from the saved spec
+    pending_store = REDEPLOY_CONTAINER
+    hints = (
+        Hint(
+            400,
+            None,
+            "The container group could not be created with the key: check its identity is assigned and can "
+            "use the key; the saved spec is in the rotation-redeploy container.",
+        ),
+    )
 
     def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
         for group in clients.container_instances(subscription).container_groups.list():
@@ -161,15 +200,12 @@ class ContainerGroups:
                 yield consumer
 
     def _get_raw(self, clients: Clients, resource_id: ResourceId) -> dict[str, Any] | None:
+        operations = clients.container_instances(resource_id.subscription).container_groups
         try:
-            return cast(  # `cls=_raw` makes the SDK hand back the JSON, not a model
-                "dict[str, Any] | None",
-                clients.container_instances(resource_id.subscription).container_groups.get(
-                    resource_id.resource_group, resource_id.name, cls=_raw
-                ),
-            )
+            raw = operations.get(resource_id.resource_group, resource_id.name, cls=_raw)
         except ResourceNotFoundError:
             return None
+        return cast("dict[str, Any]", raw)  # `_raw` hands back the JSON, not the SDK model
 
     def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
         group = self._get_raw(clients, resource_id)
@@ -188,18 +224,18 @@ class ContainerGroups:
                     f"container group {resource_id} no longer exists and no spec is saved"
                 )
             return self._create(clients, resource_id, saved["spec"], to_key)
-        state = (group.get("properties") or {}).get("provisioningState")
-        if state in ("Creating", "Deleting", "Updating", "Pending", "Repairing"):
-            raise TransientCondition(f"container group is {state}")
+        current = to_consumer(group)
+        if current is not None and is_busy(current):
+            raise TransientCondition(f"container group is {current.provisioning_state}")
         hidden = secure_values_hidden(group.get("properties") or {})
         if hidden:
-            raise RuntimeError("spec-not-reconstructible: " + "; ".join(hidden))
+            raise SpecNotReconstructible("spec-not-reconstructible: " + "; ".join(hidden))
         spec = creatable_spec(group)
         save_spec(clients, resource_id, spec, consumer.key, to_key, context)
-        self._delete(clients, resource_id)
+        self._delete(clients, resource_id, context.deadline)
         return self._create(clients, resource_id, spec, to_key)
 
-    def _delete(self, clients: Clients, resource_id: ResourceId) -> None:
+    def _delete(self, clients: Clients, resource_id: ResourceId, deadline: Deadline | None) -> None:
         operations = clients.container_instances(resource_id.subscription).container_groups
         try:
             operations.begin_delete(resource_id.resource_group, resource_id.name).result()
@@ -212,14 +248,18 @@ class ContainerGroups:
                 resource_id,
                 classify(exc).summary(),
             )
-            self._wait_gone(clients, resource_id)
+            self._wait_gone(clients, resource_id, deadline)
 
-    def _wait_gone(self, clients: Clients, resource_id: ResourceId, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while self._get_raw(clients, resource_id) is not None:
-            if time.monotonic() > deadline:
-                raise TransientCondition(f"container group {resource_id} is still being deleted")
-            time.sleep(min(2.0, clients.settings.poll_interval_seconds))
+    def _wait_gone(self, clients: Clients, resource_id: ResourceId, deadline: Deadline | None) -> None:
+        """Poll until the group is gone, within the run's deadline (else at most five minutes)."""
+        budget = deadline.remaining() if deadline is not None else 300.0
+        waiting = tenacity.Retrying(
+            retry=tenacity.retry_if_result(lambda group: group is not None),
+            wait=tenacity.wait_fixed(min(2.0, clients.settings.poll_interval_seconds)),
+            stop=tenacity.stop_before_delay(max(0.0, budget)),
+            retry_error_callback=lambda _state: _still_there(resource_id),
+        )
+        waiting(self._get_raw, clients, resource_id)
 
     def _create(
         self, clients: Clients, resource_id: ResourceId, spec: dict[str, Any], to_key: KeyRef
@@ -227,12 +267,8 @@ class ContainerGroups:
         updated = copy.deepcopy(spec)  # `spec` stays as saved: the previous version, for a roll-back
         encryption = updated.setdefault("properties", {}).setdefault("encryptionProperties", {})
         encryption["keyVersion"] = to_key.version
-        operations = clients.container_instances(resource_id.subscription).container_groups
-        body = json.dumps(updated).encode()  # raw bytes: the PUT carries exactly the saved spec
         try:
-            created = operations.begin_create_or_update(  # type: ignore[call-overload]  # bytes go as-is
-                resource_id.resource_group, resource_id.name, body, content_type="application/json"
-            ).result()
+            created = _put(clients, resource_id, updated)
             shown = to_consumer(created.serialize(keep_readonly=True)) if created is not None else None
         except HttpResponseError as exc:
             # Unclear outcome: if the group now exists on the new key, the create happened.
@@ -241,7 +277,7 @@ class ContainerGroups:
                 self._roll_back(clients, resource_id, spec, to_key, exc)
             if shown is None or shown.version != to_key.version:
                 raise
-        if shown is not None and (shown.provisioning_state or "").lower() in ("failed", "canceled"):
+        if shown is not None and has_failed(shown):
             return shown  # keep the saved spec; the caller reports the failure
         delete_saved_spec(clients, resource_id)
         return shown
@@ -257,14 +293,8 @@ class ContainerGroups:
         """The group cannot be created on the new version: bring it back on its previous one, so
         it is not left deleted. Raises RedeployRolledBack (the step failed, the group runs)."""
         previous = (spec.get("properties") or {}).get("encryptionProperties", {}).get("keyVersion")
-        operations = clients.container_instances(resource_id.subscription).container_groups
         try:
-            operations.begin_create_or_update(  # type: ignore[call-overload]  # bytes go as-is
-                resource_id.resource_group,
-                resource_id.name,
-                json.dumps(spec).encode(),
-                content_type="application/json",
-            ).result()
+            _put(clients, resource_id, spec)
         except HttpResponseError:
             raise error from None  # both failed: the spec stays saved for the next run
         delete_saved_spec(clients, resource_id)
@@ -273,9 +303,16 @@ class ContainerGroups:
             f"re-created on its previous version {previous}"
         )
 
+    def pending(self, clients: Clients, key: KeyRef) -> builtins.list[Consumer]:
+        """Groups of this key that an interrupted redeploy deleted, described by their saved specs."""
+        found = (
+            saved_consumer(resource_id, saved) for resource_id, saved in self.pending_redeploys(clients, key)
+        )
+        return [consumer for consumer in found if consumer is not None]
+
     def pending_redeploys(
         self, clients: Clients, key: KeyRef
-    ) -> builtins.list[tuple[ResourceId, dict[str, Any]]]:  # `list` here is the method above
+    ) -> builtins.list[tuple[ResourceId, dict[str, Any]]]:
         """Saved specs for this key whose group is missing: interrupted redeploys to finish first."""
         pending = []
         container = clients.blobs().get_container_client(REDEPLOY_CONTAINER)
@@ -296,6 +333,21 @@ class ContainerGroups:
         return pending
 
 
+def _put(clients: Clients, resource_id: ResourceId, spec: dict[str, Any]) -> Any:
+    """Create the group from `spec` and wait for it. Raw bytes: the PUT carries exactly the spec
+    (the SDK model would drop properties it does not know)."""
+    operations = clients.container_instances(resource_id.subscription).container_groups
+    body = json.dumps(spec).encode()
+    poller = operations.begin_create_or_update(  # type: ignore[call-overload]  # bytes are sent as they are
+        resource_id.resource_group, resource_id.name, body, content_type="application/json"
+    )
+    return poller.result()
+
+
+def _still_there(resource_id: ResourceId) -> None:
+    raise TransientCondition(f"container group {resource_id} is still being deleted")
+
+
 def save_spec(
     clients: Clients,
     resource_id: ResourceId,
@@ -310,7 +362,7 @@ def save_spec(
         "fromVersion": from_key.version,
         "toVersion": to_key.version,
         "runId": context.run_id,
-        "savedAt": datetime.now(UTC).isoformat(),
+        "savedAt": utc_now(),
         "spec": spec,
     }
     clients.blobs().get_blob_client(REDEPLOY_CONTAINER, spec_blob_name(resource_id)).upload_blob(

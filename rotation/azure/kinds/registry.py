@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rotation.azure.kinds import ApplyContext, Consumer, ManagedTargetKind, tags_of, text
+from rotation.model.errors import Hint
 from rotation.model.ids import REGISTRY, InvalidId, KeyRef, parse_key_id, parse_resource_id
 
 if TYPE_CHECKING:
@@ -54,6 +55,23 @@ def to_consumer(registry: Any) -> Consumer | None:
 class Registries(ManagedTargetKind):
     kind = "registry"
     resource_type = REGISTRY
+    api_version = "2025-11-01"  # what the pinned azure-mgmt-containerregistry client sends (tested)
+    hints = (
+        Hint(
+            400,
+            "invalididentity",
+            "The registry's encryption identity is no longer assigned to it: assign the user-assigned identity "
+            "back (az acr identity assign) and grant it 'Key Vault Crypto Service Encryption User' on the key; "
+            "see https://aka.ms/acr/cmk.",
+        ),
+        Hint(
+            400,
+            "keyvaultaccessfailed",
+            "The registry's identity cannot use the new key version: grant it 'Key Vault Crypto Service "
+            "Encryption User' on the key (or get, wrapKey, unwrapKey in access policies) and check the vault "
+            "firewall allows trusted services; see https://aka.ms/acr/cmk.",
+        ),
+    )
 
     def operations(self, clients: Clients, subscription: str) -> Any:
         return clients.registries(subscription).registries

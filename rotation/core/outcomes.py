@@ -5,22 +5,21 @@ audited and never undoes or fails the rotation."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from azure.core.exceptions import AzureError
 from azure.core.messaging import CloudEvent
-from azure.eventgrid import EventGridPublisherClient
 
 from rotation.azure.clients import Clients
-from rotation.core.policy import NEEDS_PERSON
+from rotation.azure.retry import RetryPolicy, call
+from rotation.model.decisions import NEEDS_PERSON
+from rotation.model.results import RunResult
 from rotation.storage.audit import AuditTrail
-
-if TYPE_CHECKING:
-    from rotation.core.reconcile import RunResult
 
 log = logging.getLogger("rotation.outcomes")
 SOURCE = "/cmk-rotation"
 MAX_TARGETS = 500  # keep an event well under Event Grid's 1 MB
+_PUBLISH_RETRY = RetryPolicy(attempts=3)
 
 
 def event_type(result: RunResult) -> str:
@@ -56,15 +55,22 @@ def event_data(result: RunResult) -> dict[str, Any]:
     return data
 
 
-def publish(endpoint: str | None, clients: Clients, result: RunResult, trail: AuditTrail) -> bool:
-    """Publish the run's outcome if a topic is configured. Never raises."""
+def publish(
+    endpoint: str | None,
+    clients: Clients,
+    result: RunResult,
+    trail: AuditTrail,
+    policy: RetryPolicy | None = None,
+) -> bool:
+    """Publish the run's outcome if a topic is configured. Never raises. Retried by retry.py
+    (the client's own retries are off), two retries unless told otherwise."""
     if not endpoint or result.dry_run:
         return False
     kind = event_type(result)
     event = CloudEvent(source=SOURCE, type=kind, subject=result.key_id, data=event_data(result))
     try:
-        client = EventGridPublisherClient(endpoint, clients.credential, retry_total=2)
-        client.send([event])
+        client = clients.outcome_topic(endpoint)
+        call(lambda: client.send([event]), policy=policy or _PUBLISH_RETRY, what=f"publish {kind}")
     except (AzureError, ValueError) as exc:
         trail.record(
             "outcome-publish-failed",

@@ -1,0 +1,259 @@
+"""Applying a plan: the `update` steps in a bounded pool. Per target, every attempt asks in
+order: is the work already done? (the resource already shows the desired version) → may it
+be written? (our lease, not busy, not moved past the desired version meanwhile) → write
+(the kind's minimal body) → verify (the kind's read-back). A retry starts again from the top,
+so it is always safe; a failed target stays on its old version and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+from rotation.azure.clients import Clients
+from rotation.azure.kinds import (
+    ApplyContext,
+    TargetKind,
+    has_failed,
+    hints_of,
+    is_busy,
+    recreates_missing,
+    verified,
+)
+from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify, remediation
+from rotation.config import Settings
+from rotation.model.consumer import Consumer
+from rotation.model.decisions import UPDATE
+from rotation.model.errors import RotationError, TransientCondition
+from rotation.model.ids import KeyRef
+from rotation.model.results import Plan, PlanStep, StepResult, result_of
+from rotation.storage.audit import AuditTrail
+from rotation.storage.ledger import Lease
+
+ProgressCallback = Callable[[StepResult], None]
+
+
+class VerificationFailed(RotationError):
+    """The write was accepted but the resource does not show the new version."""
+
+
+class LeaseLost(RotationError):
+    """Another run took over the key's lease: stop touching its consumers."""
+
+
+def _check_not_failed(target: str, consumer: Consumer) -> None:
+    """A resource that shows the new version but whose provisioning failed is not verified."""
+    if has_failed(consumer):
+        raise VerificationFailed(
+            f"{target} shows the new version but its provisioning state is {consumer.provisioning_state}"
+        )
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+class Applier:
+    def __init__(
+        self, settings: Settings, clients: Clients, kinds: Mapping[str, TargetKind], retry: RetryPolicy
+    ) -> None:
+        self.settings, self.clients, self.kinds, self.retry = settings, clients, kinds, retry
+
+    def apply(
+        self,
+        plan: Plan,
+        context: ApplyContext,
+        trail: AuditTrail,
+        progress: ProgressCallback | None,
+        lease: Lease | None,
+    ) -> list[StepResult]:
+        desired_key = plan.key.with_version(plan.desired_version) if plan.desired_version else None
+
+        def one(step: PlanStep) -> StepResult:
+            if step.action != UPDATE or desired_key is None:
+                outcome = result_of(step, "skipped")
+            elif (code := _stop_code(context.deadline, lease)) is not None:
+                outcome = _not_started(step, code, trail)
+            else:
+                outcome = TargetApply(self, step, desired_key, plan, context, trail, lease).run()
+            if progress:
+                progress(outcome)
+            return outcome
+
+        updates = sum(1 for s in plan.steps if s.action == UPDATE)
+        workers = max(1, min(self.settings.concurrency, updates or 1))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(one, plan.steps))
+
+
+def _stop_code(deadline: Deadline | None, lease: Lease | None) -> str | None:
+    """Why no new work may start: another run now holds the key, or the time is up."""
+    if lease is not None and lease.lost:
+        return "LeaseLost"
+    if deadline is not None and deadline.expired():
+        return "TimeBudgetExhausted"
+    return None
+
+
+def _not_started(step: PlanStep, code: str, trail: AuditTrail) -> StepResult:
+    outcome = result_of(step, "skipped")
+    outcome.error_code = code
+    outcome.error = (
+        "another run took over the key's lease"
+        if code == "LeaseLost"
+        else "the run's time budget ended first"
+    )
+    trail.record(
+        "apply-outcome",
+        target=step.target,
+        outcome="skipped",
+        errorCode=code,
+        fromVersion=step.from_version,
+        toVersion=step.to_version,
+    )
+    return outcome
+
+
+class TargetApply:
+    """One target's update: attempts under the retry policy, then its audited outcome."""
+
+    def __init__(
+        self,
+        applier: Applier,
+        step: PlanStep,
+        to_key: KeyRef,
+        plan: Plan,
+        context: ApplyContext,
+        trail: AuditTrail,
+        lease: Lease | None,
+    ) -> None:
+        self.clients, self.retry = applier.clients, applier.retry
+        self.kind = applier.kinds[step.kind]
+        self.step, self.to_key, self.plan, self.context = step, to_key, plan, context
+        self.trail, self.lease = trail, lease
+        self.attempts = 0
+        self.wrote = False
+
+    def run(self) -> StepResult:
+        started = time.monotonic()
+        result = result_of(self.step, "failed")
+        try:
+            outcome = call(
+                self.attempt,
+                policy=self.retry,
+                deadline=self.context.deadline,
+                what=f"update {self.step.target}",
+                on_retry=self._record_retry,
+            )
+        except Exception as exc:  # noqa: BLE001 - a failed target is reported, never fatal to the run
+            self._record_failure(result, exc, started)
+        else:
+            self._record_success(result, outcome, started)
+        result.duration_ms = _ms_since(started)
+        result.attempts = self.attempts
+        return result
+
+    # -- one attempt: done? → guard → write → verify --------------------------------------------
+    def attempt(self) -> str:
+        self.attempts += 1
+        if self.lease is not None and self.lease.lost:
+            raise LeaseLost(
+                f"another run took over {self.plan.key.versionless_id}; {self.step.target} left to it"
+            )
+        # The first attempt trusts the inventory read moments ago; a retry looks again.
+        current = self.step.consumer if self.attempts == 1 else self._read()
+        if current is not None and verified(self.kind, current, self.to_key):
+            _check_not_failed(self.step.target, current)
+            return "verified" if self.wrote else "already-current"
+        if current is None and not recreates_missing(self.kind):
+            raise VerificationFailed(
+                f"{self.step.target} no longer exists or no longer uses a customer-managed key"
+            )
+        self._guard(current)
+        return self._verify(self._write(current))
+
+    def _read(self) -> Consumer | None:
+        return self.kind.read(self.clients, self.step.consumer.resource_id)
+
+    def _guard(self, current: Consumer | None) -> None:
+        if current is None:
+            return
+        state = self.plan.state
+        moved_to = state.version(current.version) if self.attempts > 1 else None
+        if moved_to is not None and state.desired and state.is_newer(moved_to, state.desired):
+            raise VerificationFailed(
+                f"{self.step.target} moved to the newer version {current.version} meanwhile; not downgraded"
+            )
+        if is_busy(current):
+            raise TransientCondition(f"{self.step.target} is {current.provisioning_state}")
+
+    def _write(self, current: Consumer | None) -> Consumer | None:
+        self.trail.record(
+            "apply-attempt",
+            target=self.step.target,
+            fromVersion=self.step.from_version,
+            toVersion=self.to_key.version,
+            detail={"attempt": self.attempts},
+        )
+        shown = self.kind.apply(self.clients, current or self.step.consumer, self.to_key, self.context)
+        self.wrote = True
+        # Verify against what the service shows after the write (the poller's final GET or
+        # the PATCH answer); read again only when the write gave nothing back.
+        return shown if shown is not None else self._read()
+
+    def _verify(self, after: Consumer | None) -> str:
+        if after is not None and verified(self.kind, after, self.to_key):
+            _check_not_failed(self.step.target, after)
+            return "verified"
+        if after is not None and is_busy(after):
+            raise TransientCondition(f"{self.step.target} is still {after.provisioning_state}")
+        raise VerificationFailed(
+            f"{self.step.target} does not show {self.to_key.version} after the update "
+            f"(shows {after.version if after else 'nothing'})"
+        )
+
+    # -- the audit trail ----------------------------------------------------------------------
+    def _record_retry(self, number: int, info: ErrorInfo, sleep: float) -> None:
+        self.trail.record(
+            "apply-retry",
+            target=self.step.target,
+            outcome="retrying",
+            errorCode=info.code,
+            message=info.summary(),
+            detail={"attempt": number, "sleepSeconds": round(sleep, 3)},
+        )
+
+    def _record_failure(self, result: StepResult, exc: Exception, started: float) -> None:
+        info = classify(exc)
+        result.error_code, result.error = info.code, info.summary()
+        told = exc.remediation if isinstance(exc, RotationError) else None
+        result.hint = told or remediation(info, hints_of(self.kind))
+        self.trail.record(
+            "apply-outcome",
+            target=self.step.target,
+            outcome="failed",
+            fromVersion=self.step.from_version,
+            toVersion=self.to_key.version,
+            errorCode=info.code,
+            message=info.summary(),
+            hint=result.hint,
+            durationMs=_ms_since(started),
+        )
+
+    def _record_success(self, result: StepResult, outcome: str, started: float) -> None:
+        # Read back either way: after our write, or because someone else already moved it.
+        result.outcome = "verified"
+        versions = {"fromVersion": self.step.from_version, "toVersion": self.to_key.version}
+        if outcome == "verified":
+            self.trail.record("updated", target=self.step.target, outcome="updated", **versions)
+        else:
+            result.message += " (found already on it when applying)"
+        self.trail.record(
+            "verified",
+            target=self.step.target,
+            outcome="verified",
+            reason=None if outcome == "verified" else "already-current-at-apply",
+            durationMs=_ms_since(started),
+            **versions,
+        )

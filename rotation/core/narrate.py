@@ -1,0 +1,117 @@
+"""The run's narration: what a run records in its audit trail at each turn of the story
+(started, the lease, the plan and everything found on the way, finished). Records only;
+deciding and writing happen elsewhere."""
+
+from __future__ import annotations
+
+from rotation.model.events import EXPIRED
+from rotation.model.results import Plan, RunResult, count
+from rotation.storage.audit import AuditTrail
+from rotation.storage.ledger import Lease
+from rotation.storage.queue import RotationRequest
+
+
+def record_started(
+    trail: AuditTrail, request: RotationRequest, attempt: int, lease: Lease | None, lease_seconds: float
+) -> None:
+    trail.record(
+        "run-started",
+        source=request.source,
+        eventId=request.event_id,
+        detail={
+            "attempt": attempt,
+            "eventType": request.event_type,
+            "dryRun": request.dry_run,
+            "eventVersion": request.event_version,
+            "targets": len(request.targets) if request.targets is not None else None,
+            "leaseWaits": request.lease_waits,
+        },
+    )
+    if lease is not None:
+        trail.record(
+            "lease-taken-over" if lease.taken_over_from else "lease-taken",
+            detail={"previousOwner": lease.taken_over_from, "seconds": lease_seconds},
+        )
+
+
+def record_expired_event(request: RotationRequest, plan: Plan, trail: AuditTrail) -> None:
+    still = [s for s in plan.steps if s.from_version and s.from_version == request.event_version]
+    if still:
+        trail.record(
+            "incident",
+            fromVersion=request.event_version,
+            reason="consumers-on-expired-version",
+            outcome="reported",
+            message=f"version {request.event_version} expired while {len(still)} consumer(s) still used it",
+            detail={"targets": [s.target for s in still][:100]},
+        )
+
+
+def record_plan(plan: Plan, trail: AuditTrail, result: RunResult) -> None:
+    result.desired_version = plan.desired_version
+    result.discovery_errors = list(plan.discovery_errors)
+    result.notes.extend(plan.warnings)
+    for warning in plan.warnings:
+        trail.record("warning", message=warning)
+    for error in plan.discovery_errors:
+        trail.record(
+            "discovery-failed",
+            target=error["scope"],
+            outcome="failed",
+            errorCode=error["code"],
+            message=error["message"],
+            detail={"kind": error["kind"]},
+        )
+    for target in plan.not_consumers:
+        trail.record(
+            "not-a-consumer",
+            target=target,
+            outcome="skipped",
+            message="requested target does not use this key (or no longer exists)",
+        )
+        result.notes.append(f"{target} does not use {plan.key.versionless_id}")
+    trail.record(
+        "plan",
+        toVersion=plan.desired_version,
+        reason=plan.state.blocked_reason,
+        detail={
+            "summary": count(s.action for s in plan.steps),
+            "currentVersion": plan.state.current_version,
+        },
+    )
+    for step in plan.steps:
+        trail.record(
+            "plan-step",
+            target=step.target,
+            action=step.action,
+            reason=step.reason,
+            message=step.message,
+            fromVersion=step.from_version,
+            toVersion=step.to_version,
+        )
+        if step.reason == "current-version-expired":
+            trail.record(
+                "incident",
+                target=step.target,
+                fromVersion=step.from_version,
+                reason="consumer-on-expired-version",
+                message=step.message,
+            )
+
+
+def record_findings(request: RotationRequest, plan: Plan, trail: AuditTrail, result: RunResult) -> None:
+    """The plan and what came with it, and an expired-version incident; durable before any write."""
+    record_plan(plan, trail, result)
+    if request.event_type == EXPIRED:
+        record_expired_event(request, plan, trail)
+    trail.flush()
+
+
+def record_finished(trail: AuditTrail, result: RunResult) -> None:
+    trail.record(
+        "run-finished",
+        outcome=result.status,
+        toVersion=result.desired_version,
+        detail={"summary": count(s.outcome for s in result.steps), "exitCode": result.exit_code},
+    )
+    trail.flush()

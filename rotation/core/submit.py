@@ -1,0 +1,24 @@
+"""Queue a rotation request and record it as a queued run: the one way every door (Event
+Grid intake, HTTP, replay, the sweep) hands work to the queue function."""
+
+from __future__ import annotations
+
+from azure.storage.queue import QueueClient
+
+from rotation.storage.queue import RotationRequest, enqueue
+from rotation.storage.runs import RunStore
+
+
+def submit(queue: QueueClient, runs: RunStore, request: RotationRequest) -> RotationRequest:
+    """Enqueue `request`, then record its run as `queued` (so `GET /api/rotations/{runId}` finds
+    it before the worker starts). A run record that already exists is left as it is."""
+    enqueue(queue, request)
+    runs.queued(
+        request.request_id,
+        key_id=request.key_id,
+        source=request.source,
+        actor=request.actor,
+        dry_run=request.dry_run,
+        event_id=request.event_id,
+    )
+    return request

@@ -1,0 +1,60 @@
+"""The policy's vocabulary as values: plan actions and blocked reasons (DESIGN.md section 7),
+a decision, and what the checks decide from. Consumer kinds' plan checks use these too."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from rotation.model.consumer import Consumer
+from rotation.model.keystate import KeyState
+
+UPDATE = "update"
+ALREADY_CURRENT = "already-current"
+AUTO_ROTATING = "auto-rotating"
+NEWER_THAN_DESIRED = "newer-than-desired"
+OPTED_OUT = "opted-out"
+REDEPLOY_REQUIRED = "redeploy-required"
+# Seen, never written (e.g. an AKS cluster's KMS key): the message gives the commands.
+MANUAL_REQUIRED = "manual-required"
+BLOCKED = "blocked"
+ACTIONS = (
+    UPDATE,
+    ALREADY_CURRENT,
+    AUTO_ROTATING,
+    NEWER_THAN_DESIRED,
+    OPTED_OUT,
+    REDEPLOY_REQUIRED,
+    MANUAL_REQUIRED,
+    BLOCKED,
+)
+NEEDS_PERSON = (BLOCKED, NEWER_THAN_DESIRED, REDEPLOY_REQUIRED, MANUAL_REQUIRED)
+BLOCKED_REASONS = (
+    "version-disabled",
+    "version-expired",
+    "version-not-yet-valid",
+    "key-type-unsupported",
+    "key-ops-missing",
+    "identity-not-assigned",
+    "spec-not-reconstructible",
+    "current-version-disabled",
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    state: KeyState
+    now: datetime
+    container_group_policy: str = "report"
+    opt_out_tag: str = "cmk-rotation"
+
+
+Check = Callable[[Consumer, PolicyContext], Decision | None]

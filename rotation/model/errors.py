@@ -1,0 +1,87 @@
+"""One error hierarchy. Every error the product raises is a `RotationError`: it carries a
+machine-readable code, whether waiting can help (`transient`, `retry_after`) and, when known,
+a sentence telling a person what to do. `rotation/azure/retry.py` classifies the Azure SDK's
+errors into the same shape (`ErrorInfo`) once, so the audit trail, the CLI and HTTP answers
+read every failure the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """A failure as the run reports it, whatever raised it."""
+
+    transient: bool
+    unreachable: bool  # the service could not be reached or kept failing (5xx, 429, connection)
+    status: int | None
+    code: str | None
+    message: str
+    retry_after: float | None = None
+
+    def summary(self) -> str:
+        parts = [str(self.status) if self.status else None, self.code]
+        head = " ".join(p for p in parts if p)
+        return f"{head}: {self.message}" if head else self.message
+
+
+@dataclass(frozen=True)
+class Hint:
+    """A remediation sentence for a permanent error: by HTTP status and, optionally, the
+    service's error code (compared lower-case). Consumer kinds declare their own."""
+
+    status: int | None
+    code: str | None
+    text: str
+
+    def matches(self, info: ErrorInfo) -> bool:
+        return self.status == info.status and self.code in (None, (info.code or "").lower())
+
+
+class RotationError(Exception):
+    """Base of the product's errors. Subclasses set `code` and `transient` as class defaults."""
+
+    code: str = ""
+    transient: bool = False
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: str | None = None,
+        transient: bool | None = None,
+        retry_after: float | None = None,
+        remediation: str | None = None,
+        cause: ErrorInfo | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code or type(self).code or type(self).__name__
+        self.transient = type(self).transient if transient is None else transient
+        self.retry_after = retry_after
+        self.remediation = remediation
+        self.cause = cause  # the classified failure this error reports, when it wraps one
+
+    @property
+    def info(self) -> ErrorInfo:
+        """The failure this error stands for: the wrapped one, or this error itself."""
+        if self.cause is not None:
+            return self.cause
+        return ErrorInfo(self.transient, False, None, self.code, str(self), self.retry_after)
+
+
+class TransientCondition(RotationError):
+    """A state worth waiting out (a target still updating)."""
+
+    code = "InProgress"
+    transient = True
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+
+
+class ServiceFailed(RotationError):
+    """A service call failed past its retries; `info` is the classified cause."""
+
+    def __init__(self, what: str, info: ErrorInfo) -> None:
+        super().__init__(f"{what}: {info.summary()}", code=info.code, transient=info.transient, cause=info)

@@ -1,0 +1,131 @@
+"""Imports in rotation/ run one way (DESIGN.md section 3): doors → service → core →
+azure / storage → config → model, and form no cycle. Every import counts, also those inside
+functions and under TYPE_CHECKING: a type-only import upward still ties a lower room to a
+higher one."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "rotation"
+
+# Higher numbers may import lower ones; rooms on one level may not import each other.
+LAYERS = {
+    "rotation.model": 0,
+    "rotation.config": 1,  # at the bottom with the model: settings may use model values, not the reverse
+    "rotation.azure": 2,
+    "rotation.storage": 2,
+    "rotation.core": 3,
+    "rotation.service": 4,
+    "rotation.doors": 5,
+}
+OUTSIDE = ("emulator", "devstack", "tests", "bench", "tools", "function_app")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def room(module: str) -> str | None:
+    return next((r for r in LAYERS if module == r or module.startswith(r + ".")), None)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module `path` imports, absolute, as written (`from a.b import c` gives a.b and a.b.c)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    edges: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = {t for t in imports_of(path) if t in modules}
+        # A submodule naming its own package (kinds.batch importing kinds) is not a cycle.
+        edges[name] = {t for t in targets if not name.startswith(t + ".")}
+    return edges
+
+
+def upward(edges: dict[str, set[str]]) -> list[str]:
+    wrong = []
+    for source, targets in edges.items():
+        mine = room(source)
+        for target in targets:
+            theirs = room(target)
+            if mine is None or theirs is None or mine == theirs:
+                continue
+            if LAYERS[theirs] >= LAYERS[mine]:
+                wrong.append(f"{source} imports {target} ({mine} may not import {theirs})")
+    return sorted(wrong)
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    found: list[list[str]] = []
+    state: dict[str, int] = {}  # 1 on the path, 2 done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(edges.get(node, ())):
+            if state.get(target) == 1:
+                found.append([*path[path.index(target) :], target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+    return found
+
+
+def test_imports_run_downward() -> None:
+    assert upward(graph()) == []
+
+
+def test_imports_form_no_cycle() -> None:
+    assert cycles(graph()) == []
+
+
+def test_the_product_imports_nothing_outside_it() -> None:
+    strays = sorted(
+        f"{module_name(p)} imports {t}"
+        for p in PACKAGE.rglob("*.py")
+        for t in imports_of(p)
+        if t.split(".")[0] in OUTSIDE
+    )
+    assert strays == []
+
+
+# The checker itself: it must see what it is meant to refuse.
+@pytest.mark.parametrize(
+    ("edges", "problem"),
+    [
+        ({"rotation.azure.outcomes": {"rotation.core.policy"}}, "upward"),
+        ({"rotation.core.sweep": {"rotation.service"}}, "upward"),
+        ({"rotation.azure.x": {"rotation.storage.audit"}}, "upward"),  # siblings stay apart
+        ({"rotation.core.a": {"rotation.core.b"}, "rotation.core.b": {"rotation.core.a"}}, "cycle"),
+    ],
+)
+def test_the_checker_refuses_what_it_should(edges: dict[str, set[str]], problem: str) -> None:
+    assert (upward(edges) if problem == "upward" else cycles(edges)) != []
+
+
+def test_the_checker_allows_downward_imports() -> None:
+    edges = {
+        "rotation.doors.api": {"rotation.core.reconcile"},
+        "rotation.core.reconcile": {"rotation.model.ids"},
+    }
+    assert upward(edges) == [] and cycles(edges) == []

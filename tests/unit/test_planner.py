@@ -1,0 +1,138 @@
+"""The planner is pure (values in, plan out), and the protocol's optional members have the
+defaults a kind that says nothing gets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from azure.mgmt.batch import BatchManagementClient
+from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+
+from rotation.azure.discovery import DiscoveryError, Inventory
+from rotation.azure.kinds import (
+    KEY_ID,
+    KEY_PARTS,
+    all_kinds,
+    checks_of,
+    hints_of,
+    pending,
+    recreates_missing,
+    verified,
+)
+from rotation.azure.kinds.containergroup import ContainerGroups
+from rotation.core.gather import Gathered
+from rotation.core.planner import make_plan
+from rotation.model.consumer import Consumer
+from rotation.model.decisions import PolicyContext
+from rotation.model.errors import ErrorInfo
+from rotation.model.ids import KeyRef, ResourceId
+from rotation.model.keystate import KeyState, VersionInfo
+
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
+KEY = KeyRef("contoso-cmk.vault.azure.net", "k")
+OLD = VersionInfo("a" * 32, True, NOW - timedelta(days=100), None, None, "RSA", ("wrapKey", "unwrapKey"))
+NEW = VersionInfo("b" * 32, True, NOW - timedelta(days=1), None, None, "RSA", ("wrapKey", "unwrapKey"))
+STATE = KeyState(KEY, (OLD, NEW), NEW.version, NEW, None, "Recoverable+Purgeable")
+SUB = "00000000-0000-0000-0000-00000000000a"
+
+
+def consumer(name: str, kind: str = "registry", version: str = OLD.version, **extra: object) -> Consumer:
+    provider = {
+        "registry": ("Microsoft.ContainerRegistry", "registries"),
+        "containergroup": ("Microsoft.ContainerInstance", "containerGroups"),
+    }[kind]
+    return Consumer(
+        kind, ResourceId(SUB, "rg", *provider, name), KEY.with_version(version), "westeurope", **extra
+    )
+
+
+def plan(gathered: Gathered, policy: str = "report"):
+    checks = {k.kind: checks_of(k) for k in all_kinds()}
+    return make_plan(KEY, gathered, PolicyContext(gathered.state, NOW, policy), checks)
+
+
+def test_one_step_per_resource_whatever_the_case_of_its_id() -> None:
+    upper = Consumer(
+        "registry",
+        ResourceId(SUB, "RG", "Microsoft.ContainerRegistry", "registries", "R1"),
+        KEY.with_version(OLD.version),
+        "westeurope",
+    )
+    result = plan(Gathered(STATE, Inventory((consumer("r1"), upper))))
+    assert [(s.target.rsplit("/", 1)[1], s.action, s.to_version) for s in result.steps] == [
+        ("r1", "update", NEW.version)
+    ]
+
+
+def test_pending_consumers_are_planned_first_and_reads_that_failed_are_kept() -> None:
+    gone = consumer("g1", "containergroup", recreate_from_saved=True)
+    error = DiscoveryError(SUB, "registry", ErrorInfo(True, True, 503, "ServiceUnavailable", "down"))
+    gathered = Gathered(
+        STATE,
+        Inventory((consumer("r1"),), (error,), ("/not/mine",)),
+        pending=(gone,),
+        errors=({"scope": "rotation-redeploy", "kind": "containergroup", "unreachable": True},),
+        warnings=("spec store read-only",),
+    )
+    result = plan(gathered)
+    assert [(s.kind, s.reason) for s in result.steps] == [
+        ("registry", "behind-desired"),
+        ("containergroup", "finish-interrupted-redeploy"),
+    ]
+    assert [e["scope"] for e in result.discovery_errors] == [SUB, "rotation-redeploy"]
+    assert result.not_consumers == ("/not/mine",)
+    assert result.warnings == ("spec store read-only",)
+
+
+def test_an_unrecoverable_vault_is_warned_about() -> None:
+    fragile = KeyState(KEY, (OLD, NEW), NEW.version, NEW, None, "Purgeable")
+    assert any("soft delete" in w for w in plan(Gathered(fragile, Inventory(()))).warnings)
+
+
+def test_the_kinds_own_checks_decide_after_the_chain() -> None:
+    group = consumer("g1", "containergroup")
+    assert plan(Gathered(STATE, Inventory((group,)))).steps[0].action == "redeploy-required"
+    assert plan(Gathered(STATE, Inventory((group,))), "redeploy").steps[0].action == "update"
+
+
+class Bare:
+    """A kind written against the first protocol: none of the optional members."""
+
+    kind = "bare"
+    resource_type = "Microsoft.Example/things"
+    plan_checks = ()
+
+
+def test_a_kind_that_says_nothing_gets_the_defaults() -> None:
+    bare, shown = Bare(), consumer("r1", version=NEW.version)
+    assert verified(bare, shown, KEY.with_version(NEW.version))
+    assert not verified(bare, shown, KEY.with_version(OLD.version))
+    assert hints_of(bare) == () and checks_of(bare) == () and not recreates_missing(bare)
+    assert pending(bare, None, KEY) == []  # type: ignore[arg-type]
+
+
+def test_the_built_in_kinds_declare_themselves() -> None:
+    kinds = {k.kind: k for k in all_kinds()}
+    assert {k: getattr(v, "key_naming", None) for k, v in kinds.items()} == {
+        "registry": KEY_ID,
+        "batch": KEY_ID,
+        "containergroup": KEY_PARTS,
+    }
+    assert recreates_missing(kinds["containergroup"]) and isinstance(kinds["containergroup"], ContainerGroups)
+    assert hints_of(kinds["registry"]) and hints_of(kinds["batch"]) and hints_of(kinds["containergroup"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "client"),
+    [
+        ("registry", ContainerRegistryManagementClient),
+        ("batch", BatchManagementClient),
+        ("containergroup", ContainerInstanceManagementClient),
+    ],
+)
+def test_a_kinds_api_version_is_what_its_client_sends(kind: str, client: type) -> None:
+    declared = next(k for k in all_kinds() if k.kind == kind)
+    built = client(credential=object(), subscription_id=SUB)
+    assert declared.api_version == built._config.api_version  # type: ignore[attr-defined]
