@@ -123,10 +123,6 @@ def test_the_local_stack_identity_still_signs_in(stack) -> None:
     assert result.exit_code == 0 and "update" in result.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 item 10: the policy chain change lands with rotation/core/policy.py's branch",
-)
 def test_a_group_with_secure_values_is_redeploy_required_under_report(stack) -> None:
     fleet(stack, s.group("nightly-report", "acr-cmk", OLD, secure=True))
     result = run("-o", "json", "plan", KEY, "--query", "steps[?kind=='containergroup'] | [0]")
