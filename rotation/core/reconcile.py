@@ -15,12 +15,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from rotation.azure import outcomes
 from rotation.azure.clients import Clients
 from rotation.azure.discovery import Inventory, list_consumers, read_targets
-from rotation.azure.kinds import ApplyContext, Consumer, TargetKind, all_kinds
+from rotation.azure.kinds import ApplyContext, Consumer, TargetKind, all_kinds, read_for_key
 from rotation.azure.kinds.containergroup import REDEPLOY_CONTAINER, ContainerGroups, saved_consumer
 from rotation.azure.retry import (
     Deadline,
@@ -653,7 +653,11 @@ class Reconciler:
             if lease is not None and lease.lost:
                 raise LeaseLost(f"another run took over {plan.key.versionless_id}; {step.target} left to it")
             # The first attempt trusts the inventory read moments ago; a retry looks again.
-            current = step.consumer if attempts == 1 else kind.read(self.clients, step.consumer.resource_id)
+            current = (
+                step.consumer
+                if attempts == 1
+                else read_for_key(kind, self.clients, step.consumer.resource_id, step.consumer.key)
+            )
             if current is not None and current.version == desired_key.version:
                 _check_not_failed(step.target, current)
                 return "verified" if wrote else "already-current"
@@ -685,7 +689,11 @@ class Reconciler:
             wrote = True
             # Verify against what the service shows after the write (the poller's final GET or
             # the PATCH answer); read again only when the write gave nothing back.
-            after = shown if shown is not None else kind.read(self.clients, step.consumer.resource_id)
+            after = (
+                shown
+                if shown is not None
+                else read_for_key(kind, self.clients, step.consumer.resource_id, step.consumer.key)
+            )
             if after is not None and after.version == desired_key.version:
                 _check_not_failed(step.target, after)
                 return "verified"
@@ -716,7 +724,8 @@ class Reconciler:
             if isinstance(exc, VerificationFailed | LeaseLost):
                 info = ErrorInfo(False, False, None, type(exc).__name__, str(exc))
             result.error_code, result.error = info.code, info.summary()
-            result.hint = remediation(info, step.kind)
+            # A kind's own sentences for its service's error codes (data in the kind module).
+            result.hint = remediation(info, step.kind) or kind_hint(kind, info)
             trail.record(
                 "apply-outcome",
                 target=step.target,
@@ -791,3 +800,10 @@ def _result_of(step: PlanStep, outcome: str) -> StepResult:
         step.to_version,
         outcome,
     )
+
+
+def kind_hint(kind: TargetKind, info: ErrorInfo) -> str | None:
+    if info.transient:
+        return None
+    hints = getattr(kind, "remediation", None) or {}
+    return cast("str | None", hints.get((info.code or "").lower()))

@@ -40,6 +40,7 @@ _ACTION_STYLE = {
     "opted-out": "dim",
     "newer-than-desired": "yellow",
     "redeploy-required": "yellow",
+    "manual-required": "yellow",
     "blocked": "bold red",
 }
 _OUTCOME_STYLE = {
