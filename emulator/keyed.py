@@ -9,6 +9,7 @@ identity in). Each kind's module says how its body looks and where its write nam
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .arm import ArmService, arm_error, identity_block, json_body, key_problem, not_found
@@ -26,6 +27,13 @@ def key_parts(url: str) -> dict[str, str]:
     head, _, tail = url.partition("/keys/")
     name, _, version = tail.partition("/")
     return {"keyVaultUri": head, "keyName": name, "keyVersion": version}
+
+
+def parts(resource_id: str) -> re.Match[str]:
+    match = ARM_ID.match(resource_id)
+    if match is None:  # ids are validated when a scenario loads
+        raise ValueError(f"not an ARM id: {resource_id!r}")
+    return match
 
 
 class Refused(Exception):
@@ -50,8 +58,8 @@ class KeyedProvider:
         root = r"/subscriptions/(?P<sub>[^/]+)"
         group = root + r"/resourceGroups/(?P<group>[^/]+)"
         item = group + rf"/providers/{provider}/{rtype}/(?P<name>[^/]+)"
-        arm.router.add("GET", root + rf"/providers/{provider}/{rtype}", self.list)
-        arm.router.add("GET", group + rf"/providers/{provider}/{rtype}", self.list)
+        arm.router.add("GET", root + rf"/providers/{provider}/{rtype}", self.list_all)
+        arm.router.add("GET", group + rf"/providers/{provider}/{rtype}", self.list_all)
         arm.router.add("GET", item, self.get)
         if self.WRITABLE:  # otherwise the router answers a write with 405
             arm.router.add("PATCH", item, self.update)
@@ -69,7 +77,7 @@ class KeyedProvider:
 
     # -- shared ----------------------------------------------------------------------------
     def render(self, resource: KeyedResource) -> dict[str, Any]:
-        name = ARM_ID.match(resource.id)["name"]
+        name = parts(resource.id)["name"]
         body: dict[str, Any] = {
             "id": resource.id,
             "name": name,
@@ -90,11 +98,11 @@ class KeyedProvider:
         )
         return found if found is not None and found.type == self.TYPE else None
 
-    def list(self, request: Request, sub: str, group: str | None = None) -> Response:
+    def list_all(self, request: Request, sub: str, group: str | None = None) -> Response:
         with self.world.lock:
             items = []
             for resource in self.world.keyed.values():
-                match = ARM_ID.match(resource.id)
+                match = parts(resource.id)
                 if resource.type != self.TYPE or match["sub"].lower() != sub.lower():
                     continue
                 if group is None or match["rg"].lower() == group.lower():

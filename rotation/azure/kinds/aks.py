@@ -11,7 +11,7 @@ enabled until the secrets are re-encrypted: until then etcd still holds data wra
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rotation.azure.kinds import Consumer
@@ -66,7 +66,7 @@ class ManagedClusters(a.ArmTargetKind):
     api_version = API_VERSION
     plan_checks = (manual_required,)
 
-    def to_consumers(self, resource: Mapping[str, Any]) -> list[Consumer]:
+    def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:
         resource_id = a.resource_id_of(resource, self.resource_type)
         kms = kms_of(resource)
         if resource_id is None or not kms:

@@ -8,7 +8,7 @@ kind maps one resource to a Consumer per key it uses; `read_key` picks the one f
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rotation.azure.kinds import ApplyContext, Consumer
@@ -32,7 +32,7 @@ class ArmTargetKind:
     # Per-kind sentences for the service's permanent error codes (lower case), for people.
     remediation: Mapping[str, str] = {}
 
-    def to_consumers(self, resource: Mapping[str, Any]) -> list[Consumer]:
+    def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:
         raise NotImplementedError
 
     def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
@@ -49,7 +49,7 @@ class ArmTargetKind:
         """The resource as a consumer of `key` (None when it does not use that key)."""
         return pick(self._read_all(clients, resource_id), key)
 
-    def _read_all(self, clients: Clients, resource_id: ResourceId) -> list[Consumer]:
+    def _read_all(self, clients: Clients, resource_id: ResourceId) -> Sequence[Consumer]:
         resource = clients.arm().get(str(resource_id), self.api_version)
         return self.to_consumers(resource) if resource is not None else []
 
@@ -64,7 +64,7 @@ class ArmTargetKind:
         return pick(self.to_consumers(result), to_key) if isinstance(result, dict) else None
 
 
-def pick(consumers: list[Consumer], key: KeyRef) -> Consumer | None:
+def pick(consumers: Sequence[Consumer], key: KeyRef) -> Consumer | None:
     return next((c for c in consumers if c.key.same_key(key)), None)
 
 

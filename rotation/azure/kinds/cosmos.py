@@ -6,7 +6,7 @@ account that shows a versioned URI is reported `manual-required` with what to se
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rotation.azure.kinds import Consumer
@@ -44,7 +44,7 @@ class CosmosAccounts(a.ArmTargetKind):
     api_version = API_VERSION
     plan_checks = (versioned_uri,)
 
-    def to_consumers(self, resource: Mapping[str, Any]) -> list[Consumer]:
+    def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:
         resource_id = a.resource_id_of(resource, self.resource_type)
         uri = a.properties(resource).get("keyVaultKeyUri")
         if resource_id is None or not uri:

@@ -8,7 +8,7 @@ itself; a pinned version is moved by a long-running PATCH of keyVaultProperties,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rotation.azure.kinds import ApplyContext, Consumer
@@ -32,11 +32,11 @@ class KustoClusters(a.ArmTargetKind):
     api_version = API_VERSION
     remediation = REMEDIATION
 
-    def to_consumers(self, resource: Mapping[str, Any]) -> list[Consumer]:
+    def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:
         resource_id = a.resource_id_of(resource, self.resource_type)
         vault_properties = a.properties(resource).get("keyVaultProperties")
         key = a.vault_key(vault_properties)
-        if resource_id is None or key is None:
+        if resource_id is None or key is None or not isinstance(vault_properties, dict):
             return []
         named = str(vault_properties.get("userIdentity") or "") or None
         identity = a.identity_fact(resource, named)

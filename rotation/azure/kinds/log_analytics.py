@@ -10,7 +10,7 @@ run's budget) and a later run verifies what is left.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rotation.azure.kinds import ApplyContext, Consumer
@@ -37,7 +37,7 @@ class LogAnalyticsClusters(a.ArmTargetKind):
     api_version = API_VERSION
     remediation = REMEDIATION
 
-    def to_consumers(self, resource: Mapping[str, Any]) -> list[Consumer]:
+    def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:
         resource_id = a.resource_id_of(resource, self.resource_type)
         key = a.vault_key(a.properties(resource).get("keyVaultProperties"))
         if resource_id is None or key is None:

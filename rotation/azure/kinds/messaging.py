@@ -13,7 +13,7 @@ poller all the same, so a 202 is followed to its end.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rotation.azure.kinds import ApplyContext, Consumer
@@ -42,7 +42,7 @@ def entries_of(resource: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
 
 def _entry(raw: dict[str, Any]) -> dict[str, Any]:
     """One entry, values only, in the wire shape."""
-    entry: dict[str, Any] = {f: str(raw[f]) for f in _ENTRY_FIELDS if raw.get(f)}
+    entry: dict[str, Any] = {f: str(raw[f]) for f in _ENTRY_FIELDS if raw.get(f) is not None}
     identity = raw.get("identity")
     if isinstance(identity, dict) and identity.get("userAssignedIdentity"):
         entry["identity"] = {"userAssignedIdentity": str(identity["userAssignedIdentity"])}
@@ -50,12 +50,13 @@ def _entry(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def moved(entries: tuple[dict[str, Any], ...], to_key: KeyRef) -> list[dict[str, Any]]:
-    """The list with `to_key`'s entries moved to its version, every other entry as it was."""
+    """The list with `to_key`'s entries moved to its version (their name and vault as the entry
+    spells them), every other entry as it was."""
     out = []
     for entry in entries:
         key = a.vault_key(entry)
         if key is not None and key.same_key(to_key):
-            entry = {**entry, **a.vault_entry(to_key)}
+            entry = {**entry, "keyVersion": to_key.version or ""}
         out.append(entry)
     return out
 
@@ -64,7 +65,7 @@ class Namespaces(a.ArmTargetKind):
     api_version = API_VERSION
     remediation = REMEDIATION
 
-    def to_consumers(self, resource: Mapping[str, Any]) -> list[Consumer]:
+    def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:
         resource_id = a.resource_id_of(resource, self.resource_type)
         entries = entries_of(resource)
         if resource_id is None or not entries:
