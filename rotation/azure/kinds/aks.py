@@ -75,9 +75,7 @@ class ManagedClusters(a.ArmTargetKind):
             key = parse_key_id(str(kms["keyId"]))
         except InvalidId:
             return []
-        # KMS reaches the vault with the cluster's control-plane identity.
-        users = sorted(a.user_assigned(resource))
-        identity = (users[0], True) if users else a.identity_fact(resource, None)
+        identity = a.own_identity(resource)
         extra = {
             "keyVaultNetworkAccess": str(kms.get("keyVaultNetworkAccess") or "Public"),
             "keyVaultResourceId": str(kms.get("keyVaultResourceId") or ""),

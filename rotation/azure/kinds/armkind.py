@@ -106,6 +106,13 @@ def identity_fact(resource: Mapping[str, Any], named: str | None) -> tuple[str, 
     return "SystemAssigned", system_assigned(resource)
 
 
+def own_identity(resource: Mapping[str, Any]) -> tuple[str, bool]:
+    """For a resource that reaches its key with the one identity it has (a Log Analytics
+    cluster; an AKS cluster's control plane): its user-assigned identity, else the system one."""
+    users = sorted(user_assigned(resource))
+    return (users[0], True) if users else identity_fact(resource, None)
+
+
 def consumer(
     kind: str,
     resource_id: ResourceId,

@@ -42,9 +42,7 @@ class LogAnalyticsClusters(a.ArmTargetKind):
         key = a.vault_key(a.properties(resource).get("keyVaultProperties"))
         if resource_id is None or key is None:
             return []
-        # The cluster unwraps with its one identity, system- or user-assigned.
-        users = sorted(a.user_assigned(resource))
-        identity = (users[0], True) if users else a.identity_fact(resource, None)
+        identity = a.own_identity(resource)
         return [a.consumer(self.kind, resource_id, resource, key, identity, follows=key.version is None)]
 
     def apply(
