@@ -335,3 +335,22 @@ def test_sweep_queues_the_pinned_kinds_once_and_not_an_aks_cluster_left_to_a_per
     # AKS is still on the old version, but re-queuing every hour would not move it: a person does
     assert finding["behind"] == 0 and finding["requestId"] is None
     assert held(stack, "managedClusters") == {"aks-kms": s.key_id("cmk", OLD)}
+
+
+def test_a_slow_log_analytics_rewrap_is_re_read_until_it_lands(stack, monkeypatch) -> None:
+    """The cluster stays Updating past the kind's poll window: the run re-reads it (Updating is
+    retried within the run's budget) and verifies once the operation has ended."""
+    from rotation.azure.kinds import log_analytics
+
+    monkeypatch.setattr(log_analytics, "WAIT_SECONDS", 0.05)
+    base = s.scenario({"cmk": cmk()})
+    stack.load(
+        s.with_keyed(
+            base, ("logAnalyticsClusters", s.keyed("logAnalyticsClusters", "la-slow", s.key_id("cmk", OLD)))
+        )
+    )
+    stack.admin.configure(lroSeconds=1.0)
+    [step] = run(stack).steps
+    assert step.outcome == "verified" and step.attempts >= 2
+    assert held(stack, "logAnalyticsClusters") == {"la-slow": s.key_id("cmk", NEW)}
+    assert len(stack.writes("PATCH")) == 1  # re-read, never written twice
