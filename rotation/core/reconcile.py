@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -685,7 +685,8 @@ class Reconciler:
                 toVersion=desired_key.version,
                 detail={"attempt": attempts},
             )
-            shown = kind.apply(self.clients, current or step.consumer, desired_key, context)
+            context_now = replace(context, budget_seconds=deadline.remaining())
+            shown = kind.apply(self.clients, current or step.consumer, desired_key, context_now)
             wrote = True
             # Verify against what the service shows after the write (the poller's final GET or
             # the PATCH answer); read again only when the write gave nothing back.

@@ -343,6 +343,7 @@ def test_a_slow_log_analytics_rewrap_is_re_read_until_it_lands(stack, monkeypatc
     from rotation.azure.kinds import log_analytics
 
     monkeypatch.setattr(log_analytics, "WAIT_SECONDS", 0.05)
+    stack.set(ROTATION_RETRY_MAX_SECONDS="1")  # re-reads spread over a few seconds, on a busy machine too
     base = s.scenario({"cmk": cmk()})
     stack.load(
         s.with_keyed(
@@ -351,6 +352,25 @@ def test_a_slow_log_analytics_rewrap_is_re_read_until_it_lands(stack, monkeypatc
     )
     stack.admin.configure(lroSeconds=1.0)
     [step] = run(stack).steps
-    assert step.outcome == "verified" and step.attempts >= 2
+    assert step.outcome == "verified" and step.attempts >= 2, step.error
     assert held(stack, "logAnalyticsClusters") == {"la-slow": s.key_id("cmk", NEW)}
     assert len(stack.writes("PATCH")) == 1  # re-read, never written twice
+
+
+def test_a_log_analytics_rewrap_longer_than_the_run_budget_is_left_for_a_later_run(stack) -> None:
+    """The poll stops at the run's budget: the step ends failed (still Updating), the cluster is
+    not written twice, and what the service finishes later a later run verifies."""
+    stack.set(ROTATION_TIME_BUDGET_SECONDS="5")
+    base = s.scenario({"cmk": cmk()})
+    stack.load(
+        s.with_keyed(
+            base, ("logAnalyticsClusters", s.keyed("logAnalyticsClusters", "la-slower", s.key_id("cmk", OLD)))
+        )
+    )
+    stack.admin.configure(lroSeconds=60)
+    [step] = run(stack).steps
+    assert step.outcome == "failed" and "Updating" in (step.error or "")
+    assert held(stack, "logAnalyticsClusters") == {
+        "la-slower": s.key_id("cmk", OLD)
+    }  # the LRO is still running
+    assert len(stack.writes("PATCH")) == 1

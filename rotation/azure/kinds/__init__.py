@@ -69,6 +69,9 @@ class TargetKind(Protocol):
 class ApplyContext:
     run_id: str
     actor: str
+    # Seconds left in the run's time budget when the write starts (None: no budget known), so
+    # a kind whose service is slow to finish polls no longer than the run may take.
+    budget_seconds: float | None = None
 
 
 class ManagedTargetKind:

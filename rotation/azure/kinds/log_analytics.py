@@ -4,8 +4,8 @@ customer-managed key in `properties.keyVaultProperties.{keyVaultUri, keyName, ke
 An empty keyVersion makes the cluster follow the key's newest version itself. A pinned one is
 moved by a long-running PATCH of keyVaultProperties only; the cluster's identity (the one it
 unwraps with) is left as it is. The service can take a while to re-wrap, so the write is polled
-for at most `WAIT_SECONDS`; past that the run re-reads the cluster (Updating: retried within the
-run's budget) and a later run verifies what is left.
+for at most `WAIT_SECONDS`, and never past the run's time budget; past that the run re-reads the
+cluster (Updating: retried within the budget) and a later run verifies what is left.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class LogAnalyticsClusters(a.ArmTargetKind):
     ) -> Consumer | None:
         body = {"properties": {"keyVaultProperties": a.vault_entry(to_key)}}
         poller = clients.arm().begin_patch(consumer.target, self.api_version, body)
-        poller.wait(WAIT_SECONDS)
+        budget = context.budget_seconds
+        poller.wait(WAIT_SECONDS if budget is None else max(0.0, min(WAIT_SECONDS, budget)))
         if not poller.done():
             return None  # still re-wrapping: the run reads it again (Updating is retried)
         return self.finish(poller, to_key)
