@@ -10,14 +10,19 @@ from collections.abc import Callable
 from typing import Any
 
 from . import scenario
+from .aks import ManagedClusters
 from .arm import ARM_AUDIENCES, ARM_HOSTS, ArmService
 from .batch import BatchAccounts
 from .containergroups import ContainerGroups
+from .cosmos import CosmosAccounts
 from .eventgrid import EVENTGRID_SUFFIX, EventGridTopics
 from .faults import ArmThrottle, CallLog, FaultBook
 from .http import Request, Response, Router
 from .identity import TokenIssuer
 from .keyvault import KeyVaultService, vault_audience
+from .kusto import KustoClusters
+from .loganalytics import LogAnalyticsClusters
+from .messaging import EventHubNamespaces, ServiceBusNamespaces
 from .registries import Registries
 from .settings import Settings
 from .state import World
@@ -58,6 +63,15 @@ class EmulatorApp:
         Registries(self.arm)
         BatchAccounts(self.arm)
         ContainerGroups(self.arm)
+        for keyed in (
+            LogAnalyticsClusters,
+            KustoClusters,
+            EventHubNamespaces,
+            ServiceBusNamespaces,
+            CosmosAccounts,
+            ManagedClusters,
+        ):
+            keyed(self.arm)
         self.eventgrid = EventGridTopics(self.tokens)
         self.admin = Router()
         self._admin_routes()
@@ -171,6 +185,7 @@ class EmulatorApp:
                 "registries": len(self.world.registries),
                 "batchAccounts": len(self.world.batch_accounts),
                 "containerGroups": len(self.world.container_groups),
+                "keyedResources": len(self.world.keyed),
             },
         )
 

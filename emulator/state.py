@@ -137,6 +137,24 @@ class ContainerGroup:
     provisioning_state: str = "Succeeded"
 
 
+@dataclass
+class KeyedResource:
+    """A resource of the kinds served by emulator/keyed.py (Log Analytics and Data Explorer
+    clusters, Event Hubs and Service Bus namespaces, Cosmos DB accounts, AKS clusters): the key
+    ids it holds (versionless when it follows the key), the identity it names for them."""
+
+    id: str
+    type: str  # ARM type, e.g. "Microsoft.Kusto/clusters"
+    location: str
+    key_ids: list[str]  # one for most kinds; a namespace's keyVaultProperties[] holds several
+    identities: list[str]  # user-assigned identity resource ids
+    tags: dict[str, str]
+    key_identity: str | None = None  # the user-assigned identity named for the key; None: system
+    system_principal: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # kind-specific, e.g. keyVaultNetworkAccess
+    provisioning_state: str = "Succeeded"
+
+
 class World:
     """All emulated state; every access goes through ``lock``."""
 
@@ -147,6 +165,7 @@ class World:
         self.registries: dict[str, Registry] = {}
         self.batch_accounts: dict[str, BatchAccount] = {}
         self.container_groups: dict[str, ContainerGroup] = {}
+        self.keyed: dict[str, KeyedResource] = {}  # lower-case id -> resource (emulator/keyed.py)
         self.subscriptions: set[str] = set()
         self.resource_groups: set[tuple[str, str]] = set()  # (subscription, group), lower case
 

@@ -167,3 +167,55 @@ def event_grid_event(
         "dataVersion": "1",
         "metadataVersion": "1",
     }
+
+
+# -- Log Analytics / Data Explorer clusters, Event Hubs / Service Bus namespaces, Cosmos DB, AKS --
+KEYED_TYPES = {
+    "logAnalyticsClusters": ("rg-logs", "Microsoft.OperationalInsights/clusters"),
+    "kustoClusters": ("rg-adx", "Microsoft.Kusto/clusters"),
+    "eventHubNamespaces": ("rg-eh", "Microsoft.EventHub/namespaces"),
+    "serviceBusNamespaces": ("rg-sb", "Microsoft.ServiceBus/namespaces"),
+    "cosmosAccounts": ("rg-cosmos", "Microsoft.DocumentDB/databaseAccounts"),
+    "managedClusters": ("rg-aks", "Microsoft.ContainerService/managedClusters"),
+}
+NAMESPACE_ENTRIES = ("eventHubNamespaces", "serviceBusNamespaces")
+
+
+def keyed_id(entry: str, name: str, sub: str = SUB_A) -> str:
+    rg, rtype = KEYED_TYPES[entry]
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{rtype}/{name}"
+
+
+def keyed(
+    entry: str,
+    name: str,
+    *keys: str,
+    sub: str = SUB_A,
+    identities: list[str] | None = None,
+    key_identity: str | None = None,
+    tags: dict[str, str] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """One scenario entry of `entry` (a KEYED_TYPES name) holding `keys` (several: namespaces)."""
+    uai = identity_id(f"uai-{entry.lower()[:10]}")
+    spec: dict[str, Any] = {
+        "id": keyed_id(entry, name, sub),
+        "location": "westeurope",
+        "identities": identities if identities is not None else [uai],
+        "tags": tags or {},
+        **options,
+    }
+    if key_identity is not None:
+        spec["keyIdentity"] = key_identity
+    if entry in NAMESPACE_ENTRIES:
+        spec["keyIds"] = list(keys)
+    else:
+        [spec["keyId"]] = keys
+    return spec
+
+
+def with_keyed(base: dict[str, Any], *entries: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """The scenario with these (entry name, spec) pairs added."""
+    for entry, spec in entries:
+        base.setdefault(entry, []).append(spec)
+    return base

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from rotation.azure.clients import Clients
-from rotation.azure.kinds import Consumer, TargetKind, all_kinds
+from rotation.azure.kinds import Consumer, TargetKind, all_kinds, read_for_key
 from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify
 from rotation.model.ids import KeyRef, ResourceId
 
@@ -96,7 +96,7 @@ def read_targets(
         kind = by_type[resource_id.full_type.lower()]
         try:
             return call(
-                lambda: kind.read(clients, resource_id),
+                lambda: read_for_key(kind, clients, resource_id, key),
                 policy=policy,
                 deadline=deadline,
                 what=f"read {resource_id}",

@@ -18,6 +18,7 @@ from rotation.azure.kinds import (
     has_failed,
     hints_of,
     is_busy,
+    read_for_key,
     recreates_missing,
     verified,
 )
@@ -174,7 +175,8 @@ class TargetApply:
         return self._verify(self._write(current))
 
     def _read(self) -> Consumer | None:
-        return self.kind.read(self.clients, self.step.consumer.resource_id)
+        # the consumer of *this* key: a resource may hold several (an Event Hubs namespace)
+        return read_for_key(self.kind, self.clients, self.step.consumer.resource_id, self.step.consumer.key)
 
     def _guard(self, current: Consumer | None) -> None:
         if current is None:

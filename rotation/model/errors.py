@@ -28,15 +28,15 @@ class ErrorInfo:
 
 @dataclass(frozen=True)
 class Hint:
-    """A remediation sentence for a permanent error: by HTTP status and, optionally, the
-    service's error code (compared lower-case). Consumer kinds declare their own."""
+    """A remediation sentence for a permanent error: by HTTP status (None: any) and, optionally,
+    the service's error code (compared lower-case). Consumer kinds declare their own."""
 
     status: int | None
     code: str | None
     text: str
 
     def matches(self, info: ErrorInfo) -> bool:
-        return self.status == info.status and self.code in (None, (info.code or "").lower())
+        return self.status in (None, info.status) and self.code in (None, (info.code or "").lower())
 
 
 class RotationError(Exception):

@@ -24,7 +24,24 @@ _RESOURCE_ID = re.compile(
 REGISTRY = "Microsoft.ContainerRegistry/registries"
 BATCH_ACCOUNT = "Microsoft.Batch/batchAccounts"
 CONTAINER_GROUP = "Microsoft.ContainerInstance/containerGroups"
-CONSUMER_TYPES = (REGISTRY, BATCH_ACCOUNT, CONTAINER_GROUP)
+USER_ASSIGNED_IDENTITY = "Microsoft.ManagedIdentity/userAssignedIdentities"
+LOG_ANALYTICS_CLUSTER = "Microsoft.OperationalInsights/clusters"
+KUSTO_CLUSTER = "Microsoft.Kusto/clusters"
+EVENTHUB_NAMESPACE = "Microsoft.EventHub/namespaces"
+SERVICEBUS_NAMESPACE = "Microsoft.ServiceBus/namespaces"
+COSMOS_ACCOUNT = "Microsoft.DocumentDB/databaseAccounts"
+MANAGED_CLUSTER = "Microsoft.ContainerService/managedClusters"
+CONSUMER_TYPES = (
+    REGISTRY,
+    BATCH_ACCOUNT,
+    CONTAINER_GROUP,
+    LOG_ANALYTICS_CLUSTER,
+    KUSTO_CLUSTER,
+    EVENTHUB_NAMESPACE,
+    SERVICEBUS_NAMESPACE,
+    COSMOS_ACCOUNT,
+    MANAGED_CLUSTER,
+)
 
 
 class InvalidId(RotationError, ValueError):

@@ -11,8 +11,6 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from tests import scenarios as s
 from tests.conftest import dead_port
 from tests.integration.cli_support import KEY, OLD, load_estate, run

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -157,8 +157,32 @@ def tags_of(resource: object) -> dict[str, str]:
 
 def all_kinds() -> list[TargetKind]:
     """The one list of consumer kinds: adding a kind is one module and one line here."""
+    from rotation.azure.kinds.aks import ManagedClusters
     from rotation.azure.kinds.batch import BatchAccounts
     from rotation.azure.kinds.containergroup import ContainerGroups
+    from rotation.azure.kinds.cosmos import CosmosAccounts
+    from rotation.azure.kinds.kusto import KustoClusters
+    from rotation.azure.kinds.log_analytics import LogAnalyticsClusters
+    from rotation.azure.kinds.messaging import EventHubNamespaces, ServiceBusNamespaces
     from rotation.azure.kinds.registry import Registries
 
-    return [Registries(), BatchAccounts(), ContainerGroups()]
+    return [
+        Registries(),
+        BatchAccounts(),
+        ContainerGroups(),
+        LogAnalyticsClusters(),
+        KustoClusters(),
+        EventHubNamespaces(),
+        ServiceBusNamespaces(),
+        CosmosAccounts(),
+        ManagedClusters(),
+    ]
+
+
+def read_for_key(kind: TargetKind, clients: Clients, resource_id: ResourceId, key: KeyRef) -> Consumer | None:
+    """The resource as a consumer of `key`: a kind whose resources hold several keys (an Event
+    Hubs namespace) has `read_key`; for the others `read` is the same thing."""
+    read_key = getattr(kind, "read_key", None)
+    if read_key is not None:
+        return cast("Consumer | None", read_key(clients, resource_id, key))
+    return kind.read(clients, resource_id)

@@ -1,0 +1,159 @@
+"""The shared half of the kinds read through the generic ARM client (rotation/azure/arm.py):
+list by subscription and GET by id with the kind's api-version, ARM bodies (plain dicts in the
+wire format) mapped to Consumers by the kind's `to_consumers`, and the identity facts they share.
+
+A resource can hold more than one key (an Event Hubs namespace's `keyVaultProperties[]`), so a
+kind maps one resource to a Consumer per key it uses; `read_key` picks the one for a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from rotation.azure.kinds import ApplyContext, Consumer, KindDefaults
+from rotation.model.errors import Hint
+from rotation.model.ids import InvalidId, KeyRef, ResourceId, key_from_parts, parse_resource_id
+
+if TYPE_CHECKING:
+    from azure.core.polling import LROPoller
+
+    from rotation.azure.clients import Clients
+
+
+class NeverWritten(RuntimeError):
+    """A kind this system reports but never writes was asked to write (a plan bug, not a fault)."""
+
+
+class ArmTargetKind(KindDefaults):
+    kind: str
+    resource_type: str
+    api_version: str
+    # Per-kind sentences for the service's permanent error codes (lower case), for people.
+    remediation: Mapping[str, str] = {}
+
+    @property
+    def hints(self) -> tuple[Hint, ...]:  # type: ignore[override]  # derived from `remediation`
+        return tuple(Hint(None, code, text) for code, text in self.remediation.items())
+
+    def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:
+        raise NotImplementedError
+
+    def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
+        for resource in clients.arm().list_by_subscription(
+            subscription, self.resource_type, self.api_version
+        ):
+            yield from self.to_consumers(resource)
+
+    def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
+        consumers = self._read_all(clients, resource_id)
+        return consumers[0] if consumers else None
+
+    def read_key(self, clients: Clients, resource_id: ResourceId, key: KeyRef) -> Consumer | None:
+        """The resource as a consumer of `key` (None when it does not use that key)."""
+        return pick(self._read_all(clients, resource_id), key)
+
+    def _read_all(self, clients: Clients, resource_id: ResourceId) -> Sequence[Consumer]:
+        resource = clients.arm().get(str(resource_id), self.api_version)
+        return self.to_consumers(resource) if resource is not None else []
+
+    def apply(
+        self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
+    ) -> Consumer | None:
+        raise NeverWritten(f"{consumer.target}: {self.kind} resources are never written by this system")
+
+    def finish(self, poller: LROPoller[Any], to_key: KeyRef) -> Consumer | None:
+        """The resource as the long-running write left it (the poller's final GET)."""
+        result = poller.result()
+        return pick(self.to_consumers(result), to_key) if isinstance(result, dict) else None
+
+
+def pick(consumers: Sequence[Consumer], key: KeyRef) -> Consumer | None:
+    return next((c for c in consumers if c.key.same_key(key)), None)
+
+
+def resource_id_of(resource: Mapping[str, Any], resource_type: str) -> ResourceId | None:
+    try:
+        return parse_resource_id(str(resource.get("id") or ""), (resource_type,))
+    except InvalidId:
+        return None
+
+
+def properties(resource: Mapping[str, Any]) -> dict[str, Any]:
+    value = resource.get("properties")
+    return value if isinstance(value, dict) else {}
+
+
+def tags(resource: Mapping[str, Any]) -> dict[str, str]:
+    value = resource.get("tags")
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def user_assigned(resource: Mapping[str, Any]) -> set[str]:
+    """The user-assigned identities the resource holds, as lower-case resource ids."""
+    identity = resource.get("identity") or {}
+    assigned = identity.get("userAssignedIdentities") if isinstance(identity, dict) else None
+    return {str(i).lower() for i in assigned} if isinstance(assigned, dict) else set()
+
+
+def system_assigned(resource: Mapping[str, Any]) -> bool:
+    identity = resource.get("identity") or {}
+    kind = str(identity.get("type") or "") if isinstance(identity, dict) else ""
+    return "systemassigned" in kind.replace(" ", "").lower()
+
+
+def identity_fact(resource: Mapping[str, Any], named: str | None) -> tuple[str, bool]:
+    """(who, assigned) for the identity a resource names for its key: a user-assigned identity's
+    resource id, or None/"" for the system-assigned one."""
+    if named:
+        return named, named.lower() in user_assigned(resource)
+    return "SystemAssigned", system_assigned(resource)
+
+
+def own_identity(resource: Mapping[str, Any]) -> tuple[str, bool]:
+    """For a resource that reaches its key with the one identity it has (a Log Analytics
+    cluster; an AKS cluster's control plane): its user-assigned identity, else the system one."""
+    users = sorted(user_assigned(resource))
+    return (users[0], True) if users else identity_fact(resource, None)
+
+
+def consumer(
+    kind: str,
+    resource_id: ResourceId,
+    resource: Mapping[str, Any],
+    key: KeyRef,
+    identity: tuple[str, bool],
+    *,
+    follows: bool,
+    extra: Mapping[str, Any] | None = None,
+) -> Consumer:
+    return Consumer(
+        kind=kind,
+        resource_id=resource_id,
+        key=key,
+        location=str(resource.get("location") or ""),
+        tags=tags(resource),
+        identity=identity[0],
+        identity_assigned=identity[1],
+        provisioning_state=str(properties(resource).get("provisioningState") or "") or None,
+        follows_new_versions=follows,
+        extra=dict(extra or {}),
+    )
+
+
+def vault_key(entry: Any) -> KeyRef | None:
+    """A key named the way most services name it: {keyVaultUri, keyName, keyVersion} (an empty
+    keyVersion means the service follows the key's newest version)."""
+    if not isinstance(entry, dict) or not entry.get("keyVaultUri") or not entry.get("keyName"):
+        return None
+    try:
+        return key_from_parts(
+            str(entry["keyVaultUri"]), str(entry["keyName"]), entry.get("keyVersion") or None
+        )
+    except InvalidId:
+        return None
+
+
+def vault_entry(to_key: KeyRef) -> dict[str, str]:
+    """{keyVaultUri, keyName, keyVersion} for a versioned key."""
+    return {"keyVaultUri": to_key.vault_url, "keyName": to_key.name, "keyVersion": to_key.version or ""}
