@@ -119,7 +119,14 @@ def test_the_built_in_kinds_declare_themselves() -> None:
         "registry": KEY_ID,
         "batch": KEY_ID,
         "containergroup": KEY_PARTS,
+        "loganalytics": KEY_PARTS,
+        "kusto": KEY_PARTS,
+        "eventhub": KEY_PARTS,
+        "servicebus": KEY_PARTS,
+        "cosmos": KEY_ID,
+        "aks": KEY_ID,
     }
+    assert all(getattr(k, "api_version", None) for k in kinds.values())
     assert recreates_missing(kinds["containergroup"]) and isinstance(kinds["containergroup"], ContainerGroups)
     assert hints_of(kinds["registry"]) and hints_of(kinds["batch"]) and hints_of(kinds["containergroup"])
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rotation.azure.kinds import ApplyContext, Consumer
+from rotation.azure.kinds import KEY_PARTS, ApplyContext, Consumer
 from rotation.azure.kinds import armkind as a
 from rotation.model.ids import KUSTO_CLUSTER, KeyRef
 
@@ -28,6 +28,7 @@ REMEDIATION = {
 
 class KustoClusters(a.ArmTargetKind):
     kind = "kusto"
+    key_naming = KEY_PARTS  # keyVaultUri, keyName, keyVersion
     resource_type = KUSTO_CLUSTER
     api_version = API_VERSION
     remediation = REMEDIATION

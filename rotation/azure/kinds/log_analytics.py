@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rotation.azure.kinds import ApplyContext, Consumer
+from rotation.azure.kinds import KEY_PARTS, ApplyContext, Consumer
 from rotation.azure.kinds import armkind as a
 from rotation.model.ids import LOG_ANALYTICS_CLUSTER, KeyRef
 
@@ -33,6 +33,7 @@ REMEDIATION = {
 
 class LogAnalyticsClusters(a.ArmTargetKind):
     kind = "loganalytics"
+    key_naming = KEY_PARTS  # keyVaultUri, keyName, keyVersion
     resource_type = LOG_ANALYTICS_CLUSTER
     api_version = API_VERSION
     remediation = REMEDIATION

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rotation.azure.kinds import ApplyContext, Consumer
+from rotation.azure.kinds import KEY_PARTS, ApplyContext, Consumer
 from rotation.azure.kinds import armkind as a
 from rotation.model.ids import EVENTHUB_NAMESPACE, SERVICEBUS_NAMESPACE, KeyRef
 
@@ -62,6 +62,7 @@ def moved(entries: tuple[dict[str, Any], ...], to_key: KeyRef) -> list[dict[str,
 
 
 class Namespaces(a.ArmTargetKind):
+    key_naming = KEY_PARTS  # each keyVaultProperties[] entry: keyVaultUri, keyName, keyVersion
     api_version = API_VERSION
     remediation = REMEDIATION
 
