@@ -16,7 +16,6 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
-from azure.eventgrid import EventGridPublisherClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.keyvault.keys import KeyClient
 from azure.mgmt.batch import BatchManagementClient
@@ -30,6 +29,7 @@ from rotation.config import Settings
 
 if TYPE_CHECKING:
     from rotation.azure.arm import Arm
+    from rotation.azure.topic import OutcomeTopic
 
 T = TypeVar("T")
 _NO_SDK_RETRIES: dict[str, Any] = {"retry_total": 0}  # retry.py is the one retry layer
@@ -159,14 +159,12 @@ class Clients:
             lambda: ContainerInstanceManagementClient(self.credential, subscription, **self._arm_kwargs()),
         )
 
-    def outcome_topic(self, endpoint: str) -> EventGridPublisherClient:
-        """The Event Grid topic outcome events go to; retried by retry.py like the others."""
+    def outcome_topic(self, endpoint: str) -> OutcomeTopic:
+        """The Event Grid topic outcome events go to: no retries of its own, retried by retry.py."""
+        from rotation.azure.topic import OutcomeTopic
+
         return self._cached(
-            "outcomes",
-            endpoint.lower(),
-            lambda: EventGridPublisherClient(
-                endpoint, self.credential, transport=self._transport(), **_NO_SDK_RETRIES
-            ),
+            "outcomes", endpoint.lower(), lambda: OutcomeTopic(endpoint, self.credential, self._transport())
         )
 
     def arm(self) -> Arm:

@@ -76,6 +76,10 @@ class Reconciler:
     def read_state(self, key: KeyRef, deadline: Deadline | None = None) -> KeyState:
         return self.gatherer.read_state(key, deadline)
 
+    def inventory(self, key: KeyRef, targets: tuple[str, ...] | None, deadline: Deadline | None) -> Inventory:
+        """The key's consumers from ARM (or just the requested targets)."""
+        return self.gatherer.inventory(key, targets, deadline)
+
     def plan(
         self, key: KeyRef, targets: tuple[str, ...] | None = None, deadline: Deadline | None = None
     ) -> Plan:

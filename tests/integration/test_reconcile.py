@@ -409,3 +409,17 @@ def test_run_record_and_audit_trail(stack, kind: str) -> None:
     ):
         assert expected in kinds
     assert all(set(r.get("detail") or {}).isdisjoint({"n", "e", "key_ops", "key"}) for r in records)
+
+
+def test_outcome_publish_is_retried_by_the_one_retry_layer_only(stack) -> None:
+    topic = "https://rotation-outcomes.westeurope-1.eventgrid.azure.net/api/events"
+    stack.set(ROTATION_OUTCOME_TOPIC_ENDPOINT=topic, ROTATION_RETRY_ATTEMPTS="3")
+    stack.load(s.scenario({"acr-cmk": acr_key()}, registries=[s.registry("reg1", s.key_id("acr-cmk", NEW))]))
+    stack.admin.add_fault(host="*.eventgrid.azure.net", status=503)
+    stack.admin.clear_calls()
+    result = run(stack)
+    assert result.status == "succeeded"  # a failed publish never fails the run
+    posts = [c for c in stack.admin.calls()["calls"] if c["host"].endswith(".eventgrid.azure.net")]
+    assert len(posts) == 3  # the run's three attempts, none multiplied by SDK retries
+    kinds = [r["kind"] for r in stack.service().audit.query(run=result.run_id, top=100)[0]]
+    assert "outcome-publish-failed" in kinds
