@@ -1,16 +1,9 @@
-"""The audit trail: one record per decision, in Table Storage and as one JSON log line.
+"""Audit storage: records in Table Storage (`RotationAudit`) and run anchors in blobs
+(`audit-anchors`).
 
-Tamper evidence: the records of a run are chained (each carries the hash of the one before,
-in the order they were decided, parallel steps included), written in batches, and after every
-batch the run's head hash is anchored as a new blob in `audit-anchors` (a container that is
-immutable in Azure, so whoever can write the table cannot rewrite the anchors). A run's first
-record chains to the previous run of the same key. `verify` recomputes the chains against the
-anchors and reports records changed, missing, or a lost tail.
-
-Table layout (`RotationAudit`): PartitionKey = the UTC day the run started (YYYYMMDD), RowKey =
-inverted record time + run id + inverted sequence, so a partition reads newest first. The
-partition "heads" keeps each key's latest chain head. Key material never appears here: only
-key ids and versions.
+Table layout: PartitionKey = the UTC day the run started (YYYYMMDD), RowKey = inverted record
+time + run id + inverted sequence, so a partition reads newest first. The partition "heads"
+keeps each key's latest chain head. Key material never appears here: only key ids and versions.
 """
 
 from __future__ import annotations
@@ -20,10 +13,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import threading
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -293,176 +282,3 @@ def _decode_token(token: str) -> dict[str, Any]:
         return state
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError("continuation token is not valid") from exc
-
-
-class AuditTrail:
-    """The chained records of one run, written in batches.
-
-    A run's chain starts with its intake (event received, request queued) and continues
-    through every attempt of the queue message: a trail opened for a run id that already has
-    anchors picks up where the last anchor ended. A new chain starts from the key's current
-    head (the previous run of the same key); `advance_key_head` (runs under the key's lease)
-    moves that head forward.
-    """
-
-    def __init__(
-        self,
-        store: AuditStore,
-        *,
-        run_id: str | None = None,
-        key: KeyRef | None = None,
-        actor: str = "system",
-        advance_key_head: bool = False,
-        flush_every: int = 200,
-    ) -> None:
-        self.store = store
-        self.run_id = run_id or str(uuid.uuid4())
-        self.key = key.versionless() if key else None
-        self.actor = actor
-        self._advance_key_head = advance_key_head and self.key is not None
-        previous = store.latest_anchor(self.run_id) if run_id else None
-        if previous:
-            self.partition = previous["partition"]
-            self.first_prev, self.prev_run = previous.get("firstPrevHash") or "", previous.get("prevRunId")
-            self._head, self._seq = previous["headHash"], previous["count"]
-        else:
-            self.partition = _day(datetime.now(UTC))
-            self.first_prev, self.prev_run = store.chain_head(self.key)
-            self._head, self._seq = self.first_prev, 0
-        self._pending: list[dict[str, Any]] = []
-        self._flush_every = flush_every
-        self._lock = threading.Lock()
-
-    @property
-    def count(self) -> int:
-        return self._seq
-
-    @property
-    def head(self) -> str:
-        return self._head
-
-    def record(self, kind: str, **fields: Any) -> dict[str, Any]:
-        """Add one decision to the chain (ordered as recorded) and log it as a JSON line."""
-        unknown = set(fields) - set(_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown audit fields {sorted(unknown)}")
-        with self._lock:
-            record = dict.fromkeys(_FIELDS)
-            record.update(fields)
-            record.update(
-                time=_iso(datetime.now(UTC)),
-                kind=kind,
-                runId=self.run_id,
-                seq=self._seq,
-                prevHash=self._head,
-                actor=fields.get("actor") or self.actor,
-            )
-            if record["keyId"] is None and self.key is not None:
-                record["keyId"] = self.key.versionless_id
-            for name in _FIELDS:
-                record[name] = _clip(record[name])
-            record["detail"] = _bounded_detail(record["detail"])
-            record["hash"] = canonical_hash(record)
-            self._head = record["hash"]
-            self._seq += 1
-            self._pending.append(record)
-            should_flush = len(self._pending) >= self._flush_every
-        log.info(json.dumps({"audit": record}, default=str, ensure_ascii=False))
-        if should_flush:
-            self.flush()
-        return record
-
-    def flush(self) -> None:
-        """Write pending records, then anchor the head. Raises AuditUnavailable."""
-        with self._lock:
-            batch, self._pending = self._pending, []
-            head, count = self._head, self._seq
-        if not batch:
-            return
-        try:
-            self.store.write(self.partition, batch)
-            self.store.anchor(
-                self.run_id,
-                count,
-                head,
-                {
-                    "keyId": self.key.versionless_id if self.key else None,
-                    "partition": self.partition,
-                    "firstPrevHash": self.first_prev,
-                    "prevRunId": self.prev_run,
-                    "time": _iso(datetime.now(UTC)),
-                },
-            )
-            if self._advance_key_head:
-                self.store.set_chain_head(self.key, head, self.run_id, count)
-        except AuditUnavailable:
-            with self._lock:  # keep them so a later flush can still write them
-                self._pending = batch + self._pending
-            raise
-
-
-@dataclass(frozen=True)
-class Finding:
-    run_id: str
-    problem: str  # edited, missing, lost-tail, broken-link, unanchored
-    detail: str
-
-
-def verify(store: AuditStore, *, run_ids: list[str] | None = None) -> tuple[int, list[Finding]]:
-    """Recompute anchored runs' chains (all, or `run_ids`); returns (runs checked, findings)."""
-    anchors = store.anchors_by_run()
-    selected = [r for r in anchors if run_ids is None or r in run_ids]
-    records = {run: store.run_records(run, anchors[run]["partition"]) for run in selected}
-    findings: list[Finding] = []
-    for run_id in selected:
-        findings.extend(_verify_run(run_id, anchors[run_id], records[run_id]))
-        findings.extend(_verify_link(store, run_id, anchors, records))
-    return len(selected), findings
-
-
-def _verify_run(run_id: str, anchor: dict[str, Any], records: list[dict[str, Any]]) -> Iterator[Finding]:
-    by_seq = {r["seq"]: r for r in records}
-    prev = anchor.get("firstPrevHash") or ""
-    last = max(by_seq, default=-1)
-    for seq in range(anchor["count"]):
-        record = by_seq.get(seq)
-        if record is None:
-            problem = "lost-tail" if seq > last else "missing"
-            yield Finding(run_id, problem, f"record {seq} of {anchor['count']} anchored records is missing")
-            return
-        if canonical_hash(record) != record.get("hash"):
-            yield Finding(
-                run_id, "edited", f"record {seq} ({record.get('kind')}) was changed after it was written"
-            )
-            return
-        if record.get("prevHash") != prev:
-            yield Finding(run_id, "broken-link", f"record {seq} does not chain to record {seq - 1}")
-            return
-        prev = record["hash"]
-    if prev != anchor["headHash"]:
-        yield Finding(run_id, "edited", "the chain does not end at the anchored head hash")
-    extra = [seq for seq in by_seq if seq >= anchor["count"]]
-    if extra:
-        yield Finding(run_id, "unanchored", f"{len(extra)} record(s) after the last anchor")
-
-
-def _verify_link(
-    store: AuditStore,
-    run_id: str,
-    anchors: dict[str, dict[str, Any]],
-    records: dict[str, list[dict[str, Any]]],
-) -> Iterator[Finding]:
-    """A run's first record must chain to a record of the previous run of its key."""
-    anchor = anchors[run_id]
-    prev_run, first_prev = anchor.get("prevRunId"), anchor.get("firstPrevHash") or ""
-    if not prev_run:
-        return
-    if prev_run not in anchors:
-        yield Finding(run_id, "broken-link", f"the previous run {prev_run} of this key has no anchor")
-        return
-    if prev_run not in records:
-        records[prev_run] = store.run_records(prev_run, anchors[prev_run]["partition"])
-    if first_prev not in {r.get("hash") for r in records[prev_run]}:
-        yield Finding(
-            run_id, "broken-link", f"its first record does not chain to any record of run {prev_run}"
-        )
