@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,6 +54,7 @@ _MAX_TEXT = 4000
 _MAX_DETAIL = 16000  # characters of JSON; a Table string property holds 32K
 MAX_QUERY_DAYS = 92
 _MAX_MS = 10**13
+_ANCHOR_NAME = re.compile(r"runs/([^/]+)/(\d{8})\.json")
 
 
 class AuditUnavailable(Exception):
@@ -119,7 +121,7 @@ class AuditStore:
             raise AuditUnavailable(f"audit table write failed: {exc}") from exc
 
     def anchor(self, run_id: str, count: int, head: str, meta: dict[str, Any]) -> None:
-        name = f"runs/{run_id}/{count:08d}.json"
+        name = anchor_name(run_id, count)
         body = json.dumps({"runId": run_id, "count": count, "headHash": head, **meta}).encode()
         try:
             self.anchors.upload_blob(name, body, overwrite=False)
@@ -131,24 +133,37 @@ class AuditStore:
             raise AuditUnavailable(f"audit anchor write failed: {exc}") from exc
 
     def latest_anchor(self, run_id: str) -> dict[str, Any] | None:
-        """The run's most recent anchor (its chain so far), or None for a new run."""
+        """The run's most recent anchor (its chain so far), or None for a new run. Only names
+        of the form the trail writes count, and the highest count wins."""
         try:
             names = [b.name for b in self.anchors.list_blobs(name_starts_with=f"runs/{run_id}/")]
-            return json.loads(self.anchors.download_blob(max(names)).readall()) if names else None
+            counts = [c for c in (anchor_count(n) for n in names) if c is not None]
+            if not counts:
+                return None
+            return json.loads(self.anchors.download_blob(anchor_name(run_id, max(counts))).readall())
         except AzureError as exc:
             raise AuditUnavailable(f"audit anchor read failed: {exc}") from exc
 
     def chain_head(self, key: KeyRef | None) -> tuple[str, str | None]:
         """(head hash, run id) of the key's latest chain; ("", None) when there is none."""
+        head, run_id, _ = self.chain_head_entry(key)
+        return head, run_id
+
+    def chain_head_entry(self, key: KeyRef | None) -> tuple[str, str | None, int]:
+        """(head hash, run id, record count) of the key's latest chain; ("", None, 0) when none."""
         if key is None:
-            return "", None
+            return "", None, 0
         try:
             entity = self.table.get_entity(HEADS_PARTITION, key_slug(key))
         except ResourceNotFoundError:
-            return "", None
+            return "", None, 0
         except AzureError as exc:
             raise AuditUnavailable(f"audit chain head read failed: {exc}") from exc
-        return entity.get("HeadHash", ""), entity.get("RunId")
+        return entity.get("HeadHash", ""), entity.get("RunId"), int(entity.get("Count") or 0)
+
+    def chain_heads(self) -> list[dict[str, Any]]:
+        """Every key's head entry (partition "heads")."""
+        return list(self.table.query_entities("PartitionKey eq @pk", parameters={"pk": HEADS_PARTITION}))
 
     def set_chain_head(self, key: KeyRef, head: str, run_id: str, count: int) -> None:
         try:
@@ -259,14 +274,48 @@ class AuditStore:
         )
         return sorted((self.record_from_entity(e) for e in entities), key=lambda r: r["seq"])
 
-    def anchors_by_run(self, prefix: str = "runs/") -> dict[str, dict[str, Any]]:
-        """The latest anchor of every run (the one with the highest count)."""
-        latest: dict[str, str] = {}
+    def all_anchors(self, prefix: str = "runs/") -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        """Every anchor blob of every run, as (blob name, body), by run id in name order."""
+        found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for blob in self.anchors.list_blobs(name_starts_with=prefix):
             parts = blob.name.split("/")
-            if len(parts) == 3 and (parts[1] not in latest or blob.name > latest[parts[1]]):
-                latest[parts[1]] = blob.name
-        return {run: json.loads(self.anchors.download_blob(name).readall()) for run, name in latest.items()}
+            if len(parts) != 3:
+                continue
+            try:
+                body = json.loads(self.anchors.download_blob(blob.name).readall())
+            except ValueError:
+                body = {}
+            found.setdefault(parts[1], []).append((blob.name, body if isinstance(body, dict) else {}))
+        return {run: sorted(items) for run, items in found.items()}
+
+    def all_records(self, run_ids: list[str] | None = None) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        """(RowKey, record) of every record outside the heads partition, by run id; one table
+        scan, or one query per run when `run_ids` is given (a record filed in any partition)."""
+        if run_ids is None:
+            pages = [self.table.query_entities("PartitionKey ne @pk", parameters={"pk": HEADS_PARTITION})]
+        else:
+            pages = [
+                self.table.query_entities(
+                    "PartitionKey ne @pk and RunId eq @run", parameters={"pk": HEADS_PARTITION, "run": run}
+                )
+                for run in run_ids
+            ]
+        found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for entities in pages:
+            for entity in entities:
+                record = self.record_from_entity(entity)
+                found.setdefault(str(record.get("runId")), []).append((entity["RowKey"], record))
+        return found
+
+
+def anchor_name(run_id: str, count: int) -> str:
+    return f"runs/{run_id}/{count:08d}.json"
+
+
+def anchor_count(name: str) -> int | None:
+    """The count an anchor's blob name gives, or None when the name is not one the trail writes."""
+    match = _ANCHOR_NAME.fullmatch(name)
+    return int(match.group(2)) if match else None
 
 
 def _encode_token(state: dict[str, Any]) -> str:

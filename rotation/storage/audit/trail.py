@@ -17,6 +17,7 @@ from rotation.storage.audit.store import (
     _clip,
     _day,
     _iso,
+    anchor_name,
     canonical_hash,
     log,
 )
@@ -52,10 +53,15 @@ class AuditTrail:
             self.partition = previous["partition"]
             self.first_prev, self.prev_run = previous.get("firstPrevHash") or "", previous.get("prevRunId")
             self._head, self._seq = previous["headHash"], previous["count"]
+            self._prev_anchor: str | None = anchor_name(self.run_id, self._seq)
         else:
             self.partition = _day(datetime.now(UTC))
-            self.first_prev, self.prev_run = store.chain_head(self.key)
+            self.first_prev, self.prev_run, head_count = store.chain_head_entry(self.key)
             self._head, self._seq = self.first_prev, 0
+            # Each anchor names the one before it (of this run, or the key's head), so the
+            # anchors of one key form a chain that verify can walk.
+            self._prev_anchor = anchor_name(self.prev_run, head_count) if self.prev_run else None
+        self._anchored = self._seq
         self._pending: list[dict[str, Any]] = []
         self._flush_every = flush_every
         self._lock = threading.Lock()
@@ -117,10 +123,14 @@ class AuditTrail:
                     "partition": self.partition,
                     "firstPrevHash": self.first_prev,
                     "prevRunId": self.prev_run,
+                    "prevAnchor": self._prev_anchor,
                     "time": _iso(datetime.now(UTC)),
                 },
             )
-            if self._advance_key_head:
+            with self._lock:  # flushes may overlap: the newest anchor is the one to name next
+                if count > self._anchored:
+                    self._anchored, self._prev_anchor = count, anchor_name(self.run_id, count)
+            if self._advance_key_head and self.key is not None:
                 self.store.set_chain_head(self.key, head, self.run_id, count)
         except AuditUnavailable:
             with self._lock:  # keep them so a later flush can still write them
