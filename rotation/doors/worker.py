@@ -9,6 +9,9 @@
   `rotation-requests-poison`; reconcile is idempotent, so a retry is safe.
 - A message that is not a rotation request at all is put on the poison queue at once (nothing
   lost) and acknowledged.
+- An attempt runs inside `ROTATION_WORKER_BUDGET_SECONDS` (default 1740 s, under host.json's
+  30-minute functionTimeout): storage that stops answering ends the attempt with
+  BudgetExhausted, and the host retries the message like any failed attempt.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 import math
 import random
 
+from rotation.azure.budget import door_budget
 from rotation.core.reconcile import RunResult
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
@@ -46,12 +50,14 @@ class LeaseWaitExceeded(Exception):
 def handle_message(
     service: Service, body: bytes | str, *, dequeue_count: int = 1, message_id: str | None = None
 ) -> RunResult | None:
-    try:
-        request = decode(body)
-    except InvalidRequest as exc:
-        quarantine(service, body, str(exc), message_id)
-        return None
-    return run_request(service, request, attempt=dequeue_count)
+    with door_budget(service.settings.worker_budget_seconds):
+        service.ensure_storage()
+        try:
+            request = decode(body)
+        except InvalidRequest as exc:
+            quarantine(service, body, str(exc), message_id)
+            return None
+        return run_request(service, request, attempt=dequeue_count)
 
 
 def run_request(service: Service, request: RotationRequest, *, attempt: int = 1) -> RunResult | None:
