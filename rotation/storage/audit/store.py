@@ -54,6 +54,7 @@ _MAX_TEXT = 4000
 _MAX_DETAIL = 16000  # characters of JSON; a Table string property holds 32K
 MAX_QUERY_DAYS = 92
 _MAX_MS = 10**13
+_DAY = re.compile(r"2\d{3}[01]\d[0-3]\d")
 _ANCHOR_NAME = re.compile(r"runs/([^/]+)/(\d{8})\.json")
 
 
@@ -325,9 +326,14 @@ def _encode_token(state: dict[str, Any]) -> str:
 def _decode_token(token: str) -> dict[str, Any]:
     try:
         state = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if not isinstance(state, dict) or not _DAY.fullmatch(str(state["day"])):
+            raise ValueError
         datetime.strptime(state["day"], "%Y%m%d")
-        if state.get("next") is not None and not isinstance(state["next"], dict):
+        following = state.get("next")
+        if following is not None and not (  # handed to the Table SDK: only string pairs
+            isinstance(following, dict) and all(isinstance(v, str) for v in following.values())
+        ):
             raise ValueError
         return state
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise ValueError("continuation token is not valid") from exc
