@@ -43,8 +43,11 @@ def _storage_options() -> dict[str, Any]:
     door's budget (budget.py) cuts what is left."""
     return {
         # waits of 0.5 s and 2.5 s (±0.5 s) between three attempts
-        "retry_policy": ExponentialRetry(
-            initial_backoff=0.5, increment_base=2, retry_total=2, random_jitter_range=0.5
+        "retry_policy": ExponentialRetry(  # the SDK annotates ints but computes in floats
+            initial_backoff=0.5,  # type: ignore[arg-type]
+            increment_base=2,
+            retry_total=2,
+            random_jitter_range=0.5,  # type: ignore[arg-type]
         ),
     }
 

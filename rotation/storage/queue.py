@@ -142,7 +142,7 @@ def decode(body: bytes | str) -> RotationRequest:
     if unknown:
         raise InvalidRequest(f"unknown fields {sorted(unknown)}")
     try:
-        key = parse_key_id(data.get("keyId"), allow_version=False)
+        key = parse_key_id(str(data.get("keyId") or ""), allow_version=False)
     except InvalidId as exc:
         raise InvalidRequest(f"keyId: {exc}") from None
     if data.get("source") not in SOURCES:

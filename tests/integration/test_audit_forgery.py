@@ -81,6 +81,17 @@ class Forger:
         names = sorted(b.name for b in self.anchors.list_blobs(name_starts_with=f"runs/{run_id}/"))
         return json.loads(self.anchors.download_blob(names[-1]).readall())
 
+    def rewrite_and_anchor(self, run_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Rechain edited rows, add one record and anchor the new head under a proper name, as
+        the function would; returns the added record."""
+        head = self.rechain(rows, rows[0]["PrevHash"])
+        extra = self.append(rows, head)
+        count = extra["Seq"] + 1
+        self.anchor(
+            f"runs/{run_id}/{count:08d}.json", run_id, count, extra["Hash"], self.latest_anchor(run_id)
+        )
+        return extra
+
     def append(self, rows: list[dict[str, Any]], prev: str) -> dict[str, Any]:
         """One more record after `rows`, chained to `prev` (so the anchor count can grow)."""
         extra = dict(rows[-1])
@@ -132,12 +143,7 @@ def test_a_rewrite_under_a_well_named_new_anchor_is_caught_by_the_older_anchor(s
     forger = Forger(stack.storage)
     rows = forger.rows(run_id)
     rows[1]["Message"] = "nothing to see"
-    head = forger.rechain(rows, rows[0]["PrevHash"])
-    extra = forger.append(rows, head)
-    count = extra["Seq"] + 1
-    forger.anchor(
-        f"runs/{run_id}/{count:08d}.json", run_id, count, extra["Hash"], forger.latest_anchor(run_id)
-    )
+    forger.rewrite_and_anchor(run_id, rows)
     assert verify_exit(stack)[0] == 4
     assert problems(stack, run_id) == {"edited"}
 
@@ -185,12 +191,8 @@ def test_a_rewritten_latest_run_is_caught_without_a_later_run(stack) -> None:
     rows = forger.rows(latest)
     for entity in rows:
         entity["Actor"] = "someone-else"  # who asked for the run, rewritten throughout
-    head = forger.rechain(rows, rows[0]["PrevHash"])
-    extra = forger.append(rows, head)
+    extra = forger.rewrite_and_anchor(latest, rows)
     count = extra["Seq"] + 1
-    forger.anchor(
-        f"runs/{latest}/{count:08d}.json", latest, count, extra["Hash"], forger.latest_anchor(latest)
-    )
     heads = forger.table.get_entity(HEADS_PARTITION, key_slug(parse_key_id(KEY)))
     heads.update(HeadHash=extra["Hash"], Count=count)  # the next run would chain to the forgery
     forger.table.upsert_entity(heads)

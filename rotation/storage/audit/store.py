@@ -205,9 +205,10 @@ class AuditStore:
     @staticmethod
     def record_from_entity(entity: dict[str, Any]) -> dict[str, Any]:
         record = {name: entity.get(column) for name, column in _ENTITY_NAMES.items()}
-        if record.get("detail"):
-            with contextlib.suppress(ValueError):
-                record["detail"] = json.loads(record["detail"])
+        detail = record.get("detail")
+        if isinstance(detail, str) and detail:
+            with contextlib.suppress(ValueError, RecursionError):
+                record["detail"] = json.loads(detail)
         record["partition"] = entity.get("PartitionKey")
         return record
 
@@ -230,7 +231,9 @@ class AuditStore:
         """
         until = until or datetime.now(UTC)
         since = since or until - timedelta(days=30)
-        state = _decode_token(continuation) if continuation else {"day": _day(until), "next": None}
+        state: dict[str, Any] = (
+            _decode_token(continuation) if continuation else {"day": _day(until), "next": None}
+        )
         clauses, params = ["PartitionKey eq @pk"], {}
         if until - since > timedelta(days=MAX_QUERY_DAYS):
             raise ValueError(f"the time window is longer than {MAX_QUERY_DAYS} days; narrow since/until")
@@ -249,7 +252,7 @@ class AuditStore:
             raise ValueError("the continuation token does not belong to this time window")
         results: list[dict[str, Any]] = []
         while day.date() >= first_day:
-            pager = self.table.query_entities(
+            pager: Any = self.table.query_entities(  # azure-core's pager, typed as a plain iterator
                 " and ".join(clauses),
                 parameters={"pk": _day(day), **params},
                 results_per_page=max(1, top - len(results)),
