@@ -101,6 +101,7 @@ class Clients:
                     self._credential = DefaultAzureCredential(
                         managed_identity_client_id=self.settings.client_id,
                         exclude_interactive_browser_credential=True,
+                        transport=self._transport(),  # token requests keep the door's budget too
                     )
         return self._credential
 
@@ -164,7 +165,9 @@ class Clients:
             return self._cached(
                 "storage-credential",
                 storage.client_id or "",
-                lambda: ManagedIdentityCredential(client_id=storage.client_id),
+                lambda: ManagedIdentityCredential(
+                    client_id=storage.client_id, transport=self._transport(STORAGE_TIMEOUTS)
+                ),
             )
         return self.credential
 
