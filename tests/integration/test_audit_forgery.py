@@ -162,7 +162,11 @@ def test_a_second_record_with_an_existing_sequence_number_is_caught(stack) -> No
     listed, _ = stack.service().audit.query(run=run_id, top=500)
     assert "forged" in {r["message"] for r in listed}  # what a reader of `audit list` sees
     assert verify_exit(stack)[0] == 4
-    assert "duplicate" in problems(stack, run_id)
+    _, findings = verify(stack.service().audit)
+    [duplicate] = [f for f in findings if f.problem == "duplicate"]
+    assert duplicate.run_id == run_id and forged["RowKey"] in duplicate.detail  # the forgery is named
+    assert verified["RowKey"] not in duplicate.detail
+    assert "edited" not in problems(stack, run_id)  # the genuine chain still holds
 
 
 def test_records_of_a_run_with_no_anchor_are_reported(stack) -> None:

@@ -112,6 +112,7 @@ def _verify_chain(run: _Run) -> Iterator[Finding]:
         if isinstance(seq, int):
             by_seq.setdefault(seq, []).append((row, record))
     last_count = run.anchors[-1][0]
+    heads = {body["headHash"] for _, body in run.anchors}
     prev = run.anchors[0][1].get("firstPrevHash") or ""
     for seq in range(last_count):
         candidates = by_seq.get(seq, [])
@@ -122,6 +123,10 @@ def _verify_chain(run: _Run) -> Iterator[Finding]:
         genuine = [
             c for c in candidates if c[1].get("prevHash") == prev and canonical_hash(c[1]) == c[1].get("hash")
         ]
+        # Of two records that both chain here, the real one is what the next record (or an
+        # anchor) links to.
+        linked = heads | {c[1].get("prevHash") for c in by_seq.get(seq + 1, [])}
+        genuine.sort(key=lambda c: c[1].get("hash") not in linked)
         if len(candidates) > 1:
             others = [row for row, _ in candidates if not genuine or row != genuine[0][0]]
             yield Finding(
