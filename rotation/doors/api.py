@@ -1,8 +1,10 @@
 """HTTP routes (DESIGN.md section 7) as plain values in and out; function_app.py translates.
 
 Bodies over 64 KiB: 413. Malformed JSON, unknown fields, bad ids: 400 with a message. A vault
-not allowed by configuration: 403. Key Vault or ARM unreachable for a plan: 502. Every
-rejected request is audited with the caller's identity.
+not allowed by configuration: 403. Key Vault or ARM unreachable for a plan: 502. Storage or
+the audit store that refuses or does not answer within ROTATION_DOOR_BUDGET_SECONDS: 503 with
+Retry-After. Anything unforeseen: 500 with an incident id (the traceback goes to the log only).
+Every answer is a code and one sentence; every refusal is audited with the caller's identity.
 """
 
 from __future__ import annotations
@@ -122,9 +124,8 @@ def actor_of(request: ApiRequest, environ: Mapping[str, str]) -> str:
 
 def _body(request: ApiRequest, allowed: set[str], required: set[str]) -> dict[str, Any]:
     declared = request.header("Content-Length")
-    if (declared and _ASCII_DIGITS.fullmatch(declared) and int(declared) > MAX_BODY) or len(
-        request.body
-    ) > MAX_BODY:
+    declared_size = int(declared) if declared and _ASCII_DIGITS.fullmatch(declared) else 0
+    if max(declared_size, len(request.body)) > MAX_BODY:
         raise ApiError(413, "PayloadTooLarge", f"request bodies are limited to {MAX_BODY} bytes")
     try:
         data = json.loads(request.body or b"null")
