@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import function_app
 from emulator.functions_host import deliver_event_grid, event_grid_events, http_request
+from rotation.doors import intake
 from rotation.doors.api import ApiRequest, roles_of
 from rotation.doors.worker import RunFailed
 from tests import scenarios as s
@@ -298,3 +299,9 @@ def test_fuzzed_events_are_rejected_not_raised(stack, event: dict[str, Any]) -> 
     except Exception:
         return
     assert deliver_event_grid(function_app.on_key_event, [event]) == [None]
+
+
+def test_an_event_the_parser_cannot_read_at_all_is_rejected_and_audited(stack) -> None:
+    assert intake.handle_event(stack.service(), object()) is None  # acknowledged: retrying cannot help
+    [record] = rejections(stack)
+    assert record["reason"] == "unparseable" and "AttributeError" in record["message"]
