@@ -23,20 +23,23 @@ log = logging.getLogger("rotation.functions")
 def on_key_event(event: func.EventGridEvent) -> None:
     """Key Vault events in Event Grid or CloudEvents schema (the host hands the latter over as
     func.CloudEvent; the annotation stays EventGridEvent because the indexer rejects a union)."""
-    intake.handle_event(service_for_environment(), event)
+    intake.handle_event(service_for_environment(ensure_storage=False), event)
 
 
 @app.function_name("run_rotation")
 @app.queue_trigger(arg_name="msg", queue_name="rotation-requests", connection="AzureWebJobsStorage")
 def run_rotation(msg: func.QueueMessage) -> None:
     worker.handle_message(
-        service_for_environment(), msg.get_body(), dequeue_count=msg.dequeue_count or 1, message_id=msg.id
+        service_for_environment(ensure_storage=False),
+        msg.get_body(),
+        dequeue_count=msg.dequeue_count or 1,
+        message_id=msg.id,
     )
 
 
 def _http(route: str, req: func.HttpRequest) -> func.HttpResponse:
     try:
-        service = service_for_environment()
+        service = service_for_environment(ensure_storage=False)  # prepared inside the door budget
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         body = json.dumps({"error": {"code": "ConfigurationError", "message": str(exc)}})

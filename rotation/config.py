@@ -80,6 +80,10 @@ class Settings:
     retry_max_seconds: float = 30.0
     retry_attempts: int = 6
     lease_seconds: int = 60
+    # Total time a door may take (rotation/azure/budget.py): under Event Grid's 30 s for the
+    # event and HTTP doors, under host.json's functionTimeout (30 min) for the queue worker.
+    door_budget_seconds: float = 20.0
+    worker_budget_seconds: float = 1740.0
 
     def vault_allowed(self, host: str) -> bool:
         return host.lower() in self.allowed_vaults
@@ -276,4 +280,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_max_seconds=_float(env, "ROTATION_RETRY_MAX_SECONDS", 30.0, 0.0, 600),
         retry_attempts=_int(env, "ROTATION_RETRY_ATTEMPTS", 6, 1, 20),
         lease_seconds=_int(env, "ROTATION_LEASE_SECONDS", 60, 5, 3600),
+        door_budget_seconds=_float(env, "ROTATION_DOOR_BUDGET_SECONDS", 20.0, 0.5, 25),
+        worker_budget_seconds=_float(env, "ROTATION_WORKER_BUDGET_SECONDS", 1740.0, 1, 86400),
     )

@@ -92,15 +92,17 @@ _services: dict[tuple[tuple[str, str], ...], Service] = {}
 _services_lock = threading.Lock()
 
 
-def service_for_environment() -> Service:
+def service_for_environment(*, ensure_storage: bool = True) -> Service:
     """The Service for the current settings, built on first use and reused after (a change of
-    settings, as in tests, builds a new one). Raises ConfigError naming a bad setting."""
+    settings, as in tests, builds a new one). Raises ConfigError naming a bad setting. The doors
+    pass `ensure_storage=False` and prepare storage inside their time budget."""
     fingerprint = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)))
     with _services_lock:
         service = _services.get(fingerprint)
         if service is None:
             service = _services[fingerprint] = Service.from_environment()
-    service.ensure_storage()
+    if ensure_storage:
+        service.ensure_storage()
     return service
 
 

@@ -10,10 +10,11 @@ import re
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ClientAuthenticationError
+from azure.core.exceptions import AzureError, ClientAuthenticationError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
@@ -24,6 +25,7 @@ from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
+from rotation.azure import budget
 from rotation.azure.pacing import Pacer, PacingPolicy, WaitFirstARMPolling
 from rotation.config import Settings
 
@@ -48,20 +50,48 @@ class CredentialMissing(Exception):
         self.tried, self.detail = tried, detail
 
 
+# (connect, read) seconds per attempt. A read timeout is what ends a call to an endpoint that
+# accepts the connection and never answers (azure-core's default is 300 s for both).
+STORAGE_TIMEOUTS = (5.0, 10.0)
+AZURE_TIMEOUTS = (10.0, 60.0)  # Key Vault and ARM: an LRO's poll answers at once, a PUT in seconds
+
+
 def _storage_options() -> dict[str, Any]:
     """Storage calls are not wrapped by retry.py; the SDK's own retry is their one layer, kept
-    short (about 3 s) so Event Grid's 30 s answer window survives a storage outage."""
+    short (about 3 s of waits) so Event Grid's 30 s answer window survives a storage outage; the
+    door's budget (budget.py) cuts what is left."""
     return {
-        # waits of 0.5 s and 2.5 s (±0.5 s), 5 s to connect: a dead endpoint fails in about 18 s
-        # the SDK hints these as int; it computes in floats
-        "retry_policy": ExponentialRetry(
+        # waits of 0.5 s and 2.5 s (±0.5 s) between three attempts
+        "retry_policy": ExponentialRetry(  # the SDK annotates ints but computes in floats
             initial_backoff=0.5,  # type: ignore[arg-type]
             increment_base=2,
             retry_total=2,
             random_jitter_range=0.5,  # type: ignore[arg-type]
         ),
-        "connection_timeout": 5,
     }
+
+
+class BudgetedTransport(RequestsTransport):
+    """The shared requests transport, with each attempt's timeouts capped to the door's budget."""
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        left = budget.remaining()
+        if left is None:
+            return super().send(request, **kwargs)
+        budget.check(f"{request.method} {_host(request.url)}")
+        kwargs["connection_timeout"] = min(
+            kwargs.get("connection_timeout") or self.connection_config.timeout, left
+        )
+        kwargs["read_timeout"] = min(kwargs.get("read_timeout") or self.connection_config.read_timeout, left)
+        try:
+            return super().send(request, **kwargs)
+        except AzureError:
+            budget.check(f"{request.method} {_host(request.url)} answered")  # a timeout the budget caused
+            raise
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or "storage"
 
 
 def _session(pool_size: int) -> requests.Session:
@@ -91,6 +121,7 @@ class Clients:
                     self._credential = DefaultAzureCredential(
                         managed_identity_client_id=self.settings.client_id,
                         exclude_interactive_browser_credential=True,
+                        transport=self._transport(),  # token requests keep the door's budget too
                     )
         return self._credential
 
@@ -103,8 +134,11 @@ class Clients:
             tried = re.findall(r"^\s*(\w+Credential):", detail, re.MULTILINE)
             raise CredentialMissing(tried or [type(self.credential).__name__], detail) from exc
 
-    def _transport(self) -> RequestsTransport:
-        return RequestsTransport(session=self._session, session_owner=False)
+    def _transport(self, timeouts: tuple[float, float] = AZURE_TIMEOUTS) -> RequestsTransport:
+        connect, read = timeouts
+        return BudgetedTransport(
+            session=self._session, session_owner=False, connection_timeout=connect, read_timeout=read
+        )
 
     def _cached(self, kind: str, key: str, build: Callable[[], T]) -> T:
         with self._lock:
@@ -191,12 +225,14 @@ class Clients:
             return self._cached(
                 "storage-credential",
                 storage.client_id or "",
-                lambda: ManagedIdentityCredential(client_id=storage.client_id),
+                lambda: ManagedIdentityCredential(
+                    client_id=storage.client_id, transport=self._transport(STORAGE_TIMEOUTS)
+                ),
             )
         return self.credential
 
     def _storage_kwargs(self) -> dict[str, Any]:
-        return {"transport": self._transport(), **_storage_options()}
+        return {"transport": self._transport(STORAGE_TIMEOUTS), **_storage_options()}
 
     def _storage_client(self, kind: str, cls: Any, uri: str | None, *args: Any, **extra: Any) -> Any:
         storage = self.settings.storage

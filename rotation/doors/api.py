@@ -1,8 +1,10 @@
 """HTTP routes (DESIGN.md section 7) as plain values in and out; function_app.py translates.
 
 Bodies over 64 KiB: 413. Malformed JSON, unknown fields, bad ids: 400 with a message. A vault
-not allowed by configuration: 403. Key Vault or ARM unreachable for a plan: 502. Every
-rejected request is audited with the caller's identity.
+not allowed by configuration: 403. Key Vault or ARM unreachable for a plan: 502. Storage or
+the audit store that refuses or does not answer within ROTATION_DOOR_BUDGET_SECONDS: 503 with
+Retry-After. Anything unforeseen: 500 with an incident id (the traceback goes to the log only).
+Every answer is a code and one sentence; every refusal is audited with the caller's identity.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from azure.core.exceptions import AzureError
+
+from rotation.azure.budget import BudgetExhausted, door_budget
 from rotation.core.reconcile import Unreachable
 from rotation.model.errors import RotationError
 from rotation.model.ids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
@@ -30,6 +35,10 @@ MAX_BODY = 64 * 1024
 MAX_REPLAY_ITEMS = 500
 MAX_TARGETS = 1000
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")
+_ASCII_DIGITS = re.compile(r"[0-9]{1,12}")  # str.isdigit() also takes '²' and '٣'
+RETRY_AFTER_SECONDS = 10
+# Times outside this range are refused (year 1 overflows date arithmetic and strftime).
+_EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -62,9 +71,11 @@ class ApiError(RotationError):
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
+        self.headers: dict[str, str] = {}
 
     def response(self) -> ApiResponse:
-        return ApiResponse(self.status, {"error": {"code": self.code, "message": self.message, **self.extra}})
+        body = {"error": {"code": self.code, "message": self.message, **self.extra}}
+        return ApiResponse(self.status, body, dict(self.headers))
 
 
 # App roles (infra/entra/app-roles.json) each route needs when App Service authentication is on.
@@ -90,7 +101,9 @@ def roles_of(request: ApiRequest) -> set[str]:
         return set()
     try:
         principal = json.loads(base64.b64decode(encoded + "=" * (-len(encoded) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
+        return set()
+    if not isinstance(principal, dict):  # base64 of a JSON array, string or number: no roles
         return set()
     claim_types = {*_ROLE_CLAIMS, str(principal.get("role_typ", "roles"))}
     return {
@@ -112,12 +125,15 @@ def actor_of(request: ApiRequest, environ: Mapping[str, str]) -> str:
 
 def _body(request: ApiRequest, allowed: set[str], required: set[str]) -> dict[str, Any]:
     declared = request.header("Content-Length")
-    if (declared and declared.isdigit() and int(declared) > MAX_BODY) or len(request.body) > MAX_BODY:
+    declared_size = int(declared) if declared and _ASCII_DIGITS.fullmatch(declared) else 0
+    if max(declared_size, len(request.body)) > MAX_BODY:
         raise ApiError(413, "PayloadTooLarge", f"request bodies are limited to {MAX_BODY} bytes")
     try:
         data = json.loads(request.body or b"null")
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "InvalidJson", "the body is not valid JSON") from None
+    except RecursionError:
+        raise ApiError(400, "InvalidJson", "the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "InvalidBody", "the body must be a JSON object")
     unknown = set(data) - allowed
@@ -180,34 +196,60 @@ class Api:
         self.environ = environ
 
     def handle(self, route: str, request: ApiRequest) -> ApiResponse:
-        handlers = {
+        """Answer one request within the door budget; never raises. Every refusal is audited
+        (or, when the audit store cannot be written, logged whole)."""
+        actor = actor_of(request, self.environ)
+        with door_budget(self.service.settings.door_budget_seconds):
+            try:
+                return self._route(route, request, actor)
+            except ApiError as error:
+                if error.status in (400, 403, 413, 500, 503):
+                    self._audit_rejection(route, actor, error)  # inside the budget: never hangs
+                return error.response()
+
+    def _route(self, route: str, request: ApiRequest, actor: str) -> ApiResponse:
+        """The handler's answer, with every failure turned into an ApiError of one sentence."""
+        try:
+            self.service.ensure_storage()
+            if auth_enabled(self.environ) and not roles_of(request) & ROUTE_ROLES[route]:
+                raise ApiError(
+                    403, "MissingRole", f"this route needs one of the app roles {sorted(ROUTE_ROLES[route])}"
+                )
+            return self._handlers()[route](request, actor)
+        except ApiError:
+            raise
+        except BudgetExhausted:
+            log.warning(
+                "%s request ran out of its %ss budget", route, self.service.settings.door_budget_seconds
+            )
+            raise _unavailable("StorageTimeout", "storage did not answer in time; retry later") from None
+        except AuditUnavailable as exc:
+            log.error("%s request: %s", route, exc)
+            raise _unavailable("AuditUnavailable", "the audit store cannot be written; retry later") from None
+        except AzureError as exc:  # storage refused or failed: the SDK's text names internal endpoints
+            log.error("%s request: storage failed: %s", route, exc)
+            raise _unavailable("StorageUnavailable", "storage is not available; retry later") from None
+        except Exception:
+            incident = str(uuid.uuid4())
+            log.exception("%s request failed unexpectedly (incident %s)", route, incident)
+            raise ApiError(
+                500, "InternalError", f"the request could not be handled (incident {incident})"
+            ) from None
+
+    def _handlers(self) -> dict[str, Callable[[ApiRequest, str], ApiResponse]]:
+        return {
             "plan": self.plan,
             "start": self.start,
             "status": self.status,
             "audit": self.audit_list,
             "replay": self.replay,
         }
-        handler = handlers[route]
-        actor = actor_of(request, self.environ)
-        try:
-            if auth_enabled(self.environ) and not roles_of(request) & ROUTE_ROLES[route]:
-                raise ApiError(
-                    403, "MissingRole", f"this route needs one of the app roles {sorted(ROUTE_ROLES[route])}"
-                )
-            return handler(request, actor)
-        except ApiError as error:
-            if error.status in (400, 403, 413):
-                try:
-                    self._audit_rejection(route, actor, error)
-                except AuditUnavailable as exc:  # the caller still gets its answer
-                    log.error("could not audit a rejected %s request: %s", route, exc)
-            return error.response()
-        except AuditUnavailable as exc:
-            return ApiError(503, "AuditUnavailable", f"the audit store cannot be written: {exc}").response()
 
     def _audit_rejection(self, route: str, actor: str, error: ApiError) -> None:
-        trail = AuditTrail(self.service.audit, actor=actor)
-        trail.record(
+        """Audit a refused request; if storage refuses too, the log line carries the whole
+        record, so nothing about the refusal is lost from the logs."""
+        trail = AuditTrail(self.service.audit, actor=actor)  # no I/O until flush
+        record = trail.record(
             "input-rejected",
             source="http",
             outcome="rejected",
@@ -215,7 +257,15 @@ class Api:
             message=error.message,
             detail={"route": route, "status": error.status},
         )
-        trail.flush()
+        try:
+            trail.flush()
+        except (AuditUnavailable, AzureError, BudgetExhausted) as exc:
+            log.error(
+                "could not audit a rejected %s request (%s); the record: %s",
+                route,
+                type(exc).__name__,
+                json.dumps(record, default=str, ensure_ascii=False),
+            )
 
     # -- POST /api/rotations/plan ---------------------------------------------------------------
     def plan(self, request: ApiRequest, actor: str) -> ApiResponse:
@@ -266,12 +316,19 @@ class Api:
             toVersion=key.version,
             detail={"dryRun": dry_run, "targets": list(targets) if targets else None},
         )
-        enqueue(self.service.requests_queue, queued)
-        self.service.runs.queued(
-            queued.request_id, key_id=queued.key_id, source="http", actor=actor, dry_run=dry_run
-        )
-        trail.record("request-queued", source="http", outcome="queued")
+        # What is written before the enqueue is true whether or not the enqueue happens, and a
+        # failure up to it answers 503 with nothing queued. The enqueue commits; what follows is
+        # bookkeeping the worker repeats (it upserts the run record when it starts).
         trail.flush()
+        enqueue(self.service.requests_queue, queued)
+        try:
+            self.service.runs.queued(
+                queued.request_id, key_id=queued.key_id, source="http", actor=actor, dry_run=dry_run
+            )
+            trail.record("request-queued", source="http", outcome="queued")
+            trail.flush()
+        except (AuditUnavailable, AzureError, BudgetExhausted) as exc:
+            log.error("run %s was queued, but its bookkeeping was not written: %s", queued.request_id, exc)
         status_url = f"{_base_url(request)}/api/rotations/{queued.request_id}"
         return ApiResponse(
             202, {"runId": queued.request_id, "statusUrl": status_url}, {"Location": status_url}
@@ -310,7 +367,7 @@ class Api:
                 raise ApiError(400, "InvalidRunId", "run must be a UUID") from None
         since, until = _time(query.get("since"), "since"), _time(query.get("until"), "until")
         top = query.get("top", "100")
-        if not top.isdigit() or not 1 <= int(top) <= 1000:
+        if not _ASCII_DIGITS.fullmatch(top) or not 1 <= int(top) <= 1000:
             raise ApiError(400, "InvalidTop", "top must be a whole number from 1 to 1000")
         try:
             records, continuation = self.service.audit.query(
@@ -348,14 +405,12 @@ class Api:
             event_ids=tuple(event_ids),
             key_id=key,
         )
-        items = list_failed(self.service, selection, move=not dry_run)
-        if len(items) > MAX_REPLAY_ITEMS:
-            raise ApiError(
-                400,
-                "TooManyItems",
-                f"{len(items)} items match; narrow the selection to at most "
-                f"{MAX_REPLAY_ITEMS} (or use `rotation replay`)",
-            )
+        # Count before anything is moved: a refused request writes nothing. (Past the queue's
+        # 32-message peek the second count can still refuse after moving, which only archives
+        # what the 15-minute move_poison timer would.)
+        items = _within_replay_limit(list_failed(self.service, selection, move=False))
+        if not dry_run:
+            items = _within_replay_limit(list_failed(self.service, selection, move=True))
         outcomes = replay(self.service, items, operator=actor, dry_run=dry_run)
         body = {
             "runIds": [o.run_id for o in outcomes if o.action == "queued"],
@@ -363,6 +418,23 @@ class Api:
             "items": [o.to_dict() for o in outcomes],
         }
         return ApiResponse(202, body)
+
+
+def _within_replay_limit(items: list[Any]) -> list[Any]:
+    if len(items) > MAX_REPLAY_ITEMS:
+        raise ApiError(
+            400,
+            "TooManyItems",
+            f"{len(items)} items match; narrow the selection to at most "
+            f"{MAX_REPLAY_ITEMS} (or use `rotation replay`)",
+        )
+    return items
+
+
+def _unavailable(code: str, message: str) -> ApiError:
+    error = ApiError(503, code, message)
+    error.headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return error
 
 
 def _read_error(exc: Unreachable) -> ApiError:
@@ -377,8 +449,11 @@ def _time(value: str | None, name: str) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ApiError(
             400, "InvalidTime", f"{name} must be an ISO 8601 time such as 2026-11-20T00:00:00Z"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if not _EARLIEST <= moment < _LATEST:
+        raise ApiError(400, "InvalidTime", f"{name} must be between the years 2000 and 9000")
+    return moment

@@ -3,6 +3,10 @@
 A bad or disallowed event is rejected with an audit record and acknowledged (retrying it
 cannot help, and a Python function cannot answer 400 to Event Grid). If the request cannot be
 enqueued or audited, the error propagates so Event Grid redelivers and finally dead-letters.
+The whole door runs inside `ROTATION_DOOR_BUDGET_SECONDS` (default 20 s, under Event Grid's
+30 s): storage that stops answering fails the delivery with BudgetExhausted instead of holding
+it. A redelivery after a request was already queued is harmless: the worker skips an event
+whose run converged, and reconcile is idempotent.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from rotation.azure.budget import door_budget
 from rotation.model.events import EventRejected, KeyEvent, parse_function_event
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
@@ -20,10 +25,24 @@ log = logging.getLogger("rotation.intake")
 
 def handle_event(service: Service, event: Any) -> RotationRequest | None:
     """Turn one delivered event into a queued rotation request; None when rejected."""
+    with door_budget(service.settings.door_budget_seconds):
+        service.ensure_storage()
+        return _handle(service, event)
+
+
+def _handle(service: Service, event: Any) -> RotationRequest | None:
     try:
         key_event = parse_function_event(event, service.settings.vault_allowed)
     except EventRejected as rejected:
         reject(service, rejected, source="event")
+        return None
+    except Exception as exc:
+        log.exception("event parser failed on a delivery")
+        reject(
+            service,
+            EventRejected("unparseable", f"the event could not be read ({type(exc).__name__})"),
+            source="event",
+        )
         return None
     earlier = service.ledger.converged(key_event.event_id)
     if earlier:  # a redelivery of an event whose run converged: one Table read, no ARM

@@ -215,29 +215,41 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def archive_poison(
+    service: Service, message_id: str, inserted: datetime, dequeue_count: int | None, content: str
+) -> str:
+    """Keep one poison message as a `rotation-poison` blob (content as the queue stores it);
+    returns the blob name. Already there (archived before, the delete did not happen): kept."""
+    container = service.clients.blobs().get_container_client(POISON_CONTAINER)
+    name = f"{inserted:%Y/%m/%d}/{message_id}.json"
+    document = {
+        "messageId": message_id,
+        "insertedOn": inserted.isoformat(),
+        "dequeueCount": dequeue_count,
+        "movedAt": datetime.now(UTC).isoformat(),
+        "content": content,
+    }
+    with contextlib.suppress(ResourceExistsError):
+        container.upload_blob(name, json.dumps(document).encode(), overwrite=False)
+    return name
+
+
 def move_poison(service: Service, *, limit: int = 1000) -> int:
     """Move poison-queue messages into `rotation-poison` blobs; returns how many moved."""
-    queue = service.poison_queue
-    container = service.clients.blobs().get_container_client(POISON_CONTAINER)
-    raw_queue = service.clients.raw_queue(queue.queue_name)
+    raw_queue = service.clients.raw_queue(service.poison_queue.queue_name)
     moved, names = 0, []
     while moved < limit:
         batch = list(raw_queue.receive_messages(max_messages=32, visibility_timeout=120))
         if not batch:
             break
         for message in batch:
-            inserted = message.inserted_on or datetime.now(UTC)
-            name = f"{inserted:%Y/%m/%d}/{message.id}.json"
-            document = {
-                "messageId": message.id,
-                "insertedOn": inserted.isoformat(),
-                "dequeueCount": message.dequeue_count,
-                "movedAt": datetime.now(UTC).isoformat(),
-                "content": message.content,
-            }
-            # Already there: moved before, but the delete did not happen; finish it now.
-            with contextlib.suppress(ResourceExistsError):
-                container.upload_blob(name, json.dumps(document).encode(), overwrite=False)
+            name = archive_poison(
+                service,
+                message.id,
+                message.inserted_on or datetime.now(UTC),
+                message.dequeue_count,
+                message.content,
+            )
             raw_queue.delete_message(message.id, message.pop_receipt)
             moved += 1
             names.append(name)

@@ -9,20 +9,35 @@
   `rotation-requests-poison`; reconcile is idempotent, so a retry is safe.
 - A message that is not a rotation request at all is put on the poison queue at once (nothing
   lost) and acknowledged.
+- An attempt runs inside `ROTATION_WORKER_BUDGET_SECONDS` (default 1740 s, under host.json's
+  30-minute functionTimeout): storage that stops answering ends the attempt with
+  BudgetExhausted, and the host retries the message like any failed attempt.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
 import random
+import uuid
+from datetime import UTC, datetime
 
+from rotation.azure.budget import door_budget
 from rotation.core.reconcile import RunResult
+from rotation.doors.replay import archive_poison
 from rotation.model.errors import RotationError
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import LeaseHeld, lease_owner
-from rotation.storage.queue import InvalidRequest, RotationRequest, decode, enqueue, not_allowed
+from rotation.storage.queue import (
+    MAX_MESSAGE_BYTES,
+    InvalidRequest,
+    RotationRequest,
+    decode,
+    enqueue,
+    not_allowed,
+)
 
 log = logging.getLogger("rotation.worker")
 MAX_LEASE_WAITS = 50  # an hour or more of waiting means the holder is stuck: fail loudly
@@ -47,12 +62,14 @@ class LeaseWaitExceeded(RotationError):
 def handle_message(
     service: Service, body: bytes | str, *, dequeue_count: int = 1, message_id: str | None = None
 ) -> RunResult | None:
-    try:
-        request = decode(body)
-    except InvalidRequest as exc:
-        quarantine(service, body, str(exc), message_id)
-        return None
-    return run_request(service, request, attempt=dequeue_count)
+    with door_budget(service.settings.worker_budget_seconds):
+        service.ensure_storage()
+        try:
+            request = decode(body)
+        except InvalidRequest as exc:
+            quarantine(service, body, str(exc), message_id)
+            return None
+        return run_request(service, request, attempt=dequeue_count)
 
 
 def run_request(service: Service, request: RotationRequest, *, attempt: int = 1) -> RunResult | None:
@@ -119,7 +136,11 @@ def skip_duplicate(service: Service, request: RotationRequest, earlier: dict) ->
 
 
 def quarantine(service: Service, body: bytes | str, problem: str, message_id: str | None) -> None:
+    """Audit the rejection, then keep the message for on-call: on the poison queue, or, when it
+    is too large to be a queue message again, straight in `rotation-poison` where
+    move_poison would have put it."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    size = len(text.encode())
     trail = AuditTrail(service.audit, actor="queue")
     trail.record(
         "input-rejected",
@@ -127,10 +148,13 @@ def quarantine(service: Service, body: bytes | str, problem: str, message_id: st
         outcome="rejected",
         reason="invalid-request",
         message=problem,
-        detail={"messageId": message_id},
+        detail={"messageId": message_id, "bytes": size},
     )
     trail.flush()
-    service.poison_queue.send_message(text)
-    log.error(
-        "queue message %s is not a rotation request (%s); moved to the poison queue", message_id, problem
-    )
+    encoded = base64.b64encode(text.encode()).decode()
+    if len(encoded) <= MAX_MESSAGE_BYTES:
+        service.poison_queue.send_message(text)
+        where = "the poison queue"
+    else:
+        where = archive_poison(service, message_id or str(uuid.uuid4()), datetime.now(UTC), None, encoded)
+    log.error("queue message %s is not a rotation request (%s); moved to %s", message_id, problem, where)

@@ -23,6 +23,7 @@ POISON_QUEUE = "rotation-requests-poison"
 SCHEMA = 1
 SOURCES = ("event", "http", "sweep", "replay", "cli")
 MAX_MESSAGE_BYTES = 64 * 1024
+MAX_TEXT_FIELD = 1024  # eventId, eventType, eventVersion: stored whole in Table properties (64 KB)
 _FIELDS = {
     "schema",
     "requestId",
@@ -132,6 +133,8 @@ def decode(body: bytes | str) -> RotationRequest:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequest("not JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidRequest("a rotation request is a JSON object")
     if type(data.get("schema")) is not int or data.get("schema") != SCHEMA:
@@ -140,7 +143,7 @@ def decode(body: bytes | str) -> RotationRequest:
     if unknown:
         raise InvalidRequest(f"unknown fields {sorted(unknown)}")
     try:
-        key = parse_key_id(data.get("keyId"), allow_version=False)
+        key = parse_key_id(str(data.get("keyId") or ""), allow_version=False)
     except InvalidId as exc:
         raise InvalidRequest(f"keyId: {exc}") from None
     if data.get("source") not in SOURCES:
@@ -160,6 +163,8 @@ def decode(body: bytes | str) -> RotationRequest:
     for name in ("eventId", "eventType", "eventVersion"):
         if data.get(name) is not None and not isinstance(data[name], str):
             raise InvalidRequest(f"{name} must be a string or null")
+        if len(data.get(name) or "") > MAX_TEXT_FIELD:
+            raise InvalidRequest(f"{name} is longer than {MAX_TEXT_FIELD} characters")
     if not isinstance(data.get("actor"), str) or not data["actor"]:
         raise InvalidRequest("actor is required")
     if not isinstance(data.get("dryRun"), bool):

@@ -1,16 +1,9 @@
-"""The audit trail: one record per decision, in Table Storage and as one JSON log line.
+"""Audit storage: records in Table Storage (`RotationAudit`) and run anchors in blobs
+(`audit-anchors`).
 
-Tamper evidence: the records of a run are chained (each carries the hash of the one before,
-in the order they were decided, parallel steps included), written in batches, and after every
-batch the run's head hash is anchored as a new blob in `audit-anchors` (a container that is
-immutable in Azure, so whoever can write the table cannot rewrite the anchors). A run's first
-record chains to the previous run of the same key. `verify` recomputes the chains against the
-anchors and reports records changed, missing, or a lost tail.
-
-Table layout (`RotationAudit`): PartitionKey = the UTC day the run started (YYYYMMDD), RowKey =
-inverted record time + run id + inverted sequence, so a partition reads newest first. The
-partition "heads" keeps each key's latest chain head. Key material never appears here: only
-key ids and versions.
+Table layout: PartitionKey = the UTC day the run started (YYYYMMDD), RowKey = inverted record
+time + run id + inverted sequence, so a partition reads newest first. The partition "heads"
+keeps each key's latest chain head. Key material never appears here: only key ids and versions.
 """
 
 from __future__ import annotations
@@ -20,10 +13,7 @@ import contextlib
 import hashlib
 import json
 import logging
-import threading
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,6 +55,8 @@ _MAX_TEXT = 4000
 _MAX_DETAIL = 16000  # characters of JSON; a Table string property holds 32K
 MAX_QUERY_DAYS = 92
 _MAX_MS = 10**13
+_DAY = re.compile(r"2\d{3}[01]\d[0-3]\d")
+_ANCHOR_NAME = re.compile(r"runs/([^/]+)/(\d{8})\.json")
 
 
 class AuditUnavailable(RotationError):
@@ -131,7 +123,7 @@ class AuditStore:
             raise AuditUnavailable(f"audit table write failed: {exc}") from exc
 
     def anchor(self, run_id: str, count: int, head: str, meta: dict[str, Any]) -> None:
-        name = f"runs/{run_id}/{count:08d}.json"
+        name = anchor_name(run_id, count)
         body = json.dumps({"runId": run_id, "count": count, "headHash": head, **meta}).encode()
         try:
             self.anchors.upload_blob(name, body, overwrite=False)
@@ -143,24 +135,37 @@ class AuditStore:
             raise AuditUnavailable(f"audit anchor write failed: {exc}") from exc
 
     def latest_anchor(self, run_id: str) -> dict[str, Any] | None:
-        """The run's most recent anchor (its chain so far), or None for a new run."""
+        """The run's most recent anchor (its chain so far), or None for a new run. Only names
+        of the form the trail writes count, and the highest count wins."""
         try:
             names = [b.name for b in self.anchors.list_blobs(name_starts_with=f"runs/{run_id}/")]
-            return json.loads(self.anchors.download_blob(max(names)).readall()) if names else None
+            counts = [c for c in (anchor_count(n) for n in names) if c is not None]
+            if not counts:
+                return None
+            return json.loads(self.anchors.download_blob(anchor_name(run_id, max(counts))).readall())
         except AzureError as exc:
             raise AuditUnavailable(f"audit anchor read failed: {exc}") from exc
 
     def chain_head(self, key: KeyRef | None) -> tuple[str, str | None]:
         """(head hash, run id) of the key's latest chain; ("", None) when there is none."""
+        head, run_id, _ = self.chain_head_entry(key)
+        return head, run_id
+
+    def chain_head_entry(self, key: KeyRef | None) -> tuple[str, str | None, int]:
+        """(head hash, run id, record count) of the key's latest chain; ("", None, 0) when none."""
         if key is None:
-            return "", None
+            return "", None, 0
         try:
             entity = self.table.get_entity(HEADS_PARTITION, key_slug(key))
         except ResourceNotFoundError:
-            return "", None
+            return "", None, 0
         except AzureError as exc:
             raise AuditUnavailable(f"audit chain head read failed: {exc}") from exc
-        return entity.get("HeadHash", ""), entity.get("RunId")
+        return entity.get("HeadHash", ""), entity.get("RunId"), int(entity.get("Count") or 0)
+
+    def chain_heads(self) -> list[dict[str, Any]]:
+        """Every key's head entry (partition "heads")."""
+        return list(self.table.query_entities("PartitionKey eq @pk", parameters={"pk": HEADS_PARTITION}))
 
     def set_chain_head(self, key: KeyRef, head: str, run_id: str, count: int) -> None:
         try:
@@ -200,10 +205,11 @@ class AuditStore:
     # -- reading ----------------------------------------------------------------------------
     @staticmethod
     def record_from_entity(entity: dict[str, Any]) -> dict[str, Any]:
-        record: dict[str, Any] = {name: entity.get(column) for name, column in _ENTITY_NAMES.items()}
-        if record.get("detail"):
-            with contextlib.suppress(ValueError):
-                record["detail"] = json.loads(record["detail"])
+        record = {name: entity.get(column) for name, column in _ENTITY_NAMES.items()}
+        detail = record.get("detail")
+        if isinstance(detail, str) and detail:
+            with contextlib.suppress(ValueError, RecursionError):
+                record["detail"] = json.loads(detail)
         record["partition"] = entity.get("PartitionKey")
         return record
 
@@ -247,7 +253,7 @@ class AuditStore:
             raise ValueError("the continuation token does not belong to this time window")
         results: list[dict[str, Any]] = []
         while day.date() >= first_day:
-            pager: Any = self.table.query_entities(  # a PageIterator: it has continuation_token
+            pager: Any = self.table.query_entities(  # azure-core's pager, typed as a plain iterator
                 " and ".join(clauses),
                 parameters={"pk": _day(day), **params},
                 results_per_page=max(1, top - len(results)),
@@ -273,14 +279,48 @@ class AuditStore:
         )
         return sorted((self.record_from_entity(e) for e in entities), key=lambda r: r["seq"])
 
-    def anchors_by_run(self, prefix: str = "runs/") -> dict[str, dict[str, Any]]:
-        """The latest anchor of every run (the one with the highest count)."""
-        latest: dict[str, str] = {}
+    def all_anchors(self, prefix: str = "runs/") -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        """Every anchor blob of every run, as (blob name, body), by run id in name order."""
+        found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for blob in self.anchors.list_blobs(name_starts_with=prefix):
             parts = blob.name.split("/")
-            if len(parts) == 3 and (parts[1] not in latest or blob.name > latest[parts[1]]):
-                latest[parts[1]] = blob.name
-        return {run: json.loads(self.anchors.download_blob(name).readall()) for run, name in latest.items()}
+            if len(parts) != 3:
+                continue
+            try:
+                body = json.loads(self.anchors.download_blob(blob.name).readall())
+            except ValueError:
+                body = {}
+            found.setdefault(parts[1], []).append((blob.name, body if isinstance(body, dict) else {}))
+        return {run: sorted(items) for run, items in found.items()}
+
+    def all_records(self, run_ids: list[str] | None = None) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        """(RowKey, record) of every record outside the heads partition, by run id; one table
+        scan, or one query per run when `run_ids` is given (a record filed in any partition)."""
+        if run_ids is None:
+            pages = [self.table.query_entities("PartitionKey ne @pk", parameters={"pk": HEADS_PARTITION})]
+        else:
+            pages = [
+                self.table.query_entities(
+                    "PartitionKey ne @pk and RunId eq @run", parameters={"pk": HEADS_PARTITION, "run": run}
+                )
+                for run in run_ids
+            ]
+        found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for entities in pages:
+            for entity in entities:
+                record = self.record_from_entity(entity)
+                found.setdefault(str(record.get("runId")), []).append((entity["RowKey"], record))
+        return found
+
+
+def anchor_name(run_id: str, count: int) -> str:
+    return f"runs/{run_id}/{count:08d}.json"
+
+
+def anchor_count(name: str) -> int | None:
+    """The count an anchor's blob name gives, or None when the name is not one the trail writes."""
+    match = _ANCHOR_NAME.fullmatch(name)
+    return int(match.group(2)) if match else None
 
 
 def _encode_token(state: dict[str, Any]) -> str:
@@ -290,182 +330,14 @@ def _encode_token(state: dict[str, Any]) -> str:
 def _decode_token(token: str) -> dict[str, Any]:
     try:
         state = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if not isinstance(state, dict) or not _DAY.fullmatch(str(state["day"])):
+            raise ValueError
         datetime.strptime(state["day"], "%Y%m%d")
-        if state.get("next") is not None and not isinstance(state["next"], dict):
+        following = state.get("next")
+        if following is not None and not (  # handed to the Table SDK: only string pairs
+            isinstance(following, dict) and all(isinstance(v, str) for v in following.values())
+        ):
             raise ValueError
         return state
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise ValueError("continuation token is not valid") from exc
-
-
-class AuditTrail:
-    """The chained records of one run, written in batches.
-
-    A run's chain starts with its intake (event received, request queued) and continues
-    through every attempt of the queue message: a trail opened for a run id that already has
-    anchors picks up where the last anchor ended. A new chain starts from the key's current
-    head (the previous run of the same key); `advance_key_head` (runs under the key's lease)
-    moves that head forward.
-    """
-
-    def __init__(
-        self,
-        store: AuditStore,
-        *,
-        run_id: str | None = None,
-        key: KeyRef | None = None,
-        actor: str = "system",
-        advance_key_head: bool = False,
-        flush_every: int = 200,
-    ) -> None:
-        self.store = store
-        self.run_id = run_id or str(uuid.uuid4())
-        self.key = key.versionless() if key else None
-        self.actor = actor
-        self._advance_key_head = advance_key_head and self.key is not None
-        previous = store.latest_anchor(self.run_id) if run_id else None
-        if previous:
-            self.partition = previous["partition"]
-            self.first_prev, self.prev_run = previous.get("firstPrevHash") or "", previous.get("prevRunId")
-            self._head, self._seq = previous["headHash"], previous["count"]
-        else:
-            self.partition = _day(datetime.now(UTC))
-            self.first_prev, self.prev_run = store.chain_head(self.key)
-            self._head, self._seq = self.first_prev, 0
-        self._pending: list[dict[str, Any]] = []
-        self._flush_every = flush_every
-        self._lock = threading.Lock()
-
-    @property
-    def count(self) -> int:
-        return self._seq
-
-    @property
-    def head(self) -> str:
-        return self._head
-
-    def record(self, kind: str, **fields: Any) -> dict[str, Any]:
-        """Add one decision to the chain (ordered as recorded) and log it as a JSON line."""
-        unknown = set(fields) - set(_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown audit fields {sorted(unknown)}")
-        with self._lock:
-            record = dict.fromkeys(_FIELDS)
-            record.update(fields)
-            record.update(
-                time=_iso(datetime.now(UTC)),
-                kind=kind,
-                runId=self.run_id,
-                seq=self._seq,
-                prevHash=self._head,
-                actor=fields.get("actor") or self.actor,
-            )
-            if record["keyId"] is None and self.key is not None:
-                record["keyId"] = self.key.versionless_id
-            for name in _FIELDS:
-                record[name] = _clip(record[name])
-            record["detail"] = _bounded_detail(record["detail"])
-            record["hash"] = canonical_hash(record)
-            self._head = record["hash"]
-            self._seq += 1
-            self._pending.append(record)
-            should_flush = len(self._pending) >= self._flush_every
-        log.info(json.dumps({"audit": record}, default=str, ensure_ascii=False))
-        if should_flush:
-            self.flush()
-        return record
-
-    def flush(self) -> None:
-        """Write pending records, then anchor the head. Raises AuditUnavailable."""
-        with self._lock:
-            batch, self._pending = self._pending, []
-            head, count = self._head, self._seq
-        if not batch:
-            return
-        try:
-            self.store.write(self.partition, batch)
-            self.store.anchor(
-                self.run_id,
-                count,
-                head,
-                {
-                    "keyId": self.key.versionless_id if self.key else None,
-                    "partition": self.partition,
-                    "firstPrevHash": self.first_prev,
-                    "prevRunId": self.prev_run,
-                    "time": _iso(datetime.now(UTC)),
-                },
-            )
-            if self._advance_key_head and self.key is not None:
-                self.store.set_chain_head(self.key, head, self.run_id, count)
-        except AuditUnavailable:
-            with self._lock:  # keep them so a later flush can still write them
-                self._pending = batch + self._pending
-            raise
-
-
-@dataclass(frozen=True)
-class Finding:
-    run_id: str
-    problem: str  # edited, missing, lost-tail, broken-link, unanchored
-    detail: str
-
-
-def verify(store: AuditStore, *, run_ids: list[str] | None = None) -> tuple[int, list[Finding]]:
-    """Recompute anchored runs' chains (all, or `run_ids`); returns (runs checked, findings)."""
-    anchors = store.anchors_by_run()
-    selected = [r for r in anchors if run_ids is None or r in run_ids]
-    records = {run: store.run_records(run, anchors[run]["partition"]) for run in selected}
-    findings: list[Finding] = []
-    for run_id in selected:
-        findings.extend(_verify_run(run_id, anchors[run_id], records[run_id]))
-        findings.extend(_verify_link(store, run_id, anchors, records))
-    return len(selected), findings
-
-
-def _verify_run(run_id: str, anchor: dict[str, Any], records: list[dict[str, Any]]) -> Iterator[Finding]:
-    by_seq = {r["seq"]: r for r in records}
-    prev = anchor.get("firstPrevHash") or ""
-    last = max(by_seq, default=-1)
-    for seq in range(anchor["count"]):
-        record = by_seq.get(seq)
-        if record is None:
-            problem = "lost-tail" if seq > last else "missing"
-            yield Finding(run_id, problem, f"record {seq} of {anchor['count']} anchored records is missing")
-            return
-        if canonical_hash(record) != record.get("hash"):
-            yield Finding(
-                run_id, "edited", f"record {seq} ({record.get('kind')}) was changed after it was written"
-            )
-            return
-        if record.get("prevHash") != prev:
-            yield Finding(run_id, "broken-link", f"record {seq} does not chain to record {seq - 1}")
-            return
-        prev = record["hash"]
-    if prev != anchor["headHash"]:
-        yield Finding(run_id, "edited", "the chain does not end at the anchored head hash")
-    extra = [seq for seq in by_seq if seq >= anchor["count"]]
-    if extra:
-        yield Finding(run_id, "unanchored", f"{len(extra)} record(s) after the last anchor")
-
-
-def _verify_link(
-    store: AuditStore,
-    run_id: str,
-    anchors: dict[str, dict[str, Any]],
-    records: dict[str, list[dict[str, Any]]],
-) -> Iterator[Finding]:
-    """A run's first record must chain to a record of the previous run of its key."""
-    anchor = anchors[run_id]
-    prev_run, first_prev = anchor.get("prevRunId"), anchor.get("firstPrevHash") or ""
-    if not prev_run:
-        return
-    if prev_run not in anchors:
-        yield Finding(run_id, "broken-link", f"the previous run {prev_run} of this key has no anchor")
-        return
-    if prev_run not in records:
-        records[prev_run] = store.run_records(prev_run, anchors[prev_run]["partition"])
-    if first_prev not in {r.get("hash") for r in records[prev_run]}:
-        yield Finding(
-            run_id, "broken-link", f"its first record does not chain to any record of run {prev_run}"
-        )
