@@ -9,6 +9,7 @@ import os
 
 import azure.functions as func
 
+from rotation import telemetry
 from rotation.config import ConfigError
 from rotation.core import sweep
 from rotation.doors import api, intake, replay, worker
@@ -16,6 +17,7 @@ from rotation.service import service_for_environment
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("rotation.functions")
+telemetry.configure_from_environment()  # off (and nothing imported) unless the app settings say so
 
 
 @app.function_name("on_key_event")

@@ -24,6 +24,7 @@ log = logging.getLogger("rotation.telemetry")
 
 ENABLE_SETTING = "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"
 CONNECTION_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+AUTH_SETTING = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
 SCOPE = "rotation"
 
 
@@ -72,10 +73,22 @@ def configure_from_environment(environ: Mapping[str, str] | None = None) -> bool
     except ImportError:
         log.warning("%s is true but azure-monitor-opentelemetry is not installed", ENABLE_SETTING)
         return False
-    # The distro reads the connection string itself; its azure_sdk instrumentation traces SDK calls.
-    configure_azure_monitor(logger_name=SCOPE)
+    # The distro reads the connection string itself; its azure_sdk instrumentation traces SDK
+    # calls. With local auth off (infra/), ingestion signs in with the app's managed identity.
+    configure_azure_monitor(logger_name=SCOPE, **_ingestion_credential(environ))
     install(trace.get_tracer_provider(), metrics.get_meter_provider())
     return True
+
+
+def _ingestion_credential(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`credential=` for the distro when APPLICATIONINSIGHTS_AUTHENTICATION_STRING asks for
+    Entra ID ("Authorization=AAD;ClientId=<id>"), as the Functions host itself reads it."""
+    parts = dict(part.split("=", 1) for part in environ.get(AUTH_SETTING, "").split(";") if "=" in part)
+    if parts.get("Authorization", "").upper() != "AAD":
+        return {}
+    from azure.identity import ManagedIdentityCredential
+
+    return {"credential": ManagedIdentityCredential(client_id=parts.get("ClientId") or None)}
 
 
 def install(tracer_provider: Any, meter_provider: Any) -> None:

@@ -147,6 +147,12 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           value: appInsightsConnectionString
         }
         {
+          // The Python worker's OpenTelemetry to Application Insights (host.json telemetryMode):
+          // rotation/telemetry.py configures the Azure Monitor distro only when this is true.
+          name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
+          value: 'true'
+        }
+        {
           name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
           value: 'ClientId=${identityClientId};Authorization=AAD'
         }

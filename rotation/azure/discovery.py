@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from rotation.azure.clients import Clients
 from rotation.azure.kinds import Consumer, TargetKind, all_kinds, read_for_key
 from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify
+from rotation.concurrency import map_in_context
 from rotation.model.ids import KeyRef, ResourceId
 
 
@@ -70,7 +71,7 @@ def list_consumers(
     consumers: list[Consumer] = []
     errors: list[DiscoveryError] = []
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
-        for found, error in pool.map(one, jobs):
+        for found, error in map_in_context(pool, one, jobs):
             consumers.extend(found)
             if error:
                 errors.append(error)
@@ -108,7 +109,7 @@ def read_targets(
     if not targets:
         return Inventory(())
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(targets)))) as pool:
-        for resource_id, (consumer, error) in zip(targets, pool.map(one, targets), strict=True):
+        for resource_id, (consumer, error) in zip(targets, map_in_context(pool, one, targets), strict=True):
             if error:
                 errors.append(error)
             elif consumer is None or not consumer.key.same_key(key):

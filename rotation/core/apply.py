@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+from rotation import telemetry
 from rotation.azure.clients import Clients
 from rotation.azure.kinds import (
     ApplyContext,
@@ -23,6 +24,7 @@ from rotation.azure.kinds import (
     verified,
 )
 from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify, remediation
+from rotation.concurrency import map_in_context
 from rotation.config import Settings
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import UPDATE
@@ -85,7 +87,7 @@ class Applier:
         updates = sum(1 for s in plan.steps if s.action == UPDATE)
         workers = max(1, min(self.settings.concurrency, updates or 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one, plan.steps))
+            return list(map_in_context(pool, one, plan.steps))
 
 
 def _stop_code(deadline: Deadline | None, lease: Lease | None) -> str | None:
@@ -137,6 +139,21 @@ class TargetApply:
         self.wrote = False
 
     def run(self) -> StepResult:
+        step = self.step
+        with telemetry.span(
+            "rotation.step",
+            run_id=self.context.run_id,
+            target=step.target,
+            kind=step.kind,
+            action=step.action,
+            from_version=step.from_version,
+            to_version=self.to_key.version,
+        ) as span:
+            result = self._run()
+            span.set(outcome=result.outcome, error_code=result.error_code, attempts=result.attempts)
+            return result
+
+    def _run(self) -> StepResult:
         started = time.monotonic()
         result = result_of(self.step, "failed")
         try:

@@ -15,6 +15,7 @@ from rotation.azure.discovery import Inventory, list_consumers, read_targets
 from rotation.azure.kinds import TargetKind, pending
 from rotation.azure.retry import Deadline, RetryPolicy, call, classify
 from rotation.azure.vault import read_key_state
+from rotation.concurrency import submit_in_context
 from rotation.config import Settings
 from rotation.model.consumer import Consumer
 from rotation.model.errors import ErrorInfo, ServiceFailed
@@ -90,7 +91,7 @@ class Gatherer:
     ) -> Gathered:
         """Read everything; raises Unreachable (or what `maintain` raises) when Key Vault fails."""
         with ThreadPoolExecutor(max_workers=1) as pool:
-            listing = pool.submit(self.inventory, key, targets, deadline)
+            listing = submit_in_context(pool, lambda: self.inventory(key, targets, deadline))
             try:
                 state = self.read_state(key, deadline)
                 if maintain is not None:

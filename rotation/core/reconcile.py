@@ -11,8 +11,10 @@ rules are in model/results.py.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
+from rotation import telemetry
 from rotation.azure.clients import Clients
 from rotation.azure.discovery import Inventory
 from rotation.azure.kinds import ApplyContext, TargetKind, all_kinds, checks_of
@@ -131,6 +133,28 @@ class Reconciler:
                 event_id=request.event_id,
             )
         record_started(trail, request, attempt, lease, self.settings.lease_seconds)
+        with telemetry.span(
+            "rotation.run",
+            run_id=request.request_id,
+            key_id=key.versionless_id,
+            source=request.source,
+            dry_run=request.dry_run,
+            attempt=attempt,
+        ) as span:
+            started = time.monotonic()
+            result = self._run_recorded(request, trail, result, progress, lease)
+            span.set(status=result.status, desired_version=result.desired_version)
+            telemetry.run_finished(result.status, time.monotonic() - started, request.source)
+            return result
+
+    def _run_recorded(
+        self,
+        request: RotationRequest,
+        trail: AuditTrail,
+        result: RunResult,
+        progress: ProgressCallback | None,
+        lease: Lease | None,
+    ) -> RunResult:
         try:
             return self._run(request, trail, result, progress, lease)
         except AuditUnavailable:
@@ -210,6 +234,8 @@ class Reconciler:
 
     def _finish(self, result: RunResult, trail: AuditTrail) -> RunResult:
         result.finished_at = utc_now()
+        for step in result.steps:
+            telemetry.step_finished(step.kind, step.action, step.outcome)
         record_finished(trail, result)
         if self.runs:
             summary = {

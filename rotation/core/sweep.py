@@ -20,6 +20,7 @@ from azure.storage.queue import QueueClient
 from rotation.azure.clients import Clients
 from rotation.azure.discovery import DiscoveryError, Inventory, list_consumers
 from rotation.azure.retry import Deadline
+from rotation.concurrency import map_in_context
 from rotation.config import Settings
 from rotation.core.gather import Unreachable
 from rotation.core.reconcile import Reconciler
@@ -111,7 +112,7 @@ def sweep(service: Estate, *, dry_run: bool = False, actor: str = "sweep") -> Sw
         return _check_key(service, key, inventory.for_key(key), deadline)
 
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(keys) or 1))) as pool:
-        findings = list(pool.map(check, keys))
+        findings = list(map_in_context(pool, check, keys))
     queued = [_act_on(service, finding, dry_run, actor, trail) for finding in findings]
     trail.record(
         "sweep-finished",

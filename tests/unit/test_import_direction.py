@@ -17,6 +17,8 @@ PACKAGE = ROOT / "rotation"
 LAYERS = {
     "rotation.model": 0,
     "rotation.config": 1,  # at the bottom with the model: settings may use model values, not the reverse
+    "rotation.telemetry": 1,
+    "rotation.concurrency": 1,  # thread pools that keep the caller's context  # spans and metrics: every room may report, it imports nothing of ours
     "rotation.azure": 2,
     "rotation.storage": 2,
     "rotation.core": 3,

@@ -110,3 +110,23 @@ def test_importing_the_app_with_telemetry_off_loads_no_opentelemetry() -> None:
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_entra_ingestion_uses_the_apps_managed_identity() -> None:
+    from azure.identity import ManagedIdentityCredential
+
+    environ = {telemetry.AUTH_SETTING: "Authorization=AAD;ClientId=11111111-2222-3333-4444-555555555555"}
+    found = telemetry._ingestion_credential(environ)
+    assert isinstance(found["credential"], ManagedIdentityCredential)
+    assert telemetry._ingestion_credential({}) == {}
+    assert telemetry._ingestion_credential({telemetry.AUTH_SETTING: "Authorization=Key"}) == {}
+
+
+def test_the_app_turns_telemetry_on_as_the_functions_docs_describe() -> None:
+    import json
+
+    host = json.loads((REPO / "host.json").read_text())
+    assert host["telemetryMode"] == "OpenTelemetry"
+    bicep = (REPO / "infra" / "modules" / "function-app.bicep").read_text()
+    assert "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY" in bicep
+    assert "telemetry.configure_from_environment()" in (REPO / "function_app.py").read_text()
