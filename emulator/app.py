@@ -12,6 +12,7 @@ from . import scenario
 from .arm import ARM_AUDIENCES, ARM_HOSTS, ArmService
 from .batch import BatchAccounts
 from .containergroups import ContainerGroups
+from .disk_encryption_sets import DiskEncryptionSets
 from .eventgrid import EVENTGRID_SUFFIX, EventGridTopics
 from .faults import ArmThrottle, CallLog, FaultBook
 from .http import Request, Response, Router
@@ -19,7 +20,9 @@ from .identity import TokenIssuer
 from .keyvault import KeyVaultService, vault_audience
 from .registries import Registries
 from .settings import Settings
+from .sql_servers import SqlServers
 from .state import World
+from .storage_accounts import StorageAccounts
 
 IDENTITY_PATH = "/msi/token"
 _KV_ERROR_CODES = {
@@ -35,7 +38,7 @@ _KV_ERROR_CODES = {
     503: "ServiceUnavailable",
     504: "GatewayTimeout",
 }
-_VAULT_HOST = re.compile(r"^[a-z0-9-]{3,24}\.vault\.")
+_VAULT_HOST = re.compile(r"^[a-z0-9-]{3,24}\.(?:vault|managedhsm)\.")
 
 
 class EmulatorApp:
@@ -51,6 +54,9 @@ class EmulatorApp:
         Registries(self.arm)
         BatchAccounts(self.arm)
         ContainerGroups(self.arm)
+        StorageAccounts(self.arm)
+        DiskEncryptionSets(self.arm)
+        SqlServers(self.arm)
         self.eventgrid = EventGridTopics(self.tokens)
         self.admin = Router()
         self._admin_routes()

@@ -168,12 +168,23 @@ _HINTS: list[tuple[str | None, int | None, str | None, str]] = [
 ]
 
 
+def _kind_hints() -> list[tuple[str | None, int | None, str | None, str]]:
+    """Remediation sentences kept as data in the kind modules (error code -> sentence; "" any code)."""
+    from rotation.azure.kinds import disk_encryption_set, sql, storage
+
+    return [
+        (module.KIND, 400, code or None, text)
+        for module in (storage, disk_encryption_set, sql)
+        for code, text in module.REMEDIATION.items()
+    ]
+
+
 def remediation(info: ErrorInfo, kind: str | None) -> str | None:
     """A sentence telling a person what to do about a permanent error (None for transient ones)."""
     if info.transient:
         return None
     code = (info.code or "").lower()
-    for hint_kind, status, hint_code, text in _HINTS:
+    for hint_kind, status, hint_code, text in [*_HINTS, *_kind_hints()]:
         if hint_kind not in (None, kind) or status != info.status:
             continue
         if hint_code is None or hint_code == code:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Consumer:
-    kind: str  # "registry", "batch" or "containergroup"
+    kind: str  # "registry", "batch", "containergroup", "storage", "diskencryptionset", "sqlserver"
     resource_id: ResourceId
     key: KeyRef  # as the resource holds it; version None means versionless
     location: str
@@ -115,6 +115,16 @@ def tags_of(resource: object) -> dict[str, str]:
 def all_kinds() -> list[TargetKind]:
     from rotation.azure.kinds.batch import BatchAccounts
     from rotation.azure.kinds.containergroup import ContainerGroups
+    from rotation.azure.kinds.disk_encryption_set import DiskEncryptionSets
     from rotation.azure.kinds.registry import Registries
+    from rotation.azure.kinds.sql import SqlServers
+    from rotation.azure.kinds.storage import StorageAccounts
 
-    return [Registries(), BatchAccounts(), ContainerGroups()]
+    return [
+        Registries(),
+        BatchAccounts(),
+        ContainerGroups(),
+        StorageAccounts(),
+        DiskEncryptionSets(),
+        SqlServers(),
+    ]

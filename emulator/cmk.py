@@ -1,0 +1,63 @@
+"""What the Storage, Disk Encryption Set and SQL routes share: finding a resource by route
+parts, listing by subscription or group, the identity names a provider checks against the
+vault, and the provider's refusal when it cannot use a key (the key itself, or the vault
+refusing the resource's identity: the 403 the provider met behind the scenes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .arm import arm_error, key_problem
+from .http import Response
+from .state import ARM_ID, World
+
+
+def arm_path(sub: str, group: str, resource_type: str, name: str) -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{group}/providers/{resource_type}/{name}".lower()
+
+
+def in_scope[T](resources: Iterable[T], id_of: Callable[[T], str], sub: str, group: str | None) -> list[T]:
+    def wanted(resource_id: str) -> bool:
+        match = ARM_ID.match(resource_id)
+        if not match or match["sub"].lower() != sub.lower():
+            return False
+        return group is None or match["rg"].lower() == group.lower()
+
+    return [r for r in resources if wanted(id_of(r))]
+
+
+def identity_names(
+    world: World, user_assigned: Iterable[str | None], system_principal: str | None
+) -> tuple[str, ...]:
+    """Every name the vault may know the resource's identity by (resource id and principal id)."""
+    names = [n for i in user_assigned if i for n in (i, world.identity(i).principal_id)]
+    return (*names, *([system_principal] if system_principal else []))
+
+
+@dataclass(frozen=True)
+class Refusals:
+    """The provider's error codes for a key it cannot use and for a vault that refused it."""
+
+    key_code: str
+    access_code: str
+    sizes: tuple[int, ...]
+
+
+def refusal(
+    world: World, key_url: str, identities: tuple[str, ...], codes: Refusals, who: str
+) -> Response | None:
+    """The provider's 400 when the key is unusable (type, size, state) or the vault refuses the
+    identity; None when the key can be used. Caller holds world.lock."""
+    problem = key_problem(world, key_url, sizes=codes.sizes)
+    if problem:
+        return arm_error(400, codes.key_code, f"{who} cannot use key '{key_url}'. {problem}")
+    denied = key_problem(world, key_url, identities=identities)
+    if denied:
+        return arm_error(
+            400,
+            codes.access_code,
+            f"{who} could not access key '{key_url}': Key Vault answered 403 Forbidden for its identity. "
+            f"{denied}",
+        )
+    return None

@@ -1,0 +1,172 @@
+"""Microsoft.Storage/storageAccounts (api-version 2024-01-01 shapes), the encryption parts.
+
+PATCH is synchronous (200 with the account). A key named without `keyversion` follows the
+key's newest version (Storage checks daily; here, at once). Storage refuses a change of
+`encryption.identity` and `encryption.keyvaultproperties` in one request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .arm import ArmService, arm_error, identity_block, iso, json_body, latest_version_url, not_found
+from .cmk import Refusals, arm_path, identity_names, in_scope, refusal
+from .http import Request, Response
+from .state import ARM_ID, StorageAccount, World, now
+
+TYPE = "Microsoft.Storage/storageAccounts"
+REFUSALS = Refusals("KeyVaultKeyNotSupported", "KeyVaultAuthenticationFailure", (2048, 3072, 4096))
+_ROOT = r"/subscriptions/(?P<sub>[^/]+)"
+_GROUP = _ROOT + r"/resourceGroups/(?P<group>[^/]+)"
+_ITEM = _GROUP + r"/providers/Microsoft\.Storage/storageAccounts/(?P<name>[^/]+)"
+
+
+def split_key(key_id: str) -> tuple[str, str, str]:
+    """(keyvaulturi, keyname, keyversion) of a key id; keyversion "" when versionless."""
+    base, _, rest = key_id.partition("/keys/")
+    name, _, version = rest.partition("/")
+    return base, name, version
+
+
+class StorageAccounts:
+    def __init__(self, arm: ArmService) -> None:
+        self.arm = arm
+        self.world: World = arm.world
+        arm.router.add("GET", _ROOT + r"/providers/Microsoft\.Storage/storageAccounts", self.list)
+        arm.router.add("GET", _GROUP + r"/providers/Microsoft\.Storage/storageAccounts", self.list)
+        arm.router.add("GET", _ITEM, self.get)
+        arm.router.add("PATCH", _ITEM, self.update)
+
+    def _find(self, sub: str, group: str, name: str) -> StorageAccount | None:
+        return self.world.storage_accounts.get(arm_path(sub, group, TYPE, name))
+
+    def _encryption(self, account: StorageAccount) -> dict[str, Any]:
+        services = {
+            "blob": {"enabled": True, "keyType": "Account"},
+            "file": {"enabled": True, "keyType": "Account"},
+        }
+        if not account.key_id:
+            return {"keySource": "Microsoft.Storage", "services": services}
+        vault_uri, key_name, version = split_key(account.key_id)
+        vault: dict[str, Any] = {"keyvaulturi": vault_uri + "/", "keyname": key_name, "keyversion": version}
+        current = latest_version_url(self.world, account.key_id)
+        if current:
+            vault["currentVersionedKeyIdentifier"] = current
+        if account.last_key_rotation:
+            vault["lastKeyRotationTimestamp"] = iso(account.last_key_rotation)
+        encryption: dict[str, Any] = {
+            "keySource": "Microsoft.Keyvault",
+            "keyvaultproperties": vault,
+            "services": services,
+            "requireInfrastructureEncryption": False,
+        }
+        if account.encryption_identity:
+            encryption["identity"] = {"userAssignedIdentity": account.encryption_identity}
+        return encryption
+
+    def render(self, account: StorageAccount) -> dict[str, Any]:
+        name = ARM_ID.match(account.id)["name"]
+        body: dict[str, Any] = {
+            "id": account.id,
+            "name": name,
+            "type": TYPE,
+            "location": account.location,
+            "tags": dict(account.tags),
+            "kind": "StorageV2",
+            "sku": {"name": "Standard_LRS", "tier": "Standard"},
+            "properties": {
+                "provisioningState": account.provisioning_state,
+                "primaryEndpoints": {"blob": f"https://{name}.blob.core.windows.net/"},
+                "minimumTlsVersion": "TLS1_2",
+                "allowBlobPublicAccess": False,
+                "encryption": self._encryption(account),
+            },
+        }
+        identity = identity_block(self.world, account.identities, account.system_principal)
+        if identity:
+            body["identity"] = identity
+        return body
+
+    def list(self, request: Request, sub: str, group: str | None = None) -> Response:
+        with self.world.lock:
+            accounts = in_scope(self.world.storage_accounts.values(), lambda a: a.id, sub, group)
+            items = [self.render(a) for a in accounts]
+        return self.arm.page(request, items)
+
+    def get(self, request: Request, sub: str, group: str, name: str) -> Response:
+        with self.world.lock:
+            account = self._find(sub, group, name)
+            if account is None:
+                return not_found(TYPE, name, group)
+            return Response.json(200, self.render(account))
+
+    def update(self, request: Request, sub: str, group: str, name: str) -> Response:
+        body = json_body(request)
+        if isinstance(body, Response):
+            return body
+        with self.world.lock:
+            account = self._find(sub, group, name)
+            if account is None:
+                return not_found(TYPE, name, group)
+            encryption = (body.get("properties") or {}).get("encryption")
+            if encryption is not None:
+                refused = self._check_encryption(account, name, encryption)
+                if refused is not None:
+                    return refused
+                new_key = self._key_of(encryption)
+                if new_key != account.key_id:
+                    account.last_key_rotation = now()
+                account.key_id = new_key
+            if body.get("tags") is not None:
+                account.tags = dict(body["tags"])
+            return Response.json(200, self.render(account))
+
+    @staticmethod
+    def _key_of(encryption: dict[str, Any]) -> str | None:
+        if str(encryption.get("keySource", "")).lower() != "microsoft.keyvault":
+            return None
+        vault = encryption.get("keyvaultproperties") or {}
+        base = f"{str(vault.get('keyvaulturi', '')).rstrip('/')}/keys/{vault.get('keyname', '')}"
+        return f"{base}/{vault['keyversion']}" if vault.get("keyversion") else base
+
+    def _check_encryption(
+        self, account: StorageAccount, name: str, encryption: dict[str, Any]
+    ) -> Response | None:
+        source = str(encryption.get("keySource", "")).lower()
+        if source not in ("microsoft.keyvault", "microsoft.storage"):
+            return arm_error(
+                400,
+                "InvalidValuesForRequestParameters",
+                "keySource must be Microsoft.Storage or Microsoft.Keyvault.",
+            )
+        chosen = (encryption.get("identity") or {}).get("userAssignedIdentity", account.encryption_identity)
+        if (chosen or "").lower() != (account.encryption_identity or "").lower():
+            return arm_error(
+                400,
+                "InvalidRequestPropertyValue",
+                "The properties 'encryption.identity, encryption.keyvaultproperties' cannot be updated in a "
+                "single operation.",
+            )
+        if source == "microsoft.storage":
+            return None
+        key_url = self._key_of(encryption) or ""
+        if chosen and chosen.lower() not in {i.lower() for i in account.identities}:
+            return arm_error(
+                400,
+                "InvalidEncryptionIdentity",
+                f"The user assigned identity '{chosen}' is not associated with storage account '{name}'.",
+            )
+        if not chosen and not account.system_principal:
+            return arm_error(
+                400,
+                "MissingIdentity",
+                f"Storage account '{name}' has no identity to use a customer-managed key with.",
+            )
+        users = [chosen] if chosen else []
+        return refusal(
+            self.world,
+            key_url,
+            identity_names(self.world, users, None if chosen else account.system_principal),
+            REFUSALS,
+            f"Storage account '{name}'",
+        )
