@@ -1,6 +1,6 @@
 """Microsoft.Compute/diskEncryptionSets (api-version 2024-03-02 shapes).
 
-PATCH is a long-running operation (202 + Azure-AsyncOperation + Location; the change lands
+PATCH is a long-running operation (202 with the set, Azure-AsyncOperation and Location; the change lands
 when the operation succeeds). `activeKey.sourceVault.id` must name the key's vault for a Key
 Vault key and is absent for a Managed HSM key. With `rotationToLatestKeyVersionEnabled` the set
 shows the key's newest version (Azure moves it within about an hour; here, at once).
@@ -51,6 +51,7 @@ class DiskEncryptionSets:
             "activeKey": active,
             "encryptionType": "EncryptionAtRestWithCustomerKey",
             "rotationToLatestKeyVersionEnabled": des.rotation_to_latest,
+            "previousKeys": [],
             "provisioningState": des.provisioning_state,
         }
         if des.last_key_rotation:
@@ -116,7 +117,7 @@ class DiskEncryptionSets:
 
             headers = self.arm.start_operation(request, des.id, NAMESPACE, des.location, apply, revert)
             headers["Location"] = headers["Azure-AsyncOperation"] + "&monitor=true"
-            return Response.empty(202, headers)
+            return Response.json(202, self.render(des), headers)  # Compute answers with the set as it was
 
     def _check_key(
         self, des: DiskEncryptionSet, name: str, key_url: str, source_vault: str | None
