@@ -121,3 +121,29 @@ def test_sweep_treats_an_hsm_key_near_expiry_as_near_expiry_and_makes_one_versio
     assert {n for n, key in held(stack).items() if key == newest} == {"st1", "des1", "sql1"}
     function_app.sweep_drift(timer_request())  # converged: the next sweep queues nothing
     assert drain(stack).invocations == []
+
+
+def test_plan_over_http_and_the_cli_table_name_each_kind(stack) -> None:
+    from tests.integration.test_functions import call
+
+    stack.load(s.scenario({"data-cmk": data_key()}, **mixed_estate(lambda v: s.key_id("data-cmk", v))))
+    status, plan, _ = call(
+        function_app.plan_rotation, "POST", "/api/rotations/plan", {"keyId": s.key_id("data-cmk")}
+    )
+    assert status == 200
+    kinds = {step["target"].rsplit("/", 1)[1]: (step["kind"], step["action"]) for step in plan["steps"]}
+    assert kinds["st1"] == ("storage", "update") and kinds["stauto"] == ("storage", "auto-rotating")
+    assert kinds["des1"] == ("diskencryptionset", "update") and kinds["sqlauto"] == (
+        "sqlserver",
+        "auto-rotating",
+    )
+    result = CliRunner().invoke(main, ["plan", s.key_id("data-cmk")], catch_exceptions=False)
+    assert result.exit_code == 0 and "kind" in result.output and "storage" in result.output
+    code, shown = cli("plan", s.key_id("data-cmk"))
+    listed = [[step["kind"], step["target"]] for step in shown["steps"]]
+    assert (
+        code == 0
+        and ["sqlserver", s.sql_id("sql1")] in listed
+        and ["diskencryptionset", s.des_id("des1")] in listed
+    )
+    assert stack.writes("PATCH") == stack.writes("PUT") == []
