@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from .arm import arm_error, key_problem
-from .http import Response
+from .arm import ArmService, arm_error, json_body, key_problem, not_found
+from .http import Request, Response
 from .state import ARM_ID, World
 
 
@@ -61,3 +62,58 @@ def refusal(
             f"{denied}",
         )
     return None
+
+
+class HasId(Protocol):
+    id: str
+
+
+class ArmResourceRoutes[R: HasId]:
+    """List by subscription or group (paged) and GET by id for one resource type; subclasses add
+    the writes. `pattern` is the provider/type part of the path as a regex."""
+
+    TYPE: str
+
+    def __init__(self, arm: ArmService, pattern: str) -> None:
+        self.arm = arm
+        self.world: World = arm.world
+        root = r"/subscriptions/(?P<sub>[^/]+)"
+        group = root + r"/resourceGroups/(?P<group>[^/]+)"
+        self.item = group + "/providers/" + pattern + r"/(?P<name>[^/]+)"
+        arm.router.add("GET", root + "/providers/" + pattern, self.list)
+        arm.router.add("GET", group + "/providers/" + pattern, self.list)
+        arm.router.add("GET", self.item, self.get)
+
+    def resources(self) -> dict[str, R]:
+        raise NotImplementedError
+
+    def render(self, resource: R) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def find(self, sub: str, group: str, name: str) -> R | None:
+        return self.resources().get(arm_path(sub, group, self.TYPE, name))
+
+    def list(self, request: Request, sub: str, group: str | None = None) -> Response:
+        with self.world.lock:
+            found = in_scope(self.resources().values(), lambda r: r.id, sub, group)
+            items = [self.render(r) for r in found]
+        return self.arm.page(request, items)
+
+    def get(self, request: Request, sub: str, group: str, name: str) -> Response:
+        with self.world.lock:
+            resource = self.find(sub, group, name)
+            if resource is None:
+                return not_found(self.TYPE, name, group)
+            return Response.json(200, self.render(resource))
+
+    def target(
+        self, request: Request, sub: str, group: str, name: str
+    ) -> tuple[R, dict[str, Any]] | Response:
+        """A write's resource and JSON body, or the error ARM answers. Caller holds world.lock."""
+        body = json_body(request)
+        if isinstance(body, Response):
+            return body
+        resource = self.find(sub, group, name)
+        if resource is None:
+            return not_found(self.TYPE, name, group)
+        return resource, body

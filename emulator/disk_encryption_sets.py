@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .arm import ArmService, arm_error, identity_block, iso, json_body, latest_version_url, not_found
-from .cmk import Refusals, arm_path, identity_names, in_scope, refusal
+from .arm import ArmService, arm_error, identity_block, iso, latest_version_url
+from .cmk import ArmResourceRoutes, Refusals, identity_names, refusal
 from .http import Request, Response
-from .state import ARM_ID, DiskEncryptionSet, World, now
+from .state import ARM_ID, DiskEncryptionSet, now
 
 NAMESPACE = "Microsoft.Compute"
 TYPE = "Microsoft.Compute/diskEncryptionSets"
 REFUSALS = Refusals("InvalidParameter", "KeyVaultAccessForbidden", (2048, 3072, 4096))
-_ROOT = r"/subscriptions/(?P<sub>[^/]+)"
-_GROUP = _ROOT + r"/resourceGroups/(?P<group>[^/]+)"
-_ITEM = _GROUP + r"/providers/Microsoft\.Compute/diskEncryptionSets/(?P<name>[^/]+)"
 
 
 def versionless(key_url: str) -> str:
@@ -28,17 +25,15 @@ def versionless(key_url: str) -> str:
     return f"{base}/keys/{rest.split('/', 1)[0]}"
 
 
-class DiskEncryptionSets:
-    def __init__(self, arm: ArmService) -> None:
-        self.arm = arm
-        self.world: World = arm.world
-        arm.router.add("GET", _ROOT + r"/providers/Microsoft\.Compute/diskEncryptionSets", self.list)
-        arm.router.add("GET", _GROUP + r"/providers/Microsoft\.Compute/diskEncryptionSets", self.list)
-        arm.router.add("GET", _ITEM, self.get)
-        arm.router.add("PATCH", _ITEM, self.update)
+class DiskEncryptionSets(ArmResourceRoutes[DiskEncryptionSet]):
+    TYPE = TYPE
 
-    def _find(self, sub: str, group: str, name: str) -> DiskEncryptionSet | None:
-        return self.world.disk_encryption_sets.get(arm_path(sub, group, TYPE, name))
+    def __init__(self, arm: ArmService) -> None:
+        super().__init__(arm, r"Microsoft\.Compute/diskEncryptionSets")
+        arm.router.add("PATCH", self.item, self.update)
+
+    def resources(self) -> dict[str, DiskEncryptionSet]:
+        return self.world.disk_encryption_sets
 
     def render(self, des: DiskEncryptionSet) -> dict[str, Any]:
         key_url = des.key_id
@@ -68,27 +63,12 @@ class DiskEncryptionSets:
         body["identity"] = identity or {"type": "None"}
         return body
 
-    def list(self, request: Request, sub: str, group: str | None = None) -> Response:
-        with self.world.lock:
-            found = in_scope(self.world.disk_encryption_sets.values(), lambda d: d.id, sub, group)
-            items = [self.render(d) for d in found]
-        return self.arm.page(request, items)
-
-    def get(self, request: Request, sub: str, group: str, name: str) -> Response:
-        with self.world.lock:
-            des = self._find(sub, group, name)
-            if des is None:
-                return not_found(TYPE, name, group)
-            return Response.json(200, self.render(des))
-
     def update(self, request: Request, sub: str, group: str, name: str) -> Response:
-        body = json_body(request)
-        if isinstance(body, Response):
-            return body
         with self.world.lock:
-            des = self._find(sub, group, name)
-            if des is None:
-                return not_found(TYPE, name, group)
+            found = self.target(request, sub, group, name)
+            if isinstance(found, Response):
+                return found
+            des, body = found
             if self.arm.operations.busy(des.id):
                 return arm_error(409, "OperationNotAllowed", f"An operation is in progress on '{name}'.")
             properties = body.get("properties") or {}

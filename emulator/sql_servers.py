@@ -11,17 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .arm import ArmService, arm_error, identity_block, json_body, not_found
-from .cmk import Refusals, arm_path, identity_names, in_scope, refusal
+from .arm import ArmService, arm_error, identity_block, not_found
+from .cmk import ArmResourceRoutes, Refusals, identity_names, refusal
 from .http import Request, Response
-from .state import ARM_ID, SqlServer, World
+from .state import ARM_ID, SqlServer
 
 NAMESPACE = "Microsoft.Sql"
 TYPE = "Microsoft.Sql/servers"
 REFUSALS = Refusals("AzureKeyVaultRsaKeyNotSupported", "AzureKeyVaultMissingPermissions", (2048, 3072))
-_ROOT = r"/subscriptions/(?P<sub>[^/]+)"
-_GROUP = _ROOT + r"/resourceGroups/(?P<group>[^/]+)"
-_ITEM = _GROUP + r"/providers/Microsoft\.Sql/servers/(?P<name>[^/]+)"
 
 
 def server_key_name(key_url: str) -> str:
@@ -31,21 +28,19 @@ def server_key_name(key_url: str) -> str:
     return f"{host.split('.', 1)[0]}_{name}_{version}"
 
 
-class SqlServers:
-    def __init__(self, arm: ArmService) -> None:
-        self.arm = arm
-        self.world: World = arm.world
-        add = arm.router.add
-        add("GET", _ROOT + r"/providers/Microsoft\.Sql/servers", self.list)
-        add("GET", _GROUP + r"/providers/Microsoft\.Sql/servers", self.list)
-        add("GET", _ITEM, self.get)
-        add("GET", _ITEM + r"/encryptionProtector/current", self.get_protector)
-        add("PUT", _ITEM + r"/encryptionProtector/current", self.put_protector)
-        add("GET", _ITEM + r"/keys/(?P<key_name>[^/]+)", self.get_key)
-        add("PUT", _ITEM + r"/keys/(?P<key_name>[^/]+)", self.put_key)
+class SqlServers(ArmResourceRoutes[SqlServer]):
+    TYPE = TYPE
 
-    def _find(self, sub: str, group: str, name: str) -> SqlServer | None:
-        return self.world.sql_servers.get(arm_path(sub, group, TYPE, name))
+    def __init__(self, arm: ArmService) -> None:
+        super().__init__(arm, r"Microsoft\.Sql/servers")
+        add = arm.router.add
+        add("GET", self.item + r"/encryptionProtector/current", self.get_protector)
+        add("PUT", self.item + r"/encryptionProtector/current", self.put_protector)
+        add("GET", self.item + r"/keys/(?P<key_name>[^/]+)", self.get_key)
+        add("PUT", self.item + r"/keys/(?P<key_name>[^/]+)", self.put_key)
+
+    def resources(self) -> dict[str, SqlServer]:
+        return self.world.sql_servers
 
     def render(self, server: SqlServer) -> dict[str, Any]:
         name = ARM_ID.match(server.id)["name"]
@@ -103,27 +98,16 @@ class SqlServers:
             "properties": properties,
         }
 
-    def list(self, request: Request, sub: str, group: str | None = None) -> Response:
-        with self.world.lock:
-            found = in_scope(self.world.sql_servers.values(), lambda s: s.id, sub, group)
-            items = [self.render(s) for s in found]
-        return self.arm.page(request, items)
-
-    def get(self, request: Request, sub: str, group: str, name: str) -> Response:
-        with self.world.lock:
-            server = self._find(sub, group, name)
-            return not_found(TYPE, name, group) if server is None else Response.json(200, self.render(server))
-
     def get_protector(self, request: Request, sub: str, group: str, name: str) -> Response:
         with self.world.lock:
-            server = self._find(sub, group, name)
+            server = self.find(sub, group, name)
             if server is None:
                 return not_found(TYPE, name, group)
             return Response.json(200, self.render_protector(server))
 
     def get_key(self, request: Request, sub: str, group: str, name: str, key_name: str) -> Response:
         with self.world.lock:
-            server = self._find(sub, group, name)
+            server = self.find(sub, group, name)
             if server is None:
                 return not_found(TYPE, name, group)
             if key_name not in server.server_keys:
@@ -133,13 +117,11 @@ class SqlServers:
             return Response.json(200, self.render_key(server, key_name))
 
     def put_key(self, request: Request, sub: str, group: str, name: str, key_name: str) -> Response:
-        body = json_body(request)
-        if isinstance(body, Response):
-            return body
         with self.world.lock:
-            server = self._find(sub, group, name)
-            if server is None:
-                return not_found(TYPE, name, group)
+            found = self.target(request, sub, group, name)
+            if isinstance(found, Response):
+                return found
+            server, body = found
             properties = body.get("properties") or {}
             uri = str(properties.get("uri") or "")
             if properties.get("serverKeyType") != "AzureKeyVault" or server_key_name(uri) != key_name:
@@ -159,13 +141,11 @@ class SqlServers:
             return self._accepted(request, f"{server.id}/keys/{key_name}", server, apply)
 
     def put_protector(self, request: Request, sub: str, group: str, name: str) -> Response:
-        body = json_body(request)
-        if isinstance(body, Response):
-            return body
         with self.world.lock:
-            server = self._find(sub, group, name)
-            if server is None:
-                return not_found(TYPE, name, group)
+            found = self.target(request, sub, group, name)
+            if isinstance(found, Response):
+                return found
+            server, body = found
             properties = body.get("properties") or {}
             key_name = properties.get("serverKeyName")
             if properties.get("serverKeyType") != "AzureKeyVault" or key_name not in server.server_keys:

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .arm import ArmService, arm_error, identity_block, iso, json_body, latest_version_url, not_found
-from .cmk import Refusals, arm_path, identity_names, in_scope, refusal
+from .arm import ArmService, arm_error, identity_block, iso, latest_version_url
+from .cmk import ArmResourceRoutes, Refusals, identity_names, refusal
 from .http import Request, Response
-from .state import ARM_ID, StorageAccount, World, now
+from .state import ARM_ID, StorageAccount, now
 
 TYPE = "Microsoft.Storage/storageAccounts"
 REFUSALS = Refusals("KeyVaultKeyNotSupported", "KeyVaultAuthenticationFailure", (2048, 3072, 4096))
-_ROOT = r"/subscriptions/(?P<sub>[^/]+)"
-_GROUP = _ROOT + r"/resourceGroups/(?P<group>[^/]+)"
-_ITEM = _GROUP + r"/providers/Microsoft\.Storage/storageAccounts/(?P<name>[^/]+)"
 
 
 def split_key(key_id: str) -> tuple[str, str, str]:
@@ -28,17 +25,15 @@ def split_key(key_id: str) -> tuple[str, str, str]:
     return base, name, version
 
 
-class StorageAccounts:
-    def __init__(self, arm: ArmService) -> None:
-        self.arm = arm
-        self.world: World = arm.world
-        arm.router.add("GET", _ROOT + r"/providers/Microsoft\.Storage/storageAccounts", self.list)
-        arm.router.add("GET", _GROUP + r"/providers/Microsoft\.Storage/storageAccounts", self.list)
-        arm.router.add("GET", _ITEM, self.get)
-        arm.router.add("PATCH", _ITEM, self.update)
+class StorageAccounts(ArmResourceRoutes[StorageAccount]):
+    TYPE = TYPE
 
-    def _find(self, sub: str, group: str, name: str) -> StorageAccount | None:
-        return self.world.storage_accounts.get(arm_path(sub, group, TYPE, name))
+    def __init__(self, arm: ArmService) -> None:
+        super().__init__(arm, r"Microsoft\.Storage/storageAccounts")
+        arm.router.add("PATCH", self.item, self.update)
+
+    def resources(self) -> dict[str, StorageAccount]:
+        return self.world.storage_accounts
 
     def _encryption(self, account: StorageAccount) -> dict[str, Any]:
         services = {
@@ -87,27 +82,12 @@ class StorageAccounts:
             body["identity"] = identity
         return body
 
-    def list(self, request: Request, sub: str, group: str | None = None) -> Response:
-        with self.world.lock:
-            accounts = in_scope(self.world.storage_accounts.values(), lambda a: a.id, sub, group)
-            items = [self.render(a) for a in accounts]
-        return self.arm.page(request, items)
-
-    def get(self, request: Request, sub: str, group: str, name: str) -> Response:
-        with self.world.lock:
-            account = self._find(sub, group, name)
-            if account is None:
-                return not_found(TYPE, name, group)
-            return Response.json(200, self.render(account))
-
     def update(self, request: Request, sub: str, group: str, name: str) -> Response:
-        body = json_body(request)
-        if isinstance(body, Response):
-            return body
         with self.world.lock:
-            account = self._find(sub, group, name)
-            if account is None:
-                return not_found(TYPE, name, group)
+            found = self.target(request, sub, group, name)
+            if isinstance(found, Response):
+                return found
+            account, body = found
             encryption = (body.get("properties") or {}).get("encryption")
             if encryption is not None:
                 refused = self._check_encryption(account, name, encryption)

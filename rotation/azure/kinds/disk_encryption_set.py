@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rotation.azure.kinds import ApplyContext, Consumer
+from rotation.azure.kinds import Consumer
 from rotation.azure.kinds.generic import ArmTargetKind, accepts_key_types, has_system_identity, user_assigned
 from rotation.model.ids import DISK_ENCRYPTION_SET, InvalidId, KeyRef, parse_key_id, parse_resource_id
 
@@ -73,11 +73,5 @@ class DiskEncryptionSets(ArmTargetKind):
     def to_consumer(self, clients: Clients, resource: dict[str, Any]) -> Consumer | None:
         return to_consumer(resource)
 
-    def apply(
-        self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
-    ) -> Consumer | None:
-        poller = clients.arm().begin_patch(
-            str(consumer.resource_id), API_VERSION, write_body(consumer, to_key)
-        )
-        shown = poller.result()  # ARM polling, then a GET of the set
-        return to_consumer(shown) if shown else None
+    def write_body(self, consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
+        return write_body(consumer, to_key)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from rotation.azure.kinds import Consumer
-from rotation.model.ids import ResourceId
+from rotation.azure.kinds import ApplyContext, Consumer
+from rotation.model.ids import KeyRef, ResourceId
 
 if TYPE_CHECKING:
     from rotation.azure.clients import Clients
@@ -37,6 +37,18 @@ class ArmTargetKind:
     def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
         resource = clients.arm().get(str(resource_id), self.api_version)
         return None if resource is None else self.to_consumer(clients, resource)
+
+    def write_body(self, consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def apply(
+        self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
+    ) -> Consumer | None:
+        """One PATCH of the kind's minimal body; the poller ends at once for a synchronous PATCH
+        and otherwise after ARM polling and a GET of the resource."""
+        body = self.write_body(consumer, to_key)
+        shown = clients.arm().begin_patch(str(consumer.resource_id), self.api_version, body).result()
+        return self.to_consumer(clients, shown) if shown else None
 
 
 def user_assigned(resource: Mapping[str, Any]) -> set[str]:

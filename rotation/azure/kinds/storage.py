@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rotation.azure.kinds import ApplyContext, Consumer
+from rotation.azure.kinds import Consumer
 from rotation.azure.kinds.generic import ArmTargetKind, accepts_key_types, identity_facts
 from rotation.model.ids import STORAGE_ACCOUNT, InvalidId, KeyRef, key_from_parts, parse_resource_id
 
@@ -81,12 +81,5 @@ class StorageAccounts(ArmTargetKind):
     def to_consumer(self, clients: Clients, resource: dict[str, Any]) -> Consumer | None:
         return to_consumer(resource)
 
-    def apply(
-        self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
-    ) -> Consumer | None:
-        # Storage's PATCH is synchronous (200 with the account); the poller ends at once.
-        poller = clients.arm().begin_patch(
-            str(consumer.resource_id), API_VERSION, write_body(consumer, to_key)
-        )
-        shown = poller.result()
-        return to_consumer(shown) if shown else None
+    def write_body(self, consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
+        return write_body(consumer, to_key)
