@@ -16,15 +16,16 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.keyvault.keys import KeyClient
-from azure.mgmt.batch import BatchManagementClient
-from azure.mgmt.containerinstance import ContainerInstanceManagementClient
-from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from rotation.config import Settings
 
 if TYPE_CHECKING:
+    from azure.mgmt.batch import BatchManagementClient
+    from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+    from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+
     from rotation.azure.arm import Arm
 
 T = TypeVar("T")
@@ -101,7 +102,11 @@ class Clients:
             **_NO_SDK_RETRIES,
         }
 
+    # The typed management SDKs are imported on first use, not with function_app: a cold start
+    # that only parses and enqueues an event never pays for them.
     def registries(self, subscription: str) -> ContainerRegistryManagementClient:
+        from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+
         return self._cached(
             "acr",
             subscription,
@@ -109,6 +114,8 @@ class Clients:
         )
 
     def batch(self, subscription: str) -> BatchManagementClient:
+        from azure.mgmt.batch import BatchManagementClient
+
         return self._cached(
             "batch",
             subscription,
@@ -116,6 +123,8 @@ class Clients:
         )
 
     def container_instances(self, subscription: str) -> ContainerInstanceManagementClient:
+        from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+
         return self._cached(
             "aci",
             subscription,
