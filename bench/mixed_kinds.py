@@ -53,7 +53,14 @@ def estate(counts: dict[str, int]) -> dict[str, Any]:
         section, build = BUILDERS[kind]
         sections[section] = [build(i) for i in range(count)]
     key = s.key(s.version("old", created="-200d"), s.version("new", created="-1h"))
-    return s.scenario({"mix-cmk": key}, **sections)
+    return s.scenario(
+        {"mix-cmk": key},
+        registries=sections.get("registries", []),
+        batch_accounts=sections.get("batch_accounts", []),
+        storage_accounts=sections.get("storage_accounts", []),
+        encryption_sets=sections.get("encryption_sets", []),
+        sql_servers=sections.get("sql_servers", []),
+    )
 
 
 def kind_of_call(path: str) -> str | None:
@@ -83,14 +90,14 @@ def run_once(emulator: EmulatorProcess, counts: dict[str, int], latency_ms: int)
     by_kind = Counter(kind_of_call(c["path"]) for c in arm)
     # Location-scoped operation polls name no resource: count them apart.
     polls = sum(1 for c in arm if "/operations/" in c["path"] or "/operationStatuses/" in c["path"])
-    steps = [st for st in result.steps if st.duration_ms]
+    durations = sorted(st.duration_ms for st in result.steps if st.duration_ms)
     return {
         "wall": wall,
         "status": result.status,
         "verified": sum(1 for st in result.steps if st.outcome == "verified"),
         "calls_by_kind": by_kind,
         "polls": polls,
-        "median_step_s": sorted(st.duration_ms for st in steps)[len(steps) // 2] / 1000 if steps else 0.0,
+        "median_step_s": durations[len(durations) // 2] / 1000 if durations else 0.0,
     }
 
 

@@ -14,6 +14,12 @@ from .http import Request, Response
 from .state import ARM_ID, World
 
 
+def id_part(resource_id: str, part: str) -> str:
+    """One part ("sub", "rg", "name", ...) of an ARM id; "" when the id has no such shape."""
+    match = ARM_ID.match(resource_id)
+    return match[part] if match else ""
+
+
 def arm_path(sub: str, group: str, resource_type: str, name: str) -> str:
     return f"/subscriptions/{sub}/resourceGroups/{group}/providers/{resource_type}/{name}".lower()
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from .arm import ArmService, arm_error, identity_block, iso, latest_version_url
-from .cmk import ArmResourceRoutes, Refusals, identity_names, refusal
+from .cmk import ArmResourceRoutes, Refusals, id_part, identity_names, refusal
 from .http import Request, Response
-from .state import ARM_ID, DiskEncryptionSet, now
+from .state import DiskEncryptionSet, now
 
 NAMESPACE = "Microsoft.Compute"
 TYPE = "Microsoft.Compute/diskEncryptionSets"
@@ -53,7 +53,7 @@ class DiskEncryptionSets(ArmResourceRoutes[DiskEncryptionSet]):
             properties["lastKeyRotationTimestamp"] = iso(des.last_key_rotation)
         body: dict[str, Any] = {
             "id": des.id,
-            "name": ARM_ID.match(des.id)["name"],
+            "name": id_part(des.id, "name"),
             "type": TYPE,
             "location": des.location,
             "tags": dict(des.tags),
@@ -104,11 +104,7 @@ class DiskEncryptionSets(ArmResourceRoutes[DiskEncryptionSet]):
     ) -> Response | None:
         in_hsm = ".managedhsm." in key_url.lower()
         vault_name = key_url.split("//", 1)[-1].split(".", 1)[0].lower()
-        if not in_hsm and (
-            not source_vault
-            or ARM_ID.match(source_vault) is None
-            or ARM_ID.match(source_vault)["name"].lower() != vault_name
-        ):
+        if not in_hsm and (not source_vault or id_part(source_vault, "name").lower() != vault_name):
             return arm_error(
                 400,
                 "InvalidParameter",

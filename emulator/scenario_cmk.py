@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .state import ARM_ID, DiskEncryptionSet, SqlServer, StorageAccount, World, stable_uuid
+from .cmk import id_part
+from .state import DiskEncryptionSet, SqlServer, StorageAccount, World, stable_uuid
 
 CMK_KINDS = ("storageAccounts", "diskEncryptionSets", "sqlServers", "managedHsms")
 
@@ -52,7 +53,7 @@ def _source_vault(key_id: str, resource_id: str) -> str | None:
     host = key_id.split("//", 1)[-1].split("/", 1)[0]
     if ".managedhsm." in host.lower():
         return None
-    sub = ARM_ID.match(resource_id)["sub"]
+    sub = id_part(resource_id, "sub")
     return f"/subscriptions/{sub}/resourceGroups/rg-security/providers/Microsoft.KeyVault/vaults/{host.split('.')[0]}"
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from .arm import ArmService, arm_error, identity_block, not_found
-from .cmk import ArmResourceRoutes, Refusals, identity_names, refusal
+from .cmk import ArmResourceRoutes, Refusals, id_part, identity_names, refusal
 from .http import Request, Response
-from .state import ARM_ID, SqlServer
+from .state import SqlServer
 
 NAMESPACE = "Microsoft.Sql"
 TYPE = "Microsoft.Sql/servers"
@@ -43,7 +43,7 @@ class SqlServers(ArmResourceRoutes[SqlServer]):
         return self.world.sql_servers
 
     def render(self, server: SqlServer) -> dict[str, Any]:
-        name = ARM_ID.match(server.id)["name"]
+        name = id_part(server.id, "name")
         properties: dict[str, Any] = {
             "administratorLogin": "sqladmin",
             "version": "12.0",

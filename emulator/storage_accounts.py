@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from .arm import ArmService, arm_error, identity_block, iso, latest_version_url
-from .cmk import ArmResourceRoutes, Refusals, identity_names, refusal
+from .cmk import ArmResourceRoutes, Refusals, id_part, identity_names, refusal
 from .http import Request, Response
-from .state import ARM_ID, StorageAccount, now
+from .state import StorageAccount, now
 
 TYPE = "Microsoft.Storage/storageAccounts"
 REFUSALS = Refusals("KeyVaultKeyNotSupported", "KeyVaultAuthenticationFailure", (2048, 3072, 4096))
@@ -60,7 +60,7 @@ class StorageAccounts(ArmResourceRoutes[StorageAccount]):
         return encryption
 
     def render(self, account: StorageAccount) -> dict[str, Any]:
-        name = ARM_ID.match(account.id)["name"]
+        name = id_part(account.id, "name")
         body: dict[str, Any] = {
             "id": account.id,
             "name": name,

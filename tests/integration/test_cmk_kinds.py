@@ -92,7 +92,7 @@ def test_pinned_consumers_of_every_kind_move_and_self_rotating_ones_are_left_alo
     assert [c for c in stack.admin.calls()["calls"] if c["method"] in ("PUT", "PATCH")] == []
 
 
-def one_of_each(key: str, **overrides: Any) -> dict[str, list[dict[str, Any]]]:
+def one_of_each(key: str, **overrides: Any) -> dict[str, Any]:
     return {
         "storage_accounts": [s.storage("st1", key, **overrides.get("storage", {}))],
         "encryption_sets": [s.encryption_set("des1", key, **overrides.get("des", {}))],

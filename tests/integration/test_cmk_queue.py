@@ -21,7 +21,7 @@ def data_key() -> dict[str, Any]:
     return s.key(s.version("old", created="-300d"), s.version("new", created="-1h"))
 
 
-def mixed_estate(key_of: Any, pinned: str = OLD) -> dict[str, list[dict[str, Any]]]:
+def mixed_estate(key_of: Any, pinned: str = OLD) -> dict[str, Any]:
     return {
         "registries": [s.registry("reg1", key_of(pinned))],
         "batch_accounts": [s.batch("batch1", key_of(pinned))],

@@ -232,6 +232,7 @@ def test_key_types_each_service_accepts(kind: Any, key_type: str, size: int | No
         "storage": lambda: storage.to_consumer(storage_body()),
         "diskencryptionset": lambda: disk_encryption_set.to_consumer(des_body(uri)),
     }[kind.kind]()
+    assert consumer is not None
     decision = decide(consumer, context(key_type, size), kind.plan_checks)
     assert (decision.action, decision.reason) == (
         ("blocked", "key-type-unsupported") if blocked else ("update", "behind-desired")
