@@ -184,3 +184,21 @@ def test_a_failed_long_running_write_fails_the_step_and_leaves_the_old_version(
     assert held_keys(stack)[name] == s.key_id("data-cmk", OLD)
     others = {n for n in ("st1", "des1", "sql1") if n != name}
     assert {steps[n].outcome for n in others} == {"verified"}
+
+
+def test_many_sql_servers_over_several_pages_are_all_read_with_their_protectors(stack) -> None:
+    stack.admin.configure(armPageSize=3)
+    servers = [s.sql_server(f"sql{i:02d}", s.key_id("data-cmk", OLD), auto=i % 5 == 0) for i in range(40)]
+    stack.load(s.scenario({"data-cmk": data_key()}, sql_servers=servers))
+    stack.admin.add_fault(method="GET", pathRegex="servers/sql07/encryptionProtector", status=503, count=1)
+    result = run(stack)
+    actions = {st.target.rsplit("/", 1)[1]: st.action for st in result.steps}
+    assert len(actions) == 40 and result.exit_code == 0
+    assert {n for n, a in actions.items() if a == "auto-rotating"} == {f"sql{i:02d}" for i in range(0, 40, 5)}
+    calls = stack.admin.calls()["calls"]
+    protector_reads = {
+        c["path"]
+        for c in calls
+        if c["path"].endswith("/encryptionProtector/current") and c["method"] == "GET"
+    }
+    assert len(protector_reads) == 40

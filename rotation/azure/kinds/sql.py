@@ -12,6 +12,9 @@ system-assigned identity.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import batched
 from typing import TYPE_CHECKING, Any
 
 from rotation.azure.kinds import ApplyContext, Consumer
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
 API_VERSION = "2023-08-01"
 KIND = "sqlserver"
 PROTECTOR = "encryptionProtector/current"
+PROTECTOR_READS = 8  # parallel protector GETs while listing; ARM allows 250 reads at once per subscription
 # SQL TDE accepts RSA and RSA-HSM keys of 2048 or 3072 bits (AzureKeyVaultRsaKeyNotSupported).
 ACCEPTED_KEYS = {"RSA": (2048, 3072), "RSA-HSM": (2048, 3072)}
 _SERVER_KEY_NAME = re.compile(r"^[a-z0-9-]{3,24}_[0-9a-zA-Z-]{1,127}_[0-9a-f]{32}\Z")
@@ -89,6 +93,15 @@ class SqlServers(ArmTargetKind):
         # One more GET per server: the server body does not say which key protects it.
         protector = clients.arm().get(f"{resource.get('id', '')}/{PROTECTOR}", API_VERSION)
         return to_consumer(resource, protector)
+
+    def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
+        """Servers as listed, their protectors read in parallel in batches (one GET per server)."""
+        servers = clients.arm().list_by_subscription(subscription, self.resource_type, self.api_version)
+        with ThreadPoolExecutor(max_workers=PROTECTOR_READS, thread_name_prefix="sql-protector") as pool:
+            for batch in batched(servers, PROTECTOR_READS * 4, strict=False):
+                for consumer in pool.map(lambda server: self.to_consumer(clients, server), batch):
+                    if consumer is not None:
+                        yield consumer
 
     def apply(
         self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
