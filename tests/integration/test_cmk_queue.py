@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 import function_app
@@ -73,18 +74,59 @@ def test_one_new_version_event_moves_every_pinned_consumer_whatever_its_kind(sta
     assert {"st1", "des1", "sql1"} <= verified
 
 
-def test_refused_write_poisons_the_request_and_replay_after_the_fix_converges(stack) -> None:
+@pytest.mark.parametrize(
+    ("name", "method", "path"),
+    [
+        ("st1", "PATCH", "storageAccounts/st1$"),
+        ("des1", "PATCH", "diskEncryptionSets/des1$"),
+        ("sql1", "PUT", "servers/sql1/keys/"),
+    ],
+)
+def test_refused_write_poisons_the_request_and_replay_after_the_fix_converges(
+    stack, name: str, method: str, path: str
+) -> None:
     stack.load(s.scenario({"data-cmk": data_key()}, **mixed_estate(lambda v: s.key_id("data-cmk", v))))
     stack.service()
-    stack.admin.add_fault(method="PUT", pathRegex="servers/sql1/keys/", status=403)
-    event = s.event_grid_event("KeyNewVersionCreated", "data-cmk", NEW, event_id="sql-refused")
+    stack.admin.add_fault(method=method, pathRegex=path, status=403)  # the function lost its role
+    event = s.event_grid_event("KeyNewVersionCreated", "data-cmk", NEW, event_id=f"refused-{name}")
     deliver_event_grid(function_app.on_key_event, [event])
     assert len(drain(stack, max_dequeue_count=2).poisoned) == 1
-    assert held(stack)["sql1"] == s.key_id("data-cmk", OLD)
-    stack.admin.clear_faults()  # the function's role on the server is restored
+    assert held(stack)[name] == s.key_id("data-cmk", OLD)
+    assert held(stack)["reg1"] == s.key_id("data-cmk", NEW)  # the others moved on the first attempt
+    stack.admin.clear_faults()  # the role is restored
     code, outcomes = cli("replay", "--yes")
     assert code == 0 and [(o["action"], o["status"]) for o in outcomes] == [("replayed", "succeeded")]
-    assert held(stack)["sql1"] == s.key_id("data-cmk", NEW)
+    assert held(stack)[name] == s.key_id("data-cmk", NEW)
+
+
+def test_vault_refusing_each_kinds_identity_poisons_then_replay_after_access_is_restored(stack) -> None:
+    scenario = s.scenario({"data-cmk": data_key()}, **mixed_estate(lambda v: s.key_id("data-cmk", v)))
+    principal = "5f3c9a1e-0000-4000-8000-00000000de51"
+    for des in scenario["diskEncryptionSets"]:
+        des["systemPrincipalId"] = principal
+    scenario["vaults"][s.VAULT]["deniedIdentities"] = [
+        s.identity_id("uai-storage"),
+        s.identity_id("uai-sql"),
+        principal,
+    ]
+    stack.load(scenario)
+    stack.service()
+    event = s.event_grid_event("KeyNewVersionCreated", "data-cmk", NEW, event_id="denied-kinds")
+    deliver_event_grid(function_app.on_key_event, [event])
+    assert len(drain(stack, max_dequeue_count=2).poisoned) == 1
+    assert {held(stack)[n] for n in ("st1", "des1", "sql1")} == {s.key_id("data-cmk", OLD)}
+    _, [item] = cli("deadletters", "list")
+    assert (
+        "KeyVaultAccessForbidden" in item["cause"]
+        and "403 Forbidden" in item["cause"]
+        and "(+2 more)" in item["cause"]
+    )
+    state = stack.admin.state()
+    state["vaults"][s.VAULT]["deniedIdentities"] = []  # access restored
+    stack.load(state)
+    code, outcomes = cli("replay", "--yes")
+    assert code == 0 and [o["status"] for o in outcomes] == ["succeeded"]
+    assert {held(stack)[n] for n in ("st1", "des1", "sql1")} == {s.key_id("data-cmk", NEW)}
 
 
 def hsm_estate(stack, *, exp: str = "+265d", pinned: str = OLD) -> None:
