@@ -205,3 +205,20 @@ def test_managed_hsm_serves_the_keys_api_with_its_own_audience(stack) -> None:
         clients.keys("https://nosuchpool.managedhsm.azure.net").get_key("hsm-cmk")
     with pytest.raises(ServiceRequestError):
         clients.keys(f"https://{s.HSM}.vault.azure.net").get_key("hsm-cmk")
+
+
+def test_managed_hsm_refuses_a_vault_token_and_challenges_for_its_own_audience(stack) -> None:
+    import requests
+    from azure.identity import ManagedIdentityCredential
+
+    stack.load(s.scenario({}, hsm_keys={"hsm-cmk": s.key(s.version("old"), kty="RSA-HSM")}))
+    url = f"https://{s.HSM_HOST}/keys/hsm-cmk?api-version=7.5"
+    credential = ManagedIdentityCredential()
+    vault_token = credential.get_token("https://vault.azure.net/.default").token
+    refused = requests.get(url, headers={"Authorization": f"Bearer {vault_token}"}, timeout=30)
+    assert refused.status_code == 401
+    assert 'resource="https://managedhsm.azure.net"' in refused.headers["WWW-Authenticate"]
+    hsm_token = credential.get_token("https://managedhsm.azure.net/.default").token
+    answered = requests.get(url, headers={"Authorization": f"Bearer {hsm_token}"}, timeout=30)
+    assert answered.status_code == 200 and answered.json()["key"]["kid"] == s.hsm_key_id("hsm-cmk", OLD)
+    assert not {"d", "p", "q", "dp", "dq", "qi"} & set(answered.json()["key"])  # no private material
