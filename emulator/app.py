@@ -15,6 +15,7 @@ from .arm import ARM_AUDIENCES, ARM_HOSTS, ArmService
 from .batch import BatchAccounts
 from .containergroups import ContainerGroups
 from .cosmos import CosmosAccounts
+from .disk_encryption_sets import DiskEncryptionSets
 from .eventgrid import EVENTGRID_SUFFIX, EventGridTopics
 from .faults import ArmThrottle, CallLog, FaultBook
 from .http import Request, Response, Router
@@ -25,7 +26,9 @@ from .loganalytics import LogAnalyticsClusters
 from .messaging import EventHubNamespaces, ServiceBusNamespaces
 from .registries import Registries
 from .settings import Settings
+from .sql_servers import SqlServers
 from .state import World
+from .storage_accounts import StorageAccounts
 
 IDENTITY_PATH = "/msi/token"
 _KV_ERROR_CODES = {
@@ -41,7 +44,7 @@ _KV_ERROR_CODES = {
     503: "ServiceUnavailable",
     504: "GatewayTimeout",
 }
-_VAULT_HOST = re.compile(r"^[a-z0-9-]{3,24}\.vault\.")
+_VAULT_HOST = re.compile(r"^[a-z0-9-]{3,24}\.(?:vault|managedhsm)\.")
 
 
 def _done(action: Callable[[], None]) -> Response:
@@ -72,6 +75,9 @@ class EmulatorApp:
             ManagedClusters,
         ):
             keyed(self.arm)
+        StorageAccounts(self.arm)
+        DiskEncryptionSets(self.arm)
+        SqlServers(self.arm)
         self.eventgrid = EventGridTopics(self.tokens)
         self.admin = Router()
         self._admin_routes()

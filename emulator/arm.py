@@ -339,13 +339,19 @@ def identity_block(
 
 # -- cross-service truth: what a resource provider checks when given a key -----------------
 _KEY_URL = re.compile(
-    r"^https://(?P<vault>[^./]+)\.(?P<suffix>vault\.[^/]+)/keys/(?P<name>[^/]+)(?:/(?P<version>[^/]*))?/?$",
+    r"^https://(?P<vault>[^./]+)\.(?P<suffix>(?:vault|managedhsm)\.[^/]+)/keys/(?P<name>[^/]+)"
+    r"(?:/(?P<version>[^/]*))?/?$",
     re.IGNORECASE,
 )
 
 
 def key_problem(
-    world: World, key_url: str | None, *, need_version: bool = False, identities: tuple[str, ...] = ()
+    world: World,
+    key_url: str | None,
+    *,
+    need_version: bool = False,
+    identities: tuple[str, ...] = (),
+    sizes: tuple[int, ...] | None = None,
 ) -> str | None:
     """Why a resource provider could not use this key with one of `identities` (resource ids or
     principal ids) (None: usable). Caller holds world.lock."""
@@ -354,7 +360,7 @@ def key_problem(
         return f"'{key_url}' is not a valid Key Vault key identifier."
     if need_version and not match["version"]:
         return "A key version is required."
-    vault = world.vaults.get(match["vault"].lower())
+    vault = world.vault_for_host(f"{match['vault']}.{match['suffix']}")
     key = vault.key(match["name"]) if vault else None
     if vault is None or key is None:
         return f"The key '{key_url}' was not found."
@@ -370,6 +376,8 @@ def key_problem(
         return f"The key '{key_url}' is not yet valid."
     if key.kty not in ("RSA", "RSA-HSM"):
         return f"The key '{key_url}' has type {key.kty}; only RSA and RSA-HSM keys are supported."
+    if sizes is not None and key.size not in sizes:
+        return f"The key '{key_url}' is RSA {key.size}; the service supports RSA keys of {sizes} bits."
     missing = {"wrapKey", "unwrapKey"} - set(version.key_ops)
     if missing:
         return f"The key '{key_url}' does not permit {sorted(missing)}."
@@ -383,7 +391,7 @@ def latest_version_url(world: World, key_url: str) -> str | None:
     match = _KEY_URL.match(key_url or "")
     if not match:
         return None
-    vault = world.vaults.get(match["vault"].lower())
+    vault = world.vault_for_host(f"{match['vault']}.{match['suffix']}")
     key = vault.key(match["name"]) if vault else None
     if key is None:
         return None

@@ -22,6 +22,10 @@ VAULT_SUFFIXES = {
     "vault.azure.net": "https://vault.azure.net",
     "vault.azure.cn": "https://vault.azure.cn",
     "vault.usgovcloudapi.net": "https://vault.usgovcloudapi.net",
+    # Managed HSM serves the same keys API; its tokens and challenge use its own audience.
+    "managedhsm.azure.net": "https://managedhsm.azure.net",
+    "managedhsm.azure.cn": "https://managedhsm.azure.cn",
+    "managedhsm.usgovcloudapi.net": "https://managedhsm.usgovcloudapi.net",
 }
 _DURATION = re.compile(r"^P(?:(?P<y>\d+)Y)?(?:(?P<m>\d+)M)?(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?$")
 _NAME = r"(?P<name>[0-9a-zA-Z-]{1,127})"

@@ -11,6 +11,7 @@ import re
 import secrets
 from typing import Any
 
+from .scenario_cmk import CMK_KINDS, dump_cmk_kinds, load_cmk_kinds
 from .state import (
     ARM_ID,
     EC_OPS,
@@ -100,6 +101,7 @@ def load(world: World, scenario: Any) -> None:
         "containerGroups",
         "subscriptions",
         *KEYED_ENTRIES,
+        *CMK_KINDS,
     }
     if unknown:
         raise ScenarioError(f"scenario: unknown top-level fields {sorted(unknown)}")
@@ -117,6 +119,8 @@ def load(world: World, scenario: Any) -> None:
         )
     for vault_name, spec in (scenario.get("vaults") or {}).items():
         staged.vaults[vault_name.lower()] = _load_vault(vault_name, spec or {}, base)
+    for hsm_name, spec in (scenario.get("managedHsms") or {}).items():
+        staged.managed_hsms[hsm_name.lower()] = _load_vault(hsm_name, spec or {}, base, "managedHsms")
     for index, spec in enumerate(scenario.get("registries") or []):
         registry = _load_registry(spec, f"registries[{index}]", staged)
         staged.registries[registry.id.lower()] = registry
@@ -130,8 +134,17 @@ def load(world: World, scenario: Any) -> None:
         for index, spec in enumerate(scenario.get(entry) or []):
             resource = _load_keyed(spec, f"{entry}[{index}]", staged, resource_type, several)
             staged.keyed[resource.id.lower()] = resource
+    load_cmk_kinds(scenario, staged)
     staged.subscriptions = {s.lower() for s in scenario.get("subscriptions") or []}
-    for resource_id in [*staged.registries, *staged.batch_accounts, *staged.container_groups, *staged.keyed]:
+    for resource_id in [
+        *staged.registries,
+        *staged.batch_accounts,
+        *staged.container_groups,
+        *staged.keyed,
+        *staged.storage_accounts,
+        *staged.disk_encryption_sets,
+        *staged.sql_servers,
+    ]:
         match = arm_parts(resource_id)
         staged.subscriptions.add(match["sub"].lower())
         staged.resource_groups.add((match["sub"].lower(), match["rg"].lower()))
@@ -142,12 +155,16 @@ def load(world: World, scenario: Any) -> None:
         world.batch_accounts = staged.batch_accounts
         world.container_groups = staged.container_groups
         world.keyed = staged.keyed
+        world.managed_hsms = staged.managed_hsms
+        world.storage_accounts = staged.storage_accounts
+        world.disk_encryption_sets = staged.disk_encryption_sets
+        world.sql_servers = staged.sql_servers
         world.subscriptions = staged.subscriptions
         world.resource_groups = staged.resource_groups
 
 
-def _load_vault(name: str, spec: dict[str, Any], base: int) -> Vault:
-    where = f"vaults[{name!r}]"
+def _load_vault(name: str, spec: dict[str, Any], base: int, section: str = "vaults") -> Vault:
+    where = f"{section}[{name!r}]"
     if not _VAULT_NAME.match(name):
         raise ScenarioError(f"{where}: vault names are 3-24 letters, digits and dashes")
     level = spec.get("recoveryLevel", "Recoverable+Purgeable")
@@ -370,6 +387,8 @@ def dump(world: World) -> dict[str, Any]:
                 entry: [_dump_keyed(r, several) for r in world.keyed.values() if r.type == resource_type]
                 for entry, (resource_type, several) in KEYED_ENTRIES.items()
             },
+            "managedHsms": {name: _dump_vault(hsm) for name, hsm in world.managed_hsms.items()},
+            **dump_cmk_kinds(world),
             "subscriptions": sorted(world.subscriptions),
         }
 

@@ -1,7 +1,7 @@
 """The listener: an HTTP proxy that terminates TLS for emulated hosts and tunnels the rest.
 
 One port serves three kinds of traffic:
-- ``CONNECT host:443`` for an emulated host (``*.vault.azure.net``, ``management.azure.com``,
+- ``CONNECT host:443`` for an emulated host (``*.vault.azure.net``, ``*.managedhsm.azure.net``, ``management.azure.com``,
   Event Grid topics): answer 200, terminate TLS with a certificate for that name, then
   serve HTTP/1.1 requests on the tunnel (keep-alive) through the application.
 - ``CONNECT`` for any other host: a plain byte tunnel, so pip and npm keep working in a

@@ -155,6 +155,46 @@ class KeyedResource:
     provisioning_state: str = "Succeeded"
 
 
+@dataclass
+class StorageAccount:
+    id: str
+    location: str
+    key_id: str | None  # https://<vault>/keys/<name>[/<version>]; None: Microsoft-managed keys
+    encryption_identity: str | None  # identity resource id; None: the system-assigned identity
+    identities: list[str]
+    tags: dict[str, str]
+    system_principal: str | None = None
+    last_key_rotation: int | None = None
+    provisioning_state: str = "Succeeded"
+
+
+@dataclass
+class DiskEncryptionSet:
+    id: str
+    location: str
+    key_id: str  # always versioned in Azure unless auto-rotation is on
+    source_vault: str | None  # vault resource id (Key Vault keys only)
+    rotation_to_latest: bool
+    identities: list[str]
+    tags: dict[str, str]
+    system_principal: str | None = None
+    last_key_rotation: int | None = None
+    provisioning_state: str = "Succeeded"
+
+
+@dataclass
+class SqlServer:
+    id: str
+    location: str
+    protector_key: str | None  # server key name the TDE protector points at; None: service-managed
+    auto_rotation: bool
+    primary_identity: str | None  # primaryUserAssignedIdentityId
+    identities: list[str]
+    tags: dict[str, str]
+    server_keys: dict[str, str] = field(default_factory=dict)  # server key name -> key uri
+    system_principal: str | None = None
+
+
 class World:
     """All emulated state; every access goes through ``lock``."""
 
@@ -166,6 +206,10 @@ class World:
         self.batch_accounts: dict[str, BatchAccount] = {}
         self.container_groups: dict[str, ContainerGroup] = {}
         self.keyed: dict[str, KeyedResource] = {}  # lower-case id -> resource (emulator/keyed.py)
+        self.managed_hsms: dict[str, Vault] = {}  # served as <name>.managedhsm.azure.net
+        self.storage_accounts: dict[str, StorageAccount] = {}
+        self.disk_encryption_sets: dict[str, DiskEncryptionSet] = {}
+        self.sql_servers: dict[str, SqlServer] = {}
         self.subscriptions: set[str] = set()
         self.resource_groups: set[tuple[str, str]] = set()  # (subscription, group), lower case
 
@@ -180,8 +224,10 @@ class World:
         return known
 
     def vault_for_host(self, host: str) -> Vault | None:
-        name = host.split(".", 1)[0]
-        return self.vaults.get(name.lower())
+        name, _, suffix = host.lower().partition(".")
+        if suffix.startswith("managedhsm."):
+            return self.managed_hsms.get(name)
+        return self.vaults.get(name)
 
 
 def random_public_jwk(kty: str, size: int | None, crv: str | None) -> dict[str, str]:

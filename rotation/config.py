@@ -31,6 +31,11 @@ class Cloud:
     name: str
     arm_endpoint: str  # https://management.azure.com
     vault_suffix: str | None  # vault.azure.net; None for a custom cloud (any host allowed by configuration)
+    hsm_suffix: str | None = None  # managedhsm.azure.net: Managed HSM pools serve the same keys API
+
+    @property
+    def key_host_suffixes(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.vault_suffix, self.hsm_suffix) if s)
 
     @property
     def arm_scope(self) -> str:
@@ -38,10 +43,17 @@ class Cloud:
 
 
 CLOUDS = {
-    "AzurePublicCloud": Cloud("AzurePublicCloud", "https://management.azure.com", "vault.azure.net"),
-    "AzureChinaCloud": Cloud("AzureChinaCloud", "https://management.chinacloudapi.cn", "vault.azure.cn"),
+    "AzurePublicCloud": Cloud(
+        "AzurePublicCloud", "https://management.azure.com", "vault.azure.net", "managedhsm.azure.net"
+    ),
+    "AzureChinaCloud": Cloud(
+        "AzureChinaCloud", "https://management.chinacloudapi.cn", "vault.azure.cn", "managedhsm.azure.cn"
+    ),
     "AzureUSGovernment": Cloud(
-        "AzureUSGovernment", "https://management.usgovcloudapi.net", "vault.usgovcloudapi.net"
+        "AzureUSGovernment",
+        "https://management.usgovcloudapi.net",
+        "vault.usgovcloudapi.net",
+        "managedhsm.usgovcloudapi.net",
     ),
 }
 
@@ -163,8 +175,8 @@ def _allowed_vaults(env: Mapping[str, str], cloud: Cloud) -> frozenset[str]:
     text = _get(env, "ROTATION_ALLOWED_VAULTS")
     if not text:
         raise ConfigError(
-            "ROTATION_ALLOWED_VAULTS: required; comma-separated vault hosts such as "
-            "contoso-cmk.vault.azure.net"
+            "ROTATION_ALLOWED_VAULTS: required; comma-separated vault and Managed HSM hosts such as "
+            "contoso-cmk.vault.azure.net,contoso-hsm.managedhsm.azure.net"
         )
     hosts = set()
     for item in text.split(","):
@@ -173,10 +185,12 @@ def _allowed_vaults(env: Mapping[str, str], cloud: Cloud) -> frozenset[str]:
             continue
         name, _, suffix = host.partition(".")
         if cloud.vault_suffix is not None:
-            if suffix != cloud.vault_suffix or not _VAULT_NAME.match(name):
+            # Vault and Managed HSM names share one rule: 3-24 letters, digits and dashes.
+            if suffix not in cloud.key_host_suffixes or not _VAULT_NAME.match(name):
                 raise ConfigError(
-                    f"ROTATION_ALLOWED_VAULTS: {item.strip()!r} is not a vault host of "
-                    f"{cloud.name} (expected <vault-name>.{cloud.vault_suffix})"
+                    f"ROTATION_ALLOWED_VAULTS: {item.strip()!r} is not a vault or Managed HSM host of "
+                    f"{cloud.name} (expected <vault-name>.{cloud.vault_suffix} or "
+                    f"<hsm-name>.{cloud.hsm_suffix})"
                 )
         elif not _HOSTNAME.match(host):
             raise ConfigError(f"ROTATION_ALLOWED_VAULTS: {item.strip()!r} is not a hostname")

@@ -10,6 +10,8 @@ SUB_B = "00000000-0000-0000-0000-00000000000b"
 VAULT = "contoso-cmk"
 VAULT_HOST = f"{VAULT}.vault.azure.net"
 OTHER_VAULT = "fabrikam-cmk"
+HSM = "contoso-hsm"
+HSM_HOST = f"{HSM}.managedhsm.azure.net"
 
 
 def vid(tag: str) -> str:
@@ -60,6 +62,89 @@ def batch_id(name: str, sub: str = SUB_A, rg: str = "rg-batch") -> str:
 
 def group_id(name: str, sub: str = SUB_A, rg: str = "rg-aci") -> str:
     return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups/{name}"
+
+
+def hsm_key_id(name: str, version: str | None = None) -> str:
+    base = f"https://{HSM_HOST}/keys/{name}"
+    return f"{base}/{version}" if version else base
+
+
+def storage_id(name: str, sub: str = SUB_A, rg: str = "rg-data") -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{name}"
+
+
+def des_id(name: str, sub: str = SUB_A, rg: str = "rg-disks") -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/diskEncryptionSets/{name}"
+
+
+def sql_id(name: str, sub: str = SUB_A, rg: str = "rg-sql") -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Sql/servers/{name}"
+
+
+def storage(
+    name: str,
+    key: str | None,
+    *,
+    sub: str = SUB_A,
+    identity: str | None = None,
+    identities: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A storage account encrypting with `key` through a user-assigned identity it holds."""
+    identity = identity or identity_id("uai-storage")
+    return {
+        "id": storage_id(name, sub),
+        "location": "westeurope",
+        "keyId": key,
+        "encryptionIdentity": identity,
+        "identities": identities if identities is not None else [identity],
+        "tags": tags or {},
+    }
+
+
+def encryption_set(
+    name: str,
+    key: str,
+    *,
+    sub: str = SUB_A,
+    auto: bool = False,
+    system_assigned: bool = True,
+    identities: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Disk Encryption Set on `key`, with a system-assigned identity unless told otherwise."""
+    return {
+        "id": des_id(name, sub),
+        "location": "westeurope",
+        "keyId": key,
+        "rotationToLatestKeyVersionEnabled": auto,
+        "systemAssigned": system_assigned,
+        "identities": identities or [],
+        "tags": tags or {},
+    }
+
+
+def sql_server(
+    name: str,
+    key: str,
+    *,
+    sub: str = SUB_A,
+    auto: bool = False,
+    primary: str | None = None,
+    identities: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A SQL server whose TDE protector is `key`, reached with its primary user-assigned identity."""
+    primary = primary or identity_id("uai-sql")
+    return {
+        "id": sql_id(name, sub),
+        "location": "westeurope",
+        "keyId": key,
+        "autoRotationEnabled": auto,
+        "primaryIdentity": primary,
+        "identities": identities if identities is not None else [primary],
+        "tags": tags or {},
+    }
 
 
 def registry(
@@ -133,16 +218,29 @@ def scenario(
     groups: list[dict[str, Any]] = (),
     other_vault_keys: dict[str, dict[str, Any]] | None = None,
     recovery_level: str = "Recoverable",
+    storage_accounts: list[dict[str, Any]] = (),
+    encryption_sets: list[dict[str, Any]] = (),
+    sql_servers: list[dict[str, Any]] = (),
+    hsm_keys: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     vaults: dict[str, Any] = {VAULT: {"recoveryLevel": recovery_level, "keys": keys}}
     if other_vault_keys is not None:
         vaults[OTHER_VAULT] = {"keys": other_vault_keys}
-    return {
+    built: dict[str, Any] = {
         "vaults": vaults,
         "registries": list(registries),
         "batchAccounts": list(batch_accounts),
         "containerGroups": list(groups),
     }
+    if storage_accounts:
+        built["storageAccounts"] = list(storage_accounts)
+    if encryption_sets:
+        built["diskEncryptionSets"] = list(encryption_sets)
+    if sql_servers:
+        built["sqlServers"] = list(sql_servers)
+    if hsm_keys is not None:
+        built["managedHsms"] = {HSM: {"recoveryLevel": "CustomizedRecoverable+Purgeable", "keys": hsm_keys}}
+    return built
 
 
 def event_grid_event(

@@ -19,17 +19,18 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.keyvault.keys import KeyClient
-from azure.mgmt.batch import BatchManagementClient
-from azure.mgmt.containerinstance import ContainerInstanceManagementClient
-from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from rotation.azure import budget
-from rotation.azure.pacing import Pacer, PacingPolicy, WaitFirstARMPolling
+from rotation.azure.pacing import Pacer, PacingPolicy
 from rotation.config import Settings
 
 if TYPE_CHECKING:
+    from azure.mgmt.batch import BatchManagementClient
+    from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+    from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+
     from rotation.azure.arm import Arm
     from rotation.azure.topic import OutcomeTopic
 
@@ -168,11 +169,11 @@ class Clients:
             **_NO_SDK_RETRIES,
         }
 
-    def lro_polling(self) -> WaitFirstARMPolling:
-        """The polling method for a long-running ARM write: waits Retry-After before polling."""
-        return WaitFirstARMPolling(self.settings.poll_interval_seconds)
-
+    # The typed management SDKs are imported on first use, not with function_app: a cold start
+    # that only parses and enqueues an event never pays for them.
     def registries(self, subscription: str) -> ContainerRegistryManagementClient:
+        from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+
         return self._cached(
             "acr",
             subscription,
@@ -180,6 +181,8 @@ class Clients:
         )
 
     def batch(self, subscription: str) -> BatchManagementClient:
+        from azure.mgmt.batch import BatchManagementClient
+
         return self._cached(
             "batch",
             subscription,
@@ -187,6 +190,8 @@ class Clients:
         )
 
     def container_instances(self, subscription: str) -> ContainerInstanceManagementClient:
+        from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+
         return self._cached(
             "aci",
             subscription,

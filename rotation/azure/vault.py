@@ -7,8 +7,9 @@ versions that are candidates for "desired", so a typical read costs two calls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.keyvault.keys import KeyClient
@@ -36,6 +37,17 @@ class RotationPolicyInfo:
     notify_before_expiry: str | None
 
 
+def _rsa_bits(jwk: Any) -> int | None:
+    """The modulus length of a public RSA JWK (public: Key Vault returns it with every key)."""
+    modulus = getattr(jwk, "n", None)
+    return len(modulus.lstrip(b"\0")) * 8 if isinstance(modulus, bytes) and modulus else None
+
+
+def _bundle_info(bundle: Any) -> VersionInfo:
+    info = _info(bundle.properties, bundle.key_type, bundle.key_operations)
+    return replace(info, key_size=_rsa_bits(getattr(bundle, "key", None)))
+
+
 def _info(properties, key_type: str | None = None, key_ops: list[str] | None = None) -> VersionInfo:
     return VersionInfo(
         version=properties.version.lower(),
@@ -52,7 +64,7 @@ def read_key_state(client: KeyClient, key: KeyRef, now: datetime | None = None) 
     """Read every version's attributes and decide the desired version (DESIGN.md section 7)."""
     now = now or datetime.now(UTC)
     latest = client.get_key(key.name)
-    current = _info(latest.properties, latest.key_type, latest.key_operations)
+    current = _bundle_info(latest)
     by_version = {current.version: current}
     for properties in client.list_properties_of_key_versions(key.name):
         info = _info(properties)
@@ -86,8 +98,7 @@ def _choose_desired(
 
 
 def _details(client: KeyClient, key: KeyRef, info: VersionInfo) -> VersionInfo:
-    bundle = client.get_key(key.name, info.version)
-    return _info(bundle.properties, bundle.key_type, bundle.key_operations)
+    return _bundle_info(client.get_key(key.name, info.version))
 
 
 def read_rotation_policy(client: KeyClient, key: KeyRef) -> RotationPolicyInfo:
@@ -113,8 +124,7 @@ def read_rotation_policy(client: KeyClient, key: KeyRef) -> RotationPolicyInfo:
 def rotate_version(client: KeyClient, key: KeyRef) -> VersionInfo:
     """One Key Vault rotate (a POST: the caller must not retry it blindly). The new version keeps
     the key's type and size and takes its expiry from the key's rotation policy."""
-    bundle = client.rotate_key(key.name)
-    return _info(bundle.properties, bundle.key_type, bundle.key_operations)
+    return _bundle_info(client.rotate_key(key.name))
 
 
 def versions_not_in(client: KeyClient, key: KeyRef, known: set[str]) -> list[VersionInfo]:

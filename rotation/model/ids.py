@@ -24,6 +24,9 @@ _RESOURCE_ID = re.compile(
 REGISTRY = "Microsoft.ContainerRegistry/registries"
 BATCH_ACCOUNT = "Microsoft.Batch/batchAccounts"
 CONTAINER_GROUP = "Microsoft.ContainerInstance/containerGroups"
+STORAGE_ACCOUNT = "Microsoft.Storage/storageAccounts"
+DISK_ENCRYPTION_SET = "Microsoft.Compute/diskEncryptionSets"
+SQL_SERVER = "Microsoft.Sql/servers"
 USER_ASSIGNED_IDENTITY = "Microsoft.ManagedIdentity/userAssignedIdentities"
 LOG_ANALYTICS_CLUSTER = "Microsoft.OperationalInsights/clusters"
 KUSTO_CLUSTER = "Microsoft.Kusto/clusters"
@@ -35,6 +38,9 @@ CONSUMER_TYPES = (
     REGISTRY,
     BATCH_ACCOUNT,
     CONTAINER_GROUP,
+    STORAGE_ACCOUNT,
+    DISK_ENCRYPTION_SET,
+    SQL_SERVER,
     LOG_ANALYTICS_CLUSTER,
     KUSTO_CLUSTER,
     EVENTHUB_NAMESPACE,
@@ -42,6 +48,8 @@ CONSUMER_TYPES = (
     COSMOS_ACCOUNT,
     MANAGED_CLUSTER,
 )
+# Managed HSM pools serve the Key Vault keys API on their own hosts (<name>.managedhsm.azure.net).
+HSM_SUFFIXES = ("managedhsm.azure.net", "managedhsm.azure.cn", "managedhsm.usgovcloudapi.net")
 
 
 class InvalidId(RotationError, ValueError):
@@ -59,6 +67,15 @@ class KeyRef:
     @property
     def vault_url(self) -> str:
         return f"https://{self.vault_host}"
+
+    @property
+    def vault_name(self) -> str:
+        """The vault's or Managed HSM pool's name: the host's first label."""
+        return self.vault_host.split(".", 1)[0]
+
+    @property
+    def in_managed_hsm(self) -> bool:
+        return is_managed_hsm_host(self.vault_host)
 
     @property
     def versionless_id(self) -> str:
@@ -120,6 +137,12 @@ def parse_key_id(text: object, *, require_version: bool = False, allow_version: 
     if version is not None and not allow_version:
         raise InvalidId(f"key id {text!r}: must not carry a version")
     return KeyRef(host, name, version.lower() if version else None)
+
+
+def is_managed_hsm_host(host: str) -> bool:
+    """Whether a key host is a Managed HSM pool (<name>.managedhsm.azure.net and its clouds)."""
+    _, _, suffix = host.lower().partition(".")
+    return suffix in HSM_SUFFIXES
 
 
 def key_from_parts(vault_base_url: str, name: str, version: str | None) -> KeyRef:

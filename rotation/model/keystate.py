@@ -21,6 +21,7 @@ class VersionInfo:
     expires: datetime | None
     key_type: str | None = None  # known only for versions read with get_key
     key_ops: tuple[str, ...] | None = None
+    key_size: int | None = None  # RSA modulus bits, from the public JWK; known with key_type
 
     def time_problem(self, now: datetime) -> str | None:
         """Why this version cannot be used now, by its attributes alone (None: usable)."""

@@ -73,7 +73,7 @@ def test_resource_ids_canonicalise_type_and_refuse_others() -> None:
     with pytest.raises(InvalidId, match="not one of"):
         parse_resource_id(
             "/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/"
-            "Microsoft.Storage/storageAccounts/st1"
+            "Microsoft.KeyVault/vaults/kv1"
         )
     assert (
         parse_resource_id(

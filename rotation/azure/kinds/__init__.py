@@ -161,15 +161,21 @@ def all_kinds() -> list[TargetKind]:
     from rotation.azure.kinds.batch import BatchAccounts
     from rotation.azure.kinds.containergroup import ContainerGroups
     from rotation.azure.kinds.cosmos import CosmosAccounts
+    from rotation.azure.kinds.disk_encryption_set import DiskEncryptionSets
     from rotation.azure.kinds.kusto import KustoClusters
     from rotation.azure.kinds.log_analytics import LogAnalyticsClusters
     from rotation.azure.kinds.messaging import EventHubNamespaces, ServiceBusNamespaces
     from rotation.azure.kinds.registry import Registries
+    from rotation.azure.kinds.sql import SqlServers
+    from rotation.azure.kinds.storage import StorageAccounts
 
     return [
         Registries(),
         BatchAccounts(),
         ContainerGroups(),
+        StorageAccounts(),
+        DiskEncryptionSets(),
+        SqlServers(),
         LogAnalyticsClusters(),
         KustoClusters(),
         EventHubNamespaces(),

@@ -1,0 +1,124 @@
+"""Microsoft.Compute/diskEncryptionSets (api-version 2024-03-02 shapes).
+
+PATCH is a long-running operation (202 with the set, Azure-AsyncOperation and Location; the change lands
+when the operation succeeds). `activeKey.sourceVault.id` must name the key's vault for a Key
+Vault key and is absent for a Managed HSM key. With `rotationToLatestKeyVersionEnabled` the set
+shows the key's newest version (Azure moves it within about an hour; here, at once).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .arm import ArmService, arm_error, identity_block, iso, latest_version_url
+from .cmk import ArmResourceRoutes, Refusals, id_part, identity_names, refusal
+from .http import Request, Response
+from .state import DiskEncryptionSet, now
+
+NAMESPACE = "Microsoft.Compute"
+TYPE = "Microsoft.Compute/diskEncryptionSets"
+REFUSALS = Refusals("InvalidParameter", "KeyVaultAccessForbidden", (2048, 3072, 4096))
+
+
+def versionless(key_url: str) -> str:
+    base, _, rest = key_url.partition("/keys/")
+    return f"{base}/keys/{rest.split('/', 1)[0]}"
+
+
+class DiskEncryptionSets(ArmResourceRoutes[DiskEncryptionSet]):
+    TYPE = TYPE
+
+    def __init__(self, arm: ArmService) -> None:
+        super().__init__(arm, r"Microsoft\.Compute/diskEncryptionSets")
+        arm.router.add("PATCH", self.item, self.update)
+
+    def resources(self) -> dict[str, DiskEncryptionSet]:
+        return self.world.disk_encryption_sets
+
+    def render(self, des: DiskEncryptionSet) -> dict[str, Any]:
+        key_url = des.key_id
+        if des.rotation_to_latest:
+            key_url = latest_version_url(self.world, versionless(des.key_id)) or des.key_id
+        active: dict[str, Any] = {"keyUrl": key_url}
+        if des.source_vault:
+            active["sourceVault"] = {"id": des.source_vault}
+        properties: dict[str, Any] = {
+            "activeKey": active,
+            "encryptionType": "EncryptionAtRestWithCustomerKey",
+            "rotationToLatestKeyVersionEnabled": des.rotation_to_latest,
+            "previousKeys": [],
+            "provisioningState": des.provisioning_state,
+        }
+        if des.last_key_rotation:
+            properties["lastKeyRotationTimestamp"] = iso(des.last_key_rotation)
+        body: dict[str, Any] = {
+            "id": des.id,
+            "name": id_part(des.id, "name"),
+            "type": TYPE,
+            "location": des.location,
+            "tags": dict(des.tags),
+            "properties": properties,
+        }
+        identity = identity_block(self.world, des.identities, des.system_principal)
+        body["identity"] = identity or {"type": "None"}
+        return body
+
+    def update(self, request: Request, sub: str, group: str, name: str) -> Response:
+        with self.world.lock:
+            found = self.target(request, sub, group, name)
+            if isinstance(found, Response):
+                return found
+            des, body = found
+            if self.arm.operations.busy(des.id):
+                return arm_error(409, "OperationNotAllowed", f"An operation is in progress on '{name}'.")
+            properties = body.get("properties") or {}
+            active = properties.get("activeKey")
+            key_url, source_vault = des.key_id, des.source_vault
+            if active is not None:
+                key_url = active.get("keyUrl") or ""
+                source_vault = (active.get("sourceVault") or {}).get("id")
+                refused = self._check_key(des, name, key_url, source_vault)
+                if refused is not None:
+                    return refused
+            rotate = properties.get("rotationToLatestKeyVersionEnabled", des.rotation_to_latest)
+            previous_state = des.provisioning_state
+            des.provisioning_state = "Updating"
+
+            def apply() -> None:
+                if key_url != des.key_id:
+                    des.last_key_rotation = now()
+                des.key_id, des.source_vault, des.rotation_to_latest = key_url, source_vault, bool(rotate)
+                if body.get("tags") is not None:
+                    des.tags = dict(body["tags"])
+                des.provisioning_state = "Succeeded"
+
+            def revert() -> None:
+                des.provisioning_state = previous_state
+
+            headers = self.arm.start_operation(request, des.id, NAMESPACE, des.location, apply, revert)
+            headers["Location"] = headers["Azure-AsyncOperation"] + "&monitor=true"
+            return Response.json(202, self.render(des), headers)  # Compute answers with the set as it was
+
+    def _check_key(
+        self, des: DiskEncryptionSet, name: str, key_url: str, source_vault: str | None
+    ) -> Response | None:
+        in_hsm = ".managedhsm." in key_url.lower()
+        vault_name = key_url.split("//", 1)[-1].split(".", 1)[0].lower()
+        if not in_hsm and (not source_vault or id_part(source_vault, "name").lower() != vault_name):
+            return arm_error(
+                400,
+                "InvalidParameter",
+                f"activeKey.sourceVault.id must be the Key Vault that holds '{key_url}'.",
+            )
+        if not (des.identities or des.system_principal):
+            return arm_error(
+                400, "InvalidParameter", f"Disk Encryption Set '{name}' has no managed identity."
+            )
+        who = f"Disk Encryption Set '{name}'"
+        return refusal(
+            self.world,
+            key_url,
+            identity_names(self.world, des.identities, des.system_principal),
+            REFUSALS,
+            who,
+        )

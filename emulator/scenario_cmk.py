@@ -1,0 +1,164 @@
+"""Scenario entries for the Storage, Disk Encryption Set and SQL kinds (DESIGN.md section 7):
+`storageAccounts`, `diskEncryptionSets`, `sqlServers`, each with `id`, `location`, `tags`,
+`identities` and the key as a full `keyId` (versionless when it holds no version)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .cmk import id_part
+from .state import DiskEncryptionSet, SqlServer, StorageAccount, World, stable_uuid
+
+CMK_KINDS = ("storageAccounts", "diskEncryptionSets", "sqlServers", "managedHsms")
+
+
+def _common(
+    spec: Any, where: str, provider: str, rtype: str, world: World
+) -> tuple[str, list[str], str | None]:
+    from .scenario import _arm_id, _identities, _require  # one set of field rules for every kind
+
+    resource_id = _arm_id(_require(spec, "id", where), provider, rtype, f"{where}.id")
+    identities = _identities(spec, where, world)
+    system = None
+    if spec.get("systemAssigned"):
+        system = spec.get("systemPrincipalId") or stable_uuid("system:" + resource_id)
+    return resource_id, identities, system
+
+
+def _identity_ref(spec: dict[str, Any], field: str, where: str, world: World) -> str | None:
+    from .scenario import _arm_id
+
+    value = spec.get(field)
+    if value:
+        _arm_id(value, "Microsoft.ManagedIdentity", "userAssignedIdentities", f"{where}.{field}")
+        world.identity(value)
+    return value
+
+
+def _load_storage(spec: dict[str, Any], where: str, world: World) -> StorageAccount:
+    resource_id, identities, system = _common(spec, where, "Microsoft.Storage", "storageAccounts", world)
+    return StorageAccount(
+        id=resource_id,
+        location=spec.get("location", "westeurope"),
+        key_id=spec.get("keyId"),
+        encryption_identity=_identity_ref(spec, "encryptionIdentity", where, world),
+        identities=identities,
+        tags=dict(spec.get("tags") or {}),
+        system_principal=system,
+    )
+
+
+def _source_vault(key_id: str, resource_id: str) -> str | None:
+    """The vault resource id a set names for a Key Vault key (none for Managed HSM)."""
+    host = key_id.split("//", 1)[-1].split("/", 1)[0]
+    if ".managedhsm." in host.lower():
+        return None
+    sub = id_part(resource_id, "sub")
+    return f"/subscriptions/{sub}/resourceGroups/rg-security/providers/Microsoft.KeyVault/vaults/{host.split('.')[0]}"
+
+
+def _load_des(spec: dict[str, Any], where: str, world: World) -> DiskEncryptionSet:
+    from .scenario import _require
+
+    resource_id, identities, system = _common(spec, where, "Microsoft.Compute", "diskEncryptionSets", world)
+    key_id = _require(spec, "keyId", where)
+    return DiskEncryptionSet(
+        id=resource_id,
+        location=spec.get("location", "westeurope"),
+        key_id=key_id,
+        source_vault=spec.get("sourceVault", _source_vault(key_id, resource_id)),
+        rotation_to_latest=bool(spec.get("rotationToLatestKeyVersionEnabled")),
+        identities=identities,
+        tags=dict(spec.get("tags") or {}),
+        system_principal=system,
+    )
+
+
+def _load_sql(spec: dict[str, Any], where: str, world: World) -> SqlServer:
+    from .sql_servers import server_key_name
+
+    resource_id, identities, system = _common(spec, where, "Microsoft.Sql", "servers", world)
+    server = SqlServer(
+        id=resource_id,
+        location=spec.get("location", "westeurope"),
+        protector_key=None,
+        auto_rotation=bool(spec.get("autoRotationEnabled")),
+        primary_identity=_identity_ref(spec, "primaryIdentity", where, world),
+        identities=identities,
+        tags=dict(spec.get("tags") or {}),
+        server_keys=dict(spec.get("serverKeys") or {}),
+        system_principal=system,
+    )
+    if spec.get("keyId"):
+        server.protector_key = server_key_name(spec["keyId"])
+        server.server_keys[server.protector_key] = spec["keyId"]
+    return server
+
+
+def load_cmk_kinds(scenario: dict[str, Any], staged: World) -> None:
+    for index, spec in enumerate(scenario.get("storageAccounts") or []):
+        account = _load_storage(spec, f"storageAccounts[{index}]", staged)
+        staged.storage_accounts[account.id.lower()] = account
+    for index, spec in enumerate(scenario.get("diskEncryptionSets") or []):
+        des = _load_des(spec, f"diskEncryptionSets[{index}]", staged)
+        staged.disk_encryption_sets[des.id.lower()] = des
+    for index, spec in enumerate(scenario.get("sqlServers") or []):
+        server = _load_sql(spec, f"sqlServers[{index}]", staged)
+        staged.sql_servers[server.id.lower()] = server
+
+
+def _system(out: dict[str, Any], principal: str | None) -> dict[str, Any]:
+    if principal:
+        out.update({"systemAssigned": True, "systemPrincipalId": principal})
+    return out
+
+
+def dump_cmk_kinds(world: World) -> dict[str, Any]:
+    """Caller holds world.lock."""
+    return {
+        "storageAccounts": [
+            _system(
+                {
+                    "id": a.id,
+                    "location": a.location,
+                    "keyId": a.key_id,
+                    "encryptionIdentity": a.encryption_identity,
+                    "identities": list(a.identities),
+                    "tags": dict(a.tags),
+                },
+                a.system_principal,
+            )
+            for a in world.storage_accounts.values()
+        ],
+        "diskEncryptionSets": [
+            _system(
+                {
+                    "id": d.id,
+                    "location": d.location,
+                    "keyId": d.key_id,
+                    "sourceVault": d.source_vault,
+                    "rotationToLatestKeyVersionEnabled": d.rotation_to_latest,
+                    "identities": list(d.identities),
+                    "tags": dict(d.tags),
+                },
+                d.system_principal,
+            )
+            for d in world.disk_encryption_sets.values()
+        ],
+        "sqlServers": [
+            _system(
+                {
+                    "id": s.id,
+                    "location": s.location,
+                    "keyId": s.server_keys.get(s.protector_key) if s.protector_key else None,
+                    "autoRotationEnabled": s.auto_rotation,
+                    "primaryIdentity": s.primary_identity,
+                    "serverKeys": dict(s.server_keys),
+                    "identities": list(s.identities),
+                    "tags": dict(s.tags),
+                },
+                s.system_principal,
+            )
+            for s in world.sql_servers.values()
+        ],
+    }

@@ -1,0 +1,128 @@
+"""Azure SQL logical servers whose TDE protector is a customer-managed key.
+
+The key is named by the server's encryption protector (`servers/{s}/encryptionProtector/current`:
+`serverKeyType: AzureKeyVault`, `serverKeyName`, `uri`); `autoRotationEnabled: true` means SQL
+follows new versions itself. A new version takes two long-running PUTs in order: add the server
+key `{vault}_{key}_{version}` for it, then point the protector at that key. The old server key
+stays: it still decrypts backups and log files written under it. The server reaches the key with
+its primary user-assigned identity (`primaryUserAssignedIdentityId`) or, without one, its
+system-assigned identity.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import batched
+from typing import TYPE_CHECKING, Any
+
+from rotation.azure.kinds import ApplyContext, Consumer
+from rotation.azure.kinds.generic import ArmTargetKind, accepts_key_types, identity_facts
+from rotation.model.decisions import Check
+from rotation.model.ids import SQL_SERVER, InvalidId, KeyRef, parse_key_id, parse_resource_id
+
+if TYPE_CHECKING:
+    from rotation.azure.clients import Clients
+
+API_VERSION = "2023-08-01"
+KIND = "sqlserver"
+PROTECTOR = "encryptionProtector/current"
+PROTECTOR_READS = 8  # parallel protector GETs while listing; ARM allows 250 reads at once per subscription
+# SQL TDE accepts RSA and RSA-HSM keys of 2048 or 3072 bits (AzureKeyVaultRsaKeyNotSupported).
+ACCEPTED_KEYS = {"RSA": (2048, 3072), "RSA-HSM": (2048, 3072)}
+_SERVER_KEY_NAME = re.compile(r"^[a-z0-9-]{3,24}_[0-9a-zA-Z-]{1,127}_[0-9a-f]{32}\Z")
+# Error code (lower case) -> what a person should do (codes from the encryption protector API);
+# "" matches any other 400 from the service.
+REMEDIATION = {
+    "azurekeyvaultmissingpermissions": "The server's identity cannot use the key: grant it 'Key Vault Crypto "
+    "Service Encryption User' on the key (or get, wrapKey, unwrapKey in access policies).",
+    "umimissingakvpermissions": "The server's primary user-assigned identity cannot use the key: grant it 'Key "
+    "Vault Crypto Service Encryption User' on the key.",
+    "azurekeyvaultnoserveridentity": "The server has no identity for the key: assign one and set it as the "
+    "primary user-assigned identity, or turn on its system-assigned identity.",
+    "azurekeyvaultrsakeynotsupported": "SQL TDE accepts only RSA or RSA-HSM keys of 2048 or 3072 bits: create "
+    "the new version with a supported size.",
+    "azurekeyvaultkeydisabled": "The key version is disabled: enable it or create a new version.",
+    "": "The SQL server could not use the key for TDE; see "
+    "https://learn.microsoft.com/azure/azure-sql/database/transparent-data-encryption-byok-overview.",
+}
+
+
+def server_key_name(key: KeyRef) -> str:
+    """SQL's name for a server key from Key Vault or Managed HSM: {vault}_{key}_{version}."""
+    name = f"{key.vault_name}_{key.name}_{key.version}"
+    if not _SERVER_KEY_NAME.match(name):
+        raise InvalidId(f"server key name {name!r}: expected <vault>_<key>_<32 hex version>")
+    return name
+
+
+def to_consumer(server: dict[str, Any], protector: dict[str, Any] | None) -> Consumer | None:
+    facts = (protector or {}).get("properties") or {}
+    if str(facts.get("serverKeyType", "")).lower() != "azurekeyvault" or not facts.get("uri"):
+        return None
+    try:
+        key = parse_key_id(facts["uri"])
+        resource_id = parse_resource_id(server.get("id", ""), (SQL_SERVER,))
+    except InvalidId:
+        return None
+    properties = server.get("properties") or {}
+    identity, assigned = identity_facts(server, properties.get("primaryUserAssignedIdentityId"))
+    return Consumer(
+        kind=KIND,
+        resource_id=resource_id,
+        key=key,
+        location=server.get("location", ""),
+        tags=dict(server.get("tags") or {}),
+        identity=identity,
+        identity_assigned=assigned,
+        follows_new_versions=bool(facts.get("autoRotationEnabled")) or key.version is None,
+        extra={
+            "serverKeyName": facts.get("serverKeyName"),
+            "autoRotationEnabled": bool(facts.get("autoRotationEnabled")),
+        },
+    )
+
+
+class SqlServers(ArmTargetKind):
+    kind = KIND
+    remediation = REMEDIATION
+    resource_type = SQL_SERVER
+    api_version = API_VERSION
+    plan_checks: tuple[Check, ...] = (accepts_key_types("SQL TDE", ACCEPTED_KEYS),)
+
+    def to_consumer(self, clients: Clients, resource: dict[str, Any]) -> Consumer | None:
+        # One more GET per server: the server body does not say which key protects it.
+        protector = clients.arm().get(f"{resource.get('id', '')}/{PROTECTOR}", API_VERSION)
+        return to_consumer(resource, protector)
+
+    def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
+        """Servers as listed, their protectors read in parallel in batches (one GET per server)."""
+        servers = clients.arm().list_by_subscription(subscription, self.resource_type, self.api_version)
+        with ThreadPoolExecutor(max_workers=PROTECTOR_READS, thread_name_prefix="sql-protector") as pool:
+            for batch in batched(servers, PROTECTOR_READS * 4, strict=False):
+                for consumer in pool.map(lambda server: self.to_consumer(clients, server), batch):
+                    if consumer is not None:
+                        yield consumer
+
+    def apply(
+        self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
+    ) -> Consumer | None:
+        arm = clients.arm()
+        server = str(consumer.resource_id)
+        name = server_key_name(to_key)
+        existing = arm.get(f"{server}/keys/{name}", API_VERSION)
+        if ((existing or {}).get("properties") or {}).get("uri", "").lower() != to_key.id.lower():
+            key_body = {"properties": {"serverKeyType": "AzureKeyVault", "uri": to_key.id}}
+            arm.begin_put(f"{server}/keys/{name}", API_VERSION, key_body).result()
+        protector_body = {
+            "properties": {
+                "serverKeyType": "AzureKeyVault",
+                "serverKeyName": name,
+                "autoRotationEnabled": bool(consumer.extra.get("autoRotationEnabled")),
+            }
+        }
+        # The poller ends with a GET of the protector: its `uri` is the server key it now points at.
+        protector = arm.begin_put(f"{server}/{PROTECTOR}", API_VERSION, protector_body).result()
+        resource = arm.get(server, API_VERSION)
+        return None if resource is None else to_consumer(resource, protector)

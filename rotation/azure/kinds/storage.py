@@ -1,0 +1,87 @@
+"""Storage accounts encrypted with a customer-managed key.
+
+The account names its key in `properties.encryption.keyvaultproperties` (`keyvaulturi`,
+`keyname`, `keyversion`; Storage spells them in lower case) with `keySource: Microsoft.Keyvault`,
+and the identity it uses in `encryption.identity.userAssignedIdentity` (empty: the system-assigned
+identity). An empty `keyversion` means Storage follows new versions itself (it checks daily).
+The update is a synchronous PATCH of the encryption block only, with the identity unchanged
+(Storage refuses a change of identity and key in one operation).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rotation.azure.kinds import Consumer
+from rotation.azure.kinds.generic import ArmTargetKind, accepts_key_types, identity_facts
+from rotation.model.decisions import Check
+from rotation.model.ids import STORAGE_ACCOUNT, InvalidId, KeyRef, key_from_parts, parse_resource_id
+
+if TYPE_CHECKING:
+    from rotation.azure.clients import Clients
+
+API_VERSION = "2024-01-01"
+# Azure Storage accepts RSA and RSA-HSM keys of 2048, 3072 and 4096 bits (customer-managed keys docs).
+ACCEPTED_KEYS = {"RSA": (2048, 3072, 4096), "RSA-HSM": (2048, 3072, 4096)}
+KIND = "storage"
+# Error code (lower case) -> what a person should do; "" matches any 400 from the service.
+REMEDIATION = {
+    "": "The storage account could not use the key: check that the identity in encryption.identity (or its "
+    "system-assigned identity) has 'Key Vault Crypto Service Encryption User' on the key and that the vault has "
+    "soft delete and purge protection; see https://learn.microsoft.com/azure/storage/common/customer-managed-keys-overview.",
+}
+
+
+def to_consumer(account: dict[str, Any]) -> Consumer | None:
+    properties = account.get("properties") or {}
+    encryption = properties.get("encryption") or {}
+    vault = encryption.get("keyvaultproperties") or {}
+    if str(encryption.get("keySource", "")).lower() != "microsoft.keyvault" or not vault.get("keyname"):
+        return None
+    try:
+        key = key_from_parts(vault.get("keyvaulturi", ""), vault["keyname"], vault.get("keyversion") or None)
+        resource_id = parse_resource_id(account.get("id", ""), (STORAGE_ACCOUNT,))
+    except InvalidId:
+        return None
+    chosen = (encryption.get("identity") or {}).get("userAssignedIdentity")
+    identity, assigned = identity_facts(account, chosen)
+    return Consumer(
+        kind=KIND,
+        resource_id=resource_id,
+        key=key,
+        location=account.get("location", ""),
+        tags=dict(account.get("tags") or {}),
+        identity=identity,
+        identity_assigned=assigned,
+        provisioning_state=properties.get("provisioningState"),
+        follows_new_versions=key.version is None,  # Storage moves to the newest version daily
+        extra={"encryptionIdentity": dict(encryption.get("identity") or {})},
+    )
+
+
+def write_body(consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
+    encryption: dict[str, Any] = {
+        "keySource": "Microsoft.Keyvault",
+        "keyvaultproperties": {
+            "keyvaulturi": to_key.vault_url,
+            "keyname": to_key.name,
+            "keyversion": to_key.version,
+        },
+    }
+    if consumer.extra.get("encryptionIdentity"):
+        encryption["identity"] = dict(consumer.extra["encryptionIdentity"])  # unchanged
+    return {"properties": {"encryption": encryption}}
+
+
+class StorageAccounts(ArmTargetKind):
+    kind = KIND
+    remediation = REMEDIATION
+    resource_type = STORAGE_ACCOUNT
+    api_version = API_VERSION
+    plan_checks: tuple[Check, ...] = (accepts_key_types("Azure Storage", ACCEPTED_KEYS),)
+
+    def to_consumer(self, clients: Clients, resource: dict[str, Any]) -> Consumer | None:
+        return to_consumer(resource)
+
+    def write_body(self, consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
+        return write_body(consumer, to_key)

@@ -1,0 +1,44 @@
+"""Cold start: importing the function app loads no management SDK and none of the kinds that
+need no module at import time; each is imported when a run first needs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_import_function_app_leaves_the_management_sdks_and_kinds_unloaded() -> None:
+    probe = (
+        "import json, sys, function_app; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('azure.mgmt', 'rotation.azure.kinds.')))))"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    loaded = set(json.loads(output.stdout.strip().splitlines()[-1]))
+    assert not {m for m in loaded if m.startswith("azure.mgmt")}
+    assert not loaded & {
+        "rotation.azure.kinds.storage",
+        "rotation.azure.kinds.disk_encryption_set",
+        "rotation.azure.kinds.sql",
+    }
+
+
+def test_a_run_imports_what_it_needs() -> None:
+    probe = (
+        "import json, sys; from rotation.azure.kinds import all_kinds; all_kinds(); "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('rotation.azure.kinds.'))))"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    loaded = set(json.loads(output.stdout.strip().splitlines()[-1]))
+    assert {
+        "rotation.azure.kinds.storage",
+        "rotation.azure.kinds.disk_encryption_set",
+        "rotation.azure.kinds.sql",
+    } <= loaded
