@@ -40,7 +40,7 @@ from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
-from rotation.azure.pacing import WaitFirstARMPolling
+from rotation.azure.polling import WaitFirstARMPolling
 
 _ERRORS: dict[int, type[HttpResponseError]] = {
     401: ClientAuthenticationError,

@@ -8,8 +8,7 @@ moves it to the end of `Retry-After` for everyone, and while the remaining budge
 spaced at the bucket's refill rate so they stop meeting 429s at all.
 
 `PacingPolicy` is the azure-core pipeline policy that applies it (in the `custom_hook_policy` slot
-of the management clients and of rotation.azure.arm); `WaitFirstARMPolling` makes the LRO poller
-honour the write's `Retry-After` before its first poll, so a target costs one poll fewer.
+of the management clients and of rotation.azure.arm).
 """
 
 from __future__ import annotations
@@ -23,8 +22,6 @@ from typing import Any
 
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import SansIOHTTPPolicy
-from azure.core.pipeline.policies._utils import get_retry_after
-from azure.mgmt.core.polling.arm_polling import ARMPolling
 
 from rotation import telemetry
 
@@ -135,18 +132,3 @@ def _target(url: str, method: str) -> tuple[str, str] | None:
 
 def _host(url: str) -> str:
     return url.split("/")[2] if "://" in url else url
-
-
-class WaitFirstARMPolling(ARMPolling):
-    """ARM polling that waits the write's `Retry-After` (or the interval) before the first poll.
-
-    azure-core polls once straight after the initial answer; a service that said "ask again in
-    1 s" then costs a read that can only say "still running". Waiting first is what the header
-    asks for, and it saves one read per long-running write (at ARM's read limit, that is time).
-    """
-
-    def run(self) -> None:
-        if not self.finished():
-            delay = get_retry_after(self._pipeline_response)
-            self._sleep(delay if delay else self._timeout)
-        super().run()

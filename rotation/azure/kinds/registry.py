@@ -93,6 +93,9 @@ class Registries(ManagedTargetKind):
             }
         }
         poller = clients.registries(consumer.resource_id.subscription).registries.begin_update(
-            consumer.resource_id.resource_group, consumer.resource_id.name, body
+            consumer.resource_id.resource_group,
+            consumer.resource_id.name,
+            body,
+            polling=clients.lro_polling(),  # first poll after the PATCH's Retry-After: one read fewer
         )
         return to_consumer(poller.result())  # the poller's final GET of the registry

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rotation.azure.kinds import Consumer
+from rotation.azure.kinds import KEY_PARTS, Consumer
 from rotation.azure.kinds.generic import ArmTargetKind, accepts_key_types, identity_facts
 from rotation.model.decisions import Check
 from rotation.model.ids import STORAGE_ACCOUNT, InvalidId, KeyRef, key_from_parts, parse_resource_id
@@ -75,6 +75,7 @@ def write_body(consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
 
 class StorageAccounts(ArmTargetKind):
     kind = KIND
+    key_naming = KEY_PARTS  # keyvaulturi, keyname, keyversion
     remediation = REMEDIATION
     resource_type = STORAGE_ACCOUNT
     api_version = API_VERSION
