@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 
     from rotation.azure.arm import Arm
+    from rotation.azure.polling import WaitFirstARMPolling
     from rotation.azure.topic import OutcomeTopic
 
 T = TypeVar("T")
@@ -168,6 +169,12 @@ class Clients:
             "custom_hook_policy": PacingPolicy(self.pacer),
             **_NO_SDK_RETRIES,
         }
+
+    def lro_polling(self) -> WaitFirstARMPolling:
+        """The polling method for a long-running ARM write: waits Retry-After before polling."""
+        from rotation.azure.polling import WaitFirstARMPolling
+
+        return WaitFirstARMPolling(self.settings.poll_interval_seconds)
 
     # The typed management SDKs are imported on first use, not with function_app: a cold start
     # that only parses and enqueues an event never pays for them.
