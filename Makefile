@@ -26,7 +26,7 @@ $(AZURITE): package.json
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check rotation emulator tests bench tools function_app.py
+	$(VENV)/bin/ruff format --check rotation emulator devstack tests bench tools function_app.py
 
 test: install lint infra-check
 	$(VENV)/bin/pytest -q

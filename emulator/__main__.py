@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     emulator.start()
     azurite = None
     if args.azurite:
-        from .azurite import Azurite
+        from devstack.azurite import Azurite
 
         azurite = Azurite().start()
         # Azurite's published development account: a well-known local constant, not a secret.

@@ -25,9 +25,9 @@ sys.path.insert(0, str(REPO))
 from azure.storage.blob import BlobServiceClient  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
+from devstack.azurite import Azurite  # noqa: E402
+from devstack.functions_host import QueueDispatcher, QueueHostSettings, deliver_event_grid, http_request  # noqa: E402
 from emulator import EmulatorProcess, use_emulator  # noqa: E402
-from emulator.azurite import Azurite  # noqa: E402
-from emulator.functions_host import QueueDispatcher, QueueHostSettings, deliver_event_grid, http_request  # noqa: E402
 from rotation.doors.cli import main as rotation_cli  # noqa: E402
 
 SAMPLES = REPO / "tests" / "data" / "samples"
