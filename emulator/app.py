@@ -12,14 +12,18 @@ from . import scenario
 from .arm import ARM_AUDIENCES, ARM_HOSTS, ArmService
 from .batch import BatchAccounts
 from .containergroups import ContainerGroups
+from .deadletter import blob_writer
+from .delivery import EventGridDelivery, subscription_from_spec
 from .eventgrid import EVENTGRID_SUFFIX, EventGridTopics
 from .faults import ArmThrottle, CallLog, FaultBook
 from .http import Request, Response, Router
 from .identity import TokenIssuer
+from .keyevents import KeyEvents
 from .keyvault import KeyVaultService, vault_audience
 from .registries import Registries
 from .settings import Settings
 from .state import World
+from .subscriptions import Subscriptions
 
 IDENTITY_PATH = "/msi/token"
 _KV_ERROR_CODES = {
@@ -51,7 +55,15 @@ class EmulatorApp:
         Registries(self.arm)
         BatchAccounts(self.arm)
         ContainerGroups(self.arm)
+        Subscriptions(self.arm)
         self.eventgrid = EventGridTopics(self.tokens)
+        self.delivery = EventGridDelivery(
+            self.faults, self.calls, lambda: self.settings.event_grid_time_scale
+        )
+        self.key_events = KeyEvents(self.world, self.delivery.publish)
+        self.keyvault.on_new_version = self.key_events.new_version
+        self.tokens.principal_of = self._principal_of
+        self.key_events.baseline()
         self.admin = Router()
         self._admin_routes()
 
@@ -142,6 +154,69 @@ class EmulatorApp:
         add("POST", r"/config", self._post_config)
         add("GET", r"/events", lambda r: Response.json(200, {"events": self.eventgrid.received()}))
         add("DELETE", r"/events", lambda r: (self.eventgrid.clear(), Response.empty(204))[1])
+        add("GET", r"/clock", lambda r: Response.json(200, self.key_events.describe()))
+        add("POST", r"/clock", self._post_clock)
+        add(
+            "GET",
+            r"/eventgrid/subscriptions",
+            lambda r: Response.json(200, {"value": self.delivery.subscriptions()}),
+        )
+        add("POST", r"/eventgrid/subscriptions", self._post_subscription)
+        add(
+            "DELETE",
+            r"/eventgrid/subscriptions",
+            lambda r: (self.delivery.unsubscribe_all(), Response.empty(204))[1],
+        )
+        add(
+            "GET", r"/eventgrid/deliveries", lambda r: Response.json(200, {"deliveries": self.delivery.log()})
+        )
+        add("DELETE", r"/eventgrid/deliveries", lambda r: (self.delivery.clear_log(), Response.empty(204))[1])
+
+    def _principal_of(self, client_id: str) -> str:
+        with self.world.lock:
+            for identity in self.world.identities.values():
+                if identity.client_id.lower() == client_id.lower():
+                    return identity.principal_id
+        return client_id
+
+    def _post_clock(self, request: Request) -> Response:
+        body = _admin_json(request)
+        if isinstance(body, Response):
+            return body
+        advance = body.get("advance")
+        try:
+            if set(body) != {"advance"} or not isinstance(advance, str):
+                raise scenario.ScenarioError('expected {"advance": "29d"} (s, m, h or d)')
+            seconds = scenario.parse_time("+" + advance.strip().lstrip("+"), "advance", base=0) or 0
+            fired = self.key_events.advance(seconds)
+        except (scenario.ScenarioError, ValueError) as exc:
+            return Response.json(400, {"error": str(exc)})
+        return Response.json(
+            200,
+            {
+                **self.key_events.describe(),
+                "fired": [
+                    {"eventType": e["eventType"], "subject": e["subject"], "id": e["id"]} for e in fired
+                ],
+            },
+        )
+
+    def _post_subscription(self, request: Request) -> Response:
+        body = _admin_json(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            connection = body.get("deadLetterConnectionString")
+            writer = (
+                blob_writer(connection, body.get("deadLetterContainer") or "eventgrid-deadletters")
+                if connection
+                else None
+            )
+            subscription = subscription_from_spec(body, writer)
+        except (ValueError, TypeError) as exc:
+            return Response.json(400, {"error": str(exc)})
+        self.delivery.subscribe(subscription)
+        return Response.json(201, subscription.describe())
 
     def _get_state(self, request: Request) -> Response:
         self.arm.operations.settle()
@@ -156,6 +231,7 @@ class EmulatorApp:
         except scenario.ScenarioError as exc:
             return Response.json(400, {"error": str(exc)})
         self.arm.operations.clear()
+        self.key_events.baseline()
         return Response.json(
             200,
             {
