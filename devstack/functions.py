@@ -81,6 +81,15 @@ class FunctionIndex:
                 return function
         return None
 
+    def describe(self) -> list[dict[str, str]]:
+        kinds = (
+            ("httpTrigger", self.http),
+            ("queueTrigger", self.queues),
+            ("timerTrigger", self.timers),
+            ("eventGridTrigger", self.event_grid),
+        )
+        return [{"name": f.name, "trigger": kind} for kind, functions in kinds for f in functions]
+
     def route(self, method: str, path: str) -> tuple[HttpFunction, dict[str, str]] | None:
         ordered = sorted(self.http, key=lambda f: -f.literal_segments)
         for function in ordered:

@@ -6,6 +6,7 @@
 - `POST /runtime/webhooks/eventgrid?functionName=NAME`: Event Grid deliveries, with the
   Event Grid extension's system key in `?code=`; 200 when every event's invocation succeeded,
   500 otherwise (Event Grid retries). A `SubscriptionValidation` event is answered.
+- `GET /admin/functions` (master key): the functions and their triggers.
 - `POST /admin/functions/NAME` (master key): run a non-HTTP function now, answered 202.
 - `GET /admin/host/status`: `{"state": "Running"}`.
 """
@@ -95,6 +96,10 @@ class FunctionsWebHost:
             return self._event_grid(query.get("functionName", ""), headers, body)
         if path.lower() == "/admin/host/status":
             return Reply.json(200, {"state": "Running", "id": "local"})
+        if path.lower().rstrip("/") == "/admin/functions" and method == "GET":
+            if not self.keys.allows("admin", given):
+                return Reply(401)
+            return Reply.json(200, {"value": self.functions.describe()})
         if path.lower().startswith("/admin/functions/") and method == "POST":
             if not self.keys.allows("admin", given):
                 return Reply(401)

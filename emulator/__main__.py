@@ -1,4 +1,5 @@
-"""`python -m emulator serve --scenario FILE [--env-file PATH]`: run until SIGINT/SIGTERM."""
+"""`python -m emulator serve --scenario FILE [--env-file PATH]`: run until SIGINT/SIGTERM.
+`python -m emulator fault|clock|state|calls|deliveries|timer ...`: the admin CLI (emulator/cli.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ from .scenario import ScenarioError
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] != ["serve"] and not set(argv[:1]) & {"-h", "--help"}:
+        from .cli import main as admin_cli
+
+        return admin_cli(argv)
     parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="start the emulator")
