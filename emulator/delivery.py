@@ -255,7 +255,9 @@ class EventGridDelivery:
             return
         scale = self.time_scale()
         expires = pending.published + pending.subscription.ttl_minutes * 60 * scale
-        next_due = pending.last_attempt + retry_delay(pending.attempts) * scale
+        # Counted from when this attempt was due, not when it ended, so the schedule (and what
+        # fits in the TTL) does not drift with the endpoint's answer times.
+        next_due = pending.due + retry_delay(pending.attempts) * scale
         if status in NOT_RETRIED:
             reason = "UndeliverableDueToHttpBadRequest" if status == 400 else "UndeliverableDueToClientError"
         elif pending.attempts >= pending.subscription.max_attempts:
