@@ -44,7 +44,7 @@ bench: install
 	$(PY) bench/fanout.py
 
 serve: install
-	$(PY) -m emulator serve --azurite --scenario emulator/scenarios/sample.json --env-file .env.emulator
+	$(PY) -m devstack serve --scenario emulator/scenarios/sample.json --env-file .env.emulator $(SERVE_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .pytest_cache .ruff_cache

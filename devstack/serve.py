@@ -34,6 +34,7 @@ class Options:
     eventgrid_time_scale: float = 0.0005
     visibility_timeout: float | None = None  # None: host.json's
     lro_seconds: float | None = None
+    extra_settings: dict[str, str] = field(default_factory=dict)  # over the settings file's
 
 
 def app_settings(path: Path | None) -> dict[str, str]:
@@ -94,7 +95,11 @@ class LocalStack:
             emulator.app.settings.update({"lroSeconds": options.lro_seconds})
         emulator.start()
         self._parts.append(emulator)
-        settings = {**app_settings(options.settings_file), "AzureWebJobsStorage": azurite.connection_string}
+        settings = {
+            **app_settings(options.settings_file),
+            **options.extra_settings,
+            "AzureWebJobsStorage": azurite.connection_string,
+        }
         use_emulator(emulator.env)  # this process is the function app: its SDKs go to the emulator
         os.environ.update(settings)
         functions = index()

@@ -337,6 +337,7 @@ class EventGridDelivery:
             "eventId": pending.event["id"],
             "eventType": pending.event["eventType"],
             "subject": pending.event["subject"],
+            "version": (pending.event.get("data") or {}).get("Version"),
             "attempt": pending.attempts,
             "status": pending.last_status,
             "outcome": outcome,
