@@ -75,12 +75,6 @@ class FunctionIndex:
     timers: list[TimerFunction]
     event_grid: list[EventGridFunction]
 
-    def named(self, name: str) -> Any:
-        for function in [*self.http, *self.queues, *self.timers, *self.event_grid]:
-            if function.name.lower() == name.lower():
-                return function
-        return None
-
     def describe(self) -> list[dict[str, str]]:
         kinds = (
             ("httpTrigger", self.http),

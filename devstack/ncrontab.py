@@ -74,7 +74,8 @@ class Schedule:
             sets = [_field(p, name, low, high) for p, (name, low, high) in zip(parts, _FIELDS, strict=True)]
         except (KeyError, ValueError) as exc:
             raise ValueError(f"invalid NCRONTAB {expression!r}: {exc}") from exc
-        return cls(expression, *sets, any_day=parts[3] == "*", any_dow=parts[5] == "*")
+        second, minute, hour, day, month, dow = sets
+        return cls(expression, second, minute, hour, day, month, dow, parts[3] == "*", parts[5] == "*")
 
     def _day_matches(self, moment: datetime) -> bool:
         dom, dow = moment.day in self.day, (moment.isoweekday() % 7) in self.dow

@@ -43,7 +43,7 @@ class HostKeys:
 
     @staticmethod
     def _is(given: str | None, key: str) -> bool:
-        return bool(given) and hmac.compare_digest(given.encode(), key.encode())
+        return given is not None and hmac.compare_digest(given.encode(), key.encode())
 
     def allows(self, level: str, given: str | None) -> bool:
         if level == "anonymous":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import scenario
@@ -138,10 +139,10 @@ class EmulatorApp:
         add("GET", r"/state", self._get_state)
         add("POST", r"/scenario", self._post_scenario)
         add("GET", r"/calls", lambda r: Response.json(200, self.calls.snapshot()))
-        add("DELETE", r"/calls", lambda r: (self.calls.clear(), Response.empty(204))[1])
+        add("DELETE", r"/calls", _then_204(self.calls.clear))
         add("GET", r"/faults", lambda r: Response.json(200, {"faults": self.faults.list()}))
         add("POST", r"/faults", self._post_fault)
-        add("DELETE", r"/faults", lambda r: (self.faults.clear(), Response.empty(204))[1])
+        add("DELETE", r"/faults", _then_204(self.faults.clear))
         add("POST", r"/throttling", self._post_throttling)
         add(
             "GET",
@@ -153,7 +154,7 @@ class EmulatorApp:
         add("GET", r"/config", lambda r: Response.json(200, self.settings.describe()))
         add("POST", r"/config", self._post_config)
         add("GET", r"/events", lambda r: Response.json(200, {"events": self.eventgrid.received()}))
-        add("DELETE", r"/events", lambda r: (self.eventgrid.clear(), Response.empty(204))[1])
+        add("DELETE", r"/events", _then_204(self.eventgrid.clear))
         add("GET", r"/clock", lambda r: Response.json(200, self.key_events.describe()))
         add("POST", r"/clock", self._post_clock)
         add(
@@ -165,12 +166,12 @@ class EmulatorApp:
         add(
             "DELETE",
             r"/eventgrid/subscriptions",
-            lambda r: (self.delivery.unsubscribe_all(), Response.empty(204))[1],
+            _then_204(self.delivery.unsubscribe_all),
         )
         add(
             "GET", r"/eventgrid/deliveries", lambda r: Response.json(200, {"deliveries": self.delivery.log()})
         )
-        add("DELETE", r"/eventgrid/deliveries", lambda r: (self.delivery.clear_log(), Response.empty(204))[1])
+        add("DELETE", r"/eventgrid/deliveries", _then_204(self.delivery.clear_log))
 
     def _principal_of(self, client_id: str) -> str:
         with self.world.lock:
@@ -270,6 +271,16 @@ class EmulatorApp:
         except (ValueError, TypeError) as exc:
             return Response.json(400, {"error": str(exc)})
         return Response.json(200, self.settings.describe())
+
+
+def _then_204(action: Callable[[], None]) -> Callable[[Request], Response]:
+    """An admin route that does `action` and answers 204."""
+
+    def route(request: Request) -> Response:
+        action()
+        return Response.empty(204)
+
+    return route
 
 
 def _admin_json(request: Request) -> dict[str, Any] | Response:

@@ -282,6 +282,7 @@ class EventGridDelivery:
             status = effect.status or 0
             self.calls.record("POST", DELIVERY_HOST, path, status, dropped=effect.drop)
             return status
+        body: Any
         if subscription.schema == "CloudEventSchemaV1_0":
             body, content_type = to_cloud_event(pending.event), "application/cloudevents+json; charset=utf-8"
         else:

@@ -28,7 +28,7 @@ EXPIRED = "Microsoft.KeyVault.KeyExpired"
 DEFAULT_WINDOW = 30 * 86400
 TOPIC_RESOURCE_GROUP = "rg-security"  # vaults in a scenario carry no ARM id; the samples use this group
 
-Publish = Callable[[str, dict[str, Any]], None]  # (vault name, event in Event Grid schema)
+Publish = Callable[[str, dict[str, Any]], object]  # (vault name, event in Event Grid schema)
 
 
 def event_time(epoch: float) -> str:

@@ -6,6 +6,7 @@ and ARM serves the subscription and tenant routes az reads after login."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -55,7 +56,7 @@ def test_identity_token_is_a_jwt_with_entra_claims(stack: Stack) -> None:
     assert claims["exp"] == token.expires_on > time.time() >= claims["nbf"]
     # a tampered token is refused: the emulator checks what it issued, not just the shape
     forged = jwt.encode({**claims, "aud": ARM}, "a key that is not the emulator's key", algorithm="HS256")
-    client = ARMPipelineClient(base_url=ARM, policies=[])
+    client: ARMPipelineClient[HttpRequest, Any] = ARMPipelineClient(base_url=ARM, policies=[])
     answer = client.send_request(
         HttpRequest(
             "GET",
@@ -70,7 +71,7 @@ def test_an_az_session_against_the_emulator(stack: Stack) -> None:
     stack.load(estate())
     credential = DefaultAzureCredential()
     policy = ARMChallengeAuthenticationPolicy(credential, f"{ARM}/.default")
-    arm = ARMPipelineClient(base_url=ARM, policies=[policy])
+    arm: ARMPipelineClient[HttpRequest, Any] = ARMPipelineClient(base_url=ARM, policies=[policy])
 
     subscriptions = arm.send_request(HttpRequest("GET", f"{ARM}/subscriptions?api-version=2022-12-01"))
     assert subscriptions.status_code == 200
@@ -90,6 +91,7 @@ def test_an_az_session_against_the_emulator(stack: Stack) -> None:
     shown = registry_client.registries.get("rg-acr", "build")  # az acr show / az acr encryption show
     assert shown.encryption.key_vault_properties.key_identifier == key_id("acr-cmk", vid("v1"))
     assert shown.encryption.key_vault_properties.identity
+    assert shown.identity is not None and shown.identity.user_assigned_identities
     assert identity_id("uai-acr").lower() in {i.lower() for i in shown.identity.user_assigned_identities}
 
     names = {k.name for k in KeyClient(f"https://{VAULT_HOST}", credential).list_properties_of_keys()}

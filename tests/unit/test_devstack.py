@@ -94,7 +94,12 @@ def _web(http_call: Any = None, event_call: Any = None) -> tuple[FunctionsWebHos
         event_grid=[EventGridFunction("on_key_event", event_call or (lambda event: None))],
     )
     keys = HostKeys()
-    web = FunctionsWebHost(functions, keys, lambda name: fired.append(name) or name == "sweep_drift")
+
+    def run_now(name: str) -> bool:
+        fired.append(name)
+        return name == "sweep_drift"
+
+    web = FunctionsWebHost(functions, keys, run_now)
     return web, keys, fired
 
 
