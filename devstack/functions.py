@@ -106,6 +106,9 @@ def index(module_name: str = "function_app") -> FunctionIndex:
     """Import the app module and index its functions by trigger type."""
     app = importlib.import_module(module_name).app
     found = FunctionIndex([], [], [], [])
+    # get_functions() records each name and refuses to see it twice; the worker calls it once per
+    # process, but a process that already indexed the app (the tests do) must start afresh.
+    app.functions_bindings = {}
     for function in app.get_functions():
         trigger, name, call = (
             function.get_trigger(),

@@ -23,6 +23,7 @@ from .app import IDENTITY_PATH, EmulatorApp
 from .server import ProxyServer
 from .tls import CertificateAuthority
 
+EXPIRY_SCAN_SECONDS = 60  # Key Vault's own near-expiry events are not to the second either
 ENV_KEYS = (
     "HTTPS_PROXY",
     "NO_PROXY",
@@ -192,12 +193,20 @@ class Emulator:
         self._ca = CertificateAuthority()
         self._server = ProxyServer(self.app, self._ca, port=port)
         self.env: dict[str, str] = {}
+        self._stopping = threading.Event()
+        self._watch = threading.Thread(target=self._watch_expiry, name="key-expiry", daemon=True)
 
     def start(self) -> Emulator:
         bundle = self._ca.write_bundle(self.state_dir / "ca-bundle.pem")
         self._server.start()
         self.env = environment(self._server.port, bundle, self.app.tokens.header_secret)
+        self._watch.start()
         return self
+
+    def _watch_expiry(self) -> None:
+        """Real time passing also crosses expiry thresholds (the clock route only jumps)."""
+        while not self._stopping.wait(EXPIRY_SCAN_SECONDS):
+            self.app.key_events.scan()
 
     @property
     def port(self) -> int:
@@ -208,7 +217,9 @@ class Emulator:
         return AdminClient(self.env["EMULATOR_ADMIN_URL"])
 
     def stop(self) -> None:
+        self._stopping.set()
         self._server.stop()
+        self.app.delivery.stop()
 
     def __enter__(self) -> Emulator:
         return self.start()
