@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -12,6 +11,7 @@ import threading
 from pathlib import Path
 
 from devstack.serve import LocalStack, Options, banner, write_env
+from emulator.runtime import read_scenario_file
 from emulator.scenario import ScenarioError
 
 
@@ -58,13 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("azure", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    scenario = None
-    if args.scenario:
-        try:
-            scenario = json.loads(args.scenario.read_text())
-        except (OSError, ValueError) as exc:
-            print(f"error: cannot read scenario {args.scenario}: {exc}", file=sys.stderr)
-            return 2
+    try:
+        scenario = read_scenario_file(args.scenario)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     options = Options(
         scenario,
         port=args.port,

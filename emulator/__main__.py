@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import signal
 import sys
 import threading
 from pathlib import Path
 
-from .runtime import Emulator, write_env_file
+from .runtime import Emulator, read_scenario_file, write_env_file
 from .scenario import ScenarioError
 
 
@@ -38,13 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    scenario = None
-    if args.scenario:
-        try:
-            scenario = json.loads(args.scenario.read_text())
-        except (OSError, ValueError) as exc:
-            print(f"error: cannot read scenario {args.scenario}: {exc}", file=sys.stderr)
-            return 2
+    try:
+        scenario = read_scenario_file(args.scenario)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         emulator = Emulator(scenario, state_dir=args.state_dir, port=args.port)
     except ScenarioError as exc:

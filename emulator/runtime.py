@@ -170,6 +170,16 @@ def write_env_file(path: Path, env: dict[str, str]) -> None:
     temporary.replace(path)
 
 
+def read_scenario_file(path: Path | None) -> Any:
+    """The scenario JSON in `path` (None: no scenario); ValueError with a message a person can act on."""
+    if path is None:
+        return None
+    try:
+        return json.loads(path.read_text())  # its shape is scenario.load()'s to check
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read scenario {path}: {exc}") from exc
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     env = {}
     for line in path.read_text().splitlines():

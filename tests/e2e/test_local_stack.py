@@ -227,6 +227,34 @@ def test_a_failing_app_ends_in_a_dead_letter_that_replay_takes_through(
     assert registry_key(registries, EDGE).endswith(new)
 
 
+def test_a_request_that_keeps_failing_goes_to_the_poison_queue_after_max_dequeue_count(
+    served: Served, azure: tuple[KeyClient, Any]
+) -> None:
+    from azure.storage.queue import QueueClient
+
+    from devstack.functions_host import QueueHostSettings
+
+    keys, _ = azure
+    failed = "Executed 'Functions.run_rotation' (Failed"
+    before = Path(served.log.name).read_text().count(failed)
+    served.admin.add_fault(
+        method="PATCH", host="management.azure.com", pathRegex="registries/build$", status=403
+    )
+    keys.rotate_key("acr-cmk")  # the event's run fails on the registry, every attempt
+    poison = QueueClient.from_connection_string(served.env["AzureWebJobsStorage"], "rotation-requests-poison")
+    (message,) = until(lambda: list(poison.peek_messages(max_messages=32)), "the poison queue")
+    assert json.loads(_b64(message.content))["keyId"] == s.key_id("acr-cmk")
+    host = QueueHostSettings.from_host_json(REPO / "host.json")
+    assert Path(served.log.name).read_text().count(failed) - before == host.max_dequeue_count
+    poison.clear_messages()
+
+
+def _b64(content: str) -> str:
+    import base64
+
+    return base64.b64decode(content).decode()
+
+
 def test_clock_advance_fires_near_expiry_and_the_app_renews_the_key(
     served: Served, azure: tuple[KeyClient, Any]
 ) -> None:
@@ -239,12 +267,14 @@ def test_clock_advance_fires_near_expiry_and_the_app_renews_the_key(
     until(
         lambda: not registry_key(registries, NEAR).endswith(s.vid("n1")), "the registry on a renewed version"
     )
-    renewed = [
-        d
-        for d in served.deliveries("delivered", "Microsoft.KeyVault.KeyNewVersionCreated")
-        if d["subject"] == "near-cmk"
-    ]
+
+    def announced() -> list[dict[str, Any]]:
+        delivered = served.deliveries("delivered", "Microsoft.KeyVault.KeyNewVersionCreated")
+        return [d for d in delivered if d["subject"] == "near-cmk"]
+
+    renewed = until(announced, "Key Vault's announcement of the renewed version")
     assert len(renewed) == 1  # the app made one version, and Key Vault announced it
+    assert registry_key(registries, NEAR).endswith(renewed[0]["version"])
 
 
 def test_timer_runs_on_demand_and_ctrl_c_leaves_nothing_running(served: Served) -> None:
