@@ -193,9 +193,11 @@ def test_subscription_specs_are_validated(spec: dict[str, Any], message: str) ->
 
 class _Answers(BaseHTTPRequestHandler):
     statuses: list[int] = []
+    received: list[tuple[dict[str, str], Any]] = []
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
         self.send_response(self.statuses.pop(0) if self.statuses else 200)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -214,6 +216,7 @@ def endpoint() -> Any:
 
 def _deliver(endpoint_url: str, statuses: list[int], **spec: Any) -> tuple[list[dict[str, Any]], list[Any]]:
     _Answers.statuses[:] = statuses
+    _Answers.received.clear()
     letters: list[Any] = []
     delivery = EventGridDelivery(FaultBook(), CallLog(), lambda: 0.00001)
     subscription = {
@@ -262,6 +265,20 @@ def test_a_401_is_not_retried_and_a_success_after_retries_is_delivered(endpoint:
     assert letters[0][1][0]["deliveryAttempts"] == 1
     log, letters = _deliver(endpoint[0], [500, 500])
     assert [entry["outcome"] for entry in log] == ["failed", "failed", "delivered"] and letters == []
+
+
+def test_deliveries_carry_event_grid_headers_in_the_subscriptions_schema(endpoint: Any) -> None:
+    _deliver(endpoint[0], [500])
+    (first_headers, first), (second_headers, _) = _Answers.received
+    assert isinstance(first, list) and first[0]["eventType"] == NEW_VERSION  # Event Grid schema: an array
+    assert first_headers["aeg-event-type"] == "Notification"
+    assert first_headers["aeg-subscription-name"] == "CMK-ROTATION"
+    assert (first_headers["aeg-delivery-count"], second_headers["aeg-delivery-count"]) == ("0", "1")
+    _deliver(endpoint[0], [], eventDeliverySchema="CloudEventSchemaV1_0")
+    ((headers, cloud),) = _Answers.received
+    assert headers["content-type"].startswith("application/cloudevents+json")
+    assert (cloud["specversion"], cloud["type"], cloud["subject"]) == ("1.0", NEW_VERSION, "acr-cmk")
+    assert cloud["source"].endswith("/vaults/contoso-cmk") and cloud["data"]["ObjectName"] == "acr-cmk"
 
 
 def test_time_to_live_ends_retries_before_max_attempts(endpoint: Any) -> None:
