@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         stop.wait()
     finally:
         stack.stop()
+        if args.env_file:  # its keys and ports are dead now; a stale file would only mislead
+            args.env_file.unlink(missing_ok=True)
     if not args.quiet:
         print("local stack stopped", flush=True)
     return 0

@@ -290,6 +290,7 @@ def test_timer_runs_on_demand_and_ctrl_c_leaves_nothing_running(served: Served) 
     served.process.send_signal(signal.SIGINT)
     assert served.process.wait(timeout=30) == 0
     assert "local stack stopped" in log.read_text()
+    assert not served.env_file.exists()  # its keys died with the stack
     until(
         lambda: not any(Path(f"/proc/{pid}").exists() for pid in helpers), "every child to exit", timeout=15
     )
