@@ -30,7 +30,7 @@ $(AZURITE): package.json
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check rotation emulator tests bench tools function_app.py
+	$(VENV)/bin/ruff format --check rotation emulator devstack tests bench tools function_app.py
 	$(VENV)/bin/mypy
 
 test: install lint infra-check
@@ -49,7 +49,7 @@ bench: install
 	$(PY) bench/fanout.py
 
 serve: install
-	$(PY) -m emulator serve --azurite --scenario emulator/scenarios/sample.json --env-file .env.emulator
+	$(PY) -m devstack serve --scenario emulator/scenarios/sample.json --env-file .env.emulator $(SERVE_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .pytest_cache .ruff_cache

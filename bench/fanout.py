@@ -25,8 +25,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from devstack.azurite import Azurite  # noqa: E402
 from emulator import EmulatorProcess, use_emulator  # noqa: E402
-from emulator.azurite import Azurite  # noqa: E402
 
 # The estate is written here in the scenario format (DESIGN.md section 7): bench/ does not
 # import tests/.

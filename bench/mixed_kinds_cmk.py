@@ -25,8 +25,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from emulator import EmulatorProcess, use_emulator  # noqa: E402
 from emulator.azurite import Azurite  # noqa: E402
+
+from emulator import EmulatorProcess, use_emulator  # noqa: E402
 from tests import scenarios as s  # noqa: E402
 
 OLD = s.vid("old")

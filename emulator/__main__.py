@@ -1,20 +1,25 @@
-"""`python -m emulator serve --scenario FILE [--env-file PATH]`: run until SIGINT/SIGTERM."""
+"""`python -m emulator serve --scenario FILE [--env-file PATH]`: run until SIGINT/SIGTERM.
+`python -m emulator fault|clock|state|calls|deliveries|timer ...`: the admin CLI (emulator/cli.py)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import signal
 import sys
 import threading
 from pathlib import Path
 
-from .runtime import Emulator, write_env_file
+from .runtime import Emulator, read_scenario_file, write_env_file
 from .scenario import ScenarioError
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] != ["serve"] and not set(argv[:1]) & {"-h", "--help"}:
+        from .cli import main as admin_cli
+
+        return admin_cli(argv)
     parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="start the emulator")
@@ -32,13 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    scenario = None
-    if args.scenario:
-        try:
-            scenario = json.loads(args.scenario.read_text())
-        except (OSError, ValueError) as exc:
-            print(f"error: cannot read scenario {args.scenario}: {exc}", file=sys.stderr)
-            return 2
+    try:
+        scenario = read_scenario_file(args.scenario)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         emulator = Emulator(scenario, state_dir=args.state_dir, port=args.port)
     except ScenarioError as exc:
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     emulator.start()
     azurite = None
     if args.azurite:
-        from .azurite import Azurite
+        from devstack.azurite import Azurite
 
         azurite = Azurite().start()
         # Azurite's published development account: a well-known local constant, not a secret.

@@ -15,11 +15,14 @@ from .arm import ARM_AUDIENCES, ARM_HOSTS, ArmService
 from .batch import BatchAccounts
 from .containergroups import ContainerGroups
 from .cosmos import CosmosAccounts
+from .deadletter import blob_writer
+from .delivery import EventGridDelivery, subscription_from_spec
 from .disk_encryption_sets import DiskEncryptionSets
 from .eventgrid import EVENTGRID_SUFFIX, EventGridTopics
 from .faults import ArmThrottle, CallLog, FaultBook
 from .http import Request, Response, Router
 from .identity import TokenIssuer
+from .keyevents import KeyEvents
 from .keyvault import KeyVaultService, vault_audience
 from .kusto import KustoClusters
 from .loganalytics import LogAnalyticsClusters
@@ -29,6 +32,7 @@ from .settings import Settings
 from .sql_servers import SqlServers
 from .state import World
 from .storage_accounts import StorageAccounts
+from .subscriptions import Subscriptions
 
 IDENTITY_PATH = "/msi/token"
 _KV_ERROR_CODES = {
@@ -78,7 +82,15 @@ class EmulatorApp:
         StorageAccounts(self.arm)
         DiskEncryptionSets(self.arm)
         SqlServers(self.arm)
+        Subscriptions(self.arm)
         self.eventgrid = EventGridTopics(self.tokens)
+        self.delivery = EventGridDelivery(
+            self.faults, self.calls, lambda: self.settings.event_grid_time_scale
+        )
+        self.key_events = KeyEvents(self.world, self.delivery.publish)
+        self.keyvault.on_new_version = self.key_events.new_version
+        self.tokens.principal_of = self._principal_of
+        self.key_events.baseline()
         self.admin = Router()
         self._admin_routes()
 
@@ -153,10 +165,10 @@ class EmulatorApp:
         add("GET", r"/state", self._get_state)
         add("POST", r"/scenario", self._post_scenario)
         add("GET", r"/calls", lambda r: Response.json(200, self.calls.snapshot()))
-        add("DELETE", r"/calls", lambda r: _done(self.calls.clear))
+        add("DELETE", r"/calls", _then_204(self.calls.clear))
         add("GET", r"/faults", lambda r: Response.json(200, {"faults": self.faults.list()}))
         add("POST", r"/faults", self._post_fault)
-        add("DELETE", r"/faults", lambda r: _done(self.faults.clear))
+        add("DELETE", r"/faults", _then_204(self.faults.clear))
         add("POST", r"/throttling", self._post_throttling)
         add(
             "GET",
@@ -168,7 +180,70 @@ class EmulatorApp:
         add("GET", r"/config", lambda r: Response.json(200, self.settings.describe()))
         add("POST", r"/config", self._post_config)
         add("GET", r"/events", lambda r: Response.json(200, {"events": self.eventgrid.received()}))
-        add("DELETE", r"/events", lambda r: _done(self.eventgrid.clear))
+        add("DELETE", r"/events", _then_204(self.eventgrid.clear))
+        add("GET", r"/clock", lambda r: Response.json(200, self.key_events.describe()))
+        add("POST", r"/clock", self._post_clock)
+        add(
+            "GET",
+            r"/eventgrid/subscriptions",
+            lambda r: Response.json(200, {"value": self.delivery.subscriptions()}),
+        )
+        add("POST", r"/eventgrid/subscriptions", self._post_subscription)
+        add(
+            "DELETE",
+            r"/eventgrid/subscriptions",
+            _then_204(self.delivery.unsubscribe_all),
+        )
+        add(
+            "GET", r"/eventgrid/deliveries", lambda r: Response.json(200, {"deliveries": self.delivery.log()})
+        )
+        add("DELETE", r"/eventgrid/deliveries", _then_204(self.delivery.clear_log))
+
+    def _principal_of(self, client_id: str) -> str:
+        with self.world.lock:
+            for identity in self.world.identities.values():
+                if identity.client_id.lower() == client_id.lower():
+                    return identity.principal_id
+        return client_id
+
+    def _post_clock(self, request: Request) -> Response:
+        body = _admin_json(request)
+        if isinstance(body, Response):
+            return body
+        advance = body.get("advance")
+        try:
+            if set(body) != {"advance"} or not isinstance(advance, str):
+                raise scenario.ScenarioError('expected {"advance": "29d"} (s, m, h or d)')
+            seconds = scenario.parse_time("+" + advance.strip().lstrip("+"), "advance", base=0) or 0
+            fired = self.key_events.advance(seconds)
+        except (scenario.ScenarioError, ValueError) as exc:
+            return Response.json(400, {"error": str(exc)})
+        return Response.json(
+            200,
+            {
+                **self.key_events.describe(),
+                "fired": [
+                    {"eventType": e["eventType"], "subject": e["subject"], "id": e["id"]} for e in fired
+                ],
+            },
+        )
+
+    def _post_subscription(self, request: Request) -> Response:
+        body = _admin_json(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            connection = body.get("deadLetterConnectionString")
+            writer = (
+                blob_writer(connection, body.get("deadLetterContainer") or "eventgrid-deadletters")
+                if connection
+                else None
+            )
+            subscription = subscription_from_spec(body, writer)
+        except (ValueError, TypeError) as exc:
+            return Response.json(400, {"error": str(exc)})
+        self.delivery.subscribe(subscription)
+        return Response.json(201, subscription.describe())
 
     def _get_state(self, request: Request) -> Response:
         self.arm.operations.settle()
@@ -183,6 +258,7 @@ class EmulatorApp:
         except scenario.ScenarioError as exc:
             return Response.json(400, {"error": str(exc)})
         self.arm.operations.clear()
+        self.key_events.baseline()
         return Response.json(
             200,
             {
@@ -222,6 +298,16 @@ class EmulatorApp:
         except (ValueError, TypeError) as exc:
             return Response.json(400, {"error": str(exc)})
         return Response.json(200, self.settings.describe())
+
+
+def _then_204(action: Callable[[], None]) -> Callable[[Request], Response]:
+    """An admin route that does `action` and answers 204."""
+
+    def route(request: Request) -> Response:
+        action()
+        return Response.empty(204)
+
+    return route
 
 
 def _admin_json(request: Request) -> dict[str, Any] | Response:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .http import Request, Response, Router
-from .identity import TokenIssuer
+from .identity import TENANT, TokenIssuer
 from .settings import Settings
 from .state import Key, KeyVersion, Vault, World, new_version_id, now, random_public_jwk
 
 API_VERSIONS = {"7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01"}
-TENANT = "72f988bf-0000-4000-8000-00000000c0de"
 VAULT_SUFFIXES = {
     "vault.azure.net": "https://vault.azure.net",
     "vault.azure.cn": "https://vault.azure.cn",
@@ -69,6 +69,8 @@ class KeyVaultService:
         self.world = world
         self.tokens = tokens
         self.settings = settings
+        # Called under the world lock with (vault, key, version) when a version is made.
+        self.on_new_version: Callable[[Vault, Key, KeyVersion], None] = lambda *_: None
         self.router = Router()
         add = self.router.add
         add("GET", r"/keys/?", self.list_keys)
@@ -241,6 +243,7 @@ class KeyVaultService:
             vault.keys[name.lower()] = key
         key.kty, key.size, key.crv = kty, size, crv
         key.versions.append(version)
+        self.on_new_version(vault, key, version)
         return Response.json(200, self._bundle(request, key, version))
 
     def rotate_key(self, request: Request, name: str) -> Response:
@@ -262,6 +265,7 @@ class KeyVaultService:
             public=random_public_jwk(key.kty, key.size, key.crv),
         )
         key.versions.append(version)
+        self.on_new_version(_vault(request), key, version)
         return Response.json(200, self._bundle(request, key, version))
 
     def update_key(self, request: Request, name: str, version: str | None = None) -> Response:

@@ -23,6 +23,7 @@ from .app import IDENTITY_PATH, EmulatorApp
 from .server import ProxyServer
 from .tls import CertificateAuthority
 
+EXPIRY_SCAN_SECONDS = 60  # Key Vault's own near-expiry events are not to the second either
 ENV_KEYS = (
     "HTTPS_PROXY",
     "NO_PROXY",
@@ -169,6 +170,16 @@ def write_env_file(path: Path, env: dict[str, str]) -> None:
     temporary.replace(path)
 
 
+def read_scenario_file(path: Path | None) -> Any:
+    """The scenario JSON in `path` (None: no scenario); ValueError with a message a person can act on."""
+    if path is None:
+        return None
+    try:
+        return json.loads(path.read_text())  # its shape is scenario.load()'s to check
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read scenario {path}: {exc}") from exc
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     env = {}
     for line in path.read_text().splitlines():
@@ -192,12 +203,20 @@ class Emulator:
         self._ca = CertificateAuthority()
         self._server = ProxyServer(self.app, self._ca, port=port)
         self.env: dict[str, str] = {}
+        self._stopping = threading.Event()
+        self._watch = threading.Thread(target=self._watch_expiry, name="key-expiry", daemon=True)
 
     def start(self) -> Emulator:
         bundle = self._ca.write_bundle(self.state_dir / "ca-bundle.pem")
         self._server.start()
         self.env = environment(self._server.port, bundle, self.app.tokens.header_secret)
+        self._watch.start()
         return self
+
+    def _watch_expiry(self) -> None:
+        """Real time passing also crosses expiry thresholds (the clock route only jumps)."""
+        while not self._stopping.wait(EXPIRY_SCAN_SECONDS):
+            self.app.key_events.scan()
 
     @property
     def port(self) -> int:
@@ -208,7 +227,9 @@ class Emulator:
         return AdminClient(self.env["EMULATOR_ADMIN_URL"])
 
     def stop(self) -> None:
+        self._stopping.set()
         self._server.stop()
+        self.app.delivery.stop()
 
     def __enter__(self) -> Emulator:
         return self.start()

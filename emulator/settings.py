@@ -14,6 +14,7 @@ class Settings:
     retry_after: int = 1  # Retry-After on LRO answers; whole seconds, as ARM sends (the SDKs parse an int)
     arm_page_size: int = 100
     keyvault_page_size: int = 25
+    event_grid_time_scale: float = 1.0  # Event Grid's retry schedule and TTL, compressed by this factor
 
     def update(self, values: dict[str, Any]) -> None:
         mapping = {
@@ -21,6 +22,7 @@ class Settings:
             "retryAfter": "retry_after",
             "armPageSize": "arm_page_size",
             "keyVaultPageSize": "keyvault_page_size",
+            "eventGridTimeScale": "event_grid_time_scale",
         }
         unknown = set(values) - set(mapping)
         if unknown:
@@ -34,8 +36,12 @@ class Settings:
             or self.keyvault_page_size < 1
             or self.lro_seconds < 0
             or self.retry_after < 0
+            or not 0 < self.event_grid_time_scale <= 1
         ):
-            raise ValueError("page sizes must be positive; lroSeconds and retryAfter not negative")
+            raise ValueError(
+                "page sizes must be positive; lroSeconds and retryAfter not negative; "
+                "eventGridTimeScale in (0, 1]"
+            )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -43,4 +49,5 @@ class Settings:
             "retryAfter": self.retry_after,
             "armPageSize": self.arm_page_size,
             "keyVaultPageSize": self.keyvault_page_size,
+            "eventGridTimeScale": self.event_grid_time_scale,
         }

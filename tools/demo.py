@@ -1,17 +1,23 @@
-"""`make demo`: the whole system on the local stack, as production runs it.
+"""`make demo`: the whole system on the local stack (`make serve`'s), driven only from outside.
 
-Starts Azurite and the emulator with the sample estate (emulator/scenarios/sample.json),
-fires the sample Key Vault event through the Event Grid function, lets the queue function
-(run by the local host stand-in) do the work, and prints the plan, the run and every
-resource before and after. Exits non-zero if anything did not converge.
+Starts Azurite, the emulator with the sample estate and the function app hosted like
+`func start`; then rotates a key through Key Vault's API and lets everything follow from Key
+Vault's own event (Event Grid delivery -> on_key_event -> queue -> run_rotation), runs the sweep
+timer, breaks a registry and the app's event delivery, and takes on-call through
+`rotation deadletters list` and `rotation replay`. Every call to the app is real HTTP with the
+function key. Exits non-zero if anything did not converge; the closing line says which steps a
+person still has to do.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import logging
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +28,48 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from azure.storage.blob import BlobServiceClient  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from emulator import EmulatorProcess, use_emulator  # noqa: E402
-from emulator.azurite import Azurite  # noqa: E402
-from emulator.functions_host import QueueDispatcher, QueueHostSettings, deliver_event_grid, http_request  # noqa: E402
+from devstack.serve import LocalStack, Options  # noqa: E402
 from rotation.doors.cli import main as rotation_cli  # noqa: E402
 
-SAMPLES = REPO / "tests" / "data" / "samples"
 SCENARIO = REPO / "emulator" / "scenarios" / "sample.json"
-SUBSCRIPTIONS = "00000000-0000-0000-0000-000000000001,00000000-0000-0000-0000-000000000002"
+PERSON_NEEDED = {"blocked", "newer-than-desired", "redeploy-required", "manual-required"}
+RUNBOOK = "docs/runbook.md section 2 (Fix the cause)"
 console = Console(width=max(120, Console().width))
 
 
-def estate(admin: Any) -> Table:
+class App:
+    """The hosted function app over HTTP, with the function key, as curl would call it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.base, self.key = env["LOCAL_FUNCTIONS_URL"], env["LOCAL_FUNCTION_KEY"]
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - http to the local host on loopback
+            self.base + path, data=data, method=method, headers={"x-functions-key": self.key}
+        )
+        try:
+            with self._opener.open(request, timeout=60) as answer:
+                return answer.status, json.loads(answer.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+
+def wait_for(probe: Callable[[], Any], what: str, timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def estate(state: dict[str, Any]) -> Table:
     """Every resource in the emulator with the key version it uses."""
-    state = admin.state()
     table = Table(header_style="bold", title_justify="left")
     for column in ("resource", "kind", "key", "version"):
         table.add_column(column)
@@ -64,16 +95,16 @@ def estate(admin: Any) -> Table:
     return table
 
 
-def run_table(run: dict[str, Any]) -> Table:
+def steps_table(steps: list[dict[str, Any]]) -> Table:
     table = Table(header_style="bold")
     for column in ("target", "action", "outcome", "from", "to", "why"):
         table.add_column(column, overflow="fold")
-    for step in run["steps"]:
+    for step in steps:
         moved = step.get("action") == "update"
         table.add_row(
             step["target"].rsplit("/", 1)[1],
             step["action"],
-            step["outcome"],
+            step.get("outcome", ""),
             (step.get("fromVersion") or "versionless")[:8],
             (step.get("toVersion") or "")[:8] if moved else "",
             step.get("error") or step.get("message", ""),
@@ -87,137 +118,208 @@ def converged(run: dict[str, Any]) -> bool:
     )
 
 
-def dispatch(connection_string: str, function: Any, **overrides: Any) -> Any:
-    """Run queued requests as the Functions host would (host.json semantics)."""
-    settings = QueueHostSettings.from_host_json(REPO / "host.json")
-    settings = QueueHostSettings(**{**settings.__dict__, **overrides})
-    dispatcher = QueueDispatcher(connection_string, "rotation-requests", function, settings)
-    try:
-        return dispatcher.run_until_idle(timeout=90)
-    finally:
-        dispatcher.close()
+def person_needed(runs: list[dict[str, Any]]) -> list[str]:
+    """`<target> <action>` for every step left for a person in the last run of each key."""
+    last = {run["keyId"]: run for run in runs}
+    return sorted(
+        {
+            f"{step['target'].rsplit('/', 1)[1]} {step['action']}"
+            for run in last.values()
+            for step in run["steps"]
+            if step["action"] in PERSON_NEEDED
+        }
+    )
+
+
+class Demo:
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack, self.app, self.admin = stack, App(stack.env), stack.emulator.admin
+        self.runs: list[dict[str, Any]] = []
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        return self.admin._call("GET", "/eventgrid/deliveries")["deliveries"]
+
+    def run_for_event(self, event_id: str) -> dict[str, Any]:
+        """The run the app made from one delivered event, once it finished."""
+
+        def finished() -> dict[str, Any] | None:
+            status, page = self.app.call("GET", "/api/audit?top=200")
+            for record in page["records"] if status == 200 else []:
+                if record["kind"] == "run-finished" and record.get("actor") == f"eventgrid:{event_id}":
+                    return self.app.call("GET", f"/api/rotations/{record['runId']}")[1]
+            return None
+
+        return wait_for(finished, f"the run for event {event_id}")
+
+    def runs_for_key(self, key_id: str) -> list[dict[str, Any]]:
+        """Every finished run for a key, oldest first."""
+        status, page = self.app.call("GET", f"/api/audit?key={key_id}&top=200")
+        ids = [r["runId"] for r in page["records"] if r["kind"] == "run-finished"] if status == 200 else []
+        return [self.app.call("GET", f"/api/rotations/{run_id}")[1] for run_id in reversed(ids)]
+
+    def show(self, run: dict[str, Any]) -> dict[str, Any]:
+        created = f", created {run['createdVersion']}" if run.get("createdVersion") else ""
+        console.print(
+            f"run {run['runId']}: status [bold]{run['status']}[/], desired {run['desiredVersion']}{created}"
+        )
+        console.print(steps_table(run["steps"]))
+        self.runs.append(run)
+        return run
+
+    def event_for(self, subject: str, version: str, outcome: str = "delivered") -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            for delivery in self.deliveries():
+                if (
+                    delivery["subject"] == subject
+                    and delivery["outcome"] == outcome
+                    and delivery.get("version") == version
+                ):
+                    return delivery
+            return None
+
+        return wait_for(found, f"{subject} {version} {outcome}")
+
+
+def vault_client(env: dict[str, str]) -> Any:
+    from azure.identity import DefaultAzureCredential
+    from azure.keyvault.keys import KeyClient
+
+    return KeyClient("https://contoso-cmk.vault.azure.net", DefaultAzureCredential())
 
 
 def main() -> int:
     started = time.monotonic()
-    console.print(Rule("CMK rotation demo: local stack"))
-    with Azurite() as azurite, EmulatorProcess(SCENARIO) as emulator:
-        emulator.admin.configure(lroSeconds=1, retryAfter=1)  # ARM-like: writes take a second
-        use_emulator(emulator.env)
-        os.environ.update(
-            {
-                "AzureWebJobsStorage": azurite.connection_string,
-                "ROTATION_ALLOWED_VAULTS": "contoso-cmk.vault.azure.net",
-                "ROTATION_SUBSCRIPTIONS": SUBSCRIPTIONS,
-            }
-        )
-        import function_app  # after the settings: the app reads them on first use
-        from rotation.doors.cli import print_plan, print_records
-        from rotation.model.ids import parse_key_id
-        from rotation.service import service_for_environment
-        from rotation.storage.audit import verify
+    logging.basicConfig(level=logging.WARNING)
+    console.print(Rule("CMK rotation demo: the local stack (make serve), end to end"))
+    # Compressed so the demo takes well under a minute: Event Grid's schedule, the queue's
+    # visibility timeout, and the lease a racing request waits out (the sweep's run and Key
+    # Vault's announcement of the version it made both want batch-cmk's lease).
+    options = Options(
+        json.loads(SCENARIO.read_text()),
+        port=0,
+        eventgrid_time_scale=0.0001,
+        visibility_timeout=0,
+        extra_settings={"ROTATION_LEASE_SECONDS": "5"},
+    )
+    stack = LocalStack(options).start()
+    try:
+        return walk(Demo(stack), started)
+    finally:
+        stack.stop()
 
-        service = service_for_environment()
 
-        def show_run(run_id: str) -> dict[str, Any]:
-            response = function_app.get_rotation(
-                http_request("GET", f"/api/rotations/{run_id}", route_params={"runId": run_id})
-            )
-            run = json.loads(response.get_body())
-            created = f", created {run['createdVersion']}" if run.get("createdVersion") else ""
-            console.print(
-                f"run {run_id}: status [bold]{run['status']}[/], desired {run['desiredVersion']}{created}"
-            )
-            console.print(run_table(run))
-            return run
+def walk(demo: Demo, started: float) -> int:
+    env, app, admin = demo.stack.env, demo.app, demo.admin
+    console.print(f"function app {env['LOCAL_FUNCTIONS_URL']}, emulator {env['EMULATOR_ADMIN_URL']}\n")
+    console.print(Rule("1. The estate before"))
+    console.print(estate(admin.state()))
 
-        def last_run() -> str:
-            return next(r["runId"] for r in service.audit.query(top=50)[0] if r["kind"] == "run-finished")
+    key_id = "https://contoso-cmk.vault.azure.net/keys/acr-cmk"
+    console.print(Rule("2. What would rotating acr-cmk touch?  POST /api/rotations/plan"))
+    status, plan = app.call("POST", "/api/rotations/plan", {"keyId": key_id})
+    console.print(f"HTTP {status}, desired version {plan['desiredVersion']}")
+    console.print(steps_table(plan["steps"]))
 
-        console.print(f"Azurite on ports {azurite.ports}; emulator at {emulator.env['EMULATOR_ADMIN_URL']}\n")
-        console.print(Rule("1. The estate before"))
-        console.print(estate(emulator.admin))
+    console.print(Rule("3. KeyClient.rotate_key('acr-cmk'): Key Vault's event does the rest"))
+    vault = vault_client(env)
+    new = vault.rotate_key("acr-cmk").properties.version
+    delivered = demo.event_for("acr-cmk", new)
+    console.print(
+        f"Key Vault published KeyNewVersionCreated {delivered['eventId']} for {new}; Event Grid delivered it"
+    )
+    demo.show(demo.run_for_event(delivered["eventId"]))
 
-        sample = (SAMPLES / "key-new-version.eventgrid.json").read_text()
-        key_id = json.loads(sample)[0]["data"]["Id"]
-        console.print(Rule("2. What rotating acr-cmk would do (POST /api/rotations/plan)"))
-        print_plan(service.reconciler.plan(parse_key_id(key_id).versionless()), console)
+    console.print(
+        Rule("4. The sweep timer (run now): batch-cmk nears expiry, the app makes its next version")
+    )
+    before = {d["eventId"] for d in demo.deliveries()}
+    demo.stack.timers.fire("sweep_drift")
+    renewal = wait_for(
+        lambda: next(
+            (d for d in demo.deliveries() if d["eventId"] not in before and d["subject"] == "batch-cmk"), None
+        ),
+        "batch-cmk's new version",
+    )
+    console.print(
+        f"the app made batch-cmk version {renewal.get('version')}; Key Vault announced it ({renewal['eventId']})"
+    )
+    demo.run_for_event(renewal["eventId"])  # the announcement's run finds everything current
+    for run in demo.runs_for_key("https://contoso-cmk.vault.azure.net/keys/batch-cmk"):
+        demo.show(run)
 
+    console.print(Rule("5. Failures: ARM refuses contosoedge, and the app cannot take events for a while"))
+    admin.add_fault(
+        method="PATCH", host="management.azure.com", pathRegex="registries/contosoedge$", status=403
+    )
+    fresh = vault.create_rsa_key(
+        "acr-cmk", size=3072, key_operations=["wrapKey", "unwrapKey"]
+    ).properties.version
+    poisoned = demo.event_for("acr-cmk", fresh)
+    console.print(
+        f"new acr-cmk version {fresh}: its run fails on contosoedge, the queue retries, then poison"
+    )
+    wait_for(lambda: _poison_count(env) > 0, "the poison queue")
+    admin.add_fault(host="eventgrid-delivery", status=500)
+    batch = vault.rotate_key("batch-cmk").properties.version
+    letter = demo.event_for("batch-cmk", batch, outcome="dead-lettered")
+    console.print(f"batch-cmk {batch}: every delivery answered 500 -> dead letter {letter['blob']}")
+
+    cli = CliRunner(env={"COLUMNS": str(console.width)})
+    console.print(Rule("6. On call: rotation deadletters list"))
+    console.print(cli.invoke(rotation_cli, ["deadletters", "list"]).output)
+    console.print(Rule("7. Cause fixed (role restored, app healthy): rotation replay --yes"))
+    admin.clear_faults()
+    replayed = cli.invoke(rotation_cli, ["-o", "json", "replay", "--yes"])
+    for outcome in json.loads(replayed.output):
         console.print(
-            Rule("3. Key Vault publishes KeyNewVersionCreated -> on_key_event -> queue -> run_rotation")
+            f"{outcome['action']}: {outcome['source']} {outcome['eventId']} -> run {outcome['runId']} {outcome['status']}"
         )
-        outcomes = deliver_event_grid(function_app.on_key_event, sample)
-        console.print(
-            f"event {json.loads(sample)[0]['id']} delivered: "
-            f"{'acknowledged' if outcomes == [None] else outcomes}"
-        )
-        stats = dispatch(azurite.connection_string, function_app.run_rotation)
-        console.print(f"run_rotation ran {len(stats.invocations)} message(s), {len(stats.failures)} failed")
-        runs = [show_run(last_run())]
+        demo.runs.append(app.call("GET", f"/api/rotations/{outcome['runId']}")[1])
+    again = json.loads(cli.invoke(rotation_cli, ["-o", "json", "replay", "--yes"]).output)
+    console.print(
+        f"a second replay: {sorted({o['action'] for o in again})} (event {poisoned['eventId']} ran once)"
+    )
 
-        console.print(Rule("4. KeyNearExpiry for batch-cmk (CloudEvents): one new version, rolled out"))
-        near = (SAMPLES / "key-near-expiry.cloudevent.json").read_text()
-        deliver_event_grid(function_app.on_key_event, near)
-        dispatch(azurite.connection_string, function_app.run_rotation)
-        near_run = last_run()
-        runs.append(show_run(near_run))
-        console.print(f"the audit trail of run {near_run} (hash-chained, anchored in audit-anchors):")
-        anchor = service.audit.latest_anchor(near_run)
-        print_records(service.audit.run_records(near_run, anchor["partition"]), console)
+    console.print(Rule("8. The estate after"))
+    console.print(estate(admin.state()))
+    verified = cli.invoke(rotation_cli, ["audit", "verify"])
+    console.print(verified.output.strip())
+    calls = admin.calls()
+    writes = [
+        c
+        for c in calls["calls"]
+        if c["method"] in ("PATCH", "PUT", "DELETE", "POST") and c["host"] != "eventgrid-delivery"
+    ]
+    console.print(
+        f"{calls['total']} calls to Key Vault, ARM and the app's webhook, {len(writes)} writes; demo took {time.monotonic() - started:.1f}s"
+    )
+    return verdict(demo.runs, verified.exit_code == 0)
 
-        console.print(Rule("5. A failure: ARM refuses contosoedge, the request ends in the poison queue"))
-        from azure.identity import DefaultAzureCredential
-        from azure.keyvault.keys import KeyClient
 
-        vault = KeyClient("https://contoso-cmk.vault.azure.net", DefaultAzureCredential())
-        fresh = vault.create_rsa_key("acr-cmk", size=3072, key_operations=["wrapKey", "unwrapKey"])
-        console.print(f"someone creates a new acr-cmk version in Key Vault: {fresh.properties.version}")
-        emulator.admin.add_fault(method="PATCH", pathRegex="registries/contosoedge$", status=403)
-        event = json.loads(sample)
-        event[0].update(id="7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
-        event[0]["data"].update(Id=fresh.id, Version=fresh.properties.version)
-        deliver_event_grid(function_app.on_key_event, event)
-        stats = dispatch(
-            azurite.connection_string, function_app.run_rotation, visibility_timeout=0, max_dequeue_count=2
-        )
-        console.print(
-            f"{len(stats.invocations)} attempts, {len(stats.poisoned)} message moved to the poison queue"
-        )
-        blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
-        blobs.get_blob_client(
-            "eventgrid-deadletters", "CMK-ROTATION/2026/11/20/21/3c4d5e6f-demo.json"
-        ).upload_blob((SAMPLES / "deadletter-blob.eventgrid.json").read_bytes(), overwrite=True)
-        console.print("and an event Event Grid could not deliver for a day lands as a dead-letter blob")
+def verdict(runs: list[dict[str, Any]], audit_ok: bool) -> int:
+    code, line = closing_line(runs, audit_ok)
+    console.print(Rule(line))
+    return code
 
-        console.print(Rule("6. On call: rotation deadletters list"))
-        cli = CliRunner(env={"COLUMNS": str(console.width)})
-        console.print(cli.invoke(rotation_cli, ["deadletters", "list"]).output)
-        console.print(Rule("7. Fix the cause (role restored), then: rotation replay --yes"))
-        emulator.admin.clear_faults()
-        replayed = cli.invoke(rotation_cli, ["-o", "json", "replay", "--yes"])
-        for outcome in json.loads(replayed.output):
-            console.print(
-                f"{outcome['action']}: {outcome['source']} {outcome['eventId']} -> run {outcome['runId']} "
-                f"{outcome['status']}"
-            )
-            runs.append(service.runs.get(outcome["runId"]))
-        again = json.loads(cli.invoke(rotation_cli, ["-o", "json", "replay", "--yes"]).output)
-        console.print(f"a second replay: {sorted({o['action'] for o in again})}")
 
-        console.print(Rule("8. The estate after"))
-        console.print(estate(emulator.admin))
-        checked, findings = verify(service.audit)
-        console.print(f"audit verify: {checked} runs checked, {len(findings)} problems")
-        calls = emulator.admin.calls()
-        writes = [c for c in calls["calls"] if c["method"] in ("PATCH", "PUT", "DELETE", "POST")]
-        console.print(
-            f"{calls['total']} calls to Key Vault and ARM, {len(writes)} writes; "
-            f"demo took {time.monotonic() - started:.1f}s"
-        )
+def closing_line(runs: list[dict[str, Any]], audit_ok: bool) -> tuple[int, str]:
+    """The exit code and the banner: converged or not, and what is left for a person."""
+    if not (all(converged(run) for run in runs) and audit_ok):
+        return 1, "[bold red]did not converge[/]"
+    people = person_needed(runs)
+    if not people:
+        return 0, "[bold green]converged[/]: nothing left for a person"
+    count = (
+        f"{len(people)} step{'s' if len(people) > 1 else ''} need{'s' if len(people) == 1 else ''} a person"
+    )
+    return 0, f"[bold green]converged[/]; [bold yellow]{count}: {', '.join(people)}[/], see {RUNBOOK}"
 
-        ok = all(converged(run) for run in runs) and not findings
-        console.print(Rule("[bold green]converged[/]" if ok else "[bold red]did not converge[/]"))
-        return 0 if ok else 1
+
+def _poison_count(env: dict[str, str]) -> int:
+    from azure.storage.queue import QueueClient
+
+    queue = QueueClient.from_connection_string(env["AzureWebJobsStorage"], "rotation-requests-poison")
+    return int(queue.get_queue_properties().approximate_message_count or 0)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import function_app
-from emulator.functions_host import timer_request
+from devstack.functions_host import timer_request
 from rotation.doors.cli import main
 from rotation.doors.worker import run_request
 from rotation.model.ids import parse_key_id

@@ -13,7 +13,7 @@ import pytest
 from azure.storage.queue import QueueClient
 
 import function_app
-from emulator.functions_host import deliver_event_grid, http_request
+from devstack.functions_host import deliver_event_grid, http_request
 from tests import scenarios as s
 from tests.conftest import dead_port
 

@@ -13,7 +13,7 @@ from azure.keyvault.keys import KeyClient
 from azure.storage.queue import QueueClient
 
 import function_app
-from emulator.functions_host import http_request
+from devstack.functions_host import http_request
 from rotation.model.ids import parse_key_id
 from rotation.storage import audit as audit_module
 from rotation.storage.ledger import LeaseHeld, lease_owner

@@ -16,7 +16,7 @@ from typing import Any
 from azure.storage.queue import QueueClient
 
 import function_app
-from emulator.functions_host import deliver_event_grid
+from devstack.functions_host import deliver_event_grid
 from rotation.doors.worker import run_request
 from rotation.model.ids import parse_key_id
 from rotation.storage.audit import key_slug

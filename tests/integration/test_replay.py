@@ -12,7 +12,7 @@ from azure.storage.queue import QueueClient
 from click.testing import CliRunner
 
 import function_app
-from emulator.functions_host import deliver_event_grid, http_request, timer_request
+from devstack.functions_host import deliver_event_grid, http_request, timer_request
 from rotation.doors.cli import main
 from rotation.model.ids import parse_key_id
 from rotation.storage.queue import new_request

@@ -307,6 +307,7 @@ def test_settings_validate_and_describe() -> None:
         "retryAfter": 0,
         "armPageSize": 2,
         "keyVaultPageSize": 25,
+        "eventGridTimeScale": 1.0,
     }
     with pytest.raises(ValueError, match="unknown settings"):
         settings.update({"pageSize": 3})

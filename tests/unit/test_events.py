@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emulator.functions_host import event_grid_events
+from devstack.functions_host import event_grid_events
 from rotation.model.events import (
     EXPIRED,
     NEAR_EXPIRY,

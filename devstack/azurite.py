@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -40,6 +43,14 @@ def connection_string(ports: dict[str, int]) -> str:
     )
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: Linux sends it SIGTERM when its parent dies, even by SIGKILL, so a
+    killed `make serve` or test run leaves no Azurite behind. (Linux ties it to the thread that
+    started the child: start Azurite from a thread that lives as long as it should.)"""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Azurite:
     """Azurite in a child process with in-memory persistence; `connection_string` when started."""
 
@@ -73,7 +84,12 @@ class Azurite:
             "--silent",
         ]
         self.process = subprocess.Popen(
-            args, cwd=self._workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            args,
+            cwd=self._workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=_die_with_parent,  # one prctl call; start() runs on the thread that outlives Azurite
         )
         ready = threading.Event()
         output: list[str] = []

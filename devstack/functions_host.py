@@ -105,6 +105,7 @@ class QueueHostSettings:
     visibility_timeout: float = 0.0
     batch_size: int = 16
     new_batch_threshold: int = 8
+    max_polling_interval: float = 60.0
 
     @classmethod
     def from_host_json(cls, path: Path) -> QueueHostSettings:
@@ -116,6 +117,7 @@ class QueueHostSettings:
             visibility_timeout=_seconds(queues.get("visibilityTimeout", "00:00:00")),
             batch_size=batch,
             new_batch_threshold=int(queues.get("newBatchThreshold", batch // 2)),
+            max_polling_interval=_seconds(queues.get("maxPollingInterval", "00:01:00")),
         )
 
 

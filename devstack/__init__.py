@@ -1,0 +1,1 @@
+"""The local host: Azurite launcher, Functions host stand-in, `make serve`."""

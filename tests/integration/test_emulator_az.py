@@ -1,0 +1,98 @@
+"""What `az login --identity` then `az account list`, `az acr show`, `az acr encryption show`
+and `az keyvault key list` do, done with the SDKs against the emulator: the managed identity
+token is a JWT with Entra's claims (az and MSAL read `tid`, `oid`, `appid`, `exp` from it),
+and ARM serves the subscription and tenant routes az reads after login."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+import pytest
+from azure.core.rest import HttpRequest
+from azure.identity import DefaultAzureCredential
+from azure.keyvault.keys import KeyClient
+from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+from azure.mgmt.core import ARMPipelineClient
+from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
+
+from emulator.identity import TENANT
+from tests.conftest import Stack
+from tests.scenarios import (
+    SUB_A,
+    SUB_B,
+    VAULT_HOST,
+    identity_id,
+    key,
+    key_id,
+    registry,
+    scenario,
+    version,
+    vid,
+)
+
+pytestmark = pytest.mark.integration
+ARM = "https://management.azure.com"
+
+
+def estate() -> dict:
+    return scenario(
+        {"acr-cmk": key(version("v1")), "other": key(version("o1"))},
+        registries=[registry("build", key_id("acr-cmk", vid("v1"))), registry("edge", None, sub=SUB_B)],
+    )
+
+
+def test_identity_token_is_a_jwt_with_entra_claims(stack: Stack) -> None:
+    stack.load(estate())
+    credential = DefaultAzureCredential()
+    token = credential.get_token(f"{ARM}/.default")
+    header = jwt.get_unverified_header(token.token)
+    claims = jwt.decode(token.token, options={"verify_signature": False})
+    assert header["alg"] == "RS256" and header["kid"]
+    assert claims["aud"] == ARM
+    assert claims["tid"] == TENANT and claims["iss"] == f"https://sts.windows.net/{TENANT}/"
+    assert claims["appid"] and claims["oid"]
+    assert claims["exp"] == token.expires_on > time.time() >= claims["nbf"]
+    # a tampered token is refused: the emulator checks what it issued, not just the shape
+    forged = jwt.encode({**claims, "aud": ARM}, "a key that is not the emulator's key", algorithm="HS256")
+    client: ARMPipelineClient[HttpRequest, Any] = ARMPipelineClient(base_url=ARM, policies=[])
+    answer = client.send_request(
+        HttpRequest(
+            "GET",
+            f"{ARM}/subscriptions?api-version=2022-12-01",
+            headers={"Authorization": f"Bearer {forged}"},
+        )
+    )
+    assert answer.status_code == 401
+
+
+def test_an_az_session_against_the_emulator(stack: Stack) -> None:
+    stack.load(estate())
+    credential = DefaultAzureCredential()
+    policy = ARMChallengeAuthenticationPolicy(credential, f"{ARM}/.default")
+    arm: ARMPipelineClient[HttpRequest, Any] = ARMPipelineClient(base_url=ARM, policies=[policy])
+
+    subscriptions = arm.send_request(HttpRequest("GET", f"{ARM}/subscriptions?api-version=2022-12-01"))
+    assert subscriptions.status_code == 200
+    listed = {s["subscriptionId"]: s for s in subscriptions.json()["value"]}
+    assert set(listed) == {SUB_A, SUB_B}
+    assert {s["tenantId"] for s in listed.values()} == {TENANT} and listed[SUB_A]["state"] == "Enabled"
+    one = arm.send_request(HttpRequest("GET", f"{ARM}/subscriptions/{SUB_A}?api-version=2022-12-01"))
+    assert one.json()["id"] == f"/subscriptions/{SUB_A}"
+    missing = arm.send_request(
+        HttpRequest("GET", f"{ARM}/subscriptions/{'f' * 8}-0000-0000-0000-{'f' * 12}?api-version=2022-12-01")
+    )
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "SubscriptionNotFound"
+    tenants = arm.send_request(HttpRequest("GET", f"{ARM}/tenants?api-version=2022-12-01")).json()["value"]
+    assert [t["tenantId"] for t in tenants] == [TENANT]
+
+    registry_client = ContainerRegistryManagementClient(credential, SUB_A)
+    shown = registry_client.registries.get("rg-acr", "build")  # az acr show / az acr encryption show
+    assert shown.encryption.key_vault_properties.key_identifier == key_id("acr-cmk", vid("v1"))
+    assert shown.encryption.key_vault_properties.identity
+    assert shown.identity is not None and shown.identity.user_assigned_identities
+    assert identity_id("uai-acr").lower() in {i.lower() for i in shown.identity.user_assigned_identities}
+
+    names = {k.name for k in KeyClient(f"https://{VAULT_HOST}", credential).list_properties_of_keys()}
+    assert names == {"acr-cmk", "other"}  # az keyvault key list
