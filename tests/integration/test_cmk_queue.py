@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from emulator.functions_host import deliver_event_grid, timer_request
 
 import function_app
+from devstack.functions_host import deliver_event_grid, timer_request
 from rotation.doors.cli import main
 from tests import scenarios as s
 

@@ -17,9 +17,9 @@ from typing import Any
 import azure.functions as func
 import pytest
 from azure.data.tables import TableClient
-from emulator.functions_host import deliver_event_grid, http_request
 
 import function_app
+from devstack.functions_host import deliver_event_grid, http_request
 from rotation.azure.budget import BudgetExhausted
 from rotation.doors import worker
 from rotation.model.ids import parse_key_id

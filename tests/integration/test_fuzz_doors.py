@@ -17,11 +17,11 @@ import azure.functions as func
 import pytest
 from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
-from emulator.functions_host import deliver_event_grid, event_grid_events, http_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import function_app
+from devstack.functions_host import deliver_event_grid, event_grid_events, http_request
 from rotation.doors import intake
 from rotation.doors.api import ApiRequest, roles_of
 from rotation.doors.worker import RunFailed

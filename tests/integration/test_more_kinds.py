@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from emulator.functions_host import deliver_event_grid
 
 import function_app
+from devstack.functions_host import deliver_event_grid
 from rotation.core.reconcile import RunResult
 from rotation.doors.cli import main
 from rotation.model.ids import parse_key_id
