@@ -78,6 +78,10 @@ class Settings:
     retry_max_seconds: float = 30.0
     retry_attempts: int = 6
     lease_seconds: int = 60
+    # Canary waves and the rotation-age report (issue 13).
+    wave_soak_minutes: int = 0
+    wave_recheck_seconds: int = 300  # tuning: how often a soak re-checks the earlier waves
+    report_max_age_days: int = 365  # the sweep's daily report in `rotation-reports`
 
     def vault_allowed(self, host: str) -> bool:
         return host.lower() in self.allowed_vaults
@@ -274,4 +278,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_max_seconds=_float(env, "ROTATION_RETRY_MAX_SECONDS", 30.0, 0.0, 600),
         retry_attempts=_int(env, "ROTATION_RETRY_ATTEMPTS", 6, 1, 20),
         lease_seconds=_int(env, "ROTATION_LEASE_SECONDS", 60, 5, 3600),
+        # At most 7 days: the queue hides a message for no longer than that.
+        wave_soak_minutes=_int(env, "ROTATION_WAVE_SOAK_MINUTES", 0, 0, 10080),
+        wave_recheck_seconds=_int(env, "ROTATION_WAVE_RECHECK_SECONDS", 300, 1, 3600),
+        report_max_age_days=_int(env, "ROTATION_REPORT_MAX_AGE_DAYS", 365, 1, 3650),
     )

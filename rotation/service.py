@@ -76,7 +76,7 @@ class Service:
 
     @cached_property
     def reconciler(self) -> Reconciler:
-        return Reconciler(self.settings, self.clients, audit=self.audit, runs=self.runs)
+        return Reconciler(self.settings, self.clients, audit=self.audit, runs=self.runs, ledger=self.ledger)
 
     @property
     def requests_queue(self):

@@ -58,7 +58,7 @@ def event_data(result: RunResult) -> dict[str, Any]:
 
 def publish(endpoint: str | None, clients: Clients, result: RunResult, trail: AuditTrail) -> bool:
     """Publish the run's outcome if a topic is configured. Never raises."""
-    if not endpoint or result.dry_run:
+    if not endpoint or result.dry_run or result.status == "soaking":  # not finished: it continues
         return False
     kind = event_type(result)
     event = CloudEvent(source=SOURCE, type=kind, subject=result.key_id, data=event_data(result))

@@ -33,12 +33,13 @@ from rotation.azure.retry import (
 )
 from rotation.azure.vault import KeyState, read_key_state
 from rotation.config import Settings
+from rotation.core import waves
 from rotation.core.policy import BLOCKED, NEEDS_PERSON, UPDATE, Decision, PolicyContext, decide, opted_out
 from rotation.core.renewal import KeyMaintenance, RenewalFailed
 from rotation.model.events import EXPIRED
 from rotation.model.ids import KeyRef, parse_resource_id
 from rotation.storage.audit import AuditStore, AuditTrail, AuditUnavailable
-from rotation.storage.ledger import Lease
+from rotation.storage.ledger import Lease, Ledger
 from rotation.storage.queue import RotationRequest, not_allowed
 from rotation.storage.runs import RunStore
 
@@ -81,6 +82,7 @@ class PlanStep:
     from_version: str | None
     to_version: str | None
     consumer: Consumer = field(repr=False, compare=False)
+    wave: str = waves.LAST
 
     @classmethod
     def of(cls, consumer: Consumer, decision: Decision, desired: str | None) -> PlanStep:
@@ -93,6 +95,7 @@ class PlanStep:
             consumer.version,
             desired,
             consumer,
+            waves.wave_of(consumer.tags),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,6 +107,7 @@ class PlanStep:
             "message": self.message,
             "fromVersion": self.from_version,
             "toVersion": self.to_version,
+            "wave": self.wave,
         }
 
 
@@ -128,6 +132,7 @@ class Plan:
             "blockedReason": self.state.blocked_reason,
             "steps": [s.to_dict() for s in self.steps],
             "summary": _count(s.action for s in self.steps),
+            "waves": waves.summary(waves.group(self.steps)),
             "discoveryErrors": list(self.discovery_errors),
             "notConsumers": list(self.not_consumers),
             "warnings": list(self.warnings),
@@ -149,6 +154,7 @@ class StepResult:
     hint: str | None = None
     duration_ms: int | None = None
     attempts: int = 0
+    wave: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         raw = asdict(self)
@@ -166,6 +172,7 @@ class StepResult:
             "hint": raw["hint"],
             "durationMs": raw["duration_ms"],
             "attempts": raw["attempts"],
+            "wave": raw["wave"],
         }
 
 
@@ -182,6 +189,8 @@ class RunResult:
     error: ErrorInfo | None = None  # the run could not plan (Key Vault unreadable, renewal failed)
     started_at: str = field(default_factory=lambda: _iso(datetime.now(UTC)))
     finished_at: str | None = None
+    halted: str | None = None  # "halted after wave n: ..." (canary waves)
+    requeue_after: int | None = None  # soaking between waves: continue after this many seconds
 
     @property
     def status(self) -> str:
@@ -192,6 +201,8 @@ class RunResult:
             return "failed"
         if any(s.outcome == "failed" for s in self.steps):
             return "failed"
+        if self.requeue_after and self.halted is None:
+            return "soaking"  # the later waves wait for ROTATION_WAVE_SOAK_MINUTES
         if not self.dry_run and any(
             s.action == UPDATE and s.outcome not in ("verified", "updated") for s in self.steps
         ):
@@ -227,6 +238,8 @@ class RunResult:
             "error": self.error.summary() if self.error else None,
             "startedAt": self.started_at,
             "finishedAt": self.finished_at,
+            "halted": self.halted,
+            "requeueAfterSeconds": self.requeue_after,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -265,8 +278,12 @@ class Reconciler:
         audit: AuditStore,
         runs: RunStore | None = None,
         kinds: list[TargetKind] | None = None,
+        ledger: Ledger | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
+        self.ledger = ledger  # wave progress between attempts (canary waves with a soak)
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.clients = clients
         self.audit = audit
         self.runs = runs
@@ -357,6 +374,7 @@ class Reconciler:
                 )
             else:
                 errors.append(_error_dict(REDEPLOY_CONTAINER, "containergroup", info))
+        warnings += waves.tag_warnings(unique.values())
         if not state.recoverable:
             warnings.append(
                 f"vault recovery level is {state.recovery_level}: enable soft delete and purge "
@@ -520,7 +538,7 @@ class Reconciler:
                 _result_of(step, "planned" if step.action == UPDATE else "skipped") for step in plan.steps
             ]
         else:
-            result.steps = self._apply(plan, request, trail, deadline, progress, lease)
+            result.steps = self._apply(plan, request, trail, deadline, progress, lease, result)
         return self._finish(result, trail)
 
     def _record_expired_event(self, request: RotationRequest, plan: Plan, trail: AuditTrail) -> None:
@@ -595,6 +613,7 @@ class Reconciler:
         deadline: Deadline,
         progress: ProgressCallback | None,
         lease: Lease | None,
+        result: RunResult,
     ) -> list[StepResult]:
         context = ApplyContext(run_id=request.request_id, actor=request.actor)
         desired_key = plan.key.with_version(plan.desired_version) if plan.desired_version else None
@@ -630,7 +649,76 @@ class Reconciler:
             1, min(self.settings.concurrency, sum(1 for s in plan.steps if s.action == UPDATE) or 1)
         )
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one, plan.steps))
+            ordered = waves.group(plan.steps)
+            if len(ordered) < 2 or desired_key is None:  # one wave: everything at once
+                return list(pool.map(one, plan.steps))
+            outcome = self._rollout(ordered, plan, trail, deadline, lambda s: list(pool.map(one, s)), request)
+        result.halted, result.requeue_after = outcome.halted, outcome.wait_seconds or None
+        if outcome.note:
+            result.notes.append(outcome.note)
+        return [outcome.results.get(s.target) or one(s) for s in plan.steps]
+
+    def _rollout(
+        self,
+        ordered: list[waves.Wave],
+        plan: Plan,
+        trail: AuditTrail,
+        deadline: Deadline,
+        apply: Callable[[Any], list[StepResult]],
+        request: RotationRequest,
+    ) -> waves.RolloutOutcome:
+        """Canary waves (rotation/core/waves.py): apply wave by wave, gate on health, soak."""
+        desired = plan.desired_version or ""
+        key, ledger = plan.key, self.ledger
+
+        def health(consumer: Consumer | None) -> str | None:
+            hook = getattr(self.kinds.get(consumer.kind), "healthy", None) if consumer else None
+            return waves.health_problem(consumer, desired, hook)
+
+        def read_back(step: PlanStep) -> Consumer | None:
+            kind = self.kinds[step.kind]
+            try:
+                return call(
+                    lambda: kind.read(self.clients, step.consumer.resource_id),
+                    policy=self.retry,
+                    deadline=deadline,
+                    what=f"read back {step.target}",
+                )
+            except Exception:  # noqa: BLE001 - an unreadable canary holds the later waves back
+                return None
+
+        def hold(step: PlanStep, code: str, message: str) -> StepResult:
+            held = _result_of(step, "skipped")
+            held.error_code, held.error = code, message
+            trail.record(
+                "apply-outcome", target=step.target, outcome="skipped", errorCode=code, message=message
+            )
+            return held
+
+        def save(done: waves.Progress) -> None:
+            if ledger is not None:
+                ledger.record_wave(
+                    key,
+                    desired=done.desired,
+                    wave=done.wave,
+                    verified_at=done.verified_at,
+                    run_id=request.request_id,
+                )
+
+        return waves.Rollout(
+            ordered,
+            desired,
+            apply=apply,
+            read_back=lambda steps: [read_back(s) for s in steps],
+            health=health,
+            hold=hold,
+            load=lambda: waves.progress_of(ledger.wave_progress(key) if ledger is not None else None),
+            save=save,
+            now=self.clock,
+            record=trail.record,
+            soak_minutes=self.settings.wave_soak_minutes,
+            recheck_seconds=self.settings.wave_recheck_seconds,
+        ).run()
 
     def _apply_step(
         self,
@@ -773,6 +861,7 @@ class Reconciler:
                 "notes": result.notes,
                 "discoveryErrors": result.discovery_errors,
                 "error": result.error.summary() if result.error else None,
+                "halted": result.halted,
             }
             self.runs.finished(result.run_id, summary, [s.to_dict() for s in result.steps])
         outcomes.publish(self.settings.outcome_topic_endpoint, self.clients, result, trail)
@@ -790,4 +879,5 @@ def _result_of(step: PlanStep, outcome: str) -> StepResult:
         step.from_version,
         step.to_version,
         outcome,
+        wave=step.wave,
     )

@@ -24,6 +24,7 @@ from rich.table import Table
 from rotation.config import ConfigError
 from rotation.core.policy import NEEDS_PERSON, UPDATE
 from rotation.core.reconcile import Plan, RunResult, Unreachable
+from rotation.core.waves import describe as describe_waves
 from rotation.model.ids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
 from rotation.service import Service
 from rotation.storage.audit import AuditUnavailable
@@ -177,6 +178,7 @@ def print_plan(result: Plan, console: Console = out) -> None:
             step.message,
         )
     console.print(table if result.steps else "[dim]no consumers of this key were found[/]")
+    console.print(describe_waves(result.steps) or "", highlight=False)
     _print_problems(result.discovery_errors, result.not_consumers, result.warnings)
 
 
@@ -306,6 +308,7 @@ def print_result(result: RunResult) -> None:
     for step in result.steps:
         counts[step.outcome] += 1
     out.print(f"{verb}: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())) if counts else "")
+    out.print(describe_waves(result.steps) or "", highlight=False)
     _print_problems(result.discovery_errors, [], result.notes)
     if result.error:
         err.print(f"[red]{result.error.summary()}[/]", highlight=False)

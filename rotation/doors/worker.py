@@ -83,7 +83,17 @@ def run_request(service: Service, request: RotationRequest, *, attempt: int = 1)
         )
     if result.status == "failed":
         raise RunFailed(result)
+    if result.requeue_after:
+        continue_later(service, request, result.requeue_after)
     return result
+
+
+def continue_later(service: Service, request: RotationRequest, delay: int) -> None:
+    """Canary waves soaking: the same request comes back after `delay` seconds and re-checks the
+    earlier waves before going on (progress is in the ledger; a soak is not a lease wait, so
+    `leaseWaits` is not counted up)."""
+    enqueue(service.requests_queue, request, visibility_timeout=delay)
+    service.runs.note(request.request_id, "soaking", f"later waves continue in {delay}s")
 
 
 def wait_for_lease(service: Service, request: RotationRequest, held: LeaseHeld) -> None:
