@@ -19,6 +19,7 @@ from rotation.azure.discovery import DiscoveryError, Inventory, list_consumers
 from rotation.azure.retry import Deadline
 from rotation.core.policy import UPDATE
 from rotation.core.reconcile import Unreachable
+from rotation.core.report import sweep_report
 from rotation.model.events import NEAR_EXPIRY
 from rotation.model.ids import KeyRef
 from rotation.service import Service
@@ -139,6 +140,8 @@ def sweep(service: Service, *, dry_run: bool = False, actor: str = "sweep") -> S
             message=finding.error,
             detail=finding.to_dict(),
         )
+    if not dry_run:  # once a day: the rotation-age report, retire candidates, expiring consumers
+        sweep_report(service, inventory, trail, datetime.now(UTC))
     trail.record(
         "sweep-finished",
         source="sweep",

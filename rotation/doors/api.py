@@ -73,6 +73,7 @@ ROUTE_ROLES = {
     "audit": {"Rotation.Plan", "Rotation.Execute", "Rotation.Replay"},
     "start": {"Rotation.Execute"},
     "replay": {"Rotation.Replay"},
+    "inventory": {"Rotation.Plan", "Rotation.Execute", "Rotation.Replay"},
 }
 _ROLE_CLAIMS = {"roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}
 
@@ -185,6 +186,7 @@ class Api:
             "status": self.status,
             "audit": self.audit_list,
             "replay": self.replay,
+            "inventory": self.inventory,
         }
         handler = handlers[route]
         actor = actor_of(request, self.environ)
@@ -324,6 +326,12 @@ class Api:
         except ValueError as exc:
             raise ApiError(400, "InvalidQuery", str(exc)) from None
         return ApiResponse(200, {"records": records, "continuation": continuation})
+
+    # -- GET /api/inventory (rotation/doors/inventory_api.py) ------------------------------------
+    def inventory(self, request: ApiRequest, actor: str) -> ApiResponse:
+        from rotation.doors.inventory_api import inventory
+
+        return inventory(self.service, request)
 
     # -- POST /api/replay ----------------------------------------------------------------------
     def replay(self, request: ApiRequest, actor: str) -> ApiResponse:

@@ -121,10 +121,10 @@ class _Group(click.Group):
 @click.option(
     "--output",
     "-o",
-    type=click.Choice(["table", "json"]),
+    type=click.Choice(["table", "json", "csv"]),
     default="table",
     show_default=True,
-    help="Table for people, JSON for scripts.",
+    help="Table for people, JSON for scripts (csv: inventory, report and versions).",
 )
 @click.pass_context
 def main(ctx: click.Context, output: str) -> None:
@@ -641,3 +641,11 @@ def replay_command(
         if code in codes:
             sys.exit(code)
     sys.exit(EXIT_OK)
+
+
+# -- inventory, report, versions (rotation/doors/estate_cli.py) ---------------------------------------
+from rotation.doors import estate_cli  # noqa: E402 - after main: estate_cli uses this module's helpers
+
+main.add_command(estate_cli.inventory_command)
+main.add_command(estate_cli.report_command)
+main.add_command(estate_cli.versions)
