@@ -25,6 +25,7 @@ from rotation.config import ConfigError
 from rotation.core.policy import NEEDS_PERSON, UPDATE
 from rotation.core.reconcile import Plan, RunResult, Unreachable
 from rotation.core.waves import describe as describe_waves
+from rotation.doors.worker import continue_later
 from rotation.model.ids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
 from rotation.service import Service
 from rotation.storage.audit import AuditUnavailable
@@ -238,6 +239,7 @@ def rotate(obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[s
     finally:
         if lease is not None:
             lease.release()
+    continue_later(service, request, result)  # canary waves soaking: the queue carries on
     if obj.output == "json":
         out.print_json(json.dumps(result.to_dict()))
     else:
@@ -616,9 +618,11 @@ def replay_command(
     def run(request: Any) -> RunResult:
         lease = take_lease(service, request)
         try:
-            return service.reconciler.run(request, lease=lease)
+            result = service.reconciler.run(request, lease=lease)
         finally:
             lease.release()
+        continue_later(service, request, result)
+        return result
 
     def show(outcome: Any) -> None:
         if obj.output == "table":

@@ -167,3 +167,15 @@ def pump_until(dispatcher: Any, done: Any, timeout: float = 30) -> None:
 def _soaks(stack, run_id: str, wave: str) -> list[dict[str, Any]]:
     """The run's soak records after `wave` was verified (written once its progress is stored)."""
     return [r for r in records(stack, run_id) if r["kind"] == "wave-soaking" and r["detail"]["wave"] == wave]
+
+
+def test_cli_rotate_hands_the_soaking_rollout_to_the_queue(stack) -> None:
+    estate(stack)
+    stack.set(ROTATION_WAVE_SOAK_MINUTES="45")
+    result = CliRunner().invoke(main, ["-o", "json", "rotate", KEY, "--yes"])
+    body = json.loads(result.output)
+    assert result.exit_code == 0 and body["status"] == "soaking" and body["requeueAfterSeconds"] == 300
+    assert any("wave 1 starts after the soak" in note for note in body["notes"])
+    queue = QueueClient.from_connection_string(stack.storage, "rotation-requests")
+    assert queue.get_queue_properties().approximate_message_count == 1  # the rest continues from there
+    assert versions(stack)["w0a"] == "new" and versions(stack)["w1a"] == "old"

@@ -51,6 +51,9 @@ class TargetKind(Protocol):
     # Extra plan checks for this kind, evaluated after the common chain and before `update`
     # (each `(consumer, PolicyContext) -> Decision | None`, see rotation/core/policy.py).
     plan_checks: tuple[Any, ...]
+    # Optional, not part of the protocol: `healthy(consumer) -> str | None`, the service's own
+    # CMK status (e.g. a registry's versionedKeyIdentifier, a storage account's
+    # keyCurrentVersionId); the canary-wave gate (rotation/core/waves.py) calls it when present.
 
     def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
         """Every resource of this kind in the subscription that uses a customer-managed key."""
