@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from rotation.azure.kinds import Consumer
+from rotation.config import ConfigError, load_settings
 from rotation.core import waves
 from rotation.model.ids import parse_key_id, parse_resource_id
 
@@ -167,3 +170,16 @@ def test_rollout_soaks_before_the_next_wave() -> None:
     outcome, applied = rollout(steps, {}, soak_minutes=15, recheck_seconds=600)
     assert applied == [["a"]] and outcome.wait_seconds == 600 and outcome.halted is None
     assert outcome.results[steps[1].target].error_code == waves.WAVE_SOAKING
+
+
+def test_soak_setting_defaults_to_0_and_is_bounded_by_the_queue() -> None:
+    env = {
+        "ROTATION_ALLOWED_VAULTS": "contoso-cmk.vault.azure.net",
+        "ROTATION_SUBSCRIPTIONS": "00000000-0000-0000-0000-00000000000a",
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    }
+    assert load_settings(env).wave_soak_minutes == 0
+    assert load_settings({**env, "ROTATION_WAVE_SOAK_MINUTES": "60"}).wave_soak_minutes == 60
+    for bad in ("-1", "10081", "soon"):
+        with pytest.raises(ConfigError, match="ROTATION_WAVE_SOAK_MINUTES"):
+            load_settings({**env, "ROTATION_WAVE_SOAK_MINUTES": bad})
