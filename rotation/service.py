@@ -21,9 +21,11 @@ from rotation.storage.runs import RUNS_TABLE, RunStore
 log = logging.getLogger("rotation.service")
 DEADLETTER_CONTAINER = "eventgrid-deadletters"
 POISON_CONTAINER = "rotation-poison"
-REPORTS_CONTAINER = "rotation-reports"  # the sweep's daily rotation-age report (core/report.py)
+# The sweep's daily rotation-age report (core/report.py creates it on first write until infra/
+# deploys it; then it joins CONTAINERS, which tests/infra checks against the templates).
+REPORTS_CONTAINER = "rotation-reports"
 TABLES = (RUNS_TABLE, AUDIT_TABLE, LEDGER_TABLE)
-CONTAINERS = (DEADLETTER_CONTAINER, POISON_CONTAINER, ANCHOR_CONTAINER, REDEPLOY_CONTAINER, REPORTS_CONTAINER)
+CONTAINERS = (DEADLETTER_CONTAINER, POISON_CONTAINER, ANCHOR_CONTAINER, REDEPLOY_CONTAINER)
 QUEUES = (REQUESTS_QUEUE, POISON_QUEUE)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from rotation.azure.discovery import Inventory
 from rotation.core.inventory import VERSIONLESS, Estate, KeyView, from_inventory, rows_of
@@ -145,8 +145,13 @@ def write_daily(service: Service, found: Inventory, now: datetime) -> tuple[str,
     report = build(
         estate, now=now, max_age_days=settings.report_max_age_days, window_days=settings.expiry_window_days
     )
+    data = json.dumps(report.to_dict(), indent=1).encode()
     try:
-        blob.upload_blob(json.dumps(report.to_dict(), indent=1).encode(), overwrite=False)
+        try:
+            blob.upload_blob(data, overwrite=False)
+        except ResourceNotFoundError:  # the container is not deployed yet: make it, once
+            service.clients.blobs().create_container(REPORTS_CONTAINER)
+            blob.upload_blob(data, overwrite=False)
     except ResourceExistsError:  # another sweep wrote it first
         return None
     return blob.blob_name, report

@@ -242,7 +242,7 @@ class Rollout:
     load: Callable[[], Progress | None]
     save: Callable[[Progress], None]
     now: Callable[[], datetime]
-    record: Callable[..., None]  # the audit trail's record(kind, **fields)
+    record: Callable[..., Any]  # the audit trail's record(kind, **fields)
     soak_minutes: float = 0
     recheck_seconds: int = 300
 

@@ -90,9 +90,9 @@ def test_a_failed_wave_halts_the_rollout_and_a_replay_finishes_it(stack) -> None
         "untagged": "old",
     }
     assert "w2a" not in patched(stack) and "untagged" not in patched(stack)
-    assert result.status == "failed" and result.halted.startswith("halted after wave 1: w1a:")
+    assert result.status == "failed" and str(result.halted).startswith("halted after wave 1: w1a:")
     held = {st.target.rsplit("/", 1)[1]: st for st in result.steps if st.error_code == "WaveHalted"}
-    assert set(held) == {"w2a", "untagged"} and held["w2a"].error.startswith("halted after wave 1")
+    assert set(held) == {"w2a", "untagged"} and str(held["w2a"].error).startswith("halted after wave 1")
     run = service.runs.get(request.request_id)
     assert run["status"] == "failed" and run["halted"].startswith("halted after wave 1")
     assert any(r["kind"] == "wave-halted" for r in records(stack, request.request_id))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -57,11 +59,11 @@ def test_wave_tags_order_numbers_first_untagged_and_bad_values_last() -> None:
 
 def test_health_needs_the_new_version_succeeded_and_the_kinds_own_status() -> None:
     assert waves.health_problem(consumer("a"), NEW) is None
-    assert "not " + NEW in waves.health_problem(consumer("a", version="a" * 32), NEW)
-    assert "versionless" in waves.health_problem(consumer("a", version=None), NEW)
-    assert "Updating" in waves.health_problem(consumer("a", state="Updating"), NEW)
+    assert "not " + NEW in str(waves.health_problem(consumer("a", version="a" * 32), NEW))
+    assert "versionless" in str(waves.health_problem(consumer("a", version=None), NEW))
+    assert "Updating" in str(waves.health_problem(consumer("a", state="Updating"), NEW))
     assert waves.health_problem(consumer("a", state=None), NEW) is None  # the kind reports none
-    assert "no longer" in waves.health_problem(None, NEW)
+    assert "no longer" in str(waves.health_problem(None, NEW))
     assert waves.health_problem(consumer("a"), NEW, lambda c: "encryption status is disabled") == (
         "encryption status is disabled"
     )
@@ -123,7 +125,7 @@ def rollout(
     applied: list[list[str]] = []
     saved: list[waves.Progress] = []
 
-    def apply(batch: object) -> list[Result]:
+    def apply(batch: Sequence[Any]) -> list[Result]:
         names = [s.target.rsplit("/", 1)[1] for s in batch]  # type: ignore[attr-defined]
         applied.append(names)
         return [
@@ -133,7 +135,7 @@ def rollout(
                 None if outcomes.get(n, "verified") == "verified" else "refused",
             )
             for s, n in zip(batch, names, strict=True)
-        ]  # type: ignore[attr-defined]
+        ]
 
     run = waves.Rollout(
         waves.group(steps),
