@@ -10,7 +10,7 @@ never calls those vaults, let alone writes to them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +26,19 @@ from rotation.model.ids import KeyRef
 _HOST = re.compile(r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
 VERSIONLESS = "versionless"
 OUTSIDE_REASON = "vault-not-allowed"
+COLUMNS = (  # a row's fields, in the order CSV and tables show them
+    "kind",
+    "resourceId",
+    "keyId",
+    "version",
+    "followsNewVersions",
+    "desiredVersion",
+    "action",
+    "reason",
+    "identity",
+    "outside",
+    "wave",
+)
 
 
 class InvalidFilter(ValueError):
@@ -291,19 +304,3 @@ def _policy_dict(policy: RotationPolicyInfo | None) -> dict[str, Any] | None:
 
 def _iso(moment: Any) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
-
-
-def columns() -> Sequence[str]:
-    return (
-        "kind",
-        "resourceId",
-        "keyId",
-        "version",
-        "followsNewVersions",
-        "desiredVersion",
-        "action",
-        "reason",
-        "identity",
-        "outside",
-        "wave",
-    )

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from rotation.azure.discovery import list_consumers
 from rotation.azure.retry import Deadline, call
 from rotation.azure.vault import disable_version
 from rotation.core.inventory import KeyView, holders_by_version, view_of
@@ -64,15 +63,8 @@ class DisableOutcome:
 def key_view(service: Service, key: KeyRef, deadline: Deadline | None = None) -> KeyView:
     """The key's versions and who holds each, from one discovery and one key read."""
     reconciler = service.reconciler
-    found = list_consumers(
-        service.clients,
-        service.settings.subscriptions,
-        policy=reconciler.retry,
-        deadline=deadline,
-        kinds=list(reconciler.kinds.values()),
-        workers=service.settings.concurrency,
-    )
-    return view_of(reconciler, key.versionless(), found.for_key(key), deadline)
+    found = reconciler.inventory(key.versionless(), None, deadline)
+    return view_of(reconciler, key.versionless(), found, deadline)
 
 
 def disable(service: Service, key: KeyRef, *, force: bool, actor: str) -> DisableOutcome:

@@ -16,7 +16,15 @@ from rich.console import Console
 from rich.table import Table
 
 from rotation.core import retire
-from rotation.core.inventory import Estate, Filters, InvalidFilter, KeyView, collect, holders_by_version
+from rotation.core.inventory import (
+    COLUMNS,
+    Estate,
+    Filters,
+    InvalidFilter,
+    KeyView,
+    collect,
+    holders_by_version,
+)
 from rotation.core.report import build as build_report
 from rotation.model.ids import InvalidId, KeyRef, parse_key_id
 
@@ -87,19 +95,7 @@ def _table(*columns: str) -> Table:
 
 
 # -- inventory ----------------------------------------------------------------------------------
-INVENTORY_COLUMNS = (
-    "kind",
-    "resourceId",
-    "keyId",
-    "version",
-    "followsNewVersions",
-    "desiredVersion",
-    "action",
-    "reason",
-    "identity",
-    "outside",
-    "wave",
-)
+INVENTORY_COLUMNS = COLUMNS
 
 
 @click.command("inventory")
