@@ -652,7 +652,7 @@ class Reconciler:
             ordered = waves.group(plan.steps)
             if len(ordered) < 2 or desired_key is None:  # one wave: everything at once
                 return list(pool.map(one, plan.steps))
-            outcome = self._rollout(ordered, plan, trail, deadline, lambda s: list(pool.map(one, s)), request)
+            outcome = self._rollout(ordered, plan, trail, deadline, pool, one, request)
         result.halted, result.requeue_after = outcome.halted, outcome.wait_seconds or None
         if outcome.note:
             result.notes.append(outcome.note)
@@ -664,7 +664,8 @@ class Reconciler:
         plan: Plan,
         trail: AuditTrail,
         deadline: Deadline,
-        apply: Callable[[Any], list[StepResult]],
+        pool: ThreadPoolExecutor,
+        one: Callable[[PlanStep], StepResult],
         request: RotationRequest,
     ) -> waves.RolloutOutcome:
         """Canary waves (rotation/core/waves.py): apply wave by wave, gate on health, soak."""
@@ -708,8 +709,8 @@ class Reconciler:
         return waves.Rollout(
             ordered,
             desired,
-            apply=apply,
-            read_back=lambda steps: [read_back(s) for s in steps],
+            apply=lambda steps: list(pool.map(one, steps)),
+            read_back=lambda steps: list(pool.map(read_back, steps)),
             health=health,
             hold=hold,
             load=lambda: waves.progress_of(ledger.wave_progress(key) if ledger is not None else None),
