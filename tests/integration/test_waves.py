@@ -21,6 +21,7 @@ from tests import scenarios as s
 OLD, NEW = s.vid("old"), s.vid("new")
 KEY = s.key_id("acr-cmk")
 WAVE = "cmk-rotation-wave"
+TOPIC = "https://rotation-outcomes.westeurope-1.eventgrid.azure.net/api/events"
 
 
 def estate(stack) -> None:
@@ -74,6 +75,7 @@ def test_plan_and_dry_run_show_the_waves(stack) -> None:
 def test_a_failed_wave_halts_the_rollout_and_a_replay_finishes_it(stack) -> None:
     estate(stack)
     stack.admin.add_fault(method="PATCH", pathRegex="registries/w1a$", status=400)
+    stack.set(ROTATION_OUTCOME_TOPIC_ENDPOINT=TOPIC)
     service = stack.service()
     request = new_request(parse_key_id(KEY), "http", "pytest")
     try:
@@ -96,6 +98,9 @@ def test_a_failed_wave_halts_the_rollout_and_a_replay_finishes_it(stack) -> None
     run = service.runs.get(request.request_id)
     assert run["status"] == "failed" and run["halted"].startswith("halted after wave 1")
     assert any(r["kind"] == "wave-halted" for r in records(stack, request.request_id))
+    [published] = stack.admin.events()
+    assert published["event"]["type"] == "Rotation.PartiallyFailed"
+    assert published["event"]["data"]["halted"].startswith("halted after wave 1: w1a:")
 
     # The cause is fixed; on-call replays the poisoned request through the same path.
     stack.admin.clear_faults()
@@ -171,7 +176,7 @@ def _soaks(stack, run_id: str, wave: str) -> list[dict[str, Any]]:
 
 def test_cli_rotate_hands_the_soaking_rollout_to_the_queue(stack) -> None:
     estate(stack)
-    stack.set(ROTATION_WAVE_SOAK_MINUTES="45")
+    stack.set(ROTATION_WAVE_SOAK_MINUTES="45", ROTATION_OUTCOME_TOPIC_ENDPOINT=TOPIC)
     result = CliRunner().invoke(main, ["-o", "json", "rotate", KEY, "--yes"])
     body = json.loads(result.output)
     assert result.exit_code == 0 and body["status"] == "soaking" and body["requeueAfterSeconds"] == 300
@@ -179,3 +184,4 @@ def test_cli_rotate_hands_the_soaking_rollout_to_the_queue(stack) -> None:
     queue = QueueClient.from_connection_string(stack.storage, "rotation-requests")
     assert queue.get_queue_properties().approximate_message_count == 1  # the rest continues from there
     assert versions(stack)["w0a"] == "new" and versions(stack)["w1a"] == "old"
+    assert stack.admin.events() == []  # not finished: no outcome event yet
