@@ -179,7 +179,8 @@ def print_plan(result: Plan, console: Console = out) -> None:
             step.message,
         )
     console.print(table if result.steps else "[dim]no consumers of this key were found[/]")
-    console.print(describe_waves(result.steps) or "", highlight=False)
+    if waves_line := describe_waves(result.steps):
+        console.print(waves_line, highlight=False)
     _print_problems(result.discovery_errors, result.not_consumers, result.warnings)
 
 
@@ -310,7 +311,8 @@ def print_result(result: RunResult) -> None:
     for step in result.steps:
         counts[step.outcome] += 1
     out.print(f"{verb}: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())) if counts else "")
-    out.print(describe_waves(result.steps) or "", highlight=False)
+    if waves_line := describe_waves(result.steps):
+        out.print(waves_line, highlight=False)
     _print_problems(result.discovery_errors, [], result.notes)
     if result.error:
         err.print(f"[red]{result.error.summary()}[/]", highlight=False)
