@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rotation.azure import outcomes
@@ -191,6 +191,7 @@ class RunResult:
     finished_at: str | None = None
     halted: str | None = None  # "halted after wave n: ..." (canary waves)
     requeue_after: int | None = None  # soaking between waves: continue after this many seconds
+    soaking: bool = False  # held for a canary-wave soak (requeued, or another request carries on)
 
     @property
     def status(self) -> str:
@@ -201,7 +202,7 @@ class RunResult:
             return "failed"
         if any(s.outcome == "failed" for s in self.steps):
             return "failed"
-        if self.requeue_after and self.halted is None:
+        if self.soaking and self.halted is None:
             return "soaking"  # the later waves wait for ROTATION_WAVE_SOAK_MINUTES
         if not self.dry_run and any(
             s.action == UPDATE and s.outcome not in ("verified", "updated") for s in self.steps
@@ -654,9 +655,14 @@ class Reconciler:
                 return list(pool.map(one, plan.steps))
             outcome = self._rollout(ordered, plan, trail, deadline, pool, one, request)
         result.halted, result.requeue_after = outcome.halted, outcome.wait_seconds or None
+        result.soaking = outcome.soaking
         if outcome.note:
             result.notes.append(outcome.note)
         return [outcome.results.get(s.target) or one(s) for s in plan.steps]
+
+    def _claim_soak(self, ledger: Ledger, key: KeyRef, request: RotationRequest, seconds: int) -> bool:
+        now = self.clock()  # due back after the delay, with a minute's grace for a slow queue
+        return ledger.claim_soak(key, request.request_id, now, now + timedelta(seconds=seconds + 60))
 
     def _rollout(
         self,
@@ -719,6 +725,7 @@ class Reconciler:
             record=trail.record,
             soak_minutes=self.settings.wave_soak_minutes,
             recheck_seconds=self.settings.wave_recheck_seconds,
+            claim=lambda seconds: ledger is None or self._claim_soak(ledger, key, request, seconds),
         ).run()
 
     def _apply_step(

@@ -226,6 +226,7 @@ class RolloutOutcome:
     halted: str | None = None  # "halted after wave n: ..."
     wait_seconds: int = 0  # > 0: soaking, put the request back for this long
     note: str | None = None
+    soaking: bool = False  # the later waves wait for the soak (wait_seconds 0: another request waits)
 
 
 @dataclass
@@ -245,6 +246,9 @@ class Rollout:
     record: Callable[..., Any]  # the audit trail's record(kind, **fields)
     soak_minutes: float = 0
     recheck_seconds: int = 300
+    # Claim the soak for this request (False: another live request already carries it, so this
+    # one stops instead of starting a second chain of rechecks; the sweep queues one an hour).
+    claim: Callable[[int], bool] = lambda seconds: True
 
     def run(self) -> RolloutOutcome:
         done: dict[str, Any] = {}
@@ -295,14 +299,17 @@ class Rollout:
         if not decision.wait_seconds:
             return None
         note = soaking_message(previous, self.waves[index].label, decision.started_at, self.soak_minutes)
+        wait = decision.wait_seconds
+        if not self.claim(wait):
+            note, wait = note + "; another queued request carries the rollout on", 0
         self._hold_from(done, index, WAVE_SOAKING, note)
         self.record(
             "wave-soaking",
             outcome="requeued",
             message=note,
-            detail={"wave": previous, "next": self.waves[index].label, "delaySeconds": decision.wait_seconds},
+            detail={"wave": previous, "next": self.waves[index].label, "delaySeconds": wait},
         )
-        return RolloutOutcome(done, wait_seconds=decision.wait_seconds, note=note)
+        return RolloutOutcome(done, wait_seconds=wait, note=note, soaking=True)
 
     def _halt(self, done: dict[str, Any], start: int, wave: str, problems: list[str]) -> RolloutOutcome:
         message = halted_message(wave, problems)

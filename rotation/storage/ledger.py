@@ -264,3 +264,31 @@ class Ledger:
             },
             mode=UpdateMode.REPLACE,
         )
+
+    def claim_soak(self, key: KeyRef, request_id: str, now: datetime, until: datetime) -> bool:
+        """Make `request_id` the one request that waits out the key's soak (it is due back by
+        `until`); False when another request holds that claim and is not overdue at `now`."""
+        try:
+            row = self.table.get_entity(WAVE, key_slug(key.versionless()))
+        except ResourceNotFoundError:
+            return True  # no progress row: nothing to share
+        waiter, due = row.get("Waiter"), row.get("WaiterUntil")
+        if waiter and waiter != request_id and due and _parse(due) > now:
+            return False
+        try:
+            self.table.update_entity(
+                {
+                    "PartitionKey": WAVE,
+                    "RowKey": row["RowKey"],
+                    "Waiter": request_id,
+                    "WaiterUntil": _iso(until),
+                },
+                mode=UpdateMode.MERGE,
+                etag=row.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except HttpResponseError as exc:
+            if _conflict(exc):  # another request claimed it in between
+                return False
+            raise
+        return True

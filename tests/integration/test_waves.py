@@ -185,3 +185,8 @@ def test_cli_rotate_hands_the_soaking_rollout_to_the_queue(stack) -> None:
     assert queue.get_queue_properties().approximate_message_count == 1  # the rest continues from there
     assert versions(stack)["w0a"] == "new" and versions(stack)["w1a"] == "old"
     assert stack.admin.events() == []  # not finished: no outcome event yet
+    # The hourly sweep (or anyone) asks again during the soak: no second chain of rechecks.
+    again = run_request(stack.service(), new_request(parse_key_id(KEY), "sweep", "sweep"))
+    assert again is not None and again.status == "soaking" and again.requeue_after is None
+    assert "another queued request carries the rollout on" in again.notes[-1]
+    assert queue.get_queue_properties().approximate_message_count == 1

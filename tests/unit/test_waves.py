@@ -170,7 +170,7 @@ def test_rollout_soaks_before_the_next_wave() -> None:
         Step(consumer(n, version="a" * 32, **{"cmk-rotation-wave": w})) for n, w in (("a", "0"), ("b", "1"))
     ]
     outcome, applied = rollout(steps, {}, soak_minutes=15, recheck_seconds=600)
-    assert applied == [["a"]] and outcome.wait_seconds == 600 and outcome.halted is None
+    assert applied == [["a"]] and outcome.wait_seconds == 600 and outcome.halted is None and outcome.soaking
     assert outcome.results[steps[1].target].error_code == waves.WAVE_SOAKING
 
 
@@ -185,3 +185,12 @@ def test_soak_setting_defaults_to_0_and_is_bounded_by_the_queue() -> None:
     for bad in ("-1", "10081", "soon"):
         with pytest.raises(ConfigError, match="ROTATION_WAVE_SOAK_MINUTES"):
             load_settings({**env, "ROTATION_WAVE_SOAK_MINUTES": bad})
+
+
+def test_rollout_leaves_the_soak_to_the_request_that_claimed_it() -> None:
+    steps = [
+        Step(consumer(n, version="a" * 32, **{"cmk-rotation-wave": w})) for n, w in (("a", "0"), ("b", "1"))
+    ]
+    outcome, applied = rollout(steps, {}, soak_minutes=15, recheck_seconds=600, claim=lambda seconds: False)
+    assert applied == [["a"]] and outcome.soaking and outcome.wait_seconds == 0
+    assert outcome.note is not None and outcome.note.endswith("another queued request carries the rollout on")
