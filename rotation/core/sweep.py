@@ -23,6 +23,7 @@ from rotation.azure.retry import Deadline
 from rotation.config import Settings
 from rotation.core.gather import Unreachable
 from rotation.core.reconcile import Reconciler
+from rotation.core.report import sweep_report
 from rotation.core.submit import submit
 from rotation.model.decisions import UPDATE
 from rotation.model.events import NEAR_EXPIRY
@@ -113,6 +114,8 @@ def sweep(service: Estate, *, dry_run: bool = False, actor: str = "sweep") -> Sw
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(keys) or 1))) as pool:
         findings = list(pool.map(check, keys))
     queued = [_act_on(service, finding, dry_run, actor, trail) for finding in findings]
+    if not dry_run:  # once a day: the rotation-age report, retire candidates, expiring consumers
+        sweep_report(service, inventory, trail, datetime.now(UTC))
     trail.record(
         "sweep-finished",
         source="sweep",
