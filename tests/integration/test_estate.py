@@ -143,6 +143,18 @@ def test_inventory_filters_csv_and_table(stack) -> None:
     code, output = invoke("inventory")  # the table for people
     assert code == 0 and "contosobuild" in output and "(consumers)" in output
     assert invoke("inventory", "--kind", "toaster")[0] == 2
+    # The shared -o/--query, after the subcommand too; csv is a format of every command.
+    code, output = invoke("inventory", "--kind", "batch", "--query", "consumers[].resourceId", "-o", "tsv")
+    assert code == 0 and sorted(line.rsplit("/", 1)[1] for line in output.splitlines()) == [
+        "contosoetl",
+        "contosoml",
+        "contosorender",
+    ]
+    code, output = invoke(
+        "plan", "https://contoso-cmk.vault.azure.net/keys/acr-cmk", "-o", "csv", "--query", "steps"
+    )
+    planned = {r["target"].rsplit("/", 1)[1]: r["action"] for r in csv.DictReader(io.StringIO(output))}
+    assert code == 3 and planned["contosobuild"] == "update" and planned["contosolegacy"] == "opted-out"
     assert invoke("inventory", "--vault", "not a host")[0] == 2
 
 

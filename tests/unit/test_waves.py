@@ -194,3 +194,32 @@ def test_rollout_leaves_the_soak_to_the_request_that_claimed_it() -> None:
     outcome, applied = rollout(steps, {}, soak_minutes=15, recheck_seconds=600, claim=lambda seconds: False)
     assert applied == [["a"]] and outcome.soaking and outcome.wait_seconds == 0
     assert outcome.note is not None and outcome.note.endswith("another queued request carries the rollout on")
+
+
+def test_every_kind_answers_the_healthy_hook_and_only_the_registry_overrides_it() -> None:
+    """`healthy` is a KindDefaults member (default: healthy), read through `unhealthy`, so a kind
+    that says nothing about it, or does not inherit the defaults at all, never holds a wave back."""
+    from rotation.azure.kinds import KindDefaults, all_kinds, unhealthy
+    from rotation.azure.kinds.registry import Registries
+
+    class Bare:  # implements the protocol without KindDefaults
+        kind = "bare"
+
+    canary = consumer("c1")
+    assert KindDefaults().healthy(canary) is None and unhealthy(Bare(), canary) is None
+    for kind in all_kinds():
+        assert callable(getattr(kind, "healthy", None)), kind.kind
+        overrides = type(kind).healthy is not KindDefaults.healthy  # type: ignore[attr-defined]
+        assert overrides == isinstance(kind, Registries), kind.kind
+    other = parse_key_id(f"{KEY}/{'c' * 32}").id
+    moved = Consumer(
+        "registry",
+        canary.resource_id,
+        canary.key,
+        "westeurope",
+        {},
+        provisioning_state="Succeeded",
+        extra={"versionedKeyIdentifier": other},
+    )
+    assert "versionedKeyIdentifier" in str(unhealthy(Registries(), moved))
+    assert waves.health_problem(moved, NEW, lambda shown: unhealthy(Registries(), shown))
