@@ -13,12 +13,14 @@ import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from rotation.azure.clients import Clients
 from rotation.azure.discovery import DiscoveryError, Inventory, list_consumers
 from rotation.azure.kinds import Consumer
 from rotation.azure.retry import Deadline, call
 from rotation.azure.vault import KeyState, RotationPolicyInfo, read_rotation_policy
+from rotation.config import Settings
 from rotation.core.reconcile import Plan, Reconciler, Unreachable
 from rotation.core.waves import wave_of
 from rotation.model.ids import KeyRef
@@ -140,6 +142,18 @@ class KeyView:
             ],
             "error": self.error,
         }
+
+
+class Root(Protocol):
+    """What estate-wide work (inventory, report, retire guard, sweep) needs from the
+    composition root, rotation/service.py's Service; each adds the stores it writes."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def clients(self) -> Clients: ...
+    @property
+    def reconciler(self) -> Reconciler: ...
 
 
 @dataclass(frozen=True)

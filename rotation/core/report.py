@@ -14,31 +14,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 
-from rotation.azure.clients import Clients
 from rotation.azure.discovery import Inventory
-from rotation.config import Settings
-from rotation.core.inventory import VERSIONLESS, Estate, KeyView, from_inventory, rows_of
-from rotation.core.reconcile import Reconciler
+from rotation.core.inventory import VERSIONLESS, Estate, KeyView, Root, from_inventory, rows_of
 from rotation.core.retire import expiring_consumers, retire_candidates
 
 # The sweep's daily rotation-age report, one blob a day under rotation-age/ (infra deploys the
 # container with a lifecycle rule that deletes them after reportRetentionDays).
 REPORTS_CONTAINER = "rotation-reports"
-
-
-class Reporting(Protocol):
-    """What the report needs from the composition root (rotation/service.py's Service)."""
-
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def clients(self) -> Clients: ...
-    @property
-    def reconciler(self) -> Reconciler: ...
 
 
 PERSON_ACTIONS = ("blocked", "newer-than-desired", "redeploy-required", "manual-required")
@@ -152,7 +138,7 @@ def blob_name(now: datetime) -> str:
     return f"rotation-age/{now:%Y-%m-%d}.json"
 
 
-def write_daily(service: Reporting, found: Inventory, now: datetime) -> tuple[str, AgeReport] | None:
+def write_daily(service: Root, found: Inventory, now: datetime) -> tuple[str, AgeReport] | None:
     """The day's report as a create-only blob, from the sweep's own discovery; None when today's
     is already written (the sweep runs hourly; the first run of the day writes it)."""
     blob = service.clients.blobs().get_blob_client(REPORTS_CONTAINER, blob_name(now))
@@ -175,7 +161,7 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
 
 
-def sweep_report(service: Reporting, found: Inventory, trail: Any, now: datetime) -> None:
+def sweep_report(service: Root, found: Inventory, trail: Any, now: datetime) -> None:
     """The sweep's daily evidence: write the report, audit what it found. Never fails the sweep
     (its job is queueing work); a failure is audited and the next hourly sweep tries again."""
     try:

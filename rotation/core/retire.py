@@ -14,26 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from rotation.azure.clients import Clients
 from rotation.azure.retry import Deadline, call
 from rotation.azure.vault import disable_version
-from rotation.config import Settings
-from rotation.core.inventory import KeyView, holders_by_version, view_of
-from rotation.core.reconcile import Reconciler
+from rotation.core.inventory import KeyView, Root, holders_by_version, view_of
 from rotation.model.ids import KeyRef
 from rotation.storage.audit import AuditStore, AuditTrail
 from rotation.storage.ledger import LeaseHeld, Ledger, lease_owner
 
 
-class Retiring(Protocol):
+class Retiring(Root, Protocol):
     """What the retire guard needs from the composition root (rotation/service.py's Service)."""
 
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def clients(self) -> Clients: ...
-    @property
-    def reconciler(self) -> Reconciler: ...
     @property
     def audit(self) -> AuditStore: ...
     @property

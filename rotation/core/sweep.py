@@ -17,12 +17,10 @@ from typing import Any, Protocol
 
 from azure.storage.queue import QueueClient
 
-from rotation.azure.clients import Clients
 from rotation.azure.discovery import DiscoveryError, Inventory, list_consumers
 from rotation.azure.retry import Deadline
-from rotation.config import Settings
 from rotation.core.gather import Unreachable
-from rotation.core.reconcile import Reconciler
+from rotation.core.inventory import Root
 from rotation.core.report import sweep_report
 from rotation.core.submit import submit
 from rotation.model.decisions import UPDATE
@@ -34,15 +32,10 @@ from rotation.storage.queue import new_request
 from rotation.storage.runs import RunStore
 
 
-class Estate(Protocol):
-    """What the sweep needs from the composition root (rotation/service.py's Service)."""
+class Estate(Root, Protocol):
+    """What the sweep needs from the composition root (rotation/service.py's Service): what its
+    daily report needs, and the stores it queues work through."""
 
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def clients(self) -> Clients: ...
-    @property
-    def reconciler(self) -> Reconciler: ...
     @property
     def audit(self) -> AuditStore: ...
     @property
