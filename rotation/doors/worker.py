@@ -12,6 +12,9 @@
 - An attempt runs inside `ROTATION_WORKER_BUDGET_SECONDS` (default 1740 s, under host.json's
   30-minute functionTimeout): storage that stops answering ends the attempt with
   BudgetExhausted, and the host retries the message like any failed attempt.
+- A rollout soaking between canary waves puts the same request back on the queue
+  (`continue_later`), inside that budget: a queue that does not answer fails the attempt, and
+  the retried message re-checks the waves from the ledger's progress.
 """
 
 from __future__ import annotations
