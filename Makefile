@@ -47,6 +47,7 @@ demo: install
 
 bench: install
 	$(PY) bench/fanout.py
+	$(PY) bench/estate.py
 
 serve: install
 	$(PY) -m devstack serve --scenario emulator/scenarios/sample.json --env-file .env.emulator $(SERVE_ARGS)

@@ -84,6 +84,12 @@ def list_audit(req: func.HttpRequest) -> func.HttpResponse:
     return _http("audit", req)
 
 
+@app.function_name("list_inventory")
+@app.route(route="inventory", methods=["GET"])
+def list_inventory(req: func.HttpRequest) -> func.HttpResponse:
+    return _http("inventory", req)
+
+
 @app.function_name("sweep_drift")
 @app.timer_trigger(schedule="%ROTATION_SWEEP_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def sweep_drift(timer: func.TimerRequest) -> None:

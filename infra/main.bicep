@@ -140,6 +140,11 @@ param storageSkuName string = 'Standard_ZRS'
 @minValue(7)
 param deadLetterRetentionDays int = 30
 
+@description('Days a daily rotation-age report is kept in rotation-reports (30-3650).')
+@minValue(30)
+@maxValue(3650)
+param reportRetentionDays int = 400
+
 @minValue(1)
 param auditAnchorImmutabilityDays int = 365
 
@@ -212,6 +217,21 @@ param rotationRetryAttempts int = 6
 @maxValue(3600)
 param rotationLeaseSeconds int = 60
 
+@description('Canary waves: minutes a wave waits after the previous one was verified (0-10080; 0 = no soak).')
+@minValue(0)
+@maxValue(10080)
+param rotationWaveSoakMinutes int = 0
+
+@description('Canary waves: during a soak, seconds between re-checks of the earlier waves (1-3600).')
+@minValue(1)
+@maxValue(3600)
+param rotationWaveRecheckSeconds int = 300
+
+@description('The sweep\'s daily rotation-age report: versions older than this many days are stale (1-3650).')
+@minValue(1)
+@maxValue(3650)
+param rotationReportMaxAgeDays int = 365
+
 @description('Event Grid custom topic endpoint for outcome events; empty turns them off.')
 param rotationOutcomeTopicEndpoint string = ''
 
@@ -269,6 +289,7 @@ module storage 'modules/storage.bicep' = {
     operatorWritesAnchors: operatorRotates
     operatorNeedsRedeploySpecs: operatorRotates && rotationContainerGroupPolicy == 'redeploy'
     deadLetterRetentionDays: deadLetterRetentionDays
+    reportRetentionDays: reportRetentionDays
     auditAnchorImmutabilityDays: auditAnchorImmutabilityDays
     allowedSubnetIds: storageAllowedSubnetIds
   }
@@ -346,6 +367,9 @@ module functionApp 'modules/function-app.bicep' = {
     retryMaxSeconds: rotationRetryMaxSeconds
     retryAttempts: rotationRetryAttempts
     leaseSeconds: rotationLeaseSeconds
+    waveSoakMinutes: rotationWaveSoakMinutes
+    waveRecheckSeconds: rotationWaveRecheckSeconds
+    reportMaxAgeDays: rotationReportMaxAgeDays
   }
 }
 

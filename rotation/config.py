@@ -96,6 +96,10 @@ class Settings:
     # event and HTTP doors, under host.json's functionTimeout (30 min) for the queue worker.
     door_budget_seconds: float = 20.0
     worker_budget_seconds: float = 1740.0
+    # Canary waves and the rotation-age report (issue 13).
+    wave_soak_minutes: int = 0
+    wave_recheck_seconds: int = 300  # tuning: how often a soak re-checks the earlier waves
+    report_max_age_days: int = 365  # the sweep's daily report in `rotation-reports`
 
     def vault_allowed(self, host: str) -> bool:
         return host.lower() in self.allowed_vaults
@@ -296,4 +300,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lease_seconds=_int(env, "ROTATION_LEASE_SECONDS", 60, 5, 3600),
         door_budget_seconds=_float(env, "ROTATION_DOOR_BUDGET_SECONDS", 20.0, 0.5, 25),
         worker_budget_seconds=_float(env, "ROTATION_WORKER_BUDGET_SECONDS", 1740.0, 1, 86400),
+        # At most 7 days: the queue hides a message for no longer than that.
+        wave_soak_minutes=_int(env, "ROTATION_WAVE_SOAK_MINUTES", 0, 0, 10080),
+        wave_recheck_seconds=_int(env, "ROTATION_WAVE_RECHECK_SECONDS", 300, 1, 3600),
+        report_max_age_days=_int(env, "ROTATION_REPORT_MAX_AGE_DAYS", 365, 1, 3650),
     )

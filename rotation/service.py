@@ -13,6 +13,7 @@ from rotation.azure.clients import Clients
 from rotation.azure.kinds.containergroup import REDEPLOY_CONTAINER
 from rotation.config import Settings, load_settings
 from rotation.core.reconcile import Reconciler
+from rotation.core.report import REPORTS_CONTAINER
 from rotation.storage.audit import ANCHOR_CONTAINER, AUDIT_TABLE, AuditStore
 from rotation.storage.ledger import LEDGER_TABLE, Ledger
 from rotation.storage.queue import POISON_QUEUE, REQUESTS_QUEUE
@@ -22,7 +23,7 @@ log = logging.getLogger("rotation.service")
 DEADLETTER_CONTAINER = "eventgrid-deadletters"
 POISON_CONTAINER = "rotation-poison"
 TABLES = (RUNS_TABLE, AUDIT_TABLE, LEDGER_TABLE)
-CONTAINERS = (DEADLETTER_CONTAINER, POISON_CONTAINER, ANCHOR_CONTAINER, REDEPLOY_CONTAINER)
+CONTAINERS = (DEADLETTER_CONTAINER, POISON_CONTAINER, ANCHOR_CONTAINER, REDEPLOY_CONTAINER, REPORTS_CONTAINER)
 QUEUES = (REQUESTS_QUEUE, POISON_QUEUE)
 
 
@@ -76,7 +77,7 @@ class Service:
 
     @cached_property
     def reconciler(self) -> Reconciler:
-        return Reconciler(self.settings, self.clients, audit=self.audit, runs=self.runs)
+        return Reconciler(self.settings, self.clients, audit=self.audit, runs=self.runs, ledger=self.ledger)
 
     @property
     def requests_queue(self):

@@ -64,6 +64,9 @@ param retryInitialSeconds string = '1'
 param retryMaxSeconds string = '30'
 param retryAttempts int = 6
 param leaseSeconds int = 60
+param waveSoakMinutes int = 0
+param waveRecheckSeconds int = 300
+param reportMaxAgeDays int = 365
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225: zone redundancy is a parameter (zoneRedundant), off by default because not every region has zones
@@ -227,6 +230,18 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ROTATION_LEASE_SECONDS'
           value: string(leaseSeconds)
+        }
+        {
+          name: 'ROTATION_WAVE_SOAK_MINUTES'
+          value: string(waveSoakMinutes)
+        }
+        {
+          name: 'ROTATION_WAVE_RECHECK_SECONDS'
+          value: string(waveRecheckSeconds)
+        }
+        {
+          name: 'ROTATION_REPORT_MAX_AGE_DAYS'
+          value: string(reportMaxAgeDays)
         }
       ]
     }

@@ -29,6 +29,11 @@ param operatorNeedsRedeploySpecs bool = false
 @minValue(7)
 param deadLetterRetentionDays int = 30
 
+@description('Days a daily rotation-age report (rotation-reports/rotation-age/) is kept before the lifecycle rule deletes it.')
+@minValue(30)
+@maxValue(3650)
+param reportRetentionDays int = 400
+
 @description('Days each audit anchor blob stays immutable (time-based retention).')
 @minValue(1)
 param auditAnchorImmutabilityDays int = 365
@@ -64,6 +69,8 @@ var tableNames = [
 var deadLetterContainerName = 'eventgrid-deadletters'
 var poisonContainerName = 'rotation-poison'
 var redeployContainerName = 'rotation-redeploy'
+// The sweep's daily rotation-age report (compliance evidence), create-only blobs.
+var reportsContainerName = 'rotation-reports'
 var auditAnchorContainerName = 'audit-anchors'
 var deploymentContainerName = 'function-deployment'
 // The Functions host's own containers (timer schedule and locks, function keys): created here
@@ -78,6 +85,7 @@ var containerNames = [
   deploymentContainerName
   hostContainerName
   hostKeysContainerName
+  reportsContainerName
 ]
 
 // Built-in data-plane roles (ids are the same in every tenant).
@@ -200,7 +208,8 @@ resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-
   name: tableName
 }]
 
-// Dead letters are kept long enough for on-call to find and replay them, then deleted.
+// Dead letters are kept long enough for on-call to find and replay them, then deleted; the
+// daily rotation-age reports are kept reportRetentionDays (a year of evidence and some).
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -224,6 +233,28 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
               baseBlob: {
                 delete: {
                   daysAfterModificationGreaterThan: deadLetterRetentionDays
+                }
+              }
+            }
+          }
+        }
+        {
+          name: 'expire-rotation-age-reports'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${reportsContainerName}/rotation-age/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: reportRetentionDays
                 }
               }
             }
@@ -265,6 +296,10 @@ var functionContainerRoles = [
   }
   {
     index: 6
+    role: storageBlobDataContributor
+  }
+  {
+    index: 7 // rotation-reports: the sweep writes the daily report
     role: storageBlobDataContributor
   }
 ]

@@ -141,3 +141,10 @@ def versions_not_in(client: KeyClient, key: KeyRef, known: set[str]) -> list[Ver
 def set_expiry(client: KeyClient, key: KeyRef, version: str, expires: datetime) -> None:
     """Give a version an expiry (idempotent: the same PATCH twice leaves the same state)."""
     client.update_key_properties(key.name, version, expires_on=expires)
+
+
+def disable_version(client: KeyClient, key: KeyRef, version: str) -> VersionInfo:
+    """Disable one version (idempotent: disabling a disabled version changes nothing). Only the
+    caller's guard (rotation/core/retire.py) decides whether it may be called."""
+    bundle = client.update_key_properties(key.name, version, enabled=False)
+    return _info(bundle.properties, bundle.key_type, bundle.key_operations)

@@ -3,13 +3,20 @@ order: is the work already done? (the resource already shows the desired version
 be written? (our lease, not busy, not moved past the desired version meanwhile) → write
 (the kind's minimal body) → verify (the kind's read-back). A retry starts again from the top,
 so it is always safe; a failed target stays on its old version and does not stop the others.
+
+With canary waves (the cmk-rotation-wave tag, rotation/core/waves.py has the rules) the
+update steps go wave by wave: `WaveApply` gives the waves' `Rollout` this run's effects (the
+pool, read-back, held steps, progress in the ledger) and the run's result says whether the
+rollout halted or soaks.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from rotation import telemetry
 from rotation.azure.clients import Clients
@@ -21,18 +28,20 @@ from rotation.azure.kinds import (
     is_busy,
     read_for_key,
     recreates_missing,
+    unhealthy,
     verified,
 )
 from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify, remediation
 from rotation.concurrency import map_in_context
 from rotation.config import Settings
+from rotation.core import waves
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import UPDATE
 from rotation.model.errors import RotationError, TransientCondition
 from rotation.model.ids import KeyRef
 from rotation.model.results import Plan, PlanStep, StepResult, result_of
 from rotation.storage.audit import AuditTrail
-from rotation.storage.ledger import Lease
+from rotation.storage.ledger import Lease, Ledger
 
 ProgressCallback = Callable[[StepResult], None]
 
@@ -57,11 +66,31 @@ def _ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
+@dataclass
+class Applied:
+    """The steps' results, and where a canary-wave rollout stopped (if it did)."""
+
+    steps: list[StepResult]
+    halted: str | None = None  # "halted after wave n: ..."
+    requeue_after: int | None = None  # soaking: the request comes back after this many seconds
+    soaking: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
 class Applier:
     def __init__(
-        self, settings: Settings, clients: Clients, kinds: Mapping[str, TargetKind], retry: RetryPolicy
+        self,
+        settings: Settings,
+        clients: Clients,
+        kinds: Mapping[str, TargetKind],
+        retry: RetryPolicy,
+        *,
+        ledger: Ledger | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings, self.clients, self.kinds, self.retry = settings, clients, kinds, retry
+        self.ledger = ledger  # wave progress between attempts (canary waves with a soak)
+        self.clock = clock or (lambda: datetime.now(UTC))
 
     def apply(
         self,
@@ -70,7 +99,7 @@ class Applier:
         trail: AuditTrail,
         progress: ProgressCallback | None,
         lease: Lease | None,
-    ) -> list[StepResult]:
+    ) -> Applied:
         desired_key = plan.key.with_version(plan.desired_version) if plan.desired_version else None
 
         def one(step: PlanStep) -> StepResult:
@@ -87,7 +116,99 @@ class Applier:
         updates = sum(1 for s in plan.steps if s.action == UPDATE)
         workers = max(1, min(self.settings.concurrency, updates or 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(map_in_context(pool, one, plan.steps))
+            ordered = waves.group(plan.steps)
+            if len(ordered) < 2 or desired_key is None:  # one wave: everything at once
+                return Applied(list(map_in_context(pool, one, plan.steps)))
+            outcome = WaveApply(self, plan, context, trail, pool, one).rollout(ordered)
+        steps = [outcome.results.get(s.target) or one(s) for s in plan.steps]
+        notes = [outcome.note] if outcome.note else []
+        return Applied(steps, outcome.halted, outcome.wait_seconds or None, outcome.soaking, notes)
+
+
+class WaveApply:
+    """This run's effects for the waves' `Rollout`: apply and read back in the run's pool, hold
+    the steps of waves that may not start, keep the soak's progress in the ledger."""
+
+    def __init__(
+        self,
+        applier: Applier,
+        plan: Plan,
+        context: ApplyContext,
+        trail: AuditTrail,
+        pool: ThreadPoolExecutor,
+        one: Callable[[PlanStep], StepResult],
+    ) -> None:
+        self.applier, self.plan, self.context, self.trail = applier, plan, context, trail
+        self.pool, self.one = pool, one
+        self.desired = plan.desired_version or ""
+
+    def rollout(self, ordered: Sequence[waves.Wave]) -> waves.RolloutOutcome:
+        settings = self.applier.settings
+        return waves.Rollout(
+            ordered,
+            self.desired,
+            apply=lambda steps: list(map_in_context(self.pool, self.one, steps)),
+            read_back=lambda steps: list(map_in_context(self.pool, self.read_back, steps)),
+            health=self.health,
+            hold=self.hold,
+            load=self.load,
+            save=self.save,
+            now=self.applier.clock,
+            record=self.trail.record,
+            soak_minutes=settings.wave_soak_minutes,
+            recheck_seconds=settings.wave_recheck_seconds,
+            claim=self.claim,
+        ).run()
+
+    def health(self, consumer: Consumer | None) -> str | None:
+        kind = self.applier.kinds.get(consumer.kind) if consumer is not None else None
+        hook = None if kind is None else (lambda shown: unhealthy(kind, shown))
+        return waves.health_problem(consumer, self.desired, hook)
+
+    def read_back(self, step: PlanStep) -> Consumer | None:
+        kind, applier = self.applier.kinds[step.kind], self.applier
+        try:
+            return call(
+                lambda: read_for_key(kind, applier.clients, step.consumer.resource_id, step.consumer.key),
+                policy=applier.retry,
+                deadline=self.context.deadline,
+                what=f"read back {step.target}",
+            )
+        except Exception:  # noqa: BLE001 - an unreadable canary holds the later waves back
+            return None
+
+    def hold(self, step: PlanStep, code: str, message: str) -> StepResult:
+        held = result_of(step, "skipped")
+        held.error_code, held.error = code, message
+        self.trail.record(
+            "apply-outcome", target=step.target, outcome="skipped", errorCode=code, message=message
+        )
+        return held
+
+    def load(self) -> waves.Progress | None:
+        ledger = self.applier.ledger
+        return waves.progress_of(ledger.wave_progress(self.plan.key) if ledger is not None else None)
+
+    def save(self, done: waves.Progress) -> None:
+        if self.applier.ledger is not None:
+            self.applier.ledger.record_wave(
+                self.plan.key,
+                desired=done.desired,
+                wave=done.wave,
+                verified_at=done.verified_at,
+                run_id=self.context.run_id,
+            )
+
+    def claim(self, seconds: int) -> bool:
+        """One request carries a soak: it is due back after the delay, with a minute's grace
+        for a slow queue; False when another live request already carries it."""
+        ledger = self.applier.ledger
+        if ledger is None:
+            return True
+        now = self.applier.clock()
+        return ledger.claim_soak(
+            self.plan.key, self.context.run_id, now, now + timedelta(seconds=seconds + 60)
+        )
 
 
 def _stop_code(deadline: Deadline | None, lease: Lease | None) -> str | None:

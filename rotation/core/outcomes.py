@@ -64,7 +64,7 @@ def publish(
 ) -> bool:
     """Publish the run's outcome if a topic is configured. Never raises. Retried by retry.py
     (the client's own retries are off), two retries unless told otherwise."""
-    if not endpoint or result.dry_run:
+    if not endpoint or result.dry_run or result.status == "soaking":  # not finished: it continues
         return False
     kind = event_type(result)
     event = CloudEvent(source=SOURCE, type=kind, subject=result.key_id, data=event_data(result))

@@ -1,11 +1,13 @@
 """The planner: values in, plan out. One step per consumer (whatever case its id came in),
 each decided by the policy chain and then its kind's own checks; the consumers an
-interrupted write left missing are planned the same way (the chain finishes them first)."""
+interrupted write left missing are planned the same way (the chain finishes them first).
+Each step carries its canary wave (the cmk-rotation-wave tag, rotation/core/waves.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rotation.core import waves
 from rotation.core.gather import Gathered
 from rotation.core.policy import decide
 from rotation.model.consumer import Consumer
@@ -23,10 +25,11 @@ def make_plan(
     for consumer in (*gathered.inventory.consumers, *gathered.pending):
         unique.setdefault(consumer.resource_id.key, consumer)
     steps = tuple(
-        PlanStep.of(c, decide(c, context, kind_checks.get(c.kind, ())), desired) for c in unique.values()
+        PlanStep.of(c, decide(c, context, kind_checks.get(c.kind, ())), desired, waves.wave_of(c.tags))
+        for c in unique.values()
     )
     errors = [error_dict(e.scope, e.kind, e.error) for e in gathered.inventory.errors]
-    warnings = list(gathered.warnings)
+    warnings = [*gathered.warnings, *waves.tag_warnings(unique.values())]
     if not state.recoverable:
         warnings.append(
             f"vault recovery level is {state.recovery_level}: enable soft delete and purge "
@@ -39,4 +42,5 @@ def make_plan(
         (*errors, *gathered.errors),
         gathered.inventory.not_consumers,
         tuple(warnings),
+        tuple(waves.summary(waves.group(steps))),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from rotation import telemetry
@@ -33,7 +34,7 @@ from rotation.model.keystate import KeyState
 from rotation.model.results import Plan, PlanStep, RunResult, StepResult, count, result_of
 from rotation.model.times import utc_now
 from rotation.storage.audit import AuditStore, AuditTrail, AuditUnavailable
-from rotation.storage.ledger import Lease
+from rotation.storage.ledger import Lease, Ledger
 from rotation.storage.queue import RotationRequest, not_allowed
 from rotation.storage.runs import RunStore
 
@@ -62,6 +63,8 @@ class Reconciler:
         audit: AuditStore,
         runs: RunStore | None = None,
         kinds: list[TargetKind] | None = None,
+        ledger: Ledger | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -72,7 +75,8 @@ class Reconciler:
             settings.retry_initial_seconds, settings.retry_max_seconds, settings.retry_attempts
         )
         self.gatherer = Gatherer(settings, clients, self.kinds, self.retry)
-        self.applier = Applier(settings, clients, self.kinds, self.retry)
+        # The ledger keeps canary-wave progress between attempts; the clock times the soak.
+        self.applier = Applier(settings, clients, self.kinds, self.retry, ledger=ledger, clock=clock)
 
     # -- planning -----------------------------------------------------------------------------
     def read_state(self, key: KeyRef, deadline: Deadline | None = None) -> KeyState:
@@ -186,7 +190,10 @@ class Reconciler:
             result.steps = [result_of(s, "planned" if s.action == UPDATE else "skipped") for s in plan.steps]
         else:
             context = ApplyContext(request.request_id, request.actor, deadline)
-            result.steps = self.applier.apply(plan, context, trail, progress, lease)
+            applied = self.applier.apply(plan, context, trail, progress, lease)
+            result.steps, result.halted, result.soaking = applied.steps, applied.halted, applied.soaking
+            result.requeue_after = applied.requeue_after
+            result.notes.extend(applied.notes)
         return self._finish(result, trail)
 
     def _maintenance(
@@ -247,6 +254,7 @@ class Reconciler:
                 "notes": result.notes,
                 "discoveryErrors": result.discovery_errors,
                 "error": result.error.summary() if result.error else None,
+                "halted": result.halted,
             }
             self.runs.finished(result.run_id, summary, [s.to_dict() for s in result.steps])
         outcomes.publish(self.settings.outcome_topic_endpoint, self.clients, result, trail, self.retry)

@@ -17,13 +17,12 @@ from typing import Any, Protocol
 
 from azure.storage.queue import QueueClient
 
-from rotation.azure.clients import Clients
 from rotation.azure.discovery import DiscoveryError, Inventory, list_consumers
 from rotation.azure.retry import Deadline
 from rotation.concurrency import map_in_context
-from rotation.config import Settings
 from rotation.core.gather import Unreachable
-from rotation.core.reconcile import Reconciler
+from rotation.core.inventory import Root
+from rotation.core.report import sweep_report
 from rotation.core.submit import submit
 from rotation.model.decisions import UPDATE
 from rotation.model.events import NEAR_EXPIRY
@@ -34,15 +33,10 @@ from rotation.storage.queue import new_request
 from rotation.storage.runs import RunStore
 
 
-class Estate(Protocol):
-    """What the sweep needs from the composition root (rotation/service.py's Service)."""
+class Estate(Root, Protocol):
+    """What the sweep needs from the composition root (rotation/service.py's Service): what its
+    daily report needs, and the stores it queues work through."""
 
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def clients(self) -> Clients: ...
-    @property
-    def reconciler(self) -> Reconciler: ...
     @property
     def audit(self) -> AuditStore: ...
     @property
@@ -114,6 +108,8 @@ def sweep(service: Estate, *, dry_run: bool = False, actor: str = "sweep") -> Sw
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(keys) or 1))) as pool:
         findings = list(map_in_context(pool, check, keys))
     queued = [_act_on(service, finding, dry_run, actor, trail) for finding in findings]
+    if not dry_run:  # once a day: the rotation-age report, retire candidates, expiring consumers
+        sweep_report(service, inventory, trail, datetime.now(UTC))
     trail.record(
         "sweep-finished",
         source="sweep",

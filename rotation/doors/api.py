@@ -85,6 +85,7 @@ ROUTE_ROLES = {
     "audit": {"Rotation.Plan", "Rotation.Execute", "Rotation.Replay"},
     "start": {"Rotation.Execute"},
     "replay": {"Rotation.Replay"},
+    "inventory": {"Rotation.Plan", "Rotation.Execute", "Rotation.Replay"},
 }
 _ROLE_CLAIMS = {"roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}
 
@@ -243,6 +244,7 @@ class Api:
             "status": self.status,
             "audit": self.audit_list,
             "replay": self.replay,
+            "inventory": self.inventory,
         }
 
     def _audit_rejection(self, route: str, actor: str, error: ApiError) -> None:
@@ -382,6 +384,15 @@ class Api:
         except ValueError as exc:
             raise ApiError(400, "InvalidQuery", str(exc)) from None
         return ApiResponse(200, {"records": records, "continuation": continuation})
+
+    # -- GET /api/inventory (rotation/doors/inventory_api.py) ------------------------------------
+    def inventory(self, request: ApiRequest, actor: str) -> ApiResponse:
+        from rotation.doors.inventory_api import Refused, inventory
+
+        try:
+            return ApiResponse(200, inventory(self.service, request.query))
+        except Refused as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
 
     # -- POST /api/replay ----------------------------------------------------------------------
     def replay(self, request: ApiRequest, actor: str) -> ApiResponse:

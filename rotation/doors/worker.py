@@ -12,6 +12,9 @@
 - An attempt runs inside `ROTATION_WORKER_BUDGET_SECONDS` (default 1740 s, under host.json's
   30-minute functionTimeout): storage that stops answering ends the attempt with
   BudgetExhausted, and the host retries the message like any failed attempt.
+- A rollout soaking between canary waves puts the same request back on the queue
+  (`continue_later`), inside that budget: a queue that does not answer fails the attempt, and
+  the retried message re-checks the waves from the ledger's progress.
 """
 
 from __future__ import annotations
@@ -101,7 +104,18 @@ def run_request(service: Service, request: RotationRequest, *, attempt: int = 1)
         )
     if result.status == "failed":
         raise RunFailed(result)
+    continue_later(service, request, result)
     return result
+
+
+def continue_later(service: Service, request: RotationRequest, result: RunResult) -> None:
+    """Canary waves soaking (any door): the same request goes back on the queue and returns after
+    `requeue_after` seconds to re-check the earlier waves before going on. Progress is in the
+    ledger; a soak is not a lease wait, so `leaseWaits` is not counted up."""
+    if not result.requeue_after:
+        return
+    enqueue(service.requests_queue, request, visibility_timeout=result.requeue_after)
+    service.runs.note(request.request_id, "soaking", f"later waves continue in {result.requeue_after}s")
 
 
 def wait_for_lease(service: Service, request: RotationRequest, held: LeaseHeld) -> None:

@@ -24,6 +24,7 @@ _STEP_FIELDS = {
     "message": "message",
     "from_version": "fromVersion",
     "to_version": "toVersion",
+    "wave": "wave",
 }
 _RESULT_FIELDS = {
     **_STEP_FIELDS,
@@ -34,6 +35,7 @@ _RESULT_FIELDS = {
     "duration_ms": "durationMs",
     "attempts": "attempts",
 }
+LAST_WAVE = "last"  # untagged resources (rotation/core/waves.py has the wave rules)
 
 
 def _wire(value: object, names: dict[str, str]) -> dict[str, Any]:
@@ -50,9 +52,12 @@ class PlanStep:
     from_version: str | None
     to_version: str | None
     consumer: Consumer = field(repr=False, compare=False)
+    wave: str = LAST_WAVE  # canary wave label from the cmk-rotation-wave tag
 
     @classmethod
-    def of(cls, consumer: Consumer, decision: Decision, desired: str | None) -> PlanStep:
+    def of(
+        cls, consumer: Consumer, decision: Decision, desired: str | None, wave: str = LAST_WAVE
+    ) -> PlanStep:
         return cls(
             consumer.target,
             consumer.kind,
@@ -62,6 +67,7 @@ class PlanStep:
             consumer.version,
             desired,
             consumer,
+            wave,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,6 +82,7 @@ class Plan:
     discovery_errors: tuple[dict[str, Any], ...] = ()
     not_consumers: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    waves: tuple[dict[str, Any], ...] = ()  # what each canary wave would touch (the planner's summary)
 
     @property
     def desired_version(self) -> str | None:
@@ -89,6 +96,7 @@ class Plan:
             "blockedReason": self.state.blocked_reason,
             "steps": [s.to_dict() for s in self.steps],
             "summary": count(s.action for s in self.steps),
+            "waves": list(self.waves),
             "discoveryErrors": list(self.discovery_errors),
             "notConsumers": list(self.not_consumers),
             "warnings": list(self.warnings),
@@ -110,6 +118,7 @@ class StepResult:
     hint: str | None = None
     duration_ms: int | None = None
     attempts: int = 0
+    wave: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _wire(self, _RESULT_FIELDS)
@@ -128,6 +137,9 @@ class RunResult:
     error: ErrorInfo | None = None  # the run could not plan (Key Vault unreadable, renewal failed)
     started_at: str = field(default_factory=lambda: utc_now())
     finished_at: str | None = None
+    halted: str | None = None  # "halted after wave n: ..." (canary waves)
+    requeue_after: int | None = None  # soaking between waves: continue after this many seconds
+    soaking: bool = False  # held for a canary-wave soak (requeued, or another request carries on)
 
     @property
     def status(self) -> str:
@@ -138,6 +150,8 @@ class RunResult:
             return "failed"
         if any(s.outcome == "failed" for s in self.steps):
             return "failed"
+        if self.soaking and self.halted is None:
+            return "soaking"  # the later waves wait for ROTATION_WAVE_SOAK_MINUTES
         if not self.dry_run and any(
             s.action == UPDATE and s.outcome not in ("verified", "updated") for s in self.steps
         ):
@@ -173,6 +187,8 @@ class RunResult:
             "error": self.error.summary() if self.error else None,
             "startedAt": self.started_at,
             "finishedAt": self.finished_at,
+            "halted": self.halted,
+            "requeueAfterSeconds": self.requeue_after,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -205,4 +221,5 @@ def result_of(step: PlanStep, outcome: str) -> StepResult:
         step.from_version,
         step.to_version,
         outcome,
+        wave=step.wave,
     )

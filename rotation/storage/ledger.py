@@ -1,4 +1,4 @@
-"""Table `RotationLedger`: per-key leases, processed events, replay markers.
+"""Table `RotationLedger`: per-key leases, processed events, replay markers, wave progress.
 
 Lease (PartitionKey "lease", RowKey the key's slug): taken by inserting the row (it fails if
 someone holds it), renewed and released with the row's ETag, taken over with the ETag once
@@ -29,6 +29,7 @@ LEDGER_TABLE = "RotationLedger"
 LEASE = "lease"
 EVENT = "event"
 REPLAY = "replay"
+WAVE = "wave"
 CONVERGED = ("succeeded", "needs-attention")
 
 
@@ -239,3 +240,55 @@ class Ledger:
                 **fields,
             }
         )
+
+    # -- wave progress (rotation/core/waves.py) ------------------------------------------------
+    def wave_progress(self, key: KeyRef) -> dict[str, Any] | None:
+        """The last canary wave verified for the key: {DesiredVersion, Wave, VerifiedAt, RunId}."""
+        try:
+            return dict(self.table.get_entity(WAVE, key_slug(key.versionless())))
+        except ResourceNotFoundError:
+            return None
+
+    def record_wave(
+        self, key: KeyRef, *, desired: str, wave: str, verified_at: datetime, run_id: str
+    ) -> None:
+        self.table.upsert_entity(
+            {
+                "PartitionKey": WAVE,
+                "RowKey": key_slug(key.versionless()),
+                "KeyId": key.versionless_id,
+                "DesiredVersion": desired,
+                "Wave": wave,
+                "VerifiedAt": _iso(verified_at),
+                "RunId": run_id,
+            },
+            mode=UpdateMode.REPLACE,
+        )
+
+    def claim_soak(self, key: KeyRef, request_id: str, now: datetime, until: datetime) -> bool:
+        """Make `request_id` the one request that waits out the key's soak (it is due back by
+        `until`); False when another request holds that claim and is not overdue at `now`."""
+        try:
+            row = self.table.get_entity(WAVE, key_slug(key.versionless()))
+        except ResourceNotFoundError:
+            return True  # no progress row: nothing to share
+        waiter, due = row.get("Waiter"), row.get("WaiterUntil")
+        if waiter and waiter != request_id and due and _parse(due) > now:
+            return False
+        try:
+            self.table.update_entity(
+                {
+                    "PartitionKey": WAVE,
+                    "RowKey": row["RowKey"],
+                    "Waiter": request_id,
+                    "WaiterUntil": _iso(until),
+                },
+                mode=UpdateMode.MERGE,
+                etag=row.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except HttpResponseError as exc:
+            if _conflict(exc):  # another request claimed it in between
+                return False
+            raise
+        return True

@@ -31,6 +31,7 @@ _STEP_FIELDS = (
     "hint",
     "durationMs",
     "attempts",
+    "wave",
 )
 
 

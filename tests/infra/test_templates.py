@@ -37,6 +37,8 @@ EVENT_TYPES = {
 QUEUES = ["rotation-requests", "rotation-requests-poison"]
 TABLES = ["RotationRuns", "RotationAudit", "RotationLedger"]
 CONTAINERS = ["eventgrid-deadletters", "rotation-poison", "rotation-redeploy", "audit-anchors"]
+# Containers the product uses beyond DESIGN.md section 7 (issue 13: the daily rotation-age report).
+PRODUCT_CONTAINERS = ["rotation-reports"]
 
 # setting -> (function-app.bicep parameter, main.bicep parameter, DESIGN.md default)
 OPTIONAL_SETTINGS = {
@@ -57,13 +59,21 @@ OPTIONAL_SETTINGS = {
     "ROTATION_RETRY_MAX_SECONDS": ("retryMaxSeconds", "rotationRetryMaxSeconds", "30"),
     "ROTATION_RETRY_ATTEMPTS": ("retryAttempts", "rotationRetryAttempts", 6),
     "ROTATION_LEASE_SECONDS": ("leaseSeconds", "rotationLeaseSeconds", 60),
+    # canary waves and the daily rotation-age report (issue 13; not in DESIGN.md section 7)
+    "ROTATION_WAVE_SOAK_MINUTES": ("waveSoakMinutes", "rotationWaveSoakMinutes", 0),
+    "ROTATION_WAVE_RECHECK_SECONDS": ("waveRecheckSeconds", "rotationWaveRecheckSeconds", 300),
+    "ROTATION_REPORT_MAX_AGE_DAYS": ("reportMaxAgeDays", "rotationReportMaxAgeDays", 365),
 }
+# Settings outside DESIGN.md section 7 (the design check leaves them out).
 TUNING_SETTINGS = {
     "ROTATION_POLL_INTERVAL_SECONDS",
     "ROTATION_RETRY_INITIAL_SECONDS",
     "ROTATION_RETRY_MAX_SECONDS",
     "ROTATION_RETRY_ATTEMPTS",
     "ROTATION_LEASE_SECONDS",
+    "ROTATION_WAVE_SOAK_MINUTES",
+    "ROTATION_WAVE_RECHECK_SECONDS",
+    "ROTATION_REPORT_MAX_AGE_DAYS",
 }
 REQUIRED_SETTINGS = {
     "ROTATION_ALLOWED_VAULTS",
@@ -407,6 +417,22 @@ def test_dead_letters_are_kept_for_on_call_then_expire():
     assert main()["parameters"]["deadLetterRetentionDays"]["default"] >= 14
 
 
+def test_rotation_age_reports_are_kept_for_the_retention_then_expire():
+    storage = module("storage")
+    rules = body(storage["resources"]["lifecycle"])["properties"]["policy"]["rules"]
+    (rule,) = [r for r in rules if r["name"] == "expire-rotation-age-reports"]
+    # Only the report blobs (core/report.py's blob_name), never anything else in the account.
+    assert rule["definition"]["filters"]["prefixMatch"] == ["${reportsContainerName}/rotation-age/"]
+    assert variable(storage, "reportsContainerName") == "rotation-reports"
+    delete = rule["definition"]["actions"]["baseBlob"]["delete"]
+    assert delete == {"daysAfterModificationGreaterThan": "reportRetentionDays"}
+    assert ref(body(main()["modules"]["storage"])["params"]["reportRetentionDays"]) == "reportRetentionDays"
+    declared = main()["parameters"]["reportRetentionDays"]
+    assert declared["default"] == 400
+    bounds = {d["type"]: d["argument"] for d in declared["decorators"]}
+    assert bounds["min_value"] >= 30  # a month of evidence at least
+
+
 # ---------------------------------------------------------------- roles
 def _all_role_assignments():
     for path in all_templates():
@@ -604,6 +630,7 @@ def test_function_identity_blob_roles_stop_at_the_containers_it_uses():
         ("function-deployment", BLOB_CONTRIBUTOR),  # the Flex package, written through the app
         ("azure-webjobs-hosts", BLOB_CONTRIBUTOR),  # the host: timer schedule, locks
         ("azure-webjobs-secrets", BLOB_CONTRIBUTOR),  # the host: function keys
+        ("rotation-reports", BLOB_CONTRIBUTOR),  # the sweep's daily rotation-age report
     }
     assert ref(body(main()["modules"]["storage"])["params"]["anchorWriterRoleName"]) == (
         "roles.outputs.anchorWriterRoleName"
@@ -717,6 +744,7 @@ def test_storage_names_match_design_section_7():
         variable(storage, n) if n in storage["variables"] else n for n in variable(storage, "containerNames")
     ]
     assert containers[: len(CONTAINERS)] == CONTAINERS
+    assert set(PRODUCT_CONTAINERS) <= set(containers)
     for loop_name, names in (
         ("queues", "queueNames"),
         ("tables", "tableNames"),
@@ -728,7 +756,7 @@ def test_storage_names_match_design_section_7():
 
     assert set(QUEUES) == set(service.QUEUES)
     assert set(TABLES) == set(service.TABLES)
-    assert set(service.CONTAINERS) <= set(CONTAINERS)
+    assert set(service.CONTAINERS) == set(CONTAINERS) | set(PRODUCT_CONTAINERS)
     section = design_section_7()
     if section is not None:  # and, where the design is at hand, the names of its section 7
         storage_names = section[section.index("**Storage names.**") : section.index("**Queue message")]

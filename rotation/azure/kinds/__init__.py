@@ -6,7 +6,8 @@ and knows a kind only through this protocol; `all_kinds()` is the one list of th
 
 The members every kind has are in `TargetKind`. The optional ones (`KindDefaults`: the
 api-version, how it names the key, what "verified" means, its remediation hints, how it
-finds and handles a resource an interrupted write left missing) have defaults, read with the
+finds and handles a resource an interrupted write left missing, whether the service reports
+itself healthy on its key version) have defaults, read with the
 functions below, so a kind that says nothing about them keeps working.
 """
 
@@ -89,6 +90,12 @@ class KindDefaults:
         `recreate_from_saved`); the plan finishes them first."""
         return []
 
+    def healthy(self, consumer: Consumer) -> str | None:
+        """Why the service's own CMK status says the resource is not healthy on the version it
+        holds (e.g. a registry's versionedKeyIdentifier), or None when it is; the canary-wave
+        gate (rotation/core/waves.py) asks it before a later wave starts."""
+        return None
+
 
 _DEFAULTS = KindDefaults()
 
@@ -113,6 +120,13 @@ def verified(kind: object, shown: Consumer, to_key: KeyRef) -> bool:
 def pending(kind: object, clients: Clients, key: KeyRef) -> list[Consumer]:
     find = getattr(kind, "pending", _DEFAULTS.pending)
     return list(find(clients, key))
+
+
+def unhealthy(kind: object, consumer: Consumer) -> str | None:
+    """The kind's `healthy` hook (default: healthy): why it is not, or None."""
+    check = getattr(kind, "healthy", _DEFAULTS.healthy)
+    reason = check(consumer)
+    return None if reason is None else str(reason)
 
 
 class ManagedTargetKind(KindDefaults):

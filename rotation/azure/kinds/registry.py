@@ -49,6 +49,8 @@ def to_consumer(registry: Any) -> Consumer | None:
         identity_assigned=bool(identity) and identity.lower() in _assigned_identities(registry),
         provisioning_state=text(getattr(registry, "provisioning_state", None)) or None,
         follows_new_versions=key.version is None,  # Azure moves a versionless registry within ~1 h
+        # The version ACR actually encrypts with (read-only); the canary gate compares it.
+        extra={"versionedKeyIdentifier": getattr(vault_properties, "versioned_key_identifier", None)},
     )
 
 
@@ -78,6 +80,14 @@ class Registries(ManagedTargetKind):
 
     def to_consumer(self, resource: Any) -> Consumer | None:
         return to_consumer(resource)
+
+    def healthy(self, consumer: Consumer) -> str | None:
+        """ACR's own CMK status: `encryption.status` enabled (else no Consumer at all) and the
+        version it reports using (`versionedKeyIdentifier`) is the one it was given."""
+        used = consumer.extra.get("versionedKeyIdentifier")
+        if consumer.version and used and not str(used).rstrip("/").lower().endswith("/" + consumer.version):
+            return f"the registry reports it encrypts with {used} (versionedKeyIdentifier), not {consumer.version}"
+        return None
 
     def apply(
         self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext

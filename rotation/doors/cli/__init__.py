@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from rotation.doors.cli.commands_audit import audit
+from rotation.doors.cli.commands_estate import inventory_command, report_command, versions
 from rotation.doors.cli.commands_replay import deadletters, replay_command
 from rotation.doors.cli.commands_run import plan, rotate, sweep_command
 from rotation.doors.cli.context import (
@@ -86,5 +87,15 @@ def main(ctx: click.Context) -> None:
         logging.basicConfig(level=logging.WARNING)
 
 
-for command in (plan, rotate, sweep_command, audit, deadletters, replay_command):
+for command in (
+    plan,
+    rotate,
+    sweep_command,
+    audit,
+    deadletters,
+    replay_command,
+    inventory_command,
+    report_command,
+    versions,
+):
     main.add_command(command)

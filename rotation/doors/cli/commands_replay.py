@@ -126,6 +126,7 @@ def replay_command(
 ) -> None:
     """Re-process failed events and requests through reconcile, oldest first, here and now."""
     from rotation.doors.replay import ReplayOutcome, list_failed, replay
+    from rotation.doors.worker import continue_later
 
     service = obj.service if dry_run else obj.azure
     selection = _selection(since, until, key_id, event_ids)
@@ -149,9 +150,12 @@ def replay_command(
         lease = take_lease(service, request)
         try:
             results[request.request_id] = service.reconciler.run(request, lease=lease)
-            return results[request.request_id]
         finally:
             lease.release()
+        continue_later(
+            service, request, results[request.request_id]
+        )  # a soaking rollout: the queue carries on
+        return results[request.request_id]
 
     def failures_of(outcome: ReplayOutcome) -> list[str]:
         result = results.get(outcome.run_id or "")

@@ -90,6 +90,7 @@ def rotate(obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[s
     A KEY_ID with a version asserts that version is the desired one.
     """
     from rotation.core.policy import UPDATE
+    from rotation.doors.worker import continue_later
     from rotation.storage.queue import new_request
 
     key = parse_key(key_id)
@@ -119,6 +120,7 @@ def rotate(obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[s
     finally:
         if lease is not None:
             lease.release()
+    continue_later(service, request, result)  # canary waves soaking: the queue carries on
     emit(obj, result.to_dict(), lambda: print_result(result))
     sys.exit(result.exit_code)
 

@@ -1,9 +1,13 @@
-"""az-style output: `-o table|json|jsonc|tsv|yaml|none` and `--query` (JMESPath), accepted before
-or after the subcommand. Commands hand over their JSON-shaped result and a table printer; the
-table is for people, everything else for scripts, and `--query` applies to what JSON shows."""
+"""az-style output: `-o table|json|jsonc|tsv|csv|yaml|none` and `--query` (JMESPath), accepted
+before or after the subcommand. Commands hand over their JSON-shaped result and a table printer;
+the table is for people, everything else for scripts, and `--query` applies to what JSON shows.
+csv is a header and one row per item; a command may name the rows its table shows (inventory's
+consumers), and `--query` picks others."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,7 +17,7 @@ from rich.table import Table
 
 from rotation.doors.cli.context import Context, out
 
-FORMATS = ("table", "json", "jsonc", "tsv", "yaml", "none")
+FORMATS = ("table", "json", "jsonc", "tsv", "csv", "yaml", "none")
 
 
 def _set_output(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
@@ -48,7 +52,7 @@ def output_options[F: Callable[..., Any]](command: F) -> F:
             type=click.Choice(FORMATS),
             expose_value=False,
             callback=_set_output,
-            help="Output format (default: table). tsv has no headers, for shell loops.",
+            help="Output format (default: table). tsv has no headers, for shell loops; csv has one.",
         ),
         click.option(
             "--query",
@@ -71,11 +75,14 @@ def output_options[F: Callable[..., Any]](command: F) -> F:
     return command
 
 
-def emit(obj: Context, data: Any, table: Callable[[], None]) -> None:
-    """Print `data` in the chosen format; `table` prints the people's view of it."""
+def emit(obj: Context, data: Any, table: Callable[[], None], *, rows: Any = None) -> None:
+    """Print `data` in the chosen format; `table` prints the people's view of it. `rows`, when
+    given, is what csv shows without a `--query` (the items the table lists)."""
     if obj.for_people and obj.query is None:
         table()
         return
+    if obj.output == "csv" and obj.query is None and rows is not None:
+        data = rows
     plain = json.loads(json.dumps(data, default=str))  # datetimes and the like as strings
     if obj.query is not None:
         import jmespath
@@ -94,6 +101,8 @@ def emit(obj: Context, data: Any, table: Callable[[], None]) -> None:
     elif obj.output == "tsv":
         for line in tsv_lines(plain):
             click.echo(line)
+    elif obj.output == "csv":
+        click.echo(csv_text(plain), nl=False)
     else:
         out.print(generic_table(plain))
 
@@ -121,6 +130,42 @@ def tsv_lines(data: Any) -> Iterator[str]:
             yield "\t".join(_cell(v) for v in row if _scalar(v))
         elif row is not None:
             yield _cell(row)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    """An object as one CSV row: nested objects as dotted columns (`rotationPolicy.rotates`),
+    a list of plain values joined with `;`, a list of objects as its JSON."""
+    if not isinstance(value, dict):
+        return {prefix or "value": _csv_cell(value)}
+    flat: dict[str, str] = {}
+    for name, item in value.items():
+        column = f"{prefix}.{name}" if prefix else str(name)
+        if isinstance(item, dict):
+            flat.update(_flatten(item, column) if item else {column: ""})
+        else:
+            flat[column] = _csv_cell(item)
+    return flat
+
+
+def _csv_cell(value: Any) -> str:
+    if isinstance(value, list):
+        if all(_scalar(v) for v in value):
+            return ";".join(_cell(v) for v in value)
+        return json.dumps(value)
+    return json.dumps(value) if isinstance(value, dict) else _cell(value)
+
+
+def csv_text(data: Any) -> str:
+    """A list as a header and one row per item, anything else as one row (RFC 4180 quoting)."""
+    rows = [_flatten(r) for r in (data if isinstance(data, list) else [data]) if r is not None]
+    if not rows:
+        return ""
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def generic_table(data: Any) -> Table | str:

@@ -59,8 +59,16 @@ def print_plan(result: Plan, console: Console = out) -> None:
             step.message,
         )
     console.print(table if result.steps else "[dim]no consumers of this key were found[/]")
+    _print_waves(result.steps, console)
     _print_needs_person(result.steps, console)
     _print_problems(result.discovery_errors, result.not_consumers, result.warnings)
+
+
+def _print_waves(steps: Iterable[Any], console: Console) -> None:
+    from rotation.core.waves import describe
+
+    if line := describe(steps):  # only when the canary-wave tag splits the updates
+        console.print(line, highlight=False)
 
 
 def needs_person(steps: Iterable[Any]) -> str | None:
@@ -127,6 +135,7 @@ def print_result(result: RunResult) -> None:
     for step in result.steps:
         counts[step.outcome] += 1
     out.print(f"{verb}: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())) if counts else "")
+    _print_waves(result.steps, out)
     _print_needs_person(result.steps, out)
     _print_problems(result.discovery_errors, [], result.notes)
     if result.error:

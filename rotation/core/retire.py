@@ -1,0 +1,181 @@
+"""The retire guard: a key version is disabled only when no consumer holds it.
+
+`disable` takes the key's lease (so no run moves a consumer onto the version meanwhile), makes
+one fresh discovery and key read, and refuses, naming the consumers, while anything holds the
+version; a subscription that could not be listed also refuses (nobody can say it holds
+nothing). `force` disables anyway and is audited as an override with the consumers named.
+Nothing here runs unattended: the sweep only reports candidates.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from rotation.azure.retry import Deadline, call
+from rotation.azure.vault import disable_version
+from rotation.core.inventory import KeyView, Root, holders_by_version, view_of
+from rotation.model.ids import KeyRef
+from rotation.storage.audit import AuditStore, AuditTrail
+from rotation.storage.ledger import LeaseHeld, Ledger, lease_owner
+
+
+class Retiring(Root, Protocol):
+    """What the retire guard needs from the composition root (rotation/service.py's Service)."""
+
+    @property
+    def audit(self) -> AuditStore: ...
+    @property
+    def ledger(self) -> Ledger: ...
+
+
+DISABLED, ALREADY_DISABLED, REFUSED, OVERRIDDEN = (
+    "disabled",
+    "already-disabled",
+    "refused",
+    "disabled-override",
+)
+
+
+class RetireError(Exception):
+    """The request itself is wrong (vault not allowed, no such version) or the key is busy."""
+
+    def __init__(self, message: str, *, busy: bool = False) -> None:
+        super().__init__(message)
+        self.busy = busy
+
+
+@dataclass(frozen=True)
+class DisableOutcome:
+    key: KeyRef  # versioned
+    outcome: str  # disabled, already-disabled, refused, disabled-override
+    holders: tuple[str, ...]  # resource ids that hold the version
+    message: str
+    operation_id: str
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome == REFUSED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "keyId": self.key.id,
+            "outcome": self.outcome,
+            "consumers": list(self.holders),
+            "message": self.message,
+            "operationId": self.operation_id,
+        }
+
+
+def key_view(service: Retiring, key: KeyRef, deadline: Deadline | None = None) -> KeyView:
+    """The key's versions and who holds each, from one discovery and one key read."""
+    reconciler = service.reconciler
+    found = reconciler.inventory(key.versionless(), None, deadline)
+    return view_of(reconciler, key.versionless(), found, deadline)
+
+
+def disable(service: Retiring, key: KeyRef, *, force: bool, actor: str) -> DisableOutcome:
+    if not key.version:
+        raise RetireError("give the version to disable: https://<vault>/keys/<name>/<version>")
+    if not service.settings.vault_allowed(key.vault_host):
+        raise RetireError(f"vault {key.vault_host} is not in ROTATION_ALLOWED_VAULTS")
+    operation = str(uuid.uuid4())
+    lease = service.ledger.acquire(key, owner=lease_owner(operation))
+    if isinstance(lease, LeaseHeld):
+        raise RetireError(
+            f"run {lease.owner} holds {key.versionless_id} until {lease.expires_at:%H:%M:%S} UTC; try again then",
+            busy=True,
+        )
+    trail = AuditTrail(service.audit, run_id=operation, key=key, actor=actor, advance_key_head=True)
+    try:
+        return _disable(service, key, force, trail)
+    finally:
+        trail.flush()
+        lease.release()
+
+
+def _disable(service: Retiring, key: KeyRef, force: bool, trail: AuditTrail) -> DisableOutcome:
+    view = key_view(service, key, Deadline(service.settings.time_budget_seconds))
+    if view.error or view.state is None:
+        raise RetireError((view.error or {}).get("message") or f"{key.versionless_id} could not be read")
+    version = view.state.version(key.version)
+    if version is None:
+        raise RetireError(f"{key.versionless_id} has no version {key.version}")
+    holders = tuple(c.target for c in holders_by_version(view.consumers, view.state).get(version.version, ()))
+    unknown = [f"{e.scope} ({e.kind})" for e in view.discovery_errors]
+    fields = {"fromVersion": version.version, "detail": {"consumers": list(holders)[:100], "force": force}}
+    if not version.enabled:
+        trail.record("version-disable", outcome=ALREADY_DISABLED, message="already disabled", **fields)
+        return DisableOutcome(key, ALREADY_DISABLED, holders, "already disabled", trail.run_id)
+    if (holders or unknown) and not force:
+        why = (
+            f"{len(holders)} consumer(s) still hold it: "
+            + ", ".join(h.rsplit("/", 1)[-1] for h in holders[:20])
+            if holders
+            else "could not list every consumer ("
+            + "; ".join(unknown[:5])
+            + "), so nobody can say it is unused"
+        )
+        trail.record("version-disable", outcome=REFUSED, reason="version-in-use", message=why, **fields)
+        return DisableOutcome(key, REFUSED, holders, f"refused: {why}", trail.run_id)
+    client = service.clients.keys(key.vault_url)
+    call(
+        lambda: disable_version(client, key, version.version),
+        policy=service.reconciler.retry,
+        what=f"disable {key.id}",
+    )
+    outcome = OVERRIDDEN if holders or unknown else DISABLED
+    message = (
+        f"disabled with --force while {len(holders)} consumer(s) held it"
+        if outcome == OVERRIDDEN
+        else "disabled"
+    )
+    trail.record(
+        "version-disable",
+        outcome=outcome,
+        reason="forced" if outcome == OVERRIDDEN else None,
+        message=message,
+        **fields,
+    )
+    return DisableOutcome(key, outcome, holders, message, trail.run_id)
+
+
+# -- reporting (the sweep and `rotation report`) ----------------------------------------------------
+def retire_candidates(view: KeyView) -> list[dict[str, Any]]:
+    """Enabled versions older than the desired one that no consumer holds: safe to disable."""
+    state = view.state
+    if state is None or state.desired is None:
+        return []
+    held = holders_by_version(view.consumers, state)
+    return [
+        {
+            "keyId": view.key.with_version(v.version).id,
+            "created": v.created.isoformat(),
+            "expires": v.expires.isoformat() if v.expires else None,
+        }
+        for v in state.versions
+        if v.enabled and v.version not in held and state.is_newer(state.desired, v)
+    ]
+
+
+def expiring_consumers(view: KeyView, now: datetime, window_days: int) -> list[dict[str, Any]]:
+    """Consumers whose version (or, versionless, the key's current one) expires within the window."""
+    state = view.state
+    if state is None:
+        return []
+    end = now + timedelta(days=window_days)
+    found = []
+    for version, consumers in holders_by_version(view.consumers, state).items():
+        info = state.version(version)
+        if info is not None and info.expires is not None and info.expires <= end:
+            found += [
+                {
+                    "resourceId": c.target,
+                    "keyId": view.key.with_version(version).id,
+                    "expires": info.expires.isoformat(),
+                }
+                for c in consumers
+            ]
+    return found

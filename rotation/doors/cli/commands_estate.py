@@ -1,0 +1,149 @@
+"""`inventory`, `report` and `versions show|disable`: the estate as a whole (who uses which key
+version), compliance evidence, and the retire guard. Output through the shared `-o`/`--query`
+(csv lists the rows the table shows); exit codes from context.py (DESIGN.md section 7)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from rotation.doors.cli.context import (
+    EXIT_FAILED,
+    EXIT_NEEDS_PERSON,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    Context,
+    err,
+    fail,
+    operator,
+)
+from rotation.doors.cli.output import emit, output_options
+from rotation.doors.cli.render_estate import print_disable, print_inventory, print_report, print_versions
+
+if TYPE_CHECKING:
+    from rotation.core.inventory import KeyView
+    from rotation.model.ids import KeyRef
+
+
+def _key(text: str, *, versioned: bool = False) -> KeyRef:
+    from rotation.model.ids import InvalidId, parse_key_id
+
+    try:
+        return parse_key_id(text, require_version=versioned)
+    except InvalidId as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command("inventory")
+@click.option("--vault", help="Only consumers of keys in this vault or Managed HSM host.")
+@click.option("--key", "key_id", help="Only consumers of this key (versionless id).")
+@click.option("--kind", help="Only this consumer kind (registry, batch, containergroup, ...).")
+@output_options
+@click.pass_obj
+def inventory_command(obj: Context, vault: str | None, key_id: str | None, kind: str | None) -> None:
+    """Every CMK consumer: the key version it holds and what a run would do now."""
+    from rotation.core.inventory import Filters, InvalidFilter, collect
+
+    key = _key(key_id) if key_id else None
+    service = obj.azure
+    try:
+        filters = Filters.parse(vault, key, kind, service.reconciler.kinds)
+    except InvalidFilter as exc:
+        raise click.BadParameter(str(exc)) from None
+    with err.status("listing consumers across subscriptions…"):
+        estate = collect(service.reconciler, filters)
+    emit(obj, estate.to_dict(), lambda: print_inventory(estate), rows=[r.to_dict() for r in estate.rows])
+    sys.exit(EXIT_UNREACHABLE if estate.unreachable else EXIT_OK)
+
+
+@click.command("report")
+@click.option(
+    "--max-age-days", type=click.IntRange(1, 3650), required=True, help="Oldest acceptable version."
+)
+@output_options
+@click.pass_obj
+def report_command(obj: Context, max_age_days: int) -> None:
+    """Consumers on a key version older than N days or expiring soon, and why (exit 3 if any)."""
+    from rotation.core.inventory import collect
+    from rotation.core.report import build
+
+    service = obj.azure
+    with err.status("listing consumers and reading keys…"):
+        estate = collect(service.reconciler)
+    report = build(
+        estate,
+        now=datetime.now(UTC),
+        max_age_days=max_age_days,
+        window_days=service.settings.expiry_window_days,
+    )
+    emit(obj, report.to_dict(), lambda: print_report(report, max_age_days), rows=report.stale)
+    sys.exit(report.exit_code)
+
+
+@click.group("versions")
+@output_options
+def versions() -> None:
+    """A key's versions and who holds each; disable one only when nothing does."""
+
+
+@versions.command("show")
+@click.argument("key_id")
+@output_options
+@click.pass_obj
+def versions_show(obj: Context, key_id: str) -> None:
+    """Each version of KEY_ID: state, dates and the consumers on it."""
+    from rotation.core import retire
+
+    key = _key(key_id)
+    if not obj.service.settings.vault_allowed(key.vault_host):  # before signing in
+        fail(EXIT_USAGE, f"vault {key.vault_host} is not in ROTATION_ALLOWED_VAULTS")
+    service = obj.azure
+    with err.status("listing consumers and reading the key…"):
+        view = retire.key_view(service, key)
+    if view.error:
+        fail(EXIT_USAGE if view.error.get("status") == 404 else EXIT_UNREACHABLE, view.error["message"])
+    rows = version_rows(view)
+    payload = {**view.to_dict(), "versions": rows, "retireCandidates": retire.retire_candidates(view)}
+    emit(obj, payload, lambda: print_versions(view, rows), rows=rows)
+    sys.exit(EXIT_UNREACHABLE if any(e.error.unreachable for e in view.discovery_errors) else EXIT_OK)
+
+
+def version_rows(view: KeyView) -> list[dict[str, Any]]:
+    from rotation.core.inventory import holders_by_version
+
+    held = holders_by_version(view.consumers, view.state)
+    return [
+        {**version, "holders": [c.target for c in held.get(version["version"], ())]}
+        for version in view.to_dict()["versions"]
+    ]
+
+
+@versions.command("disable")
+@click.argument("key_id")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Disable even while consumers hold it (audited as an override).")
+@output_options
+@click.pass_obj
+def versions_disable(obj: Context, key_id: str, yes: bool, force: bool) -> None:
+    """Disable VERSIONED_KEYID in Key Vault, refused (exit 3) while any consumer holds it."""
+    from rotation.core import retire
+
+    key = _key(key_id, versioned=True)
+    if not yes:
+        if not sys.stdin.isatty():
+            fail(EXIT_USAGE, "refusing to disable a key version without confirmation: pass --yes")
+        click.confirm(
+            f"Disable {key.id}{' even if consumers hold it' if force else ''}?", abort=True, err=True
+        )
+    service = obj.azure
+    try:
+        with err.status("checking who holds the version…"):
+            outcome = retire.disable(service, key, force=force, actor=operator())
+    except retire.RetireError as exc:
+        fail(EXIT_FAILED if exc.busy else EXIT_USAGE, str(exc))
+    emit(obj, outcome.to_dict(), lambda: print_disable(outcome))
+    sys.exit(EXIT_NEEDS_PERSON if outcome.refused else EXIT_OK)

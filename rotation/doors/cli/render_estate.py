@@ -1,0 +1,116 @@
+"""Tables for people: the inventory, the rotation-age report, a key's versions, a disable."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+from rotation.doors.cli.context import err, out
+
+if TYPE_CHECKING:
+    from rotation.core.inventory import Estate, KeyView
+    from rotation.core.report import AgeReport
+    from rotation.core.retire import DisableOutcome
+
+
+def _table(*columns: str) -> Table:
+    table = Table(header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _short(resource_id: str) -> str:
+    parts = resource_id.split("/")
+    return f"{parts[-1]} [dim]{parts[4]}[/]" if len(parts) >= 9 else resource_id
+
+
+def print_inventory(estate: Estate) -> None:
+    """Narrow enough for a terminal; every column is in -o json / csv."""
+    table = _table("resource", "key", "holds", "desired", "action", "wave")
+    for row in estate.rows:
+        table.add_row(
+            row.resource_id.rsplit("/", 1)[-1],
+            row.key_id.split("/keys/")[-1] + (" [yellow](outside)[/]" if row.outside else ""),
+            row.version[:8] if row.version != "versionless" else "[dim]versionless[/]",
+            (row.desired_version or "-")[:8],
+            row.action or f"[dim]{row.reason}[/]",
+            row.wave,
+        )
+    out.print(table if estate.rows else "[dim]no consumers found[/]")
+    out.print(_keys_table(estate.keys))
+    for error in estate.discovery_errors:
+        err.print(
+            f"[red]could not list {error['kind']} in {error['scope']}:[/] {error['message']}", highlight=False
+        )
+
+
+def _keys_table(views: Any) -> Table:
+    keys = _table("key", "desired", "expires", "policy", "versions (consumers)")
+    for view in views:
+        info = view.to_dict()
+        policy = info["rotationPolicy"]
+        keys.add_row(
+            view.key.name + (" [yellow](outside)[/]" if view.outside else ""),
+            (info["desiredVersion"] or info["blockedReason"] or "-")[:8],
+            (info["expires"] or "-")[:10],
+            "-"
+            if policy is None
+            else f"{policy['expiresAfter'] or 'none'}{', rotates' if policy['rotates'] else ''}",
+            ", ".join(f"{v['version'][:8]} ({v['consumers']})" for v in info["versions"])
+            or info["error"]
+            or "",
+        )
+    return keys
+
+
+def print_report(report: AgeReport, max_age_days: int) -> None:
+    table = _table("resource", "key", "version", "age (days)", "expires", "why stale", "why not moved")
+    for row in report.stale:
+        table.add_row(
+            _short(row["resourceId"]),
+            row["keyId"].split("/keys/")[-1],
+            row["effectiveVersion"][:8] + (" (versionless)" if row["version"] == "versionless" else ""),
+            str(row["ageDays"]),
+            (row["expires"] or "-")[:10],
+            "; ".join(row["stale"]),
+            row["notMoved"],
+        )
+    out.print(
+        table if report.stale else f"[green]no consumer is on a version older than {max_age_days} days[/]"
+    )
+    for item in report.not_evaluated:
+        err.print(f"[yellow]not evaluated:[/] {item['resourceId']} ({item['reason']})", highlight=False)
+    for candidate in report.retire_candidates:
+        err.print(f"[dim]retire candidate (no consumer holds it):[/] {candidate['keyId']}", highlight=False)
+
+
+def print_versions(view: KeyView, rows: list[dict[str, Any]]) -> None:
+    state = view.state
+    current = state.current_version if state else None
+    desired = state.desired.version if state and state.desired else None
+    table = _table("version", "state", "created", "expires", "consumers")
+    for row in reversed(rows):
+        marks = [
+            m
+            for m, on in (("current", row["version"] == current), ("desired", row["version"] == desired))
+            if on
+        ]
+        table.add_row(
+            row["version"] + (f" [bold]({', '.join(marks)})[/]" if marks else ""),
+            "enabled" if row["enabled"] else "[red]disabled[/]",
+            (row["created"] or "")[:10],
+            (row["expires"] or "-")[:10],
+            "\n".join(h.rsplit("/", 1)[-1] for h in row["holders"]) or "[dim]none[/]",
+        )
+    out.print(table)
+
+
+def print_disable(outcome: DisableOutcome) -> None:
+    from rotation.core.retire import OVERRIDDEN
+
+    style = "red" if outcome.refused else "yellow" if outcome.outcome == OVERRIDDEN else "green"
+    out.print(f"[{style}]{outcome.outcome}[/] {outcome.key.id}: {outcome.message}", highlight=False)
+    for holder in outcome.holders:
+        out.print(f"  held by {holder}", highlight=False)
