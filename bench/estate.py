@@ -22,8 +22,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from emulator.azurite import Azurite  # noqa: E402
-
+from devstack.azurite import Azurite  # noqa: E402
 from emulator import EmulatorProcess, use_emulator  # noqa: E402
 from tests import scenarios as s  # noqa: E402
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 from click.testing import CliRunner
-from emulator.functions_host import http_request
 
 import function_app
+from devstack.functions_host import http_request
 from rotation.azure.kinds import all_kinds
 from rotation.core.sweep import sweep
 from rotation.doors.cli import main
