@@ -79,6 +79,15 @@ def test_inventory_of_the_sample_estate(stack) -> None:
         "contoso-billing": ("versionless", "auto-rotating"),
         "contoso-catalog": ("versionless", "auto-rotating"),
         "contoso-aks": (ACR_MID, "manual-required"),
+        # Storage, Disk Encryption Sets, SQL servers; the HSM-backed set is outside here (the
+        # tests' ROTATION_ALLOWED_VAULTS names no HSM pool)
+        "contosodatalake": (ACR_MID, "update"),
+        "contosologs": ("versionless", "auto-rotating"),
+        "des-app-tier": (ACR_MID, "update"),
+        "des-web-tier": ("9b1e4c0d2f8a4e6b8c7d5a3f1e2d4c6b", "auto-rotating"),
+        "des-regulated": ("5b6c7d8e9f0a41b2c3d4e5f6a7b8c9d0", None),
+        "sql-orders": (ACR_MID, "update"),
+        "sql-billing": (ACR_MID, "auto-rotating"),
     }
     rows = {c["resourceId"].rsplit("/", 1)[1]: c for c in estate["consumers"]}
     assert rows["partnerreg"]["outside"] is True and rows["partnerreg"]["reason"] == "vault-not-allowed"
@@ -87,8 +96,8 @@ def test_inventory_of_the_sample_estate(stack) -> None:
     keys = {k["keyId"].rsplit("/", 1)[1]: k for k in estate["keys"]}
     assert {v["version"]: v["consumers"] for v in keys["acr-cmk"]["versions"]} == {
         ACR_OLD: 3,
-        ACR_MID: 8,
-        ACR_NEW: 5,  # the five versionless consumers use the current version
+        ACR_MID: 12,
+        ACR_NEW: 7,  # seven versionless or self-rotating consumers hold the current version
     }
     assert keys["batch-cmk"]["rotationPolicy"] == {
         "expiresAfter": "P1Y",
@@ -117,7 +126,7 @@ def test_inventory_filters_csv_and_table(stack) -> None:
     rows = list(csv.DictReader(io.StringIO(output)))
     assert (
         code == 0
-        and len(rows) == 16  # 3 on the old version, 8 on the middle one, 5 versionless
+        and len(rows) == 22  # 3 on the old version, 12 on the middle one, 7 on the current
         and {r["keyId"] for r in rows} == {"https://contoso-cmk.vault.azure.net/keys/acr-cmk"}
     )
     assert rows[0].keys() >= {
@@ -198,7 +207,8 @@ def test_inventory_over_http_with_roles(stack) -> None:
             "X-MS-CLIENT-PRINCIPAL": principal("Rotation.Plan"),
         },
     )
-    assert status == 200 and len(body["consumers"]) == 20
+    # every consumer of the sample estate, the outside ones included
+    assert status == 200 and len(body["consumers"]) == 27
 
 
 def held_estate(stack) -> None:
@@ -293,7 +303,10 @@ def test_report_exits_3_on_the_sample_estate_and_0_after_a_rotation(stack) -> No
     assert stale["nightly-report"]["notMoved"].startswith("needs a person (redeploy-required)")
     assert stale["contosoetl"]["stale"][0].startswith("created 337 days ago")  # and it expires in 28 days
     assert "contosocache" not in stale  # versionless: on the current version, minutes old
-    assert [r["resourceId"].rsplit("/", 1)[1] for r in report["notEvaluated"]] == ["partnerreg"]
+    assert [r["resourceId"].rsplit("/", 1)[1] for r in report["notEvaluated"]] == [
+        "des-regulated",
+        "partnerreg",
+    ]  # HSM pool and vault not allowed here
 
     stack.load(
         s.scenario(
