@@ -26,6 +26,11 @@ class ConfigError(RotationError, ValueError):
     """A setting is missing or invalid; the message starts with the setting's name."""
 
 
+# Threads a process gives to target updates at once, whatever the settings: lanes of
+# ROTATION_CONCURRENCY per subscription share it (I/O-bound work; sized for a Functions instance).
+MAX_PARALLEL_TARGETS = 64
+
+
 @dataclass(frozen=True)
 class Cloud:
     name: str

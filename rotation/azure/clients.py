@@ -24,7 +24,7 @@ from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64DecodeP
 
 from rotation.azure import budget
 from rotation.azure.pacing import Pacer, PacingPolicy
-from rotation.config import Settings
+from rotation.config import MAX_PARALLEL_TARGETS, Settings
 
 if TYPE_CHECKING:
     from azure.mgmt.batch import BatchManagementClient
@@ -110,7 +110,7 @@ class Clients:
     def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
         self.settings = settings
         self._credential = credential
-        self._session = _session(max(16, settings.concurrency + 8))
+        self._session = _session(MAX_PARALLEL_TARGETS + 8)  # a connection for every worker thread
         self._cache: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         self.pacer = Pacer()

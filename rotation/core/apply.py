@@ -32,9 +32,9 @@ from rotation.azure.kinds import (
     verified,
 )
 from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify, remediation
-from rotation.concurrency import map_in_context
 from rotation.config import Settings
 from rotation.core import waves
+from rotation.core.lanes import Lanes
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import UPDATE
 from rotation.model.errors import RotationError, TransientCondition
@@ -113,13 +113,13 @@ class Applier:
                 progress(outcome)
             return outcome
 
-        updates = sum(1 for s in plan.steps if s.action == UPDATE)
-        workers = max(1, min(self.settings.concurrency, updates or 1))
+        lanes = Lanes(self.settings.concurrency, plan.steps)
+        workers = lanes.workers([s for s in plan.steps if s.action == UPDATE])
         with ThreadPoolExecutor(max_workers=workers) as pool:
             ordered = waves.group(plan.steps)
             if len(ordered) < 2 or desired_key is None:  # one wave: everything at once
-                return Applied(list(map_in_context(pool, one, plan.steps)))
-            outcome = WaveApply(self, plan, context, trail, pool, one).rollout(ordered)
+                return Applied(lanes.run(pool, one, plan.steps))
+            outcome = WaveApply(self, plan, context, trail, pool, one, lanes).rollout(ordered)
         steps = [outcome.results.get(s.target) or one(s) for s in plan.steps]
         notes = [outcome.note] if outcome.note else []
         return Applied(steps, outcome.halted, outcome.wait_seconds or None, outcome.soaking, notes)
@@ -137,9 +137,10 @@ class WaveApply:
         trail: AuditTrail,
         pool: ThreadPoolExecutor,
         one: Callable[[PlanStep], StepResult],
+        lanes: Lanes,
     ) -> None:
         self.applier, self.plan, self.context, self.trail = applier, plan, context, trail
-        self.pool, self.one = pool, one
+        self.pool, self.one, self.lanes = pool, one, lanes
         self.desired = plan.desired_version or ""
 
     def rollout(self, ordered: Sequence[waves.Wave]) -> waves.RolloutOutcome:
@@ -147,8 +148,8 @@ class WaveApply:
         return waves.Rollout(
             ordered,
             self.desired,
-            apply=lambda steps: list(map_in_context(self.pool, self.one, steps)),
-            read_back=lambda steps: list(map_in_context(self.pool, self.read_back, steps)),
+            apply=lambda steps: self.lanes.run(self.pool, self.one, steps),
+            read_back=lambda steps: self.lanes.run(self.pool, self.read_back, steps),
             health=self.health,
             hold=self.hold,
             load=self.load,
