@@ -24,7 +24,6 @@ import binascii
 import contextlib
 import json
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,10 +31,12 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
+from rotation.core.submit import submit
 from rotation.model.events import EventRejected, KeyEvent, parse_mapping, strip_dead_letter_fields
+from rotation.model.times import iso, parse_iso_or_none, utc_now
 from rotation.service import DEADLETTER_CONTAINER, POISON_CONTAINER, Service
 from rotation.storage.audit import AuditTrail
-from rotation.storage.queue import InvalidRequest, RotationRequest, decode, enqueue, new_request
+from rotation.storage.queue import InvalidRequest, RotationRequest, decode, new_request
 
 log = logging.getLogger("rotation.replay")
 _DONE = ("succeeded", "needs-attention")
@@ -70,7 +71,7 @@ class FailedItem:
             "id": self.item_id,
             "source": self.source,
             "location": self.location,
-            "time": self.time.isoformat() if self.time else None,
+            "time": iso(self.time) if self.time else None,
             "eventId": self.event_id,
             "eventType": self.event_type,
             "keyId": self.key_id,
@@ -118,17 +119,6 @@ class Selection:
 
 def _lower_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in raw.items()}
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    text = re.sub(r"(\.\d{6})\d+", r"\1", value.strip().replace("Z", "+00:00"))
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _path_time(name: str) -> datetime | None:
@@ -189,7 +179,9 @@ def _parse_dead_letter_blob(
             item_id=f"{location}#{event_id or index}",
             source="deadletter",
             location=location,
-            time=_time(meta.get("publishtime")) or _time(meta.get("lastdeliveryattempttime")) or hour,
+            time=parse_iso_or_none(meta.get("publishtime"))
+            or parse_iso_or_none(meta.get("lastdeliveryattempttime"))
+            or hour,
             event_id=event_id,
             event_type=raw.get("eventType") or raw.get("type"),
             reason=meta.get("deadletterreason"),
@@ -224,9 +216,9 @@ def archive_poison(
     name = f"{inserted:%Y/%m/%d}/{message_id}.json"
     document = {
         "messageId": message_id,
-        "insertedOn": inserted.isoformat(),
+        "insertedOn": iso(inserted),
         "dequeueCount": dequeue_count,
-        "movedAt": datetime.now(UTC).isoformat(),
+        "movedAt": utc_now(),
         "content": content,
     }
     with contextlib.suppress(ResourceExistsError):
@@ -283,7 +275,7 @@ def poison_items(service: Service, selection: Selection, *, include_queue: bool 
                 service,
                 location,
                 content,
-                _time(document.get("insertedOn")),
+                parse_iso_or_none(document.get("insertedOn")),
                 _int(document.get("dequeueCount")),
             )
         )
@@ -315,7 +307,7 @@ def _poison_item(
         return item
     item.request, item.key_id, item.version = request, request.key_id, request.event_version
     item.event_id, item.event_type = request.event_id, request.event_type
-    item.time = item.time or _time(request.enqueued_at)
+    item.time = item.time or parse_iso_or_none(request.enqueued_at)
     item.cause, attempts = last_failure(service, request.request_id)
     item.attempts = attempts or item.attempts
     return item
@@ -465,32 +457,9 @@ def _replay_one(
     run: Runner | None,
     trail: AuditTrail | None,
 ) -> ReplayOutcome:
-    if not item.replayable:
-        if trail:
-            trail.record(
-                "replay-skipped",
-                source="replay",
-                eventId=item.event_id,
-                reason="malformed",
-                message=item.error,
-                detail={"item": item.item_id},
-            )
-        return ReplayOutcome(item, "skipped-malformed", detail=item.error)
-    if already_done(service, item.replayed) and not force:
-        if trail:
-            trail.record(
-                "replay-skipped",
-                source="replay",
-                eventId=item.event_id,
-                reason="already-replayed",
-                detail={"item": item.item_id, "runId": (item.replayed or {}).get("RunId")},
-            )
-        return ReplayOutcome(
-            item,
-            "skipped-already-replayed",
-            run_id=(item.replayed or {}).get("RunId"),
-            status=(item.replayed or {}).get("Outcome"),
-        )
+    skipped = _skipped(service, item, force=force, trail=trail)
+    if skipped is not None:
+        return skipped
     request = request_for(item, operator)
     if dry_run:
         return ReplayOutcome(
@@ -506,22 +475,7 @@ def _replay_one(
         detail={"item": item.item_id, "runId": request.request_id, "forced": force and bool(item.replayed)},
     )
     trail.flush()
-    exit_code = 0
-    if run is None:
-        enqueue(service.requests_queue, request)
-        service.runs.queued(
-            request.request_id,
-            key_id=request.key_id,
-            source="replay",
-            actor=operator,
-            dry_run=request.dry_run,
-            event_id=request.event_id,
-        )
-        status, action = "queued", "queued"
-    else:
-        result = run(request)
-        status, action = (result.status if result is not None else "waiting"), "replayed"
-        exit_code = result.exit_code if result is not None else 0
+    action, status, exit_code = _hand_over(service, request, run)
     service.ledger.mark_replayed(
         item.item_id,
         Outcome=status,
@@ -540,6 +494,49 @@ def _replay_one(
         detail={"item": item.item_id, "runId": request.request_id},
     )
     return ReplayOutcome(item, action, run_id=request.request_id, status=status, exit_code=exit_code)
+
+
+def _skipped(
+    service: Service, item: FailedItem, *, force: bool, trail: AuditTrail | None
+) -> ReplayOutcome | None:
+    """The outcome for an item that is not replayed (malformed, or replayed before and not
+    forced), audited; None for an item to replay."""
+    if not item.replayable:
+        if trail:
+            trail.record(
+                "replay-skipped",
+                source="replay",
+                eventId=item.event_id,
+                reason="malformed",
+                message=item.error,
+                detail={"item": item.item_id},
+            )
+        return ReplayOutcome(item, "skipped-malformed", detail=item.error)
+    if force or not already_done(service, item.replayed):
+        return None
+    marker = item.replayed or {}
+    if trail:
+        trail.record(
+            "replay-skipped",
+            source="replay",
+            eventId=item.event_id,
+            reason="already-replayed",
+            detail={"item": item.item_id, "runId": marker.get("RunId")},
+        )
+    return ReplayOutcome(
+        item, "skipped-already-replayed", run_id=marker.get("RunId"), status=marker.get("Outcome")
+    )
+
+
+def _hand_over(service: Service, request: RotationRequest, run: Runner | None) -> tuple[str, str, int]:
+    """(action, status, exit code): queued for the worker, or run here when `run` is given."""
+    if run is None:
+        submit(service.requests_queue, service.runs, request)
+        return "queued", "queued", 0
+    result = run(request)
+    if result is None:
+        return "replayed", "waiting", 0
+    return "replayed", result.status, result.exit_code
 
 
 def _count(values: Iterable[str]) -> dict[str, int]:
