@@ -29,7 +29,7 @@ class DiskEncryptionSets(ArmResourceRoutes[DiskEncryptionSet]):
     TYPE = TYPE
 
     def __init__(self, arm: ArmService) -> None:
-        super().__init__(arm, r"Microsoft\.Compute/diskEncryptionSets")
+        super().__init__(arm)
         arm.router.add("PATCH", self.item, self.update)
 
     def resources(self) -> dict[str, DiskEncryptionSet]:

@@ -11,7 +11,7 @@ import re
 import secrets
 from typing import Any
 
-from .scenario_cmk import CMK_KINDS, dump_cmk_kinds, load_cmk_kinds
+from .scenario_cmk import CMK_KINDS, KEYED_ENTRIES, dump_cmk_kinds, load_cmk_kinds
 from .state import (
     ARM_ID,
     EC_OPS,
@@ -20,7 +20,6 @@ from .state import (
     ContainerGroup,
     Identity,
     Key,
-    KeyedResource,
     KeyVersion,
     Registry,
     Vault,
@@ -130,10 +129,6 @@ def load(world: World, scenario: Any) -> None:
     for index, spec in enumerate(scenario.get("containerGroups") or []):
         group = _load_group(spec, f"containerGroups[{index}]", staged)
         staged.container_groups[group.id.lower()] = group
-    for entry, (resource_type, several) in KEYED_ENTRIES.items():
-        for index, spec in enumerate(scenario.get(entry) or []):
-            resource = _load_keyed(spec, f"{entry}[{index}]", staged, resource_type, several)
-            staged.keyed[resource.id.lower()] = resource
     load_cmk_kinds(scenario, staged)
     staged.subscriptions = {s.lower() for s in scenario.get("subscriptions") or []}
     for resource_id in [
@@ -383,10 +378,6 @@ def dump(world: World) -> dict[str, Any]:
             "registries": [_dump_registry(r) for r in world.registries.values()],
             "batchAccounts": [_dump_batch(b) for b in world.batch_accounts.values()],
             "containerGroups": [_dump_group(g) for g in world.container_groups.values()],
-            **{
-                entry: [_dump_keyed(r, several) for r in world.keyed.values() if r.type == resource_type]
-                for entry, (resource_type, several) in KEYED_ENTRIES.items()
-            },
             "managedHsms": {name: _dump_vault(hsm) for name, hsm in world.managed_hsms.items()},
             **dump_cmk_kinds(world),
             "subscriptions": sorted(world.subscriptions),
@@ -472,65 +463,4 @@ def _dump_group(group: ContainerGroup) -> dict[str, Any]:
         )
     out["secureEnvironment"] = has_secure_values(group.spec)
     out.update(copy.deepcopy(group.spec))
-    return out
-
-
-# -- kinds kept as KeyedResource (emulator/keyed.py): entry -> (ARM type, holds several keys) --
-KEYED_ENTRIES: dict[str, tuple[str, bool]] = {
-    "logAnalyticsClusters": ("Microsoft.OperationalInsights/clusters", False),
-    "kustoClusters": ("Microsoft.Kusto/clusters", False),
-    "eventHubNamespaces": ("Microsoft.EventHub/namespaces", True),
-    "serviceBusNamespaces": ("Microsoft.ServiceBus/namespaces", True),
-    "cosmosAccounts": ("Microsoft.DocumentDB/databaseAccounts", False),
-    "managedClusters": ("Microsoft.ContainerService/managedClusters", False),
-}
-_KEYED_OPTIONS = ("keyVaultNetworkAccess", "keyVaultResourceId", "requireInfrastructureEncryption")
-
-
-def _load_keyed(
-    spec: dict[str, Any], where: str, world: World, resource_type: str, several: bool
-) -> KeyedResource:
-    provider, rtype = resource_type.split("/")
-    resource_id = _arm_id(_require(spec, "id", where), provider, rtype, f"{where}.id")
-    identities = _identities(spec, where, world)
-    if several:
-        key_ids = _require(spec, "keyIds", where)
-        if not isinstance(key_ids, list) or not all(isinstance(k, str) and k for k in key_ids):
-            raise ScenarioError(f"{where}.keyIds: a list of key ids")
-    else:
-        key_ids = [str(_require(spec, "keyId", where))]
-    # The identity named for the key: given, else the first assigned one (None: system-assigned).
-    key_identity = spec.get("keyIdentity", identities[0] if identities else None)
-    if key_identity:
-        _arm_id(key_identity, "Microsoft.ManagedIdentity", "userAssignedIdentities", f"{where}.keyIdentity")
-        world.identity(key_identity)
-    system_principal = None
-    if spec.get("systemAssigned"):
-        system_principal = spec.get("systemPrincipalId") or stable_uuid("system:" + resource_id)
-    return KeyedResource(
-        id=resource_id,
-        type=resource_type,
-        location=spec.get("location", "westeurope"),
-        key_ids=list(key_ids),
-        identities=identities,
-        tags=dict(spec.get("tags") or {}),
-        key_identity=key_identity or None,
-        system_principal=system_principal,
-        options={name: spec[name] for name in _KEYED_OPTIONS if name in spec},
-    )
-
-
-def _dump_keyed(resource: KeyedResource, several: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": resource.id,
-        "location": resource.location,
-        **({"keyIds": list(resource.key_ids)} if several else {"keyId": resource.key_ids[0]}),
-        "keyIdentity": resource.key_identity,
-        "identities": list(resource.identities),
-        "tags": dict(resource.tags),
-        **resource.options,
-    }
-    if resource.system_principal:
-        out["systemAssigned"] = True
-        out["systemPrincipalId"] = resource.system_principal
     return out

@@ -32,7 +32,7 @@ class SqlServers(ArmResourceRoutes[SqlServer]):
     TYPE = TYPE
 
     def __init__(self, arm: ArmService) -> None:
-        super().__init__(arm, r"Microsoft\.Sql/servers")
+        super().__init__(arm)
         add = arm.router.add
         add("GET", self.item + r"/encryptionProtector/current", self.get_protector)
         add("PUT", self.item + r"/encryptionProtector/current", self.put_protector)

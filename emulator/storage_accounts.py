@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .arm import ArmService, arm_error, identity_block, iso, latest_version_url
-from .cmk import ArmResourceRoutes, Refusals, id_part, identity_names, refusal
+from .cmk import ArmResourceRoutes, Refusals, id_part, identity_names, key_parts, key_url, refusal
 from .http import Request, Response
 from .state import StorageAccount, now
 
@@ -18,18 +18,11 @@ TYPE = "Microsoft.Storage/storageAccounts"
 REFUSALS = Refusals("KeyVaultKeyNotSupported", "KeyVaultAuthenticationFailure", (2048, 3072, 4096))
 
 
-def split_key(key_id: str) -> tuple[str, str, str]:
-    """(keyvaulturi, keyname, keyversion) of a key id; keyversion "" when versionless."""
-    base, _, rest = key_id.partition("/keys/")
-    name, _, version = rest.partition("/")
-    return base, name, version
-
-
 class StorageAccounts(ArmResourceRoutes[StorageAccount]):
     TYPE = TYPE
 
     def __init__(self, arm: ArmService) -> None:
-        super().__init__(arm, r"Microsoft\.Storage/storageAccounts")
+        super().__init__(arm)
         arm.router.add("PATCH", self.item, self.update)
 
     def resources(self) -> dict[str, StorageAccount]:
@@ -42,8 +35,12 @@ class StorageAccounts(ArmResourceRoutes[StorageAccount]):
         }
         if not account.key_id:
             return {"keySource": "Microsoft.Storage", "services": services}
-        vault_uri, key_name, version = split_key(account.key_id)
-        vault: dict[str, Any] = {"keyvaulturi": vault_uri + "/", "keyname": key_name, "keyversion": version}
+        named = key_parts(account.key_id)  # Storage spells the parts in lower case
+        vault: dict[str, Any] = {
+            "keyvaulturi": named["keyVaultUri"] + "/",
+            "keyname": named["keyName"],
+            "keyversion": named["keyVersion"],
+        }
         current = latest_version_url(self.world, account.key_id)
         if current:
             vault["currentVersionedKeyIdentifier"] = current
@@ -106,8 +103,7 @@ class StorageAccounts(ArmResourceRoutes[StorageAccount]):
         if str(encryption.get("keySource", "")).lower() != "microsoft.keyvault":
             return None
         vault = encryption.get("keyvaultproperties") or {}
-        base = f"{str(vault.get('keyvaulturi', '')).rstrip('/')}/keys/{vault.get('keyname', '')}"
-        return f"{base}/{vault['keyversion']}" if vault.get("keyversion") else base
+        return key_url(vault.get("keyvaulturi"), vault.get("keyname"), vault.get("keyversion"))
 
     def _check_encryption(
         self, account: StorageAccount, name: str, encryption: dict[str, Any]
