@@ -215,7 +215,7 @@ class Ledger:
             }
         )
 
-    # -- replay markers (rotation/replay.py) -------------------------------------------------------
+    # -- replay markers (rotation/doors/replay/) ----------------------------------------------------
     def replay_marker(self, item_id: str) -> dict[str, Any] | None:
         try:
             return dict(self.table.get_entity(REPLAY, row_key(item_id)))
