@@ -51,28 +51,23 @@ def already_done(service: Service, marker: dict[str, Any] | None) -> bool:
 
 
 def request_for(item: FailedItem, operator: str) -> RotationRequest:
+    """A new request for the item, from the operator: the dead-lettered event's, or the poison
+    request's with its targets and dry-run flag."""
+    fields: dict[str, Any]
     if item.event is not None:
-        event = item.event
-        return new_request(
-            event.key,
-            "replay",
-            operator,
-            event_id=event.event_id,
-            event_type=event.event_type,
-            event_version=event.version,
-        )
-    assert item.request is not None
-    original = item.request
-    return new_request(
-        original.key,
-        "replay",
-        operator,
-        event_id=original.event_id,
-        event_type=original.event_type,
-        event_version=original.event_version,
-        targets=original.targets,
-        dry_run=original.dry_run,
-    )
+        key, event = item.event.key, item.event
+        fields = {"event_id": event.event_id, "event_type": event.event_type, "event_version": event.version}
+    else:
+        assert item.request is not None  # a replayable item holds one or the other
+        key, original = item.request.key, item.request
+        fields = {
+            "event_id": original.event_id,
+            "event_type": original.event_type,
+            "event_version": original.event_version,
+            "targets": original.targets,
+            "dry_run": original.dry_run,
+        }
+    return new_request(key, "replay", operator, **fields)
 
 
 Runner = Callable[[RotationRequest], Any]
