@@ -91,14 +91,22 @@ def refusal(
 
 
 class HasId(Protocol):
+    """What every record a provider serves holds (the dataclasses in state.py)."""
+
     id: str
+    location: str
+    tags: dict[str, str]
+    identities: list[str]
+    system_principal: str | None
 
 
 class ArmResourceRoutes[R: HasId]:
     """List by subscription or group (paged) and GET by id for one resource type (`TYPE`);
-    subclasses add the writes."""
+    with `WRITABLE`, a PATCH of a resource goes to the subclass's `update`."""
 
     TYPE: str
+    WRITABLE = False  # False: the router answers a PATCH with 405
+    BUSY_CODE = ""  # the 409's code for a write while a long-running one is in flight ("": allowed)
 
     def __init__(self, arm: ArmService) -> None:
         self.arm = arm
@@ -110,6 +118,28 @@ class ArmResourceRoutes[R: HasId]:
         arm.router.add("GET", root + "/providers/" + pattern, self.list)
         arm.router.add("GET", group + "/providers/" + pattern, self.list)
         arm.router.add("GET", self.item, self.get)
+        if self.WRITABLE:
+            arm.router.add("PATCH", self.item, self.update)
+
+    def update(self, request: Request, sub: str, group: str, name: str) -> Response:
+        raise NotImplementedError
+
+    def envelope(self, resource: R, properties: dict[str, Any], **top: Any) -> dict[str, Any]:
+        """The ARM body around a resource's `properties`: id, name, type, location, tags, the
+        `identity` block when it has one, and any other top-level members (`top`)."""
+        body: dict[str, Any] = {
+            "id": resource.id,
+            "name": id_part(resource.id, "name"),
+            "type": self.TYPE,
+            "location": resource.location,
+            "tags": dict(resource.tags),
+            **top,
+            "properties": properties,
+        }
+        identity = identity_block(self.world, resource.identities, resource.system_principal)
+        if identity:
+            body["identity"] = identity
+        return body
 
     def resources(self) -> Mapping[str, R]:
         """The world's records this provider serves, by lower-case id."""
@@ -142,13 +172,18 @@ class ArmResourceRoutes[R: HasId]:
     def target(
         self, request: Request, sub: str, group: str, name: str
     ) -> tuple[R, dict[str, Any]] | Response:
-        """A write's resource and JSON body, or the error ARM answers. Caller holds world.lock."""
+        """A write's resource and JSON body, or the error ARM answers (bad body, no such
+        resource, another write still running). Caller holds world.lock."""
         body = json_body(request)
         if isinstance(body, Response):
             return body
         resource = self.find(sub, group, name)
         if resource is None:
             return not_found(self.TYPE, name, group)
+        if self.BUSY_CODE and self.arm.operations.busy(resource.id):
+            return arm_error(
+                409, self.BUSY_CODE, f"Another operation is in progress on '{name}'. Retry later."
+            )
         return resource, body
 
 
@@ -167,12 +202,8 @@ class KeyedProvider(ArmResourceRoutes[KeyedResource]):
     NAMESPACE: str
     WRITABLE = True  # False: GET and list only (the product never writes the kind)
     LONG_RUNNING = True
+    BUSY_CODE = "Conflict"
     ERROR_CODE = "KeyVaultAccessFailed"
-
-    def __init__(self, arm: ArmService) -> None:
-        super().__init__(arm)
-        if self.WRITABLE:  # otherwise the router answers a write with 405
-            arm.router.add("PATCH", self.item, self.update)
 
     # -- what each kind says ---------------------------------------------------------------
     def properties(self, resource: KeyedResource, name: str) -> dict[str, Any]:
@@ -193,18 +224,7 @@ class KeyedProvider(ArmResourceRoutes[KeyedResource]):
         return resource.type == self.TYPE
 
     def render(self, resource: KeyedResource) -> dict[str, Any]:
-        name = id_part(resource.id, "name")
-        body: dict[str, Any] = {
-            "id": resource.id,
-            "name": name,
-            "type": self.TYPE,
-            "location": resource.location,
-            "tags": dict(resource.tags),
-            "properties": self.properties(resource, name),
-        }
-        identity = identity_block(self.world, resource.identities, resource.system_principal)
-        if identity:
-            body["identity"] = identity
+        body = self.envelope(resource, self.properties(resource, id_part(resource.id, "name")))
         self.decorate(body, resource)
         return body
 
@@ -214,10 +234,6 @@ class KeyedProvider(ArmResourceRoutes[KeyedResource]):
             if isinstance(found, Response):
                 return found
             resource, body = found
-            if self.arm.operations.busy(resource.id):
-                return arm_error(
-                    409, "Conflict", f"Another operation is in progress on '{name}'. Retry later."
-                )
             try:
                 key_ids, key_identity = self.requested(body, resource)
                 self._check(resource, name, key_ids, key_identity)

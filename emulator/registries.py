@@ -158,6 +158,44 @@ class Registries:
                 return not_found(TYPE, name, group)
             return Response.json(200, self.render(registry))
 
+    def _encryption_asked(
+        self, registry: Registry, name: str, vault_properties: dict[str, Any] | None
+    ) -> tuple[str | None, str | None] | Response:
+        """(key id, encryption identity) the PATCH leaves the registry with, or ARM's refusal
+        (no CMK at creation, an identity it lacks, a key it cannot use). Caller holds world.lock."""
+        new_key, new_identity = registry.key_id, registry.encryption_identity
+        if not vault_properties:
+            return new_key, new_identity
+        if not registry.key_id:
+            return arm_error(
+                400,
+                "CMKNotSupportedAfterCreation",
+                "Encryption with a customer-managed key can only be enabled when the registry is created.",
+            )
+        new_key = vault_properties.get("keyIdentifier") or registry.key_id
+        if vault_properties.get("identity"):
+            new_identity = self._identity_for(registry, vault_properties["identity"])
+            if new_identity is None:
+                return arm_error(
+                    400,
+                    "InvalidIdentity",
+                    f"The registry '{name}' does not have access to identity "
+                    f"'{vault_properties['identity']}'. Assign the identity to the registry "
+                    "first. For more information on bring your own key, please visit "
+                    "'https://aka.ms/acr/cmk'.",
+                )
+        problem = key_problem(self.world, new_key, identities=self._identity_names(registry, new_identity))
+        if problem:
+            return arm_error(
+                400,
+                "KeyVaultAccessFailed",
+                f"Failed to access KeyId '{new_key}'. Verify that identity "
+                f"'{self._identity_value(registry, new_identity)}' has 'Get, Wrap Key, "
+                f"Unwrap Key' permission on key '{new_key}'. {problem} For more information "
+                "on bring your own key, please visit 'https://aka.ms/acr/cmk'.",
+            )
+        return new_key, new_identity
+
     def update(self, request: Request, sub: str, group: str, name: str) -> Response:
         body = json_body(request)
         if isinstance(body, Response):
@@ -173,40 +211,11 @@ class Registries:
                     f"Another operation is in progress on registry '{name}'. Retry later.",
                 )
             properties = body.get("properties") or {}
-            new_key, new_identity = registry.key_id, registry.encryption_identity
             vault_properties = (properties.get("encryption") or {}).get("keyVaultProperties")
-            if vault_properties:
-                if not registry.key_id:
-                    return arm_error(
-                        400,
-                        "CMKNotSupportedAfterCreation",
-                        "Encryption with a customer-managed key can only be enabled when the registry "
-                        "is created.",
-                    )
-                new_key = vault_properties.get("keyIdentifier") or registry.key_id
-                if vault_properties.get("identity"):
-                    new_identity = self._identity_for(registry, vault_properties["identity"])
-                    if new_identity is None:
-                        return arm_error(
-                            400,
-                            "InvalidIdentity",
-                            f"The registry '{name}' does not have access to identity "
-                            f"'{vault_properties['identity']}'. Assign the identity to the registry "
-                            "first. For more information on bring your own key, please visit "
-                            "'https://aka.ms/acr/cmk'.",
-                        )
-                problem = key_problem(
-                    self.world, new_key, identities=self._identity_names(registry, new_identity)
-                )
-                if problem:
-                    return arm_error(
-                        400,
-                        "KeyVaultAccessFailed",
-                        f"Failed to access KeyId '{new_key}'. Verify that identity "
-                        f"'{self._identity_value(registry, new_identity)}' has 'Get, Wrap Key, "
-                        f"Unwrap Key' permission on key '{new_key}'. {problem} For more information "
-                        "on bring your own key, please visit 'https://aka.ms/acr/cmk'.",
-                    )
+            chosen = self._encryption_asked(registry, name, vault_properties)
+            if isinstance(chosen, Response):
+                return chosen
+            new_key, new_identity = chosen
             writable = {k: copy.deepcopy(v) for k, v in properties.items() if k in _WRITABLE}
             tags = body.get("tags")
             previous_state = registry.provisioning_state

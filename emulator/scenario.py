@@ -9,8 +9,10 @@ from __future__ import annotations
 import copy
 import re
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
+from .containergroups import SPEC_FIELDS
 from .scenario_cmk import CMK_KINDS, KEYED_ENTRIES, dump_cmk_kinds, load_cmk_kinds
 from .state import (
     ARM_ID,
@@ -72,6 +74,23 @@ def parse_time(value: Any, where: str, *, base: int | None = None) -> int | None
     raise ScenarioError(f"{where}: expected epoch seconds or an offset like '-40d', got {value!r}")
 
 
+class _Record(Protocol):
+    id: str
+
+
+def load_entries[R: _Record](
+    scenario: dict[str, Any],
+    entry: str,
+    load: Callable[[dict[str, Any], str, World], R],
+    world: World,
+    into: dict[str, R],
+) -> None:
+    """Load each item of the list `entry` into `into`, by lower-case id; `where` names the item."""
+    for index, spec in enumerate(scenario.get(entry) or []):
+        record = load(spec, f"{entry}[{index}]", world)
+        into[record.id.lower()] = record
+
+
 def _require(mapping: dict[str, Any], name: str, where: str) -> Any:
     if not isinstance(mapping, dict) or name not in mapping or mapping[name] in (None, ""):
         raise ScenarioError(f"{where}: '{name}' is required")
@@ -106,29 +125,14 @@ def load(world: World, scenario: Any) -> None:
         raise ScenarioError(f"scenario: unknown top-level fields {sorted(unknown)}")
     base = now()
     staged = World()
-    for identity_id, spec in (scenario.get("identities") or {}).items():
-        _arm_id(
-            identity_id, "Microsoft.ManagedIdentity", "userAssignedIdentities", f"identities[{identity_id!r}]"
-        )
-        spec = spec or {}
-        staged.identities[identity_id.lower()] = Identity(
-            identity_id,
-            spec.get("clientId") or stable_uuid("client:" + identity_id),
-            spec.get("principalId") or stable_uuid("principal:" + identity_id),
-        )
+    _load_identities(scenario.get("identities") or {}, staged)
     for vault_name, spec in (scenario.get("vaults") or {}).items():
         staged.vaults[vault_name.lower()] = _load_vault(vault_name, spec or {}, base)
     for hsm_name, spec in (scenario.get("managedHsms") or {}).items():
         staged.managed_hsms[hsm_name.lower()] = _load_vault(hsm_name, spec or {}, base, "managedHsms")
-    for index, spec in enumerate(scenario.get("registries") or []):
-        registry = _load_registry(spec, f"registries[{index}]", staged)
-        staged.registries[registry.id.lower()] = registry
-    for index, spec in enumerate(scenario.get("batchAccounts") or []):
-        account = _load_batch(spec, f"batchAccounts[{index}]", staged)
-        staged.batch_accounts[account.id.lower()] = account
-    for index, spec in enumerate(scenario.get("containerGroups") or []):
-        group = _load_group(spec, f"containerGroups[{index}]", staged)
-        staged.container_groups[group.id.lower()] = group
+    load_entries(scenario, "registries", _load_registry, staged, staged.registries)
+    load_entries(scenario, "batchAccounts", _load_batch, staged, staged.batch_accounts)
+    load_entries(scenario, "containerGroups", _load_group, staged, staged.container_groups)
     load_cmk_kinds(scenario, staged)
     staged.subscriptions = {s.lower() for s in scenario.get("subscriptions") or []}
     for resource_id in [
@@ -156,6 +160,19 @@ def load(world: World, scenario: Any) -> None:
         world.sql_servers = staged.sql_servers
         world.subscriptions = staged.subscriptions
         world.resource_groups = staged.resource_groups
+
+
+def _load_identities(identities: dict[str, Any], staged: World) -> None:
+    for identity_id, spec in identities.items():
+        _arm_id(
+            identity_id, "Microsoft.ManagedIdentity", "userAssignedIdentities", f"identities[{identity_id!r}]"
+        )
+        spec = spec or {}
+        staged.identities[identity_id.lower()] = Identity(
+            identity_id,
+            spec.get("clientId") or stable_uuid("client:" + identity_id),
+            spec.get("principalId") or stable_uuid("principal:" + identity_id),
+        )
 
 
 def _load_vault(name: str, spec: dict[str, Any], base: int, section: str = "vaults") -> Vault:
@@ -285,22 +302,6 @@ def _load_batch(spec: dict[str, Any], where: str, world: World) -> BatchAccount:
     )
 
 
-_GROUP_SPEC_FIELDS = (
-    "containers",
-    "osType",
-    "restartPolicy",
-    "ipAddress",
-    "imageRegistryCredentials",
-    "volumes",
-    "sku",
-    "subnetIds",
-    "initContainers",
-    "diagnostics",
-    "dnsConfig",
-    "priority",
-)
-
-
 def _load_group(spec: dict[str, Any], where: str, world: World) -> ContainerGroup:
     resource_id = _arm_id(
         _require(spec, "id", where), "Microsoft.ContainerInstance", "containerGroups", f"{where}.id"
@@ -322,7 +323,7 @@ def _load_group(spec: dict[str, Any], where: str, world: World) -> ContainerGrou
         }
         if identity:
             encryption["identity"] = identity
-    group_spec: dict[str, Any] = {k: copy.deepcopy(spec[k]) for k in _GROUP_SPEC_FIELDS if k in spec}
+    group_spec: dict[str, Any] = {k: copy.deepcopy(spec[k]) for k in SPEC_FIELDS if k in spec}
     group_spec.setdefault(
         "containers",
         [

@@ -150,19 +150,15 @@ def _dump_keyed(resource: KeyedResource, several: bool) -> dict[str, Any]:
 
 
 def load_cmk_kinds(scenario: dict[str, Any], staged: World) -> None:
+    from .scenario import load_entries
+
     for entry, (resource_type, several) in KEYED_ENTRIES.items():
         for index, spec in enumerate(scenario.get(entry) or []):
             resource = _load_keyed(spec, f"{entry}[{index}]", staged, resource_type, several)
             staged.keyed[resource.id.lower()] = resource
-    for index, spec in enumerate(scenario.get("storageAccounts") or []):
-        account = _load_storage(spec, f"storageAccounts[{index}]", staged)
-        staged.storage_accounts[account.id.lower()] = account
-    for index, spec in enumerate(scenario.get("diskEncryptionSets") or []):
-        des = _load_des(spec, f"diskEncryptionSets[{index}]", staged)
-        staged.disk_encryption_sets[des.id.lower()] = des
-    for index, spec in enumerate(scenario.get("sqlServers") or []):
-        server = _load_sql(spec, f"sqlServers[{index}]", staged)
-        staged.sql_servers[server.id.lower()] = server
+    load_entries(scenario, "storageAccounts", _load_storage, staged, staged.storage_accounts)
+    load_entries(scenario, "diskEncryptionSets", _load_des, staged, staged.disk_encryption_sets)
+    load_entries(scenario, "sqlServers", _load_sql, staged, staged.sql_servers)
 
 
 def _system(out: dict[str, Any], principal: str | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .arm import ArmService, arm_error, identity_block, iso, latest_version_url
+from .arm import arm_error, iso, latest_version_url
 from .cmk import ArmResourceRoutes, Refusals, id_part, identity_names, key_parts, key_url, refusal
 from .http import Request, Response
 from .state import StorageAccount, now
@@ -20,10 +20,7 @@ REFUSALS = Refusals("KeyVaultKeyNotSupported", "KeyVaultAuthenticationFailure", 
 
 class StorageAccounts(ArmResourceRoutes[StorageAccount]):
     TYPE = TYPE
-
-    def __init__(self, arm: ArmService) -> None:
-        super().__init__(arm)
-        arm.router.add("PATCH", self.item, self.update)
+    WRITABLE = True  # a synchronous PATCH of the encryption block
 
     def resources(self) -> dict[str, StorageAccount]:
         return self.world.storage_accounts
@@ -58,26 +55,16 @@ class StorageAccounts(ArmResourceRoutes[StorageAccount]):
 
     def render(self, account: StorageAccount) -> dict[str, Any]:
         name = id_part(account.id, "name")
-        body: dict[str, Any] = {
-            "id": account.id,
-            "name": name,
-            "type": TYPE,
-            "location": account.location,
-            "tags": dict(account.tags),
-            "kind": "StorageV2",
-            "sku": {"name": "Standard_LRS", "tier": "Standard"},
-            "properties": {
-                "provisioningState": account.provisioning_state,
-                "primaryEndpoints": {"blob": f"https://{name}.blob.core.windows.net/"},
-                "minimumTlsVersion": "TLS1_2",
-                "allowBlobPublicAccess": False,
-                "encryption": self._encryption(account),
-            },
+        properties = {
+            "provisioningState": account.provisioning_state,
+            "primaryEndpoints": {"blob": f"https://{name}.blob.core.windows.net/"},
+            "minimumTlsVersion": "TLS1_2",
+            "allowBlobPublicAccess": False,
+            "encryption": self._encryption(account),
         }
-        identity = identity_block(self.world, account.identities, account.system_principal)
-        if identity:
-            body["identity"] = identity
-        return body
+        return self.envelope(
+            account, properties, kind="StorageV2", sku={"name": "Standard_LRS", "tier": "Standard"}
+        )
 
     def update(self, request: Request, sub: str, group: str, name: str) -> Response:
         with self.world.lock:
