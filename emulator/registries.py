@@ -11,18 +11,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .arm import (
-    ArmService,
-    arm_error,
-    identity_block,
-    iso,
-    json_body,
-    key_problem,
-    latest_version_url,
-    not_found,
-)
+from .arm import arm_error, identity_block, iso, key_problem, latest_version_url
+from .cmk import ArmResourceRoutes
 from .http import Request, Response
-from .state import Registry, World, arm_parts, now
+from .state import Registry, arm_parts, now
 
 NAMESPACE = "Microsoft.ContainerRegistry"
 TYPE = "Microsoft.ContainerRegistry/registries"
@@ -47,23 +39,15 @@ _WRITABLE = {
     "roleAssignmentMode",
     "zoneRedundancy",
 }
-_ROOT = r"/subscriptions/(?P<sub>[^/]+)"
-_GROUP = _ROOT + r"/resourceGroups/(?P<group>[^/]+)"
-_ITEM = _GROUP + r"/providers/Microsoft\.ContainerRegistry/registries/(?P<name>[^/]+)"
 
 
-class Registries:
-    def __init__(self, arm: ArmService) -> None:
-        self.arm = arm
-        self.world: World = arm.world
-        arm.router.add("GET", _ROOT + r"/providers/Microsoft\.ContainerRegistry/registries", self.list)
-        arm.router.add("GET", _GROUP + r"/providers/Microsoft\.ContainerRegistry/registries", self.list)
-        arm.router.add("GET", _ITEM, self.get)
-        arm.router.add("PATCH", _ITEM, self.update)
+class Registries(ArmResourceRoutes[Registry]):
+    TYPE = TYPE
+    WRITABLE = True  # a long-running PATCH
+    BUSY_CODE = "AnotherOperationInProgress"
 
-    def _find(self, sub: str, group: str, name: str) -> Registry | None:
-        resource_id = f"/subscriptions/{sub}/resourceGroups/{group}/providers/{TYPE}/{name}"
-        return self.world.registries.get(resource_id.lower())
+    def resources(self) -> dict[str, Registry]:
+        return self.world.registries
 
     def render(self, registry: Registry) -> dict[str, Any]:
         name = arm_parts(registry.id)["name"]
@@ -140,24 +124,6 @@ class Registries:
                 return identity_id
         return None
 
-    # -- routes --------------------------------------------------------------------------
-    def list(self, request: Request, sub: str, group: str | None = None) -> Response:
-        with self.world.lock:
-            items = [
-                self.render(r)
-                for r in self.world.registries.values()
-                if arm_parts(r.id)["sub"].lower() == sub.lower()
-                and (group is None or arm_parts(r.id)["rg"].lower() == group.lower())
-            ]
-        return self.arm.page(request, items)
-
-    def get(self, request: Request, sub: str, group: str, name: str) -> Response:
-        with self.world.lock:
-            registry = self._find(sub, group, name)
-            if registry is None:
-                return not_found(TYPE, name, group)
-            return Response.json(200, self.render(registry))
-
     def _encryption_asked(
         self, registry: Registry, name: str, vault_properties: dict[str, Any] | None
     ) -> tuple[str | None, str | None] | Response:
@@ -197,19 +163,11 @@ class Registries:
         return new_key, new_identity
 
     def update(self, request: Request, sub: str, group: str, name: str) -> Response:
-        body = json_body(request)
-        if isinstance(body, Response):
-            return body
         with self.world.lock:
-            registry = self._find(sub, group, name)
-            if registry is None:
-                return not_found(TYPE, name, group)
-            if self.arm.operations.busy(registry.id):
-                return arm_error(
-                    409,
-                    "AnotherOperationInProgress",
-                    f"Another operation is in progress on registry '{name}'. Retry later.",
-                )
+            found = self.target(request, sub, group, name)
+            if isinstance(found, Response):
+                return found
+            registry, body = found
             properties = body.get("properties") or {}
             vault_properties = (properties.get("encryption") or {}).get("keyVaultProperties")
             chosen = self._encryption_asked(registry, name, vault_properties)
