@@ -52,49 +52,41 @@ class BatchAccounts(ArmResourceRoutes[BatchAccount]):
             body["identity"] = identity
         return body
 
-    def update(self, request: Request, sub: str, group: str, name: str) -> Response:
-        with self.world.lock:
-            found = self.target(request, sub, group, name)
-            if isinstance(found, Response):
-                return found
-            account, body = found
-            encryption = (body.get("properties") or {}).get("encryption")
-            new_key = account.key_id
-            if encryption is not None:
-                source = encryption.get("keySource")
-                if source == "Microsoft.KeyVault":
-                    new_key = (encryption.get("keyVaultProperties") or {}).get("keyIdentifier")
-                    if not (account.identities or account.system_principal):
-                        return arm_error(
-                            400,
-                            "AccountIdentityMissing",
-                            f"Batch account '{name}' needs a managed identity to use a customer-"
-                            "managed key. Assign one, and grant it access to the key.",
-                        )
-                    names = tuple(
-                        n for i in account.identities for n in (i, self.world.identity(i).principal_id)
-                    )
-                    problem = key_problem(
-                        self.world,
-                        new_key,
-                        identities=names + ((account.system_principal,) if account.system_principal else ()),
-                    )
-                    if problem:
-                        return arm_error(
-                            400,
-                            "KeyVaultKeyNotAccessible",
-                            f"The Batch account '{name}' could not use key '{new_key}'. {problem}",
-                        )
-                elif source == "Microsoft.Batch":
-                    new_key = None
-                else:
+    def write(self, request: Request, account: BatchAccount, body: dict[str, Any], name: str) -> Response:
+        encryption = (body.get("properties") or {}).get("encryption")
+        new_key = account.key_id
+        if encryption is not None:
+            source = encryption.get("keySource")
+            if source == "Microsoft.KeyVault":
+                new_key = (encryption.get("keyVaultProperties") or {}).get("keyIdentifier")
+                if not (account.identities or account.system_principal):
                     return arm_error(
                         400,
-                        "InvalidRequestBody",
-                        f"encryption.keySource must be Microsoft.Batch or Microsoft.KeyVault, got "
-                        f"'{source}'.",
+                        "AccountIdentityMissing",
+                        f"Batch account '{name}' needs a managed identity to use a customer-"
+                        "managed key. Assign one, and grant it access to the key.",
                     )
-            account.key_id = new_key
-            if body.get("tags") is not None:
-                account.tags = dict(body["tags"])
-            return Response.json(200, self.render(account))
+                names = tuple(n for i in account.identities for n in (i, self.world.identity(i).principal_id))
+                problem = key_problem(
+                    self.world,
+                    new_key,
+                    identities=names + ((account.system_principal,) if account.system_principal else ()),
+                )
+                if problem:
+                    return arm_error(
+                        400,
+                        "KeyVaultKeyNotAccessible",
+                        f"The Batch account '{name}' could not use key '{new_key}'. {problem}",
+                    )
+            elif source == "Microsoft.Batch":
+                new_key = None
+            else:
+                return arm_error(
+                    400,
+                    "InvalidRequestBody",
+                    f"encryption.keySource must be Microsoft.Batch or Microsoft.KeyVault, got '{source}'.",
+                )
+        account.key_id = new_key
+        if body.get("tags") is not None:
+            account.tags = dict(body["tags"])
+        return Response.json(200, self.render(account))

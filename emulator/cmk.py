@@ -119,9 +119,18 @@ class ArmResourceRoutes[R: HasId]:
         arm.router.add("GET", group + "/providers/" + pattern, self.list)
         arm.router.add("GET", self.item, self.get)
         if self.WRITABLE:
-            arm.router.add("PATCH", self.item, self.update)
+            arm.router.add("PATCH", self.item, self.patch)
 
-    def update(self, request: Request, sub: str, group: str, name: str) -> Response:
+    def patch(self, request: Request, sub: str, group: str, name: str) -> Response:
+        with self.world.lock:
+            found = self.target(request, sub, group, name)
+            if isinstance(found, Response):
+                return found
+            resource, body = found
+            return self.write(request, resource, body, name)
+
+    def write(self, request: Request, resource: R, body: dict[str, Any], name: str) -> Response:
+        """A PATCH of `resource` (found, not busy) with its JSON `body`. Caller holds world.lock."""
         raise NotImplementedError
 
     def envelope(self, resource: R, properties: dict[str, Any], **top: Any) -> dict[str, Any]:
@@ -228,18 +237,13 @@ class KeyedProvider(ArmResourceRoutes[KeyedResource]):
         self.decorate(body, resource)
         return body
 
-    def update(self, request: Request, sub: str, group: str, name: str) -> Response:
-        with self.world.lock:
-            found = self.target(request, sub, group, name)
-            if isinstance(found, Response):
-                return found
-            resource, body = found
-            try:
-                key_ids, key_identity = self.requested(body, resource)
-                self._check(resource, name, key_ids, key_identity)
-            except Refused as refused:
-                return refused.response
-            return self._write(request, resource, key_ids, key_identity)
+    def write(self, request: Request, resource: KeyedResource, body: dict[str, Any], name: str) -> Response:
+        try:
+            key_ids, key_identity = self.requested(body, resource)
+            self._check(resource, name, key_ids, key_identity)
+        except Refused as refused:
+            return refused.response
+        return self._write(request, resource, key_ids, key_identity)
 
     def _check(
         self, resource: KeyedResource, name: str, key_ids: list[str], key_identity: str | None

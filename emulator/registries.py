@@ -162,36 +162,29 @@ class Registries(ArmResourceRoutes[Registry]):
             )
         return new_key, new_identity
 
-    def update(self, request: Request, sub: str, group: str, name: str) -> Response:
-        with self.world.lock:
-            found = self.target(request, sub, group, name)
-            if isinstance(found, Response):
-                return found
-            registry, body = found
-            properties = body.get("properties") or {}
-            vault_properties = (properties.get("encryption") or {}).get("keyVaultProperties")
-            chosen = self._encryption_asked(registry, name, vault_properties)
-            if isinstance(chosen, Response):
-                return chosen
-            new_key, new_identity = chosen
-            writable = {k: copy.deepcopy(v) for k, v in properties.items() if k in _WRITABLE}
-            tags = body.get("tags")
-            previous_state = registry.provisioning_state
-            registry.provisioning_state = "Updating"
+    def write(self, request: Request, registry: Registry, body: dict[str, Any], name: str) -> Response:
+        properties = body.get("properties") or {}
+        vault_properties = (properties.get("encryption") or {}).get("keyVaultProperties")
+        chosen = self._encryption_asked(registry, name, vault_properties)
+        if isinstance(chosen, Response):
+            return chosen
+        new_key, new_identity = chosen
+        writable = {k: copy.deepcopy(v) for k, v in properties.items() if k in _WRITABLE}
+        tags = body.get("tags")
+        previous_state = registry.provisioning_state
+        registry.provisioning_state = "Updating"
 
-            def apply() -> None:
-                if new_key != registry.key_id:
-                    registry.last_key_rotation = now()
-                registry.key_id, registry.encryption_identity = new_key, new_identity
-                registry.properties.update(writable)
-                if tags is not None:
-                    registry.tags = dict(tags)
-                registry.provisioning_state = "Succeeded"
+        def apply() -> None:
+            if new_key != registry.key_id:
+                registry.last_key_rotation = now()
+            registry.key_id, registry.encryption_identity = new_key, new_identity
+            registry.properties.update(writable)
+            if tags is not None:
+                registry.tags = dict(tags)
+            registry.provisioning_state = "Succeeded"
 
-            def revert() -> None:
-                registry.provisioning_state = previous_state
+        def revert() -> None:
+            registry.provisioning_state = previous_state
 
-            headers = self.arm.start_operation(
-                request, registry.id, NAMESPACE, registry.location, apply, revert
-            )
-            return Response.json(201, self.render(registry), headers)
+        headers = self.arm.start_operation(request, registry.id, NAMESPACE, registry.location, apply, revert)
+        return Response.json(201, self.render(registry), headers)

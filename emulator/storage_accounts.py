@@ -66,24 +66,19 @@ class StorageAccounts(ArmResourceRoutes[StorageAccount]):
             account, properties, kind="StorageV2", sku={"name": "Standard_LRS", "tier": "Standard"}
         )
 
-    def update(self, request: Request, sub: str, group: str, name: str) -> Response:
-        with self.world.lock:
-            found = self.target(request, sub, group, name)
-            if isinstance(found, Response):
-                return found
-            account, body = found
-            encryption = (body.get("properties") or {}).get("encryption")
-            if encryption is not None:
-                refused = self._check_encryption(account, name, encryption)
-                if refused is not None:
-                    return refused
-                new_key = self._key_of(encryption)
-                if new_key != account.key_id:
-                    account.last_key_rotation = now()
-                account.key_id = new_key
-            if body.get("tags") is not None:
-                account.tags = dict(body["tags"])
-            return Response.json(200, self.render(account))
+    def write(self, request: Request, account: StorageAccount, body: dict[str, Any], name: str) -> Response:
+        encryption = (body.get("properties") or {}).get("encryption")
+        if encryption is not None:
+            refused = self._check_encryption(account, name, encryption)
+            if refused is not None:
+                return refused
+            new_key = self._key_of(encryption)
+            if new_key != account.key_id:
+                account.last_key_rotation = now()
+            account.key_id = new_key
+        if body.get("tags") is not None:
+            account.tags = dict(body["tags"])
+        return Response.json(200, self.render(account))
 
     @staticmethod
     def _key_of(encryption: dict[str, Any]) -> str | None:
