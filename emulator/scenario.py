@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .containergroups import SPEC_FIELDS
-from .scenario_cmk import CMK_KINDS, KEYED_ENTRIES, dump_cmk_kinds, load_cmk_kinds
+from .scenario_cmk import CMK_KINDS, KEYED_ENTRIES, dump_cmk_kinds, load_cmk_kinds, with_system
 from .state import (
     ARM_ID,
     EC_OPS,
@@ -424,9 +424,7 @@ def _dump_registry(registry: Registry) -> dict[str, Any]:
         "identities": list(registry.identities),
         "tags": dict(registry.tags),
     }
-    if registry.system_principal:
-        out["systemAssigned"] = True
-        out["systemPrincipalId"] = registry.system_principal
+    with_system(out, registry.system_principal)
     if registry.properties:
         out["properties"] = copy.deepcopy(registry.properties)
     return out
@@ -440,9 +438,7 @@ def _dump_batch(account: BatchAccount) -> dict[str, Any]:
         "identities": list(account.identities),
         "tags": dict(account.tags),
     }
-    if account.system_principal:
-        out["systemAssigned"] = True
-        out["systemPrincipalId"] = account.system_principal
+    with_system(out, account.system_principal)
     return out
 
 

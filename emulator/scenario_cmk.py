@@ -146,7 +146,7 @@ def _dump_keyed(resource: KeyedResource, several: bool) -> dict[str, Any]:
         "tags": dict(resource.tags),
         **resource.options,
     }
-    return _system(out, resource.system_principal)
+    return with_system(out, resource.system_principal)
 
 
 def load_cmk_kinds(scenario: dict[str, Any], staged: World) -> None:
@@ -161,7 +161,8 @@ def load_cmk_kinds(scenario: dict[str, Any], staged: World) -> None:
     load_entries(scenario, "sqlServers", _load_sql, staged, staged.sql_servers)
 
 
-def _system(out: dict[str, Any], principal: str | None) -> dict[str, Any]:
+def with_system(out: dict[str, Any], principal: str | None) -> dict[str, Any]:
+    """`out` with `systemAssigned`/`systemPrincipalId` when the resource has that identity."""
     if principal:
         out.update({"systemAssigned": True, "systemPrincipalId": principal})
     return out
@@ -175,7 +176,7 @@ def dump_cmk_kinds(world: World) -> dict[str, Any]:
             for entry, (resource_type, several) in KEYED_ENTRIES.items()
         },
         "storageAccounts": [
-            _system(
+            with_system(
                 {
                     "id": a.id,
                     "location": a.location,
@@ -189,7 +190,7 @@ def dump_cmk_kinds(world: World) -> dict[str, Any]:
             for a in world.storage_accounts.values()
         ],
         "diskEncryptionSets": [
-            _system(
+            with_system(
                 {
                     "id": d.id,
                     "location": d.location,
@@ -204,7 +205,7 @@ def dump_cmk_kinds(world: World) -> dict[str, Any]:
             for d in world.disk_encryption_sets.values()
         ],
         "sqlServers": [
-            _system(
+            with_system(
                 {
                     "id": s.id,
                     "location": s.location,
