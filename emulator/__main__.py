@@ -20,22 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         from .cli import main as admin_cli
 
         return admin_cli(argv)
-    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="start the emulator")
-    serve.add_argument("--scenario", type=Path, help="scenario JSON file (format: docs/scenario.md)")
-    serve.add_argument("--env-file", type=Path, help="also write the settings as KEY=VALUE lines here")
-    serve.add_argument("--port", type=int, default=0, help="listen port (default: a free one)")
-    serve.add_argument("--state-dir", type=Path, help="where the CA bundle goes (default: a temp dir)")
-    serve.add_argument("--lro-seconds", type=float, help="how long ARM writes take (default 1)")
-    serve.add_argument("--retry-after", help="Retry-After on long-running operations (default 1)")
-    serve.add_argument("--quiet", action="store_true", help="print nothing")
-    serve.add_argument(
-        "--azurite",
-        action="store_true",
-        help="also start Azurite (in memory) and add AzureWebJobsStorage to the settings",
-    )
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
 
     try:
         scenario = read_scenario_file(args.scenario)
@@ -68,21 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.env_file:
         write_env_file(args.env_file, emulator.env)
     if not args.quiet:
-        world = emulator.app.world
-        print(f"emulator listening on 127.0.0.1:{emulator.port}")
-        print(f"  Key Vault : https://<vault>.vault.azure.net ({len(world.vaults)} vaults) via the proxy")
-        print(
-            f"  ARM       : https://management.azure.com ({len(world.registries)} registries, "
-            f"{len(world.batch_accounts)} Batch accounts, {len(world.container_groups)} container groups)"
-        )
-        print(f"  identity  : {emulator.env['IDENTITY_ENDPOINT']}")
-        print(f"  admin     : {emulator.env['EMULATOR_ADMIN_URL']}  (GET /state, /calls; POST /faults, ...)")
-        print("\n# paste into a shell to point the Azure SDKs (and the product) at the emulator:")
-        for key, value in emulator.env.items():
-            print(f"export {key}={shlex.quote(value)}")
-        if args.env_file:
-            print(f"\n# the same settings are in {args.env_file}")
-        sys.stdout.flush()
+        _banner(emulator, args.env_file)
     stop.wait()
     if azurite is not None:
         azurite.stop()
@@ -90,6 +61,44 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         print("emulator stopped")
     return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="start the emulator")
+    serve.add_argument("--scenario", type=Path, help="scenario JSON file (format: docs/scenario.md)")
+    serve.add_argument("--env-file", type=Path, help="also write the settings as KEY=VALUE lines here")
+    serve.add_argument("--port", type=int, default=0, help="listen port (default: a free one)")
+    serve.add_argument("--state-dir", type=Path, help="where the CA bundle goes (default: a temp dir)")
+    serve.add_argument("--lro-seconds", type=float, help="how long ARM writes take (default 1)")
+    serve.add_argument("--retry-after", help="Retry-After on long-running operations (default 1)")
+    serve.add_argument("--quiet", action="store_true", help="print nothing")
+    serve.add_argument(
+        "--azurite",
+        action="store_true",
+        help="also start Azurite (in memory) and add AzureWebJobsStorage to the settings",
+    )
+    return parser
+
+
+def _banner(emulator: Emulator, env_file: Path | None) -> None:
+    """Where each service answers, and the settings as shell exports."""
+    world = emulator.app.world
+    print(f"emulator listening on 127.0.0.1:{emulator.port}")
+    print(f"  Key Vault : https://<vault>.vault.azure.net ({len(world.vaults)} vaults) via the proxy")
+    print(
+        f"  ARM       : https://management.azure.com ({len(world.registries)} registries, "
+        f"{len(world.batch_accounts)} Batch accounts, {len(world.container_groups)} container groups)"
+    )
+    print(f"  identity  : {emulator.env['IDENTITY_ENDPOINT']}")
+    print(f"  admin     : {emulator.env['EMULATOR_ADMIN_URL']}  (GET /state, /calls; POST /faults, ...)")
+    print("\n# paste into a shell to point the Azure SDKs (and the product) at the emulator:")
+    for key, value in emulator.env.items():
+        print(f"export {key}={shlex.quote(value)}")
+    if env_file:
+        print(f"\n# the same settings are in {env_file}")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .keyed import KeyedProvider
+from .cmk import KeyedProvider
 from .state import KeyedResource
 
 

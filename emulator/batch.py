@@ -4,29 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from .arm import ArmService, arm_error, identity_block, json_body, key_problem, not_found
+from .arm import arm_error, identity_block, key_problem
+from .cmk import ArmResourceRoutes
 from .http import Request, Response
-from .state import BatchAccount, World, arm_parts
+from .state import BatchAccount, arm_parts
 
 TYPE = "Microsoft.Batch/batchAccounts"
-_ROOT = r"/subscriptions/(?P<sub>[^/]+)"
-_GROUP = _ROOT + r"/resourceGroups/(?P<group>[^/]+)"
-_ITEM = _GROUP + r"/providers/Microsoft\.Batch/batchAccounts/(?P<name>[^/]+)"
 
 
-class BatchAccounts:
-    def __init__(self, arm: ArmService) -> None:
-        self.arm = arm
-        self.world: World = arm.world
-        arm.router.add("GET", _ROOT + r"/providers/Microsoft\.Batch/batchAccounts", self.list)
-        arm.router.add("GET", _GROUP + r"/providers/Microsoft\.Batch/batchAccounts", self.list)
-        arm.router.add("GET", _ITEM, self.get)
-        arm.router.add("PATCH", _ITEM, self.update)
+class BatchAccounts(ArmResourceRoutes[BatchAccount]):
+    TYPE = TYPE
+    WRITABLE = True  # a synchronous PATCH
 
-    def _find(self, sub: str, group: str, name: str) -> BatchAccount | None:
-        return self.world.batch_accounts.get(
-            f"/subscriptions/{sub}/resourceGroups/{group}/providers/{TYPE}/{name}".lower()
-        )
+    def resources(self) -> dict[str, BatchAccount]:
+        return self.world.batch_accounts
 
     def render(self, account: BatchAccount) -> dict[str, Any]:
         name = arm_parts(account.id)["name"]
@@ -61,68 +52,41 @@ class BatchAccounts:
             body["identity"] = identity
         return body
 
-    def list(self, request: Request, sub: str, group: str | None = None) -> Response:
-        with self.world.lock:
-            items = [
-                self.render(a)
-                for a in self.world.batch_accounts.values()
-                if arm_parts(a.id)["sub"].lower() == sub.lower()
-                and (group is None or arm_parts(a.id)["rg"].lower() == group.lower())
-            ]
-        return self.arm.page(request, items)
-
-    def get(self, request: Request, sub: str, group: str, name: str) -> Response:
-        with self.world.lock:
-            account = self._find(sub, group, name)
-            if account is None:
-                return not_found(TYPE, name, group)
-            return Response.json(200, self.render(account))
-
-    def update(self, request: Request, sub: str, group: str, name: str) -> Response:
-        body = json_body(request)
-        if isinstance(body, Response):
-            return body
-        with self.world.lock:
-            account = self._find(sub, group, name)
-            if account is None:
-                return not_found(TYPE, name, group)
-            encryption = (body.get("properties") or {}).get("encryption")
-            new_key = account.key_id
-            if encryption is not None:
-                source = encryption.get("keySource")
-                if source == "Microsoft.KeyVault":
-                    new_key = (encryption.get("keyVaultProperties") or {}).get("keyIdentifier")
-                    if not (account.identities or account.system_principal):
-                        return arm_error(
-                            400,
-                            "AccountIdentityMissing",
-                            f"Batch account '{name}' needs a managed identity to use a customer-"
-                            "managed key. Assign one, and grant it access to the key.",
-                        )
-                    names = tuple(
-                        n for i in account.identities for n in (i, self.world.identity(i).principal_id)
-                    )
-                    problem = key_problem(
-                        self.world,
-                        new_key,
-                        identities=names + ((account.system_principal,) if account.system_principal else ()),
-                    )
-                    if problem:
-                        return arm_error(
-                            400,
-                            "KeyVaultKeyNotAccessible",
-                            f"The Batch account '{name}' could not use key '{new_key}'. {problem}",
-                        )
-                elif source == "Microsoft.Batch":
-                    new_key = None
-                else:
+    def write(self, request: Request, account: BatchAccount, body: dict[str, Any], name: str) -> Response:
+        encryption = (body.get("properties") or {}).get("encryption")
+        new_key = account.key_id
+        if encryption is not None:
+            source = encryption.get("keySource")
+            if source == "Microsoft.KeyVault":
+                new_key = (encryption.get("keyVaultProperties") or {}).get("keyIdentifier")
+                if not (account.identities or account.system_principal):
                     return arm_error(
                         400,
-                        "InvalidRequestBody",
-                        f"encryption.keySource must be Microsoft.Batch or Microsoft.KeyVault, got "
-                        f"'{source}'.",
+                        "AccountIdentityMissing",
+                        f"Batch account '{name}' needs a managed identity to use a customer-"
+                        "managed key. Assign one, and grant it access to the key.",
                     )
-            account.key_id = new_key
-            if body.get("tags") is not None:
-                account.tags = dict(body["tags"])
-            return Response.json(200, self.render(account))
+                names = tuple(n for i in account.identities for n in (i, self.world.identity(i).principal_id))
+                problem = key_problem(
+                    self.world,
+                    new_key,
+                    identities=names + ((account.system_principal,) if account.system_principal else ()),
+                )
+                if problem:
+                    return arm_error(
+                        400,
+                        "KeyVaultKeyNotAccessible",
+                        f"The Batch account '{name}' could not use key '{new_key}'. {problem}",
+                    )
+            elif source == "Microsoft.Batch":
+                new_key = None
+            else:
+                return arm_error(
+                    400,
+                    "InvalidRequestBody",
+                    f"encryption.keySource must be Microsoft.Batch or Microsoft.KeyVault, got '{source}'.",
+                )
+        account.key_id = new_key
+        if body.get("tags") is not None:
+            account.tags = dict(body["tags"])
+        return Response.json(200, self.render(account))

@@ -21,7 +21,7 @@ TYPE = "Microsoft.ContainerInstance/containerGroups"
 _ROOT = r"/subscriptions/(?P<sub>[^/]+)"
 _GROUP = _ROOT + r"/resourceGroups/(?P<group>[^/]+)"
 _ITEM = _GROUP + r"/providers/Microsoft\.ContainerInstance/containerGroups/(?P<name>[^/]+)"
-_SPEC_FIELDS = (
+SPEC_FIELDS = (  # a group's spec as ARM shows it (the scenario format takes the same fields)
     "containers",
     "osType",
     "restartPolicy",
@@ -148,7 +148,7 @@ class ContainerGroups:
             return body
         resource_id = self._id(sub, group, name)
         properties = body.get("properties") or {}
-        spec = {k: copy.deepcopy(properties[k]) for k in _SPEC_FIELDS if k in properties}
+        spec = {k: copy.deepcopy(properties[k]) for k in SPEC_FIELDS if k in properties}
         encryption = properties.get("encryptionProperties")
         identity = body.get("identity") or {}
         identities = list((identity.get("userAssignedIdentities") or {}).keys())
@@ -158,48 +158,9 @@ class ContainerGroups:
                     404, "ResourceGroupNotFound", f"Resource group '{group}' could not be found."
                 )
             existing = self.world.container_groups.get(resource_id.lower())
-            if existing is not None and (
-                existing.provisioning_state in ("Deleting", "Creating")
-                or self.arm.operations.busy(existing.id)
-            ):
-                return arm_error(
-                    409,
-                    "ContainerGroupTransitioning",
-                    f"The container group '{name}' is {existing.provisioning_state.lower()}; retry "
-                    "when the operation has finished.",
-                )
-            problem = _spec_problem(spec)
-            if problem:
-                return arm_error(400, "InvalidContainerGroupSpec", problem)
-            if not body.get("location"):
-                return arm_error(
-                    400, "LocationRequired", "The location property is required for this definition."
-                )
-            if encryption:
-                missing = [k for k in ("vaultBaseUrl", "keyName", "keyVersion") if not encryption.get(k)]
-                if missing:
-                    return arm_error(
-                        400, "InvalidEncryptionProperties", f"encryptionProperties needs {missing}."
-                    )
-                if encryption.get("identity") and encryption["identity"].lower() not in {
-                    i.lower() for i in identities
-                }:
-                    return arm_error(
-                        400,
-                        "InvalidEncryptionIdentity",
-                        f"The identity '{encryption['identity']}' in encryptionProperties is not "
-                        "assigned to the container group.",
-                    )
-                key_url = f"{encryption['vaultBaseUrl'].rstrip('/')}/keys/{encryption['keyName']}/{encryption['keyVersion']}"
-                encryption_identity = encryption.get("identity")
-                names = (
-                    (encryption_identity, self.world.identity(encryption_identity).principal_id)
-                    if encryption_identity
-                    else ()
-                )
-                problem = key_problem(self.world, key_url, need_version=True, identities=names)
-                if problem:
-                    return arm_error(400, "InvalidEncryptionKey", problem)
+            refused = self._refused(name, body, spec, identities, existing)
+            if refused is not None:
+                return refused
             if existing is not None:
                 if _normalise(existing.encryption) != _normalise(encryption):
                     return arm_error(
@@ -230,6 +191,58 @@ class ContainerGroups:
                 request, resource_id, NAMESPACE, created.location, apply, revert
             )
             return Response.json(201, self.render(created), headers)
+
+    def _refused(
+        self,
+        name: str,
+        body: dict[str, Any],
+        spec: dict[str, Any],
+        identities: builtins.list[str],
+        existing: ContainerGroup | None,
+    ) -> Response | None:
+        """ARM's refusal of a create or update (busy group, bad spec, no location, bad
+        encryption or a key the group cannot use); None to go ahead. Caller holds world.lock."""
+        encryption = (body.get("properties") or {}).get("encryptionProperties")
+        if existing is not None and (
+            existing.provisioning_state in ("Deleting", "Creating") or self.arm.operations.busy(existing.id)
+        ):
+            return arm_error(
+                409,
+                "ContainerGroupTransitioning",
+                f"The container group '{name}' is {existing.provisioning_state.lower()}; retry "
+                "when the operation has finished.",
+            )
+        problem = _spec_problem(spec)
+        if problem:
+            return arm_error(400, "InvalidContainerGroupSpec", problem)
+        if not body.get("location"):
+            return arm_error(
+                400, "LocationRequired", "The location property is required for this definition."
+            )
+        if encryption:
+            missing = [k for k in ("vaultBaseUrl", "keyName", "keyVersion") if not encryption.get(k)]
+            if missing:
+                return arm_error(400, "InvalidEncryptionProperties", f"encryptionProperties needs {missing}.")
+            if encryption.get("identity") and encryption["identity"].lower() not in {
+                i.lower() for i in identities
+            }:
+                return arm_error(
+                    400,
+                    "InvalidEncryptionIdentity",
+                    f"The identity '{encryption['identity']}' in encryptionProperties is not "
+                    "assigned to the container group.",
+                )
+            key_url = f"{encryption['vaultBaseUrl'].rstrip('/')}/keys/{encryption['keyName']}/{encryption['keyVersion']}"
+            encryption_identity = encryption.get("identity")
+            names = (
+                (encryption_identity, self.world.identity(encryption_identity).principal_id)
+                if encryption_identity
+                else ()
+            )
+            problem = key_problem(self.world, key_url, need_version=True, identities=names)
+            if problem:
+                return arm_error(400, "InvalidEncryptionKey", problem)
+        return None
 
     def _update_in_place(
         self,

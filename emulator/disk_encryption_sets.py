@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .arm import ArmService, arm_error, identity_block, iso, latest_version_url
+from .arm import arm_error, iso, latest_version_url
 from .cmk import ArmResourceRoutes, Refusals, id_part, identity_names, refusal
 from .http import Request, Response
 from .state import DiskEncryptionSet, now
@@ -27,10 +27,8 @@ def versionless(key_url: str) -> str:
 
 class DiskEncryptionSets(ArmResourceRoutes[DiskEncryptionSet]):
     TYPE = TYPE
-
-    def __init__(self, arm: ArmService) -> None:
-        super().__init__(arm, r"Microsoft\.Compute/diskEncryptionSets")
-        arm.router.add("PATCH", self.item, self.update)
+    WRITABLE = True  # a long-running PATCH of activeKey
+    BUSY_CODE = "OperationNotAllowed"
 
     def resources(self) -> dict[str, DiskEncryptionSet]:
         return self.world.disk_encryption_sets
@@ -51,53 +49,38 @@ class DiskEncryptionSets(ArmResourceRoutes[DiskEncryptionSet]):
         }
         if des.last_key_rotation:
             properties["lastKeyRotationTimestamp"] = iso(des.last_key_rotation)
-        body: dict[str, Any] = {
-            "id": des.id,
-            "name": id_part(des.id, "name"),
-            "type": TYPE,
-            "location": des.location,
-            "tags": dict(des.tags),
-            "properties": properties,
-        }
-        identity = identity_block(self.world, des.identities, des.system_principal)
-        body["identity"] = identity or {"type": "None"}
+        body = self.envelope(des, properties)
+        body.setdefault("identity", {"type": "None"})  # a set without one says so
         return body
 
-    def update(self, request: Request, sub: str, group: str, name: str) -> Response:
-        with self.world.lock:
-            found = self.target(request, sub, group, name)
-            if isinstance(found, Response):
-                return found
-            des, body = found
-            if self.arm.operations.busy(des.id):
-                return arm_error(409, "OperationNotAllowed", f"An operation is in progress on '{name}'.")
-            properties = body.get("properties") or {}
-            active = properties.get("activeKey")
-            key_url, source_vault = des.key_id, des.source_vault
-            if active is not None:
-                key_url = active.get("keyUrl") or ""
-                source_vault = (active.get("sourceVault") or {}).get("id")
-                refused = self._check_key(des, name, key_url, source_vault)
-                if refused is not None:
-                    return refused
-            rotate = properties.get("rotationToLatestKeyVersionEnabled", des.rotation_to_latest)
-            previous_state = des.provisioning_state
-            des.provisioning_state = "Updating"
+    def write(self, request: Request, des: DiskEncryptionSet, body: dict[str, Any], name: str) -> Response:
+        properties = body.get("properties") or {}
+        active = properties.get("activeKey")
+        key_url, source_vault = des.key_id, des.source_vault
+        if active is not None:
+            key_url = active.get("keyUrl") or ""
+            source_vault = (active.get("sourceVault") or {}).get("id")
+            refused = self._check_key(des, name, key_url, source_vault)
+            if refused is not None:
+                return refused
+        rotate = properties.get("rotationToLatestKeyVersionEnabled", des.rotation_to_latest)
+        previous_state = des.provisioning_state
+        des.provisioning_state = "Updating"
 
-            def apply() -> None:
-                if key_url != des.key_id:
-                    des.last_key_rotation = now()
-                des.key_id, des.source_vault, des.rotation_to_latest = key_url, source_vault, bool(rotate)
-                if body.get("tags") is not None:
-                    des.tags = dict(body["tags"])
-                des.provisioning_state = "Succeeded"
+        def apply() -> None:
+            if key_url != des.key_id:
+                des.last_key_rotation = now()
+            des.key_id, des.source_vault, des.rotation_to_latest = key_url, source_vault, bool(rotate)
+            if body.get("tags") is not None:
+                des.tags = dict(body["tags"])
+            des.provisioning_state = "Succeeded"
 
-            def revert() -> None:
-                des.provisioning_state = previous_state
+        def revert() -> None:
+            des.provisioning_state = previous_state
 
-            headers = self.arm.start_operation(request, des.id, NAMESPACE, des.location, apply, revert)
-            headers["Location"] = headers["Azure-AsyncOperation"] + "&monitor=true"
-            return Response.json(202, self.render(des), headers)  # Compute answers with the set as it was
+        headers = self.arm.start_operation(request, des.id, NAMESPACE, des.location, apply, revert)
+        headers["Location"] = headers["Azure-AsyncOperation"] + "&monitor=true"
+        return Response.json(202, self.render(des), headers)  # Compute answers with the set as it was
 
     def _check_key(
         self, des: DiskEncryptionSet, name: str, key_url: str, source_vault: str | None

@@ -171,16 +171,7 @@ class KeyVaultService:
     # -- keys ----------------------------------------------------------------------------
     def list_keys(self, request: Request) -> Response:
         vault: Vault = _vault(request)
-        items = []
-        for key in vault.keys.values():
-            latest = key.latest()
-            item: dict[str, Any] = {
-                "kid": f"{self._base(request)}/keys/{key.name}",
-                "attributes": self._attributes(vault, latest),
-            }
-            if latest.tags:
-                item["tags"] = dict(latest.tags)
-            items.append(item)
+        items = [self._listed(request, vault, key.name, key.latest()) for key in vault.keys.values()]
         return self._page(request, items, "/keys")
 
     def get_key(self, request: Request, name: str, version: str | None = None) -> Response:
@@ -197,16 +188,18 @@ class KeyVaultService:
         key = vault.key(name)
         if key is None:
             return _not_found(name)
-        items = []
-        for version in key.versions:
-            item: dict[str, Any] = {
-                "kid": f"{self._base(request)}/keys/{key.name}/{version.version}",
-                "attributes": self._attributes(vault, version),
-            }
-            if version.tags:
-                item["tags"] = dict(version.tags)
-            items.append(item)
+        items = [self._listed(request, vault, f"{key.name}/{v.version}", v) for v in key.versions]
         return self._page(request, items, f"/keys/{key.name}/versions")
+
+    def _listed(self, request: Request, vault: Vault, kid_path: str, version: KeyVersion) -> dict[str, Any]:
+        """A key or version as a list shows it: kid, attributes, tags (no key material)."""
+        item: dict[str, Any] = {
+            "kid": f"{self._base(request)}/keys/{kid_path}",
+            "attributes": self._attributes(vault, version),
+        }
+        if version.tags:
+            item["tags"] = dict(version.tags)
+        return item
 
     def create_key(self, request: Request, name: str) -> Response:
         body = _json_object(request)

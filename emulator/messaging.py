@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .arm import arm_error
-from .keyed import KeyedProvider, Refused, key_parts, key_url
+from .cmk import KeyedProvider, Refused, key_parts, key_url
 from .state import KeyedResource
 
 

@@ -11,18 +11,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .arm import (
-    ArmService,
-    arm_error,
-    identity_block,
-    iso,
-    json_body,
-    key_problem,
-    latest_version_url,
-    not_found,
-)
+from .arm import arm_error, identity_block, iso, key_problem, latest_version_url
+from .cmk import ArmResourceRoutes
 from .http import Request, Response
-from .state import Registry, World, arm_parts, now
+from .state import Registry, arm_parts, now
 
 NAMESPACE = "Microsoft.ContainerRegistry"
 TYPE = "Microsoft.ContainerRegistry/registries"
@@ -47,23 +39,15 @@ _WRITABLE = {
     "roleAssignmentMode",
     "zoneRedundancy",
 }
-_ROOT = r"/subscriptions/(?P<sub>[^/]+)"
-_GROUP = _ROOT + r"/resourceGroups/(?P<group>[^/]+)"
-_ITEM = _GROUP + r"/providers/Microsoft\.ContainerRegistry/registries/(?P<name>[^/]+)"
 
 
-class Registries:
-    def __init__(self, arm: ArmService) -> None:
-        self.arm = arm
-        self.world: World = arm.world
-        arm.router.add("GET", _ROOT + r"/providers/Microsoft\.ContainerRegistry/registries", self.list)
-        arm.router.add("GET", _GROUP + r"/providers/Microsoft\.ContainerRegistry/registries", self.list)
-        arm.router.add("GET", _ITEM, self.get)
-        arm.router.add("PATCH", _ITEM, self.update)
+class Registries(ArmResourceRoutes[Registry]):
+    TYPE = TYPE
+    WRITABLE = True  # a long-running PATCH
+    BUSY_CODE = "AnotherOperationInProgress"
 
-    def _find(self, sub: str, group: str, name: str) -> Registry | None:
-        resource_id = f"/subscriptions/{sub}/resourceGroups/{group}/providers/{TYPE}/{name}"
-        return self.world.registries.get(resource_id.lower())
+    def resources(self) -> dict[str, Registry]:
+        return self.world.registries
 
     def render(self, registry: Registry) -> dict[str, Any]:
         name = arm_parts(registry.id)["name"]
@@ -140,91 +124,67 @@ class Registries:
                 return identity_id
         return None
 
-    # -- routes --------------------------------------------------------------------------
-    def list(self, request: Request, sub: str, group: str | None = None) -> Response:
-        with self.world.lock:
-            items = [
-                self.render(r)
-                for r in self.world.registries.values()
-                if arm_parts(r.id)["sub"].lower() == sub.lower()
-                and (group is None or arm_parts(r.id)["rg"].lower() == group.lower())
-            ]
-        return self.arm.page(request, items)
-
-    def get(self, request: Request, sub: str, group: str, name: str) -> Response:
-        with self.world.lock:
-            registry = self._find(sub, group, name)
-            if registry is None:
-                return not_found(TYPE, name, group)
-            return Response.json(200, self.render(registry))
-
-    def update(self, request: Request, sub: str, group: str, name: str) -> Response:
-        body = json_body(request)
-        if isinstance(body, Response):
-            return body
-        with self.world.lock:
-            registry = self._find(sub, group, name)
-            if registry is None:
-                return not_found(TYPE, name, group)
-            if self.arm.operations.busy(registry.id):
-                return arm_error(
-                    409,
-                    "AnotherOperationInProgress",
-                    f"Another operation is in progress on registry '{name}'. Retry later.",
-                )
-            properties = body.get("properties") or {}
-            new_key, new_identity = registry.key_id, registry.encryption_identity
-            vault_properties = (properties.get("encryption") or {}).get("keyVaultProperties")
-            if vault_properties:
-                if not registry.key_id:
-                    return arm_error(
-                        400,
-                        "CMKNotSupportedAfterCreation",
-                        "Encryption with a customer-managed key can only be enabled when the registry "
-                        "is created.",
-                    )
-                new_key = vault_properties.get("keyIdentifier") or registry.key_id
-                if vault_properties.get("identity"):
-                    new_identity = self._identity_for(registry, vault_properties["identity"])
-                    if new_identity is None:
-                        return arm_error(
-                            400,
-                            "InvalidIdentity",
-                            f"The registry '{name}' does not have access to identity "
-                            f"'{vault_properties['identity']}'. Assign the identity to the registry "
-                            "first. For more information on bring your own key, please visit "
-                            "'https://aka.ms/acr/cmk'.",
-                        )
-                problem = key_problem(
-                    self.world, new_key, identities=self._identity_names(registry, new_identity)
-                )
-                if problem:
-                    return arm_error(
-                        400,
-                        "KeyVaultAccessFailed",
-                        f"Failed to access KeyId '{new_key}'. Verify that identity "
-                        f"'{self._identity_value(registry, new_identity)}' has 'Get, Wrap Key, "
-                        f"Unwrap Key' permission on key '{new_key}'. {problem} For more information "
-                        "on bring your own key, please visit 'https://aka.ms/acr/cmk'.",
-                    )
-            writable = {k: copy.deepcopy(v) for k, v in properties.items() if k in _WRITABLE}
-            tags = body.get("tags")
-            previous_state = registry.provisioning_state
-            registry.provisioning_state = "Updating"
-
-            def apply() -> None:
-                if new_key != registry.key_id:
-                    registry.last_key_rotation = now()
-                registry.key_id, registry.encryption_identity = new_key, new_identity
-                registry.properties.update(writable)
-                if tags is not None:
-                    registry.tags = dict(tags)
-                registry.provisioning_state = "Succeeded"
-
-            def revert() -> None:
-                registry.provisioning_state = previous_state
-
-            headers = self.arm.start_operation(
-                request, registry.id, NAMESPACE, registry.location, apply, revert
+    def _encryption_asked(
+        self, registry: Registry, name: str, vault_properties: dict[str, Any] | None
+    ) -> tuple[str | None, str | None] | Response:
+        """(key id, encryption identity) the PATCH leaves the registry with, or ARM's refusal
+        (no CMK at creation, an identity it lacks, a key it cannot use). Caller holds world.lock."""
+        new_key, new_identity = registry.key_id, registry.encryption_identity
+        if not vault_properties:
+            return new_key, new_identity
+        if not registry.key_id:
+            return arm_error(
+                400,
+                "CMKNotSupportedAfterCreation",
+                "Encryption with a customer-managed key can only be enabled when the registry is created.",
             )
-            return Response.json(201, self.render(registry), headers)
+        new_key = vault_properties.get("keyIdentifier") or registry.key_id
+        if vault_properties.get("identity"):
+            new_identity = self._identity_for(registry, vault_properties["identity"])
+            if new_identity is None:
+                return arm_error(
+                    400,
+                    "InvalidIdentity",
+                    f"The registry '{name}' does not have access to identity "
+                    f"'{vault_properties['identity']}'. Assign the identity to the registry "
+                    "first. For more information on bring your own key, please visit "
+                    "'https://aka.ms/acr/cmk'.",
+                )
+        problem = key_problem(self.world, new_key, identities=self._identity_names(registry, new_identity))
+        if problem:
+            return arm_error(
+                400,
+                "KeyVaultAccessFailed",
+                f"Failed to access KeyId '{new_key}'. Verify that identity "
+                f"'{self._identity_value(registry, new_identity)}' has 'Get, Wrap Key, "
+                f"Unwrap Key' permission on key '{new_key}'. {problem} For more information "
+                "on bring your own key, please visit 'https://aka.ms/acr/cmk'.",
+            )
+        return new_key, new_identity
+
+    def write(self, request: Request, registry: Registry, body: dict[str, Any], name: str) -> Response:
+        properties = body.get("properties") or {}
+        vault_properties = (properties.get("encryption") or {}).get("keyVaultProperties")
+        chosen = self._encryption_asked(registry, name, vault_properties)
+        if isinstance(chosen, Response):
+            return chosen
+        new_key, new_identity = chosen
+        writable = {k: copy.deepcopy(v) for k, v in properties.items() if k in _WRITABLE}
+        tags = body.get("tags")
+        previous_state = registry.provisioning_state
+        registry.provisioning_state = "Updating"
+
+        def apply() -> None:
+            if new_key != registry.key_id:
+                registry.last_key_rotation = now()
+            registry.key_id, registry.encryption_identity = new_key, new_identity
+            registry.properties.update(writable)
+            if tags is not None:
+                registry.tags = dict(tags)
+            registry.provisioning_state = "Succeeded"
+
+        def revert() -> None:
+            registry.provisioning_state = previous_state
+
+        headers = self.arm.start_operation(request, registry.id, NAMESPACE, registry.location, apply, revert)
+        return Response.json(201, self.render(registry), headers)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import copy
 import re
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from .scenario_cmk import CMK_KINDS, dump_cmk_kinds, load_cmk_kinds
+from .containergroups import SPEC_FIELDS
+from .scenario_cmk import CMK_KINDS, KEYED_ENTRIES, dump_cmk_kinds, load_cmk_kinds, with_system
 from .state import (
     ARM_ID,
     EC_OPS,
@@ -20,7 +22,6 @@ from .state import (
     ContainerGroup,
     Identity,
     Key,
-    KeyedResource,
     KeyVersion,
     Registry,
     Vault,
@@ -73,6 +74,23 @@ def parse_time(value: Any, where: str, *, base: int | None = None) -> int | None
     raise ScenarioError(f"{where}: expected epoch seconds or an offset like '-40d', got {value!r}")
 
 
+class _Record(Protocol):
+    id: str
+
+
+def load_entries[R: _Record](
+    scenario: dict[str, Any],
+    entry: str,
+    load: Callable[[dict[str, Any], str, World], R],
+    world: World,
+    into: dict[str, R],
+) -> None:
+    """Load each item of the list `entry` into `into`, by lower-case id; `where` names the item."""
+    for index, spec in enumerate(scenario.get(entry) or []):
+        record = load(spec, f"{entry}[{index}]", world)
+        into[record.id.lower()] = record
+
+
 def _require(mapping: dict[str, Any], name: str, where: str) -> Any:
     if not isinstance(mapping, dict) or name not in mapping or mapping[name] in (None, ""):
         raise ScenarioError(f"{where}: '{name}' is required")
@@ -107,33 +125,14 @@ def load(world: World, scenario: Any) -> None:
         raise ScenarioError(f"scenario: unknown top-level fields {sorted(unknown)}")
     base = now()
     staged = World()
-    for identity_id, spec in (scenario.get("identities") or {}).items():
-        _arm_id(
-            identity_id, "Microsoft.ManagedIdentity", "userAssignedIdentities", f"identities[{identity_id!r}]"
-        )
-        spec = spec or {}
-        staged.identities[identity_id.lower()] = Identity(
-            identity_id,
-            spec.get("clientId") or stable_uuid("client:" + identity_id),
-            spec.get("principalId") or stable_uuid("principal:" + identity_id),
-        )
+    _load_identities(scenario.get("identities") or {}, staged)
     for vault_name, spec in (scenario.get("vaults") or {}).items():
         staged.vaults[vault_name.lower()] = _load_vault(vault_name, spec or {}, base)
     for hsm_name, spec in (scenario.get("managedHsms") or {}).items():
         staged.managed_hsms[hsm_name.lower()] = _load_vault(hsm_name, spec or {}, base, "managedHsms")
-    for index, spec in enumerate(scenario.get("registries") or []):
-        registry = _load_registry(spec, f"registries[{index}]", staged)
-        staged.registries[registry.id.lower()] = registry
-    for index, spec in enumerate(scenario.get("batchAccounts") or []):
-        account = _load_batch(spec, f"batchAccounts[{index}]", staged)
-        staged.batch_accounts[account.id.lower()] = account
-    for index, spec in enumerate(scenario.get("containerGroups") or []):
-        group = _load_group(spec, f"containerGroups[{index}]", staged)
-        staged.container_groups[group.id.lower()] = group
-    for entry, (resource_type, several) in KEYED_ENTRIES.items():
-        for index, spec in enumerate(scenario.get(entry) or []):
-            resource = _load_keyed(spec, f"{entry}[{index}]", staged, resource_type, several)
-            staged.keyed[resource.id.lower()] = resource
+    load_entries(scenario, "registries", _load_registry, staged, staged.registries)
+    load_entries(scenario, "batchAccounts", _load_batch, staged, staged.batch_accounts)
+    load_entries(scenario, "containerGroups", _load_group, staged, staged.container_groups)
     load_cmk_kinds(scenario, staged)
     staged.subscriptions = {s.lower() for s in scenario.get("subscriptions") or []}
     for resource_id in [
@@ -161,6 +160,19 @@ def load(world: World, scenario: Any) -> None:
         world.sql_servers = staged.sql_servers
         world.subscriptions = staged.subscriptions
         world.resource_groups = staged.resource_groups
+
+
+def _load_identities(identities: dict[str, Any], staged: World) -> None:
+    for identity_id, spec in identities.items():
+        _arm_id(
+            identity_id, "Microsoft.ManagedIdentity", "userAssignedIdentities", f"identities[{identity_id!r}]"
+        )
+        spec = spec or {}
+        staged.identities[identity_id.lower()] = Identity(
+            identity_id,
+            spec.get("clientId") or stable_uuid("client:" + identity_id),
+            spec.get("principalId") or stable_uuid("principal:" + identity_id),
+        )
 
 
 def _load_vault(name: str, spec: dict[str, Any], base: int, section: str = "vaults") -> Vault:
@@ -290,22 +302,6 @@ def _load_batch(spec: dict[str, Any], where: str, world: World) -> BatchAccount:
     )
 
 
-_GROUP_SPEC_FIELDS = (
-    "containers",
-    "osType",
-    "restartPolicy",
-    "ipAddress",
-    "imageRegistryCredentials",
-    "volumes",
-    "sku",
-    "subnetIds",
-    "initContainers",
-    "diagnostics",
-    "dnsConfig",
-    "priority",
-)
-
-
 def _load_group(spec: dict[str, Any], where: str, world: World) -> ContainerGroup:
     resource_id = _arm_id(
         _require(spec, "id", where), "Microsoft.ContainerInstance", "containerGroups", f"{where}.id"
@@ -327,7 +323,7 @@ def _load_group(spec: dict[str, Any], where: str, world: World) -> ContainerGrou
         }
         if identity:
             encryption["identity"] = identity
-    group_spec: dict[str, Any] = {k: copy.deepcopy(spec[k]) for k in _GROUP_SPEC_FIELDS if k in spec}
+    group_spec: dict[str, Any] = {k: copy.deepcopy(spec[k]) for k in SPEC_FIELDS if k in spec}
     group_spec.setdefault(
         "containers",
         [
@@ -383,10 +379,6 @@ def dump(world: World) -> dict[str, Any]:
             "registries": [_dump_registry(r) for r in world.registries.values()],
             "batchAccounts": [_dump_batch(b) for b in world.batch_accounts.values()],
             "containerGroups": [_dump_group(g) for g in world.container_groups.values()],
-            **{
-                entry: [_dump_keyed(r, several) for r in world.keyed.values() if r.type == resource_type]
-                for entry, (resource_type, several) in KEYED_ENTRIES.items()
-            },
             "managedHsms": {name: _dump_vault(hsm) for name, hsm in world.managed_hsms.items()},
             **dump_cmk_kinds(world),
             "subscriptions": sorted(world.subscriptions),
@@ -432,9 +424,7 @@ def _dump_registry(registry: Registry) -> dict[str, Any]:
         "identities": list(registry.identities),
         "tags": dict(registry.tags),
     }
-    if registry.system_principal:
-        out["systemAssigned"] = True
-        out["systemPrincipalId"] = registry.system_principal
+    with_system(out, registry.system_principal)
     if registry.properties:
         out["properties"] = copy.deepcopy(registry.properties)
     return out
@@ -448,9 +438,7 @@ def _dump_batch(account: BatchAccount) -> dict[str, Any]:
         "identities": list(account.identities),
         "tags": dict(account.tags),
     }
-    if account.system_principal:
-        out["systemAssigned"] = True
-        out["systemPrincipalId"] = account.system_principal
+    with_system(out, account.system_principal)
     return out
 
 
@@ -472,65 +460,4 @@ def _dump_group(group: ContainerGroup) -> dict[str, Any]:
         )
     out["secureEnvironment"] = has_secure_values(group.spec)
     out.update(copy.deepcopy(group.spec))
-    return out
-
-
-# -- kinds kept as KeyedResource (emulator/keyed.py): entry -> (ARM type, holds several keys) --
-KEYED_ENTRIES: dict[str, tuple[str, bool]] = {
-    "logAnalyticsClusters": ("Microsoft.OperationalInsights/clusters", False),
-    "kustoClusters": ("Microsoft.Kusto/clusters", False),
-    "eventHubNamespaces": ("Microsoft.EventHub/namespaces", True),
-    "serviceBusNamespaces": ("Microsoft.ServiceBus/namespaces", True),
-    "cosmosAccounts": ("Microsoft.DocumentDB/databaseAccounts", False),
-    "managedClusters": ("Microsoft.ContainerService/managedClusters", False),
-}
-_KEYED_OPTIONS = ("keyVaultNetworkAccess", "keyVaultResourceId", "requireInfrastructureEncryption")
-
-
-def _load_keyed(
-    spec: dict[str, Any], where: str, world: World, resource_type: str, several: bool
-) -> KeyedResource:
-    provider, rtype = resource_type.split("/")
-    resource_id = _arm_id(_require(spec, "id", where), provider, rtype, f"{where}.id")
-    identities = _identities(spec, where, world)
-    if several:
-        key_ids = _require(spec, "keyIds", where)
-        if not isinstance(key_ids, list) or not all(isinstance(k, str) and k for k in key_ids):
-            raise ScenarioError(f"{where}.keyIds: a list of key ids")
-    else:
-        key_ids = [str(_require(spec, "keyId", where))]
-    # The identity named for the key: given, else the first assigned one (None: system-assigned).
-    key_identity = spec.get("keyIdentity", identities[0] if identities else None)
-    if key_identity:
-        _arm_id(key_identity, "Microsoft.ManagedIdentity", "userAssignedIdentities", f"{where}.keyIdentity")
-        world.identity(key_identity)
-    system_principal = None
-    if spec.get("systemAssigned"):
-        system_principal = spec.get("systemPrincipalId") or stable_uuid("system:" + resource_id)
-    return KeyedResource(
-        id=resource_id,
-        type=resource_type,
-        location=spec.get("location", "westeurope"),
-        key_ids=list(key_ids),
-        identities=identities,
-        tags=dict(spec.get("tags") or {}),
-        key_identity=key_identity or None,
-        system_principal=system_principal,
-        options={name: spec[name] for name in _KEYED_OPTIONS if name in spec},
-    )
-
-
-def _dump_keyed(resource: KeyedResource, several: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": resource.id,
-        "location": resource.location,
-        **({"keyIds": list(resource.key_ids)} if several else {"keyId": resource.key_ids[0]}),
-        "keyIdentity": resource.key_identity,
-        "identities": list(resource.identities),
-        "tags": dict(resource.tags),
-        **resource.options,
-    }
-    if resource.system_principal:
-        out["systemAssigned"] = True
-        out["systemPrincipalId"] = resource.system_principal
     return out

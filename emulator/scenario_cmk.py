@@ -1,15 +1,26 @@
-"""Scenario entries for the Storage, Disk Encryption Set and SQL kinds (DESIGN.md section 7):
-`storageAccounts`, `diskEncryptionSets`, `sqlServers`, each with `id`, `location`, `tags`,
-`identities` and the key as a full `keyId` (versionless when it holds no version)."""
+"""Scenario entries for the customer-managed-key kinds (DESIGN.md section 7, docs/scenario.md):
+`storageAccounts`, `diskEncryptionSets`, `sqlServers` and the kinds kept as `KeyedResource`
+(`KEYED_ENTRIES`), each with `id`, `location`, `tags`, `identities`, `systemAssigned` and the
+key as a full `keyId` (versionless when it holds no version; `keyIds` for a namespace)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .cmk import id_part
-from .state import DiskEncryptionSet, SqlServer, StorageAccount, World, stable_uuid
+from .state import DiskEncryptionSet, KeyedResource, SqlServer, StorageAccount, World, stable_uuid
 
 CMK_KINDS = ("storageAccounts", "diskEncryptionSets", "sqlServers", "managedHsms")
+# Kinds kept as KeyedResource (served by emulator/cmk.py KeyedProvider): entry -> (ARM type, holds several keys).
+KEYED_ENTRIES: dict[str, tuple[str, bool]] = {
+    "logAnalyticsClusters": ("Microsoft.OperationalInsights/clusters", False),
+    "kustoClusters": ("Microsoft.Kusto/clusters", False),
+    "eventHubNamespaces": ("Microsoft.EventHub/namespaces", True),
+    "serviceBusNamespaces": ("Microsoft.ServiceBus/namespaces", True),
+    "cosmosAccounts": ("Microsoft.DocumentDB/databaseAccounts", False),
+    "managedClusters": ("Microsoft.ContainerService/managedClusters", False),
+}
+_KEYED_OPTIONS = ("keyVaultNetworkAccess", "keyVaultResourceId", "requireInfrastructureEncryption")
 
 
 def _common(
@@ -25,10 +36,12 @@ def _common(
     return resource_id, identities, system
 
 
-def _identity_ref(spec: dict[str, Any], field: str, where: str, world: World) -> str | None:
+def _identity_ref(
+    spec: dict[str, Any], field: str, where: str, world: World, default: str | None = None
+) -> str | None:
     from .scenario import _arm_id
 
-    value = spec.get(field)
+    value = spec.get(field, default)
     if value:
         _arm_id(value, "Microsoft.ManagedIdentity", "userAssignedIdentities", f"{where}.{field}")
         world.identity(value)
@@ -95,19 +108,61 @@ def _load_sql(spec: dict[str, Any], where: str, world: World) -> SqlServer:
     return server
 
 
+def _load_keyed(
+    spec: dict[str, Any], where: str, world: World, resource_type: str, several: bool
+) -> KeyedResource:
+    from .scenario import ScenarioError, _require
+
+    provider, rtype = resource_type.split("/")
+    resource_id, identities, system = _common(spec, where, provider, rtype, world)
+    if several:
+        key_ids = _require(spec, "keyIds", where)
+        if not isinstance(key_ids, list) or not all(isinstance(k, str) and k for k in key_ids):
+            raise ScenarioError(f"{where}.keyIds: a list of key ids")
+    else:
+        key_ids = [str(_require(spec, "keyId", where))]
+    # The identity named for the key: given, else the first assigned one (None: system-assigned).
+    key_identity = _identity_ref(spec, "keyIdentity", where, world, identities[0] if identities else None)
+    return KeyedResource(
+        id=resource_id,
+        type=resource_type,
+        location=spec.get("location", "westeurope"),
+        key_ids=list(key_ids),
+        identities=identities,
+        tags=dict(spec.get("tags") or {}),
+        key_identity=key_identity or None,
+        system_principal=system,
+        options={name: spec[name] for name in _KEYED_OPTIONS if name in spec},
+    )
+
+
+def _dump_keyed(resource: KeyedResource, several: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": resource.id,
+        "location": resource.location,
+        **({"keyIds": list(resource.key_ids)} if several else {"keyId": resource.key_ids[0]}),
+        "keyIdentity": resource.key_identity,
+        "identities": list(resource.identities),
+        "tags": dict(resource.tags),
+        **resource.options,
+    }
+    return with_system(out, resource.system_principal)
+
+
 def load_cmk_kinds(scenario: dict[str, Any], staged: World) -> None:
-    for index, spec in enumerate(scenario.get("storageAccounts") or []):
-        account = _load_storage(spec, f"storageAccounts[{index}]", staged)
-        staged.storage_accounts[account.id.lower()] = account
-    for index, spec in enumerate(scenario.get("diskEncryptionSets") or []):
-        des = _load_des(spec, f"diskEncryptionSets[{index}]", staged)
-        staged.disk_encryption_sets[des.id.lower()] = des
-    for index, spec in enumerate(scenario.get("sqlServers") or []):
-        server = _load_sql(spec, f"sqlServers[{index}]", staged)
-        staged.sql_servers[server.id.lower()] = server
+    from .scenario import load_entries
+
+    for entry, (resource_type, several) in KEYED_ENTRIES.items():
+        for index, spec in enumerate(scenario.get(entry) or []):
+            resource = _load_keyed(spec, f"{entry}[{index}]", staged, resource_type, several)
+            staged.keyed[resource.id.lower()] = resource
+    load_entries(scenario, "storageAccounts", _load_storage, staged, staged.storage_accounts)
+    load_entries(scenario, "diskEncryptionSets", _load_des, staged, staged.disk_encryption_sets)
+    load_entries(scenario, "sqlServers", _load_sql, staged, staged.sql_servers)
 
 
-def _system(out: dict[str, Any], principal: str | None) -> dict[str, Any]:
+def with_system(out: dict[str, Any], principal: str | None) -> dict[str, Any]:
+    """`out` with `systemAssigned`/`systemPrincipalId` when the resource has that identity."""
     if principal:
         out.update({"systemAssigned": True, "systemPrincipalId": principal})
     return out
@@ -116,8 +171,12 @@ def _system(out: dict[str, Any], principal: str | None) -> dict[str, Any]:
 def dump_cmk_kinds(world: World) -> dict[str, Any]:
     """Caller holds world.lock."""
     return {
+        **{
+            entry: [_dump_keyed(r, several) for r in world.keyed.values() if r.type == resource_type]
+            for entry, (resource_type, several) in KEYED_ENTRIES.items()
+        },
         "storageAccounts": [
-            _system(
+            with_system(
                 {
                     "id": a.id,
                     "location": a.location,
@@ -131,7 +190,7 @@ def dump_cmk_kinds(world: World) -> dict[str, Any]:
             for a in world.storage_accounts.values()
         ],
         "diskEncryptionSets": [
-            _system(
+            with_system(
                 {
                     "id": d.id,
                     "location": d.location,
@@ -146,7 +205,7 @@ def dump_cmk_kinds(world: World) -> dict[str, Any]:
             for d in world.disk_encryption_sets.values()
         ],
         "sqlServers": [
-            _system(
+            with_system(
                 {
                     "id": s.id,
                     "location": s.location,

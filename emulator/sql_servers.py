@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .arm import ArmService, arm_error, identity_block, not_found
+from .arm import ArmService, arm_error, not_found
 from .cmk import ArmResourceRoutes, Refusals, id_part, identity_names, refusal
 from .http import Request, Response
 from .state import SqlServer
@@ -32,7 +32,7 @@ class SqlServers(ArmResourceRoutes[SqlServer]):
     TYPE = TYPE
 
     def __init__(self, arm: ArmService) -> None:
-        super().__init__(arm, r"Microsoft\.Sql/servers")
+        super().__init__(arm)
         add = arm.router.add
         add("GET", self.item + r"/encryptionProtector/current", self.get_protector)
         add("PUT", self.item + r"/encryptionProtector/current", self.put_protector)
@@ -56,19 +56,7 @@ class SqlServers(ArmResourceRoutes[SqlServer]):
             properties["primaryUserAssignedIdentityId"] = server.primary_identity
         if server.protector_key:
             properties["keyId"] = server.server_keys[server.protector_key]
-        body: dict[str, Any] = {
-            "id": server.id,
-            "name": name,
-            "type": TYPE,
-            "kind": "v12.0",
-            "location": server.location,
-            "tags": dict(server.tags),
-            "properties": properties,
-        }
-        identity = identity_block(self.world, server.identities, server.system_principal)
-        if identity:
-            body["identity"] = identity
-        return body
+        return self.envelope(server, properties, kind="v12.0")
 
     def render_key(self, server: SqlServer, key_name: str) -> dict[str, Any]:
         return {

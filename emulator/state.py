@@ -139,7 +139,7 @@ class ContainerGroup:
 
 @dataclass
 class KeyedResource:
-    """A resource of the kinds served by emulator/keyed.py (Log Analytics and Data Explorer
+    """A resource of the kinds served by emulator/cmk.py KeyedProvider (Log Analytics and Data Explorer
     clusters, Event Hubs and Service Bus namespaces, Cosmos DB accounts, AKS clusters): the key
     ids it holds (versionless when it follows the key), the identity it names for them."""
 
@@ -205,7 +205,7 @@ class World:
         self.registries: dict[str, Registry] = {}
         self.batch_accounts: dict[str, BatchAccount] = {}
         self.container_groups: dict[str, ContainerGroup] = {}
-        self.keyed: dict[str, KeyedResource] = {}  # lower-case id -> resource (emulator/keyed.py)
+        self.keyed: dict[str, KeyedResource] = {}  # lower-case id -> resource (emulator/cmk.py KeyedProvider)
         self.managed_hsms: dict[str, Vault] = {}  # served as <name>.managedhsm.azure.net
         self.storage_accounts: dict[str, StorageAccount] = {}
         self.disk_encryption_sets: dict[str, DiskEncryptionSet] = {}

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .arm import ArmService, arm_error, identity_block, iso, latest_version_url
-from .cmk import ArmResourceRoutes, Refusals, id_part, identity_names, refusal
+from .arm import arm_error, iso, latest_version_url
+from .cmk import ArmResourceRoutes, Refusals, id_part, identity_names, key_parts, key_url, refusal
 from .http import Request, Response
 from .state import StorageAccount, now
 
@@ -18,19 +18,9 @@ TYPE = "Microsoft.Storage/storageAccounts"
 REFUSALS = Refusals("KeyVaultKeyNotSupported", "KeyVaultAuthenticationFailure", (2048, 3072, 4096))
 
 
-def split_key(key_id: str) -> tuple[str, str, str]:
-    """(keyvaulturi, keyname, keyversion) of a key id; keyversion "" when versionless."""
-    base, _, rest = key_id.partition("/keys/")
-    name, _, version = rest.partition("/")
-    return base, name, version
-
-
 class StorageAccounts(ArmResourceRoutes[StorageAccount]):
     TYPE = TYPE
-
-    def __init__(self, arm: ArmService) -> None:
-        super().__init__(arm, r"Microsoft\.Storage/storageAccounts")
-        arm.router.add("PATCH", self.item, self.update)
+    WRITABLE = True  # a synchronous PATCH of the encryption block
 
     def resources(self) -> dict[str, StorageAccount]:
         return self.world.storage_accounts
@@ -42,8 +32,12 @@ class StorageAccounts(ArmResourceRoutes[StorageAccount]):
         }
         if not account.key_id:
             return {"keySource": "Microsoft.Storage", "services": services}
-        vault_uri, key_name, version = split_key(account.key_id)
-        vault: dict[str, Any] = {"keyvaulturi": vault_uri + "/", "keyname": key_name, "keyversion": version}
+        named = key_parts(account.key_id)  # Storage spells the parts in lower case
+        vault: dict[str, Any] = {
+            "keyvaulturi": named["keyVaultUri"] + "/",
+            "keyname": named["keyName"],
+            "keyversion": named["keyVersion"],
+        }
         current = latest_version_url(self.world, account.key_id)
         if current:
             vault["currentVersionedKeyIdentifier"] = current
@@ -61,53 +55,37 @@ class StorageAccounts(ArmResourceRoutes[StorageAccount]):
 
     def render(self, account: StorageAccount) -> dict[str, Any]:
         name = id_part(account.id, "name")
-        body: dict[str, Any] = {
-            "id": account.id,
-            "name": name,
-            "type": TYPE,
-            "location": account.location,
-            "tags": dict(account.tags),
-            "kind": "StorageV2",
-            "sku": {"name": "Standard_LRS", "tier": "Standard"},
-            "properties": {
-                "provisioningState": account.provisioning_state,
-                "primaryEndpoints": {"blob": f"https://{name}.blob.core.windows.net/"},
-                "minimumTlsVersion": "TLS1_2",
-                "allowBlobPublicAccess": False,
-                "encryption": self._encryption(account),
-            },
+        properties = {
+            "provisioningState": account.provisioning_state,
+            "primaryEndpoints": {"blob": f"https://{name}.blob.core.windows.net/"},
+            "minimumTlsVersion": "TLS1_2",
+            "allowBlobPublicAccess": False,
+            "encryption": self._encryption(account),
         }
-        identity = identity_block(self.world, account.identities, account.system_principal)
-        if identity:
-            body["identity"] = identity
-        return body
+        return self.envelope(
+            account, properties, kind="StorageV2", sku={"name": "Standard_LRS", "tier": "Standard"}
+        )
 
-    def update(self, request: Request, sub: str, group: str, name: str) -> Response:
-        with self.world.lock:
-            found = self.target(request, sub, group, name)
-            if isinstance(found, Response):
-                return found
-            account, body = found
-            encryption = (body.get("properties") or {}).get("encryption")
-            if encryption is not None:
-                refused = self._check_encryption(account, name, encryption)
-                if refused is not None:
-                    return refused
-                new_key = self._key_of(encryption)
-                if new_key != account.key_id:
-                    account.last_key_rotation = now()
-                account.key_id = new_key
-            if body.get("tags") is not None:
-                account.tags = dict(body["tags"])
-            return Response.json(200, self.render(account))
+    def write(self, request: Request, account: StorageAccount, body: dict[str, Any], name: str) -> Response:
+        encryption = (body.get("properties") or {}).get("encryption")
+        if encryption is not None:
+            refused = self._check_encryption(account, name, encryption)
+            if refused is not None:
+                return refused
+            new_key = self._key_of(encryption)
+            if new_key != account.key_id:
+                account.last_key_rotation = now()
+            account.key_id = new_key
+        if body.get("tags") is not None:
+            account.tags = dict(body["tags"])
+        return Response.json(200, self.render(account))
 
     @staticmethod
     def _key_of(encryption: dict[str, Any]) -> str | None:
         if str(encryption.get("keySource", "")).lower() != "microsoft.keyvault":
             return None
         vault = encryption.get("keyvaultproperties") or {}
-        base = f"{str(vault.get('keyvaulturi', '')).rstrip('/')}/keys/{vault.get('keyname', '')}"
-        return f"{base}/{vault['keyversion']}" if vault.get("keyversion") else base
+        return key_url(vault.get("keyvaulturi"), vault.get("keyname"), vault.get("keyversion"))
 
     def _check_encryption(
         self, account: StorageAccount, name: str, encryption: dict[str, Any]

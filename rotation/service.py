@@ -10,7 +10,7 @@ from functools import cached_property
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
 from rotation.azure.clients import Clients
-from rotation.azure.kinds.containergroup import REDEPLOY_CONTAINER
+from rotation.azure.kinds import all_kinds
 from rotation.config import Settings, load_settings
 from rotation.core.reconcile import Reconciler
 from rotation.core.report import REPORTS_CONTAINER
@@ -23,8 +23,20 @@ log = logging.getLogger("rotation.service")
 DEADLETTER_CONTAINER = "eventgrid-deadletters"
 POISON_CONTAINER = "rotation-poison"
 TABLES = (RUNS_TABLE, AUDIT_TABLE, LEDGER_TABLE)
-CONTAINERS = (DEADLETTER_CONTAINER, POISON_CONTAINER, ANCHOR_CONTAINER, REDEPLOY_CONTAINER, REPORTS_CONTAINER)
+CONTAINERS = (
+    DEADLETTER_CONTAINER,
+    POISON_CONTAINER,
+    ANCHOR_CONTAINER,
+    REPORTS_CONTAINER,
+)  # the service's own
 QUEUES = (REQUESTS_QUEUE, POISON_QUEUE)
+
+
+def containers() -> tuple[str, ...]:
+    """The service's containers and those the kinds keep pending writes in (`pending_store`),
+    so a new kind's store is created without the service naming it."""
+    stores = {getattr(k, "pending_store", None) for k in all_kinds()}
+    return (*CONTAINERS, *sorted(s for s in stores if s and s not in CONTAINERS))
 
 
 class Service:
@@ -46,7 +58,7 @@ class Service:
                 return
             creators = [
                 *(lambda n=n: self.clients.tables().create_table(n) for n in TABLES),
-                *(lambda n=n: self.clients.blobs().create_container(n) for n in CONTAINERS),
+                *(lambda n=n: self.clients.blobs().create_container(n) for n in containers()),
                 *(lambda n=n: self.clients.queue(n).create_queue() for n in QUEUES),
             ]
             for create in creators:

@@ -181,28 +181,22 @@ class Clients:
     def registries(self, subscription: str) -> ContainerRegistryManagementClient:
         from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 
-        return self._cached(
-            "acr",
-            subscription,
-            lambda: ContainerRegistryManagementClient(self.credential, subscription, **self._arm_kwargs()),
-        )
+        return self._management("acr", subscription, ContainerRegistryManagementClient)
 
     def batch(self, subscription: str) -> BatchManagementClient:
         from azure.mgmt.batch import BatchManagementClient
 
-        return self._cached(
-            "batch",
-            subscription,
-            lambda: BatchManagementClient(self.credential, subscription, **self._arm_kwargs()),
-        )
+        return self._management("batch", subscription, BatchManagementClient)
 
     def container_instances(self, subscription: str) -> ContainerInstanceManagementClient:
         from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 
+        return self._management("aci", subscription, ContainerInstanceManagementClient)
+
+    def _management(self, kind: str, subscription: str, client_type: Callable[..., T]) -> T:
+        """One typed management client a subscription, built with the ARM endpoint and transport."""
         return self._cached(
-            "aci",
-            subscription,
-            lambda: ContainerInstanceManagementClient(self.credential, subscription, **self._arm_kwargs()),
+            kind, subscription, lambda: client_type(self.credential, subscription, **self._arm_kwargs())
         )
 
     def outcome_topic(self, endpoint: str) -> OutcomeTopic:

@@ -15,10 +15,11 @@ import logging
 from typing import Any
 
 from rotation.azure.budget import door_budget
+from rotation.core.submit import submit
 from rotation.model.events import EventRejected, KeyEvent, parse_function_event
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
-from rotation.storage.queue import RotationRequest, enqueue, new_request
+from rotation.storage.queue import RotationRequest, new_request
 
 log = logging.getLogger("rotation.intake")
 
@@ -104,15 +105,7 @@ def enqueue_event(
             **(detail or {}),
         },
     )
-    enqueue(service.requests_queue, request)
-    service.runs.queued(
-        request.request_id,
-        key_id=request.key_id,
-        source=source,
-        actor=request.actor,
-        dry_run=False,
-        event_id=event.event_id,
-    )
+    submit(service.requests_queue, service.runs, request)
     trail.record(
         "request-queued", source=source, eventId=event.event_id, toVersion=event.version, outcome="queued"
     )

@@ -22,6 +22,7 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsE
 from azure.data.tables import TableClient, UpdateMode
 
 from rotation.model.ids import KeyRef
+from rotation.model.times import iso, parse_iso
 from rotation.storage.audit import key_slug
 
 log = logging.getLogger("rotation.ledger")
@@ -35,14 +36,6 @@ CONVERGED = ("succeeded", "needs-attention")
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _conflict(exc: HttpResponseError) -> bool:
@@ -96,8 +89,8 @@ class Lease:
             "RowKey": key_slug(self.key),
             "Owner": self.owner,
             "KeyId": self.key.versionless_id,
-            "TakenAt": _iso(self.taken_at),
-            "ExpiresAt": _iso(_now() + timedelta(seconds=self.ledger.lease_seconds)),
+            "TakenAt": iso(self.taken_at),
+            "ExpiresAt": iso(_now() + timedelta(seconds=self.ledger.lease_seconds)),
         }
         try:
             meta = self.ledger.table.update_entity(
@@ -157,8 +150,8 @@ class Ledger:
             "RowKey": key_slug(key),
             "Owner": owner,
             "KeyId": key.versionless_id,
-            "TakenAt": _iso(now),
-            "ExpiresAt": _iso(now + timedelta(seconds=self.lease_seconds)),
+            "TakenAt": iso(now),
+            "ExpiresAt": iso(now + timedelta(seconds=self.lease_seconds)),
         }
         try:
             meta = self.table.create_entity(entity)
@@ -169,7 +162,7 @@ class Ledger:
             current = self.table.get_entity(LEASE, key_slug(key))
         except ResourceNotFoundError:  # released in between: try once more from the start
             return self.acquire(key, owner)
-        expires = _parse(current["ExpiresAt"])
+        expires = parse_iso(current["ExpiresAt"])
         holder = current.get("Owner", "")
         if holder != owner and expires > now:
             return LeaseHeld(holder, expires)
@@ -183,7 +176,7 @@ class Ledger:
         except HttpResponseError as exc:
             if _conflict(exc):  # another run took it over first
                 latest = self.table.get_entity(LEASE, key_slug(key))
-                return LeaseHeld(latest.get("Owner", ""), _parse(latest["ExpiresAt"]))
+                return LeaseHeld(latest.get("Owner", ""), parse_iso(latest["ExpiresAt"]))
             raise
         return Lease(self, key, owner, meta["etag"], now, None if holder == owner else holder)
 
@@ -219,11 +212,11 @@ class Ledger:
                 "RunId": run_id,
                 "KeyId": key_id,
                 "Version": version,
-                "ProcessedAt": _iso(_now()),
+                "ProcessedAt": iso(_now()),
             }
         )
 
-    # -- replay markers (rotation/replay.py) -------------------------------------------------------
+    # -- replay markers (rotation/doors/replay/) ----------------------------------------------------
     def replay_marker(self, item_id: str) -> dict[str, Any] | None:
         try:
             return dict(self.table.get_entity(REPLAY, row_key(item_id)))
@@ -236,7 +229,7 @@ class Ledger:
                 "PartitionKey": REPLAY,
                 "RowKey": row_key(item_id),
                 "ItemId": item_id[:1024],
-                "ReplayedAt": _iso(_now()),
+                "ReplayedAt": iso(_now()),
                 **fields,
             }
         )
@@ -259,7 +252,7 @@ class Ledger:
                 "KeyId": key.versionless_id,
                 "DesiredVersion": desired,
                 "Wave": wave,
-                "VerifiedAt": _iso(verified_at),
+                "VerifiedAt": iso(verified_at),
                 "RunId": run_id,
             },
             mode=UpdateMode.REPLACE,
@@ -273,7 +266,7 @@ class Ledger:
         except ResourceNotFoundError:
             return True  # no progress row: nothing to share
         waiter, due = row.get("Waiter"), row.get("WaiterUntil")
-        if waiter and waiter != request_id and due and _parse(due) > now:
+        if waiter and waiter != request_id and due and parse_iso(due) > now:
             return False
         try:
             self.table.update_entity(
@@ -281,7 +274,7 @@ class Ledger:
                     "PartitionKey": WAVE,
                     "RowKey": row["RowKey"],
                     "Waiter": request_id,
-                    "WaiterUntil": _iso(until),
+                    "WaiterUntil": iso(until),
                 },
                 mode=UpdateMode.MERGE,
                 etag=row.metadata["etag"],

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from azure.storage.queue import QueueClient
 
 from rotation.model.errors import RotationError
 from rotation.model.ids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
+from rotation.model.times import utc_now
 
 if TYPE_CHECKING:
     from rotation.config import Settings
@@ -42,10 +42,6 @@ _FIELDS = {
 
 class InvalidRequest(RotationError, ValueError):
     """A queue message that is not a schema-1 rotation request."""
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

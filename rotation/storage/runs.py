@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
+
+from rotation.model.times import utc_now
 
 RUNS_TABLE = "RotationRuns"
 _RUN_ROW = "run"
@@ -33,10 +34,6 @@ _STEP_FIELDS = (
     "attempts",
     "wave",
 )
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class RunStore:
@@ -62,7 +59,7 @@ class RunStore:
                 "Actor": actor,
                 "DryRun": dry_run,
                 "EventId": event_id,
-                "QueuedAt": _now(),
+                "QueuedAt": utc_now(),
             },
             mode=UpdateMode.MERGE,
         )
@@ -88,7 +85,7 @@ class RunStore:
                 "Actor": actor,
                 "DryRun": dry_run,
                 "EventId": event_id,
-                "StartedAt": _now(),
+                "StartedAt": utc_now(),
                 "Attempt": attempt,
             },
             mode=UpdateMode.MERGE,
@@ -102,7 +99,7 @@ class RunStore:
                 "RowKey": _RUN_ROW,
                 "Status": status,
                 "Message": message[:4000],
-                "UpdatedAt": _now(),
+                "UpdatedAt": utc_now(),
             },
             mode=UpdateMode.MERGE,
         )
@@ -123,7 +120,12 @@ class RunStore:
         operations += [("delete", {"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}) for e in stale]
         for start in range(0, len(operations), 100):
             self.table.submit_transaction(operations[start : start + 100])
-        run_row = {"PartitionKey": run_id, "RowKey": _RUN_ROW, "FinishedAt": _now(), "StepCount": len(steps)}
+        run_row = {
+            "PartitionKey": run_id,
+            "RowKey": _RUN_ROW,
+            "FinishedAt": utc_now(),
+            "StepCount": len(steps),
+        }
         for name, value in summary.items():
             column = name[0].upper() + name[1:]
             run_row[column] = json.dumps(value) if isinstance(value, dict | list) else value

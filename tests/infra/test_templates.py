@@ -756,7 +756,7 @@ def test_storage_names_match_design_section_7():
 
     assert set(QUEUES) == set(service.QUEUES)
     assert set(TABLES) == set(service.TABLES)
-    assert set(service.CONTAINERS) == set(CONTAINERS) | set(PRODUCT_CONTAINERS)
+    assert set(service.containers()) == set(CONTAINERS) | set(PRODUCT_CONTAINERS)
     section = design_section_7()
     if section is not None:  # and, where the design is at hand, the names of its section 7
         storage_names = section[section.index("**Storage names.**") : section.index("**Queue message")]

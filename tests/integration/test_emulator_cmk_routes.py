@@ -27,6 +27,17 @@ def data_key(**extra: Any) -> dict[str, Any]:
     return {**spec, **extra}
 
 
+def storage_patch(version: str, identity: str) -> dict[str, Any]:
+    """A Storage PATCH body moving the account to data-cmk `version`, read with `identity`."""
+    vault = {"keyvaulturi": f"https://{s.VAULT_HOST}", "keyname": "data-cmk", "keyversion": version}
+    encryption = {
+        "keySource": "Microsoft.Keyvault",
+        "keyvaultproperties": vault,
+        "identity": {"userAssignedIdentity": identity},
+    }
+    return {"properties": {"encryption": encryption}}
+
+
 def test_storage_lists_by_page_and_patches_synchronously(stack) -> None:
     stack.load(
         s.scenario(
@@ -45,19 +56,7 @@ def test_storage_lists_by_page_and_patches_synchronously(stack) -> None:
         "keyversion": OLD,
         "currentVersionedKeyIdentifier": s.key_id("data-cmk", OLD),
     }
-    body = {
-        "properties": {
-            "encryption": {
-                "keySource": "Microsoft.Keyvault",
-                "keyvaultproperties": {
-                    "keyvaulturi": f"https://{s.VAULT_HOST}",
-                    "keyname": "data-cmk",
-                    "keyversion": NEW,
-                },
-                "identity": {"userAssignedIdentity": s.identity_id("uai-storage")},
-            }
-        }
-    }
+    body = storage_patch(NEW, s.identity_id("uai-storage"))
     after = arm.begin_patch(s.storage_id("st0"), STORAGE_API, body).result()
     assert after["properties"]["encryption"]["keyvaultproperties"]["keyversion"] == NEW
     patches = [c for c in stack.admin.calls()["calls"] if c["method"] == "PATCH"]
@@ -74,19 +73,7 @@ def test_storage_refuses_a_new_identity_and_key_in_one_request(stack) -> None:
             ],
         )
     )
-    body = {
-        "properties": {
-            "encryption": {
-                "keySource": "Microsoft.Keyvault",
-                "keyvaultproperties": {
-                    "keyvaulturi": f"https://{s.VAULT_HOST}",
-                    "keyname": "data-cmk",
-                    "keyversion": NEW,
-                },
-                "identity": {"userAssignedIdentity": other},
-            }
-        }
-    }
+    body = storage_patch(NEW, other)
     with pytest.raises(HttpResponseError) as raised:
         stack.service().clients.arm().begin_patch(s.storage_id("st0"), STORAGE_API, body).result()
     assert raised.value.status_code == 400 and "single operation" in str(raised.value)

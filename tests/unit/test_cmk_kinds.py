@@ -237,3 +237,32 @@ def test_key_types_each_service_accepts(kind: Any, key_type: str, size: int | No
     assert (decision.action, decision.reason) == (
         ("blocked", "key-type-unsupported") if blocked else ("update", "behind-desired")
     )
+
+
+def test_every_generic_arm_kind_shares_one_base_and_one_hint_rule() -> None:
+    """The eight kinds over generic ARM calls read, write and explain errors the same way: a
+    service error code is explained at any status, the catch-all ("") only for a 400."""
+    from rotation.azure.kinds import all_kinds
+    from rotation.azure.kinds.armkind import ArmTargetKind
+    from rotation.model.errors import ErrorInfo
+
+    arm_kinds = {k.kind for k in all_kinds() if isinstance(k, ArmTargetKind)}
+    assert arm_kinds >= {
+        "storage",
+        "diskencryptionset",
+        "sqlserver",
+        "loganalytics",
+        "kusto",
+        "cosmos",
+        "aks",
+    }
+
+    def hint_for(kind: ArmTargetKind, status: int, code: str | None) -> str | None:
+        info = ErrorInfo(False, False, status, code, "refused")
+        return next((h.text for h in kind.hints if h.matches(info)), None)
+
+    server = sql.SqlServers()
+    assert "grant it" in (hint_for(server, 403, "AzureKeyVaultMissingPermissions") or "")
+    assert "see https://" in (hint_for(server, 400, "SomethingElse") or "")
+    assert hint_for(server, 409, "SomethingElse") is None
+    assert hint_for(storage.StorageAccounts(), 400, None) is not None

@@ -24,8 +24,11 @@ def test_the_example_loads_into_the_emulator() -> None:
 
 
 def test_every_accepted_top_level_field_is_documented() -> None:
-    for field in ("vaults", "identities", "registries", "batchAccounts", "containerGroups", "subscriptions"):
-        scenario.load(World(), {field: {} if field in ("vaults", "identities") else []})
+    maps = ("vaults", "identities", "managedHsms")
+    lists = ("registries", "batchAccounts", "containerGroups", "subscriptions", *scenario.CMK_KINDS)
+    lists += tuple(scenario.KEYED_ENTRIES)
+    for field in (*maps, *(f for f in lists if f not in maps)):
+        scenario.load(World(), {field: {} if field in maps else []})
         assert f"| `{field}` |" in DOC
     try:
         scenario.load(World(), {"undocumented": []})

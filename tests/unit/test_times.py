@@ -36,3 +36,12 @@ def test_parse_iso_round_trips_and_refuses_rubbish() -> None:
         parse_iso("yesterday")
     assert parse_iso_or_none("yesterday") is None
     assert parse_iso_or_none(None) is None and parse_iso_or_none("") is None and parse_iso_or_none(5) is None
+
+
+def test_failed_items_report_their_time_in_the_one_format() -> None:
+    from rotation.doors.replay import FailedItem
+
+    moment = datetime(2026, 11, 23, 10, 15, 0, 123456, tzinfo=UTC)
+    item = FailedItem("deadletter/x#1", "deadletter", "deadletter/x", moment)
+    assert item.to_dict()["time"] == "2026-11-23T10:15:00.123Z"
+    assert FailedItem("p", "poison", "p", None).to_dict()["time"] is None

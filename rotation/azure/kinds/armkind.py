@@ -1,6 +1,7 @@
 """The shared half of the kinds read through the generic ARM client (rotation/azure/arm.py):
 list by subscription and GET by id with the kind's api-version, ARM bodies (plain dicts in the
-wire format) mapped to Consumers by the kind's `to_consumers`, and the identity facts they share.
+wire format) mapped to Consumers by the kind's `to_consumers`, one PATCH of the kind's minimal
+`write_body`, the identity facts they share and the key types each service accepts.
 
 A resource can hold more than one key (an Event Hubs namespace's `keyVaultProperties[]`), so a
 kind maps one resource to a Consumer per key it uses; `read_key` picks the one for a key.
@@ -12,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rotation.azure.kinds import ApplyContext, Consumer, KindDefaults
+from rotation.model.decisions import BLOCKED, Check, Decision, PolicyContext
 from rotation.model.errors import Hint
 from rotation.model.ids import InvalidId, KeyRef, ResourceId, key_from_parts, parse_resource_id
 
@@ -26,15 +28,21 @@ class NeverWritten(RuntimeError):
 
 
 class ArmTargetKind(KindDefaults):
+    """A kind listed with `GET /subscriptions/{s}/providers/{type}` and read with a GET of its id."""
+
     kind: str
     resource_type: str
     api_version: str
-    # Per-kind sentences for the service's permanent error codes (lower case), for people.
+    # The service's permanent error codes (lower case) -> what a person should do about them;
+    # "" is the sentence for any other 400 from the service.
     remediation: Mapping[str, str] = {}
 
     @property
     def hints(self) -> tuple[Hint, ...]:  # type: ignore[override]  # derived from `remediation`
-        return tuple(Hint(None, code, text) for code, text in self.remediation.items())
+        return tuple(
+            Hint(None, code, text) if code else Hint(400, None, text)
+            for code, text in self.remediation.items()
+        )
 
     def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:
         raise NotImplementedError
@@ -46,21 +54,29 @@ class ArmTargetKind(KindDefaults):
             yield from self.to_consumers(resource)
 
     def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
-        consumers = self._read_all(clients, resource_id)
+        consumers = self.read_all(clients, resource_id)
         return consumers[0] if consumers else None
 
     def read_key(self, clients: Clients, resource_id: ResourceId, key: KeyRef) -> Consumer | None:
         """The resource as a consumer of `key` (None when it does not use that key)."""
-        return pick(self._read_all(clients, resource_id), key)
+        return pick(self.read_all(clients, resource_id), key)
 
-    def _read_all(self, clients: Clients, resource_id: ResourceId) -> Sequence[Consumer]:
+    def read_all(self, clients: Clients, resource_id: ResourceId) -> Sequence[Consumer]:
+        """The resource as a consumer of each key it uses (none when it is gone)."""
         resource = clients.arm().get(str(resource_id), self.api_version)
         return self.to_consumers(resource) if resource is not None else []
+
+    def write_body(self, consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
+        """The minimal PATCH body that moves the resource to `to_key`."""
+        raise NeverWritten(f"{consumer.target}: {self.kind} resources are never written by this system")
 
     def apply(
         self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
     ) -> Consumer | None:
-        raise NeverWritten(f"{consumer.target}: {self.kind} resources are never written by this system")
+        """One PATCH of `write_body`; the poller ends at once for a synchronous PATCH and
+        otherwise after ARM polling and a GET of the resource."""
+        body = self.write_body(consumer, to_key)
+        return self.finish(clients.arm().begin_patch(consumer.target, self.api_version, body), to_key)
 
     def finish(self, poller: LROPoller[Any], to_key: KeyRef) -> Consumer | None:
         """The resource as the long-running write left it (the poller's final GET)."""
@@ -70,6 +86,11 @@ class ArmTargetKind(KindDefaults):
 
 def pick(consumers: Sequence[Consumer], key: KeyRef) -> Consumer | None:
     return next((c for c in consumers if c.key.same_key(key)), None)
+
+
+def one(consumer: Consumer | None) -> list[Consumer]:
+    """`to_consumers` for a kind whose resources hold at most one key."""
+    return [] if consumer is None else [consumer]
 
 
 def resource_id_of(resource: Mapping[str, Any], resource_type: str) -> ResourceId | None:
@@ -157,3 +178,25 @@ def vault_key(entry: Any) -> KeyRef | None:
 def vault_entry(to_key: KeyRef) -> dict[str, str]:
     """{keyVaultUri, keyName, keyVersion} for a versioned key."""
     return {"keyVaultUri": to_key.vault_url, "keyName": to_key.name, "keyVersion": to_key.version or ""}
+
+
+def accepts_key_types(service: str, accepted: Mapping[str, tuple[int, ...]]) -> Check:
+    """A plan check: `blocked: key-type-unsupported` when the desired version is a key type or RSA
+    size the service refuses (`accepted`: key type -> RSA sizes in bits)."""
+
+    def key_type_accepted(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
+        desired = ctx.state.desired
+        if desired is None or desired.key_type is None:
+            return None
+        sizes = accepted.get(desired.key_type)
+        if sizes is not None and (desired.key_size is None or desired.key_size in sizes):
+            return None
+        wanted = "; ".join(f"{kty} {'/'.join(map(str, bits))}" for kty, bits in accepted.items())
+        size = f" {desired.key_size}" if desired.key_size else ""
+        return Decision(
+            BLOCKED,
+            "key-type-unsupported",
+            f"{service} accepts {wanted} keys; version {desired.version} is {desired.key_type}{size}",
+        )
+
+    return key_type_accepted

@@ -8,15 +8,13 @@ hour. The update is a long-running PATCH of `activeKey`; the disks follow the se
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rotation.azure.kinds import Consumer
-from rotation.azure.kinds.generic import ArmTargetKind, accepts_key_types, has_system_identity, user_assigned
+from rotation.azure.kinds import armkind as a
 from rotation.model.decisions import Check
-from rotation.model.ids import DISK_ENCRYPTION_SET, InvalidId, KeyRef, parse_key_id, parse_resource_id
-
-if TYPE_CHECKING:
-    from rotation.azure.clients import Clients
+from rotation.model.ids import DISK_ENCRYPTION_SET, InvalidId, KeyRef, parse_key_id
 
 API_VERSION = "2024-03-02"
 KIND = "diskencryptionset"
@@ -30,31 +28,23 @@ REMEDIATION = {
 }
 
 
-def to_consumer(encryption_set: dict[str, Any]) -> Consumer | None:
-    properties = encryption_set.get("properties") or {}
+def to_consumer(encryption_set: Mapping[str, Any]) -> Consumer | None:
+    properties = a.properties(encryption_set)
     active = properties.get("activeKey") or {}
-    if not active.get("keyUrl"):
+    resource_id = a.resource_id_of(encryption_set, DISK_ENCRYPTION_SET)
+    if not active.get("keyUrl") or resource_id is None:
         return None
     try:
         key = parse_key_id(active["keyUrl"])
-        resource_id = parse_resource_id(encryption_set.get("id", ""), (DISK_ENCRYPTION_SET,))
     except InvalidId:
         return None
     identity_type = str((encryption_set.get("identity") or {}).get("type") or "None")
     # The set reaches the key with its system-assigned identity, or else its one user-assigned one.
-    assigned = has_system_identity(encryption_set) or bool(user_assigned(encryption_set))
-    auto = bool(properties.get("rotationToLatestKeyVersionEnabled"))
-    return Consumer(
-        kind=KIND,
-        resource_id=resource_id,
-        key=key,
-        location=encryption_set.get("location", ""),
-        tags=dict(encryption_set.get("tags") or {}),
-        identity=identity_type,
-        identity_assigned=assigned,
-        provisioning_state=properties.get("provisioningState"),
-        follows_new_versions=auto or key.version is None,
-        extra={"sourceVault": (active.get("sourceVault") or {}).get("id")},
+    assigned = a.system_assigned(encryption_set) or bool(a.user_assigned(encryption_set))
+    follows = bool(properties.get("rotationToLatestKeyVersionEnabled")) or key.version is None
+    extra = {"sourceVault": (active.get("sourceVault") or {}).get("id")}
+    return a.consumer(
+        KIND, resource_id, encryption_set, key, (identity_type, assigned), follows=follows, extra=extra
     )
 
 
@@ -65,15 +55,15 @@ def write_body(consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
     return {"properties": {"activeKey": active}}
 
 
-class DiskEncryptionSets(ArmTargetKind):
+class DiskEncryptionSets(a.ArmTargetKind):
     kind = KIND
     remediation = REMEDIATION
     resource_type = DISK_ENCRYPTION_SET
     api_version = API_VERSION
-    plan_checks: tuple[Check, ...] = (accepts_key_types("Managed disks", ACCEPTED_KEYS),)
+    plan_checks: tuple[Check, ...] = (a.accepts_key_types("Managed disks", ACCEPTED_KEYS),)
 
-    def to_consumer(self, clients: Clients, resource: dict[str, Any]) -> Consumer | None:
-        return to_consumer(resource)
+    def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:
+        return a.one(to_consumer(resource))
 
     def write_body(self, consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
         return write_body(consumer, to_key)

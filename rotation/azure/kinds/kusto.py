@@ -9,14 +9,11 @@ itself; a pinned version is moved by a long-running PATCH of keyVaultProperties,
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rotation.azure.kinds import KEY_PARTS, ApplyContext, Consumer
+from rotation.azure.kinds import KEY_PARTS, Consumer
 from rotation.azure.kinds import armkind as a
 from rotation.model.ids import KUSTO_CLUSTER, KeyRef
-
-if TYPE_CHECKING:
-    from rotation.azure.clients import Clients
 
 API_VERSION = "2023-08-15"
 REMEDIATION = {
@@ -43,11 +40,8 @@ class KustoClusters(a.ArmTargetKind):
         identity = a.identity_fact(resource, named)
         return [a.consumer(self.kind, resource_id, resource, key, identity, follows=key.version is None)]
 
-    def apply(
-        self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
-    ) -> Consumer | None:
+    def write_body(self, consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
         entry: dict[str, str] = a.vault_entry(to_key)
         if consumer.identity and consumer.identity != "SystemAssigned":
             entry["userIdentity"] = consumer.identity
-        body = {"properties": {"keyVaultProperties": entry}}
-        return self.finish(clients.arm().begin_patch(consumer.target, self.api_version, body), to_key)
+        return {"properties": {"keyVaultProperties": entry}}

@@ -46,11 +46,15 @@ class LogAnalyticsClusters(a.ArmTargetKind):
         identity = a.own_identity(resource)
         return [a.consumer(self.kind, resource_id, resource, key, identity, follows=key.version is None)]
 
+    def write_body(self, consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
+        return {"properties": {"keyVaultProperties": a.vault_entry(to_key)}}
+
     def apply(
         self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
     ) -> Consumer | None:
-        body = {"properties": {"keyVaultProperties": a.vault_entry(to_key)}}
-        poller = clients.arm().begin_patch(consumer.target, self.api_version, body)
+        poller = clients.arm().begin_patch(
+            consumer.target, self.api_version, self.write_body(consumer, to_key)
+        )
         budget = context.deadline.remaining() if context.deadline is not None else None
         poller.wait(WAIT_SECONDS if budget is None else max(0.0, min(WAIT_SECONDS, budget)))
         if not poller.done():

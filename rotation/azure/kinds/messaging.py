@@ -14,14 +14,11 @@ poller all the same, so a 202 is followed to its end.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rotation.azure.kinds import KEY_PARTS, ApplyContext, Consumer
+from rotation.azure.kinds import KEY_PARTS, Consumer
 from rotation.azure.kinds import armkind as a
 from rotation.model.ids import EVENTHUB_NAMESPACE, SERVICEBUS_NAMESPACE, KeyRef
-
-if TYPE_CHECKING:
-    from rotation.azure.clients import Clients
 
 API_VERSION = "2024-01-01"
 _ENTRY_FIELDS = ("keyName", "keyVaultUri", "keyVersion")
@@ -88,16 +85,13 @@ class Namespaces(a.ArmTargetKind):
             )
         return list(found.values())
 
-    def apply(
-        self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
-    ) -> Consumer | None:
+    def write_body(self, consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
         encryption = {
             "keySource": "Microsoft.KeyVault",
             "keyVaultProperties": moved(tuple(consumer.extra["entries"]), to_key),
             "requireInfrastructureEncryption": consumer.extra["requireInfrastructureEncryption"],
         }
-        body = {"properties": {"encryption": encryption}}
-        return self.finish(clients.arm().begin_patch(consumer.target, self.api_version, body), to_key)
+        return {"properties": {"encryption": encryption}}
 
 
 class EventHubNamespaces(Namespaces):

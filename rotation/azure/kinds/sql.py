@@ -12,15 +12,15 @@ system-assigned identity.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import batched
 from typing import TYPE_CHECKING, Any
 
 from rotation.azure.kinds import ApplyContext, Consumer
-from rotation.azure.kinds.generic import ArmTargetKind, accepts_key_types, identity_facts
+from rotation.azure.kinds import armkind as a
 from rotation.model.decisions import Check
-from rotation.model.ids import SQL_SERVER, InvalidId, KeyRef, parse_key_id, parse_resource_id
+from rotation.model.ids import SQL_SERVER, InvalidId, KeyRef, ResourceId, parse_key_id
 
 if TYPE_CHECKING:
     from rotation.azure.clients import Clients
@@ -57,51 +57,49 @@ def server_key_name(key: KeyRef) -> str:
     return name
 
 
-def to_consumer(server: dict[str, Any], protector: dict[str, Any] | None) -> Consumer | None:
-    facts = (protector or {}).get("properties") or {}
+def to_consumer(server: Mapping[str, Any], protector: Mapping[str, Any] | None) -> Consumer | None:
+    facts = a.properties(protector or {})
+    resource_id = a.resource_id_of(server, SQL_SERVER)
     if str(facts.get("serverKeyType", "")).lower() != "azurekeyvault" or not facts.get("uri"):
         return None
     try:
         key = parse_key_id(facts["uri"])
-        resource_id = parse_resource_id(server.get("id", ""), (SQL_SERVER,))
     except InvalidId:
         return None
-    properties = server.get("properties") or {}
-    identity, assigned = identity_facts(server, properties.get("primaryUserAssignedIdentityId"))
-    return Consumer(
-        kind=KIND,
-        resource_id=resource_id,
-        key=key,
-        location=server.get("location", ""),
-        tags=dict(server.get("tags") or {}),
-        identity=identity,
-        identity_assigned=assigned,
-        follows_new_versions=bool(facts.get("autoRotationEnabled")) or key.version is None,
-        extra={
-            "serverKeyName": facts.get("serverKeyName"),
-            "autoRotationEnabled": bool(facts.get("autoRotationEnabled")),
-        },
+    if resource_id is None:
+        return None
+    identity = a.identity_fact(server, a.properties(server).get("primaryUserAssignedIdentityId"))
+    auto = bool(facts.get("autoRotationEnabled"))
+    extra = {"serverKeyName": facts.get("serverKeyName"), "autoRotationEnabled": auto}
+    return a.consumer(
+        KIND, resource_id, server, key, identity, follows=auto or key.version is None, extra=extra
     )
 
 
-class SqlServers(ArmTargetKind):
+class SqlServers(a.ArmTargetKind):
+    """Two reads per consumer (the server, then its protector), so it lists and reads its own way."""
+
     kind = KIND
     remediation = REMEDIATION
     resource_type = SQL_SERVER
     api_version = API_VERSION
-    plan_checks: tuple[Check, ...] = (accepts_key_types("SQL TDE", ACCEPTED_KEYS),)
+    plan_checks: tuple[Check, ...] = (a.accepts_key_types("SQL TDE", ACCEPTED_KEYS),)
 
-    def to_consumer(self, clients: Clients, resource: dict[str, Any]) -> Consumer | None:
+    def with_protector(self, clients: Clients, server: Mapping[str, Any]) -> Consumer | None:
         # One more GET per server: the server body does not say which key protects it.
-        protector = clients.arm().get(f"{resource.get('id', '')}/{PROTECTOR}", API_VERSION)
-        return to_consumer(resource, protector)
+        protector = clients.arm().get(f"{server.get('id', '')}/{PROTECTOR}", API_VERSION)
+        return to_consumer(server, protector)
+
+    def read_all(self, clients: Clients, resource_id: ResourceId) -> Sequence[Consumer]:
+        server = clients.arm().get(str(resource_id), self.api_version)
+        return a.one(self.with_protector(clients, server)) if server is not None else []
 
     def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
         """Servers as listed, their protectors read in parallel in batches (one GET per server)."""
         servers = clients.arm().list_by_subscription(subscription, self.resource_type, self.api_version)
         with ThreadPoolExecutor(max_workers=PROTECTOR_READS, thread_name_prefix="sql-protector") as pool:
             for batch in batched(servers, PROTECTOR_READS * 4, strict=False):
-                for consumer in pool.map(lambda server: self.to_consumer(clients, server), batch):
+                for consumer in pool.map(lambda server: self.with_protector(clients, server), batch):
                     if consumer is not None:
                         yield consumer
 

@@ -10,15 +10,13 @@ The update is a synchronous PATCH of the encryption block only, with the identit
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rotation.azure.kinds import KEY_PARTS, Consumer
-from rotation.azure.kinds.generic import ArmTargetKind, accepts_key_types, identity_facts
+from rotation.azure.kinds import armkind as a
 from rotation.model.decisions import Check
-from rotation.model.ids import STORAGE_ACCOUNT, InvalidId, KeyRef, key_from_parts, parse_resource_id
-
-if TYPE_CHECKING:
-    from rotation.azure.clients import Clients
+from rotation.model.ids import STORAGE_ACCOUNT, InvalidId, KeyRef, key_from_parts
 
 API_VERSION = "2024-01-01"
 # Azure Storage accepts RSA and RSA-HSM keys of 2048, 3072 and 4096 bits (customer-managed keys docs).
@@ -32,31 +30,22 @@ REMEDIATION = {
 }
 
 
-def to_consumer(account: dict[str, Any]) -> Consumer | None:
-    properties = account.get("properties") or {}
-    encryption = properties.get("encryption") or {}
+def to_consumer(account: Mapping[str, Any]) -> Consumer | None:
+    encryption = a.properties(account).get("encryption") or {}
     vault = encryption.get("keyvaultproperties") or {}
+    resource_id = a.resource_id_of(account, STORAGE_ACCOUNT)
     if str(encryption.get("keySource", "")).lower() != "microsoft.keyvault" or not vault.get("keyname"):
         return None
     try:
         key = key_from_parts(vault.get("keyvaulturi", ""), vault["keyname"], vault.get("keyversion") or None)
-        resource_id = parse_resource_id(account.get("id", ""), (STORAGE_ACCOUNT,))
     except InvalidId:
         return None
-    chosen = (encryption.get("identity") or {}).get("userAssignedIdentity")
-    identity, assigned = identity_facts(account, chosen)
-    return Consumer(
-        kind=KIND,
-        resource_id=resource_id,
-        key=key,
-        location=account.get("location", ""),
-        tags=dict(account.get("tags") or {}),
-        identity=identity,
-        identity_assigned=assigned,
-        provisioning_state=properties.get("provisioningState"),
-        follows_new_versions=key.version is None,  # Storage moves to the newest version daily
-        extra={"encryptionIdentity": dict(encryption.get("identity") or {})},
-    )
+    if resource_id is None:
+        return None
+    identity = a.identity_fact(account, (encryption.get("identity") or {}).get("userAssignedIdentity"))
+    extra = {"encryptionIdentity": dict(encryption.get("identity") or {})}
+    # An empty keyversion: Storage moves to the newest version itself (daily).
+    return a.consumer(KIND, resource_id, account, key, identity, follows=key.version is None, extra=extra)
 
 
 def write_body(consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
@@ -73,16 +62,16 @@ def write_body(consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
     return {"properties": {"encryption": encryption}}
 
 
-class StorageAccounts(ArmTargetKind):
+class StorageAccounts(a.ArmTargetKind):
     kind = KIND
     key_naming = KEY_PARTS  # keyvaulturi, keyname, keyversion
     remediation = REMEDIATION
     resource_type = STORAGE_ACCOUNT
     api_version = API_VERSION
-    plan_checks: tuple[Check, ...] = (accepts_key_types("Azure Storage", ACCEPTED_KEYS),)
+    plan_checks: tuple[Check, ...] = (a.accepts_key_types("Azure Storage", ACCEPTED_KEYS),)
 
-    def to_consumer(self, clients: Clients, resource: dict[str, Any]) -> Consumer | None:
-        return to_consumer(resource)
+    def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:
+        return a.one(to_consumer(resource))
 
     def write_body(self, consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
         return write_body(consumer, to_key)

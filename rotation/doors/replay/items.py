@@ -1,0 +1,109 @@
+"""A failed item (a dead-lettered event or a poison request) and the selection of items an
+operator asks for."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rotation.model.events import KeyEvent
+from rotation.model.times import iso
+from rotation.storage.queue import RotationRequest
+
+
+@dataclass
+class FailedItem:
+    item_id: str  # the marker key: "<container>/<blob>#<event id or index>"
+    source: str  # "deadletter" or "poison"
+    location: str  # container/blob
+    time: datetime | None
+    event_id: str | None = None
+    event_type: str | None = None
+    key_id: str | None = None
+    version: str | None = None
+    reason: str | None = None
+    attempts: int | None = None
+    last_outcome: str | None = None
+    last_status: int | None = None
+    cause: str | None = None  # why it failed, from the audit trail of its last run
+    error: str | None = None  # why it cannot be replayed (malformed, not a key event, ...)
+    event: KeyEvent | None = field(default=None, repr=False)
+    request: RotationRequest | None = field(default=None, repr=False)
+    replayed: dict[str, Any] | None = None
+
+    @property
+    def replayable(self) -> bool:
+        return self.error is None and (self.event is not None or self.request is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.item_id,
+            "source": self.source,
+            "location": self.location,
+            "time": iso(self.time) if self.time else None,
+            "eventId": self.event_id,
+            "eventType": self.event_type,
+            "keyId": self.key_id,
+            "version": self.version,
+            "reason": self.reason,
+            "attempts": self.attempts,
+            "lastOutcome": self.last_outcome,
+            "lastHttpStatus": self.last_status,
+            "cause": self.cause,
+            "error": self.error,
+            "replayed": {
+                k: v
+                for k, v in (self.replayed or {}).items()
+                if k in ("Outcome", "RunId", "Operator", "ReplayedAt")
+            }
+            or None,
+        }
+
+
+@dataclass(frozen=True)
+class Selection:
+    since: datetime | None = None
+    until: datetime | None = None
+    event_ids: tuple[str, ...] = ()
+    key_id: str | None = None  # versionless
+    reason: str | None = None
+
+    def matches(self, item: FailedItem) -> bool:
+        if self.since and item.time and item.time < self.since:
+            return False
+        if self.until and item.time and item.time > self.until:
+            return False
+        if self.event_ids and not (
+            {item.event_id, item.request.request_id if item.request else None} & set(self.event_ids)
+        ):
+            return False
+        if self.key_id and (item.key_id or "").lower() != self.key_id.lower():
+            return False
+        if self.reason:
+            text = " ".join(x for x in (item.reason, item.cause, item.error) if x).lower()
+            if self.reason.lower() not in text:
+                return False
+        return True
+
+
+def lower_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(k).lower(): v for k, v in raw.items()}
+
+
+def path_time(name: str) -> datetime | None:
+    """The hour a dead-letter blob was written, from <SUBSCRIPTION>/YYYY/M/D/H/<guid>.json."""
+    parts = name.split("/")
+    try:
+        year, month, day, hour = (int(p) for p in parts[-5:-1])
+        return datetime(year, month, day, hour, tzinfo=UTC)
+    except (ValueError, IndexError):
+        return None
+
+
+def as_int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,22 @@
+"""Everything that failed, oldest first, with its replay markers and why it last failed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rotation.doors.replay.deadletters import dead_letters
+from rotation.doors.replay.items import FailedItem, Selection
+from rotation.doors.replay.poison import move_poison, poison_items
+from rotation.service import Service
+
+
+def list_failed(service: Service, selection: Selection, *, move: bool = True) -> list[FailedItem]:
+    """Everything that failed, oldest first, with replay markers; moves poison messages first
+    unless `move` is false (a dry run writes nothing and peeks at the queue instead)."""
+    if move:
+        move_poison(service)
+    items = dead_letters(service, selection) + poison_items(service, selection, include_queue=not move)
+    selected = [item for item in items if selection.matches(item)]
+    for item in selected:
+        item.replayed = service.ledger.replay_marker(item.item_id)
+    return sorted(selected, key=lambda i: (i.time or datetime.min.replace(tzinfo=UTC), i.item_id))
