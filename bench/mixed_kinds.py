@@ -129,7 +129,7 @@ def main() -> int:
                 "ROTATION_ALLOWED_VAULTS": "contoso-cmk.vault.azure.net",
                 "ROTATION_SUBSCRIPTIONS": s.SUB_A,
                 "ROTATION_CONCURRENCY": str(args.concurrency),
-                "ROTATION_TIME_BUDGET_SECONDS": "3600",
+                "ROTATION_TIME_BUDGET_SECONDS": os.environ.get("ROTATION_TIME_BUDGET_SECONDS", "3600"),
             }
         )
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
