@@ -50,7 +50,7 @@ bench: install
 
 # N=10,000 consumers of mixed kinds; stops by itself (the run's budget, then the timeout)
 bench-10k: install
-	ROTATION_TIME_BUDGET_SECONDS=1500 timeout 1800 $(PY) bench/mixed_kinds.py --sizes 10000
+	ROTATION_TIME_BUDGET_SECONDS=1500 timeout 1800 $(PY) bench/mixed_kinds.py --sizes 10000 --subscriptions 50 --throttled
 
 serve: install
 	$(PY) -m devstack serve --scenario emulator/scenarios/sample.json --env-file .env.emulator $(SERVE_ARGS)
