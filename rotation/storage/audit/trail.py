@@ -102,8 +102,7 @@ class AuditTrail:
         unknown = set(fields) - set(_FIELDS)
         if unknown:
             raise ValueError(f"unknown audit fields {sorted(unknown)}")
-        if self._failure is not None:
-            raise self._failure
+        self._raise_failure()
         with self._lock:
             record = dict.fromkeys(_FIELDS)
             record.update(fields)
@@ -153,8 +152,9 @@ class AuditTrail:
         self._raise_failure()
 
     def _raise_failure(self) -> None:
-        if self._failure is not None:
-            raise self._failure
+        failure = self._failure
+        if failure is not None:
+            raise AuditUnavailable(str(failure), transient=failure.transient) from failure
 
     def _flush_behind(self) -> None:
         """The background flusher: writes while a full batch is pending, then ends."""
@@ -163,6 +163,8 @@ class AuditTrail:
                 self._write_through(None)
         except AuditUnavailable as exc:
             self._failure = exc
+        except Exception as exc:  # noqa: BLE001 - reported to the run by its next record or flush
+            self._failure = AuditUnavailable(f"audit flush failed: {type(exc).__name__}: {exc}")
         finally:
             with self._lock:
                 self._background = None
@@ -189,8 +191,8 @@ class AuditTrail:
             }
             try:
                 self._retried(lambda: self._write(batch, meta), "flush")
-            except AuditUnavailable:
-                with self._lock:  # keep them so a later flush can still write them
+            except BaseException:  # an outage, or the door's budget ran out: keep them for a later flush
+                with self._lock:
                     self._pending = batch + self._pending
                 raise
             self._prev_anchor = anchor_name(self.run_id, batch[-1]["seq"] + 1)  # the next one names it
