@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite
 
-.PHONY: install test unit lint demo bench infra-check serve clean
+.PHONY: install test unit lint demo bench bench-10k infra-check serve clean
 
 install: $(STAMP) $(AZURITE)
 
@@ -46,8 +46,12 @@ demo: install
 	$(PY) -m tools.demo
 
 bench: install
-	$(PY) bench/fanout.py
+	$(PY) bench/targets.py
 	$(PY) bench/estate.py
+
+# N=10,000 consumers of mixed kinds; stops by itself (the run's budget, then the timeout)
+bench-10k: install
+	ROTATION_TIME_BUDGET_SECONDS=1500 timeout 1800 $(PY) bench/mixed_kinds.py --sizes 10000 --subscriptions 50 --throttled
 
 serve: install
 	$(PY) -m devstack serve --scenario emulator/scenarios/sample.json --env-file .env.emulator $(SERVE_ARGS)

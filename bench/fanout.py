@@ -19,6 +19,7 @@ import platform
 import resource
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -82,26 +83,22 @@ def run_once(
     if latency_ms:
         admin.add_fault(latencyMs=latency_ms)  # every call, no error
     admin.set_throttling(throttled)
+    os.environ["ROTATION_SUBSCRIPTIONS"] = ",".join(subscriptions)  # discovery lists only these
     forget_services()
     service = service_for_environment()
     admin.clear_calls()
     request = new_request(parse_key_id(KEY_ID), "cli", "bench")
-    started = time.monotonic()
+    started, started_at, cpu = time.monotonic(), time.time(), time.process_time()
     result = service.reconciler.run(request)
-    wall = time.monotonic() - started
+    wall, cpu = time.monotonic() - started, time.process_time() - cpu
     calls = admin.calls()["calls"]
     arm = [c for c in calls if c["host"] == "management.azure.com"]
-    resource_path = "/providers/Microsoft.ContainerRegistry/registries/"
-    writes = [c for c in arm if c["method"] == "PATCH" and c["status"] < 300]
-    reads = [
-        c
-        for c in arm
-        if c["method"] == "GET"
-        and resource_path in c["path"]
-        and not c["path"].endswith("/registries")
-        and c["status"] == 200
-    ]
-    polls = [c for c in arm if "/operationStatuses/" in c["path"] and c["status"] == 200]
+    classes = {c_id: _class(c) for c_id, c in enumerate(arm)}
+    writes = [c for i, c in enumerate(arm) if classes[i] == "write" and c["status"] < 300]
+    reads = [c for i, c in enumerate(arm) if classes[i] == "read" and c["status"] == 200]
+    polls = [c for i, c in enumerate(arm) if classes[i] == "poll" and c["status"] == 200]
+    refused = Counter(classes[i] for i, c in enumerate(arm) if c["status"] == 429)
+    first_write = min((c["time"] for c in arm if c["method"] in {"PATCH", "PUT"}), default=started_at)
     verified = sum(1 for step in result.steps if step.outcome == "verified")
     durations = sorted(step.duration_ms for step in result.steps if step.duration_ms)
     return {
@@ -114,9 +111,26 @@ def run_once(
         "reads": len(reads),
         "polls": len(polls),
         "throttled_429": sum(1 for c in calls if c["status"] == 429),
+        "refused": dict(refused),  # 429s by what was refused: write, read, poll, list
+        "failed": sum(1 for step in result.steps if step.outcome == "failed"),
+        "first_write_s": first_write - started_at,
+        "cpu_s": cpu,
         "median_step_ms": durations[len(durations) // 2] if durations else 0,
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def _class(call: dict[str, Any]) -> str:
+    """What an ARM call was for. Poll URLs are registry-scoped (`.../registries/<name>/
+    operationStatuses/<id>`), so they are told apart before resource reads."""
+    path = call["path"].split("?")[0]
+    if "/operationStatuses/" in path or "/operationResults/" in path:
+        return "poll"
+    if call["method"] in {"PATCH", "PUT", "POST", "DELETE"}:
+        return "write"
+    if path.lower().endswith(("/registries", "/batchaccounts", "/containergroups")):
+        return "list"
+    return "read"
 
 
 def main() -> int:

@@ -1,14 +1,24 @@
-"""Mixed-kind fan-out: one key rotated into N consumers spread over every consumer kind.
+"""Mixed-kind fan-out: one key rotated into N consumers of every built-in kind, over M
+subscriptions, optionally with ARM's throttling model on.
 
-The estate cycles through registries, Batch accounts, Log Analytics and Data Explorer clusters
-(long-running PATCH), Event Hubs and Service Bus namespaces (synchronous PATCH), and adds one
-Cosmos DB account and one AKS cluster per 10 consumers (never written: auto-rotating and
-manual-required). Every Key Vault and ARM call gets the emulator's latency; long-running writes
-take 1 s (Retry-After: 1). Reports, for each N, the wall time against the ideal: every
-target's step time (each kind's, measured with one target of each kind) packed perfectly over
-the workers, sum / concurrency; and per kind the writes, resource reads and LRO polls per target.
+The estate cycles through the written kinds: registries, Batch accounts, Log Analytics and
+Data Explorer clusters, Disk Encryption Sets and SQL servers (long-running writes), storage
+accounts, Event Hubs and Service Bus namespaces (synchronous PATCH); and adds, per 10
+consumers, one Cosmos DB account (auto-rotating), one AKS cluster (manual-required) and one
+container group (redeploy-required under the `report` policy): every kind is listed and
+planned, the written ones are written. Consumers are spread round-robin over the
+subscriptions. Every Key Vault and ARM call gets the emulator's latency; long-running writes
+take 1 s (Retry-After: 1).
 
-    .venv/bin/python bench/mixed_kinds.py [--sizes 60 300] [--latency-ms 50] [--concurrency 16]
+For each N it reports the wall time against the ideal, max(ARM floor, work floor): the work
+floor is every target's step time (each kind's, measured with one target of each alone)
+packed perfectly over the workers; the ARM floor (throttling on) is the slowest
+subscription's write bucket (200 at once, then 10 a second). Also: verified share, the
+product's CPU per consumer (its own process only), when the first write went out, 429s by
+what they refused, and per kind the writes, resource reads and polls per target.
+
+    .venv/bin/python bench/mixed_kinds.py [--sizes 60 300] [--subscriptions 1] [--throttled]
+    make bench-10k     # N = 10,000 over 50 subscriptions, throttling on; stops by itself
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import platform
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,49 +40,80 @@ from devstack.azurite import Azurite  # noqa: E402
 from emulator import EmulatorProcess, use_emulator  # noqa: E402
 from tests import scenarios as s  # noqa: E402
 
-OLD, NEW = s.vid("old"), s.vid("new")
+OLD = s.vid("old")
 PINNED = s.key_id("acr-cmk", OLD)
-WRITTEN = ("registry", "batch", "loganalytics", "kusto", "eventhub", "servicebus")
-ENTRIES = {
-    "loganalytics": "logAnalyticsClusters",
-    "kusto": "kustoClusters",
-    "eventhub": "eventHubNamespaces",
-    "servicebus": "serviceBusNamespaces",
+Build = Callable[[int, str], tuple[str, dict[str, Any]]]  # (index, subscription) -> (entry, spec)
+
+
+def _keyed(entry: str, prefix: str) -> Build:
+    return lambda i, sub: (entry, s.keyed(entry, f"{prefix}{i:05d}", PINNED, sub=sub))
+
+
+WRITTEN: dict[str, Build] = {
+    "registry": lambda i, sub: ("registries", s.registry(f"reg{i:05d}", PINNED, sub=sub)),
+    "batch": lambda i, sub: ("batchAccounts", s.batch(f"batch{i:05d}", PINNED, sub=sub)),
+    "storage": lambda i, sub: ("storageAccounts", s.storage(f"st{i:05d}", PINNED, sub=sub)),
+    "diskencryptionset": lambda i, sub: (
+        "diskEncryptionSets",
+        s.encryption_set(f"des{i:05d}", PINNED, sub=sub),
+    ),
+    "sqlserver": lambda i, sub: ("sqlServers", s.sql_server(f"sql{i:05d}", PINNED, sub=sub)),
+    "loganalytics": _keyed("logAnalyticsClusters", "la"),
+    "kusto": _keyed("kustoClusters", "adx"),
+    "eventhub": _keyed("eventHubNamespaces", "eh"),
+    "servicebus": _keyed("serviceBusNamespaces", "sb"),
 }
-NAMESPACES = {  # each kind's resource provider, to count its calls
-    "registry": "Microsoft.ContainerRegistry",
-    "batch": "Microsoft.Batch",
-    "loganalytics": "Microsoft.OperationalInsights",
-    "kusto": "Microsoft.Kusto",
-    "eventhub": "Microsoft.EventHub",
-    "servicebus": "Microsoft.ServiceBus",
+NEVER_WRITTEN: tuple[Build, ...] = (
+    lambda i, sub: (
+        "cosmosAccounts",
+        s.keyed("cosmosAccounts", f"cosmos{i:05d}", s.key_id("acr-cmk"), sub=sub),
+    ),
+    _keyed("managedClusters", "aks"),
+    lambda i, sub: ("containerGroups", s.group(f"aci{i:05d}", "acr-cmk", OLD, sub=sub)),
+)
+PROVIDERS = {  # each written kind's resource provider, to count its calls
+    "Microsoft.ContainerRegistry": "registry",
+    "Microsoft.Batch": "batch",
+    "Microsoft.Storage": "storage",
+    "Microsoft.Compute": "diskencryptionset",
+    "Microsoft.Sql": "sqlserver",
+    "Microsoft.OperationalInsights": "loganalytics",
+    "Microsoft.Kusto": "kusto",
+    "Microsoft.EventHub": "eventhub",
+    "Microsoft.ServiceBus": "servicebus",
 }
 
 
-def estate(n: int, kinds: tuple[str, ...] = WRITTEN) -> dict[str, Any]:
-    base = s.scenario(
-        {"acr-cmk": s.key(s.version("old", created="-200d"), s.version("new", created="-1h"))},
-        registries=[
-            s.registry(f"reg{i:04d}", PINNED) for i in range(n) if kinds[i % len(kinds)] == "registry"
-        ],
-        batch_accounts=[
-            s.batch(f"batch{i:04d}", PINNED) for i in range(n) if kinds[i % len(kinds)] == "batch"
-        ],
-    )
+def subscriptions(count: int) -> list[str]:
+    return [f"00000000-0000-0000-0001-{i:012x}" for i in range(count)]
+
+
+def estate(n: int, subs: list[str]) -> dict[str, Any]:
+    base = s.scenario({"acr-cmk": s.key(s.version("old", created="-200d"), s.version("new", created="-1h"))})
+    kinds = list(WRITTEN.values())
     for i in range(n):
-        entry = ENTRIES.get(kinds[i % len(kinds)])
-        if entry:
-            s.with_keyed(base, (entry, s.keyed(entry, f"c{i:04d}", PINNED)))
+        s.with_keyed(base, kinds[i % len(kinds)](i, subs[i % len(subs)]))
     for i in range(n // 10):
-        s.with_keyed(
-            base,
-            ("cosmosAccounts", s.keyed("cosmosAccounts", f"cosmos{i:03d}", s.key_id("acr-cmk"))),
-            ("managedClusters", s.keyed("managedClusters", f"aks{i:03d}", PINNED)),
-        )
+        for build in NEVER_WRITTEN:
+            s.with_keyed(base, build(i, subs[i % len(subs)]))
     return base
 
 
-def run_once(emulator: EmulatorProcess, scenario: dict[str, Any], latency_ms: int) -> dict[str, Any]:
+def classify(call: dict[str, Any]) -> tuple[str | None, str]:
+    """(kind, what the call was): poll URLs are resource-scoped or location-scoped, so they are
+    told apart first; a read is a GET of one resource (or a sub-resource), not of a list."""
+    path = call["path"].split("?")[0]
+    kind = next((k for p, k in PROVIDERS.items() if f"/providers/{p}/" in path), None)
+    if "/operations/" in path or "/operationStatuses/" in path or "/operationResults/" in path:
+        return kind, "poll"
+    if call["method"] in {"PATCH", "PUT", "POST", "DELETE"}:
+        return kind, "write"
+    return kind, "read" if path.count("/") >= 8 else "list"
+
+
+def run_once(
+    emulator: EmulatorProcess, scenario: dict[str, Any], subs: list[str], latency_ms: int, throttled: bool
+) -> dict[str, Any]:
     from rotation.model.ids import parse_key_id
     from rotation.service import forget_services, service_for_environment
     from rotation.storage.queue import new_request
@@ -81,36 +123,57 @@ def run_once(emulator: EmulatorProcess, scenario: dict[str, Any], latency_ms: in
     admin.configure(lroSeconds=1, retryAfter=1, armPageSize=100)
     if latency_ms:
         admin.add_fault(latencyMs=latency_ms)
+    admin.set_throttling(throttled)
+    os.environ["ROTATION_SUBSCRIPTIONS"] = ",".join(subs)
     forget_services()
     service = service_for_environment()
     admin.clear_calls()
-    started = time.monotonic()
+    started, started_at, cpu = time.monotonic(), time.time(), time.process_time()
     result = service.reconciler.run(new_request(parse_key_id(s.key_id("acr-cmk")), "cli", "bench"))
-    wall = time.monotonic() - started
+    wall, cpu = time.monotonic() - started, time.process_time() - cpu
     arm = [c for c in admin.calls()["calls"] if c["host"] == "management.azure.com"]
     per_kind: dict[str, Counter[str]] = {kind: Counter() for kind in WRITTEN}
+    refused: Counter[str] = Counter()
     for call in arm:
-        kind = next((k for k, ns in NAMESPACES.items() if f"/providers/{ns}/" in call["path"]), None)
-        if kind is None or call["status"] >= 300:
-            continue
-        if "/operations/" in call["path"] or "/operationStatuses/" in call["path"]:
-            per_kind[kind]["poll"] += 1
-        elif call["method"] == "PATCH":
-            per_kind[kind]["write"] += 1
-        elif call["path"].count("/") >= 8:  # a resource, not a list of them
-            per_kind[kind]["read"] += 1
-    steps = Counter(step.kind for step in result.steps if step.action == "update")
-    step_s = {step.kind: step.duration_ms / 1000 for step in result.steps if step.duration_ms}
+        kind, what = classify(call)
+        if call["status"] == 429:
+            refused[what] += 1
+        elif kind is not None and call["status"] < 300:
+            per_kind[kind][what] += 1
+    first_write = min((c["time"] for c in arm if classify(c)[1] == "write"), default=started_at)
     return {
         "wall": wall,
+        "cpu": cpu,
         "status": result.status,
+        "steps": len(result.steps),
         "verified": sum(1 for step in result.steps if step.outcome == "verified"),
+        "failed": sum(1 for step in result.steps if step.outcome == "failed"),
         "actions": Counter(step.action for step in result.steps),
-        "targets": steps,
+        "targets": Counter(step.kind for step in result.steps if step.action == "update"),
         "per_kind": per_kind,
-        "step_s": step_s,  # one step's duration per kind (the last one seen)
-        "arm_calls": len(arm),
+        "refused": refused,
+        "first_write_s": first_write - started_at,
+        "step_s": {step.kind: step.duration_ms / 1000 for step in result.steps if step.duration_ms},
     }
+
+
+def write_floor(writes: int, subs: int) -> float:
+    """The slowest subscription's write bucket: 200 at once, then 10 a second."""
+    return max(0, -(-writes // subs) - 200) / 10
+
+
+def report(n: int, r: dict[str, Any], unit: dict[str, float], args: argparse.Namespace) -> None:
+    writable = sum(r["targets"].values())
+    work = sum(count * unit.get(kind, 0.0) for kind, count in r["targets"].items())
+    work_floor = max(work / args.concurrency, max(unit.values()))
+    arm_floor = write_floor(writable, args.subscriptions) if args.throttled else 0.0
+    ideal = max(work_floor, arm_floor)
+    print(
+        f"| {n} | {r['steps']} | {writable} | {r['wall']:.1f} | {ideal:.1f} | {r['wall'] / ideal:.2f} | "
+        f"{r['verified']}/{writable} | {r['failed']} | {1000 * r['cpu'] / max(1, r['steps']):.1f} | "
+        f"{r['first_write_s']:.1f} | {dict(r['refused'])} | {r['status']} |",
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -118,54 +181,51 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[60, 300])
+    parser.add_argument("--subscriptions", type=int, default=1)
+    parser.add_argument("--throttled", action="store_true", help="ARM's token buckets on")
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
+    subs = subscriptions(args.subscriptions)
     with Azurite() as azurite, EmulatorProcess() as emulator:
         use_emulator(emulator.env)
         os.environ.update(
             {
                 "AzureWebJobsStorage": azurite.connection_string,
                 "ROTATION_ALLOWED_VAULTS": "contoso-cmk.vault.azure.net",
-                "ROTATION_SUBSCRIPTIONS": s.SUB_A,
                 "ROTATION_CONCURRENCY": str(args.concurrency),
-                "ROTATION_TIME_BUDGET_SECONDS": "3600",
+                "ROTATION_TIME_BUDGET_SECONDS": os.environ.get("ROTATION_TIME_BUDGET_SECONDS", "3600"),
             }
         )
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
         print(
-            f"latency {args.latency_ms} ms per call, LRO 1 s (Retry-After 1), concurrency {args.concurrency}\n"
+            f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, Python "
+            f"{platform.python_version()}; latency {args.latency_ms} ms per call, LRO 1 s (Retry-After 1), "
+            f"concurrency {args.concurrency}, {args.subscriptions} subscription(s), throttling "
+            f"{'on' if args.throttled else 'off'}\n"
         )
-        # One target of each kind at once: each kind's step time is its unit of work in the ideal.
-        alone = run_once(emulator, estate(len(WRITTEN)), args.latency_ms)
+        # One target of each written kind at once: each kind's step time is its unit of work.
+        alone = run_once(emulator, estate(len(WRITTEN), subs[:1]), subs[:1], args.latency_ms, False)
         unit = alone["step_s"]
-        print("one target of each kind: " + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(unit.items())))
-        print(f"run {alone['wall']:.2f} s\n")
         print(
-            "| N | writable | wall s | ideal s | ratio | verified | manual-required | auto-rotating | status |"
+            "one target of each kind: " + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(unit.items())) + "\n"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print(
+            "| N | consumers | written | wall s | ideal s | ratio | verified | failed | CPU ms/consumer "
+            "| first write s | 429s | status |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         last: dict[str, Any] = {}
         for n in args.sizes:
-            r = last = run_once(emulator, estate(n), args.latency_ms)
-            writable = sum(r["targets"].values())
-            # perfect packing of every step's time over the workers, never less than one step
-            work = sum(count * unit.get(kind, 0.0) for kind, count in r["targets"].items())
-            ideal = max(work / args.concurrency, max(unit.values()))
-            print(
-                f"| {n} | {writable} | {r['wall']:.1f} | {ideal:.1f} | {r['wall'] / ideal:.2f} | {r['verified']} | "
-                f"{r['actions']['manual-required']} | {r['actions']['auto-rotating']} | {r['status']} |",
-                flush=True,
-            )
-        print(f"\nper kind at N={args.sizes[-1]}: calls per target")
-        print("| kind | targets | writes | reads | LRO polls |")
-        print("|---|---|---|---|---|")
+            last = run_once(emulator, estate(n, subs), subs, args.latency_ms, args.throttled)
+            report(n, last, unit, args)
+        print(f"\nper kind at N={args.sizes[-1]}: calls per target (actions {dict(last['actions'])})")
+        print("| kind | targets | writes | reads | polls |\n|---|---|---|---|---|")
         for kind in WRITTEN:
-            count = last["targets"][kind] or 1
-            calls = last["per_kind"][kind]
+            count, calls = last["targets"][kind], last["per_kind"][kind]
+            each = max(1, count)
             print(
-                f"| {kind} | {last['targets'][kind]} | {calls['write'] / count:.2f} | {calls['read'] / count:.2f} | "
-                f"{calls['poll'] / count:.2f} |"
+                f"| {kind} | {count} | {calls['write'] / each:.2f} | {calls['read'] / each:.2f} | "
+                f"{calls['poll'] / each:.2f} |"
             )
     return 0
 

@@ -16,20 +16,21 @@ import requests
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ClientAuthenticationError
 from azure.core.pipeline.transport import RequestsTransport
-from azure.data.tables import TableServiceClient
-from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-from azure.keyvault.keys import KeyClient
-from azure.storage.blob import BlobServiceClient
-from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from rotation.azure import budget
 from rotation.azure.pacing import Pacer, PacingPolicy
 from rotation.config import MAX_PARALLEL_TARGETS, Settings
 
+# The SDKs load on first use (the builders below), not with function_app: a cold start pays
+# only for the clients its door calls.
 if TYPE_CHECKING:
+    from azure.data.tables import TableServiceClient
+    from azure.keyvault.keys import KeyClient
     from azure.mgmt.batch import BatchManagementClient
     from azure.mgmt.containerinstance import ContainerInstanceManagementClient
     from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+    from azure.storage.blob import BlobServiceClient
+    from azure.storage.queue import QueueClient
 
     from rotation.azure.arm import Arm
     from rotation.azure.polling import WaitFirstARMPolling
@@ -62,6 +63,8 @@ def _storage_options() -> dict[str, Any]:
     """Storage calls are not wrapped by retry.py; the SDK's own retry is their one layer, kept
     short (about 3 s of waits) so Event Grid's 30 s answer window survives a storage outage; the
     door's budget (budget.py) cuts what is left."""
+    from azure.storage.queue import ExponentialRetry  # the shared storage retry, any service's
+
     return {
         # waits of 0.5 s and 2.5 s (±0.5 s) between three attempts
         "retry_policy": ExponentialRetry(  # the SDK annotates ints but computes in floats
@@ -118,6 +121,8 @@ class Clients:
     @property
     def credential(self) -> TokenCredential:
         if self._credential is None:
+            from azure.identity import DefaultAzureCredential
+
             with self._lock:
                 if self._credential is None:
                     self._credential = DefaultAzureCredential(
@@ -153,6 +158,8 @@ class Clients:
 
     # -- Key Vault and ARM ---------------------------------------------------------------------
     def keys(self, vault_url: str) -> KeyClient:
+        from azure.keyvault.keys import KeyClient
+
         return self._cached(
             "keys",
             vault_url.lower(),
@@ -228,6 +235,8 @@ class Clients:
     def _storage_credential(self) -> TokenCredential:
         storage = self.settings.storage
         if storage.credential == "managedidentity":
+            from azure.identity import ManagedIdentityCredential
+
             return self._cached(
                 "storage-credential",
                 storage.client_id or "",
@@ -253,18 +262,26 @@ class Clients:
         return self._cached(kind, "/".join(args), build)
 
     def tables(self) -> TableServiceClient:
+        from azure.data.tables import TableServiceClient
+
         return self._storage_client("tables", TableServiceClient, self.settings.storage.table_service_uri)
 
     def blobs(self) -> BlobServiceClient:
+        from azure.storage.blob import BlobServiceClient
+
         return self._storage_client("blobs", BlobServiceClient, self.settings.storage.blob_service_uri)
 
     def raw_queue(self, name: str) -> QueueClient:
         """A queue client that hands message content over as stored (no base64 decoding), for
         reading poison messages that may not be base64 at all."""
+        from azure.storage.queue import QueueClient
+
         return self._storage_client("raw-queue", QueueClient, self.settings.storage.queue_service_uri, name)
 
     def queue(self, name: str) -> QueueClient:
         """A queue client that base64-encodes text, as the Functions queue trigger expects."""
+        from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
         return self._storage_client(
             "queue",
             QueueClient,

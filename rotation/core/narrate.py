@@ -4,6 +4,8 @@ deciding and writing happen elsewhere."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rotation.model.events import EXPIRED
 from rotation.model.results import Plan, RunResult, count
 from rotation.storage.audit import AuditTrail
@@ -70,15 +72,22 @@ def record_plan(plan: Plan, trail: AuditTrail, result: RunResult) -> None:
             message="requested target does not use this key (or no longer exists)",
         )
         result.notes.append(f"{target} does not use {plan.key.versionless_id}")
-    trail.record(
+    document = trail.attach_plan(plan_document(plan))
+    plan_record = trail.record(
         "plan",
         toVersion=plan.desired_version,
         reason=plan.state.blocked_reason,
         detail={
             "summary": count(s.action for s in plan.steps),
             "currentVersion": plan.state.current_version,
+            "planDocument": document.name,
+            "planDigest": document.digest,
+            "steps": document.steps,
         },
     )
+    # Durable before any write: the records so far and the plan document the `plan` record
+    # pins. The per-step records below are written behind, in batches, as the run goes.
+    trail.checkpoint(plan_record)
     for step in plan.steps:
         trail.record(
             "plan-step",
@@ -99,12 +108,33 @@ def record_plan(plan: Plan, trail: AuditTrail, result: RunResult) -> None:
             )
 
 
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The whole plan as one value: what `audit verify` holds against the `plan` record."""
+    return {
+        "keyId": plan.key.versionless_id,
+        "desiredVersion": plan.desired_version,
+        "currentVersion": plan.state.current_version,
+        "steps": [
+            {
+                "target": step.target,
+                "kind": step.kind,
+                "action": step.action,
+                "reason": step.reason,
+                "message": step.message,
+                "fromVersion": step.from_version,
+                "toVersion": step.to_version,
+            }
+            for step in plan.steps
+        ],
+    }
+
+
 def record_findings(request: RotationRequest, plan: Plan, trail: AuditTrail, result: RunResult) -> None:
-    """The plan and what came with it, and an expired-version incident; durable before any write."""
+    """The plan and what came with it, and an expired-version incident. The plan is durable
+    before any write (record_plan checkpoints it); the rest is written behind."""
     record_plan(plan, trail, result)
     if request.event_type == EXPIRED:
         record_expired_event(request, plan, trail)
-    trail.flush()
 
 
 def record_finished(trail: AuditTrail, result: RunResult) -> None:

@@ -14,15 +14,25 @@ import hashlib
 import json
 import logging
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient
-from azure.storage.blob import ContainerClient
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 
 from rotation.model.errors import RotationError
 from rotation.model.ids import KeyRef
+
+if TYPE_CHECKING:  # the storage SDKs load with the clients that use them (clients.py)
+    from azure.data.tables import TableClient
+    from azure.storage.blob import ContainerClient
 
 AUDIT_TABLE = "RotationAudit"
 ANCHOR_CONTAINER = "audit-anchors"
@@ -60,7 +70,29 @@ _ANCHOR_NAME = re.compile(r"runs/([^/]+)/(\d{8})\.json")
 
 
 class AuditUnavailable(RotationError):
-    """The audit store could not be written: the run must stop rather than act unrecorded."""
+    """The audit store could not be written: the run must stop rather than act unrecorded.
+    `transient` when the storage call may succeed if tried again (the trail does)."""
+
+
+# A Table batch is a POST: azure-core's retry does not retry one whose connection broke
+# while reading the answer, so these reach the trail, which may (every write is idempotent).
+_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+def _unavailable(what: str, exc: AzureError) -> AuditUnavailable:
+    transient = isinstance(exc, ServiceRequestError | ServiceResponseError) or (
+        isinstance(exc, HttpResponseError) and exc.status_code in _TRANSIENT_STATUS
+    )
+    return AuditUnavailable(f"{what} failed: {exc}", transient=transient)
+
+
+@dataclass(frozen=True)
+class PlanDocument:
+    """Where a run's plan is stored and the SHA-256 of its bytes (what the `plan` record holds)."""
+
+    name: str
+    digest: str
+    steps: int
 
 
 def canonical_hash(record: dict[str, Any]) -> str:
@@ -120,7 +152,7 @@ class AuditStore:
             for start in range(0, len(entities), 100):  # a transaction holds at most 100 entities
                 self.table.submit_transaction([("upsert", e) for e in entities[start : start + 100]])
         except AzureError as exc:
-            raise AuditUnavailable(f"audit table write failed: {exc}") from exc
+            raise _unavailable("audit table write", exc) from exc
 
     def anchor(self, run_id: str, count: int, head: str, meta: dict[str, Any]) -> None:
         name = anchor_name(run_id, count)
@@ -132,7 +164,30 @@ class AuditStore:
             if existing.get("headHash") != head:
                 raise AuditUnavailable(f"anchor {name} exists with a different head hash") from None
         except AzureError as exc:
-            raise AuditUnavailable(f"audit anchor write failed: {exc}") from exc
+            raise _unavailable("audit anchor write", exc) from exc
+
+    def put_plan(self, run_id: str, seq: int, document: dict[str, Any]) -> PlanDocument:
+        """The run's plan as one blob beside its anchors (immutable in Azure), named by the seq
+        of the `plan` record that will pin its digest. Written once: a retry that finds it
+        with the same bytes is fine, other bytes are a conflict."""
+        name = plan_name(run_id, seq)
+        body = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str).encode()
+        digest = hashlib.sha256(body).hexdigest()
+        try:
+            self.anchors.upload_blob(name, body, overwrite=False)
+        except ResourceExistsError:
+            if hashlib.sha256(self.anchors.download_blob(name).readall()).hexdigest() != digest:
+                raise AuditUnavailable(f"plan document {name} exists with other content") from None
+        except AzureError as exc:
+            raise _unavailable("audit plan document write", exc) from exc
+        return PlanDocument(name, digest, len(document.get("steps") or ()))
+
+    def plan_digest(self, name: str) -> str | None:
+        """SHA-256 of a stored plan document, or None when there is none by that name."""
+        try:
+            return hashlib.sha256(self.anchors.download_blob(name).readall()).hexdigest()
+        except ResourceNotFoundError:
+            return None
 
     def latest_anchor(self, run_id: str) -> dict[str, Any] | None:
         """The run's most recent anchor (its chain so far), or None for a new run. Only names
@@ -144,7 +199,7 @@ class AuditStore:
                 return None
             return json.loads(self.anchors.download_blob(anchor_name(run_id, max(counts))).readall())
         except AzureError as exc:
-            raise AuditUnavailable(f"audit anchor read failed: {exc}") from exc
+            raise _unavailable("audit anchor read", exc) from exc
 
     def chain_head(self, key: KeyRef | None) -> tuple[str, str | None]:
         """(head hash, run id) of the key's latest chain; ("", None) when there is none."""
@@ -160,7 +215,7 @@ class AuditStore:
         except ResourceNotFoundError:
             return "", None, 0
         except AzureError as exc:
-            raise AuditUnavailable(f"audit chain head read failed: {exc}") from exc
+            raise _unavailable("audit chain head read", exc) from exc
         return entity.get("HeadHash", ""), entity.get("RunId"), int(entity.get("Count") or 0)
 
     def chain_heads(self) -> list[dict[str, Any]]:
@@ -180,7 +235,7 @@ class AuditStore:
                 }
             )
         except AzureError as exc:
-            raise AuditUnavailable(f"audit chain head write failed: {exc}") from exc
+            raise _unavailable("audit chain head write", exc) from exc
 
     @staticmethod
     def _entity(partition: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -315,6 +370,10 @@ class AuditStore:
 
 def anchor_name(run_id: str, count: int) -> str:
     return f"runs/{run_id}/{count:08d}.json"
+
+
+def plan_name(run_id: str, seq: int) -> str:
+    return f"plans/{run_id}/{seq:08d}.json"
 
 
 def anchor_count(name: str) -> int | None:

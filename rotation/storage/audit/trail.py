@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+import tenacity
 
 from rotation.model.ids import KeyRef
 from rotation.storage.audit.store import (
     _FIELDS,
     AuditStore,
     AuditUnavailable,
+    PlanDocument,
     _bounded_detail,
     _clip,
     _day,
@@ -31,6 +36,14 @@ class AuditTrail:
     anchors picks up where the last anchor ended. A new chain starts from the key's current
     head (the previous run of the same key); `advance_key_head` (runs under the key's lease)
     moves that head forward.
+
+    Recording never waits on storage: once `flush_every` records are pending, a background
+    thread writes them (one flush at a time, so anchors are written in chain order); `flush()`
+    and `checkpoint()` write synchronously. A flush whose storage call fails transiently (a
+    reset connection, 5xx, 429) is tried again with backoff for up to `retry_seconds` (or what
+    `remaining` says is left of the run); the records stay pending until written, so a later
+    flush still writes them. Only a flush that fails past that raises AuditUnavailable, and a
+    background failure is raised by the next `record()` or `flush()`.
     """
 
     def __init__(
@@ -42,6 +55,9 @@ class AuditTrail:
         actor: str = "system",
         advance_key_head: bool = False,
         flush_every: int = 200,
+        retry_seconds: float = 30.0,
+        remaining: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
         self.run_id = run_id or str(uuid.uuid4())
@@ -61,10 +77,13 @@ class AuditTrail:
             # Each anchor names the one before it (of this run, or the key's head), so the
             # anchors of one key form a chain that verify can walk.
             self._prev_anchor = anchor_name(self.prev_run, head_count) if self.prev_run else None
-        self._anchored = self._seq
         self._pending: list[dict[str, Any]] = []
         self._flush_every = flush_every
-        self._lock = threading.Lock()
+        self._retry_seconds, self._remaining, self._sleep = retry_seconds, remaining, sleep
+        self._lock = threading.Lock()  # the chain and the pending list
+        self._writing = threading.Lock()  # one flush at a time: anchors in chain order
+        self._background: threading.Thread | None = None
+        self._failure: AuditUnavailable | None = None
 
     @property
     def count(self) -> int:
@@ -74,11 +93,16 @@ class AuditTrail:
     def head(self) -> str:
         return self._head
 
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
     def record(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Add one decision to the chain (ordered as recorded) and log it as a JSON line."""
         unknown = set(fields) - set(_FIELDS)
         if unknown:
             raise ValueError(f"unknown audit fields {sorted(unknown)}")
+        self._raise_failure()
         with self._lock:
             record = dict.fromkeys(_FIELDS)
             record.update(fields)
@@ -99,40 +123,115 @@ class AuditTrail:
             self._head = record["hash"]
             self._seq += 1
             self._pending.append(record)
-            should_flush = len(self._pending) >= self._flush_every
+            thread = None
+            if len(self._pending) >= self._flush_every and self._background is None:
+                thread = self._background = threading.Thread(target=self._flush_behind, daemon=True)
         log.info(json.dumps({"audit": record}, default=str, ensure_ascii=False))
-        if should_flush:
-            self.flush()
+        if thread is not None:
+            thread.start()
         return record
 
-    def flush(self) -> None:
-        """Write pending records, then anchor the head. Raises AuditUnavailable."""
+    def attach_plan(self, document: dict[str, Any]) -> PlanDocument:
+        """Store the run's plan as one immutable document (one blob, retried like a flush); the
+        `plan` record then carries its name and digest, so the chain pins it."""
         with self._lock:
-            batch, self._pending = self._pending, []
-            head, count = self._head, self._seq
-        if not batch:
-            return
+            seq = self._seq
+        return self._retried(lambda: self.store.put_plan(self.run_id, seq, document), "plan document")
+
+    def checkpoint(self, record: dict[str, Any]) -> None:
+        """Make the chain durable through `record` (and anchor it); later records stay pending.
+        The records before any write: O(1) storage calls however long the run's plan is."""
+        self._failure = None  # asked for in the run's own thread: try again
+        self._write_through(record["seq"] + 1)
+        self._raise_failure()
+
+    def flush(self) -> None:
+        """Write every pending record, then anchor the head. Raises AuditUnavailable."""
+        self._failure = None  # asked for in the run's own thread: try again
+        self._write_through(None)
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        failure = self._failure
+        if failure is not None:
+            raise AuditUnavailable(str(failure), transient=failure.transient) from failure
+
+    def _flush_behind(self) -> None:
+        """The background flusher: writes while a full batch is pending, then ends."""
         try:
-            self.store.write(self.partition, batch)
-            self.store.anchor(
-                self.run_id,
-                count,
-                head,
-                {
-                    "keyId": self.key.versionless_id if self.key else None,
-                    "partition": self.partition,
-                    "firstPrevHash": self.first_prev,
-                    "prevRunId": self.prev_run,
-                    "prevAnchor": self._prev_anchor,
-                    "time": _iso(datetime.now(UTC)),
-                },
-            )
-            with self._lock:  # flushes may overlap: the newest anchor is the one to name next
-                if count > self._anchored:
-                    self._anchored, self._prev_anchor = count, anchor_name(self.run_id, count)
-            if self._advance_key_head and self.key is not None:
-                self.store.set_chain_head(self.key, head, self.run_id, count)
-        except AuditUnavailable:
-            with self._lock:  # keep them so a later flush can still write them
-                self._pending = batch + self._pending
-            raise
+            while len(self._pending) >= self._flush_every and self._failure is None:
+                self._write_through(None)
+        except AuditUnavailable as exc:
+            self._failure = exc
+        except Exception as exc:  # noqa: BLE001 - reported to the run by its next record or flush
+            self._failure = AuditUnavailable(f"audit flush failed: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._background = None
+            if len(self._pending) >= self._flush_every and self._failure is None:
+                with self._lock:  # records arrived while this thread was ending
+                    if self._background is None:
+                        self._background = threading.Thread(target=self._flush_behind, daemon=True)
+                        self._background.start()
+
+    def _write_through(self, upto: int | None) -> None:
+        with self._writing:
+            with self._lock:
+                cut = len(self._pending) if upto is None else sum(r["seq"] < upto for r in self._pending)
+                batch, self._pending = self._pending[:cut], self._pending[cut:]
+            if not batch:
+                return
+            meta = {
+                "keyId": self.key.versionless_id if self.key else None,
+                "partition": self.partition,
+                "firstPrevHash": self.first_prev,
+                "prevRunId": self.prev_run,
+                "prevAnchor": self._prev_anchor,
+                "time": _iso(datetime.now(UTC)),
+            }
+            try:
+                self._retried(lambda: self._write(batch, meta), "flush")
+            except BaseException:  # an outage, or the door's budget ran out: keep them for a later flush
+                with self._lock:
+                    self._pending = batch + self._pending
+                raise
+            self._prev_anchor = anchor_name(self.run_id, batch[-1]["seq"] + 1)  # the next one names it
+
+    def _write(self, batch: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+        """One batch: records (upserts, so a retry rewrites the same rows), anchor (a retry finds
+        it written with the same head), key head."""
+        head, count = batch[-1]["hash"], batch[-1]["seq"] + 1
+        self.store.write(self.partition, batch)
+        self.store.anchor(self.run_id, count, head, meta)
+        if self._advance_key_head and self.key is not None:
+            self.store.set_chain_head(self.key, head, self.run_id, count)
+
+    def _retried[T](self, fn: Callable[[], T], what: str) -> T:
+        """`fn` again after a transient storage failure, with jittered backoff, while the retry
+        window (and the run's remaining time) lasts."""
+        window = self._retry_seconds
+        if self._remaining is not None:
+            window = min(window, max(0.0, self._remaining()))
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(
+                lambda exc: isinstance(exc, AuditUnavailable) and exc.transient
+            ),
+            wait=tenacity.wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5),
+            stop=lambda state: _spent(state) + state.upcoming_sleep >= window,
+            sleep=self._sleep,
+            before_sleep=lambda state: log.warning(
+                "audit %s failed (attempt %d), retrying in %.1fs: %s",
+                what,
+                state.attempt_number,
+                state.upcoming_sleep,
+                state.outcome.exception() if state.outcome else None,
+            ),
+            reraise=True,
+        )
+        return retrying(fn)
+
+
+def _spent(state: tenacity.RetryCallState) -> float:
+    """Time used by the attempts so far: the wall clock, or the waits when `sleep` did not
+    take real time (an injected clock)."""
+    return max(state.seconds_since_start or 0.0, state.idle_for)

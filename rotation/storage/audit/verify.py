@@ -22,7 +22,7 @@ _META = ("keyId", "partition", "firstPrevHash", "prevRunId")
 class Finding:
     run_id: str
     # edited, missing, lost-tail, broken-link, unanchored, duplicate, bad-anchor, misfiled,
-    # unanchored-run, head-mismatch
+    # unanchored-run, head-mismatch, plan-document
     problem: str
     detail: str
 
@@ -58,6 +58,7 @@ def verify(store: AuditStore, *, run_ids: list[str] | None = None) -> tuple[int,
             continue
         runs[run_id] = run
         findings.extend(_verify_chain(run))
+        findings.extend(_verify_plans(store, run))
     for run in runs.values():
         findings.extend(_verify_link(store, run, anchors, runs))
     if run_ids is None:
@@ -143,6 +144,20 @@ def _verify_chain(run: _Run) -> Iterator[Finding]:
     extra = sorted(seq for seq in by_seq if seq >= last_count or seq < 0)
     if extra:
         yield Finding(run.run_id, "unanchored", f"{len(extra)} record(s) after the last anchor")
+
+
+def _verify_plans(store: AuditStore, run: _Run) -> Iterator[Finding]:
+    """A `plan` record pins its plan document by digest: the document must be there, this
+    run's, and hold exactly those bytes (the record itself is proven by the chain)."""
+    for _, record in run.rows:
+        detail = record.get("detail")
+        if record.get("kind") != "plan" or not isinstance(detail, dict) or "planDocument" not in detail:
+            continue
+        name = str(detail["planDocument"])
+        stored = store.plan_digest(name) if name.startswith(f"plans/{run.run_id}/") else None
+        if stored != detail.get("planDigest"):
+            problem = "is missing" if stored is None else "does not match the digest its plan record holds"
+            yield Finding(run.run_id, "plan-document", f"plan document {name} {problem}")
 
 
 def _why_not_chained(run_id: str, seq: int, record: dict[str, Any], prev: str) -> Iterator[Finding]:
