@@ -6,10 +6,10 @@ import logging
 import os
 import threading
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
-from rotation.azure.clients import Clients
 from rotation.azure.kinds import all_kinds
 from rotation.config import Settings, load_settings
 from rotation.core.reconcile import Reconciler
@@ -18,6 +18,9 @@ from rotation.storage.audit import ANCHOR_CONTAINER, AUDIT_TABLE, AuditStore
 from rotation.storage.ledger import LEDGER_TABLE, Ledger
 from rotation.storage.queue import POISON_QUEUE, REQUESTS_QUEUE
 from rotation.storage.runs import RUNS_TABLE, RunStore
+
+if TYPE_CHECKING:
+    from rotation.azure.clients import Clients
 
 log = logging.getLogger("rotation.service")
 DEADLETTER_CONTAINER = "eventgrid-deadletters"
@@ -42,7 +45,7 @@ def containers() -> tuple[str, ...]:
 class Service:
     def __init__(self, settings: Settings, clients: Clients | None = None) -> None:
         self.settings = settings
-        self.clients = clients or Clients(settings)
+        self.clients = clients or _clients(settings)
         self._storage_ready = False
         self._lock = threading.Lock()
 
@@ -123,3 +126,10 @@ def forget_services() -> None:
     """Drop cached services so the next call rebuilds from settings (after storage was reset)."""
     with _services_lock:
         _services.clear()
+
+
+def _clients(settings: Settings) -> Clients:
+    """The SDK clients, imported when a door first needs them: `import function_app` stays light."""
+    from rotation.azure.clients import Clients
+
+    return Clients(settings)

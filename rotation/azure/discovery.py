@@ -8,12 +8,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rotation.azure.clients import Clients
 from rotation.azure.kinds import Consumer, TargetKind, all_kinds, read_for_key
 from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify
 from rotation.concurrency import map_in_context
 from rotation.model.ids import KeyRef, ResourceId
+
+if TYPE_CHECKING:
+    from rotation.azure.clients import Clients
 
 
 @dataclass(frozen=True)

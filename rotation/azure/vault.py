@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.keyvault.keys import KeyClient
 
 from rotation.model.errors import Hint
 from rotation.model.ids import KeyRef
 
 # The values live in the model; re-exported here for the callers that read them with the vault.
 from rotation.model.keystate import REQUIRED_OPS, USABLE_TYPES, KeyState, VersionInfo  # noqa: F401
+
+if TYPE_CHECKING:
+    from azure.keyvault.keys import KeyClient
 
 KEY_VAULT_HINTS = (
     Hint(

@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from rotation import telemetry
-from rotation.azure.clients import Clients
 from rotation.azure.kinds import (
     ApplyContext,
     TargetKind,
@@ -42,6 +42,9 @@ from rotation.model.ids import KeyRef
 from rotation.model.results import Plan, PlanStep, StepResult, result_of
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import Lease, Ledger
+
+if TYPE_CHECKING:
+    from rotation.azure.clients import Clients
 
 ProgressCallback = Callable[[StepResult], None]
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rotation.azure.clients import Clients
 from rotation.azure.discovery import Inventory, list_consumers, read_targets
 from rotation.azure.kinds import TargetKind, pending
 from rotation.azure.retry import Deadline, RetryPolicy, call, classify
@@ -22,6 +21,9 @@ from rotation.model.errors import ErrorInfo, ServiceFailed
 from rotation.model.ids import KeyRef, parse_resource_id
 from rotation.model.keystate import KeyState
 from rotation.model.results import error_dict
+
+if TYPE_CHECKING:
+    from rotation.azure.clients import Clients
 
 
 class Unreachable(ServiceFailed):

@@ -13,9 +13,8 @@ import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from rotation.azure.clients import Clients
 from rotation.azure.discovery import DiscoveryError, Inventory, list_consumers
 from rotation.azure.kinds import Consumer
 from rotation.azure.retry import Deadline, call
@@ -24,6 +23,9 @@ from rotation.config import Settings
 from rotation.core.reconcile import Plan, Reconciler, Unreachable
 from rotation.core.waves import wave_of
 from rotation.model.ids import KeyRef
+
+if TYPE_CHECKING:
+    from rotation.azure.clients import Clients
 
 _HOST = re.compile(r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
 VERSIONLESS = "versionless"

@@ -5,16 +5,18 @@ audited and never undoes or fails the rotation."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError
 from azure.core.messaging import CloudEvent
 
-from rotation.azure.clients import Clients
 from rotation.azure.retry import RetryPolicy, call
 from rotation.model.decisions import NEEDS_PERSON
 from rotation.model.results import RunResult
 from rotation.storage.audit import AuditTrail
+
+if TYPE_CHECKING:
+    from rotation.azure.clients import Clients
 
 log = logging.getLogger("rotation.outcomes")
 SOURCE = "/cmk-rotation"

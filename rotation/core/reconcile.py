@@ -14,9 +14,9 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from rotation import telemetry
-from rotation.azure.clients import Clients
 from rotation.azure.discovery import Inventory
 from rotation.azure.kinds import ApplyContext, TargetKind, all_kinds, checks_of
 from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, classify, remediation
@@ -37,6 +37,9 @@ from rotation.storage.audit import AuditStore, AuditTrail, AuditUnavailable
 from rotation.storage.ledger import Lease, Ledger
 from rotation.storage.queue import RotationRequest, not_allowed
 from rotation.storage.runs import RunStore
+
+if TYPE_CHECKING:
+    from rotation.azure.clients import Clients
 
 # The names doors and tests import from here, wherever they now live.
 __all__ = [

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-
-from azure.keyvault.keys import KeyClient
+from typing import TYPE_CHECKING
 
 from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify
 from rotation.azure.vault import (
@@ -33,6 +32,9 @@ from rotation.model.ids import KeyRef
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import Lease
 from rotation.storage.queue import RotationRequest
+
+if TYPE_CHECKING:
+    from azure.keyvault.keys import KeyClient
 
 
 class RenewalFailed(ServiceFailed):

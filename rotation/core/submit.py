@@ -3,10 +3,13 @@ Grid intake, HTTP, replay, the sweep) hands work to the queue function."""
 
 from __future__ import annotations
 
-from azure.storage.queue import QueueClient
+from typing import TYPE_CHECKING
 
 from rotation.storage.queue import RotationRequest, enqueue
 from rotation.storage.runs import RunStore
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient
 
 
 def submit(queue: QueueClient, runs: RunStore, request: RotationRequest) -> RotationRequest:

@@ -13,9 +13,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
-
-from azure.storage.queue import QueueClient
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rotation.azure.discovery import DiscoveryError, Inventory, list_consumers
 from rotation.azure.retry import Deadline
@@ -31,6 +29,9 @@ from rotation.model.times import parse_iso
 from rotation.storage.audit import AuditStore, AuditTrail
 from rotation.storage.queue import new_request
 from rotation.storage.runs import RunStore
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient
 
 
 class Estate(Root, Protocol):

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from azure.eventgrid import SystemEventNames
-
 from rotation.model.errors import RotationError
 from rotation.model.ids import InvalidId, KeyRef, parse_key_id
 from rotation.model.times import parse_iso_or_none
 
-NEW_VERSION = SystemEventNames.KeyVaultKeyNewVersionCreatedEventName.value
-NEAR_EXPIRY = SystemEventNames.KeyVaultKeyNearExpiryEventName.value
-EXPIRED = SystemEventNames.KeyVaultKeyExpiredEventName.value
+# Key Vault's event type names (azure-eventgrid's SystemEventNames values; spelled out so that
+# parsing an event does not import the Event Grid SDK)
+NEW_VERSION = "Microsoft.KeyVault.KeyNewVersionCreated"
+NEAR_EXPIRY = "Microsoft.KeyVault.KeyNearExpiry"
+EXPIRED = "Microsoft.KeyVault.KeyExpired"
 KEY_EVENT_TYPES = (NEW_VERSION, NEAR_EXPIRY, EXPIRED)
 _OTHER_VAULT_EVENTS = re.compile(
     r"^Microsoft\.KeyVault\.(Secret|Certificate|VaultAccessPolicy)", re.IGNORECASE

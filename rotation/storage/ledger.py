@@ -15,15 +15,17 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
 
 from rotation.model.ids import KeyRef
 from rotation.model.times import iso, parse_iso
 from rotation.storage.audit import key_slug
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient, UpdateMode
 
 log = logging.getLogger("rotation.ledger")
 LEDGER_TABLE = "RotationLedger"
@@ -94,7 +96,7 @@ class Lease:
         }
         try:
             meta = self.ledger.table.update_entity(
-                entity, mode=UpdateMode.REPLACE, etag=self.etag, match_condition=MatchConditions.IfNotModified
+                entity, mode=_mode().REPLACE, etag=self.etag, match_condition=MatchConditions.IfNotModified
             )
         except HttpResponseError as exc:
             if _conflict(exc) or exc.status_code == 404:
@@ -169,7 +171,7 @@ class Ledger:
         try:
             meta = self.table.update_entity(
                 entity,
-                mode=UpdateMode.REPLACE,
+                mode=_mode().REPLACE,
                 etag=current.metadata["etag"],
                 match_condition=MatchConditions.IfNotModified,
             )
@@ -255,7 +257,7 @@ class Ledger:
                 "VerifiedAt": iso(verified_at),
                 "RunId": run_id,
             },
-            mode=UpdateMode.REPLACE,
+            mode=_mode().REPLACE,
         )
 
     def claim_soak(self, key: KeyRef, request_id: str, now: datetime, until: datetime) -> bool:
@@ -276,7 +278,7 @@ class Ledger:
                     "Waiter": request_id,
                     "WaiterUntil": iso(until),
                 },
-                mode=UpdateMode.MERGE,
+                mode=_mode().MERGE,
                 etag=row.metadata["etag"],
                 match_condition=MatchConditions.IfNotModified,
             )
@@ -285,3 +287,10 @@ class Ledger:
                 return False
             raise
         return True
+
+
+def _mode() -> type[UpdateMode]:
+    """azure-data-tables' UpdateMode, imported when a run first writes (not with function_app)."""
+    from azure.data.tables import UpdateMode
+
+    return UpdateMode

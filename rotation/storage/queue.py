@@ -9,13 +9,13 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from azure.storage.queue import QueueClient
-
 from rotation.model.errors import RotationError
 from rotation.model.ids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
 from rotation.model.times import utc_now
 
 if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient
+
     from rotation.config import Settings
 
 REQUESTS_QUEUE = "rotation-requests"

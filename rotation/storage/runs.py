@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
 
 from rotation.model.times import utc_now
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient, UpdateMode
 
 RUNS_TABLE = "RotationRuns"
 _RUN_ROW = "run"
@@ -61,7 +63,7 @@ class RunStore:
                 "EventId": event_id,
                 "QueuedAt": utc_now(),
             },
-            mode=UpdateMode.MERGE,
+            mode=_mode().MERGE,
         )
 
     def started(
@@ -88,7 +90,7 @@ class RunStore:
                 "StartedAt": utc_now(),
                 "Attempt": attempt,
             },
-            mode=UpdateMode.MERGE,
+            mode=_mode().MERGE,
         )
 
     def note(self, run_id: str, status: str, message: str) -> None:
@@ -101,7 +103,7 @@ class RunStore:
                 "Message": message[:4000],
                 "UpdatedAt": utc_now(),
             },
-            mode=UpdateMode.MERGE,
+            mode=_mode().MERGE,
         )
 
     def finished(self, run_id: str, summary: dict[str, Any], steps: list[dict[str, Any]]) -> None:
@@ -111,7 +113,7 @@ class RunStore:
             row.update({k[0].upper() + k[1:]: step.get(k) for k in _STEP_FIELDS if step.get(k) is not None})
             rows.append(row)
         # Replace, not merge: a row reused from an earlier attempt must not keep its old error.
-        operations: list[Any] = [("upsert", r, {"mode": UpdateMode.REPLACE}) for r in rows]
+        operations: list[Any] = [("upsert", r, {"mode": _mode().REPLACE}) for r in rows]
         stale = self.table.query_entities(
             "PartitionKey eq @pk and RowKey gt @last and RowKey lt 'step.'",
             parameters={"pk": run_id, "last": f"step-{len(rows):05d}"},
@@ -129,7 +131,7 @@ class RunStore:
         for name, value in summary.items():
             column = name[0].upper() + name[1:]
             run_row[column] = json.dumps(value) if isinstance(value, dict | list) else value
-        self.table.upsert_entity(run_row, mode=UpdateMode.MERGE)
+        self.table.upsert_entity(run_row, mode=_mode().MERGE)
 
     def ids_starting_with(self, prefix: str, limit: int = 10) -> list[str]:
         """Run ids that start with `prefix` (at most `limit`), for ids shortened in listings."""
@@ -167,3 +169,10 @@ class RunStore:
             for e in steps
         ]
         return result
+
+
+def _mode() -> type[UpdateMode]:
+    """azure-data-tables' UpdateMode, imported when a run first writes (not with function_app)."""
+    from azure.data.tables import UpdateMode
+
+    return UpdateMode

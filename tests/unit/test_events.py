@@ -204,3 +204,14 @@ def test_absurd_epochs_are_rejected_not_raised(value: object) -> None:
     with pytest.raises(EventRejected) as rejected:
         parse_mapping(event(EXP=value), allowed)
     assert rejected.value.reason == "malformed"
+
+
+def test_the_event_type_names_are_the_sdks() -> None:
+    # spelled out in rotation/model/events.py so parsing does not import the Event Grid SDK
+    from azure.eventgrid import SystemEventNames
+
+    from rotation.model import events as spelled
+
+    assert SystemEventNames.KeyVaultKeyNewVersionCreatedEventName.value == spelled.NEW_VERSION
+    assert SystemEventNames.KeyVaultKeyNearExpiryEventName.value == spelled.NEAR_EXPIRY
+    assert SystemEventNames.KeyVaultKeyExpiredEventName.value == spelled.EXPIRED
