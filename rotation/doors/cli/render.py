@@ -12,7 +12,7 @@ from rotation.doors.cli.context import err, out
 
 if TYPE_CHECKING:
     from rotation.core.reconcile import Plan, RunResult
-    from rotation.core.sweep import KeyFinding
+    from rotation.core.sweep import KeyFinding, SweepResult
     from rotation.doors.replay import FailedItem, ReplayOutcome
 
 RUNBOOK_FIX = "see docs/runbook.md section 2"
@@ -232,7 +232,8 @@ def print_items(items: list[FailedItem], failures: dict[str, list[str]]) -> None
     out.print(table if items else "[green]nothing failed in this window[/]")
 
 
-def print_sweep(findings: list[KeyFinding]) -> None:
+def print_sweep(result: SweepResult) -> None:
+    findings = result.findings
     table = Table(header_style="bold")
     for column in ("key", "consumers", "behind", "near expiry", "result"):
         table.add_column(column, overflow="fold")
@@ -245,6 +246,8 @@ def print_sweep(findings: list[KeyFinding]) -> None:
             _sweep_result(finding),
         )
     out.print(table if findings else "[dim]no consumers of any allowed key were found[/]")
+    if result.not_allowed.consumers:
+        out.print(f"[yellow]{result.not_allowed.summary()}[/]", highlight=False, soft_wrap=True)
 
 
 def _sweep_result(finding: KeyFinding) -> str:
