@@ -34,6 +34,7 @@ from devstack.serve import LocalStack, Options  # noqa: E402
 from emulator.arm import ARM_HOSTS  # noqa: E402
 from rotation.azure.kinds import kind_label  # noqa: E402
 from rotation.doors.cli import main as rotation_cli  # noqa: E402
+from rotation.doors.cli.render import add_columns, version_cell  # noqa: E402
 
 SCENARIO = REPO / "emulator" / "scenarios" / "sample.json"
 PERSON_NEEDED = {"blocked", "newer-than-desired", "redeploy-required", "manual-required"}
@@ -107,17 +108,20 @@ def _key_cells(key_url: str | None) -> tuple[str, str]:
 
 
 def steps_table(steps: list[dict[str, Any]]) -> Table:
-    table = Table(header_style="bold")
-    for column in ("target", "action", "outcome", "from", "to", "why"):
-        table.add_column(column, overflow="fold")
+    """The CLI's step columns: fixed words whole, versions as 8 hex chars or `versionless`."""
+    table = add_columns(
+        Table(header_style="bold"), "target", "kind", "action", "outcome", "from", "to", "why"
+    )
     for step in steps:
         moved = step.get("action") == "update"
+        kind, name = kind_label(step["target"]).rsplit(" ", 1)
         table.add_row(
-            step["target"].rsplit("/", 1)[1],
+            name,
+            kind,
             step["action"],
             step.get("outcome", ""),
-            (step.get("fromVersion") or "versionless")[:8],
-            (step.get("toVersion") or "")[:8] if moved else "",
+            version_cell(step.get("fromVersion")),
+            version_cell(step.get("toVersion"), "") if moved else "",
             step.get("error") or step.get("message", ""),
         )
     return table

@@ -108,3 +108,23 @@ def test_the_call_count_leaves_out_identity_tokens_and_refused_writes() -> None:
         {"method": "POST", "host": "eventgrid-delivery", "status": 200},
     ]
     assert call_summary(calls) == "6 calls to Key Vault, ARM and the app's webhook, 2 writes accepted"
+
+
+def test_the_steps_table_keeps_fixed_words_whole_at_the_demo_width() -> None:
+    from tools.demo import steps_table
+
+    steps = [
+        {"target": REGISTRY, "action": "already-current", "outcome": "skipped", "fromVersion": None},
+        {
+            "target": GROUP,
+            "action": "update",
+            "outcome": "verified",
+            "fromVersion": "0a1b2c3d4e5f40718293a4b5c6d7e8f9",
+            "toVersion": "7c8d9e0f1a2b43c4d5e6f708192a3b4c",
+            "message": "moved to the desired version after a long and winding explanation",
+        },
+    ]
+    text = rendered(steps_table(steps), width=120)  # the demo's console is never narrower
+    seen = set(text.replace("│", " ").split())
+    assert {"already-current", "versionless", "0a1b2c3d", "7c8d9e0f", "verified", "skipped"} <= seen
+    assert {"registry", "containergroup"} <= seen

@@ -36,6 +36,27 @@ _OUTCOME_STYLE = {
 }
 
 
+# Short fixed vocabularies never fold (`already-curre`/`nt` reads as nothing): a no_wrap column
+# is as wide as its longest value, and rich narrows the free-text ones (targets, messages) instead.
+FIXED = frozenset({"action", "outcome", "kind", "from", "to", "from → to", "version", "run", "time"})
+
+
+def add_columns(table: Table, *names: str) -> Table:
+    for name in names:
+        if name in FIXED:
+            table.add_column(name, no_wrap=True)
+        else:
+            table.add_column(name, overflow="fold", min_width=10)  # never one letter a line
+    return table
+
+
+def version_cell(version: str | None, missing: str = "versionless") -> str:
+    """8 characters of a hex version; a word (`versionless`, `-`) whole."""
+    if not version:
+        return missing
+    return version[:8] if all(c in "0123456789abcdefABCDEF" for c in version) else version
+
+
 def short(target: str) -> str:
     parts = target.split("/")
     return f"{parts[-1]}  [dim]{parts[4]}/{parts[2][:8]}…[/]" if len(parts) >= 9 else target
@@ -46,16 +67,16 @@ def print_plan(result: Plan, console: Console = out) -> None:
 
     desired = result.desired_version or f"none usable ({result.state.blocked_reason})"
     console.print(f"[bold]{result.key.versionless_id}[/]  desired version [bold]{desired}[/]")
-    table = Table(show_lines=False, header_style="bold")
-    for column in ("target", "kind", "action", "from", "to", "why"):
-        table.add_column(column, overflow="fold")
+    table = add_columns(
+        Table(show_lines=False, header_style="bold"), "target", "kind", "action", "from", "to", "why"
+    )
     for step in result.steps:
         table.add_row(
             short(step.target),
             step.kind,
             f"[{_ACTION_STYLE.get(step.action, '')}]{step.action}[/]",
-            (step.from_version or "versionless")[:8],
-            (step.to_version or "-")[:8] if step.action == UPDATE else "",
+            version_cell(step.from_version),
+            version_cell(step.to_version, "-") if step.action == UPDATE else "",
             step.message,
         )
     console.print(table if result.steps else "[dim]no consumers of this key were found[/]")
@@ -111,15 +132,13 @@ def print_result(result: RunResult) -> None:
         f"run [bold]{result.run_id}[/]  {result.key_id}  desired [bold]{result.desired_version}[/]  "
         f"status [bold]{result.status}[/]"
     )
-    table = Table(header_style="bold")
-    for column in ("target", "action", "outcome", "from → to", "detail"):
-        table.add_column(column, overflow="fold")
+    table = add_columns(Table(header_style="bold"), "target", "action", "outcome", "from → to", "detail")
     for step in result.steps:
         detail = step.error or step.message
         if step.hint:
             detail += f"\n[italic]{step.hint}[/]"
         moved = (
-            f"{(step.from_version or 'versionless')[:8]} → {(step.to_version or '')[:8]}"
+            f"{version_cell(step.from_version)} → {version_cell(step.to_version, '')}"
             if step.action == UPDATE
             else ""
         )
@@ -143,9 +162,7 @@ def print_result(result: RunResult) -> None:
 
 
 def print_records(records: list[dict[str, Any]], console: Console = out) -> None:
-    table = Table(header_style="bold")
-    for column in ("time", "kind", "run", "target", "outcome", "detail"):
-        table.add_column(column, overflow="fold")
+    table = add_columns(Table(header_style="bold"), "time", "kind", "run", "target", "outcome", "detail")
     for record in records:
         target = record.get("target") or ""
         detail = " ".join(
