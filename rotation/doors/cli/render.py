@@ -132,7 +132,9 @@ def print_result(result: RunResult) -> None:
         f"run [bold]{result.run_id}[/]  {result.key_id}  desired [bold]{result.desired_version}[/]  "
         f"status [bold]{result.status}[/]"
     )
-    table = add_columns(Table(header_style="bold"), "target", "action", "outcome", "from → to", "detail")
+    table = add_columns(
+        Table(header_style="bold"), "target", "kind", "action", "outcome", "from → to", "detail"
+    )
     for step in result.steps:
         detail = step.error or step.message
         if step.hint:
@@ -144,6 +146,7 @@ def print_result(result: RunResult) -> None:
         )
         table.add_row(
             short(step.target),
+            step.kind,
             f"[{_ACTION_STYLE.get(step.action, '')}]{step.action}[/]",
             f"[{_OUTCOME_STYLE.get(step.outcome, '')}]{step.outcome}[/]",
             moved,
@@ -162,6 +165,8 @@ def print_result(result: RunResult) -> None:
 
 
 def print_records(records: list[dict[str, Any]], console: Console = out) -> None:
+    from rotation.azure.kinds import kind_label  # its SDK imports wait until a table is printed
+
     table = add_columns(Table(header_style="bold"), "time", "kind", "run", "target", "outcome", "detail")
     for record in records:
         target = record.get("target") or ""
@@ -179,7 +184,7 @@ def print_records(records: list[dict[str, Any]], console: Console = out) -> None
             record["time"][:23],
             record["kind"],
             (record.get("runId") or "")[:8],
-            target.rsplit("/", 1)[-1],
+            kind_label(target) if target else "",
             record.get("outcome") or "",
             detail,
         )
