@@ -47,3 +47,22 @@ def test_a_scenario_posted_later_is_baselined_too(started) -> None:
     emulator.admin.load_scenario(estate("+40d"))
     assert advance(env_file, "1s") == []
     assert advance(env_file, "11d") == ["KeyNearExpiry"]
+
+
+def test_admin_output_into_a_closed_pipe_exits_0_quietly(started) -> None:
+    """`python -m emulator state | head`, the reader gone first: no traceback, exit 0."""
+    import subprocess
+    import sys
+
+    _, env_file = started
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--env-file", str(env_file), "state"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=30) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
