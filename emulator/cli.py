@@ -130,6 +130,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def commands_help() -> str:
+    """One line per admin command, for `python -m emulator --help` (serve's parser is apart)."""
+    subparsers = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    lines = [f"  {choice.dest:<12}{choice.help}" for choice in subparsers._choices_actions]
+    return "admin commands (on a running emulator; `python -m emulator COMMAND -h` for each):\n" + "\n".join(
+        lines
+    )
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:

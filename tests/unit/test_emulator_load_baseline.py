@@ -66,3 +66,18 @@ def test_admin_output_into_a_closed_pipe_exits_0_quietly(started) -> None:
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=30) == 0, stderr
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def test_help_lists_serve_and_every_admin_command() -> None:
+    import subprocess
+    import sys
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "emulator", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    ).stdout
+    for command in ("serve", "fault", "clock", "state", "calls", "deliveries", "timer"):
+        assert f"  {command} " in shown, command
