@@ -15,3 +15,9 @@ def test_a_long_configuration_error_is_one_line(monkeypatch: pytest.MonkeyPatch)
     [line] = result.stderr.splitlines()
     assert line.startswith("error: configuration error: ROTATION_ALLOWED_VAULTS: required")
     assert len(line) > 80 and line.endswith("contoso-cmk.vault.azure.net,contoso-hsm.managedhsm.azure.net")
+
+
+def test_audit_top_is_limited_as_the_http_api_limits_it() -> None:
+    refused = CliRunner().invoke(main, ["audit", "list", "--top", "1001"])
+    assert refused.exit_code == 2
+    assert "1001 is not in the range 1<=x<=1000" in refused.stderr
