@@ -67,7 +67,7 @@ def last_replay_failures(service: Service, items: list[FailedItem]) -> dict[str,
     failures = {}
     for item in items:
         run_id = (item.replayed or {}).get("RunId")
-        if run_id and item.replayed and item.replayed.get("Outcome") != "succeeded":
+        if run_id and item.replay_outcome not in ("succeeded", "queued", "running"):
             found = failing_targets(service.runs.get(run_id))
             if found:
                 failures[item.item_id] = found

@@ -249,7 +249,7 @@ def print_items(items: list[FailedItem], failures: dict[str, list[str]]) -> None
             str(item.attempts or ""),
             item.last_outcome or "",
             why(item, failures.get(item.item_id, ())),
-            f"{replayed.get('Outcome')} by {replayed.get('Operator')}" if replayed else "",
+            f"{item.replay_outcome} by {replayed.get('Operator')}" if replayed else "",
         )
     out.print(table if items else "[green]nothing failed in this window[/]")
 
