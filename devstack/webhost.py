@@ -35,7 +35,6 @@ log = logging.getLogger("devstack.host")
 MAX_BODY = 100 * 1024 * 1024  # the host's own request limit; the app enforces its 64 KiB
 
 
-@dataclass(frozen=True)
 class PortInUse(Exception):
     """The function app's port is taken: said with the address and how to choose another."""
 
@@ -60,6 +59,7 @@ def ensure_free(port: int, host: str = "127.0.0.1") -> None:
             raise
 
 
+@dataclass(frozen=True)
 class HostKeys:
     """The keys `func start` would read from its key store; made fresh at each start."""
 
