@@ -102,6 +102,8 @@ def sweep_drift(timer: func.TimerRequest) -> None:
         len(result.findings),
         len(result.discovery_errors),
     )
+    if result.not_allowed.consumers:
+        log.warning("sweep: %s", result.not_allowed.summary())
 
 
 @app.function_name("replay_failed")

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from devstack.serve import LocalStack, Options, banner, write_env
+from devstack.webhost import PortInUse, ensure_free
 from emulator.runtime import read_scenario_file
 from emulator.scenario import ScenarioError
 
@@ -73,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         visibility_timeout=args.visibility_timeout,
         lro_seconds=args.lro_seconds,
     )
+    try:
+        ensure_free(args.port)
+    except PortInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -80,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         stack = LocalStack(options).start()
     except ScenarioError as exc:
         print(f"error: invalid scenario {args.scenario}: {exc}", file=sys.stderr)
+        return 2
+    except PortInUse as exc:  # taken between the check and the bind
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError, ValueError) as exc:
         print(f"error: the local stack did not start: {exc}", file=sys.stderr)

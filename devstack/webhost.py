@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
+import errno
 import hmac
 import json
 import logging
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -31,6 +33,30 @@ from devstack.functions_host import deliver_event_grid, http_request
 
 log = logging.getLogger("devstack.host")
 MAX_BODY = 100 * 1024 * 1024  # the host's own request limit; the app enforces its 64 KiB
+
+
+class PortInUse(Exception):
+    """The function app's port is taken: said with the address and how to choose another."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(
+            f"{host}:{port} is already in use (another `make serve` or `func start`?): pick another "
+            "port with --port N or LOCAL_FUNCTIONS_PORT=N (0: any free one)"
+        )
+
+
+def ensure_free(port: int, host: str = "127.0.0.1") -> None:
+    """Fail before Azurite and the emulator start, not after, when the port is taken."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as http.server binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(host, port) from exc
+            raise
 
 
 @dataclass(frozen=True)
@@ -205,7 +231,12 @@ class FunctionsWebHost:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # invocations are logged instead; URLs may carry ?code=
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(host, port) from exc
+            raise
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="functions-http", daemon=True).start()
         return int(self._server.server_address[1])

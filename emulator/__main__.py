@@ -64,7 +64,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
+    from .cli import commands_help
+
+    parser = argparse.ArgumentParser(
+        prog="python -m emulator",
+        description=__doc__,
+        epilog=commands_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="start the emulator")
     serve.add_argument("--scenario", type=Path, help="scenario JSON file (format: docs/scenario.md)")

@@ -210,9 +210,11 @@ class ArmService:
         code = _ERROR_CODES.get(status, "Error")
         message = f"Injected fault: {status} {code} for {request.method} {request.path}."
         if status == 403:
+            client = request.principal or "unknown"
             message = (
-                f"The client '{request.principal or 'unknown'}' does not have authorization to perform "
-                f"action on scope '{request.path}' or the scope is invalid. (injected)"
+                f"The client '{client}' with object id '{client}' does not have authorization to perform "
+                f"action '{rbac_action(request.method, request.path)}' over scope '{request.path}' or the "
+                "scope is invalid. If access was recently granted, please refresh your credentials. (injected)"
             )
         headers = {"Retry-After": retry_after} if retry_after is not None else {}
         return arm_error(status, code, message, headers)
@@ -399,3 +401,21 @@ def latest_version_url(world: World, key_url: str) -> str | None:
     if match["version"]:
         return base
     return f"{base}/{key.latest().version}"
+
+
+_VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
+
+
+def rbac_action(method: str, path: str) -> str:
+    """The RBAC action ARM names in AuthorizationFailed: `Microsoft.Sql/servers/keys/write`;
+    a POST is the operation itself, e.g. `Microsoft.Batch/batchAccounts/listKeys/action`."""
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    lowered = [p.lower() for p in parts]
+    if "providers" not in lowered:
+        return f"Microsoft.Resources/subscriptions/{_VERBS.get(method.upper(), 'action')}"
+    rest = parts[len(lowered) - lowered[::-1].index("providers") :]
+    namespace, names = (rest[0], rest[1:]) if rest else ("", [])
+    types = names[0::2]
+    if method.upper() == "POST" and len(names) % 2 == 1:  # …/{name}/{operation}
+        return "/".join([namespace, *types, "action"])
+    return "/".join([namespace, *types, _VERBS.get(method.upper(), "action")])

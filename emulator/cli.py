@@ -38,6 +38,13 @@ def _admin(settings: dict[str, str]) -> AdminClient:
     return AdminClient(url)
 
 
+def _quiet_stdout() -> None:
+    """fd 1 onto /dev/null, so what Python still holds for it does not fail again at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def _print(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=False))
 
@@ -123,6 +130,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def commands_help() -> str:
+    """One line per admin command, for `python -m emulator --help` (serve's parser is apart)."""
+    subparsers = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    lines = [f"  {choice.dest:<12}{choice.help}" for choice in subparsers._choices_actions]
+    return "admin commands (on a running emulator; `python -m emulator COMMAND -h` for each):\n" + "\n".join(
+        lines
+    )
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -150,6 +166,9 @@ def main(argv: list[str]) -> int:
                 _print(admin.calls())
         elif args.command == "deliveries":
             _print(admin._call("GET", "/eventgrid/deliveries")["deliveries"])
+    except BrokenPipeError:  # `python -m emulator calls | head`: the reader has what it wanted
+        _quiet_stdout()
+        return 0
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

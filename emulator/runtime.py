@@ -18,7 +18,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from . import scenario as scenario_format
 from .app import IDENTITY_PATH, EmulatorApp
 from .server import ProxyServer
 from .tls import CertificateAuthority
@@ -199,7 +198,7 @@ class Emulator:
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="cmk-emulator-"))
         self.app = EmulatorApp()
         if scenario is not None:
-            scenario_format.load(self.app.world, scenario)
+            self.app.load_scenario(scenario)
         self._ca = CertificateAuthority()
         self._server = ProxyServer(self.app, self._ca, port=port)
         self.env: dict[str, str] = {}

@@ -31,7 +31,10 @@ sys.path.insert(0, str(REPO))
 from click.testing import CliRunner  # noqa: E402
 
 from devstack.serve import LocalStack, Options  # noqa: E402
+from emulator.arm import ARM_HOSTS  # noqa: E402
+from rotation.azure.kinds import kind_label  # noqa: E402
 from rotation.doors.cli import main as rotation_cli  # noqa: E402
+from rotation.doors.cli.render import add_columns, version_cell  # noqa: E402
 
 SCENARIO = REPO / "emulator" / "scenarios" / "sample.json"
 PERSON_NEEDED = {"blocked", "newer-than-desired", "redeploy-required", "manual-required"}
@@ -69,44 +72,56 @@ def wait_for(probe: Callable[[], Any], what: str, timeout: float = 90) -> Any:
 
 
 def estate(state: dict[str, Any]) -> Table:
-    """Every resource in the emulator with the key version it uses."""
+    """Every consumer of every kind in the emulator, with the key and version it uses."""
     table = Table(header_style="bold", title_justify="left")
-    for column in ("resource", "kind", "key", "version"):
-        table.add_column(column)
-
-    def add(resource_id: str, kind: str, key_url: str | None) -> None:
-        if not key_url:
-            table.add_row(resource_id.rsplit("/", 1)[1], kind, "[dim]no CMK[/]", "")
-            return
-        parts = key_url.split("/")
-        version = parts[5] if len(parts) > 5 else "[green]versionless[/]"
-        table.add_row(resource_id.rsplit("/", 1)[1], kind, parts[4], version)
-
-    for registry in state["registries"]:
-        add(registry["id"], "registry", registry["keyId"])
-    for account in state["batchAccounts"]:
-        add(account["id"], "batch", account["keyId"])
-    for group in state["containerGroups"]:
-        add(
-            group["id"],
-            "containergroup",
-            f"{group['vaultBaseUrl']}/keys/{group['keyName']}/{group['keyVersion']}",
-        )
+    table.add_column("resource", overflow="fold")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("key", overflow="fold")
+    table.add_column("version", no_wrap=True, min_width=11)
+    for entries in state.values():
+        if not isinstance(entries, list):
+            continue  # vaults, pools and identities are dicts: not consumers
+        for resource in entries:
+            if isinstance(resource, dict) and "id" in resource:
+                kind, name = kind_label(resource["id"]).rsplit(" ", 1)
+                table.add_row(name, kind, *_key_cells(_key_url(resource)))
     return table
 
 
+def _key_url(resource: dict[str, Any]) -> str | None:
+    """The key a resource uses, whichever way its kind holds it (one id, a list, or parts)."""
+    if resource.get("keyIds"):
+        return str(resource["keyIds"][0])
+    if resource.get("vaultBaseUrl"):
+        version = resource.get("keyVersion") or ""
+        return f"{resource['vaultBaseUrl']}/keys/{resource.get('keyName')}" + (
+            f"/{version}" if version else ""
+        )
+    return resource.get("keyId")
+
+
+def _key_cells(key_url: str | None) -> tuple[str, str]:
+    if not key_url:
+        return "[dim]no CMK[/]", ""
+    parts = key_url.split("/")
+    return parts[4], parts[5][:8] if len(parts) > 5 and parts[5] else "[green]versionless[/]"
+
+
 def steps_table(steps: list[dict[str, Any]]) -> Table:
-    table = Table(header_style="bold")
-    for column in ("target", "action", "outcome", "from", "to", "why"):
-        table.add_column(column, overflow="fold")
+    """The CLI's step columns: fixed words whole, versions as 8 hex chars or `versionless`."""
+    table = add_columns(
+        Table(header_style="bold"), "target", "kind", "action", "outcome", "from", "to", "why"
+    )
     for step in steps:
         moved = step.get("action") == "update"
+        kind, name = kind_label(step["target"]).rsplit(" ", 1)
         table.add_row(
-            step["target"].rsplit("/", 1)[1],
+            name,
+            kind,
             step["action"],
             step.get("outcome", ""),
-            (step.get("fromVersion") or "versionless")[:8],
-            (step.get("toVersion") or "")[:8] if moved else "",
+            version_cell(step.get("fromVersion")),
+            version_cell(step.get("toVersion"), "") if moved else "",
             step.get("error") or step.get("message", ""),
         )
     return table
@@ -284,21 +299,40 @@ def walk(demo: Demo, started: float) -> int:
     console.print(estate(admin.state()))
     verified = cli.invoke(rotation_cli, ["audit", "verify"])
     console.print(verified.output.strip())
-    calls = admin.calls()
-    writes = [
-        c
-        for c in calls["calls"]
-        if c["method"] in ("PATCH", "PUT", "DELETE", "POST") and c["host"] != "eventgrid-delivery"
-    ]
-    console.print(
-        f"{calls['total']} calls to Key Vault, ARM and the app's webhook, {len(writes)} writes; demo took {time.monotonic() - started:.1f}s"
-    )
+    console.print(f"{call_summary(admin.calls()['calls'])}; demo took {time.monotonic() - started:.1f}s")
     return verdict(demo.runs, verified.exit_code == 0)
+
+
+APP_CALLS = ("eventgrid-delivery",)  # Event Grid's deliveries to the app's webhook
+WRITES = ("PATCH", "PUT", "DELETE", "POST")
+
+
+def _counted(call: dict[str, Any]) -> bool:
+    """Key Vault, Managed HSM, ARM and the app's webhook; not managed-identity tokens."""
+    host = str(call.get("host", "")).lower()
+    return (
+        host in APP_CALLS or host in ARM_HOSTS or host.endswith((".vault.azure.net", ".managedhsm.azure.net"))
+    )
+
+
+def call_summary(calls: list[dict[str, Any]]) -> str:
+    """How many calls the demo made, and how many writes Azure accepted (refused ones are not)."""
+    counted = [c for c in calls if _counted(c)]
+    accepted = [
+        c
+        for c in counted
+        if c["method"] in WRITES
+        and c["host"] not in APP_CALLS
+        and not c.get("dropped")
+        and int(c.get("status") or 0) < 400
+    ]
+    return f"{len(counted)} calls to Key Vault, ARM and the app's webhook, {len(accepted)} writes accepted"
 
 
 def verdict(runs: list[dict[str, Any]], audit_ok: bool) -> int:
     code, line = closing_line(runs, audit_ok)
-    console.print(Rule(line))
+    console.print(Rule())
+    console.print(line, soft_wrap=True)  # a banner in a Rule is cut at the terminal's width
     return code
 
 

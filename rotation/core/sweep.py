@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rotation.azure.discovery import DiscoveryError, Inventory, list_consumers
 from rotation.azure.retry import Deadline
 from rotation.concurrency import map_in_context
+from rotation.config import Settings
 from rotation.core.gather import Unreachable
 from rotation.core.inventory import Root
 from rotation.core.report import sweep_report
@@ -72,9 +73,33 @@ class KeyFinding:
 
 
 @dataclass(frozen=True)
+class NotAllowed:
+    """Consumers whose keys live in vaults outside ROTATION_ALLOWED_VAULTS: counted, never acted on."""
+
+    consumers: int = 0
+    vaults: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        noun = "consumer uses a key" if self.consumers == 1 else "consumers use keys"
+        return f"{self.consumers} {noun} in vaults not allowed: {', '.join(self.vaults)} (not acted on)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"consumers": self.consumers, "vaults": list(self.vaults)}
+
+
+def not_allowed(inventory: Inventory, settings: Settings) -> NotAllowed:
+    hosts = [c.key.vault_host for c in inventory.consumers if not settings.vault_allowed(c.key.vault_host)]
+    return NotAllowed(len(hosts), tuple(sorted(set(hosts))))
+
+
+@dataclass(frozen=True)
 class SweepResult:
     findings: list[KeyFinding]
     discovery_errors: list[DiscoveryError]
+    not_allowed: NotAllowed = NotAllowed()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"keys": [f.to_dict() for f in self.findings], "notAllowed": self.not_allowed.to_dict()}
 
     @property
     def unreachable(self) -> bool:
@@ -102,6 +127,7 @@ def sweep(service: Estate, *, dry_run: bool = False, actor: str = "sweep") -> Sw
             message=error.error.summary(),
         )
     keys = [k for k in inventory.keys().values() if settings.vault_allowed(k.vault_host)]
+    outside = not_allowed(inventory, settings)
 
     def check(key: KeyRef) -> KeyFinding:
         return _check_key(service, key, inventory.for_key(key), deadline)
@@ -119,10 +145,12 @@ def sweep(service: Estate, *, dry_run: bool = False, actor: str = "sweep") -> Sw
             "keys": len(queued),
             "queued": sum(1 for f in queued if f.request_id),
             "discoveryErrors": len(inventory.errors),
+            "notAllowed": outside.to_dict(),
         },
+        message=outside.summary() if outside.consumers else None,
     )
     trail.flush()
-    return SweepResult(queued, list(inventory.errors))
+    return SweepResult(queued, list(inventory.errors), outside)
 
 
 def _act_on(service: Estate, finding: KeyFinding, dry_run: bool, actor: str, trail: AuditTrail) -> KeyFinding:

@@ -24,6 +24,7 @@ from azure.core.exceptions import AzureError
 
 from rotation.azure.budget import BudgetExhausted, door_budget
 from rotation.core.reconcile import Unreachable
+from rotation.doors import MAX_AUDIT_TOP
 from rotation.model.errors import RotationError
 from rotation.model.ids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
 from rotation.service import Service
@@ -369,8 +370,8 @@ class Api:
                 raise ApiError(400, "InvalidRunId", "run must be a UUID") from None
         since, until = _time(query.get("since"), "since"), _time(query.get("until"), "until")
         top = query.get("top", "100")
-        if not _ASCII_DIGITS.fullmatch(top) or not 1 <= int(top) <= 1000:
-            raise ApiError(400, "InvalidTop", "top must be a whole number from 1 to 1000")
+        if not _ASCII_DIGITS.fullmatch(top) or not 1 <= int(top) <= MAX_AUDIT_TOP:
+            raise ApiError(400, "InvalidTop", f"top must be a whole number from 1 to {MAX_AUDIT_TOP}")
         try:
             records, continuation = self.service.audit.query(
                 key=key,

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,9 @@ def lease_owner(run_id: str) -> str:
 def row_key(text: str) -> str:
     """A Table-safe RowKey for any string (event ids and blob paths may hold / # ? or spaces)."""
     return hashlib.sha256(text.encode()).hexdigest()[:48]
+
+
+_MARKER_NAMES = {"Outcome": "outcome", "RunId": "runId", "Operator": "operator", "ReplayedAt": "replayedAt"}
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,14 @@ class Ledger:
         )
 
     # -- replay markers (rotation/doors/replay/) ----------------------------------------------------
+    @staticmethod
+    def replay_marker_dict(marker: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """A marker in the CLI/HTTP JSON contract's camelCase, not the Table entity's names."""
+        shown = {
+            name: marker[column] for column, name in _MARKER_NAMES.items() if marker and column in marker
+        }
+        return shown or None
+
     def replay_marker(self, item_id: str) -> dict[str, Any] | None:
         try:
             return dict(self.table.get_entity(REPLAY, row_key(item_id)))

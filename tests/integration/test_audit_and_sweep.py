@@ -141,12 +141,12 @@ class TestSweep:
     def test_sweep_treats_a_version_expiring_soon_as_near_expiry(self, stack) -> None:
         estate(stack, near=True)
         result = CliRunner().invoke(main, ["-o", "json", "sweep", "--dry-run"])
-        findings = {f["keyId"]: f for f in json.loads(result.output)}
+        findings = {f["keyId"]: f for f in json.loads(result.output)["keys"]}
         assert result.exit_code == 0
         assert findings[KEY]["nearExpiry"] == NEW and findings[KEY]["behind"] == 1
         assert findings[KEY]["requestId"] is None  # dry run queues nothing
         result = CliRunner().invoke(main, ["-o", "json", "sweep"])
-        [queued] = [f for f in json.loads(result.output) if f["requestId"]]
+        [queued] = [f for f in json.loads(result.output)["keys"] if f["requestId"]]
         dispatcher = stack.dispatcher(function_app.run_rotation)
         dispatcher.run_until_idle(timeout=60)
         dispatcher.close()

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from rotation.doors.cli import main
 from tests import scenarios as s
+from tests.integration.cli_support import wide_consoles
 
 OLD, NEW = s.vid("old"), s.vid("new")
 
@@ -70,8 +71,9 @@ def test_rotate_dry_run_and_version_assertion(stack) -> None:
 def test_exit_codes_for_people_failures_and_unreachable(stack) -> None:
     fleet(stack)
     stack.admin.add_fault(method="PATCH", pathRegex="registries/reg2$", status=403)
-    code, output = invoke("rotate", s.key_id("acr-cmk"), "--yes")
-    assert code == 4 and "rotation role" in output.replace("\n", " ")
+    with wide_consoles():  # the hint is read whole, not folded across table rows at 80 columns
+        code, output = invoke("rotate", s.key_id("acr-cmk"), "--yes")
+    assert code == 4 and "rotation role" in output
     stack.admin.clear_faults()
     stack.admin.add_fault(host="contoso-cmk.vault.azure.net", drop=True)
     assert invoke("plan", s.key_id("acr-cmk"))[0] == 5

@@ -159,6 +159,10 @@ def test_permanent_failure_on_one_target_does_not_stop_the_others(stack) -> None
     by_name = steps(result)
     assert by_name["reg1"].outcome == "failed" and by_name["reg1"].attempts == 1
     assert by_name["reg1"].error_code == "AuthorizationFailed" and "rotation role" in by_name["reg1"].hint
+    # ARM's message names the RBAC action and the scope, as the real one does
+    assert "perform action 'Microsoft.ContainerRegistry/registries/write' over scope '/subscriptions/" in (
+        by_name["reg1"].error
+    )
     assert by_name["reg0"].outcome == by_name["reg2"].outcome == "verified"
     assert result.status == "failed" and result.exit_code == 4
     keys = registry_keys(stack)

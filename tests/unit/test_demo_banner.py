@@ -41,3 +41,90 @@ def test_only_the_last_run_of_a_key_counts_and_failures_are_not_converged() -> N
     failed = run("k", "failed", (REGISTRY, "update", "failed"))
     assert closing_line([failed], audit_ok=True)[0] == 1
     assert closing_line([later], audit_ok=False)[0] == 1
+
+
+def sample_state() -> dict[str, Any]:
+    import json
+
+    from emulator import scenario
+    from emulator.app import EmulatorApp
+    from tools.demo import SCENARIO
+
+    app = EmulatorApp()
+    app.load_scenario(json.loads(SCENARIO.read_text()))
+    return scenario.dump(app.world)
+
+
+def rendered(renderable: Any, width: int = 200) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    console.print(renderable)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_the_estate_table_shows_every_consumer_of_every_kind() -> None:
+    from tools.demo import estate
+
+    state = sample_state()
+    resources = [
+        r for v in state.values() if isinstance(v, list) for r in v if isinstance(r, dict) and "id" in r
+    ]
+    table = estate(state)
+    assert table.row_count == len(resources) > 12
+    text = rendered(table)
+    for kind in ("servicebus", "eventhub", "sqlserver", "diskencryptionset", "aks", "kusto", "cosmos"):
+        assert kind in text
+    assert "des-regulated" in text and "tde-hsm-cmk" in text and "versionless" in text
+
+
+def test_the_closing_banner_is_never_cut_at_the_terminal_width(monkeypatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    import tools.demo as demo
+
+    runs = [run("k", "needs-attention", (GROUP, "redeploy-required", "skipped"))]
+    narrow = Console(file=io.StringIO(), width=60, color_system=None)
+    monkeypatch.setattr(demo, "console", narrow)
+    assert demo.verdict(runs, audit_ok=True) == 0
+    printed = narrow.file.getvalue()  # type: ignore[attr-defined]
+    assert "1 step needs a person: nightly-report redeploy-required, see docs/runbook.md section 2" in printed
+
+
+def test_the_call_count_leaves_out_identity_tokens_and_refused_writes() -> None:
+    from tools.demo import call_summary
+
+    calls = [
+        {"method": "GET", "host": "contoso-cmk.vault.azure.net", "status": 200},
+        {"method": "POST", "host": "contoso-cmk.vault.azure.net", "status": 200},
+        {"method": "PATCH", "host": "management.azure.com", "status": 200},
+        {"method": "PATCH", "host": "management.azure.com", "status": 403},
+        {"method": "PATCH", "host": "management.azure.com", "status": 0, "dropped": True},
+        {"method": "GET", "host": "identity", "status": 200},
+        {"method": "POST", "host": "eventgrid-delivery", "status": 200},
+    ]
+    assert call_summary(calls) == "6 calls to Key Vault, ARM and the app's webhook, 2 writes accepted"
+
+
+def test_the_steps_table_keeps_fixed_words_whole_at_the_demo_width() -> None:
+    from tools.demo import steps_table
+
+    steps = [
+        {"target": REGISTRY, "action": "already-current", "outcome": "skipped", "fromVersion": None},
+        {
+            "target": GROUP,
+            "action": "update",
+            "outcome": "verified",
+            "fromVersion": "0a1b2c3d4e5f40718293a4b5c6d7e8f9",
+            "toVersion": "7c8d9e0f1a2b43c4d5e6f708192a3b4c",
+            "message": "moved to the desired version after a long and winding explanation",
+        },
+    ]
+    text = rendered(steps_table(steps), width=120)  # the demo's console is never narrower
+    seen = set(text.replace("│", " ").split())
+    assert {"already-current", "versionless", "0a1b2c3d", "7c8d9e0f", "verified", "skipped"} <= seen
+    assert {"registry", "containergroup"} <= seen

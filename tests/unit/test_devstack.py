@@ -342,3 +342,25 @@ def test_the_event_subscription_comes_from_infra() -> None:
     assert spec.delivery_schema == "EventGridSchema"
     assert 1 <= spec.max_delivery_attempts <= 30 and 1 <= spec.ttl_minutes <= 1440
     assert spec.dead_letter_container == "eventgrid-deadletters"
+
+
+def test_serve_on_a_busy_port_names_it_and_how_to_pick_another() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ran = subprocess.run(
+            [sys.executable, "-m", "devstack", "serve", "--port", str(port), "--quiet"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+    assert ran.returncode == 2, ran.stderr
+    [line] = ran.stderr.strip().splitlines()
+    assert f"127.0.0.1:{port} is already in use" in line and "--port" in line
+    assert "Errno" not in line

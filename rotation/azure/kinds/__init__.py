@@ -13,6 +13,7 @@ functions below, so a kind that says nothing about them keeps working.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -206,3 +207,18 @@ def read_for_key(kind: TargetKind, clients: Clients, resource_id: ResourceId, ke
     if read_key is not None:
         return cast("Consumer | None", read_key(clients, resource_id, key))
     return kind.read(clients, resource_id)
+
+
+@functools.cache
+def _kinds_by_type() -> dict[str, str]:
+    return {k.resource_type.lower(): k.kind for k in all_kinds()}
+
+
+def kind_label(resource_id: str) -> str:
+    """`<kind> <name>` for people (`servicebus contoso-orders`): names repeat across kinds.
+    An id of no known kind keeps its ARM type: `Microsoft.X/things/name`."""
+    parts = resource_id.strip("/").split("/")
+    if len(parts) < 8 or parts[4].lower() != "providers":
+        return parts[-1]
+    kind = _kinds_by_type().get(f"{parts[5]}/{parts[6]}".lower())
+    return f"{kind} {parts[-1]}" if kind else f"{parts[5]}/{parts[6]}/{parts[-1]}"

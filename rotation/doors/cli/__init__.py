@@ -29,6 +29,7 @@ from rotation.doors.cli.context import (
     fail,
 )
 from rotation.doors.cli.output import output_options
+from rotation.doors.cli.pipes import guard_stdout
 from rotation.doors.cli.render import print_plan, print_records
 
 __all__ = ["main", "print_plan", "print_records"]
@@ -81,6 +82,7 @@ def _fail_for(exc: Exception, debug: bool) -> None:
 def main(ctx: click.Context) -> None:
     """Rotate customer-managed keys into the Azure resources that use them."""
     obj = ctx.ensure_object(Context)
+    guard_stdout()
     # DefaultAzureCredential logs each failed attempt as a warning; the CLI says it in one line
     logging.getLogger("azure.identity").setLevel(logging.DEBUG if obj.debug else logging.ERROR)
     if obj.debug:

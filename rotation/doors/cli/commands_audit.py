@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from rotation.doors import MAX_AUDIT_TOP
 from rotation.doors.cli.context import (
     EXIT_FAILED,
     EXIT_OK,
@@ -40,7 +41,13 @@ def audit() -> None:
 @click.option("--run", "run_id", help="Only records of this run.")
 @click.option("--since", help="ISO 8601 time (default: 30 days before --until; at most 92 days).")
 @click.option("--until", help="ISO 8601 time (default: now).")
-@click.option("--top", type=click.IntRange(1, 5000), default=50, show_default=True)
+@click.option(
+    "--top",
+    type=click.IntRange(1, MAX_AUDIT_TOP),
+    default=50,
+    show_default=True,
+    help=f"records per page, 1 to {MAX_AUDIT_TOP} (as the HTTP API's top)",
+)
 @output_options
 @click.pass_obj
 def audit_list(

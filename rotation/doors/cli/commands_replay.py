@@ -67,7 +67,7 @@ def last_replay_failures(service: Service, items: list[FailedItem]) -> dict[str,
     failures = {}
     for item in items:
         run_id = (item.replayed or {}).get("RunId")
-        if run_id and item.replayed and item.replayed.get("Outcome") != "succeeded":
+        if run_id and item.replay_outcome not in ("succeeded", "queued", "running"):
             found = failing_targets(service.runs.get(run_id))
             if found:
                 failures[item.item_id] = found
@@ -104,6 +104,12 @@ def deadletters_list(
     emit(obj, _items_data(items, failures), lambda: print_items(items, failures))
 
 
+def _unmatched(ids: tuple[str, ...], items: list[FailedItem]) -> list[str]:
+    """The --event-id values no listed item has as its event id or request id."""
+    found = {item.event_id for item in items} | {item.request.request_id for item in items if item.request}
+    return sorted(set(ids) - found)
+
+
 @click.command("replay")
 @click.option("--since", help="ISO 8601 time.")
 @click.option("--until", help="ISO 8601 time.")
@@ -132,6 +138,11 @@ def replay_command(
     selection = _selection(since, until, key_id, event_ids)
     with err.status("reading dead letters and the poison queue…"):
         items = list_failed(service, selection, move=not dry_run)
+    unmatched = _unmatched(event_ids, items)
+    if event_ids and len(unmatched) == len(set(event_ids)):
+        fail(EXIT_USAGE, f"no failed item matched the given ids: {', '.join(unmatched)}")
+    if unmatched:
+        err.print(f"[yellow]no failed item matched:[/] {', '.join(unmatched)}", highlight=False)
     if not items:
         if obj.for_people:
             out.print("[green]nothing to replay[/]")

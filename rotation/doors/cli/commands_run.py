@@ -175,7 +175,7 @@ def sweep_command(obj: Context, dry_run: bool) -> None:
     service = obj.azure
     with err.status("listing consumers across subscriptions…"):
         result = sweep(service, dry_run=dry_run, actor=operator())
-    emit(obj, [f.to_dict() for f in result.findings], lambda: print_sweep(result.findings))
+    emit(obj, result.to_dict(), lambda: print_sweep(result), rows=[f.to_dict() for f in result.findings])
     for error in result.discovery_errors:
         err.print(
             f"[red]could not list {error.kind} in {error.scope}:[/] {error.error.summary()}", highlight=False

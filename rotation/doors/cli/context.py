@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the SDKs load only when a command runs, so `--help` stays q
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_NEEDS_PERSON, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4, 5
 EXIT_ABORTED = 130
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error is one line, whatever the width: grep finds it
 
 
 class Context:

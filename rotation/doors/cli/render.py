@@ -12,7 +12,7 @@ from rotation.doors.cli.context import err, out
 
 if TYPE_CHECKING:
     from rotation.core.reconcile import Plan, RunResult
-    from rotation.core.sweep import KeyFinding
+    from rotation.core.sweep import KeyFinding, SweepResult
     from rotation.doors.replay import FailedItem, ReplayOutcome
 
 RUNBOOK_FIX = "see docs/runbook.md section 2"
@@ -36,6 +36,27 @@ _OUTCOME_STYLE = {
 }
 
 
+# Short fixed vocabularies never fold (`already-curre`/`nt` reads as nothing): a no_wrap column
+# is as wide as its longest value, and rich narrows the free-text ones (targets, messages) instead.
+FIXED = frozenset({"action", "outcome", "kind", "from", "to", "from → to", "version", "run", "time"})
+
+
+def add_columns(table: Table, *names: str) -> Table:
+    for name in names:
+        if name in FIXED:
+            table.add_column(name, no_wrap=True)
+        else:
+            table.add_column(name, overflow="fold", min_width=10)  # never one letter a line
+    return table
+
+
+def version_cell(version: str | None, missing: str = "versionless") -> str:
+    """8 characters of a hex version; a word (`versionless`, `-`) whole."""
+    if not version:
+        return missing
+    return version[:8] if all(c in "0123456789abcdefABCDEF" for c in version) else version
+
+
 def short(target: str) -> str:
     parts = target.split("/")
     return f"{parts[-1]}  [dim]{parts[4]}/{parts[2][:8]}…[/]" if len(parts) >= 9 else target
@@ -46,16 +67,16 @@ def print_plan(result: Plan, console: Console = out) -> None:
 
     desired = result.desired_version or f"none usable ({result.state.blocked_reason})"
     console.print(f"[bold]{result.key.versionless_id}[/]  desired version [bold]{desired}[/]")
-    table = Table(show_lines=False, header_style="bold")
-    for column in ("target", "kind", "action", "from", "to", "why"):
-        table.add_column(column, overflow="fold")
+    table = add_columns(
+        Table(show_lines=False, header_style="bold"), "target", "kind", "action", "from", "to", "why"
+    )
     for step in result.steps:
         table.add_row(
             short(step.target),
             step.kind,
             f"[{_ACTION_STYLE.get(step.action, '')}]{step.action}[/]",
-            (step.from_version or "versionless")[:8],
-            (step.to_version or "-")[:8] if step.action == UPDATE else "",
+            version_cell(step.from_version),
+            version_cell(step.to_version, "-") if step.action == UPDATE else "",
             step.message,
         )
     console.print(table if result.steps else "[dim]no consumers of this key were found[/]")
@@ -111,20 +132,21 @@ def print_result(result: RunResult) -> None:
         f"run [bold]{result.run_id}[/]  {result.key_id}  desired [bold]{result.desired_version}[/]  "
         f"status [bold]{result.status}[/]"
     )
-    table = Table(header_style="bold")
-    for column in ("target", "action", "outcome", "from → to", "detail"):
-        table.add_column(column, overflow="fold")
+    table = add_columns(
+        Table(header_style="bold"), "target", "kind", "action", "outcome", "from → to", "detail"
+    )
     for step in result.steps:
         detail = step.error or step.message
         if step.hint:
             detail += f"\n[italic]{step.hint}[/]"
         moved = (
-            f"{(step.from_version or 'versionless')[:8]} → {(step.to_version or '')[:8]}"
+            f"{version_cell(step.from_version)} → {version_cell(step.to_version, '')}"
             if step.action == UPDATE
             else ""
         )
         table.add_row(
             short(step.target),
+            step.kind,
             f"[{_ACTION_STYLE.get(step.action, '')}]{step.action}[/]",
             f"[{_OUTCOME_STYLE.get(step.outcome, '')}]{step.outcome}[/]",
             moved,
@@ -143,9 +165,9 @@ def print_result(result: RunResult) -> None:
 
 
 def print_records(records: list[dict[str, Any]], console: Console = out) -> None:
-    table = Table(header_style="bold")
-    for column in ("time", "kind", "run", "target", "outcome", "detail"):
-        table.add_column(column, overflow="fold")
+    from rotation.azure.kinds import kind_label  # its SDK imports wait until a table is printed
+
+    table = add_columns(Table(header_style="bold"), "time", "kind", "run", "target", "outcome", "detail")
     for record in records:
         target = record.get("target") or ""
         detail = " ".join(
@@ -162,7 +184,7 @@ def print_records(records: list[dict[str, Any]], console: Console = out) -> None
             record["time"][:23],
             record["kind"],
             (record.get("runId") or "")[:8],
-            target.rsplit("/", 1)[-1],
+            kind_label(target) if target else "",
             record.get("outcome") or "",
             detail,
         )
@@ -227,12 +249,13 @@ def print_items(items: list[FailedItem], failures: dict[str, list[str]]) -> None
             str(item.attempts or ""),
             item.last_outcome or "",
             why(item, failures.get(item.item_id, ())),
-            f"{replayed.get('Outcome')} by {replayed.get('Operator')}" if replayed else "",
+            f"{item.replay_outcome} by {replayed.get('Operator')}" if replayed else "",
         )
     out.print(table if items else "[green]nothing failed in this window[/]")
 
 
-def print_sweep(findings: list[KeyFinding]) -> None:
+def print_sweep(result: SweepResult) -> None:
+    findings = result.findings
     table = Table(header_style="bold")
     for column in ("key", "consumers", "behind", "near expiry", "result"):
         table.add_column(column, overflow="fold")
@@ -245,6 +268,8 @@ def print_sweep(findings: list[KeyFinding]) -> None:
             _sweep_result(finding),
         )
     out.print(table if findings else "[dim]no consumers of any allowed key were found[/]")
+    if result.not_allowed.consumers:
+        out.print(f"[yellow]{result.not_allowed.summary()}[/]", highlight=False, soft_wrap=True)
 
 
 def _sweep_result(finding: KeyFinding) -> str:

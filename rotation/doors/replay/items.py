@@ -10,6 +10,7 @@ from typing import Any
 
 from rotation.model.events import KeyEvent
 from rotation.model.times import iso
+from rotation.storage.ledger import Ledger
 from rotation.storage.queue import RotationRequest
 
 
@@ -31,7 +32,15 @@ class FailedItem:
     error: str | None = None  # why it cannot be replayed (malformed, not a key event, ...)
     event: KeyEvent | None = field(default=None, repr=False)
     request: RotationRequest | None = field(default=None, repr=False)
-    replayed: dict[str, Any] | None = None
+    replayed: dict[str, Any] | None = None  # the Table marker, as stored
+    replay_run_status: str | None = None  # a queued replay's run status now (RotationRuns)
+
+    @property
+    def replay_outcome(self) -> str | None:
+        """How the last replay ended: a queued one's run status once it has one, else the marker's."""
+        if not self.replayed:
+            return None
+        return self.replay_run_status or self.replayed.get("Outcome")
 
     @property
     def replayable(self) -> bool:
@@ -53,13 +62,14 @@ class FailedItem:
             "lastHttpStatus": self.last_status,
             "cause": self.cause,
             "error": self.error,
-            "replayed": {
-                k: v
-                for k, v in (self.replayed or {}).items()
-                if k in ("Outcome", "RunId", "Operator", "ReplayedAt")
-            }
-            or None,
+            "replayed": self._replayed_dict(),
         }
+
+    def _replayed_dict(self) -> dict[str, Any] | None:
+        shown = Ledger.replay_marker_dict(self.replayed)
+        if shown is not None:
+            shown["outcome"] = self.replay_outcome
+        return shown
 
 
 @dataclass(frozen=True)
