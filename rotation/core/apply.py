@@ -5,7 +5,7 @@ be written? (our lease, not busy, not moved past the desired version meanwhile) 
 so it is always safe; a failed target stays on its old version and does not stop the others.
 
 With canary waves (the cmk-rotation-wave tag, rotation/core/waves.py has the rules) the
-update steps go wave by wave: `WaveApply` gives the waves' `Rollout` this run's effects (the
+update steps go wave by wave: `WaveApply` (rotation/core/rollout.py) gives the waves' `Rollout` this run's effects (the
 pool, read-back, held steps, progress in the ledger) and the run's result says whether the
 rollout halted or soaks.
 """
@@ -13,10 +13,10 @@ rollout halted or soaks.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from rotation import telemetry
@@ -28,13 +28,13 @@ from rotation.azure.kinds import (
     is_busy,
     read_for_key,
     recreates_missing,
-    unhealthy,
     verified,
 )
 from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify, remediation
 from rotation.config import Settings
 from rotation.core import waves
 from rotation.core.lanes import Lanes
+from rotation.core.rollout import WaveApply
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import UPDATE
 from rotation.model.errors import RotationError, TransientCondition
@@ -126,93 +126,6 @@ class Applier:
         steps = [outcome.results.get(s.target) or one(s) for s in plan.steps]
         notes = [outcome.note] if outcome.note else []
         return Applied(steps, outcome.halted, outcome.wait_seconds or None, outcome.soaking, notes)
-
-
-class WaveApply:
-    """This run's effects for the waves' `Rollout`: apply and read back in the run's pool, hold
-    the steps of waves that may not start, keep the soak's progress in the ledger."""
-
-    def __init__(
-        self,
-        applier: Applier,
-        plan: Plan,
-        context: ApplyContext,
-        trail: AuditTrail,
-        pool: ThreadPoolExecutor,
-        one: Callable[[PlanStep], StepResult],
-        lanes: Lanes,
-    ) -> None:
-        self.applier, self.plan, self.context, self.trail = applier, plan, context, trail
-        self.pool, self.one, self.lanes = pool, one, lanes
-        self.desired = plan.desired_version or ""
-
-    def rollout(self, ordered: Sequence[waves.Wave]) -> waves.RolloutOutcome:
-        settings = self.applier.settings
-        return waves.Rollout(
-            ordered,
-            self.desired,
-            apply=lambda steps: self.lanes.run(self.pool, self.one, steps),
-            read_back=lambda steps: self.lanes.run(self.pool, self.read_back, steps),
-            health=self.health,
-            hold=self.hold,
-            load=self.load,
-            save=self.save,
-            now=self.applier.clock,
-            record=self.trail.record,
-            soak_minutes=settings.wave_soak_minutes,
-            recheck_seconds=settings.wave_recheck_seconds,
-            claim=self.claim,
-        ).run()
-
-    def health(self, consumer: Consumer | None) -> str | None:
-        kind = self.applier.kinds.get(consumer.kind) if consumer is not None else None
-        hook = None if kind is None else (lambda shown: unhealthy(kind, shown))
-        return waves.health_problem(consumer, self.desired, hook)
-
-    def read_back(self, step: PlanStep) -> Consumer | None:
-        kind, applier = self.applier.kinds[step.kind], self.applier
-        try:
-            return call(
-                lambda: read_for_key(kind, applier.clients, step.consumer.resource_id, step.consumer.key),
-                policy=applier.retry,
-                deadline=self.context.deadline,
-                what=f"read back {step.target}",
-            )
-        except Exception:  # noqa: BLE001 - an unreadable canary holds the later waves back
-            return None
-
-    def hold(self, step: PlanStep, code: str, message: str) -> StepResult:
-        held = result_of(step, "skipped")
-        held.error_code, held.error = code, message
-        self.trail.record(
-            "apply-outcome", target=step.target, outcome="skipped", errorCode=code, message=message
-        )
-        return held
-
-    def load(self) -> waves.Progress | None:
-        ledger = self.applier.ledger
-        return waves.progress_of(ledger.wave_progress(self.plan.key) if ledger is not None else None)
-
-    def save(self, done: waves.Progress) -> None:
-        if self.applier.ledger is not None:
-            self.applier.ledger.record_wave(
-                self.plan.key,
-                desired=done.desired,
-                wave=done.wave,
-                verified_at=done.verified_at,
-                run_id=self.context.run_id,
-            )
-
-    def claim(self, seconds: int) -> bool:
-        """One request carries a soak: it is due back after the delay, with a minute's grace
-        for a slow queue; False when another live request already carries it."""
-        ledger = self.applier.ledger
-        if ledger is None:
-            return True
-        now = self.applier.clock()
-        return ledger.claim_soak(
-            self.plan.key, self.context.run_id, now, now + timedelta(seconds=seconds + 60)
-        )
 
 
 def _stop_code(deadline: Deadline | None, lease: Lease | None) -> str | None:

@@ -1,10 +1,7 @@
-"""Audit storage: records in Table Storage (`RotationAudit`) and run anchors in blobs
-(`audit-anchors`).
-
-Table layout: PartitionKey = the UTC day the run started (YYYYMMDD), RowKey = inverted record
-time + run id + inverted sequence, so a partition reads newest first. The partition "heads"
-keeps each key's latest chain head. Key material never appears here: only key ids and versions.
-"""
+"""Audit storage: records in Table Storage (`RotationAudit`), run anchors in blobs (`audit-anchors`).
+PartitionKey = the UTC day the run started (YYYYMMDD), RowKey = inverted record time + run id +
+inverted sequence (a partition reads newest first); partition "heads" keeps each key's chain
+head. Key material never appears here: only key ids and versions."""
 
 from __future__ import annotations
 
