@@ -149,27 +149,19 @@ class Reconciler:
             attempt=attempt,
         ) as span:
             started = time.monotonic()
-            result = self._run_recorded(request, trail, result, progress, lease)
+            try:
+                result = self._run(request, trail, result, progress, lease)
+            except AuditUnavailable:
+                raise  # no record can be kept: fail loudly, the door lets the message be retried
+            except Exception as exc:  # anything unforeseen is recorded and finished, never lost
+                log.exception("run %s failed unexpectedly", request.request_id)
+                info = classify(exc)
+                result = self._fail(
+                    result, trail, info, info.summary(), remediation(info), type(exc).__name__
+                )
             span.set(status=result.status, desired_version=result.desired_version)
             telemetry.run_finished(result.status, time.monotonic() - started, request.source)
             return result
-
-    def _run_recorded(
-        self,
-        request: RotationRequest,
-        trail: AuditTrail,
-        result: RunResult,
-        progress: ProgressCallback | None,
-        lease: Lease | None,
-    ) -> RunResult:
-        try:
-            return self._run(request, trail, result, progress, lease)
-        except AuditUnavailable:
-            raise  # no record can be kept: fail loudly, the door lets the message be retried
-        except Exception as exc:  # anything unforeseen is recorded and finished, never lost
-            log.exception("run %s failed unexpectedly", request.request_id)
-            info = classify(exc)
-            return self._fail(result, trail, info, info.summary(), remediation(info), type(exc).__name__)
 
     def _run(
         self,
