@@ -110,9 +110,19 @@ def _session(pool_size: int) -> requests.Session:
 class Clients:
     """Lazily built, cached clients. Safe to share between threads."""
 
-    def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        credential: TokenCredential | None = None,
+        *,
+        storage_request_hook: Callable[[Any], None] | None = None,
+    ) -> None:
+        """`storage_request_hook`: called with every storage request before it is sent (a
+        request counter, say): azure-core's `raw_request_hook`, which every storage client's
+        pipeline keeps, including the table clients a service client hands out."""
         self.settings = settings
         self._credential = credential
+        self._storage_hook = storage_request_hook
         self._session = _session(MAX_PARALLEL_TARGETS + 8)  # a connection for every worker thread
         self._cache: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
@@ -247,7 +257,11 @@ class Clients:
         return self.credential
 
     def _storage_kwargs(self) -> dict[str, Any]:
-        return {"transport": self._transport(STORAGE_TIMEOUTS), **_storage_options()}
+        return {
+            "transport": self._transport(STORAGE_TIMEOUTS),
+            **({"raw_request_hook": self._storage_hook} if self._storage_hook else {}),
+            **_storage_options(),
+        }
 
     def _storage_client(self, kind: str, cls: Any, uri: str | None, *args: Any, **extra: Any) -> Any:
         storage = self.settings.storage

@@ -6,7 +6,9 @@ enqueued or audited, the error propagates so Event Grid redelivers and finally d
 The whole door runs inside `ROTATION_DOOR_BUDGET_SECONDS` (default 20 s, under Event Grid's
 30 s): storage that stops answering fails the delivery with BudgetExhausted instead of holding
 it. A redelivery after a request was already queued is harmless: the worker skips an event
-whose run converged, and reconcile is idempotent.
+whose run converged, and reconcile is idempotent. A redelivery of an event whose run converged
+is counted on the ledger's event row (one Table read, one write) and logged, not audited: it
+decides nothing.
 """
 
 from __future__ import annotations
@@ -46,16 +48,15 @@ def _handle(service: Service, event: Any) -> RotationRequest | None:
         )
         return None
     earlier = service.ledger.converged(key_event.event_id)
-    if earlier:  # a redelivery of an event whose run converged: one Table read, no ARM
-        trail = AuditTrail(service.audit, key=key_event.key, actor=f"eventgrid:{key_event.event_id}")
-        trail.record(
-            "duplicate-event",
-            source="event",
-            eventId=key_event.event_id,
-            outcome="skipped",
-            message=f"already converged in run {earlier.get('RunId')}",
+    if earlier:  # a redelivery of an event whose run converged: one Table read, one write, no ARM
+        count = service.ledger.note_redelivery(earlier, source="eventgrid")
+        log.info(
+            "event %s already converged in run %s (%s); redelivery %d skipped",
+            key_event.event_id,
+            earlier.get("RunId"),
+            earlier.get("Outcome"),
+            count,
         )
-        trail.flush()
         return None
     return enqueue_event(service, key_event)
 

@@ -1,6 +1,7 @@
 """Queue door: one rotation request -> reconcile.run, one run per key at a time.
 
-- A redelivered event whose earlier run converged is skipped after one Table read.
+- A redelivered event whose earlier run converged is skipped after one Table read; its run record
+  says so (one write).
 - If another run holds the key's lease, a copy of the request goes back on the queue,
   invisible until that lease would end (plus jitter), with `leaseWaits` counted up, and this
   message completes: waiting must not burn the message's retries.
@@ -138,15 +139,19 @@ def wait_for_lease(service: Service, request: RotationRequest, held: LeaseHeld) 
 
 
 def skip_duplicate(service: Service, request: RotationRequest, earlier: dict) -> None:
-    trail = AuditTrail(service.audit, run_id=request.request_id, key=request.key, actor=request.actor)
-    trail.record(
-        "duplicate-event",
-        eventId=request.event_id,
-        outcome="skipped",
-        message=f"event already converged in run {earlier.get('RunId')} ({earlier.get('Outcome')})",
+    """The run record says why the request ended (one write); nothing is audited, since
+    nothing is decided: the converged run's trail holds the decision."""
+    service.runs.note(
+        request.request_id,
+        "skipped",
+        f"duplicate of run {earlier.get('RunId')} ({earlier.get('Outcome')}) for event {request.event_id}",
     )
-    trail.flush()
-    service.runs.note(request.request_id, "skipped", f"duplicate of run {earlier.get('RunId')}")
+    log.info(
+        "request %s skipped: event %s already converged in run %s",
+        request.request_id,
+        request.event_id,
+        earlier.get("RunId"),
+    )
 
 
 def quarantine(service: Service, body: bytes | str, problem: str, message_id: str | None) -> None:

@@ -222,6 +222,24 @@ class Ledger:
             }
         )
 
+    def note_redelivery(self, earlier: Mapping[str, Any], *, source: str) -> int:
+        """Count one more delivery of an event whose run converged, on the event's own row: one
+        Table write, no audit trail (nothing is decided; the converged run's trail holds the
+        decision). `earlier` is the row `converged` returned. Returns the redeliveries so far;
+        two racing redeliveries may both count the same number (a tally, not a lock)."""
+        count = int(earlier.get("Redeliveries") or 0) + 1
+        self.table.upsert_entity(
+            {
+                "PartitionKey": EVENT,
+                "RowKey": earlier["RowKey"],
+                "Redeliveries": count,
+                "LastRedeliveryAt": iso(_now()),
+                "LastRedeliverySource": source[:64],
+            },
+            mode=_mode().MERGE,
+        )
+        return count
+
     # -- replay markers (rotation/doors/replay/) ----------------------------------------------------
     @staticmethod
     def replay_marker_dict(marker: Mapping[str, Any] | None) -> dict[str, Any] | None:
