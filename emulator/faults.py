@@ -213,9 +213,9 @@ class ArmThrottle:
 
     def take(self, subscription: str, caller: str, method: str) -> tuple[bool, dict[str, str], int]:
         """(allowed, headers to send, Retry-After seconds when refused)."""
-        if not self.enabled:
-            return True, {}, 0
         kind = self.kind(method)
+        if not self.enabled:  # ARM always says what is left: here, a bucket that never drains
+            return True, {f"x-ms-ratelimit-remaining-subscription-{kind}": str(ARM_BUCKETS[kind][0] - 1)}, 0
         with self._lock:
             bucket = self._buckets.get((subscription, caller, kind))
             if bucket is None:

@@ -163,10 +163,8 @@ param rotationCloud string = 'AzurePublicCloud'
 @description('ARM URL when rotationCloud is Custom; empty otherwise.')
 param rotationArmEndpoint string = ''
 
-@description('Parallel target updates per run (config.py accepts 1-256).')
-@minValue(1)
-@maxValue(256)
-param rotationConcurrency int = 16
+@description('Targets updated at once per subscription: auto (each subscription follows ARM\'s remaining budget, starting at 16) or a fixed 1-256.')
+param rotationConcurrency string = 'auto'
 
 @description('A run stops starting new work after this many seconds (5-86400).')
 @minValue(5)

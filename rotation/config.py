@@ -26,9 +26,11 @@ class ConfigError(RotationError, ValueError):
     """A setting is missing or invalid; the message starts with the setting's name."""
 
 
-# Threads a process gives to target updates at once, whatever the settings: lanes of
-# ROTATION_CONCURRENCY per subscription share it (I/O-bound work; sized for a Functions instance).
-MAX_PARALLEL_TARGETS = 64
+# Targets a process updates at once, however many subscriptions' lanes share them. A target
+# mostly waits on ARM (about a second of write and polls) for a few ms of CPU: 128 in flight
+# keep a 2-core instance busy without saturating it (measured: bench/targets.py); bigger machines
+# get 64 per core (TLS and sockets work outside the GIL), up to 256.
+MAX_PARALLEL_TARGETS = min(256, 64 * max(2, os.cpu_count() or 2))
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class Settings:
     allowed_vaults: frozenset[str]
     subscriptions: tuple[str, ...]
     cloud: Cloud
-    concurrency: int
+    concurrency: int  # a lane's starting width, and the workers of listing pools
     time_budget_seconds: float
     container_group_policy: Literal["report", "redeploy"]
     opt_out_tag: str
@@ -105,6 +107,8 @@ class Settings:
     wave_soak_minutes: int = 0
     wave_recheck_seconds: int = 300  # tuning: how often a soak re-checks the earlier waves
     report_max_age_days: int = 365  # the sweep's daily report in `rotation-reports`
+    # ROTATION_CONCURRENCY=auto: each subscription's lane widens to ARM's remaining budget.
+    lanes_follow_arm: bool = True
 
     def vault_allowed(self, host: str) -> bool:
         return host.lower() in self.allowed_vaults
@@ -136,6 +140,22 @@ def _number(
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     return _number(env, name, default, low, high, int)
+
+
+# A lane's starting width under ROTATION_CONCURRENCY=auto, before ARM reports the budget.
+AUTO_CONCURRENCY_START = 16
+
+
+def _concurrency(env: Mapping[str, str]) -> tuple[int, bool]:
+    """ROTATION_CONCURRENCY: `auto` (lanes follow ARM's budget, starting at 16) or a fixed width."""
+    text = _get(env, "ROTATION_CONCURRENCY")
+    if text is None or text.strip().lower() == "auto":
+        return AUTO_CONCURRENCY_START, True
+    if not text.strip().isdigit():
+        raise ConfigError(
+            f"ROTATION_CONCURRENCY: expected auto or a whole number between 1 and 256, got {text!r}"
+        )
+    return _int(env, "ROTATION_CONCURRENCY", AUTO_CONCURRENCY_START, 1, 256), False
 
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
@@ -287,7 +307,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allowed_vaults=_allowed_vaults(env, cloud),
         subscriptions=_subscriptions(env),
         cloud=cloud,
-        concurrency=_int(env, "ROTATION_CONCURRENCY", 16, 1, 256),
+        concurrency=_concurrency(env)[0],
+        lanes_follow_arm=_concurrency(env)[1],
         time_budget_seconds=_float(env, "ROTATION_TIME_BUDGET_SECONDS", 600, 5, 86400),
         container_group_policy=policy,  # type: ignore[arg-type]
         opt_out_tag=tag,

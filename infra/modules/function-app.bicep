@@ -50,7 +50,7 @@ param allowedVaults string
 param subscriptions string
 param cloud string
 param armEndpoint string
-param concurrency int
+param concurrency string
 param timeBudgetSeconds int
 param containerGroupPolicy string
 param optOutTag string
@@ -177,7 +177,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         }
         {
           name: 'ROTATION_CONCURRENCY'
-          value: string(concurrency)
+          value: concurrency
         }
         {
           name: 'ROTATION_TIME_BUDGET_SECONDS'

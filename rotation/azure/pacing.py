@@ -39,10 +39,14 @@ def call_kind(method: str) -> str:
     return "deletes" if method == "DELETE" else "writes"
 
 
+READS_PER_TARGET = 2  # a target's LRO poll and its read-back (the write is counted on its own)
+
+
 @dataclass
 class _Gate:
     not_before: float = 0.0
     spaced: bool = False  # the budget is low: every call reserves one refill interval
+    remaining: int | None = None  # what ARM last said is left in the bucket
 
 
 class Pacer:
@@ -80,8 +84,24 @@ class Pacer:
                 gate.not_before = max(gate.not_before, now + wait)
                 gate.spaced = True
             remaining = _remaining(headers, kind)
+            if remaining is None and status == 429:
+                remaining = 0
             if remaining is not None:
                 gate.spaced = remaining <= LOW_WATER.get(kind, 20)
+                gate.remaining = remaining
+
+    def headroom(self, subscription: str) -> int | None:
+        """How many more targets ARM would take from this subscription now, from the budget it
+        last reported: the writes left, or the reads left over READS_PER_TARGET if fewer. None
+        until ARM has reported the write budget (the lanes then keep their starting width)."""
+        with self._lock:
+            writes = self._gates.get((subscription.lower(), "writes"))
+            reads = self._gates.get((subscription.lower(), "reads"))
+            if writes is None or writes.remaining is None:
+                return None
+            if reads is None or reads.remaining is None:
+                return writes.remaining
+            return min(writes.remaining, reads.remaining // READS_PER_TARGET)
 
 
 def _remaining(headers: Any, kind: str) -> int | None:

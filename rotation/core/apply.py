@@ -116,7 +116,8 @@ class Applier:
                 progress(outcome)
             return outcome
 
-        lanes = Lanes(self.settings.concurrency, plan.steps)
+        headroom = self.clients.pacer.headroom if self.settings.lanes_follow_arm else None
+        lanes = Lanes(self.settings.concurrency, headroom)
         workers = lanes.workers([s for s in plan.steps if s.action == UPDATE])
         with ThreadPoolExecutor(max_workers=workers) as pool:
             ordered = waves.group(plan.steps)

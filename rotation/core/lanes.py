@@ -1,60 +1,121 @@
-"""Parallel target updates, lane by subscription.
+"""Parallel target updates, a lane per subscription, each as wide as ARM's budget for it.
 
 ARM's budgets (and its throttling) are per subscription, so each subscription gets its own lane
-of `ROTATION_CONCURRENCY` workers and every subscription starts at once, instead of one pool
-walking the steps in id order and so working subscriptions one after another. One process-wide
-cap (`MAX_PARALLEL_TARGETS`) keeps the thread count sized for the machine; within a lane the
-per-subscription pacer (rotation/azure/pacing.py) spaces calls when ARM says the budget is low.
+and every subscription starts at once, instead of one pool walking the steps in id order and so
+working subscriptions one after another. A lane starts `ROTATION_CONCURRENCY` targets; once ARM
+has reported what is left of the subscription's budget (the pacer's `headroom`, from
+`x-ms-ratelimit-remaining-subscription-*` and 429s) the lane is as wide as that budget, never
+narrower than it started, so a subscription with a full bucket takes its whole plan at once and
+one that is running dry keeps a steady few in flight while the pacer spaces their calls.
+
+Steps wait in their lane's own queue and a step is handed to the pool only when its lane has
+room: a lane that is full never ties up a thread another subscription could use. One
+process-wide cap (`MAX_PARALLEL_TARGETS`) bounds the threads.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
-from itertools import zip_longest
+from concurrent.futures import Executor, Future
 
-from rotation.concurrency import map_in_context
+from rotation.concurrency import submit_in_context
 from rotation.config import MAX_PARALLEL_TARGETS
 from rotation.model.results import PlanStep
+
+# The lanes look again at ARM's budget this often while every lane is full (a completion wakes
+# them sooner): ARM can report a refilled bucket without any of this run's targets finishing.
+RECHECK_SECONDS = 0.25
 
 
 def subscription_of(step: PlanStep) -> str:
     return step.consumer.resource_id.subscription.lower()
 
 
-def interleaved(steps: Sequence[PlanStep]) -> list[int]:
-    """Step indices, round-robin over subscriptions (each keeping its own order)."""
-    by_subscription: dict[str, list[int]] = {}
-    for index, step in enumerate(steps):
-        by_subscription.setdefault(subscription_of(step), []).append(index)
-    rounds = zip_longest(*by_subscription.values())
-    return [index for one_round in rounds for index in one_round if index is not None]
-
-
 class Lanes:
-    """At most `per_subscription` steps of one subscription in flight at a time."""
+    """`run` maps a function over steps, each subscription's steps at most `width()` at a time."""
 
-    def __init__(self, per_subscription: int, steps: Sequence[PlanStep]) -> None:
-        self.per_subscription = max(1, per_subscription)
-        self._gates = {
-            subscription_of(step): threading.BoundedSemaphore(self.per_subscription) for step in steps
-        }
+    def __init__(
+        self,
+        start: int,
+        headroom: Callable[[str], int | None] | None = None,
+        cap: int = MAX_PARALLEL_TARGETS,
+    ) -> None:
+        self.start = max(1, start)
+        self.cap = max(1, cap)
+        self._headroom = headroom
+
+    def width(self, subscription: str) -> int:
+        """How many of this subscription's targets may be in flight now."""
+        reported = self._headroom(subscription) if self._headroom else None
+        return min(self.cap, max(self.start, reported or 0))
 
     def workers(self, busy: Sequence[PlanStep]) -> int:
-        """Threads for the steps that do work: a lane per subscription, within the process cap."""
-        subscriptions = {subscription_of(step) for step in busy}
-        lanes = self.per_subscription * max(1, len(subscriptions))
-        return max(1, min(MAX_PARALLEL_TARGETS, lanes, len(busy) or 1))
+        """Threads for the steps that do work, within the process cap."""
+        return max(1, min(self.cap, len(busy)))
 
     def run[R](self, pool: Executor, fn: Callable[[PlanStep], R], steps: Sequence[PlanStep]) -> list[R]:
-        """`fn` over `steps` in the pool, subscriptions interleaved; results in the steps' order."""
-        order = interleaved(steps)
+        """`fn` over `steps` in the pool; results in the steps' order. The first exception is
+        raised once the steps already started have finished (no new one starts after it)."""
+        return _Dispatch(self, pool, fn, steps).run()
 
-        def in_lane(index: int) -> R:
-            step = steps[index]
-            with self._gates[subscription_of(step)]:
-                return fn(step)
 
-        results: dict[int, R] = dict(zip(order, map_in_context(pool, in_lane, order), strict=True))
-        return [results[index] for index in range(len(steps))]
+class _Dispatch[R]:
+    """One `Lanes.run`: hands steps to the pool, round-robin over the lanes that have room."""
+
+    def __init__(
+        self, lanes: Lanes, pool: Executor, fn: Callable[[PlanStep], R], steps: Sequence[PlanStep]
+    ) -> None:
+        self.lanes, self.pool, self.fn, self.steps = lanes, pool, fn, steps
+        self.waiting: dict[str, deque[int]] = {}
+        for index, step in enumerate(steps):
+            self.waiting.setdefault(subscription_of(step), deque()).append(index)
+        self.in_flight: dict[str, int] = dict.fromkeys(self.waiting, 0)
+        self.futures: dict[int, Future[R]] = {}
+        self.changed = threading.Condition()
+        self.failed = False
+
+    def run(self) -> list[R]:
+        with self.changed:
+            while self.waiting and not self.failed:
+                if not self._start_what_fits():
+                    self.changed.wait(RECHECK_SECONDS)
+        results: list[R] = []
+        for index in range(len(self.steps)):
+            future = self.futures.get(index)
+            if future is None:  # not started: an earlier step raised
+                continue
+            results.append(future.result())  # raises the first failure, in step order
+        return results
+
+    def _start_what_fits(self) -> bool:
+        """One step per lane with room, lane after lane, until none has room; True if any started."""
+        started = False
+        progress = True
+        while progress and self.waiting:
+            progress = False
+            for subscription in list(self.waiting):
+                busy = sum(self.in_flight.values())
+                if busy >= self.lanes.cap or self.in_flight[subscription] >= self.lanes.width(subscription):
+                    continue
+                queue = self.waiting[subscription]
+                self._start(subscription, queue.popleft())
+                if not queue:
+                    del self.waiting[subscription]
+                progress = started = True
+        return started
+
+    def _start(self, subscription: str, index: int) -> None:
+        self.in_flight[subscription] += 1
+        step = self.steps[index]
+        future = submit_in_context(self.pool, lambda: self.fn(step))
+        self.futures[index] = future
+        future.add_done_callback(lambda done: self._finished(subscription, done))
+
+    def _finished(self, subscription: str, future: Future[R]) -> None:
+        with self.changed:
+            self.in_flight[subscription] -= 1
+            if future.exception() is not None:
+                self.failed = True
+            self.changed.notify()

@@ -44,7 +44,8 @@ PRODUCT_CONTAINERS = ["rotation-reports"]
 OPTIONAL_SETTINGS = {
     "ROTATION_CLOUD": ("cloud", "rotationCloud", "AzurePublicCloud"),
     "ROTATION_ARM_ENDPOINT": ("armEndpoint", "rotationArmEndpoint", ""),
-    "ROTATION_CONCURRENCY": ("concurrency", "rotationConcurrency", 16),
+    # auto, not DESIGN.md's 16: a fixed width was the artificial cap of issue 15
+    "ROTATION_CONCURRENCY": ("concurrency", "rotationConcurrency", "auto"),
     "ROTATION_TIME_BUDGET_SECONDS": ("timeBudgetSeconds", "rotationTimeBudgetSeconds", 600),
     "ROTATION_CONTAINER_GROUP_POLICY": ("containerGroupPolicy", "rotationContainerGroupPolicy", "report"),
     "ROTATION_OPT_OUT_TAG": ("optOutTag", "rotationOptOutTag", "cmk-rotation"),

@@ -21,10 +21,19 @@ def test_defaults() -> None:
     assert settings.allowed_vaults == {"contoso-cmk.vault.azure.net", "fabrikam-cmk.vault.azure.net"}
     assert settings.cloud.arm_endpoint == "https://management.azure.com"
     assert (settings.concurrency, settings.time_budget_seconds) == (16, 600)
+    assert settings.lanes_follow_arm  # ROTATION_CONCURRENCY=auto
     assert settings.container_group_policy == "report" and settings.opt_out_tag == "cmk-rotation"
     assert settings.new_version_expiry_days == 365 and settings.expiry_window_days == 30
     assert settings.sweep_schedule == "0 0 * * * *" and settings.defer_to_key_policy is True
     assert settings.outcome_topic_endpoint is None
+
+
+@pytest.mark.parametrize(
+    ("text", "width", "follows"), [("auto", 16, True), (" AUTO ", 16, True), ("8", 8, False)]
+)
+def test_concurrency_is_auto_or_a_fixed_width(text: str, width: int, follows: bool) -> None:
+    settings = load_settings({**BASE, "ROTATION_CONCURRENCY": text})
+    assert (settings.concurrency, settings.lanes_follow_arm) == (width, follows)
 
 
 @pytest.mark.parametrize(
@@ -35,6 +44,7 @@ def test_defaults() -> None:
         ({"ROTATION_SUBSCRIPTIONS": "not-a-guid"}, "ROTATION_SUBSCRIPTIONS"),
         ({"ROTATION_CONCURRENCY": "0"}, "ROTATION_CONCURRENCY"),
         ({"ROTATION_CONCURRENCY": "many"}, "ROTATION_CONCURRENCY"),
+        ({"ROTATION_CONCURRENCY": "257"}, "ROTATION_CONCURRENCY"),
         ({"ROTATION_CONTAINER_GROUP_POLICY": "always"}, "ROTATION_CONTAINER_GROUP_POLICY"),
         ({"ROTATION_CLOUD": "Mars"}, "ROTATION_CLOUD"),
         ({"ROTATION_CLOUD": "Custom"}, "ROTATION_ARM_ENDPOINT"),

@@ -63,10 +63,15 @@ def test_documented_bucket_sizes() -> None:
     assert ARM_BUCKETS == {"reads": (250, 25.0), "writes": (200, 10.0), "deletes": (200, 10.0)}
 
 
-def test_disabled_throttle_allows_everything_without_headers(clock: Clock) -> None:
+def test_disabled_throttle_allows_everything_and_reports_a_full_bucket(clock: Clock) -> None:
     limiter = ArmThrottle()
-    for _ in range(500):
-        assert limiter.take(SUB, CALLER, "PATCH") == (True, {}, 0)
+    for _ in range(500):  # ARM always reports the budget; with throttling off it never drains
+        assert limiter.take(SUB, CALLER, "PATCH") == (
+            True,
+            {"x-ms-ratelimit-remaining-subscription-writes": "199"},
+            0,
+        )
+    assert limiter.take(SUB, CALLER, "GET")[1] == {"x-ms-ratelimit-remaining-subscription-reads": "249"}
     assert limiter.throttled == 0
 
 

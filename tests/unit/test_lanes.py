@@ -1,4 +1,4 @@
-"""Lanes by subscription: every subscription starts at once, each with its own bound."""
+"""Lanes by subscription: every subscription starts at once, each as wide as ARM's budget for it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from rotation.config import MAX_PARALLEL_TARGETS
-from rotation.core.lanes import Lanes, interleaved
+from rotation.core.lanes import Lanes
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import Decision
 from rotation.model.ids import KeyRef, ResourceId
@@ -24,15 +26,9 @@ def step(sub: str, name: str) -> PlanStep:
     return PlanStep.of(consumer, Decision("update", "behind-desired", "behind"), "b" * 32)
 
 
-def test_steps_are_interleaved_round_robin_by_subscription() -> None:
-    steps = [step(A, "a0"), step(A, "a1"), step(A, "a2"), step(B, "b0")]
-    assert [steps[i].target.rsplit("/", 1)[1] for i in interleaved(steps)] == ["a0", "b0", "a1", "a2"]
-
-
 def test_each_subscription_gets_its_own_lane_and_they_run_together() -> None:
     steps = [step(A, f"a{i}") for i in range(4)] + [step(B, f"b{i}") for i in range(4)]
-    lanes = Lanes(2, steps)
-    assert lanes.workers(steps) == 4
+    lanes = Lanes(2)  # ARM has not reported a budget: each lane keeps its starting width
     lock, inflight, peak = threading.Lock(), Counter[str](), Counter[str]()
     # Passes only when four steps are in flight together: two of each subscription, since a
     # lane holds two. Walking one subscription after the other would never fill it.
@@ -53,8 +49,72 @@ def test_each_subscription_gets_its_own_lane_and_they_run_together() -> None:
     assert peak == {A: 2, B: 2}
 
 
+def peak_in_flight(lanes: Lanes, steps: list[PlanStep], together: int) -> Counter[str]:
+    lock, inflight, peak = threading.Lock(), Counter[str](), Counter[str]()
+    barrier = threading.Barrier(together, timeout=10)
+
+    def work(s: PlanStep) -> None:
+        sub = s.consumer.resource_id.subscription
+        with lock:
+            inflight[sub] += 1
+            peak[sub] = max(peak[sub], inflight[sub])
+        barrier.wait()
+        with lock:
+            inflight[sub] -= 1
+
+    with ThreadPoolExecutor(max_workers=lanes.workers(steps)) as pool:
+        lanes.run(pool, work, steps)
+    return peak
+
+
+def test_a_lane_is_as_wide_as_the_budget_arm_reported_never_narrower_than_it_started() -> None:
+    reported: dict[str, int | None] = {A: 6, B: 0}
+    lanes = Lanes(2, headroom=lambda sub: reported[sub])
+    assert (lanes.width(A), lanes.width(B)) == (6, 2)
+    steps = [step(A, f"a{i}") for i in range(6)] + [step(B, f"b{i}") for i in range(2)]
+    assert peak_in_flight(lanes, steps, together=8) == {A: 6, B: 2}  # all eight at once
+    assert Lanes(2, headroom=lambda sub: 500, cap=40).width(A) == 40  # within the process cap
+
+
+def test_a_full_lane_never_ties_up_a_thread_another_subscription_could_use() -> None:
+    # Two threads; A's lane holds one step. A's first step finishes only once B's two have: if
+    # A's second step sat on the other thread waiting for its lane, B could never run.
+    b_done = threading.Event()
+    finished: list[str] = []
+
+    def work(s: PlanStep) -> str:
+        name = s.target.rsplit("/", 1)[1]
+        if name == "a0":
+            assert b_done.wait(10), "B's steps never ran while A's lane was full"
+        finished.append(name)
+        if {"b0", "b1"} <= set(finished):
+            b_done.set()
+        return name
+
+    steps = [step(A, "a0"), step(A, "a1"), step(B, "b0"), step(B, "b1")]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert Lanes(1, cap=2).run(pool, work, steps) == ["a0", "a1", "b0", "b1"]
+    assert finished.index("a1") > finished.index("a0")
+
+
+def test_the_first_failure_is_raised_and_no_step_starts_after_it() -> None:
+    started: list[str] = []
+
+    def work(s: PlanStep) -> str:
+        name = s.target.rsplit("/", 1)[1]
+        started.append(name)
+        if name == "a1":
+            raise RuntimeError("boom")
+        return name
+
+    steps = [step(A, f"a{i}") for i in range(5)]
+    with ThreadPoolExecutor(max_workers=1) as pool, pytest.raises(RuntimeError, match="boom"):
+        Lanes(1, cap=1).run(pool, work, steps)
+    assert started == ["a0", "a1"]
+
+
 def test_the_process_cap_bounds_the_threads() -> None:
     subscriptions = [f"00000000-0000-0000-0000-{n:012x}" for n in range(10)]
     steps = [step(sub, f"r{i}") for sub in subscriptions for i in range(20)]
-    assert Lanes(16, steps).workers(steps) == MAX_PARALLEL_TARGETS
-    assert Lanes(16, steps[:3]).workers(steps[:3]) == 3
+    assert Lanes(16).workers(steps) == MAX_PARALLEL_TARGETS
+    assert Lanes(16).workers(steps[:3]) == 3

@@ -83,3 +83,17 @@ def test_retry_after_is_capped(clock: Clock) -> None:
 )
 def test_call_kinds_follow_arm_buckets(method: str, kind: str) -> None:
     assert call_kind(method) == kind
+
+
+def test_headroom_follows_the_budget_arm_reported_for_the_subscription(clock: Clock) -> None:
+    pacer = Pacer(clock, clock.sleep)
+    pacer.after(SUB, "reads", 200, {"x-ms-ratelimit-remaining-subscription-reads": "240"})
+    assert pacer.headroom(SUB) is None  # the write budget is not known yet: lanes keep their start
+    pacer.after(SUB, "writes", 200, {"x-ms-ratelimit-remaining-subscription-writes": "199"})
+    assert pacer.headroom(SUB) == 120  # a target reads twice: the reads are the smaller budget
+    pacer.after(SUB, "reads", 200, {"x-ms-ratelimit-remaining-subscription-reads": "249"})
+    pacer.after(SUB, "writes", 200, {"x-ms-ratelimit-remaining-subscription-writes": "30"})
+    assert pacer.headroom(SUB) == 30
+    pacer.after(SUB, "writes", 429, {"Retry-After": "2"})  # refused, no budget header
+    assert pacer.headroom(SUB) == 0
+    assert pacer.headroom(OTHER) is None
