@@ -138,17 +138,7 @@ def replay_command(
     selection = _selection(since, until, key_id, event_ids)
     with err.status("reading dead letters and the poison queue…"):
         items = list_failed(service, selection, move=not dry_run)
-    unmatched = _unmatched(event_ids, items)
-    if event_ids and len(unmatched) == len(set(event_ids)):
-        fail(EXIT_USAGE, f"no failed item matched the given ids: {', '.join(unmatched)}")
-    if unmatched:
-        err.print(f"[yellow]no failed item matched:[/] {', '.join(unmatched)}", highlight=False)
-    if not items:
-        if obj.for_people:
-            out.print("[green]nothing to replay[/]")
-        else:
-            emit(obj, [], lambda: None)
-        sys.exit(EXIT_OK)
+    _say_what_matched(obj, event_ids, items)
     if obj.for_people:
         print_items(items, last_replay_failures(service, items))
     if not dry_run and not yes:
@@ -163,9 +153,7 @@ def replay_command(
             results[request.request_id] = service.reconciler.run(request, lease=lease)
         finally:
             lease.release()
-        continue_later(
-            service, request, results[request.request_id]
-        )  # a soaking rollout: the queue carries on
+        continue_later(service, request, results[request.request_id])  # a soak: the queue carries on
         return results[request.request_id]
 
     def failures_of(outcome: ReplayOutcome) -> list[str]:
@@ -186,3 +174,19 @@ def replay_command(
         if code in codes:
             sys.exit(code)
     sys.exit(EXIT_OK)
+
+
+def _say_what_matched(obj: Context, event_ids: tuple[str, ...], items: list[FailedItem]) -> None:
+    """Ids that matched nothing: a warning, or exit 2 when none matched; exit 0 when there is
+    nothing to replay at all."""
+    unmatched = _unmatched(event_ids, items)
+    if event_ids and len(unmatched) == len(set(event_ids)):
+        fail(EXIT_USAGE, f"no failed item matched the given ids: {', '.join(unmatched)}")
+    if unmatched:
+        err.print(f"[yellow]no failed item matched:[/] {', '.join(unmatched)}", highlight=False)
+    if not items:
+        if obj.for_people:
+            out.print("[green]nothing to replay[/]")
+        else:
+            emit(obj, [], lambda: None)
+        sys.exit(EXIT_OK)
