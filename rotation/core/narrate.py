@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rotation.model.decisions import UPDATE
 from rotation.model.events import EXPIRED
 from rotation.model.results import Plan, RunResult, count
 from rotation.storage.audit import AuditTrail
@@ -49,7 +50,8 @@ def record_expired_event(request: RotationRequest, plan: Plan, trail: AuditTrail
         )
 
 
-def record_plan(plan: Plan, trail: AuditTrail, result: RunResult) -> None:
+def record_plan(plan: Plan, trail: AuditTrail, result: RunResult, *, writes: bool = True) -> None:
+    """`writes`: the run goes on to apply the plan (not a dry run)."""
     result.desired_version = plan.desired_version
     result.discovery_errors = list(plan.discovery_errors)
     result.notes.extend(plan.warnings)
@@ -89,15 +91,18 @@ def record_plan(plan: Plan, trail: AuditTrail, result: RunResult) -> None:
     # pins. The per-step records below are written behind, in batches, as the run goes.
     trail.checkpoint(plan_record)
     for step in plan.steps:
-        trail.record(
-            "plan-step",
-            target=step.target,
-            action=step.action,
-            reason=step.reason,
-            message=step.message,
-            fromVersion=step.from_version,
-            toVersion=step.to_version,
-        )
+        # A step the run writes has one record, its outcome (apply.py): the plan document
+        # holds the decision. The others' decision is their record.
+        if not (writes and step.action == UPDATE):
+            trail.record(
+                "plan-step",
+                target=step.target,
+                action=step.action,
+                reason=step.reason,
+                message=step.message,
+                fromVersion=step.from_version,
+                toVersion=step.to_version,
+            )
         if step.reason == "current-version-expired":
             trail.record(
                 "incident",
@@ -132,7 +137,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
 def record_findings(request: RotationRequest, plan: Plan, trail: AuditTrail, result: RunResult) -> None:
     """The plan and what came with it, and an expired-version incident. The plan is durable
     before any write (record_plan checkpoints it); the rest is written behind."""
-    record_plan(plan, trail, result)
+    record_plan(plan, trail, result, writes=not request.dry_run)
     if request.event_type == EXPIRED:
         record_expired_event(request, plan, trail)
 

@@ -83,7 +83,7 @@ def a_plan(steps: int) -> Plan:
 def plan_recorded(store: AuditStore, counter: Counting, steps: int) -> tuple[AuditTrail, list[str]]:
     """A run's trail through its plan: the storage calls made from the plan's first record
     until the plan is durable (what stands between the run's start and its first write)."""
-    request = new_request(KEY, "cli", "pytest")
+    request = new_request(KEY, "cli", "pytest", dry_run=True)  # a plan-step record per step
     trail = AuditTrail(  # no batch fills up here: the background flusher has its own test
         store, run_id=request.request_id, key=KEY, advance_key_head=True, flush_every=10**6
     )

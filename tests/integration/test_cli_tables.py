@@ -47,7 +47,7 @@ def test_audit_list_show_and_verify_tables(stack) -> None:
     estate(stack)
     run("rotate", KEY, "--yes")
     listed = run("audit", "list", "--key", KEY)
-    assert listed.exit_code == 0 and "apply" in listed.stdout and "reg1" in listed.stdout
+    assert listed.exit_code == 0 and "verified" in listed.stdout and "reg1" in listed.stdout
     run_id = stack.service().audit.query(key=KEY, top=1)[0][0]["runId"]
     shown = run("audit", "show", run_id)
     assert shown.exit_code == 0 and run_id in shown.stdout and "succeeded" in shown.stdout
