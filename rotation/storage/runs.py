@@ -1,18 +1,23 @@
 """Run records in table `RotationRuns`: what `GET /api/rotations/{runId}` answers.
 
-PartitionKey = run id; RowKey "run" holds the run's state, and one row per target
-("step-00001", ...) holds its result, so a run over a thousand targets stays within the
-Table service's entity limits.
+PartitionKey = run id, RowKey "run": the run's state. One row per target holds its result
+(RowKey "step-00001", ...), a thousand to a partition (`<run id>.s000`, `<run id>.s001`, ...):
+a Table partition takes about 2,000 entities a second, so the 10,000 rows of a large run are
+written over ten partitions, several transactions at once, not queued behind one (and
+Azurite, whose row lookup scans the partition, stays linear). Runs recorded before that keep
+their step rows in the run's own partition; `get` reads both.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from rotation.concurrency import map_in_context
 from rotation.model.times import utc_now
 
 if TYPE_CHECKING:
@@ -20,6 +25,8 @@ if TYPE_CHECKING:
 
 RUNS_TABLE = "RotationRuns"
 _RUN_ROW = "run"
+STEPS_PER_PARTITION = 1000
+_PARALLEL_TRANSACTIONS = 4  # step rows: transactions in flight at once (different partitions)
 _STEP_FIELDS = (
     "target",
     "kind",
@@ -109,19 +116,21 @@ class RunStore:
     def finished(self, run_id: str, summary: dict[str, Any], steps: list[dict[str, Any]]) -> None:
         rows = []
         for index, step in enumerate(steps, start=1):
-            row: dict[str, Any] = {"PartitionKey": run_id, "RowKey": f"step-{index:05d}"}
+            row: dict[str, Any] = {"PartitionKey": step_partition(run_id, index), "RowKey": _step_row(index)}
             row.update({k[0].upper() + k[1:]: step.get(k) for k in _STEP_FIELDS if step.get(k) is not None})
             rows.append(row)
         # Replace, not merge: a row reused from an earlier attempt must not keep its old error.
         operations: list[Any] = [("upsert", r, {"mode": _mode().REPLACE}) for r in rows]
-        stale = self.table.query_entities(
-            "PartitionKey eq @pk and RowKey gt @last and RowKey lt 'step.'",
-            parameters={"pk": run_id, "last": f"step-{len(rows):05d}"},
-            select=["PartitionKey", "RowKey"],
-        )
-        operations += [("delete", {"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}) for e in stale]
-        for start in range(0, len(operations), 100):
-            self.table.submit_transaction(operations[start : start + 100])
+        operations += [("delete", _keys(e)) for e in self._stale(run_id, len(rows))]
+        transactions: list[list[Any]] = []
+        for operation in operations:  # one transaction: one partition, at most 100 operations
+            last = transactions[-1] if transactions else None
+            if last and len(last) < 100 and last[0][1]["PartitionKey"] == operation[1]["PartitionKey"]:
+                last.append(operation)
+            else:
+                transactions.append([operation])
+        with ThreadPoolExecutor(max_workers=_PARALLEL_TRANSACTIONS) as pool:
+            list(map_in_context(pool, self.table.submit_transaction, transactions))
         run_row = {
             "PartitionKey": run_id,
             "RowKey": _RUN_ROW,
@@ -163,12 +172,46 @@ class RunStore:
                 with contextlib.suppress(ValueError):
                     value = json.loads(value)
             result[name] = value
-        steps = sorted((e for e in entities if e["RowKey"].startswith("step-")), key=lambda e: e["RowKey"])
+        rows = [e for e in entities if e["RowKey"].startswith("step-")] + self._steps_after(run_id, 0)
+        steps = sorted(rows, key=lambda e: e["RowKey"])
         result["steps"] = [
             {k[0].lower() + k[1:]: v for k, v in e.items() if k not in ("PartitionKey", "RowKey")}
             for e in steps
         ]
         return result
+
+    def _steps_after(self, run_id: str, count: int) -> list[Any]:
+        """Step rows in the step partitions numbered past `count` (all of them for 0)."""
+        return list(
+            self.table.query_entities(
+                "PartitionKey ge @lo and PartitionKey lt @hi and RowKey gt @after",
+                parameters={"lo": f"{run_id}.s", "hi": f"{run_id}.t", "after": _step_row(count)},
+            )
+        )
+
+    def _stale(self, run_id: str, count: int) -> list[Any]:
+        """What a finished attempt of `count` steps replaces: an earlier attempt's rows past
+        `count`, and every step row left in the run's own partition by runs recorded before the
+        step partitions."""
+        legacy = self.table.query_entities(
+            "PartitionKey eq @pk and RowKey gt 'step-' and RowKey lt 'step.'",
+            parameters={"pk": run_id},
+            select=["PartitionKey", "RowKey"],
+        )
+        return [*self._steps_after(run_id, count), *legacy]
+
+
+def step_partition(run_id: str, index: int) -> str:
+    """The partition of a run's step `index` (from 1): a thousand steps to a partition."""
+    return f"{run_id}.s{(index - 1) // STEPS_PER_PARTITION:03d}"
+
+
+def _step_row(index: int) -> str:
+    return f"step-{index:05d}"
+
+
+def _keys(entity: Any) -> dict[str, str]:
+    return {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"]}
 
 
 def _mode() -> type[UpdateMode]:
