@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rotation import telemetry
 from rotation.azure.discovery import Inventory
@@ -37,6 +37,7 @@ from rotation.storage.audit import AuditStore, AuditTrail, AuditUnavailable
 from rotation.storage.ledger import Lease, Ledger
 from rotation.storage.queue import RotationRequest, not_allowed
 from rotation.storage.runs import RunStore
+from rotation.storage.steprows import StepRowWriter
 
 if TYPE_CHECKING:
     from rotation.azure.clients import Clients
@@ -183,13 +184,26 @@ class Reconciler:
         record_findings(request, plan, trail, result)  # the plan is durable before anything is written
         if request.dry_run:
             result.steps = [result_of(s, "planned" if s.action == UPDATE else "skipped") for s in plan.steps]
-        else:
-            context = ApplyContext(request.request_id, request.actor, deadline)
-            applied = self.applier.apply(plan, context, trail, progress, lease)
-            result.steps, result.halted, result.soaking = applied.steps, applied.halted, applied.soaking
-            result.requeue_after = applied.requeue_after
-            result.notes.extend(applied.notes)
-        return self._finish(result, trail)
+            return self._finish(result, trail)
+        context = ApplyContext(request.request_id, request.actor, deadline)
+        writer = (
+            StepRowWriter(self.runs, result.run_id, [s.target for s in plan.steps]) if self.runs else None
+        )
+
+        def finished_step(step: StepResult) -> None:
+            if writer is not None:
+                writer.add(step.to_dict())  # the run's rows are written as it goes
+            if progress is not None:
+                progress(step)
+
+        try:
+            applied = self.applier.apply(plan, context, trail, finished_step, lease)
+        finally:
+            written = writer.close() if writer is not None else None
+        result.steps, result.halted, result.soaking = applied.steps, applied.halted, applied.soaking
+        result.requeue_after = applied.requeue_after
+        result.notes.extend(applied.notes)
+        return self._finish(result, trail, written)
 
     def _maintenance(
         self,
@@ -234,7 +248,9 @@ class Reconciler:
         )
         return self._finish(result, trail)
 
-    def _finish(self, result: RunResult, trail: AuditTrail) -> RunResult:
+    def _finish(
+        self, result: RunResult, trail: AuditTrail, written: Mapping[str, dict[str, Any]] | None = None
+    ) -> RunResult:
         result.finished_at = utc_now()
         for step in result.steps:
             telemetry.step_finished(step.kind, step.action, step.outcome)
@@ -251,7 +267,7 @@ class Reconciler:
                 "error": result.error.summary() if result.error else None,
                 "halted": result.halted,
             }
-            self.runs.finished(result.run_id, summary, [s.to_dict() for s in result.steps])
+            self.runs.finished(result.run_id, summary, [s.to_dict() for s in result.steps], written)
         outcomes.publish(self.settings.outcome_topic_endpoint, self.clients, result, trail, self.retry)
         trail.flush()  # the published (or failed) outcome record; nothing when not configured
         return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -113,14 +114,18 @@ class RunStore:
             mode=_mode().MERGE,
         )
 
-    def finished(self, run_id: str, summary: dict[str, Any], steps: list[dict[str, Any]]) -> None:
-        rows = []
-        for index, step in enumerate(steps, start=1):
-            row: dict[str, Any] = {"PartitionKey": step_partition(run_id, index), "RowKey": _step_row(index)}
-            row.update({k[0].upper() + k[1:]: step.get(k) for k in _STEP_FIELDS if step.get(k) is not None})
-            rows.append(row)
+    def finished(
+        self,
+        run_id: str,
+        summary: dict[str, Any],
+        steps: list[dict[str, Any]],
+        written: Mapping[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """The run's outcome and a row per step. `written`: rows already written while the run
+        went (storage/steprows.py), by RowKey; only rows that differ from them are written."""
+        rows = [step_row(run_id, index, step) for index, step in enumerate(steps, start=1)]
         # Replace, not merge: a row reused from an earlier attempt must not keep its old error.
-        operations: list[Any] = [("upsert", r, {"mode": _mode().REPLACE}) for r in rows]
+        operations: list[Any] = [upsert(r) for r in rows if written is None or written.get(r["RowKey"]) != r]
         operations += [("delete", _keys(e)) for e in self._stale(run_id, len(rows))]
         transactions: list[list[Any]] = []
         for operation in operations:  # one transaction: one partition, at most 100 operations
@@ -204,6 +209,18 @@ class RunStore:
 def step_partition(run_id: str, index: int) -> str:
     """The partition of a run's step `index` (from 1): a thousand steps to a partition."""
     return f"{run_id}.s{(index - 1) // STEPS_PER_PARTITION:03d}"
+
+
+def step_row(run_id: str, index: int, step: Mapping[str, Any]) -> dict[str, Any]:
+    """The Table row of a run's step `index` (from 1)."""
+    row: dict[str, Any] = {"PartitionKey": step_partition(run_id, index), "RowKey": _step_row(index)}
+    row.update({k[0].upper() + k[1:]: step.get(k) for k in _STEP_FIELDS if step.get(k) is not None})
+    return row
+
+
+def upsert(row: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A transaction's replace-upsert of `row`."""
+    return ("upsert", row, {"mode": _mode().REPLACE})
 
 
 def _step_row(index: int) -> str:

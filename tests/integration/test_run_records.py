@@ -11,6 +11,7 @@ import pytest
 from azure.data.tables import TableClient
 
 from rotation.storage.runs import RUNS_TABLE, RunStore, step_partition
+from rotation.storage.steprows import StepRowWriter
 from tests.conftest import wipe_storage
 
 
@@ -71,3 +72,49 @@ def test_a_run_recorded_before_the_split_still_reads_and_is_cleaned_on_rerun(sto
     record = store.get(run_id)
     assert record is not None
     assert [st["target"] for st in record["steps"]] == ["/subscriptions/s/t0"]
+
+
+def rows_in_step_partitions(store: RunStore, run_id: str) -> int:
+    return len(store._steps_after(run_id, 0))
+
+
+def test_step_rows_are_written_while_the_run_goes_and_finished_writes_only_the_rest(
+    store: RunStore, azurite
+) -> None:
+    run_id = started(store)
+    all_steps = steps(250)
+    writer = StepRowWriter(store, run_id, [st["target"] for st in all_steps])
+    for step in reversed(all_steps):  # steps finish in any order
+        writer.add(step)
+    written = writer.close()
+    assert len(written) == 200 and rows_in_step_partitions(store, run_id) == 200  # two full transactions
+    all_steps[-1] = {**all_steps[-1], "outcome": "failed"}  # a result replaced after it was written
+    sent: list[str] = []
+    store.table = TableClient.from_connection_string(
+        azurite.connection_string,
+        RUNS_TABLE,
+        raw_request_hook=lambda request: sent.append(request.http_request.method),
+    )
+    store.finished(run_id, {"status": "succeeded"}, all_steps, written)
+    record = store.get(run_id)
+    assert record is not None and [st["target"] for st in record["steps"]] == [
+        st["target"] for st in all_steps
+    ]
+    assert record["steps"][-1]["outcome"] == "failed"  # written early, replaced since, written again
+    assert sent.count("POST") == 1  # one transaction: the 50 never written and the changed one
+
+
+def test_a_background_write_that_fails_is_made_good_when_the_run_finishes(azurite) -> None:
+    wipe_storage(azurite.connection_string)
+    table = TableClient.from_connection_string(azurite.connection_string, RUNS_TABLE)
+    store = RunStore(table)
+    run_id = str(uuid.uuid4())
+    all_steps = steps(100)
+    writer = StepRowWriter(store, run_id, [st["target"] for st in all_steps])
+    for step in all_steps:
+        writer.add(step)  # the table does not exist yet: the background transaction fails
+    assert writer.close() == {}
+    table.create_table()
+    store.finished(run_id, {"status": "succeeded"}, all_steps, {})
+    record = store.get(run_id)
+    assert record is not None and len(record["steps"]) == 100
