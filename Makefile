@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite
 
-.PHONY: install test unit lint demo bench bench-10k infra-check serve clean
+.PHONY: install test unit lint demo bench bench-10k bench-shards infra-check serve clean
 
 install: $(STAMP) $(AZURITE)
 
@@ -52,6 +52,10 @@ bench: install
 # N=10,000 consumers of mixed kinds; stops by itself (the run's budget, then the timeout)
 bench-10k: install
 	ROTATION_TIME_BUDGET_SECONDS=1500 timeout 1800 $(PY) bench/mixed_kinds.py --sizes 10000 --subscriptions 50 --throttled
+
+# one key's roll-out split over 1 and 2 processes by subscription (docs/scaling.md)
+bench-shards: install
+	timeout 1200 $(PY) bench/shards.py --n 3000 --subscriptions 30 --shards 1 2
 
 serve: install
 	$(PY) -m devstack serve --scenario emulator/scenarios/sample.json --env-file .env.emulator $(SERVE_ARGS)
