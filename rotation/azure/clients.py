@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from azure.keyvault.keys import KeyClient
     from azure.mgmt.batch import BatchManagementClient
     from azure.mgmt.containerinstance import ContainerInstanceManagementClient
-    from azure.mgmt.containerregistry import ContainerRegistryManagementClient
     from azure.storage.blob import BlobServiceClient
     from azure.storage.queue import QueueClient
 
@@ -185,11 +184,6 @@ class Clients:
 
     # The typed management SDKs are imported on first use, not with function_app: a cold start
     # that only parses and enqueues an event never pays for them.
-    def registries(self, subscription: str) -> ContainerRegistryManagementClient:
-        from azure.mgmt.containerregistry import ContainerRegistryManagementClient
-
-        return self._management("acr", subscription, ContainerRegistryManagementClient)
-
     def batch(self, subscription: str) -> BatchManagementClient:
         from azure.mgmt.batch import BatchManagementClient
 
