@@ -104,7 +104,11 @@ class Arm:
 
         return iter(ItemPaged(get_next, extract))
 
-    # -- long-running writes ----------------------------------------------------------------------
+    # -- writes -----------------------------------------------------------------------------------
+    def patch(self, resource_id: str, api_version: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """A synchronous PATCH: the resource as its answer shows it (no poller, no polls)."""
+        return self._json(self._send("PATCH", resource_id, api_version, body))
+
     def begin_patch(self, resource_id: str, api_version: str, body: dict[str, Any]) -> LROPoller[Any]:
         return self._begin("PATCH", resource_id, api_version, body)
 

@@ -26,7 +26,6 @@ from rotation.config import MAX_PARALLEL_TARGETS, Settings
 if TYPE_CHECKING:
     from azure.data.tables import TableServiceClient
     from azure.keyvault.keys import KeyClient
-    from azure.mgmt.batch import BatchManagementClient
     from azure.mgmt.containerinstance import ContainerInstanceManagementClient
     from azure.storage.blob import BlobServiceClient
     from azure.storage.queue import QueueClient
@@ -184,11 +183,6 @@ class Clients:
 
     # The typed management SDKs are imported on first use, not with function_app: a cold start
     # that only parses and enqueues an event never pays for them.
-    def batch(self, subscription: str) -> BatchManagementClient:
-        from azure.mgmt.batch import BatchManagementClient
-
-        return self._management("batch", subscription, BatchManagementClient)
-
     def container_instances(self, subscription: str) -> ContainerInstanceManagementClient:
         from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 

@@ -1,0 +1,55 @@
+"""Work the product does not need to do per target (issue 15, CPU per target): registries and
+Batch accounts are listed, read and written in the wire format, without building the typed
+management SDKs' models, with the same calls as before."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests import scenarios as s
+
+OLD, NEW = s.vid("old"), s.vid("new")
+
+# A run in a fresh interpreter (this one has imported the SDKs for other tests): which
+# management SDKs did it load, and how did each target end?
+PROBE = """
+import json, sys
+from rotation.model.ids import parse_key_id
+from rotation.service import service_for_environment
+from rotation.storage.queue import new_request
+result = service_for_environment().reconciler.run(new_request(parse_key_id(sys.argv[1]), "cli", "pytest"))
+print(json.dumps({
+    "outcomes": {step.target.rsplit("/", 1)[1]: step.outcome for step in result.steps},
+    "sdks": sorted(m for m in sys.modules if m.count(".") == 2 and m.startswith("azure.mgmt.")),
+}))
+"""
+
+
+def test_registries_and_batch_accounts_are_rotated_without_their_typed_sdks(stack) -> None:
+    pinned = s.key_id("acr-cmk", OLD)
+    stack.load(
+        s.scenario(
+            {"acr-cmk": s.key(s.version("old", created="-100d"), s.version("new", created="-1h"))},
+            registries=[s.registry("reg1", pinned), s.registry("reg2", pinned, sub=s.SUB_B)],
+            batch_accounts=[s.batch("batch1", pinned)],
+        )
+    )
+    probe = subprocess.run(
+        [sys.executable, "-c", PROBE, s.key_id("acr-cmk")],
+        cwd=stack.repo,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seen = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert seen["outcomes"] == {"reg1": "verified", "reg2": "verified", "batch1": "verified"}
+    assert "azure.mgmt.containerregistry" not in seen["sdks"]
+    assert "azure.mgmt.batch" not in seen["sdks"]
+    assert len(stack.writes()) == 3  # one PATCH per target, as before
+    state = stack.admin.state()
+    assert {r["keyId"] for r in state["registries"]} == {s.key_id("acr-cmk", NEW)}
+    assert {b["keyId"] for b in state["batchAccounts"]} == {s.key_id("acr-cmk", NEW)}
