@@ -40,7 +40,7 @@ def profiled(emulator: EmulatorProcess, args: argparse.Namespace) -> tuple[int, 
     import yappi
 
     yappi.set_clock_type("cpu")
-    yappi.start(builtins=True, profile_threads=True)
+    yappi.start(builtins=False, profile_threads=True)
     try:
         result = run(emulator, args.bench, args.n, args.latency_ms)
     finally:
