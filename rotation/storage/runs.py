@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from rotation.model.times import utc_now
+from rotation.storage.tablebatch import submit_transaction
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, UpdateMode
@@ -121,7 +122,7 @@ class RunStore:
         )
         operations += [("delete", {"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}) for e in stale]
         for start in range(0, len(operations), 100):
-            self.table.submit_transaction(operations[start : start + 100])
+            submit_transaction(self.table, operations[start : start + 100])  # CPU: tablebatch.py
         run_row = {
             "PartitionKey": run_id,
             "RowKey": _RUN_ROW,

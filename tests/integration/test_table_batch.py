@@ -8,9 +8,9 @@ import uuid
 from typing import Any
 
 import pytest
-from azure.data.tables import TableClient, TableServiceClient
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from rotation.storage.tablebatch import TransactionRefused, upsert_entities
+from rotation.storage.tablebatch import TransactionRefused, submit_transaction, upsert_entities
 
 ENTITIES: list[dict[str, Any]] = [
     {"PartitionKey": "20261201", "RowKey": "8210-run-999999", "Kind": "plan-step", "Seq": 0, "Flag": True},
@@ -55,6 +55,31 @@ def test_the_transaction_is_the_one_the_sdk_sends(table: TableClient) -> None:
     assert theirs[-1].http_request.url == ours[-1].http_request.url
     stored = {e["RowKey"]: dict(e) for e in table.query_entities("PartitionKey eq '20261201'")}
     assert stored == {e["RowKey"]: e for e in ENTITIES}
+
+
+def test_replacing_and_deleting_are_the_sdks_too(table: TableClient) -> None:
+    """What RunStore.finished sends: step rows replaced, rows of a longer earlier attempt deleted."""
+    captured: dict[str, list[Any]] = {"theirs": [], "ours": []}
+    for who in ("theirs", "ours"):
+        table.upsert_entity({"PartitionKey": "run", "RowKey": "step-00002", "Error": "old"})
+        table.upsert_entity({"PartitionKey": "run", "RowKey": "step-00001", "Error": "old", "Kept": "no"})
+        operations: list[Any] = [
+            (
+                "upsert",
+                {"PartitionKey": "run", "RowKey": "step-00001", "Outcome": "verified"},
+                {"mode": UpdateMode.REPLACE},
+            ),
+            ("delete", {"PartitionKey": "run", "RowKey": "step-00002"}),
+        ]
+        if who == "theirs":
+            table.submit_transaction(operations, raw_request_hook=captured[who].append)
+        else:
+            submit_transaction(table, operations, raw_request_hook=captured[who].append)
+        rows = {e["RowKey"]: dict(e) for e in table.query_entities("PartitionKey eq 'run'")}
+        assert rows == {"step-00001": {"PartitionKey": "run", "RowKey": "step-00001", "Outcome": "verified"}}
+    assert _normal(_sent(captured["ours"])[0]) == _normal(_sent(captured["theirs"])[0])
+    with pytest.raises(ValueError, match="unsupported"):
+        submit_transaction(table, [("create", {"PartitionKey": "run", "RowKey": "x"})])
 
 
 def test_an_upsert_merges_into_the_stored_entity(table: TableClient) -> None:
