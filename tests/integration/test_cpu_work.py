@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 from tests import scenarios as s
 
@@ -53,3 +54,37 @@ def test_registries_and_batch_accounts_are_rotated_without_their_typed_sdks(stac
     state = stack.admin.state()
     assert {r["keyId"] for r in state["registries"]} == {s.key_id("acr-cmk", NEW)}
     assert {b["keyId"] for b in state["batchAccounts"]} == {s.key_id("acr-cmk", NEW)}
+
+
+def test_a_long_running_write_is_followed_in_the_calling_thread(stack) -> None:
+    """The worker waits for its write anyway: azure-core's LROPoller would start one more thread
+    per target to poll in."""
+    from rotation.azure.kinds import ApplyContext
+    from rotation.azure.kinds.registry import Registries
+    from rotation.model.ids import parse_key_id, parse_resource_id
+
+    stack.load(
+        s.scenario(
+            {"acr-cmk": s.key(s.version("old", created="-100d"), s.version("new", created="-1h"))},
+            registries=[s.registry("reg1", s.key_id("acr-cmk", OLD))],
+        )
+    )
+    stack.admin.configure(lroSeconds=0.2, retryAfter=0)  # running when the write answers
+    clients, kind = stack.service().clients, Registries()
+    before = kind.read(clients, parse_resource_id(s.registry_id("reg1")))
+    assert before is not None
+    stack.admin.clear_calls()
+    started: set[str] = set()  # threads that ran Python code during the write
+    threading.setprofile(lambda *_: started.add(threading.current_thread().name))
+    try:
+        after = kind.apply(
+            clients, before, parse_key_id(s.key_id("acr-cmk", NEW)), ApplyContext("run", "pytest")
+        )
+    finally:
+        threading.setprofile(None)
+    assert after is not None and after.version == NEW
+    assert started == set()
+    calls = [c for c in stack.admin.calls()["calls"] if c["host"] == "management.azure.com"]
+    assert [c["method"] for c in calls][:1] == ["PATCH"] and any(
+        "operationStatuses" in c["path"] for c in calls
+    )

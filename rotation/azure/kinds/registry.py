@@ -107,8 +107,7 @@ class Registries(a.ArmTargetKind):
         self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
     ) -> Consumer | None:
         """The PATCH, its polls from the write's Retry-After on, and the poller's final GET."""
-        poller = clients.arm().begin_patch(
-            consumer.target, self.api_version, self.write_body(consumer, to_key)
+        result = clients.arm().write(
+            "PATCH", consumer.target, self.api_version, self.write_body(consumer, to_key)
         )
-        result = poller.result()
         return to_consumer(result) if isinstance(result, dict) else None
