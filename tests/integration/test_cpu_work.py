@@ -1,6 +1,7 @@
 """Work the product does not need to do per target (issue 15, CPU per target): registries and
-Batch accounts are listed, read and written in the wire format, without building the typed
-management SDKs' models, with the same calls as before."""
+Batch accounts are listed, read and written in the wire format, and container groups listed so,
+without building the typed management SDKs' models, with the same calls as before; a
+long-running write is polled in the thread that waits for it."""
 
 from __future__ import annotations
 
@@ -29,13 +30,14 @@ print(json.dumps({
 """
 
 
-def test_registries_and_batch_accounts_are_rotated_without_their_typed_sdks(stack) -> None:
+def test_registries_batch_accounts_and_groups_are_handled_without_their_typed_sdks(stack) -> None:
     pinned = s.key_id("acr-cmk", OLD)
     stack.load(
         s.scenario(
             {"acr-cmk": s.key(s.version("old", created="-100d"), s.version("new", created="-1h"))},
             registries=[s.registry("reg1", pinned), s.registry("reg2", pinned, sub=s.SUB_B)],
             batch_accounts=[s.batch("batch1", pinned)],
+            groups=[s.group("aci1", "acr-cmk", OLD)],  # listed and reported, never written
         )
     )
     probe = subprocess.run(
@@ -47,9 +49,15 @@ def test_registries_and_batch_accounts_are_rotated_without_their_typed_sdks(stac
         check=True,
     )
     seen = json.loads(probe.stdout.strip().splitlines()[-1])
-    assert seen["outcomes"] == {"reg1": "verified", "reg2": "verified", "batch1": "verified"}
-    assert "azure.mgmt.containerregistry" not in seen["sdks"]
-    assert "azure.mgmt.batch" not in seen["sdks"]
+    assert seen["outcomes"] == {
+        "reg1": "verified",
+        "reg2": "verified",
+        "batch1": "verified",
+        "aci1": "skipped",
+    }
+    assert not {"azure.mgmt.containerregistry", "azure.mgmt.batch", "azure.mgmt.containerinstance"} & set(
+        seen["sdks"]
+    )
     assert len(stack.writes()) == 3  # one PATCH per target, as before
     state = stack.admin.state()
     assert {r["keyId"] for r in state["registries"]} == {s.key_id("acr-cmk", NEW)}
