@@ -6,6 +6,7 @@ storage settings); nothing here knows whether it talks to Azure or to the local 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from azure.mgmt.containerinstance import ContainerInstanceManagementClient
     from azure.storage.blob import BlobServiceClient
     from azure.storage.queue import QueueClient
+    from requests.sessions import _Settings
 
     from rotation.azure.arm import Arm
     from rotation.azure.polling import WaitFirstARMPolling
@@ -97,8 +99,53 @@ def _host(url: str) -> str:
     return urlsplit(url).hostname or "storage"
 
 
+# What requests reads from the environment to choose a proxy and a CA bundle for a URL.
+_ENVIRONMENT = (
+    *(
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+    ),
+    *("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "REQUEST_METHOD"),
+)
+
+
+class EnvironmentOnceSession(requests.Session):
+    """requests works out each request's proxy and CA bundle from the environment again (urllib
+    walks every variable, twice): a tenth of a request's CPU in a Functions host's environment.
+    The answer for an origin changes only with the variables it reads, so it is kept per origin
+    and their values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._settings: dict[tuple[Any, ...], _Settings] = {}
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> _Settings:
+        if not self.trust_env or proxies:  # proxies given for this request: requests' own merge
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        scheme, _, rest = str(url).partition("://")
+        key: tuple[Any, ...] = (scheme, rest.split("/", 1)[0], stream, verify, cert, *self.proxies.items())
+        key += tuple(os.environ.get(name) for name in _ENVIRONMENT)
+        settings = self._settings.get(key)
+        if settings is None:
+            settings = super().merge_environment_settings(url, {}, stream, verify, cert)
+            if len(self._settings) >= 64:  # a handful of origins in practice; never unbounded
+                self._settings.clear()
+            self._settings[key] = settings
+        fresh = settings.copy()  # the caller's to change
+        fresh["proxies"] = dict(settings["proxies"])
+        return fresh
+
+
 def _session(pool_size: int) -> requests.Session:
-    session = requests.Session()
+    session = EnvironmentOnceSession()
     adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=pool_size)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
