@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,6 +18,7 @@ import requests
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ClientAuthenticationError
 from azure.core.pipeline.transport import RequestsTransport
+from urllib3.util.ssl_ import create_urllib3_context
 
 from rotation.azure import budget
 from rotation.azure.pacing import Pacer, PacingPolicy
@@ -144,9 +146,41 @@ class EnvironmentOnceSession(requests.Session):
         return fresh
 
 
+class SharedContextAdapter(requests.adapters.HTTPAdapter):
+    """Every new TLS connection of a pool that verifies against a CA bundle file (certifi's, or
+    `REQUESTS_CA_BUNDLE`'s) gets a new SSL context from urllib3 with the bundle loaded into it:
+    20 ms of CPU for a bundle of 150 CAs. Here the pools share one verifying context per bundle
+    file (and its modification time), made the way urllib3 makes its own. requests still decides
+    whether and against what to verify; urllib3 still sets CERT_REQUIRED and checks the host name."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._contexts: dict[tuple[str, int], ssl.SSLContext] = {}
+        self._lock = threading.Lock()
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)
+        bundle = getattr(conn, "ca_certs", None)
+        if not bundle or conn.cert_reqs != "CERT_REQUIRED" or getattr(conn, "ca_cert_dir", None):
+            return
+        conn.conn_kw["ssl_context"] = self._context(bundle)
+        conn.ca_certs = None  # in the context already: urllib3 would load the file again per connection
+
+    def _context(self, bundle: str) -> ssl.SSLContext:
+        key = (bundle, os.stat(bundle).st_mtime_ns)
+        with self._lock:
+            context = self._contexts.get(key)
+            if context is None:
+                context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+                context.load_verify_locations(cafile=bundle)
+                self._contexts = {k: v for k, v in self._contexts.items() if k[0] != bundle}
+                self._contexts[key] = context
+        return context
+
+
 def _session(pool_size: int) -> requests.Session:
     session = EnvironmentOnceSession()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=pool_size)
+    adapter = SharedContextAdapter(pool_connections=16, pool_maxsize=pool_size)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
