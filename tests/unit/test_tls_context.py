@@ -95,6 +95,7 @@ def test_the_wrong_host_name_is_refused(ca: trustme.CA, bundle: str) -> None:
         s.get(f"https://localhost:{port}/")
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # asked for
 def test_verify_off_is_still_off(ca: trustme.CA, bundle: str) -> None:
     s, _ = session(bundle)
     with serve(ca, "wrong.example") as port:
