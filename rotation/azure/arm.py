@@ -104,8 +104,24 @@ class Arm:
 
         return iter(ItemPaged(get_next, extract))
 
-    # -- long-running writes ----------------------------------------------------------------------
+    # -- writes -----------------------------------------------------------------------------------
+    def patch(self, resource_id: str, api_version: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """A synchronous PATCH: the resource as its answer shows it (no poller, no polls)."""
+        return self._json(self._send("PATCH", resource_id, api_version, body))
+
+    def write(
+        self, method: str, resource_id: str, api_version: str, body: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """A PATCH or PUT followed to its end in the calling thread: ARM polling from the write's
+        Retry-After, then the resource as the final GET shows it (None if it answers nothing).
+        What `begin_*(...).result()` does, without the poller's own thread: the caller waits anyway."""
+        polling = self._polling()
+        polling.initialize(self._client, self._send(method, resource_id, api_version, body), self._final)
+        polling.run()  # raises HttpResponseError when the operation ends Failed or Canceled
+        return cast("dict[str, Any] | None", polling.resource())
+
     def begin_patch(self, resource_id: str, api_version: str, body: dict[str, Any]) -> LROPoller[Any]:
+        """For a caller that waits a bounded time (`poller.wait(timeout)`); otherwise `write`."""
         return self._begin("PATCH", resource_id, api_version, body)
 
     def begin_put(self, resource_id: str, api_version: str, body: dict[str, Any]) -> LROPoller[Any]:
@@ -113,13 +129,15 @@ class Arm:
 
     def _begin(self, method: str, resource_id: str, api_version: str, body: dict[str, Any]) -> LROPoller[Any]:
         initial = self._send(method, resource_id, api_version, body)
+        return LROPoller(self._client, initial, self._final, self._polling())
 
-        def final(response: PipelineResponse[Any, Any]) -> dict[str, Any] | None:
-            return self._json(response)
-
+    def _polling(self) -> WaitFirstARMPolling:
         # ARM's default final state for PATCH and PUT: a GET of the resource once the operation
         # ends; the first poll waits for the write's Retry-After.
-        return LROPoller(self._client, initial, final, WaitFirstARMPolling(self.polling_interval))
+        return WaitFirstARMPolling(self.polling_interval)
+
+    def _final(self, response: PipelineResponse[Any, Any]) -> dict[str, Any] | None:
+        return self._json(response)
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _send(

@@ -20,6 +20,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from rotation.concurrency import map_in_context
 from rotation.model.times import utc_now
+from rotation.storage.tablebatch import submit_transaction
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, UpdateMode
@@ -135,7 +136,9 @@ class RunStore:
             else:
                 transactions.append([operation])
         with ThreadPoolExecutor(max_workers=_PARALLEL_TRANSACTIONS) as pool:
-            list(map_in_context(pool, self.table.submit_transaction, transactions))
+            list(
+                map_in_context(pool, lambda batch: submit_transaction(self.table, batch), transactions)
+            )  # CPU: tablebatch.py
         run_row = {
             "PartitionKey": run_id,
             "RowKey": _RUN_ROW,

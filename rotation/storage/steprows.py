@@ -20,6 +20,7 @@ from azure.core.exceptions import AzureError
 
 from rotation.concurrency import submit_in_context
 from rotation.storage.runs import RunStore, step_row, upsert
+from rotation.storage.tablebatch import submit_transaction
 
 log = logging.getLogger("rotation.runs")
 TRANSACTION = 100  # the Table service's limit of operations in one transaction
@@ -58,7 +59,7 @@ class StepRowWriter:
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         try:
-            self.store.table.submit_transaction([upsert(row) for row in batch])
+            submit_transaction(self.store.table, [upsert(row) for row in batch])
         except AzureError as exc:  # left for RunStore.finished, which writes what is missing
             log.warning("step rows of run %s not written yet: %s", self.run_id, exc)
             return

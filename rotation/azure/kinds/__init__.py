@@ -16,9 +16,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, cast
-
-from azure.core.exceptions import ResourceNotFoundError
+from typing import TYPE_CHECKING, Protocol, cast
 
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import Check
@@ -72,7 +70,7 @@ class ApplyContext:
 
 
 class KindDefaults:
-    """The protocol's optional members and their defaults. Inherit it (ManagedTargetKind does)
+    """The protocol's optional members and their defaults. Inherit it (ArmTargetKind does)
     and override what differs; a kind that does not inherit it gets the same defaults."""
 
     plan_checks: tuple[Check, ...] = ()
@@ -128,46 +126,6 @@ def unhealthy(kind: object, consumer: Consumer) -> str | None:
     check = getattr(kind, "healthy", _DEFAULTS.healthy)
     reason = check(consumer)
     return None if reason is None else str(reason)
-
-
-class ManagedTargetKind(KindDefaults):
-    """A kind listed and read through one management-client operations group (`list()` over a
-    subscription, `get(group, name)`), mapped to Consumers by `to_consumer`."""
-
-    kind: str
-    resource_type: str
-
-    def operations(self, clients: Clients, subscription: str) -> Any:
-        raise NotImplementedError
-
-    def to_consumer(self, resource: Any) -> Consumer | None:
-        raise NotImplementedError
-
-    def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
-        for resource in self.operations(clients, subscription).list():
-            consumer = self.to_consumer(resource)
-            if consumer is not None:
-                yield consumer
-
-    def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
-        try:
-            resource = self.operations(clients, resource_id.subscription).get(
-                resource_id.resource_group, resource_id.name
-            )
-        except ResourceNotFoundError:
-            return None
-        return self.to_consumer(resource)
-
-
-def text(value: object) -> str:
-    """An SDK enum or string as its wire value ("" for None)."""
-    if value is None:
-        return ""
-    return str(getattr(value, "value", value))
-
-
-def tags_of(resource: object) -> dict[str, str]:
-    return dict(getattr(resource, "tags", None) or {})
 
 
 def all_kinds() -> list[TargetKind]:

@@ -76,11 +76,14 @@ class ArmTargetKind(KindDefaults):
         """One PATCH of `write_body`; the poller ends at once for a synchronous PATCH and
         otherwise after ARM polling and a GET of the resource."""
         body = self.write_body(consumer, to_key)
-        return self.finish(clients.arm().begin_patch(consumer.target, self.api_version, body), to_key)
+        return self.shown(clients.arm().write("PATCH", consumer.target, self.api_version, body), to_key)
 
     def finish(self, poller: LROPoller[Any], to_key: KeyRef) -> Consumer | None:
         """The resource as the long-running write left it (the poller's final GET)."""
-        result = poller.result()
+        return self.shown(poller.result(), to_key)
+
+    def shown(self, result: object, to_key: KeyRef) -> Consumer | None:
+        """The consumer of `to_key` in the resource a write answered with."""
         return pick(self.to_consumers(result), to_key) if isinstance(result, dict) else None
 
 

@@ -1,49 +1,58 @@
 """Batch accounts encrypted with a customer-managed key. The update is a synchronous PATCH of
-`properties.encryption` only."""
+`properties.encryption` only.
+
+Listed, read and written through the generic ARM client in the wire format, with the
+api-version the pinned azure-mgmt-batch client sends (its typed models cost CPU per account
+for the few fields read here; docs/performance.md, "CPU per target")."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rotation.azure.kinds import ApplyContext, Consumer, ManagedTargetKind, tags_of, text
+from rotation.azure.kinds import ApplyContext, Consumer
+from rotation.azure.kinds import armkind as a
 from rotation.model.errors import Hint
-from rotation.model.ids import BATCH_ACCOUNT, InvalidId, KeyRef, parse_key_id, parse_resource_id
+from rotation.model.ids import BATCH_ACCOUNT, InvalidId, KeyRef, parse_key_id
 
 if TYPE_CHECKING:
     from rotation.azure.clients import Clients
 
 
-def to_consumer(account: Any) -> Consumer | None:
-    encryption = getattr(account, "encryption", None)
-    vault_properties = getattr(encryption, "key_vault_properties", None)
-    if encryption is None or text(encryption.key_source) != "Microsoft.KeyVault" or vault_properties is None:
+def to_consumer(account: Mapping[str, Any]) -> Consumer | None:
+    encryption = a.properties(account).get("encryption")
+    encryption = encryption if isinstance(encryption, dict) else {}
+    vault_properties = encryption.get("keyVaultProperties")
+    if encryption.get("keySource") != "Microsoft.KeyVault" or not isinstance(vault_properties, dict):
         return None
+    resource_id = a.resource_id_of(account, BATCH_ACCOUNT)
     try:
-        key = parse_key_id(vault_properties.key_identifier)
-        resource_id = parse_resource_id(account.id, (BATCH_ACCOUNT,))
+        key = parse_key_id(str(vault_properties.get("keyIdentifier") or ""))
     except InvalidId:
         return None
-    identity = getattr(account, "identity", None)
-    identity_type = text(getattr(identity, "type", None))
+    if resource_id is None:
+        return None
+    identity = account.get("identity")
+    identity_type = str((identity if isinstance(identity, dict) else {}).get("type") or "")
     has_identity = identity_type not in ("", "None")
     return Consumer(
         kind="batch",
         resource_id=resource_id,
         key=key,
-        location=account.location,
-        tags=tags_of(account),
+        location=str(account.get("location") or ""),
+        tags=a.tags(account),
         identity=identity_type if has_identity else None,
         identity_assigned=has_identity,
-        provisioning_state=text(getattr(account, "provisioning_state", None)) or None,
+        provisioning_state=str(a.properties(account).get("provisioningState") or "") or None,
         follows_new_versions=key.version is None,  # versionless + the key's rotation policy
     )
 
 
-class BatchAccounts(ManagedTargetKind):
+class BatchAccounts(a.ArmTargetKind):
     kind = "batch"
     resource_type = BATCH_ACCOUNT
     api_version = "2025-06-01"  # what the pinned azure-mgmt-batch client sends (tested)
-    hints = (
+    hints = (  # status-specific, not derived from `remediation`
         Hint(
             400,
             None,
@@ -53,24 +62,15 @@ class BatchAccounts(ManagedTargetKind):
         ),
     )
 
-    def operations(self, clients: Clients, subscription: str) -> Any:
-        return clients.batch(subscription).batch_account
+    def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:
+        return a.one(to_consumer(resource))
 
-    def to_consumer(self, resource: Any) -> Consumer | None:
-        return to_consumer(resource)
+    def write_body(self, consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
+        encryption = {"keySource": "Microsoft.KeyVault", "keyVaultProperties": {"keyIdentifier": to_key.id}}
+        return {"properties": {"encryption": encryption}}
 
     def apply(
         self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
     ) -> Consumer | None:
-        body = {
-            "properties": {
-                "encryption": {
-                    "keySource": "Microsoft.KeyVault",
-                    "keyVaultProperties": {"keyIdentifier": to_key.id},
-                }
-            }
-        }
-        account = clients.batch(consumer.resource_id.subscription).batch_account.update(
-            consumer.resource_id.resource_group, consumer.resource_id.name, body
-        )
-        return to_consumer(account)  # the PATCH answers with the account as it now is
+        account = clients.arm().patch(consumer.target, self.api_version, self.write_body(consumer, to_key))
+        return to_consumer(account) if account is not None else None  # the PATCH answers with the account

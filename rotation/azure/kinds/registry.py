@@ -3,62 +3,75 @@
 The update is what `az acr encryption rotate-key` does, with a minimal body: a PATCH of
 `properties.encryption.keyVaultProperties` with the new key id and the identity the registry
 already uses for encryption (a long-running operation).
+
+Listed, read and written through the generic ARM client (rotation/azure/arm.py) in the wire
+format, with the api-version the pinned azure-mgmt-containerregistry client sends: building
+and reading that client's typed models cost more CPU per registry than the rest of its update
+(docs/performance.md, "CPU per target"), for the few fields read here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rotation.azure.kinds import ApplyContext, Consumer, ManagedTargetKind, tags_of, text
+from rotation.azure.kinds import ApplyContext, Consumer
+from rotation.azure.kinds import armkind as a
 from rotation.model.errors import Hint
-from rotation.model.ids import REGISTRY, InvalidId, KeyRef, parse_key_id, parse_resource_id
+from rotation.model.ids import REGISTRY, InvalidId, KeyRef, parse_key_id
 
 if TYPE_CHECKING:
     from rotation.azure.clients import Clients
 
 
-def _assigned_identities(registry: Any) -> set[str]:
-    """Client ids of user-assigned identities and the system principal, lower case."""
-    identity = getattr(registry, "identity", None)
-    if identity is None:
-        return set()
-    assigned = {(ua.client_id or "").lower() for ua in (identity.user_assigned_identities or {}).values()}
-    if identity.principal_id:
-        assigned.add(identity.principal_id.lower())
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _assigned_identities(registry: Mapping[str, Any]) -> set[str]:
+    """Client ids of user-assigned identities and the system principal, lower case (ACR names
+    its encryption identity by client id)."""
+    identity = _dict(registry.get("identity"))
+    users = _dict(identity.get("userAssignedIdentities")).values()
+    assigned = {str(_dict(ua).get("clientId") or "").lower() for ua in users}
+    if identity.get("principalId"):
+        assigned.add(str(identity["principalId"]).lower())
     return assigned - {""}
 
 
-def to_consumer(registry: Any) -> Consumer | None:
-    encryption = getattr(registry, "encryption", None)
-    vault_properties = getattr(encryption, "key_vault_properties", None)
-    if encryption is None or text(encryption.status).lower() != "enabled" or vault_properties is None:
+def to_consumer(registry: Mapping[str, Any]) -> Consumer | None:
+    encryption = _dict(a.properties(registry).get("encryption"))
+    vault_properties = encryption.get("keyVaultProperties")
+    if str(encryption.get("status") or "").lower() != "enabled" or not isinstance(vault_properties, dict):
         return None
+    resource_id = a.resource_id_of(registry, REGISTRY)
     try:
-        key = parse_key_id(vault_properties.key_identifier)
-        resource_id = parse_resource_id(registry.id, (REGISTRY,))
+        key = parse_key_id(str(vault_properties.get("keyIdentifier") or ""))
     except InvalidId:
         return None
-    identity = vault_properties.identity
+    if resource_id is None:
+        return None
+    identity = vault_properties.get("identity")
     return Consumer(
         kind="registry",
         resource_id=resource_id,
         key=key,
-        location=registry.location,
-        tags=tags_of(registry),
+        location=str(registry.get("location") or ""),
+        tags=a.tags(registry),
         identity=identity,
-        identity_assigned=bool(identity) and identity.lower() in _assigned_identities(registry),
-        provisioning_state=text(getattr(registry, "provisioning_state", None)) or None,
+        identity_assigned=bool(identity) and str(identity).lower() in _assigned_identities(registry),
+        provisioning_state=str(a.properties(registry).get("provisioningState") or "") or None,
         follows_new_versions=key.version is None,  # Azure moves a versionless registry within ~1 h
         # The version ACR actually encrypts with (read-only); the canary gate compares it.
-        extra={"versionedKeyIdentifier": getattr(vault_properties, "versioned_key_identifier", None)},
+        extra={"versionedKeyIdentifier": vault_properties.get("versionedKeyIdentifier")},
     )
 
 
-class Registries(ManagedTargetKind):
+class Registries(a.ArmTargetKind):
     kind = "registry"
     resource_type = REGISTRY
     api_version = "2025-11-01"  # what the pinned azure-mgmt-containerregistry client sends (tested)
-    hints = (
+    hints = (  # status-specific, not derived from `remediation`
         Hint(
             400,
             "invalididentity",
@@ -75,11 +88,8 @@ class Registries(ManagedTargetKind):
         ),
     )
 
-    def operations(self, clients: Clients, subscription: str) -> Any:
-        return clients.registries(subscription).registries
-
-    def to_consumer(self, resource: Any) -> Consumer | None:
-        return to_consumer(resource)
+    def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:
+        return a.one(to_consumer(resource))
 
     def healthy(self, consumer: Consumer) -> str | None:
         """ACR's own CMK status: `encryption.status` enabled (else no Consumer at all) and the
@@ -89,23 +99,15 @@ class Registries(ManagedTargetKind):
             return f"the registry reports it encrypts with {used} (versionedKeyIdentifier), not {consumer.version}"
         return None
 
+    def write_body(self, consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
+        keys = {"keyIdentifier": to_key.id, "identity": consumer.identity}
+        return {"properties": {"encryption": {"keyVaultProperties": keys}}}
+
     def apply(
         self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
     ) -> Consumer | None:
-        body = {
-            "properties": {
-                "encryption": {
-                    "keyVaultProperties": {
-                        "keyIdentifier": to_key.id,
-                        "identity": consumer.identity,
-                    }
-                }
-            }
-        }
-        poller = clients.registries(consumer.resource_id.subscription).registries.begin_update(
-            consumer.resource_id.resource_group,
-            consumer.resource_id.name,
-            body,
-            polling=clients.lro_polling(),  # first poll after the PATCH's Retry-After: one read fewer
+        """The PATCH, its polls from the write's Retry-After on, and the poller's final GET."""
+        result = clients.arm().write(
+            "PATCH", consumer.target, self.api_version, self.write_body(consumer, to_key)
         )
-        return to_consumer(poller.result())  # the poller's final GET of the registry
+        return to_consumer(result) if isinstance(result, dict) else None

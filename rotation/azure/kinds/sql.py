@@ -112,7 +112,7 @@ class SqlServers(a.ArmTargetKind):
         existing = arm.get(f"{server}/keys/{name}", API_VERSION)
         if ((existing or {}).get("properties") or {}).get("uri", "").lower() != to_key.id.lower():
             key_body = {"properties": {"serverKeyType": "AzureKeyVault", "uri": to_key.id}}
-            arm.begin_put(f"{server}/keys/{name}", API_VERSION, key_body).result()
+            arm.write("PUT", f"{server}/keys/{name}", API_VERSION, key_body)
         protector_body = {
             "properties": {
                 "serverKeyType": "AzureKeyVault",
@@ -121,6 +121,6 @@ class SqlServers(a.ArmTargetKind):
             }
         }
         # The poller ends with a GET of the protector: its `uri` is the server key it now points at.
-        protector = arm.begin_put(f"{server}/{PROTECTOR}", API_VERSION, protector_body).result()
+        protector = arm.write("PUT", f"{server}/{PROTECTOR}", API_VERSION, protector_body)
         resource = arm.get(server, API_VERSION)
         return None if resource is None else to_consumer(resource, protector)

@@ -26,6 +26,7 @@ from azure.core.exceptions import (
 
 from rotation.model.errors import RotationError
 from rotation.model.ids import KeyRef
+from rotation.storage.tablebatch import MAX_OPERATIONS, upsert_entities
 
 if TYPE_CHECKING:  # the storage SDKs load with the clients that use them (clients.py)
     from azure.data.tables import TableClient
@@ -146,8 +147,8 @@ class AuditStore:
     def write(self, partition: str, records: list[dict[str, Any]]) -> None:
         entities = [self._entity(partition, r) for r in records]
         try:
-            for start in range(0, len(entities), 100):  # a transaction holds at most 100 entities
-                self.table.submit_transaction([("upsert", e) for e in entities[start : start + 100]])
+            for start in range(0, len(entities), MAX_OPERATIONS):
+                upsert_entities(self.table, entities[start : start + MAX_OPERATIONS])
         except AzureError as exc:
             raise _unavailable("audit table write", exc) from exc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -126,7 +127,8 @@ class AuditTrail:
             thread = None
             if len(self._pending) >= self._flush_every and self._background is None:
                 thread = self._background = threading.Thread(target=self._flush_behind, daemon=True)
-        log.info(json.dumps({"audit": record}, default=str, ensure_ascii=False))
+        if log.isEnabledFor(logging.INFO):  # the line is built only when it is emitted
+            log.info(json.dumps({"audit": record}, default=str, ensure_ascii=False))
         if thread is not None:
             thread.start()
         return record

@@ -1,0 +1,97 @@
+"""Where the product's CPU goes in one real run: `bench.fanout.run_once` (registries) or
+`bench.mixed_kinds.run_once` (every kind), on the local stack, profiled over all threads.
+
+Prints CPU per target (`time.process_time()` around the run, as the benches measure it) and,
+with yappi installed (`.venv/bin/pip install yappi`; not a project dependency), the functions
+with the most CPU, inclusive and self, summed over every worker thread.
+
+    .venv/bin/python bench/profile_run.py [--bench fanout|mixed] [--n 1000] [--top 40] [--no-profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench import fanout, mixed_kinds  # noqa: E402
+from devstack.azurite import Azurite  # noqa: E402
+from emulator import EmulatorProcess, use_emulator  # noqa: E402
+
+# The product's settings for every run (fanout.run_once and mixed_kinds.run_once set the
+# subscriptions); the same as those benches' own main().
+SETTINGS = {
+    "ROTATION_ALLOWED_VAULTS": "contoso-cmk.vault.azure.net",
+    "ROTATION_CONCURRENCY": "16",
+    "ROTATION_TIME_BUDGET_SECONDS": "3600",
+}
+
+
+def run(emulator: EmulatorProcess, bench: str, n: int, latency_ms: int) -> tuple[int, float, float, str]:
+    """(targets, wall s, CPU s, status) of one unthrottled run."""
+    if bench == "fanout":
+        r = fanout.run_once(emulator, n, [fanout.SUB_A, fanout.SUB_B], throttled=False, latency_ms=latency_ms)
+        return n, r["wall"], r["cpu_s"], r["status"]
+    subs = mixed_kinds.subscriptions(2)
+    m = mixed_kinds.run_once(emulator, mixed_kinds.estate(n, subs), subs, latency_ms, False)
+    return m["steps"], m["wall"], m["cpu"], m["status"]
+
+
+def profiled(emulator: EmulatorProcess, args: argparse.Namespace) -> tuple[int, float, float, str]:
+    import yappi
+
+    yappi.set_clock_type("cpu")
+    yappi.start(builtins=False, profile_threads=True)
+    try:
+        result = run(emulator, args.bench, args.n, args.latency_ms)
+    finally:
+        yappi.stop()
+    stats: Any = yappi.get_func_stats()
+    for column in ("ttot", "tsub"):
+        print(f"\n-- top {args.top} by {column} (CPU s, all threads) --")
+        stats.sort(column, "desc")
+        for row in list(stats)[: args.top]:
+            where = f"{Path(row.module).name}:{row.lineno}"
+            print(f"{row.ttot:8.3f} {row.tsub:8.3f} {row.ncall:9d}  {row.name}  {where}")
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--bench", choices=["fanout", "mixed"], default="fanout")
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=int, default=50)
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--no-profile", action="store_true", help="time only (no profiler overhead)")
+    args = parser.parse_args()
+    with Azurite() as azurite, EmulatorProcess() as emulator:
+        use_emulator(emulator.env)
+        os.environ.update(SETTINGS, AzureWebJobsStorage=azurite.connection_string)
+        run(emulator, args.bench, 1, args.latency_ms)  # warm: imports, tables, tokens
+        load = os.getloadavg()[0]
+        started = time.monotonic()
+        targets, wall, cpu, status = (
+            run(emulator, args.bench, args.n, args.latency_ms)
+            if args.no_profile
+            else profiled(emulator, args)
+        )
+        print(
+            f"\n{args.bench} N={args.n}: {targets} targets, wall {wall:.1f} s, CPU {cpu:.2f} s, "
+            f"{1000 * cpu / targets:.2f} ms/target, status {status}; load {load:.1f} -> "
+            f"{os.getloadavg()[0]:.1f}; {platform.machine()} {os.cpu_count()} cores, Python "
+            f"{platform.python_version()} ({time.monotonic() - started:.0f} s)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The shared session's adapter verifies TLS against a CA bundle with one SSL context per bundle
+file, still refusing an unknown CA or the wrong host name (rotation/azure/clients.py)."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import trustme
+
+from rotation.azure.clients import SharedContextAdapter
+
+
+class Slow(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: connections go back to the pool
+
+    def do_GET(self) -> None:
+        time.sleep(0.1)  # concurrent requests overlap, so the pool opens several connections
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@contextmanager
+def serve(ca: trustme.CA, hostname: str) -> Iterator[int]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(hostname).configure_cert(context)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def bundle(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "bundle.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+def session(bundle: str) -> tuple[requests.Session, SharedContextAdapter]:
+    s = requests.Session()
+    s.trust_env = False  # no proxy from the environment: straight to the local server
+    s.verify = bundle
+    adapter = SharedContextAdapter(pool_maxsize=8)
+    s.mount("https://", adapter)
+    return s, adapter
+
+
+def test_connections_share_one_verifying_context(ca: trustme.CA, bundle: str) -> None:
+    s, adapter = session(bundle)
+    with serve(ca, "localhost") as port, ThreadPoolExecutor(max_workers=4) as pool:
+        url = f"https://localhost:{port}/"
+        answers = list(pool.map(lambda _: s.get(url).text, range(8)))
+    assert answers == ["ok"] * 8
+    [key] = adapter.poolmanager.pools.keys()
+    idle = [conn for conn in adapter.poolmanager.pools[key].pool.queue if conn is not None and conn.sock]
+    assert len(idle) > 1  # several connections...
+    assert len({id(conn.sock.context) for conn in idle}) == 1  # ...one context (urllib3 makes one each)
+
+
+def test_an_unknown_ca_is_refused(ca: trustme.CA, tmp_path: Path) -> None:
+    other = tmp_path / "other.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    s, _ = session(str(other))
+    with serve(ca, "localhost") as port, pytest.raises(requests.exceptions.SSLError):
+        s.get(f"https://localhost:{port}/")
+
+
+def test_the_wrong_host_name_is_refused(ca: trustme.CA, bundle: str) -> None:
+    s, _ = session(bundle)
+    with serve(ca, "wrong.example") as port, pytest.raises(requests.exceptions.SSLError):
+        s.get(f"https://localhost:{port}/")
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # asked for
+def test_verify_off_is_still_off(ca: trustme.CA, bundle: str) -> None:
+    s, _ = session(bundle)
+    with serve(ca, "wrong.example") as port:
+        assert s.get(f"https://localhost:{port}/", verify=False).text == "ok"
