@@ -115,6 +115,6 @@ def test_the_first_failure_is_raised_and_no_step_starts_after_it() -> None:
 
 def test_the_process_cap_bounds_the_threads() -> None:
     subscriptions = [f"00000000-0000-0000-0000-{n:012x}" for n in range(10)]
-    steps = [step(sub, f"r{i}") for sub in subscriptions for i in range(20)]
+    steps = [step(sub, f"r{i}") for sub in subscriptions for i in range(30)]
     assert Lanes(16).workers(steps) == MAX_PARALLEL_TARGETS
     assert Lanes(16).workers(steps[:3]) == 3
