@@ -113,7 +113,9 @@ def main() -> int:
             print(inventory_once(emulator, n, args.keys, args.latency_ms), flush=True)
         one = rollout_once(emulator, args.rollout, False, args.latency_ms)
         three = rollout_once(emulator, args.rollout, True, args.latency_ms)
-        print(f"\nrollout of {args.rollout} registries, LRO 1 s, concurrency 16:")
+        print(
+            f"\nrollout of {args.rollout} registries, LRO 1 s, concurrency {os.environ.get('ROTATION_CONCURRENCY', 'auto')}:"
+        )
         print(f"  one wave:    {one[0]:.1f} s, {one[1]} registry GETs, {one[2]}")
         print(f"  three waves: {three[0]:.1f} s, {three[1]} registry GETs, {three[2]}")
     return 0
