@@ -37,8 +37,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from devstack.azurite import Azurite  # noqa: E402
-from emulator import EmulatorProcess, use_emulator  # noqa: E402
+from bench.stack import local_stack  # noqa: E402
+from emulator import EmulatorProcess  # noqa: E402
 from tests import scenarios as s  # noqa: E402
 
 OLD = s.vid("old")
@@ -199,16 +199,7 @@ def main() -> int:
     parser.add_argument("--concurrency", default="auto", help="ROTATION_CONCURRENCY: auto or a width")
     args = parser.parse_args()
     subs = subscriptions(args.subscriptions)
-    with Azurite() as azurite, EmulatorProcess() as emulator:
-        use_emulator(emulator.env)
-        os.environ.update(
-            {
-                "AzureWebJobsStorage": azurite.connection_string,
-                "ROTATION_ALLOWED_VAULTS": "contoso-cmk.vault.azure.net",
-                "ROTATION_CONCURRENCY": str(args.concurrency),
-                "ROTATION_TIME_BUDGET_SECONDS": os.environ.get("ROTATION_TIME_BUDGET_SECONDS", "3600"),
-            }
-        )
+    with local_stack(ROTATION_CONCURRENCY=str(args.concurrency)) as emulator:
         print(
             f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, Python "
             f"{platform.python_version()}; latency {args.latency_ms} ms per call, LRO 1 s (Retry-After 1), "

@@ -108,8 +108,7 @@ def main() -> int:
     if args.worker is not None:
         worker(args.worker)
         return 0
-    from devstack.azurite import Azurite
-    from emulator import EmulatorProcess, use_emulator
+    from bench.stack import local_stack
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, Python "
@@ -120,15 +119,7 @@ def main() -> int:
         "| shards | wall s | targets/s | product CPU s (all shards) | verified | failed |\n|---|---|---|---|---|---|"
     )
     subs = subscriptions(args.subscriptions)
-    with Azurite() as azurite, EmulatorProcess() as emulator:
-        use_emulator(emulator.env)
-        os.environ.update(
-            {
-                "AzureWebJobsStorage": azurite.connection_string,
-                "ROTATION_ALLOWED_VAULTS": "contoso-cmk.vault.azure.net",
-                "ROTATION_TIME_BUDGET_SECONDS": "3600",
-            }
-        )
+    with local_stack() as emulator:
         for shards in args.shards:
             r = run_shards(emulator, args.n, subs, shards, args.throttled)
             print(

@@ -29,8 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.fanout import SUB_A, SUB_B, run_once  # noqa: E402
-from devstack.azurite import Azurite  # noqa: E402
-from emulator import EmulatorProcess, use_emulator  # noqa: E402
+from bench.stack import local_stack  # noqa: E402
 
 SUBS = [SUB_A, SUB_B, "00000000-0000-0000-0000-00000000000c", "00000000-0000-0000-0000-00000000000d"]
 GOAL_S = 0.25
@@ -95,15 +94,7 @@ def main() -> int:
         f"{platform.python_version()}, {platform.system()} {platform.release()}\n"
     )
     print("| figure | ratio | goal | detail |\n|---|---|---|---|")
-    with Azurite() as azurite, EmulatorProcess() as emulator:
-        use_emulator(emulator.env)
-        os.environ.update(
-            {
-                "AzureWebJobsStorage": azurite.connection_string,
-                "ROTATION_ALLOWED_VAULTS": "contoso-cmk.vault.azure.net",
-                "ROTATION_TIME_BUDGET_SECONDS": "3600",
-            }
-        )
+    with local_stack() as emulator:
         latency = args.latency_ms
         single = run_once(emulator, 1, [SUB_A], throttled=False, latency_ms=latency)
         r = run_once(emulator, 100, [SUB_A], throttled=False, latency_ms=latency)
