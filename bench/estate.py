@@ -22,8 +22,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from devstack.azurite import Azurite  # noqa: E402
-from emulator import EmulatorProcess, use_emulator  # noqa: E402
+from bench.stack import local_stack  # noqa: E402
+from emulator import EmulatorProcess  # noqa: E402
 from tests import scenarios as s  # noqa: E402
 
 OLD, NEW = s.vid("old"), s.vid("new")
@@ -94,16 +94,7 @@ def main() -> int:
     parser.add_argument("--rollout", type=int, default=96)
     parser.add_argument("--latency-ms", type=int, default=50)
     args = parser.parse_args()
-    with Azurite() as azurite, EmulatorProcess() as emulator:
-        use_emulator(emulator.env)
-        os.environ.update(
-            {
-                "AzureWebJobsStorage": azurite.connection_string,
-                "ROTATION_ALLOWED_VAULTS": "contoso-cmk.vault.azure.net",
-                "ROTATION_SUBSCRIPTIONS": f"{s.SUB_A},{s.SUB_B}",
-                "ROTATION_TIME_BUDGET_SECONDS": "3600",
-            }
-        )
+    with local_stack(ROTATION_SUBSCRIPTIONS=f"{s.SUB_A},{s.SUB_B}") as emulator:
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
         print(f"latency {args.latency_ms} ms per call\n")
         print(

@@ -26,8 +26,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from devstack.azurite import Azurite  # noqa: E402
-from emulator import EmulatorProcess, use_emulator  # noqa: E402
+from bench.stack import local_stack  # noqa: E402
+from emulator import EmulatorProcess  # noqa: E402
 
 # The estate is written here in the scenario format (DESIGN.md section 7): bench/ does not
 # import tests/.
@@ -143,17 +143,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
 
-    with Azurite() as azurite, EmulatorProcess() as emulator:
-        use_emulator(emulator.env)
-        os.environ.update(
-            {
-                "AzureWebJobsStorage": azurite.connection_string,
-                "ROTATION_ALLOWED_VAULTS": "contoso-cmk.vault.azure.net",
-                "ROTATION_SUBSCRIPTIONS": f"{SUB_A},{SUB_B}",
-                "ROTATION_CONCURRENCY": str(args.concurrency),
-                "ROTATION_TIME_BUDGET_SECONDS": "3600",
-            }
-        )
+    with local_stack(
+        ROTATION_SUBSCRIPTIONS=f"{SUB_A},{SUB_B}", ROTATION_CONCURRENCY=str(args.concurrency)
+    ) as emulator:
         print(
             f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"{platform.system()} {platform.release()}"
