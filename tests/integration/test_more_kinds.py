@@ -343,7 +343,9 @@ def test_a_slow_log_analytics_rewrap_is_re_read_until_it_lands(stack, monkeypatc
     from rotation.azure.kinds import log_analytics
 
     monkeypatch.setattr(log_analytics, "WAIT_SECONDS", 0.05)
-    stack.set(ROTATION_RETRY_MAX_SECONDS="1")  # re-reads spread over a few seconds, on a busy machine too
+    # Re-reads spread over at least 2.25 s whatever the jitter (waits of half to all of 0.5, 1, 1,
+    # 1, 1 s), past the 1 s operation: with the suite's 0.05 s start they could all fit in 0.8 s.
+    stack.set(ROTATION_RETRY_INITIAL_SECONDS="0.5", ROTATION_RETRY_MAX_SECONDS="1")
     base = s.scenario({"cmk": cmk()})
     stack.load(
         s.with_keyed(
