@@ -39,7 +39,10 @@ BLOCKED_REASONS = (
     "identity-not-assigned",
     "spec-not-reconstructible",
     "current-version-disabled",
+    # An unexpected error reading or planning this one consumer (its data): the others go on.
+    "unreadable",
 )
+UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True)
