@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from devstack.functions import FunctionIndex, HttpFunction
@@ -246,6 +246,7 @@ class _BoundedServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], limit: int) -> None:
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(limit)
+        self.watchdog = _Watchdog()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -265,9 +266,53 @@ class _BoundedServer(ThreadingHTTPServer):
         finally:
             self._slots.release()
 
+    def server_close(self) -> None:
+        self.watchdog.stop()
+        super().server_close()
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # a client cut off (timed out, reset) is not the host's error
         log.debug("connection from %s ended", client_address, exc_info=True)
+
+
+class _Watchdog:
+    """One thread for every connection's deadline (not a timer thread each): calls a
+    connection's cut-off when its request has not arrived whole in time."""
+
+    def __init__(self) -> None:
+        self._due: dict[int, tuple[float, Callable[[], None]]] = {}
+        self._changed = threading.Condition()
+        self._stopped = False
+        threading.Thread(target=self._run, name="functions-http-watchdog", daemon=True).start()
+
+    def arm(self, owner: object, seconds: float, cut_off: Callable[[], None]) -> None:
+        with self._changed:
+            self._due[id(owner)] = (time.monotonic() + seconds, cut_off)
+            self._changed.notify()
+
+    def disarm(self, owner: object) -> None:
+        with self._changed:
+            self._due.pop(id(owner), None)
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                if self._stopped:
+                    return
+                now = time.monotonic()
+                late = [k for k, (due, _) in self._due.items() if due <= now]
+                actions = [self._due.pop(k)[1] for k in late]
+                if not actions:
+                    nearest = min((due for due, _ in self._due.values()), default=now + 60)
+                    self._changed.wait(nearest - now)
+                    continue
+            for cut_off in actions:
+                cut_off()
 
 
 def _content_length(headers: Any) -> int | Reply:
@@ -288,15 +333,14 @@ def _handler(web: FunctionsWebHost) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
 
         def handle_one_request(self) -> None:
-            # Line, headers and body must all arrive within the request's time: a watchdog
+            # Line, headers and body must all arrive within the request's time: the watchdog
             # closes the socket otherwise (a per-read timeout never fires for a byte a second).
-            self._watchdog = threading.Timer(web.request_seconds, self._cut_off)
-            self._watchdog.daemon = True
-            self._watchdog.start()
+            watchdog = cast("_BoundedServer", self.server).watchdog
+            watchdog.arm(self, web.request_seconds, self._cut_off)
             try:
                 super().handle_one_request()
             finally:
-                self._watchdog.cancel()
+                watchdog.disarm(self)
 
         def _cut_off(self) -> None:
             self.close_connection = True
@@ -315,7 +359,9 @@ def _handler(web: FunctionsWebHost) -> type[BaseHTTPRequestHandler]:
                 self._send(refused or Reply(400), close=True)
                 return
             body = self.rfile.read(length) if length else b""
-            self._watchdog.cancel()  # all of the request is in: the function may take its time
+            cast("_BoundedServer", self.server).watchdog.disarm(
+                self
+            )  # all in: the function may take its time
             try:
                 reply = web.handle(self.command, self.path, headers, body)
             except Exception:  # the host never dies of one request
