@@ -12,11 +12,12 @@ import azure.functions as func
 import pytest
 from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
+from hypothesis import HealthCheck, given, settings
 
 import function_app
 from devstack.functions_host import http_request
 from tests.integration.cli_support import run
-from tests.unit.test_keyids import MALFORMED_KEY_IDS
+from tests.unit.test_keyids import MALFORMED_KEY_IDS, URL_SHAPED
 
 
 def _answer(function: Any, method: str, path: str, body: Any = None, query: Any = None) -> tuple[int, Any]:
@@ -93,3 +94,18 @@ def test_a_queued_request_with_one_is_poisoned_once(stack, key: str) -> None:
     assert len(poison.peek_messages(max_messages=32)) + len(list(blobs.list_blobs())) == 1
     [record] = _rejections(stack)
     assert record["source"] == "queue" and "keyId" in record["message"]
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    database=None,
+)
+@given(key=URL_SHAPED)
+def test_fuzzed_url_shaped_key_ids_are_answered_never_500(stack, key: str) -> None:
+    for route in ("plan", "audit"):
+        status, body = ROUTES[route](key)
+        assert status in (200, 400, 403, 404, 502), (route, key, status, body)
+        if status == 400:
+            assert body["error"]["code"] == "InvalidKeyId"

@@ -196,7 +196,10 @@ _URL_PIECES = st.sampled_from(
 )
 
 
-@given(st.lists(st.one_of(_URL_PIECES, st.text(max_size=3)), min_size=1, max_size=10).map("".join))
+URL_SHAPED = st.lists(st.one_of(_URL_PIECES, st.text(max_size=3)), min_size=1, max_size=10).map("".join)
+
+
+@given(URL_SHAPED)
 def test_fuzz_url_shaped_key_ids_only_raise_invalid_id(text: str) -> None:
     try:
         key = parse_key_id(text)
