@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hmac
 import json
 import logging
+import re
 import secrets
 import socket
 import threading
@@ -25,7 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from devstack.functions import FunctionIndex, HttpFunction
@@ -33,6 +35,12 @@ from devstack.functions_host import deliver_event_grid, http_request
 
 log = logging.getLogger("devstack.host")
 MAX_BODY = 100 * 1024 * 1024  # the host's own request limit; the app enforces its 64 KiB
+# A request's line, headers and body must all arrive within this (Kestrel, under `func start`,
+# allows 30 s for the headers): a client sending a byte a second is cut off, not waited on.
+REQUEST_SECONDS = 30.0
+# Connections served at once (one thread each); past it a new one is answered 503 and closed.
+MAX_CONNECTIONS = 32
+_LENGTH = re.compile(r"[0-9]{1,15}")
 
 
 class PortInUse(Exception):
@@ -101,53 +109,68 @@ def _invoked(name: str, started: float, error: BaseException | None) -> None:
 class FunctionsWebHost:
     """Routes one HTTP request to a function; `serve` binds it to a port."""
 
-    def __init__(self, functions: FunctionIndex, keys: HostKeys, run_now: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        functions: FunctionIndex,
+        keys: HostKeys,
+        run_now: Callable[[str], bool],
+        *,
+        request_seconds: float = REQUEST_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self.functions = functions
         self.keys = keys
         self.run_now = run_now  # fires a non-HTTP function in the background; False if unknown
+        self.request_seconds, self.max_connections = request_seconds, max_connections
         self._server: ThreadingHTTPServer | None = None
 
-    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Reply:
+    def admit(self, method: str, target: str, headers: dict[str, str]) -> Reply | None:
+        """The answer a request gets from its line and headers alone (no such route: 404; the
+        wrong key: 401), or None when it may go on. Asked before any body is read."""
         parts = urlsplit(target)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         given = headers.get("x-functions-key") or query.get("code")
+        path = parts.path.lower()
+        if path.startswith("/api/"):
+            found = self.functions.route(method, parts.path[5:])
+            if found is None:
+                return Reply(404)
+            return None if self.keys.allows(found[0].auth_level, given) else Reply(401)
+        if path == "/runtime/webhooks/eventgrid" and method == "POST":
+            allowed = self.keys._is(query.get("code"), self.keys.eventgrid) or self.keys._is(
+                given, self.keys.master
+            )
+            return None if allowed else Reply(401)
+        if path.startswith("/admin/functions"):
+            return None if self.keys.allows("admin", given) else Reply(401)
+        return None
+
+    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Reply:
+        refused = self.admit(method, target, headers)
+        if refused is not None:
+            return refused
+        parts = urlsplit(target)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
         path = parts.path
         if path.lower().startswith("/api/"):
-            return self._http(method, path[5:], parts, headers, query, body, given)
+            return self._http(method, path[5:], parts, headers, query, body)
         if path.lower() == "/runtime/webhooks/eventgrid" and method == "POST":
-            if not self.keys._is(query.get("code"), self.keys.eventgrid) and not self.keys._is(
-                given, self.keys.master
-            ):
-                return Reply(401)
             return self._event_grid(query.get("functionName", ""), headers, body)
         if path.lower() == "/admin/host/status":
             return Reply.json(200, {"state": "Running", "id": "local"})
         if path.lower().rstrip("/") == "/admin/functions" and method == "GET":
-            if not self.keys.allows("admin", given):
-                return Reply(401)
             return Reply.json(200, {"value": self.functions.describe()})
         if path.lower().startswith("/admin/functions/") and method == "POST":
-            if not self.keys.allows("admin", given):
-                return Reply(401)
             return Reply(202) if self.run_now(path.rsplit("/", 1)[1]) else Reply(404)
         return Reply(404)
 
     def _http(
-        self,
-        method: str,
-        route: str,
-        parts: Any,
-        headers: dict[str, str],
-        query: dict[str, str],
-        body: bytes,
-        given: str | None,
+        self, method: str, route: str, parts: Any, headers: dict[str, str], query: dict[str, str], body: bytes
     ) -> Reply:
         found = self.functions.route(method, route)
         if found is None:
             return Reply(404)
         function, params = found
-        if not self.keys.allows(function.auth_level, given):
-            return Reply(401)
         request = http_request(
             method,
             parts.path,
@@ -198,46 +221,12 @@ class FunctionsWebHost:
 
     # -- the socket --------------------------------------------------------------------------
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
-        web = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    self._send(Reply(413))
-                    return
-                body = self.rfile.read(length) if length else b""
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                try:
-                    reply = web.handle(self.command, self.path, headers, body)
-                except Exception:  # the host never dies of one request
-                    log.exception("host error on %s %s", self.command, urlsplit(self.path).path)
-                    reply = Reply(500)
-                self._send(reply)
-
-            def _send(self, reply: Reply) -> None:
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.send_header("x-ms-invocation-id", str(uuid.uuid4()))
-                self.end_headers()
-                self.wfile.write(reply.body)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return  # invocations are logged instead; URLs may carry ?code=
-
         try:
-            self._server = ThreadingHTTPServer((host, port), Handler)
+            self._server = _BoundedServer((host, port), _handler(self), self.max_connections)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUse(host, port) from exc
             raise
-        self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="functions-http", daemon=True).start()
         return int(self._server.server_address[1])
 
@@ -245,3 +234,155 @@ class FunctionsWebHost:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """One thread per connection, at most `limit` of them: past that a connection is answered
+    503 and closed at once, so slow or idle clients cannot grow the host's threads."""
+
+    daemon_threads = True
+    _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], limit: int) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(limit)
+        self.watchdog = _Watchdog()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(self._BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def server_close(self) -> None:
+        self.watchdog.stop()
+        super().server_close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client cut off (timed out, reset) is not the host's error
+        log.debug("connection from %s ended", client_address, exc_info=True)
+
+
+class _Watchdog:
+    """One thread for every connection's deadline (not a timer thread each): calls a
+    connection's cut-off when its request has not arrived whole in time."""
+
+    def __init__(self) -> None:
+        self._due: dict[int, tuple[float, Callable[[], None]]] = {}
+        self._changed = threading.Condition()
+        self._stopped = False
+        threading.Thread(target=self._run, name="functions-http-watchdog", daemon=True).start()
+
+    def arm(self, owner: object, seconds: float, cut_off: Callable[[], None]) -> None:
+        with self._changed:
+            self._due[id(owner)] = (time.monotonic() + seconds, cut_off)
+            self._changed.notify()
+
+    def disarm(self, owner: object) -> None:
+        with self._changed:
+            self._due.pop(id(owner), None)
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                if self._stopped:
+                    return
+                now = time.monotonic()
+                late = [k for k, (due, _) in self._due.items() if due <= now]
+                actions = [self._due.pop(k)[1] for k in late]
+                if not actions:
+                    nearest = min((due for due, _ in self._due.values()), default=now + 60)
+                    self._changed.wait(nearest - now)
+                    continue
+            for cut_off in actions:
+                cut_off()
+
+
+def _content_length(headers: Any) -> int | Reply:
+    """The declared body size, or the answer for one that is not a size (400) or too big (413)."""
+    if headers.get("Transfer-Encoding"):
+        return Reply(411)  # the app reads sized bodies only
+    declared = headers.get_all("Content-Length") or []
+    if not declared:
+        return 0
+    if len(declared) > 1 or not _LENGTH.fullmatch(declared[0].strip()):
+        return Reply(400, b"Content-Length must be one non-negative decimal number")
+    length = int(declared[0])
+    return Reply(413) if length > MAX_BODY else length
+
+
+def _handler(web: FunctionsWebHost) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def handle_one_request(self) -> None:
+            # Line, headers and body must all arrive within the request's time: the watchdog
+            # closes the socket otherwise (a per-read timeout never fires for a byte a second).
+            watchdog = cast("_BoundedServer", self.server).watchdog
+            watchdog.arm(self, web.request_seconds, self._cut_off)
+            try:
+                super().handle_one_request()
+            finally:
+                watchdog.disarm(self)
+
+        def _cut_off(self) -> None:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+        def _any(self) -> None:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            length = _content_length(self.headers)
+            # Nothing of the body is read before the key is known good and the size sane.
+            refused = web.admit(self.command, self.path, headers)
+            if refused is None and isinstance(length, Reply):
+                refused = length
+            if refused is not None or isinstance(length, Reply):
+                self.close_connection = True  # the body (if any) stays unread: this connection ends
+                self._send(refused or Reply(400), close=True)
+                return
+            body = self.rfile.read(length) if length else b""
+            cast("_BoundedServer", self.server).watchdog.disarm(
+                self
+            )  # all in: the function may take its time
+            try:
+                reply = web.handle(self.command, self.path, headers, body)
+            except Exception:  # the host never dies of one request
+                log.exception("host error on %s %s", self.command, urlsplit(self.path).path)
+                reply = Reply(500)
+            self._send(reply)
+
+        def _send(self, reply: Reply, close: bool = False) -> None:
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.send_header("x-ms-invocation-id", str(uuid.uuid4()))
+            if close:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(reply.body)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # invocations are logged instead; URLs may carry ?code=
+
+    return Handler

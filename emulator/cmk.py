@@ -167,8 +167,12 @@ class ArmResourceRoutes[R: HasId]:
 
     def list(self, request: Request, sub: str, group: str | None = None) -> Response:
         with self.world.lock:
-            mine = (r for r in self.resources().values() if self.owns(r))
-            items = [self.render(r) for r in in_scope(mine, lambda r: r.id, sub, group)]
+            mine = [r for r in self.resources().values() if self.owns(r)]
+            found = in_scope(mine, lambda r: r.id, sub, group)
+            if group is None:  # a list answer that names resources of other subscriptions (a fault)
+                for other in self.arm.settings.lists_also_answer:
+                    found += in_scope(mine, lambda r: r.id, other, None) if other != sub.lower() else []
+            items = [self.render(r) for r in found]
         return self.arm.page(request, items)
 
     def get(self, request: Request, sub: str, group: str, name: str) -> Response:

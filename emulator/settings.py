@@ -15,6 +15,9 @@ class Settings:
     arm_page_size: int = 100
     keyvault_page_size: int = 25
     event_grid_time_scale: float = 1.0  # Event Grid's retry schedule and TTL, compressed by this factor
+    # Subscriptions whose resources every subscription-scoped list also answers with, as a
+    # hostile proxy or a broken ARM might (tests of the product's subscription check).
+    lists_also_answer: tuple[str, ...] = ()
 
     def update(self, values: dict[str, Any]) -> None:
         mapping = {
@@ -23,6 +26,7 @@ class Settings:
             "armPageSize": "arm_page_size",
             "keyVaultPageSize": "keyvault_page_size",
             "eventGridTimeScale": "event_grid_time_scale",
+            "listsAlsoAnswer": "lists_also_answer",
         }
         unknown = set(values) - set(mapping)
         if unknown:
@@ -30,7 +34,12 @@ class Settings:
         for name, attribute in mapping.items():
             if name in values:
                 current = getattr(self, attribute)
-                setattr(self, attribute, type(current)(values[name]))
+                value = values[name]
+                if isinstance(current, tuple):  # a list of lower-case ids
+                    value = [str(v).lower() for v in value] if isinstance(value, list) else None
+                    if value is None:
+                        raise ValueError(f"{name}: a list of subscription ids")
+                setattr(self, attribute, type(current)(value))
         if (
             self.arm_page_size < 1
             or self.keyvault_page_size < 1
@@ -50,4 +59,5 @@ class Settings:
             "armPageSize": self.arm_page_size,
             "keyVaultPageSize": self.keyvault_page_size,
             "eventGridTimeScale": self.event_grid_time_scale,
+            "listsAlsoAnswer": list(self.lists_also_answer),
         }

@@ -99,7 +99,7 @@ def stack(azurite: Azurite, emulator: EmulatorProcess, monkeypatch: pytest.Monke
             monkeypatch.delenv(name)
     admin = emulator.admin
     admin.reset(EMPTY_SCENARIO)
-    admin.configure(lroSeconds=0.05, retryAfter=0, armPageSize=100, keyVaultPageSize=25)
+    admin.configure(lroSeconds=0.05, retryAfter=0, armPageSize=100, keyVaultPageSize=25, listsAlsoAnswer=[])
     wipe_storage(azurite.connection_string)
     service_module.forget_services()
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from rotation.azure.kinds import Consumer, TargetKind, all_kinds, read_for_key
 from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify
 from rotation.concurrency import map_in_context
+from rotation.model.consumer import Unreadable
+from rotation.model.decisions import UNREADABLE as UNREADABLE_CODE
 from rotation.model.ids import KeyRef, ResourceId
 
 if TYPE_CHECKING:
@@ -58,7 +60,7 @@ def list_consumers(
     kinds = kinds or all_kinds()
     jobs = [(subscription, kind) for subscription in subscriptions for kind in kinds]
 
-    def one(job: tuple[str, TargetKind]) -> tuple[list[Consumer], DiscoveryError | None]:
+    def one(job: tuple[str, TargetKind]) -> tuple[list[Consumer], list[DiscoveryError]]:
         subscription, kind = job
         try:
             found = call(
@@ -67,19 +69,26 @@ def list_consumers(
                 deadline=deadline,
                 what=f"list {kind.kind} in {subscription}",
             )
-            return found, None
         except Exception as exc:  # noqa: BLE001 - kept per scope and reported; the other scopes go on
-            return [], DiscoveryError(subscription, kind.kind, classify(exc))
+            return [], [DiscoveryError(subscription, kind.kind, classify(exc))]
+        readable = [c for c in found if isinstance(c, Consumer)]
+        return readable, [_unreadable(u) for u in found if isinstance(u, Unreadable)]
 
     consumers: list[Consumer] = []
     errors: list[DiscoveryError] = []
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
-        for found, error in map_in_context(pool, one, jobs):
+        for found, problems in map_in_context(pool, one, jobs):
             consumers.extend(found)
-            if error:
-                errors.append(error)
+            errors.extend(problems)
     consumers.sort(key=lambda c: c.resource_id.key)
     return Inventory(tuple(consumers), tuple(errors))
+
+
+def _unreadable(found: Unreadable) -> DiscoveryError:
+    """A listed resource its kind could not read: it may hold any key, so every plan shows it
+    (not a scope that could not be reached: a retry reads the same data)."""
+    info = ErrorInfo(False, False, None, UNREADABLE_CODE, f"could not read the resource: {found.message}")
+    return DiscoveryError(found.resource, found.kind, info)
 
 
 def read_targets(

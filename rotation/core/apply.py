@@ -57,6 +57,10 @@ class LeaseLost(RotationError):
     """Another run took over the key's lease: stop touching its consumers."""
 
 
+class SubscriptionNotAllowed(RotationError):
+    """A write aimed at a resource outside ROTATION_SUBSCRIPTIONS (refused before it is sent)."""
+
+
 def _check_not_failed(target: str, consumer: Consumer) -> None:
     """A resource that shows the new version but whose provisioning failed is not verified."""
     if has_failed(consumer):
@@ -171,6 +175,7 @@ class TargetApply:
         lease: Lease | None,
     ) -> None:
         self.clients, self.retry = applier.clients, applier.retry
+        self.subscriptions = applier.settings.subscriptions
         self.kind = applier.kinds[step.kind]
         self.step, self.to_key, self.plan, self.context = step, to_key, plan, context
         self.trail, self.lease = trail, lease
@@ -250,12 +255,23 @@ class TargetApply:
     def _write(self, current: Consumer | None) -> Consumer | None:
         # No record of its own: the outcome record says how many attempts wrote (one record
         # per target keeps a 10,000-target run's trail inside a partition's write rate).
+        target = current or self.step.consumer
+        self._check_subscription(target)
         self.writes += 1
-        shown = self.kind.apply(self.clients, current or self.step.consumer, self.to_key, self.context)
+        shown = self.kind.apply(self.clients, target, self.to_key, self.context)
         self.wrote = True
         # Verify against what the service shows after the write (the poller's final GET or
         # the PATCH answer); read again only when the write gave nothing back.
         return shown if shown is not None else self._read()
+
+    def _check_subscription(self, target: Consumer) -> None:
+        """Defence in depth: the plan already blocks such a consumer; the write checks again."""
+        subscription = target.resource_id.subscription.lower()
+        if subscription not in self.subscriptions:
+            raise SubscriptionNotAllowed(
+                f"{target.target} is in subscription {subscription}, which is not in "
+                "ROTATION_SUBSCRIPTIONS: not written"
+            )
 
     def _verify(self, after: Consumer | None) -> str:
         if after is not None and verified(self.kind, after, self.to_key):

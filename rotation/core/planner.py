@@ -11,9 +11,9 @@ from rotation.core import waves
 from rotation.core.gather import Gathered
 from rotation.core.policy import decide
 from rotation.model.consumer import Consumer
-from rotation.model.decisions import Check, PolicyContext
+from rotation.model.decisions import BLOCKED, UNREADABLE, Check, Decision, PolicyContext
 from rotation.model.ids import KeyRef
-from rotation.model.results import Plan, PlanStep, error_dict
+from rotation.model.results import LAST_WAVE, Plan, PlanStep, error_dict
 
 
 def make_plan(
@@ -24,10 +24,7 @@ def make_plan(
     unique: dict[str, Consumer] = {}
     for consumer in (*gathered.inventory.consumers, *gathered.pending):
         unique.setdefault(consumer.resource_id.key, consumer)
-    steps = tuple(
-        PlanStep.of(c, decide(c, context, kind_checks.get(c.kind, ())), desired, waves.wave_of(c.tags))
-        for c in unique.values()
-    )
+    steps = tuple(_step(c, context, kind_checks.get(c.kind, ()), desired) for c in unique.values())
     errors = [error_dict(e.scope, e.kind, e.error) for e in gathered.inventory.errors]
     warnings = [*gathered.warnings, *waves.tag_warnings(unique.values())]
     if not state.recoverable:
@@ -44,3 +41,15 @@ def make_plan(
         tuple(warnings),
         tuple(waves.summary(waves.group(steps))),
     )
+
+
+def _step(
+    consumer: Consumer, context: PolicyContext, checks: tuple[Check, ...], desired: str | None
+) -> PlanStep:
+    """One consumer's step. Its data is the resource owner's: an error planning it (a check
+    tripping over an odd value) blocks this consumer only, never the plan of the others."""
+    try:
+        return PlanStep.of(consumer, decide(consumer, context, checks), desired, waves.wave_of(consumer.tags))
+    except Exception as exc:  # noqa: BLE001 - reported on the step; the other consumers go on
+        message = f"could not be planned ({type(exc).__name__}: {exc}); not touched, needs a person"
+        return PlanStep.of(consumer, Decision(BLOCKED, UNREADABLE, message), desired, LAST_WAVE)

@@ -28,6 +28,20 @@ from rotation.model.decisions import (  # noqa: F401
 )
 
 
+def outside_subscriptions(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
+    """A discovered id is checked like a requested one: a list answer may name a resource in a
+    subscription this system was not given (a broken or hostile answer); it is never written."""
+    subscription = consumer.resource_id.subscription.lower()
+    if ctx.subscriptions is None or subscription in ctx.subscriptions:
+        return None
+    return Decision(
+        BLOCKED,
+        "subscription-not-allowed",
+        f"in subscription {subscription}, which is not in ROTATION_SUBSCRIPTIONS (an ARM list answer "
+        "named it): never written",
+    )
+
+
 def opted_out(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
     for name, value in consumer.tags.items():
         if name.lower() == ctx.opt_out_tag.lower() and str(value).strip().lower() == "off":
@@ -137,6 +151,7 @@ def update(consumer: Consumer, ctx: PolicyContext) -> Decision:
 
 
 CHAIN: tuple[Check, ...] = (
+    outside_subscriptions,
     opted_out,
     interrupted_redeploy,
     auto_rotating,

@@ -105,7 +105,11 @@ class Reconciler:
 
     def _plan(self, key: KeyRef, gathered: Gathered) -> Plan:
         context = PolicyContext(
-            gathered.state, datetime.now(UTC), self.settings.container_group_policy, self.settings.opt_out_tag
+            gathered.state,
+            datetime.now(UTC),
+            self.settings.container_group_policy,
+            self.settings.opt_out_tag,
+            frozenset(self.settings.subscriptions),
         )
         return make_plan(key, gathered, context, {name: checks_of(k) for name, k in self.kinds.items()})
 

@@ -10,6 +10,7 @@ key nobody consumes is not this system's to rotate.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,8 @@ from rotation.storage.runs import RunStore
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
+
+log = logging.getLogger("rotation.sweep")
 
 
 class Estate(Root, Protocol):
@@ -130,7 +133,12 @@ def sweep(service: Estate, *, dry_run: bool = False, actor: str = "sweep") -> Sw
     outside = not_allowed(inventory, settings)
 
     def check(key: KeyRef) -> KeyFinding:
-        return _check_key(service, key, inventory.for_key(key), deadline)
+        found = inventory.for_key(key)
+        try:
+            return _check_key(service, key, found, deadline)
+        except Exception as exc:  # this key is reported; every other key is still checked
+            log.exception("sweep: could not check %s", key.versionless_id)
+            return KeyFinding(key, len(found.consumers), 0, None, error=_could_not("check the key", exc))
 
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(keys) or 1))) as pool:
         findings = list(map_in_context(pool, check, keys))
@@ -169,8 +177,13 @@ def _act_on(service: Estate, finding: KeyFinding, dry_run: bool, actor: str, tra
             event_type=NEAR_EXPIRY if finding.near_expiry else None,
             event_version=finding.near_expiry,
         )
-        submit(service.requests_queue, service.runs, request)
-        finding = replace(finding, request_id=request.request_id)
+        try:
+            submit(service.requests_queue, service.runs, request)
+        except Exception as exc:  # reported for this key; the next keys are still queued
+            log.exception("sweep: could not queue %s", finding.key.versionless_id)
+            finding = replace(finding, error=_could_not("queue its request", exc))
+        else:
+            finding = replace(finding, request_id=request.request_id)
     trail.record(
         "sweep-checked",
         source="sweep",
@@ -180,6 +193,10 @@ def _act_on(service: Estate, finding: KeyFinding, dry_run: bool, actor: str, tra
         detail=finding.to_dict(),
     )
     return finding
+
+
+def _could_not(what: str, exc: Exception) -> str:
+    return f"could not {what} ({type(exc).__name__}: {exc})"
 
 
 def _checked_outcome(finding: KeyFinding, dry_run: bool) -> str:

@@ -11,6 +11,7 @@ earlier waves from a fresh inventory before it goes on.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from rotation.model.results import LAST_WAVE
 WAVE_TAG = "cmk-rotation-wave"
 LAST = LAST_WAVE
 MAX_WAVE = 999
+_WAVE_NUMBER = re.compile(r"[0-9]{1,4}")
 SUCCEEDED = "succeeded"
 WAVE_HALTED = "WaveHalted"
 WAVE_SOAKING = "WaveSoaking"
@@ -46,7 +48,8 @@ def wave_of(tags: Any) -> str:
     for name, value in dict(tags or {}).items():
         if name.lower() == WAVE_TAG:
             text = str(value).strip()
-            if text.isdigit() and int(text) <= MAX_WAVE:
+            # ASCII digits only: str.isdigit() also passes "²", which int() cannot read
+            if _WAVE_NUMBER.fullmatch(text) and int(text) <= MAX_WAVE:
                 return str(int(text))
             return LAST
     return LAST

@@ -38,3 +38,13 @@ class Consumer:
     @property
     def version(self) -> str | None:
         return self.key.version
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A resource its kind listed but could not read (its data tripped the kind): reported
+    where it was found, so the other resources of the list still count."""
+
+    resource: str  # its id as the list answer gave it
+    kind: str
+    message: str

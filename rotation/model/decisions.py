@@ -39,7 +39,12 @@ BLOCKED_REASONS = (
     "identity-not-assigned",
     "spec-not-reconstructible",
     "current-version-disabled",
+    # An unexpected error reading or planning this one consumer (its data): the others go on.
+    "unreadable",
+    # Named by a list answer for an allowed subscription, but in another one: never written.
+    "subscription-not-allowed",
 )
+UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class PolicyContext:
     now: datetime
     container_group_policy: str = "report"
     opt_out_tag: str = "cmk-rotation"
+    # ROTATION_SUBSCRIPTIONS (lower case); None: not checked (pure planning without settings)
+    subscriptions: frozenset[str] | None = None
 
 
 Check = Callable[[Consumer, PolicyContext], Decision | None]

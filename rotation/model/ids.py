@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from rotation.model.errors import RotationError
 
@@ -113,13 +113,13 @@ def parse_key_id(text: object, *, require_version: bool = False, allow_version: 
     if any(ord(char) < 0x21 or ord(char) == 0x7F for char in text):
         # urlsplit would silently drop tabs and newlines and parse something else
         raise InvalidId("key id: must not contain spaces or control characters")
-    parts = urlsplit(text)
+    parts, port = _split(text)
     if parts.scheme.lower() != "https":
         raise InvalidId(f"key id {text!r}: must use https")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise InvalidId(f"key id {text!r}: must not carry credentials, a query or a fragment")
     host = (parts.hostname or "").lower()
-    if parts.port not in (None, 443) or not _HOST.match(host):
+    if port not in (None, 443) or not _HOST.match(host):
         raise InvalidId(f"key id {text!r}: {host or 'the host'} is not a vault hostname")
     segments = parts.path.split("/")
     if segments and segments[-1] == "":
@@ -137,6 +137,16 @@ def parse_key_id(text: object, *, require_version: bool = False, allow_version: 
     if version is not None and not allow_version:
         raise InvalidId(f"key id {text!r}: must not carry a version")
     return KeyRef(host, name, version.lower() if version else None)
+
+
+def _split(text: str) -> tuple[SplitResult, int | None]:
+    """urlsplit and its port, with their ValueErrors (a look-alike of '@', '/' or ':' under NFKC,
+    an unclosed IPv6 bracket, a port out of range or not a number) refused like any bad id."""
+    try:
+        parts = urlsplit(text)
+        return parts, parts.port
+    except ValueError as exc:
+        raise InvalidId(f"key id {text!r}: not a URL this system accepts ({exc})") from None
 
 
 def is_managed_hsm_host(host: str) -> bool:

@@ -313,7 +313,12 @@ def test_settings_validate_and_describe() -> None:
         "armPageSize": 2,
         "keyVaultPageSize": 25,
         "eventGridTimeScale": 1.0,
+        "listsAlsoAnswer": [],
     }
+    settings.update({"listsAlsoAnswer": ["00000000-0000-0000-0000-00000000000C"]})
+    assert settings.describe()["listsAlsoAnswer"] == ["00000000-0000-0000-0000-00000000000c"]
+    with pytest.raises(ValueError, match="listsAlsoAnswer"):
+        settings.update({"listsAlsoAnswer": "00000000-0000-0000-0000-00000000000c"})
     with pytest.raises(ValueError, match="unknown settings"):
         settings.update({"pageSize": 3})
     with pytest.raises(ValueError, match="positive"):

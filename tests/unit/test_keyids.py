@@ -131,3 +131,78 @@ def test_newlines_never_pass_as_part_of_an_id(text: str) -> None:
         parse_resource_id(text)
     with pytest.raises(InvalidId):
         parse_key_id("https://contoso-cmk.vault.azure.net/keys/k\nx")
+
+
+# Issue 21 item 6: urlsplit raises ValueError on these (NFKC look-alikes of '@', '/', ':' in the
+# host, a port out of range or not a number, an unclosed IPv6 bracket); the parser must refuse
+# them as InvalidId like any other bad id, so every door answers 400 / exit 2 / poison.
+MALFORMED_KEY_IDS = [
+    "https://user\uff20contoso-cmk.vault.azure.net/keys/k",
+    "https://contoso-cmk.vault.azure.net\uff0fkeys/k",
+    "https://contoso-cmk.vault.azure.net\uff1a443/keys/k",
+    "https://contoso-cmk.vault.azure.net:99999/keys/k",
+    "https://contoso-cmk.vault.azure.net:abc/keys/k",
+    "https://[::1/keys/k",
+]
+
+
+@pytest.mark.parametrize("text", MALFORMED_KEY_IDS)
+def test_ids_urlsplit_cannot_read_are_refused_as_invalid_ids(text: str) -> None:
+    with pytest.raises(InvalidId, match="key id"):
+        parse_key_id(text)
+
+
+@pytest.mark.parametrize("text", MALFORMED_KEY_IDS)
+def test_container_group_parts_with_malformed_hosts_are_refused(text: str) -> None:
+    base = text.rsplit("/keys/", 1)[0]
+    with pytest.raises(InvalidId):
+        key_from_parts(base, "k", VERSION)
+
+
+# Plain st.text() almost never builds something urlsplit gets far enough to choke on: build
+# URL-shaped text from the parts that matter (schemes, look-alike separators, ports, brackets).
+_URL_PIECES = st.sampled_from(
+    [
+        "https://",
+        "http://",
+        "contoso-cmk.vault.azure.net",
+        "v.managedhsm.azure.net",
+        "\uff20",
+        "\uff0f",
+        "\uff1a",
+        "\uff03",
+        "\uff1f",
+        "\u2100",
+        "@",
+        ":",
+        ":443",
+        ":99999",
+        ":-1",
+        ":abc",
+        "[",
+        "]",
+        "[::1",
+        "[::1]",
+        "/keys/",
+        "k",
+        VERSION,
+        "/",
+        "?",
+        "#",
+        "%2f",
+        "\u0130",
+        "\u00b2",
+    ]
+)
+
+
+URL_SHAPED = st.lists(st.one_of(_URL_PIECES, st.text(max_size=3)), min_size=1, max_size=10).map("".join)
+
+
+@given(URL_SHAPED)
+def test_fuzz_url_shaped_key_ids_only_raise_invalid_id(text: str) -> None:
+    try:
+        key = parse_key_id(text)
+    except InvalidId:
+        return
+    assert parse_key_id(key.id) == key

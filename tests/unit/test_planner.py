@@ -25,7 +25,7 @@ from rotation.azure.kinds.containergroup import ContainerGroups
 from rotation.core.gather import Gathered
 from rotation.core.planner import make_plan
 from rotation.model.consumer import Consumer
-from rotation.model.decisions import PolicyContext
+from rotation.model.decisions import BLOCKED_REASONS, Decision, PolicyContext
 from rotation.model.errors import ErrorInfo
 from rotation.model.ids import KeyRef, ResourceId
 from rotation.model.keystate import KeyState, VersionInfo
@@ -146,3 +146,28 @@ def test_a_kinds_api_version_is_what_its_client_sends(kind: str, client: type) -
     declared = next(k for k in all_kinds() if k.kind == kind)
     built = client(credential=object(), subscription_id=SUB)
     assert declared.api_version == built._config.api_version  # type: ignore[attr-defined]
+
+
+def test_one_consumer_that_cannot_be_planned_is_blocked_unreadable_and_the_others_go_on() -> None:
+    # issue 21 item 5: an unexpected error planning ONE consumer (here a kind's own check that
+    # trips over that resource's data) must not fail the plan for every other consumer.
+    def trips_on_r2(c: Consumer, ctx: PolicyContext) -> Decision | None:
+        if c.resource_id.name == "r2":
+            raise KeyError("encryption")
+        return None
+
+    gathered = Gathered(STATE, Inventory((consumer("r1"), consumer("r2"), consumer("r3"))))
+    checks = {k.kind: checks_of(k) for k in all_kinds()} | {"registry": (trips_on_r2,)}
+    result = make_plan(KEY, gathered, PolicyContext(STATE, NOW), checks)
+    assert [(s.target.rsplit("/", 1)[1], s.action, s.reason) for s in result.steps] == [
+        ("r1", "update", "behind-desired"),
+        ("r2", "blocked", "unreadable"),
+        ("r3", "update", "behind-desired"),
+    ]
+    blocked = result.steps[1]
+    assert "KeyError" in blocked.message and "encryption" in blocked.message
+    assert blocked.wave == "last" and result.waves[0]["update"] == [
+        result.steps[0].target,
+        result.steps[2].target,
+    ]
+    assert "unreadable" in BLOCKED_REASONS

@@ -223,3 +223,13 @@ def test_every_kind_answers_the_healthy_hook_and_only_the_registry_overrides_it(
     )
     assert "versionedKeyIdentifier" in str(unhealthy(Registries(), moved))
     assert waves.health_problem(moved, NEW, lambda shown: unhealthy(Registries(), shown))
+
+
+@pytest.mark.parametrize("tag", ["\u00b2", "\u0663", "1\u00b2", "\u2460", "\U0001d7d9", "\u07c1"])
+def test_a_wave_tag_isdigit_accepts_but_int_cannot_read_goes_last(tag: str) -> None:
+    # issue 21 item 5: "²".isdigit() is true and int("²") raises: one tag failed the whole key
+    assert waves.wave_of({"cmk-rotation-wave": tag}) == waves.LAST
+    assert waves.bad_wave_tag({"cmk-rotation-wave": tag}) == tag
+    [warning] = waves.tag_warnings([consumer("odd", **{"cmk-rotation-wave": tag})])
+    assert "last wave" in warning
+    assert [w.label for w in waves.group([Step(consumer("odd", **{"cmk-rotation-wave": tag}))])] == ["last"]

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
 
-from rotation.model.consumer import Consumer
+from rotation.model.consumer import Consumer, Unreadable
 from rotation.model.decisions import Check
 from rotation.model.errors import Hint
 from rotation.model.ids import KeyRef, ResourceId
@@ -49,8 +49,9 @@ class TargetKind(Protocol):
     # (each `(consumer, PolicyContext) -> Decision | None`, see rotation/core/policy.py).
     plan_checks: tuple[Check, ...]
 
-    def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
-        """Every resource of this kind in the subscription that uses a customer-managed key."""
+    def list(self, clients: Clients, subscription: str) -> Iterator[Consumer | Unreadable]:
+        """Every resource of this kind in the subscription that uses a customer-managed key
+        (a resource whose data the kind could not read: an Unreadable in its place)."""
 
     def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
         """The resource now, or None when it no longer exists or no longer uses a CMK."""

@@ -9,10 +9,11 @@ kind maps one resource to a Consumer per key it uses; `read_key` picks the one f
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rotation.azure.kinds import ApplyContext, Consumer, KindDefaults
+from rotation.model.consumer import Unreadable
 from rotation.model.decisions import BLOCKED, Check, Decision, PolicyContext
 from rotation.model.errors import Hint
 from rotation.model.ids import InvalidId, KeyRef, ResourceId, key_from_parts, parse_resource_id
@@ -47,11 +48,9 @@ class ArmTargetKind(KindDefaults):
     def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:
         raise NotImplementedError
 
-    def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:
-        for resource in clients.arm().list_by_subscription(
-            subscription, self.resource_type, self.api_version
-        ):
-            yield from self.to_consumers(resource)
+    def list(self, clients: Clients, subscription: str) -> Iterator[Consumer | Unreadable]:
+        resources = clients.arm().list_by_subscription(subscription, self.resource_type, self.api_version)
+        return each_read(self.kind, resources, self.to_consumers)
 
     def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
         consumers = self.read_all(clients, resource_id)
@@ -85,6 +84,21 @@ class ArmTargetKind(KindDefaults):
     def shown(self, result: object, to_key: KeyRef) -> Consumer | None:
         """The consumer of `to_key` in the resource a write answered with."""
         return pick(self.to_consumers(result), to_key) if isinstance(result, dict) else None
+
+
+def each_read(
+    kind: str, resources: Iterable[Any], read: Callable[[Any], Iterable[Consumer]]
+) -> Iterator[Consumer | Unreadable]:
+    """Each listed resource's consumers; one whose data trips `read` is reported as Unreadable
+    and the list goes on (one resource owner's odd value must not hide the others)."""
+    for resource in resources:
+        try:
+            found = list(read(resource))
+        except Exception as exc:  # noqa: BLE001 - kept with the resource; the others are read
+            named = resource.get("id") if isinstance(resource, Mapping) else None
+            yield Unreadable(str(named or "?"), kind, f"{type(exc).__name__}: {exc}")
+        else:
+            yield from found
 
 
 def pick(consumers: Sequence[Consumer], key: KeyRef) -> Consumer | None:
