@@ -174,7 +174,8 @@ class EventGridDelivery:
         self.faults = faults
         self.calls = calls
         self.time_scale = time_scale
-        self._subscriptions: dict[str, Subscription] = {}
+        # keyed by (system topic, name), as Azure keeps them: one name may recur on every vault
+        self._subscriptions: dict[tuple[str, str], Subscription] = {}
         self._queue: list[Pending] = []
         self._seq = itertools.count()
         self._log: list[dict[str, Any]] = []
@@ -188,7 +189,7 @@ class EventGridDelivery:
     # -- configuration -----------------------------------------------------------------------
     def subscribe(self, subscription: Subscription) -> None:
         with self._cv:
-            self._subscriptions[subscription.name.lower()] = subscription
+            self._subscriptions[(subscription.topic, subscription.name.lower())] = subscription
 
     def unsubscribe_all(self) -> None:
         with self._cv:

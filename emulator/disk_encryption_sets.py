@@ -85,13 +85,21 @@ class DiskEncryptionSets(ArmResourceRoutes[DiskEncryptionSet]):
     def _check_key(
         self, des: DiskEncryptionSet, name: str, key_url: str, source_vault: str | None
     ) -> Response | None:
+        # sourceVault is optional (Compute 2024-03-02); when given it must be the key's vault, in
+        # the set's own subscription (the spec: not usable across subscriptions)
         in_hsm = ".managedhsm." in key_url.lower()
         vault_name = key_url.split("//", 1)[-1].split(".", 1)[0].lower()
-        if not in_hsm and (not source_vault or id_part(source_vault, "name").lower() != vault_name):
+        if source_vault and not in_hsm and id_part(source_vault, "name").lower() != vault_name:
             return arm_error(
                 400,
                 "InvalidParameter",
                 f"activeKey.sourceVault.id must be the Key Vault that holds '{key_url}'.",
+            )
+        if source_vault and id_part(source_vault, "sub").lower() != id_part(des.id, "sub").lower():
+            return arm_error(
+                400,
+                "InvalidParameter",
+                "activeKey.sourceVault cannot name a Key Vault in another subscription; leave it out.",
             )
         if not (des.identities or des.system_principal):
             return arm_error(

@@ -100,9 +100,10 @@ class Registries(ArmResourceRoutes[Registry]):
         return {"status": "enabled", "keyVaultProperties": properties}
 
     def _identity_value(self, registry: Registry, identity: str | None) -> str | None:
-        """ACR names the encryption identity by client id (user-assigned) or principal id (system)."""
+        """ACR names the encryption identity by client id (user-assigned) or its reserved word
+        `system` (the system-assigned identity, as `az acr encryption rotate-key` writes it)."""
         if identity == "SystemAssigned":
-            return registry.system_principal
+            return "system"
         if identity:
             return self.world.identity(identity).client_id
         return None
@@ -116,8 +117,9 @@ class Registries(ArmResourceRoutes[Registry]):
         return ()
 
     def _identity_for(self, registry: Registry, value: str) -> str | None:
-        """Map the `identity` of a PATCH (a client id or principal id) back to an assigned identity."""
-        if registry.system_principal and value.lower() == registry.system_principal.lower():
+        """Map the `identity` of a PATCH (a client id, `system`, or the system principal id) back to
+        an assigned identity."""
+        if registry.system_principal and value.lower() in ("system", registry.system_principal.lower()):
             return "SystemAssigned"
         for identity_id in registry.identities:
             if self.world.identity(identity_id).client_id.lower() == value.lower():

@@ -63,7 +63,8 @@ def test_storage_lists_by_page_and_patches_synchronously(stack) -> None:
     assert [c["status"] for c in patches] == [200]  # synchronous: no operation to poll
 
 
-def test_storage_refuses_a_new_identity_and_key_in_one_request(stack) -> None:
+def test_storage_takes_a_new_identity_and_key_in_one_request(stack) -> None:
+    # the spec's example StorageAccountUpdateUserAssignedEncryptionIdentityWithCMK sends both at once
     other = s.identity_id("uai-other")
     stack.load(
         s.scenario(
@@ -73,29 +74,34 @@ def test_storage_refuses_a_new_identity_and_key_in_one_request(stack) -> None:
             ],
         )
     )
-    body = storage_patch(NEW, other)
-    with pytest.raises(HttpResponseError) as raised:
-        stack.service().clients.arm().begin_patch(s.storage_id("st0"), STORAGE_API, body).result()
-    assert raised.value.status_code == 400 and "single operation" in str(raised.value)
+    arm = stack.service().clients.arm()
+    after = arm.begin_patch(s.storage_id("st0"), STORAGE_API, storage_patch(NEW, other)).result()
+    encryption = after["properties"]["encryption"]
+    assert encryption["keyvaultproperties"]["keyversion"] == NEW
+    assert encryption["identity"]["userAssignedIdentity"].lower() == other.lower()
+    with pytest.raises(HttpResponseError) as raised:  # an identity the account does not have is still refused
+        arm.begin_patch(s.storage_id("st0"), STORAGE_API, storage_patch(OLD, s.identity_id("uai-x"))).result()
+    assert raised.value.status_code == 400 and "not associated" in str(raised.value)
 
 
-def test_disk_encryption_set_patch_is_long_running_and_needs_the_source_vault(stack) -> None:
+def test_disk_encryption_set_patch_is_long_running_and_its_source_vault_is_optional(stack) -> None:
     stack.load(
         s.scenario(
             {"data-cmk": data_key()}, encryption_sets=[s.encryption_set("des1", s.key_id("data-cmk", OLD))]
         )
     )
     arm = stack.service().clients.arm()
-    current = arm.get(s.des_id("des1"), DES_API)
-    source = current["properties"]["activeKey"]["sourceVault"]
-    with pytest.raises(HttpResponseError) as raised:
-        arm.begin_patch(
-            s.des_id("des1"), DES_API, {"properties": {"activeKey": {"keyUrl": s.key_id("data-cmk", NEW)}}}
-        )
-    assert classify(raised.value).code == "InvalidParameter"
-    body = {"properties": {"activeKey": {"keyUrl": s.key_id("data-cmk", NEW), "sourceVault": source}}}
-    poller = arm.begin_patch(s.des_id("des1"), DES_API, body)
-    after = poller.result()
+    source = arm.get(s.des_id("des1"), DES_API)["properties"]["activeKey"]["sourceVault"]
+    # Compute 2024-03-02: sourceVault is optional; when given it must be the key's vault, same subscription
+    other_vault = {"id": source["id"].rsplit("/", 1)[0] + "/elsewhere"}
+    foreign = {"id": source["id"].replace(s.SUB_A, s.SUB_B)}
+    for wrong in (other_vault, foreign):
+        body = {"properties": {"activeKey": {"keyUrl": s.key_id("data-cmk", NEW), "sourceVault": wrong}}}
+        with pytest.raises(HttpResponseError) as raised:
+            arm.begin_patch(s.des_id("des1"), DES_API, body)
+        assert classify(raised.value).code == "InvalidParameter"
+    body = {"properties": {"activeKey": {"keyUrl": s.key_id("data-cmk", NEW)}}}
+    after = arm.begin_patch(s.des_id("des1"), DES_API, body).result()
     assert after["properties"]["activeKey"]["keyUrl"] == s.key_id("data-cmk", NEW)
     assert "lastKeyRotationTimestamp" in after["properties"]
     [patch] = [c for c in stack.admin.calls()["calls"] if c["method"] == "PATCH" and c["status"] == 202]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from rotation.azure.kinds import disk_encryption_set, sql, storage
+from rotation.azure.kinds.registry import to_consumer as registry_to_consumer
 from rotation.azure.vault import KeyState, VersionInfo
 from rotation.core.policy import PolicyContext, decide
 from rotation.model.ids import InvalidId, parse_key_id
@@ -266,3 +267,55 @@ def test_every_generic_arm_kind_shares_one_base_and_one_hint_rule() -> None:
     assert "see https://" in (hint_for(server, 400, "SomethingElse") or "")
     assert hint_for(server, 409, "SomethingElse") is None
     assert hint_for(storage.StorageAccounts(), 400, None) is not None
+
+
+@pytest.mark.parametrize(
+    ("named", "identity", "assigned"),
+    [
+        ("system", {"type": "SystemAssigned", "principalId": "5e4d3c2b-0000-4000-8000-000000000001"}, True),
+        (
+            "SYSTEM",
+            {"type": "SystemAssigned, UserAssigned", "principalId": "5e4d3c2b-0000-4000-8000-000000000001"},
+            True,
+        ),
+        (
+            "5e4d3c2b-0000-4000-8000-000000000001",
+            {"type": "SystemAssigned", "principalId": "5e4d3c2b-0000-4000-8000-000000000001"},
+            True,
+        ),
+        ("system", {"type": "UserAssigned", "userAssignedIdentities": {}}, False),
+        (
+            "eb3a943d-6b12-48a6-b585-ac2316e15ab2",
+            {
+                "type": "UserAssigned",
+                "userAssignedIdentities": {"/x/uai": {"clientId": "EB3A943D-6B12-48A6-B585-AC2316E15AB2"}},
+            },
+            True,
+        ),
+        (
+            "eb3a943d-6b12-48a6-b585-ac2316e15ab2",
+            {"type": "SystemAssigned", "principalId": "5e4d3c2b-0000-4000-8000-000000000001"},
+            False,
+        ),
+    ],
+)
+def test_every_form_of_a_registry_encryption_identity(
+    named: str, identity: dict[str, Any], assigned: bool
+) -> None:
+    body = {
+        "id": "/subscriptions/5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d/resourceGroups/rg/providers/"
+        "Microsoft.ContainerRegistry/registries/r1",
+        "location": "westeurope",
+        "identity": identity,
+        "properties": {
+            "encryption": {
+                "status": "enabled",
+                "keyVaultProperties": {
+                    "keyIdentifier": "https://contoso-cmk.vault.azure.net/keys/acr-cmk/654f76c4e63845cbb50fd6f751540429",
+                    "identity": named,
+                },
+            }
+        },
+    }
+    consumer = registry_to_consumer(body)
+    assert consumer is not None and consumer.identity_assigned is assigned

@@ -281,6 +281,34 @@ def test_deliveries_carry_event_grid_headers_in_the_subscriptions_schema(endpoin
     assert cloud["source"].endswith("/vaults/contoso-cmk") and cloud["data"]["ObjectName"] == "acr-cmk"
 
 
+def test_one_subscription_name_on_two_vault_topics_delivers_each_vaults_events(endpoint: Any) -> None:
+    # Azure keeps event subscriptions per system topic: `make serve` gives every vault the same name
+    _Answers.statuses[:] = []
+    _Answers.received.clear()
+    delivery = EventGridDelivery(FaultBook(), CallLog(), lambda: 0.00001)
+    for vault in ("contoso-cmk", "contoso-other"):
+        delivery.subscribe(
+            subscription_from_spec({"name": "cmk-rotation", "topic": vault, "endpoint": endpoint[0]}, None)
+        )
+    assert len(delivery.subscriptions()) == 2
+    event = json.loads((SAMPLES / "key-new-version.eventgrid.json").read_text())[0]
+    assert delivery.publish("contoso-cmk", event) == 1
+    assert (
+        delivery.publish(
+            "contoso-other", {**event, "topic": event["topic"].replace("contoso-cmk", "contoso-other")}
+        )
+        == 1
+    )
+    pause = threading.Event()
+    for _ in range(200):  # the worker runs on its own thread; wait until both are delivered
+        if delivery.idle() and len(_Answers.received) == 2:
+            break
+        pause.wait(0.05)
+    delivery.stop()
+    topics = sorted(body[0]["topic"].rsplit("/", 1)[-1] for _, body in _Answers.received)
+    assert topics == ["contoso-cmk", "contoso-other"]
+
+
 def test_time_to_live_ends_retries_before_max_attempts(endpoint: Any) -> None:
     # 1 minute of TTL holds the attempts at 0 s, 10 s and 40 s; the next (100 s) is past it
     _, letters = _deliver(endpoint[0], [500] * 10, eventTimeToLiveInMinutes=1)

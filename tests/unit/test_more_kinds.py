@@ -209,6 +209,25 @@ def test_cosmos_versionless_is_auto_rotating_and_a_versioned_uri_needs_a_person(
     assert decision.action == MANUAL_REQUIRED and f"{VAULT}/keys/cosmos-cmk" in decision.message
 
 
+@pytest.mark.parametrize(
+    ("default_identity", "granted"),
+    [
+        (f"UserAssignedIdentity={UAI}", True),
+        # cross-tenant CMK (the Cosmos DB docs): the identity, then the multi-tenant app's client id
+        (f"UserAssignedIdentity={UAI}&FederatedClientId=11111111-2222-3333-4444-555555555555", True),
+        (f"UserAssignedIdentity={UAI}x&FederatedClientId=11111111-2222-3333-4444-555555555555", False),
+    ],
+)
+def test_cosmos_default_identity_names_the_user_assigned_identity(
+    default_identity: str, granted: bool
+) -> None:
+    body = {**cosmos(f"{VAULT}/keys/cosmos-cmk"), "identity": uai_identity(UAI)}
+    body["properties"]["defaultIdentity"] = default_identity
+    [account] = CosmosAccounts().to_consumers(body)
+    assert account.identity_assigned is granted
+    assert account.identity.lower().startswith(UAI.lower()) and "&" not in account.identity
+
+
 def test_aks_is_manual_required_and_never_written() -> None:
     kind = ManagedClusters()
     [cluster] = kind.to_consumers(aks(f"{VAULT}/keys/kms/{V1}"))

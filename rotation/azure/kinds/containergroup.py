@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rotation.targets.containergroup")
 REDEPLOY_CONTAINER = "rotation-redeploy"
+ACI_SERVICE_PRINCIPAL = "Azure Container Instance Service"
 _TOP_READ_ONLY = ("id", "name", "type", "etag", "systemData")
 _PROPERTIES_READ_ONLY = ("provisioningState", "instanceView")
 
@@ -79,6 +80,11 @@ def secure_values_hidden(properties: dict[str, Any]) -> list[str]:
             hidden.append(f"storage account key of volume {volume.get('name')}")
         if "secret" in volume:
             hidden.append(f"secret volume {volume.get('name')}")
+    for extension in properties.get("extensions") or []:
+        # protectedSettings is secret (2023-05-01): a GET never returns it, so a group with an
+        # extension cannot be shown to be rebuildable unless the answer carries them
+        if (extension.get("properties") or {}).get("protectedSettings") is None:
+            hidden.append(f"protected settings of extension {extension.get('name')}")
     log_analytics = (properties.get("diagnostics") or {}).get("logAnalytics")
     if log_analytics is not None and not log_analytics.get("workspaceKey"):
         hidden.append("Log Analytics workspace key")
@@ -119,9 +125,10 @@ def to_consumer(group: Mapping[str, Any]) -> Consumer | None:
     identity = encryption.get("identity")
     group_identity = group.get("identity") or {}
     assigned = {i.lower() for i in (group_identity.get("userAssignedIdentities") or {})}
-    identity_ok = (
-        identity.lower() in assigned if identity else "SystemAssigned" in str(group_identity.get("type"))
-    )
+    # without encryptionProperties.identity the service uses its own first-party principal
+    # (the ACI docs grant Key Vault access to it): a valid setup, nothing for the group to hold
+    identity_ok = identity.lower() in assigned if identity else True
+    identity = identity or ACI_SERVICE_PRINCIPAL
     return Consumer(
         kind="containergroup",
         resource_id=resource_id,

@@ -21,7 +21,9 @@ def default_identity(resource: Mapping[str, Any]) -> tuple[str, bool]:
     """The identity the account reaches the key with (`properties.defaultIdentity`)."""
     named = str(a.properties(resource).get("defaultIdentity") or "FirstPartyIdentity")
     if named.startswith("UserAssignedIdentity="):
-        return a.identity_fact(resource, named.split("=", 1)[1])
+        # cross-tenant form: `UserAssignedIdentity=<id>&FederatedClientId=<guid>`; an ARM id has no `&`
+        identity = named.removeprefix("UserAssignedIdentity=").split("&", 1)[0]
+        return a.identity_fact(resource, identity)
     if named == "SystemAssignedIdentity":
         return a.identity_fact(resource, None)
     return named, True  # FirstPartyIdentity: Cosmos DB's own, granted on the vault

@@ -28,14 +28,18 @@ def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+SYSTEM_IDENTITY = "system"  # ACR's reserved word for the system-assigned identity (az acr encryption)
+
+
 def _assigned_identities(registry: Mapping[str, Any]) -> set[str]:
-    """Client ids of user-assigned identities and the system principal, lower case (ACR names
-    its encryption identity by client id)."""
+    """The names `keyVaultProperties.identity` may give an identity the registry has, lower case:
+    a user-assigned identity's client id; for the system-assigned one, ACR's reserved word
+    `system` (what `az acr encryption rotate-key --identity [system]` writes) or its principal id."""
     identity = _dict(registry.get("identity"))
     users = _dict(identity.get("userAssignedIdentities")).values()
     assigned = {str(_dict(ua).get("clientId") or "").lower() for ua in users}
-    if identity.get("principalId"):
-        assigned.add(str(identity["principalId"]).lower())
+    if identity.get("principalId") or "systemassigned" in str(identity.get("type") or "").lower():
+        assigned |= {SYSTEM_IDENTITY, str(identity.get("principalId") or "").lower()}
     return assigned - {""}
 
 
