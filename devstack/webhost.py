@@ -241,6 +241,8 @@ class _BoundedServer(ThreadingHTTPServer):
     503 and closed at once, so slow or idle clients cannot grow the host's threads."""
 
     daemon_threads = True
+    # Event Grid delivers many events at once; the default listen backlog of 5 reset some of 20
+    request_queue_size = 128
     _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], limit: int) -> None:

@@ -10,12 +10,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 
 import azure.functions as func
 import pytest
 
 from devstack.functions import FunctionIndex, HttpFunction
-from devstack.webhost import MAX_BODY, FunctionsWebHost, HostKeys
+from devstack.webhost import MAX_BODY, FunctionsWebHost, HostKeys, _BoundedServer
 
 REQUEST_SECONDS = 1.0
 MAX_CONNECTIONS = 8
@@ -151,3 +152,21 @@ def test_a_chunked_body_is_refused_411_not_read_as_the_next_request(served) -> N
         conn.sendall(head + b"5\r\nhello\r\n0\r\n\r\n")
         assert _status(conn) == 411
         assert _closed(conn)
+
+
+def test_twenty_connections_arriving_at_once_all_wait_in_the_listen_backlog() -> None:
+    # the accept loop is not running: every connection must fit in the kernel's listen queue
+    # (Event Grid opens many at once; a backlog of 5 dropped or reset the rest)
+    server = _BoundedServer(("127.0.0.1", 0), BaseHTTPRequestHandler, 8)
+    port = server.server_address[1]
+    opened: list[socket.socket] = []
+    try:
+        for _ in range(20):
+            opened.append(socket.create_connection(("127.0.0.1", port), timeout=1))
+    except OSError:
+        pass
+    finally:
+        for conn in opened:
+            conn.close()
+        server.server_close()
+    assert len(opened) == 20
