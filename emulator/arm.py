@@ -79,6 +79,7 @@ class Operation:
     status: str = field(compare=False, default="InProgress")
     started: float = field(compare=False, default_factory=time.time)
     ended: float | None = field(compare=False, default=None)
+    final: Callable[[], dict[str, Any]] | None = field(compare=False, default=None)  # Location's last answer
 
 
 class Operations:
@@ -151,6 +152,11 @@ class ArmService:
             r"/subscriptions/(?P<sub>[^/]+)/providers/[^/]+/locations/[^/]+/"
             r"(?:operations|operationStatuses)/(?P<op_id>[^/]+)",
             self.operation_status,
+        )
+        self.router.add(
+            "GET",
+            r"/subscriptions/(?P<sub>[^/]+)/providers/[^/]+/locations/[^/]+/operationResults/(?P<op_id>[^/]+)",
+            self.operation_result,
         )
 
     def handle(self, request: Request) -> Response:
@@ -246,6 +252,53 @@ class ArmService:
         revert: Callable[[], None],
     ) -> dict[str, str]:
         """Register an LRO and return the headers that announce it."""
+        _, status_url = self._begin(request, resource_id, namespace, location, apply, revert)
+        return {"Azure-AsyncOperation": status_url, "Retry-After": str(self.settings.retry_after)}
+
+    def answer_write(
+        self,
+        request: Request,
+        resource_id: str,
+        namespace: str,
+        location: str,
+        apply: Callable[[], None],
+        revert: Callable[[], None],
+        *,
+        shape: str,
+        body: Callable[[], dict[str, Any]],
+    ) -> Response:
+        """A long-running write's answer in one of the shapes ARM's specs allow (LRO_SHAPES):
+        `shape` is the resource provider's own; the `lroShapes` setting may name another for the
+        namespace, so a test can run a kind's write over every shape its spec allows."""
+        shape = self.settings.lro_shapes.get(namespace.lower(), shape)
+        op, status_url = self._begin(request, resource_id, namespace, location, apply, revert)
+        op.final = body
+        retry = {"Retry-After": str(self.settings.retry_after)}
+        location_url = (
+            f"https://{request.host}/subscriptions/{op.subscription}/providers/{namespace}/locations/"
+            f"{op.location}/operationResults/{op.id}?api-version={request.query['api-version']}"
+        )
+        if shape == "async201":
+            return Response.json(201, body(), {"Azure-AsyncOperation": status_url, **retry})
+        if shape == "async202":
+            return Response.empty(202, {"Azure-AsyncOperation": status_url, **retry})
+        if shape == "both202":
+            return Response.empty(
+                202, {"Azure-AsyncOperation": status_url, "Location": location_url, **retry}
+            )
+        if shape == "location202":
+            return Response.empty(202, {"Location": location_url, **retry})
+        return Response.json(200, body())  # body200: the resource, provisioningState not yet terminal
+
+    def _begin(
+        self,
+        request: Request,
+        resource_id: str,
+        namespace: str,
+        location: str,
+        apply: Callable[[], None],
+        revert: Callable[[], None],
+    ) -> tuple[Operation, str]:
         match = arm_parts(resource_id)
         op = Operation(
             due=time.time() + self.settings.lro_seconds,
@@ -263,8 +316,22 @@ class ArmService:
             status_path = f"{resource_id}/operationStatuses/{op.id}"
         else:
             status_path = f"/subscriptions/{op.subscription}/providers/{namespace}/locations/{op.location}/operations/{op.id}"
-        status_url = f"https://{request.host}{status_path}?api-version={request.query['api-version']}"
-        return {"Azure-AsyncOperation": status_url, "Retry-After": str(self.settings.retry_after)}
+        return op, f"https://{request.host}{status_path}?api-version={request.query['api-version']}"
+
+    def operation_result(self, request: Request, sub: str, op_id: str) -> Response:
+        """A `Location` URL: 202 while the operation runs; once it succeeded 200 with the resource
+        (204 when the write left no body to show); the error after a failure."""
+        op = self.operations.get(op_id)
+        if op is None or op.subscription.lower() != sub.lower():
+            return arm_error(404, "OperationNotFound", f"The operation '{op_id}' could not be found.")
+        if op.status == "InProgress":
+            location = f"https://{request.host}{request.path}?api-version={request.query['api-version']}"
+            return Response.empty(202, {"Location": location, "Retry-After": str(self.settings.retry_after)})
+        if op.status == "Succeeded":
+            return Response.json(200, op.final()) if op.final else Response.empty(204)
+        return arm_error(
+            400, "OperationFailed", f"The operation on '{op.resource_id}' {op.status.lower()}. (injected)"
+        )
 
     def operation_status(self, request: Request, sub: str, op_id: str) -> Response:
         op = self.operations.get(op_id)

@@ -215,6 +215,7 @@ class KeyedProvider(ArmResourceRoutes[KeyedResource]):
     NAMESPACE: str
     WRITABLE = True  # False: GET and list only (the product never writes the kind)
     LONG_RUNNING = True
+    WRITE_SHAPE = "async202"  # how a long-running write answers (settings.LRO_SHAPES)
     BUSY_CODE = "Conflict"
     ERROR_CODE = "KeyVaultAccessFailed"
 
@@ -294,7 +295,13 @@ class KeyedProvider(ArmResourceRoutes[KeyedResource]):
         def revert() -> None:
             resource.provisioning_state = previous
 
-        headers = self.arm.start_operation(
-            request, resource.id, self.NAMESPACE, resource.location, apply, revert
+        return self.arm.answer_write(
+            request,
+            resource.id,
+            self.NAMESPACE,
+            resource.location,
+            apply,
+            revert,
+            shape=self.WRITE_SHAPE,
+            body=lambda: self.render(resource),
         )
-        return Response.empty(202, headers)  # the status URL, then a GET of the resource, tell the rest

@@ -78,9 +78,17 @@ class DiskEncryptionSets(ArmResourceRoutes[DiskEncryptionSet]):
         def revert() -> None:
             des.provisioning_state = previous_state
 
-        headers = self.arm.start_operation(request, des.id, NAMESPACE, des.location, apply, revert)
-        headers["Location"] = headers["Azure-AsyncOperation"] + "&monitor=true"
-        return Response.json(202, self.render(des), headers)  # Compute answers with the set as it was
+        # Compute's spec: 202 with Location only
+        return self.arm.answer_write(
+            request,
+            des.id,
+            NAMESPACE,
+            des.location,
+            apply,
+            revert,
+            shape="location202",
+            body=lambda: self.render(des),
+        )
 
     def _check_key(
         self, des: DiskEncryptionSet, name: str, key_url: str, source_vault: str | None

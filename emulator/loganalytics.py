@@ -1,6 +1,6 @@
 """Microsoft.OperationalInsights/clusters (api-version 2023-09-01 shapes): the key in
-`properties.keyVaultProperties`; PATCH is long-running (202 + Azure-AsyncOperation), the
-cluster `Updating` until the re-wrap ends. The cluster reaches the key with its one identity."""
+`properties.keyVaultProperties`; PATCH is long-running, answering 200 with the cluster
+`Updating` until the re-wrap ends (the body is what to poll). The cluster reaches the key with its one identity."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .state import KeyedResource, stable_uuid
 class LogAnalyticsClusters(KeyedProvider):
     TYPE = "Microsoft.OperationalInsights/clusters"
     NAMESPACE = "Microsoft.OperationalInsights"
+    WRITE_SHAPE = "body200"  # the spec: PATCH answers 200 with the cluster to poll until it settles
 
     def properties(self, resource: KeyedResource, name: str) -> dict[str, Any]:
         return {

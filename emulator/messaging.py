@@ -1,7 +1,7 @@
 """Microsoft.EventHub/namespaces and Microsoft.ServiceBus/namespaces (api-version 2024-01-01
 shapes): `properties.encryption.keyVaultProperties[]`, one entry per key, each naming the
-user-assigned identity it is reached with. PATCH answers 200 with the namespace (the REST specs
-do not mark it long-running) and replaces the whole list."""
+user-assigned identity it is reached with. PATCH answers 200 with the namespace `Updating` (the
+REST specs do not mark it long-running, yet the service settles later) and replaces the whole list."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .state import KeyedResource
 
 
 class Namespaces(KeyedProvider):
-    LONG_RUNNING = False
+    WRITE_SHAPE = "body200"
     ERROR_CODE = "BadRequest"
     HOST_SUFFIX: str
 

@@ -188,5 +188,13 @@ class Registries(ArmResourceRoutes[Registry]):
         def revert() -> None:
             registry.provisioning_state = previous_state
 
-        headers = self.arm.start_operation(request, registry.id, NAMESPACE, registry.location, apply, revert)
-        return Response.json(201, self.render(registry), headers)
+        return self.arm.answer_write(
+            request,
+            registry.id,
+            NAMESPACE,
+            registry.location,
+            apply,
+            revert,
+            shape="async201",
+            body=lambda: self.render(registry),
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -18,6 +18,9 @@ class Settings:
     # Subscriptions whose resources every subscription-scoped list also answers with, as a
     # hostile proxy or a broken ARM might (tests of the product's subscription check).
     lists_also_answer: tuple[str, ...] = ()
+    # namespace (lower case) -> the shape its long-running writes answer in (arm.LRO_SHAPES);
+    # unset: each resource provider's own
+    lro_shapes: dict[str, str] = field(default_factory=dict)
 
     def update(self, values: dict[str, Any]) -> None:
         mapping = {
@@ -27,6 +30,7 @@ class Settings:
             "keyVaultPageSize": "keyvault_page_size",
             "eventGridTimeScale": "event_grid_time_scale",
             "listsAlsoAnswer": "lists_also_answer",
+            "lroShapes": "lro_shapes",
         }
         unknown = set(values) - set(mapping)
         if unknown:
@@ -35,6 +39,9 @@ class Settings:
             if name in values:
                 current = getattr(self, attribute)
                 value = values[name]
+                if isinstance(current, dict):
+                    setattr(self, attribute, _shapes(value))
+                    continue
                 if isinstance(current, tuple):  # a list of lower-case ids
                     value = [str(v).lower() for v in value] if isinstance(value, list) else None
                     if value is None:
@@ -60,4 +67,15 @@ class Settings:
             "keyVaultPageSize": self.keyvault_page_size,
             "eventGridTimeScale": self.event_grid_time_scale,
             "listsAlsoAnswer": list(self.lists_also_answer),
+            "lroShapes": dict(self.lro_shapes),
         }
+
+
+LRO_SHAPES = ("async201", "async202", "both202", "location202", "body200")
+
+
+def _shapes(value: Any) -> dict[str, str]:
+    """`{"Microsoft.Compute": "location202", ...}`: a write's answer shape per namespace."""
+    if not isinstance(value, dict) or not all(v in LRO_SHAPES for v in value.values()):
+        raise ValueError(f"lroShapes: an object of namespace -> one of {list(LRO_SHAPES)}")
+    return {str(k).lower(): str(v) for k, v in value.items()}

@@ -99,7 +99,9 @@ def stack(azurite: Azurite, emulator: EmulatorProcess, monkeypatch: pytest.Monke
             monkeypatch.delenv(name)
     admin = emulator.admin
     admin.reset(EMPTY_SCENARIO)
-    admin.configure(lroSeconds=0.05, retryAfter=0, armPageSize=100, keyVaultPageSize=25, listsAlsoAnswer=[])
+    admin.configure(
+        lroSeconds=0.05, retryAfter=0, armPageSize=100, keyVaultPageSize=25, listsAlsoAnswer=[], lroShapes={}
+    )
     wipe_storage(azurite.connection_string)
     service_module.forget_services()
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)

@@ -106,7 +106,9 @@ def test_disk_encryption_set_patch_is_long_running_and_its_source_vault_is_optio
     assert "lastKeyRotationTimestamp" in after["properties"]
     [patch] = [c for c in stack.admin.calls()["calls"] if c["method"] == "PATCH" and c["status"] == 202]
     assert patch["path"] == s.des_id("des1")
-    assert any("/operations/" in c["path"] for c in stack.admin.calls()["calls"])
+    # Compute's spec: 202 with Location only, polled at /operationResults/ until it answers the set
+    assert any("/operationResults/" in c["path"] for c in stack.admin.calls()["calls"])
+    assert not any("/operations/" in c["path"] for c in stack.admin.calls()["calls"])
 
 
 def test_sql_server_key_then_protector_and_refusals(stack) -> None:

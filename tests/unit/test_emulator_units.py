@@ -314,7 +314,12 @@ def test_settings_validate_and_describe() -> None:
         "keyVaultPageSize": 25,
         "eventGridTimeScale": 1.0,
         "listsAlsoAnswer": [],
+        "lroShapes": {},
     }
+    settings.update({"lroShapes": {"Microsoft.Compute": "location202"}})
+    assert settings.describe()["lroShapes"] == {"microsoft.compute": "location202"}
+    with pytest.raises(ValueError, match="lroShapes"):
+        settings.update({"lroShapes": {"Microsoft.Compute": "sometimes"}})
     settings.update({"listsAlsoAnswer": ["00000000-0000-0000-0000-00000000000C"]})
     assert settings.describe()["listsAlsoAnswer"] == ["00000000-0000-0000-0000-00000000000c"]
     with pytest.raises(ValueError, match="listsAlsoAnswer"):
