@@ -20,6 +20,7 @@ from azure.core.exceptions import ResourceExistsError
 
 from rotation.azure.discovery import Inventory
 from rotation.core.inventory import VERSIONLESS, Estate, KeyView, Root, from_inventory, rows_of
+from rotation.core.pictures import KeyPicture, picture
 from rotation.core.retire import expiring_consumers, retire_candidates
 
 # The sweep's daily rotation-age report, one blob a day under rotation-age/ (infra deploys the
@@ -56,6 +57,7 @@ class AgeReport:
     expiring_consumers: list[dict[str, Any]] = field(default_factory=list)
     discovery_errors: list[dict[str, Any]] = field(default_factory=list)
     unreachable: bool = False
+    pictures: tuple[KeyPicture, ...] = ()  # per key: consumers per version, their age
 
     @property
     def exit_code(self) -> int:
@@ -73,6 +75,7 @@ class AgeReport:
             "retireCandidates": self.retire_candidates,
             "expiringConsumers": self.expiring_consumers,
             "discoveryErrors": self.discovery_errors,
+            "keys": [p.to_dict() for p in self.pictures],
         }
 
 
@@ -97,6 +100,7 @@ def build(estate: Estate, *, now: datetime, max_age_days: int, window_days: int)
         [c for v in estate.keys for c in expiring_consumers(v, now, window_days)],
         list(estate.discovery_errors),
         estate.unreachable,
+        tuple(picture(view, now) for view in estate.keys),
     )
 
 

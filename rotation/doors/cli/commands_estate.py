@@ -22,7 +22,14 @@ from rotation.doors.cli.context import (
     operator,
 )
 from rotation.doors.cli.output import emit, output_options
-from rotation.doors.cli.render_estate import print_disable, print_inventory, print_report, print_versions
+from rotation.doors.cli.progress import phase
+from rotation.doors.cli.render_estate import (
+    print_disable,
+    print_inventory,
+    print_report,
+    print_summary,
+    print_versions,
+)
 
 if TYPE_CHECKING:
     from rotation.core.inventory import KeyView
@@ -42,11 +49,15 @@ def _key(text: str, *, versioned: bool = False) -> KeyRef:
 @click.option("--vault", help="Only consumers of keys in this vault or Managed HSM host.")
 @click.option("--key", "key_id", help="Only consumers of this key (versionless id).")
 @click.option("--kind", help="Only this consumer kind (registry, batch, containergroup, ...).")
+@click.option("--summary", is_flag=True, help="Per key: consumers per version and their age, no rows.")
 @output_options
 @click.pass_obj
-def inventory_command(obj: Context, vault: str | None, key_id: str | None, kind: str | None) -> None:
+def inventory_command(
+    obj: Context, vault: str | None, key_id: str | None, kind: str | None, summary: bool
+) -> None:
     """Every CMK consumer: the key version it holds and what a run would do now."""
     from rotation.core.inventory import Filters, InvalidFilter, collect
+    from rotation.core.pictures import picture
 
     key = _key(key_id) if key_id else None
     service = obj.azure
@@ -54,9 +65,14 @@ def inventory_command(obj: Context, vault: str | None, key_id: str | None, kind:
         filters = Filters.parse(vault, key, kind, service.reconciler.kinds)
     except InvalidFilter as exc:
         raise click.BadParameter(str(exc)) from None
-    with err.status("listing consumers across subscriptions…"):
+    with phase("listing consumers across subscriptions…", obj.for_people):
         estate = collect(service.reconciler, filters)
-    emit(obj, estate.to_dict(), lambda: print_inventory(estate), rows=[r.to_dict() for r in estate.rows])
+    if summary:
+        pictures = [picture(view, datetime.now(UTC)) for view in estate.keys]
+        found = {"keys": [p.to_dict() for p in pictures], "discoveryErrors": list(estate.discovery_errors)}
+        emit(obj, found, lambda: print_summary(estate, pictures), rows=found["keys"])
+    else:
+        emit(obj, estate.to_dict(), lambda: print_inventory(estate), rows=[r.to_dict() for r in estate.rows])
     sys.exit(EXIT_UNREACHABLE if estate.unreachable else EXIT_OK)
 
 
@@ -72,7 +88,7 @@ def report_command(obj: Context, max_age_days: int) -> None:
     from rotation.core.report import build
 
     service = obj.azure
-    with err.status("listing consumers and reading keys…"):
+    with phase("listing consumers and reading keys…", obj.for_people):
         estate = collect(service.reconciler)
     report = build(
         estate,
