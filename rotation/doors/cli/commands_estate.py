@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -32,8 +33,10 @@ from rotation.doors.cli.render_estate import (
 )
 
 if TYPE_CHECKING:
-    from rotation.core.inventory import KeyView
+    from rotation.core.inventory import Estate, KeyView
+    from rotation.core.report import AgeReport
     from rotation.model.ids import KeyRef
+    from rotation.service import Service
 
 
 def _key(text: str, *, versioned: bool = False) -> KeyRef:
@@ -80,9 +83,15 @@ def inventory_command(
 @click.option(
     "--max-age-days", type=click.IntRange(1, 3650), required=True, help="Oldest acceptable version."
 )
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write the report as one self-contained HTML page (charts inline, nothing loaded).",
+)
 @output_options
 @click.pass_obj
-def report_command(obj: Context, max_age_days: int) -> None:
+def report_command(obj: Context, max_age_days: int, html_file: str | None) -> None:
     """Consumers on a key version older than N days or expiring soon, and why (exit 3 if any)."""
     from rotation.core.inventory import collect
     from rotation.core.report import build
@@ -96,8 +105,27 @@ def report_command(obj: Context, max_age_days: int) -> None:
         max_age_days=max_age_days,
         window_days=service.settings.expiry_window_days,
     )
+    if html_file:
+        _write_page(service, estate, report, html_file)
     emit(obj, report.to_dict(), lambda: print_report(report, max_age_days), rows=report.stale)
     sys.exit(report.exit_code)
+
+
+def _write_page(service: Service, estate: Estate, report: AgeReport, path: str) -> None:
+    """The HTML page, with each key's last rotation from the run store; written whole or not at all."""
+    from rotation.core.report import last_runs
+    from rotation.doors.cli.report_page import page
+
+    allowed = [view.key for view in estate.keys if not view.outside]
+    text = page(report, estate, last_runs(service.reconciler, allowed))
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(target)
+    except OSError as exc:
+        fail(EXIT_USAGE, f"cannot write {path}: {exc.strerror or exc}")
+    err.print(f"wrote {path} ({len(report.pictures)} keys, {len(report.stale)} stale)", highlight=False)
 
 
 @click.group("versions")
