@@ -175,3 +175,20 @@ def test_a_wait_past_the_budget_says_it_gave_up(stack, capsys) -> None:
     said = capsys.readouterr().err
     assert f"gave up on the lease on {KEY} after waiting" in said
     assert "error: run run-other/2 holds" in said
+
+
+def test_inventory_and_report_in_a_pipe_keep_one_consumer_a_line(stack) -> None:
+    mixed_estate(stack)
+    inventory = piped("inventory")
+    assert inventory.returncode == 0, inventory.stderr
+    lines = inventory.stdout.splitlines()
+    assert lines[0].split() == ["resource", "key", "holds", "desired", "action", "wave"]
+    names = [line.split()[0] for line in lines[1 : ROWS + 1]]
+    assert sorted(names) == sorted(
+        [f"reg{i:02d}" for i in range(CURRENT + BEHIND)]
+        + [f"aks{i}" for i in range(CLUSTERS)]
+        + [f"nightly{i}" for i in range(GROUPS)]
+    )
+    report = piped("report", "--max-age-days", "90")
+    stale = [line for line in report.stdout.splitlines() if " created 200 days ago (over 90) " in line]
+    assert len(stale) == BEHIND + CLUSTERS + GROUPS  # one line each, the reason whole on it

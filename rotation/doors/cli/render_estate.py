@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rotation.doors.cli.context import err, out
+from rotation.doors.cli.grid import Grid, show, styled
 
 if TYPE_CHECKING:
     from rotation.core.inventory import Estate, KeyView
@@ -24,24 +25,28 @@ def _table(*columns: str) -> Table:
     return table
 
 
-def _short(resource_id: str) -> str:
+def _short(resource_id: str) -> Text:
     parts = resource_id.split("/")
-    return f"{parts[-1]} [dim]{parts[4]}[/]" if len(parts) >= 9 else resource_id
+    return Text.assemble(parts[-1], " ", (parts[4], "dim")) if len(parts) >= 9 else Text(resource_id)
 
 
 def print_inventory(estate: Estate) -> None:
-    """Narrow enough for a terminal; every column is in -o json / csv."""
-    table = _table("resource", "key", "holds", "desired", "action", "wave")
+    """Narrow enough for a terminal (plain columns without one: grid.py); every column is in
+    -o json / csv."""
+    grid = Grid(("resource", "key", "holds", "desired", "action", "wave"))
     for row in estate.rows:
-        table.add_row(
+        grid.add(
             row.resource_id.rsplit("/", 1)[-1],
-            row.key_id.split("/keys/")[-1] + (" [yellow](outside)[/]" if row.outside else ""),
-            row.version[:8] if row.version != "versionless" else "[dim]versionless[/]",
+            Text.assemble(row.key_id.split("/keys/")[-1], (" (outside)" if row.outside else "", "yellow")),
+            row.version[:8] if row.version != "versionless" else styled("versionless", "dim"),
             (row.desired_version or "-")[:8],
-            row.action or f"[dim]{row.reason}[/]",
+            row.action or styled(row.reason, "dim"),
             row.wave,
         )
-    out.print(table if estate.rows else "[dim]no consumers found[/]")
+    if grid.rows:
+        show(grid)
+    else:
+        out.print("[dim]no consumers found[/]")
     out.print(_keys_table(estate.keys))
     _print_errors(estate)
 
@@ -110,9 +115,9 @@ def _chart(console: Console, title: str, bars: list[tuple[str, int, str]]) -> No
 def print_report(report: AgeReport, max_age_days: int) -> None:
     """The pictures first, then the stale consumers (the long table)."""
     print_pictures(list(report.pictures))
-    table = _table("resource", "key", "version", "age (days)", "expires", "why stale", "why not moved")
+    grid = Grid(("resource", "key", "version", "age (days)", "expires", "why stale", "why not moved"))
     for row in report.stale:
-        table.add_row(
+        grid.add(
             _short(row["resourceId"]),
             row["keyId"].split("/keys/")[-1],
             row["effectiveVersion"][:8] + (" (versionless)" if row["version"] == "versionless" else ""),
@@ -121,9 +126,10 @@ def print_report(report: AgeReport, max_age_days: int) -> None:
             "; ".join(row["stale"]),
             row["notMoved"],
         )
-    out.print(
-        table if report.stale else f"[green]no consumer is on a version older than {max_age_days} days[/]"
-    )
+    if grid.rows:
+        show(grid)
+    else:
+        out.print(f"[green]no consumer is on a version older than {max_age_days} days[/]")
     for item in report.not_evaluated:
         err.print(f"[yellow]not evaluated:[/] {item['resourceId']} ({item['reason']})", highlight=False)
     for candidate in report.retire_candidates:
