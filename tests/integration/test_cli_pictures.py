@@ -73,3 +73,12 @@ def test_report_draws_the_pictures_before_the_stale_table(stack) -> None:
     as_json = json.loads(run("report", "--max-age-days", "90", "-o", "json").stdout)
     assert len(as_json["stale"]) == 4  # unchanged; the pictures' numbers are added beside it
     assert [k["keyId"] for k in as_json["keys"]] == [KEY, e.OUTSIDE_KEY]
+
+
+def test_a_page_that_cannot_be_written_is_one_line_and_exit_2(stack, tmp_path) -> None:
+    e.load(stack)
+    missing = tmp_path / "no-such-dir" / "report.html"
+    result = run("report", "--max-age-days", "90", "--html", str(missing))
+    assert result.exit_code == 2
+    assert f"error: cannot write {missing}" in result.stderr
+    assert not missing.parent.exists()

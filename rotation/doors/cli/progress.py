@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from rotation.doors.cli.context import err
+from rotation.model.decisions import UPDATE
 
 if TYPE_CHECKING:
     from rotation.model.results import StepResult
@@ -51,8 +52,6 @@ class StepLines:
         say(f"updating {updates} consumer{'s' if updates != 1 else ''}…")
 
     def __call__(self, step: StepResult) -> None:
-        from rotation.core.policy import UPDATE
-
         if step.action != UPDATE:
             return
         with self.lock:
