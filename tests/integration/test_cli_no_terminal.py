@@ -94,9 +94,20 @@ def test_all_lists_every_row_and_json_keeps_every_step(stack) -> None:
     assert as_json.stderr == ""  # progress is for people: -o json keeps stderr for failures
 
 
-def test_width_fits_the_table_to_n_columns(stack) -> None:
+@pytest.mark.parametrize("how", ["--width", "COLUMNS"])
+def test_width_fits_the_table_to_n_columns(stack, how: str) -> None:
     mixed_estate(stack)
-    result = piped("plan", KEY, "--width", "100")
+    if how == "--width":
+        result = piped("plan", KEY, "--width", "100")
+    else:
+        env = {**os.environ, "COLUMNS": "100"}
+        result = subprocess.run(
+            [sys.executable, "-m", "rotation", "plan", KEY],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
     assert result.returncode == 3
     assert max(len(line) for line in result.stdout.splitlines()) <= 100
     assert "manual-required" in result.stdout.replace("│", " ").split()  # fixed words stay whole
@@ -118,7 +129,7 @@ def test_rotate_in_a_pipe_says_on_stderr_what_it_is_doing(stack) -> None:
 
 def test_rotate_table_through_click_lists_all_with_all(stack) -> None:
     mixed_estate(stack)
-    result = CliRunner().invoke(main, ["rotate", KEY, "--yes", "--all"])
+    result = CliRunner(env={"COLUMNS": None}).invoke(main, ["rotate", KEY, "--yes", "--all"])
     assert result.exit_code == 3, result.output
     assert len(rows(result.stdout)) == ROWS
     assert sum("already-current" in line and "skipped" in line for line in rows(result.stdout)) == CURRENT

@@ -8,6 +8,7 @@ an Azure message is printed as it is)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,17 +28,19 @@ FIXED = frozenset({"action", "outcome", "kind", "from", "to", "from → to", "ve
 
 
 class _Width:
-    given: int | None = None  # --width N
+    given: int | None = None  # --width N, or COLUMNS=N
 
 
 def use_width(width: int | None, console: Console = out) -> None:
-    """`--width N`, or the default: the terminal's width, unlimited without a terminal."""
-    _Width.given = width
-    console._width = width or (None if console.is_terminal else UNLIMITED)
+    """`--width N` (or an exported COLUMNS, as `make demo` sets for the tables it shows), else
+    the terminal's width, unlimited without a terminal."""
+    columns = os.environ.get("COLUMNS", "")
+    _Width.given = width or (int(columns) if columns.isdigit() and int(columns) > 0 else None)
+    console._width = _Width.given or (None if console.is_terminal else UNLIMITED)
 
 
 def plain(console: Console = out) -> bool:
-    """Plain columns: no terminal and no `--width`."""
+    """Plain columns: no terminal and no width asked for."""
     return not console.is_terminal and _Width.given is None
 
 
