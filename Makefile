@@ -4,10 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite
+CHROMIUM := chromium
 
-.PHONY: install test unit lint demo bench bench-10k bench-shards infra-check serve clean
+.PHONY: install chromium test unit lint demo bench bench-10k bench-shards infra-check serve clean
 
-install: $(STAMP) $(AZURITE)
+install: $(STAMP) $(AZURITE) chromium
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@# one line per step: a fresh machine spends about two minutes here
@@ -27,6 +28,10 @@ $(AZURITE): package.json
 	@echo "make install: installing Azurite into node_modules (npm)"
 	@npm install --no-audit --no-fund --loglevel=error >/dev/null
 	@touch $(AZURITE)
+
+# headless Chromium renders the HTML report in its test; apt installs it when missing (as root)
+chromium:
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || tools/install-chromium
 
 lint: install
 	$(VENV)/bin/ruff check .

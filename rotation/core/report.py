@@ -12,6 +12,7 @@ the consumers on expiring versions.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +21,10 @@ from azure.core.exceptions import ResourceExistsError
 
 from rotation.azure.discovery import Inventory
 from rotation.core.inventory import VERSIONLESS, Estate, KeyView, Root, from_inventory, rows_of
+from rotation.core.pictures import KeyPicture, picture
+from rotation.core.reconcile import Reconciler
 from rotation.core.retire import expiring_consumers, retire_candidates
+from rotation.model.ids import KeyRef
 
 # The sweep's daily rotation-age report, one blob a day under rotation-age/ (infra deploys the
 # container with a lifecycle rule that deletes them after reportRetentionDays).
@@ -56,6 +60,7 @@ class AgeReport:
     expiring_consumers: list[dict[str, Any]] = field(default_factory=list)
     discovery_errors: list[dict[str, Any]] = field(default_factory=list)
     unreachable: bool = False
+    pictures: tuple[KeyPicture, ...] = ()  # per key: consumers per version, their age
 
     @property
     def exit_code(self) -> int:
@@ -73,6 +78,7 @@ class AgeReport:
             "retireCandidates": self.retire_candidates,
             "expiringConsumers": self.expiring_consumers,
             "discoveryErrors": self.discovery_errors,
+            "keys": [p.to_dict() for p in self.pictures],
         }
 
 
@@ -97,6 +103,7 @@ def build(estate: Estate, *, now: datetime, max_age_days: int, window_days: int)
         [c for v in estate.keys for c in expiring_consumers(v, now, window_days)],
         list(estate.discovery_errors),
         estate.unreachable,
+        tuple(picture(view, now) for view in estate.keys),
     )
 
 
@@ -131,6 +138,17 @@ def _stale(view: KeyView, now: datetime, max_age_days: int, window_days: int) ->
                     "notMoved": not_moved(row.action, row.reason, row.message, row.desired_version),
                 }
             )
+    return found
+
+
+def last_runs(reconciler: Reconciler, keys: Iterable[KeyRef]) -> dict[str, dict[str, Any] | None]:
+    """Each key's last run that held its lease (its audit chain head names the run), as the run
+    store recorded it (status, times, counts; not the steps); None when no run ever did."""
+    found: dict[str, dict[str, Any] | None] = {}
+    for key in keys:
+        _, run_id, _ = reconciler.audit.chain_head_entry(key)
+        run = reconciler.runs.get(run_id) if run_id and reconciler.runs else None
+        found[key.versionless_id] = {k: v for k, v in run.items() if k != "steps"} if run else None
     return found
 
 

@@ -1,5 +1,6 @@
-"""At 80 columns (what rich uses when stdout is not a terminal) the fixed vocabularies of the
-step tables stay whole: actions, outcomes, kinds and versions never fold mid-word."""
+"""At 80 columns (a narrow terminal, or `--width 80`; without a terminal there is no limit) the
+fixed vocabularies of the step tables stay whole: actions, outcomes, kinds and versions never
+fold mid-word."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def words(output: str) -> set[str]:
 
 def test_plan_at_80_columns_keeps_actions_kinds_and_versions_whole(stack) -> None:
     narrow_estate(stack)
-    result = CliRunner().invoke(main, ["plan", KEY], terminal_width=80)
+    result = CliRunner().invoke(main, ["plan", KEY, "--all", "--width", "80"])
     assert result.exit_code == 0, result.output
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
     seen = words(result.stdout)
@@ -39,7 +40,7 @@ def test_plan_at_80_columns_keeps_actions_kinds_and_versions_whole(stack) -> Non
 
 def test_rotate_at_80_columns_keeps_outcomes_whole(stack) -> None:
     narrow_estate(stack)
-    result = CliRunner().invoke(main, ["rotate", KEY, "--yes"], terminal_width=80)
+    result = CliRunner().invoke(main, ["rotate", KEY, "--yes", "--all", "--width", "80"])
     assert result.exit_code == 0, result.output
     assert {"already-current", "verified", "skipped", "update", OLD[:8], NEW[:8]} <= words(result.stdout)
 
@@ -58,7 +59,7 @@ def test_steps_and_audit_records_name_the_kind_beside_the_name(stack) -> None:
     twin_names_estate(stack)
     runner = CliRunner()
     with wide_consoles():
-        rotated = runner.invoke(main, ["rotate", KEY, "--yes"])
+        rotated = runner.invoke(main, ["rotate", KEY, "--yes", "--all"])
         listed = runner.invoke(main, ["audit", "list", "--key", KEY])
     assert {"registry", "servicebus"} <= words(rotated.stdout), rotated.output
     assert listed.exit_code == 0, listed.output

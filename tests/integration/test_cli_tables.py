@@ -60,7 +60,10 @@ def test_a_person_needed_step_is_named_in_the_output(stack) -> None:
     estate(stack, s.group("nightly-report", "acr-cmk", OLD))
     planned = run("plan", KEY)
     assert planned.exit_code == 3
-    line = "1 step needs a person: nightly-report redeploy-required, see docs/runbook.md section 2"
+    line = (
+        "1 step needs a person: 1 redeploy-required (report-only-policy): nightly-report; "
+        "see docs/runbook.md section 2"
+    )
     assert line in " ".join(planned.stdout.split())
     rotated = run("rotate", KEY, "--yes")
     assert rotated.exit_code == 3 and "needs-attention" in rotated.stdout

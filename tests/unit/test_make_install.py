@@ -30,6 +30,7 @@ def make_install(tmp_path: Path, pip_exit: int) -> subprocess.CompletedProcess[s
             f"VENV={venv}",
             f"PY={python}",
             f"AZURITE={tmp_path / 'azurite'}",
+            "CHROMIUM=sh",  # present, so the Chromium step stays silent whatever this machine has
         ],
         cwd=REPO,
         env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
@@ -55,3 +56,24 @@ def test_a_failing_pip_shows_its_log(tmp_path: Path) -> None:
     result = make_install(tmp_path, pip_exit=1)
     assert result.returncode != 0
     assert "Collecting azure-core (pip noise)" in result.stdout
+
+
+def test_a_missing_chromium_is_named_when_apt_cannot_install_it(tmp_path: Path) -> None:
+    """Not root: `make install` says the HTML report test will skip, and goes on."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "id").write_text("#!/bin/sh\necho 1000\n")
+    (bin_dir / "id").chmod(0o755)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "chromium", "CHROMIUM=no-such-browser"],
+        cwd=REPO,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "make install: chromium is missing; the HTML report test skips without it "
+        "(install the chromium package)"
+    ]

@@ -28,6 +28,7 @@ from rotation.doors.cli.context import (
     err,
     fail,
 )
+from rotation.doors.cli.grid import use_width
 from rotation.doors.cli.output import output_options
 from rotation.doors.cli.pipes import guard_stdout
 from rotation.doors.cli.render import print_plan, print_records
@@ -83,6 +84,7 @@ def main(ctx: click.Context) -> None:
     """Rotate customer-managed keys into the Azure resources that use them."""
     obj = ctx.ensure_object(Context)
     guard_stdout()
+    use_width(obj.width)  # a --width after the subcommand applies it again
     # DefaultAzureCredential logs each failed attempt as a warning; the CLI says it in one line
     logging.getLogger("azure.identity").setLevel(logging.DEBUG if obj.debug else logging.ERROR)
     if obj.debug:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -22,11 +23,20 @@ from rotation.doors.cli.context import (
     operator,
 )
 from rotation.doors.cli.output import emit, output_options
-from rotation.doors.cli.render_estate import print_disable, print_inventory, print_report, print_versions
+from rotation.doors.cli.progress import phase
+from rotation.doors.cli.render_estate import (
+    print_disable,
+    print_inventory,
+    print_report,
+    print_summary,
+    print_versions,
+)
 
 if TYPE_CHECKING:
-    from rotation.core.inventory import KeyView
+    from rotation.core.inventory import Estate, KeyView
+    from rotation.core.report import AgeReport
     from rotation.model.ids import KeyRef
+    from rotation.service import Service
 
 
 def _key(text: str, *, versioned: bool = False) -> KeyRef:
@@ -42,11 +52,15 @@ def _key(text: str, *, versioned: bool = False) -> KeyRef:
 @click.option("--vault", help="Only consumers of keys in this vault or Managed HSM host.")
 @click.option("--key", "key_id", help="Only consumers of this key (versionless id).")
 @click.option("--kind", help="Only this consumer kind (registry, batch, containergroup, ...).")
+@click.option("--summary", is_flag=True, help="Per key: consumers per version and their age, no rows.")
 @output_options
 @click.pass_obj
-def inventory_command(obj: Context, vault: str | None, key_id: str | None, kind: str | None) -> None:
+def inventory_command(
+    obj: Context, vault: str | None, key_id: str | None, kind: str | None, summary: bool
+) -> None:
     """Every CMK consumer: the key version it holds and what a run would do now."""
     from rotation.core.inventory import Filters, InvalidFilter, collect
+    from rotation.core.pictures import picture
 
     key = _key(key_id) if key_id else None
     service = obj.azure
@@ -54,9 +68,14 @@ def inventory_command(obj: Context, vault: str | None, key_id: str | None, kind:
         filters = Filters.parse(vault, key, kind, service.reconciler.kinds)
     except InvalidFilter as exc:
         raise click.BadParameter(str(exc)) from None
-    with err.status("listing consumers across subscriptions…"):
+    with phase("listing consumers across subscriptions…", obj.for_people):
         estate = collect(service.reconciler, filters)
-    emit(obj, estate.to_dict(), lambda: print_inventory(estate), rows=[r.to_dict() for r in estate.rows])
+    if summary:
+        pictures = [picture(view, datetime.now(UTC)) for view in estate.keys]
+        found = {"keys": [p.to_dict() for p in pictures], "discoveryErrors": list(estate.discovery_errors)}
+        emit(obj, found, lambda: print_summary(estate, pictures), rows=found["keys"])
+    else:
+        emit(obj, estate.to_dict(), lambda: print_inventory(estate), rows=[r.to_dict() for r in estate.rows])
     sys.exit(EXIT_UNREACHABLE if estate.unreachable else EXIT_OK)
 
 
@@ -64,15 +83,21 @@ def inventory_command(obj: Context, vault: str | None, key_id: str | None, kind:
 @click.option(
     "--max-age-days", type=click.IntRange(1, 3650), required=True, help="Oldest acceptable version."
 )
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write the report as one self-contained HTML page (charts inline, nothing loaded).",
+)
 @output_options
 @click.pass_obj
-def report_command(obj: Context, max_age_days: int) -> None:
+def report_command(obj: Context, max_age_days: int, html_file: str | None) -> None:
     """Consumers on a key version older than N days or expiring soon, and why (exit 3 if any)."""
     from rotation.core.inventory import collect
     from rotation.core.report import build
 
     service = obj.azure
-    with err.status("listing consumers and reading keys…"):
+    with phase("listing consumers and reading keys…", obj.for_people):
         estate = collect(service.reconciler)
     report = build(
         estate,
@@ -80,8 +105,27 @@ def report_command(obj: Context, max_age_days: int) -> None:
         max_age_days=max_age_days,
         window_days=service.settings.expiry_window_days,
     )
+    if html_file:
+        _write_page(service, estate, report, html_file)
     emit(obj, report.to_dict(), lambda: print_report(report, max_age_days), rows=report.stale)
     sys.exit(report.exit_code)
+
+
+def _write_page(service: Service, estate: Estate, report: AgeReport, path: str) -> None:
+    """The HTML page, with each key's last rotation from the run store; written whole or not at all."""
+    from rotation.core.report import last_runs
+    from rotation.doors.cli.report_page import page
+
+    allowed = [view.key for view in estate.keys if not view.outside]
+    text = page(report, estate, last_runs(service.reconciler, allowed))
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(target)
+    except OSError as exc:
+        fail(EXIT_USAGE, f"cannot write {path}: {exc.strerror or exc}")
+    err.print(f"wrote {path} ({len(report.pictures)} keys, {len(report.stale)} stale)", highlight=False)
 
 
 @click.group("versions")

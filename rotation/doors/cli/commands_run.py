@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,7 +22,8 @@ from rotation.doors.cli.context import (
     parse_key,
     parse_targets,
 )
-from rotation.doors.cli.output import emit, output_options
+from rotation.doors.cli.output import emit, every_row, output_options
+from rotation.doors.cli.progress import LeaseWait, phase, run_lines
 from rotation.doors.cli.render import print_plan, print_result, print_sweep
 
 if TYPE_CHECKING:
@@ -54,17 +56,18 @@ def _plan(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> Pla
 @click.command()
 @click.argument("key_id")
 @click.option("--target", "targets", multiple=True, metavar="RESOURCE_ID", help="Limit to these resources.")
+@every_row
 @output_options
 @click.pass_obj
-def plan(obj: Context, key_id: str, targets: tuple[str, ...]) -> None:
+def plan(obj: Context, key_id: str, targets: tuple[str, ...], every: bool) -> None:
     """Show what rotating KEY_ID would touch (read only)."""
     key = parse_key(key_id)
     target_ids = parse_targets(targets)
     _allowed(obj.service, key, target_ids)  # before signing in: a refusal needs no token
     service = obj.azure
-    with err.status("reading Key Vault and ARM…"):
+    with phase("reading Key Vault and ARM…", obj.for_people):
         result = _plan(service, key, target_ids)
-    emit(obj, result.to_dict(), lambda: print_plan(result))
+    emit(obj, result.to_dict(), lambda: print_plan(result, every=every))
     sys.exit(plan_exit_code(result))
 
 
@@ -82,9 +85,12 @@ def plan_exit_code(result: Plan) -> int:
 @click.option("--dry-run", is_flag=True, help="Plan and audit, change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--target", "targets", multiple=True, metavar="RESOURCE_ID", help="Limit to these resources.")
+@every_row
 @output_options
 @click.pass_obj
-def rotate(obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[str, ...]) -> None:
+def rotate(
+    obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[str, ...], every: bool
+) -> None:
     """Move every consumer of KEY_ID to its desired version, now, from this machine.
 
     A KEY_ID with a version asserts that version is the desired one.
@@ -97,7 +103,8 @@ def rotate(obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[s
     target_ids = parse_targets(targets)
     _allowed(obj.service, key, target_ids)  # before signing in: a refusal needs no token
     service = obj.azure
-    preview = _plan(service, key, target_ids)
+    with phase("reading Key Vault and ARM…", obj.for_people):
+        preview = _plan(service, key, target_ids)
     if key.version and preview.desired_version != key.version:
         fail(
             EXIT_USAGE,
@@ -107,7 +114,7 @@ def rotate(obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[s
     updates = sum(1 for s in preview.steps if s.action == UPDATE)
     if not dry_run and updates and not yes:
         if obj.for_people:
-            print_plan(preview)
+            print_plan(preview, every=every)
         if not sys.stdin.isatty():
             fail(EXIT_USAGE, "refusing to change resources without confirmation: pass --yes")
         click.confirm(f"Update {updates} resource(s) to {preview.desired_version}?", abort=True, err=True)
@@ -121,27 +128,37 @@ def rotate(obj: Context, key_id: str, dry_run: bool, yes: bool, targets: tuple[s
         if lease is not None:
             lease.release()
     continue_later(service, request, result)  # canary waves soaking: the queue carries on
-    emit(obj, result.to_dict(), lambda: print_result(result))
+    emit(obj, result.to_dict(), lambda: print_result(result, every=every))
     sys.exit(result.exit_code)
 
 
-def take_lease(service: Service, request: RotationRequest) -> Lease:
-    """The key's lease for this run, waiting (within the time budget) while another run holds it."""
+def take_lease(
+    service: Service,
+    request: RotationRequest,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Lease:
+    """The key's lease for this run, waiting (within the time budget) while another run holds it;
+    the wait is said on stderr as it starts, goes on and ends (progress.py)."""
     from rotation.storage.ledger import LeaseHeld, lease_owner
 
-    deadline = time.monotonic() + service.settings.time_budget_seconds
+    deadline = clock() + service.settings.time_budget_seconds
+    wait = LeaseWait(request.key_id, clock)
     while True:
         lease = service.ledger.acquire(request.key, owner=lease_owner(request.request_id))
         if not isinstance(lease, LeaseHeld):
+            wait.ended(taken=True)
             return lease.keep_alive()
-        if time.monotonic() + lease.seconds_left() > deadline:
+        if clock() + lease.seconds_left() > deadline:
+            wait.ended(taken=False)
             fail(
                 EXIT_FAILED,
                 f"run {lease.owner} holds {request.key_id} until {lease.expires_at:%H:%M:%S} UTC; "
                 "try again later",
             )
-        with err.status(f"waiting for run {lease.owner} to release {request.key_id}…"):
-            time.sleep(min(lease.seconds_left() + 1, 10))
+        with wait.held(lease.owner, lease.expires_at):
+            sleep(min(lease.seconds_left() + 1, 10))
 
 
 def _run_with_progress(
@@ -151,8 +168,12 @@ def _run_with_progress(
 
     from rotation.core.policy import UPDATE
 
-    if not updates or not show or not err.is_terminal:
+    if not updates or not show:
         return service.reconciler.run(request, lease=lease)
+    if lines := run_lines(updates):  # no terminal: a line every few seconds instead of a bar
+        result = service.reconciler.run(request, progress=lines, lease=lease)
+        lines.finish()
+        return result
     columns = (TextColumn("updating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("update", total=updates)
@@ -173,7 +194,7 @@ def sweep_command(obj: Context, dry_run: bool) -> None:
     from rotation.core.sweep import sweep
 
     service = obj.azure
-    with err.status("listing consumers across subscriptions…"):
+    with phase("listing consumers across subscriptions…", obj.for_people):
         result = sweep(service, dry_run=dry_run, actor=operator())
     emit(obj, result.to_dict(), lambda: print_sweep(result), rows=[f.to_dict() for f in result.findings])
     for error in result.discovery_errors:

@@ -30,6 +30,7 @@ class Context:
         self.output = "table"
         self.query: str | None = None
         self.debug = False
+        self.width: int | None = None  # --width N; None: the terminal's, unlimited without one
         self._service: Service | None = None
         self._signed_in = False
 

@@ -16,6 +16,7 @@ import click
 from rich.table import Table
 
 from rotation.doors.cli.context import Context, out
+from rotation.doors.cli.grid import use_width
 
 FORMATS = ("table", "json", "jsonc", "tsv", "csv", "yaml", "none")
 
@@ -43,8 +44,14 @@ def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None
         ctx.ensure_object(Context).debug = True
 
 
+def _set_width(ctx: click.Context, _param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        ctx.ensure_object(Context).width = value
+        use_width(value)
+
+
 def output_options[F: Callable[..., Any]](command: F) -> F:
-    """The same three options on the group and on every command, so either place works."""
+    """The same four options on the group and on every command, so either place works."""
     options = (
         click.option(
             "--output",
@@ -69,14 +76,29 @@ def output_options[F: Callable[..., Any]](command: F) -> F:
             callback=_set_debug,
             help="Show Azure's full error chains and tracebacks.",
         ),
+        click.option(
+            "--width",
+            type=click.IntRange(40, 100_000),
+            expose_value=False,
+            callback=_set_width,
+            help="Fit tables to N columns (default: the terminal's; no limit without a terminal).",
+        ),
     )
     for option in reversed(options):
         command = option(command)
     return command
 
 
+def every_row[F: Callable[..., Any]](command: F) -> F:
+    """`--all`: tables list every row, not only what changed, failed or needs a person."""
+    return click.option(
+        "--all", "every", is_flag=True, help="List every row in the table, not only what changes."
+    )(command)
+
+
 def emit(obj: Context, data: Any, table: Callable[[], None], *, rows: Any = None) -> None:
-    """Print `data` in the chosen format; `table` prints the people's view of it. `rows`, when
+    """Print `data` in the chosen format; `table` prints the people's view of it (fitted to the
+    terminal, plain columns without one: grid.py). `rows`, when
     given, is what csv shows without a `--query` (the items the table lists)."""
     if obj.for_people and obj.query is None:
         table()

@@ -6,9 +6,15 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from rotation.doors.cli.context import err, out
+from rotation.doors.cli.grid import Grid, show, styled
+from rotation.doors.cli.grid import add_columns as add_columns  # tools/demo.py's tables use it
+from rotation.model.decisions import NEEDS_PERSON
+from rotation.model.results import count
 
 if TYPE_CHECKING:
     from rotation.core.reconcile import Plan, RunResult
@@ -36,20 +42,6 @@ _OUTCOME_STYLE = {
 }
 
 
-# Short fixed vocabularies never fold (`already-curre`/`nt` reads as nothing): a no_wrap column
-# is as wide as its longest value, and rich narrows the free-text ones (targets, messages) instead.
-FIXED = frozenset({"action", "outcome", "kind", "from", "to", "from → to", "version", "run", "time"})
-
-
-def add_columns(table: Table, *names: str) -> Table:
-    for name in names:
-        if name in FIXED:
-            table.add_column(name, no_wrap=True)
-        else:
-            table.add_column(name, overflow="fold", min_width=10)  # never one letter a line
-    return table
-
-
 def version_cell(version: str | None, missing: str = "versionless") -> str:
     """8 characters of a hex version; a word (`versionless`, `-`) whole."""
     if not version:
@@ -57,32 +49,63 @@ def version_cell(version: str | None, missing: str = "versionless") -> str:
     return version[:8] if all(c in "0123456789abcdefABCDEF" for c in version) else version
 
 
-def short(target: str) -> str:
+def short(target: str) -> Text:
+    """A resource's name, then its resource group and subscription, dimmed."""
     parts = target.split("/")
-    return f"{parts[-1]}  [dim]{parts[4]}/{parts[2][:8]}…[/]" if len(parts) >= 9 else target
+    if len(parts) < 9:
+        return Text(target)
+    return Text.assemble(parts[-1], "  ", (f"{parts[4]}/{parts[2][:8]}…", "dim"))
 
 
-def print_plan(result: Plan, console: Console = out) -> None:
+def _action(action: str) -> Text:
+    return styled(action, _ACTION_STYLE.get(action, ""))
+
+
+def print_plan(result: Plan, console: Console = out, *, every: bool = False) -> None:
+    """Summary first (counts, who needs a person, waves), then the steps that would change or
+    need a person; `every` (--all) lists every step."""
     from rotation.core.policy import UPDATE
 
     desired = result.desired_version or f"none usable ({result.state.blocked_reason})"
-    console.print(f"[bold]{result.key.versionless_id}[/]  desired version [bold]{desired}[/]")
-    table = add_columns(
-        Table(show_lines=False, header_style="bold"), "target", "kind", "action", "from", "to", "why"
+    console.print(
+        f"[bold]{result.key.versionless_id}[/]  desired version [bold]{desired}[/]", highlight=False
     )
-    for step in result.steps:
-        table.add_row(
+    if result.steps:
+        console.print(f"{len(result.steps)} consumers: {_counts(s.action for s in result.steps)}")
+    _print_waves(result.steps, console)
+    _print_needs_person(result.steps, console)
+    shown = [s for s in result.steps if every or s.action == UPDATE or s.action in NEEDS_PERSON]
+    grid = Grid(("target", "kind", "action", "from", "to", "why"))
+    for step in shown:
+        grid.add(
             short(step.target),
             step.kind,
-            f"[{_ACTION_STYLE.get(step.action, '')}]{step.action}[/]",
+            _action(step.action),
             version_cell(step.from_version),
             version_cell(step.to_version, "-") if step.action == UPDATE else "",
             step.message,
         )
-    console.print(table if result.steps else "[dim]no consumers of this key were found[/]")
-    _print_waves(result.steps, console)
-    _print_needs_person(result.steps, console)
+    _print_rows(grid, result.steps, shown, console)
     _print_problems(result.discovery_errors, result.not_consumers, result.warnings)
+
+
+def _counts(values: Iterable[str]) -> str:
+    return ", ".join(f"{n} {name}" for name, n in sorted(count(values).items()))
+
+
+def _print_rows(grid: Grid, steps: Sequence[Any], shown: Sequence[Any], console: Console) -> None:
+    """The grid, and what it leaves out (the steps nothing happens to) in one line."""
+    if not steps:
+        console.print("[dim]no consumers of this key were found[/]")
+        return
+    if grid.rows:
+        show(grid, console)
+    listed = {id(s) for s in shown}
+    if hidden := [s for s in steps if id(s) not in listed]:
+        console.print(
+            f"[dim]{len(hidden)} more not shown ({_counts(s.action for s in hidden)}): --all lists every one[/]",
+            highlight=False,
+        )
 
 
 def _print_waves(steps: Iterable[Any], console: Console) -> None:
@@ -92,82 +115,86 @@ def _print_waves(steps: Iterable[Any], console: Console) -> None:
         console.print(line, highlight=False)
 
 
-def needs_person(steps: Iterable[Any]) -> str | None:
-    """Why a converged run still ends `needs-attention` (exit 3), in one line, or None."""
-    from rotation.core.policy import NEEDS_PERSON
-
-    named = [
-        f"{s.target.rsplit('/', 1)[-1]} {s.action}" + (f": {s.reason}" if s.action == "blocked" else "")
-        for s in steps
-        if s.action in NEEDS_PERSON
-    ]
-    if not named:
+def needs_person(steps: Iterable[Any], named: int = 3) -> str | None:
+    """Why a converged run still ends `needs-attention` (exit 3), in one line, or None: grouped by
+    action and reason with counts, naming the first few of each group."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for step in steps:
+        if step.action in NEEDS_PERSON:
+            groups.setdefault((step.action, step.reason), []).append(step.target.rsplit("/", 1)[-1])
+    if not groups:
         return None
-    count = f"{len(named)} step{'s' if len(named) > 1 else ''} need{'' if len(named) > 1 else 's'}"
-    return f"{count} a person: {', '.join(named)}, {RUNBOOK_FIX}"
+    total = sum(len(names) for names in groups.values())
+    parts = []
+    for (action, reason), names in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
+        more = f" and {len(names) - named} more" if len(names) > named else ""
+        parts.append(f"{len(names)} {action} ({reason}): {', '.join(names[:named])}{more}")
+    need = f"{total} step{'s' if total > 1 else ''} need{'' if total > 1 else 's'} a person"
+    return f"{need}: {'; '.join(parts)}; {RUNBOOK_FIX}"
 
 
 def _print_needs_person(steps: Iterable[Any], console: Console) -> None:
     line = needs_person(steps)
     if line:
-        console.print(f"[yellow]{line}[/]", highlight=False)
+        console.print(f"[yellow]{escape(line)}[/]", highlight=False)
 
 
 def _print_problems(errors: Any, strangers: Any, warnings: Any) -> None:
     for error in errors:
         err.print(
-            f"[red]could not list {error['kind']} in {error['scope']}:[/] {error['message']}", highlight=False
+            f"[red]could not list {error['kind']} in {error['scope']}:[/] {escape(str(error['message']))}",
+            highlight=False,
         )
     for target in strangers:
-        err.print(f"[yellow]{target} does not use this key[/]", highlight=False)
+        err.print(f"[yellow]{escape(target)} does not use this key[/]", highlight=False)
     for warning in warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
-def print_result(result: RunResult) -> None:
+CHANGED = frozenset({"planned", "updated", "verified", "failed"})
+
+
+def print_result(result: RunResult, *, every: bool = False) -> None:
+    """Summary first, then the steps that changed, failed or need a person (`every`: all)."""
     from rotation.core.policy import UPDATE
 
     verb = "would move" if result.dry_run else "moved"
     out.print(
         f"run [bold]{result.run_id}[/]  {result.key_id}  desired [bold]{result.desired_version}[/]  "
-        f"status [bold]{result.status}[/]"
+        f"status [bold]{result.status}[/]",
+        highlight=False,
     )
-    table = add_columns(
-        Table(header_style="bold"), "target", "kind", "action", "outcome", "from → to", "detail"
-    )
-    for step in result.steps:
+    if result.steps:
+        out.print(f"{verb}: {_counts(s.outcome for s in result.steps)}", highlight=False)
+    _print_waves(result.steps, out)
+    _print_needs_person(result.steps, out)
+    shown = [s for s in result.steps if every or s.outcome in CHANGED or s.action in NEEDS_PERSON]
+    grid = Grid(("target", "kind", "action", "outcome", "from → to", "detail"))
+    for step in shown:
         detail = step.error or step.message
-        if step.hint:
-            detail += f"\n[italic]{step.hint}[/]"
         moved = (
             f"{version_cell(step.from_version)} → {version_cell(step.to_version, '')}"
             if step.action == UPDATE
             else ""
         )
-        table.add_row(
+        grid.add(
             short(step.target),
             step.kind,
-            f"[{_ACTION_STYLE.get(step.action, '')}]{step.action}[/]",
-            f"[{_OUTCOME_STYLE.get(step.outcome, '')}]{step.outcome}[/]",
+            _action(step.action),
+            styled(step.outcome, _OUTCOME_STYLE.get(step.outcome, "")),
             moved,
-            detail,
+            Text.assemble(detail, ("\n" + step.hint, "italic")) if step.hint else detail,
         )
-    out.print(table if result.steps else "[dim]no consumers of this key were found[/]")
-    counts = {s.outcome: 0 for s in result.steps}
-    for step in result.steps:
-        counts[step.outcome] += 1
-    out.print(f"{verb}: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())) if counts else "")
-    _print_waves(result.steps, out)
-    _print_needs_person(result.steps, out)
+    _print_rows(grid, result.steps, shown, out)
     _print_problems(result.discovery_errors, [], result.notes)
     if result.error:
-        err.print(f"[red]{result.error.summary()}[/]", highlight=False)
+        err.print(f"[red]{escape(result.error.summary())}[/]", highlight=False)
 
 
 def print_records(records: list[dict[str, Any]], console: Console = out) -> None:
     from rotation.azure.kinds import kind_label  # its SDK imports wait until a table is printed
 
-    table = add_columns(Table(header_style="bold"), "time", "kind", "run", "target", "outcome", "detail")
+    grid = Grid(("time", "kind", "run", "target", "outcome", "detail"))
     for record in records:
         target = record.get("target") or ""
         detail = " ".join(
@@ -180,7 +207,7 @@ def print_records(records: list[dict[str, Any]], console: Console = out) -> None
             )
             if x
         )
-        table.add_row(
+        grid.add(
             record["time"][:23],
             record["kind"],
             (record.get("runId") or "")[:8],
@@ -188,7 +215,7 @@ def print_records(records: list[dict[str, Any]], console: Console = out) -> None
             record.get("outcome") or "",
             detail,
         )
-    console.print(table)
+    show(grid, console)
 
 
 def _age(moment: Any) -> str:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from rotation.doors.cli.context import err, out
+from rotation.doors.cli.grid import Grid, show, styled
 
 if TYPE_CHECKING:
     from rotation.core.inventory import Estate, KeyView
+    from rotation.core.pictures import KeyPicture
     from rotation.core.report import AgeReport
     from rotation.core.retire import DisableOutcome
 
@@ -21,25 +25,40 @@ def _table(*columns: str) -> Table:
     return table
 
 
-def _short(resource_id: str) -> str:
+def _short(resource_id: str) -> Text:
     parts = resource_id.split("/")
-    return f"{parts[-1]} [dim]{parts[4]}[/]" if len(parts) >= 9 else resource_id
+    return Text.assemble(parts[-1], " ", (parts[4], "dim")) if len(parts) >= 9 else Text(resource_id)
 
 
 def print_inventory(estate: Estate) -> None:
-    """Narrow enough for a terminal; every column is in -o json / csv."""
-    table = _table("resource", "key", "holds", "desired", "action", "wave")
+    """Narrow enough for a terminal (plain columns without one: grid.py); every column is in
+    -o json / csv."""
+    grid = Grid(("resource", "key", "holds", "desired", "action", "wave"))
     for row in estate.rows:
-        table.add_row(
+        grid.add(
             row.resource_id.rsplit("/", 1)[-1],
-            row.key_id.split("/keys/")[-1] + (" [yellow](outside)[/]" if row.outside else ""),
-            row.version[:8] if row.version != "versionless" else "[dim]versionless[/]",
+            Text.assemble(row.key_id.split("/keys/")[-1], (" (outside)" if row.outside else "", "yellow")),
+            row.version[:8] if row.version != "versionless" else styled("versionless", "dim"),
             (row.desired_version or "-")[:8],
-            row.action or f"[dim]{row.reason}[/]",
+            row.action or styled(row.reason, "dim"),
             row.wave,
         )
-    out.print(table if estate.rows else "[dim]no consumers found[/]")
+    if grid.rows:
+        show(grid)
+    else:
+        out.print("[dim]no consumers found[/]")
     out.print(_keys_table(estate.keys))
+    _print_errors(estate)
+
+
+def print_summary(estate: Estate, pictures: list[KeyPicture]) -> None:
+    """`inventory --summary`: the pictures and the per-key table, no row per consumer."""
+    print_pictures(pictures)
+    out.print(_keys_table(estate.keys) if estate.keys else "[dim]no consumers found[/]")
+    _print_errors(estate)
+
+
+def _print_errors(estate: Estate) -> None:
     for error in estate.discovery_errors:
         err.print(
             f"[red]could not list {error['kind']} in {error['scope']}:[/] {error['message']}", highlight=False
@@ -65,10 +84,40 @@ def _keys_table(views: Any) -> Table:
     return keys
 
 
+BAR_CELLS = 32  # the longest bar of a chart
+
+
+def print_pictures(pictures: list[KeyPicture], console: Console = out) -> None:
+    """Per key, a bar of consumers per version and a histogram of the age of what they hold."""
+    for picture in pictures:
+        who = f"{picture.follows} follow new versions by themselves, {picture.pinned} pinned"
+        place = " [yellow]outside: vault not allowed, listed from ARM only[/]" if picture.outside else ""
+        console.print(
+            f"[bold]{picture.name}[/]  {picture.vault}  {picture.consumers} consumers ({who}){place}",
+            highlight=False,
+        )
+        bars = [(v.label, v.consumers, "green" if v.desired else "yellow") for v in picture.versions]
+        _chart(console, "consumers per version", bars)
+        _chart(console, "age of the version held", [(label, n, "cyan") for label, n in picture.ages])
+
+
+def _chart(console: Console, title: str, bars: list[tuple[str, int, str]]) -> None:
+    console.print(f"  [dim]{title}[/]", highlight=False)
+    top = max((n for _, n, _ in bars), default=0) or 1
+    width = max((len(label) for label, _, _ in bars), default=0)
+    for label, n, style in bars:
+        cells = max(1, round(n / top * BAR_CELLS)) if n else 0
+        console.print(
+            Text.assemble("    ", label.ljust(width), "  ", ("█" * cells, style), f" {n}"), highlight=False
+        )
+
+
 def print_report(report: AgeReport, max_age_days: int) -> None:
-    table = _table("resource", "key", "version", "age (days)", "expires", "why stale", "why not moved")
+    """The pictures first, then the stale consumers (the long table)."""
+    print_pictures(list(report.pictures))
+    grid = Grid(("resource", "key", "version", "age (days)", "expires", "why stale", "why not moved"))
     for row in report.stale:
-        table.add_row(
+        grid.add(
             _short(row["resourceId"]),
             row["keyId"].split("/keys/")[-1],
             row["effectiveVersion"][:8] + (" (versionless)" if row["version"] == "versionless" else ""),
@@ -77,9 +126,10 @@ def print_report(report: AgeReport, max_age_days: int) -> None:
             "; ".join(row["stale"]),
             row["notMoved"],
         )
-    out.print(
-        table if report.stale else f"[green]no consumer is on a version older than {max_age_days} days[/]"
-    )
+    if grid.rows:
+        show(grid)
+    else:
+        out.print(f"[green]no consumer is on a version older than {max_age_days} days[/]")
     for item in report.not_evaluated:
         err.print(f"[yellow]not evaluated:[/] {item['resourceId']} ({item['reason']})", highlight=False)
     for candidate in report.retire_candidates:
