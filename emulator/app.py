@@ -28,6 +28,7 @@ from .kusto import KustoClusters
 from .loganalytics import LogAnalyticsClusters
 from .messaging import EventHubNamespaces, ServiceBusNamespaces
 from .registries import Registries
+from .resourcegraph import ResourceGraph
 from .settings import Settings
 from .sql_servers import SqlServers
 from .state import World
@@ -83,6 +84,7 @@ class EmulatorApp:
         DiskEncryptionSets(self.arm)
         SqlServers(self.arm)
         Subscriptions(self.arm)
+        ResourceGraph(self.arm)
         self.eventgrid = EventGridTopics(self.tokens)
         self.delivery = EventGridDelivery(
             self.faults, self.calls, lambda: self.settings.event_grid_time_scale

@@ -137,6 +137,9 @@ class ArmService:
         self.throttle = throttle
         self.settings = settings
         self.operations = Operations(world)
+        # resource type (lower case) -> every resource of it in these subscriptions, as a GET shows
+        # it: what Resource Graph answers from (resourcegraph.py)
+        self.graph_sources: dict[str, Callable[[set[str]], list[dict[str, Any]]]] = {}
         self.router = Router()
         self._op_ids = itertools.count(1)
         # The status URL shapes the resource providers hand out in Azure-AsyncOperation:

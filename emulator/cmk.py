@@ -13,6 +13,7 @@ the identity in); each kind's module says how its body looks and where its write
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -118,6 +119,7 @@ class ArmResourceRoutes[R: HasId]:
         arm.router.add("GET", root + "/providers/" + pattern, self.list)
         arm.router.add("GET", group + "/providers/" + pattern, self.list)
         arm.router.add("GET", self.item, self.get)
+        arm.graph_sources[self.TYPE.lower()] = self.rendered_in
         if self.WRITABLE:
             arm.router.add("PATCH", self.item, self.patch)
 
@@ -174,6 +176,12 @@ class ArmResourceRoutes[R: HasId]:
                     found += in_scope(mine, lambda r: r.id, other, None) if other != sub.lower() else []
             items = [self.render(r) for r in found]
         return self.arm.page(request, items)
+
+    def rendered_in(self, subscriptions: set[str]) -> builtins.list[dict[str, Any]]:
+        """Every resource of this type in these subscriptions (lower-case ids), as a GET shows it."""
+        with self.world.lock:
+            mine = [r for r in self.resources().values() if self.owns(r)]
+            return [self.render(r) for r in mine if id_part(r.id, "sub").lower() in subscriptions]
 
     def get(self, request: Request, sub: str, group: str, name: str) -> Response:
         with self.world.lock:

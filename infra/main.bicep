@@ -166,6 +166,14 @@ param rotationArmEndpoint string = ''
 @description('Targets updated at once per subscription: auto (each subscription follows ARM\'s remaining budget, starting at 16) or a fixed 1-256.')
 param rotationConcurrency string = 'auto'
 
+@description('How consumers are found: arm (a list per kind and subscription), resourcegraph (one query across subscriptions) or auto (Resource Graph from 20 subscriptions on).')
+@allowed([
+  'arm'
+  'resourcegraph'
+  'auto'
+])
+param rotationDiscovery string = 'auto'
+
 @description('A run stops starting new work after this many seconds (5-86400).')
 @minValue(5)
 @maxValue(86400)
@@ -352,6 +360,7 @@ module functionApp 'modules/function-app.bicep' = {
     cloud: rotationCloud
     armEndpoint: rotationArmEndpoint
     concurrency: rotationConcurrency
+    discovery: rotationDiscovery
     timeBudgetSeconds: rotationTimeBudgetSeconds
     containerGroupPolicy: rotationContainerGroupPolicy
     optOutTag: rotationOptOutTag

@@ -109,9 +109,15 @@ class Settings:
     report_max_age_days: int = 365  # the sweep's daily report in `rotation-reports`
     # ROTATION_CONCURRENCY=auto: each subscription's lane widens to ARM's remaining budget.
     lanes_follow_arm: bool = True
+    # arm: a list per kind and subscription; resourcegraph: one query across subscriptions;
+    # auto: Resource Graph from discovery.GRAPH_FROM_SUBSCRIPTIONS subscriptions on
+    discovery: str = "auto"
 
     def vault_allowed(self, host: str) -> bool:
         return host.lower() in self.allowed_vaults
+
+
+DISCOVERY_MODES = ("arm", "resourcegraph", "auto")
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -303,6 +309,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"AZURE_CLIENT_ID: expected the managed identity's client id (a GUID), got {client_id!r}"
         )
+    discovery = (_get(env, "ROTATION_DISCOVERY") or "auto").lower()
+    if discovery not in DISCOVERY_MODES:
+        raise ConfigError(f"ROTATION_DISCOVERY: one of {', '.join(DISCOVERY_MODES)}, got {discovery!r}")
     return Settings(
         allowed_vaults=_allowed_vaults(env, cloud),
         subscriptions=_subscriptions(env),
@@ -330,4 +339,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         wave_soak_minutes=_int(env, "ROTATION_WAVE_SOAK_MINUTES", 0, 0, 10080),
         wave_recheck_seconds=_int(env, "ROTATION_WAVE_RECHECK_SECONDS", 300, 1, 3600),
         report_max_age_days=_int(env, "ROTATION_REPORT_MAX_AGE_DAYS", 365, 1, 3650),
+        discovery=discovery,
     )

@@ -51,6 +51,7 @@ param subscriptions string
 param cloud string
 param armEndpoint string
 param concurrency string
+param discovery string
 param timeBudgetSeconds int
 param containerGroupPolicy string
 param optOutTag string
@@ -178,6 +179,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ROTATION_CONCURRENCY'
           value: concurrency
+        }
+        {
+          name: 'ROTATION_DISCOVERY'
+          value: discovery
         }
         {
           name: 'ROTATION_TIME_BUDGET_SECONDS'

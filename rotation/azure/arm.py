@@ -104,6 +104,13 @@ class Arm:
 
         return iter(ItemPaged(get_next, extract))
 
+    def post(
+        self, path: str, api_version: str, body: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        """A POST that reads (Resource Graph's query): the answer and its headers."""
+        response = self._send("POST", path, api_version, body)
+        return self._json(response), dict(response.http_response.headers)
+
     # -- writes -----------------------------------------------------------------------------------
     def patch(self, resource_id: str, api_version: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """A synchronous PATCH: the resource as its answer shows it (no poller, no polls)."""

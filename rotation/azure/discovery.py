@@ -1,16 +1,19 @@
 """Find the consumers of keys: one paged ARM list per resource kind and subscription, all in
-parallel, matched to a key by vault host and key name (case-insensitively), whatever version
-they hold. Failures are kept per subscription and kind, so one unreadable subscription does
-not hide the consumers in the others."""
+parallel, or (ROTATION_DISCOVERY) one Resource Graph query across subscriptions for the kinds
+read from the resource alone; matched to a key by vault host and key name (case-insensitively),
+whatever version they hold. Failures are kept per scope and kind, so one unreadable
+subscription does not hide the consumers in the others."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from rotation.azure import resourcegraph
 from rotation.azure.kinds import Consumer, TargetKind, all_kinds, read_for_key
+from rotation.azure.kinds.armkind import ArmTargetKind, each_read
 from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify
 from rotation.concurrency import map_in_context
 from rotation.model.consumer import Unreadable
@@ -47,6 +50,18 @@ class Inventory:
         return found
 
 
+# ROTATION_DISCOVERY=auto takes Resource Graph from this many subscriptions on: below it the ARM
+# lists (about ten per subscription, run in parallel, each from its own subscription's read
+# budget) are few and fresh; from it on they grow by ten per subscription while one query
+# answers up to 1,000 subscriptions a page at a time (docs/scaling.md has the measurements).
+GRAPH_FROM_SUBSCRIPTIONS = 20
+GRAPH_SCOPE = "resourcegraph"
+
+
+def uses_graph(discovery: str, subscriptions: int) -> bool:
+    return discovery == "resourcegraph" or (discovery == "auto" and subscriptions >= GRAPH_FROM_SUBSCRIPTIONS)
+
+
 def list_consumers(
     clients: Clients,
     subscriptions: Iterable[str],
@@ -55,13 +70,26 @@ def list_consumers(
     deadline: Deadline | None = None,
     kinds: list[TargetKind] | None = None,
     workers: int = 8,
+    discovery: str = "arm",
 ) -> Inventory:
     """Every resource using a customer-managed key in these subscriptions."""
     kinds = kinds or all_kinds()
-    jobs = [(subscription, kind) for subscription in subscriptions for kind in kinds]
+    subscriptions = list(subscriptions)
+    graphed: list[ArmTargetKind] = (
+        [k for k in kinds if isinstance(k, ArmTargetKind) and k.from_rows]
+        if uses_graph(discovery, len(subscriptions))
+        else []
+    )
+    jobs: list[tuple[str, TargetKind | None]] = [
+        (subscription, kind) for subscription in subscriptions for kind in kinds if kind not in graphed
+    ]
+    if graphed:
+        jobs.append((GRAPH_SCOPE, None))  # one job: the query for every graphed kind
 
-    def one(job: tuple[str, TargetKind]) -> tuple[list[Consumer], list[DiscoveryError]]:
+    def one(job: tuple[str, TargetKind | None]) -> tuple[list[Consumer], list[DiscoveryError]]:
         subscription, kind = job
+        if kind is None:
+            return _from_graph(clients, subscriptions, graphed, policy, deadline)
         try:
             found = call(
                 lambda: list(kind.list(clients, subscription)),
@@ -82,6 +110,41 @@ def list_consumers(
             errors.extend(problems)
     consumers.sort(key=lambda c: c.resource_id.key)
     return Inventory(tuple(consumers), tuple(errors))
+
+
+def _from_graph(
+    clients: Clients,
+    subscriptions: list[str],
+    kinds: list[ArmTargetKind],
+    policy: RetryPolicy,
+    deadline: Deadline | None,
+) -> tuple[list[Consumer], list[DiscoveryError]]:
+    """The graphed kinds' consumers from one Resource Graph query, each row read by its kind."""
+    by_type = {kind.resource_type.lower(): kind for kind in kinds}
+    try:
+        rows = call(
+            lambda: list(
+                resourcegraph.query_rows(
+                    clients.arm(),
+                    subscriptions,
+                    by_type,
+                    remaining=deadline.remaining if deadline is not None else None,
+                )
+            ),
+            policy=policy,
+            deadline=deadline,
+            what=f"query Resource Graph over {len(subscriptions)} subscription(s)",
+        )
+    except Exception as exc:  # noqa: BLE001 - kept and reported for each kind it would have found
+        info = classify(exc)
+        return [], [DiscoveryError(GRAPH_SCOPE, kind.kind, info) for kind in kinds]
+    grouped: dict[str, list[dict[str, object]]] = {t: [] for t in by_type}
+    for row in rows:
+        grouped.get(str(row.get("type") or "").lower(), []).append(row)
+    found = [f for t, kind in by_type.items() for f in each_read(kind.kind, grouped[t], kind.to_consumers)]
+    return [replace(c, lagging=True) for c in found if isinstance(c, Consumer)], [
+        _unreadable(u) for u in found if isinstance(u, Unreadable)
+    ]
 
 
 def _unreadable(found: Unreadable) -> DiscoveryError:

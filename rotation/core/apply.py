@@ -224,8 +224,10 @@ class TargetApply:
             raise LeaseLost(
                 f"another run took over {self.plan.key.versionless_id}; {self.step.target} left to it"
             )
-        # The first attempt trusts the inventory read moments ago; a retry looks again.
-        current = self.step.consumer if self.attempts == 1 else self._read()
+        # The first attempt trusts an ARM list read moments ago; a retry, or a consumer found in
+        # Resource Graph (which lags ARM), looks again.
+        fresh = self.attempts == 1 and not self.step.consumer.lagging
+        current = self.step.consumer if fresh else self._read()
         if current is not None and verified(self.kind, current, self.to_key):
             _check_not_failed(self.step.target, current)
             return "verified" if self.wrote else "already-current"

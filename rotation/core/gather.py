@@ -81,6 +81,7 @@ class Gatherer:
             deadline=deadline,
             kinds=list(self.kinds.values()),
             workers=self.settings.concurrency,
+            discovery=self.settings.discovery,
         )
         return inventory.for_key(key)
 

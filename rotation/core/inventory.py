@@ -247,6 +247,7 @@ def collect(reconciler: Reconciler, filters: Filters = Filters(), deadline: Dead
         deadline=deadline,
         kinds=kinds,
         workers=settings.concurrency,
+        discovery=settings.discovery,
     )
     return from_inventory(reconciler, found, filters, deadline)
 

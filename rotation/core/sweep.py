@@ -119,6 +119,7 @@ def sweep(service: Estate, *, dry_run: bool = False, actor: str = "sweep") -> Sw
         policy=service.reconciler.retry,
         deadline=deadline,
         workers=settings.concurrency,
+        discovery=settings.discovery,
     )
     for error in inventory.errors:
         trail.record(

@@ -30,6 +30,8 @@ class Consumer:
     # The resource is gone and its kind describes it from a saved spec (an interrupted
     # redeploy): the plan brings it back before anything else.
     recreate_from_saved: bool = False
+    # Found in an index that lags ARM (Resource Graph): the write reads it through ARM first.
+    lagging: bool = field(default=False, compare=False)
 
     @property
     def target(self) -> str:

@@ -46,6 +46,7 @@ OPTIONAL_SETTINGS = {
     "ROTATION_ARM_ENDPOINT": ("armEndpoint", "rotationArmEndpoint", ""),
     # auto, not DESIGN.md's 16: a fixed width was the artificial cap of issue 15
     "ROTATION_CONCURRENCY": ("concurrency", "rotationConcurrency", "auto"),
+    "ROTATION_DISCOVERY": ("discovery", "rotationDiscovery", "auto"),
     "ROTATION_TIME_BUDGET_SECONDS": ("timeBudgetSeconds", "rotationTimeBudgetSeconds", 600),
     "ROTATION_CONTAINER_GROUP_POLICY": ("containerGroupPolicy", "rotationContainerGroupPolicy", "report"),
     "ROTATION_OPT_OUT_TAG": ("optOutTag", "rotationOptOutTag", "cmk-rotation"),
@@ -79,7 +80,6 @@ TUNING_SETTINGS = {
 # DESIGN.md section 7 names these for features not built yet: no app setting is deployed for a
 # knob that would do nothing. The test below fails once the product reads one (then deploy it).
 NOT_BUILT_YET = {
-    "ROTATION_DISCOVERY": "issue 27: Resource Graph discovery",
     "ROTATION_SHARD_THRESHOLD": "issue 27: a key's run sharded over instances",
 }
 REQUIRED_SETTINGS = {

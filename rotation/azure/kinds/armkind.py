@@ -37,6 +37,8 @@ class ArmTargetKind(KindDefaults):
     # The service's permanent error codes (lower case) -> what a person should do about them;
     # "" is the sentence for any other 400 from the service.
     remediation: Mapping[str, str] = {}
+    # Its consumers are read from the resource alone, so a Resource Graph row will do (discovery.py)
+    from_rows = True
 
     @property
     def hints(self) -> tuple[Hint, ...]:  # type: ignore[override]  # derived from `remediation`

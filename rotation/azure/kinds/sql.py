@@ -83,6 +83,7 @@ class SqlServers(a.ArmTargetKind):
     remediation = REMEDIATION
     resource_type = SQL_SERVER
     api_version = API_VERSION
+    from_rows = False  # a server's row does not name its protector's key
     plan_checks: tuple[Check, ...] = (a.accepts_key_types("SQL TDE", ACCEPTED_KEYS),)
 
     def with_protector(self, clients: Clients, server: Mapping[str, Any]) -> Consumer | None:
