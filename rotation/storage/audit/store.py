@@ -6,7 +6,6 @@ head. Key material never appears here: only key ids and versions."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import logging
@@ -26,6 +25,7 @@ from azure.core.exceptions import (
 
 from rotation.model.errors import RotationError
 from rotation.model.ids import KeyRef
+from rotation.storage.audit.record import from_entity, key_slug, parse_iso, to_entity
 from rotation.storage.tablebatch import MAX_OPERATIONS, upsert_entities
 
 if TYPE_CHECKING:  # the storage SDKs load with the clients that use them (clients.py)
@@ -36,33 +36,7 @@ AUDIT_TABLE = "RotationAudit"
 ANCHOR_CONTAINER = "audit-anchors"
 HEADS_PARTITION = "heads"
 log = logging.getLogger("rotation.audit")
-_FIELDS = (
-    "time",
-    "kind",
-    "runId",
-    "seq",
-    "prevHash",
-    "actor",
-    "keyId",
-    "fromVersion",
-    "toVersion",
-    "target",
-    "action",
-    "reason",
-    "outcome",
-    "errorCode",
-    "message",
-    "hint",
-    "durationMs",
-    "eventId",
-    "source",
-    "detail",
-)
-_ENTITY_NAMES = {f: f[0].upper() + f[1:] for f in (*_FIELDS, "hash")}
-_MAX_TEXT = 4000
-_MAX_DETAIL = 16000  # characters of JSON; a Table string property holds 32K
 MAX_QUERY_DAYS = 92
-_MAX_MS = 10**13
 _DAY = re.compile(r"2\d{3}[01]\d[0-3]\d")
 _ANCHOR_NAME = re.compile(r"runs/([^/]+)/(\d{8})\.json")
 
@@ -93,47 +67,8 @@ class PlanDocument:
     steps: int
 
 
-def canonical_hash(record: dict[str, Any]) -> str:
-    content = {k: record.get(k) for k in _FIELDS}
-    encoded = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(encoded.encode()).hexdigest()
-
-
-def key_slug(key: KeyRef | str | None) -> str:
-    """A Table-safe, stable name for a key (hosts and names compared case-insensitively)."""
-    if key is None:
-        return "none"
-    text = key.versionless_id if isinstance(key, KeyRef) else str(key)
-    return hashlib.sha256(text.lower().encode()).hexdigest()[:32]
-
-
 def _day(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%d")
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _clip(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > _MAX_TEXT:
-        return value[:_MAX_TEXT] + "…"
-    return value
-
-
-def _bounded_detail(detail: Any) -> Any:
-    """`detail` as plain JSON values, small enough for a Table property; done before hashing so
-    what is stored is exactly what was hashed."""
-    if detail is None:
-        return None
-    text = json.dumps(detail, sort_keys=True, default=str)
-    if len(text) <= _MAX_DETAIL:
-        return json.loads(text)
-    return {"truncated": True, "preview": text[:_MAX_TEXT]}
 
 
 class AuditStore:
@@ -145,7 +80,7 @@ class AuditStore:
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, partition: str, records: list[dict[str, Any]]) -> None:
-        entities = [self._entity(partition, r) for r in records]
+        entities = [to_entity(partition, r) for r in records]
         try:
             for start in range(0, len(entities), MAX_OPERATIONS):
                 upsert_entities(self.table, entities[start : start + MAX_OPERATIONS])
@@ -235,36 +170,10 @@ class AuditStore:
         except AzureError as exc:
             raise _unavailable("audit chain head write", exc) from exc
 
-    @staticmethod
-    def _entity(partition: str, record: dict[str, Any]) -> dict[str, Any]:
-        moment = _parse_iso(record["time"])
-        inverted = _MAX_MS - int(moment.timestamp() * 1000)
-        row = f"{inverted:013d}-{record['runId']}-{999999 - record['seq']:06d}"
-        entity = {"PartitionKey": partition, "RowKey": row}
-        for name, column in _ENTITY_NAMES.items():
-            value = record.get(name)
-            if name == "detail" and value is not None:
-                value = json.dumps(value, sort_keys=True)
-            if value is not None:
-                entity[column] = value  # bounded when recorded: never altered after hashing
-        # Case-folded copies for queries (ARM and Key Vault ids compare case-insensitively);
-        # derived, so not part of the hash.
-        if record.get("keyId"):
-            entity["KeyNorm"] = record["keyId"].lower()
-        if record.get("target"):
-            entity["TargetNorm"] = record["target"].lower()
-        return entity
-
     # -- reading ----------------------------------------------------------------------------
     @staticmethod
     def record_from_entity(entity: dict[str, Any]) -> dict[str, Any]:
-        record = {name: entity.get(column) for name, column in _ENTITY_NAMES.items()}
-        detail = record.get("detail")
-        if isinstance(detail, str) and detail:
-            with contextlib.suppress(ValueError, RecursionError):
-                record["detail"] = json.loads(detail)
-        record["partition"] = entity.get("PartitionKey")
-        return record
+        return from_entity(entity)
 
     def query(
         self,
@@ -314,7 +223,7 @@ class AuditStore:
             for page in pager:
                 for entity in page:
                     record = self.record_from_entity(entity)
-                    if since <= _parse_iso(record["time"]) <= until:
+                    if since <= parse_iso(record["time"]) <= until:
                         results.append(record)
                 if len(results) >= top and pager.continuation_token:
                     return results, _encode_token({"day": _day(day), "next": pager.continuation_token})

@@ -14,19 +14,8 @@ from typing import Any
 import tenacity
 
 from rotation.model.ids import KeyRef
-from rotation.storage.audit.store import (
-    _FIELDS,
-    AuditStore,
-    AuditUnavailable,
-    PlanDocument,
-    _bounded_detail,
-    _clip,
-    _day,
-    _iso,
-    anchor_name,
-    canonical_hash,
-    log,
-)
+from rotation.storage.audit.record import FIELDS, bounded_detail, canonical_hash, clip, iso
+from rotation.storage.audit.store import AuditStore, AuditUnavailable, PlanDocument, _day, anchor_name, log
 
 
 class AuditTrail:
@@ -100,15 +89,15 @@ class AuditTrail:
 
     def record(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Add one decision to the chain (ordered as recorded) and log it as a JSON line."""
-        unknown = set(fields) - set(_FIELDS)
+        unknown = set(fields) - set(FIELDS)
         if unknown:
             raise ValueError(f"unknown audit fields {sorted(unknown)}")
         self._raise_failure()
         with self._lock:
-            record = dict.fromkeys(_FIELDS)
+            record = dict.fromkeys(FIELDS)
             record.update(fields)
             record.update(
-                time=_iso(datetime.now(UTC)),
+                time=iso(datetime.now(UTC)),
                 kind=kind,
                 runId=self.run_id,
                 seq=self._seq,
@@ -117,9 +106,9 @@ class AuditTrail:
             )
             if record["keyId"] is None and self.key is not None:
                 record["keyId"] = self.key.versionless_id
-            for name in _FIELDS:
-                record[name] = _clip(record[name])
-            record["detail"] = _bounded_detail(record["detail"])
+            for name in FIELDS:
+                record[name] = clip(record[name])
+            record["detail"] = bounded_detail(record["detail"])
             record["hash"] = canonical_hash(record)
             self._head = record["hash"]
             self._seq += 1
@@ -189,7 +178,7 @@ class AuditTrail:
                 "firstPrevHash": self.first_prev,
                 "prevRunId": self.prev_run,
                 "prevAnchor": self._prev_anchor,
-                "time": _iso(datetime.now(UTC)),
+                "time": iso(datetime.now(UTC)),
             }
             try:
                 self._retried(lambda: self._write(batch, meta), "flush")

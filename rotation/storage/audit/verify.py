@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from rotation.storage.audit.store import AuditStore, anchor_count, anchor_name, canonical_hash, key_slug
+from rotation.storage.audit.record import canonical_hash, key_slug
+from rotation.storage.audit.store import AuditStore, anchor_count, anchor_name
 
 Rows = list[tuple[str, dict[str, Any]]]  # (RowKey, record)
 _META = ("keyId", "partition", "firstPrevHash", "prevRunId")
