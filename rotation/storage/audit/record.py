@@ -1,6 +1,11 @@
 """The audit record: its fields, how it is stored as a Table entity, its canonical form and hash.
 Pure (no I/O): the store only writes and reads what this module shapes, and verify recomputes
-hashes with it."""
+hashes with it.
+
+Each record names the scheme it was hashed under (`scheme`), so a change to the canonical form
+never makes old records look edited: records without one are scheme 1 (the twenty decision
+fields); scheme 2 also hashes the scheme and the partition the record is filed under (the day
+`audit list` reads it from)."""
 
 from __future__ import annotations
 
@@ -34,14 +39,25 @@ FIELDS = (
     "source",
     "detail",
 )
-ENTITY_NAMES = {f: f[0].upper() + f[1:] for f in (*FIELDS, "hash")}
+SCHEME = 2
+_HASHED = {None: FIELDS, 1: FIELDS, 2: (*FIELDS, "scheme", "partition")}
+ENTITY_NAMES = {f: f[0].upper() + f[1:] for f in (*FIELDS, "scheme", "hash")}
 MAX_TEXT = 4000
 MAX_DETAIL = 16000  # characters of JSON; a Table string property holds 32K
 _MAX_MS = 10**13
 
 
+class UnknownScheme(ValueError):
+    """A record names a scheme this version cannot recompute."""
+
+
 def canonical_hash(record: dict[str, Any]) -> str:
-    content = {k: record.get(k) for k in FIELDS}
+    """SHA-256 of the record's canonical JSON under the scheme it names. Raises UnknownScheme."""
+    scheme = record.get("scheme")
+    fields = _HASHED.get(scheme) if isinstance(scheme, int | None) and not isinstance(scheme, bool) else None
+    if fields is None:
+        raise UnknownScheme(f"unknown audit record scheme {scheme!r}")
+    content = {k: record.get(k) for k in fields}
     encoded = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(encoded.encode()).hexdigest()
 

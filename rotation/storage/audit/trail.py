@@ -14,7 +14,7 @@ from typing import Any
 import tenacity
 
 from rotation.model.ids import KeyRef
-from rotation.storage.audit.record import FIELDS, bounded_detail, canonical_hash, clip, iso
+from rotation.storage.audit.record import FIELDS, SCHEME, bounded_detail, canonical_hash, clip, iso
 from rotation.storage.audit.store import AuditStore, AuditUnavailable, PlanDocument, _day, anchor_name, log
 
 
@@ -103,6 +103,8 @@ class AuditTrail:
                 seq=self._seq,
                 prevHash=self._head,
                 actor=fields.get("actor") or self.actor,
+                scheme=SCHEME,
+                partition=self.partition,
             )
             if record["keyId"] is None and self.key is not None:
                 record["keyId"] = self.key.versionless_id

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from rotation.storage.audit.record import canonical_hash, key_slug
+from rotation.storage.audit.record import UnknownScheme, canonical_hash, key_slug
 from rotation.storage.audit.store import AuditStore, anchor_count, anchor_name
 
 Rows = list[tuple[str, dict[str, Any]]]  # (RowKey, record)
@@ -122,9 +122,7 @@ def _verify_chain(run: _Run) -> Iterator[Finding]:
             problem = "lost-tail" if seq > max(by_seq, default=-1) else "missing"
             yield Finding(run.run_id, problem, f"record {seq} of {last_count} anchored records is missing")
             return
-        genuine = [
-            c for c in candidates if c[1].get("prevHash") == prev and canonical_hash(c[1]) == c[1].get("hash")
-        ]
+        genuine = [c for c in candidates if c[1].get("prevHash") == prev and _hash_holds(c[1])]
         # Of two records that both chain here, the real one is what the next record (or an
         # anchor) links to.
         linked = heads | {c[1].get("prevHash") for c in by_seq.get(seq + 1, [])}
@@ -162,12 +160,21 @@ def _verify_plans(store: AuditStore, run: _Run) -> Iterator[Finding]:
 
 
 def _why_not_chained(run_id: str, seq: int, record: dict[str, Any], prev: str) -> Iterator[Finding]:
-    if canonical_hash(record) != record.get("hash"):
+    if not _hash_holds(record):
         yield Finding(
             run_id, "edited", f"record {seq} ({record.get('kind')}) was changed after it was written"
         )
     else:
         yield Finding(run_id, "broken-link", f"record {seq} does not chain to record {seq - 1}")
+
+
+def _hash_holds(record: dict[str, Any]) -> bool:
+    """The record's stored hash is its content's under the scheme it names (an unknown scheme
+    cannot be recomputed, so it does not hold)."""
+    try:
+        return canonical_hash(record) == record.get("hash")
+    except UnknownScheme:
+        return False
 
 
 def _against_anchors(run: _Run) -> Iterator[Finding]:
