@@ -26,7 +26,12 @@ from azure.core.exceptions import (
 from rotation.model.errors import RotationError
 from rotation.model.ids import KeyRef
 from rotation.storage.audit.record import from_entity, key_slug, parse_iso, to_entity
-from rotation.storage.tablebatch import MAX_OPERATIONS, upsert_entities
+from rotation.storage.tablebatch import (
+    MAX_OPERATIONS,
+    TransactionRefused,
+    submit_transaction,
+    upsert_entities,
+)
 
 if TYPE_CHECKING:  # the storage SDKs load with the clients that use them (clients.py)
     from azure.data.tables import TableClient
@@ -35,6 +40,9 @@ if TYPE_CHECKING:  # the storage SDKs load with the clients that use them (clien
 AUDIT_TABLE = "RotationAudit"
 ANCHOR_CONTAINER = "audit-anchors"
 HEADS_PARTITION = "heads"
+RUN_HEAD_PREFIX = "~run-"  # sorts after every record's RowKey (digits): queries stop before it
+RECORDS_ONLY = "RowKey lt '~'"
+_HEAD_META = ("FirstPrevHash", "PrevRunId", "FirstPrevAnchor", "KeyId")
 log = logging.getLogger("rotation.audit")
 MAX_QUERY_DAYS = 92
 _DAY = re.compile(r"2\d{3}[01]\d[0-3]\d")
@@ -49,6 +57,21 @@ class AuditUnavailable(RotationError):
 # A Table batch is a POST: azure-core's retry does not retry one whose connection broke
 # while reading the answer, so these reach the trail, which may (every write is idempotent).
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class HeadMoved(Exception):  # a state, not a failure: the caller rebases and tries again
+    """Another writer appended to the run's chain since this one last saw its head."""
+
+
+@dataclass(frozen=True)
+class RunHead:
+    """Where a run's chain ends in the table: its record count and last hash, the row's ETag,
+    and what every anchor of the run repeats (its first link, key)."""
+
+    count: int
+    head: str
+    etag: str | None
+    meta: dict[str, Any]
 
 
 def _unavailable(what: str, exc: AzureError) -> AuditUnavailable:
@@ -86,6 +109,69 @@ class AuditStore:
                 upsert_entities(self.table, entities[start : start + MAX_OPERATIONS])
         except AzureError as exc:
             raise _unavailable("audit table write", exc) from exc
+
+    def run_head(self, partition: str, run_id: str) -> RunHead | None:
+        """The run's chain head row (written with every batch of its records), or None."""
+        try:
+            entity = self.table.get_entity(partition, RUN_HEAD_PREFIX + run_id)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _unavailable("audit run head read", exc) from exc
+        count = entity.get("Count")
+        meta = {name[0].lower() + name[1:]: entity.get(name) for name in _HEAD_META}
+        return RunHead(
+            count if isinstance(count, int) else -1,  # a mangled row matches no writer: it rebases
+            str(entity.get("HeadHash") or ""),
+            entity.metadata.get("etag"),
+            meta,
+        )
+
+    def append(
+        self,
+        partition: str,
+        run_id: str,
+        records: list[dict[str, Any]],
+        known: RunHead | None,
+        meta: dict[str, Any],
+    ) -> RunHead:
+        """Records and the run's new head in one transaction, only if the head is still `known`
+        (None: the head row must not exist yet). Raises HeadMoved when another writer appended."""
+        if not records or len(records) >= MAX_OPERATIONS:
+            raise ValueError(f"a chain append holds 1 to {MAX_OPERATIONS - 1} records")
+        last = records[-1]
+        meta = {name: meta.get(name[0].lower() + name[1:]) for name in _HEAD_META}
+        head = {
+            "PartitionKey": partition,
+            "RowKey": RUN_HEAD_PREFIX + run_id,
+            "HeadRunId": run_id,
+            "Count": last["seq"] + 1,
+            "HeadHash": last["hash"],
+            **meta,
+        }
+        head = {k: v for k, v in head.items() if v is not None}
+        guard: Any = ("update", head, {"etag": known.etag}) if known and known.etag else ("create", head)
+        operations: list[Any] = [("upsert", to_entity(partition, r)) for r in records]
+        try:
+            etags = submit_transaction(self.table, [*operations, guard])
+        except TransactionRefused as exc:
+            if exc.status_code in (409, 412):
+                raise HeadMoved(run_id) from None
+            raise _unavailable("audit table write", exc) from exc
+        except AzureError as exc:
+            raise _unavailable("audit table write", exc) from exc
+        kept = {name[0].lower() + name[1:]: value for name, value in meta.items()}
+        return RunHead(head["Count"], last["hash"], etags[-1] if etags else None, kept)
+
+    def holds(self, partition: str, record: dict[str, Any]) -> bool:
+        """Whether this exact record (its row, with its hash) is stored."""
+        try:
+            entity = self.table.get_entity(partition, to_entity(partition, record)["RowKey"])
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise _unavailable("audit record read", exc) from exc
+        return bool(entity.get("Hash") == record.get("hash"))
 
     def anchor(self, run_id: str, count: int, head: str, meta: dict[str, Any]) -> None:
         name = anchor_name(run_id, count)
@@ -197,7 +283,7 @@ class AuditStore:
         state: dict[str, Any] = (
             _decode_token(continuation) if continuation else {"day": _day(until), "next": None}
         )
-        clauses, params = ["PartitionKey eq @pk"], {}
+        clauses, params = ["PartitionKey eq @pk", RECORDS_ONLY], {}
         if until - since > timedelta(days=MAX_QUERY_DAYS):
             raise ValueError(f"the time window is longer than {MAX_QUERY_DAYS} days; narrow since/until")
         for column, value, name in (
@@ -237,7 +323,8 @@ class AuditStore:
 
     def run_records(self, run_id: str, partition: str) -> list[dict[str, Any]]:
         entities = self.table.query_entities(
-            "PartitionKey eq @pk and RunId eq @run", parameters={"pk": partition, "run": run_id}
+            f"PartitionKey eq @pk and RunId eq @run and {RECORDS_ONLY}",
+            parameters={"pk": partition, "run": run_id},
         )
         return sorted((self.record_from_entity(e) for e in entities), key=lambda r: r["seq"])
 
@@ -259,11 +346,16 @@ class AuditStore:
         """(RowKey, record) of every record outside the heads partition, by run id; one table
         scan, or one query per run when `run_ids` is given (a record filed in any partition)."""
         if run_ids is None:
-            pages = [self.table.query_entities("PartitionKey ne @pk", parameters={"pk": HEADS_PARTITION})]
+            pages = [
+                self.table.query_entities(
+                    f"PartitionKey ne @pk and {RECORDS_ONLY}", parameters={"pk": HEADS_PARTITION}
+                )
+            ]
         else:
             pages = [
                 self.table.query_entities(
-                    "PartitionKey ne @pk and RunId eq @run", parameters={"pk": HEADS_PARTITION, "run": run}
+                    f"PartitionKey ne @pk and RunId eq @run and {RECORDS_ONLY}",
+                    parameters={"pk": HEADS_PARTITION, "run": run},
                 )
                 for run in run_ids
             ]
