@@ -23,7 +23,7 @@ from rotation.storage.audit.store import (
     AuditUnavailable,
 )
 from rotation.storage.audit.trail import AuditTrail
-from rotation.storage.audit.verify import Finding, verify
+from rotation.storage.audit.verify import Finding, RunningRun, verify
 
 __all__ = [
     "ANCHOR_CONTAINER",
@@ -34,6 +34,7 @@ __all__ = [
     "AuditTrail",
     "AuditUnavailable",
     "Finding",
+    "RunningRun",
     "canonical_hash",
     "key_slug",
     "verify",

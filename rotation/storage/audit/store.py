@@ -363,6 +363,8 @@ class AuditStore:
         for entities in pages:
             for entity in entities:
                 record = self.record_from_entity(entity)
+                # the query columns, for verify to hold against the hashed content
+                record["stored"] = {c: entity.get(c) for c in ("KeyNorm", "TargetNorm")}
                 found.setdefault(str(record.get("runId")), []).append((entity["RowKey"], record))
         return found
 

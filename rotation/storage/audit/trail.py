@@ -277,6 +277,7 @@ class AuditTrail:
             "firstPrevAnchor": self._first_prev_anchor,
             "prevAnchor": self._prev_anchor,
             "time": iso(datetime.now(UTC)),
+            "advancesHead": self._advance_key_head,  # verify holds the key's head to the newest such
         }
 
     def _retried[T](self, fn: Callable[[], T], what: str) -> T:
