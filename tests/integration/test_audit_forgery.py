@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 from azure.data.tables import TableClient
@@ -290,3 +291,48 @@ def test_an_old_run_reissued_under_a_new_run_id_is_caught(stack) -> None:
     forger.table.upsert_entity(head)
     assert verify_exit(stack)[0] == 4
     assert "copied-run" in problems(stack, copy)
+
+
+# -- issue 22, item 4: malformed rows are findings or skipped rows, never a crash ------------------
+def test_a_head_row_whose_count_is_not_a_number_is_a_finding(stack) -> None:
+    estate(stack)
+    run_id = rotate(stack)
+    forger = Forger(stack.storage)
+    heads = forger.table.get_entity(HEADS_PARTITION, key_slug(parse_key_id(KEY)))
+    heads["Count"] = "many"
+    forger.table.upsert_entity(heads)
+    code, output = verify_exit(stack)
+    assert code == 4 and "malformed" in output
+    assert problems(stack, run_id) == {"head-mismatch"}
+
+
+def test_an_anchor_whose_previous_anchor_is_a_list_is_a_finding(stack) -> None:
+    estate(stack)
+    genuine = rotate(stack)
+    forger = Forger(stack.storage)
+    forged = str(uuid.uuid4())
+    like = {**forger.latest_anchor(genuine), "prevRunId": genuine, "prevAnchor": ["runs", genuine]}
+    forger.anchor(f"runs/{forged}/00000001.json", forged, 1, "0" * 64, like)
+    code, output = verify_exit(stack)
+    assert code == 4 and "bad-anchor" in output
+    assert problems(stack, forged) == {"bad-anchor"}
+
+
+def test_a_time_stored_as_a_datetime_is_skipped_by_list_and_found_by_verify(stack) -> None:
+    import function_app  # the HTTP door as the host loads it
+    from devstack.functions_host import http_request
+
+    estate(stack)
+    run_id = rotate(stack)
+    forger = Forger(stack.storage)
+    rows = forger.rows(run_id)
+    entity = rows[1]
+    entity["Time"] = datetime.fromisoformat(entity["Time"].replace("Z", "+00:00"))  # Edm.DateTime
+    forger.table.upsert_entity(entity)
+    listed = CliRunner().invoke(main, ["-o", "json", "audit", "list", "--run", run_id, "--top", "500"])
+    assert listed.exit_code == 0, listed.output
+    assert len(json.loads(listed.stdout)["records"]) == len(rows) - 1  # the row is skipped, the rest shown
+    response = function_app.list_audit(http_request("GET", "/api/audit", query={"run": run_id}))
+    assert response.status_code == 200
+    code, output = verify_exit(stack)
+    assert code == 4 and "malformed" in output

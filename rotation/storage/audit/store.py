@@ -309,7 +309,8 @@ class AuditStore:
             for page in pager:
                 for entity in page:
                     record = self.record_from_entity(entity)
-                    if since <= parse_iso(record["time"]) <= until:
+                    moment = _record_time(entity, record)
+                    if moment is not None and since <= moment <= until:
                         results.append(record)
                 if len(results) >= top and pager.continuation_token:
                     return results, _encode_token({"day": _day(day), "next": pager.continuation_token})
@@ -326,7 +327,8 @@ class AuditStore:
             f"PartitionKey eq @pk and RunId eq @run and {RECORDS_ONLY}",
             parameters={"pk": partition, "run": run_id},
         )
-        return sorted((self.record_from_entity(e) for e in entities), key=lambda r: r["seq"])
+        records = [self.record_from_entity(e) for e in entities]
+        return sorted(records, key=lambda r: r["seq"] if isinstance(r["seq"], int) else 10**6)  # bad last
 
     def all_anchors(self, prefix: str = "runs/") -> dict[str, list[tuple[str, dict[str, Any]]]]:
         """Every anchor blob of every run, as (blob name, body), by run id in name order."""
@@ -367,6 +369,24 @@ class AuditStore:
                 record["stored"] = {c: entity.get(c) for c in ("KeyNorm", "TargetNorm")}
                 found.setdefault(str(record.get("runId")), []).append((entity["RowKey"], record))
         return found
+
+
+def _record_time(entity: dict[str, Any], record: dict[str, Any]) -> datetime | None:
+    """The record's time, or None (and a warning) for a row whose Time is not the ISO text the
+    trail writes: the row is skipped, and `audit verify` reports it as malformed."""
+    text = record.get("time")
+    try:
+        if isinstance(text, str):
+            moment = parse_iso(text)
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except ValueError:
+        pass
+    log.warning(
+        "audit row %s/%s skipped: its Time is not an ISO 8601 text (audit verify reports it)",
+        entity.get("PartitionKey"),
+        entity.get("RowKey"),
+    )
+    return None
 
 
 def anchor_name(run_id: str, count: int) -> str:
