@@ -330,6 +330,22 @@ class AuditStore:
         records = [self.record_from_entity(e) for e in entities]
         return sorted(records, key=lambda r: r["seq"] if isinstance(r["seq"], int) else 10**6)  # bad last
 
+    def run_ids_starting_with(self, prefix: str, limit: int = 10) -> list[str]:
+        """Run ids in the trail (anchored, or with records) that start with `prefix`."""
+        found = {
+            name.split("/")[1]
+            for name in (b.name for b in self.anchors.list_blobs(name_starts_with=f"runs/{prefix}"))
+            if name.count("/") == 2
+        }
+        rows = self.table.query_entities(
+            "RunId ge @lo and RunId lt @hi", parameters={"lo": prefix, "hi": prefix + "~"}, select=["RunId"]
+        )
+        for entity in rows:
+            if len(found) >= limit:
+                break
+            found.add(str(entity["RunId"]))
+        return sorted(found)[:limit]
+
     def all_anchors(self, prefix: str = "runs/") -> dict[str, list[tuple[str, dict[str, Any]]]]:
         """Every anchor blob of every run, as (blob name, body), by run id in name order."""
         found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
