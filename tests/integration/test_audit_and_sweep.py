@@ -209,3 +209,54 @@ class TestVerifyReportsWhatIsNotTampering:
         held = service.ledger.acquire(parse_key_id(KEY), f"{stopped.request_id}/x")  # under way again
         assert CliRunner().invoke(main, ["audit", "verify"]).exit_code == 0
         held.release()
+
+
+def test_the_worker_dequeuing_before_the_intake_flushes_keeps_one_chain(stack) -> None:
+    """Issue 22, item 1 through the doors: while a renewal run holds the key's lease, the product's
+    own KeyNewVersionCreated is enqueued and the worker takes the message before the intake's
+    flush (run here by the queue client's send, so the interleaving is fixed, not timed)."""
+    from rotation.doors.intake import enqueue_event
+    from rotation.model.events import KeyEvent
+    from rotation.service import Service
+    from rotation.storage.queue import decode
+
+    class WorkerDequeuesFirst(Service):
+        worker_ran = False
+
+        @property
+        def requests_queue(self) -> Any:
+            queue, service = super().requests_queue, self
+
+            class Sending:
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(queue, name)
+
+                def send_message(self, content: str, **options: Any) -> Any:
+                    sent = queue.send_message(content, **options)
+                    if not service.worker_ran:  # the worker's first attempt, before the intake goes on
+                        service.worker_ran = True
+                        assert run_request(service, decode(content)) is None  # the lease is held: it waits
+                    return sent
+
+            return Sending()
+
+    estate(stack)
+    plain = stack.service()
+    service = WorkerDequeuesFirst(plain.settings, plain.clients)
+    renewal = service.ledger.acquire(parse_key_id(KEY), "renewal-run/0001")
+    event = KeyEvent(
+        "evt-race", "Microsoft.KeyVault.KeyNewVersionCreated", parse_key_id(f"{KEY}/{NEW}"), None, None, None,
+        "EventGridSchema", None,
+    )  # fmt: skip
+    request = enqueue_event(service, event)
+    renewal.release()
+    assert service.worker_ran
+    kinds = [
+        r["kind"]
+        for r in service.audit.run_records(
+            request.request_id, plain.audit.latest_anchor(request.request_id)["partition"]
+        )
+    ]
+    assert sorted(kinds) == ["event-received", "lease-waited", "request-queued"] and len(kinds) == 3
+    assert audit_module.verify(service.audit) == (1, [])
+    assert CliRunner().invoke(main, ["audit", "verify"]).exit_code == 0
