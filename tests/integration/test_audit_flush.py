@@ -264,3 +264,19 @@ def test_another_writer_between_two_transactions_of_one_flush(storage, azurite) 
     assert [seq for seq, _ in stored] == list(range(151))
     assert stored[99] == (99, "lease-waited")  # after the first transaction, before the rest
     assert verify(store) == (1, [])
+
+
+def test_a_mangled_run_head_row_stops_the_trail_instead_of_chaining_from_it(storage) -> None:
+    """Someone with table write sets the run's head Count to text: a writer must not number its
+    records from it (it would write sequence numbers below zero)."""
+    store, _ = storage
+    run_id = str(uuid.uuid4())
+    first = AuditTrail(store, run_id=run_id, key=KEY)
+    first.record("event-received")
+    first.flush()
+    head = store.table.get_entity(first.partition, f"~run-{run_id}")
+    head["Count"] = "many"
+    store.table.upsert_entity(head)
+    with pytest.raises(AuditUnavailable, match="malformed"):
+        AuditTrail(store, run_id=run_id, key=KEY)
+    assert [r["seq"] for r in store.run_records(run_id, first.partition)] == [0]

@@ -259,6 +259,8 @@ class AuditTrail:
         )
 
     def _adopt(self, current: RunHead) -> None:
+        if current.count < 0 or not current.head:  # edited by hand: never number records from it
+            raise AuditUnavailable(f"the audit head row of run {self.run_id} is malformed")
         meta = current.meta
         self.first_prev, self.prev_run = meta.get("firstPrevHash") or "", meta.get("prevRunId")
         self._first_prev_anchor = meta.get("firstPrevAnchor")
