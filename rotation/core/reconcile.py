@@ -132,6 +132,7 @@ class Reconciler:
             key=key,
             actor=request.actor,
             advance_key_head=lease is not None,
+            opened=request.enqueued_at,  # the day the intake filed the run under
         )
         result = RunResult(run_id=request.request_id, key_id=key.versionless_id, dry_run=request.dry_run)
         if self.runs:

@@ -170,7 +170,9 @@ class Api:
             queued.encode()
         except InvalidRequest as exc:
             raise ApiError(413, "PayloadTooLarge", str(exc)) from None
-        trail = AuditTrail(self.service.audit, run_id=queued.request_id, key=key, actor=actor)
+        trail = AuditTrail(
+            self.service.audit, run_id=queued.request_id, key=key, actor=actor, opened=queued.enqueued_at
+        )
         trail.record(
             "request-received",
             source="http",

@@ -92,7 +92,13 @@ def enqueue_event(
         event_type=event.event_type,
         event_version=event.version,
     )
-    trail = AuditTrail(service.audit, run_id=request.request_id, key=event.key, actor=request.actor)
+    trail = AuditTrail(
+        service.audit,
+        run_id=request.request_id,
+        key=event.key,
+        actor=request.actor,
+        opened=request.enqueued_at,
+    )
     trail.record(
         "event-received",
         source=source,

@@ -127,7 +127,13 @@ def wait_for_lease(service: Service, request: RotationRequest, held: LeaseHeld) 
         )
     delay = math.ceil(held.seconds_left()) + random.randint(1, 5)  # noqa: S311 - jitter, not crypto
     again = request.waited()
-    trail = AuditTrail(service.audit, run_id=request.request_id, key=request.key, actor=request.actor)
+    trail = AuditTrail(
+        service.audit,
+        run_id=request.request_id,
+        key=request.key,
+        actor=request.actor,
+        opened=request.enqueued_at,
+    )
     trail.record(
         "lease-waited",
         outcome="requeued",

@@ -165,6 +165,18 @@ class RunStore:
                 break
         return ids
 
+    def in_status(self, status: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """Run rows (not their steps) whose status is `status`, at most `limit` of them."""
+        entities = self.table.query_entities(
+            "RowKey eq @row and Status eq @status", parameters={"row": _RUN_ROW, "status": status}
+        )
+        found = []
+        for entity in entities:
+            found.append(dict(entity))
+            if len(found) >= limit:
+                break
+        return found
+
     def get(self, run_id: str) -> dict[str, Any] | None:
         """The run and its per-target results, or None."""
         entities = list(self.table.query_entities("PartitionKey eq @pk", parameters={"pk": run_id}))

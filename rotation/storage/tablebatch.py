@@ -42,13 +42,17 @@ class TransactionRefused(HttpResponseError):
 Operation = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping[str, Any]]
 
 
-def submit_transaction(table: TableClient, operations: Sequence[Operation], **options: Any) -> None:
+def submit_transaction(
+    table: TableClient, operations: Sequence[Operation], **options: Any
+) -> list[str | None]:
     """`table.submit_transaction(operations)` for the operations this product sends: `("upsert",
-    entity)` (insert or merge), `("upsert", entity, {"mode": "replace"})` and `("delete", entity)`
-    (whatever its ETag). One partition, at most 100 operations; all or none. Raises
-    TransactionRefused, or the transport's AzureError when no answer came."""
+    entity)` (insert or merge), `("upsert", entity, {"mode": "replace"})`, `("delete", entity)`
+    (whatever its ETag), `("create", entity)` (insert only: 409 when it exists) and `("update",
+    entity, {"etag": etag})` (replace only if unchanged: 412 otherwise). One partition, at most
+    100 operations; all or none. Returns each operation's new ETag (None when not answered).
+    Raises TransactionRefused, or the transport's AzureError when no answer came."""
     if not operations:
-        return
+        return []
     if len(operations) > MAX_OPERATIONS:
         raise ValueError(f"a transaction holds at most {MAX_OPERATIONS} operations")
     endpoint = f"{table.scheme}://{table._primary_hostname}"  # what submit_transaction posts to
@@ -73,7 +77,9 @@ def submit_transaction(table: TableClient, operations: Sequence[Operation], **op
     }
     request = HttpRequest("POST", f"{endpoint}/$batch", headers=headers, content=content)
     response = table._client.send_request(request, stream=True, **options)
-    _check(response.status_code, response.read(), len(operations))
+    answer = response.read()
+    _check(response.status_code, answer, len(operations))
+    return _etags(answer)
 
 
 def upsert_entities(table: TableClient, entities: Sequence[Mapping[str, Any]], **options: Any) -> None:
@@ -94,16 +100,19 @@ def _operation(endpoint: str, table_name: str, version: str, now: str, operation
         return (
             f"DELETE {line}{common}Accept: application/json;odata=minimalmetadata\r\nIf-Match: *\r\n{dated}"
         )
-    if verb != "upsert" or mode not in ("merge", "replace"):
-        raise ValueError(f"unsupported transaction operation {verb!r} (mode {mode!r})")
     from azure.data.tables._serialize import _add_entity_properties  # the SDK's EDM typing
 
     body = json.dumps(_add_entity_properties(entity), cls=AzureJSONEncoder)
+    sized = f"Content-Type: application/json\r\nContent-Length: {len(body.encode())}\r\n"
+    if verb == "create":  # insert: the service refuses it (409) when the entity exists
+        target = f"{endpoint}/{quote(table_name, safe='')} HTTP/1.1\r\n"
+        return f"POST {target}{sized}{common}Accept: application/json\r\nPrefer: return-no-content\r\n{dated}{body}"
+    if verb == "update":  # replace only the version read (412 when someone wrote it since)
+        return f"PUT {line}{sized}{common}Accept: application/json\r\nIf-Match: {options['etag']}\r\n{dated}{body}"
+    if verb != "upsert" or mode not in ("merge", "replace"):
+        raise ValueError(f"unsupported transaction operation {verb!r} (mode {mode!r})")
     method = "PATCH" if mode == "merge" else "PUT"
-    return (
-        f"{method} {line}Content-Type: application/json\r\nContent-Length: {len(body.encode())}\r\n"
-        f"{common}Accept: application/json\r\n{dated}{body}"
-    )
+    return f"{method} {line}{sized}{common}Accept: application/json\r\n{dated}{body}"
 
 
 def _keys(entity: Mapping[str, Any]) -> str:
@@ -123,6 +132,13 @@ def _check(status: int, answer: bytes, operations: int) -> None:
         raise TransactionRefused(code, f"transaction refused: HTTP {code} {reason}: {_error(answer)}")
     if len(statuses) != operations:
         raise TransactionRefused(status, f"transaction answered {len(statuses)} of {operations} operations")
+
+
+def _etags(answer: bytes) -> list[str | None]:
+    """The ETag header of each operation's answer, in order."""
+    parts = _STATUS_LINE.split(answer)[3::3]  # split keeps the two groups: text after each status line
+    found = [re.search(rb"^ETag: *([^\r\n]+)", part, re.MULTILINE | re.IGNORECASE) for part in parts]
+    return [match.group(1).decode() if match else None for match in found]
 
 
 def _error(answer: bytes) -> str:

@@ -154,3 +154,109 @@ class TestSweep:
         assert len(versions) == 3  # the near-expiry request made a new version
         run = stack.service().runs.get(queued["requestId"])
         assert run["status"] == "succeeded" and run["createdVersion"] == versions[-1]["version"]
+
+
+class TestVerifyReportsWhatIsNotTampering:
+    """Issue 22, item 5 and item 2's last bullet: an outage and a stopped run are findings of
+    their own; `--run` resolves a prefix like `audit show` and refuses an unknown id."""
+
+    def test_a_record_storage_would_not_anchor_is_reported_as_that(self, stack) -> None:
+        from azure.storage.blob import ContainerClient
+
+        from rotation.storage.audit import ANCHOR_CONTAINER, AuditStore, AuditTrail
+        from tests.conftest import dead_port
+
+        estate(stack)
+        service = stack.service()
+        # Blob storage stops answering between the records' transaction and the anchor.
+        frozen = ContainerClient.from_container_url(
+            f"http://127.0.0.1:{dead_port()}/devstoreaccount1/{ANCHOR_CONTAINER}", retry_total=0
+        )
+        trail = AuditTrail(AuditStore(service.audit.table, frozen), retry_seconds=0, sleep=lambda _: None)
+        trail.record("input-rejected", source="http", outcome="rejected", reason="invalid-key-id")
+        with pytest.raises(AuditUnavailable):
+            trail.flush()
+        _, findings = audit_module.verify(service.audit)
+        assert [(f.run_id, f.problem) for f in findings] == [(trail.run_id, "not-anchored")]
+        assert "outage" in findings[0].detail
+        result = CliRunner().invoke(main, ["audit", "verify"])
+        assert result.exit_code == 4 and "not-anchored" in result.output
+
+    def test_verify_run_takes_a_unique_prefix_and_refuses_an_unknown_id(self, stack) -> None:
+        estate(stack)
+        run_id = rotate(stack)
+        result = CliRunner().invoke(main, ["audit", "verify", "--run", run_id[:8]])
+        assert result.exit_code == 0 and "1 run(s) checked, 0 problem(s)" in result.output
+        result = CliRunner().invoke(main, ["-o", "json", "audit", "verify", "--run", run_id[:8]])
+        assert json.loads(result.stdout)["runsChecked"] == 1
+        unknown = CliRunner().invoke(main, ["audit", "verify", "--run", "0badc0de"])
+        assert unknown.exit_code == 2 and "no run 0badc0de" in unknown.output
+
+    def test_a_run_still_running_after_its_lease_expired_is_unfinished(self, stack) -> None:
+        estate(stack)
+        finished = rotate(stack)
+        stopped = new_request(parse_key_id(KEY), "cli", "pytest")
+        service = stack.service()
+        # What a SIGKILL leaves: the run record says running, its lease is gone.
+        service.runs.started(
+            stopped.request_id, key_id=stopped.key_id, source="cli", actor="pytest", dry_run=False, attempt=1
+        )
+        result = CliRunner().invoke(main, ["-o", "json", "audit", "verify"])
+        assert result.exit_code == 4
+        found = [(f["run_id"], f["problem"]) for f in json.loads(result.stdout)["findings"]]
+        assert found == [(stopped.request_id, "unfinished")]
+        assert finished not in {run for run, _ in found}
+        held = service.ledger.acquire(parse_key_id(KEY), f"{stopped.request_id}/x")  # under way again
+        assert CliRunner().invoke(main, ["audit", "verify"]).exit_code == 0
+        held.release()
+
+
+def test_the_worker_dequeuing_before_the_intake_flushes_keeps_one_chain(stack) -> None:
+    """Issue 22, item 1 through the doors: while a renewal run holds the key's lease, the product's
+    own KeyNewVersionCreated is enqueued and the worker takes the message before the intake's
+    flush (run here by the queue client's send, so the interleaving is fixed, not timed)."""
+    from rotation.doors.intake import enqueue_event
+    from rotation.model.events import KeyEvent
+    from rotation.service import Service
+    from rotation.storage.queue import decode
+
+    class WorkerDequeuesFirst(Service):
+        worker_ran = False
+
+        @property
+        def requests_queue(self) -> Any:
+            queue, service = super().requests_queue, self
+
+            class Sending:
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(queue, name)
+
+                def send_message(self, content: str, **options: Any) -> Any:
+                    sent = queue.send_message(content, **options)
+                    if not service.worker_ran:  # the worker's first attempt, before the intake goes on
+                        service.worker_ran = True
+                        assert run_request(service, decode(content)) is None  # the lease is held: it waits
+                    return sent
+
+            return Sending()
+
+    estate(stack)
+    plain = stack.service()
+    service = WorkerDequeuesFirst(plain.settings, plain.clients)
+    renewal = service.ledger.acquire(parse_key_id(KEY), "renewal-run/0001")
+    event = KeyEvent(
+        "evt-race", "Microsoft.KeyVault.KeyNewVersionCreated", parse_key_id(f"{KEY}/{NEW}"), None, None, None,
+        "EventGridSchema", None,
+    )  # fmt: skip
+    request = enqueue_event(service, event)
+    renewal.release()
+    assert service.worker_ran
+    kinds = [
+        r["kind"]
+        for r in service.audit.run_records(
+            request.request_id, plain.audit.latest_anchor(request.request_id)["partition"]
+        )
+    ]
+    assert sorted(kinds) == ["event-received", "lease-waited", "request-queued"] and len(kinds) == 3
+    assert audit_module.verify(service.audit) == (1, [])
+    assert CliRunner().invoke(main, ["audit", "verify"]).exit_code == 0

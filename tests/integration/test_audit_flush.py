@@ -181,3 +181,102 @@ def test_a_background_flush_that_fails_for_good_stops_the_next_record(storage) -
     with pytest.raises(AuditUnavailable):
         trail.record("plan-step", target="t10")
     assert trail.pending == 10
+
+
+# -- two writers of one run's chain (issue 22, item 1) ---------------------------------------------
+def rows_of(store: AuditStore, trail: AuditTrail) -> list[tuple[int, str]]:
+    return [(r["seq"], r["kind"]) for r in store.run_records(trail.run_id, trail.partition)]
+
+
+def test_the_worker_writing_before_the_intake_flushes_keeps_one_chain(storage) -> None:
+    """The sequence seen on the all-kinds estate, interleaved by hand: the intake records its two
+    records, the worker opens the same run before the intake's flush and writes first."""
+    store, _ = storage
+    request = new_request(KEY, "event", "eventgrid:e1")
+    intake = AuditTrail(store, run_id=request.request_id, key=KEY, opened=request.enqueued_at)
+    intake.record("event-received")
+    queued = intake.record("request-queued")
+    worker = AuditTrail(store, run_id=request.request_id, key=KEY, opened=request.enqueued_at)
+    worker.record("lease-waited")
+    worker.flush()
+    intake.flush()
+    assert rows_of(store, intake) == [(0, "lease-waited"), (1, "event-received"), (2, "request-queued")]
+    assert queued["seq"] == 2  # the caller's record shows where it ended up
+    assert verify(store) == (1, [])
+
+
+def test_the_intake_flushing_first_leaves_the_worker_to_rechain(storage) -> None:
+    store, _ = storage
+    request = new_request(KEY, "event", "eventgrid:e2")
+    intake = AuditTrail(store, run_id=request.request_id, key=KEY, opened=request.enqueued_at)
+    worker = AuditTrail(store, run_id=request.request_id, key=KEY, opened=request.enqueued_at)
+    intake.record("event-received")
+    worker.record("lease-waited")
+    intake.record("request-queued")
+    intake.flush()
+    worker.flush()
+    worker.record("run-started")  # the same trail goes on after its rebased flush
+    worker.flush()
+    assert [kind for _, kind in rows_of(store, intake)] == [
+        "event-received",
+        "request-queued",
+        "lease-waited",
+        "run-started",
+    ]
+    assert verify(store) == (1, [])
+    later = AuditTrail(store, run_id=request.request_id, key=KEY)  # the next attempt continues it
+    assert later.count == 4
+
+
+class AfterFirstBatch(SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Runs `hook` once, when the first Table batch of this client has been answered: another
+    writer appends between two transactions of one flush."""
+
+    def __init__(self) -> None:
+        self.hook: Any = None
+
+    def on_response(self, request: Any, response: Any) -> None:
+        if request.http_request.url.split("?")[0].endswith("$batch") and self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
+
+
+def test_another_writer_between_two_transactions_of_one_flush(storage, azurite) -> None:
+    store, _ = storage
+    between = AfterFirstBatch()
+    table = TableClient.from_connection_string(
+        azurite.connection_string, AUDIT_TABLE, per_call_policies=[between]
+    )
+    racing = AuditStore(table, store.anchors)
+    run_id = str(uuid.uuid4())
+    first = AuditTrail(racing, run_id=run_id, key=KEY, flush_every=10**6)
+    for n in range(150):  # two transactions: 99 records, then 51
+        first.record("plan-step", target=f"t{n}")
+    second = AuditTrail(store, run_id=run_id, key=KEY)
+
+    def other_writer() -> None:
+        second.record("lease-waited")
+        second.flush()
+
+    between.hook = other_writer
+    first.flush()
+    stored = rows_of(store, first)
+    assert [seq for seq, _ in stored] == list(range(151))
+    assert stored[99] == (99, "lease-waited")  # after the first transaction, before the rest
+    assert verify(store) == (1, [])
+
+
+def test_a_mangled_run_head_row_stops_the_trail_instead_of_chaining_from_it(storage) -> None:
+    """Someone with table write sets the run's head Count to text: a writer must not number its
+    records from it (it would write sequence numbers below zero)."""
+    store, _ = storage
+    run_id = str(uuid.uuid4())
+    first = AuditTrail(store, run_id=run_id, key=KEY)
+    first.record("event-received")
+    first.flush()
+    head = store.table.get_entity(first.partition, f"~run-{run_id}")
+    head["Count"] = "many"
+    store.table.upsert_entity(head)
+    with pytest.raises(AuditUnavailable, match="malformed"):
+        AuditTrail(store, run_id=run_id, key=KEY)
+    assert [r["seq"] for r in store.run_records(run_id, first.partition)] == [0]

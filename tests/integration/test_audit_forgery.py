@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 from azure.data.tables import TableClient
@@ -145,7 +146,8 @@ def test_a_rewrite_under_a_well_named_new_anchor_is_caught_by_the_older_anchor(s
     rows[1]["Message"] = "nothing to see"
     forger.rewrite_and_anchor(run_id, rows)
     assert verify_exit(stack)[0] == 4
-    assert problems(stack, run_id) == {"edited"}
+    # the forged anchor also claims to have moved the key's head, which it did not
+    assert problems(stack, run_id) == {"edited", "head-mismatch"}
 
 
 def test_a_second_record_with_an_existing_sequence_number_is_caught(stack) -> None:
@@ -213,3 +215,124 @@ def test_a_key_head_pointing_at_no_anchor_is_caught(stack) -> None:
     forger.table.upsert_entity(heads)
     assert verify_exit(stack)[0] == 4
     assert problems(stack, run_id) == {"head-mismatch"}
+
+
+# -- issue 22, item 3: Table write alone (and a copied run) ----------------------------------------
+def test_swapped_rowkeys_inside_a_run_are_caught(stack) -> None:
+    estate(stack)
+    run_id = rotate(stack)
+    forger = Forger(stack.storage)
+    rows = forger.rows(run_id)
+    first, second = rows[1], rows[2]
+    for entity in (first, second):
+        forger.table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+    first["RowKey"], second["RowKey"] = second["RowKey"], first["RowKey"]  # audit list's order changes
+    forger.table.upsert_entity(first)
+    forger.table.upsert_entity(second)
+    assert verify_exit(stack)[0] == 4
+    assert problems(stack, run_id) == {"moved-row"}
+
+
+def test_a_run_hidden_from_audit_list_by_its_key_is_caught(stack) -> None:
+    estate(stack)
+    run_id = rotate(stack)
+    forger = Forger(stack.storage)
+    for entity in forger.rows(run_id):
+        entity["KeyNorm"] = "https://elsewhere.vault.azure.net/keys/other"
+        if "TargetNorm" in entity:
+            entity["TargetNorm"] = "/subscriptions/none"
+        forger.table.upsert_entity(entity)
+    listed, _ = stack.service().audit.query(key=KEY, top=500)
+    assert run_id not in {r["runId"] for r in listed}  # what a reader of `audit list --key` sees
+    assert verify_exit(stack)[0] == 4
+    assert problems(stack, run_id) == {"index-mismatch"}
+
+
+def test_a_key_head_rolled_back_to_an_older_run_is_caught(stack) -> None:
+    estate(stack)
+    older = rotate(stack)
+    latest = rotate(stack)
+    forger = Forger(stack.storage)
+    anchor = forger.latest_anchor(older)  # a genuine anchor: the head matches it
+    heads = forger.table.get_entity(HEADS_PARTITION, key_slug(parse_key_id(KEY)))
+    heads.update(RunId=older, Count=anchor["count"], HeadHash=anchor["headHash"])
+    forger.table.upsert_entity(heads)
+    assert verify_exit(stack)[0] == 4
+    _, findings = verify(stack.service().audit)
+    [rolled] = [f for f in findings if f.problem == "head-mismatch"]
+    assert latest in rolled.detail and "rolled back" in rolled.detail
+
+
+def test_an_old_run_reissued_under_a_new_run_id_is_caught(stack) -> None:
+    """Its records copied with the new id (hashes recomputed), its plan document and anchors
+    copied under the new id, and the key's head moved to it."""
+    estate(stack)
+    original = rotate(stack)
+    forger = Forger(stack.storage)
+    copy = str(uuid.uuid4())
+    rows = forger.rows(original)
+    prev, heads = rows[0]["PrevHash"], {}
+    for entity in rows:
+        entity["RunId"], entity["RowKey"] = copy, entity["RowKey"].replace(original, copy)
+        if entity["Kind"] == "plan":
+            detail = json.loads(entity["Detail"])
+            document = forger.anchors.download_blob(detail["planDocument"]).readall()
+            detail["planDocument"] = detail["planDocument"].replace(original, copy)
+            forger.anchors.upload_blob(detail["planDocument"], document)
+            entity["Detail"] = json.dumps(detail, sort_keys=True)
+        prev = forger.rehash(entity, prev)
+        heads[entity["Seq"] + 1] = prev
+        forger.table.upsert_entity(entity)
+    for blob in list(forger.anchors.list_blobs(name_starts_with=f"runs/{original}/")):
+        body = json.loads(forger.anchors.download_blob(blob.name).readall())
+        forger.anchor(blob.name.replace(original, copy), copy, body["count"], heads[body["count"]], body)
+    head = forger.table.get_entity(HEADS_PARTITION, key_slug(parse_key_id(KEY)))
+    head.update(RunId=copy, Count=len(rows), HeadHash=prev)
+    forger.table.upsert_entity(head)
+    assert verify_exit(stack)[0] == 4
+    assert "copied-run" in problems(stack, copy)
+
+
+# -- issue 22, item 4: malformed rows are findings or skipped rows, never a crash ------------------
+def test_a_head_row_whose_count_is_not_a_number_is_a_finding(stack) -> None:
+    estate(stack)
+    run_id = rotate(stack)
+    forger = Forger(stack.storage)
+    heads = forger.table.get_entity(HEADS_PARTITION, key_slug(parse_key_id(KEY)))
+    heads["Count"] = "many"
+    forger.table.upsert_entity(heads)
+    code, output = verify_exit(stack)
+    assert code == 4 and "malformed" in output
+    assert problems(stack, run_id) == {"head-mismatch"}
+
+
+def test_an_anchor_whose_previous_anchor_is_a_list_is_a_finding(stack) -> None:
+    estate(stack)
+    genuine = rotate(stack)
+    forger = Forger(stack.storage)
+    forged = str(uuid.uuid4())
+    like = {**forger.latest_anchor(genuine), "prevRunId": genuine, "prevAnchor": ["runs", genuine]}
+    forger.anchor(f"runs/{forged}/00000001.json", forged, 1, "0" * 64, like)
+    code, output = verify_exit(stack)
+    assert code == 4 and "bad-anchor" in output
+    assert problems(stack, forged) == {"bad-anchor"}
+
+
+def test_a_time_stored_as_a_datetime_is_skipped_by_list_and_found_by_verify(stack) -> None:
+    import function_app  # the HTTP door as the host loads it
+    from devstack.functions_host import http_request
+
+    estate(stack)
+    run_id = rotate(stack)
+    forger = Forger(stack.storage)
+    rows = forger.rows(run_id)
+    entity = rows[1]
+    entity["Time"] = datetime.fromisoformat(entity["Time"].replace("Z", "+00:00"))  # Edm.DateTime
+    forger.table.upsert_entity(entity)
+    listed = CliRunner().invoke(main, ["-o", "json", "audit", "list", "--run", run_id, "--top", "500"])
+    assert listed.exit_code == 0, listed.output
+    assert len(json.loads(listed.stdout)["records"]) == len(rows) - 1  # the row is skipped, the rest shown
+    response = function_app.list_audit(http_request("GET", "/api/audit", query={"run": run_id}))
+    assert response.status_code == 200
+    code, output = verify_exit(stack)
+    assert code == 4 and "malformed" in output

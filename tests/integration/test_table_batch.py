@@ -79,7 +79,26 @@ def test_replacing_and_deleting_are_the_sdks_too(table: TableClient) -> None:
         assert rows == {"step-00001": {"PartitionKey": "run", "RowKey": "step-00001", "Outcome": "verified"}}
     assert _normal(_sent(captured["ours"])[0]) == _normal(_sent(captured["theirs"])[0])
     with pytest.raises(ValueError, match="unsupported"):
-        submit_transaction(table, [("create", {"PartitionKey": "run", "RowKey": "x"})])
+        submit_transaction(table, [("insert-or-whatever", {"PartitionKey": "run", "RowKey": "x"})])
+
+
+def test_create_and_a_guarded_update_refuse_a_row_someone_else_wrote(table: TableClient) -> None:
+    """What the audit trail's head row relies on (two writers of one run's chain)."""
+    head = {"PartitionKey": "day", "RowKey": "~run-r", "Count": 1}
+    [etag] = submit_transaction(table, [("create", head)])
+    assert etag == table.get_entity("day", "~run-r").metadata["etag"]
+    with pytest.raises(TransactionRefused) as exists:
+        submit_transaction(table, [("upsert", {"PartitionKey": "day", "RowKey": "1"}), ("create", head)])
+    assert exists.value.status_code == 409
+    etags = submit_transaction(table, [("update", {**head, "Count": 2}, {"etag": etag})])
+    assert etags[-1] == table.get_entity("day", "~run-r").metadata["etag"]
+    with pytest.raises(TransactionRefused) as moved:  # the ETag read before the other writer's update
+        submit_transaction(
+            table, [("upsert", {"PartitionKey": "day", "RowKey": "2"}), ("update", head, {"etag": etag})]
+        )
+    assert moved.value.status_code == 412
+    assert table.get_entity("day", "~run-r")["Count"] == 2  # all or none: nothing of either was applied
+    assert [e["RowKey"] for e in table.query_entities("PartitionKey eq 'day'")] == ["~run-r"]
 
 
 def test_an_upsert_merges_into_the_stored_entity(table: TableClient) -> None:

@@ -25,6 +25,7 @@ from rotation.doors.cli.render import print_records
 
 if TYPE_CHECKING:
     from rotation.service import Service
+    from rotation.storage.audit import RunningRun
 
 _RUN_PREFIX = re.compile(r"[0-9a-f-]{1,36}")  # run ids are UUIDs; anything else never reaches a query
 
@@ -118,18 +119,64 @@ def audit_show(obj: Context, run_id: str) -> None:
 @output_options
 @click.pass_obj
 def audit_verify(obj: Context, run_ids: tuple[str, ...]) -> None:
-    """Recompute the hash chains against the anchors; exit 4 if anything was changed or lost."""
+    """Recompute the hash chains against the anchors; exit 4 if anything was changed or lost,
+    or a run was stopped without closing. --run takes a run id or any unique prefix."""
     from rotation.storage.audit import verify
 
+    wanted = [_resolve_audit_run(obj.service, text) for text in run_ids] or None
     with err.status("verifying audit chains…"):
-        checked, findings = verify(obj.service.audit, run_ids=list(run_ids) or None)
+        checked, findings = verify(obj.service.audit, run_ids=wanted, running=_running(obj.service))
 
     def table() -> None:
         for finding in findings:
+            # not tampering: an outage or a stopped run; still a finding, in its own colour
+            colour = "yellow" if finding.problem in ("not-anchored", "unfinished") else "red"
             out.print(
-                f"[bold red]{finding.problem}[/] run {finding.run_id}: {finding.detail}", highlight=False
+                f"[bold {colour}]{finding.problem}[/] run {finding.run_id}: {finding.detail}", highlight=False
             )
         out.print(f"{checked} run(s) checked, {len(findings)} problem(s)")
 
     emit(obj, {"runsChecked": checked, "findings": [f.__dict__ for f in findings]}, table)
     sys.exit(EXIT_FAILED if findings else EXIT_OK)
+
+
+def _resolve_audit_run(service: Service, text: str) -> str:  # noqa: RET503 - fail() exits
+    """A run id, or the one run (in the run records or the audit trail) whose id starts with
+    `text`; exit 2 when none or several."""
+    prefix = text.strip().lower()
+    if not _RUN_PREFIX.fullmatch(prefix):
+        raise click.BadParameter(f"{text!r} is not a run id or a prefix of one", param_hint="--run")
+    matches = sorted(
+        set(service.runs.ids_starting_with(prefix)) | set(service.audit.run_ids_starting_with(prefix))
+    )
+    if prefix in matches or len(matches) == 1:
+        return prefix if prefix in matches else matches[0]
+    if not matches:
+        fail(EXIT_USAGE, f"no run {text} in the run records or the audit trail")
+    fail(EXIT_USAGE, f"{text} matches several runs, give more of the id: {', '.join(matches)}")
+
+
+def _running(service: Service) -> list[RunningRun]:
+    """Runs still marked running (dry runs write nothing, so they are left out), each with the
+    lease on its key as the ledger holds it."""
+    from rotation.model.ids import parse_key_id
+    from rotation.model.times import parse_iso_or_none
+    from rotation.storage.audit import RunningRun
+
+    found = []
+    for row in service.runs.in_status("running"):
+        if row.get("DryRun"):
+            continue
+        try:
+            lease = service.ledger.holder(parse_key_id(str(row.get("KeyId"))))
+        except ValueError:
+            lease = None
+        found.append(
+            RunningRun(
+                str(row["PartitionKey"]),
+                row.get("KeyId"),
+                (lease or {}).get("Owner"),
+                parse_iso_or_none((lease or {}).get("ExpiresAt")),
+            )
+        )
+    return found

@@ -13,6 +13,7 @@ partition "heads" keeps each key's latest chain head. Key material never appears
 key ids and versions.
 """
 
+from rotation.storage.audit.record import canonical_hash, key_slug
 from rotation.storage.audit.store import (
     ANCHOR_CONTAINER,
     AUDIT_TABLE,
@@ -20,11 +21,9 @@ from rotation.storage.audit.store import (
     MAX_QUERY_DAYS,
     AuditStore,
     AuditUnavailable,
-    canonical_hash,
-    key_slug,
 )
 from rotation.storage.audit.trail import AuditTrail
-from rotation.storage.audit.verify import Finding, verify
+from rotation.storage.audit.verify import Finding, RunningRun, verify
 
 __all__ = [
     "ANCHOR_CONTAINER",
@@ -35,6 +34,7 @@ __all__ = [
     "AuditTrail",
     "AuditUnavailable",
     "Finding",
+    "RunningRun",
     "canonical_hash",
     "key_slug",
     "verify",

@@ -6,7 +6,6 @@ head. Key material never appears here: only key ids and versions."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import logging
@@ -26,7 +25,13 @@ from azure.core.exceptions import (
 
 from rotation.model.errors import RotationError
 from rotation.model.ids import KeyRef
-from rotation.storage.tablebatch import MAX_OPERATIONS, upsert_entities
+from rotation.storage.audit.record import from_entity, key_slug, parse_iso, to_entity
+from rotation.storage.tablebatch import (
+    MAX_OPERATIONS,
+    TransactionRefused,
+    submit_transaction,
+    upsert_entities,
+)
 
 if TYPE_CHECKING:  # the storage SDKs load with the clients that use them (clients.py)
     from azure.data.tables import TableClient
@@ -35,34 +40,11 @@ if TYPE_CHECKING:  # the storage SDKs load with the clients that use them (clien
 AUDIT_TABLE = "RotationAudit"
 ANCHOR_CONTAINER = "audit-anchors"
 HEADS_PARTITION = "heads"
+RUN_HEAD_PREFIX = "~run-"  # sorts after every record's RowKey (digits): queries stop before it
+RECORDS_ONLY = "RowKey lt '~'"
+_HEAD_META = ("FirstPrevHash", "PrevRunId", "FirstPrevAnchor", "KeyId")
 log = logging.getLogger("rotation.audit")
-_FIELDS = (
-    "time",
-    "kind",
-    "runId",
-    "seq",
-    "prevHash",
-    "actor",
-    "keyId",
-    "fromVersion",
-    "toVersion",
-    "target",
-    "action",
-    "reason",
-    "outcome",
-    "errorCode",
-    "message",
-    "hint",
-    "durationMs",
-    "eventId",
-    "source",
-    "detail",
-)
-_ENTITY_NAMES = {f: f[0].upper() + f[1:] for f in (*_FIELDS, "hash")}
-_MAX_TEXT = 4000
-_MAX_DETAIL = 16000  # characters of JSON; a Table string property holds 32K
 MAX_QUERY_DAYS = 92
-_MAX_MS = 10**13
 _DAY = re.compile(r"2\d{3}[01]\d[0-3]\d")
 _ANCHOR_NAME = re.compile(r"runs/([^/]+)/(\d{8})\.json")
 
@@ -75,6 +57,21 @@ class AuditUnavailable(RotationError):
 # A Table batch is a POST: azure-core's retry does not retry one whose connection broke
 # while reading the answer, so these reach the trail, which may (every write is idempotent).
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class HeadMoved(Exception):  # a state, not a failure: the caller rebases and tries again
+    """Another writer appended to the run's chain since this one last saw its head."""
+
+
+@dataclass(frozen=True)
+class RunHead:
+    """Where a run's chain ends in the table: its record count and last hash, the row's ETag,
+    and what every anchor of the run repeats (its first link, key)."""
+
+    count: int
+    head: str
+    etag: str | None
+    meta: dict[str, Any]
 
 
 def _unavailable(what: str, exc: AzureError) -> AuditUnavailable:
@@ -93,47 +90,8 @@ class PlanDocument:
     steps: int
 
 
-def canonical_hash(record: dict[str, Any]) -> str:
-    content = {k: record.get(k) for k in _FIELDS}
-    encoded = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(encoded.encode()).hexdigest()
-
-
-def key_slug(key: KeyRef | str | None) -> str:
-    """A Table-safe, stable name for a key (hosts and names compared case-insensitively)."""
-    if key is None:
-        return "none"
-    text = key.versionless_id if isinstance(key, KeyRef) else str(key)
-    return hashlib.sha256(text.lower().encode()).hexdigest()[:32]
-
-
 def _day(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%d")
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _clip(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > _MAX_TEXT:
-        return value[:_MAX_TEXT] + "…"
-    return value
-
-
-def _bounded_detail(detail: Any) -> Any:
-    """`detail` as plain JSON values, small enough for a Table property; done before hashing so
-    what is stored is exactly what was hashed."""
-    if detail is None:
-        return None
-    text = json.dumps(detail, sort_keys=True, default=str)
-    if len(text) <= _MAX_DETAIL:
-        return json.loads(text)
-    return {"truncated": True, "preview": text[:_MAX_TEXT]}
 
 
 class AuditStore:
@@ -145,12 +103,75 @@ class AuditStore:
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, partition: str, records: list[dict[str, Any]]) -> None:
-        entities = [self._entity(partition, r) for r in records]
+        entities = [to_entity(partition, r) for r in records]
         try:
             for start in range(0, len(entities), MAX_OPERATIONS):
                 upsert_entities(self.table, entities[start : start + MAX_OPERATIONS])
         except AzureError as exc:
             raise _unavailable("audit table write", exc) from exc
+
+    def run_head(self, partition: str, run_id: str) -> RunHead | None:
+        """The run's chain head row (written with every batch of its records), or None."""
+        try:
+            entity = self.table.get_entity(partition, RUN_HEAD_PREFIX + run_id)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _unavailable("audit run head read", exc) from exc
+        count = entity.get("Count")
+        meta = {name[0].lower() + name[1:]: entity.get(name) for name in _HEAD_META}
+        return RunHead(
+            count if isinstance(count, int) else -1,  # a mangled row matches no writer: it rebases
+            str(entity.get("HeadHash") or ""),
+            entity.metadata.get("etag"),
+            meta,
+        )
+
+    def append(
+        self,
+        partition: str,
+        run_id: str,
+        records: list[dict[str, Any]],
+        known: RunHead | None,
+        meta: dict[str, Any],
+    ) -> RunHead:
+        """Records and the run's new head in one transaction, only if the head is still `known`
+        (None: the head row must not exist yet). Raises HeadMoved when another writer appended."""
+        if not records or len(records) >= MAX_OPERATIONS:
+            raise ValueError(f"a chain append holds 1 to {MAX_OPERATIONS - 1} records")
+        last = records[-1]
+        meta = {name: meta.get(name[0].lower() + name[1:]) for name in _HEAD_META}
+        head = {
+            "PartitionKey": partition,
+            "RowKey": RUN_HEAD_PREFIX + run_id,
+            "HeadRunId": run_id,
+            "Count": last["seq"] + 1,
+            "HeadHash": last["hash"],
+            **meta,
+        }
+        head = {k: v for k, v in head.items() if v is not None}
+        guard: Any = ("update", head, {"etag": known.etag}) if known and known.etag else ("create", head)
+        operations: list[Any] = [("upsert", to_entity(partition, r)) for r in records]
+        try:
+            etags = submit_transaction(self.table, [*operations, guard])
+        except TransactionRefused as exc:
+            if exc.status_code in (409, 412):
+                raise HeadMoved(run_id) from None
+            raise _unavailable("audit table write", exc) from exc
+        except AzureError as exc:
+            raise _unavailable("audit table write", exc) from exc
+        kept = {name[0].lower() + name[1:]: value for name, value in meta.items()}
+        return RunHead(head["Count"], last["hash"], etags[-1] if etags else None, kept)
+
+    def holds(self, partition: str, record: dict[str, Any]) -> bool:
+        """Whether this exact record (its row, with its hash) is stored."""
+        try:
+            entity = self.table.get_entity(partition, to_entity(partition, record)["RowKey"])
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise _unavailable("audit record read", exc) from exc
+        return bool(entity.get("Hash") == record.get("hash"))
 
     def anchor(self, run_id: str, count: int, head: str, meta: dict[str, Any]) -> None:
         name = anchor_name(run_id, count)
@@ -235,36 +256,10 @@ class AuditStore:
         except AzureError as exc:
             raise _unavailable("audit chain head write", exc) from exc
 
-    @staticmethod
-    def _entity(partition: str, record: dict[str, Any]) -> dict[str, Any]:
-        moment = _parse_iso(record["time"])
-        inverted = _MAX_MS - int(moment.timestamp() * 1000)
-        row = f"{inverted:013d}-{record['runId']}-{999999 - record['seq']:06d}"
-        entity = {"PartitionKey": partition, "RowKey": row}
-        for name, column in _ENTITY_NAMES.items():
-            value = record.get(name)
-            if name == "detail" and value is not None:
-                value = json.dumps(value, sort_keys=True)
-            if value is not None:
-                entity[column] = value  # bounded when recorded: never altered after hashing
-        # Case-folded copies for queries (ARM and Key Vault ids compare case-insensitively);
-        # derived, so not part of the hash.
-        if record.get("keyId"):
-            entity["KeyNorm"] = record["keyId"].lower()
-        if record.get("target"):
-            entity["TargetNorm"] = record["target"].lower()
-        return entity
-
     # -- reading ----------------------------------------------------------------------------
     @staticmethod
     def record_from_entity(entity: dict[str, Any]) -> dict[str, Any]:
-        record = {name: entity.get(column) for name, column in _ENTITY_NAMES.items()}
-        detail = record.get("detail")
-        if isinstance(detail, str) and detail:
-            with contextlib.suppress(ValueError, RecursionError):
-                record["detail"] = json.loads(detail)
-        record["partition"] = entity.get("PartitionKey")
-        return record
+        return from_entity(entity)
 
     def query(
         self,
@@ -288,7 +283,7 @@ class AuditStore:
         state: dict[str, Any] = (
             _decode_token(continuation) if continuation else {"day": _day(until), "next": None}
         )
-        clauses, params = ["PartitionKey eq @pk"], {}
+        clauses, params = ["PartitionKey eq @pk", RECORDS_ONLY], {}
         if until - since > timedelta(days=MAX_QUERY_DAYS):
             raise ValueError(f"the time window is longer than {MAX_QUERY_DAYS} days; narrow since/until")
         for column, value, name in (
@@ -314,7 +309,8 @@ class AuditStore:
             for page in pager:
                 for entity in page:
                     record = self.record_from_entity(entity)
-                    if since <= _parse_iso(record["time"]) <= until:
+                    moment = _record_time(entity, record)
+                    if moment is not None and since <= moment <= until:
                         results.append(record)
                 if len(results) >= top and pager.continuation_token:
                     return results, _encode_token({"day": _day(day), "next": pager.continuation_token})
@@ -328,9 +324,27 @@ class AuditStore:
 
     def run_records(self, run_id: str, partition: str) -> list[dict[str, Any]]:
         entities = self.table.query_entities(
-            "PartitionKey eq @pk and RunId eq @run", parameters={"pk": partition, "run": run_id}
+            f"PartitionKey eq @pk and RunId eq @run and {RECORDS_ONLY}",
+            parameters={"pk": partition, "run": run_id},
         )
-        return sorted((self.record_from_entity(e) for e in entities), key=lambda r: r["seq"])
+        records = [self.record_from_entity(e) for e in entities]
+        return sorted(records, key=lambda r: r["seq"] if isinstance(r["seq"], int) else 10**6)  # bad last
+
+    def run_ids_starting_with(self, prefix: str, limit: int = 10) -> list[str]:
+        """Run ids in the trail (anchored, or with records) that start with `prefix`."""
+        found = {
+            name.split("/")[1]
+            for name in (b.name for b in self.anchors.list_blobs(name_starts_with=f"runs/{prefix}"))
+            if name.count("/") == 2
+        }
+        rows = self.table.query_entities(
+            "RunId ge @lo and RunId lt @hi", parameters={"lo": prefix, "hi": prefix + "~"}, select=["RunId"]
+        )
+        for entity in rows:
+            if len(found) >= limit:
+                break
+            found.add(str(entity["RunId"]))
+        return sorted(found)[:limit]
 
     def all_anchors(self, prefix: str = "runs/") -> dict[str, list[tuple[str, dict[str, Any]]]]:
         """Every anchor blob of every run, as (blob name, body), by run id in name order."""
@@ -350,11 +364,16 @@ class AuditStore:
         """(RowKey, record) of every record outside the heads partition, by run id; one table
         scan, or one query per run when `run_ids` is given (a record filed in any partition)."""
         if run_ids is None:
-            pages = [self.table.query_entities("PartitionKey ne @pk", parameters={"pk": HEADS_PARTITION})]
+            pages = [
+                self.table.query_entities(
+                    f"PartitionKey ne @pk and {RECORDS_ONLY}", parameters={"pk": HEADS_PARTITION}
+                )
+            ]
         else:
             pages = [
                 self.table.query_entities(
-                    "PartitionKey ne @pk and RunId eq @run", parameters={"pk": HEADS_PARTITION, "run": run}
+                    f"PartitionKey ne @pk and RunId eq @run and {RECORDS_ONLY}",
+                    parameters={"pk": HEADS_PARTITION, "run": run},
                 )
                 for run in run_ids
             ]
@@ -362,8 +381,28 @@ class AuditStore:
         for entities in pages:
             for entity in entities:
                 record = self.record_from_entity(entity)
+                # the query columns, for verify to hold against the hashed content
+                record["stored"] = {c: entity.get(c) for c in ("KeyNorm", "TargetNorm")}
                 found.setdefault(str(record.get("runId")), []).append((entity["RowKey"], record))
         return found
+
+
+def _record_time(entity: dict[str, Any], record: dict[str, Any]) -> datetime | None:
+    """The record's time, or None (and a warning) for a row whose Time is not the ISO text the
+    trail writes: the row is skipped, and `audit verify` reports it as malformed."""
+    text = record.get("time")
+    try:
+        if isinstance(text, str):
+            moment = parse_iso(text)
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except ValueError:
+        pass
+    log.warning(
+        "audit row %s/%s skipped: its Time is not an ISO 8601 text (audit verify reports it)",
+        entity.get("PartitionKey"),
+        entity.get("RowKey"),
+    )
+    return None
 
 
 def anchor_name(run_id: str, count: int) -> str:

@@ -14,19 +14,22 @@ from typing import Any
 import tenacity
 
 from rotation.model.ids import KeyRef
+from rotation.model.times import parse_iso_or_none
+from rotation.storage.audit.record import FIELDS, SCHEME, bounded_detail, canonical_hash, clip, iso
 from rotation.storage.audit.store import (
-    _FIELDS,
+    MAX_OPERATIONS,
     AuditStore,
     AuditUnavailable,
+    HeadMoved,
     PlanDocument,
-    _bounded_detail,
-    _clip,
+    RunHead,
     _day,
-    _iso,
     anchor_name,
-    canonical_hash,
     log,
 )
+
+_CHUNK = MAX_OPERATIONS - 1  # records per transaction: the run's head row is the last operation
+_MAX_REBASES = 20
 
 
 class AuditTrail:
@@ -34,9 +37,16 @@ class AuditTrail:
 
     A run's chain starts with its intake (event received, request queued) and continues
     through every attempt of the queue message: a trail opened for a run id that already has
-    anchors picks up where the last anchor ended. A new chain starts from the key's current
-    head (the previous run of the same key); `advance_key_head` (runs under the key's lease)
-    moves that head forward.
+    records picks up where the run's head row (or, for runs written before head rows, its last
+    anchor) ended. A new chain starts from the key's current head (the previous run of the same
+    key); `advance_key_head` (runs under the key's lease) moves that head forward.
+
+    Several trails may write one run at once (the intake's and the worker's, when the worker
+    dequeues before the intake's flush). Each transaction of records also replaces the run's
+    head row if its ETag is the one this trail last saw; when another trail appended first, the
+    records not yet written are re-chained after its head (new sequence numbers and hashes,
+    logged again) and written then. `opened` (the request's enqueue time) picks the day
+    partition of a new run, so every trail of one request looks for the head in the same place.
 
     Recording never waits on storage: once `flush_every` records are pending, a background
     thread writes them (one flush at a time, so anchors are written in chain order); `flush()`
@@ -59,6 +69,7 @@ class AuditTrail:
         retry_seconds: float = 30.0,
         remaining: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        opened: str | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id or str(uuid.uuid4())
@@ -66,18 +77,23 @@ class AuditTrail:
         self.actor = actor
         self._advance_key_head = advance_key_head and self.key is not None
         previous = store.latest_anchor(self.run_id) if run_id else None
-        if previous:
-            self.partition = previous["partition"]
+        started = parse_iso_or_none(opened) or datetime.now(UTC)
+        self.partition = previous["partition"] if previous else _day(started)
+        self._known = store.run_head(self.partition, self.run_id) if run_id else None
+        if self._known is not None:
+            self._adopt(self._known)
+        elif previous:  # a run written before head rows: its last anchor is where it ended
             self.first_prev, self.prev_run = previous.get("firstPrevHash") or "", previous.get("prevRunId")
             self._head, self._seq = previous["headHash"], previous["count"]
+            self._first_prev_anchor: str | None = None
             self._prev_anchor: str | None = anchor_name(self.run_id, self._seq)
         else:
-            self.partition = _day(datetime.now(UTC))
             self.first_prev, self.prev_run, head_count = store.chain_head_entry(self.key)
             self._head, self._seq = self.first_prev, 0
             # Each anchor names the one before it (of this run, or the key's head), so the
             # anchors of one key form a chain that verify can walk.
-            self._prev_anchor = anchor_name(self.prev_run, head_count) if self.prev_run else None
+            self._first_prev_anchor = anchor_name(self.prev_run, head_count) if self.prev_run else None
+            self._prev_anchor = self._first_prev_anchor
         self._pending: list[dict[str, Any]] = []
         self._flush_every = flush_every
         self._retry_seconds, self._remaining, self._sleep = retry_seconds, remaining, sleep
@@ -100,26 +116,28 @@ class AuditTrail:
 
     def record(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Add one decision to the chain (ordered as recorded) and log it as a JSON line."""
-        unknown = set(fields) - set(_FIELDS)
+        unknown = set(fields) - set(FIELDS)
         if unknown:
             raise ValueError(f"unknown audit fields {sorted(unknown)}")
         self._raise_failure()
         with self._lock:
-            record = dict.fromkeys(_FIELDS)
+            record = dict.fromkeys(FIELDS)
             record.update(fields)
             record.update(
-                time=_iso(datetime.now(UTC)),
+                time=iso(datetime.now(UTC)),
                 kind=kind,
                 runId=self.run_id,
                 seq=self._seq,
                 prevHash=self._head,
                 actor=fields.get("actor") or self.actor,
+                scheme=SCHEME,
+                partition=self.partition,
             )
             if record["keyId"] is None and self.key is not None:
                 record["keyId"] = self.key.versionless_id
-            for name in _FIELDS:
-                record[name] = _clip(record[name])
-            record["detail"] = _bounded_detail(record["detail"])
+            for name in FIELDS:
+                record[name] = clip(record[name])
+            record["detail"] = bounded_detail(record["detail"])
             record["hash"] = canonical_hash(record)
             self._head = record["hash"]
             self._seq += 1
@@ -183,30 +201,86 @@ class AuditTrail:
                 batch, self._pending = self._pending[:cut], self._pending[cut:]
             if not batch:
                 return
-            meta = {
-                "keyId": self.key.versionless_id if self.key else None,
-                "partition": self.partition,
-                "firstPrevHash": self.first_prev,
-                "prevRunId": self.prev_run,
-                "prevAnchor": self._prev_anchor,
-                "time": _iso(datetime.now(UTC)),
-            }
             try:
-                self._retried(lambda: self._write(batch, meta), "flush")
+                self._retried(lambda: self._write(batch), "flush")
             except BaseException:  # an outage, or the door's budget ran out: keep them for a later flush
                 with self._lock:
                     self._pending = batch + self._pending
                 raise
             self._prev_anchor = anchor_name(self.run_id, batch[-1]["seq"] + 1)  # the next one names it
 
-    def _write(self, batch: list[dict[str, Any]], meta: dict[str, Any]) -> None:
-        """One batch: records (upserts, so a retry rewrites the same rows), anchor (a retry finds
-        it written with the same head), key head."""
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        """One batch: records with the run's head (chunks a retry skips once written), anchor (a
+        retry finds it written with the same head), key head."""
+        for start in range(0, len(batch), _CHUNK):
+            self._commit(batch[start : start + _CHUNK], batch[start + _CHUNK :])
         head, count = batch[-1]["hash"], batch[-1]["seq"] + 1
-        self.store.write(self.partition, batch)
-        self.store.anchor(self.run_id, count, head, meta)
+        self.store.anchor(self.run_id, count, head, self._meta())
         if self._advance_key_head and self.key is not None:
             self.store.set_chain_head(self.key, head, self.run_id, count)
+
+    def _commit(self, chunk: list[dict[str, Any]], rest: list[dict[str, Any]]) -> None:
+        """Append `chunk` where the run's chain ends now, re-chaining it (and what follows) after
+        another writer's records when that writer appended first."""
+        for _ in range(_MAX_REBASES):
+            known = self._known
+            if known is not None and chunk[0]["seq"] < known.count:
+                return  # written by an earlier try of this flush
+            if known is None or (known.count, known.head) == (chunk[0]["seq"], chunk[0]["prevHash"]):
+                try:
+                    self._known = self.store.append(self.partition, self.run_id, chunk, known, self._meta())
+                    return
+                except HeadMoved:
+                    pass
+            current = self.store.run_head(self.partition, self.run_id)
+            if self.store.holds(self.partition, chunk[-1]):
+                self._known = current  # an earlier try wrote it; its answer was lost
+                return
+            if current is None:
+                raise AuditUnavailable(f"the audit head row of run {self.run_id} disappeared")
+            self._rebase(current, [*chunk, *rest])
+        raise AuditUnavailable(f"the audit chain of run {self.run_id} kept moving under other writers")
+
+    def _rebase(self, current: RunHead, unwritten: list[dict[str, Any]]) -> None:
+        """Re-chain the records not yet written after `current` (their dicts, so callers holding
+        a record see its final sequence number), and take the run's first link from it."""
+        with self._lock:
+            self._known = current
+            self._adopt(current)
+            for record in [*unwritten, *self._pending]:
+                record.update(seq=self._seq, prevHash=self._head)
+                record["hash"] = canonical_hash(record)
+                self._head, self._seq = record["hash"], self._seq + 1
+                log.info(json.dumps({"audit": record, "rechained": True}, default=str, ensure_ascii=False))
+        log.warning(
+            "audit run %s: another writer appended first; records re-chained after %d",
+            self.run_id,
+            current.count,
+        )
+
+    def _adopt(self, current: RunHead) -> None:
+        if current.count < 0 or not current.head:  # edited by hand: never number records from it
+            raise AuditUnavailable(f"the audit head row of run {self.run_id} is malformed")
+        meta = current.meta
+        self.first_prev, self.prev_run = meta.get("firstPrevHash") or "", meta.get("prevRunId")
+        self._first_prev_anchor = meta.get("firstPrevAnchor")
+        self._head, self._seq = current.head, current.count
+        self._prev_anchor = (
+            anchor_name(self.run_id, current.count) if current.count else self._first_prev_anchor
+        )
+
+    def _meta(self) -> dict[str, Any]:
+        """What every anchor of the run repeats, and the head row keeps for the run's other writers."""
+        return {
+            "keyId": self.key.versionless_id if self.key else None,
+            "partition": self.partition,
+            "firstPrevHash": self.first_prev,
+            "prevRunId": self.prev_run,
+            "firstPrevAnchor": self._first_prev_anchor,
+            "prevAnchor": self._prev_anchor,
+            "time": iso(datetime.now(UTC)),
+            "advancesHead": self._advance_key_head,  # verify holds the key's head to the newest such
+        }
 
     def _retried[T](self, fn: Callable[[], T], what: str) -> T:
         """`fn` again after a transient storage failure, with jittered backoff, while the retry
