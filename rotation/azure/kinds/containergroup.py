@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, cast
 import tenacity
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from rotation.azure.kinds import KEY_PARTS, ApplyContext, Consumer, KindDefaults, has_failed, is_busy
 from rotation.azure.kinds.armkind import each_read, one
+from rotation.azure.kinds.protocol import KEY_PARTS, ApplyContext, KindDefaults, has_failed, is_busy
 from rotation.azure.retry import Deadline, TransientCondition, classify
-from rotation.model.consumer import Unreadable
+from rotation.model.consumer import Consumer, Unreadable
 from rotation.model.decisions import BLOCKED, REDEPLOY_REQUIRED, Check, Decision, PolicyContext
 from rotation.model.errors import Hint, RotationError
 from rotation.model.ids import (

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rotation.azure.kinds import Consumer
-from rotation.azure.kinds import armkind as a
+import rotation.azure.kinds.armkind as a
+from rotation.model.consumer import Consumer
 from rotation.model.decisions import Check
 from rotation.model.ids import DISK_ENCRYPTION_SET, InvalidId, KeyRef, parse_key_id
 

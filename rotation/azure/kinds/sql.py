@@ -17,8 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import batched
 from typing import TYPE_CHECKING, Any
 
-from rotation.azure.kinds import ApplyContext, Consumer
-from rotation.azure.kinds import armkind as a
+import rotation.azure.kinds.armkind as a
+from rotation.azure.kinds.protocol import ApplyContext
+from rotation.model.consumer import Consumer
 from rotation.model.decisions import Check
 from rotation.model.ids import SQL_SERVER, InvalidId, KeyRef, ResourceId, parse_key_id
 

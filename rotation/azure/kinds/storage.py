@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rotation.azure.kinds import KEY_PARTS, Consumer
-from rotation.azure.kinds import armkind as a
+import rotation.azure.kinds.armkind as a
+from rotation.azure.kinds.protocol import KEY_PARTS
+from rotation.model.consumer import Consumer
 from rotation.model.decisions import Check
 from rotation.model.ids import STORAGE_ACCOUNT, InvalidId, KeyRef, key_from_parts
 
