@@ -27,6 +27,7 @@ from rotation.azure.kinds.protocol import (
     verified,
 )
 from rotation.model.consumer import Consumer
+from rotation.model.ids import ResourceId, parse_resource_id
 
 __all__ = [
     "BUSY_STATES",
@@ -37,12 +38,14 @@ __all__ = [
     "Consumer",
     "KindDefaults",
     "TargetKind",
+    "accepted_types",
     "all_kinds",
     "checks_of",
     "has_failed",
     "hints_of",
     "is_busy",
     "kind_label",
+    "parse_target",
     "pending",
     "read_for_key",
     "recreates_missing",
@@ -79,6 +82,18 @@ def all_kinds() -> list[TargetKind]:
         CosmosAccounts(),
         ManagedClusters(),
     ]
+
+
+@functools.cache
+def accepted_types() -> tuple[str, ...]:
+    """The ARM types a target may have: one per registered kind, nothing else."""
+    return tuple(k.resource_type for k in all_kinds())
+
+
+def parse_target(text: str) -> ResourceId:
+    """A target named at a door (CLI, HTTP, queue): an ARM id's shape, of a registered kind's
+    type. Raises InvalidId naming the accepted types."""
+    return parse_resource_id(text, accepted_types())
 
 
 @functools.cache
