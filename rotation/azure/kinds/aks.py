@@ -63,6 +63,9 @@ def manual_required(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
 class ManagedClusters(a.ArmTargetKind):
     kind = "aks"
     resource_type = MANAGED_CLUSTER
+    arm_actions = (  # seen, never written
+        "Microsoft.ContainerService/managedClusters/read",
+    )
     api_version = API_VERSION
     plan_checks: tuple[Check, ...] = (manual_required,)
 

@@ -33,6 +33,7 @@ class ArmTargetKind(KindDefaults):
 
     kind: str
     resource_type: str
+    arm_actions: tuple[str, ...]
     api_version: str
     # The service's permanent error codes (lower case) -> what a person should do about them;
     # "" is the sentence for any other 400 from the service.

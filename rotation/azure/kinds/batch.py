@@ -52,6 +52,10 @@ def to_consumer(account: Mapping[str, Any]) -> Consumer | None:
 class BatchAccounts(a.ArmTargetKind):
     kind = "batch"
     resource_type = BATCH_ACCOUNT
+    arm_actions = (  # the PATCH is synchronous
+        "Microsoft.Batch/batchAccounts/read",
+        "Microsoft.Batch/batchAccounts/write",
+    )
     api_version = "2025-06-01"  # what the pinned azure-mgmt-batch client sends (tested)
     hints = (  # status-specific, not derived from `remediation`
         Hint(

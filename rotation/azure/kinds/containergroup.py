@@ -188,6 +188,18 @@ def spec_blob_name(resource_id: ResourceId) -> str:
 class ContainerGroups(KindDefaults):
     kind = "containergroup"
     resource_type = CONTAINER_GROUP
+    arm_actions: tuple[str, ...] = (
+        "Microsoft.ContainerInstance/containerGroups/read",
+    )  # read only under `report`
+    # Only with the redeploy policy: delete and re-create a group, and follow both operations;
+    # a group in a virtual network also needs to join its subnet again.
+    redeploy_actions = (
+        "Microsoft.ContainerInstance/containerGroups/write",
+        "Microsoft.ContainerInstance/containerGroups/delete",
+        "Microsoft.ContainerInstance/locations/operationResults/read",
+        "Microsoft.ContainerInstance/locations/operations/read",
+    )
+    subnet_actions = ("Microsoft.Network/virtualNetworks/subnets/join/action",)
     api_version = "2023-05-01"  # what the pinned azure-mgmt-containerinstance client sends (tested)
     key_naming = KEY_PARTS  # encryptionProperties.{vaultBaseUrl, keyName, keyVersion}
     plan_checks: tuple[Check, ...] = (secure_values_block_redeploy, redeploy_required)

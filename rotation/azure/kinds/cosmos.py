@@ -43,6 +43,9 @@ def versioned_uri(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
 class CosmosAccounts(a.ArmTargetKind):
     kind = "cosmos"
     resource_type = COSMOS_ACCOUNT
+    arm_actions = (  # seen, never written
+        "Microsoft.DocumentDB/databaseAccounts/read",
+    )
     api_version = API_VERSION
     plan_checks: tuple[Check, ...] = (versioned_uri,)
 

@@ -59,6 +59,11 @@ class DiskEncryptionSets(a.ArmTargetKind):
     kind = KIND
     remediation = REMEDIATION
     resource_type = DISK_ENCRYPTION_SET
+    arm_actions = (  # the PATCH is long-running (Compute operations)
+        "Microsoft.Compute/diskEncryptionSets/read",
+        "Microsoft.Compute/diskEncryptionSets/write",
+        "Microsoft.Compute/locations/operations/read",
+    )
     api_version = API_VERSION
     plan_checks: tuple[Check, ...] = (a.accepts_key_types("Managed disks", ACCEPTED_KEYS),)
 

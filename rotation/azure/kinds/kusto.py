@@ -28,6 +28,11 @@ class KustoClusters(a.ArmTargetKind):
     kind = "kusto"
     key_naming = KEY_PARTS  # keyVaultUri, keyName, keyVersion
     resource_type = KUSTO_CLUSTER
+    arm_actions = (  # the PATCH is long-running
+        "Microsoft.Kusto/clusters/read",
+        "Microsoft.Kusto/clusters/write",
+        "Microsoft.Kusto/locations/operationResults/read",
+    )
     api_version = API_VERSION
     remediation = REMEDIATION
 

@@ -36,6 +36,11 @@ class LogAnalyticsClusters(a.ArmTargetKind):
     kind = "loganalytics"
     key_naming = KEY_PARTS  # keyVaultUri, keyName, keyVersion
     resource_type = LOG_ANALYTICS_CLUSTER
+    arm_actions = (  # the PATCH is long-running
+        "Microsoft.OperationalInsights/clusters/read",
+        "Microsoft.OperationalInsights/clusters/write",
+        "Microsoft.OperationalInsights/locations/operationStatuses/read",
+    )
     api_version = API_VERSION
     remediation = REMEDIATION
 

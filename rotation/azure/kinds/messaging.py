@@ -98,8 +98,18 @@ class Namespaces(a.ArmTargetKind):
 class EventHubNamespaces(Namespaces):
     kind = "eventhub"
     resource_type = EVENTHUB_NAMESPACE
+    arm_actions = (  # a synchronous PATCH, or a PUT whose status is read at operationresults
+        "Microsoft.EventHub/namespaces/read",
+        "Microsoft.EventHub/namespaces/write",
+        "Microsoft.EventHub/namespaces/operationresults/read",
+    )
 
 
 class ServiceBusNamespaces(Namespaces):
     kind = "servicebus"
     resource_type = SERVICEBUS_NAMESPACE
+    arm_actions = (  # a synchronous PATCH, or a PUT whose status is read at operationresults
+        "Microsoft.ServiceBus/namespaces/read",
+        "Microsoft.ServiceBus/namespaces/write",
+        "Microsoft.ServiceBus/namespaces/operationresults/read",
+    )

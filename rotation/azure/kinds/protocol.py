@@ -50,6 +50,11 @@ class TargetKind(Protocol):
     # (each `(consumer, PolicyContext) -> Decision | None`, see rotation/core/policy.py).
     plan_checks: tuple[Check, ...]
 
+    @property
+    def arm_actions(self) -> tuple[str, ...]:
+        """The ARM actions it needs: read, write and its long-running operations' status reads
+        (infra/modules/custom-roles.bicep grants exactly these; a test holds them to it)."""
+
     def list(self, clients: Clients, subscription: str) -> Iterator[Consumer | Unreadable]:
         """Every resource of this kind in the subscription that uses a customer-managed key
         (a resource whose data the kind could not read: an Unreadable in its place)."""

@@ -68,6 +68,10 @@ class StorageAccounts(a.ArmTargetKind):
     key_naming = KEY_PARTS  # keyvaulturi, keyname, keyversion
     remediation = REMEDIATION
     resource_type = STORAGE_ACCOUNT
+    arm_actions = (  # the PATCH is synchronous
+        "Microsoft.Storage/storageAccounts/read",
+        "Microsoft.Storage/storageAccounts/write",
+    )
     api_version = API_VERSION
     plan_checks: tuple[Check, ...] = (a.accepts_key_types("Azure Storage", ACCEPTED_KEYS),)
 
