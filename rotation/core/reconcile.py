@@ -74,7 +74,7 @@ class Reconciler:
         self.clients = clients
         self.audit = audit
         self.runs = runs
-        self.kinds = {k.kind: k for k in (kinds or all_kinds())}
+        self.kinds = {k.kind: k for k in (kinds or all_kinds(settings))}
         self.retry = RetryPolicy(
             settings.retry_initial_seconds, settings.retry_max_seconds, settings.retry_attempts
         )
@@ -107,7 +107,6 @@ class Reconciler:
         context = PolicyContext(
             gathered.state,
             datetime.now(UTC),
-            self.settings.container_group_policy,
             self.settings.opt_out_tag,
             frozenset(self.settings.subscriptions),
         )

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 from rotation.azure.kinds.protocol import (
     BUSY_STATES,
@@ -28,6 +29,9 @@ from rotation.azure.kinds.protocol import (
 )
 from rotation.model.consumer import Consumer
 from rotation.model.ids import ResourceId, parse_resource_id
+
+if TYPE_CHECKING:
+    from rotation.config import Settings
 
 __all__ = [
     "BUSY_STATES",
@@ -54,8 +58,9 @@ __all__ = [
 ]
 
 
-def all_kinds() -> list[TargetKind]:
-    """The one list of consumer kinds: adding a kind is one module and one line here."""
+def all_kinds(settings: Settings | None = None) -> list[TargetKind]:
+    """The one list of consumer kinds: adding a kind is one module and one line here. A kind's
+    own setting comes from `settings` (its default without them: lists and reads need none)."""
     from rotation.azure.kinds.aks import ManagedClusters
     from rotation.azure.kinds.batch import BatchAccounts
     from rotation.azure.kinds.containergroup import ContainerGroups
@@ -71,7 +76,7 @@ def all_kinds() -> list[TargetKind]:
     return [
         Registries(),
         BatchAccounts(),
-        ContainerGroups(),
+        ContainerGroups(settings.container_group_policy if settings else "report"),
         StorageAccounts(),
         DiskEncryptionSets(),
         SqlServers(),
