@@ -12,7 +12,13 @@ import secrets
 from typing import Any
 
 from .containergroups import SPEC_FIELDS
-from .scenario_cmk import CMK_KINDS, KEYED_ENTRIES, dump_cmk_kinds, load_cmk_kinds, with_system
+from .scenario_cmk import (
+    CMK_ENTRY_TYPES,
+    CMK_KINDS,
+    dump_cmk_kinds,
+    load_cmk_kinds,
+    with_system,
+)
 from .scenario_fields import ScenarioError, arm_id, attached_identities, load_entries, require
 from .state import (
     EC_OPS,
@@ -69,25 +75,26 @@ def parse_time(value: Any, where: str, *, base: int | None = None) -> int | None
     raise ScenarioError(f"{where}: expected epoch seconds or an offset like '-40d', got {value!r}")
 
 
+# The top-level list that holds each ARM type a resource provider here serves; the product's
+# kinds are checked against it (tests/unit/test_kind_completeness.py).
+ENTRY_TYPES: dict[str, str] = {
+    "registries": "Microsoft.ContainerRegistry/registries",
+    "batchAccounts": "Microsoft.Batch/batchAccounts",
+    "containerGroups": "Microsoft.ContainerInstance/containerGroups",
+    **CMK_ENTRY_TYPES,
+}
+
+
 def load(world: World, scenario: Any) -> None:
     """Replace the world's estate with the scenario's. Validates everything before changing anything."""
     if not isinstance(scenario, dict):
         raise ScenarioError("scenario: expected a JSON object")
-    unknown = set(scenario) - {
-        "vaults",
-        "identities",
-        "registries",
-        "batchAccounts",
-        "containerGroups",
-        "subscriptions",
-        *KEYED_ENTRIES,
-        *CMK_KINDS,
-    }
+    unknown = set(scenario) - {"vaults", "identities", "subscriptions", *ENTRY_TYPES, *CMK_KINDS}
     if unknown:
         raise ScenarioError(f"scenario: unknown top-level fields {sorted(unknown)}")
     base = now()
     staged = World()
-    _loadidentities(scenario.get("identities") or {}, staged)
+    _load_identities(scenario.get("identities") or {}, staged)
     for vault_name, spec in (scenario.get("vaults") or {}).items():
         staged.vaults[vault_name.lower()] = _load_vault(vault_name, spec or {}, base)
     for hsm_name, spec in (scenario.get("managedHsms") or {}).items():
@@ -124,7 +131,7 @@ def load(world: World, scenario: Any) -> None:
         world.resource_groups = staged.resource_groups
 
 
-def _loadidentities(identities: dict[str, Any], staged: World) -> None:
+def _load_identities(identities: dict[str, Any], staged: World) -> None:
     for identity_id, spec in identities.items():
         arm_id(
             identity_id, "Microsoft.ManagedIdentity", "userAssignedIdentities", f"identities[{identity_id!r}]"

@@ -21,6 +21,12 @@ KEYED_ENTRIES: dict[str, tuple[str, bool]] = {
     "cosmosAccounts": ("Microsoft.DocumentDB/databaseAccounts", False),
     "managedClusters": ("Microsoft.ContainerService/managedClusters", False),
 }
+CMK_ENTRY_TYPES: dict[str, str] = {
+    "storageAccounts": "Microsoft.Storage/storageAccounts",
+    "diskEncryptionSets": "Microsoft.Compute/diskEncryptionSets",
+    "sqlServers": "Microsoft.Sql/servers",
+    **{entry: resource_type for entry, (resource_type, _) in KEYED_ENTRIES.items()},
+}
 _KEYED_OPTIONS = ("keyVaultNetworkAccess", "keyVaultResourceId", "requireInfrastructureEncryption")
 
 
