@@ -282,7 +282,13 @@ def _load_group(spec: dict[str, Any], where: str, world: World) -> ContainerGrou
         }
         if identity:
             encryption["identity"] = identity
-    group_spec: dict[str, Any] = {k: copy.deepcopy(spec[k]) for k in SPEC_FIELDS if k in spec}
+    extra = spec.get("properties") or {}  # ARM properties the format does not name, kept as they are
+    if not isinstance(extra, dict):
+        raise ScenarioError(f"{where}.properties: expected an object of ARM properties")
+    group_spec: dict[str, Any] = {
+        **copy.deepcopy(extra),
+        **{k: copy.deepcopy(spec[k]) for k in SPEC_FIELDS if k in spec},
+    }
     group_spec.setdefault(
         "containers",
         [
@@ -310,6 +316,7 @@ def _load_group(spec: dict[str, Any], where: str, world: World) -> ContainerGrou
         identities=identities,
         spec=group_spec,
         tags=dict(spec.get("tags") or {}),
+        top={"zones": list(spec["zones"])} if spec.get("zones") else {},
     )
 
 
@@ -418,5 +425,9 @@ def _dump_group(group: ContainerGroup) -> dict[str, Any]:
             }
         )
     out["secureEnvironment"] = has_secure_values(group.spec)
-    out.update(copy.deepcopy(group.spec))
+    out.update({k: copy.deepcopy(v) for k, v in group.spec.items() if k in SPEC_FIELDS})
+    extra = {k: copy.deepcopy(v) for k, v in group.spec.items() if k not in SPEC_FIELDS}
+    if extra:
+        out["properties"] = extra
+    out.update(copy.deepcopy(group.top))
     return out
