@@ -69,6 +69,7 @@ class Reconciler:
         kinds: list[TargetKind] | None = None,
         ledger: Ledger | None = None,
         clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], None] = time.sleep,  # the waits between retries of a call
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -76,7 +77,7 @@ class Reconciler:
         self.runs = runs
         self.kinds = {k.kind: k for k in (kinds or all_kinds(settings))}
         self.retry = RetryPolicy(
-            settings.retry_initial_seconds, settings.retry_max_seconds, settings.retry_attempts
+            settings.retry_initial_seconds, settings.retry_max_seconds, settings.retry_attempts, sleep
         )
         self.gatherer = Gatherer(settings, clients, self.kinds, self.retry)
         # The ledger keeps canary-wave progress between attempts; the clock times the soak.
