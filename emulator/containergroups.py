@@ -53,6 +53,8 @@ def strip_secure_values(spec: dict[str, Any]) -> dict[str, Any]:
         if "secret" in volume:
             volume["secret"] = {}
     ((shown.get("diagnostics") or {}).get("logAnalytics") or {}).pop("workspaceKey", None)
+    for extension in shown.get("extensions", []) or []:  # kept since the PUT keeps it; secret
+        (extension.get("properties") or {}).pop("protectedSettings", None)
     return shown
 
 

@@ -450,7 +450,13 @@ def test_container_group_keeps_what_the_emulator_does_not_model(estate: Any) -> 
         vid("a2"),
         zones=["2"],
         extensions=[
-            aci.DeploymentExtensionSpec(name="kube-proxy", extension_type="kube-proxy", version="1.0")
+            aci.DeploymentExtensionSpec(
+                name="kube-proxy",
+                extension_type="kube-proxy",
+                version="1.0",
+                settings={"clusterCidr": "10.240.0.0/16"},
+                protected_settings={"kubeConfig": "c2VjcmV0"},
+            )
         ],
         confidential_compute_properties=aci.ConfidentialComputeProperties(cce_policy="eyJhbGxvdyI6MX0="),
     )
@@ -458,9 +464,10 @@ def test_container_group_keeps_what_the_emulator_does_not_model(estate: Any) -> 
     again = client.get("rg-aci", "kept")
     for shown in (created, again):
         assert shown.zones == ["2"]
-        assert [(e.name, e.extension_type, e.version) for e in shown.extensions] == [
-            ("kube-proxy", "kube-proxy", "1.0")
+        assert [(e.name, e.extension_type, e.version, e.settings) for e in shown.extensions] == [
+            ("kube-proxy", "kube-proxy", "1.0", {"clusterCidr": "10.240.0.0/16"})
         ]
+        assert shown.extensions[0].protected_settings is None  # secret, as in Azure
         assert shown.confidential_compute_properties.cce_policy == "eyJhbGxvdyI6MX0="
     raw = estate.admin.state()["containerGroups"]
     [kept] = [g for g in raw if g["id"].endswith("/kept")]
