@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import fanout, mixed_kinds  # noqa: E402
-from devstack.azurite import Azurite  # noqa: E402
 from emulator import EmulatorProcess, use_emulator  # noqa: E402
+from emulator.azurite import Azurite  # noqa: E402
 
 # The product's settings for every run (fanout.run_once and mixed_kinds.run_once set the
 # subscriptions); the same as those benches' own main().

@@ -7,8 +7,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from devstack.azurite import Azurite
 from emulator import EmulatorProcess, use_emulator
+from emulator.azurite import Azurite
 
 
 @contextmanager

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devstack.azurite import Azurite
 from devstack.functions import index
 from devstack.functions_host import QueueHostSettings
 from devstack.infra import EventSubscription, event_subscription
 from devstack.triggers import QueueListener, Timers
 from devstack.webhost import FunctionsWebHost, HostKeys
+from emulator.azurite import Azurite
 from emulator.runtime import Emulator, use_emulator, write_env_file
 
 REPO = Path(__file__).resolve().parent.parent

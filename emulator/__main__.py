@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     emulator.start()
     azurite = None
     if args.azurite:
-        from devstack.azurite import Azurite
+        from .azurite import Azurite
 
         azurite = Azurite().start()
         # Azurite's published development account: a well-known local constant, not a secret.

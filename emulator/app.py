@@ -190,6 +190,11 @@ class EmulatorApp:
         add("POST", r"/config", self._post_config)
         add("GET", r"/events", lambda r: Response.json(200, {"events": self.eventgrid.received()}))
         add("DELETE", r"/events", _then_204(self.eventgrid.clear))
+        add(
+            "POST",
+            r"/operations/finish",
+            lambda r: Response.json(200, {"finished": self.arm.operations.finish_now()}),
+        )
         add("GET", r"/clock", lambda r: Response.json(200, self.key_events.describe()))
         add("POST", r"/clock", self._post_clock)
         add(

@@ -21,7 +21,10 @@ TYPE = "Microsoft.ContainerInstance/containerGroups"
 _ROOT = r"/subscriptions/(?P<sub>[^/]+)"
 _GROUP = _ROOT + r"/resourceGroups/(?P<group>[^/]+)"
 _ITEM = _GROUP + r"/providers/Microsoft\.ContainerInstance/containerGroups/(?P<name>[^/]+)"
-SPEC_FIELDS = (  # a group's spec as ARM shows it (the scenario format takes the same fields)
+# What the service sets or keeps apart: never part of the spec a PUT stores.
+_SERVICE_PROPERTIES = frozenset({"provisioningState", "instanceView", "encryptionProperties"})
+_ENVELOPE = frozenset({"id", "name", "type", "location", "tags", "identity", "properties"})
+SPEC_FIELDS = (  # the spec fields the scenario format takes by name (others: its `properties`)
     "containers",
     "osType",
     "restartPolicy",
@@ -50,6 +53,8 @@ def strip_secure_values(spec: dict[str, Any]) -> dict[str, Any]:
         if "secret" in volume:
             volume["secret"] = {}
     ((shown.get("diagnostics") or {}).get("logAnalytics") or {}).pop("workspaceKey", None)
+    for extension in shown.get("extensions", []) or []:  # kept since the PUT keeps it; secret
+        (extension.get("properties") or {}).pop("protectedSettings", None)
     return shown
 
 
@@ -113,6 +118,7 @@ class ContainerGroups:
             "events": [],
         }
         body: dict[str, Any] = {
+            **copy.deepcopy(group.top),
             "id": group.id,
             "name": arm_parts(group.id)["name"],
             "type": TYPE,
@@ -148,7 +154,10 @@ class ContainerGroups:
             return body
         resource_id = self._id(sub, group, name)
         properties = body.get("properties") or {}
-        spec = {k: copy.deepcopy(properties[k]) for k in SPEC_FIELDS if k in properties}
+        # Every property but the service's own, also those this emulator does not model
+        # (extensions, confidentialComputeProperties, ...): Azure keeps them.
+        spec = {k: copy.deepcopy(v) for k, v in properties.items() if k not in _SERVICE_PROPERTIES}
+        top = {k: copy.deepcopy(v) for k, v in body.items() if k not in _ENVELOPE}
         encryption = properties.get("encryptionProperties")
         identity = body.get("identity") or {}
         identities = list((identity.get("userAssignedIdentities") or {}).keys())
@@ -169,7 +178,7 @@ class ContainerGroups:
                         f"The encryption properties of container group '{name}' cannot be updated. "
                         "Delete the container group and create it again with the new key.",
                     )
-                return self._update_in_place(request, existing, spec, body, identities)
+                return self._update_in_place(request, existing, spec, body, identities, top)
             created = ContainerGroup(
                 id=resource_id,
                 location=body["location"],
@@ -178,6 +187,7 @@ class ContainerGroups:
                 spec=spec,
                 tags=dict(body.get("tags") or {}),
                 provisioning_state="Creating",
+                top=top,
             )
             self.world.container_groups[resource_id.lower()] = created
 
@@ -251,11 +261,12 @@ class ContainerGroups:
         spec: dict[str, Any],
         body: dict[str, Any],
         identities: builtins.list[str],  # `list` here is this class's method
+        top: dict[str, Any],
     ) -> Response:
         previous = existing.provisioning_state
 
         def apply() -> None:
-            existing.spec, existing.identities = spec, identities
+            existing.spec, existing.identities, existing.top = spec, identities, top
             existing.tags = dict(body.get("tags") or {})
             existing.provisioning_state = "Succeeded"
 

@@ -91,6 +91,10 @@ class AdminClient:
     def configure(self, **settings: Any) -> dict[str, Any]:
         return self._call("POST", "/config", settings)
 
+    def finish_operations(self) -> int:
+        """End every pending long-running operation now; how many there were."""
+        return int(self._call("POST", "/operations/finish")["finished"])
+
     def events(self) -> list[dict[str, Any]]:
         return self._call("GET", "/events")["events"]
 

@@ -9,13 +9,18 @@ from __future__ import annotations
 import copy
 import re
 import secrets
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from .containergroups import SPEC_FIELDS
-from .scenario_cmk import CMK_KINDS, KEYED_ENTRIES, dump_cmk_kinds, load_cmk_kinds, with_system
+from .scenario_cmk import (
+    CMK_ENTRY_TYPES,
+    CMK_KINDS,
+    dump_cmk_kinds,
+    load_cmk_kinds,
+    with_system,
+)
+from .scenario_fields import ScenarioError, arm_id, attached_identities, load_entries, require
 from .state import (
-    ARM_ID,
     EC_OPS,
     RSA_OPS,
     BatchAccount,
@@ -50,10 +55,6 @@ RECOVERY_LEVELS = {
 }
 
 
-class ScenarioError(ValueError):
-    """The scenario is malformed; the message names the offending field."""
-
-
 def parse_time(value: Any, where: str, *, base: int | None = None) -> int | None:
     if value is None:
         return None
@@ -74,53 +75,21 @@ def parse_time(value: Any, where: str, *, base: int | None = None) -> int | None
     raise ScenarioError(f"{where}: expected epoch seconds or an offset like '-40d', got {value!r}")
 
 
-class _Record(Protocol):
-    id: str
-
-
-def load_entries[R: _Record](
-    scenario: dict[str, Any],
-    entry: str,
-    load: Callable[[dict[str, Any], str, World], R],
-    world: World,
-    into: dict[str, R],
-) -> None:
-    """Load each item of the list `entry` into `into`, by lower-case id; `where` names the item."""
-    for index, spec in enumerate(scenario.get(entry) or []):
-        record = load(spec, f"{entry}[{index}]", world)
-        into[record.id.lower()] = record
-
-
-def _require(mapping: dict[str, Any], name: str, where: str) -> Any:
-    if not isinstance(mapping, dict) or name not in mapping or mapping[name] in (None, ""):
-        raise ScenarioError(f"{where}: '{name}' is required")
-    return mapping[name]
-
-
-def _arm_id(value: Any, provider: str, rtype: str, where: str) -> str:
-    match = ARM_ID.fullmatch(value) if isinstance(value, str) else None
-    if not match or match["provider"].lower() != provider.lower() or match["type"].lower() != rtype.lower():
-        raise ScenarioError(
-            f"{where}: expected an id like /subscriptions/<sub>/resourceGroups/<rg>/providers/"
-            f"{provider}/{rtype}/<name>, got {value!r}"
-        )
-    return value
+# The top-level list that holds each ARM type a resource provider here serves; the product's
+# kinds are checked against it (tests/unit/test_kind_completeness.py).
+ENTRY_TYPES: dict[str, str] = {
+    "registries": "Microsoft.ContainerRegistry/registries",
+    "batchAccounts": "Microsoft.Batch/batchAccounts",
+    "containerGroups": "Microsoft.ContainerInstance/containerGroups",
+    **CMK_ENTRY_TYPES,
+}
 
 
 def load(world: World, scenario: Any) -> None:
     """Replace the world's estate with the scenario's. Validates everything before changing anything."""
     if not isinstance(scenario, dict):
         raise ScenarioError("scenario: expected a JSON object")
-    unknown = set(scenario) - {
-        "vaults",
-        "identities",
-        "registries",
-        "batchAccounts",
-        "containerGroups",
-        "subscriptions",
-        *KEYED_ENTRIES,
-        *CMK_KINDS,
-    }
+    unknown = set(scenario) - {"vaults", "identities", "subscriptions", *ENTRY_TYPES, *CMK_KINDS}
     if unknown:
         raise ScenarioError(f"scenario: unknown top-level fields {sorted(unknown)}")
     base = now()
@@ -164,7 +133,7 @@ def load(world: World, scenario: Any) -> None:
 
 def _load_identities(identities: dict[str, Any], staged: World) -> None:
     for identity_id, spec in identities.items():
-        _arm_id(
+        arm_id(
             identity_id, "Microsoft.ManagedIdentity", "userAssignedIdentities", f"identities[{identity_id!r}]"
         )
         spec = spec or {}
@@ -247,27 +216,17 @@ def _load_key(name: str, spec: dict[str, Any], where: str, base: int) -> Key:
     )
 
 
-def _identities(spec: dict[str, Any], where: str, world: World) -> list[str]:
-    ids = list(spec.get("identities") or [])
-    for index, identity_id in enumerate(ids):
-        _arm_id(
-            identity_id, "Microsoft.ManagedIdentity", "userAssignedIdentities", f"{where}.identities[{index}]"
-        )
-        world.identity(identity_id)
-    return ids
-
-
 def _load_registry(spec: dict[str, Any], where: str, world: World) -> Registry:
-    resource_id = _arm_id(
-        _require(spec, "id", where), "Microsoft.ContainerRegistry", "registries", f"{where}.id"
+    resource_id = arm_id(
+        require(spec, "id", where), "Microsoft.ContainerRegistry", "registries", f"{where}.id"
     )
-    identities = _identities(spec, where, world)
+    identities = attached_identities(spec, where, world)
     encryption_identity = spec.get("encryptionIdentity")
     system_principal = spec.get("systemPrincipalId")
     if encryption_identity == "SystemAssigned" or spec.get("systemAssigned"):
         system_principal = system_principal or stable_uuid("system:" + resource_id)
     elif encryption_identity:
-        _arm_id(
+        arm_id(
             encryption_identity,
             "Microsoft.ManagedIdentity",
             "userAssignedIdentities",
@@ -287,8 +246,8 @@ def _load_registry(spec: dict[str, Any], where: str, world: World) -> Registry:
 
 
 def _load_batch(spec: dict[str, Any], where: str, world: World) -> BatchAccount:
-    resource_id = _arm_id(_require(spec, "id", where), "Microsoft.Batch", "batchAccounts", f"{where}.id")
-    identities = _identities(spec, where, world)
+    resource_id = arm_id(require(spec, "id", where), "Microsoft.Batch", "batchAccounts", f"{where}.id")
+    identities = attached_identities(spec, where, world)
     system_principal = None
     if spec.get("systemAssigned"):
         system_principal = spec.get("systemPrincipalId") or stable_uuid("system:" + resource_id)
@@ -303,27 +262,33 @@ def _load_batch(spec: dict[str, Any], where: str, world: World) -> BatchAccount:
 
 
 def _load_group(spec: dict[str, Any], where: str, world: World) -> ContainerGroup:
-    resource_id = _arm_id(
-        _require(spec, "id", where), "Microsoft.ContainerInstance", "containerGroups", f"{where}.id"
+    resource_id = arm_id(
+        require(spec, "id", where), "Microsoft.ContainerInstance", "containerGroups", f"{where}.id"
     )
     name = arm_parts(resource_id)["name"]
     identity = spec.get("identity")
-    identities = _identities(spec, where, world)
+    identities = attached_identities(spec, where, world)
     if identity:
-        _arm_id(identity, "Microsoft.ManagedIdentity", "userAssignedIdentities", f"{where}.identity")
+        arm_id(identity, "Microsoft.ManagedIdentity", "userAssignedIdentities", f"{where}.identity")
         world.identity(identity)
         if "identities" not in spec:  # by default the group holds the identity it encrypts with
             identities.append(identity)
     encryption = None
     if spec.get("keyName"):
         encryption = {
-            "vaultBaseUrl": _require(spec, "vaultBaseUrl", where),
+            "vaultBaseUrl": require(spec, "vaultBaseUrl", where),
             "keyName": spec["keyName"],
-            "keyVersion": _require(spec, "keyVersion", where),
+            "keyVersion": require(spec, "keyVersion", where),
         }
         if identity:
             encryption["identity"] = identity
-    group_spec: dict[str, Any] = {k: copy.deepcopy(spec[k]) for k in SPEC_FIELDS if k in spec}
+    extra = spec.get("properties") or {}  # ARM properties the format does not name, kept as they are
+    if not isinstance(extra, dict):
+        raise ScenarioError(f"{where}.properties: expected an object of ARM properties")
+    group_spec: dict[str, Any] = {
+        **copy.deepcopy(extra),
+        **{k: copy.deepcopy(spec[k]) for k in SPEC_FIELDS if k in spec},
+    }
     group_spec.setdefault(
         "containers",
         [
@@ -351,6 +316,7 @@ def _load_group(spec: dict[str, Any], where: str, world: World) -> ContainerGrou
         identities=identities,
         spec=group_spec,
         tags=dict(spec.get("tags") or {}),
+        top={"zones": list(spec["zones"])} if spec.get("zones") else {},
     )
 
 
@@ -459,5 +425,9 @@ def _dump_group(group: ContainerGroup) -> dict[str, Any]:
             }
         )
     out["secureEnvironment"] = has_secure_values(group.spec)
-    out.update(copy.deepcopy(group.spec))
+    out.update({k: copy.deepcopy(v) for k, v in group.spec.items() if k in SPEC_FIELDS})
+    extra = {k: copy.deepcopy(v) for k, v in group.spec.items() if k not in SPEC_FIELDS}
+    if extra:
+        out["properties"] = extra
+    out.update(copy.deepcopy(group.top))
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cmk import id_part
+from .scenario_fields import ScenarioError, arm_id, attached_identities, load_entries, require
 from .state import DiskEncryptionSet, KeyedResource, SqlServer, StorageAccount, World, stable_uuid
 
 CMK_KINDS = ("storageAccounts", "diskEncryptionSets", "sqlServers", "managedHsms")
@@ -20,16 +21,20 @@ KEYED_ENTRIES: dict[str, tuple[str, bool]] = {
     "cosmosAccounts": ("Microsoft.DocumentDB/databaseAccounts", False),
     "managedClusters": ("Microsoft.ContainerService/managedClusters", False),
 }
+CMK_ENTRY_TYPES: dict[str, str] = {
+    "storageAccounts": "Microsoft.Storage/storageAccounts",
+    "diskEncryptionSets": "Microsoft.Compute/diskEncryptionSets",
+    "sqlServers": "Microsoft.Sql/servers",
+    **{entry: resource_type for entry, (resource_type, _) in KEYED_ENTRIES.items()},
+}
 _KEYED_OPTIONS = ("keyVaultNetworkAccess", "keyVaultResourceId", "requireInfrastructureEncryption")
 
 
 def _common(
     spec: Any, where: str, provider: str, rtype: str, world: World
 ) -> tuple[str, list[str], str | None]:
-    from .scenario import _arm_id, _identities, _require  # one set of field rules for every kind
-
-    resource_id = _arm_id(_require(spec, "id", where), provider, rtype, f"{where}.id")
-    identities = _identities(spec, where, world)
+    resource_id = arm_id(require(spec, "id", where), provider, rtype, f"{where}.id")
+    identities = attached_identities(spec, where, world)
     system = None
     if spec.get("systemAssigned"):
         system = spec.get("systemPrincipalId") or stable_uuid("system:" + resource_id)
@@ -39,11 +44,9 @@ def _common(
 def _identity_ref(
     spec: dict[str, Any], field: str, where: str, world: World, default: str | None = None
 ) -> str | None:
-    from .scenario import _arm_id
-
     value = spec.get(field, default)
     if value:
-        _arm_id(value, "Microsoft.ManagedIdentity", "userAssignedIdentities", f"{where}.{field}")
+        arm_id(value, "Microsoft.ManagedIdentity", "userAssignedIdentities", f"{where}.{field}")
         world.identity(value)
     return value
 
@@ -71,10 +74,8 @@ def _source_vault(key_id: str, resource_id: str) -> str | None:
 
 
 def _load_des(spec: dict[str, Any], where: str, world: World) -> DiskEncryptionSet:
-    from .scenario import _require
-
     resource_id, identities, system = _common(spec, where, "Microsoft.Compute", "diskEncryptionSets", world)
-    key_id = _require(spec, "keyId", where)
+    key_id = require(spec, "keyId", where)
     return DiskEncryptionSet(
         id=resource_id,
         location=spec.get("location", "westeurope"),
@@ -111,16 +112,14 @@ def _load_sql(spec: dict[str, Any], where: str, world: World) -> SqlServer:
 def _load_keyed(
     spec: dict[str, Any], where: str, world: World, resource_type: str, several: bool
 ) -> KeyedResource:
-    from .scenario import ScenarioError, _require
-
     provider, rtype = resource_type.split("/")
     resource_id, identities, system = _common(spec, where, provider, rtype, world)
     if several:
-        key_ids = _require(spec, "keyIds", where)
+        key_ids = require(spec, "keyIds", where)
         if not isinstance(key_ids, list) or not all(isinstance(k, str) and k for k in key_ids):
             raise ScenarioError(f"{where}.keyIds: a list of key ids")
     else:
-        key_ids = [str(_require(spec, "keyId", where))]
+        key_ids = [str(require(spec, "keyId", where))]
     # The identity named for the key: given, else the first assigned one (None: system-assigned).
     key_identity = _identity_ref(spec, "keyIdentity", where, world, identities[0] if identities else None)
     return KeyedResource(
@@ -150,8 +149,6 @@ def _dump_keyed(resource: KeyedResource, several: bool) -> dict[str, Any]:
 
 
 def load_cmk_kinds(scenario: dict[str, Any], staged: World) -> None:
-    from .scenario import load_entries
-
     for entry, (resource_type, several) in KEYED_ENTRIES.items():
         for index, spec in enumerate(scenario.get(entry) or []):
             resource = _load_keyed(spec, f"{entry}[{index}]", staged, resource_type, several)

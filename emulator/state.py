@@ -135,6 +135,9 @@ class ContainerGroup:
     spec: dict[str, Any]  # ARM properties other than encryption, secure values included
     tags: dict[str, str]
     provisioning_state: str = "Succeeded"
+    # Top-level members beyond the envelope (`zones`, ...), kept as they came like the
+    # properties this emulator does not model: a client that drops one shows it.
+    top: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

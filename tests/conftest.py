@@ -16,9 +16,9 @@ from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
-from devstack.azurite import Azurite
 from devstack.functions_host import QueueDispatcher, QueueHostSettings
 from emulator import AdminClient, EmulatorProcess, use_emulator
+from emulator.azurite import Azurite
 from rotation import service as service_module
 from tests.scenarios import OTHER_VAULT, SUB_A, SUB_B, VAULT
 

@@ -1,7 +1,8 @@
 // The two custom roles the rotation identity (and, optionally, the on-call group) gets.
 // Built-in roles were too broad: Key Vault Crypto Officer can delete and purge keys, and
 // Contributor can do anything to the consumers. Each list below is every action the
-// product uses, and nothing else (tests/infra/test_templates.py holds them to it).
+// product uses, and nothing else: each consumer kind declares its own (`arm_actions` in
+// rotation/azure/kinds/) and tests/infra/test_templates.py holds these lists to them.
 
 targetScope = 'subscription'
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import tenacity
 from azure.core.exceptions import (
@@ -138,6 +138,8 @@ class RetryPolicy:
     initial: float = 1.0
     maximum: float = 30.0
     attempts: int = 6
+    # How a wait between attempts is spent: time.sleep, or a test's fake clock moving on.
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
 
     def backoff(self) -> tenacity.wait.wait_base:
         """Exponential with equal jitter: between half and all of min(maximum, initial x 2^(n-1))."""
@@ -149,6 +151,17 @@ class RetryPolicy:
     def after_hint(self) -> tenacity.wait.wait_base:
         """The jitter added to a service's Retry-After, so retries that were told the same do not align."""
         return tenacity.wait_random(0, min(1.0, self.initial))
+
+
+class _PastDeadline(tenacity.stop.stop_base):
+    """Stop when the next wait would end past the deadline (tenacity's own timing stops read
+    the real monotonic clock; this reads the deadline's, which a test can move)."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+
+    def __call__(self, state: tenacity.RetryCallState) -> bool:
+        return state.upcoming_sleep >= self.deadline.remaining()
 
 
 def _failure(state: tenacity.RetryCallState) -> BaseException:
@@ -176,8 +189,8 @@ def call[T](
         return backoff(state) if hint is None else hint + after_hint(state)
 
     stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(policy.attempts)
-    if deadline is not None:  # never sleep past the run's deadline
-        stop = stop | tenacity.stop_before_delay(max(0.0, deadline.remaining()))
+    if deadline is not None:  # never sleep past the run's deadline, read on the deadline's clock
+        stop = stop | _PastDeadline(deadline)
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         info = classify(_failure(state))
@@ -196,6 +209,7 @@ def call[T](
         wait=wait,
         stop=stop,
         before_sleep=before_sleep,
+        sleep=policy.sleep,
         reraise=True,
     )
     return retrying(fn)

@@ -64,7 +64,7 @@ class Gatherer:
 
     def inventory(self, key: KeyRef, targets: tuple[str, ...] | None, deadline: Deadline | None) -> Inventory:
         if targets is not None:
-            ids = [parse_resource_id(t) for t in targets]
+            ids = [parse_resource_id(t, [k.resource_type for k in self.kinds.values()]) for t in targets]
             return read_targets(
                 self.clients,
                 key,

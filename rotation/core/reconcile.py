@@ -69,14 +69,15 @@ class Reconciler:
         kinds: list[TargetKind] | None = None,
         ledger: Ledger | None = None,
         clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], None] = time.sleep,  # the waits between retries of a call
     ) -> None:
         self.settings = settings
         self.clients = clients
         self.audit = audit
         self.runs = runs
-        self.kinds = {k.kind: k for k in (kinds or all_kinds())}
+        self.kinds = {k.kind: k for k in (kinds or all_kinds(settings))}
         self.retry = RetryPolicy(
-            settings.retry_initial_seconds, settings.retry_max_seconds, settings.retry_attempts
+            settings.retry_initial_seconds, settings.retry_max_seconds, settings.retry_attempts, sleep
         )
         self.gatherer = Gatherer(settings, clients, self.kinds, self.retry)
         # The ledger keeps canary-wave progress between attempts; the clock times the soak.
@@ -107,7 +108,6 @@ class Reconciler:
         context = PolicyContext(
             gathered.state,
             datetime.now(UTC),
-            self.settings.container_group_policy,
             self.settings.opt_out_tag,
             frozenset(self.settings.subscriptions),
         )

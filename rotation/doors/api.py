@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from azure.core.exceptions import AzureError
 
 from rotation.azure.budget import BudgetExhausted, door_budget
+from rotation.azure.kinds import parse_target
 from rotation.core.reconcile import Unreachable
 from rotation.doors import MAX_AUDIT_TOP
 from rotation.doors.web import (  # noqa: F401 - re-exported for callers of api.py
@@ -41,7 +42,7 @@ from rotation.doors.web import (  # noqa: F401 - re-exported for callers of api.
     auth_enabled,
     roles_of,
 )
-from rotation.model.ids import CONSUMER_TYPES, InvalidId, parse_resource_id
+from rotation.model.ids import InvalidId
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail, AuditUnavailable
 from rotation.storage.queue import InvalidRequest, enqueue, new_request
@@ -219,7 +220,7 @@ class Api:
         target = None
         if query.get("target"):
             try:
-                target = str(parse_resource_id(query["target"], CONSUMER_TYPES))
+                target = str(parse_target(query["target"]))
             except InvalidId as exc:
                 raise ApiError(400, "InvalidTarget", str(exc)) from None
         run = None

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from rotation.azure.kinds import accepted_types
 from rotation.core.reconcile import Unreachable
 from rotation.model.errors import RotationError
-from rotation.model.ids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
+from rotation.model.ids import InvalidId, KeyRef, parse_key_id, parse_resource_id
 from rotation.service import Service
 from rotation.storage.queue import unique_targets
 
@@ -155,11 +156,11 @@ def _targets(service: Service, value: Any) -> tuple[str, ...] | None:
     if not isinstance(value, list) or not value or len(value) > MAX_TARGETS:
         raise ApiError(400, "InvalidTargets", f"targets must be a list of 1-{MAX_TARGETS} ARM resource ids")
     try:
-        targets = unique_targets(value)
+        targets = unique_targets(value, accepted_types())
     except InvalidId as exc:
         raise ApiError(400, "InvalidTargets", str(exc)) from None
     for target in targets:
-        subscription = parse_resource_id(target, CONSUMER_TYPES).subscription
+        subscription = parse_resource_id(target, None).subscription  # its type checked above
         if subscription not in service.settings.subscriptions:
             raise ApiError(
                 403,

@@ -28,6 +28,7 @@ import uuid
 from datetime import UTC, datetime
 
 from rotation.azure.budget import door_budget
+from rotation.azure.kinds import accepted_types
 from rotation.core.reconcile import RunResult
 from rotation.doors.replay import archive_poison
 from rotation.model.errors import RotationError
@@ -69,7 +70,7 @@ def handle_message(
     with door_budget(service.settings.worker_budget_seconds):
         service.ensure_storage()
         try:
-            request = decode(body)
+            request = decode(body, accepted_types())
         except InvalidRequest as exc:
             quarantine(service, body, str(exc), message_id)
             return None

@@ -58,7 +58,6 @@ class Decision:
 class PolicyContext:
     state: KeyState
     now: datetime
-    container_group_policy: str = "report"
     opt_out_tag: str = "cmk-rotation"
     # ROTATION_SUBSCRIPTIONS (lower case); None: not checked (pure planning without settings)
     subscriptions: frozenset[str] | None = None

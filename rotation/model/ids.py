@@ -4,6 +4,7 @@ reaches a Key Vault URL, an ARM path or a Table query."""
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
@@ -34,20 +35,6 @@ EVENTHUB_NAMESPACE = "Microsoft.EventHub/namespaces"
 SERVICEBUS_NAMESPACE = "Microsoft.ServiceBus/namespaces"
 COSMOS_ACCOUNT = "Microsoft.DocumentDB/databaseAccounts"
 MANAGED_CLUSTER = "Microsoft.ContainerService/managedClusters"
-CONSUMER_TYPES = (
-    REGISTRY,
-    BATCH_ACCOUNT,
-    CONTAINER_GROUP,
-    STORAGE_ACCOUNT,
-    DISK_ENCRYPTION_SET,
-    SQL_SERVER,
-    LOG_ANALYTICS_CLUSTER,
-    KUSTO_CLUSTER,
-    EVENTHUB_NAMESPACE,
-    SERVICEBUS_NAMESPACE,
-    COSMOS_ACCOUNT,
-    MANAGED_CLUSTER,
-)
 # Managed HSM pools serve the Key Vault keys API on their own hosts (<name>.managedhsm.azure.net).
 HSM_SUFFIXES = ("managedhsm.azure.net", "managedhsm.azure.cn", "managedhsm.usgovcloudapi.net")
 
@@ -185,7 +172,9 @@ class ResourceId:
         return str(self).lower()
 
 
-def parse_resource_id(text: str, expected_types: tuple[str, ...] = CONSUMER_TYPES) -> ResourceId:
+def parse_resource_id(text: str, expected_types: Collection[str] | None) -> ResourceId:
+    """An ARM id of one of `expected_types` (canonical casing), or of any type when None (its
+    shape only). The types a target may have are the registry's (rotation/azure/kinds)."""
     if not isinstance(text, str) or len(text) > 1024:
         raise InvalidId(
             "resource id: expected /subscriptions/<id>/resourceGroups/<rg>/providers/<type>/<name>"
@@ -203,6 +192,8 @@ def parse_resource_id(text: str, expected_types: tuple[str, ...] = CONSUMER_TYPE
     if not _RESOURCE_NAME.match(match["name"]):
         raise InvalidId(f"resource id {text!r}: invalid resource name")
     full_type = f"{match['provider']}/{match['type']}"
+    if expected_types is None:
+        return ResourceId(match["sub"].lower(), match["rg"], match["provider"], match["type"], match["name"])
     canonical = next((t for t in expected_types if t.lower() == full_type.lower()), None)
     if canonical is None:
         raise InvalidId(f"resource id {text!r}: type {full_type} is not one of {', '.join(expected_types)}")

@@ -10,10 +10,12 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from rotation.model.errors import RotationError
-from rotation.model.ids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
+from rotation.model.ids import InvalidId, KeyRef, parse_key_id, parse_resource_id
 from rotation.model.times import utc_now
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from azure.storage.queue import QueueClient
 
     from rotation.config import Settings
@@ -93,11 +95,13 @@ class RotationRequest:
         return replace(self, lease_waits=self.lease_waits + 1, enqueued_at=utc_now())
 
 
-def unique_targets(targets: Any) -> tuple[str, ...]:
-    """Canonical ids, each resource once (ARM ids compare case-insensitively)."""
+def unique_targets(targets: Any, accepted_types: Collection[str]) -> tuple[str, ...]:
+    """Canonical ids of the accepted types (the registry's, rotation/azure/kinds, which this
+    room may not import: the door passes them), each resource once (ARM ids compare
+    case-insensitively)."""
     seen: dict[str, str] = {}
     for target in targets:
-        resource = parse_resource_id(target, CONSUMER_TYPES)
+        resource = parse_resource_id(target, accepted_types)
         seen.setdefault(resource.key, str(resource))
     return tuple(seen.values())
 
@@ -109,7 +113,7 @@ def not_allowed(request: RotationRequest, settings: Settings) -> str | None:
     if not settings.vault_allowed(key.vault_host):
         return f"vault {key.vault_host} is not in ROTATION_ALLOWED_VAULTS"
     for target in request.targets or ():
-        subscription = parse_resource_id(target, CONSUMER_TYPES).subscription
+        subscription = parse_resource_id(target, None).subscription  # checked when decoded
         if subscription not in settings.subscriptions:
             return (
                 f"target {target} is in subscription {subscription}, which is not in ROTATION_SUBSCRIPTIONS"
@@ -123,8 +127,9 @@ def new_request(key: KeyRef, source: str, actor: str, **fields: Any) -> Rotation
     return RotationRequest(key_id=key.versionless_id, source=source, actor=actor, **fields)
 
 
-def decode(body: bytes | str) -> RotationRequest:
-    """Parse and validate a decoded (not base64) message body."""
+def decode(body: bytes | str, accepted_types: Collection[str]) -> RotationRequest:
+    """Parse and validate a decoded (not base64) message body; targets must be of the
+    `accepted_types` (the registry's, passed by the door)."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -153,7 +158,7 @@ def decode(body: bytes | str) -> RotationRequest:
         if not isinstance(targets, list):
             raise InvalidRequest("targets must be a list of resource ids or null")
         try:
-            targets = unique_targets(targets)
+            targets = unique_targets(targets, accepted_types)
         except InvalidId as exc:
             raise InvalidRequest(f"targets: {exc}") from None
     for name in ("eventId", "eventType", "eventVersion"):

@@ -72,7 +72,7 @@ class Served:
                 raise AssertionError(
                     f"serve exited {self.process.returncode}: {self.stderr_file.read_text()}"
                 )
-            time.sleep(0.05)
+            time.sleep(0.05)  # a real process (python -m emulator serve) getting ready: only time tells
         raise AssertionError(f"serve did not get ready; stdout so far:\n{self.stdout_file.read_text()}")
 
     def stop(self) -> None:

@@ -59,7 +59,7 @@ def until[T](probe: Callable[[], T | None], what: str, timeout: float = 60) -> T
         found = probe()
         if found:
             return found
-        time.sleep(0.1)
+        time.sleep(0.1)  # real processes (make serve: Azurite, emulator, host) move on their own
     raise AssertionError(f"timed out waiting for {what}")
 
 

@@ -21,6 +21,9 @@ from pathlib import Path
 import pytest
 from pycep import BicepParser  # PyPI: pycep-parser (requirements-dev.txt)
 
+from rotation.azure.kinds import all_kinds
+from rotation.azure.kinds.containergroup import ContainerGroups
+
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 MODULES = INFRA / "modules"
@@ -134,57 +137,18 @@ KEY_VAULT_DATA_ACTIONS = [
     "Microsoft.KeyVault/vaults/keys/update/action",
     "Microsoft.KeyVault/vaults/keyrotationpolicies/read",
 ]
-CONSUMER_ACTIONS = [
-    "Microsoft.ContainerRegistry/registries/read",
-    "Microsoft.ContainerRegistry/registries/write",
-    "Microsoft.ContainerRegistry/locations/operationResults/read",
-    "Microsoft.ContainerRegistry/registries/operationStatuses/read",
-    "Microsoft.Batch/batchAccounts/read",
-    "Microsoft.Batch/batchAccounts/write",
-    "Microsoft.ContainerInstance/containerGroups/read",
-    "Microsoft.Storage/storageAccounts/read",
-    "Microsoft.Storage/storageAccounts/write",
-    "Microsoft.Compute/diskEncryptionSets/read",
-    "Microsoft.Compute/diskEncryptionSets/write",
-    "Microsoft.Compute/locations/operations/read",
-    "Microsoft.Sql/servers/read",
-    "Microsoft.Sql/servers/keys/read",
-    "Microsoft.Sql/servers/keys/write",
-    "Microsoft.Sql/servers/encryptionProtector/read",
-    "Microsoft.Sql/servers/encryptionProtector/write",
-    "Microsoft.Sql/locations/serverKeyAzureAsyncOperation/read",
-    "Microsoft.Sql/locations/serverKeyOperationResults/read",
-    "Microsoft.Sql/locations/encryptionProtectorAzureAsyncOperation/read",
-    "Microsoft.Sql/locations/encryptionProtectorOperationResults/read",
-    "Microsoft.OperationalInsights/clusters/read",
-    "Microsoft.OperationalInsights/clusters/write",
-    "Microsoft.OperationalInsights/locations/operationStatuses/read",
-    "Microsoft.Kusto/clusters/read",
-    "Microsoft.Kusto/clusters/write",
-    "Microsoft.Kusto/locations/operationResults/read",
-    "Microsoft.EventHub/namespaces/read",
-    "Microsoft.EventHub/namespaces/write",
-    "Microsoft.EventHub/namespaces/operationresults/read",
-    "Microsoft.ServiceBus/namespaces/read",
-    "Microsoft.ServiceBus/namespaces/write",
-    "Microsoft.ServiceBus/namespaces/operationresults/read",
-    "Microsoft.DocumentDB/databaseAccounts/read",
-    "Microsoft.ContainerService/managedClusters/read",
-]
+# Every action each registered kind declares it needs (its `arm_actions`), in the registry's
+# order: a kind added without its actions in the role, or an action left behind, fails here.
+CONSUMER_ACTIONS = [action for kind in all_kinds() for action in kind.arm_actions]
 # Kinds this system sees but never writes (manual-required): read only, nothing else.
 READ_ONLY_PROVIDERS = ("Microsoft.DocumentDB/", "Microsoft.ContainerService/")
-REDEPLOY_ACTIONS = [
-    "Microsoft.ContainerInstance/containerGroups/write",
-    "Microsoft.ContainerInstance/containerGroups/delete",
-    "Microsoft.ContainerInstance/locations/operationResults/read",
-    "Microsoft.ContainerInstance/locations/operations/read",
-]
+REDEPLOY_ACTIONS = list(ContainerGroups.redeploy_actions)
 IDENTITY_ASSIGN_ACTIONS = ["Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action"]
 ANCHOR_WRITER_DATA_ACTIONS = [
     "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
     "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action",
 ]
-VNET_ACTIONS = ["Microsoft.Network/virtualNetworks/subnets/join/action"]
+VNET_ACTIONS = list(ContainerGroups.subnet_actions)
 ACCESS_POLICY_ROTATOR = ["get", "list", "rotate", "update", "getrotationpolicy"]
 ACCESS_POLICY_CONSUMER = ["get", "wrapKey", "unwrapKey"]
 # The one wildcard allowed in an action: how Azure names "assign any identity".

@@ -67,9 +67,9 @@ def test_registries_batch_accounts_and_groups_are_handled_without_their_typed_sd
 def test_a_long_running_write_is_followed_in_the_calling_thread(stack) -> None:
     """The worker waits for its write anyway: azure-core's LROPoller would start one more thread
     per target to poll in."""
-    from rotation.azure.kinds import ApplyContext
+    from rotation.azure.kinds import ApplyContext, parse_target
     from rotation.azure.kinds.registry import Registries
-    from rotation.model.ids import parse_key_id, parse_resource_id
+    from rotation.model.ids import parse_key_id
 
     stack.load(
         s.scenario(
@@ -79,7 +79,7 @@ def test_a_long_running_write_is_followed_in_the_calling_thread(stack) -> None:
     )
     stack.admin.configure(lroSeconds=0.2, retryAfter=0)  # running when the write answers
     clients, kind = stack.service().clients, Registries()
-    before = kind.read(clients, parse_resource_id(s.registry_id("reg1")))
+    before = kind.read(clients, parse_target(s.registry_id("reg1")))
     assert before is not None
     stack.admin.clear_calls()
     started: set[str] = set()  # threads that ran Python code during the write

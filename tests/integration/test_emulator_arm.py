@@ -442,6 +442,41 @@ def test_container_group_recreate_with_new_key_version(estate: Any) -> None:
     assert sorted(methods) == sorted([("PUT", 409), ("DELETE", 202), ("PUT", 201)])
 
 
+def test_container_group_keeps_what_the_emulator_does_not_model(estate: Any) -> None:
+    """Fields the emulator has no rule for come back as they were sent: a client that drops
+    one on a re-create is seen dropping it."""
+    client = container_groups()
+    group = new_group(
+        vid("a2"),
+        zones=["2"],
+        extensions=[
+            aci.DeploymentExtensionSpec(
+                name="kube-proxy",
+                extension_type="kube-proxy",
+                version="1.0",
+                settings={"clusterCidr": "10.240.0.0/16"},
+                protected_settings={"kubeConfig": "c2VjcmV0"},
+            )
+        ],
+        confidential_compute_properties=aci.ConfidentialComputeProperties(cce_policy="eyJhbGxvdyI6MX0="),
+    )
+    created = client.begin_create_or_update("rg-aci", "kept", group, polling_interval=POLL).result()
+    again = client.get("rg-aci", "kept")
+    for shown in (created, again):
+        assert shown.zones == ["2"]
+        assert [(e.name, e.extension_type, e.version, e.settings) for e in shown.extensions] == [
+            ("kube-proxy", "kube-proxy", "1.0", {"clusterCidr": "10.240.0.0/16"})
+        ]
+        assert shown.extensions[0].protected_settings is None  # secret, as in Azure
+        assert shown.confidential_compute_properties.cce_policy == "eyJhbGxvdyI6MX0="
+    raw = estate.admin.state()["containerGroups"]
+    [kept] = [g for g in raw if g["id"].endswith("/kept")]
+    assert kept["zones"] == ["2"] and set(kept["properties"]) == {
+        "extensions",
+        "confidentialComputeProperties",
+    }
+
+
 def test_container_group_update_in_place_keeps_the_key_and_new_groups_check_it(estate: Any) -> None:
     client = container_groups()
     spec = client.get("rg-aci", "job2")

@@ -281,7 +281,7 @@ def test_clients_that_vanish_leave_stderr_quiet(capfd: pytest.CaptureFixture[str
         for _ in range(5):  # reset in the middle of a plain request's body
             sock = socket.create_connection(proxy, timeout=10)
             sock.sendall(b"POST /faults HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
-            time.sleep(0.01)
+            time.sleep(0.01)  # the listener (real sockets) reads the partial body before the reset
             reset(sock)
         context = ssl.create_default_context(cafile=running.env["REQUESTS_CA_BUNDLE"])
         for path in ("/keys/app-cmk", "/keys/slow"):  # mid-body on TLS; gone before a slow answer
@@ -293,9 +293,9 @@ def test_clients_that_vanish_leave_stderr_quiet(capfd: pytest.CaptureFixture[str
             tls.sendall(
                 f"GET {path}?{KV_API} HTTP/1.1\r\nHost: {VAULT_HOST}\r\nContent-Length: {length}\r\n\r\n".encode()
             )
-            time.sleep(0.01)
+            time.sleep(0.01)  # as above: the listener reads part of the request first
             reset(tls)
-        time.sleep(0.5)  # the slow answer is written to a closed connection
+        time.sleep(0.5)  # the listener thread writes the slow answer (300 ms) to a closed socket
         assert running.admin.health()
         assert running.admin.calls()["counts"] == {f"GET {VAULT_HOST}/keys/slow": 1}
     assert "Traceback" not in capfd.readouterr().err

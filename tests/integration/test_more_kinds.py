@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import function_app
 from devstack.functions_host import deliver_event_grid
-from rotation.core.reconcile import RunResult
+from rotation.core.reconcile import Reconciler, RunResult
 from rotation.doors.cli import main
 from rotation.model.ids import parse_key_id
 from rotation.storage import audit as audit_module
@@ -340,22 +340,33 @@ def test_sweep_queues_the_pinned_kinds_once_and_not_an_aks_cluster_left_to_a_per
 
 def test_a_slow_log_analytics_rewrap_is_re_read_until_it_lands(stack, monkeypatch) -> None:
     """The cluster stays Updating past the kind's poll window: the run re-reads it (Updating is
-    retried within the run's budget) and verifies once the operation has ended."""
+    retried within the run's budget) and verifies once the operation has ended. The waits
+    between re-reads are the run's injected sleep, and the operation ends during the second:
+    nothing depends on real time or jitter."""
     from rotation.azure.kinds import log_analytics
 
     monkeypatch.setattr(log_analytics, "WAIT_SECONDS", 0.05)
-    # Re-reads spread over at least 2.25 s whatever the jitter (waits of half to all of 0.5, 1, 1,
-    # 1, 1 s), past the 1 s operation: with the suite's 0.05 s start they could all fit in 0.8 s.
-    stack.set(ROTATION_RETRY_INITIAL_SECONDS="0.5", ROTATION_RETRY_MAX_SECONDS="1")
     base = s.scenario({"cmk": cmk()})
     stack.load(
         s.with_keyed(
             base, ("logAnalyticsClusters", s.keyed("logAnalyticsClusters", "la-slow", s.key_id("cmk", OLD)))
         )
     )
-    stack.admin.configure(lroSeconds=1.0)
-    [step] = run(stack).steps
-    assert step.outcome == "verified" and step.attempts >= 2, step.error
+    stack.admin.configure(lroSeconds=600)  # never ends by itself while the test runs
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:
+            assert stack.admin.finish_operations() == 1
+
+    service = stack.service()
+    reconciler = Reconciler(
+        service.settings, service.clients, audit=service.audit, runs=service.runs, sleep=sleep
+    )
+    [step] = reconciler.run(new_request(parse_key_id(KEY), "cli", "pytest")).steps
+    assert step.outcome == "verified" and step.attempts == 3, step.error
+    assert len(waits) == 2
     assert held(stack, "logAnalyticsClusters") == {"la-slow": s.key_id("cmk", NEW)}
     assert len(stack.writes("PATCH")) == 1  # re-read, never written twice
 

@@ -170,8 +170,8 @@ def test_crash_after_creating_the_version_converges_without_a_second_one(stack) 
     deadline = time.monotonic() + 30
     while not any(c["path"].endswith("/rotate") for c in stack.admin.calls()["calls"]):
         assert time.monotonic() < deadline and child.poll() is None, "the child never rotated"
-        time.sleep(0.05)
-    time.sleep(0.3)
+        time.sleep(0.05)  # the child is a real process: poll what it has done so far
+    time.sleep(0.3)  # let the child (a real process) reach its slow PATCHes before it is killed
     child.send_signal(signal.SIGKILL)  # the run dies mid-propagation, holding the lease
     child.wait()
     stack.admin.clear_faults()

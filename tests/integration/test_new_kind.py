@@ -2,8 +2,10 @@
 
 It reads and writes registries through the generic ARM client (no typed SDK), does not
 inherit the protocol's defaults class, declares its own plan check, hint and api-version, and
-is handed to the Reconciler in place of the built-in kinds. Nothing in rotation/ names it, so
-the same module in rotation/azure/kinds/ plus one line in `all_kinds()` would make it real.
+is handed to the Reconciler in place of the built-in kinds. Nothing in rotation/ names it; the
+same module in rotation/azure/kinds/ plus one line in `all_kinds()` would make it real, and
+tests/unit/test_kind_completeness.py would then ask for the rest (docs/architecture.md, "Adding
+a consumer kind").
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ def to_consumer(resource: dict[str, Any]) -> Consumer | None:
 class GenericRegistries:
     kind = "acr-generic"
     resource_type = REGISTRY
+    arm_actions = (
+        "Microsoft.ContainerRegistry/registries/read",
+        "Microsoft.ContainerRegistry/registries/write",
+    )
     api_version = "2023-07-01"
     plan_checks = (legacy_is_manual,)
     hints = (Hint(400, None, "Generic registries: give the identity access to the key."),)

@@ -349,6 +349,20 @@ class TestContainerGroupRedeploy:
         blobs = stack.service().clients.blobs().get_container_client("rotation-redeploy")
         assert list(blobs.list_blobs()) == []  # the saved spec is dropped once verified
 
+    def test_redeploy_keeps_the_fields_it_does_not_know(self, stack) -> None:
+        """The emulator keeps what it does not model, so a redeploy that dropped a field of the
+        group (its zones, its confidential computing policy) would show here. (An extension's
+        protectedSettings, which a GET hides, make a group not reconstructible.)"""
+        stack.set(ROTATION_CONTAINER_GROUP_POLICY="redeploy")
+        extra = {"confidentialComputeProperties": {"ccePolicy": "eyJhbGxvdyI6MX0="}}
+        group = {**s.group("grp1", "acr-cmk", OLD), "zones": ["3"], "properties": extra}
+        stack.load(s.scenario({"acr-cmk": acr_key()}, groups=[group]))
+        [step] = run(stack).steps
+        assert step.outcome == "verified", step
+        [after] = stack.admin.state()["containerGroups"]
+        assert after["keyVersion"] == NEW
+        assert (after["zones"], after["properties"]) == (["3"], extra)
+
     def test_a_group_with_secure_values_is_reported_for_a_hand_redeploy_by_default(self, stack) -> None:
         stack.load(
             s.scenario({"acr-cmk": acr_key()}, groups=[s.group("secret", "acr-cmk", OLD, secure=True)])

@@ -166,7 +166,7 @@ def pump_until(dispatcher: Any, done: Any, timeout: float = 30) -> None:
     while not done():
         assert time.monotonic() < deadline, "the condition never came true"
         if not dispatcher.pump():
-            time.sleep(0.05)
+            time.sleep(0.05)  # Azurite (a real process) shows a re-queued message when it is due
 
 
 def _soaks(stack, run_id: str, wave: str) -> list[dict[str, Any]]:

@@ -6,14 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rotation.azure.kinds import Consumer
+from rotation.azure.kinds import Consumer, parse_target
 from rotation.azure.kinds.registry import Registries
 from rotation.azure.vault import KeyState, VersionInfo
 from rotation.core import waves
 from rotation.core.inventory import Filters, InvalidFilter, KeyView, holders_by_version
 from rotation.core.report import not_moved
 from rotation.core.retire import expiring_consumers, retire_candidates
-from rotation.model.ids import parse_key_id, parse_resource_id
+from rotation.model.ids import parse_key_id
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 KEY = parse_key_id("https://contoso-cmk.vault.azure.net/keys/acr-cmk")
@@ -21,7 +21,7 @@ A, B, C = "a" * 32, "b" * 32, "c" * 32
 
 
 def registry(name: str, version: str | None, **extra: object) -> Consumer:
-    rid = parse_resource_id(
+    rid = parse_target(
         f"/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/{name}"
     )
     key = KEY.with_version(version) if version else KEY

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rotation.azure.kinds import parse_target
 from rotation.model.ids import (
     CONTAINER_GROUP,
     REGISTRY,
@@ -63,18 +64,24 @@ def test_key_from_container_group_parts() -> None:
     assert key.id == f"https://contoso-cmk.vault.azure.net/keys/aci-cmk/{VERSION}"
 
 
-def test_resource_ids_canonicalise_type_and_refuse_others() -> None:
-    rid = parse_resource_id(
+def test_targets_canonicalise_type_and_refuse_types_no_kind_has() -> None:
+    rid = parse_target(
         "/subscriptions/00000000-0000-0000-0000-00000000000A/resourceGroups/rg-1/providers/"
         "microsoft.containerregistry/REGISTRIES/reg1"
     )
     assert rid.full_type == REGISTRY and rid.subscription.endswith("0a")
     assert str(rid).startswith("/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg-1/")
     with pytest.raises(InvalidId, match="not one of"):
-        parse_resource_id(
+        parse_target(
             "/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/"
             "Microsoft.KeyVault/vaults/kv1"
         )
+    # without expected types only the shape is checked
+    vault = parse_resource_id(
+        "/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv1",
+        None,
+    )
+    assert vault.full_type == "Microsoft.KeyVault/vaults"
     assert (
         parse_resource_id(
             "/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/"
@@ -97,7 +104,7 @@ def test_resource_ids_canonicalise_type_and_refuse_others() -> None:
 )
 def test_bad_resource_ids_are_refused(text: str) -> None:
     with pytest.raises(InvalidId):
-        parse_resource_id(text)
+        parse_resource_id(text, None)
 
 
 @given(st.text(max_size=200))
@@ -112,10 +119,10 @@ def test_fuzz_key_id_parser_only_raises_invalid_id(text: str) -> None:
 @given(st.text(max_size=300))
 def test_fuzz_resource_id_parser_only_raises_invalid_id(text: str) -> None:
     try:
-        rid = parse_resource_id(text)
+        rid = parse_resource_id(text, None)
     except InvalidId:
         return
-    assert parse_resource_id(str(rid)) == rid
+    assert parse_resource_id(str(rid), None) == rid
 
 
 @pytest.mark.parametrize(
@@ -128,7 +135,7 @@ def test_fuzz_resource_id_parser_only_raises_invalid_id(text: str) -> None:
 )
 def test_newlines_never_pass_as_part_of_an_id(text: str) -> None:
     with pytest.raises(InvalidId):
-        parse_resource_id(text)
+        parse_resource_id(text, None)
     with pytest.raises(InvalidId):
         parse_key_id("https://contoso-cmk.vault.azure.net/keys/k\nx")
 

@@ -49,8 +49,9 @@ def consumer(name: str, kind: str = "registry", version: str = OLD.version, **ex
 
 
 def plan(gathered: Gathered, policy: str = "report"):
-    checks = {k.kind: checks_of(k) for k in all_kinds()}
-    return make_plan(KEY, gathered, PolicyContext(gathered.state, NOW, policy), checks)
+    kinds = [ContainerGroups(policy) if k.kind == "containergroup" else k for k in all_kinds()]
+    checks = {k.kind: checks_of(k) for k in kinds}
+    return make_plan(KEY, gathered, PolicyContext(gathered.state, NOW), checks)
 
 
 def test_one_step_per_resource_whatever_the_case_of_its_id() -> None:

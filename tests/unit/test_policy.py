@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from rotation.azure.kinds import Consumer, all_kinds
+from rotation.azure.kinds.containergroup import ContainerGroups
 from rotation.azure.vault import KeyState, VersionInfo
+from rotation.config import load_settings
 from rotation.core import policy
 from rotation.model.ids import KeyRef, ResourceId
 
@@ -51,17 +53,26 @@ def consumer(kind: str = "registry", version: str | None = "b" * 32, **extra: ob
     return Consumer(kind, rid, KeyRef(KEY.vault_host, "k", version), "westeurope", **extra)
 
 
-def context(key_state: KeyState | None = None, group_policy: str = "report") -> policy.PolicyContext:
-    return policy.PolicyContext(key_state or state(), NOW, group_policy, "cmk-rotation")
+ENV = {
+    "ROTATION_ALLOWED_VAULTS": "contoso-cmk.vault.azure.net",
+    "ROTATION_SUBSCRIPTIONS": "00000000-0000-0000-0000-00000000000a",
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+}
 
 
-def kind_checks_for(kind: str) -> tuple[policy.Check, ...]:
-    return next((k.plan_checks for k in all_kinds() if k.kind == kind), ())
+def context(key_state: KeyState | None = None) -> policy.PolicyContext:
+    return policy.PolicyContext(key_state or state(), NOW, "cmk-rotation")
 
 
-def decide(subject: Consumer, ctx: policy.PolicyContext) -> policy.Decision:
-    """The whole policy for a consumer: the chain, then its kind's own checks."""
-    return policy.decide(subject, ctx, kind_checks_for(subject.kind))
+def kind_checks_for(kind: str, group_policy: str) -> tuple[policy.Check, ...]:
+    settings = load_settings({**ENV, "ROTATION_CONTAINER_GROUP_POLICY": group_policy})
+    return next((k.plan_checks for k in all_kinds(settings) if k.kind == kind), ())
+
+
+def decide(subject: Consumer, ctx: policy.PolicyContext, group_policy: str = "report") -> policy.Decision:
+    """The whole policy for a consumer: the chain, then its kind's own checks (the container-group
+    kind's with ROTATION_CONTAINER_GROUP_POLICY=`group_policy`)."""
+    return policy.decide(subject, ctx, kind_checks_for(subject.kind, group_policy))
 
 
 def test_update_when_behind() -> None:
@@ -136,8 +147,8 @@ def test_identity_not_assigned_blocks() -> None:
 
 def test_container_groups_report_by_default_redeploy_when_allowed() -> None:
     assert decide(consumer("containergroup"), context()).action == "redeploy-required"
-    assert decide(consumer("containergroup"), context(group_policy="redeploy")).action == "update"
-    decision = decide(consumer("containergroup", reconstructible=False), context(group_policy="redeploy"))
+    assert decide(consumer("containergroup"), context(), "redeploy").action == "update"
+    decision = decide(consumer("containergroup", reconstructible=False), context(), "redeploy")
     assert (decision.action, decision.reason) == ("blocked", "spec-not-reconstructible")
 
 
@@ -150,7 +161,7 @@ def test_every_blocked_reason_is_a_contract_reason() -> None:
     cases = [
         policy.decide(consumer(), context(state(desired=None, blocked="key-ops-missing"))),
         policy.decide(consumer(identity_assigned=False), context()),
-        decide(consumer("containergroup", reconstructible=False), context(group_policy="redeploy")),
+        decide(consumer("containergroup", reconstructible=False), context(), "redeploy"),
         policy.decide(consumer(), context(state(OLD, version("b", 100, enabled=False), NEW))),
     ]
     assert all(d.action in policy.ACTIONS for d in cases)
@@ -282,12 +293,6 @@ def test_update_alone_names_why() -> None:
             "blocked:identity-not-assigned",
         ),
         (
-            "secure values under redeploy",
-            consumer("containergroup", reconstructible=False),
-            context(group_policy="redeploy"),
-            "blocked:spec-not-reconstructible",
-        ),
-        (
             "secure values under report",
             consumer("containergroup", reconstructible=False),
             context(),
@@ -320,3 +325,13 @@ def test_an_interrupted_redeploy_is_finished_first() -> None:
     assert (no_version.action, no_version.reason) == ("blocked", "version-expired")
     assert decide(replace(gone, tags={"cmk-rotation": "off"}), context()).action == "opted-out"
     assert policy.interrupted_redeploy(consumer("containergroup"), context()) is None
+
+
+# -- issue 24 item 1: the container-group policy is that kind's own setting, not the chain's
+def test_the_container_group_policy_is_the_kinds_own_setting() -> None:
+    assert "container_group_policy" not in {f.name for f in fields(policy.PolicyContext)}
+    redeploy = load_settings({**ENV, "ROTATION_CONTAINER_GROUP_POLICY": "redeploy"})
+    assert {k.kind: getattr(k, "policy", None) for k in all_kinds(redeploy)}["containergroup"] == "redeploy"
+    assert {k.kind: getattr(k, "policy", None) for k in all_kinds()}["containergroup"] == "report"
+    with pytest.raises(ValueError, match="report"):
+        ContainerGroups("delete")

@@ -8,6 +8,7 @@ import json
 import pytest
 from azure.storage.queue import TextBase64EncodePolicy
 
+from rotation.azure.kinds import accepted_types
 from rotation.model.ids import parse_key_id
 from rotation.storage.queue import MAX_MESSAGE_BYTES, InvalidRequest, decode, new_request
 
@@ -42,7 +43,7 @@ def test_round_trip_has_exactly_the_schema_fields() -> None:
     }
     assert message["schema"] == 1 and message["keyId"] == KEY.versionless_id and message["leaseWaits"] == 0
     assert message["enqueuedAt"].endswith("Z")
-    assert decode(request.encode()) == request
+    assert decode(request.encode(), accepted_types()) == request
     # What the Functions trigger reads: base64 of that JSON text.
     wire = TextBase64EncodePolicy().encode(request.encode())
     assert json.loads(base64.b64decode(wire))["requestId"] == request.request_id
@@ -75,9 +76,9 @@ def test_invalid_messages_are_refused(mutation: dict, problem: str) -> None:
     message = json.loads(new_request(KEY, "cli", "me").encode())
     message.update(mutation)
     with pytest.raises(InvalidRequest, match=problem):
-        decode(json.dumps(message))
+        decode(json.dumps(message), accepted_types())
     with pytest.raises(InvalidRequest):
-        decode(b"\xff\xfe not json")
+        decode(b"\xff\xfe not json", accepted_types())
 
 
 def test_message_size_is_limited_after_base64() -> None:
@@ -91,7 +92,7 @@ def test_booleans_are_not_numbers_here() -> None:
         message = json.loads(new_request(KEY, "cli", "me").encode())
         message[field] = value
         with pytest.raises(InvalidRequest):
-            decode(json.dumps(message))
+            decode(json.dumps(message), accepted_types())
 
 
 def test_targets_are_unique_whatever_their_case() -> None:
@@ -100,4 +101,4 @@ def test_targets_are_unique_whatever_their_case() -> None:
     )
     message = json.loads(new_request(KEY, "http", "me").encode())
     message["targets"] = [TARGET, upper.replace("/rg/", "/RG/")]
-    assert len(decode(json.dumps(message)).targets) == 1
+    assert len(decode(json.dumps(message), accepted_types()).targets) == 1

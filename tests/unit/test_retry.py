@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import tenacity
@@ -93,44 +92,63 @@ def test_the_products_own_errors_classify_as_they_say() -> None:
     assert str(wrapped).startswith("reading k: 503")
 
 
+class FakeTime:
+    """The clock and the sleep `call` is given: a wait moves the clock on, nothing sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 def test_call_retries_transient_then_succeeds() -> None:
-    attempts = []
+    fake, attempts = FakeTime(), []
 
     def flaky() -> str:
-        attempts.append(time.monotonic())
+        attempts.append(fake.now)
         if len(attempts) < 3:
             raise error(503)
         return "ok"
 
     retries = []
-    assert call(flaky, policy=RetryPolicy(0.01, 0.05, 5), on_retry=lambda n, i, s: retries.append(n)) == "ok"
+    policy = RetryPolicy(1.0, 8.0, 5, sleep=fake.sleep)
+    assert call(flaky, policy=policy, on_retry=lambda n, i, s: retries.append(n)) == "ok"
     assert len(attempts) == 3 and retries == [1, 2]
+    first, second = fake.slept  # equal jitter: half to all of 1 s, then of 2 s
+    assert 0.5 <= first <= 1.0 and 1.0 <= second <= 2.0
 
 
 def test_call_does_not_retry_permanent_errors() -> None:
-    attempts = []
+    fake, attempts = FakeTime(), []
 
     def forbidden() -> None:
         attempts.append(1)
         raise ResourceNotFoundError("gone")
 
     with pytest.raises(ResourceNotFoundError):
-        call(forbidden, policy=RetryPolicy(0.01, 0.05, 5))
-    assert len(attempts) == 1
+        call(forbidden, policy=RetryPolicy(1.0, 8.0, 5, sleep=fake.sleep))
+    assert len(attempts) == 1 and fake.slept == []
 
 
 def test_call_honours_retry_after_and_stops_at_the_deadline() -> None:
-    attempts = []
+    fake, attempts = FakeTime(), []
 
     def throttled() -> None:
-        attempts.append(time.monotonic())
-        raise error(429, **{"Retry-After": "0.2"})
+        attempts.append(fake.now)
+        raise error(429, **{"Retry-After": "20"})
 
-    started = time.monotonic()
+    deadline = Deadline(50, clock=fake.clock)
     with pytest.raises(HttpResponseError):
-        call(throttled, policy=RetryPolicy(0.01, 0.05, 10), deadline=Deadline(0.5))
-    assert 2 <= len(attempts) <= 3 and attempts[1] - attempts[0] >= 0.2
-    assert time.monotonic() - started < 1.5
+        call(throttled, policy=RetryPolicy(1.0, 8.0, 10, sleep=fake.sleep), deadline=deadline)
+    # 20 s and up to 1 s of jitter each: a third wait would end past the 50 s budget
+    assert len(attempts) == 3 and all(20 <= wait <= 21 for wait in fake.slept) and len(fake.slept) == 2
+    assert deadline.remaining() > 0
 
 
 def attempt(number: int) -> tenacity.RetryCallState:

@@ -25,8 +25,7 @@ def test_the_example_loads_into_the_emulator() -> None:
 
 def test_every_accepted_top_level_field_is_documented() -> None:
     maps = ("vaults", "identities", "managedHsms")
-    lists = ("registries", "batchAccounts", "containerGroups", "subscriptions", *scenario.CMK_KINDS)
-    lists += tuple(scenario.KEYED_ENTRIES)
+    lists = ("subscriptions", *scenario.ENTRY_TYPES, *scenario.CMK_KINDS)
     for field in (*maps, *(f for f in lists if f not in maps)):
         scenario.load(World(), {field: {} if field in maps else []})
         assert f"| `{field}` |" in DOC

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,9 +21,13 @@ from rotation.azure.clients import SharedContextAdapter
 
 class Slow(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: connections go back to the pool
+    # Requests answer in pairs when set: two are in flight at once, so the pool must open
+    # a second connection (a meeting, not a guess at how long a sleep makes them overlap).
+    pairs: threading.Barrier | None = None
 
     def do_GET(self) -> None:
-        time.sleep(0.1)  # concurrent requests overlap, so the pool opens several connections
+        if self.pairs is not None:
+            self.pairs.wait()
         self.send_response(200)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -69,8 +72,11 @@ def session(bundle: str) -> tuple[requests.Session, SharedContextAdapter]:
     return s, adapter
 
 
-def test_connections_share_one_verifying_context(ca: trustme.CA, bundle: str) -> None:
+def test_connections_share_one_verifying_context(
+    ca: trustme.CA, bundle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     s, adapter = session(bundle)
+    monkeypatch.setattr(Slow, "pairs", threading.Barrier(2, timeout=10))
     with serve(ca, "localhost") as port, ThreadPoolExecutor(max_workers=4) as pool:
         url = f"https://localhost:{port}/"
         answers = list(pool.map(lambda _: s.get(url).text, range(8)))

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from rotation.azure.kinds import Consumer
+from rotation.azure.kinds import Consumer, parse_target
 from rotation.config import ConfigError, load_settings
 from rotation.core import waves
-from rotation.model.ids import parse_key_id, parse_resource_id
+from rotation.model.ids import parse_key_id
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 KEY = "https://contoso-cmk.vault.azure.net/keys/acr-cmk"
@@ -24,7 +24,7 @@ def consumer(
 ) -> Consumer:
     rid = f"/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/{name}"
     key = parse_key_id(f"{KEY}/{version}" if version else KEY)
-    return Consumer("registry", parse_resource_id(rid), key, "westeurope", tags, provisioning_state=state)
+    return Consumer("registry", parse_target(rid), key, "westeurope", tags, provisioning_state=state)
 
 
 @dataclass(frozen=True)

@@ -1,136 +1,66 @@
-"""Consumers of a key, one module per resource kind behind one protocol.
+"""Consumers of a key, one module per resource kind behind one protocol
+(rotation/azure/kinds/protocol.py, re-exported here for the rooms above).
 
-A `TargetKind` lists consumers in a subscription, reads one by id, and moves one to a key
-version. Everything else (matching, planning, retrying, auditing) is shared and lives above,
-and knows a kind only through this protocol; `all_kinds()` is the one list of them.
-
-The members every kind has are in `TargetKind`. The optional ones (`KindDefaults`: the
-api-version, how it names the key, what "verified" means, its remediation hints, how it
-finds and handles a resource an interrupted write left missing, whether the service reports
-itself healthy on its key version) have defaults, read with the
-functions below, so a kind that says nothing about them keeps working.
+`all_kinds()` is the one list of kinds: adding a kind is one module and one line there.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING
 
-from rotation.model.consumer import Consumer, Unreadable
-from rotation.model.decisions import Check
-from rotation.model.errors import Hint
-from rotation.model.ids import KeyRef, ResourceId
+from rotation.azure.kinds.protocol import (
+    BUSY_STATES,
+    FAILED_STATES,
+    KEY_ID,
+    KEY_PARTS,
+    ApplyContext,
+    KindDefaults,
+    TargetKind,
+    checks_of,
+    has_failed,
+    hints_of,
+    is_busy,
+    pending,
+    read_for_key,
+    recreates_missing,
+    unhealthy,
+    verified,
+)
+from rotation.model.consumer import Consumer
+from rotation.model.ids import ResourceId, parse_resource_id
 
 if TYPE_CHECKING:
-    from rotation.azure.clients import Clients
-    from rotation.azure.retry import Deadline
+    from rotation.config import Settings
 
-KEY_ID = "key-id"  # the resource holds one key id, versioned or not (https://v.vault.azure.net/keys/k/ver)
-KEY_PARTS = "parts"  # the resource holds vault URL, key name and version as separate fields
-# Provisioning states in which a resource is in the middle of a change: wait, do not write.
-BUSY_STATES = frozenset({"updating", "creating", "deleting", "pending", "accepted", "repairing"})
-FAILED_STATES = frozenset({"failed", "canceled"})
-
-
-def is_busy(consumer: Consumer) -> bool:
-    return (consumer.provisioning_state or "").lower() in BUSY_STATES
-
-
-def has_failed(consumer: Consumer) -> bool:
-    return (consumer.provisioning_state or "").lower() in FAILED_STATES
-
-
-class TargetKind(Protocol):
-    kind: str
-    resource_type: str
-    # Extra plan checks for this kind, evaluated after the common chain and before `update`
-    # (each `(consumer, PolicyContext) -> Decision | None`, see rotation/core/policy.py).
-    plan_checks: tuple[Check, ...]
-
-    def list(self, clients: Clients, subscription: str) -> Iterator[Consumer | Unreadable]:
-        """Every resource of this kind in the subscription that uses a customer-managed key
-        (a resource whose data the kind could not read: an Unreadable in its place)."""
-
-    def read(self, clients: Clients, resource_id: ResourceId) -> Consumer | None:
-        """The resource now, or None when it no longer exists or no longer uses a CMK."""
-
-    def apply(
-        self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
-    ) -> Consumer | None:
-        """Move the resource to `to_key` (versioned) and return it as the service shows it after
-        the write (None if the write answered nothing). Raises on failure; the caller verifies."""
+__all__ = [
+    "BUSY_STATES",
+    "FAILED_STATES",
+    "KEY_ID",
+    "KEY_PARTS",
+    "ApplyContext",
+    "Consumer",
+    "KindDefaults",
+    "TargetKind",
+    "accepted_types",
+    "all_kinds",
+    "checks_of",
+    "has_failed",
+    "hints_of",
+    "is_busy",
+    "kind_label",
+    "parse_target",
+    "pending",
+    "read_for_key",
+    "recreates_missing",
+    "unhealthy",
+    "verified",
+]
 
 
-@dataclass(frozen=True)
-class ApplyContext:
-    run_id: str
-    actor: str
-    deadline: Deadline | None = None  # the run's time budget: waits inside a write end with it
-
-
-class KindDefaults:
-    """The protocol's optional members and their defaults. Inherit it (ArmTargetKind does)
-    and override what differs; a kind that does not inherit it gets the same defaults."""
-
-    plan_checks: tuple[Check, ...] = ()
-    api_version: str | None = None  # the ARM api-version its reads and writes use
-    key_naming: str = KEY_ID  # KEY_ID or KEY_PARTS
-    hints: tuple[Hint, ...] = ()  # remediation sentences for its permanent errors
-    recreates_missing: bool = False  # `apply` can bring back a resource that is gone
-    pending_store: str | None = None  # where it keeps what `pending` reads (named in reports)
-
-    def verified(self, shown: Consumer, to_key: KeyRef) -> bool:
-        """Whether the resource as read back after the write holds the new version."""
-        return shown.version == to_key.version
-
-    def pending(self, clients: Clients, key: KeyRef) -> list[Consumer]:
-        """Consumers of `key` whose resource an interrupted write left missing (marked
-        `recreate_from_saved`); the plan finishes them first."""
-        return []
-
-    def healthy(self, consumer: Consumer) -> str | None:
-        """Why the service's own CMK status says the resource is not healthy on the version it
-        holds (e.g. a registry's versionedKeyIdentifier), or None when it is; the canary-wave
-        gate (rotation/core/waves.py) asks it before a later wave starts."""
-        return None
-
-
-_DEFAULTS = KindDefaults()
-
-
-def hints_of(kind: object) -> tuple[Hint, ...]:
-    return tuple(getattr(kind, "hints", ()))
-
-
-def checks_of(kind: object) -> tuple[Check, ...]:
-    return tuple(getattr(kind, "plan_checks", ()))
-
-
-def recreates_missing(kind: object) -> bool:
-    return bool(getattr(kind, "recreates_missing", False))
-
-
-def verified(kind: object, shown: Consumer, to_key: KeyRef) -> bool:
-    check = getattr(kind, "verified", _DEFAULTS.verified)
-    return bool(check(shown, to_key))
-
-
-def pending(kind: object, clients: Clients, key: KeyRef) -> list[Consumer]:
-    find = getattr(kind, "pending", _DEFAULTS.pending)
-    return list(find(clients, key))
-
-
-def unhealthy(kind: object, consumer: Consumer) -> str | None:
-    """The kind's `healthy` hook (default: healthy): why it is not, or None."""
-    check = getattr(kind, "healthy", _DEFAULTS.healthy)
-    reason = check(consumer)
-    return None if reason is None else str(reason)
-
-
-def all_kinds() -> list[TargetKind]:
-    """The one list of consumer kinds: adding a kind is one module and one line here."""
+def all_kinds(settings: Settings | None = None) -> list[TargetKind]:
+    """The one list of consumer kinds: adding a kind is one module and one line here. A kind's
+    own setting comes from `settings` (its default without them: lists and reads need none)."""
     from rotation.azure.kinds.aks import ManagedClusters
     from rotation.azure.kinds.batch import BatchAccounts
     from rotation.azure.kinds.containergroup import ContainerGroups
@@ -146,7 +76,7 @@ def all_kinds() -> list[TargetKind]:
     return [
         Registries(),
         BatchAccounts(),
-        ContainerGroups(),
+        ContainerGroups(settings.container_group_policy if settings else "report"),
         StorageAccounts(),
         DiskEncryptionSets(),
         SqlServers(),
@@ -159,13 +89,16 @@ def all_kinds() -> list[TargetKind]:
     ]
 
 
-def read_for_key(kind: TargetKind, clients: Clients, resource_id: ResourceId, key: KeyRef) -> Consumer | None:
-    """The resource as a consumer of `key`: a kind whose resources hold several keys (an Event
-    Hubs namespace) has `read_key`; for the others `read` is the same thing."""
-    read_key = getattr(kind, "read_key", None)
-    if read_key is not None:
-        return cast("Consumer | None", read_key(clients, resource_id, key))
-    return kind.read(clients, resource_id)
+@functools.cache
+def accepted_types() -> tuple[str, ...]:
+    """The ARM types a target may have: one per registered kind, nothing else."""
+    return tuple(k.resource_type for k in all_kinds())
+
+
+def parse_target(text: str) -> ResourceId:
+    """A target named at a door (CLI, HTTP, queue): an ARM id's shape, of a registered kind's
+    type. Raises InvalidId naming the accepted types."""
+    return parse_resource_id(text, accepted_types())
 
 
 @functools.cache

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rotation.azure.kinds import Consumer
-from rotation.azure.kinds import armkind as a
+import rotation.azure.kinds.armkind as a
+from rotation.model.consumer import Consumer
 from rotation.model.decisions import MANUAL_REQUIRED, Check, Decision, PolicyContext
 from rotation.model.ids import MANAGED_CLUSTER, InvalidId, parse_key_id
 
@@ -63,6 +63,9 @@ def manual_required(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
 class ManagedClusters(a.ArmTargetKind):
     kind = "aks"
     resource_type = MANAGED_CLUSTER
+    arm_actions = (  # seen, never written
+        "Microsoft.ContainerService/managedClusters/read",
+    )
     api_version = API_VERSION
     plan_checks: tuple[Check, ...] = (manual_required,)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rotation.azure.kinds import ApplyContext, Consumer, KindDefaults
-from rotation.model.consumer import Unreadable
+from rotation.azure.kinds.protocol import ApplyContext, KindDefaults
+from rotation.model.consumer import Consumer, Unreadable
 from rotation.model.decisions import BLOCKED, Check, Decision, PolicyContext
 from rotation.model.errors import Hint
 from rotation.model.ids import InvalidId, KeyRef, ResourceId, key_from_parts, parse_resource_id
@@ -33,6 +33,7 @@ class ArmTargetKind(KindDefaults):
 
     kind: str
     resource_type: str
+    arm_actions: tuple[str, ...]
     api_version: str
     # The service's permanent error codes (lower case) -> what a person should do about them;
     # "" is the sentence for any other 400 from the service.

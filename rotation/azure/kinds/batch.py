@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rotation.azure.kinds import ApplyContext, Consumer
-from rotation.azure.kinds import armkind as a
+import rotation.azure.kinds.armkind as a
+from rotation.azure.kinds.protocol import ApplyContext
+from rotation.model.consumer import Consumer
 from rotation.model.errors import Hint
 from rotation.model.ids import BATCH_ACCOUNT, InvalidId, KeyRef, parse_key_id
 
@@ -51,6 +52,10 @@ def to_consumer(account: Mapping[str, Any]) -> Consumer | None:
 class BatchAccounts(a.ArmTargetKind):
     kind = "batch"
     resource_type = BATCH_ACCOUNT
+    arm_actions = (  # the PATCH is synchronous
+        "Microsoft.Batch/batchAccounts/read",
+        "Microsoft.Batch/batchAccounts/write",
+    )
     api_version = "2025-06-01"  # what the pinned azure-mgmt-batch client sends (tested)
     hints = (  # status-specific, not derived from `remediation`
         Hint(

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any, cast
 import tenacity
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from rotation.azure.kinds import KEY_PARTS, ApplyContext, Consumer, KindDefaults, has_failed, is_busy
 from rotation.azure.kinds.armkind import each_read, one
+from rotation.azure.kinds.protocol import KEY_PARTS, ApplyContext, KindDefaults, has_failed, is_busy
 from rotation.azure.retry import Deadline, TransientCondition, classify
-from rotation.model.consumer import Unreadable
-from rotation.model.decisions import BLOCKED, REDEPLOY_REQUIRED, Check, Decision, PolicyContext
+from rotation.model.consumer import Consumer, Unreadable
+from rotation.model.decisions import BLOCKED, REDEPLOY_REQUIRED, Decision, PolicyContext
 from rotation.model.errors import Hint, RotationError
 from rotation.model.ids import (
     CONTAINER_GROUP,
@@ -151,9 +151,9 @@ def saved_consumer(resource_id: ResourceId, saved: dict[str, Any]) -> Consumer |
     return replace(consumer, reconstructible=True, provisioning_state="Deleted", recreate_from_saved=True)
 
 
-def secure_values_block_redeploy(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
+def secure_values_block_redeploy(policy: str, consumer: Consumer) -> Decision | None:
     """Under `redeploy`, a group whose GET hides secure values cannot be rebuilt: never touched."""
-    if ctx.container_group_policy == "redeploy" and not consumer.reconstructible:
+    if policy == "redeploy" and not consumer.reconstructible:
         return Decision(
             BLOCKED,
             "spec-not-reconstructible",
@@ -162,9 +162,9 @@ def secure_values_block_redeploy(consumer: Consumer, ctx: PolicyContext) -> Deci
     return None
 
 
-def redeploy_required(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
+def redeploy_required(policy: str, consumer: Consumer) -> Decision | None:
     """Under `report` (the default), every group is reported: a person redeploys it."""
-    if ctx.container_group_policy == "redeploy":
+    if policy == "redeploy":
         return None
     if not consumer.reconstructible:
         return Decision(
@@ -177,8 +177,11 @@ def redeploy_required(consumer: Consumer, ctx: PolicyContext) -> Decision | None
         REDEPLOY_REQUIRED,
         "report-only-policy",
         f"a new key version means deleting and re-creating the group; policy is "
-        f"'{ctx.container_group_policy}' (set ROTATION_CONTAINER_GROUP_POLICY=redeploy to automate)",
+        f"'{policy}' (set ROTATION_CONTAINER_GROUP_POLICY=redeploy to automate)",
     )
+
+
+POLICIES = ("report", "redeploy")
 
 
 def spec_blob_name(resource_id: ResourceId) -> str:
@@ -188,9 +191,20 @@ def spec_blob_name(resource_id: ResourceId) -> str:
 class ContainerGroups(KindDefaults):
     kind = "containergroup"
     resource_type = CONTAINER_GROUP
+    arm_actions: tuple[str, ...] = (
+        "Microsoft.ContainerInstance/containerGroups/read",
+    )  # read only under `report`
+    # Only with the redeploy policy: delete and re-create a group, and follow both operations;
+    # a group in a virtual network also needs to join its subnet again.
+    redeploy_actions = (
+        "Microsoft.ContainerInstance/containerGroups/write",
+        "Microsoft.ContainerInstance/containerGroups/delete",
+        "Microsoft.ContainerInstance/locations/operationResults/read",
+        "Microsoft.ContainerInstance/locations/operations/read",
+    )
+    subnet_actions = ("Microsoft.Network/virtualNetworks/subnets/join/action",)
     api_version = "2023-05-01"  # what the pinned azure-mgmt-containerinstance client sends (tested)
     key_naming = KEY_PARTS  # encryptionProperties.{vaultBaseUrl, keyName, keyVersion}
-    plan_checks: tuple[Check, ...] = (secure_values_block_redeploy, redeploy_required)
     recreates_missing = True  # a redeploy interrupted after the delete is finished from the saved spec
     pending_store = REDEPLOY_CONTAINER
     hints = (
@@ -201,6 +215,19 @@ class ContainerGroups(KindDefaults):
             "use the key; the saved spec is in the rotation-redeploy container.",
         ),
     )
+
+    def __init__(self, policy: str = "report") -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"container-group policy must be one of {POLICIES}, not {policy!r}")
+        # ROTATION_CONTAINER_GROUP_POLICY: `report` (a person redeploys) or `redeploy`.
+        self.policy = policy
+        self.plan_checks = (self._secure_values_block_redeploy, self._redeploy_required)
+
+    def _secure_values_block_redeploy(self, consumer: Consumer, _ctx: PolicyContext) -> Decision | None:
+        return secure_values_block_redeploy(self.policy, consumer)
+
+    def _redeploy_required(self, consumer: Consumer, _ctx: PolicyContext) -> Decision | None:
+        return redeploy_required(self.policy, consumer)
 
     def list(self, clients: Clients, subscription: str) -> Iterator[Consumer | Unreadable]:
         # The list as ARM sends it, like `read`: the typed SDK would build a model of every

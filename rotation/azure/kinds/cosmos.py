@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rotation.azure.kinds import Consumer
-from rotation.azure.kinds import armkind as a
+import rotation.azure.kinds.armkind as a
+from rotation.model.consumer import Consumer
 from rotation.model.decisions import MANUAL_REQUIRED, Check, Decision, PolicyContext
 from rotation.model.ids import COSMOS_ACCOUNT, InvalidId, parse_key_id
 
@@ -43,6 +43,9 @@ def versioned_uri(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
 class CosmosAccounts(a.ArmTargetKind):
     kind = "cosmos"
     resource_type = COSMOS_ACCOUNT
+    arm_actions = (  # seen, never written
+        "Microsoft.DocumentDB/databaseAccounts/read",
+    )
     api_version = API_VERSION
     plan_checks: tuple[Check, ...] = (versioned_uri,)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rotation.azure.kinds import Consumer
-from rotation.azure.kinds import armkind as a
+import rotation.azure.kinds.armkind as a
+from rotation.model.consumer import Consumer
 from rotation.model.decisions import Check
 from rotation.model.ids import DISK_ENCRYPTION_SET, InvalidId, KeyRef, parse_key_id
 
@@ -59,6 +59,11 @@ class DiskEncryptionSets(a.ArmTargetKind):
     kind = KIND
     remediation = REMEDIATION
     resource_type = DISK_ENCRYPTION_SET
+    arm_actions = (  # the PATCH is long-running (Compute operations)
+        "Microsoft.Compute/diskEncryptionSets/read",
+        "Microsoft.Compute/diskEncryptionSets/write",
+        "Microsoft.Compute/locations/operations/read",
+    )
     api_version = API_VERSION
     plan_checks: tuple[Check, ...] = (a.accepts_key_types("Managed disks", ACCEPTED_KEYS),)
 

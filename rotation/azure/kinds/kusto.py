@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rotation.azure.kinds import KEY_PARTS, Consumer
-from rotation.azure.kinds import armkind as a
+import rotation.azure.kinds.armkind as a
+from rotation.azure.kinds.protocol import KEY_PARTS
+from rotation.model.consumer import Consumer
 from rotation.model.ids import KUSTO_CLUSTER, KeyRef
 
 API_VERSION = "2023-08-15"
@@ -27,6 +28,11 @@ class KustoClusters(a.ArmTargetKind):
     kind = "kusto"
     key_naming = KEY_PARTS  # keyVaultUri, keyName, keyVersion
     resource_type = KUSTO_CLUSTER
+    arm_actions = (  # the PATCH is long-running
+        "Microsoft.Kusto/clusters/read",
+        "Microsoft.Kusto/clusters/write",
+        "Microsoft.Kusto/locations/operationResults/read",
+    )
     api_version = API_VERSION
     remediation = REMEDIATION
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rotation.azure.kinds import KEY_PARTS, ApplyContext, Consumer
-from rotation.azure.kinds import armkind as a
+import rotation.azure.kinds.armkind as a
+from rotation.azure.kinds.protocol import KEY_PARTS, ApplyContext
+from rotation.model.consumer import Consumer
 from rotation.model.ids import LOG_ANALYTICS_CLUSTER, KeyRef
 
 if TYPE_CHECKING:
@@ -35,6 +36,11 @@ class LogAnalyticsClusters(a.ArmTargetKind):
     kind = "loganalytics"
     key_naming = KEY_PARTS  # keyVaultUri, keyName, keyVersion
     resource_type = LOG_ANALYTICS_CLUSTER
+    arm_actions = (  # the PATCH is long-running
+        "Microsoft.OperationalInsights/clusters/read",
+        "Microsoft.OperationalInsights/clusters/write",
+        "Microsoft.OperationalInsights/locations/operationStatuses/read",
+    )
     api_version = API_VERSION
     remediation = REMEDIATION
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rotation.azure.kinds import KEY_PARTS, Consumer
-from rotation.azure.kinds import armkind as a
+import rotation.azure.kinds.armkind as a
+from rotation.azure.kinds.protocol import KEY_PARTS
+from rotation.model.consumer import Consumer
 from rotation.model.ids import EVENTHUB_NAMESPACE, SERVICEBUS_NAMESPACE, KeyRef
 
 API_VERSION = "2024-01-01"
@@ -97,8 +98,18 @@ class Namespaces(a.ArmTargetKind):
 class EventHubNamespaces(Namespaces):
     kind = "eventhub"
     resource_type = EVENTHUB_NAMESPACE
+    arm_actions = (  # a synchronous PATCH, or a PUT whose status is read at operationresults
+        "Microsoft.EventHub/namespaces/read",
+        "Microsoft.EventHub/namespaces/write",
+        "Microsoft.EventHub/namespaces/operationresults/read",
+    )
 
 
 class ServiceBusNamespaces(Namespaces):
     kind = "servicebus"
     resource_type = SERVICEBUS_NAMESPACE
+    arm_actions = (  # a synchronous PATCH, or a PUT whose status is read at operationresults
+        "Microsoft.ServiceBus/namespaces/read",
+        "Microsoft.ServiceBus/namespaces/write",
+        "Microsoft.ServiceBus/namespaces/operationresults/read",
+    )

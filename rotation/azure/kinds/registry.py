@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rotation.azure.kinds import ApplyContext, Consumer
-from rotation.azure.kinds import armkind as a
+import rotation.azure.kinds.armkind as a
+from rotation.azure.kinds.protocol import ApplyContext
+from rotation.model.consumer import Consumer
 from rotation.model.errors import Hint
 from rotation.model.ids import REGISTRY, InvalidId, KeyRef, parse_key_id
 
@@ -74,6 +75,12 @@ def to_consumer(registry: Mapping[str, Any]) -> Consumer | None:
 class Registries(a.ArmTargetKind):
     kind = "registry"
     resource_type = REGISTRY
+    arm_actions = (  # the PATCH is long-running: its status is read at either of two URLs
+        "Microsoft.ContainerRegistry/registries/read",
+        "Microsoft.ContainerRegistry/registries/write",
+        "Microsoft.ContainerRegistry/locations/operationResults/read",
+        "Microsoft.ContainerRegistry/registries/operationStatuses/read",
+    )
     api_version = "2025-11-01"  # what the pinned azure-mgmt-containerregistry client sends (tested)
     hints = (  # status-specific, not derived from `remediation`
         Hint(

@@ -17,8 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import batched
 from typing import TYPE_CHECKING, Any
 
-from rotation.azure.kinds import ApplyContext, Consumer
-from rotation.azure.kinds import armkind as a
+import rotation.azure.kinds.armkind as a
+from rotation.azure.kinds.protocol import ApplyContext
+from rotation.model.consumer import Consumer
 from rotation.model.decisions import Check
 from rotation.model.ids import SQL_SERVER, InvalidId, KeyRef, ResourceId, parse_key_id
 
@@ -82,6 +83,17 @@ class SqlServers(a.ArmTargetKind):
     kind = KIND
     remediation = REMEDIATION
     resource_type = SQL_SERVER
+    arm_actions = (  # two long-running PUTs: the server key, then the protector
+        "Microsoft.Sql/servers/read",
+        "Microsoft.Sql/servers/keys/read",
+        "Microsoft.Sql/servers/keys/write",
+        "Microsoft.Sql/servers/encryptionProtector/read",
+        "Microsoft.Sql/servers/encryptionProtector/write",
+        "Microsoft.Sql/locations/serverKeyAzureAsyncOperation/read",
+        "Microsoft.Sql/locations/serverKeyOperationResults/read",
+        "Microsoft.Sql/locations/encryptionProtectorAzureAsyncOperation/read",
+        "Microsoft.Sql/locations/encryptionProtectorOperationResults/read",
+    )
     api_version = API_VERSION
     from_rows = False  # a server's row does not name its protector's key
     plan_checks: tuple[Check, ...] = (a.accepts_key_types("SQL TDE", ACCEPTED_KEYS),)

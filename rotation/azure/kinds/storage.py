@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rotation.azure.kinds import KEY_PARTS, Consumer
-from rotation.azure.kinds import armkind as a
+import rotation.azure.kinds.armkind as a
+from rotation.azure.kinds.protocol import KEY_PARTS
+from rotation.model.consumer import Consumer
 from rotation.model.decisions import Check
 from rotation.model.ids import STORAGE_ACCOUNT, InvalidId, KeyRef, key_from_parts
 
@@ -67,6 +68,10 @@ class StorageAccounts(a.ArmTargetKind):
     key_naming = KEY_PARTS  # keyvaulturi, keyname, keyversion
     remediation = REMEDIATION
     resource_type = STORAGE_ACCOUNT
+    arm_actions = (  # the PATCH is synchronous
+        "Microsoft.Storage/storageAccounts/read",
+        "Microsoft.Storage/storageAccounts/write",
+    )
     api_version = API_VERSION
     plan_checks: tuple[Check, ...] = (a.accepts_key_types("Azure Storage", ACCEPTED_KEYS),)
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 from rich.console import Console
 
-from rotation.model.ids import CONSUMER_TYPES, InvalidId, KeyRef, parse_key_id, parse_resource_id
+from rotation.azure.kinds import parse_target
+from rotation.model.ids import InvalidId, KeyRef, parse_key_id
 
 if TYPE_CHECKING:  # the SDKs load only when a command runs, so `--help` stays quick
     from rotation.service import Service
@@ -107,7 +108,7 @@ def parse_targets(values: tuple[str, ...]) -> tuple[str, ...] | None:
     if not values:
         return None
     try:
-        return tuple(str(parse_resource_id(v, CONSUMER_TYPES)) for v in values)
+        return tuple(str(parse_target(v)) for v in values)
     except InvalidId as exc:
         raise click.BadParameter(str(exc), param_hint="--target") from None
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
+from rotation.azure.kinds import accepted_types
 from rotation.doors.replay.items import FailedItem, Selection, as_int
 from rotation.model.times import iso, parse_iso_or_none, utc_now
 from rotation.service import POISON_CONTAINER, Service
@@ -112,7 +113,7 @@ def _poison_item(
     except (binascii.Error, ValueError, UnicodeDecodeError):
         text = content  # a message that was never base64 (it may still be JSON)
     try:
-        request = decode(text)
+        request = decode(text, accepted_types())
     except InvalidRequest as exc:
         item.error = f"not a rotation request: {exc}"
         return item
