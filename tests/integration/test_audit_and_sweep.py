@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 import function_app
 from devstack.functions_host import timer_request
+from rotation.azure.kinds import accepted_types
 from rotation.doors.cli import main
 from rotation.doors.worker import run_request
 from rotation.model.ids import parse_key_id
@@ -235,7 +236,9 @@ def test_the_worker_dequeuing_before_the_intake_flushes_keeps_one_chain(stack) -
                     sent = queue.send_message(content, **options)
                     if not service.worker_ran:  # the worker's first attempt, before the intake goes on
                         service.worker_ran = True
-                        assert run_request(service, decode(content)) is None  # the lease is held: it waits
+                        assert (
+                            run_request(service, decode(content, accepted_types())) is None
+                        )  # the lease is held: it waits
                     return sent
 
             return Sending()
