@@ -23,6 +23,7 @@ from rotation.config import Settings
 from rotation.core.reconcile import Plan, Reconciler, Unreachable
 from rotation.core.waves import wave_of
 from rotation.model.ids import KeyRef
+from rotation.model.times import iso_or_none
 
 if TYPE_CHECKING:
     from rotation.azure.clients import Clients
@@ -129,15 +130,15 @@ class KeyView:
             "currentVersion": state.current_version if state else None,
             "desiredVersion": desired.version if desired else None,
             "blockedReason": state.blocked_reason if state else None,
-            "expires": _iso(desired.expires) if desired else None,
+            "expires": iso_or_none(desired.expires) if desired else None,
             "rotationPolicy": _policy_dict(self.policy),
             "versions": [
                 {
                     "version": v.version,
                     "enabled": v.enabled,
-                    "created": _iso(v.created),
-                    "notBefore": _iso(v.not_before),
-                    "expires": _iso(v.expires),
+                    "created": iso_or_none(v.created),
+                    "notBefore": iso_or_none(v.not_before),
+                    "expires": iso_or_none(v.expires),
                     "consumers": len(held.get(v.version, ())),
                 }
                 for v in (state.versions if state else ())
@@ -317,7 +318,3 @@ def _policy_dict(policy: RotationPolicyInfo | None) -> dict[str, Any] | None:
         "rotates": policy.has_rotate_action,
         "notifyBeforeExpiry": policy.notify_before_expiry,
     }
-
-
-def _iso(moment: Any) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None

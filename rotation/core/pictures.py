@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from rotation.core.inventory import KeyView, holders_by_version
+from rotation.model.times import iso_or_none
 
 # Age of the version a consumer holds, in days: (label, up to and including this many days).
 AGE_BUCKETS = (
@@ -41,7 +42,7 @@ class VersionBar:
         return {
             "version": self.version,
             "consumers": self.consumers,
-            "created": _iso(self.created),
+            "created": iso_or_none(self.created),
             "desired": self.desired,
             "current": self.current,
         }
@@ -111,7 +112,3 @@ def _bucket(days: int) -> str:
         if limit is None or days <= limit:
             return label
     raise AssertionError("the last bucket has no limit")
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None

@@ -25,6 +25,7 @@ from rotation.core.pictures import KeyPicture, picture
 from rotation.core.reconcile import Reconciler
 from rotation.core.retire import expiring_consumers, retire_candidates
 from rotation.model.ids import KeyRef
+from rotation.model.times import iso_or_none
 
 # The sweep's daily rotation-age report, one blob a day under rotation-age/ (infra deploys the
 # container with a lifecycle rule that deletes them after reportRetentionDays).
@@ -70,7 +71,7 @@ class AgeReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "generatedAt": _iso(self.generated_at),
+            "generatedAt": iso_or_none(self.generated_at),
             "maxAgeDays": self.max_age_days,
             "expiryWindowDays": self.expiry_window_days,
             "stale": self.stale,
@@ -121,7 +122,7 @@ def _stale(view: KeyView, now: datetime, max_age_days: int, window_days: int) ->
         if info.created < oldest:
             why.append(f"created {(now - info.created).days} days ago (over {max_age_days})")
         if info.expires is not None and info.expires <= soonest:
-            why.append(f"expires {_iso(info.expires)} (within {window_days} days)")
+            why.append(f"expires {iso_or_none(info.expires)} (within {window_days} days)")
         if why:
             found.append(
                 {
@@ -130,8 +131,8 @@ def _stale(view: KeyView, now: datetime, max_age_days: int, window_days: int) ->
                     "keyId": row.key_id,
                     "version": row.version,
                     "effectiveVersion": info.version,
-                    "created": _iso(info.created),
-                    "expires": _iso(info.expires),
+                    "created": iso_or_none(info.created),
+                    "expires": iso_or_none(info.expires),
                     "ageDays": (now - info.created).days,
                     "stale": why,
                     "action": row.action,
@@ -173,10 +174,6 @@ def write_daily(service: Root, found: Inventory, now: datetime) -> tuple[str, Ag
     except ResourceExistsError:  # another sweep wrote it first
         return None
     return blob.blob_name, report
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
 
 
 def sweep_report(service: Root, found: Inventory, trail: Any, now: datetime) -> None:

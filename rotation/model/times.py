@@ -17,6 +17,11 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def iso_or_none(moment: datetime | None) -> str | None:
+    """`iso(moment)`, or None for no moment (optional fields of reports and rows)."""
+    return iso(moment) if moment is not None else None
+
+
 def utc_now() -> str:
     return iso(datetime.now(UTC))
 
