@@ -77,7 +77,11 @@ class Reconciler:
         self.runs = runs
         self.kinds = {k.kind: k for k in (kinds or all_kinds(settings))}
         self.retry = RetryPolicy(
-            settings.retry_initial_seconds, settings.retry_max_seconds, settings.retry_attempts, sleep
+            settings.retry_initial_seconds,
+            settings.retry_max_seconds,
+            settings.retry_attempts,
+            sleep,
+            settings.max_retry_after_seconds,
         )
         self.gatherer = Gatherer(settings, clients, self.kinds, self.retry)
         # The ledger keeps canary-wave progress between attempts; the clock times the soak.
