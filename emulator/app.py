@@ -63,9 +63,13 @@ def _done(action: Callable[[], None]) -> Response:
 
 
 def shaped(response: Response, effect: FaultEffect) -> Response:
-    """The answer as a fault reshapes it: headers set, the body's `nextLink` replaced, the body
+    """The answer as a fault reshapes it: headers set (or, given None, removed), the body's `nextLink` replaced, the body
     dripped or replaced by a large one sent without a length."""
-    response.headers.update(effect.headers)
+    for name, value in effect.headers.items():
+        for present in [k for k in response.headers if k.lower() == name.lower()]:
+            del response.headers[present]
+        if value is not None:  # None: the header is taken away
+            response.headers[name] = value
     if effect.next_link is not None:
         try:
             payload = json.loads(response.body or b"{}")

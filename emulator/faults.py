@@ -47,7 +47,7 @@ class Fault:
     # A hostile or broken answer: headers set on it (say an LRO's `Azure-AsyncOperation` naming
     # another host), its JSON body's `nextLink` replaced, its body sent a byte every `drip_ms`, or
     # a body of `body_bytes` sent in chunks with no length (a list far too large).
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str | None] = field(default_factory=dict)  # None: take the header away
     next_link: str | None = None
     drip_ms: int = 0
     body_bytes: int = 0
@@ -91,7 +91,7 @@ class FaultEffect:
     drop: bool = False
     lro_result: str | None = None
     drop_response: bool = False
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str | None] = field(default_factory=dict)
     next_link: str | None = None
     drip_ms: int = 0
     body_bytes: int = 0
@@ -129,9 +129,9 @@ class FaultBook:
         retry_after = spec.get("retryAfter")
         headers = spec.get("headers") or {}
         if not isinstance(headers, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+            isinstance(k, str) and isinstance(v, str | None) for k, v in headers.items()
         ):
-            raise ValueError("headers: an object of header names to string values")
+            raise ValueError("headers: an object of header names to string values (null: remove it)")
         next_link = spec.get("nextLink")
         if next_link is not None and not isinstance(next_link, str):
             raise ValueError("nextLink: a string (the link the answer's body names)")
