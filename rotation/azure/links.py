@@ -34,8 +34,9 @@ def origin(url: str) -> str:
 
 def follow(link: str, expected: str, what: str = "a link") -> str:
     """`link`, when it is https on `expected` (an origin, see `origin`); else ForeignLink."""
-    if urlsplit(link).scheme.lower() != "https" or origin(link) != expected:
-        raise ForeignLink(origin(link) or link[:100], expected, what)
+    found = origin(link)  # "" for a link that does not parse
+    if not found or not link.lower().startswith("https://") or found != expected:
+        raise ForeignLink(found or link[:100], expected, what)
     return link
 
 
