@@ -48,7 +48,8 @@ class PageGuard:
         self._seen: set[str] = set()
 
     def next(self, link: str) -> str:
-        follow(link, self.expected, f"{self.what}'s nextLink")
+        if not (link.startswith("/") and not link.startswith("//")):  # a path stays on the host
+            follow(link, self.expected, f"{self.what}'s nextLink")
         if link in self._seen:
             raise PagingRefused(f"{self.what}'s nextLink repeats a page already read: paging stopped")
         if len(self._seen) + 2 > self.max_pages:  # the first page came without a link

@@ -75,6 +75,9 @@ def test_origin_keeps_a_port_other_than_443() -> None:
 
 def test_a_pager_refuses_a_repeated_link_and_stops_at_its_page_limit() -> None:
     guard = PageGuard(ARM, "the list")
+    assert guard.next("/subscriptions/x?page=3") == "/subscriptions/x?page=3"  # joined to the client's base
+    with pytest.raises(ForeignLink):
+        guard.next("//evil.test/p2")
     guard.next(f"https://{ARM}/p2")
     with pytest.raises(PagingRefused, match="repeats"):
         guard.next(f"https://{ARM}/p2")
