@@ -23,6 +23,7 @@ from azure.core.exceptions import ServiceResponseTimeoutError
 import function_app
 from devstack.functions_host import http_request
 from rotation.azure.budget import BudgetExhausted, door_budget, run_budget
+from rotation.azure.links import MAX_PAGES
 from rotation.azure.vault import read_key_state
 from rotation.model.errors import ForeignLink, PagingRefused, ResponseTooLarge
 from rotation.model.ids import parse_key_id
@@ -117,9 +118,7 @@ def test_an_arm_next_link_to_another_host_is_never_followed(stack: Stack, record
         assert len(pages) == 1  # the first page only
 
 
-def test_a_foreign_next_link_in_discovery_is_reported_by_the_run(
-    stack: Stack, recorder: Recorder
-) -> None:
+def test_a_foreign_next_link_in_discovery_is_reported_by_the_run(stack: Stack, recorder: Recorder) -> None:
     stack.load(estate(2))
     stack.admin.configure(armPageSize=1)
     stack.admin.add_fault(method="GET", host=ARM, pathRegex=LIST_PATH, nextLink="https://evil.test/p2")
@@ -187,6 +186,17 @@ def test_an_endless_key_vault_next_link_stops_at_the_first_repeat(stack: Stack) 
         read_key_state(service.clients.keys(f"https://{s.VAULT_HOST}"), parse_key_id(KEY))
     lists = [c for c in stack.admin.calls()["calls"] if c["path"].endswith("/versions")]
     assert len(lists) == 2  # the first page, then its link once: the same link again is refused
+
+
+def test_key_vault_paging_stops_at_the_page_limit(stack: Stack) -> None:
+    versions = [s.version(f"v{i}", created=f"-{2000 - i}h") for i in range(MAX_PAGES + 5)]
+    stack.load(s.scenario(keys={"acr-cmk": s.key(*versions)}))
+    stack.admin.configure(keyVaultPageSize=1)  # a new link on every page, never the same one
+    service = stack.service()
+    with pytest.raises(PagingRefused, match=f"more than {MAX_PAGES} pages"):
+        read_key_state(service.clients.keys(f"https://{s.VAULT_HOST}"), parse_key_id(KEY))
+    lists = [c for c in stack.admin.calls()["calls"] if c["path"].endswith("/versions")]
+    assert len(lists) == MAX_PAGES
 
 
 def test_a_huge_retry_after_on_an_lro_ends_inside_the_run_budget(stack: Stack) -> None:
