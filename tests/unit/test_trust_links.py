@@ -8,6 +8,7 @@ import time
 
 import pytest
 import requests
+from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.exceptions import HttpResponseError, ServiceResponseTimeoutError
 from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
@@ -226,3 +227,32 @@ def test_the_two_settings_have_defaults_and_are_validated() -> None:
         with pytest.raises(ConfigError) as raised:
             load_settings({**BASE, name: bad})
         assert str(raised.value).startswith(name)
+
+
+# -- the host guard in every Key Vault and ARM client --------------------------------------------
+
+
+class Credential:
+    """A token for any scope (the typed clients' pipelines ask before their custom slot)."""
+
+    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+        return AccessToken("token", int(time.time()) + 3600)
+
+    def get_token_info(self, *scopes: str, **kwargs: object) -> AccessTokenInfo:
+        return AccessTokenInfo("token", int(time.time()) + 3600)
+
+
+def test_every_key_vault_and_arm_client_refuses_another_host_before_sending() -> None:
+    """The guard raises inside the pipeline, before the transport: nothing reaches the network
+    (evil.test does not resolve; a send would fail with a connection error instead)."""
+    from rotation.azure.clients import Clients
+
+    clients = Clients(load_settings(BASE), credential=Credential())  # type: ignore[arg-type]
+    foreign = HttpRequest("GET", "https://evil.test/keys/k/versions")
+    with pytest.raises(ForeignLink):
+        clients.keys("https://contoso-cmk.vault.azure.net").send_request(foreign)
+    management = clients.container_instances("00000000-0000-0000-0000-00000000000a")
+    with pytest.raises(ForeignLink):
+        management._client.send_request(HttpRequest("GET", f"https://{ARM}.evil.test/x"))
+    with pytest.raises(ForeignLink):
+        clients.arm().get("https://127.0.0.2/subscriptions/x", "2023-07-01")
