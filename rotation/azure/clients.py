@@ -17,8 +17,14 @@ from urllib.parse import urlsplit
 
 import requests
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, ClientAuthenticationError, ServiceResponseTimeoutError
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    ServiceResponseError,
+    ServiceResponseTimeoutError,
+)
 from azure.core.pipeline.transport import RequestsTransport
+from urllib3.exceptions import HTTPError, ReadTimeoutError
 from urllib3.util.ssl_ import create_urllib3_context
 
 from rotation.azure import budget
@@ -152,7 +158,7 @@ def read_answer(
                 f"{what}: the answer declares {declared} bytes, over the {limit}-byte limit"
             )
         body = bytearray()
-        while chunk := response.raw.read1(65536, decode_content=True):
+        while chunk := _read_some(response, what):
             body += chunk
             if len(body) > limit:
                 raise ResponseTooLarge(f"{what}: the answer is over the {limit}-byte limit; not read further")
@@ -163,6 +169,18 @@ def read_answer(
     except BaseException:
         response.close()
         raise
+
+
+def _read_some(response: requests.Response, what: str) -> bytes:
+    """What has arrived of the body (at least a byte; b"" at its end), with the errors azure-core
+    would have raised had it read the body itself, so retry.py classifies them the same."""
+    try:
+        return response.raw.read1(65536, decode_content=True)
+    except (ReadTimeoutError, TimeoutError) as exc:
+        budget.check(f"{what} answered", azure=True)
+        raise ServiceResponseTimeoutError(f"{what}: {exc}", error=exc) from exc
+    except (HTTPError, OSError) as exc:  # a connection cut or a broken chunk
+        raise ServiceResponseError(f"{what}: {exc}", error=exc) from exc
 
 
 def _keep_body(response: Any, body: bytes) -> None:

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 from azure.core.credentials import AccessToken, AccessTokenInfo
-from azure.core.exceptions import HttpResponseError, ServiceResponseTimeoutError
+from azure.core.exceptions import HttpResponseError, ServiceResponseError, ServiceResponseTimeoutError
 from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.rest import HttpRequest
@@ -196,6 +196,19 @@ def test_an_answer_over_the_limit_is_refused_without_reading_past_it(declared: b
         read_answer(response, 64 * 1024, 200.0, Clock(), "GET arm")
     assert raised.value.code == "ResponseTooLarge"
     assert response.raw.closed  # the connection is not handed back half read
+
+
+def test_a_connection_cut_mid_answer_is_the_error_azure_core_would_raise() -> None:
+    class Cut(io.BytesIO):
+        def read1(self, size: int = -1) -> bytes:
+            raise ConnectionResetError("reset by peer")
+
+        read = read1  # type: ignore[assignment]
+
+    response = requests.Response()
+    response.raw = HTTPResponse(Cut(b""), headers={}, preload_content=False)
+    with pytest.raises(ServiceResponseError):  # transient, as before: retry.py retries it
+        read_answer(response, 1024, 200.0, Clock(), "GET arm")
 
 
 def test_a_dripping_answer_ends_at_its_deadline() -> None:
