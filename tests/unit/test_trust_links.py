@@ -149,20 +149,20 @@ def test_the_pacer_caps_a_429s_retry_after_and_keeps_inside_the_budget() -> None
 
 
 def test_retry_caps_a_huge_retry_after_and_stops_before_the_budget_ends() -> None:
-    attempts: list[float] = []
+    clock, attempts = Clock(), []
 
     def throttled() -> None:
-        attempts.append(time.monotonic())
+        attempts.append(clock.now)
         raise error(429, **{"Retry-After": "999999"})
 
-    started = time.monotonic()
     with pytest.raises(HttpResponseError):
-        call(throttled, policy=RetryPolicy(0.01, 0.05, 3, max_retry_after=0.01))
-    assert len(attempts) == 3 and time.monotonic() - started < 5
+        call(throttled, policy=RetryPolicy(0.01, 0.05, 3, sleep=clock.sleep, max_retry_after=5))
+    assert len(attempts) == 3 and all(5 <= waited <= 6 for waited in clock.slept)  # 5 s and jitter
     attempts.clear()
+    clock.slept.clear()
     with budget.run_budget(10), pytest.raises(HttpResponseError):
-        call(throttled, policy=RetryPolicy(0.01, 0.05, 3, max_retry_after=60))
-    assert len(attempts) == 1  # a 60 s wait does not fit in 10 s: no sleep, no second attempt
+        call(throttled, policy=RetryPolicy(0.01, 0.05, 3, sleep=clock.sleep, max_retry_after=60))
+    assert len(attempts) == 1 and clock.slept == []  # 60 s does not fit in 10 s: no wait, no retry
 
 
 # -- reading an answer -------------------------------------------------------------------------
