@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import scenario
@@ -19,7 +19,7 @@ from .deadletter import blob_writer
 from .delivery import EventGridDelivery, subscription_from_spec
 from .disk_encryption_sets import DiskEncryptionSets
 from .eventgrid import EVENTGRID_SUFFIX, EventGridTopics
-from .faults import ArmThrottle, CallLog, FaultBook
+from .faults import ArmThrottle, CallLog, FaultBook, FaultEffect
 from .http import Request, Response, Router
 from .identity import TokenIssuer
 from .keyevents import KeyEvents
@@ -50,12 +50,49 @@ _KV_ERROR_CODES = {
     504: "GatewayTimeout",
 }
 _VAULT_HOST = re.compile(r"^[a-z0-9-]{3,24}\.(?:vault|managedhsm)\.")
+# Hosts under the reserved `.test` top-level domain (RFC 2606) stand for a foreign server an
+# answer may point at: served here, each call recorded (with whether it carried a token), so a
+# test can prove nothing reached them.
+FOREIGN_SUFFIX = ".test"
 
 
 def _done(action: Callable[[], None]) -> Response:
     """Run an admin action that answers nothing, then say so (204)."""
     action()
     return Response.empty(204)
+
+
+def shaped(response: Response, effect: FaultEffect) -> Response:
+    """The answer as a fault reshapes it: headers set (or, given None, removed), the body's `nextLink` replaced, the body
+    dripped or replaced by a large one sent without a length."""
+    for name, value in effect.headers.items():
+        for present in [k for k in response.headers if k.lower() == name.lower()]:
+            del response.headers[present]
+        if value is not None:  # None: the header is taken away
+            response.headers[name] = value
+    if effect.next_link is not None:
+        try:
+            payload = json.loads(response.body or b"{}")
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict):
+            payload["nextLink"] = effect.next_link
+            response.body = json.dumps(payload, separators=(",", ":")).encode()
+    if effect.body_bytes:
+        response.body, response.chunks = b"", _large_body(effect.body_bytes)
+    response.drip_s = effect.drip_ms / 1000
+    return response
+
+
+def _large_body(size: int, piece: int = 65536) -> Iterator[bytes]:
+    """A JSON list answer `size` bytes long, made as it is sent (never held whole)."""
+    head, tail = b'{"value":[],"padding":"', b'"}'
+    yield head
+    left = max(0, size - len(head) - len(tail))
+    while left > 0:
+        yield b"x" * min(piece, left)
+        left -= piece
+    yield tail
 
 
 class EmulatorApp:
@@ -105,7 +142,12 @@ class EmulatorApp:
 
     # -- what the proxy asks -----------------------------------------------------------------
     def intercepts(self, host: str) -> bool:
-        return bool(vault_audience(host)) or host in ARM_HOSTS or host.endswith(EVENTGRID_SUFFIX)
+        return (
+            bool(vault_audience(host))
+            or host in ARM_HOSTS
+            or host.endswith(EVENTGRID_SUFFIX)
+            or host.endswith(FOREIGN_SUFFIX)
+        )
 
     def resolves(self, host: str) -> bool:
         if vault_audience(host):
@@ -127,6 +169,8 @@ class EmulatorApp:
             return self._serve_service(request, "arm")
         if request.host.endswith(EVENTGRID_SUFFIX):
             return self._serve_service(request, "eventgrid")
+        if request.host.endswith(FOREIGN_SUFFIX):
+            return self._serve_service(request, "foreign")
         return Response.json(502, {"error": f"host {request.host} is not emulated"})
 
     def _serve_service(self, request: Request, service: str) -> Response:
@@ -134,8 +178,9 @@ class EmulatorApp:
         effect = self.faults.take(request.method, host, request.path)
         if effect.latency_s:
             time.sleep(effect.latency_s)
+        authorized = "authorization" in request.headers
         if effect.drop:
-            self.calls.record(request.method, host, request.path, 0, dropped=True)
+            self.calls.record(request.method, host, request.path, 0, dropped=True, authorized=authorized)
             return Response(0, drop=True)
         request.lro_result = effect.lro_result
         if effect.status:
@@ -146,13 +191,17 @@ class EmulatorApp:
             response = self.keyvault.handle(request)
         elif service == "arm":
             response = self.arm.handle(request)
+        elif service == "foreign":  # what a hostile server would like to be believed
+            response = Response.json(200, {"status": "Succeeded", "value": [], "nextLink": None})
         else:
             response = self.eventgrid.handle(request)
         if effect.drop_response:  # the work is done, the answer is lost on the way back
-            self.calls.record(request.method, host, request.path, response.status, dropped=True)
+            self.calls.record(
+                request.method, host, request.path, response.status, dropped=True, authorized=authorized
+            )
             return Response(0, drop=True)
-        self.calls.record(request.method, host, request.path, response.status)
-        return response
+        self.calls.record(request.method, host, request.path, response.status, authorized=authorized)
+        return shaped(response, effect)
 
     def _fault_response(
         self, service: str, request: Request, status: int, retry_after: str | None

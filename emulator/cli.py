@@ -66,9 +66,22 @@ def _fault(args: argparse.Namespace, admin: AdminClient) -> None:
             "latencyMs": args.latency_ms,
             "drop": args.drop or None,
             "lroResult": args.lro_result,
+            "headers": _headers(args.header) or None,
+            "nextLink": args.next_link,
+            "dripMs": args.drip_ms,
+            "bodyBytes": args.body_bytes,
         }
         fault_id = admin.add_fault(**{k: v for k, v in spec.items() if v is not None})
         print(f"fault {fault_id} added")
+
+
+def _headers(pairs: list[str] | None) -> dict[str, str | None]:
+    """`Name: value` pairs; `Name:` alone takes the header away."""
+    headers: dict[str, str | None] = {}
+    for pair in pairs or []:
+        name, _, value = pair.partition(":")
+        headers[name.strip()] = value.strip() or None
+    return headers
 
 
 def _timer(args: argparse.Namespace, settings: dict[str, str]) -> None:
@@ -118,6 +131,12 @@ def _parser() -> argparse.ArgumentParser:
     fault.add_argument(
         "--lro-result", choices=["Succeeded", "Failed", "Canceled"], help="how an ARM write ends"
     )
+    fault.add_argument(
+        "--header", action="append", help="'Name: value' set on the answer ('Name:' removes it); repeatable"
+    )
+    fault.add_argument("--next-link", help="replace the answer body's nextLink (e.g. https://evil.test/p2)")
+    fault.add_argument("--drip-ms", type=int, help="send the answer's body a byte every N ms")
+    fault.add_argument("--body-bytes", type=int, help="answer with a body this long, sent in chunks")
     clock = sub.add_parser("clock", help="the emulator's clock (near-expiry and expiry events fire on it)")
     clock.add_argument("action", choices=["show", "advance"])
     clock.add_argument("amount", nargs="?", help="with advance: 29d, 12h, 30m, 90s")

@@ -23,6 +23,10 @@ _FAULT_FIELDS = {
     "drop",
     "lroResult",
     "dropResponse",
+    "headers",
+    "nextLink",
+    "dripMs",
+    "bodyBytes",
 }
 _LRO_RESULTS = {"Succeeded", "Failed", "Canceled"}
 
@@ -40,6 +44,13 @@ class Fault:
     drop: bool
     lro_result: str | None
     drop_response: bool = False  # handle the call, then close the connection without answering
+    # A hostile or broken answer: headers set on it (say an LRO's `Azure-AsyncOperation` naming
+    # another host), its JSON body's `nextLink` replaced, its body sent a byte every `drip_ms`, or
+    # a body of `body_bytes` sent in chunks with no length (a list far too large).
+    headers: dict[str, str | None] = field(default_factory=dict)  # None: take the header away
+    next_link: str | None = None
+    drip_ms: int = 0
+    body_bytes: int = 0
 
     def matches(self, method: str, host: str, path: str) -> bool:
         if self.remaining is not None and self.remaining <= 0:
@@ -63,6 +74,10 @@ class Fault:
             "drop": self.drop,
             "dropResponse": self.drop_response,
             "lroResult": self.lro_result,
+            "headers": self.headers,
+            "nextLink": self.next_link,
+            "dripMs": self.drip_ms,
+            "bodyBytes": self.body_bytes,
         }
 
 
@@ -76,7 +91,18 @@ class FaultEffect:
     drop: bool = False
     lro_result: str | None = None
     drop_response: bool = False
+    headers: dict[str, str | None] = field(default_factory=dict)
+    next_link: str | None = None
+    drip_ms: int = 0
+    body_bytes: int = 0
     fault_ids: list[int] = field(default_factory=list)
+
+    def merge_answer(self, fault: Fault) -> None:
+        """The answer-shaping parts of a matching fault (the first fault to set one wins)."""
+        self.headers = {**fault.headers, **self.headers}
+        self.next_link = self.next_link if self.next_link is not None else fault.next_link
+        self.drip_ms = self.drip_ms or fault.drip_ms
+        self.body_bytes = self.body_bytes or fault.body_bytes
 
 
 class FaultBook:
@@ -101,6 +127,18 @@ class FaultBook:
         if count is not None and (not isinstance(count, int) or count < 1):
             raise ValueError("count: a positive integer, or absent for every matching call")
         retry_after = spec.get("retryAfter")
+        headers = spec.get("headers") or {}
+        if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str | None) for k, v in headers.items()
+        ):
+            raise ValueError("headers: an object of header names to string values (null: remove it)")
+        next_link = spec.get("nextLink")
+        if next_link is not None and not isinstance(next_link, str):
+            raise ValueError("nextLink: a string (the link the answer's body names)")
+        for name in ("dripMs", "bodyBytes"):
+            value = spec.get(name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name}: a whole number, 0 or more")
         fault = Fault(
             id=next(self._ids),
             method=(spec.get("method") or "").upper() or None,
@@ -113,6 +151,10 @@ class FaultBook:
             drop=bool(spec.get("drop")),
             lro_result=lro_result,
             drop_response=bool(spec.get("dropResponse")),
+            headers=dict(headers),
+            next_link=next_link,
+            drip_ms=int(spec.get("dripMs") or 0),
+            body_bytes=int(spec.get("bodyBytes") or 0),
         )
         with self._lock:
             self._faults.append(fault)
@@ -145,6 +187,7 @@ class FaultBook:
                 effect.drop_response = effect.drop_response or fault.drop_response
                 if fault.lro_result and effect.lro_result is None:
                     effect.lro_result = fault.lro_result
+                effect.merge_answer(fault)
         return effect
 
 
@@ -153,10 +196,21 @@ class CallLog:
         self._calls: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
-    def record(self, method: str, host: str, path: str, status: int, *, dropped: bool = False) -> None:
+    def record(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        status: int,
+        *,
+        dropped: bool = False,
+        authorized: bool = False,
+    ) -> None:
         entry = {"time": time.time(), "method": method, "host": host, "path": path, "status": status}
         if dropped:
             entry["dropped"] = True
+        if authorized:  # the call carried an Authorization header (a token reached this host)
+            entry["authorized"] = True
         with self._lock:
             self._calls.append(entry)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -58,6 +58,8 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False  # close the connection without answering (fault injection)
+    chunks: Iterable[bytes] | None = None  # a body sent as it is made, chunked, with no length
+    drip_s: float = 0.0  # send the body one byte at a time, this long apart (fault injection)
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:

@@ -21,6 +21,7 @@ import socketserver
 import ssl
 import sys
 import threading
+import time
 from typing import Any, Protocol
 
 from .http import Request, Response
@@ -176,9 +177,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
+        if response.chunks is not None:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        if self.command != "HEAD" and response.body:
+        if self.command == "HEAD":
+            return
+        if response.chunks is not None:
+            for chunk in response.chunks:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.write(b"0\r\n\r\n")
+        elif response.drip_s and response.body:
+            for index in range(len(response.body)):  # a client that gives up ends this (a write fails)
+                time.sleep(response.drip_s)
+                self.wfile.write(response.body[index : index + 1])
+        elif response.body:
             self.wfile.write(response.body)
 
     def _plain_error(self, status: int, message: str) -> None:

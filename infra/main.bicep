@@ -179,6 +179,14 @@ param rotationDiscovery string = 'auto'
 @maxValue(86400)
 param rotationTimeBudgetSeconds int = 600
 
+@description('The longest single Retry-After honoured, in seconds (0-3600); never past the run\'s budget.')
+param rotationMaxRetryAfterSeconds string = '60'
+
+@description('The largest answer body read from Key Vault or ARM, in bytes (65536-1073741824).')
+@minValue(65536)
+@maxValue(1073741824)
+param rotationMaxResponseBytes int = 33554432
+
 @allowed([
   'report'
   'redeploy'
@@ -362,6 +370,8 @@ module functionApp 'modules/function-app.bicep' = {
     concurrency: rotationConcurrency
     discovery: rotationDiscovery
     timeBudgetSeconds: rotationTimeBudgetSeconds
+    maxRetryAfterSeconds: rotationMaxRetryAfterSeconds
+    maxResponseBytes: rotationMaxResponseBytes
     containerGroupPolicy: rotationContainerGroupPolicy
     optOutTag: rotationOptOutTag
     newVersionExpiryDays: rotationNewVersionExpiryDays

@@ -93,6 +93,9 @@ class Settings:
     outcome_topic_endpoint: str | None
     storage: StorageSettings
     client_id: str | None
+    # The longest single Retry-After honoured, and the largest answer read from Key Vault or ARM.
+    max_retry_after_seconds: float = 60.0
+    max_response_bytes: int = 32 * 1024 * 1024
     # Tuning (not in DESIGN.md section 7; defaults suit Azure, tests shorten them).
     poll_interval_seconds: float = 5.0
     retry_initial_seconds: float = 1.0
@@ -328,6 +331,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         outcome_topic_endpoint=_https_url("ROTATION_OUTCOME_TOPIC_ENDPOINT", topic) if topic else None,
         storage=_storage(env),
         client_id=client_id,
+        max_retry_after_seconds=_float(env, "ROTATION_MAX_RETRY_AFTER_SECONDS", 60.0, 0.0, 3600),
+        max_response_bytes=_int(env, "ROTATION_MAX_RESPONSE_BYTES", 32 * 1024 * 1024, 65536, 1024**3),
         poll_interval_seconds=_float(env, "ROTATION_POLL_INTERVAL_SECONDS", 5.0, 0.01, 60),
         retry_initial_seconds=_float(env, "ROTATION_RETRY_INITIAL_SECONDS", 1.0, 0.0, 60),
         retry_max_seconds=_float(env, "ROTATION_RETRY_MAX_SECONDS", 30.0, 0.0, 600),

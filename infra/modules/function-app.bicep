@@ -53,6 +53,8 @@ param armEndpoint string
 param concurrency string
 param discovery string
 param timeBudgetSeconds int
+param maxRetryAfterSeconds string
+param maxResponseBytes int
 param containerGroupPolicy string
 param optOutTag string
 param newVersionExpiryDays int
@@ -187,6 +189,14 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ROTATION_TIME_BUDGET_SECONDS'
           value: string(timeBudgetSeconds)
+        }
+        {
+          name: 'ROTATION_MAX_RETRY_AFTER_SECONDS'
+          value: maxRetryAfterSeconds
+        }
+        {
+          name: 'ROTATION_MAX_RESPONSE_BYTES'
+          value: string(maxResponseBytes)
         }
         {
           name: 'ROTATION_CONTAINER_GROUP_POLICY'

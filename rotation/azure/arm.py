@@ -6,6 +6,7 @@ pipeline with ARM's challenge authentication, ARM error bodies (`HttpResponseErr
 and ARM's long-running-operation polling (`Azure-AsyncOperation`, `Location`, `Retry-After`).
 Like the typed clients, it has no retry policy of its own: retry.py is the one retry layer.
 Bodies are plain dicts in the wire format, so what a kind writes is exactly what it sends.
+Links from answers (`nextLink`, LRO status URLs) are followed only to the ARM endpoint (links.py).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
+from rotation.azure.links import HostGuardPolicy, PageGuard, follow, origin
 from rotation.azure.polling import WaitFirstARMPolling
 
 _ERRORS: dict[int, type[HttpResponseError]] = {
@@ -63,8 +65,10 @@ class Arm:
         pacing: SansIOHTTPPolicy[Any, Any] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.origin = origin(self.base_url)
         self.polling_interval = polling_interval
         policies = [
+            HostGuardPolicy(self.origin),  # before the token is added: nothing leaves for another host
             RequestIdPolicy(),
             HeadersPolicy(),
             UserAgentPolicy(USER_AGENT),
@@ -92,11 +96,12 @@ class Arm:
         """Every resource of `resource_type` ("Microsoft.Storage/storageAccounts") in the
         subscription, following `nextLink` lazily."""
         first = f"/subscriptions/{quote(subscription)}/providers/{resource_type}"
+        guard = PageGuard(self.origin, f"the {resource_type} list")
 
         def get_next(link: str | None) -> PipelineResponse[Any, Any]:
             if link is None:
                 return self._send("GET", first, api_version)
-            return self._send("GET", link, None)
+            return self._send("GET", guard.next(link), None)
 
         def extract(response: PipelineResponse[Any, Any]) -> tuple[str | None, Iterator[dict[str, Any]]]:
             page = self._json(response) or {}
@@ -141,7 +146,7 @@ class Arm:
     def _polling(self) -> WaitFirstARMPolling:
         # ARM's default final state for PATCH and PUT: a GET of the resource once the operation
         # ends; the first poll waits for the write's Retry-After.
-        return WaitFirstARMPolling(self.polling_interval)
+        return WaitFirstARMPolling(self.polling_interval, origin=self.origin)
 
     def _final(self, response: PipelineResponse[Any, Any]) -> dict[str, Any] | None:
         return self._json(response)
@@ -150,7 +155,7 @@ class Arm:
     def _send(
         self, method: str, path: str, api_version: str | None, body: dict[str, Any] | None = None
     ) -> PipelineResponse[Any, Any]:
-        url = path if path.startswith("https://") else f"{self.base_url}{path}"
+        url = follow(path, self.origin) if "://" in path else f"{self.base_url}{path}"
         params = {"api-version": api_version} if api_version else None
         request = HttpRequest(method, url, params=params, json=body)
         response = cast(

@@ -10,19 +10,28 @@ import os
 import re
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, ClientAuthenticationError
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    ServiceResponseError,
+    ServiceResponseTimeoutError,
+)
 from azure.core.pipeline.transport import RequestsTransport
+from urllib3.exceptions import HTTPError, ReadTimeoutError
 from urllib3.util.ssl_ import create_urllib3_context
 
 from rotation.azure import budget
+from rotation.azure.links import HostGuardPolicy, origin
 from rotation.azure.pacing import Pacer, PacingPolicy
 from rotation.config import MAX_PARALLEL_TARGETS, Settings
+from rotation.model.errors import ResponseTooLarge
 
 # The SDKs load on first use (the builders below), not with function_app: a cold start pays
 # only for the clients its door calls.
@@ -79,22 +88,108 @@ def _storage_options() -> dict[str, Any]:
 
 
 class BudgetedTransport(RequestsTransport):
-    """The shared requests transport, with each attempt's timeouts capped to the door's budget."""
+    """The shared requests transport, with each attempt's timeouts capped to the door's budget.
+
+    For Key Vault and ARM (`answer_limit` set) also: the run's budget counts (budget.run_budget);
+    an answer's body must arrive whole within the read timeout (a socket timeout only bounds each
+    read: an answer dripping a byte a second would never end) and is read no further than
+    `answer_limit` bytes; every wait between calls (`sleep`: LRO polling) is capped at `max_wait`
+    and must end inside the budget.
+    """
+
+    def __init__(
+        self,
+        *,
+        answer_limit: int | None = None,
+        max_wait: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleeper: Callable[[float], None] = time.sleep,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.answer_limit, self.max_wait = answer_limit, max_wait
+        self._clock, self._sleeper = clock, sleeper
+
+    @property
+    def _azure(self) -> bool:
+        return self.answer_limit is not None
 
     def send(self, request: Any, **kwargs: Any) -> Any:
-        left = budget.remaining()
-        if left is None:
-            return super().send(request, **kwargs)
-        budget.check(f"{request.method} {_host(request.url)}")
-        kwargs["connection_timeout"] = min(
-            kwargs.get("connection_timeout") or self.connection_config.timeout, left
-        )
-        kwargs["read_timeout"] = min(kwargs.get("read_timeout") or self.connection_config.read_timeout, left)
+        what = f"{request.method} {_host(request.url)}"
+        left = budget.azure_remaining() if self._azure else budget.remaining()
+        if left is not None:
+            budget.check(what, azure=self._azure)
+            for name, default in (
+                ("connection_timeout", self.connection_config.timeout),
+                ("read_timeout", self.connection_config.read_timeout),
+            ):
+                kwargs[name] = min(kwargs.get(name) or default, left)
+        if not self._azure or kwargs.get("stream"):
+            return self._send(request, what, **kwargs)
+        whole = kwargs.get("read_timeout") or self.connection_config.read_timeout
+        ends = self._clock() + whole
+        response = self._send(request, what, **{**kwargs, "stream": True})
+        body = read_answer(response.internal_response, self.answer_limit or 0, ends, self._clock, what)
+        _keep_body(response, body)
+        return response
+
+    def _send(self, request: Any, what: str, **kwargs: Any) -> Any:
         try:
             return super().send(request, **kwargs)
         except AzureError:
-            budget.check(f"{request.method} {_host(request.url)} answered")  # a timeout the budget caused
+            budget.check(f"{what} answered", azure=self._azure)  # a timeout the budget caused
             raise
+
+    def sleep(self, duration: float) -> None:
+        """A wait between calls (an LRO's polls): capped, and never past the budget."""
+        self._sleeper(budget.bounded_wait(duration, "the next poll", cap=self.max_wait))
+
+
+def read_answer(
+    response: requests.Response, limit: int, ends: float, clock: Callable[[], float], what: str
+) -> bytes:
+    """The body of a streamed answer, read whole by `ends` and no further than `limit` bytes
+    (decoded: a compressed answer counts what it expands to). The connection is closed when the
+    answer is refused, never handed back half read."""
+    declared = response.headers.get("Content-Length", "")
+    try:
+        if declared.isdigit() and int(declared) > limit:
+            raise ResponseTooLarge(
+                f"{what}: the answer declares {declared} bytes, over the {limit}-byte limit"
+            )
+        body = bytearray()
+        while chunk := _read_some(response, what):
+            body += chunk
+            if len(body) > limit:
+                raise ResponseTooLarge(f"{what}: the answer is over the {limit}-byte limit; not read further")
+            if clock() > ends:
+                budget.check(f"{what} answered", azure=True)
+                raise ServiceResponseTimeoutError(f"{what}: the answer did not arrive whole in time")
+        return bytes(body)
+    except BaseException:
+        response.close()
+        raise
+
+
+def _read_some(response: requests.Response, what: str) -> bytes:
+    """What has arrived of the body (at least a byte; b"" at its end), with the errors azure-core
+    would have raised had it read the body itself, so retry.py classifies them the same."""
+    try:
+        return response.raw.read1(65536, decode_content=True)
+    except (ReadTimeoutError, TimeoutError) as exc:
+        budget.check(f"{what} answered", azure=True)
+        raise ServiceResponseTimeoutError(f"{what}: {exc}", error=exc) from exc
+    except (HTTPError, OSError) as exc:  # a connection cut or a broken chunk
+        raise ServiceResponseError(f"{what}: {exc}", error=exc) from exc
+
+
+def _keep_body(response: Any, body: bytes) -> None:
+    """Hand the body read to requests and azure-core as if they had read it themselves."""
+    internal = response.internal_response
+    internal._content, internal._content_consumed = body, True
+    internal.close()  # content consumed: this returns the connection to the pool
+    if hasattr(response, "read"):  # azure.core.rest's response: mark it read, as a non-stream send does
+        response.read()
 
 
 def _host(url: str) -> str:
@@ -205,7 +300,7 @@ class Clients:
         self._session = _session(MAX_PARALLEL_TARGETS + 8)  # a connection for every worker thread
         self._cache: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
-        self.pacer = Pacer()
+        self.pacer = Pacer(max_wait=settings.max_retry_after_seconds)
 
     @property
     def credential(self) -> TokenCredential:
@@ -231,9 +326,22 @@ class Clients:
             raise CredentialMissing(tried or [type(self.credential).__name__], detail) from exc
 
     def _transport(self, timeouts: tuple[float, float] = AZURE_TIMEOUTS) -> RequestsTransport:
+        """Storage's, the credential's and the outcome topic's transport: the door's budget."""
         connect, read = timeouts
         return BudgetedTransport(
             session=self._session, session_owner=False, connection_timeout=connect, read_timeout=read
+        )
+
+    def _azure_transport(self) -> RequestsTransport:
+        """Key Vault's and ARM's: also the run's budget, the answer limit, capped waits."""
+        connect, read = AZURE_TIMEOUTS
+        return BudgetedTransport(
+            session=self._session,
+            session_owner=False,
+            connection_timeout=connect,
+            read_timeout=read,
+            answer_limit=self.settings.max_response_bytes,
+            max_wait=self.settings.max_retry_after_seconds,
         )
 
     def _cached(self, kind: str, key: str, build: Callable[[], T]) -> T:
@@ -252,17 +360,27 @@ class Clients:
         return self._cached(
             "keys",
             vault_url.lower(),
-            lambda: KeyClient(vault_url, self.credential, transport=self._transport(), **_NO_SDK_RETRIES),
+            lambda: KeyClient(
+                vault_url,
+                self.credential,
+                transport=self._azure_transport(),
+                # nothing this client sends leaves the vault, a link the SDK follows included
+                custom_hook_policy=HostGuardPolicy(origin(vault_url)),
+                **_NO_SDK_RETRIES,
+            ),
         )
 
     def _arm_kwargs(self) -> dict[str, Any]:
         return {
             "base_url": self.settings.cloud.arm_endpoint,
             "credential_scopes": [self.settings.cloud.arm_scope],
-            "transport": self._transport(),
+            "transport": self._azure_transport(),
             "polling_interval": self.settings.poll_interval_seconds,
-            # every ARM call, whichever client makes it, is paced by one per-subscription gate
-            "custom_hook_policy": PacingPolicy(self.pacer),
+            # every ARM call, whichever client makes it, is paced by one per-subscription gate;
+            # a request to any other host than the ARM endpoint is refused before it is sent
+            "custom_hook_policy": HostGuardPolicy(
+                origin(self.settings.cloud.arm_endpoint), PacingPolicy(self.pacer)
+            ),
             **_NO_SDK_RETRIES,
         }
 
@@ -270,7 +388,9 @@ class Clients:
         """The polling method for a long-running ARM write: waits Retry-After before polling."""
         from rotation.azure.polling import WaitFirstARMPolling
 
-        return WaitFirstARMPolling(self.settings.poll_interval_seconds)
+        return WaitFirstARMPolling(
+            self.settings.poll_interval_seconds, origin=origin(self.settings.cloud.arm_endpoint)
+        )
 
     # The typed management SDKs are imported on first use, not with function_app: a cold start
     # that only parses and enqueues an event never pays for them.
@@ -304,7 +424,7 @@ class Clients:
                 self.credential,
                 self.settings.cloud.arm_endpoint,
                 [self.settings.cloud.arm_scope],
-                self._transport(),
+                self._azure_transport(),
                 self.settings.poll_interval_seconds,
                 PacingPolicy(self.pacer),
             ),

@@ -24,13 +24,14 @@ from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 
 from rotation import telemetry
+from rotation.azure import budget
 
 _SUBSCRIPTION = re.compile(r"/subscriptions/([0-9a-fA-F-]{36})(?:/|$|\?)")
 # ARM's documented per-subscription refill rates (tokens per second) and a low-water mark under
 # which calls are spaced at that rate.
 REFILL_PER_SECOND = {"reads": 25.0, "writes": 10.0, "deletes": 10.0}
 LOW_WATER = {"reads": 25, "writes": 20, "deletes": 20}
-MAX_WAIT_SECONDS = 60.0  # never hold a call longer than this on one signal
+MAX_WAIT_SECONDS = 60.0  # never hold a call longer than this on one signal (ROTATION_MAX_RETRY_AFTER_SECONDS)
 
 
 def call_kind(method: str) -> str:
@@ -56,8 +57,9 @@ class Pacer:
         self,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        max_wait: float = MAX_WAIT_SECONDS,
     ) -> None:
-        self._clock, self._sleep = clock, sleep
+        self._clock, self._sleep, self.max_wait = clock, sleep, max_wait
         self._gates: dict[tuple[str, str], _Gate] = {}
         self._lock = threading.Lock()
 
@@ -70,7 +72,8 @@ class Pacer:
             if gate.spaced:
                 gate.not_before = start + 1.0 / REFILL_PER_SECOND.get(kind, 10.0)
         wait = start - now
-        if wait > 0:
+        if wait > 0:  # never past the door's or the run's budget
+            wait = budget.bounded_wait(wait, "a paced ARM call", cap=self.max_wait)
             self._sleep(wait)
         return wait
 
@@ -80,7 +83,7 @@ class Pacer:
             gate = self._gates.setdefault((subscription.lower(), kind), _Gate())
             now = self._clock()
             if status == 429:
-                wait = min(_retry_after_seconds(headers) or 1.0, MAX_WAIT_SECONDS)
+                wait = min(_retry_after_seconds(headers) or 1.0, self.max_wait)
                 gate.not_before = max(gate.not_before, now + wait)
                 gate.spaced = True
             remaining = _remaining(headers, kind)

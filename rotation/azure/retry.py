@@ -1,7 +1,8 @@
 """The one retry layer: error classification and tenacity policies.
 
 Transient (408, 429, 5xx, connection errors, ARM's "another operation in progress" 409):
-back off exponentially with jitter, honour Retry-After, never past the run's time budget.
+back off exponentially with jitter, honour Retry-After up to `max_retry_after`
+(ROTATION_MAX_RETRY_AFTER_SECONDS), never past the run's time budget.
 Permanent (400, 401, 403, 404, other 409): fail at once, with a remediation sentence.
 The SDK clients are built with their own retries off (see clients.py) so attempts do not
 multiply. Non-idempotent calls (rotate, delete, create) are never wrapped here: their
@@ -26,6 +27,7 @@ from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import RetryPolicy as AzureRetryPolicy
 
 # The model's error values, re-exported: callers classify and wait with this module.
+from rotation.azure import budget
 from rotation.model.errors import ErrorInfo, Hint, RotationError, TransientCondition  # noqa: F401
 
 log = logging.getLogger("rotation.retry")
@@ -140,6 +142,7 @@ class RetryPolicy:
     attempts: int = 6
     # How a wait between attempts is spent: time.sleep, or a test's fake clock moving on.
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+    max_retry_after: float = 60.0  # the longest single Retry-After honoured
 
     def backoff(self) -> tenacity.wait.wait_base:
         """Exponential with equal jitter: between half and all of min(maximum, initial x 2^(n-1))."""
@@ -172,6 +175,14 @@ def _failure(state: tenacity.RetryCallState) -> BaseException:
     return failure
 
 
+class _PastBudget(tenacity.stop.stop_base):
+    """Stop when the next attempt would start after the door's or the run's budget (budget.py)."""
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        left = budget.azure_remaining()
+        return left is not None and (retry_state.upcoming_sleep or 0.0) >= left
+
+
 def call[T](
     fn: Callable[[], T],
     *,
@@ -186,9 +197,11 @@ def call[T](
 
     def wait(state: tenacity.RetryCallState) -> float:
         hint = classify(_failure(state)).retry_after
-        return backoff(state) if hint is None else hint + after_hint(state)
+        if hint is None:
+            return backoff(state)
+        return min(hint, policy.max_retry_after) + after_hint(state)
 
-    stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(policy.attempts)
+    stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(policy.attempts) | _PastBudget()
     if deadline is not None:  # never sleep past the run's deadline, read on the deadline's clock
         stop = stop | _PastDeadline(deadline)
 

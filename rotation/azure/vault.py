@@ -2,17 +2,20 @@
 
 Only attributes and public metadata are read (never key material): listing versions gives
 enabled/nbf/exp/created; the key type and operations come from `get_key` on the one or two
-versions that are candidates for "desired", so a typical read costs two calls.
+versions that are candidates for "desired", so a typical read costs two calls. Listing follows
+a `nextLink` only to the vault the key is in, never one twice, at most links.MAX_PAGES pages.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
+from rotation.azure.links import PageGuard, origin
 from rotation.model.errors import Hint
 from rotation.model.ids import KeyRef
 
@@ -68,7 +71,7 @@ def read_key_state(client: KeyClient, key: KeyRef, now: datetime | None = None) 
     latest = client.get_key(key.name)
     current = _bundle_info(latest)
     by_version = {current.version: current}
-    for properties in client.list_properties_of_key_versions(key.name):
+    for properties in _list_versions(client, key):
         info = _info(properties)
         by_version.setdefault(info.version, info)
     versions = sorted(by_version.values(), key=lambda v: (v.created, v.version == current.version))
@@ -81,6 +84,23 @@ def read_key_state(client: KeyClient, key: KeyRef, now: datetime | None = None) 
         details[desired.version] = desired
     ordered = tuple(details[v.version] for v in versions)
     return KeyState(state.key, ordered, current.version, desired, blocked, state.recovery_level)
+
+
+def _list_versions(client: KeyClient, key: KeyRef) -> Iterator[Any]:
+    """Every version's properties, page by page; each `nextLink` is checked before it is followed
+    (the SDK's pager would follow any, with the vault's token)."""
+    pages = client.list_properties_of_key_versions(key.name).by_page()
+    guard = PageGuard(origin(client.vault_url), f"key {key.name}'s version list")
+    while True:
+        try:
+            page = next(pages)
+        except StopIteration:
+            return
+        yield from page
+        link = pages.continuation_token  # type: ignore[attr-defined]  # the next page's link, or None
+        if not link:
+            return
+        guard.next(link)
 
 
 def _choose_desired(
@@ -132,11 +152,7 @@ def rotate_version(client: KeyClient, key: KeyRef) -> VersionInfo:
 def versions_not_in(client: KeyClient, key: KeyRef, known: set[str]) -> list[VersionInfo]:
     """Versions that exist now but were not in `known`, newest last: after an unclear rotate,
     these say whether it happened."""
-    found = [
-        _info(p)
-        for p in client.list_properties_of_key_versions(key.name)
-        if (p.version or "").lower() not in known
-    ]
+    found = [_info(p) for p in _list_versions(client, key) if (p.version or "").lower() not in known]
     return sorted(found, key=lambda v: v.created)
 
 

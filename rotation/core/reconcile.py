@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rotation import telemetry
+from rotation.azure.budget import run_budget
 from rotation.azure.discovery import Inventory
 from rotation.azure.kinds import ApplyContext, TargetKind, all_kinds, checks_of
 from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, classify, remediation
@@ -77,7 +78,11 @@ class Reconciler:
         self.runs = runs
         self.kinds = {k.kind: k for k in (kinds or all_kinds(settings))}
         self.retry = RetryPolicy(
-            settings.retry_initial_seconds, settings.retry_max_seconds, settings.retry_attempts, sleep
+            settings.retry_initial_seconds,
+            settings.retry_max_seconds,
+            settings.retry_attempts,
+            sleep,
+            settings.max_retry_after_seconds,
         )
         self.gatherer = Gatherer(settings, clients, self.kinds, self.retry)
         # The ledger keeps canary-wave progress between attempts; the clock times the soak.
@@ -156,7 +161,8 @@ class Reconciler:
         ) as span:
             started = time.monotonic()
             try:
-                result = self._run(request, trail, result, progress, lease)
+                with run_budget(self.settings.time_budget_seconds):  # Azure waits end inside it
+                    result = self._run(request, trail, result, progress, lease)
             except AuditUnavailable:
                 raise  # no record can be kept: fail loudly, the door lets the message be retried
             except Exception as exc:  # anything unforeseen is recorded and finished, never lost

@@ -51,6 +51,16 @@ log = logging.getLogger("rotation.api")
 _ASCII_DIGITS = re.compile(r"[0-9]{1,12}")  # str.isdigit() also takes '²' and '٣'
 
 
+def _budget_error(code: str | None) -> ApiError | None:
+    """503 with Retry-After when the door's budget ran out: Key Vault and ARM were not found
+    unreachable, they were not given the time."""
+    if code != BudgetExhausted.__name__:
+        return None
+    return _unavailable(
+        "BudgetExhausted", "the request's time budget ran out before Key Vault or ARM answered"
+    )
+
+
 class Api:
     def __init__(self, service: Service, environ: Mapping[str, str]) -> None:
         self.service = service
@@ -137,7 +147,7 @@ class Api:
         try:
             plan = self.service.reconciler.plan(key, targets)
         except Unreachable as exc:
-            raise _read_error(exc) from None
+            raise _budget_error(exc.info.code) or _read_error(exc) from None
         if plan.discovery_errors and all(e["unreachable"] for e in plan.discovery_errors) and not plan.steps:
             raise ApiError(
                 502, "Unreachable", "ARM could not be read: " + plan.discovery_errors[0]["message"]

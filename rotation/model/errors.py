@@ -85,3 +85,30 @@ class ServiceFailed(RotationError):
 
     def __init__(self, what: str, info: ErrorInfo) -> None:
         super().__init__(f"{what}: {info.summary()}", code=info.code, transient=info.transient, cause=info)
+
+
+class ForeignLink(RotationError):
+    """An answer named a link (an LRO status URL, a `nextLink`) that is not https on the host the
+    request went to: it is never followed, so no token goes to that host. Permanent."""
+
+    code = "ForeignLink"
+
+    def __init__(self, link_host: str, expected_host: str, what: str = "a link") -> None:
+        super().__init__(
+            f"{what} names {link_host or 'no host'}, not {expected_host}: not followed",
+            remediation="An answer pointed outside the service the call was for; nothing was sent there. "
+            "Check for a proxy or endpoint that rewrites answers before retrying.",
+        )
+        self.link_host = link_host
+
+
+class PagingRefused(RotationError):
+    """A list's paging went round in a circle or past its page limit. Permanent."""
+
+    code = "PagingRefused"
+
+
+class ResponseTooLarge(RotationError):
+    """An answer's body was larger than ROTATION_MAX_RESPONSE_BYTES; it was not read further."""
+
+    code = "ResponseTooLarge"

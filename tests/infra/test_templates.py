@@ -51,6 +51,8 @@ OPTIONAL_SETTINGS = {
     "ROTATION_CONCURRENCY": ("concurrency", "rotationConcurrency", "auto"),
     "ROTATION_DISCOVERY": ("discovery", "rotationDiscovery", "auto"),
     "ROTATION_TIME_BUDGET_SECONDS": ("timeBudgetSeconds", "rotationTimeBudgetSeconds", 600),
+    "ROTATION_MAX_RETRY_AFTER_SECONDS": ("maxRetryAfterSeconds", "rotationMaxRetryAfterSeconds", "60"),
+    "ROTATION_MAX_RESPONSE_BYTES": ("maxResponseBytes", "rotationMaxResponseBytes", 33554432),
     "ROTATION_CONTAINER_GROUP_POLICY": ("containerGroupPolicy", "rotationContainerGroupPolicy", "report"),
     "ROTATION_OPT_OUT_TAG": ("optOutTag", "rotationOptOutTag", "cmk-rotation"),
     "ROTATION_NEW_VERSION_EXPIRY_DAYS": ("newVersionExpiryDays", "rotationNewVersionExpiryDays", 365),

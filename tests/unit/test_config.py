@@ -114,6 +114,8 @@ def test_local_settings_sample_is_complete_and_valid() -> None:
         "ROTATION_CONCURRENCY",
         "ROTATION_DISCOVERY",
         "ROTATION_TIME_BUDGET_SECONDS",
+        "ROTATION_MAX_RETRY_AFTER_SECONDS",
+        "ROTATION_MAX_RESPONSE_BYTES",
         "ROTATION_CONTAINER_GROUP_POLICY",
         "ROTATION_OPT_OUT_TAG",
         "ROTATION_NEW_VERSION_EXPIRY_DAYS",

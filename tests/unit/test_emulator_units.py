@@ -175,11 +175,33 @@ def test_drop_wins_over_a_later_status() -> None:
         ({"count": 0}, "count"),
         ({"lroResult": "Done"}, "lroResult"),
         ({"statusCode": 500}, "unknown fault fields"),
+        ({"headers": {"Retry-After": 5}}, "headers"),
+        ({"nextLink": 7}, "nextLink"),
+        ({"dripMs": -1}, "dripMs"),
+        ({"bodyBytes": "big"}, "bodyBytes"),
     ],
 )
 def test_invalid_faults_are_refused(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         FaultBook().add(spec)
+
+
+def test_a_fault_reshapes_the_answer() -> None:
+    from emulator.app import shaped
+
+    book = FaultBook()
+    book.add({"headers": {"azure-asyncoperation": None, "Location": "https://evil.test/op"}, "nextLink": "x"})
+    book.add({"headers": {"Location": "ignored"}, "dripMs": 20, "count": 1})
+    effect = book.take("PATCH", "h", "/p")
+    answer = Response.json(201, {"value": []}, {"Azure-AsyncOperation": "https://h/op"})
+    answer = shaped(answer, effect)
+    assert "Azure-AsyncOperation" not in answer.headers
+    assert answer.headers["Location"] == "https://evil.test/op"  # the first fault wins
+    assert json.loads(answer.body)["nextLink"] == "x" and answer.drip_s == 0.02
+    large = FaultBook()
+    large.add({"bodyBytes": 200_000})
+    streamed = shaped(Response.json(200, {}), large.take("GET", "h", "/"))
+    assert streamed.chunks is not None and sum(len(c) for c in streamed.chunks) == 200_000
 
 
 def test_call_log_counts() -> None:
