@@ -128,7 +128,7 @@ def _from_graph(
                     clients.arm(),
                     subscriptions,
                     by_type,
-                    remaining=deadline.remaining if deadline is not None else None,
+                    max_wait=policy.max_retry_after,
                 )
             ),
             policy=policy,

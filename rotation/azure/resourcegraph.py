@@ -9,7 +9,8 @@ resource as ARM shows it (`id, name, type, location, tags, identity, properties`
 reads a row with the same `to_consumers` it uses for an ARM list. Resource Graph lags ARM by
 seconds to minutes: it only finds consumers; every target is read through ARM before its write.
 Its quota is per caller (`x-ms-user-quota-remaining`, `x-ms-user-quota-resets-after`): when
-none is left, the next page waits for the window to reset (never past the run's budget).
+none is left, the next page waits for the window to reset, a wait capped and bounded by the
+budget as every other wait is (`budget.bounded_wait`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from rotation.azure import budget
 from rotation.model.errors import RotationError
 
 if TYPE_CHECKING:
@@ -61,23 +63,23 @@ def query_rows(
     subscriptions: Iterable[str],
     resource_types: Iterable[str],
     *,
-    remaining: Callable[[], float] | None = None,
+    max_wait: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[dict[str, Any]]:
-    """Every row, batch by batch of subscriptions, page by page. `remaining` is the run's
-    budget left (seconds): a quota wait longer than that is not waited out."""
+    """Every row, batch by batch of subscriptions, page by page. A quota wait is cut to
+    `max_wait` (ROTATION_MAX_RETRY_AFTER_SECONDS) and never outlasts the budget."""
     query = query_for(resource_types)
     subscriptions = list(subscriptions)
     for start in range(0, len(subscriptions), MAX_SUBSCRIPTIONS):
         batch = subscriptions[start : start + MAX_SUBSCRIPTIONS]
-        yield from _pages(arm, batch, query, remaining, sleep)
+        yield from _pages(arm, batch, query, max_wait, sleep)
 
 
 def _pages(
     arm: Arm,
     batch: list[str],
     query: str,
-    remaining: Callable[[], float] | None,
+    max_wait: float,
     sleep: Callable[[float], None],
 ) -> Iterator[dict[str, Any]]:
     token: str | None = None
@@ -97,23 +99,14 @@ def _pages(
         if token in seen:
             raise GraphPagingRefused("Resource Graph answered a $skipToken already followed: paging stopped")
         seen.add(token)
-        _wait_for_quota(headers, remaining, sleep)
+        _wait_for_quota(headers, max_wait, sleep)
     raise GraphPagingRefused(f"Resource Graph answered more than {MAX_PAGES} pages: paging stopped")
 
 
-def _wait_for_quota(
-    headers: Mapping[str, str], remaining: Callable[[], float] | None, sleep: Callable[[float], None]
-) -> None:
+def _wait_for_quota(headers: Mapping[str, str], max_wait: float, sleep: Callable[[float], None]) -> None:
     """No quota left in this window: wait for it to reset (a 429 otherwise costs a retry)."""
     left = {k.lower(): v for k, v in headers.items()}
     if left.get("x-ms-user-quota-remaining", "1").strip() != "0":
         return
     wait = resets_after(left.get("x-ms-user-quota-resets-after")) or 1.0
-    if remaining is not None and wait >= remaining():
-        raise RotationError(
-            f"Resource Graph's quota resets in {wait:.0f} s, after the run's budget ends",
-            code="BudgetExhausted",
-            transient=True,
-            retry_after=wait,
-        )
-    sleep(wait)
+    sleep(budget.bounded_wait(wait, "the next Resource Graph page", cap=max_wait))

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from rotation.azure import budget
 from rotation.azure import resourcegraph as rg
 from rotation.azure.discovery import GRAPH_FROM_SUBSCRIPTIONS, uses_graph
 from rotation.model.errors import RotationError
@@ -52,7 +53,7 @@ def test_pages_follow_the_skip_token_and_wait_when_no_quota_is_left() -> None:
         ),
         ({"data": [{"id": "b"}]}, {"x-ms-user-quota-remaining": "14"}),
     )
-    rows = list(rg.query_rows(arm, ["s1"], ["a.b/c"], remaining=lambda: 60.0, sleep=slept.append))  # type: ignore[arg-type]
+    rows = list(rg.query_rows(arm, ["s1"], ["a.b/c"], sleep=slept.append))  # type: ignore[arg-type]
     assert [r["id"] for r in rows] == ["a", "b"]
     assert slept == [4.0]
     assert arm.posted[1]["options"]["$skipToken"] == "t1"
@@ -64,16 +65,22 @@ def test_a_repeated_skip_token_stops_paging() -> None:
         list(rg.query_rows(Answers(page, page), ["s1"], ["a.b/c"], sleep=lambda _: None))  # type: ignore[arg-type]
 
 
-def test_a_quota_wait_past_the_budget_is_not_waited_out() -> None:
-    arm = Answers(
-        (
-            {"data": [], "$skipToken": "t"},
-            {"x-ms-user-quota-remaining": "0", "x-ms-user-quota-resets-after": "00:00:30"},
+def test_a_quota_wait_is_capped_and_never_outlasts_the_budget() -> None:
+    def exhausted() -> Answers:
+        return Answers(
+            (
+                {"data": [], "$skipToken": "t"},
+                {"x-ms-user-quota-remaining": "0", "x-ms-user-quota-resets-after": "00:00:30"},
+            ),
+            ({"data": []}, {}),
         )
-    )
-    with pytest.raises(RotationError) as raised:
-        list(rg.query_rows(arm, ["s1"], ["a.b/c"], remaining=lambda: 10.0, sleep=pytest.fail))  # type: ignore[arg-type]
-    assert raised.value.code == "BudgetExhausted"
+
+    slept: list[float] = []
+    list(rg.query_rows(exhausted(), ["s1"], ["a.b/c"], max_wait=5.0, sleep=slept.append))  # type: ignore[arg-type]
+    assert slept == [5.0]  # ROTATION_MAX_RETRY_AFTER_SECONDS cuts the service's 30 s
+    now = [0.0]
+    with budget.run_budget(10.0, clock=lambda: now[0]), pytest.raises(budget.BudgetExhausted):
+        list(rg.query_rows(exhausted(), ["s1"], ["a.b/c"], max_wait=60.0, sleep=pytest.fail))  # type: ignore[arg-type]
 
 
 def test_subscriptions_go_in_batches_of_a_thousand() -> None:
