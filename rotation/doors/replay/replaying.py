@@ -14,6 +14,7 @@ from rotation.storage.audit import AuditTrail
 from rotation.storage.queue import RotationRequest, new_request
 
 _DONE = ("succeeded", "needs-attention")  # a run that converged
+_EXIT_FAILED, _EXIT_UNREACHABLE = 4, 5  # DESIGN.md section 7's CLI exit codes
 
 
 @dataclass
@@ -194,7 +195,10 @@ def _hand_over(service: Service, request: RotationRequest, run: Runner | None) -
     result = run(request)
     if result is None:
         return "replayed", "waiting", 0
-    return "replayed", result.status, result.exit_code
+    # A replayed run that failed is exit 4 (runbook section 3) even when `rotate` would call its
+    # cause a usage error (a key deleted since: 2): the operator's replay command was right.
+    failed = result.status == "failed" and result.exit_code != _EXIT_UNREACHABLE
+    return "replayed", result.status, _EXIT_FAILED if failed else result.exit_code
 
 
 def _count(values: Iterable[str]) -> dict[str, int]:
