@@ -12,7 +12,7 @@ from rotation.core.gather import Gathered
 from rotation.core.policy import decide
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import BLOCKED, UNREADABLE, Check, Decision, PolicyContext
-from rotation.model.ids import KeyRef, parse_resource_id
+from rotation.model.ids import KeyRef
 from rotation.model.results import LAST_WAVE, Plan, PlanStep, error_dict
 
 
@@ -38,7 +38,7 @@ def make_plan(
         steps,
         (*errors, *gathered.errors),
         # a target an interrupted write left missing is still this key's consumer
-        tuple(t for t in gathered.inventory.not_consumers if parse_resource_id(t).key not in unique),
+        tuple(t for t in gathered.inventory.not_consumers if t.lower() not in unique),
         tuple(warnings),
         tuple(waves.summary(waves.group(steps))),
     )
