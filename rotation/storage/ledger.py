@@ -56,7 +56,13 @@ def row_key(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:48]
 
 
-_MARKER_NAMES = {"Outcome": "outcome", "RunId": "runId", "Operator": "operator", "ReplayedAt": "replayedAt"}
+_MARKER_NAMES = {
+    "Outcome": "outcome",
+    "RunId": "runId",
+    "Operator": "operator",
+    "ReplayedAt": "replayedAt",
+    "Reason": "reason",  # a discarded item's
+}
 
 
 @dataclass(frozen=True)

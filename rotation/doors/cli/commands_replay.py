@@ -23,7 +23,7 @@ from rotation.doors.cli.context import (
     parse_key,
 )
 from rotation.doors.cli.output import emit, output_options
-from rotation.doors.cli.render import print_items, print_replay_outcome
+from rotation.doors.cli.render import print_item, print_items, print_replay_outcome
 
 if TYPE_CHECKING:
     from rotation.core.reconcile import RunResult
@@ -38,6 +38,7 @@ def _selection(
     key_id: str | None,
     event_ids: tuple[str, ...] = (),
     reason: str | None = None,
+    not_replayed: bool = False,
 ) -> Selection:
     from rotation.doors.replay import Selection
 
@@ -47,6 +48,7 @@ def _selection(
         event_ids=tuple(event_ids),
         key_id=parse_key(key_id).versionless_id if key_id else None,
         reason=reason,
+        not_replayed=not_replayed,
     )
 
 
@@ -89,19 +91,85 @@ def deadletters() -> None:
 @click.option("--until", help="ISO 8601 time.")
 @click.option("--key", "key_id", help="Only items for this key (versionless id).")
 @click.option("--reason", help="Only items whose reason, cause or error contains this text.")
+@click.option(
+    "--not-replayed",
+    is_flag=True,
+    help="Only items replay would still take: never replayed, or the last replay failed; not discarded.",
+)
 @output_options
 @click.pass_obj
 def deadletters_list(
-    obj: Context, since: str | None, until: str | None, key_id: str | None, reason: str | None
+    obj: Context,
+    since: str | None,
+    until: str | None,
+    key_id: str | None,
+    reason: str | None,
+    not_replayed: bool,
 ) -> None:
-    """Dead-lettered events and poison requests, oldest first, with why they failed."""
+    """Dead-lettered events and poison requests, oldest first, with why they failed.
+    `deadletters show ID` gives one in full; ID is the `id` column (any unique prefix)."""
     from rotation.doors.replay import list_failed
 
-    selection = _selection(since, until, key_id, reason=reason)
+    selection = _selection(since, until, key_id, reason=reason, not_replayed=not_replayed)
     with err.status("reading dead letters and the poison queue…"):
         items = list_failed(obj.service, selection)
         failures = last_replay_failures(obj.service, items)
     emit(obj, _items_data(items, failures), lambda: print_items(items, failures))
+
+
+def _one_item(service: Service, text: str) -> FailedItem:  # noqa: RET503 - fail() exits
+    """The one failed item ID names (its id, event id or request id, or a unique prefix)."""
+    from rotation.doors.replay import Selection, list_failed, pick
+
+    with err.status("reading dead letters and the poison queue…"):
+        found = pick(list_failed(service, Selection()), text)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        fail(EXIT_USAGE, f"no failed item {text} (see rotation deadletters list)")
+    fail(
+        EXIT_USAGE, f"{text} names {len(found)} items, give more of it: {', '.join(i.handle for i in found)}"
+    )
+
+
+@deadletters.command("show")
+@click.argument("item_id", metavar="ID")
+@output_options
+@click.pass_obj
+def deadletters_show(obj: Context, item_id: str) -> None:
+    """One failed item in full: the whole cause, its run, and the command that replays it."""
+    service = obj.service
+    item = _one_item(service, item_id)
+    failures = last_replay_failures(service, [item]).get(item.item_id, [])
+    data = {**item.to_dict(), "lastReplayFailures": failures, "replayCommand": command_to_replay(item)}
+    emit(obj, data, lambda: print_item(data))
+
+
+def command_to_replay(item: FailedItem) -> str | None:
+    """What replays this item and nothing else (None: it cannot be replayed)."""
+    if not item.replayable:
+        return None
+    again = " --force" if item.replayed and not item.awaiting_replay else ""
+    return f"rotation replay --event-id {item.event_id or item.request_id} --yes{again}"
+
+
+@deadletters.command("discard")
+@click.argument("item_id", metavar="ID")
+@click.option("--reason", required=True, help="Why it can never succeed (audited).")
+@output_options
+@click.pass_obj
+def deadletters_discard(obj: Context, item_id: str, reason: str) -> None:
+    """Set aside an item that can never succeed: audited, marked in the list, left out of replay."""
+    from rotation.doors.replay import DiscardRefused, discard
+
+    service = obj.service
+    item = _one_item(service, item_id)
+    try:
+        discard(service, item, operator=operator(), reason=reason)
+    except DiscardRefused as exc:
+        fail(EXIT_USAGE, str(exc))
+    data = {"id": item.item_id, "handle": item.handle, "discarded": True, "reason": " ".join(reason.split())}
+    emit(obj, data, lambda: out.print(f"discarded {item.handle}: {data['reason']}", highlight=False))
 
 
 def _unmatched(ids: tuple[str, ...], items: list[FailedItem]) -> list[str]:

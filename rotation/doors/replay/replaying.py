@@ -20,7 +20,9 @@ _EXIT_FAILED, _EXIT_UNREACHABLE = 4, 5  # DESIGN.md section 7's CLI exit codes
 @dataclass
 class ReplayOutcome:
     item: FailedItem
-    action: str  # replayed, queued, skipped-already-replayed, skipped-malformed, would-replay
+    action: (
+        str  # replayed, queued, skipped-already-replayed, skipped-discarded, skipped-malformed, would-replay
+    )
     run_id: str | None = None
     status: str | None = None
     detail: str | None = None
@@ -160,6 +162,16 @@ def _skipped(
 ) -> ReplayOutcome | None:
     """The outcome for an item that is not replayed (malformed, or replayed before and not
     forced), audited; None for an item to replay."""
+    if item.discarded and not force:
+        if trail:
+            trail.record(
+                "replay-skipped",
+                source="replay",
+                eventId=item.event_id,
+                reason="discarded",
+                detail={"item": item.item_id},
+            )
+        return ReplayOutcome(item, "skipped-discarded", detail=(item.replayed or {}).get("Reason"))
     if not item.replayable:
         if trail:
             trail.record(
