@@ -105,7 +105,7 @@ def run_request(service: Service, request: RotationRequest, *, attempt: int = 1)
             version=request.event_version,
         )
     if result.status == "failed":
-        if result.error is not None and not result.error.transient:
+        if result.error is not None and result.error.final:
             poison_now(service, request, result)  # a retry would fail the same way
             return result
         raise RunFailed(result)
@@ -115,7 +115,7 @@ def run_request(service: Service, request: RotationRequest, *, attempt: int = 1)
 
 def poison_now(service: Service, request: RotationRequest, result: RunResult) -> None:
     """The run could not start for a reason no retry changes (the key does not exist, the vault
-    is not allowed or refuses the identity: `ErrorInfo.transient` is false). One attempt, then
+    is not allowed or refuses the identity: `ErrorInfo.final`). One attempt, then
     the request goes to the poison queue, where on-call sees its cause (`deadletters list`),
     replays it once the cause is fixed, or discards it; the message itself completes."""
     assert result.error is not None
