@@ -12,6 +12,7 @@ from rotation.model.ids import parse_key_id
 from rotation.storage.queue import enqueue, new_request
 from tests import scenarios as s
 from tests.integration.cli_support import KEY, OLD, load_estate, run
+from tests.integration.test_functions import call
 from tests.integration.test_replay import dead_letter, upload
 
 EVENT_ID = "dl-batch-1"
@@ -107,3 +108,16 @@ def test_discard_is_audited_marked_and_left_out_of_replay(stack) -> None:
     actions = {o["item"]: o["action"] for o in json.loads(replayed.stdout)}
     assert sorted(actions.values()) == ["replayed", "skipped-discarded"]
     assert stack.writes() and all("reg1" in w["path"] for w in stack.writes())
+
+
+def test_over_http_a_poison_request_is_chosen_by_its_request_id_and_a_discarded_one_skipped(stack) -> None:
+    request_id = failed_work(stack)
+    status, body, _ = call(
+        function_app.replay_failed, "POST", "/api/replay", {"eventIds": [request_id], "dryRun": True}
+    )
+    assert status == 202 and [i["requestId"] for i in body["items"]] == [request_id]
+    assert body["items"][0]["action"] == "would-replay"
+    assert run("deadletters", "discard", request_id, "--reason", "never existed").exit_code == 0
+    status, body, _ = call(function_app.replay_failed, "POST", "/api/replay", {"eventIds": [request_id]})
+    assert status == 202 and body["runIds"] == []
+    assert [i["action"] for i in body["items"]] == ["skipped-discarded"]

@@ -34,6 +34,7 @@ class ReplayOutcome:
             "source": self.item.source,
             "keyId": self.item.key_id,
             "eventId": self.item.event_id,
+            "requestId": self.item.request_id,
             "action": self.action,
             "runId": self.run_id,
             "status": self.status,
