@@ -304,14 +304,16 @@ def walk(demo: Demo, started: float) -> int:
 
 def audit_trail(cli: CliRunner, runs: list[dict[str, Any]]) -> bool:
     """Every decision above went into the hash-chained audit trail: check every run's chain
-    against its anchor, then tell the first run's story, as on-call would read it."""
+    against its anchor, then tell one run's story, as on-call would read it (the shortest run
+    that moved something: the story without a page of steps)."""
     console.print(Rule("9. The audit trail: rotation audit verify, rotation audit show"))
     console.print("$ rotation audit verify", highlight=False)
     verified = cli.invoke(rotation_cli, ["audit", "verify"])
     console.print(verified.output.strip(), highlight=False, markup=False)
-    first = runs[0]["runId"][:8] if runs else None
-    if first is None:
+    moved = [r for r in runs if any(s.get("outcome") == "verified" for s in r["steps"])] or runs
+    if not moved:
         return verified.exit_code == 0
+    first = min(moved, key=lambda r: len(r["steps"]))["runId"][:8]
     console.print(f"$ rotation audit show {first}", highlight=False)
     shown = cli.invoke(rotation_cli, ["audit", "show", first])
     console.print(shown.output.rstrip(), highlight=False, markup=False)
