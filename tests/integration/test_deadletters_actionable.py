@@ -121,3 +121,15 @@ def test_over_http_a_poison_request_is_chosen_by_its_request_id_and_a_discarded_
     status, body, _ = call(function_app.replay_failed, "POST", "/api/replay", {"eventIds": [request_id]})
     assert status == 202 and body["runIds"] == []
     assert [i["action"] for i in body["items"]] == ["skipped-discarded"]
+
+
+def test_replay_takes_the_short_id_the_list_shows(stack) -> None:
+    request_id = failed_work(stack)
+    stack.admin.clear_faults()
+    for output in ("table", "json"):
+        dry = run("replay", "--event-id", request_id[:8], "--dry-run", "-o", output)
+        assert dry.exit_code == 0, dry.output
+    [outcome] = json.loads(run("replay", "--event-id", request_id[:8], "--dry-run", "-o", "json").stdout)
+    assert outcome["requestId"] == request_id and outcome["action"] == "would-replay"
+    missing = run("replay", "--event-id", "zzzzzzzz", "--dry-run")
+    assert missing.exit_code == 2 and "zzzzzzzz" in missing.stderr

@@ -173,15 +173,33 @@ def deadletters_discard(obj: Context, item_id: str, reason: str) -> None:
 
 
 def _unmatched(ids: tuple[str, ...], items: list[FailedItem]) -> list[str]:
-    """The --event-id values no listed item has as its event id or request id."""
-    found = {item.event_id for item in items} | {item.request.request_id for item in items if item.request}
-    return sorted(set(ids) - found)
+    """The --event-id values that name no listed item."""
+    from rotation.doors.replay import pick
+
+    return sorted({i for i in ids if not pick(items, i)})
+
+
+def _picked(items: list[FailedItem], ids: tuple[str, ...]) -> list[FailedItem]:
+    """The items the ids name (event or request id, or a unique prefix as the list shows it),
+    in the listed order; exit 2 for a prefix that names several."""
+    from rotation.doors.replay import pick
+
+    chosen: set[str] = set()
+    for text in ids:
+        found = pick(items, text)
+        if len({i.handle for i in found}) > 1:  # one event in two dead-letter blobs is one choice
+            names = ", ".join(sorted({i.handle for i in found}))
+            fail(EXIT_USAGE, f"{text} names {len(found)} items, give more of it: {names}")
+        chosen |= {i.item_id for i in found}
+    return [item for item in items if item.item_id in chosen]
 
 
 @click.command("replay")
 @click.option("--since", help="ISO 8601 time.")
 @click.option("--until", help="ISO 8601 time.")
-@click.option("--event-id", "event_ids", multiple=True, help="Only these event (or request) ids.")
+@click.option(
+    "--event-id", "event_ids", multiple=True, help="Only these event (or request) ids; a unique prefix works."
+)
 @click.option("--key", "key_id", help="Only items for this key (versionless id).")
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed; write nothing.")
 @click.option("--force", is_flag=True, help="Replay items that were already replayed.")
@@ -203,9 +221,10 @@ def replay_command(
     from rotation.doors.worker import continue_later
 
     service = obj.service if dry_run else obj.azure
-    selection = _selection(since, until, key_id, event_ids)
+    selection = _selection(since, until, key_id)  # the ids are picked from what it lists
     with err.status("reading dead letters and the poison queue…"):
         items = list_failed(service, selection, move=not dry_run)
+    items = _picked(items, event_ids) if event_ids else items
     _say_what_matched(obj, event_ids, items)
     if obj.for_people:
         print_items(items, last_replay_failures(service, items))
