@@ -94,6 +94,19 @@ class TestWorker:
         assert item["source"] == "poison" and "nope" in item["cause"] and item["attempts"] == 1
         assert run("audit", "verify").exit_code == 0
 
+    def test_key_vault_refusing_the_identity_fails_once_too(self, stack) -> None:
+        estate(stack)
+        stack.admin.add_fault(host="contoso-cmk.vault.azure.net", status=403, count=1000)
+        service = stack.service()
+        request = new_request(parse_key_id(KEY), "event", "eventgrid:e1", event_id="e1")
+        enqueue(service.requests_queue, request)
+        dispatcher = stack.dispatcher(function_app.run_rotation)
+        stats = dispatcher.run_until_idle(timeout=60)
+        dispatcher.close()
+        assert len(stats.invocations) == 1 and stats.failures == []
+        assert len(poison_messages(stack)) == 1
+        assert "403" in service.runs.get(request.request_id)["error"]
+
     def test_a_failure_a_retry_can_change_is_still_retried(self, stack) -> None:
         estate(stack)
         stack.admin.add_fault(host="contoso-cmk.vault.azure.net", status=503, count=1000)
