@@ -269,7 +269,8 @@ class Ledger:
                 "ItemId": item_id[:1024],
                 "ReplayedAt": iso(_now()),
                 **fields,
-            }
+            },
+            mode=_mode().REPLACE,  # the whole marker: a replay after a discard keeps no old reason
         )
 
     # -- wave progress (rotation/core/waves.py) ------------------------------------------------

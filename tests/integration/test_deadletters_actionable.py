@@ -108,6 +108,10 @@ def test_discard_is_audited_marked_and_left_out_of_replay(stack) -> None:
     actions = {o["item"]: o["action"] for o in json.loads(replayed.stdout)}
     assert sorted(actions.values()) == ["replayed", "skipped-discarded"]
     assert stack.writes() and all("reg1" in w["path"] for w in stack.writes())
+    forced = run("replay", "--event-id", request_id, "--yes", "--force", "-o", "json")
+    assert [o["action"] for o in json.loads(forced.stdout)] == ["replayed"]
+    again = next(i for i in items() if i["requestId"] == request_id)
+    assert again["discarded"] is False and "reason" not in again["replayed"]
 
 
 def test_over_http_a_poison_request_is_chosen_by_its_request_id_and_a_discarded_one_skipped(stack) -> None:
