@@ -15,12 +15,14 @@ from devstack.webhost import PortInUse, ensure_free
 from emulator.runtime import read_scenario_file
 from emulator.scenario import ScenarioError
 
+AUDIT_LOG = Path(".local/serve-audit.jsonl")
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="start Azurite, the emulator and the function app")
-    serve.add_argument("--scenario", type=Path, help="scenario JSON file (DESIGN.md section 7)")
+    serve.add_argument("--scenario", type=Path, help="scenario JSON file (docs/scenario.md)")
     serve.add_argument("--env-file", type=Path, help="write the settings (and the local keys) here")
     serve.add_argument(
         "--port",
@@ -47,7 +49,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--lro-seconds", type=float, help="how long emulated ARM writes take (default 1)")
     serve.add_argument("--quiet", action="store_true", help="print only errors")
+    serve.add_argument(
+        "--audit-log",
+        default=os.environ.get("DEVSTACK_AUDIT_LOG", str(AUDIT_LOG)),
+        help=f"where the app's audit JSON lines go (default {AUDIT_LOG}, or DEVSTACK_AUDIT_LOG; "
+        "'-': this console, as Application Insights would show them)",
+    )
     return parser
+
+
+def route_audit_lines(path: Path) -> None:
+    """Every audit record is a 1-2 KB JSON line (rotation.audit): to a file, so the console shows
+    the host's short lines (an invocation, a message moved to poison, a dead letter)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    audit = logging.getLogger("rotation.audit")
+    audit.addHandler(handler)
+    audit.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("azure", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.audit_log != "-":
+        route_audit_lines(Path(args.audit_log))
     try:
         scenario = read_scenario_file(args.scenario)
     except ValueError as exc:
@@ -98,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             write_env(args.env_file, stack.env)
         if not args.quiet:
             print(banner(stack, args.env_file), flush=True)
+            if args.audit_log != "-":
+                print(f"audit lines go to {args.audit_log} (--audit-log - shows them here)", flush=True)
         stop.wait()
     finally:
         stack.stop()

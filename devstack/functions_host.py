@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 import threading
 import time
@@ -32,6 +33,8 @@ from azure.functions.timer import TimerRequestConverter
 from azure.storage.queue import QueueClient
 
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?$")
+
+log = logging.getLogger("devstack.host")
 
 
 def _seconds(timespan: str) -> float:
@@ -201,6 +204,13 @@ class QueueDispatcher:
             self.poison.send_message(message.content)
             self.queue.delete_message(message.id, message.pop_receipt)
             poisoned = True
+            # the Functions host's own line: the moment the poison alert is about
+            log.warning(
+                "Message %s has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
+                message.id,
+                self.settings.max_dequeue_count,
+                self.poison.queue_name,
+            )
         else:
             self.queue.update_message(
                 message.id, message.pop_receipt, visibility_timeout=int(self.settings.visibility_timeout)

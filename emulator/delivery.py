@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import logging
 import threading
 import time
 import urllib.error
@@ -36,6 +37,7 @@ from urllib.parse import urlsplit
 from .faults import CallLog, FaultBook
 from .keyevents import event_time
 
+log = logging.getLogger("emulator.eventgrid")
 RETRY_SCHEDULE = (10, 30, 60, 300, 600, 1800, 3600, 10800, 21600)
 RETRY_AFTER_SCHEDULE = 43200  # every 12 hours once the schedule is spent
 NOT_RETRIED = {400, 401, 403, 413}
@@ -332,6 +334,17 @@ class EventGridDelivery:
                 self._record(pending, "dropped", error=f"dead-letter write failed: {exc}")
                 return
         self._record(pending, "dead-lettered" if written else "dropped", blob=written, reason=reason)
+        # one short line in the host's log: what the dead-letter alert fires on
+        log.warning(
+            "Event Grid: event %s (%s %s) %s after %d attempt(s), %s: %s",
+            pending.event["id"],
+            pending.event["eventType"].rsplit(".", 1)[-1],
+            pending.event["subject"],
+            "dead-lettered" if written else "dropped (no dead-letter destination)",
+            pending.attempts,
+            reason,
+            written or "-",
+        )
 
     def _record(self, pending: Pending, outcome: str, **extra: Any) -> None:
         entry = {

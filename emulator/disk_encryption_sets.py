@@ -13,7 +13,7 @@ from typing import Any
 from .arm import arm_error, iso, latest_version_url
 from .cmk import ArmResourceRoutes, Refusals, id_part, identity_names, refusal
 from .http import Request, Response
-from .state import DiskEncryptionSet, now
+from .state import DiskEncryptionSet, World, now
 
 NAMESPACE = "Microsoft.Compute"
 TYPE = "Microsoft.Compute/diskEncryptionSets"
@@ -25,6 +25,14 @@ def versionless(key_url: str) -> str:
     return f"{base}/keys/{rest.split('/', 1)[0]}"
 
 
+def active_key_url(world: World, des: DiskEncryptionSet) -> str:
+    """The version the set uses now: with rotationToLatestKeyVersionEnabled, the key's newest.
+    ARM's answers and GET /state both show this one, so no reader sees an older version."""
+    if des.rotation_to_latest:
+        return latest_version_url(world, versionless(des.key_id)) or des.key_id
+    return des.key_id
+
+
 class DiskEncryptionSets(ArmResourceRoutes[DiskEncryptionSet]):
     TYPE = TYPE
     WRITABLE = True  # a long-running PATCH of activeKey
@@ -34,10 +42,7 @@ class DiskEncryptionSets(ArmResourceRoutes[DiskEncryptionSet]):
         return self.world.disk_encryption_sets
 
     def render(self, des: DiskEncryptionSet) -> dict[str, Any]:
-        key_url = des.key_id
-        if des.rotation_to_latest:
-            key_url = latest_version_url(self.world, versionless(des.key_id)) or des.key_id
-        active: dict[str, Any] = {"keyUrl": key_url}
+        active: dict[str, Any] = {"keyUrl": active_key_url(self.world, des)}
         if des.source_vault:
             active["sourceVault"] = {"id": des.source_vault}
         properties: dict[str, Any] = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cmk import id_part
+from .disk_encryption_sets import active_key_url
 from .scenario_fields import ScenarioError, arm_id, attached_identities, load_entries, require
 from .state import DiskEncryptionSet, KeyedResource, SqlServer, StorageAccount, World, stable_uuid
 
@@ -191,7 +192,7 @@ def dump_cmk_kinds(world: World) -> dict[str, Any]:
                 {
                     "id": d.id,
                     "location": d.location,
-                    "keyId": d.key_id,
+                    "keyId": active_key_url(world, d),  # what ARM shows, auto-rotation included
                     "sourceVault": d.source_vault,
                     "rotationToLatestKeyVersionEnabled": d.rotation_to_latest,
                     "identities": list(d.identities),

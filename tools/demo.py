@@ -297,10 +297,27 @@ def walk(demo: Demo, started: float) -> int:
 
     console.print(Rule("8. The estate after"))
     console.print(estate(admin.state()))
-    verified = cli.invoke(rotation_cli, ["audit", "verify"])
-    console.print(verified.output.strip())
+    trail_ok = audit_trail(cli, demo.runs)
     console.print(f"{call_summary(admin.calls()['calls'])}; demo took {time.monotonic() - started:.1f}s")
-    return verdict(demo.runs, verified.exit_code == 0)
+    return verdict(demo.runs, trail_ok)
+
+
+def audit_trail(cli: CliRunner, runs: list[dict[str, Any]]) -> bool:
+    """Every decision above went into the hash-chained audit trail: check every run's chain
+    against its anchor, then tell one run's story, as on-call would read it (the shortest run
+    that moved something: the story without a page of steps)."""
+    console.print(Rule("9. The audit trail: rotation audit verify, rotation audit show"))
+    console.print("$ rotation audit verify", highlight=False)
+    verified = cli.invoke(rotation_cli, ["audit", "verify"])
+    console.print(verified.output.strip(), highlight=False, markup=False)
+    moved = [r for r in runs if any(s.get("outcome") == "verified" for s in r["steps"])] or runs
+    if not moved:
+        return verified.exit_code == 0
+    first = min(moved, key=lambda r: len(r["steps"]))["runId"][:8]
+    console.print(f"$ rotation audit show {first}", highlight=False)
+    shown = cli.invoke(rotation_cli, ["audit", "show", first])
+    console.print(shown.output.rstrip(), highlight=False, markup=False)
+    return verified.exit_code == 0 and shown.exit_code == 0
 
 
 APP_CALLS = ("eventgrid-delivery",)  # Event Grid's deliveries to the app's webhook

@@ -162,7 +162,11 @@ def set_expiry(client: KeyClient, key: KeyRef, version: str, expires: datetime) 
 
 
 def disable_version(client: KeyClient, key: KeyRef, version: str) -> VersionInfo:
-    """Disable one version (idempotent: disabling a disabled version changes nothing). Only the
+    return set_version_enabled(client, key, version, enabled=False)
+
+
+def set_version_enabled(client: KeyClient, key: KeyRef, version: str, *, enabled: bool) -> VersionInfo:
+    """Enable or disable one version (idempotent: the same PATCH twice changes nothing). Only the
     caller's guard (rotation/core/retire.py) decides whether it may be called."""
-    bundle = client.update_key_properties(key.name, version, enabled=False)
+    bundle = client.update_key_properties(key.name, version, enabled=enabled)
     return _info(bundle.properties, bundle.key_type, bundle.key_operations)

@@ -163,6 +163,7 @@ class Root(Protocol):
 class Estate:
     keys: tuple[KeyView, ...]
     discovery_errors: tuple[dict[str, Any], ...] = field(default=())
+    counted_kind: str | None = None  # --kind: the keys' consumer counts are of this kind only
 
     @property
     def rows(self) -> list[Row]:
@@ -179,6 +180,7 @@ class Estate:
             "consumers": [r.to_dict() for r in self.rows],
             "keys": [v.to_dict() for v in self.keys],
             "discoveryErrors": list(self.discovery_errors),
+            "countedKind": self.counted_kind,
         }
 
 
@@ -276,7 +278,7 @@ def from_inventory(
         }
         for e in found.errors
     )
-    return Estate(views, errors)
+    return Estate(views, errors, filters.kind)
 
 
 def view_of(reconciler: Reconciler, key: KeyRef, found: Inventory, deadline: Deadline | None) -> KeyView:

@@ -37,7 +37,8 @@ def make_plan(
         state,
         steps,
         (*errors, *gathered.errors),
-        gathered.inventory.not_consumers,
+        # a target an interrupted write left missing is still this key's consumer
+        tuple(t for t in gathered.inventory.not_consumers if t.lower() not in unique),
         tuple(warnings),
         tuple(waves.summary(waves.group(steps))),
     )
@@ -53,3 +54,14 @@ def _step(
     except Exception as exc:  # noqa: BLE001 - reported on the step; the other consumers go on
         message = f"could not be planned ({type(exc).__name__}: {exc}); not touched, needs a person"
         return PlanStep.of(consumer, Decision(BLOCKED, UNREADABLE, message), desired, LAST_WAVE)
+
+
+def not_consumers_error(plan: Plan) -> str | None:
+    """The sentence refusing a request that names targets which do not use the key: a mistake
+    in the request (CLI exit 2, HTTP 400), never a run that succeeds having done nothing."""
+    if not plan.not_consumers:
+        return None
+    return (
+        f"not a consumer of {plan.key.versionless_id} (it does not use this key, or does not exist): "
+        + ", ".join(plan.not_consumers)
+    )

@@ -10,12 +10,14 @@ Nothing here runs unattended: the sweep only reports candidates.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from rotation.azure.retry import Deadline, call
-from rotation.azure.vault import disable_version
+from rotation.azure.vault import disable_version, set_version_enabled
+from rotation.core.gather import Unreachable
 from rotation.core.inventory import KeyView, Root, holders_by_version, view_of
 from rotation.model.ids import KeyRef
 from rotation.storage.audit import AuditStore, AuditTrail
@@ -37,20 +39,24 @@ DISABLED, ALREADY_DISABLED, REFUSED, OVERRIDDEN = (
     "refused",
     "disabled-override",
 )
+ENABLED, ALREADY_ENABLED = "enabled", "already-enabled"
 
 
 class RetireError(Exception):
-    """The request itself is wrong (vault not allowed, no such version) or the key is busy."""
+    """The request itself is wrong (vault not allowed, no such version), the key is busy, or
+    Key Vault could not be read."""
 
-    def __init__(self, message: str, *, busy: bool = False) -> None:
+    def __init__(self, message: str, *, busy: bool = False, unreachable: bool = False) -> None:
         super().__init__(message)
-        self.busy = busy
+        self.busy, self.unreachable = busy, unreachable
 
 
 @dataclass(frozen=True)
 class DisableOutcome:
+    """What `versions disable` (or `versions enable`) did."""
+
     key: KeyRef  # versioned
-    outcome: str  # disabled, already-disabled, refused, disabled-override
+    outcome: str  # disabled, already-disabled, refused, disabled-override; enabled, already-enabled
     holders: tuple[str, ...]  # resource ids that hold the version
     message: str
     operation_id: str
@@ -77,8 +83,21 @@ def key_view(service: Retiring, key: KeyRef, deadline: Deadline | None = None) -
 
 
 def disable(service: Retiring, key: KeyRef, *, force: bool, actor: str) -> DisableOutcome:
+    return _under_lease(service, key, actor, "disable", lambda trail: _disable(service, key, force, trail))
+
+
+def enable(service: Retiring, key: KeyRef, *, actor: str) -> DisableOutcome:
+    """Undo a disable (a forced one, usually): under the same checks and lease, audited."""
+    return _under_lease(service, key, actor, "enable", lambda trail: _enable(service, key, trail))
+
+
+def _under_lease(
+    service: Retiring, key: KeyRef, actor: str, verb: str, work: Callable[[AuditTrail], DisableOutcome]
+) -> DisableOutcome:
+    """A version changes only under the key's lease (no run plans against it meanwhile), in an
+    audited operation of its own."""
     if not key.version:
-        raise RetireError("give the version to disable: https://<vault>/keys/<name>/<version>")
+        raise RetireError(f"give the version to {verb}: https://<vault>/keys/<name>/<version>")
     if not service.settings.vault_allowed(key.vault_host):
         raise RetireError(f"vault {key.vault_host} is not in ROTATION_ALLOWED_VAULTS")
     operation = str(uuid.uuid4())
@@ -90,10 +109,39 @@ def disable(service: Retiring, key: KeyRef, *, force: bool, actor: str) -> Disab
         )
     trail = AuditTrail(service.audit, run_id=operation, key=key, actor=actor, advance_key_head=True)
     try:
-        return _disable(service, key, force, trail)
+        return work(trail)
     finally:
         trail.flush()
         lease.release()
+
+
+def _enable(service: Retiring, key: KeyRef, trail: AuditTrail) -> DisableOutcome:
+    assert key.version is not None  # _under_lease refused a versionless id
+    deadline = Deadline(service.settings.time_budget_seconds)
+    try:
+        state = service.reconciler.read_state(key.versionless(), deadline)
+    except Unreachable as exc:
+        raise RetireError(str(exc), unreachable=exc.info.status != 404) from None
+    version = state.version(key.version)
+    if version is None:
+        raise RetireError(f"{key.versionless_id} has no version {key.version}")
+    if version.enabled:
+        trail.record(
+            "version-enable", outcome=ALREADY_ENABLED, message="already enabled", toVersion=key.version
+        )
+        return DisableOutcome(key, ALREADY_ENABLED, (), "already enabled", trail.run_id)
+    client = service.clients.keys(key.vault_url)
+    call(
+        lambda: set_version_enabled(client, key, key.version or "", enabled=True),
+        policy=service.reconciler.retry,
+        what=f"enable {key.id}",
+    )
+    after = service.reconciler.read_state(key.versionless(), deadline).desired
+    message = f"enabled; the desired version is now {after.version if after else 'none usable'}"
+    if after is not None and after.version == key.version:
+        message += " (the next run moves consumers to it)"
+    trail.record("version-enable", outcome=ENABLED, message=message, toVersion=key.version)
+    return DisableOutcome(key, ENABLED, (), message, trail.run_id)
 
 
 def _disable(service: Retiring, key: KeyRef, force: bool, trail: AuditTrail) -> DisableOutcome:

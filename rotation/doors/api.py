@@ -19,6 +19,7 @@ from azure.core.exceptions import AzureError
 
 from rotation.azure.budget import BudgetExhausted, door_budget
 from rotation.azure.kinds import parse_target
+from rotation.core.planner import not_consumers_error
 from rotation.core.reconcile import Unreachable
 from rotation.doors import MAX_AUDIT_TOP
 from rotation.doors.web import (  # noqa: F401 - re-exported for callers of api.py
@@ -42,7 +43,8 @@ from rotation.doors.web import (  # noqa: F401 - re-exported for callers of api.
     auth_enabled,
     roles_of,
 )
-from rotation.model.ids import InvalidId
+from rotation.model.ids import InvalidId, KeyRef
+from rotation.model.keystate import KeyState
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail, AuditUnavailable
 from rotation.storage.queue import InvalidRequest, enqueue, new_request
@@ -152,6 +154,8 @@ class Api:
             raise ApiError(
                 502, "Unreachable", "ARM could not be read: " + plan.discovery_errors[0]["message"]
             )
+        if strangers := not_consumers_error(plan):
+            raise ApiError(400, "NotAConsumer", strangers, notConsumers=list(plan.not_consumers))
         return ApiResponse(200, plan.to_dict())
 
     # -- POST /api/rotations -----------------------------------------------------------------
@@ -160,11 +164,8 @@ class Api:
         key = _key(self.service, data["keyId"])
         targets = _targets(self.service, data.get("targets"))
         dry_run = _flag(data.get("dryRun"), "dryRun")
+        state = self._checked_state(key, targets)
         if key.version:
-            try:
-                state = self.service.reconciler.read_state(key.versionless())
-            except Unreachable as exc:
-                raise _read_error(exc) from None
             desired = state.desired.version if state.desired else None
             if desired != key.version:
                 raise ApiError(
@@ -207,6 +208,19 @@ class Api:
         return ApiResponse(
             202, {"runId": queued.request_id, "statusUrl": status_url}, {"Location": status_url}
         )
+
+    def _checked_state(self, key: KeyRef, targets: tuple[str, ...] | None) -> KeyState:
+        """Refuse at the door what the worker could only fail: a key that does not exist (one Key
+        Vault read: 404) and named targets that do not use it (their ARM reads: 400)."""
+        try:
+            if targets is None:
+                return self.service.reconciler.read_state(key.versionless())
+            plan = self.service.reconciler.plan(key, targets)
+        except Unreachable as exc:
+            raise _read_error(exc) from None
+        if strangers := not_consumers_error(plan):
+            raise ApiError(400, "NotAConsumer", strangers, notConsumers=list(plan.not_consumers))
+        return plan.state
 
     # -- GET /api/rotations/{runId} ------------------------------------------------------------
     def status(self, request: ApiRequest, actor: str) -> ApiResponse:

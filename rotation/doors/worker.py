@@ -105,9 +105,34 @@ def run_request(service: Service, request: RotationRequest, *, attempt: int = 1)
             version=request.event_version,
         )
     if result.status == "failed":
+        if result.error is not None and result.error.final:
+            poison_now(service, request, result)  # a retry would fail the same way
+            return result
         raise RunFailed(result)
     continue_later(service, request, result)
     return result
+
+
+def poison_now(service: Service, request: RotationRequest, result: RunResult) -> None:
+    """The run could not start for a reason no retry changes (the key does not exist, the vault
+    is not allowed or refuses the identity: `ErrorInfo.final`). One attempt, then
+    the request goes to the poison queue, where on-call sees its cause (`deadletters list`),
+    replays it once the cause is fixed, or discards it; the message itself completes."""
+    assert result.error is not None
+    trail = AuditTrail(service.audit, run_id=request.request_id, key=request.key, actor=request.actor)
+    trail.record(
+        "request-poisoned",
+        outcome="poisoned",
+        errorCode=result.error.code,
+        message=f"not retried: {result.error.summary()}",
+    )
+    trail.flush()
+    service.poison_queue.send_message(request.encode())
+    log.error(
+        "request %s moved to the poison queue after one attempt (not retried): %s",
+        request.request_id,
+        result.error.summary(),
+    )
 
 
 def continue_later(service: Service, request: RotationRequest, result: RunResult) -> None:

@@ -20,6 +20,12 @@ class ErrorInfo:
     message: str
     retry_after: float | None = None
 
+    @property
+    def final(self) -> bool:
+        """A service's definitive refusal (400, 401, 403, 404): the same request fails the same
+        way until a person changes something. Not a timeout, a conflict or our own exception."""
+        return not self.transient and self.status in (400, 401, 403, 404)
+
     def summary(self) -> str:
         parts = [str(self.status) if self.status else None, self.code]
         head = " ".join(p for p in parts if p)

@@ -56,7 +56,13 @@ def row_key(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:48]
 
 
-_MARKER_NAMES = {"Outcome": "outcome", "RunId": "runId", "Operator": "operator", "ReplayedAt": "replayedAt"}
+_MARKER_NAMES = {
+    "Outcome": "outcome",
+    "RunId": "runId",
+    "Operator": "operator",
+    "ReplayedAt": "replayedAt",
+    "Reason": "reason",  # a discarded item's
+}
 
 
 @dataclass(frozen=True)
@@ -263,7 +269,8 @@ class Ledger:
                 "ItemId": item_id[:1024],
                 "ReplayedAt": iso(_now()),
                 **fields,
-            }
+            },
+            mode=_mode().REPLACE,  # the whole marker: a replay after a discard keeps no old reason
         )
 
     # -- wave progress (rotation/core/waves.py) ------------------------------------------------

@@ -65,7 +65,8 @@ def test_one_new_version_event_moves_every_pinned_consumer_whatever_its_kind(sta
     stats = drain(stack)
     assert stats.failures == [] and len(stats.invocations) == 1
     moved = {n for n, key in held(stack).items() if key == s.key_id("data-cmk", NEW)}
-    assert moved == {"reg1", "batch1", "st1", "des1", "sql1"}
+    assert moved == {"reg1", "batch1", "st1", "des1", "sql1", "desauto"}  # desauto: Azure moved it
+    assert not [w for w in stack.writes() if w["path"].lower().endswith("/desauto")]  # never written
     assert held(stack)["stauto"] == s.key_id("data-cmk") and held(stack)["sqlauto"] == s.key_id(
         "data-cmk", OLD
     )
@@ -139,7 +140,7 @@ def test_sweep_moves_consumers_of_a_managed_hsm_key_left_behind(stack) -> None:
     stats = drain(stack)
     assert stats.failures == [] and len(stats.invocations) == 1
     moved = {n for n, key in held(stack).items() if key == s.hsm_key_id("hsm-cmk", NEW)}
-    assert moved == {"st1", "des1", "sql1"}
+    assert moved == {"st1", "des1", "sql1", "desauto"}  # desauto follows the newest version itself
     [des] = [d for d in stack.admin.state()["diskEncryptionSets"] if d["id"].endswith("des1")]
     assert des["sourceVault"] is None  # a Managed HSM key names no vault resource
     [sql] = [q for q in stack.admin.state()["sqlServers"] if q["id"].endswith("sql1")]
@@ -156,7 +157,7 @@ def test_sweep_treats_an_hsm_key_near_expiry_as_near_expiry_and_makes_one_versio
     versions = stack.admin.state()["managedHsms"][s.HSM]["keys"]["hsm-cmk"]["versions"]
     assert len(versions) == 3 and versions[-1]["exp"] is not None
     newest = s.hsm_key_id("hsm-cmk", versions[-1]["version"])
-    assert {n for n, key in held(stack).items() if key == newest} == {"st1", "des1", "sql1"}
+    assert {n for n, key in held(stack).items() if key == newest} == {"st1", "des1", "sql1", "desauto"}
     function_app.sweep_drift(timer_request())  # converged: the next sweep queues nothing
     assert drain(stack).invocations == []
 

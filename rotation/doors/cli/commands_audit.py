@@ -49,6 +49,7 @@ def audit() -> None:
     show_default=True,
     help=f"records per page, 1 to {MAX_AUDIT_TOP} (as the HTTP API's top)",
 )
+@click.option("--continuation", metavar="TOKEN", help="The next page: the token the previous page gave.")
 @output_options
 @click.pass_obj
 def audit_list(
@@ -59,22 +60,28 @@ def audit_list(
     since: str | None,
     until: str | None,
     top: int,
+    continuation: str | None,
 ) -> None:
-    """Audit records, newest first."""
+    """Audit records, newest first. json and yaml show {records, continuation}; table, tsv and
+    csv show the records, and the token for the next page goes to stderr."""
     key = parse_key(key_id).versionless_id if key_id else None
     window = {"since": _when(since, "--since"), "until": _when(until, "--until")}
     try:
-        records, token = obj.service.audit.query(key=key, target=target, run=run_id, top=top, **window)
-    except ValueError as exc:  # the store's refusal (a window over 92 days), as HTTP's 400
+        records, token = obj.service.audit.query(
+            key=key, target=target, run=run_id, top=top, continuation=continuation, **window
+        )
+    except ValueError as exc:  # the store's refusal (reversed, over 92 days, bad token), as HTTP's 400
         fail(EXIT_USAGE, str(exc))
     records = records[:top]
-
-    def table() -> None:
+    if obj.for_people:
         print_records(records)
-        if token:
-            err.print("[dim]more records exist: narrow the window or raise --top[/]")
-
-    emit(obj, {"records": records, "continuation": token}, table)
+    elif obj.output in ("tsv", "csv") and obj.query is None:
+        emit(obj, records, lambda: None)  # rows only: a pipe reads records, never the token
+    else:
+        emit(obj, {"records": records, "continuation": token}, lambda: None)
+        return  # the token is in the document
+    if token:  # the same command with this option gives the next page
+        err.print(f"more records: add --continuation {token}", highlight=False, markup=False)
 
 
 def resolve_run(service: Service, text: str) -> str:  # noqa: RET503 - fail() exits

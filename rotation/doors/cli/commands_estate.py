@@ -131,7 +131,7 @@ def _write_page(service: Service, estate: Estate, report: AgeReport, path: str) 
 @click.group("versions")
 @output_options
 def versions() -> None:
-    """A key's versions and who holds each; disable one only when nothing does."""
+    """A key's versions and who holds each; disable one only when nothing does, enable it again."""
 
 
 @versions.command("show")
@@ -188,6 +188,34 @@ def versions_disable(obj: Context, key_id: str, yes: bool, force: bool) -> None:
         with err.status("checking who holds the version…"):
             outcome = retire.disable(service, key, force=force, actor=operator())
     except retire.RetireError as exc:
-        fail(EXIT_FAILED if exc.busy else EXIT_USAGE, str(exc))
+        fail(_retire_exit(exc), str(exc))
     emit(obj, outcome.to_dict(), lambda: print_disable(outcome))
     sys.exit(EXIT_NEEDS_PERSON if outcome.refused else EXIT_OK)
+
+
+@versions.command("enable")
+@click.argument("key_id")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@output_options
+@click.pass_obj
+def versions_enable(obj: Context, key_id: str, yes: bool) -> None:
+    """Enable VERSIONED_KEYID again (undo a disable): audited; the desired version may change."""
+    from rotation.core import retire
+
+    key = _key(key_id, versioned=True)
+    if not yes:
+        if not sys.stdin.isatty():
+            fail(EXIT_USAGE, "refusing to enable a key version without confirmation: pass --yes")
+        click.confirm(f"Enable {key.id}?", abort=True, err=True)
+    service = obj.azure
+    try:
+        with err.status("enabling the version…"):
+            outcome = retire.enable(service, key, actor=operator())
+    except retire.RetireError as exc:
+        fail(_retire_exit(exc), str(exc))
+    emit(obj, outcome.to_dict(), lambda: print_disable(outcome))
+    sys.exit(EXIT_OK)
+
+
+def _retire_exit(exc: Any) -> int:
+    return EXIT_FAILED if exc.busy else EXIT_UNREACHABLE if exc.unreachable else EXIT_USAGE

@@ -23,7 +23,7 @@ from rotation.doors.cli.context import (
     parse_key,
 )
 from rotation.doors.cli.output import emit, output_options
-from rotation.doors.cli.render import print_items, print_replay_outcome
+from rotation.doors.cli.render import print_item, print_items, print_replay_outcome
 
 if TYPE_CHECKING:
     from rotation.core.reconcile import RunResult
@@ -38,6 +38,7 @@ def _selection(
     key_id: str | None,
     event_ids: tuple[str, ...] = (),
     reason: str | None = None,
+    not_replayed: bool = False,
 ) -> Selection:
     from rotation.doors.replay import Selection
 
@@ -47,6 +48,7 @@ def _selection(
         event_ids=tuple(event_ids),
         key_id=parse_key(key_id).versionless_id if key_id else None,
         reason=reason,
+        not_replayed=not_replayed,
     )
 
 
@@ -89,31 +91,115 @@ def deadletters() -> None:
 @click.option("--until", help="ISO 8601 time.")
 @click.option("--key", "key_id", help="Only items for this key (versionless id).")
 @click.option("--reason", help="Only items whose reason, cause or error contains this text.")
+@click.option(
+    "--not-replayed",
+    is_flag=True,
+    help="Only items replay would still take: never replayed, or the last replay failed; not discarded.",
+)
 @output_options
 @click.pass_obj
 def deadletters_list(
-    obj: Context, since: str | None, until: str | None, key_id: str | None, reason: str | None
+    obj: Context,
+    since: str | None,
+    until: str | None,
+    key_id: str | None,
+    reason: str | None,
+    not_replayed: bool,
 ) -> None:
-    """Dead-lettered events and poison requests, oldest first, with why they failed."""
+    """Dead-lettered events and poison requests, oldest first, with why they failed.
+    `deadletters show ID` gives one in full; ID is the `id` column (any unique prefix)."""
     from rotation.doors.replay import list_failed
 
-    selection = _selection(since, until, key_id, reason=reason)
+    selection = _selection(since, until, key_id, reason=reason, not_replayed=not_replayed)
     with err.status("reading dead letters and the poison queue…"):
         items = list_failed(obj.service, selection)
         failures = last_replay_failures(obj.service, items)
     emit(obj, _items_data(items, failures), lambda: print_items(items, failures))
 
 
+def _one_item(service: Service, text: str) -> FailedItem:  # noqa: RET503 - fail() exits
+    """The one failed item ID names (its id, event id or request id, or a unique prefix)."""
+    from rotation.doors.replay import Selection, list_failed, pick
+
+    with err.status("reading dead letters and the poison queue…"):
+        found = pick(list_failed(service, Selection()), text)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        fail(EXIT_USAGE, f"no failed item {text} (see rotation deadletters list)")
+    fail(
+        EXIT_USAGE, f"{text} names {len(found)} items, give more of it: {', '.join(i.handle for i in found)}"
+    )
+
+
+@deadletters.command("show")
+@click.argument("item_id", metavar="ID")
+@output_options
+@click.pass_obj
+def deadletters_show(obj: Context, item_id: str) -> None:
+    """One failed item in full: the whole cause, its run, and the command that replays it."""
+    service = obj.service
+    item = _one_item(service, item_id)
+    failures = last_replay_failures(service, [item]).get(item.item_id, [])
+    data = {**item.to_dict(), "lastReplayFailures": failures, "replayCommand": command_to_replay(item)}
+    emit(obj, data, lambda: print_item(data))
+
+
+def command_to_replay(item: FailedItem) -> str | None:
+    """What replays this item and nothing else (None: it cannot be replayed)."""
+    if not item.replayable:
+        return None
+    again = " --force" if item.replayed and not item.awaiting_replay else ""
+    return f"rotation replay --event-id {item.event_id or item.request_id} --yes{again}"
+
+
+@deadletters.command("discard")
+@click.argument("item_id", metavar="ID")
+@click.option("--reason", required=True, help="Why it can never succeed (audited).")
+@output_options
+@click.pass_obj
+def deadletters_discard(obj: Context, item_id: str, reason: str) -> None:
+    """Set aside an item that can never succeed: audited, marked in the list, left out of replay."""
+    from rotation.doors.replay import DiscardRefused, discard
+
+    service = obj.service
+    item = _one_item(service, item_id)
+    try:
+        discard(service, item, operator=operator(), reason=reason)
+    except DiscardRefused as exc:
+        fail(EXIT_USAGE, str(exc))
+    data = {"id": item.item_id, "handle": item.handle, "discarded": True, "reason": " ".join(reason.split())}
+    emit(obj, data, lambda: out.print(f"discarded {item.handle}: {data['reason']}", highlight=False))
+
+
 def _unmatched(ids: tuple[str, ...], items: list[FailedItem]) -> list[str]:
-    """The --event-id values no listed item has as its event id or request id."""
-    found = {item.event_id for item in items} | {item.request.request_id for item in items if item.request}
-    return sorted(set(ids) - found)
+    """The --event-id values that name no listed item."""
+    from rotation.doors.replay import pick
+
+    return sorted({i for i in ids if not pick(items, i)})
+
+
+def _picked(items: list[FailedItem], ids: tuple[str, ...]) -> list[FailedItem]:
+    """The items the ids name (event or request id, or a unique prefix as the list shows it),
+    in the listed order; exit 2 for a prefix that names several."""
+    from rotation.doors.replay import pick
+
+    chosen: set[str] = set()
+    for text in ids:
+        found = pick(items, text)
+        if len({i.handle for i in found}) > 1:  # one event in two dead-letter blobs is one choice
+            names = ", ".join(sorted({i.handle for i in found}))
+            fail(EXIT_USAGE, f"{text} names {len(found)} items, give more of it: {names}")
+        chosen |= {i.item_id for i in found}
+    return [item for item in items if item.item_id in chosen]
 
 
 @click.command("replay")
 @click.option("--since", help="ISO 8601 time.")
 @click.option("--until", help="ISO 8601 time.")
-@click.option("--event-id", "event_ids", multiple=True, help="Only these event (or request) ids.")
+@click.option(
+    "--event-id", "event_ids", multiple=True, help="Only these event (or request) ids; a unique prefix works."
+)
 @click.option("--key", "key_id", help="Only items for this key (versionless id).")
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed; write nothing.")
 @click.option("--force", is_flag=True, help="Replay items that were already replayed.")
@@ -135,9 +221,10 @@ def replay_command(
     from rotation.doors.worker import continue_later
 
     service = obj.service if dry_run else obj.azure
-    selection = _selection(since, until, key_id, event_ids)
+    selection = _selection(since, until, key_id)  # the ids are picked from what it lists
     with err.status("reading dead letters and the poison queue…"):
         items = list_failed(service, selection, move=not dry_run)
+    items = _picked(items, event_ids) if event_ids else items
     _say_what_matched(obj, event_ids, items)
     if obj.for_people:
         print_items(items, last_replay_failures(service, items))

@@ -45,12 +45,17 @@ def _allowed(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> 
 
 
 def _plan(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> Plan:
+    """The plan, or exit 2 for a key that does not exist or a named target that does not use it."""
+    from rotation.core.planner import not_consumers_error
     from rotation.core.reconcile import Unreachable
 
     try:
-        return service.reconciler.plan(key, targets)
+        plan = service.reconciler.plan(key, targets)
     except Unreachable as exc:
         fail(EXIT_USAGE if exc.info.status == 404 else EXIT_UNREACHABLE, str(exc))
+    if strangers := not_consumers_error(plan):
+        fail(EXIT_USAGE, strangers)
+    return plan
 
 
 @click.command()

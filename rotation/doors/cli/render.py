@@ -244,7 +244,7 @@ def why(item: FailedItem, failures: Sequence[str] = ()) -> str:
     if failures:
         return "[red]last replay: " + _clip(", ".join(failures), 200) + "[/]"
     if item.cause:
-        return _clip(item.cause)
+        return item.cause  # whole: the status and code on-call acts on may come late in it
     delivery = [item.last_outcome, f"HTTP {item.last_status}" if item.last_status else None]
     return _clip(" ".join(x for x in [item.reason, *delivery] if x))
 
@@ -252,6 +252,8 @@ def why(item: FailedItem, failures: Sequence[str] = ()) -> str:
 def print_items(items: list[FailedItem], failures: dict[str, list[str]]) -> None:
     table = Table(header_style="bold")
     for column in (
+        "id",
+        "run",
         "source",
         "age",
         "key",
@@ -265,8 +267,9 @@ def print_items(items: list[FailedItem], failures: dict[str, list[str]]) -> None
     ):
         table.add_column(column, overflow="fold")
     for item in items:
-        replayed = item.replayed
         table.add_row(
+            short_id(item.handle),
+            (item.run_id or "")[:8],
             item.source,
             _age(item.time),
             (item.key_id or "").rsplit("/", 1)[-1],
@@ -276,9 +279,50 @@ def print_items(items: list[FailedItem], failures: dict[str, list[str]]) -> None
             str(item.attempts or ""),
             item.last_outcome or "",
             why(item, failures.get(item.item_id, ())),
-            f"{item.replay_outcome} by {replayed.get('Operator')}" if replayed else "",
+            _replayed(item),
         )
     out.print(table if items else "[green]nothing failed in this window[/]")
+
+
+def short_id(handle: str) -> str:
+    """An event or request id's first 8 characters (show, discard and replay take a prefix)."""
+    return handle[:8] if "/" not in handle else handle
+
+
+def _replayed(item: FailedItem) -> str:
+    marker = item.replayed or {}
+    if item.discarded:
+        return f"[dim]discarded by {marker.get('Operator')}: {marker.get('Reason')}[/]"
+    return f"{item.replay_outcome} by {marker.get('Operator')}" if marker else ""
+
+
+def print_item(data: dict[str, Any]) -> None:
+    """`deadletters show`: one field a line, nothing cut; then what to do next."""
+    replayed = data.get("replayed") or {}
+    rows = [
+        ("id", data["id"]),
+        ("source", data["source"]),
+        ("time", data["time"]),
+        ("key", data["keyId"]),
+        ("version", data["version"]),
+        ("event", " ".join(x for x in (data["eventId"], data["eventType"]) if x)),
+        ("request", data["requestId"]),
+        ("run", data["runId"]),
+        ("reason", data["reason"]),
+        ("attempts", data["attempts"]),
+        ("last delivery", " ".join(str(x) for x in (data["lastOutcome"], data["lastHttpStatus"]) if x)),
+        ("cause", data["cause"]),
+        ("cannot replay", data["error"]),
+        ("last replay failed", ", ".join(data["lastReplayFailures"])),
+        ("discarded" if data["discarded"] else "replayed", " ".join(f"{k}={v}" for k, v in replayed.items())),
+    ]
+    for name, value in rows:
+        if value not in (None, ""):
+            out.print(f"[bold]{name:>18}[/]  {escape(str(value))}", highlight=False, soft_wrap=True)
+    if data["runId"]:
+        out.print(f"[bold]{'story':>18}[/]  rotation audit show {data['runId']}", highlight=False)
+    if data["replayCommand"]:
+        out.print(f"[bold]{'replay':>18}[/]  {data['replayCommand']}", highlight=False, soft_wrap=True)
 
 
 def print_sweep(result: SweepResult) -> None:

@@ -47,14 +47,14 @@ def print_inventory(estate: Estate) -> None:
         show(grid)
     else:
         out.print("[dim]no consumers found[/]")
-    out.print(_keys_table(estate.keys))
+    out.print(_keys_table(estate.keys, estate.counted_kind))
     _print_errors(estate)
 
 
 def print_summary(estate: Estate, pictures: list[KeyPicture]) -> None:
     """`inventory --summary`: the pictures and the per-key table, no row per consumer."""
     print_pictures(pictures)
-    out.print(_keys_table(estate.keys) if estate.keys else "[dim]no consumers found[/]")
+    out.print(_keys_table(estate.keys, estate.counted_kind) if estate.keys else "[dim]no consumers found[/]")
     _print_errors(estate)
 
 
@@ -65,8 +65,10 @@ def _print_errors(estate: Estate) -> None:
         )
 
 
-def _keys_table(views: Any) -> Table:
-    keys = _table("key", "desired", "expires", "policy", "versions (consumers)")
+def _keys_table(views: Any, counted_kind: str | None = None) -> Table:
+    # with --kind only that kind was listed: the counts must not read as the whole estate's
+    held = f"versions ({counted_kind} consumers only)" if counted_kind else "versions (consumers)"
+    keys = _table("key", "desired", "expires", "policy", held)
     for view in views:
         info = view.to_dict()
         policy = info["rotationPolicy"]

@@ -18,12 +18,14 @@ unless forced. Malformed blobs are reported and left in place; nothing is ever d
 """
 
 from rotation.doors.replay.deadletters import dead_letters
-from rotation.doors.replay.items import FailedItem, Selection
+from rotation.doors.replay.discarding import DiscardRefused, discard
+from rotation.doors.replay.items import FailedItem, Selection, pick
 from rotation.doors.replay.listing import list_failed
 from rotation.doors.replay.poison import archive_poison, last_failure, move_poison, poison_items
 from rotation.doors.replay.replaying import ReplayOutcome, Runner, already_done, replay, request_for
 
 __all__ = [
+    "DiscardRefused",
     "FailedItem",
     "ReplayOutcome",
     "Runner",
@@ -31,9 +33,11 @@ __all__ = [
     "already_done",
     "archive_poison",
     "dead_letters",
+    "discard",
     "last_failure",
     "list_failed",
     "move_poison",
+    "pick",
     "poison_items",
     "replay",
     "request_for",

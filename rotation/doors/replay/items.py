@@ -13,6 +13,9 @@ from rotation.model.times import iso
 from rotation.storage.ledger import Ledger
 from rotation.storage.queue import RotationRequest
 
+DISCARDED = "discarded"  # the marker's outcome once an operator discarded the item
+_UNSETTLED = ("failed", "blocked", "interrupted")  # a replay that ended so leaves the item to do
+
 
 @dataclass
 class FailedItem:
@@ -46,6 +49,29 @@ class FailedItem:
     def replayable(self) -> bool:
         return self.error is None and (self.event is not None or self.request is not None)
 
+    @property
+    def request_id(self) -> str | None:
+        return self.request.request_id if self.request else None
+
+    @property
+    def run_id(self) -> str | None:
+        """The run whose trail tells the story: the last replay's, else the poison request's own."""
+        return (self.replayed or {}).get("RunId") or self.request_id
+
+    @property
+    def handle(self) -> str:
+        """What an operator types to name the item: its event id, else its request id, else its id."""
+        return self.event_id or self.request_id or self.item_id
+
+    @property
+    def discarded(self) -> bool:
+        return (self.replayed or {}).get("Outcome") == DISCARDED
+
+    @property
+    def awaiting_replay(self) -> bool:
+        """Never replayed, or the last replay did not converge; and not discarded."""
+        return self.replay_outcome is None or self.replay_outcome in _UNSETTLED
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.item_id,
@@ -62,6 +88,9 @@ class FailedItem:
             "lastHttpStatus": self.last_status,
             "cause": self.cause,
             "error": self.error,
+            "requestId": self.request_id,
+            "runId": self.run_id,
+            "discarded": self.discarded,
             "replayed": self._replayed_dict(),
         }
 
@@ -79,6 +108,7 @@ class Selection:
     event_ids: tuple[str, ...] = ()
     key_id: str | None = None  # versionless
     reason: str | None = None
+    not_replayed: bool = False  # only items replay would still take (needs the markers read)
 
     def matches(self, item: FailedItem) -> bool:
         if self.since and item.time and item.time < self.since:
@@ -117,3 +147,16 @@ def as_int(value: Any) -> int | None:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+def pick(items: list[FailedItem], text: str) -> list[FailedItem]:
+    """The items `text` names: exactly (id, event id or request id), else by a prefix of one."""
+    wanted = text.strip().lower()
+    if not wanted:
+        return []
+
+    def names(item: FailedItem) -> list[str]:
+        return [n.lower() for n in (item.item_id, item.event_id, item.request_id) if n]
+
+    exact = [item for item in items if wanted in names(item)]
+    return exact or [item for item in items if any(n.startswith(wanted) for n in names(item))]

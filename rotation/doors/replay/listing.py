@@ -21,6 +21,8 @@ def list_failed(service: Service, selection: Selection, *, move: bool = True) ->
     for item in selected:
         item.replayed = service.ledger.replay_marker(item.item_id)
         item.replay_run_status = _queued_run_status(service, item.replayed)
+    if selection.not_replayed:
+        selected = [item for item in selected if item.awaiting_replay]
     return sorted(selected, key=lambda i: (i.time or datetime.min.replace(tzinfo=UTC), i.item_id))
 
 

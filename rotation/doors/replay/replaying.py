@@ -14,12 +14,15 @@ from rotation.storage.audit import AuditTrail
 from rotation.storage.queue import RotationRequest, new_request
 
 _DONE = ("succeeded", "needs-attention")  # a run that converged
+_EXIT_FAILED, _EXIT_UNREACHABLE = 4, 5  # DESIGN.md section 7's CLI exit codes
 
 
 @dataclass
 class ReplayOutcome:
     item: FailedItem
-    action: str  # replayed, queued, skipped-already-replayed, skipped-malformed, would-replay
+    action: (
+        str  # replayed, queued, skipped-already-replayed, skipped-discarded, skipped-malformed, would-replay
+    )
     run_id: str | None = None
     status: str | None = None
     detail: str | None = None
@@ -31,6 +34,7 @@ class ReplayOutcome:
             "source": self.item.source,
             "keyId": self.item.key_id,
             "eventId": self.item.event_id,
+            "requestId": self.item.request_id,
             "action": self.action,
             "runId": self.run_id,
             "status": self.status,
@@ -159,6 +163,16 @@ def _skipped(
 ) -> ReplayOutcome | None:
     """The outcome for an item that is not replayed (malformed, or replayed before and not
     forced), audited; None for an item to replay."""
+    if item.discarded and not force:
+        if trail:
+            trail.record(
+                "replay-skipped",
+                source="replay",
+                eventId=item.event_id,
+                reason="discarded",
+                detail={"item": item.item_id},
+            )
+        return ReplayOutcome(item, "skipped-discarded", detail=(item.replayed or {}).get("Reason"))
     if not item.replayable:
         if trail:
             trail.record(
@@ -194,7 +208,10 @@ def _hand_over(service: Service, request: RotationRequest, run: Runner | None) -
     result = run(request)
     if result is None:
         return "replayed", "waiting", 0
-    return "replayed", result.status, result.exit_code
+    # A replayed run that failed is exit 4 (runbook section 3) even when `rotate` would call its
+    # cause a usage error (a key deleted since: 2): the operator's replay command was right.
+    failed = result.status == "failed" and result.exit_code != _EXIT_UNREACHABLE
+    return "replayed", result.status, _EXIT_FAILED if failed else result.exit_code
 
 
 def _count(values: Iterable[str]) -> dict[str, int]:

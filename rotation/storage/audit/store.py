@@ -25,6 +25,7 @@ from azure.core.exceptions import (
 
 from rotation.model.errors import RotationError
 from rotation.model.ids import KeyRef
+from rotation.model.times import iso
 from rotation.storage.audit.record import from_entity, key_slug, parse_iso, to_entity
 from rotation.storage.tablebatch import (
     MAX_OPERATIONS,
@@ -280,6 +281,8 @@ class AuditStore:
         """
         until = until or datetime.now(UTC)
         since = since or until - timedelta(days=30)
+        if since > until:  # before the token check, which would blame a token never given
+            raise ValueError(f"the time window is reversed: since {iso(since)} is after until {iso(until)}")
         state: dict[str, Any] = (
             _decode_token(continuation) if continuation else {"day": _day(until), "next": None}
         )
