@@ -60,6 +60,7 @@ OPTIONAL_SETTINGS = {
     "ROTATION_SWEEP_SCHEDULE": ("sweepSchedule", "rotationSweepSchedule", "0 0 * * * *"),
     "ROTATION_DEFER_TO_KEY_POLICY": ("deferToKeyPolicy", "rotationDeferToKeyPolicy", True),
     "ROTATION_OUTCOME_TOPIC_ENDPOINT": ("outcomeTopicEndpoint", "rotationOutcomeTopicEndpoint", ""),
+    "ROTATION_REVERT_GUARD_DAYS": ("revertGuardDays", "rotationRevertGuardDays", 30),
     # tuning settings (not in DESIGN.md section 7): deployed so a redeploy keeps them
     "ROTATION_POLL_INTERVAL_SECONDS": ("pollIntervalSeconds", "rotationPollIntervalSeconds", "5"),
     "ROTATION_RETRY_INITIAL_SECONDS": ("retryInitialSeconds", "rotationRetryInitialSeconds", "1"),
