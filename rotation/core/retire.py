@@ -10,13 +10,14 @@ Nothing here runs unattended: the sweep only reports candidates.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from rotation.azure.retry import Deadline, call
 from rotation.azure.vault import disable_version
 from rotation.core.inventory import KeyView, Root, holders_by_version, view_of
+from rotation.core.reverts import describe_revert, reverted_to
 from rotation.model.ids import KeyRef
 from rotation.storage.audit import AuditStore, AuditTrail
 from rotation.storage.ledger import LeaseHeld, Ledger, lease_owner
@@ -54,6 +55,7 @@ class DisableOutcome:
     holders: tuple[str, ...]  # resource ids that hold the version
     message: str
     operation_id: str
+    reverts: tuple[dict[str, Any], ...] = field(default=())  # consumers reverted to it lately
 
     @property
     def refused(self) -> bool:
@@ -66,6 +68,7 @@ class DisableOutcome:
             "consumers": list(self.holders),
             "message": self.message,
             "operationId": self.operation_id,
+            "reverts": list(self.reverts),
         }
 
 
@@ -105,7 +108,16 @@ def _disable(service: Retiring, key: KeyRef, force: bool, trail: AuditTrail) -> 
         raise RetireError(f"{key.versionless_id} has no version {key.version}")
     holders = tuple(c.target for c in holders_by_version(view.consumers, view.state).get(version.version, ()))
     unknown = [f"{e.scope} ({e.kind})" for e in view.discovery_errors]
-    fields = {"fromVersion": version.version, "detail": {"consumers": list(holders)[:100], "force": force}}
+    settings = service.settings
+    rows = reverted_to(
+        service.reconciler.reverts.written(key),
+        version.version,
+        datetime.now(UTC),
+        settings.revert_guard_days,
+    )
+    reverts = tuple({"target": r.target, **(r.revert_dict() or {})} for r in rows)
+    detail = {"consumers": list(holders)[:100], "force": force, "reverts": list(reverts)[:100]}
+    fields = {"fromVersion": version.version, "detail": detail}
     if not version.enabled:
         trail.record("version-disable", outcome=ALREADY_DISABLED, message="already disabled", **fields)
         return DisableOutcome(key, ALREADY_DISABLED, holders, "already disabled", trail.run_id)
@@ -119,16 +131,26 @@ def _disable(service: Retiring, key: KeyRef, force: bool, trail: AuditTrail) -> 
             + "), so nobody can say it is unused"
         )
         trail.record("version-disable", outcome=REFUSED, reason="version-in-use", message=why, **fields)
-        return DisableOutcome(key, REFUSED, holders, f"refused: {why}", trail.run_id)
+        return DisableOutcome(key, REFUSED, holders, f"refused: {why}", trail.run_id, reverts)
+    if rows and not force:
+        why = (
+            f"a deployment reverted {len(rows)} consumer(s) to it within ROTATION_REVERT_GUARD_DAYS="
+            f"{settings.revert_guard_days}: "
+            + ", ".join(describe_revert(r) for r in rows[:20])
+            + "; the next deployment may put it back: fix the template first (docs/runbook.md), or --force"
+        )
+        trail.record("version-disable", outcome=REFUSED, reason="version-reverted-to", message=why, **fields)
+        return DisableOutcome(key, REFUSED, holders, f"refused: {why}", trail.run_id, reverts)
     client = service.clients.keys(key.vault_url)
     call(
         lambda: disable_version(client, key, version.version),
         policy=service.reconciler.retry,
         what=f"disable {key.id}",
     )
-    outcome = OVERRIDDEN if holders or unknown else DISABLED
+    outcome = OVERRIDDEN if holders or unknown or rows else DISABLED
     message = (
         f"disabled with --force while {len(holders)} consumer(s) held it"
+        + (f" and {len(rows)} had been reverted to it lately" if rows else "")
         if outcome == OVERRIDDEN
         else "disabled"
     )
@@ -139,7 +161,7 @@ def _disable(service: Retiring, key: KeyRef, force: bool, trail: AuditTrail) -> 
         message=message,
         **fields,
     )
-    return DisableOutcome(key, outcome, holders, message, trail.run_id)
+    return DisableOutcome(key, outcome, holders, message, trail.run_id, reverts)
 
 
 # -- reporting (the sweep and `rotation report`) ----------------------------------------------------
