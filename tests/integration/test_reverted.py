@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import ManagedIdentityCredential
 
 import function_app
 from devstack.functions_host import http_request
+from rotation.azure.activitylog import API_VERSION, events_path
 from rotation.azure.arm import Arm
 from rotation.model.ids import parse_key_id
 from rotation.storage.queue import new_request
@@ -47,15 +50,20 @@ def rotate(stack, **fields: Any):
     return stack.service().reconciler.run(new_request(parse_key_id(KEY), "cli", "pytest", **fields))
 
 
-def deploy_old_version(resource_id: str = REG) -> None:
-    """What a template pinning the old version does on its next deployment: PATCH it back."""
-    arm = Arm(
+def deployer_arm() -> Arm:
+    """ARM as the deployment pipeline's principal sees it (its own token from the emulator)."""
+    return Arm(
         ManagedIdentityCredential(client_id=DEPLOYER),
         ARM,
         [f"{ARM}/.default"],
         RequestsTransport(),
         polling_interval=0.05,
     )
+
+
+def deploy_old_version(resource_id: str = REG) -> None:
+    """What a template pinning the old version does on its next deployment: PATCH it back."""
+    arm = deployer_arm()
     body = {"properties": {"encryption": {"keyVaultProperties": {"keyIdentifier": s.key_id("acr-cmk", OLD)}}}}
     arm.write("PATCH", resource_id, "2025-11-01", body)
 
@@ -218,3 +226,24 @@ def test_the_rotate_command_shows_the_revert_in_json_and_table(stack) -> None:
     deploy_old_version()
     table = cli("rotate", KEY, "--yes")
     assert table.exit_code == 0 and "reverted" in table.output and DEPLOYER in " ".join(table.output.split())
+
+
+def test_the_emulators_activity_log_filters_by_resource_and_time(stack) -> None:
+    load(stack)
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    deploy_old_version()
+    arm = deployer_arm()
+    [event] = arm.get(events_path(REG, before), API_VERSION)["value"]
+    assert (event["caller"], event["operationName"]["value"], event["status"]["value"]) == (
+        DEPLOYER,
+        "Microsoft.ContainerRegistry/registries/write",
+        "Succeeded",
+    )
+    assert event["resourceId"] == REG and event["correlationId"] and event["claims"]["appid"] == DEPLOYER
+    assert arm.get(events_path(s.registry_id("reg2"), before), API_VERSION)["value"] == []
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    assert arm.get(events_path(REG, later), API_VERSION)["value"] == []
+    path = f"/subscriptions/{s.SUB_A}/providers/Microsoft.Insights/eventtypes/management/values"
+    with pytest.raises(HttpResponseError) as refused:  # Azure requires the start time
+        arm.get(path, API_VERSION)
+    assert refused.value.status_code == 400
