@@ -19,7 +19,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import ManagedIdentityCredential
 
 import function_app
-from devstack.functions_host import http_request
+from devstack.functions_host import http_request, timer_request
 from rotation.azure.activitylog import API_VERSION, events_path
 from rotation.azure.arm import Arm
 from rotation.model.ids import parse_key_id
@@ -247,3 +247,17 @@ def test_the_emulators_activity_log_filters_by_resource_and_time(stack) -> None:
     with pytest.raises(HttpResponseError) as refused:  # Azure requires the start time
         arm.get(path, API_VERSION)
     assert refused.value.status_code == 400
+
+
+def test_the_sweep_finds_the_revert_and_the_queued_run_rolls_it_forward(stack) -> None:
+    """The unattended path: the timer's sweep sees reg1 behind, the worker's run reports who."""
+    load(stack)
+    assert cli("rotate", KEY, "--yes").exit_code == 0
+    deploy_old_version()
+    function_app.sweep_drift(timer_request())
+    dispatcher = stack.dispatcher(function_app.run_rotation)
+    stats = dispatcher.run_until_idle(timeout=90)
+    dispatcher.close()
+    assert stats.failures == [] and registry_key(stack).endswith(NEW)
+    [incident] = audit_of(stack, "consumer-reverted")
+    assert incident["detail"]["changedBy"]["caller"] == DEPLOYER and incident["actor"] != "pytest"
