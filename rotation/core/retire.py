@@ -21,6 +21,7 @@ from rotation.core.reverts import describe_revert, reverted_to
 from rotation.model.ids import KeyRef
 from rotation.storage.audit import AuditStore, AuditTrail
 from rotation.storage.ledger import LeaseHeld, Ledger, lease_owner
+from rotation.storage.written import Written
 
 
 class Retiring(Root, Protocol):
@@ -108,38 +109,18 @@ def _disable(service: Retiring, key: KeyRef, force: bool, trail: AuditTrail) -> 
         raise RetireError(f"{key.versionless_id} has no version {key.version}")
     holders = tuple(c.target for c in holders_by_version(view.consumers, view.state).get(version.version, ()))
     unknown = [f"{e.scope} ({e.kind})" for e in view.discovery_errors]
-    settings = service.settings
-    rows = reverted_to(
-        service.reconciler.reverts.written(key),
-        version.version,
-        datetime.now(UTC),
-        settings.revert_guard_days,
-    )
+    days = service.settings.revert_guard_days
+    rows = reverted_to(service.reconciler.reverts.written(key), version.version, datetime.now(UTC), days)
     reverts = tuple({"target": r.target, **(r.revert_dict() or {})} for r in rows)
     detail = {"consumers": list(holders)[:100], "force": force, "reverts": list(reverts)[:100]}
     fields = {"fromVersion": version.version, "detail": detail}
     if not version.enabled:
         trail.record("version-disable", outcome=ALREADY_DISABLED, message="already disabled", **fields)
         return DisableOutcome(key, ALREADY_DISABLED, holders, "already disabled", trail.run_id)
-    if (holders or unknown) and not force:
-        why = (
-            f"{len(holders)} consumer(s) still hold it: "
-            + ", ".join(h.rsplit("/", 1)[-1] for h in holders[:20])
-            if holders
-            else "could not list every consumer ("
-            + "; ".join(unknown[:5])
-            + "), so nobody can say it is unused"
-        )
-        trail.record("version-disable", outcome=REFUSED, reason="version-in-use", message=why, **fields)
-        return DisableOutcome(key, REFUSED, holders, f"refused: {why}", trail.run_id, reverts)
-    if rows and not force:
-        why = (
-            f"a deployment reverted {len(rows)} consumer(s) to it within ROTATION_REVERT_GUARD_DAYS="
-            f"{settings.revert_guard_days}: "
-            + ", ".join(describe_revert(r) for r in rows[:20])
-            + "; the next deployment may put it back: fix the template first (docs/runbook.md), or --force"
-        )
-        trail.record("version-disable", outcome=REFUSED, reason="version-reverted-to", message=why, **fields)
+    refusal = None if force else _refusal(holders, unknown, rows, days)
+    if refusal is not None:
+        reason, why = refusal
+        trail.record("version-disable", outcome=REFUSED, reason=reason, message=why, **fields)
         return DisableOutcome(key, REFUSED, holders, f"refused: {why}", trail.run_id, reverts)
     client = service.clients.keys(key.vault_url)
     call(
@@ -162,6 +143,26 @@ def _disable(service: Retiring, key: KeyRef, force: bool, trail: AuditTrail) -> 
         **fields,
     )
     return DisableOutcome(key, outcome, holders, message, trail.run_id, reverts)
+
+
+def _refusal(
+    holders: tuple[str, ...], unknown: list[str], reverts: list[Written], days: int
+) -> tuple[str, str] | None:
+    """(reason, why) the version may not be disabled without --force, or None."""
+    if holders:
+        names = ", ".join(h.rsplit("/", 1)[-1] for h in holders[:20])
+        return "version-in-use", f"{len(holders)} consumer(s) still hold it: {names}"
+    if unknown:
+        return "version-in-use", (
+            f"could not list every consumer ({'; '.join(unknown[:5])}), so nobody can say it is unused"
+        )
+    if reverts:
+        return "version-reverted-to", (
+            f"a deployment reverted {len(reverts)} consumer(s) to it within ROTATION_REVERT_GUARD_DAYS={days}: "
+            + ", ".join(describe_revert(r) for r in reverts[:20])
+            + "; the next deployment may put it back: fix the template first (docs/runbook.md), or --force"
+        )
+    return None
 
 
 # -- reporting (the sweep and `rotation report`) ----------------------------------------------------
