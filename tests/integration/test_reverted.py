@@ -112,6 +112,7 @@ def test_a_reverted_consumer_is_reported_with_its_caller_and_rolled_forward(stac
     third = rotate(stack)
     assert all("reverted" not in st.message for st in third.steps)
     assert len(audit_of(stack, "consumer-reverted")) == 1
+    assert cli("audit", "verify").exit_code == 0  # the incident is part of the run's anchored chain
 
 
 def test_one_activity_log_read_per_reverted_consumer_and_none_without_a_revert(stack) -> None:
