@@ -11,7 +11,7 @@ budget) is a value too: the revert is still recorded, with who changed it unknow
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 API_VERSION = "2015-04-01"
 # The ARM action the read needs: infra/modules/custom-roles.bicep grants it.
 READ_ACTION = "Microsoft.Insights/eventtypes/values/read"
+# The activity log keeps 90 days; a query starting earlier is asked from just inside that.
+RETENTION = timedelta(days=89)
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,11 @@ class Change:
         }
 
 
-def events_path(resource_id: str, since: datetime) -> str:
-    """The list request for one resource's events since `since` (the filter is URL-quoted)."""
+def events_path(resource_id: str, since: datetime, now: datetime | None = None) -> str:
+    """The list request for one resource's events since `since` (the filter is URL-quoted),
+    never further back than the activity log keeps events."""
     subscription = parse_resource_id(resource_id).subscription
+    since = max(since, (now or datetime.now(UTC)) - RETENTION)
     query = f"eventTimestamp ge '{iso(since)}' and resourceUri eq '{resource_id}'"
     return (
         f"/subscriptions/{quote(subscription)}/providers/Microsoft.Insights/eventtypes/management/values"

@@ -149,6 +149,10 @@ def test_a_dry_run_and_the_plan_say_so_without_recording_an_incident(stack) -> N
     plan = stack.service().reconciler.plan(parse_key_id(KEY))
     step = next(st for st in plan.steps if st.target == REG)
     assert step.action == "update" and f"run {first.run_id}" in step.message and DEPLOYER in step.message
+    body = json.dumps({"keyId": KEY}).encode()
+    response = function_app.plan_rotation(http_request("POST", "/api/rotations/plan", body=body))
+    served = {st["target"]: st for st in json.loads(response.get_body())["steps"]}
+    assert response.status_code == 200 and served[REG]["message"] == step.message
     dry = rotate(stack, dry_run=True)
     assert next(st for st in dry.steps if st.target == REG).outcome == "planned"
     assert audit_of(stack, "consumer-reverted") == []

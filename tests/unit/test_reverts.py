@@ -139,3 +139,9 @@ def test_the_events_request_filters_by_resource_and_time() -> None:
     )
     assert "eventTimestamp%20ge%20%272026-12-07T00%3A00%3A00.000Z%27" in path
     assert "resourceUri%20eq%20%27%2Fsubscriptions%2F" in path
+
+
+def test_the_events_request_never_reaches_past_the_logs_retention() -> None:
+    target = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/r1"
+    path = events_path(target, NOW - timedelta(days=400), now=NOW)
+    assert "2026-09-09T00%3A00%3A00.000Z" in path  # 89 days before NOW
