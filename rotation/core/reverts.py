@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from rotation import telemetry
 from rotation.azure.activitylog import Change, last_write
 from rotation.azure.retry import Deadline, RetryPolicy
+from rotation.model.decisions import UPDATE
 from rotation.model.keystate import KeyState
 from rotation.model.results import Plan, PlanStep, StepResult
 from rotation.model.times import iso
@@ -171,6 +172,7 @@ class RevertWatch:
         `versions disable` and `inventory` read."""
         for revert in reverts:
             step = revert.step
+            rolls = desired if step.action == UPDATE else None
             trail.record(
                 KIND,
                 target=step.target,
@@ -178,8 +180,8 @@ class RevertWatch:
                 toVersion=step.from_version,
                 reason=KIND,
                 outcome="reported",
-                message=f"{revert.message()}; rolling forward to {desired}",
-                detail={**revert.to_dict(), "rollForwardTo": desired, "kind": step.kind},
+                message=f"{revert.message()}; {_next(step, desired)}",
+                detail={**revert.to_dict(), "rollForwardTo": rolls, "kind": step.kind},
             )
             log.warning(
                 "consumer-reverted: %s moved from %s back to %s by %s",
@@ -205,6 +207,13 @@ class RevertWatch:
             write(self.store)
         except Exception as exc:  # noqa: BLE001 - the run's own records are in the audit trail
             log.warning("could not record written versions for %s: %s", key.versionless_id, exc)
+
+
+def _next(step: PlanStep, desired: str | None) -> str:
+    """What the run does about it: the normal update, or why not (opted out since, blocked...)."""
+    if step.action == UPDATE:
+        return f"rolling forward to {desired}"
+    return f"not rolled forward: {step.action} ({step.reason})"
 
 
 def _row(revert: Revert) -> RevertRow:

@@ -61,10 +61,14 @@ def deployer_arm() -> Arm:
     )
 
 
-def deploy_old_version(resource_id: str = REG) -> None:
+def deploy_old_version(resource_id: str = REG, tags: dict[str, str] | None = None) -> None:
     """What a template pinning the old version does on its next deployment: PATCH it back."""
     arm = deployer_arm()
-    body = {"properties": {"encryption": {"keyVaultProperties": {"keyIdentifier": s.key_id("acr-cmk", OLD)}}}}
+    body: dict[str, Any] = {
+        "properties": {"encryption": {"keyVaultProperties": {"keyIdentifier": s.key_id("acr-cmk", OLD)}}}
+    }
+    if tags is not None:
+        body["tags"] = tags
     arm.write("PATCH", resource_id, "2025-11-01", body)
 
 
@@ -266,3 +270,16 @@ def test_the_sweep_finds_the_revert_and_the_queued_run_rolls_it_forward(stack) -
     assert stats.failures == [] and registry_key(stack).endswith(NEW)
     [incident] = audit_of(stack, "consumer-reverted")
     assert incident["detail"]["changedBy"]["caller"] == DEPLOYER and incident["actor"] != "pytest"
+
+
+def test_a_revert_the_run_may_not_roll_forward_is_recorded_as_such(stack) -> None:
+    """The same deployment also opted the registry out: reported, left alone, and said so."""
+    load(stack)
+    rotate(stack)
+    deploy_old_version(tags={"cmk-rotation": "off"})
+    result = rotate(stack)
+    step = next(st for st in result.steps if st.target == REG)
+    assert step.action == "opted-out" and registry_key(stack).endswith(OLD)
+    [incident] = audit_of(stack, "consumer-reverted")
+    assert "not rolled forward: opted-out" in incident["message"]
+    assert incident["detail"]["rollForwardTo"] is None
