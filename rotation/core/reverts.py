@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from rotation import telemetry
 from rotation.azure.activitylog import Change, last_write
 from rotation.azure.retry import Deadline, RetryPolicy
+from rotation.concurrency import submit_in_context
 from rotation.model.decisions import UPDATE
 from rotation.model.keystate import KeyState
 from rotation.model.results import Plan, PlanStep, StepResult
@@ -37,6 +40,7 @@ log = logging.getLogger("rotation.reverts")
 KIND = "consumer-reverted"  # the audit record kind (DESIGN.md section 7)
 # How far back the activity log is read when this system's write time is unknown.
 _LOOKBACK = timedelta(days=30)
+_READERS = 8
 
 
 def is_revert(state: KeyState, found: str | None, written: str | None) -> bool | None:
@@ -148,12 +152,17 @@ class RevertWatch:
 
     def review(self, plan: Plan, deadline: Deadline | None) -> tuple[Plan, list[Revert]]:
         """The plan with each reverted consumer's message saying so, and the reverts."""
-        reverts = [
-            Revert(step, row, self._who(step.target, row, deadline))
-            for step, row in find(plan, self.written(plan.key))
-        ]
-        if not reverts:
+        found = find(plan, self.written(plan.key))
+        if not found:
             return plan, []
+        # One activity-log read per reverted consumer, a few at once (a deployment may revert many).
+        with ThreadPoolExecutor(max_workers=min(_READERS, len(found))) as pool:
+            changes = [
+                submit_in_context(pool, partial(self._who, step.target, row, deadline)) for step, row in found
+            ]
+            reverts = [
+                Revert(step, row, change.result()) for (step, row), change in zip(found, changes, strict=True)
+            ]
         by_target = {r.step.target: r for r in reverts}
         steps = tuple(
             replace(s, message=f"{by_target[s.target].message()}; {s.message}")

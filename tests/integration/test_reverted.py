@@ -130,6 +130,13 @@ def test_one_activity_log_read_per_reverted_consumer_and_none_without_a_revert(s
     rotate(stack)
     reads = [c for c in stack.admin.calls()["calls"] if "Microsoft.Insights" in c["path"]]
     assert [(c["method"], c["status"]) for c in reads] == [("GET", 200)]
+    deploy_old_version()
+    deploy_old_version(s.registry_id("reg2"))
+    stack.admin.clear_calls()
+    result = rotate(stack)
+    reads = [c for c in stack.admin.calls()["calls"] if "Microsoft.Insights" in c["path"]]
+    assert [(c["method"], c["status"]) for c in reads] == [("GET", 200)] * 2
+    assert all(DEPLOYER in st.message and st.outcome == "verified" for st in result.steps)
 
 
 def test_an_unreadable_activity_log_still_records_the_revert(stack) -> None:
