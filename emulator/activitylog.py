@@ -48,6 +48,11 @@ class ActivityLog:
         )
         arm.on_answered.append(self.record)
 
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every event, newest first (the admin route `GET /activity`)."""
+        with self._lock:
+            return list(reversed(self._events))
+
     def clear(self) -> None:
         with self._lock:
             self._events.clear()

@@ -226,6 +226,7 @@ class EmulatorApp:
         add("GET", r"/state", self._get_state)
         add("POST", r"/scenario", self._post_scenario)
         add("GET", r"/calls", lambda r: Response.json(200, self.calls.snapshot()))
+        add("GET", r"/activity", lambda r: Response.json(200, {"events": self.activity.snapshot()}))
         add("DELETE", r"/calls", _then_204(self.calls.clear))
         add("GET", r"/faults", lambda r: Response.json(200, {"faults": self.faults.list()}))
         add("POST", r"/faults", self._post_fault)

@@ -20,6 +20,8 @@ from azure.identity import ManagedIdentityCredential
 
 import function_app
 from devstack.functions_host import http_request, timer_request
+from emulator import cli as emulator_cli
+from emulator.runtime import write_env_file
 from rotation.azure.activitylog import API_VERSION, events_path
 from rotation.azure.arm import Arm
 from rotation.model.ids import parse_key_id
@@ -290,3 +292,13 @@ def test_a_revert_the_run_may_not_roll_forward_is_recorded_as_such(stack) -> Non
     [incident] = audit_of(stack, "consumer-reverted")
     assert "not rolled forward: opted-out" in incident["message"]
     assert incident["detail"]["rollForwardTo"] is None
+
+
+def test_python_m_emulator_activity_shows_who_wrote_what(stack, tmp_path, capsys) -> None:
+    load(stack)
+    deploy_old_version()
+    env_file = tmp_path / "emulator.env"
+    write_env_file(env_file, stack.env)
+    assert emulator_cli.main(["--env-file", str(env_file), "activity"]) == 0
+    [event] = json.loads(capsys.readouterr().out)
+    assert (event["caller"], event["resourceId"]) == (DEPLOYER, REG)
