@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from rotation.azure.retry import Deadline, RetryPolicy, call, classify
-from rotation.model.ids import parse_resource_id
+from rotation.model.ids import InvalidId, parse_resource_id
 from rotation.model.times import iso
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class Change:
 def events_path(resource_id: str, since: datetime, now: datetime | None = None) -> str:
     """The list request for one resource's events since `since` (the filter is URL-quoted),
     never further back than the activity log keeps events."""
-    subscription = parse_resource_id(resource_id).subscription
+    subscription = parse_resource_id(resource_id, None).subscription
     since = max(since, (now or datetime.now(UTC)) - RETENTION)
     query = f"eventTimestamp ge '{iso(since)}' and resourceUri eq '{resource_id}'"
     return (
@@ -72,10 +72,15 @@ def events_path(resource_id: str, since: datetime, now: datetime | None = None) 
 def last_write(
     arm: Arm, resource_id: str, since: datetime, *, policy: RetryPolicy, deadline: Deadline | None = None
 ) -> Change:
-    """The latest write on `resource_id` since `since` that did not fail; never raises."""
+    """The latest write on `resource_id` since `since` that did not fail; never raises for
+    what Azure answers (a bug in building the request still does)."""
+    try:
+        path = events_path(resource_id, since)
+    except InvalidId as exc:
+        return Change(unreadable=f"InvalidId: {exc}")
     try:
         page = call(
-            lambda: arm.get(events_path(resource_id, since), API_VERSION),
+            lambda: arm.get(path, API_VERSION),
             policy=policy,
             deadline=deadline,
             what=f"read the activity log of {resource_id}",
