@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import scenario
+from .activitylog import ActivityLog
 from .aks import ManagedClusters
 from .arm import ARM_AUDIENCES, ARM_HOSTS, ArmService
 from .batch import BatchAccounts
@@ -122,6 +123,7 @@ class EmulatorApp:
         SqlServers(self.arm)
         Subscriptions(self.arm)
         ResourceGraph(self.arm)
+        self.activity = ActivityLog(self.arm)
         self.eventgrid = EventGridTopics(self.tokens)
         self.delivery = EventGridDelivery(
             self.faults, self.calls, lambda: self.settings.event_grid_time_scale
@@ -138,6 +140,7 @@ class EmulatorApp:
         already inside the near-expiry window when it loads fires nothing until the clock moves."""
         scenario.load(self.world, body)
         self.arm.operations.clear()
+        self.activity.clear()
         self.key_events.baseline()
 
     # -- what the proxy asks -----------------------------------------------------------------
@@ -223,6 +226,7 @@ class EmulatorApp:
         add("GET", r"/state", self._get_state)
         add("POST", r"/scenario", self._post_scenario)
         add("GET", r"/calls", lambda r: Response.json(200, self.calls.snapshot()))
+        add("GET", r"/activity", lambda r: Response.json(200, {"events": self.activity.snapshot()}))
         add("DELETE", r"/calls", _then_204(self.calls.clear))
         add("GET", r"/faults", lambda r: Response.json(200, {"faults": self.faults.list()}))
         add("POST", r"/faults", self._post_fault)

@@ -152,6 +152,8 @@ class ArmService:
         self.graph_sources: dict[str, Callable[[set[str]], list[dict[str, Any]]]] = {}
         self.router = Router()
         self._op_ids = itertools.count(1)
+        # Told of every answered request (emulator/activitylog.py records the writes).
+        self.on_answered: list[Callable[[Request, Response], None]] = []
         # The status URL shapes the resource providers hand out in Azure-AsyncOperation:
         # Container Registry scopes it to the registry, Container Instances to a location.
         self.router.add(
@@ -223,6 +225,8 @@ class ArmService:
                 404, "InvalidResourceType", f"The resource type could not be found for path '{request.path}'."
             )
         response.headers.update(extra_headers)
+        for listener in self.on_answered:
+            listener(request, response)
         return response
 
     def fault_response(self, status: int, retry_after: str | None, request: Request) -> Response:

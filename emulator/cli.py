@@ -144,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     calls = sub.add_parser("calls", help="every call the emulator served, and counts")
     calls.add_argument("--clear", action="store_true", help="forget them")
     sub.add_parser("deliveries", help="Event Grid delivery attempts and dead letters")
+    sub.add_parser("activity", help="the activity log: every ARM write, newest first, with its caller")
     timer = sub.add_parser("timer", help="run a timer-triggered function now (sweep_drift, move_poison)")
     timer.add_argument("name", help="the function's name or its unique start (sweep)")
     return parser
@@ -185,6 +186,8 @@ def main(argv: list[str]) -> int:
                 _print(admin.calls())
         elif args.command == "deliveries":
             _print(admin._call("GET", "/eventgrid/deliveries")["deliveries"])
+        elif args.command == "activity":
+            _print(admin._call("GET", "/activity")["events"])
     except BrokenPipeError:  # `python -m emulator calls | head`: the reader has what it wanted
         _quiet_stdout()
         return 0

@@ -246,6 +246,11 @@ param rotationWaveRecheckSeconds int = 300
 @maxValue(3650)
 param rotationReportMaxAgeDays int = 365
 
+@description('`rotation versions disable` refuses a version a consumer was reverted to within this many days (0-3650; 0 = off).')
+@minValue(0)
+@maxValue(3650)
+param rotationRevertGuardDays int = 30
+
 @description('Event Grid custom topic endpoint for outcome events; empty turns them off.')
 param rotationOutcomeTopicEndpoint string = ''
 
@@ -387,6 +392,7 @@ module functionApp 'modules/function-app.bicep' = {
     waveSoakMinutes: rotationWaveSoakMinutes
     waveRecheckSeconds: rotationWaveRecheckSeconds
     reportMaxAgeDays: rotationReportMaxAgeDays
+    revertGuardDays: rotationRevertGuardDays
   }
 }
 

@@ -110,6 +110,8 @@ class Settings:
     wave_soak_minutes: int = 0
     wave_recheck_seconds: int = 300  # tuning: how often a soak re-checks the earlier waves
     report_max_age_days: int = 365  # the sweep's daily report in `rotation-reports`
+    # `versions disable` refuses a version a consumer was reverted to this recently (core/reverts.py).
+    revert_guard_days: int = 30
     # ROTATION_CONCURRENCY=auto: each subscription's lane widens to ARM's remaining budget.
     lanes_follow_arm: bool = True
     # arm: a list per kind and subscription; resourcegraph: one query across subscriptions;
@@ -345,4 +347,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         wave_recheck_seconds=_int(env, "ROTATION_WAVE_RECHECK_SECONDS", 300, 1, 3600),
         report_max_age_days=_int(env, "ROTATION_REPORT_MAX_AGE_DAYS", 365, 1, 3650),
         discovery=discovery,
+        revert_guard_days=_int(env, "ROTATION_REVERT_GUARD_DAYS", 30, 0, 3650),
     )

@@ -35,6 +35,7 @@ class _Instruments:
     steps: Any  # counter: target steps by kind, action and outcome
     run_duration: Any  # histogram, seconds
     throttled: Any  # counter: 429 answers seen, by host
+    reverts: Any  # counter: consumers found reverted to an older key version, by kind
 
 
 _active: _Instruments | None = None
@@ -107,6 +108,11 @@ def install(tracer_provider: Any, meter_provider: Any) -> None:
         throttled=meter.create_counter(
             "rotation.throttled", unit="{response}", description="429 answers from ARM or Key Vault"
         ),
+        reverts=meter.create_counter(
+            "rotation.reverts",
+            unit="{consumer}",
+            description="consumers found on an older version than written",
+        ),
     )
 
 
@@ -152,6 +158,15 @@ def step_finished(kind: str, action: str, outcome: str) -> None:
 def throttled(host: str) -> None:
     if _active is not None:
         _active.throttled.add(1, {"host": host})
+
+
+def consumer_reverted(kind: str) -> None:
+    """A `consumer-reverted` incident (rotation/core/reverts.py), also an event on the run's span."""
+    if _active is not None:
+        _active.reverts.add(1, {"kind": kind})
+        from opentelemetry import trace
+
+        trace.get_current_span().add_event("consumer-reverted", {"rotation.kind": kind})
 
 
 def _attributes(values: Mapping[str, Any]) -> dict[str, Any]:

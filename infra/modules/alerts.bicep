@@ -1,4 +1,4 @@
-// The five alerts that start the on-call story (issue 16, item 2). Each is a log search alert
+// The alerts that start the on-call story (issue 16 item 2; consumer-reverted: issue 26 item 5). Each is a log search alert
 // routed to one action group; its description names the docs/runbook.md section to open.
 //
 // Signals: the product writes one JSON line per audit record ({"audit": {...}}, logger
@@ -93,6 +93,17 @@ var alerts = [
     window: sweepMissingWindow
     frequency: 'PT15M'
     description: 'No drift sweep finished in ${sweepMissingWindow}: the timer is not running or every sweep fails. ${runbook}, section "1. See what failed" (rotation audit list --since), then check the function app and ROTATION_SWEEP_SCHEDULE.'
+  }
+  {
+    name: 'cmk-rotation-consumer-reverted'
+    severity: 2
+    onWorkspace: false
+    query: '${audit} | where tostring(a.kind) == "consumer-reverted" | summarize hits = count()'
+    operator: 'GreaterThan'
+    threshold: 0
+    window: 'PT15M'
+    frequency: 'PT5M'
+    description: 'A deployment put a consumer back on an older key version than this system wrote (consumer-reverted). The run rolled it forward; the template will do it again. ${runbook}, section "6. A deployment put the old version back".'
   }
 ]
 

@@ -81,6 +81,8 @@ var consumerActions = [
   // Seen, never written (manual-required): Cosmos DB accounts, AKS KMS
   'Microsoft.DocumentDB/databaseAccounts/read'
   'Microsoft.ContainerService/managedClusters/read'
+  // Activity log: who put a consumer back on an older key version (one read per reverted consumer)
+  'Microsoft.Insights/eventtypes/values/read'
 ]
 
 // ARM, only with ROTATION_CONTAINER_GROUP_POLICY=redeploy: delete and re-create a group

@@ -70,6 +70,7 @@ param leaseSeconds int = 60
 param waveSoakMinutes int = 0
 param waveRecheckSeconds int = 300
 param reportMaxAgeDays int = 365
+param revertGuardDays int = 30
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225: zone redundancy is a parameter (zoneRedundant), off by default because not every region has zones
@@ -257,6 +258,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ROTATION_REPORT_MAX_AGE_DAYS'
           value: string(reportMaxAgeDays)
+        }
+        {
+          name: 'ROTATION_REVERT_GUARD_DAYS'
+          value: string(revertGuardDays)
         }
       ]
     }

@@ -10,9 +10,10 @@ never calls those vaults, let alone writes to them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rotation.azure.discovery import DiscoveryError, Inventory, list_consumers
@@ -21,6 +22,7 @@ from rotation.azure.retry import Deadline, call
 from rotation.azure.vault import KeyState, RotationPolicyInfo, read_rotation_policy
 from rotation.config import Settings
 from rotation.core.reconcile import Plan, Reconciler, Unreachable
+from rotation.core.reverts import marks
 from rotation.core.waves import wave_of
 from rotation.model.ids import KeyRef
 from rotation.model.times import iso_or_none
@@ -43,6 +45,7 @@ COLUMNS = (  # a row's fields, in the order CSV and tables show them
     "identity",
     "outside",
     "wave",
+    "reverted",
 )
 
 
@@ -88,6 +91,7 @@ class Row:
     identity: str | None
     outside: bool
     wave: str
+    reverted: dict[str, Any] | None = None  # a deployment put it back on an older version (core/reverts.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +107,7 @@ class Row:
             "identity": self.identity,
             "outside": self.outside,
             "wave": self.wave,
+            "reverted": self.reverted,
         }
 
 
@@ -118,6 +123,7 @@ class KeyView:
     policy: RotationPolicyInfo | None = None
     error: dict[str, Any] | None = None
     discovery_errors: tuple[DiscoveryError, ...] = ()  # scopes that could not be listed
+    reverts: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # by lower-cased resource id
 
     def to_dict(self) -> dict[str, Any]:
         state = self.state
@@ -212,6 +218,7 @@ def rows_of(view: KeyView) -> list[Row]:
                 s.consumer.identity,
                 False,
                 s.wave,
+                view.reverts.get(s.target.lower()),
             )
             for s in view.plan.steps
         ]
@@ -297,7 +304,15 @@ def view_of(reconciler: Reconciler, key: KeyRef, found: Inventory, deadline: Dea
         }
         return KeyView(key, consumers, outside=False, error=error, discovery_errors=errors)
     plan = reconciler.plan_from(key, state, Inventory(consumers), None)
-    return KeyView(key, consumers, False, state, plan, _policy(reconciler, key, deadline), None, errors)
+    reverts = marks(
+        state,
+        consumers,
+        reconciler.reverts.written(key),
+        datetime.now(UTC),
+        reconciler.settings.revert_guard_days,
+    )
+    policy = _policy(reconciler, key, deadline)
+    return KeyView(key, consumers, False, state, plan, policy, None, errors, reverts)
 
 
 def _policy(reconciler: Reconciler, key: KeyRef, deadline: Deadline | None) -> RotationPolicyInfo | None:

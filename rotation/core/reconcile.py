@@ -29,6 +29,7 @@ from rotation.core.gather import Gathered, Gatherer, Maintain, Unreachable
 from rotation.core.narrate import record_findings, record_finished, record_started
 from rotation.core.planner import make_plan
 from rotation.core.renewal import KeyMaintenance, RenewalFailed
+from rotation.core.reverts import RevertWatch
 from rotation.model.decisions import UPDATE, PolicyContext
 from rotation.model.ids import KeyRef
 from rotation.model.keystate import KeyState
@@ -39,6 +40,7 @@ from rotation.storage.ledger import Lease, Ledger
 from rotation.storage.queue import RotationRequest, not_allowed
 from rotation.storage.runs import RunStore
 from rotation.storage.steprows import StepRowWriter
+from rotation.storage.written import WrittenStore
 
 if TYPE_CHECKING:
     from rotation.azure.clients import Clients
@@ -87,6 +89,8 @@ class Reconciler:
         self.gatherer = Gatherer(settings, clients, self.kinds, self.retry)
         # The ledger keeps canary-wave progress between attempts; the clock times the soak.
         self.applier = Applier(settings, clients, self.kinds, self.retry, ledger=ledger, clock=clock)
+        # What this system wrote to each consumer, to tell when a deployment put one back.
+        self.reverts = RevertWatch(WrittenStore(ledger.table) if ledger else None, clients, self.retry)
 
     # -- planning -----------------------------------------------------------------------------
     def read_state(self, key: KeyRef, deadline: Deadline | None = None) -> KeyState:
@@ -101,7 +105,7 @@ class Reconciler:
     ) -> Plan:
         """Read-only: what a run would do now. Raises Unreachable when Key Vault cannot be read."""
         key = key.versionless()
-        return self._plan(key, self.gatherer.gather(key, targets, deadline))
+        return self.reverts.review(self._plan(key, self.gatherer.gather(key, targets, deadline)), deadline)[0]
 
     def plan_from(
         self, key: KeyRef, state: KeyState, inventory: Inventory, targets: tuple[str, ...] | None
@@ -191,11 +195,12 @@ class Reconciler:
             gathered = self.gatherer.gather(request.key, request.targets, deadline, maintain)
         except (Unreachable, RenewalFailed) as exc:
             return self._fail(result, trail, exc.info, str(exc), remediation(exc.info, KEY_VAULT_HINTS))
-        plan = self._plan(request.key, gathered)
+        plan, reverted = self.reverts.review(self._plan(request.key, gathered), deadline)
         record_findings(request, plan, trail, result)  # the plan is durable before anything is written
         if request.dry_run:
             result.steps = [result_of(s, "planned" if s.action == UPDATE else "skipped") for s in plan.steps]
             return self._finish(result, trail)
+        self.reverts.record(request.key, reverted, trail, plan.desired_version)
         context = ApplyContext(request.request_id, request.actor, deadline)
         writer = (
             StepRowWriter(self.runs, result.run_id, [s.target for s in plan.steps]) if self.runs else None
@@ -211,6 +216,7 @@ class Reconciler:
             applied = self.applier.apply(plan, context, trail, finished_step, lease)
         finally:
             written = writer.close() if writer is not None else None
+        self.reverts.remember(request.key, applied.steps, request.request_id)
         result.steps, result.halted, result.soaking = applied.steps, applied.halted, applied.soaking
         result.requeue_after = applied.requeue_after
         result.notes.extend(applied.notes)

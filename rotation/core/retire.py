@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from rotation.azure.retry import Deadline, call
 from rotation.azure.vault import disable_version, set_version_enabled
 from rotation.core.gather import Unreachable
 from rotation.core.inventory import KeyView, Root, holders_by_version, view_of
+from rotation.core.reverts import describe_revert, reverted_to
 from rotation.model.ids import KeyRef
 from rotation.storage.audit import AuditStore, AuditTrail
 from rotation.storage.ledger import LeaseHeld, Ledger, lease_owner
+from rotation.storage.written import Written
 
 
 class Retiring(Root, Protocol):
@@ -60,6 +62,7 @@ class DisableOutcome:
     holders: tuple[str, ...]  # resource ids that hold the version
     message: str
     operation_id: str
+    reverts: tuple[dict[str, Any], ...] = field(default=())  # consumers reverted to it lately
 
     @property
     def refused(self) -> bool:
@@ -72,6 +75,7 @@ class DisableOutcome:
             "consumers": list(self.holders),
             "message": self.message,
             "operationId": self.operation_id,
+            "reverts": list(self.reverts),
         }
 
 
@@ -153,30 +157,29 @@ def _disable(service: Retiring, key: KeyRef, force: bool, trail: AuditTrail) -> 
         raise RetireError(f"{key.versionless_id} has no version {key.version}")
     holders = tuple(c.target for c in holders_by_version(view.consumers, view.state).get(version.version, ()))
     unknown = [f"{e.scope} ({e.kind})" for e in view.discovery_errors]
-    fields = {"fromVersion": version.version, "detail": {"consumers": list(holders)[:100], "force": force}}
+    days = service.settings.revert_guard_days
+    rows = reverted_to(service.reconciler.reverts.written(key), version.version, datetime.now(UTC), days)
+    reverts = tuple({"target": r.target, **(r.revert_dict() or {})} for r in rows)
+    detail = {"consumers": list(holders)[:100], "force": force, "reverts": list(reverts)[:100]}
+    fields = {"fromVersion": version.version, "detail": detail}
     if not version.enabled:
         trail.record("version-disable", outcome=ALREADY_DISABLED, message="already disabled", **fields)
         return DisableOutcome(key, ALREADY_DISABLED, holders, "already disabled", trail.run_id)
-    if (holders or unknown) and not force:
-        why = (
-            f"{len(holders)} consumer(s) still hold it: "
-            + ", ".join(h.rsplit("/", 1)[-1] for h in holders[:20])
-            if holders
-            else "could not list every consumer ("
-            + "; ".join(unknown[:5])
-            + "), so nobody can say it is unused"
-        )
-        trail.record("version-disable", outcome=REFUSED, reason="version-in-use", message=why, **fields)
-        return DisableOutcome(key, REFUSED, holders, f"refused: {why}", trail.run_id)
+    refusal = None if force else _refusal(holders, unknown, rows, days)
+    if refusal is not None:
+        reason, why = refusal
+        trail.record("version-disable", outcome=REFUSED, reason=reason, message=why, **fields)
+        return DisableOutcome(key, REFUSED, holders, f"refused: {why}", trail.run_id, reverts)
     client = service.clients.keys(key.vault_url)
     call(
         lambda: disable_version(client, key, version.version),
         policy=service.reconciler.retry,
         what=f"disable {key.id}",
     )
-    outcome = OVERRIDDEN if holders or unknown else DISABLED
+    outcome = OVERRIDDEN if holders or unknown or rows else DISABLED
     message = (
         f"disabled with --force while {len(holders)} consumer(s) held it"
+        + (f" and {len(rows)} had been reverted to it lately" if rows else "")
         if outcome == OVERRIDDEN
         else "disabled"
     )
@@ -187,7 +190,27 @@ def _disable(service: Retiring, key: KeyRef, force: bool, trail: AuditTrail) -> 
         message=message,
         **fields,
     )
-    return DisableOutcome(key, outcome, holders, message, trail.run_id)
+    return DisableOutcome(key, outcome, holders, message, trail.run_id, reverts)
+
+
+def _refusal(
+    holders: tuple[str, ...], unknown: list[str], reverts: list[Written], days: int
+) -> tuple[str, str] | None:
+    """(reason, why) the version may not be disabled without --force, or None."""
+    if holders:
+        names = ", ".join(h.rsplit("/", 1)[-1] for h in holders[:20])
+        return "version-in-use", f"{len(holders)} consumer(s) still hold it: {names}"
+    if unknown:
+        return "version-in-use", (
+            f"could not list every consumer ({'; '.join(unknown[:5])}), so nobody can say it is unused"
+        )
+    if reverts:
+        return "version-reverted-to", (
+            f"a deployment reverted {len(reverts)} consumer(s) to it within ROTATION_REVERT_GUARD_DAYS={days}: "
+            + ", ".join(describe_revert(r) for r in reverts[:20])
+            + "; the next deployment may put it back: fix the template first (docs/runbook.md), or --force"
+        )
+    return None
 
 
 # -- reporting (the sweep and `rotation report`) ----------------------------------------------------

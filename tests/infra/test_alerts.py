@@ -1,4 +1,4 @@
-"""The five on-call alerts (issue 16 item 2), checked offline on the parsed templates.
+"""The on-call alerts (issue 16 item 2; consumer-reverted: issue 26 item 5), checked offline on the parsed templates.
 
 Each alert must exist under its name, notify the action group given to main.bicep, point at a
 docs/runbook.md section that exists, and query a signal the product really emits: the audit
@@ -20,6 +20,7 @@ ALERTS = {
     "cmk-rotation-run-failed-or-blocked",
     "cmk-rotation-key-expired-incident",
     "cmk-rotation-sweep-missing",
+    "cmk-rotation-consumer-reverted",
 }
 
 
@@ -126,6 +127,7 @@ def test_log_alerts_read_the_audit_records_the_product_writes():
         "cmk-rotation-run-failed-or-blocked",
         "cmk-rotation-key-expired-incident",
         "cmk-rotation-sweep-missing",
+        "cmk-rotation-consumer-reverted",
     ):
         query = alerts[name]["query"]
         assert query.startswith('traces | where message startswith "{\\"audit\\":"'), name
@@ -136,6 +138,14 @@ def test_log_alerts_read_the_audit_records_the_product_writes():
     assert 'in ("failed", "needs-attention")' in run
     statuses = re.findall(r'return "([a-z-]+)"', source)  # RunResult.status, wherever it lives
     assert {"failed", "needs-attention"} <= set(statuses), statuses
+
+
+def test_consumer_reverted_fires_on_the_record_kind_the_revert_check_writes():
+    from rotation.core.reverts import KIND
+
+    alert = _alerts()["cmk-rotation-consumer-reverted"]
+    assert f'tostring(a.kind) == "{KIND}"' in alert["query"] and KIND == "consumer-reverted"
+    assert (alert["operator"], alert["threshold"]) == ("GreaterThan", 0)
 
 
 def test_sweep_missing_fires_on_silence():

@@ -176,3 +176,12 @@ def test_default_azure_credential_is_narrowed_to_production_credentials(monkeypa
     }
     assert not chain & developer, f"developer credentials left in the chain: {chain & developer}"
     assert "ManagedIdentityCredential" in chain
+
+
+# ---------------------------------------------------------------- activity log (issue 26 item 5)
+def test_the_consumer_role_may_read_the_activity_log_the_revert_check_reads():
+    """Without it every revert is recorded "changed by: unknown (activity log not readable: 403)"."""
+    from rotation.azure.activitylog import READ_ACTION
+
+    assert READ_ACTION in variable(module("custom-roles"), "consumerActions")
+    assert READ_ACTION.endswith("/read"), "the revert check only reads the activity log"

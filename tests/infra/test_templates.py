@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from pycep import BicepParser  # PyPI: pycep-parser (requirements-dev.txt)
 
+from rotation.azure.activitylog import READ_ACTION as ACTIVITY_LOG_READ
 from rotation.azure.kinds import all_kinds
 from rotation.azure.kinds.containergroup import ContainerGroups
 
@@ -60,6 +61,7 @@ OPTIONAL_SETTINGS = {
     "ROTATION_SWEEP_SCHEDULE": ("sweepSchedule", "rotationSweepSchedule", "0 0 * * * *"),
     "ROTATION_DEFER_TO_KEY_POLICY": ("deferToKeyPolicy", "rotationDeferToKeyPolicy", True),
     "ROTATION_OUTCOME_TOPIC_ENDPOINT": ("outcomeTopicEndpoint", "rotationOutcomeTopicEndpoint", ""),
+    "ROTATION_REVERT_GUARD_DAYS": ("revertGuardDays", "rotationRevertGuardDays", 30),
     # tuning settings (not in DESIGN.md section 7): deployed so a redeploy keeps them
     "ROTATION_POLL_INTERVAL_SECONDS": ("pollIntervalSeconds", "rotationPollIntervalSeconds", "5"),
     "ROTATION_RETRY_INITIAL_SECONDS": ("retryInitialSeconds", "rotationRetryInitialSeconds", "1"),
@@ -141,7 +143,8 @@ KEY_VAULT_DATA_ACTIONS = [
 ]
 # Every action each registered kind declares it needs (its `arm_actions`), in the registry's
 # order: a kind added without its actions in the role, or an action left behind, fails here.
-CONSUMER_ACTIONS = [action for kind in all_kinds() for action in kind.arm_actions]
+# Then what the product reads beyond the kinds: the activity log, for consumer-reverted.
+CONSUMER_ACTIONS = [action for kind in all_kinds() for action in kind.arm_actions] + [ACTIVITY_LOG_READ]
 # Kinds this system sees but never writes (manual-required): read only, nothing else.
 READ_ONLY_PROVIDERS = ("Microsoft.DocumentDB/", "Microsoft.ContainerService/")
 REDEPLOY_ACTIONS = list(ContainerGroups.redeploy_actions)

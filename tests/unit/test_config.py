@@ -26,6 +26,7 @@ def test_defaults() -> None:
     assert settings.new_version_expiry_days == 365 and settings.expiry_window_days == 30
     assert settings.sweep_schedule == "0 0 * * * *" and settings.defer_to_key_policy is True
     assert settings.outcome_topic_endpoint is None
+    assert settings.revert_guard_days == 30
 
 
 @pytest.mark.parametrize(
@@ -58,6 +59,8 @@ def test_concurrency_is_auto_or_a_fixed_width(text: str, width: int, follows: bo
         ),
         ({"ROTATION_NEW_VERSION_EXPIRY_DAYS": "7"}, "ROTATION_NEW_VERSION_EXPIRY_DAYS"),
         ({"AZURE_CLIENT_ID": "me"}, "AZURE_CLIENT_ID"),
+        ({"ROTATION_REVERT_GUARD_DAYS": "-1"}, "ROTATION_REVERT_GUARD_DAYS"),
+        ({"ROTATION_REVERT_GUARD_DAYS": "a month"}, "ROTATION_REVERT_GUARD_DAYS"),
         ({"AzureWebJobsStorage": ""}, "AzureWebJobsStorage"),
     ],
 )
@@ -123,6 +126,7 @@ def test_local_settings_sample_is_complete_and_valid() -> None:
         "ROTATION_SWEEP_SCHEDULE",
         "ROTATION_DEFER_TO_KEY_POLICY",
         "ROTATION_OUTCOME_TOPIC_ENDPOINT",
+        "ROTATION_REVERT_GUARD_DAYS",
         "AzureWebJobsStorage",
         "AZURE_CLIENT_ID",
     ]

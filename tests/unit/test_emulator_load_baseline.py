@@ -79,5 +79,5 @@ def test_help_lists_serve_and_every_admin_command() -> None:
         cwd=Path(__file__).resolve().parents[2],
         check=True,
     ).stdout
-    for command in ("serve", "fault", "clock", "state", "calls", "deliveries", "timer"):
+    for command in ("serve", "fault", "clock", "state", "calls", "deliveries", "activity", "timer"):
         assert f"  {command} " in shown, command

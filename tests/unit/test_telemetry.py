@@ -91,6 +91,20 @@ def test_metrics_count_runs_steps_duration_and_throttling(
     assert [p.value for p in points(reader, "rotation.throttled")] == [2]
 
 
+def test_a_reverted_consumer_is_counted_and_an_event_on_the_run_span(
+    recorded: tuple[InMemorySpanExporter, InMemoryMetricReader],
+) -> None:
+    spans, reader = recorded
+    with telemetry.span("rotation.run"):
+        telemetry.consumer_reverted("registry")
+    (point,) = points(reader, "rotation.reverts")
+    assert point.value == 1 and dict(point.attributes) == {"kind": "registry"}
+    (span,) = spans.get_finished_spans()
+    assert [(e.name, dict(e.attributes or {})) for e in span.events] == [
+        ("consumer-reverted", {"rotation.kind": "registry"})
+    ]
+
+
 def test_off_by_default_records_nothing() -> None:
     assert not telemetry.active()
     with telemetry.span("rotation.run") as handle:

@@ -38,7 +38,10 @@ def print_inventory(estate: Estate) -> None:
         grid.add(
             row.resource_id.rsplit("/", 1)[-1],
             Text.assemble(row.key_id.split("/keys/")[-1], (" (outside)" if row.outside else "", "yellow")),
-            row.version[:8] if row.version != "versionless" else styled("versionless", "dim"),
+            Text.assemble(
+                row.version[:8] if row.version != "versionless" else styled("versionless", "dim"),
+                (" (reverted)" if row.reverted else "", "red"),
+            ),
             (row.desired_version or "-")[:8],
             row.action or styled(row.reason, "dim"),
             row.wave,

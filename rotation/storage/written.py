@@ -1,0 +1,139 @@
+"""What this system wrote to each consumer, and the reverts found since: rows in `RotationLedger`.
+
+One partition per key (`written-<key slug>`), one row per consumer (RowKey: `row_key` of the
+lower-cased resource id), so a run reads everything it needs about a key with one query and
+writes a run's verified targets in transactions of up to 100 (storage/tablebatch.py). A row
+holds the version last verified on the consumer (Version, RunId, WrittenAt) and the last revert
+found (RevertedTo, RevertedFrom, RevertedAt, RevertedBy, RevertCorrelationId,
+RevertOperation), which `versions disable` and `inventory` read. Merging keeps both halves:
+a roll-forward after a revert does not erase the revert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rotation.model.ids import KeyRef
+from rotation.model.times import iso, parse_iso_or_none
+from rotation.storage.audit import key_slug
+from rotation.storage.ledger import row_key
+from rotation.storage.tablebatch import MAX_OPERATIONS, upsert_entities
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+
+def partition(key: KeyRef) -> str:
+    return f"written-{key_slug(key.versionless())}"
+
+
+@dataclass(frozen=True)
+class Written:
+    """One consumer's row."""
+
+    target: str
+    version: str | None  # last verified by this system
+    run_id: str | None
+    written_at: datetime | None
+    reverted_to: str | None = None
+    reverted_from: str | None = None
+    reverted_at: datetime | None = None
+    reverted_by: str | None = None  # caller from the activity log, or None when unknown
+    correlation_id: str | None = None
+    operation: str | None = None
+
+    @classmethod
+    def of(cls, entity: Mapping[str, Any]) -> Written:
+        return cls(
+            target=str(entity.get("Target") or ""),
+            version=entity.get("Version"),
+            run_id=entity.get("RunId"),
+            written_at=parse_iso_or_none(entity.get("WrittenAt")),
+            reverted_to=entity.get("RevertedTo"),
+            reverted_from=entity.get("RevertedFrom"),
+            reverted_at=parse_iso_or_none(entity.get("RevertedAt")),
+            reverted_by=entity.get("RevertedBy") or None,
+            correlation_id=entity.get("RevertCorrelationId") or None,
+            operation=entity.get("RevertOperation") or None,
+        )
+
+    def revert_dict(self) -> dict[str, Any] | None:
+        """The last revert in the JSON contract's camelCase (None: never reverted)."""
+        if self.reverted_to is None:
+            return None
+        return {
+            "toVersion": self.reverted_to,
+            "fromVersion": self.reverted_from,
+            "at": iso(self.reverted_at) if self.reverted_at else None,
+            "by": self.reverted_by,
+            "correlationId": self.correlation_id,
+            "operation": self.operation,
+        }
+
+
+@dataclass(frozen=True)
+class RevertRow:
+    """A revert to store on the consumer's row."""
+
+    target: str
+    to_version: str
+    from_version: str
+    at: datetime
+    by: str | None
+    correlation_id: str | None
+    operation: str | None
+
+
+class WrittenStore:
+    def __init__(self, table: TableClient) -> None:
+        self.table = table
+
+    def read(self, key: KeyRef) -> dict[str, Written]:
+        """Every consumer row of the key, by lower-cased resource id: one query."""
+        entities = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": partition(key)})
+        rows = (Written.of(e) for e in entities)
+        return {row.target.lower(): row for row in rows if row.target}
+
+    def record_verified(
+        self, key: KeyRef, targets: Iterable[tuple[str, str]], run_id: str, at: datetime
+    ) -> None:
+        """(resource id, version) pairs this run verified."""
+        self._upsert(
+            key,
+            [
+                {"Target": target, "Version": version.lower(), "RunId": run_id, "WrittenAt": iso(at)}
+                for target, version in targets
+            ],
+        )
+
+    def record_reverts(self, key: KeyRef, reverts: Iterable[RevertRow]) -> None:
+        self._upsert(
+            key,
+            [
+                {
+                    "Target": r.target,
+                    "RevertedTo": r.to_version.lower(),
+                    "RevertedFrom": r.from_version.lower(),
+                    "RevertedAt": iso(r.at),
+                    # "" (not left out) so an unknown caller replaces an earlier revert's
+                    "RevertedBy": (r.by or "")[:256],
+                    "RevertCorrelationId": (r.correlation_id or "")[:128],
+                    "RevertOperation": (r.operation or "")[:256],
+                }
+                for r in reverts
+            ],
+        )
+
+    def _upsert(self, key: KeyRef, rows: list[dict[str, Any]]) -> None:
+        pk = partition(key)
+        entities = [
+            {"PartitionKey": pk, "RowKey": row_key(row["Target"].lower()), "KeyId": key.versionless_id, **row}
+            for row in rows
+        ]
+        # Insert-or-merge: a None column is left out, so it keeps what the row had.
+        entities = [{k: v for k, v in e.items() if v is not None} for e in entities]
+        for start in range(0, len(entities), MAX_OPERATIONS):
+            upsert_entities(self.table, entities[start : start + MAX_OPERATIONS])
