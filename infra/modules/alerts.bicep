@@ -2,8 +2,9 @@
 // routed to one action group; its description names the docs/runbook.md section to open.
 //
 // Signals: the product writes one JSON line per audit record ({"audit": {...}}, logger
-// rotation.audit) which reaches Application Insights `traces` (host.json keeps traces out of
-// sampling, so counts are exact); the storage account's blob and queue logs reach the
+// rotation.audit) which reaches Application Insights `traces` as a log record, never sampled
+// (rotation/telemetry.py; ingestion sampling is off), so counts are exact; the storage
+// account's blob and queue logs reach the
 // workspace (storage-diagnostics.bicep) for dead letters (Event Grid writes the blob) and the
 // poison queue (the Functions host moves the message).
 

@@ -181,8 +181,13 @@ def test_storage_logs_reach_the_workspace():
 
 
 def test_traces_are_not_sampled():
-    """A sampled trace could hide a failed run or fake a missing sweep."""
+    """A sampled trace could hide a failed run or fake a missing sweep. Under
+    "telemetryMode": "OpenTelemetry" host.json's logging.applicationInsights section (its
+    sampling exclusions among them) no longer applies (the Functions OpenTelemetry how-to), so
+    it is gone rather than promising what it cannot do: the audit lines are log records the
+    worker exports unsampled (tests/unit/test_telemetry_export.py), and ingestion sampling is off."""
     host = json.loads((REPO / "host.json").read_text(encoding="utf-8"))
-    sampling = host["logging"]["applicationInsights"]["samplingSettings"]
-    excluded = {t.strip() for t in sampling["excludedTypes"].split(";")}
-    assert sampling["isEnabled"] is False or "Trace" in excluded
+    assert host["telemetryMode"] == "OpenTelemetry"
+    assert "applicationInsights" not in host.get("logging", {})
+    component = body(module("monitoring")["resources"]["appInsights"])["properties"]
+    assert component["SamplingPercentage"] == 100
