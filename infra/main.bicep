@@ -109,8 +109,12 @@ param vaultPrivateDnsZoneId string = ''
 param storageAllowedSubnetIds array = []
 
 // ---------------------------------------------------------------- function sizing and retention
-@description('Python version of the Flex Consumption runtime (the project targets 3.13).')
-param pythonVersion string = '3.13'
+@description('Python version of the Flex Consumption runtime: 3.12, the newest the plan lists (infra/README.md, "Python version"); 3.13 only where `az functionapp list-flexconsumption-runtimes` offers it.')
+@allowed([
+  '3.12'
+  '3.13'
+])
+param pythonVersion string = '3.12'
 
 @minValue(40)
 @maxValue(1000)
