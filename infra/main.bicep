@@ -17,6 +17,9 @@ param appName string = 'cmkrot'
 param location string = resourceGroup().location
 param tags object = {}
 
+@description('The azd environment (AZURE_ENV_NAME, main.parameters.json): tagged azd-env-name on the resource group and on every resource, as azd\'s templates tag them. Empty (plain az deployments) adds no tag.')
+param environmentName string = ''
+
 @description('Storage account for the function (globally unique).')
 @minLength(3)
 @maxLength(24)
@@ -260,6 +263,9 @@ param rotationOutcomeTopicResourceId string = ''
 param containerGroupsInVirtualNetworks bool = false
 
 // ---------------------------------------------------------------- derived values
+var resourceTags = union(tags, empty(environmentName) ? {} : {
+  'azd-env-name': environmentName
+})
 var suffix = uniqueString(resourceGroup().id)
 var instanceName = '${appName}-${resourceGroup().name}'
 var vaultHosts = [for v in vaults: '${v.name}${environment().suffixes.keyvaultDns}']
@@ -274,11 +280,23 @@ var operatorRotates = !empty(operatorGroupId) && operatorInProcessRotation
 var redeploysGroups = rotationContainerGroupPolicy == 'redeploy'
 var outcomeTopicParts = split(empty(rotationOutcomeTopicResourceId) ? '${resourceGroup().id}/providers/Microsoft.EventGrid/topics/none' : rotationOutcomeTopicResourceId, '/')
 
+// ---------------------------------------------------------------- resource group tag
+// azd finds an environment's resource group by its azd-env-name tag. The tags resource replaces
+// the group's whole tag set, so the current tags are written back with the new one.
+resource groupTags 'Microsoft.Resources/tags@2024-03-01' = if (!empty(environmentName)) {
+  name: 'default'
+  properties: {
+    tags: union(resourceGroup().?tags ?? {}, {
+      'azd-env-name': environmentName
+    })
+  }
+}
+
 // ---------------------------------------------------------------- identity
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-${appName}-${suffix}'
   location: location
-  tags: tags
+  tags: resourceTags
 }
 
 var rotators = concat([
@@ -299,7 +317,7 @@ module storage 'modules/storage.bicep' = {
   params: {
     storageAccountName: storageAccountName
     location: location
-    tags: tags
+    tags: resourceTags
     skuName: storageSkuName
     functionPrincipalId: identity.properties.principalId
     operatorGroupId: operatorGroupId
@@ -319,7 +337,7 @@ module monitoring 'modules/monitoring.bicep' = {
     workspaceName: 'log-${appName}-${suffix}'
     appInsightsName: 'appi-${appName}-${suffix}'
     location: location
-    tags: tags
+    tags: resourceTags
     retentionInDays: logRetentionDays
     publisherPrincipalId: identity.properties.principalId
   }
@@ -337,7 +355,7 @@ module alerts 'modules/alerts.bicep' = {
   name: '${appName}-alerts'
   params: {
     location: location
-    tags: tags
+    tags: resourceTags
     appInsightsId: monitoring.outputs.appInsightsId
     workspaceId: monitoring.outputs.workspaceId
     storageAccountName: storage.outputs.storageAccountName
@@ -350,7 +368,7 @@ module workbook 'modules/workbook.bicep' = {
   name: '${appName}-workbook'
   params: {
     location: location
-    tags: tags
+    tags: resourceTags
     appInsightsId: monitoring.outputs.appInsightsId
     workspaceId: monitoring.outputs.workspaceId
     storageAccountName: storage.outputs.storageAccountName
@@ -363,7 +381,7 @@ module functionApp 'modules/function-app.bicep' = {
     functionAppName: functionAppName
     planName: 'plan-${appName}-${suffix}'
     location: location
-    tags: tags
+    tags: resourceTags
     identityId: identity.id
     identityClientId: identity.properties.clientId
     blobEndpoint: storage.outputs.blobEndpoint
@@ -436,7 +454,7 @@ module vaultTopics 'modules/vault-topic.bicep' = [for v in vaults: {
   params: {
     vaultName: v.name
     systemTopicName: v.?systemTopicName ?? '${v.name}-events'
-    tags: tags
+    tags: resourceTags
   }
 }]
 
@@ -511,7 +529,7 @@ module outcomeTopicAccess 'modules/eventgrid-sender-access.bicep' = if (!empty(r
 resource vaultPrivateEndpoints 'Microsoft.Network/privateEndpoints@2023-11-01' = [for v in (empty(vaultPrivateEndpointSubnetId) ? [] : vaults): {
   name: 'pe-${appName}-${v.name}'
   location: location
-  tags: tags
+  tags: resourceTags
   properties: {
     subnet: {
       id: vaultPrivateEndpointSubnetId
