@@ -35,8 +35,8 @@ param sweepMissingWindow string = 'PT2H'
 
 // One audit record per row: the JSON line, parsed.
 var audit = 'traces | where message startswith "{\\"audit\\":" | extend a = parse_json(message).audit'
-var blobWrites = 'StorageBlobLogs | where AccountName == "${storageAccountName}" and OperationName in ("PutBlob", "PutBlockList") and StatusCode between (200 .. 299)'
-var queuePuts = 'StorageQueueLogs | where AccountName == "${storageAccountName}" and OperationName == "PutMessage" and StatusCode between (200 .. 299)'
+var blobWrites = 'StorageBlobLogs | where AccountName == "${storageAccountName}" and OperationName in ("PutBlob", "PutBlockList") and toint(StatusCode) between (200 .. 299)'
+var queuePuts = 'StorageQueueLogs | where AccountName == "${storageAccountName}" and OperationName == "PutMessage" and toint(StatusCode) between (200 .. 299)'
 var runbook = 'Runbook: docs/runbook.md'
 
 var alerts = [
