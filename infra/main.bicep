@@ -282,11 +282,16 @@ var outcomeTopicParts = split(empty(rotationOutcomeTopicResourceId) ? '${resourc
 
 // ---------------------------------------------------------------- resource group tag
 // azd finds an environment's resource group by its azd-env-name tag. The tags resource replaces
-// the group's whole tag set, so the current tags are written back with the new one.
+// the group's whole tag set, so the current tags are written back with the new one (a group
+// without tags has no `tags` property: the union supplies an empty set).
+var groupNow = union({
+  tags: {}
+}, resourceGroup())
+
 resource groupTags 'Microsoft.Resources/tags@2024-03-01' = if (!empty(environmentName)) {
   name: 'default'
   properties: {
-    tags: union(resourceGroup().?tags ?? {}, {
+    tags: union(groupNow.tags, {
       'azd-env-name': environmentName
     })
   }

@@ -63,5 +63,9 @@ def test_the_resource_group_is_tagged_without_losing_its_tags():
     merged = config["properties"]["tags"]["function"]
     assert merged["type"] == "union"
     existing, added = merged["parameters"]["arg_1"], merged["parameters"]["arg_2"]
-    assert existing["operator"]["operands"]["operand_1"]["function"]["type"] == "resource_group"
+    assert ref(existing) == "groupNow.tags"
+    group_now = variable(main(), "groupNow")["function"]
+    assert group_now["type"] == "union"
+    assert group_now["parameters"]["arg_1"] == {"tags": {}}, "a group without tags"
+    assert group_now["parameters"]["arg_2"]["function"]["type"] == "resource_group"
     assert added == {"'azd-env-name'": "environmentName"}
