@@ -28,6 +28,8 @@ def main(argv: list[str]) -> None:
     with telemetry.span("rotation.run", run_id="run-1") as run:
         record = {"kind": "run-finished", "runId": "run-1", "outcome": "failed"}
         audit_log.info(json.dumps({"audit": record}))  # the line AuditTrail.record writes
+        # what azure-core's HTTP logging policy writes for every request, at INFO
+        logging.getLogger("azure.core.pipeline.policies.http_logging_policy").info("Request URL: 'https://x'")
         run.set(status="failed")
     telemetry.run_finished("failed", 0.5, "event")
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from rotation import telemetry
+
 REPO = Path(__file__).resolve().parents[2]
 # The worker start-up is the real one: azure-functions-runtime, the 3.13+ worker the app ships.
 # On Python 3.12 the platform brings its own worker (not installable here): those cases skip.
@@ -85,6 +87,7 @@ def run_app(server: ThreadingHTTPServer, tmp_path: Path, *args: str, **env: str)
         "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "azure_functions",  # no instance metadata calls
         **env,
     }
+    start = len(server.envelopes)  # type: ignore[attr-defined]
     subprocess.run(
         [sys.executable, "-m", "tests.unit.telemetry_process", *args],
         cwd=REPO,
@@ -93,14 +96,17 @@ def run_app(server: ThreadingHTTPServer, tmp_path: Path, *args: str, **env: str)
         timeout=120,
         capture_output=True,
     )
-    return list(server.envelopes)  # type: ignore[attr-defined]
+    return list(server.envelopes[start:])  # type: ignore[attr-defined]
+
+
+def messages(envelopes: list[dict[str, Any]]) -> list[str]:
+    return [
+        e["data"]["baseData"].get("message", "") for e in envelopes if e["data"]["baseType"] == "MessageData"
+    ]
 
 
 def audit_lines(envelopes: list[dict[str, Any]]) -> list[str]:
-    messages = [
-        e["data"]["baseData"].get("message", "") for e in envelopes if e["data"]["baseType"] == "MessageData"
-    ]
-    return [m for m in messages if m.startswith('{"audit":')]
+    return [m for m in messages(envelopes) if m.startswith('{"audit":')]
 
 
 def spans_named(envelopes: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
@@ -137,3 +143,17 @@ def test_audit_records_arrive_whatever_the_trace_sampler_drops(ingestion, tmp_pa
     assert not spans_named(envelopes, "rotation.run"), "the sampler should have dropped the span"
     (line,) = audit_lines(envelopes)
     assert json.loads(line)["audit"]["outcome"] == "failed"
+
+
+@needs_worker
+def test_with_the_deployed_logger_name_only_the_apps_logs_are_exported(ingestion, tmp_path):
+    """infra/ sets PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME to the app's logger: the audit lines
+    arrive, azure-core's line per HTTP request does not (the worker's default, the root logger,
+    would send every one)."""
+    envelopes = run_app(
+        ingestion, tmp_path, "--worker", PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME=telemetry.SCOPE
+    )
+    assert len(audit_lines(envelopes)) == 1
+    assert not [m for m in messages(envelopes) if m.startswith("Request URL")]
+    everything = run_app(ingestion, tmp_path, "--worker")
+    assert [m for m in messages(everything) if m.startswith("Request URL")], "the root logger sends it"
