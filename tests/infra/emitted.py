@@ -3,6 +3,7 @@
 - audit record kinds: the first argument of every `<trail>.record(...)` call in rotation/
   (both branches of a conditional kind);
 - audit record fields: the audit store's field list (every record carries exactly these);
+- run statuses: what `RunResult.status` returns (the outcome of a `run-finished` record);
 - span names: the first argument of every `telemetry.span(...)` call in rotation/;
 - metric names and their dimensions: what rotation.telemetry records into the OpenTelemetry
   SDK's in-memory reader when each of its metric calls runs once (as tests/unit/test_telemetry.py
@@ -56,6 +57,24 @@ def audit_fields() -> frozenset[str]:
     from rotation.storage.audit.store import _FIELDS
 
     return frozenset(_FIELDS)
+
+
+@cache
+def run_statuses() -> frozenset[str]:
+    tree = ast.parse((SOURCE / "model" / "results.py").read_text(encoding="utf-8"))
+    (status,) = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef)
+        and node.name == "status"
+        and any(isinstance(d, ast.Name) and d.id == "property" for d in node.decorator_list)
+    ]
+    return frozenset(
+        value
+        for node in ast.walk(status)
+        if isinstance(node, ast.Return) and node.value
+        for value in _constants(node.value)
+    )
 
 
 @cache

@@ -19,7 +19,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from emitted import audit_fields, audit_kinds, metrics, span_names
+from emitted import audit_fields, audit_kinds, metrics, run_statuses, span_names
 from test_templates import DESIGN, MODULES, REPO, body, main, module, ref, variable
 
 SCHEMA = json.loads((REPO / "tests" / "infra" / "workbook.schema.json").read_text(encoding="utf-8"))
@@ -164,6 +164,16 @@ def problems_of(query: str) -> list[str]:
         out += _kind_problems([value.strip('"')])
     for listed in re.findall(r"(?:a\.kind\)|\brecordKind)\s+in\s*\(([^)]*)\)", query):
         out += _kind_problems(_in_list(listed))
+    if '"run-finished"' in query:
+        compared = re.findall(r'a\.outcome\)\s*(?:==|!=)\s*("[^"]*")', query)
+        compared += [
+            v
+            for listed in re.findall(r"a\.outcome\)\s*!?in\s*\(([^)]*)\)", query)
+            for v in STRING.findall(listed)
+        ]
+        for status in (v.strip('"') for v in compared):
+            if status not in run_statuses() | _designed_statuses():
+                out.append(f"no run ends with status {status!r}")
     for field in re.findall(r"\ba\.(\w+)", code):
         if field not in audit_fields():
             out.append(f"audit records have no field {field!r}")
@@ -195,6 +205,13 @@ def _designed_not_emitted() -> set[str]:
     design = DESIGN.read_text(encoding="utf-8")
     named = set(re.findall(r"audited as `([a-z-]+)`", design))
     return named - audit_kinds()
+
+
+def _designed_statuses() -> set[str]:
+    """Run statuses DESIGN.md section 7 names (some, like `interrupted`, may not be written yet)."""
+    design = DESIGN.read_text(encoding="utf-8")
+    listed = re.search(r"Run statuses: (.*?)\(", design, re.S)
+    return set(re.findall(r"`([a-z-]+)`", listed.group(1))) if listed else set()
 
 
 def _kind_problems(kinds: list[str]) -> list[str]:
@@ -277,6 +294,7 @@ def test_every_query_names_only_what_the_app_emits():
 
 
 def test_the_emitted_names_come_from_the_app():
+    assert {"succeeded", "failed", "needs-attention", "soaking"} <= run_statuses()
     assert {"run-finished", "plan-step", "verified", "sweep-finished", "poison-moved"} <= audit_kinds()
     assert {"lease-taken", "lease-taken-over"} <= audit_kinds(), "both branches of a conditional kind"
     assert {"rotation.run", "rotation.step"} <= span_names()
@@ -304,6 +322,10 @@ def test_the_emitted_names_come_from_the_app():
         ("traces | summarize count() by bin(TimeGenerated, 1h)", "no column"),
         ("AppTraces | summarize count()", "not one the app's records reach"),
         ("StorageBlobLogs | where StatusCode between (200 .. 299) | summarize count()", "is a string"),
+        (
+            'traces | extend a = parse_json(message).audit | where tostring(a.kind) == "run-finished" and tostring(a.outcome) in ("failed", "broken")',
+            "no run ends with status 'broken'",
+        ),
         ('dependencies | where name == "rotation.step" | summarize count()', "sampled"),
         ('dependencies | where name == "rotation.stage" | summarize count()', "no span"),
     ],
