@@ -21,9 +21,12 @@ from rotation.storage.audit.store import log as audit_log
 def main(argv: list[str]) -> None:
     logging.getLogger().setLevel(logging.INFO)  # the worker's level for app logs
     if "--worker" in argv:
-        from azure_functions_runtime.otel import initialize_azure_monitor
+        from azure_functions_runtime.otel import initialize_azure_monitor, otel_manager
 
         initialize_azure_monitor()
+        # what the worker then tells the host (capability WorkerOpenTelemetryEnabled): the host
+        # stops exporting the logs it forwards, so they are not sent twice
+        print(json.dumps({"workerOpenTelemetryEnabled": otel_manager.get_azure_monitor_available()}))
     telemetry.configure_from_environment()
     with telemetry.span("rotation.run", run_id="run-1") as run:
         record = {"kind": "run-finished", "runId": "run-1", "outcome": "failed"}

@@ -88,14 +88,16 @@ def run_app(server: ThreadingHTTPServer, tmp_path: Path, *args: str, **env: str)
         **env,
     }
     start = len(server.envelopes)  # type: ignore[attr-defined]
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "tests.unit.telemetry_process", *args],
         cwd=REPO,
         env=environ,
         check=True,
         timeout=120,
         capture_output=True,
+        text=True,
     )
+    server.stdout = done.stdout  # type: ignore[attr-defined]
     return list(server.envelopes[start:])  # type: ignore[attr-defined]
 
 
@@ -127,6 +129,8 @@ def test_the_app_does_not_configure_the_distro_a_second_time_after_the_worker(in
     assert len(audit_lines(envelopes)) == 1, audit_lines(envelopes)
     # the distro's default sampler (rate-limited) may drop the span; it never sends it twice
     assert len(spans_named(envelopes, "rotation.run")) <= 1
+    # and the host is told so: it does not export the worker's logs a second time
+    assert '{"workerOpenTelemetryEnabled": true}' in ingestion.stdout.splitlines()
 
 
 def test_without_the_worker_the_app_configures_the_distro_itself(ingestion, tmp_path):
