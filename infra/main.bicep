@@ -377,6 +377,7 @@ module workbook 'modules/workbook.bicep' = {
     appInsightsId: monitoring.outputs.appInsightsId
     workspaceId: monitoring.outputs.workspaceId
     storageAccountName: storage.outputs.storageAccountName
+    displayName: 'CMK rotation (${appName})'
   }
 }
 

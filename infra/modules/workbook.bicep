@@ -15,6 +15,7 @@ param workspaceId string
 @description('The function storage account (dead letters and poison messages are filtered by its name).')
 param storageAccountName string
 
+@description('Unique among the workbooks of the resource group (Azure refuses a second one of the same name).')
 param displayName string = 'CMK rotation'
 
 var content = loadTextContent('../workbooks/rotation.workbook.json')

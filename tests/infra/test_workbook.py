@@ -227,6 +227,7 @@ def test_main_deploys_the_workbook_next_to_the_monitoring_resources():
     assert ref(passed["appInsightsId"]) == "monitoring.outputs.appInsightsId"
     assert ref(passed["workspaceId"]) == "monitoring.outputs.workspaceId"
     assert ref(passed["storageAccountName"]) == "storage.outputs.storageAccountName"
+    assert passed["displayName"] == "CMK rotation (${appName})", "one workbook name per deployment"
     resource = module("workbook")["resources"]["workbook"]
     assert resource["type"] == "Microsoft.Insights/workbooks"
     props = body(resource)["properties"]
