@@ -2,7 +2,7 @@
 
 - audit record kinds: the first argument of every `<trail>.record(...)` call in rotation/
   (both branches of a conditional kind);
-- audit record fields: the audit store's field list (every record carries exactly these);
+- audit record fields: the audit record's field list (every record carries these);
 - run statuses: what `RunResult.status` returns (the outcome of a `run-finished` record);
 - span names: the first argument of every `telemetry.span(...)` call in rotation/;
 - metric names and their dimensions: what rotation.telemetry records into the OpenTelemetry
@@ -54,9 +54,9 @@ def audit_kinds() -> frozenset[str]:
 
 @cache
 def audit_fields() -> frozenset[str]:
-    from rotation.storage.audit.store import _FIELDS
+    from rotation.storage.audit.record import FIELDS
 
-    return frozenset(_FIELDS)
+    return frozenset(FIELDS)
 
 
 @cache

@@ -360,6 +360,18 @@ def test_reverted_consumers_are_charted_before_the_app_writes_them():
         assert "not written yet" in item["content"]["noDataMessage"]
 
 
+def test_audit_charts_count_a_re_chained_record_once():
+    """The trail logs a record again when it re-chains it after another writer
+    (`{"audit": ..., "rechained": true}`): a chart of audit records counts runs or the latest
+    record per target, never lines."""
+    trail = (REPO / "rotation" / "storage" / "audit" / "trail.py").read_text(encoding="utf-8")
+    logged_twice = '"rechained": True' in trail
+    for item in queries(rendered()):
+        query = item["content"]["query"]
+        if "parse_json(message).audit" in query and logged_twice:
+            assert "dcount(" in query or "arg_max(" in query, item["name"]
+
+
 def test_dead_letter_and_poison_chart_reads_the_deployed_names():
     (item,) = [i for i in queries(rendered()) if i["name"] == "dead-letters-and-poison"]
     query = item["content"]["query"]
