@@ -5,8 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite
 CHROMIUM := chromium
+# Flex Consumption lists Python 3.10-3.12, not 3.13 (infra/README.md, "Python version"): the
+# deployed app runs on 3.12, so the unit tests run on it too.
+VENV312 := .venv-3.12
+STAMP312 := $(VENV312)/.installed
 
-.PHONY: install chromium test unit lint demo bench bench-10k bench-shards infra-check serve clean
+.PHONY: install chromium test unit unit-3.12 lint demo bench bench-10k bench-shards infra-check serve clean
 
 install: $(STAMP) $(AZURITE) chromium
 
@@ -38,11 +42,24 @@ lint: install
 	$(VENV)/bin/ruff format --check rotation emulator devstack tests bench tools function_app.py
 	$(VENV)/bin/mypy
 
-test: install lint infra-check
+test: install lint infra-check unit-3.12
 	$(VENV)/bin/pytest -q
 
 unit: install
 	$(VENV)/bin/pytest -q tests/unit
+
+$(STAMP312): requirements.txt requirements-dev.txt constraints.txt
+	@test -x $(VENV312)/bin/python || { echo "make unit-3.12: creating $(VENV312) (Python 3.12)"; \
+		py=$$(tools/find-python 3.12) && $$py -m venv $(VENV312); }
+	@echo "make unit-3.12: installing Python packages into $(VENV312) (pinned by constraints.txt)"
+	@$(VENV312)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt \
+		> $(VENV312)/pip.log 2>&1 || { cat $(VENV312)/pip.log; exit 1; }
+	@$(VENV312)/bin/python -m pip check > $(VENV312)/pip.log 2>&1 || { cat $(VENV312)/pip.log; exit 1; }
+	@touch $(STAMP312)
+
+# the unit tests on the Python the deployed app runs on (about 30 s)
+unit-3.12: $(STAMP312)
+	$(VENV312)/bin/python -m pytest -q -p no:cacheprovider tests/unit
 
 infra-check:
 	@bash infra/check.sh
@@ -66,4 +83,4 @@ serve: install
 	$(PY) -m devstack serve --scenario emulator/scenarios/sample.json --env-file .env.emulator $(SERVE_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-checkov node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV312) .venv-checkov node_modules .pytest_cache .ruff_cache

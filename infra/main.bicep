@@ -17,6 +17,9 @@ param appName string = 'cmkrot'
 param location string = resourceGroup().location
 param tags object = {}
 
+@description('The azd environment (AZURE_ENV_NAME, main.parameters.json): tagged azd-env-name on the resource group and on every resource, as azd\'s templates tag them. Empty (plain az deployments) adds no tag.')
+param environmentName string = ''
+
 @description('Storage account for the function (globally unique).')
 @minLength(3)
 @maxLength(24)
@@ -109,8 +112,12 @@ param vaultPrivateDnsZoneId string = ''
 param storageAllowedSubnetIds array = []
 
 // ---------------------------------------------------------------- function sizing and retention
-@description('Python version of the Flex Consumption runtime (the project targets 3.13).')
-param pythonVersion string = '3.13'
+@description('Python version of the Flex Consumption runtime: 3.12, the newest the plan lists (infra/README.md, "Python version"); 3.13 only where `az functionapp list-flexconsumption-runtimes` offers it.')
+@allowed([
+  '3.12'
+  '3.13'
+])
+param pythonVersion string = '3.12'
 
 @minValue(40)
 @maxValue(1000)
@@ -261,6 +268,9 @@ param rotationOutcomeTopicResourceId string = ''
 param containerGroupsInVirtualNetworks bool = false
 
 // ---------------------------------------------------------------- derived values
+var resourceTags = union(tags, empty(environmentName) ? {} : {
+  'azd-env-name': environmentName
+})
 var suffix = uniqueString(resourceGroup().id)
 var instanceName = '${appName}-${resourceGroup().name}'
 var vaultHosts = [for v in vaults: '${v.name}${environment().suffixes.keyvaultDns}']
@@ -275,11 +285,28 @@ var operatorRotates = !empty(operatorGroupId) && operatorInProcessRotation
 var redeploysGroups = rotationContainerGroupPolicy == 'redeploy'
 var outcomeTopicParts = split(empty(rotationOutcomeTopicResourceId) ? '${resourceGroup().id}/providers/Microsoft.EventGrid/topics/none' : rotationOutcomeTopicResourceId, '/')
 
+// ---------------------------------------------------------------- resource group tag
+// azd finds an environment's resource group by its azd-env-name tag. The tags resource replaces
+// the group's whole tag set, so the current tags are written back with the new one (a group
+// without tags has no `tags` property: the union supplies an empty set).
+var groupNow = union({
+  tags: {}
+}, resourceGroup())
+
+resource groupTags 'Microsoft.Resources/tags@2024-03-01' = if (!empty(environmentName)) {
+  name: 'default'
+  properties: {
+    tags: union(groupNow.tags, {
+      'azd-env-name': environmentName
+    })
+  }
+}
+
 // ---------------------------------------------------------------- identity
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-${appName}-${suffix}'
   location: location
-  tags: tags
+  tags: resourceTags
 }
 
 var rotators = concat([
@@ -300,7 +327,7 @@ module storage 'modules/storage.bicep' = {
   params: {
     storageAccountName: storageAccountName
     location: location
-    tags: tags
+    tags: resourceTags
     skuName: storageSkuName
     functionPrincipalId: identity.properties.principalId
     operatorGroupId: operatorGroupId
@@ -320,7 +347,7 @@ module monitoring 'modules/monitoring.bicep' = {
     workspaceName: 'log-${appName}-${suffix}'
     appInsightsName: 'appi-${appName}-${suffix}'
     location: location
-    tags: tags
+    tags: resourceTags
     retentionInDays: logRetentionDays
     publisherPrincipalId: identity.properties.principalId
   }
@@ -338,12 +365,24 @@ module alerts 'modules/alerts.bicep' = {
   name: '${appName}-alerts'
   params: {
     location: location
-    tags: tags
+    tags: resourceTags
     appInsightsId: monitoring.outputs.appInsightsId
     workspaceId: monitoring.outputs.workspaceId
     storageAccountName: storage.outputs.storageAccountName
     actionGroupId: alertActionGroupId
     sweepMissingWindow: sweepMissingWindow
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: '${appName}-workbook'
+  params: {
+    location: location
+    tags: resourceTags
+    appInsightsId: monitoring.outputs.appInsightsId
+    workspaceId: monitoring.outputs.workspaceId
+    storageAccountName: storage.outputs.storageAccountName
+    displayName: 'CMK rotation (${appName})'
   }
 }
 
@@ -353,7 +392,7 @@ module functionApp 'modules/function-app.bicep' = {
     functionAppName: functionAppName
     planName: 'plan-${appName}-${suffix}'
     location: location
-    tags: tags
+    tags: resourceTags
     identityId: identity.id
     identityClientId: identity.properties.clientId
     blobEndpoint: storage.outputs.blobEndpoint
@@ -427,7 +466,7 @@ module vaultTopics 'modules/vault-topic.bicep' = [for v in vaults: {
   params: {
     vaultName: v.name
     systemTopicName: v.?systemTopicName ?? '${v.name}-events'
-    tags: tags
+    tags: resourceTags
   }
 }]
 
@@ -502,7 +541,7 @@ module outcomeTopicAccess 'modules/eventgrid-sender-access.bicep' = if (!empty(r
 resource vaultPrivateEndpoints 'Microsoft.Network/privateEndpoints@2023-11-01' = [for v in (empty(vaultPrivateEndpointSubnetId) ? [] : vaults): {
   name: 'pe-${appName}-${v.name}'
   location: location
-  tags: tags
+  tags: resourceTags
   properties: {
     subnet: {
       id: vaultPrivateEndpointSubnetId

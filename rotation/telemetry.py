@@ -74,11 +74,25 @@ def configure_from_environment(environ: Mapping[str, str] | None = None) -> bool
     except ImportError:
         log.warning("%s is true but azure-monitor-opentelemetry is not installed", ENABLE_SETTING)
         return False
-    # The distro reads the connection string itself; its azure_sdk instrumentation traces SDK
-    # calls. With local auth off (infra/), ingestion signs in with the app's managed identity.
-    configure_azure_monitor(logger_name=SCOPE, **_ingestion_credential(environ))
+    if not worker_configured():
+        # The distro reads the connection string itself; its azure_sdk instrumentation traces
+        # SDK calls. With local auth off (infra/), ingestion signs in with the managed identity.
+        # Logs are never sampled by trace: the alerts count audit lines.
+        configure_azure_monitor(
+            logger_name=SCOPE, enable_trace_based_sampling_for_logs=False, **_ingestion_credential(environ)
+        )
     install(trace.get_tracer_provider(), metrics.get_meter_provider())
     return True
+
+
+def worker_configured() -> bool:
+    """True when the Python worker already ran configure_azure_monitor(): with
+    PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true it does so before it imports the app, and a
+    second call would add a second log exporter (every audit line sent twice)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return isinstance(trace.get_tracer_provider(), TracerProvider)
 
 
 def _ingestion_credential(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 // routed to one action group; its description names the docs/runbook.md section to open.
 //
 // Signals: the product writes one JSON line per audit record ({"audit": {...}}, logger
-// rotation.audit) which reaches Application Insights `traces` (host.json keeps traces out of
-// sampling, so counts are exact); the storage account's blob and queue logs reach the
+// rotation.audit) which reaches Application Insights `traces` as a log record, never sampled
+// (rotation/telemetry.py; ingestion sampling is off), so counts are exact; the storage
+// account's blob and queue logs reach the
 // workspace (storage-diagnostics.bicep) for dead letters (Event Grid writes the blob) and the
 // poison queue (the Functions host moves the message).
 
@@ -34,8 +35,8 @@ param sweepMissingWindow string = 'PT2H'
 
 // One audit record per row: the JSON line, parsed.
 var audit = 'traces | where message startswith "{\\"audit\\":" | extend a = parse_json(message).audit'
-var blobWrites = 'StorageBlobLogs | where AccountName == "${storageAccountName}" and OperationName in ("PutBlob", "PutBlockList") and StatusCode between (200 .. 299)'
-var queuePuts = 'StorageQueueLogs | where AccountName == "${storageAccountName}" and OperationName == "PutMessage" and StatusCode between (200 .. 299)'
+var blobWrites = 'StorageBlobLogs | where AccountName == "${storageAccountName}" and OperationName in ("PutBlob", "PutBlockList") and toint(StatusCode) between (200 .. 299)'
+var queuePuts = 'StorageQueueLogs | where AccountName == "${storageAccountName}" and OperationName == "PutMessage" and toint(StatusCode) between (200 .. 299)'
 var runbook = 'Runbook: docs/runbook.md'
 
 var alerts = [

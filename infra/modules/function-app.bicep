@@ -155,9 +155,16 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         }
         {
           // The Python worker's OpenTelemetry to Application Insights (host.json telemetryMode):
-          // rotation/telemetry.py configures the Azure Monitor distro only when this is true.
+          // the worker configures the Azure Monitor distro before it loads function_app.py, and
+          // rotation/telemetry.py adds its spans and metrics to it.
           name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
           value: 'true'
+        }
+        {
+          // The worker exports the logs of this logger and its children only: the app's
+          // (rotation.*, the audit lines among them), not every SDK request line at INFO.
+          name: 'PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME'
+          value: 'rotation'
         }
         {
           name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'

@@ -40,6 +40,8 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
     WorkspaceResourceId: workspace.id
     DisableLocalAuth: true
     IngestionMode: 'LogAnalytics'
+    // ingestion sampling off: the alerts and the workbook count audit lines, which must all arrive
+    SamplingPercentage: 100
   }
 }
 

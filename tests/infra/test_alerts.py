@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from test_templates import REPO, body, loop_of, main, module, ref, variable
+from test_templates import REPO, app_settings, body, loop_of, main, module, ref, variable
 
 RUNBOOK = REPO / "docs" / "runbook.md"
 ALERTS = {
@@ -191,8 +191,25 @@ def test_storage_logs_reach_the_workspace():
 
 
 def test_traces_are_not_sampled():
-    """A sampled trace could hide a failed run or fake a missing sweep."""
+    """A sampled trace could hide a failed run or fake a missing sweep. Under
+    "telemetryMode": "OpenTelemetry" host.json's logging.applicationInsights section (its
+    sampling exclusions among them) no longer applies (the Functions OpenTelemetry how-to), so
+    it is gone rather than promising what it cannot do: the audit lines are log records the
+    worker exports unsampled (tests/unit/test_telemetry_export.py), and ingestion sampling is off."""
     host = json.loads((REPO / "host.json").read_text(encoding="utf-8"))
-    sampling = host["logging"]["applicationInsights"]["samplingSettings"]
-    excluded = {t.strip() for t in sampling["excludedTypes"].split(";")}
-    assert sampling["isEnabled"] is False or "Trace" in excluded
+    assert host["telemetryMode"] == "OpenTelemetry"
+    assert "applicationInsights" not in host.get("logging", {})
+    component = body(module("monitoring")["resources"]["appInsights"])["properties"]
+    assert component["SamplingPercentage"] == 100
+
+
+def test_the_worker_exports_the_logger_of_the_audit_lines():
+    """The worker exports only PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME and its children: the
+    audit lines' logger must be one of them, or every log alert goes silent."""
+    from rotation.storage.audit.store import log
+    from rotation.telemetry import SCOPE
+
+    settings = app_settings()
+    assert settings["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "true"
+    assert settings["PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME"] == SCOPE
+    assert log.name.startswith(f"{SCOPE}."), log.name

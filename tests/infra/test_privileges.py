@@ -140,7 +140,7 @@ def test_the_worker_is_pinned_in_the_app_requirements_not_only_in_dev():
         return {
             m.group(1).lower(): m.group(2)
             for line in lines
-            if (m := re.match(r"\s*([A-Za-z0-9_.-]+)==([^\s#]+)", line))
+            if (m := re.match(r"\s*([A-Za-z0-9_.-]+)==([^\s#;]+)", line))
         }
 
     runtime, dev, constraints = (
@@ -149,6 +149,10 @@ def test_the_worker_is_pinned_in_the_app_requirements_not_only_in_dev():
         pins("constraints.txt"),
     )
     assert "azure-functions-runtime" in runtime, "Azure picks the 3.13 worker from the app's requirements"
+    marker = 'azure-functions-runtime==1.3.0; python_version >= "3.13"'
+    assert (
+        marker.replace("1.3.0", runtime["azure-functions-runtime"]) in (REPO / "requirements.txt").read_text()
+    ), "the 3.13+ worker installs only on 3.13+ (Flex Consumption runs 3.12: the platform's worker)"
     assert "azure-functions-runtime" not in dev, "one pin, in requirements.txt (dev includes it with -r)"
     assert runtime["azure-functions-runtime"] == constraints["azure-functions-runtime"]
     from importlib.metadata import version

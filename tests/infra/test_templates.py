@@ -894,7 +894,7 @@ def test_function_app_is_python_on_flex_consumption_with_its_identity():
     assert props["siteConfig"]["minTlsVersion"] == "1.2"
     runtime = props["functionAppConfig"]["runtime"]
     assert runtime == {"name": "python", "version": "pythonVersion"}
-    assert main()["parameters"]["pythonVersion"]["default"] == "3.13"
+    assert main()["parameters"]["pythonVersion"]["default"] == "3.12"
     deployment = props["functionAppConfig"]["deployment"]["storage"]
     assert deployment["authentication"] == {
         "type": "UserAssignedIdentity",

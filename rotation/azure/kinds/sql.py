@@ -111,7 +111,7 @@ class SqlServers(a.ArmTargetKind):
         """Servers as listed, their protectors read in parallel in batches (one GET per server)."""
         servers = clients.arm().list_by_subscription(subscription, self.resource_type, self.api_version)
         with ThreadPoolExecutor(max_workers=PROTECTOR_READS, thread_name_prefix="sql-protector") as pool:
-            for batch in batched(servers, PROTECTOR_READS * 4, strict=False):
+            for batch in batched(servers, PROTECTOR_READS * 4):  # strict= is 3.13-only
                 for consumer in pool.map(lambda server: self.with_protector(clients, server), batch):
                     if consumer is not None:
                         yield consumer
