@@ -42,7 +42,7 @@ lint: install
 	$(VENV)/bin/ruff format --check rotation emulator devstack tests bench tools function_app.py
 	$(VENV)/bin/mypy
 
-test: install lint infra-check unit-3.12
+test: install lint infra-check
 	$(VENV)/bin/pytest -q
 
 unit: install
