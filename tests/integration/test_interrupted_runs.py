@@ -1,0 +1,194 @@
+"""Interrupted runs (issue 22 item 2, issue 21 item 3's ending): real signals to `python -m
+rotation rotate KEY --yes` on the local stack, a hard kill and the run after it, the time budget
+ending. Writes are made slow with the emulator's latency faults, and a signal is sent once the
+emulator has answered N writes (its `GET /calls`), never after a fixed sleep."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+from rotation.model.ids import parse_key_id
+from tests import scenarios as s
+from tests.integration.cli_support import KEY, NEW, OLD, load_estate, run
+
+ARM = "management.azure.com"
+
+
+def estate(stack: Any, count: int) -> list[str]:
+    registries = [s.registry(f"reg{i:02d}", s.key_id("acr-cmk", OLD)) for i in range(count)]
+    load_estate(stack, registries)
+    stack.service()  # storage exists before the child runs
+    return [r["id"] for r in registries]
+
+
+def rotate_in_child(stack: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rotation", "rotate", KEY, "--yes", "-o", "json"],
+        env=dict(os.environ),
+        cwd=str(stack.repo),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_writes(stack: Any, child: subprocess.Popen[str], count: int) -> None:
+    """Until the emulator has answered `count` PATCHes (each one is on the new version)."""
+    deadline = time.monotonic() + 60
+    while len(stack.writes("PATCH")) < count:
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the child never wrote"
+        time.sleep(0.05)
+
+
+def moved(stack: Any) -> set[str]:
+    return {r["id"] for r in stack.admin.state()["registries"] if r["keyId"].endswith(NEW)}
+
+
+def records(stack: Any, run_id: str) -> list[dict[str, Any]]:
+    found, _ = stack.service().audit.query(run=run_id, top=2000)
+    return sorted(found, key=lambda r: r["seq"])
+
+
+def of_kind(found: list[dict[str, Any]], kind: str, **fields: Any) -> list[dict[str, Any]]:
+    return [r for r in found if r["kind"] == kind and all(r.get(k) == v for k, v in fields.items())]
+
+
+def test_ctrl_c_closes_the_run_interrupted_with_every_write_recorded(stack) -> None:
+    stack.set(ROTATION_CONCURRENCY="2")
+    targets = estate(stack, 12)
+    slow = targets[0]  # its write is under way for 3 s while the other lane writes on
+    stack.admin.add_fault(method="PATCH", host=ARM, pathRegex="/registries/reg00$", latencyMs=3000)
+    stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=300)
+    child = rotate_in_child(stack)
+    wait_for_writes(stack, child, 3)
+    assert slow not in moved(stack)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    result = json.loads(out)
+    run_id, counts = result["runId"], result["interrupted"]
+    assert result["status"] == "interrupted" and counts["reason"] == "SIGINT"
+    # the writes under way finished inside the grace; no write started after Ctrl-C
+    now_moved = moved(stack)
+    assert slow in now_moved  # the write under way at Ctrl-C finished and was verified
+    assert counts["moved"] == len(now_moved) == len(stack.writes("PATCH")) >= 4
+    assert counts["inFlight"] == 0 and counts["notStarted"] == 12 - counts["moved"] > 0
+    assert f"run {run_id} interrupted (SIGINT): {counts['moved']} moved" in err
+    assert f"{counts['notStarted']} not started" in err and "Traceback" not in err
+    # every move has its record, every other target says why it was not started
+    trail = records(stack, run_id)
+    assert {r["target"] for r in of_kind(trail, "verified")} == now_moved
+    not_started = of_kind(trail, "apply-outcome", outcome="skipped", errorCode="Interrupted")
+    assert {r["target"] for r in not_started} == set(targets) - now_moved
+    assert of_kind(trail, "run-interrupted", reason="SIGINT")
+    assert trail[-1]["kind"] == "run-finished" and trail[-1]["outcome"] == "interrupted"
+    assert stack.service().runs.status(run_id) == "interrupted"
+    assert stack.service().ledger.holder(parse_key_id(KEY)) is None  # the lease is released
+    # the next run finishes the rest
+    again = run("rotate", KEY, "--yes", "-o", "json")
+    assert again.exit_code == 0 and moved(stack) == set(targets)
+
+
+def test_a_second_ctrl_c_records_the_writes_still_under_way_as_in_flight(stack) -> None:
+    stack.set(ROTATION_CONCURRENCY="2")
+    targets = estate(stack, 6)
+    slow = targets[0]  # under way for 6 s: still so when the second Ctrl-C ends the grace
+    stack.admin.add_fault(method="PATCH", host=ARM, pathRegex="/registries/reg00$", latencyMs=6000)
+    stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=300)
+    child = rotate_in_child(stack)
+    wait_for_writes(stack, child, 3)
+    child.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # the child's handler runs between two signals, not merged into one
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    result = json.loads(out)
+    counts = result["interrupted"]
+    assert counts["moved"] >= 3 and counts["inFlight"] >= 1 and counts["notStarted"] >= 1, err
+    assert counts["moved"] + counts["inFlight"] + counts["notStarted"] == 6
+    trail = records(stack, result["runId"])
+    in_flight = of_kind(trail, "apply-outcome", outcome="in-flight")
+    assert slow in {r["target"] for r in in_flight} and len(in_flight) == counts["inFlight"]
+    assert all(r["detail"]["writes"] == 1 and r["errorCode"] == "Interrupted" for r in in_flight)
+    assert len(of_kind(trail, "verified")) == counts["moved"]
+    assert trail[-1]["kind"] == "run-finished"  # nothing recorded after the run closed
+    assert slow in moved(stack)  # the write in flight did land, after the run closed
+
+
+def test_after_a_hard_kill_the_next_run_records_the_moves_the_dead_run_left_unrecorded(stack) -> None:
+    stack.set(ROTATION_CONCURRENCY="2", ROTATION_LEASE_SECONDS="5")
+    targets = estate(stack, 10)
+    stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=800)
+    child = rotate_in_child(stack)
+    wait_for_writes(stack, child, 4)
+    child.send_signal(signal.SIGKILL)  # no handler runs: the run stays `running`, its lease held
+    child.communicate(timeout=30)
+    dead = stack.service().ledger.holder(parse_key_id(KEY))["Owner"].split("/")[0]
+    assert stack.service().runs.status(dead) == "running"
+    assert of_kind(records(stack, dead), "verified") == []  # its outcome records never left the process
+    stack.admin.clear_faults()
+    again = run("rotate", KEY, "--yes", "-o", "json")  # waits for the dead run's lease, takes it over
+    assert again.exit_code == 0, again.output
+    result = json.loads(again.stdout)
+    already = {st["target"] for st in result["steps"] if st["action"] == "already-current"}
+    assert len(already) >= 4  # what the dead run moved (and the writes it had under way)
+    trail = records(stack, result["runId"])
+    assert of_kind(trail, "lease-taken-over")
+    unrecorded = of_kind(trail, "unrecorded-move", reason="interrupted-run")
+    assert {r["target"] for r in unrecorded} == already
+    assert all(r["detail"]["interruptedRun"] == dead and r["toVersion"] == NEW for r in unrecorded)
+    assert of_kind(trail, "unfinished-run")[0]["detail"] == {
+        "interruptedRun": dead,
+        "unrecordedMoves": len(already),
+    }
+    assert stack.service().runs.status(dead) == "interrupted"
+    assert moved(stack) == set(targets)
+
+
+def test_the_budget_ending_closes_the_run_and_releases_the_lease(stack) -> None:
+    stack.set(ROTATION_CONCURRENCY="1", ROTATION_TIME_BUDGET_SECONDS="5")
+    estate(stack, 6)
+    stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=2000)
+    result = run("rotate", KEY, "--yes", "-o", "json")
+    assert result.exit_code == 130, result.output
+    body = json.loads(result.stdout)
+    counts = body["interrupted"]
+    assert body["status"] == "interrupted" and counts["reason"] == "TimeBudgetExhausted"
+    assert counts["moved"] >= 1 and counts["notStarted"] >= 1
+    assert counts["moved"] + counts["notStarted"] + counts["inFlight"] == 6
+    trail = records(stack, body["runId"])
+    skipped = of_kind(trail, "apply-outcome", outcome="skipped", errorCode="TimeBudgetExhausted")
+    assert len(skipped) == counts["notStarted"]
+    assert "the time budget ended" in of_kind(trail, "run-interrupted")[0]["message"]
+    assert trail[-1]["kind"] == "run-finished" and trail[-1]["outcome"] == "interrupted"
+    assert stack.service().runs.status(body["runId"]) == "interrupted"
+    assert stack.service().ledger.holder(parse_key_id(KEY)) is None
+
+
+def test_a_budget_that_ends_while_reading_the_key_ends_the_run_promptly(stack) -> None:
+    """The key with thousands of versions: listing them outlasts the budget. The run stops when
+    the budget ends, says so, and closes."""
+    many = [s.version(f"v{i}", created=f"-{400 - i // 10}d") for i in range(600)]
+    stack.load(
+        s.scenario({"acr-cmk": s.key(*many)}, registries=[s.registry("reg1", s.key_id("acr-cmk", OLD))])
+    )
+    stack.service()
+    stack.set(ROTATION_TIME_BUDGET_SECONDS="5")
+    stack.admin.add_fault(host="contoso-cmk.vault.azure.net", pathRegex="/versions", latencyMs=300)
+    result = run("rotate", KEY, "--yes", "-o", "json")
+    body = json.loads(result.stdout)
+    assert result.exit_code == 130 and body["status"] == "interrupted", result.output
+    assert body["interrupted"]["reason"] == "TimeBudgetExhausted"
+    took = datetime.fromisoformat(body["finishedAt"]) - datetime.fromisoformat(body["startedAt"])
+    assert took.total_seconds() < 5 + 2  # the reading stopped with the budget (24 pages take 7 s)
+    trail = records(stack, body["runId"])
+    assert [r["kind"] for r in trail][-2:] == ["run-interrupted", "run-finished"]
+    assert stack.service().ledger.holder(parse_key_id(KEY)) is None
