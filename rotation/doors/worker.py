@@ -45,7 +45,7 @@ from rotation.doors.replay import archive_poison
 from rotation.model.errors import RotationError
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
-from rotation.storage.ledger import LeaseHeld, lease_owner
+from rotation.storage.ledger import Lease, LeaseHeld, lease_owner
 from rotation.storage.queue import (
     MAX_MESSAGE_BYTES,
     InvalidRequest,
@@ -106,7 +106,8 @@ def stop_on_sigterm() -> bool:
         _host.stop.ask(signal.Signals(signum).name)
         if callable(previous):
             previous(signum, frame)
-        else:
+        else:  # a second SIGTERM now ends the process at once, as the host insists
+            signal.signal(signum, signal.SIG_DFL)
             threading.Thread(target=_exit_when_closed, args=(signum,), daemon=True).start()
 
     signal.signal(signal.SIGTERM, handler)
@@ -117,8 +118,7 @@ def _exit_when_closed(signum: int, poll: float = 0.1) -> None:
     until = time.monotonic() + _host.stop.grace_seconds + 10
     while _host.running and time.monotonic() < until:
         time.sleep(poll)
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
+    os.kill(os.getpid(), signum)  # the default action again (set by the handler)
 
 
 class LeaseWaitExceeded(RotationError):
@@ -153,13 +153,19 @@ def run_request(service: Service, request: RotationRequest, *, attempt: int = 1)
         return None
     lease.keep_alive()
     with _host.lock:
-        _host.running += 1
+        _host.running += 1  # a SIGTERM ends the process only once this run is closed and requeued
+    try:
+        return _run_held(service, request, attempt, lease)
+    finally:
+        with _host.lock:
+            _host.running -= 1
+
+
+def _run_held(service: Service, request: RotationRequest, attempt: int, lease: Lease) -> RunResult:
     try:
         result = service.reconciler.run(request, attempt=attempt, lease=lease, stop=_host.stop)
     finally:
         lease.release()
-        with _host.lock:
-            _host.running -= 1
     log.info("run %s for %s: %s", result.run_id, result.key_id, result.status)
     if request.event_id and not request.dry_run and result.status in ("succeeded", "needs-attention"):
         service.ledger.record_event(

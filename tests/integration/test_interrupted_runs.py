@@ -5,6 +5,7 @@ emulator has answered N writes (its `GET /calls`), never after a fixed sleep."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -192,3 +193,70 @@ def test_a_budget_that_ends_while_reading_the_key_ends_the_run_promptly(stack) -
     trail = records(stack, body["runId"])
     assert [r["kind"] for r in trail][-2:] == ["run-interrupted", "run-finished"]
     assert stack.service().ledger.holder(parse_key_id(KEY)) is None
+
+
+def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack) -> None:
+    """The Functions host stopping an instance: the run under way closes `interrupted`, the same
+    request goes back on the queue for the rest, and the process then ends by the signal."""
+    from azure.storage.queue import QueueClient
+
+    from rotation.storage.queue import decode, new_request
+
+    stack.set(ROTATION_CONCURRENCY="2")
+    targets = estate(stack, 8)
+    stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=500)
+    request = new_request(parse_key_id(KEY), "http", "pytest")
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, azure.functions as func, function_app;"
+            "function_app.run_rotation(func.QueueMessage(id='m1', body=sys.argv[1].encode()))",
+            request.encode(),
+        ],
+        env=dict(os.environ),
+        cwd=str(stack.repo),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_writes(stack, child, 2)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    # the trigger returned (its run closed, the rest requeued) before the process was ended by
+    # the signal, or the script ended first: either way, nothing raised
+    assert child.returncode in (0, -signal.SIGTERM), err
+    assert "Traceback" not in err
+    trail = records(stack, request.request_id)
+    assert trail[-1]["kind"] == "run-finished" and trail[-1]["outcome"] == "interrupted"
+    assert of_kind(trail, "run-interrupted", reason="SIGTERM")
+    now_moved = moved(stack)
+    assert {r["target"] for r in of_kind(trail, "verified")} == now_moved and 2 <= len(now_moved) < 8
+    assert stack.service().runs.status(request.request_id) == "interrupted"
+    assert stack.service().ledger.holder(parse_key_id(KEY)) is None
+    queue = QueueClient.from_connection_string(stack.storage, "rotation-requests")
+    waiting = list(queue.receive_messages(visibility_timeout=1))  # requeued invisible for a few seconds
+    deadline = time.monotonic() + 30
+    while not waiting:
+        assert time.monotonic() < deadline, "the request never came back"
+        time.sleep(0.5)
+        waiting = list(queue.receive_messages(visibility_timeout=1))
+    assert [decode(base64.b64decode(m.content)).request_id for m in waiting] == [request.request_id]
+    # the queue trigger finishes the rest with the same request
+    stack.admin.clear_faults()
+    function_app_child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, azure.functions as func, function_app;"
+            "function_app.run_rotation(func.QueueMessage(id='m2', body=sys.argv[1].encode()))",
+            request.encode(),
+        ],
+        env=dict(os.environ),
+        cwd=str(stack.repo),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert function_app_child.returncode == 0, function_app_child.stderr
+    assert moved(stack) == set(targets)
