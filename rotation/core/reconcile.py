@@ -242,10 +242,7 @@ class Reconciler:
         result.steps, result.halted, result.soaking = applied.steps, applied.halted, applied.soaking
         result.requeue_after = applied.requeue_after
         result.notes.extend(applied.notes)
-        if stop is not None and stop.asked:
-            result.interrupted = stop.reason
-        elif any(s.error_code == "TimeBudgetExhausted" for s in result.steps):
-            result.interrupted = "TimeBudgetExhausted"
+        result.interrupted = _why_interrupted(result, stop)
         if result.interrupted is not None:
             return self._interrupt(result, trail, None, written)
         return self._finish(result, trail, written)
@@ -340,6 +337,17 @@ class Reconciler:
         outcomes.publish(self.settings.outcome_topic_endpoint, self.clients, result, trail, self.retry)
         trail.flush()  # the published (or failed) outcome record; nothing when not configured
         return result
+
+
+def _why_interrupted(result: RunResult, stop: Stop | None) -> str | None:
+    """A signal, or the budget that kept a step from starting or a scope from being listed."""
+    if stop is not None and stop.asked:
+        return stop.reason
+    if any(s.error_code == "TimeBudgetExhausted" for s in result.steps) or any(
+        e.get("code") in _BUDGET_CODES for e in result.discovery_errors
+    ):
+        return "TimeBudgetExhausted"
+    return None
 
 
 def _budget_ended(info: ErrorInfo, deadline: Deadline) -> bool:

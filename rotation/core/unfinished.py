@@ -15,7 +15,7 @@ from typing import Any
 
 from rotation.model.decisions import UPDATE
 from rotation.model.results import Plan, RunResult
-from rotation.storage.audit import AuditStore, AuditTrail
+from rotation.storage.audit import AuditStore, AuditTrail, AuditUnavailable
 from rotation.storage.runs import RunStore
 
 log = logging.getLogger("rotation.unfinished")
@@ -29,8 +29,16 @@ def account_for_unfinished(
     same_run = dead == trail.run_id  # an earlier attempt of this run (the queue retried it)
     if not same_run and runs.status(dead) != "running":
         return  # it closed itself; only its lease was left behind
-    records = _records_of(audit, dead, same_run)
-    moved = _unrecorded_moves(audit, records, plan)
+    try:
+        moved = _unrecorded_moves(audit, _records_of(audit, dead, same_run), plan)
+    except AuditUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a dead run's unreadable records must not stop this one
+        log.warning("run %s: the records of %s could not be read: %s", trail.run_id, dead, exc)
+        trail.record(
+            "warning", message=f"the records of unfinished run {dead} could not be read: {exc}"[:1000]
+        )
+        return
     for step in moved:
         trail.record(
             "unrecorded-move",
