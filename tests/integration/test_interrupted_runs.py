@@ -260,3 +260,53 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
     )
     assert function_app_child.returncode == 0, function_app_child.stderr
     assert moved(stack) == set(targets)
+
+
+def test_a_queue_retry_after_a_hard_kill_records_what_its_own_earlier_attempt_moved(stack) -> None:
+    """The host kills the worker mid-run and retries the message: the same run id, a new attempt,
+    which takes over its own dead attempt's lease and records that attempt's unrecorded moves."""
+    from datetime import UTC
+
+    from rotation.doors import worker
+    from rotation.model.times import parse_iso
+    from rotation.storage.queue import new_request
+
+    stack.set(ROTATION_CONCURRENCY="2", ROTATION_LEASE_SECONDS="5")
+    targets = estate(stack, 8)
+    stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=600)
+    request = new_request(parse_key_id(KEY), "http", "pytest")
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, azure.functions as func, function_app;"
+            "function_app.run_rotation(func.QueueMessage(id='m1', body=sys.argv[1].encode()))",
+            request.encode(),
+        ],
+        env=dict(os.environ),
+        cwd=str(stack.repo),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_writes(stack, child, 3)
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=30)
+    stack.admin.clear_faults()
+    holder = stack.service().ledger.holder(parse_key_id(KEY))
+    expires = parse_iso(holder["ExpiresAt"])
+    deadline = time.monotonic() + 30
+    while datetime.now(UTC) <= expires:  # the dead attempt's lease has to run out first
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    result = worker.handle_message(stack.service(), request.encode(), dequeue_count=2)
+    assert result is not None and result.status == "succeeded"
+    already = {st.target for st in result.steps if st.action == "already-current"}
+    assert len(already) >= 3
+    trail = records(stack, request.request_id)
+    starts = [r["seq"] for r in trail if r["kind"] == "run-started"]
+    assert len(starts) == 2  # one chain, two attempts
+    unrecorded = of_kind(trail, "unrecorded-move")
+    assert {r["target"] for r in unrecorded} == already and all(r["seq"] > starts[1] for r in unrecorded)
+    assert all(r["detail"]["interruptedRun"] == request.request_id for r in unrecorded)
+    assert moved(stack) == set(targets)
