@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -155,22 +156,27 @@ def test_after_a_hard_kill_the_next_run_records_the_moves_the_dead_run_left_unre
 
 
 def test_the_budget_ending_closes_the_run_and_releases_the_lease(stack) -> None:
+    """In table output, as on a terminal: the status, and the line naming the run and its counts."""
     stack.set(ROTATION_CONCURRENCY="1", ROTATION_TIME_BUDGET_SECONDS="5")
     estate(stack, 6)
     stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=2000)
-    result = run("rotate", KEY, "--yes", "-o", "json")
+    result = run("rotate", KEY, "--yes")
     assert result.exit_code == 130, result.output
-    body = json.loads(result.stdout)
-    counts = body["interrupted"]
-    assert body["status"] == "interrupted" and counts["reason"] == "TimeBudgetExhausted"
-    assert counts["moved"] >= 1 and counts["notStarted"] >= 1
-    assert counts["moved"] + counts["notStarted"] + counts["inFlight"] == 6
-    trail = records(stack, body["runId"])
+    assert "status interrupted" in result.stdout
+    said = re.search(
+        r"run (\S+) interrupted \(TimeBudgetExhausted\): (\d+) moved, (\d+) in flight, (\d+) not started",
+        result.stderr,
+    )
+    assert said, result.output
+    run_id, moved_count, in_flight, not_started = said[1], *map(int, said.groups()[1:])
+    assert moved_count >= 1 and not_started >= 1 and moved_count + in_flight + not_started == 6
+    assert len(moved(stack)) == moved_count
+    trail = records(stack, run_id)
     skipped = of_kind(trail, "apply-outcome", outcome="skipped", errorCode="TimeBudgetExhausted")
-    assert len(skipped) == counts["notStarted"]
+    assert len(skipped) == not_started
     assert "the time budget ended" in of_kind(trail, "run-interrupted")[0]["message"]
     assert trail[-1]["kind"] == "run-finished" and trail[-1]["outcome"] == "interrupted"
-    assert stack.service().runs.status(body["runId"]) == "interrupted"
+    assert stack.service().runs.status(run_id) == "interrupted"
     assert stack.service().ledger.holder(parse_key_id(KEY)) is None
 
 
