@@ -316,3 +316,29 @@ def test_a_queue_retry_after_a_hard_kill_records_what_its_own_earlier_attempt_mo
     assert {r["target"] for r in unrecorded} == already and all(r["seq"] > starts[1] for r in unrecorded)
     assert all(r["detail"]["interruptedRun"] == request.request_id for r in unrecorded)
     assert moved(stack) == set(targets)
+
+
+def test_the_worker_budget_closes_the_run_before_it_cuts_storage_off(stack) -> None:
+    """Reading the key outlasts the worker's own budget: the run's budget ends first, with time
+    left to record it, so the run closes `interrupted` (not left `running` with its lease held),
+    and having moved nothing the attempt fails, for the host to retry and in the end poison."""
+    import pytest
+
+    from rotation.doors import worker
+    from rotation.storage.queue import new_request
+
+    many = [s.version(f"v{i}", created=f"-{400 - i // 10}d") for i in range(600)]
+    stack.load(
+        s.scenario({"acr-cmk": s.key(*many)}, registries=[s.registry("reg1", s.key_id("acr-cmk", OLD))])
+    )
+    stack.service()
+    stack.set(ROTATION_WORKER_BUDGET_SECONDS="8")
+    stack.admin.add_fault(host="contoso-cmk.vault.azure.net", pathRegex="/versions", latencyMs=300)
+    request = new_request(parse_key_id(KEY), "http", "pytest")
+    with pytest.raises(worker.RunInterrupted):
+        worker.handle_message(stack.service(), request.encode())
+    trail = records(stack, request.request_id)
+    assert [r["kind"] for r in trail][-2:] == ["run-interrupted", "run-finished"]
+    assert trail[-1]["outcome"] == "interrupted"
+    assert stack.service().runs.status(request.request_id) == "interrupted"
+    assert stack.service().ledger.holder(parse_key_id(KEY)) is None
