@@ -121,39 +121,8 @@ class Applier:
         """`stop`: a signal asks the run to stop (core/stopping.py); the steps under way past
         its grace are answered by `cut` (recorded as in flight or not started)."""
         desired_key = plan.key.with_version(plan.desired_version) if plan.desired_version else None
-        under_way: dict[str, TargetApply] = {}
-        answered: set[str] = set()  # steps `cut` answered before their thread started them
-        lock = threading.Lock()
-
-        def one(step: PlanStep) -> StepResult:
-            with lock:
-                if step.target in answered:
-                    return result_of(step, "skipped")  # recorded by `cut`; the run moved on
-            if step.action != UPDATE or desired_key is None:
-                outcome = result_of(step, "skipped")
-            elif (code := _stop_code(context.deadline, lease, stop)) is not None:
-                outcome = _not_started(step, code, trail)
-            else:
-                target = TargetApply(self, step, desired_key, plan, context, trail, lease, stop)
-                with lock:
-                    under_way[step.target] = target
-                outcome = target.run()
-                if target.abandoned:  # answered by `cut` already, and the run has moved on
-                    return outcome
-            if progress:
-                progress(outcome)
-            return outcome
-
-        def cut(step: PlanStep) -> StepResult:
-            with lock:
-                target = under_way.get(step.target)
-                if target is None:
-                    answered.add(step.target)
-            outcome = target.abandon() if target else _not_started(step, INTERRUPTED, trail)
-            if progress:
-                progress(outcome)
-            return outcome
-
+        steps_of = _Steps(self, plan, desired_key, context, trail, progress, lease, stop)
+        one, cut = steps_of.one, steps_of.cut
         headroom = self.clients.pacer.headroom if self.settings.lanes_follow_arm else None
         lanes = Lanes(self.settings.concurrency, headroom)
         workers = lanes.workers([s for s in plan.steps if s.action == UPDATE])
@@ -170,6 +139,66 @@ class Applier:
         steps = [outcome.results.get(s.target) or one(s) for s in plan.steps]
         notes = [outcome.note] if outcome.note else []
         return Applied(steps, outcome.halted, outcome.wait_seconds or None, outcome.soaking, notes)
+
+
+class _Steps:
+    """One run's step function (`one`) and its answer for a step still under way after a stop's
+    grace (`cut`), which agree under a lock on which of them records each step."""
+
+    def __init__(
+        self,
+        applier: Applier,
+        plan: Plan,
+        desired_key: KeyRef | None,
+        context: ApplyContext,
+        trail: AuditTrail,
+        progress: ProgressCallback | None,
+        lease: Lease | None,
+        stop: Stop | None,
+    ) -> None:
+        self.applier, self.plan, self.desired_key, self.context = applier, plan, desired_key, context
+        self.trail, self.progress, self.lease, self.stop = trail, progress, lease, stop
+        self.under_way: dict[str, TargetApply] = {}
+        self.answered: set[str] = set()  # steps `cut` answered before their thread started them
+        self.lock = threading.Lock()
+
+    def one(self, step: PlanStep) -> StepResult:
+        with self.lock:
+            if step.target in self.answered:
+                return result_of(step, "skipped")  # recorded by `cut`; the run moved on
+        if step.action != UPDATE or self.desired_key is None:
+            outcome = result_of(step, "skipped")
+        elif (code := _stop_code(self.context.deadline, self.lease, self.stop)) is not None:
+            outcome = _not_started(step, code, self.trail)
+        else:
+            target = TargetApply(
+                self.applier,
+                step,
+                self.desired_key,
+                self.plan,
+                self.context,
+                self.trail,
+                self.lease,
+                self.stop,
+            )
+            with self.lock:
+                self.under_way[step.target] = target
+            outcome = target.run()
+            if target.abandoned:  # answered by `cut` already, and the run has moved on
+                return outcome
+        if self.progress:
+            self.progress(outcome)
+        return outcome
+
+    def cut(self, step: PlanStep) -> StepResult:
+        with self.lock:
+            target = self.under_way.get(step.target)
+            if target is None:
+                self.answered.add(step.target)
+        outcome = target.abandon() if target else _not_started(step, INTERRUPTED, self.trail)
+        if self.progress:
+            self.progress(outcome)
+        return outcome
 
 
 def _stop_code(deadline: Deadline | None, lease: Lease | None, stop: Stop | None = None) -> str | None:
