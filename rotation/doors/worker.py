@@ -89,10 +89,6 @@ class _HostStop:
 _host = _HostStop()
 
 
-def host_stop() -> Stop:
-    return _host.stop
-
-
 def stop_on_sigterm() -> bool:
     """SIGTERM asks the runs under way to stop. A handler already set (a local host's own
     shutdown) is called too and keeps ending the process; without one, the process ends once
