@@ -16,9 +16,11 @@ import time
 from datetime import datetime
 from typing import Any
 
+import function_app
 from rotation.model.ids import parse_key_id
 from tests import scenarios as s
 from tests.integration.cli_support import KEY, NEW, OLD, load_estate, run
+from tests.integration.test_functions import call
 
 ARM = "management.azure.com"
 
@@ -240,6 +242,14 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
     assert {r["target"] for r in of_kind(trail, "verified")} == now_moved and 2 <= len(now_moved) < 8
     assert stack.service().runs.status(request.request_id) == "interrupted"
     assert stack.service().ledger.holder(parse_key_id(KEY)) is None
+    status, body, _ = call(
+        function_app.get_rotation,
+        "GET",
+        f"/api/rotations/{request.request_id}",
+        route_params={"runId": request.request_id},
+    )
+    assert status == 200 and body["status"] == "interrupted"
+    assert body["interrupted"]["reason"] == "SIGTERM" and body["interrupted"]["moved"] == len(now_moved)
     queue = QueueClient.from_connection_string(stack.storage, "rotation-requests")
     waiting = list(queue.receive_messages(visibility_timeout=1))  # requeued invisible for a few seconds
     deadline = time.monotonic() + 30
