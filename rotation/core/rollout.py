@@ -20,7 +20,7 @@ from rotation.azure.retry import RetryPolicy, call
 from rotation.config import Settings
 from rotation.core import waves
 from rotation.core.lanes import Lanes
-from rotation.core.stopping import Stop
+from rotation.core.stopping import INTERRUPTED, Stop
 from rotation.model.consumer import Consumer
 from rotation.model.results import Plan, PlanStep, StepResult, result_of
 from rotation.storage.audit import AuditTrail
@@ -98,6 +98,8 @@ class WaveApply:
             return None
 
     def hold(self, step: PlanStep, code: str, message: str) -> StepResult:
+        if self.stop is not None and self.stop.asked:  # not held by a wave: the run was interrupted
+            code, message = INTERRUPTED, "the run was interrupted before this target's write started"
         held = result_of(step, "skipped")
         held.error_code, held.error = code, message
         self.trail.record(

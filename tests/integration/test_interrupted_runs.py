@@ -352,3 +352,30 @@ def test_the_worker_budget_closes_the_run_before_it_cuts_storage_off(stack) -> N
     assert trail[-1]["outcome"] == "interrupted"
     assert stack.service().runs.status(request.request_id) == "interrupted"
     assert stack.service().ledger.holder(parse_key_id(KEY)) is None
+
+
+def test_ctrl_c_in_a_canary_wave_leaves_the_later_waves_not_started(stack) -> None:
+    stack.set(ROTATION_CONCURRENCY="1")
+    registries = [
+        s.registry(f"reg{i:02d}", s.key_id("acr-cmk", OLD), tags={"cmk-rotation-wave": "1"} if i < 3 else {})
+        for i in range(6)
+    ]
+    load_estate(stack, registries)
+    stack.service()
+    stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=800)
+    child = rotate_in_child(stack)
+    wait_for_writes(stack, child, 1)  # the canary wave is under way
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    body = json.loads(out)
+    counts = body["interrupted"]
+    assert body["status"] == "interrupted" and counts["reason"] == "SIGINT"
+    assert counts["moved"] == len(moved(stack)) and counts["moved"] <= 3, err
+    assert counts["notStarted"] == 6 - counts["moved"]
+    later = [st for st in body["steps"] if st["wave"] == "last"]
+    assert [st["outcome"] for st in later] == ["skipped"] * 3, later
+    assert {st["errorCode"] for st in body["steps"] if st["outcome"] == "skipped"} == {"Interrupted"}
+    trail = records(stack, body["runId"])
+    assert all(r["target"] not in {st["target"] for st in later} for r in of_kind(trail, "verified"))
+    assert trail[-1]["kind"] == "run-finished" and trail[-1]["outcome"] == "interrupted"
