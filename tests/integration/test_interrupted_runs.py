@@ -96,6 +96,7 @@ def test_ctrl_c_closes_the_run_interrupted_with_every_write_recorded(stack) -> N
     assert trail[-1]["kind"] == "run-finished" and trail[-1]["outcome"] == "interrupted"
     assert stack.service().runs.status(run_id) == "interrupted"
     assert stack.service().ledger.holder(parse_key_id(KEY)) is None  # the lease is released
+    assert run("audit", "verify", "--run", run_id).exit_code == 0  # an honest, closed trail
     # the next run finishes the rest
     again = run("rotate", KEY, "--yes", "-o", "json")
     assert again.exit_code == 0 and moved(stack) == set(targets)
@@ -125,6 +126,7 @@ def test_a_second_ctrl_c_records_the_writes_still_under_way_as_in_flight(stack) 
     assert len(of_kind(trail, "verified")) == counts["moved"]
     assert trail[-1]["kind"] == "run-finished"  # nothing recorded after the run closed
     assert slow in moved(stack)  # the write in flight did land, after the run closed
+    assert run("audit", "verify", "--run", result["runId"]).exit_code == 0
 
 
 def test_after_a_hard_kill_the_next_run_records_the_moves_the_dead_run_left_unrecorded(stack) -> None:
@@ -155,6 +157,7 @@ def test_after_a_hard_kill_the_next_run_records_the_moves_the_dead_run_left_unre
     }
     assert stack.service().runs.status(dead) == "interrupted"
     assert moved(stack) == set(targets)
+    assert run("audit", "verify", "--run", result["runId"]).exit_code == 0
 
 
 def test_the_budget_ending_closes_the_run_and_releases_the_lease(stack) -> None:
