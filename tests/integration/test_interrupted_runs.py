@@ -13,11 +13,12 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import function_app
 from rotation.model.ids import parse_key_id
+from rotation.model.times import parse_iso
 from tests import scenarios as s
 from tests.integration.cli_support import KEY, NEW, OLD, load_estate, run
 from tests.integration.test_functions import call
@@ -50,6 +51,15 @@ def wait_for_writes(stack: Any, child: subprocess.Popen[str], count: int) -> Non
         assert child.poll() is None, child.communicate()
         assert time.monotonic() < deadline, "the child never wrote"
         time.sleep(0.05)
+
+
+def wait_for_lease_to_expire(stack: Any) -> None:
+    """Until the key's lease, held by a killed run, has run out (ROTATION_LEASE_SECONDS)."""
+    expires = parse_iso(stack.service().ledger.holder(parse_key_id(KEY))["ExpiresAt"])
+    deadline = time.monotonic() + 30
+    while datetime.now(UTC) <= expires:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
 
 
 def moved(stack: Any) -> set[str]:
@@ -139,6 +149,9 @@ def test_after_a_hard_kill_the_next_run_records_the_moves_the_dead_run_left_unre
     child.communicate(timeout=30)
     dead = stack.service().ledger.holder(parse_key_id(KEY))["Owner"].split("/")[0]
     assert stack.service().runs.status(dead) == "running"
+    wait_for_lease_to_expire(stack)
+    before = run("audit", "verify", "--run", dead)  # a run left running without its lease
+    assert before.exit_code == 4 and "unfinished" in before.output, before.output
     assert of_kind(records(stack, dead), "verified") == []  # its outcome records never left the process
     stack.admin.clear_faults()
     again = run("rotate", KEY, "--yes", "-o", "json")  # waits for the dead run's lease, takes it over
@@ -158,6 +171,7 @@ def test_after_a_hard_kill_the_next_run_records_the_moves_the_dead_run_left_unre
     assert stack.service().runs.status(dead) == "interrupted"
     assert moved(stack) == set(targets)
     assert run("audit", "verify", "--run", result["runId"]).exit_code == 0
+    assert run("audit", "verify", "--run", dead).exit_code == 0  # now accounted for
 
 
 def test_the_budget_ending_closes_the_run_and_releases_the_lease(stack) -> None:
@@ -284,10 +298,7 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
 def test_a_queue_retry_after_a_hard_kill_records_what_its_own_earlier_attempt_moved(stack) -> None:
     """The host kills the worker mid-run and retries the message: the same run id, a new attempt,
     which takes over its own dead attempt's lease and records that attempt's unrecorded moves."""
-    from datetime import UTC
-
     from rotation.doors import worker
-    from rotation.model.times import parse_iso
     from rotation.storage.queue import new_request
 
     stack.set(ROTATION_CONCURRENCY="2", ROTATION_LEASE_SECONDS="5")
@@ -312,12 +323,7 @@ def test_a_queue_retry_after_a_hard_kill_records_what_its_own_earlier_attempt_mo
     child.send_signal(signal.SIGKILL)
     child.communicate(timeout=30)
     stack.admin.clear_faults()
-    holder = stack.service().ledger.holder(parse_key_id(KEY))
-    expires = parse_iso(holder["ExpiresAt"])
-    deadline = time.monotonic() + 30
-    while datetime.now(UTC) <= expires:  # the dead attempt's lease has to run out first
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_for_lease_to_expire(stack)  # the dead attempt's lease has to run out first
     result = worker.handle_message(stack.service(), request.encode(), dequeue_count=2)
     assert result is not None and result.status == "succeeded"
     already = {st.target for st in result.steps if st.action == "already-current"}
