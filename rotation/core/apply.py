@@ -163,40 +163,43 @@ class _Steps:
         self.lock = threading.Lock()
 
     def one(self, step: PlanStep) -> StepResult:
-        with self.lock:
-            if step.target in self.answered:
-                return result_of(step, "skipped")  # recorded by `cut`; the run moved on
         if step.action != UPDATE or self.desired_key is None:
             outcome = result_of(step, "skipped")
-        elif (code := _stop_code(self.context.deadline, self.lease, self.stop)) is not None:
-            outcome = _not_started(step, code, self.trail)
         else:
-            target = TargetApply(
-                self.applier,
-                step,
-                self.desired_key,
-                self.plan,
-                self.context,
-                self.trail,
-                self.lease,
-                self.stop,
-            )
-            with self.lock:
-                self.under_way[step.target] = target
-            outcome = target.run()
-            if target.abandoned:  # answered by `cut` already, and the run has moved on
-                return outcome
+            with self.lock:  # against `cut`: each step is answered, and recorded, once
+                if step.target in self.answered:  # `cut` answered it; the run moved on
+                    return _not_started(step, INTERRUPTED, None)
+                code = _stop_code(self.context.deadline, self.lease, self.stop)
+                target = None if code else self._target(step, self.desired_key)
+                if target is None:
+                    self.answered.add(step.target)
+                else:
+                    self.under_way[step.target] = target
+            if target is None:
+                outcome = _not_started(step, code or INTERRUPTED, self.trail)
+            else:
+                outcome = target.run()
+                if target.abandoned:  # answered by `cut` already, and the run has moved on
+                    return outcome
         if self.progress:
             self.progress(outcome)
         return outcome
 
+    def _target(self, step: PlanStep, desired_key: KeyRef) -> TargetApply:
+        return TargetApply(
+            self.applier, step, desired_key, self.plan, self.context, self.trail, self.lease, self.stop
+        )
+
     def cut(self, step: PlanStep) -> StepResult:
         with self.lock:
             target = self.under_way.get(step.target)
-            if target is None:
-                self.answered.add(step.target)
-        outcome = target.abandon() if target else _not_started(step, INTERRUPTED, self.trail)
-        if self.progress:
+            recorded = target is None and step.target in self.answered  # by `one`, just now
+            self.answered.add(step.target)
+        if target is not None:
+            outcome = target.abandon()
+        else:
+            outcome = _not_started(step, INTERRUPTED, None if recorded else self.trail)
+        if self.progress and not recorded:
             self.progress(outcome)
         return outcome
 
@@ -219,10 +222,15 @@ _NOT_STARTED = {
 }
 
 
-def _not_started(step: PlanStep, code: str, trail: AuditTrail, message: str | None = None) -> StepResult:
+def _not_started(
+    step: PlanStep, code: str, trail: AuditTrail | None, message: str | None = None
+) -> StepResult:
+    """A step that no write was started for; recorded unless `trail` is None (recorded already)."""
     outcome = result_of(step, "skipped")
     outcome.error_code = code
     outcome.error = message or _NOT_STARTED.get(code, code)
+    if trail is None:
+        return outcome
     trail.record(
         "apply-outcome",
         target=step.target,
