@@ -50,7 +50,7 @@ def wait_for_writes(stack: Any, child: subprocess.Popen[str], count: int) -> Non
     while len(stack.writes("PATCH")) < count:
         assert child.poll() is None, child.communicate()
         assert time.monotonic() < deadline, "the child never wrote"
-        time.sleep(0.05)
+        time.sleep(0.05)  # a real child process and the emulator: polled, no clock of ours moves them
 
 
 def wait_for_lease_to_expire(stack: Any) -> None:
@@ -59,7 +59,7 @@ def wait_for_lease_to_expire(stack: Any) -> None:
     deadline = time.monotonic() + 30
     while datetime.now(UTC) <= expires:
         assert time.monotonic() < deadline
-        time.sleep(0.2)
+        time.sleep(0.2)  # a real lease in Azurite, expiring on the wall clock
 
 
 def moved(stack: Any) -> set[str]:
@@ -272,7 +272,7 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
     deadline = time.monotonic() + 30
     while not waiting:
         assert time.monotonic() < deadline, "the request never came back"
-        time.sleep(0.5)
+        time.sleep(0.5)  # a real queue in Azurite: the message becomes visible on the wall clock
         waiting = list(queue.receive_messages(visibility_timeout=1))
     assert [decode(base64.b64decode(m.content)).request_id for m in waiting] == [request.request_id]
     # the queue trigger finishes the rest with the same request
