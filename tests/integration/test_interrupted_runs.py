@@ -225,7 +225,7 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
     request goes back on the queue for the rest, and the process then ends by the signal."""
     from azure.storage.queue import QueueClient
 
-    from rotation.storage.queue import decode, new_request
+    from rotation.storage.queue import new_request
 
     stack.set(ROTATION_CONCURRENCY="2")
     targets = estate(stack, 8)
@@ -274,7 +274,7 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
         assert time.monotonic() < deadline, "the request never came back"
         time.sleep(0.5)  # a real queue in Azurite: the message becomes visible on the wall clock
         waiting = list(queue.receive_messages(visibility_timeout=1))
-    assert [decode(base64.b64decode(m.content)).request_id for m in waiting] == [request.request_id]
+    assert [json.loads(base64.b64decode(m.content))["requestId"] for m in waiting] == [request.request_id]
     # the queue trigger finishes the rest with the same request
     stack.admin.clear_faults()
     function_app_child = subprocess.run(
