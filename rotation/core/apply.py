@@ -299,6 +299,8 @@ class TargetApply:
         except Stopped as exc:
             return self._record_stopped(exc.info.message)
         except Exception as exc:  # noqa: BLE001 - a failed target is reported, never fatal to the run
+            if classify(exc).code == "BudgetExhausted":  # the run's time ended, not the target
+                return self._record_stopped(None, "TimeBudgetExhausted")
             with self._lock:
                 if not self._abandoned:
                     self._record_failure(result, exc, started)
@@ -324,24 +326,25 @@ class TargetApply:
             self._abandoned = True
             return self._stopped_answer()
 
-    def _record_stopped(self, message: str) -> StepResult:
-        """A stop kept this target's next write from starting (an earlier attempt may have written)."""
+    def _record_stopped(self, message: str | None, code: str = INTERRUPTED) -> StepResult:
+        """A stop or the budget's end kept this target's next write from starting or cut the one
+        under way (an earlier attempt may have written)."""
         with self._lock:
             if self._abandoned:  # `abandon` answered (and recorded) for it already
                 return result_of(self.step, "skipped")
-            return self._stopped_answer(message)
+            return self._stopped_answer(message, code)
 
-    def _stopped_answer(self, message: str | None = None) -> StepResult:
+    def _stopped_answer(self, message: str | None = None, code: str = INTERRUPTED) -> StepResult:
         if self.writes == 0:
-            return _not_started(self.step, INTERRUPTED, self.trail, message)
+            return _not_started(self.step, code, self.trail, message)
         result = result_of(self.step, IN_FLIGHT)
-        result.error_code, result.attempts = INTERRUPTED, self.attempts
+        result.error_code, result.attempts = code, self.attempts
         result.error = "a write was under way when the run stopped; the next run reads it back"
         self.trail.record(
             "apply-outcome",
             target=self.step.target,
             outcome=IN_FLIGHT,
-            errorCode=INTERRUPTED,
+            errorCode=code,
             message=result.error,
             fromVersion=self.step.from_version,
             toVersion=self.to_key.version,
