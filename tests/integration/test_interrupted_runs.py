@@ -351,8 +351,10 @@ def test_the_worker_budget_closes_the_run_before_it_cuts_storage_off(stack) -> N
         s.scenario({"acr-cmk": s.key(*many)}, registries=[s.registry("reg1", s.key_id("acr-cmk", OLD))])
     )
     stack.service()
-    stack.set(ROTATION_WORKER_BUDGET_SECONDS="8")
-    stack.admin.add_fault(host="contoso-cmk.vault.azure.net", pathRegex="/versions", latencyMs=300)
+    stack.set(ROTATION_WORKER_BUDGET_SECONDS="20")  # the run's: 15 s, 5 s kept to close
+    stack.admin.add_fault(
+        host="contoso-cmk.vault.azure.net", pathRegex="/versions", latencyMs=800
+    )  # 24 pages: 19 s
     request = new_request(parse_key_id(KEY), "http", "pytest")
     with pytest.raises(worker.RunInterrupted):
         worker.handle_message(stack.service(), request.encode())
