@@ -18,6 +18,7 @@ from rotation.service import service_for_environment
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("rotation.functions")
 telemetry.configure_from_environment()  # off (and nothing imported) unless the app settings say so
+worker.stop_on_sigterm()  # the host stopping this instance closes the runs under way as `interrupted`
 
 
 @app.function_name("on_key_event")

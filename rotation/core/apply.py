@@ -12,6 +12,8 @@ rollout halted or soaks.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -35,11 +37,12 @@ from rotation.config import Settings
 from rotation.core import waves
 from rotation.core.lanes import Lanes
 from rotation.core.rollout import WaveApply
+from rotation.core.stopping import INTERRUPTED, Stop
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import UPDATE
 from rotation.model.errors import RotationError, TransientCondition
 from rotation.model.ids import KeyRef
-from rotation.model.results import Plan, PlanStep, StepResult, result_of
+from rotation.model.results import IN_FLIGHT, Plan, PlanStep, StepResult, result_of
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import Lease, Ledger
 
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
     from rotation.azure.clients import Clients
 
 ProgressCallback = Callable[[StepResult], None]
+log = logging.getLogger("rotation.apply")
 
 
 class VerificationFailed(RotationError):
@@ -59,6 +63,12 @@ class LeaseLost(RotationError):
 
 class SubscriptionNotAllowed(RotationError):
     """A write aimed at a resource outside ROTATION_SUBSCRIPTIONS (refused before it is sent)."""
+
+
+class Stopped(RotationError):
+    """The run was asked to stop (a signal) before this target's write started."""
+
+    code = INTERRUPTED
 
 
 def _check_not_failed(target: str, consumer: Consumer) -> None:
@@ -106,55 +116,127 @@ class Applier:
         trail: AuditTrail,
         progress: ProgressCallback | None,
         lease: Lease | None,
+        stop: Stop | None = None,
     ) -> Applied:
+        """`stop`: a signal asks the run to stop (core/stopping.py); the steps under way past
+        its grace are answered by `cut` (recorded as in flight or not started)."""
         desired_key = plan.key.with_version(plan.desired_version) if plan.desired_version else None
-
-        def one(step: PlanStep) -> StepResult:
-            if step.action != UPDATE or desired_key is None:
-                outcome = result_of(step, "skipped")
-            elif (code := _stop_code(context.deadline, lease)) is not None:
-                outcome = _not_started(step, code, trail)
-            else:
-                outcome = TargetApply(self, step, desired_key, plan, context, trail, lease).run()
-            if progress:
-                progress(outcome)
-            return outcome
-
+        steps_of = _Steps(self, plan, desired_key, context, trail, progress, lease, stop)
+        one, cut = steps_of.one, steps_of.cut
         headroom = self.clients.pacer.headroom if self.settings.lanes_follow_arm else None
         lanes = Lanes(self.settings.concurrency, headroom)
         workers = lanes.workers([s for s in plan.steps if s.action == UPDATE])
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
             ordered = waves.group(plan.steps)
             if len(ordered) < 2 or desired_key is None:  # one wave: everything at once
-                return Applied(lanes.run(pool, one, plan.steps))
-            outcome = WaveApply(self, plan, context, trail, pool, one, lanes).rollout(ordered)
+                return Applied(lanes.run(pool, one, plan.steps, stop, cut))
+            rollout = WaveApply(self, plan, context, trail, pool, one, lanes, stop, cut)
+            outcome = rollout.rollout(ordered)
+        finally:
+            # A write abandoned after a stop's grace keeps its thread: the run does not wait for it.
+            pool.shutdown(wait=stop is None or not stop.asked, cancel_futures=True)
         steps = [outcome.results.get(s.target) or one(s) for s in plan.steps]
         notes = [outcome.note] if outcome.note else []
         return Applied(steps, outcome.halted, outcome.wait_seconds or None, outcome.soaking, notes)
 
 
-def _stop_code(deadline: Deadline | None, lease: Lease | None) -> str | None:
-    """Why no new work may start: another run now holds the key, or the time is up."""
+class _Steps:
+    """One run's step function (`one`) and its answer for a step still under way after a stop's
+    grace (`cut`), which agree under a lock on which of them records each step."""
+
+    def __init__(
+        self,
+        applier: Applier,
+        plan: Plan,
+        desired_key: KeyRef | None,
+        context: ApplyContext,
+        trail: AuditTrail,
+        progress: ProgressCallback | None,
+        lease: Lease | None,
+        stop: Stop | None,
+    ) -> None:
+        self.applier, self.plan, self.desired_key, self.context = applier, plan, desired_key, context
+        self.trail, self.progress, self.lease, self.stop = trail, progress, lease, stop
+        self.under_way: dict[str, TargetApply] = {}
+        self.answered: set[str] = set()  # steps `cut` answered before their thread started them
+        self.lock = threading.Lock()
+
+    def one(self, step: PlanStep) -> StepResult:
+        if step.action != UPDATE or self.desired_key is None:
+            outcome = result_of(step, "skipped")
+        else:
+            with self.lock:  # against `cut`: each step is answered, and recorded, once
+                if step.target in self.answered:  # `cut` answered it; the run moved on
+                    return _not_started(step, INTERRUPTED, None)
+                code = _stop_code(self.context.deadline, self.lease, self.stop)
+                target = None if code else self._target(step, self.desired_key)
+                if target is None:
+                    self.answered.add(step.target)
+                else:
+                    self.under_way[step.target] = target
+            if target is None:
+                outcome = _not_started(step, code or INTERRUPTED, self.trail)
+            else:
+                outcome = target.run()
+                if target.abandoned:  # answered by `cut` already, and the run has moved on
+                    return outcome
+        if self.progress:
+            self.progress(outcome)
+        return outcome
+
+    def _target(self, step: PlanStep, desired_key: KeyRef) -> TargetApply:
+        return TargetApply(
+            self.applier, step, desired_key, self.plan, self.context, self.trail, self.lease, self.stop
+        )
+
+    def cut(self, step: PlanStep) -> StepResult:
+        with self.lock:
+            target = self.under_way.get(step.target)
+            recorded = target is None and step.target in self.answered  # by `one`, just now
+            self.answered.add(step.target)
+        if target is not None:
+            outcome = target.abandon()
+        else:
+            outcome = _not_started(step, INTERRUPTED, None if recorded else self.trail)
+        if self.progress and not recorded:
+            self.progress(outcome)
+        return outcome
+
+
+def _stop_code(deadline: Deadline | None, lease: Lease | None, stop: Stop | None = None) -> str | None:
+    """Why no new work may start: another run now holds the key, a signal, or the time is up."""
     if lease is not None and lease.lost:
         return "LeaseLost"
+    if stop is not None and stop.asked:
+        return INTERRUPTED
     if deadline is not None and deadline.expired():
         return "TimeBudgetExhausted"
     return None
 
 
-def _not_started(step: PlanStep, code: str, trail: AuditTrail) -> StepResult:
+_NOT_STARTED = {
+    "LeaseLost": "another run took over the key's lease",
+    INTERRUPTED: "the run was interrupted before this target's write started",
+    "TimeBudgetExhausted": "the run's time budget ended first",
+}
+
+
+def _not_started(
+    step: PlanStep, code: str, trail: AuditTrail | None, message: str | None = None
+) -> StepResult:
+    """A step that no write was started for; recorded unless `trail` is None (recorded already)."""
     outcome = result_of(step, "skipped")
     outcome.error_code = code
-    outcome.error = (
-        "another run took over the key's lease"
-        if code == "LeaseLost"
-        else "the run's time budget ended first"
-    )
+    outcome.error = message or _NOT_STARTED.get(code, code)
+    if trail is None:
+        return outcome
     trail.record(
         "apply-outcome",
         target=step.target,
         outcome="skipped",
         errorCode=code,
+        message=outcome.error,
         fromVersion=step.from_version,
         toVersion=step.to_version,
     )
@@ -173,15 +255,20 @@ class TargetApply:
         context: ApplyContext,
         trail: AuditTrail,
         lease: Lease | None,
+        stop: Stop | None = None,
     ) -> None:
         self.clients, self.retry = applier.clients, applier.retry
         self.subscriptions = applier.settings.subscriptions
         self.kind = applier.kinds[step.kind]
         self.step, self.to_key, self.plan, self.context = step, to_key, plan, context
-        self.trail, self.lease = trail, lease
+        self.trail, self.lease, self.stop = trail, lease, stop
         self.attempts = 0
         self.writes = 0  # attempts that got as far as the write
         self.wrote = False
+        # A stopped run answers for this target once its grace ends (`abandon`): from then on
+        # no write starts and this thread records nothing (its run is closed).
+        self._abandoned = False
+        self._lock = threading.Lock()
 
     def run(self) -> StepResult:
         step = self.step
@@ -209,12 +296,60 @@ class TargetApply:
                 what=f"update {self.step.target}",
                 on_retry=self._record_retry,
             )
+        except Stopped as exc:
+            return self._record_stopped(exc.info.message)
         except Exception as exc:  # noqa: BLE001 - a failed target is reported, never fatal to the run
-            self._record_failure(result, exc, started)
+            if classify(exc).code == "BudgetExhausted":  # the run's time ended, not the target
+                return self._record_stopped(None, "TimeBudgetExhausted")
+            with self._lock:
+                if not self._abandoned:
+                    self._record_failure(result, exc, started)
         else:
-            self._record_success(result, outcome, started)
+            with self._lock:
+                if not self._abandoned:
+                    self._record_success(result, outcome, started)
+        if self._abandoned:  # the run closed without it: the next run reads the target back
+            log.warning("%s ended after its run %s closed: %s", self.step.target, self.context.run_id, result)
         result.duration_ms = _ms_since(started)
         result.attempts = self.attempts
+        return result
+
+    @property
+    def abandoned(self) -> bool:
+        return self._abandoned
+
+    def abandon(self) -> StepResult:
+        """The stopped run's answer for this target while its attempt is still under way: in
+        flight once a write was sent (its outcome unknown), else not started. No write starts
+        after this, and this thread records nothing more."""
+        with self._lock:
+            self._abandoned = True
+            return self._stopped_answer()
+
+    def _record_stopped(self, message: str | None, code: str = INTERRUPTED) -> StepResult:
+        """A stop or the budget's end kept this target's next write from starting or cut the one
+        under way (an earlier attempt may have written)."""
+        with self._lock:
+            if self._abandoned:  # `abandon` answered (and recorded) for it already
+                return result_of(self.step, "skipped")
+            return self._stopped_answer(message, code)
+
+    def _stopped_answer(self, message: str | None = None, code: str = INTERRUPTED) -> StepResult:
+        if self.writes == 0:
+            return _not_started(self.step, code, self.trail, message)
+        result = result_of(self.step, IN_FLIGHT)
+        result.error_code, result.attempts = code, self.attempts
+        result.error = "a write was under way when the run stopped; the next run reads it back"
+        self.trail.record(
+            "apply-outcome",
+            target=self.step.target,
+            outcome=IN_FLIGHT,
+            errorCode=code,
+            message=result.error,
+            fromVersion=self.step.from_version,
+            toVersion=self.to_key.version,
+            detail=self._attempts_detail(),
+        )
         return result
 
     # -- one attempt: done? → guard → write → verify --------------------------------------------
@@ -259,7 +394,10 @@ class TargetApply:
         # per target keeps a 10,000-target run's trail inside a partition's write rate).
         target = current or self.step.consumer
         self._check_subscription(target)
-        self.writes += 1
+        with self._lock:  # against `abandon`: a write starts only while the run still waits for it
+            if self._abandoned or (self.stop is not None and self.stop.asked):
+                raise Stopped(f"the run was interrupted before {self.step.target} was written")
+            self.writes += 1
         shown = self.kind.apply(self.clients, target, self.to_key, self.context)
         self.wrote = True
         # Verify against what the service shows after the write (the poller's final GET or

@@ -11,6 +11,11 @@ one that is running dry keeps a steady few in flight while the pacer spaces thei
 Steps wait in their lane's own queue and a step is handed to the pool only when its lane has
 room: a lane that is full never ties up a thread another subscription could use. One
 process-wide cap (`MAX_PARALLEL_TARGETS`) bounds the threads.
+
+Once the run is asked to stop (core/stopping.py), the steps still waiting are run at once in
+the caller's thread (the step function starts no write after a stop, so they end at once), the
+steps under way get the stop's grace period to finish, and each one still under way after it is
+answered by `cut` instead of its result (its thread goes on; the pool is not waited for).
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 
 from rotation.concurrency import submit_in_context
 from rotation.config import MAX_PARALLEL_TARGETS
+from rotation.core.stopping import Stop
 from rotation.model.results import PlanStep
 
 # The lanes look again at ARM's budget this often while every lane is full (a completion wakes
@@ -55,19 +61,34 @@ class Lanes:
         """Threads for the steps that do work, within the process cap."""
         return max(1, min(self.cap, len(busy)))
 
-    def run[R](self, pool: Executor, fn: Callable[[PlanStep], R], steps: Sequence[PlanStep]) -> list[R]:
+    def run[R](
+        self,
+        pool: Executor,
+        fn: Callable[[PlanStep], R],
+        steps: Sequence[PlanStep],
+        stop: Stop | None = None,
+        cut: Callable[[PlanStep], R] | None = None,
+    ) -> list[R]:
         """`fn` over `steps` in the pool; results in the steps' order. The first exception is
-        raised once the steps already started have finished (no new one starts after it)."""
-        return _Dispatch(self, pool, fn, steps).run()
+        raised once the steps already started have finished (no new one starts after it).
+        `stop` and `cut`: see the module's docstring."""
+        return _Dispatch(self, pool, fn, steps, stop, cut).run()
 
 
 class _Dispatch[R]:
     """One `Lanes.run`: hands steps to the pool, round-robin over the lanes that have room."""
 
     def __init__(
-        self, lanes: Lanes, pool: Executor, fn: Callable[[PlanStep], R], steps: Sequence[PlanStep]
+        self,
+        lanes: Lanes,
+        pool: Executor,
+        fn: Callable[[PlanStep], R],
+        steps: Sequence[PlanStep],
+        stop: Stop | None,
+        cut: Callable[[PlanStep], R] | None,
     ) -> None:
         self.lanes, self.pool, self.fn, self.steps = lanes, pool, fn, steps
+        self.stop, self.cut = stop, cut
         self.waiting: dict[str, deque[int]] = {}
         for index, step in enumerate(steps):
             self.waiting.setdefault(subscription_of(step), deque()).append(index)
@@ -79,15 +100,48 @@ class _Dispatch[R]:
     def run(self) -> list[R]:
         with self.changed:
             while self.waiting and not self.failed:
-                if not self._start_what_fits():
+                if self._stopping():
+                    self._run_waiting_here()
+                elif not self._start_what_fits():
                     self.changed.wait(RECHECK_SECONDS)
+        self._wait_for_started()
         results: list[R] = []
         for index in range(len(self.steps)):
             future = self.futures.get(index)
             if future is None:  # not started: an earlier step raised
                 continue
+            if not future.done() and self.cut is not None:  # still under way past the grace
+                results.append(self.cut(self.steps[index]))
+                continue
             results.append(future.result())  # raises the first failure, in step order
         return results
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.asked
+
+    def _run_waiting_here(self) -> None:
+        """After a stop: the waiting steps end at once (`fn` starts no write), in this thread,
+        without waiting for a lane to have room."""
+        for queue in self.waiting.values():
+            for index in queue:
+                future: Future[R] = Future()
+                try:
+                    future.set_result(self.fn(self.steps[index]))
+                except Exception as exc:  # noqa: BLE001 - kept for the step-order raise in run()
+                    future.set_exception(exc)
+                self.futures[index] = future
+        self.waiting.clear()
+
+    def _wait_for_started(self) -> None:
+        """Until every started step finished, or (after a stop, with `cut`) the grace ended."""
+        pending = {f for f in self.futures.values() if not f.done()}
+        while pending:
+            timeout = None
+            if self.stop is not None and self.cut is not None:
+                if self.stop.asked and self.stop.grace_left() <= 0:
+                    return
+                timeout = min(RECHECK_SECONDS, self.stop.grace_left())
+            _, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
 
     def _start_what_fits(self) -> bool:
         """One step per lane with room, lane after lane, until none has room; True if any started."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rotation.core.stopping import INTERRUPTED
 from rotation.model.decisions import UPDATE
 from rotation.model.events import EXPIRED
 from rotation.model.results import Plan, RunResult, count
@@ -150,3 +151,22 @@ def record_finished(trail: AuditTrail, result: RunResult) -> None:
         detail={"summary": count(s.outcome for s in result.steps), "exitCode": result.exit_code},
     )
     trail.flush()
+
+
+def record_interrupted(trail: AuditTrail, result: RunResult, message: str | None) -> None:
+    """Why the run stopped early (a signal or its budget) and what became of its updates."""
+    progress = result.progress()
+    said = (
+        f"{progress['moved']} moved, {progress['inFlight']} in flight, "
+        f"{progress['notStarted']} not started, {progress['failed']} failed"
+    )
+    budget = result.interrupted == "TimeBudgetExhausted"
+    trail.record(
+        "run-interrupted",
+        outcome="interrupted",
+        reason=result.interrupted,
+        errorCode="TimeBudgetExhausted" if budget else INTERRUPTED,
+        message=f"{'the time budget ended' if budget else result.interrupted}: {said}"
+        + (f" ({message})" if message else ""),
+        detail=progress,
+    )

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rotation import telemetry
-from rotation.azure.budget import run_budget
+from rotation.azure import budget
 from rotation.azure.discovery import Inventory
 from rotation.azure.kinds import ApplyContext, TargetKind, all_kinds, checks_of
 from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, classify, remediation
@@ -26,10 +26,12 @@ from rotation.config import Settings
 from rotation.core import outcomes
 from rotation.core.apply import Applier, LeaseLost, ProgressCallback, VerificationFailed
 from rotation.core.gather import Gathered, Gatherer, Maintain, Unreachable
-from rotation.core.narrate import record_findings, record_finished, record_started
+from rotation.core.narrate import record_findings, record_finished, record_interrupted, record_started
 from rotation.core.planner import make_plan
 from rotation.core.renewal import KeyMaintenance, RenewalFailed
 from rotation.core.reverts import RevertWatch
+from rotation.core.stopping import Stop
+from rotation.core.unfinished import account_for_unfinished
 from rotation.model.decisions import UPDATE, PolicyContext
 from rotation.model.ids import KeyRef
 from rotation.model.keystate import KeyState
@@ -59,6 +61,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("rotation.reconcile")
+# Inside a door's budget (the worker's), the run's own budget ends this much sooner (at most a
+# quarter of what is left), so the run can still be closed and recorded when its work is cut.
+CLOSE_RESERVE_SECONDS = 30.0
+_BUDGET_CODES = ("TimeBudgetExhausted", "BudgetExhausted")
 
 
 class Reconciler:
@@ -73,8 +79,10 @@ class Reconciler:
         ledger: Ledger | None = None,
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] = time.sleep,  # the waits between retries of a call
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self.monotonic = monotonic  # the run's budget clock (tests inject one)
         self.clients = clients
         self.audit = audit
         self.runs = runs
@@ -130,9 +138,11 @@ class Reconciler:
         attempt: int = 1,
         progress: ProgressCallback | None = None,
         lease: Lease | None = None,
+        stop: Stop | None = None,
     ) -> RunResult:
         """Maintain the key, plan, audit and (unless a dry run) apply. Target failures are in the
-        result; only an unwritable audit trail raises (AuditUnavailable)."""
+        result; only an unwritable audit trail raises (AuditUnavailable). `stop` (a signal) or
+        the end of the time budget closes the run as `interrupted`, its writes recorded."""
         key = request.key
         # Only a lease holder moves the key's chain head: runs without a lease (dry runs) link to it.
         trail = AuditTrail(
@@ -164,17 +174,23 @@ class Reconciler:
             attempt=attempt,
         ) as span:
             started = time.monotonic()
+            deadline = Deadline(self._budget_seconds(), self.monotonic)
             try:
-                with run_budget(self.settings.time_budget_seconds):  # Azure waits end inside it
-                    result = self._run(request, trail, result, progress, lease)
+                # Key Vault and ARM waits end inside the run's budget (storage is left to close it)
+                with budget.run_budget(deadline.remaining(), clock=self.monotonic):
+                    result = self._run(request, trail, result, progress, lease, deadline, stop)
             except AuditUnavailable:
                 raise  # no record can be kept: fail loudly, the door lets the message be retried
             except Exception as exc:  # anything unforeseen is recorded and finished, never lost
-                log.exception("run %s failed unexpectedly", request.request_id)
                 info = classify(exc)
-                result = self._fail(
-                    result, trail, info, info.summary(), remediation(info), type(exc).__name__
-                )
+                if _budget_ended(info, deadline):  # cut before any step: nothing was written
+                    result.interrupted = "TimeBudgetExhausted"
+                    result = self._interrupt(result, trail, info.summary())
+                else:
+                    log.exception("run %s failed unexpectedly", request.request_id)
+                    result = self._fail(
+                        result, trail, info, info.summary(), remediation(info), type(exc).__name__
+                    )
             span.set(status=result.status, desired_version=result.desired_version)
             telemetry.run_finished(result.status, time.monotonic() - started, request.source)
             return result
@@ -186,17 +202,23 @@ class Reconciler:
         result: RunResult,
         progress: ProgressCallback | None,
         lease: Lease | None,
+        deadline: Deadline,
+        stop: Stop | None,
     ) -> RunResult:
         if forbidden := not_allowed(request, self.settings):
             return self._fail(result, trail, ErrorInfo(False, False, 403, "NotAllowed", forbidden), forbidden)
-        deadline = Deadline(self.settings.time_budget_seconds)
         maintain = self._maintenance(request, trail, result, deadline, lease)
         try:
             gathered = self.gatherer.gather(request.key, request.targets, deadline, maintain)
         except (Unreachable, RenewalFailed) as exc:
+            if _budget_ended(exc.info, deadline):
+                result.interrupted = "TimeBudgetExhausted"
+                return self._interrupt(result, trail, str(exc))
             return self._fail(result, trail, exc.info, str(exc), remediation(exc.info, KEY_VAULT_HINTS))
         plan, reverted = self.reverts.review(self._plan(request.key, gathered), deadline)
         record_findings(request, plan, trail, result)  # the plan is durable before anything is written
+        if lease is not None and self.runs is not None and lease.taken_over_from:
+            account_for_unfinished(self.audit, self.runs, lease.taken_over_from, plan, trail, result)
         if request.dry_run:
             result.steps = [result_of(s, "planned" if s.action == UPDATE else "skipped") for s in plan.steps]
             return self._finish(result, trail)
@@ -213,14 +235,25 @@ class Reconciler:
                 progress(step)
 
         try:
-            applied = self.applier.apply(plan, context, trail, finished_step, lease)
+            applied = self.applier.apply(plan, context, trail, finished_step, lease, stop)
         finally:
             written = writer.close() if writer is not None else None
         self.reverts.remember(request.key, applied.steps, request.request_id)
         result.steps, result.halted, result.soaking = applied.steps, applied.halted, applied.soaking
         result.requeue_after = applied.requeue_after
         result.notes.extend(applied.notes)
+        result.interrupted = _why_interrupted(result, stop)
+        if result.interrupted is not None:
+            return self._interrupt(result, trail, None, written)
         return self._finish(result, trail, written)
+
+    def _budget_seconds(self) -> float:
+        """The run's budget: the setting, or less when the door's own budget ends sooner."""
+        seconds = self.settings.time_budget_seconds
+        left = budget.remaining()
+        if left is not None:
+            seconds = min(seconds, left - min(CLOSE_RESERVE_SECONDS, left / 4))
+        return max(0.0, seconds)
 
     def _maintenance(
         self,
@@ -265,6 +298,21 @@ class Reconciler:
         )
         return self._finish(result, trail)
 
+    def _interrupt(
+        self,
+        result: RunResult,
+        trail: AuditTrail,
+        message: str | None,
+        written: Mapping[str, dict[str, Any]] | None = None,
+    ) -> RunResult:
+        """Stopped early by a signal or the budget: say so and where, then finish as usual."""
+        record_interrupted(trail, result, message)
+        note = f"interrupted ({result.interrupted})"
+        if message:
+            note += f": {message}"
+        result.notes.append(note)
+        return self._finish(result, trail, written)
+
     def _finish(
         self, result: RunResult, trail: AuditTrail, written: Mapping[str, dict[str, Any]] | None = None
     ) -> RunResult:
@@ -283,8 +331,25 @@ class Reconciler:
                 "discoveryErrors": result.discovery_errors,
                 "error": result.error.summary() if result.error else None,
                 "halted": result.halted,
+                "interrupted": result.interruption(),
             }
             self.runs.finished(result.run_id, summary, [s.to_dict() for s in result.steps], written)
         outcomes.publish(self.settings.outcome_topic_endpoint, self.clients, result, trail, self.retry)
         trail.flush()  # the published (or failed) outcome record; nothing when not configured
         return result
+
+
+def _why_interrupted(result: RunResult, stop: Stop | None) -> str | None:
+    """A signal, or the budget that kept a step from starting or a scope from being listed."""
+    if stop is not None and stop.asked:
+        return stop.reason
+    if any(s.error_code == "TimeBudgetExhausted" for s in result.steps) or any(
+        e.get("code") in _BUDGET_CODES for e in result.discovery_errors
+    ):
+        return "TimeBudgetExhausted"
+    return None
+
+
+def _budget_ended(info: ErrorInfo, deadline: Deadline) -> bool:
+    """The failure is the run's (or the door's) budget running out, not the service failing."""
+    return info.code in _BUDGET_CODES or (deadline.expired() and info.code in (None, "ConnectionError"))

@@ -20,6 +20,7 @@ from rotation.azure.retry import RetryPolicy, call
 from rotation.config import Settings
 from rotation.core import waves
 from rotation.core.lanes import Lanes
+from rotation.core.stopping import INTERRUPTED, Stop
 from rotation.model.consumer import Consumer
 from rotation.model.results import Plan, PlanStep, StepResult, result_of
 from rotation.storage.audit import AuditTrail
@@ -53,9 +54,12 @@ class WaveApply:
         pool: ThreadPoolExecutor,
         one: Callable[[PlanStep], StepResult],
         lanes: Lanes,
+        stop: Stop | None = None,
+        cut: Callable[[PlanStep], StepResult] | None = None,
     ) -> None:
         self.applier, self.plan, self.context, self.trail = applier, plan, context, trail
         self.pool, self.one, self.lanes = pool, one, lanes
+        self.stop, self.cut = stop, cut  # an interrupted run (core/stopping.py)
         self.desired = plan.desired_version or ""
 
     def rollout(self, ordered: Sequence[waves.Wave]) -> waves.RolloutOutcome:
@@ -63,7 +67,7 @@ class WaveApply:
         return waves.Rollout(
             ordered,
             self.desired,
-            apply=lambda steps: self.lanes.run(self.pool, self.one, steps),
+            apply=lambda steps: self.lanes.run(self.pool, self.one, steps, self.stop, self.cut),
             read_back=lambda steps: self.lanes.run(self.pool, self.read_back, steps),
             health=self.health,
             hold=self.hold,
@@ -94,6 +98,8 @@ class WaveApply:
             return None
 
     def hold(self, step: PlanStep, code: str, message: str) -> StepResult:
+        if self.stop is not None and self.stop.asked:  # not held by a wave: the run was interrupted
+            code, message = INTERRUPTED, "the run was interrupted before this target's write started"
         held = result_of(step, "skipped")
         held.error_code, held.error = code, message
         self.trail.record(

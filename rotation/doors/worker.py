@@ -16,6 +16,11 @@
 - A rollout soaking between canary waves puts the same request back on the queue
   (`continue_later`), inside that budget: a queue that does not answer fails the attempt, and
   the retried message re-checks the waves from the ledger's progress.
+- SIGTERM (the host stopping the instance; `stop_on_sigterm`) or the run's budget ending closes
+  the run as `interrupted` with its writes recorded, and the same request goes back on the queue
+  (`continue_interrupted`) so the rest is done later, by this instance or another. A budget that
+  ends before anything moved raises instead (RunInterrupted), so a request that can never make
+  progress reaches the poison queue rather than coming back for ever.
 """
 
 from __future__ import annotations
@@ -23,18 +28,24 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import os
 import random
+import signal
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
+from types import FrameType
 
 from rotation.azure.budget import door_budget
 from rotation.azure.kinds import accepted_types
 from rotation.core.reconcile import RunResult
+from rotation.core.stopping import Stop
 from rotation.doors.replay import archive_poison
 from rotation.model.errors import RotationError
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
-from rotation.storage.ledger import LeaseHeld, lease_owner
+from rotation.storage.ledger import Lease, LeaseHeld, lease_owner
 from rotation.storage.queue import (
     MAX_MESSAGE_BYTES,
     InvalidRequest,
@@ -46,6 +57,7 @@ from rotation.storage.queue import (
 
 log = logging.getLogger("rotation.worker")
 MAX_LEASE_WAITS = 50  # an hour or more of waiting means the holder is stuck: fail loudly
+RESUME_AFTER_SECONDS = 10  # an interrupted request comes back this much later (another instance)
 
 
 class RunFailed(RotationError):
@@ -58,6 +70,51 @@ class RunFailed(RotationError):
             f"{'; ' + result.error.summary() if result.error else ''}"
         )
         self.result = result
+
+
+class RunInterrupted(RunFailed):
+    """The run's budget ended before it moved anything: retrying the message as a failure keeps a
+    request that can never progress from coming back for ever (the host poisons it)."""
+
+
+class _HostStop:
+    """The process's stop (SIGTERM) and how many runs are under way."""
+
+    def __init__(self) -> None:
+        self.stop = Stop()
+        self.running = 0
+        self.lock = threading.Lock()
+
+
+_host = _HostStop()
+
+
+def stop_on_sigterm() -> bool:
+    """SIGTERM asks the runs under way to stop. A handler already set (a local host's own
+    shutdown) is called too and keeps ending the process; without one, the process ends once
+    the runs closed (or their grace is over, plus a little for the closing records), at once
+    when none is under way, as before. From the main thread only (True if the handler was set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        _host.stop.ask(signal.Signals(signum).name)
+        if callable(previous):
+            previous(signum, frame)
+        else:  # a second SIGTERM now ends the process at once, as the host insists
+            signal.signal(signum, signal.SIG_DFL)
+            threading.Thread(target=_exit_when_closed, args=(signum,), daemon=True).start()
+
+    signal.signal(signal.SIGTERM, handler)
+    return True
+
+
+def _exit_when_closed(signum: int, poll: float = 0.1) -> None:
+    until = time.monotonic() + _host.stop.grace_seconds + 10
+    while _host.running and time.monotonic() < until:
+        time.sleep(poll)
+    os.kill(os.getpid(), signum)  # the default action again (set by the handler)
 
 
 class LeaseWaitExceeded(RotationError):
@@ -91,8 +148,18 @@ def run_request(service: Service, request: RotationRequest, *, attempt: int = 1)
         wait_for_lease(service, request, lease)
         return None
     lease.keep_alive()
+    with _host.lock:
+        _host.running += 1  # a SIGTERM ends the process only once this run is closed and requeued
     try:
-        result = service.reconciler.run(request, attempt=attempt, lease=lease)
+        return _run_held(service, request, attempt, lease)
+    finally:
+        with _host.lock:
+            _host.running -= 1
+
+
+def _run_held(service: Service, request: RotationRequest, attempt: int, lease: Lease) -> RunResult:
+    try:
+        result = service.reconciler.run(request, attempt=attempt, lease=lease, stop=_host.stop)
     finally:
         lease.release()
     log.info("run %s for %s: %s", result.run_id, result.key_id, result.status)
@@ -109,6 +176,8 @@ def run_request(service: Service, request: RotationRequest, *, attempt: int = 1)
             poison_now(service, request, result)  # a retry would fail the same way
             return result
         raise RunFailed(result)
+    if result.status == "interrupted":
+        continue_interrupted(service, request, result)
     continue_later(service, request, result)
     return result
 
@@ -132,6 +201,20 @@ def poison_now(service: Service, request: RotationRequest, result: RunResult) ->
         "request %s moved to the poison queue after one attempt (not retried): %s",
         request.request_id,
         result.error.summary(),
+    )
+
+
+def continue_interrupted(service: Service, request: RotationRequest, result: RunResult) -> None:
+    """The rest of an interrupted run comes back on the queue; the run's record says when."""
+    progress = result.progress()
+    if result.interrupted == "TimeBudgetExhausted" and not progress["moved"]:
+        raise RunInterrupted(result)
+    enqueue(service.requests_queue, request, visibility_timeout=RESUME_AFTER_SECONDS)
+    service.runs.note(
+        request.request_id,
+        "interrupted",
+        f"{result.interrupted}: {progress['moved']} moved, {progress['notStarted']} not started; "
+        f"the request is back on the queue in {RESUME_AFTER_SECONDS}s for the rest",
     )
 
 

@@ -36,6 +36,10 @@ _RESULT_FIELDS = {
     "attempts": "attempts",
 }
 LAST_WAVE = "last"  # untagged resources (rotation/core/waves.py has the wave rules)
+# A step whose write was sent but not confirmed when the run was interrupted: the next run reads
+# it back (and records it when it finds the consumer moved).
+IN_FLIGHT = "in-flight"
+INTERRUPTED_EXIT = 130  # the CLI's code for an interrupted run (it did not converge, nothing failed)
 
 
 def _wire(value: object, names: dict[str, str]) -> dict[str, Any]:
@@ -112,7 +116,7 @@ class StepResult:
     message: str
     from_version: str | None
     to_version: str | None
-    outcome: str  # planned, updated, verified, skipped, failed
+    outcome: str  # planned, updated, verified, skipped, failed, in-flight (IN_FLIGHT)
     error_code: str | None = None
     error: str | None = None
     hint: str | None = None
@@ -140,12 +144,16 @@ class RunResult:
     halted: str | None = None  # "halted after wave n: ..." (canary waves)
     requeue_after: int | None = None  # soaking between waves: continue after this many seconds
     soaking: bool = False  # held for a canary-wave soak (requeued, or another request carries on)
+    interrupted: str | None = None  # SIGINT, SIGTERM or TimeBudgetExhausted: why the run stopped early
 
     @property
     def status(self) -> str:
         """DESIGN.md section 7: a run fails only when a step failed or a consumer meant to update did
         not. An unreachable scope fails it too (there may be consumers it could not see; a retry
-        will); a scope it may not read is reported for a person."""
+        will); a scope it may not read is reported for a person. A run stopped early by a signal
+        or its budget is `interrupted` whatever its steps did: the rest was not attempted."""
+        if self.interrupted is not None:
+            return "interrupted"
         if self.error is not None:
             return "failed"
         if any(s.outcome == "failed" for s in self.steps):
@@ -171,7 +179,26 @@ class RunResult:
             return 5
         if self.error is not None and self.error.status == 404:
             return 2  # the key does not exist: a usage error
+        if self.interrupted is not None:  # a target that failed on the way still says 4
+            return 4 if any(s.outcome == "failed" for s in self.steps) else INTERRUPTED_EXIT
         return {"failed": 4, "needs-attention": 3}.get(self.status, 0)
+
+    def progress(self) -> dict[str, int]:
+        """What became of the `update` steps: moved (on the new version), in flight (written,
+        not confirmed), not started, failed."""
+        updates = [s.outcome for s in self.steps if s.action == UPDATE]
+        return {
+            "moved": sum(1 for o in updates if o in ("verified", "updated")),
+            "inFlight": updates.count(IN_FLIGHT),
+            "notStarted": updates.count("skipped"),
+            "failed": updates.count("failed"),
+        }
+
+    def interruption(self) -> dict[str, Any] | None:
+        """Why and where the run stopped early (None for a run that was not interrupted)."""
+        if self.interrupted is None:
+            return None
+        return {"reason": self.interrupted, **self.progress()}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,6 +216,7 @@ class RunResult:
             "finishedAt": self.finished_at,
             "halted": self.halted,
             "requeueAfterSeconds": self.requeue_after,
+            "interrupted": self.interruption(),
             "steps": [s.to_dict() for s in self.steps],
         }
 

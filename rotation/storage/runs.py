@@ -150,6 +150,13 @@ class RunStore:
             run_row[column] = json.dumps(value) if isinstance(value, dict | list) else value
         self.table.upsert_entity(run_row, mode=_mode().MERGE)
 
+    def status(self, run_id: str) -> str | None:
+        """The run's status alone (one read, without its step rows), or None for no such run."""
+        try:
+            return self.table.get_entity(run_id, _RUN_ROW, select=["Status"]).get("Status")
+        except ResourceNotFoundError:
+            return None
+
     def ids_starting_with(self, prefix: str, limit: int = 10) -> list[str]:
         """Run ids that start with `prefix` (at most `limit`), for ids shortened in listings."""
         entities = self.table.query_entities(

@@ -314,7 +314,7 @@ def test_time_budget_stops_starting_new_work(stack) -> None:
     outcomes = sorted(st.outcome for st in result.steps)
     assert "verified" in outcomes and "skipped" in outcomes
     assert any(st.error_code == "TimeBudgetExhausted" for st in result.steps)
-    assert result.status == "failed"
+    assert result.status == "interrupted" and result.interrupted == "TimeBudgetExhausted"
 
 
 class TestContainerGroupRedeploy:

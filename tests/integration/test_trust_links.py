@@ -208,8 +208,9 @@ def test_a_huge_retry_after_on_an_lro_ends_inside_the_run_budget(stack: Stack) -
     started = time.monotonic()
     result = run(stack)
     assert time.monotonic() - started < 5
-    [step] = result.steps
-    assert step.outcome == "failed" and step.error_code == "BudgetExhausted", step
+    [step] = result.steps  # written, its outcome unknown when the budget ended (issue 22)
+    assert step.outcome == "in-flight" and step.error_code == "TimeBudgetExhausted", step
+    assert result.status == "interrupted"
 
 
 def test_a_retry_after_on_polls_is_capped_by_the_setting(stack: Stack) -> None:
@@ -232,8 +233,9 @@ def test_an_lro_that_never_finishes_stops_at_the_run_budget(stack: Stack) -> Non
     started = time.monotonic()
     result = run(stack)
     assert time.monotonic() - started < 6
-    [step] = result.steps
-    assert step.outcome == "failed" and step.error_code == "BudgetExhausted", step
+    [step] = result.steps  # written, its outcome unknown when the budget ended (issue 22)
+    assert step.outcome == "in-flight" and step.error_code == "TimeBudgetExhausted", step
+    assert result.status == "interrupted"
 
 
 def test_a_dripping_answer_ends_at_the_budget(stack: Stack) -> None:

@@ -49,3 +49,20 @@ def test_run_level_errors() -> None:
     assert result(error=ErrorInfo(False, True, None, "ConnectionError", "x")).exit_code == 5
     assert result(error=ErrorInfo(False, False, 404, "KeyNotFound", "x")).exit_code == 2
     assert result(error=ErrorInfo(False, False, 403, "NotAllowed", "x")).exit_code == 4
+
+
+def test_an_interrupted_run_says_so_with_its_counts_and_exits_130_unless_a_target_failed() -> None:
+    run = result(step("update", "verified"), step("update", "in-flight"), step("update", "skipped"))
+    assert run.status == "failed"  # not stopped early: an update that did not happen fails it
+    run.interrupted = "SIGINT"
+    assert (run.status, run.exit_code) == ("interrupted", 130)
+    assert run.to_dict()["interrupted"] == {
+        "reason": "SIGINT",
+        "moved": 1,
+        "inFlight": 1,
+        "notStarted": 1,
+        "failed": 0,
+    }
+    run.steps.append(step("update", "failed"))
+    assert (run.status, run.exit_code) == ("interrupted", 4)  # the failure still needs a person
+    assert result(step("update", "verified")).to_dict()["interrupted"] is None

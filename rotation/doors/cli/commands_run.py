@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rotation.doors.cli.context import (
+    EXIT_ABORTED,
     EXIT_FAILED,
     EXIT_NEEDS_PERSON,
     EXIT_OK,
@@ -28,6 +29,7 @@ from rotation.doors.cli.render import print_plan, print_result, print_sweep
 
 if TYPE_CHECKING:
     from rotation.core.reconcile import Plan, RunResult
+    from rotation.core.stopping import Stop
     from rotation.model.ids import KeyRef
     from rotation.service import Service
     from rotation.storage.ledger import Lease
@@ -127,14 +129,51 @@ def rotate(
         key, "cli", operator(), dry_run=dry_run, targets=target_ids, event_version=key.version
     )
     lease = None if dry_run else take_lease(service, request)
-    try:
-        result = _run_with_progress(service, request, updates if not dry_run else 0, obj.for_people, lease)
-    finally:
-        if lease is not None:
-            lease.release()
+    result = _run_interruptible(service, request, updates if not dry_run else 0, obj.for_people, lease)
     continue_later(service, request, result)  # canary waves soaking: the queue carries on
     emit(obj, result.to_dict(), lambda: print_result(result, every=every))
+    if (interruption := result.interruption()) is not None:
+        err.print(
+            f"run {result.run_id} interrupted ({interruption['reason']}): {interruption['moved']} moved, "
+            f"{interruption['inFlight']} in flight, {interruption['notStarted']} not started, "
+            f"{interruption['failed']} failed; run it again to finish",
+            highlight=False,
+        )
     sys.exit(result.exit_code)
+
+
+def _run_interruptible(
+    service: Service, request: RotationRequest, updates: int, show: bool, lease: Lease | None
+) -> RunResult:
+    """Ctrl-C or SIGTERM closes the run as `interrupted` (core/stopping.py); a third signal
+    leaves at once, the lease kept until it expires so the next run records what this one moved."""
+    from rotation.core.stopping import Stop, signals_ask
+
+    def tell(name: str, first: bool) -> None:
+        if first:
+            err.print(
+                f"{name}: starting no more writes; waiting up to {stop.grace_seconds:.0f}s for the writes "
+                "under way (again: stop waiting)",
+                highlight=False,
+            )
+        else:
+            err.print(f"{name}: not waiting; the writes under way are recorded as in flight", highlight=False)
+
+    stop = Stop()
+    abandoned = False
+    try:
+        with signals_ask(stop, tell):
+            return _run_with_progress(service, request, updates, show, lease, stop)
+    except KeyboardInterrupt:
+        abandoned = True
+        fail(
+            EXIT_ABORTED,
+            f"run {request.request_id} abandoned before it was closed; the next run of "
+            f"{request.key_id} records the moves it made",
+        )
+    finally:
+        if lease is not None and not abandoned:
+            lease.release()
 
 
 def take_lease(
@@ -167,16 +206,21 @@ def take_lease(
 
 
 def _run_with_progress(
-    service: Service, request: RotationRequest, updates: int, show: bool, lease: Lease | None
+    service: Service,
+    request: RotationRequest,
+    updates: int,
+    show: bool,
+    lease: Lease | None,
+    stop: Stop | None = None,
 ) -> RunResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rotation.core.policy import UPDATE
 
     if not updates or not show:
-        return service.reconciler.run(request, lease=lease)
+        return service.reconciler.run(request, lease=lease, stop=stop)
     if lines := run_lines(updates):  # no terminal: a line every few seconds instead of a bar
-        result = service.reconciler.run(request, progress=lines, lease=lease)
+        result = service.reconciler.run(request, progress=lines, lease=lease, stop=stop)
         lines.finish()
         return result
     columns = (TextColumn("updating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -187,7 +231,7 @@ def _run_with_progress(
             if step.action == UPDATE:
                 progress.advance(task)
 
-        return service.reconciler.run(request, progress=advance, lease=lease)
+        return service.reconciler.run(request, progress=advance, lease=lease, stop=stop)
 
 
 @click.command("sweep")

@@ -209,6 +209,16 @@ class AuditStore:
         except ResourceNotFoundError:
             return None
 
+    def plan_document(self, name: str) -> dict[str, Any] | None:
+        """A stored plan document (what a later run reads of one that never finished), or None."""
+        try:
+            document = json.loads(self.anchors.download_blob(name).readall())
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _unavailable("audit plan document read", exc) from exc
+        return document if isinstance(document, dict) else None
+
     def latest_anchor(self, run_id: str) -> dict[str, Any] | None:
         """The run's most recent anchor (its chain so far), or None for a new run. Only names
         of the form the trail writes count, and the highest count wins."""

@@ -1,0 +1,392 @@
+"""Interrupted runs (issue 22 item 2, issue 21 item 3's ending): real signals to `python -m
+rotation rotate KEY --yes` on the local stack, a hard kill and the run after it, the time budget
+ending. Writes are made slow with the emulator's latency faults, and a signal is sent once the
+emulator has answered N writes (its `GET /calls`), never after a fixed sleep."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import function_app
+from rotation.model.ids import parse_key_id
+from rotation.model.times import parse_iso
+from tests import scenarios as s
+from tests.integration.cli_support import KEY, NEW, OLD, load_estate, run
+from tests.integration.test_functions import call
+
+ARM = "management.azure.com"
+
+
+def estate(stack: Any, count: int) -> list[str]:
+    registries = [s.registry(f"reg{i:02d}", s.key_id("acr-cmk", OLD)) for i in range(count)]
+    load_estate(stack, registries)
+    stack.service()  # storage exists before the child runs
+    return [r["id"] for r in registries]
+
+
+def rotate_in_child(stack: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rotation", "rotate", KEY, "--yes", "-o", "json"],
+        env=dict(os.environ),
+        cwd=str(stack.repo),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_writes(stack: Any, child: subprocess.Popen[str], count: int) -> None:
+    """Until the emulator has answered `count` PATCHes (each one is on the new version)."""
+    deadline = time.monotonic() + 60
+    while len(stack.writes("PATCH")) < count:
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the child never wrote"
+        time.sleep(0.05)  # a real child process and the emulator: polled, no clock of ours moves them
+
+
+def wait_for_lease_to_expire(stack: Any) -> None:
+    """Until the key's lease, held by a killed run, has run out (ROTATION_LEASE_SECONDS)."""
+    expires = parse_iso(stack.service().ledger.holder(parse_key_id(KEY))["ExpiresAt"])
+    deadline = time.monotonic() + 30
+    while datetime.now(UTC) <= expires:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)  # a real lease in Azurite, expiring on the wall clock
+
+
+def moved(stack: Any) -> set[str]:
+    return {r["id"] for r in stack.admin.state()["registries"] if r["keyId"].endswith(NEW)}
+
+
+def records(stack: Any, run_id: str) -> list[dict[str, Any]]:
+    found, _ = stack.service().audit.query(run=run_id, top=2000)
+    return sorted(found, key=lambda r: r["seq"])
+
+
+def of_kind(found: list[dict[str, Any]], kind: str, **fields: Any) -> list[dict[str, Any]]:
+    return [r for r in found if r["kind"] == kind and all(r.get(k) == v for k, v in fields.items())]
+
+
+def test_ctrl_c_closes_the_run_interrupted_with_every_write_recorded(stack) -> None:
+    stack.set(ROTATION_CONCURRENCY="2")
+    targets = estate(stack, 12)
+    slow = targets[0]  # its write is under way for 3 s while the other lane writes on
+    stack.admin.add_fault(method="PATCH", host=ARM, pathRegex="/registries/reg00$", latencyMs=3000)
+    stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=300)
+    child = rotate_in_child(stack)
+    wait_for_writes(stack, child, 3)
+    assert slow not in moved(stack)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    result = json.loads(out)
+    run_id, counts = result["runId"], result["interrupted"]
+    assert result["status"] == "interrupted" and counts["reason"] == "SIGINT"
+    # the writes under way finished inside the grace; no write started after Ctrl-C
+    now_moved = moved(stack)
+    assert slow in now_moved  # the write under way at Ctrl-C finished and was verified
+    assert counts["moved"] == len(now_moved) == len(stack.writes("PATCH")) >= 4
+    assert counts["inFlight"] == 0 and counts["notStarted"] == 12 - counts["moved"] > 0
+    assert f"run {run_id} interrupted (SIGINT): {counts['moved']} moved" in err
+    assert f"{counts['notStarted']} not started" in err and "Traceback" not in err
+    # every move has its record, every other target says why it was not started
+    trail = records(stack, run_id)
+    assert {r["target"] for r in of_kind(trail, "verified")} == now_moved
+    not_started = of_kind(trail, "apply-outcome", outcome="skipped", errorCode="Interrupted")
+    assert {r["target"] for r in not_started} == set(targets) - now_moved
+    assert of_kind(trail, "run-interrupted", reason="SIGINT")
+    assert trail[-1]["kind"] == "run-finished" and trail[-1]["outcome"] == "interrupted"
+    assert stack.service().runs.status(run_id) == "interrupted"
+    assert stack.service().ledger.holder(parse_key_id(KEY)) is None  # the lease is released
+    assert run("audit", "verify", "--run", run_id).exit_code == 0  # an honest, closed trail
+    # the next run finishes the rest
+    again = run("rotate", KEY, "--yes", "-o", "json")
+    assert again.exit_code == 0 and moved(stack) == set(targets)
+
+
+def test_a_second_ctrl_c_records_the_writes_still_under_way_as_in_flight(stack) -> None:
+    stack.set(ROTATION_CONCURRENCY="2")
+    targets = estate(stack, 6)
+    slow = targets[0]  # under way for 6 s: still so when the second Ctrl-C ends the grace
+    stack.admin.add_fault(method="PATCH", host=ARM, pathRegex="/registries/reg00$", latencyMs=6000)
+    stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=300)
+    child = rotate_in_child(stack)
+    wait_for_writes(stack, child, 3)
+    child.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # the child's handler runs between two signals, not merged into one
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    result = json.loads(out)
+    counts = result["interrupted"]
+    assert counts["moved"] >= 3 and counts["inFlight"] >= 1 and counts["notStarted"] >= 1, err
+    assert counts["moved"] + counts["inFlight"] + counts["notStarted"] == 6
+    trail = records(stack, result["runId"])
+    in_flight = of_kind(trail, "apply-outcome", outcome="in-flight")
+    assert slow in {r["target"] for r in in_flight} and len(in_flight) == counts["inFlight"]
+    assert all(r["detail"]["writes"] == 1 and r["errorCode"] == "Interrupted" for r in in_flight)
+    assert len(of_kind(trail, "verified")) == counts["moved"]
+    assert trail[-1]["kind"] == "run-finished"  # nothing recorded after the run closed
+    assert slow in moved(stack)  # the write in flight did land, after the run closed
+    assert run("audit", "verify", "--run", result["runId"]).exit_code == 0
+
+
+def test_after_a_hard_kill_the_next_run_records_the_moves_the_dead_run_left_unrecorded(stack) -> None:
+    stack.set(ROTATION_CONCURRENCY="2", ROTATION_LEASE_SECONDS="5")
+    targets = estate(stack, 10)
+    stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=800)
+    child = rotate_in_child(stack)
+    wait_for_writes(stack, child, 4)
+    child.send_signal(signal.SIGKILL)  # no handler runs: the run stays `running`, its lease held
+    child.communicate(timeout=30)
+    dead = stack.service().ledger.holder(parse_key_id(KEY))["Owner"].split("/")[0]
+    assert stack.service().runs.status(dead) == "running"
+    wait_for_lease_to_expire(stack)
+    before = run("audit", "verify", "--run", dead)  # a run left running without its lease
+    assert before.exit_code == 4 and "unfinished" in before.output, before.output
+    assert of_kind(records(stack, dead), "verified") == []  # its outcome records never left the process
+    stack.admin.clear_faults()
+    again = run("rotate", KEY, "--yes", "-o", "json")  # waits for the dead run's lease, takes it over
+    assert again.exit_code == 0, again.output
+    result = json.loads(again.stdout)
+    already = {st["target"] for st in result["steps"] if st["action"] == "already-current"}
+    assert len(already) >= 4  # what the dead run moved (and the writes it had under way)
+    trail = records(stack, result["runId"])
+    assert of_kind(trail, "lease-taken-over")
+    unrecorded = of_kind(trail, "unrecorded-move", reason="interrupted-run")
+    assert {r["target"] for r in unrecorded} == already
+    assert all(r["detail"]["interruptedRun"] == dead and r["toVersion"] == NEW for r in unrecorded)
+    assert of_kind(trail, "unfinished-run")[0]["detail"] == {
+        "interruptedRun": dead,
+        "unrecordedMoves": len(already),
+    }
+    assert stack.service().runs.status(dead) == "interrupted"
+    assert moved(stack) == set(targets)
+    assert run("audit", "verify", "--run", result["runId"]).exit_code == 0
+    assert run("audit", "verify", "--run", dead).exit_code == 0  # now accounted for
+
+
+def test_the_budget_ending_closes_the_run_and_releases_the_lease(stack) -> None:
+    """In table output, as on a terminal: the status, and the line naming the run and its counts."""
+    stack.set(ROTATION_CONCURRENCY="1", ROTATION_TIME_BUDGET_SECONDS="5")
+    estate(stack, 6)
+    stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=2000)
+    result = run("rotate", KEY, "--yes")
+    assert result.exit_code == 130, result.output
+    assert "status interrupted" in result.stdout
+    said = re.search(
+        r"run (\S+) interrupted \(TimeBudgetExhausted\): (\d+) moved, (\d+) in flight, (\d+) not started",
+        result.stderr,
+    )
+    assert said, result.output
+    run_id, moved_count, in_flight, not_started = said[1], *map(int, said.groups()[1:])
+    assert moved_count >= 1 and not_started >= 1 and moved_count + in_flight + not_started == 6
+    assert len(moved(stack)) == moved_count
+    trail = records(stack, run_id)
+    skipped = of_kind(trail, "apply-outcome", outcome="skipped", errorCode="TimeBudgetExhausted")
+    assert len(skipped) == not_started
+    assert "the time budget ended" in of_kind(trail, "run-interrupted")[0]["message"]
+    assert trail[-1]["kind"] == "run-finished" and trail[-1]["outcome"] == "interrupted"
+    assert stack.service().runs.status(run_id) == "interrupted"
+    assert stack.service().ledger.holder(parse_key_id(KEY)) is None
+
+
+def test_a_budget_that_ends_while_reading_the_key_ends_the_run_promptly(stack) -> None:
+    """The key with thousands of versions: listing them outlasts the budget. The run stops when
+    the budget ends, says so, and closes."""
+    many = [s.version(f"v{i}", created=f"-{400 - i // 10}d") for i in range(600)]
+    stack.load(
+        s.scenario({"acr-cmk": s.key(*many)}, registries=[s.registry("reg1", s.key_id("acr-cmk", OLD))])
+    )
+    stack.service()
+    stack.set(ROTATION_TIME_BUDGET_SECONDS="5")
+    stack.admin.add_fault(host="contoso-cmk.vault.azure.net", pathRegex="/versions", latencyMs=300)
+    result = run("rotate", KEY, "--yes", "-o", "json")
+    body = json.loads(result.stdout)
+    assert result.exit_code == 130 and body["status"] == "interrupted", result.output
+    assert body["interrupted"]["reason"] == "TimeBudgetExhausted"
+    took = datetime.fromisoformat(body["finishedAt"]) - datetime.fromisoformat(body["startedAt"])
+    assert took.total_seconds() < 5 + 2  # the reading stopped with the budget (24 pages take 7 s)
+    trail = records(stack, body["runId"])
+    assert [r["kind"] for r in trail][-2:] == ["run-interrupted", "run-finished"]
+    assert stack.service().ledger.holder(parse_key_id(KEY)) is None
+
+
+def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack) -> None:
+    """The Functions host stopping an instance: the run under way closes `interrupted`, the same
+    request goes back on the queue for the rest, and the process then ends by the signal."""
+    from azure.storage.queue import QueueClient
+
+    from rotation.storage.queue import new_request
+
+    stack.set(ROTATION_CONCURRENCY="2")
+    targets = estate(stack, 8)
+    stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=500)
+    request = new_request(parse_key_id(KEY), "http", "pytest")
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, azure.functions as func, function_app;"
+            "function_app.run_rotation(func.QueueMessage(id='m1', body=sys.argv[1].encode()))",
+            request.encode(),
+        ],
+        env=dict(os.environ),
+        cwd=str(stack.repo),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_writes(stack, child, 2)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    # the trigger returned (its run closed, the rest requeued) before the process was ended by
+    # the signal, or the script ended first: either way, nothing raised
+    assert child.returncode in (0, -signal.SIGTERM), err
+    assert "Traceback" not in err
+    trail = records(stack, request.request_id)
+    assert trail[-1]["kind"] == "run-finished" and trail[-1]["outcome"] == "interrupted"
+    assert of_kind(trail, "run-interrupted", reason="SIGTERM")
+    now_moved = moved(stack)
+    assert {r["target"] for r in of_kind(trail, "verified")} == now_moved and 2 <= len(now_moved) < 8
+    assert stack.service().runs.status(request.request_id) == "interrupted"
+    assert stack.service().ledger.holder(parse_key_id(KEY)) is None
+    status, body, _ = call(
+        function_app.get_rotation,
+        "GET",
+        f"/api/rotations/{request.request_id}",
+        route_params={"runId": request.request_id},
+    )
+    assert status == 200 and body["status"] == "interrupted"
+    assert body["interrupted"]["reason"] == "SIGTERM" and body["interrupted"]["moved"] == len(now_moved)
+    queue = QueueClient.from_connection_string(stack.storage, "rotation-requests")
+    waiting = list(queue.receive_messages(visibility_timeout=1))  # requeued invisible for a few seconds
+    deadline = time.monotonic() + 30
+    while not waiting:
+        assert time.monotonic() < deadline, "the request never came back"
+        time.sleep(0.5)  # a real queue in Azurite: the message becomes visible on the wall clock
+        waiting = list(queue.receive_messages(visibility_timeout=1))
+    assert [json.loads(base64.b64decode(m.content))["requestId"] for m in waiting] == [request.request_id]
+    # the queue trigger finishes the rest with the same request
+    stack.admin.clear_faults()
+    function_app_child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, azure.functions as func, function_app;"
+            "function_app.run_rotation(func.QueueMessage(id='m2', body=sys.argv[1].encode()))",
+            request.encode(),
+        ],
+        env=dict(os.environ),
+        cwd=str(stack.repo),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert function_app_child.returncode == 0, function_app_child.stderr
+    assert moved(stack) == set(targets)
+
+
+def test_a_queue_retry_after_a_hard_kill_records_what_its_own_earlier_attempt_moved(stack) -> None:
+    """The host kills the worker mid-run and retries the message: the same run id, a new attempt,
+    which takes over its own dead attempt's lease and records that attempt's unrecorded moves."""
+    from rotation.doors import worker
+    from rotation.storage.queue import new_request
+
+    stack.set(ROTATION_CONCURRENCY="2", ROTATION_LEASE_SECONDS="5")
+    targets = estate(stack, 8)
+    stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=600)
+    request = new_request(parse_key_id(KEY), "http", "pytest")
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, azure.functions as func, function_app;"
+            "function_app.run_rotation(func.QueueMessage(id='m1', body=sys.argv[1].encode()))",
+            request.encode(),
+        ],
+        env=dict(os.environ),
+        cwd=str(stack.repo),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_writes(stack, child, 3)
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=30)
+    stack.admin.clear_faults()
+    wait_for_lease_to_expire(stack)  # the dead attempt's lease has to run out first
+    result = worker.handle_message(stack.service(), request.encode(), dequeue_count=2)
+    assert result is not None and result.status == "succeeded"
+    already = {st.target for st in result.steps if st.action == "already-current"}
+    assert len(already) >= 3
+    trail = records(stack, request.request_id)
+    starts = [r["seq"] for r in trail if r["kind"] == "run-started"]
+    assert len(starts) == 2  # one chain, two attempts
+    unrecorded = of_kind(trail, "unrecorded-move")
+    assert {r["target"] for r in unrecorded} == already and all(r["seq"] > starts[1] for r in unrecorded)
+    assert all(r["detail"]["interruptedRun"] == request.request_id for r in unrecorded)
+    assert moved(stack) == set(targets)
+
+
+def test_the_worker_budget_closes_the_run_before_it_cuts_storage_off(stack) -> None:
+    """Reading the key outlasts the worker's own budget: the run's budget ends first, with time
+    left to record it, so the run closes `interrupted` (not left `running` with its lease held),
+    and having moved nothing the attempt fails, for the host to retry and in the end poison."""
+    import pytest
+
+    from rotation.doors import worker
+    from rotation.storage.queue import new_request
+
+    many = [s.version(f"v{i}", created=f"-{400 - i // 10}d") for i in range(600)]
+    stack.load(
+        s.scenario({"acr-cmk": s.key(*many)}, registries=[s.registry("reg1", s.key_id("acr-cmk", OLD))])
+    )
+    stack.service()
+    stack.set(ROTATION_WORKER_BUDGET_SECONDS="20")  # the run's: 15 s, 5 s kept to close
+    stack.admin.add_fault(
+        host="contoso-cmk.vault.azure.net", pathRegex="/versions", latencyMs=800
+    )  # 24 pages: 19 s
+    request = new_request(parse_key_id(KEY), "http", "pytest")
+    with pytest.raises(worker.RunInterrupted):
+        worker.handle_message(stack.service(), request.encode())
+    trail = records(stack, request.request_id)
+    assert [r["kind"] for r in trail][-2:] == ["run-interrupted", "run-finished"]
+    assert trail[-1]["outcome"] == "interrupted"
+    assert stack.service().runs.status(request.request_id) == "interrupted"
+    assert stack.service().ledger.holder(parse_key_id(KEY)) is None
+
+
+def test_ctrl_c_in_a_canary_wave_leaves_the_later_waves_not_started(stack) -> None:
+    stack.set(ROTATION_CONCURRENCY="1")
+    registries = [
+        s.registry(f"reg{i:02d}", s.key_id("acr-cmk", OLD), tags={"cmk-rotation-wave": "1"} if i < 3 else {})
+        for i in range(6)
+    ]
+    load_estate(stack, registries)
+    stack.service()
+    stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=800)
+    child = rotate_in_child(stack)
+    wait_for_writes(stack, child, 1)  # the canary wave is under way
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    body = json.loads(out)
+    counts = body["interrupted"]
+    assert body["status"] == "interrupted" and counts["reason"] == "SIGINT"
+    assert counts["moved"] == len(moved(stack)) and counts["moved"] <= 3, err
+    assert counts["notStarted"] == 6 - counts["moved"]
+    later = [st for st in body["steps"] if st["wave"] == "last"]
+    assert [st["outcome"] for st in later] == ["skipped"] * 3, later
+    assert {st["errorCode"] for st in body["steps"] if st["outcome"] == "skipped"} == {"Interrupted"}
+    trail = records(stack, body["runId"])
+    assert all(r["target"] not in {st["target"] for st in later} for r in of_kind(trail, "verified"))
+    assert trail[-1]["kind"] == "run-finished" and trail[-1]["outcome"] == "interrupted"
