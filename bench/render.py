@@ -51,7 +51,9 @@ def step(i: int) -> PlanStep:
         message = "holds the desired version"
     target = f"/subscriptions/{SUB}/resourceGroups/rg-{i}/providers/{provider}/{kind}-{i:04d}"
     version = OLD if action != "already-current" else NEW
-    consumer = Consumer(kind, parse_resource_id(target), parse_key_id(f"{VAULT}/{version}"), "westeurope")
+    consumer = Consumer(
+        kind, parse_resource_id(target, (provider,)), parse_key_id(f"{VAULT}/{version}"), "westeurope"
+    )
     return PlanStep(
         target,
         kind,
@@ -118,9 +120,8 @@ def main() -> None:
 
     found = plan(args.rows)
     result = result_of(found)
-    extra = {"every": True} if args.all else {}
-    timed("plan", lambda: render.print_plan(found, **extra), args.rows)
-    timed("rotate", lambda: render.print_result(result, **extra), args.rows)
+    timed("plan", lambda: render.print_plan(found, every=args.all), args.rows)
+    timed("rotate", lambda: render.print_result(result, every=args.all), args.rows)
 
 
 if __name__ == "__main__":
