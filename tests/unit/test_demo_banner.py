@@ -113,7 +113,7 @@ def test_the_call_count_leaves_out_identity_tokens_and_refused_writes() -> None:
 def test_the_steps_table_keeps_fixed_words_whole_at_the_demo_width() -> None:
     from tools.demo import steps_table
 
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"target": REGISTRY, "action": "already-current", "outcome": "skipped", "fromVersion": None},
         {
             "target": GROUP,

@@ -225,6 +225,7 @@ def test_cosmos_default_identity_names_the_user_assigned_identity(
     body["properties"]["defaultIdentity"] = default_identity
     [account] = CosmosAccounts().to_consumers(body)
     assert account.identity_assigned is granted
+    assert account.identity is not None
     assert account.identity.lower().startswith(UAI.lower()) and "&" not in account.identity
 
 

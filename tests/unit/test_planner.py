@@ -4,6 +4,7 @@ defaults a kind that says nothing gets."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from azure.mgmt.batch import BatchManagementClient
@@ -38,7 +39,7 @@ STATE = KeyState(KEY, (OLD, NEW), NEW.version, NEW, None, "Recoverable+Purgeable
 SUB = "00000000-0000-0000-0000-00000000000a"
 
 
-def consumer(name: str, kind: str = "registry", version: str = OLD.version, **extra: object) -> Consumer:
+def consumer(name: str, kind: str = "registry", version: str = OLD.version, **extra: Any) -> Consumer:
     provider = {
         "registry": ("Microsoft.ContainerRegistry", "registries"),
         "containergroup": ("Microsoft.ContainerInstance", "containerGroups"),

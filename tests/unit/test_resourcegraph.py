@@ -17,7 +17,8 @@ class Answers:
     """Resource Graph answers in order, and the bodies posted (a stand-in for `Arm.post`)."""
 
     def __init__(self, *pages: tuple[dict[str, Any], dict[str, str]]) -> None:
-        self.pages, self.posted = list(pages), []
+        self.pages = list(pages)
+        self.posted: list[dict[str, Any]] = []
 
     def post(
         self, path: str, api_version: str, body: dict[str, Any]
@@ -60,7 +61,7 @@ def test_pages_follow_the_skip_token_and_wait_when_no_quota_is_left() -> None:
 
 
 def test_a_repeated_skip_token_stops_paging() -> None:
-    page = ({"data": [], "$skipToken": "same"}, {})
+    page: tuple[dict[str, Any], dict[str, str]] = ({"data": [], "$skipToken": "same"}, {})
     with pytest.raises(RotationError, match="already followed"):
         list(rg.query_rows(Answers(page, page), ["s1"], ["a.b/c"], sleep=lambda _: None))  # type: ignore[arg-type]
 

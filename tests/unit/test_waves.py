@@ -126,7 +126,7 @@ def rollout(
     saved: list[waves.Progress] = []
 
     def apply(batch: Sequence[Any]) -> list[Result]:
-        names = [s.target.rsplit("/", 1)[1] for s in batch]  # type: ignore[attr-defined]
+        names = [s.target.rsplit("/", 1)[1] for s in batch]
         applied.append(names)
         return [
             Result(
@@ -141,7 +141,7 @@ def rollout(
         waves.group(steps),
         NEW,
         apply=apply,
-        read_back=lambda batch: [consumer(s.target.rsplit("/", 1)[1]) for s in batch],  # type: ignore[attr-defined]
+        read_back=lambda batch: [consumer(s.target.rsplit("/", 1)[1]) for s in batch],
         health=lambda c: waves.health_problem(c, NEW),
         hold=lambda step, code, message: Result(step.target, "skipped", message, code),
         load=lambda: saved[-1] if saved else None,
