@@ -11,6 +11,7 @@ import argparse
 import io
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def result_of(found: Plan) -> RunResult:
     return result
 
 
-def timed(label: str, print_it: object, rows: int) -> None:
+def timed(label: str, print_it: Callable[[], None], rows: int) -> None:
     from rotation.doors.cli import context
 
     sink = io.StringIO()  # not a terminal, as in a pipe
@@ -103,7 +104,7 @@ def timed(label: str, print_it: object, rows: int) -> None:
     context.out.file = sink
     try:
         started = time.perf_counter()
-        print_it()  # type: ignore[operator]
+        print_it()
         elapsed = time.perf_counter() - started
     finally:
         context.out.file = saved

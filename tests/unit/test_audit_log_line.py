@@ -23,7 +23,7 @@ class Counted:
 
 def trail() -> AuditTrail:
     # No key and no run id: opening the trail reads nothing; records stay pending (no flush).
-    return AuditTrail(AuditStore(None, None), actor="pytest", flush_every=1000)  # type: ignore[arg-type]
+    return AuditTrail(AuditStore(None, None), actor="pytest", flush_every=1000)  # type: ignore[arg-type]  # no table: never flushed
 
 
 def test_a_record_is_one_json_line_when_info_is_on(caplog: pytest.LogCaptureFixture) -> None:

@@ -120,7 +120,7 @@ class Result:
 
 
 def rollout(
-    steps: list[Step], outcomes: dict[str, str], **kwargs: object
+    steps: list[Step], outcomes: dict[str, str], **kwargs: Any
 ) -> tuple[waves.RolloutOutcome, list[list[str]]]:
     applied: list[list[str]] = []
     saved: list[waves.Progress] = []
@@ -148,7 +148,7 @@ def rollout(
         save=saved.append,
         now=lambda: NOW,
         record=lambda kind, **fields: None,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     ).run()
     return run, applied
 
@@ -209,7 +209,7 @@ def test_every_kind_answers_the_healthy_hook_and_only_the_registry_overrides_it(
     assert KindDefaults().healthy(canary) is None and unhealthy(Bare(), canary) is None
     for kind in all_kinds():
         assert callable(getattr(kind, "healthy", None)), kind.kind
-        overrides = type(kind).healthy is not KindDefaults.healthy  # type: ignore[attr-defined]
+        overrides = type(kind).healthy is not KindDefaults.healthy  # type: ignore[attr-defined]  # optional member
         assert overrides == isinstance(kind, Registries), kind.kind
     other = parse_key_id(f"{KEY}/{'c' * 32}").id
     moved = Consumer(
