@@ -123,7 +123,9 @@ class TestEventGridToQueueToReconcile:
         stack.load(sample_scenario())
         stack.service()  # storage exists
         # The queue endpoint now points where nothing listens.
-        queue_port = re.search(r"QueueEndpoint=http://127.0.0.1:(\d+)", stack.storage).group(1)
+        endpoint = re.search(r"QueueEndpoint=http://127.0.0.1:(\d+)", stack.storage)
+        assert endpoint, stack.storage
+        queue_port = endpoint.group(1)
         stack.set(
             AzureWebJobsStorage=stack.storage.replace(f"127.0.0.1:{queue_port}", f"127.0.0.1:{dead_port()}")
         )

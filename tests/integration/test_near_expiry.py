@@ -205,7 +205,7 @@ def test_expired_lease_is_taken_over(stack) -> None:
     )
     request = new_request(key, "cli", "pytest")
     result = run_request(service, request)
-    assert result.status == "succeeded"
+    assert result is not None and result.status == "succeeded"
     [taken] = [r for r in records(stack, run=request.request_id) if r["kind"] == "lease-taken-over"]
     assert taken["detail"]["previousOwner"] == "dead-run"
     assert service.ledger.holder(key) is None  # released at the end
