@@ -19,6 +19,7 @@ from rotation.storage.audit import AuditUnavailable
 from rotation.storage.ledger import Lease
 from rotation.storage.queue import new_request
 from tests import scenarios as s
+from tests.support.runs import rotate
 
 OLD, NEW = s.vid("old"), s.vid("new")
 KEY = s.key_id("acr-cmk")
@@ -39,12 +40,6 @@ def estate(stack, *, near: bool = False) -> None:
             ],
         )
     )
-
-
-def rotate(stack) -> str:
-    request = new_request(parse_key_id(KEY), "cli", "pytest")
-    run_request(stack.service(), request)
-    return request.request_id
 
 
 def audit_rows(stack, run_id: str) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from rotation.core.reconcile import RunResult
 from rotation.model.ids import parse_key_id
 from rotation.storage.queue import new_request
 from tests import scenarios as s
+from tests.support.runs import by_name
 
 OLD, NEW = s.vid("old"), s.vid("new")
 KEY = s.key_id("data-cmk")
@@ -22,10 +23,6 @@ def data_key(**kwargs: Any) -> dict[str, Any]:
 
 def run(stack, key: str = KEY) -> RunResult:
     return stack.service().reconciler.run(new_request(parse_key_id(key), "cli", "pytest"))
-
-
-def by_name(result: RunResult) -> dict[str, Any]:
-    return {step.target.rsplit("/", 1)[1]: step for step in result.steps}
 
 
 def held_keys(stack) -> dict[str, str]:

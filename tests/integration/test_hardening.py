@@ -19,6 +19,7 @@ from rotation.storage import audit as audit_module
 from rotation.storage.ledger import LeaseHeld, lease_owner
 from rotation.storage.queue import enqueue, new_request
 from tests import scenarios as s
+from tests.support.runs import records
 
 OLD, NEW = s.vid("old"), s.vid("new")
 KEY = s.key_id("acr-cmk")
@@ -31,11 +32,6 @@ def acr(*extra: dict[str, Any]) -> dict[str, Any]:
 def run(stack, **fields: Any):
     request = new_request(parse_key_id(KEY), "cli", "pytest", **fields)
     return stack.service().reconciler.run(request), request
-
-
-def records(stack, **filters: Any) -> list[dict[str, Any]]:
-    found, _ = stack.service().audit.query(top=2000, **filters)
-    return found
 
 
 def call(function: Any, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
