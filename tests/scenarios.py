@@ -53,6 +53,11 @@ def key(
     return spec
 
 
+def data_key(**options: Any) -> dict[str, Any]:
+    """A key with an old (300 days) and a new (1 hour) version: the CMK kinds' tests use it."""
+    return key(version("old", created="-300d"), version("new", created="-1h"), **options)
+
+
 def registry_id(name: str, sub: str = SUB_A, rg: str = "rg-acr") -> str:
     return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerRegistry/registries/{name}"
 

@@ -14,12 +14,9 @@ import function_app
 from devstack.functions_host import deliver_event_grid, timer_request
 from rotation.doors.cli import main
 from tests import scenarios as s
+from tests.scenarios import data_key
 
 OLD, NEW = s.vid("old"), s.vid("new")
-
-
-def data_key() -> dict[str, Any]:
-    return s.key(s.version("old", created="-300d"), s.version("new", created="-1h"))
 
 
 def mixed_estate(key_of: Any, pinned: str = OLD) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from tests.scenarios import (
     version,
     vid,
 )
+from tests.support.shapes import json_keys
 
 pytestmark = pytest.mark.integration
 
@@ -57,14 +58,6 @@ def container_groups(sub: str = SUB_A, **kwargs: Any) -> Any:
 def raw_json(pipeline_response: Any, _deserialized: Any, _headers: Any) -> Any:
     """A `cls=` callback: the response body exactly as the service sent it."""
     return json.loads(pipeline_response.http_response.text())
-
-
-def json_keys(value: Any) -> set[str]:
-    if isinstance(value, dict):
-        return set(value) | {k for v in value.values() for k in json_keys(v)}
-    if isinstance(value, list):
-        return {k for v in value for k in json_keys(v)}
-    return set()
 
 
 def arm_calls(stack: Any) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from azure.keyvault.keys import (
 )
 
 from tests.scenarios import VAULT, VAULT_HOST, key, scenario, version, vid
+from tests.support.shapes import json_keys
 
 pytestmark = pytest.mark.integration
 
@@ -52,15 +53,6 @@ def vault_calls(stack: Any, host: str = VAULT_HOST) -> list[tuple[str, str, int]
         for c in stack.admin.calls()["calls"]
         if c["host"] == host
     ]
-
-
-def json_keys(value: Any) -> set[str]:
-    """Every object key anywhere in a JSON value."""
-    if isinstance(value, dict):
-        return set(value) | {k for v in value.values() for k in json_keys(v)}
-    if isinstance(value, list):
-        return {k for v in value for k in json_keys(v)}
-    return set()
 
 
 @pytest.fixture
