@@ -11,6 +11,7 @@ import argparse
 import io
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,7 +52,9 @@ def step(i: int) -> PlanStep:
         message = "holds the desired version"
     target = f"/subscriptions/{SUB}/resourceGroups/rg-{i}/providers/{provider}/{kind}-{i:04d}"
     version = OLD if action != "already-current" else NEW
-    consumer = Consumer(kind, parse_resource_id(target), parse_key_id(f"{VAULT}/{version}"), "westeurope")
+    consumer = Consumer(
+        kind, parse_resource_id(target, (provider,)), parse_key_id(f"{VAULT}/{version}"), "westeurope"
+    )
     return PlanStep(
         target,
         kind,
@@ -93,7 +96,7 @@ def result_of(found: Plan) -> RunResult:
     return result
 
 
-def timed(label: str, print_it: object, rows: int) -> None:
+def timed(label: str, print_it: Callable[[], None], rows: int) -> None:
     from rotation.doors.cli import context
 
     sink = io.StringIO()  # not a terminal, as in a pipe
@@ -101,7 +104,7 @@ def timed(label: str, print_it: object, rows: int) -> None:
     context.out.file = sink
     try:
         started = time.perf_counter()
-        print_it()  # type: ignore[operator]
+        print_it()
         elapsed = time.perf_counter() - started
     finally:
         context.out.file = saved
@@ -118,9 +121,8 @@ def main() -> None:
 
     found = plan(args.rows)
     result = result_of(found)
-    extra = {"every": True} if args.all else {}
-    timed("plan", lambda: render.print_plan(found, **extra), args.rows)
-    timed("rotate", lambda: render.print_result(result, **extra), args.rows)
+    timed("plan", lambda: render.print_plan(found, every=args.all), args.rows)
+    timed("rotate", lambda: render.print_result(result, every=args.all), args.rows)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 SUB_A = "00000000-0000-0000-0000-00000000000a"
@@ -50,6 +51,11 @@ def key(
     if ops is not None:
         spec["keyOps"] = ops
     return spec
+
+
+def data_key(**options: Any) -> dict[str, Any]:
+    """A key with an old (300 days) and a new (1 hour) version: the CMK kinds' tests use it."""
+    return key(version("old", created="-300d"), version("new", created="-1h"), **options)
 
 
 def registry_id(name: str, sub: str = SUB_A, rg: str = "rg-acr") -> str:
@@ -213,14 +219,14 @@ def group(
 def scenario(
     keys: dict[str, dict[str, Any]],
     *,
-    registries: list[dict[str, Any]] = (),
-    batch_accounts: list[dict[str, Any]] = (),
-    groups: list[dict[str, Any]] = (),
+    registries: Sequence[dict[str, Any]] = (),
+    batch_accounts: Sequence[dict[str, Any]] = (),
+    groups: Sequence[dict[str, Any]] = (),
     other_vault_keys: dict[str, dict[str, Any]] | None = None,
     recovery_level: str = "Recoverable",
-    storage_accounts: list[dict[str, Any]] = (),
-    encryption_sets: list[dict[str, Any]] = (),
-    sql_servers: list[dict[str, Any]] = (),
+    storage_accounts: Sequence[dict[str, Any]] = (),
+    encryption_sets: Sequence[dict[str, Any]] = (),
+    sql_servers: Sequence[dict[str, Any]] = (),
     hsm_keys: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     vaults: dict[str, Any] = {VAULT: {"recoveryLevel": recovery_level, "keys": keys}}

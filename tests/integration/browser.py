@@ -89,7 +89,8 @@ def decode_png(data: bytes) -> Picture:
     assert depth == 8 and colour in (2, 6) and interlace == 0, "an unexpected PNG layout"
     channels = 3 if colour == 2 else 4
     raw = zlib.decompress(b"".join(chunks))
-    stride, rows, previous = width * channels, [], bytes(width * channels)
+    stride, rows = width * channels, []
+    previous: bytes | bytearray = bytes(width * channels)
     for y in range(height):
         start = y * (stride + 1)
         row = _unfilter(raw[start], bytearray(raw[start + 1 : start + 1 + stride]), previous, channels)
@@ -98,7 +99,7 @@ def decode_png(data: bytes) -> Picture:
     return Picture(width, height, rows, channels)
 
 
-def _unfilter(kind: int, row: bytearray, above: bytes, bpp: int) -> bytearray:
+def _unfilter(kind: int, row: bytearray, above: bytes | bytearray, bpp: int) -> bytearray:
     if kind == 0:
         return row
     if kind == 2:

@@ -3,7 +3,7 @@ runner that reads the output as a wide terminal would show it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,7 +17,7 @@ OLD, NEW = s.vid("old"), s.vid("new")
 KEY = s.key_id("acr-cmk")
 
 
-def load_estate(stack: Any, registries: list[dict[str, Any]], groups: list[dict[str, Any]] = ()) -> None:
+def load_estate(stack: Any, registries: list[dict[str, Any]], groups: Sequence[dict[str, Any]] = ()) -> None:
     stack.load(
         s.scenario(
             {"acr-cmk": s.key(s.version("old", created="-200d"), s.version("new", created="-1h"))},

@@ -16,8 +16,10 @@ from rotation.doors.worker import run_request
 from rotation.model.ids import parse_key_id
 from rotation.storage import audit as audit_module
 from rotation.storage.audit import AuditUnavailable
+from rotation.storage.ledger import Lease
 from rotation.storage.queue import new_request
 from tests import scenarios as s
+from tests.support.runs import rotate
 
 OLD, NEW = s.vid("old"), s.vid("new")
 KEY = s.key_id("acr-cmk")
@@ -38,12 +40,6 @@ def estate(stack, *, near: bool = False) -> None:
             ],
         )
     )
-
-
-def rotate(stack) -> str:
-    request = new_request(parse_key_id(KEY), "cli", "pytest")
-    run_request(stack.service(), request)
-    return request.request_id
 
 
 def audit_rows(stack, run_id: str) -> list[dict[str, Any]]:
@@ -247,6 +243,7 @@ def test_the_worker_dequeuing_before_the_intake_flushes_keeps_one_chain(stack) -
     plain = stack.service()
     service = WorkerDequeuesFirst(plain.settings, plain.clients)
     renewal = service.ledger.acquire(parse_key_id(KEY), "renewal-run/0001")
+    assert isinstance(renewal, Lease), renewal
     event = KeyEvent(
         "evt-race", "Microsoft.KeyVault.KeyNewVersionCreated", parse_key_id(f"{KEY}/{NEW}"), None, None, None,
         "EventGridSchema", None,

@@ -7,6 +7,7 @@ one to a client), standing in for a connection Azurite reset."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -36,7 +37,7 @@ OLD, NEW = "a" * 32, "b" * 32
 SUB = "00000000-0000-0000-0000-00000000000a"
 
 
-class Counting(SansIOHTTPPolicy):  # type: ignore[type-arg]
+class Counting(SansIOHTTPPolicy):
     """Counts the requests a client sends; `fail_batches` of them (Table batches) break like a
     connection reset while reading the answer."""
 
@@ -69,8 +70,9 @@ def storage(azurite) -> tuple[AuditStore, Counting]:
 
 
 def a_plan(steps: int) -> Plan:
-    old = VersionInfo(OLD, True, None, None, None, "RSA", ("wrapKey", "unwrapKey"))
-    new = VersionInfo(NEW, True, None, None, None, "RSA", ("wrapKey", "unwrapKey"))
+    created = datetime(2026, 1, 1, tzinfo=UTC)  # a version always has one; this test never reads it
+    old = VersionInfo(OLD, True, created, None, None, "RSA", ("wrapKey", "unwrapKey"))
+    new = VersionInfo(NEW, True, created, None, None, "RSA", ("wrapKey", "unwrapKey"))
     state = KeyState(KEY, (old, new), NEW, new, None, "Recoverable+Purgeable")
     made = []
     for n in range(steps):
@@ -228,7 +230,7 @@ def test_the_intake_flushing_first_leaves_the_worker_to_rechain(storage) -> None
     assert later.count == 4
 
 
-class AfterFirstBatch(SansIOHTTPPolicy):  # type: ignore[type-arg]
+class AfterFirstBatch(SansIOHTTPPolicy):
     """Runs `hook` once, when the first Table batch of this client has been answered: another
     writer appends between two transactions of one flush."""
 

@@ -14,7 +14,6 @@ from azure.storage.blob import ContainerClient
 from click.testing import CliRunner
 
 from rotation.doors.cli import main
-from rotation.doors.worker import run_request
 from rotation.model.ids import parse_key_id
 from rotation.storage.audit import (
     ANCHOR_CONTAINER,
@@ -25,8 +24,8 @@ from rotation.storage.audit import (
     verify,
 )
 from rotation.storage.audit.store import AuditStore
-from rotation.storage.queue import new_request
 from tests import scenarios as s
+from tests.support.runs import rotate
 
 OLD, NEW = s.vid("old"), s.vid("new")
 KEY = s.key_id("acr-cmk")
@@ -43,12 +42,6 @@ def estate(stack) -> None:
             ],
         )
     )
-
-
-def rotate(stack) -> str:
-    request = new_request(parse_key_id(KEY), "cli", "pytest")
-    run_request(stack.service(), request)
-    return request.request_id
 
 
 class Forger:

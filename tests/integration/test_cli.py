@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 
-from click.testing import CliRunner
-
-from rotation.doors.cli import main
 from tests import scenarios as s
 from tests.integration.cli_support import wide_consoles
+from tests.support.commands import invoke
 
 OLD, NEW = s.vid("old"), s.vid("new")
 
@@ -23,11 +21,6 @@ def fleet(stack, **group_kwargs: object) -> None:
             ],
         )
     )
-
-
-def invoke(*args: str, input: str | None = None) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 def test_plan_json_and_table(stack) -> None:

@@ -11,21 +11,15 @@ from rotation.core.reconcile import RunResult
 from rotation.model.ids import parse_key_id
 from rotation.storage.queue import new_request
 from tests import scenarios as s
+from tests.scenarios import data_key
+from tests.support.runs import by_name
 
 OLD, NEW = s.vid("old"), s.vid("new")
 KEY = s.key_id("data-cmk")
 
 
-def data_key(**kwargs: Any) -> dict[str, Any]:
-    return s.key(s.version("old", created="-300d"), s.version("new", created="-1h"), **kwargs)
-
-
 def run(stack, key: str = KEY) -> RunResult:
     return stack.service().reconciler.run(new_request(parse_key_id(key), "cli", "pytest"))
-
-
-def by_name(result: RunResult) -> dict[str, Any]:
-    return {step.target.rsplit("/", 1)[1]: step for step in result.steps}
 
 
 def held_keys(stack) -> dict[str, str]:

@@ -4,7 +4,6 @@ Managed HSM, whose only door is the sweep: Azure publishes no Event Grid events 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -14,12 +13,10 @@ import function_app
 from devstack.functions_host import deliver_event_grid, timer_request
 from rotation.doors.cli import main
 from tests import scenarios as s
+from tests.scenarios import data_key
+from tests.support.commands import cli
 
 OLD, NEW = s.vid("old"), s.vid("new")
-
-
-def data_key() -> dict[str, Any]:
-    return s.key(s.version("old", created="-300d"), s.version("new", created="-1h"))
 
 
 def mixed_estate(key_of: Any, pinned: str = OLD) -> dict[str, Any]:
@@ -51,11 +48,6 @@ def drain(stack, **overrides: Any):
     stats = dispatcher.run_until_idle(timeout=90)
     dispatcher.close()
     return stats
-
-
-def cli(*args: str) -> tuple[int, Any]:
-    result = CliRunner().invoke(main, ["-o", "json", *args], catch_exceptions=False)
-    return result.exit_code, json.loads(result.output)
 
 
 def test_one_new_version_event_moves_every_pinned_consumer_whatever_its_kind(stack) -> None:

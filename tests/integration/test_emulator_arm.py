@@ -34,6 +34,7 @@ from tests.scenarios import (
     version,
     vid,
 )
+from tests.support.shapes import json_keys
 
 pytestmark = pytest.mark.integration
 
@@ -59,22 +60,17 @@ def raw_json(pipeline_response: Any, _deserialized: Any, _headers: Any) -> Any:
     return json.loads(pipeline_response.http_response.text())
 
 
-def json_keys(value: Any) -> set[str]:
-    if isinstance(value, dict):
-        return set(value) | {k for v in value.values() for k in json_keys(v)}
-    if isinstance(value, list):
-        return {k for v in value for k in json_keys(v)}
-    return set()
-
-
 def arm_calls(stack: Any) -> list[dict[str, Any]]:
     return [c for c in stack.admin.calls()["calls"] if c["host"] == ARM]
 
 
 def acr_update(key_url: str, identity: str | None = None) -> acr.RegistryUpdateParameters:
     properties = acr.KeyVaultProperties(key_identifier=key_url, identity=identity)
+    # the typed constructor takes the nested properties; the flattened `encryption=` keyword
+    # works at run time but is outside the model's declared signature
+    encryption = acr.EncryptionProperty(status="enabled", key_vault_properties=properties)
     return acr.RegistryUpdateParameters(
-        encryption=acr.EncryptionProperty(status="enabled", key_vault_properties=properties)
+        properties=acr.RegistryPropertiesUpdateParameters(encryption=encryption)
     )
 
 
@@ -139,6 +135,7 @@ def test_registry_get_renders_arm_shape(estate: Any) -> None:
     assert unencrypted.encryption.status == "disabled"
     with pytest.raises(ResourceNotFoundError) as missing:
         registries().get("rg-acr", "nosuchregistry")
+    assert missing.value.error is not None
     assert missing.value.error.code == "ResourceNotFound"
 
 
@@ -232,6 +229,7 @@ def test_registry_refuses_a_key_it_could_not_use(estate: Any, key_url: str, reas
     with pytest.raises(HttpResponseError) as refused:
         client.begin_update("rg-acr", "reg1", acr_update(key_url), polling_interval=POLL)
     assert refused.value.status_code == 400
+    assert refused.value.error and refused.value.error.message is not None
     assert refused.value.error.code == "KeyVaultAccessFailed"
     assert reason in refused.value.error.message
     assert key_url in refused.value.error.message
@@ -245,12 +243,14 @@ def test_registry_refuses_an_identity_not_assigned_to_it(estate: Any) -> None:
     client = registries()
     # The Batch identity exists in the estate, but is not assigned to the registry.
     other = BatchManagementClient(DefaultAzureCredential(), SUB_A).batch_account.get("rg-batch", "batch1")
+    assert other.identity and other.identity.user_assigned_identities
     stranger = other.identity.user_assigned_identities[identity_id("uai-batch")].client_id
     with pytest.raises(HttpResponseError) as refused:
         client.begin_update(
             "rg-acr", "reg1", acr_update(key_id("acr-cmk", vid("a2")), stranger), polling_interval=POLL
         )
     assert refused.value.status_code == 400
+    assert refused.value.error and refused.value.error.message is not None
     assert refused.value.error.code == "InvalidIdentity"
     assert f"does not have access to identity '{stranger}'" in refused.value.error.message
     reg = client.get("rg-acr", "reg1")
@@ -288,11 +288,12 @@ def test_failed_operation_raises_and_keeps_the_old_key(estate: Any) -> None:
 
 # -- Batch ----------------------------------------------------------------------------------------
 def batch_update(key_url: str) -> batch_models.BatchAccountUpdateParameters:
+    encryption = batch_models.EncryptionProperties(
+        key_source="Microsoft.KeyVault",
+        key_vault_properties=batch_models.KeyVaultProperties(key_identifier=key_url),
+    )
     return batch_models.BatchAccountUpdateParameters(
-        encryption=batch_models.EncryptionProperties(
-            key_source="Microsoft.KeyVault",
-            key_vault_properties=batch_models.KeyVaultProperties(key_identifier=key_url),
-        )
+        properties=batch_models.BatchAccountUpdateProperties(encryption=encryption)
     )
 
 
@@ -325,6 +326,7 @@ def test_batch_refuses_a_disabled_key_and_a_missing_identity(estate: Any) -> Non
     with pytest.raises(HttpResponseError) as refused:
         client.update("rg-batch", "batch2", batch_update(disabled))
     assert refused.value.status_code == 400
+    assert refused.value.error and refused.value.error.message is not None
     assert refused.value.error.code == "KeyVaultKeyNotAccessible"
     assert "is disabled" in refused.value.error.message
     assert client.get("rg-batch", "batch2").encryption.key_vault_properties.key_identifier == key_id(
@@ -332,6 +334,7 @@ def test_batch_refuses_a_disabled_key_and_a_missing_identity(estate: Any) -> Non
     )
     with pytest.raises(HttpResponseError) as no_identity:
         client.update("rg-batch", "nobody", batch_update(key_id("acr-cmk", vid("a2"))))
+    assert no_identity.value.error is not None
     assert no_identity.value.error.code == "AccountIdentityMissing"
 
 
@@ -427,6 +430,7 @@ def test_container_group_recreate_with_new_key_version(estate: Any) -> None:
     with pytest.raises(HttpResponseError) as refused:
         client.begin_create_or_update("rg-aci", "job1", spec, polling_interval=POLL)
     assert refused.value.status_code == 409
+    assert refused.value.error is not None
     assert refused.value.error.code == "ContainerGroupEncryptionUpdateNotSupported"
     assert client.get("rg-aci", "job1").encryption_properties.key_version == vid("a1")
 
@@ -490,6 +494,7 @@ def test_container_group_update_in_place_keeps_the_key_and_new_groups_check_it(e
             "rg-aci", "new-job", new_group(vid("a-disabled")), polling_interval=POLL
         )
     assert disabled.value.status_code == 400
+    assert disabled.value.error and disabled.value.error.message is not None
     assert "is disabled" in disabled.value.error.message
     with pytest.raises(ResourceNotFoundError):
         client.get("rg-aci", "new-job")

@@ -16,15 +16,11 @@ from azure.keyvault.keys import (
 
 from rotation.azure.retry import classify
 from tests import scenarios as s
+from tests.scenarios import data_key
 
 pytestmark = pytest.mark.integration
 OLD, NEW = s.vid("old"), s.vid("new")
 STORAGE_API, DES_API, SQL_API = "2024-01-01", "2024-03-02", "2023-08-01"
-
-
-def data_key(**extra: Any) -> dict[str, Any]:
-    spec = s.key(s.version("old", created="-300d"), s.version("new", created="-1h"))
-    return {**spec, **extra}
 
 
 def storage_patch(version: str, identity: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from azure.keyvault.keys import (
 )
 
 from tests.scenarios import VAULT, VAULT_HOST, key, scenario, version, vid
+from tests.support.shapes import json_keys
 
 pytestmark = pytest.mark.integration
 
@@ -54,15 +55,6 @@ def vault_calls(stack: Any, host: str = VAULT_HOST) -> list[tuple[str, str, int]
     ]
 
 
-def json_keys(value: Any) -> set[str]:
-    """Every object key anywhere in a JSON value."""
-    if isinstance(value, dict):
-        return set(value) | {k for v in value.values() for k in json_keys(v)}
-    if isinstance(value, list):
-        return {k for v in value for k in json_keys(v)}
-    return set()
-
-
 @pytest.fixture
 def keys(stack: Any) -> Any:
     """A vault with one RSA key of three versions and a rotation policy with an expiry."""
@@ -92,17 +84,19 @@ def test_create_rsa_rsa_hsm_and_ec_keys(keys: Any) -> None:
     hsm = kv.create_rsa_key("made-hsm", hardware_protected=True)
     ec = kv.create_ec_key("made-ec", curve="P-384")
 
+    # JsonWebKey sets its fields with setattr, so they are read from its __dict__ (typed Any)
+    rsa_jwk, hsm_jwk, ec_jwk = vars(rsa.key), vars(hsm.key), vars(ec.key)
     assert rsa.key_type == KeyType.rsa
-    assert len(rsa.key.n) == 3072 // 8
-    assert rsa.key.e == b"\x01\x00\x01"
+    assert len(rsa_jwk["n"]) == 3072 // 8
+    assert rsa_jwk["e"] == b"\x01\x00\x01"
     assert rsa.properties.tags == {"owner": "tests"}
     assert rsa.id.startswith(f"{VAULT_URL}/keys/made-rsa/")
-    assert len(rsa.properties.version) == 32
+    assert len(rsa.properties.version or "") == 32
     assert hsm.key_type == KeyType.rsa_hsm
-    assert len(hsm.key.n) == 2048 // 8
+    assert len(hsm_jwk["n"]) == 2048 // 8
     assert ec.key_type == KeyType.ec
-    assert ec.key.crv == "P-384"
-    assert len(ec.key.x) == 48
+    assert ec_jwk["crv"] == "P-384"
+    assert len(ec_jwk["x"]) == 48
     assert set(ec.key_operations) == {"sign", "verify"}
     assert "wrapKey" in rsa.key_operations and "unwrapKey" in rsa.key_operations
 
@@ -123,6 +117,7 @@ def test_get_latest_and_specific_version(keys: Any) -> None:
     assert older.properties.version == vid("v2")
     assert older.id == f"{VAULT_URL}/keys/app-cmk/{vid('v2')}"
     assert older.properties.not_before is not None
+    assert older.properties.expires_on is not None
     assert older.properties.expires_on > datetime.now(UTC) + timedelta(days=160)
     assert older.properties.recovery_level == "Recoverable"
     assert older.properties.enabled is True
@@ -152,6 +147,7 @@ def test_rotate_takes_expiry_from_the_rotation_policy(keys: Any) -> None:
     rotated = kv.rotate_key("app-cmk")
 
     assert rotated.properties.version not in {vid("v1"), vid("v2"), vid("v3")}
+    assert rotated.properties.expires_on and rotated.properties.created_on
     lifetime = rotated.properties.expires_on - rotated.properties.created_on
     assert lifetime == timedelta(days=90)
     assert kv.get_key("app-cmk").properties.version == rotated.properties.version
@@ -212,6 +208,7 @@ def test_update_key_properties(keys: Any) -> None:
     fetched = kv.get_key("app-cmk", vid("v2"))
     assert fetched.properties.enabled is False
     assert fetched.properties.tags == {"stage": "retired"}
+    assert fetched.properties.updated_on and fetched.properties.created_on
     assert fetched.properties.updated_on >= fetched.properties.created_on
     stored = next(
         v
@@ -233,6 +230,7 @@ def test_errors_surface_as_sdk_exceptions(keys: Any) -> None:
     kv = client()
     with pytest.raises(ResourceNotFoundError) as missing:
         kv.get_key("no-such-key")
+    assert missing.value.error is not None
     assert missing.value.error.code == "KeyNotFound"
     assert "no-such-key" in missing.value.message
     with pytest.raises(ResourceNotFoundError):
@@ -249,6 +247,7 @@ def test_errors_surface_as_sdk_exceptions(keys: Any) -> None:
     with pytest.raises(HttpResponseError) as bad:
         kv.update_key_properties("app-cmk", not_before=now, expires_on=now - timedelta(days=1))
     assert bad.value.status_code == 400
+    assert bad.value.error is not None
     assert bad.value.error.code == "BadParameter"
 
 
@@ -361,6 +360,7 @@ def test_503_burst_within_and_beyond_the_sdk_retry_budget(keys: Any) -> None:
     with pytest.raises(HttpResponseError) as exhausted:
         kv.get_key("app-cmk")
     assert exhausted.value.status_code == 503
+    assert exhausted.value.error is not None
     assert exhausted.value.error.code == "ServiceUnavailable"
     assert [s for *_, s in vault_calls(keys)] == [503, 503, 503, 503]  # 1 try + 3 status retries
     assert next(f for f in keys.admin.faults() if f["id"] == burst)["count"] == 2

@@ -43,7 +43,7 @@ def proxy_address(stack: Any) -> tuple[str, int]:
 
 def read_http_response(sock: socket.socket) -> bytes:
     """Everything the peer sends until it closes the connection."""
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         data = sock.recv(65536)
         if not data:
@@ -250,7 +250,7 @@ def test_relative_times_resolve_to_epoch_seconds(estate: Any) -> None:
     expires = (
         KeyClient(f"https://{VAULT_HOST}", DefaultAzureCredential()).get_key("app-cmk").properties.expires_on
     )
-    assert int(expires.timestamp()) == stored["exp"]
+    assert expires is not None and int(expires.timestamp()) == stored["exp"]
 
 
 def test_admin_routes_answer_errors_plainly(estate: Any) -> None:

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from azure.storage.blob import BlobServiceClient
-from click.testing import CliRunner
 
 import function_app
 from devstack.functions_host import http_request
 from rotation.azure.kinds import all_kinds
 from rotation.core.sweep import sweep
-from rotation.doors.cli import main
 from tests import scenarios as s
+from tests.support.commands import invoke
 
 SAMPLE = Path(__file__).resolve().parents[2] / "emulator" / "scenarios" / "sample.json"
 SAMPLE_SUBS = "00000000-0000-0000-0000-000000000001,00000000-0000-0000-0000-000000000002"
@@ -31,11 +30,6 @@ ACR_OLD, ACR_MID, ACR_NEW = (
 BATCH_V1 = "1a2b3c4d5e6f47788990aabbccddeeff"
 OUTSIDE_KEY = "https://fabrikam-cmk.vault.azure.net/keys/partner-cmk/" + s.vid("partner")
 OLD, NEW = s.vid("old"), s.vid("new")
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 def sample_estate(stack) -> None:

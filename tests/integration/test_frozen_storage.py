@@ -19,13 +19,14 @@ import pytest
 from azure.data.tables import TableClient
 
 import function_app
-from devstack.functions_host import deliver_event_grid, http_request
+from devstack.functions_host import deliver_event_grid
 from rotation.azure.budget import BudgetExhausted
 from rotation.doors import worker
 from rotation.model.ids import parse_key_id
 from rotation.storage.queue import new_request
 from tests import scenarios as s
 from tests.conftest import dead_port
+from tests.support.http import call
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 BUDGET = 2.0
@@ -103,13 +104,6 @@ def budgeted(stack):
     stack.service()  # storage prepared while it still answers
     stack.set(ROTATION_DOOR_BUDGET_SECONDS=str(BUDGET), ROTATION_WORKER_BUDGET_SECONDS=str(BUDGET))
     return stack
-
-
-def call(function: Any, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any], Any]:
-    response = function(
-        http_request(method, path, body=json.dumps(body).encode() if body is not None else None)
-    )
-    return response.status_code, json.loads(response.get_body()), response.headers
 
 
 def test_event_door_fails_within_its_budget_when_storage_freezes(budgeted, frozen) -> None:

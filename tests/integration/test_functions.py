@@ -13,9 +13,10 @@ import pytest
 from azure.storage.queue import QueueClient
 
 import function_app
-from devstack.functions_host import deliver_event_grid, http_request
+from devstack.functions_host import deliver_event_grid
 from tests import scenarios as s
 from tests.conftest import dead_port
+from tests.support.http import call
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 SAMPLE_VERSION = "9b1e4c0d2f8a4e6b8c7d5a3f1e2d4c6b"  # the version in key-new-version.eventgrid.json
@@ -44,13 +45,6 @@ def queued_messages(stack) -> list[dict[str, Any]]:
 def audit_kinds(stack, **filters: Any) -> list[str]:
     records, _ = stack.service().audit.query(top=500, **filters)
     return [r["kind"] for r in records]
-
-
-def call(function: Any, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any, Any]:
-    raw = body if isinstance(body, bytes | type(None)) else json.dumps(body).encode()
-    response = function(http_request(method, path, body=raw, **kwargs))
-    text = response.get_body().decode()
-    return response.status_code, (json.loads(text) if text else None), response.headers
 
 
 class TestEventGridToQueueToReconcile:
@@ -123,7 +117,9 @@ class TestEventGridToQueueToReconcile:
         stack.load(sample_scenario())
         stack.service()  # storage exists
         # The queue endpoint now points where nothing listens.
-        queue_port = re.search(r"QueueEndpoint=http://127.0.0.1:(\d+)", stack.storage).group(1)
+        endpoint = re.search(r"QueueEndpoint=http://127.0.0.1:(\d+)", stack.storage)
+        assert endpoint, stack.storage
+        queue_port = endpoint.group(1)
         stack.set(
             AzureWebJobsStorage=stack.storage.replace(f"127.0.0.1:{queue_port}", f"127.0.0.1:{dead_port()}")
         )

@@ -19,6 +19,7 @@ from rotation.model.ids import parse_key_id
 from rotation.storage import audit as audit_module
 from rotation.storage.queue import new_request
 from tests import scenarios as s
+from tests.support.runs import by_name
 
 pytestmark = pytest.mark.integration
 OLD, NEW = s.vid("old"), s.vid("new")
@@ -51,10 +52,6 @@ def kinds_estate(**key_kwargs: Any) -> dict[str, Any]:
 
 def run(stack, **fields: Any) -> RunResult:
     return stack.service().reconciler.run(new_request(parse_key_id(KEY), "cli", "pytest", **fields))
-
-
-def by_name(result: RunResult) -> dict[str, Any]:
-    return {step.target.rsplit("/", 1)[1]: step for step in result.steps}
 
 
 def held(stack, entry: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from rotation.model.ids import parse_key_id
 from rotation.storage.audit import key_slug
 from rotation.storage.queue import new_request
 from tests import scenarios as s
+from tests.support.runs import records
 
 V1 = s.vid("expiring")
 KEY = s.key_id("batch-cmk")
@@ -48,11 +49,6 @@ def consumer_versions(stack) -> set[str]:
 
 def near_expiry(event_id: str, version: str = V1) -> dict[str, Any]:
     return s.event_grid_event("KeyNearExpiry", "batch-cmk", version, event_id=event_id)
-
-
-def records(stack, **filters: Any) -> list[dict[str, Any]]:
-    found, _ = stack.service().audit.query(top=2000, **filters)
-    return found
 
 
 def run_event(stack, event: dict[str, Any]):
@@ -205,7 +201,7 @@ def test_expired_lease_is_taken_over(stack) -> None:
     )
     request = new_request(key, "cli", "pytest")
     result = run_request(service, request)
-    assert result.status == "succeeded"
+    assert result is not None and result.status == "succeeded"
     [taken] = [r for r in records(stack, run=request.request_id) if r["kind"] == "lease-taken-over"]
     assert taken["detail"]["previousOwner"] == "dead-run"
     assert service.ledger.holder(key) is None  # released at the end

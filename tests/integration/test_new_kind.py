@@ -19,7 +19,7 @@ from rotation.azure.clients import Clients
 from rotation.azure.kinds import ApplyContext
 from rotation.core.reconcile import Reconciler, RunResult
 from rotation.model.consumer import Consumer
-from rotation.model.decisions import MANUAL_REQUIRED, Decision, PolicyContext
+from rotation.model.decisions import MANUAL_REQUIRED, Check, Decision, PolicyContext
 from rotation.model.errors import Hint
 from rotation.model.ids import REGISTRY, InvalidId, KeyRef, ResourceId, parse_key_id, parse_resource_id
 from rotation.storage.queue import new_request
@@ -61,7 +61,7 @@ class GenericRegistries:
         "Microsoft.ContainerRegistry/registries/write",
     )
     api_version = "2023-07-01"
-    plan_checks = (legacy_is_manual,)
+    plan_checks: tuple[Check, ...] = (legacy_is_manual,)
     hints = (Hint(400, None, "Generic registries: give the identity access to the key."),)
 
     def list(self, clients: Clients, subscription: str) -> Iterator[Consumer]:

@@ -10,6 +10,7 @@ from rotation.core.reconcile import RunResult
 from rotation.model.ids import parse_key_id
 from rotation.storage.queue import new_request
 from tests import scenarios as s
+from tests.support.runs import by_name
 
 OLD, MID, NEW = s.vid("old"), s.vid("mid"), s.vid("new")
 ACR_KEY = s.key_id("acr-cmk")
@@ -28,10 +29,6 @@ def acr_key(*extra: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
 def run(stack, key: str = ACR_KEY, **fields: Any) -> RunResult:
     request = new_request(parse_key_id(key), "cli", "pytest", **fields)
     return stack.service().reconciler.run(request)
-
-
-def steps(result: RunResult) -> dict[str, Any]:
-    return {step.target.rsplit("/", 1)[1]: step for step in result.steps}
 
 
 def registry_keys(stack) -> dict[str, str]:
@@ -64,8 +61,8 @@ def test_mixed_fleet_across_subscriptions_groups_and_pages(stack) -> None:
         )
     )
     result = run(stack)
-    by_name = steps(result)
-    assert set(by_name) == {
+    named = by_name(result)
+    assert set(named) == {
         "reg1",
         "reg2",
         "reg3",
@@ -77,16 +74,16 @@ def test_mixed_fleet_across_subscriptions_groups_and_pages(stack) -> None:
         "batchless",
         "grp1",
     }
-    assert {n for n, st in by_name.items() if st.outcome == "verified"} == {
+    assert {n for n, st in named.items() if st.outcome == "verified"} == {
         "reg1",
         "reg2",
         "reg3",
         "reg4",
         "batch1",
     }
-    assert by_name["regless"].action == by_name["batchless"].action == "auto-rotating"
-    assert by_name["regcur"].action == "already-current" and by_name["regoff"].action == "opted-out"
-    assert by_name["grp1"].action == "redeploy-required"
+    assert named["regless"].action == named["batchless"].action == "auto-rotating"
+    assert named["regcur"].action == "already-current" and named["regoff"].action == "opted-out"
+    assert named["grp1"].action == "redeploy-required"
     assert result.status == "needs-attention" and result.exit_code == 3
     keys = registry_keys(stack)
     assert all(keys[n].endswith(NEW) for n in ("reg1", "reg2", "reg3", "reg4"))
@@ -156,14 +153,14 @@ def test_permanent_failure_on_one_target_does_not_stop_the_others(stack) -> None
     )
     stack.admin.add_fault(method="PATCH", pathRegex="registries/reg1$", status=403)
     result = run(stack)
-    by_name = steps(result)
-    assert by_name["reg1"].outcome == "failed" and by_name["reg1"].attempts == 1
-    assert by_name["reg1"].error_code == "AuthorizationFailed" and "rotation role" in by_name["reg1"].hint
+    named = by_name(result)
+    assert named["reg1"].outcome == "failed" and named["reg1"].attempts == 1
+    assert named["reg1"].error_code == "AuthorizationFailed" and "rotation role" in named["reg1"].hint
     # ARM's message names the RBAC action and the scope, as the real one does
     assert "perform action 'Microsoft.ContainerRegistry/registries/write' over scope '/subscriptions/" in (
-        by_name["reg1"].error
+        named["reg1"].error
     )
-    assert by_name["reg0"].outcome == by_name["reg2"].outcome == "verified"
+    assert named["reg0"].outcome == named["reg2"].outcome == "verified"
     assert result.status == "failed" and result.exit_code == 4
     keys = registry_keys(stack)
     assert keys["reg1"].endswith(OLD) and keys["reg0"].endswith(NEW)
@@ -182,11 +179,11 @@ def test_cross_service_rejection_is_reported_not_retried(stack) -> None:
     scenario["vaults"]["contoso-cmk"]["deniedIdentities"] = [s.identity_id("uai-acr")]
     stack.load(scenario)
     result = run(stack)
-    by_name = steps(result)
-    assert (by_name["reg1"].outcome, by_name["reg1"].attempts) == ("failed", 1)
-    assert by_name["reg1"].error_code == "KeyVaultAccessFailed"
-    assert "Key Vault Crypto Service Encryption User" in by_name["reg1"].hint
-    assert by_name["reg2"].outcome == "verified"
+    named = by_name(result)
+    assert (named["reg1"].outcome, named["reg1"].attempts) == ("failed", 1)
+    assert named["reg1"].error_code == "KeyVaultAccessFailed"
+    assert "Key Vault Crypto Service Encryption User" in named["reg1"].hint
+    assert named["reg2"].outcome == "verified"
     assert registry_keys(stack)["reg1"].endswith(OLD)
     assert [c["path"].rsplit("/", 1)[1] for c in stack.writes("PATCH")].count("reg1") == 1
 
@@ -215,8 +212,8 @@ def test_failed_long_running_operation_leaves_the_old_version(stack) -> None:
     )
     stack.admin.add_fault(method="PATCH", pathRegex="registries/reg1$", lroResult="Failed")
     result = run(stack)
-    by_name = steps(result)
-    assert by_name["reg1"].outcome == "failed" and by_name["reg2"].outcome == "verified"
+    named = by_name(result)
+    assert named["reg1"].outcome == "failed" and named["reg2"].outcome == "verified"
     assert registry_keys(stack)["reg1"].endswith(OLD)
 
 
@@ -242,13 +239,13 @@ def test_version_states_newer_disabled_expired(stack) -> None:
         )
     )
     result = run(stack)
-    by_name = steps(result)
-    assert (by_name["expired"].action, by_name["expired"].outcome) == ("update", "verified")
-    assert by_name["expired"].reason == "current-version-expired"
-    assert (by_name["disabled"].action, by_name["disabled"].reason) == ("blocked", "current-version-disabled")
-    assert by_name["newer"].action == "newer-than-desired"
+    named = by_name(result)
+    assert (named["expired"].action, named["expired"].outcome) == ("update", "verified")
+    assert named["expired"].reason == "current-version-expired"
+    assert (named["disabled"].action, named["disabled"].reason) == ("blocked", "current-version-disabled")
+    assert named["newer"].action == "newer-than-desired"
     # newer than the desired version but disabled: someone's decision, not a version to wait on
-    assert (by_name["newer-disabled"].action, by_name["newer-disabled"].reason) == (
+    assert (named["newer-disabled"].action, named["newer-disabled"].reason) == (
         "blocked",
         "current-version-disabled",
     )
@@ -337,10 +334,10 @@ class TestContainerGroupRedeploy:
                 group["identities"] = [s.identity_id("uai-other")]
         stack.load(scenario)
         result = run(stack)
-        by_name = steps(result)
-        assert by_name["grp1"].outcome == "verified", by_name["grp1"]
-        assert (by_name["secret"].action, by_name["secret"].reason) == ("blocked", "spec-not-reconstructible")
-        assert (by_name["noid"].action, by_name["noid"].reason) == ("blocked", "identity-not-assigned")
+        named = by_name(result)
+        assert named["grp1"].outcome == "verified", named["grp1"]
+        assert (named["secret"].action, named["secret"].reason) == ("blocked", "spec-not-reconstructible")
+        assert (named["noid"].action, named["noid"].reason) == ("blocked", "identity-not-assigned")
         groups = {g["id"].rsplit("/", 1)[1]: g for g in stack.admin.state()["containerGroups"]}
         assert groups["grp1"]["keyVersion"] == NEW and groups["secret"]["keyVersion"] == OLD
         assert groups["grp1"]["containers"][0]["properties"]["image"].startswith("mcr.microsoft.com/")
@@ -383,13 +380,13 @@ class TestContainerGroupRedeploy:
         stack.load(s.scenario({"acr-cmk": acr_key()}, groups=[s.group("grp1", "acr-cmk", OLD)]))
         stack.admin.add_fault(method="PUT", pathRegex="containerGroups/grp1$", status=500)
         first = run(stack)
-        assert steps(first)["grp1"].outcome == "failed"
+        assert by_name(first)["grp1"].outcome == "failed"
         assert stack.admin.state()["containerGroups"] == []  # deleted, create failed: the spec is saved
         blobs = stack.service().clients.blobs().get_container_client("rotation-redeploy")
         assert len(list(blobs.list_blobs())) == 1
         stack.admin.clear_faults()
         second = run(stack)
-        assert steps(second)["grp1"].outcome == "verified", second.to_dict()
+        assert by_name(second)["grp1"].outcome == "verified", second.to_dict()
         [group] = stack.admin.state()["containerGroups"]
         assert group["keyVersion"] == NEW
         assert list(blobs.list_blobs()) == []

@@ -101,7 +101,8 @@ def test_a_queued_duplicate_is_one_read_and_one_write_and_its_run_says_skipped(s
     )
     first, second = queue.receive_messages(messages_per_page=2, visibility_timeout=300)
     plain = Service(load_settings())
-    assert handle_message(plain, first.content).status == "succeeded"
+    handled = handle_message(plain, first.content)
+    assert handled is not None and handled.status == "succeeded"
     stack.admin.clear_calls()
     service, counter = counted_service()
 

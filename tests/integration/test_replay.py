@@ -9,14 +9,13 @@ from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
-from click.testing import CliRunner
 
 import function_app
 from devstack.functions_host import deliver_event_grid, http_request, timer_request
-from rotation.doors.cli import main
 from rotation.model.ids import parse_key_id
 from rotation.storage.queue import new_request
 from tests import scenarios as s
+from tests.support.commands import cli
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 OLD, MID, NEW = s.vid("old"), s.vid("mid"), s.vid("new")
@@ -90,14 +89,6 @@ def seed_dead_letters(stack) -> None:
         [dead_letter(cloud, cloud=True, published="2026-11-21T03:10:00.000Z")],
     )
     upload(stack, "2026/11/22/9/2d9e3a1c-3333-4e3a-9b22-cccccccccccc.json", b"{not json at all")
-
-
-def cli(*args: str) -> tuple[int, Any]:
-    result = CliRunner().invoke(main, ["-o", "json", *args], catch_exceptions=False)
-    try:
-        return result.exit_code, json.loads(result.output)
-    except ValueError:
-        return result.exit_code, result.output
 
 
 def poison_a_request(stack) -> str:

@@ -251,16 +251,22 @@ def test_the_emulators_activity_log_filters_by_resource_and_time(stack) -> None:
     before = datetime.now(UTC) - timedelta(seconds=5)
     deploy_old_version()
     arm = deployer_arm()
-    [event] = arm.get(events_path(REG, before), API_VERSION)["value"]
+
+    def events(path: str) -> list[dict[str, Any]]:
+        answer = arm.get(path, API_VERSION)
+        assert answer is not None  # a GET of a list always answers a body
+        return answer["value"]
+
+    [event] = events(events_path(REG, before))
     assert (event["caller"], event["operationName"]["value"], event["status"]["value"]) == (
         DEPLOYER,
         "Microsoft.ContainerRegistry/registries/write",
         "Succeeded",
     )
     assert event["resourceId"] == REG and event["correlationId"] and event["claims"]["appid"] == DEPLOYER
-    assert arm.get(events_path(s.registry_id("reg2"), before), API_VERSION)["value"] == []
+    assert events(events_path(s.registry_id("reg2"), before)) == []
     later = datetime.now(UTC) + timedelta(minutes=1)
-    assert arm.get(events_path(REG, later), API_VERSION)["value"] == []
+    assert events(events_path(REG, later)) == []
     path = f"/subscriptions/{s.SUB_A}/providers/Microsoft.Insights/eventtypes/management/values"
     with pytest.raises(HttpResponseError) as refused:  # Azure requires the start time
         arm.get(path, API_VERSION)

@@ -17,6 +17,7 @@ from rotation.doors.worker import RunFailed, run_request
 from rotation.model.ids import parse_key_id
 from rotation.storage.queue import new_request
 from tests import scenarios as s
+from tests.support.runs import records
 
 OLD, NEW = s.vid("old"), s.vid("new")
 KEY = s.key_id("acr-cmk")
@@ -49,11 +50,6 @@ def versions(stack) -> dict[str, str]:
 
 def patched(stack) -> list[str]:
     return [c["path"].rsplit("/", 1)[1] for c in stack.writes("PATCH")]
-
-
-def records(stack, run_id: str) -> list[dict[str, Any]]:
-    found, _ = stack.service().audit.query(run=run_id, top=1000)
-    return found
 
 
 def test_plan_and_dry_run_show_the_waves(stack) -> None:
@@ -97,7 +93,7 @@ def test_a_failed_wave_halts_the_rollout_and_a_replay_finishes_it(stack) -> None
     assert set(held) == {"w2a", "untagged"} and str(held["w2a"].error).startswith("halted after wave 1")
     run = service.runs.get(request.request_id)
     assert run["status"] == "failed" and run["halted"].startswith("halted after wave 1")
-    assert any(r["kind"] == "wave-halted" for r in records(stack, request.request_id))
+    assert any(r["kind"] == "wave-halted" for r in records(stack, run=request.request_id))
     [published] = stack.admin.events()
     assert published["event"]["type"] == "Rotation.PartiallyFailed"
     assert published["event"]["data"]["halted"].startswith("halted after wave 1: w1a:")
@@ -171,7 +167,9 @@ def pump_until(dispatcher: Any, done: Any, timeout: float = 30) -> None:
 
 def _soaks(stack, run_id: str, wave: str) -> list[dict[str, Any]]:
     """The run's soak records after `wave` was verified (written once its progress is stored)."""
-    return [r for r in records(stack, run_id) if r["kind"] == "wave-soaking" and r["detail"]["wave"] == wave]
+    return [
+        r for r in records(stack, run=run_id) if r["kind"] == "wave-soaking" and r["detail"]["wave"] == wave
+    ]
 
 
 def test_cli_rotate_hands_the_soaking_rollout_to_the_queue(stack) -> None:

@@ -23,7 +23,7 @@ class Counted:
 
 def trail() -> AuditTrail:
     # No key and no run id: opening the trail reads nothing; records stay pending (no flush).
-    return AuditTrail(AuditStore(None, None), actor="pytest", flush_every=1000)  # type: ignore[arg-type]
+    return AuditTrail(AuditStore(None, None), actor="pytest", flush_every=1000)  # type: ignore[arg-type]  # no table: never flushed
 
 
 def test_a_record_is_one_json_line_when_info_is_on(caplog: pytest.LogCaptureFixture) -> None:
@@ -36,6 +36,6 @@ def test_a_record_is_one_json_line_when_info_is_on(caplog: pytest.LogCaptureFixt
 def test_no_line_is_built_when_info_is_off(caplog: pytest.LogCaptureFixture) -> None:
     value = Counted()
     with caplog.at_level(logging.WARNING, logger="rotation.audit"):
-        trail().record("warning", message=value)  # type: ignore[arg-type]
+        trail().record("warning", message=value)
     assert not [r for r in caplog.records if r.name == "rotation.audit"]
     assert value.times == 1  # the record's hash; not a log line nobody reads

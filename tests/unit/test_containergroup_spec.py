@@ -48,7 +48,7 @@ def test_every_kind_of_hidden_secret_is_named() -> None:
 
 
 def test_creatable_spec_drops_what_only_the_service_sets_and_keeps_the_rest() -> None:
-    group = {
+    group: dict[str, Any] = {
         "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerInstance/containerGroups/g",
         "name": "g",
         "type": "Microsoft.ContainerInstance/containerGroups",
@@ -119,7 +119,10 @@ def test_a_group_set_up_as_the_aci_docs_describe_reaches_its_key_with_the_servic
 
 
 def test_an_extension_whose_protected_settings_a_get_hides_makes_the_spec_unbuildable() -> None:
-    extension = {"name": "kube-proxy", "properties": {"extensionType": "kube-proxy", "version": "1.0"}}
+    extension: dict[str, Any] = {
+        "name": "kube-proxy",
+        "properties": {"extensionType": "kube-proxy", "version": "1.0"},
+    }
     properties = {"containers": [container("app")], "extensions": [extension]}
     assert secure_values_hidden(properties) == ["protected settings of extension kube-proxy"]
     extension["properties"]["protectedSettings"] = {"kubeconfig": "..."}  # an answer that carries them

@@ -60,9 +60,10 @@ def rendered(renderable: Any, width: int = 200) -> str:
 
     from rich.console import Console
 
-    console = Console(file=io.StringIO(), width=width, color_system=None)
+    sink = io.StringIO()
+    console = Console(file=sink, width=width, color_system=None)
     console.print(renderable)
-    return console.file.getvalue()  # type: ignore[attr-defined]
+    return sink.getvalue()
 
 
 def test_the_estate_table_shows_every_consumer_of_every_kind() -> None:
@@ -88,10 +89,10 @@ def test_the_closing_banner_is_never_cut_at_the_terminal_width(monkeypatch) -> N
     import tools.demo as demo
 
     runs = [run("k", "needs-attention", (GROUP, "redeploy-required", "skipped"))]
-    narrow = Console(file=io.StringIO(), width=60, color_system=None)
-    monkeypatch.setattr(demo, "console", narrow)
+    sink = io.StringIO()
+    monkeypatch.setattr(demo, "console", Console(file=sink, width=60, color_system=None))
     assert demo.verdict(runs, audit_ok=True) == 0
-    printed = narrow.file.getvalue()  # type: ignore[attr-defined]
+    printed = sink.getvalue()
     assert "1 step needs a person: nightly-report redeploy-required, see docs/runbook.md section 2" in printed
 
 
@@ -113,7 +114,7 @@ def test_the_call_count_leaves_out_identity_tokens_and_refused_writes() -> None:
 def test_the_steps_table_keeps_fixed_words_whole_at_the_demo_width() -> None:
     from tools.demo import steps_table
 
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"target": REGISTRY, "action": "already-current", "outcome": "skipped", "fromVersion": None},
         {
             "target": GROUP,

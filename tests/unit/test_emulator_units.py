@@ -312,15 +312,15 @@ def test_key_problem_explains_what_a_resource_provider_refuses() -> None:
     assert key_problem(world, key_id("k", vid("good"))) is None
     assert key_problem(world, key_id("k")) is None
     assert key_problem(world, key_id("hsm", vid("h"))) is None
-    assert "A key version is required" in key_problem(world, key_id("k"), need_version=True)
-    assert "disabled" in key_problem(world, key_id("k", vid("off")))
-    assert "expired" in key_problem(world, key_id("k", vid("old")))
-    assert "not yet valid" in key_problem(world, key_id("k", vid("soon")))
-    assert "only RSA and RSA-HSM" in key_problem(world, key_id("ec", vid("e")))
-    assert "does not permit" in key_problem(world, key_id("signing", vid("s")))
-    assert "was not found" in key_problem(world, key_id("k", "0" * 32))
-    assert "was not found" in key_problem(world, key_id("k", vid("good"), vault="other-vault"))
-    assert "not a valid Key Vault key identifier" in key_problem(world, "https://example.com/k")
+    assert "A key version is required" in (key_problem(world, key_id("k"), need_version=True) or "")
+    assert "disabled" in (key_problem(world, key_id("k", vid("off"))) or "")
+    assert "expired" in (key_problem(world, key_id("k", vid("old"))) or "")
+    assert "not yet valid" in (key_problem(world, key_id("k", vid("soon"))) or "")
+    assert "only RSA and RSA-HSM" in (key_problem(world, key_id("ec", vid("e"))) or "")
+    assert "does not permit" in (key_problem(world, key_id("signing", vid("s"))) or "")
+    assert "was not found" in (key_problem(world, key_id("k", "0" * 32)) or "")
+    assert "was not found" in (key_problem(world, key_id("k", vid("good"), vault="other-vault")) or "")
+    assert "not a valid Key Vault key identifier" in (key_problem(world, "https://example.com/k") or "")
     assert latest_version_url(world, key_id("k")) == key_id("k", vid("good"))
     assert latest_version_url(world, key_id("k", vid("old"))) == key_id("k", vid("old"))
 
@@ -361,8 +361,13 @@ def request(
 def test_router_matches_full_paths_and_answers_405_for_other_methods() -> None:
     router = Router()
     router.add("GET", r"/keys/(?P<name>[^/]+)", lambda r, name: Response.json(200, {"name": name}))
-    assert json.loads(router.dispatch(request("GET", "/keys/k1?x=1")).body) == {"name": "k1"}
-    assert router.dispatch(request("DELETE", "/keys/k1")).status == 405
+    found, refused = (
+        router.dispatch(request("GET", "/keys/k1?x=1")),
+        router.dispatch(request("DELETE", "/keys/k1")),
+    )
+    assert found is not None and refused is not None
+    assert json.loads(found.body) == {"name": "k1"}
+    assert refused.status == 405
     assert router.dispatch(request("GET", "/keys/k1/extra")) is None
 
 

@@ -158,7 +158,8 @@ def test_body_with_several_events_parses_each_on_its_own() -> None:
     expired["eventType"] = EXPIRED
     results = parse_body(json.dumps([good, bad, expired]), allowed)
     assert [type(r).__name__ for r in results] == ["KeyEvent", "EventRejected", "KeyEvent"]
-    assert parse_body(b"{not json", allowed)[0].reason == "malformed"
+    (malformed,) = parse_body(b"{not json", allowed)
+    assert isinstance(malformed, EventRejected) and malformed.reason == "malformed"
 
 
 json_values = st.recursive(

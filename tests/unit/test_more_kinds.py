@@ -225,6 +225,7 @@ def test_cosmos_default_identity_names_the_user_assigned_identity(
     body["properties"]["defaultIdentity"] = default_identity
     [account] = CosmosAccounts().to_consumers(body)
     assert account.identity_assigned is granted
+    assert account.identity is not None
     assert account.identity.lower().startswith(UAI.lower()) and "&" not in account.identity
 
 
@@ -236,7 +237,7 @@ def test_aks_is_manual_required_and_never_written() -> None:
     assert decision.action == MANUAL_REQUIRED and MANUAL_REQUIRED in NEEDS_PERSON
     assert f"--azure-keyvault-kms-key-id {VAULT}/keys/kms/{V2}" in decision.message
     with pytest.raises(NeverWritten):
-        kind.apply(None, cluster, cluster.key.with_version(V2), None)  # type: ignore[arg-type]
+        kind.apply(None, cluster, cluster.key.with_version(V2), None)  # type: ignore[arg-type]  # refused before any client
     disabled = aks(f"{VAULT}/keys/kms/{V1}")
     disabled["properties"]["securityProfile"]["azureKeyVaultKms"]["enabled"] = False
     assert kind.to_consumers(disabled) == []

@@ -4,6 +4,7 @@ defaults a kind that says nothing gets."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from azure.mgmt.batch import BatchManagementClient
@@ -38,7 +39,7 @@ STATE = KeyState(KEY, (OLD, NEW), NEW.version, NEW, None, "Recoverable+Purgeable
 SUB = "00000000-0000-0000-0000-00000000000a"
 
 
-def consumer(name: str, kind: str = "registry", version: str = OLD.version, **extra: object) -> Consumer:
+def consumer(name: str, kind: str = "registry", version: str = OLD.version, **extra: Any) -> Consumer:
     provider = {
         "registry": ("Microsoft.ContainerRegistry", "registries"),
         "containergroup": ("Microsoft.ContainerInstance", "containerGroups"),
@@ -111,7 +112,7 @@ def test_a_kind_that_says_nothing_gets_the_defaults() -> None:
     assert verified(bare, shown, KEY.with_version(NEW.version))
     assert not verified(bare, shown, KEY.with_version(OLD.version))
     assert hints_of(bare) == () and checks_of(bare) == () and not recreates_missing(bare)
-    assert pending(bare, None, KEY) == []  # type: ignore[arg-type]
+    assert pending(bare, None, KEY) == []  # type: ignore[arg-type]  # the default reads no clients
 
 
 def test_the_built_in_kinds_declare_themselves() -> None:
@@ -146,7 +147,7 @@ def test_the_built_in_kinds_declare_themselves() -> None:
 def test_a_kinds_api_version_is_what_its_client_sends(kind: str, client: type) -> None:
     declared = next(k for k in all_kinds() if k.kind == kind)
     built = client(credential=object(), subscription_id=SUB)
-    assert declared.api_version == built._config.api_version  # type: ignore[attr-defined]
+    assert declared.api_version == built._config.api_version  # type: ignore[attr-defined]  # the SDK's private config
 
 
 def test_one_consumer_that_cannot_be_planned_is_blocked_unreadable_and_the_others_go_on() -> None:

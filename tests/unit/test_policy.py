@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -46,7 +47,7 @@ def state(*versions: VersionInfo, desired: VersionInfo | None = NEW, blocked: st
     return KeyState(KEY, versions, versions[-1].version, desired, blocked, "Recoverable")
 
 
-def consumer(kind: str = "registry", version: str | None = "b" * 32, **extra: object) -> Consumer:
+def consumer(kind: str = "registry", version: str | None = "b" * 32, **extra: Any) -> Consumer:
     rid = ResourceId(
         "00000000-0000-0000-0000-00000000000a", "rg", "Microsoft.ContainerRegistry", "registries", "r1"
     )

@@ -101,4 +101,5 @@ def test_targets_are_unique_whatever_their_case() -> None:
     )
     message = json.loads(new_request(KEY, "http", "me").encode())
     message["targets"] = [TARGET, upper.replace("/rg/", "/RG/")]
-    assert len(decode(json.dumps(message), accepted_types()).targets) == 1
+    targets = decode(json.dumps(message), accepted_types()).targets
+    assert targets is not None and len(targets) == 1

@@ -17,7 +17,8 @@ class Answers:
     """Resource Graph answers in order, and the bodies posted (a stand-in for `Arm.post`)."""
 
     def __init__(self, *pages: tuple[dict[str, Any], dict[str, str]]) -> None:
-        self.pages, self.posted = list(pages), []
+        self.pages = list(pages)
+        self.posted: list[dict[str, Any]] = []
 
     def post(
         self, path: str, api_version: str, body: dict[str, Any]
@@ -53,16 +54,16 @@ def test_pages_follow_the_skip_token_and_wait_when_no_quota_is_left() -> None:
         ),
         ({"data": [{"id": "b"}]}, {"x-ms-user-quota-remaining": "14"}),
     )
-    rows = list(rg.query_rows(arm, ["s1"], ["a.b/c"], sleep=slept.append))  # type: ignore[arg-type]
+    rows = list(rg.query_rows(arm, ["s1"], ["a.b/c"], sleep=slept.append))  # type: ignore[arg-type]  # Answers: a stand-in Arm
     assert [r["id"] for r in rows] == ["a", "b"]
     assert slept == [4.0]
     assert arm.posted[1]["options"]["$skipToken"] == "t1"
 
 
 def test_a_repeated_skip_token_stops_paging() -> None:
-    page = ({"data": [], "$skipToken": "same"}, {})
+    page: tuple[dict[str, Any], dict[str, str]] = ({"data": [], "$skipToken": "same"}, {})
     with pytest.raises(RotationError, match="already followed"):
-        list(rg.query_rows(Answers(page, page), ["s1"], ["a.b/c"], sleep=lambda _: None))  # type: ignore[arg-type]
+        list(rg.query_rows(Answers(page, page), ["s1"], ["a.b/c"], sleep=lambda _: None))  # type: ignore[arg-type]  # Answers: a stand-in Arm
 
 
 def test_a_quota_wait_is_capped_and_never_outlasts_the_budget() -> None:
@@ -76,16 +77,16 @@ def test_a_quota_wait_is_capped_and_never_outlasts_the_budget() -> None:
         )
 
     slept: list[float] = []
-    list(rg.query_rows(exhausted(), ["s1"], ["a.b/c"], max_wait=5.0, sleep=slept.append))  # type: ignore[arg-type]
+    list(rg.query_rows(exhausted(), ["s1"], ["a.b/c"], max_wait=5.0, sleep=slept.append))  # type: ignore[arg-type]  # Answers: a stand-in Arm
     assert slept == [5.0]  # ROTATION_MAX_RETRY_AFTER_SECONDS cuts the service's 30 s
     now = [0.0]
     with budget.run_budget(10.0, clock=lambda: now[0]), pytest.raises(budget.BudgetExhausted):
-        list(rg.query_rows(exhausted(), ["s1"], ["a.b/c"], max_wait=60.0, sleep=pytest.fail))  # type: ignore[arg-type]
+        list(rg.query_rows(exhausted(), ["s1"], ["a.b/c"], max_wait=60.0, sleep=pytest.fail))  # type: ignore[arg-type]  # Answers: a stand-in Arm
 
 
 def test_subscriptions_go_in_batches_of_a_thousand() -> None:
     arm = Answers(({"data": []}, {}), ({"data": []}, {}), ({"data": []}, {}))
-    list(rg.query_rows(arm, [f"s{i}" for i in range(2500)], ["a.b/c"]))  # type: ignore[arg-type]
+    list(rg.query_rows(arm, [f"s{i}" for i in range(2500)], ["a.b/c"]))  # type: ignore[arg-type]  # Answers: a stand-in Arm
     assert [len(body["subscriptions"]) for body in arm.posted] == [1000, 1000, 500]
 
 

@@ -152,7 +152,7 @@ def test_call_honours_retry_after_and_stops_at_the_deadline() -> None:
 
 
 def attempt(number: int) -> tenacity.RetryCallState:
-    state = tenacity.RetryCallState(None, None, (), {})
+    state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
     state.attempt_number = number
     return state
 

@@ -122,7 +122,7 @@ def test_latest_write_skips_reads_and_failures() -> None:
         event("Microsoft.ContainerRegistry/registries/listCredentials/action", "2026-12-07T13:00:00Z"),
         "not an event",
     ]
-    change = latest_write(events)  # type: ignore[arg-type]
+    change = latest_write(events)
     assert (change.caller, change.correlation_id) == ("deployer", "c-2026-12-07T11:00:00Z")
     assert change.describe().startswith("deployer (Microsoft.ContainerRegistry/registries/write")
     assert latest_write([]) == Change() and Change().describe() == "unknown (no write logged)"

@@ -17,7 +17,9 @@ DOC = (REPO / "docs" / "scenario.md").read_text()
 
 
 def test_the_example_loads_into_the_emulator() -> None:
-    example = json.loads(re.search(r"```json\n(.*?)\n```", DOC, re.DOTALL)[1])
+    block = re.search(r"```json\n(.*?)\n```", DOC, re.DOTALL)
+    assert block, "docs/scenario.md has no json example"
+    example = json.loads(block[1])
     world = World()
     scenario.load(world, example)
     assert "contoso-cmk" in world.vaults and len(world.registries) == len(world.container_groups) == 1

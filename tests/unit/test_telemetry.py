@@ -34,6 +34,7 @@ def recorded() -> Iterator[tuple[InMemorySpanExporter, InMemoryMetricReader]]:
 
 def points(reader: InMemoryMetricReader, name: str) -> list[Any]:
     data = reader.get_metrics_data()
+    assert data is not None
     return [
         point
         for resource in data.resource_metrics
@@ -58,9 +59,10 @@ def test_spans_carry_prefixed_attributes_and_nest(
     assert set(finished) == {"rotation.run", "rotation.step"}
     step_span, run_span = finished["rotation.step"], finished["rotation.run"]
     assert step_span.parent is not None and step_span.parent.span_id == run_span.context.span_id
-    assert step_span.attributes["rotation.outcome"] == "verified"
-    assert "rotation.ignored" not in step_span.attributes
-    assert run_span.attributes["rotation.status"] == "succeeded"
+    step_attributes, run_attributes = dict(step_span.attributes or {}), dict(run_span.attributes or {})
+    assert step_attributes["rotation.outcome"] == "verified"
+    assert "rotation.ignored" not in step_attributes
+    assert run_attributes["rotation.status"] == "succeeded"
 
 
 def test_an_exception_marks_the_span_failed_and_propagates(

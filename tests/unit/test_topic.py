@@ -30,7 +30,7 @@ def test_a_cloud_event_in_structured_json() -> None:
 
 
 def test_absent_attributes_are_left_out_and_extensions_kept() -> None:
-    event = CloudEvent(source="/s", type="T", data=None, extensions={"runid": "r1"})
+    event: CloudEvent[None] = CloudEvent(source="/s", type="T", data=None, extensions={"runid": "r1"})
     body = cloud_event_json(event)
     assert "subject" not in body and "data" not in body and body["runid"] == "r1"
     assert body["id"] and body["specversion"] == "1.0"

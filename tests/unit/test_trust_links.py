@@ -92,8 +92,8 @@ def test_a_pager_refuses_a_repeated_link_and_stops_at_its_page_limit() -> None:
 def test_the_host_guard_refuses_before_the_policy_it_wraps_runs() -> None:
     seen: list[str] = []
 
-    class Inner(SansIOHTTPPolicy):  # type: ignore[type-arg]
-        def on_request(self, request) -> None:  # type: ignore[no-untyped-def]
+    class Inner(SansIOHTTPPolicy):
+        def on_request(self, request) -> None:
             seen.append(request.http_request.url)
 
     guard = HostGuardPolicy(ARM, Inner())
@@ -170,12 +170,12 @@ def test_retry_caps_a_huge_retry_after_and_stops_before_the_budget_ends() -> Non
 
 def answer(body: bytes, *, declared: bool = True, drip: Clock | None = None) -> requests.Response:
     class Dripping(io.BytesIO):
-        def read1(self, size: int = -1) -> bytes:  # a byte per read, a second apart
+        def read1(self, size: int | None = -1) -> bytes:  # a byte per read, a second apart
             if drip is not None:
                 drip.now += 1
             return super().read1(1)
 
-        read = read1  # type: ignore[assignment]
+        read = read1
 
     response = requests.Response()
     headers = {"Content-Length": str(len(body))} if declared else {}
@@ -200,10 +200,10 @@ def test_an_answer_over_the_limit_is_refused_without_reading_past_it(declared: b
 
 def test_a_connection_cut_mid_answer_is_the_error_azure_core_would_raise() -> None:
     class Cut(io.BytesIO):
-        def read1(self, size: int = -1) -> bytes:
+        def read1(self, size: int | None = -1) -> bytes:
             raise ConnectionResetError("reset by peer")
 
-        read = read1  # type: ignore[assignment]
+        read = read1
 
     response = requests.Response()
     response.raw = HTTPResponse(Cut(b""), headers={}, preload_content=False)
@@ -260,7 +260,7 @@ def test_every_key_vault_and_arm_client_refuses_another_host_before_sending() ->
     (evil.test does not resolve; a send would fail with a connection error instead)."""
     from rotation.azure.clients import Clients
 
-    clients = Clients(load_settings(BASE), credential=Credential())  # type: ignore[arg-type]
+    clients = Clients(load_settings(BASE), credential=Credential())
     foreign = HttpRequest("GET", "https://evil.test/keys/k/versions")
     with pytest.raises(ForeignLink):
         clients.keys("https://contoso-cmk.vault.azure.net").send_request(foreign)

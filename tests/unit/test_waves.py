@@ -120,13 +120,13 @@ class Result:
 
 
 def rollout(
-    steps: list[Step], outcomes: dict[str, str], **kwargs: object
+    steps: list[Step], outcomes: dict[str, str], **kwargs: Any
 ) -> tuple[waves.RolloutOutcome, list[list[str]]]:
     applied: list[list[str]] = []
     saved: list[waves.Progress] = []
 
     def apply(batch: Sequence[Any]) -> list[Result]:
-        names = [s.target.rsplit("/", 1)[1] for s in batch]  # type: ignore[attr-defined]
+        names = [s.target.rsplit("/", 1)[1] for s in batch]
         applied.append(names)
         return [
             Result(
@@ -141,14 +141,14 @@ def rollout(
         waves.group(steps),
         NEW,
         apply=apply,
-        read_back=lambda batch: [consumer(s.target.rsplit("/", 1)[1]) for s in batch],  # type: ignore[attr-defined]
+        read_back=lambda batch: [consumer(s.target.rsplit("/", 1)[1]) for s in batch],
         health=lambda c: waves.health_problem(c, NEW),
         hold=lambda step, code, message: Result(step.target, "skipped", message, code),
         load=lambda: saved[-1] if saved else None,
         save=saved.append,
         now=lambda: NOW,
         record=lambda kind, **fields: None,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     ).run()
     return run, applied
 
@@ -209,7 +209,7 @@ def test_every_kind_answers_the_healthy_hook_and_only_the_registry_overrides_it(
     assert KindDefaults().healthy(canary) is None and unhealthy(Bare(), canary) is None
     for kind in all_kinds():
         assert callable(getattr(kind, "healthy", None)), kind.kind
-        overrides = type(kind).healthy is not KindDefaults.healthy  # type: ignore[attr-defined]
+        overrides = type(kind).healthy is not KindDefaults.healthy  # type: ignore[attr-defined]  # optional member
         assert overrides == isinstance(kind, Registries), kind.kind
     other = parse_key_id(f"{KEY}/{'c' * 32}").id
     moved = Consumer(

@@ -75,7 +75,7 @@ def to_consumer(registry: Mapping[str, Any]) -> Consumer | None:
 class Registries(a.ArmTargetKind):
     kind = "registry"
     resource_type = REGISTRY
-    arm_actions = (  # the PATCH is long-running: its status is read at either of two URLs
+    arm_actions: tuple[str, ...] = (  # the PATCH is long-running: its status is read at either of two URLs
         "Microsoft.ContainerRegistry/registries/read",
         "Microsoft.ContainerRegistry/registries/write",
         "Microsoft.ContainerRegistry/locations/operationResults/read",
