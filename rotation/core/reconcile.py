@@ -145,14 +145,7 @@ class Reconciler:
         the end of the time budget closes the run as `interrupted`, its writes recorded."""
         key = request.key
         # Only a lease holder moves the key's chain head: runs without a lease (dry runs) link to it.
-        trail = AuditTrail(
-            self.audit,
-            run_id=request.request_id,
-            key=key,
-            actor=request.actor,
-            advance_key_head=lease is not None,
-            opened=request.enqueued_at,  # the day the intake filed the run under
-        )
+        trail = AuditTrail.for_request(self.audit, request, advance_key_head=lease is not None)
         result = RunResult(run_id=request.request_id, key_id=key.versionless_id, dry_run=request.dry_run)
         if self.runs:
             self.runs.started(

@@ -92,13 +92,7 @@ def enqueue_event(
         event_type=event.event_type,
         event_version=event.version,
     )
-    trail = AuditTrail(
-        service.audit,
-        run_id=request.request_id,
-        key=event.key,
-        actor=request.actor,
-        opened=request.enqueued_at,
-    )
+    trail = AuditTrail.for_request(service.audit, request)
     trail.record(
         "event-received",
         source=source,

@@ -236,13 +236,7 @@ def wait_for_lease(service: Service, request: RotationRequest, held: LeaseHeld) 
         )
     delay = math.ceil(held.seconds_left()) + random.randint(1, 5)  # noqa: S311 - jitter, not crypto
     again = request.waited()
-    trail = AuditTrail(
-        service.audit,
-        run_id=request.request_id,
-        key=request.key,
-        actor=request.actor,
-        opened=request.enqueued_at,
-    )
+    trail = AuditTrail.for_request(service.audit, request)
     trail.record(
         "lease-waited",
         outcome="requeued",

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tenacity
 
@@ -27,6 +27,9 @@ from rotation.storage.audit.store import (
     anchor_name,
     log,
 )
+
+if TYPE_CHECKING:
+    from rotation.storage.queue import RotationRequest
 
 _CHUNK = MAX_OPERATIONS - 1  # records per transaction: the run's head row is the last operation
 _MAX_REBASES = 20
@@ -56,6 +59,19 @@ class AuditTrail:
     flush still writes them. Only a flush that fails past that raises AuditUnavailable, and a
     background failure is raised by the next `record()` or `flush()`.
     """
+
+    @classmethod
+    def for_request(cls, store: AuditStore, request: RotationRequest, **options: Any) -> AuditTrail:
+        """The trail of a queued request's run: its id, key and actor, filed under the day the
+        request was queued (so the intake, the worker and the run all find the same chain)."""
+        return cls(
+            store,
+            run_id=request.request_id,
+            key=request.key,
+            actor=request.actor,
+            opened=request.enqueued_at,
+            **options,
+        )
 
     def __init__(
         self,
