@@ -44,6 +44,23 @@ def rotate_in_child(stack: Any) -> subprocess.Popen[str]:
     )
 
 
+def trigger_in_child(stack: Any, request: Any, message_id: str = "m1") -> subprocess.Popen[str]:
+    """The queue trigger (`function_app.run_rotation`) handling `request` in a process of its
+    own, as the Functions host runs it, so a test can signal or kill it."""
+    code = (
+        "import sys, azure.functions as func, function_app;"
+        f"function_app.run_rotation(func.QueueMessage(id={message_id!r}, body=sys.argv[1].encode()))"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, request.encode()],
+        env=dict(os.environ),
+        cwd=str(stack.repo),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def wait_for_writes(stack: Any, child: subprocess.Popen[str], count: int) -> None:
     """Until the emulator has answered `count` PATCHes (each one is on the new version)."""
     deadline = time.monotonic() + 60
@@ -231,20 +248,7 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
     targets = estate(stack, 8)
     stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=500)
     request = new_request(parse_key_id(KEY), "http", "pytest")
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, azure.functions as func, function_app;"
-            "function_app.run_rotation(func.QueueMessage(id='m1', body=sys.argv[1].encode()))",
-            request.encode(),
-        ],
-        env=dict(os.environ),
-        cwd=str(stack.repo),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child = trigger_in_child(stack, request)
     wait_for_writes(stack, child, 2)
     child.send_signal(signal.SIGTERM)
     _, err = child.communicate(timeout=60)
@@ -277,21 +281,9 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
     assert [json.loads(base64.b64decode(m.content))["requestId"] for m in waiting] == [request.request_id]
     # the queue trigger finishes the rest with the same request
     stack.admin.clear_faults()
-    function_app_child = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys, azure.functions as func, function_app;"
-            "function_app.run_rotation(func.QueueMessage(id='m2', body=sys.argv[1].encode()))",
-            request.encode(),
-        ],
-        env=dict(os.environ),
-        cwd=str(stack.repo),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert function_app_child.returncode == 0, function_app_child.stderr
+    function_app_child = trigger_in_child(stack, request, message_id="m2")
+    _, err = function_app_child.communicate(timeout=120)
+    assert function_app_child.returncode == 0, err
     assert moved(stack) == set(targets)
 
 
@@ -305,20 +297,7 @@ def test_a_queue_retry_after_a_hard_kill_records_what_its_own_earlier_attempt_mo
     targets = estate(stack, 8)
     stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=600)
     request = new_request(parse_key_id(KEY), "http", "pytest")
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, azure.functions as func, function_app;"
-            "function_app.run_rotation(func.QueueMessage(id='m1', body=sys.argv[1].encode()))",
-            request.encode(),
-        ],
-        env=dict(os.environ),
-        cwd=str(stack.repo),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child = trigger_in_child(stack, request)
     wait_for_writes(stack, child, 3)
     child.send_signal(signal.SIGKILL)
     child.communicate(timeout=30)
