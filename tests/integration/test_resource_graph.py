@@ -12,6 +12,7 @@ import pytest
 from rotation.model.ids import parse_key_id
 from rotation.storage.queue import new_request
 from tests import scenarios as s
+from tests.support.commands import cli, invoke
 
 pytestmark = pytest.mark.integration
 OLD, NEW = s.vid("old"), s.vid("new")
@@ -94,3 +95,17 @@ def test_the_graph_failing_is_a_discovery_error_and_the_arm_listed_kinds_still_p
     result = stack.service().reconciler.plan(parse_key_id(KEY))
     assert {step.target.rsplit("/", 1)[1] for step in result.steps} == {"sql-a", "grp-a"}
     assert {e["scope"] for e in result.discovery_errors} == {"resourcegraph"}
+
+
+def test_plan_and_inventory_through_the_graph_as_a_user_calls_them(stack) -> None:
+    stack.load(estate())
+    stack.set(ROTATION_DISCOVERY="resourcegraph")
+    code, planned = cli("plan", KEY)
+    assert code == 3  # the container group needs a person
+    assert {step["target"].rsplit("/", 1)[1] for step in planned["steps"]} >= {"reg-a", "st0000", "sql-a"}
+    code, table = invoke("plan", KEY, "--all")
+    assert code == 3 and "reg-a" in table and "st0002" in table
+    code, rows = cli("inventory", "--key", KEY)
+    assert code == 0, rows
+    graph_calls = [c for c in stack.admin.calls()["calls"] if c["path"].lower() == GRAPH]
+    assert len(graph_calls) == 3  # one query per command: JSON plan, table plan, inventory
