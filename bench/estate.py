@@ -57,7 +57,7 @@ def fresh_service(emulator: EmulatorProcess, scenario: dict[str, Any], latency_m
 
 
 def inventory_once(emulator: EmulatorProcess, n: int, keys: int, latency_ms: int) -> str:
-    from rotation.core.inventory import collect
+    from rotation.estate.inventory import collect
 
     service = fresh_service(emulator, estate(n, keys), latency_ms)
     started = time.monotonic()

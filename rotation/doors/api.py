@@ -19,8 +19,6 @@ from azure.core.exceptions import AzureError
 
 from rotation.azure.budget import BudgetExhausted, door_budget
 from rotation.azure.kinds import parse_target
-from rotation.core.planner import not_consumers_error
-from rotation.core.reconcile import Unreachable
 from rotation.doors import MAX_AUDIT_TOP
 from rotation.doors.web import (  # noqa: F401 - re-exported for callers of api.py
     MAX_BODY,
@@ -45,6 +43,8 @@ from rotation.doors.web import (  # noqa: F401 - re-exported for callers of api.
 )
 from rotation.model.ids import InvalidId, KeyRef
 from rotation.model.keystate import KeyState
+from rotation.run.planner import not_consumers_error
+from rotation.run.reconcile import Unreachable
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail, AuditUnavailable
 from rotation.storage.queue import InvalidRequest, enqueue, new_request

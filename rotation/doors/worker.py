@@ -39,10 +39,10 @@ from types import FrameType
 
 from rotation.azure.budget import door_budget
 from rotation.azure.kinds import accepted_types
-from rotation.core.reconcile import RunResult
-from rotation.core.stopping import Stop
 from rotation.doors.replay import archive_poison
 from rotation.model.errors import RotationError
+from rotation.run.reconcile import RunResult
+from rotation.run.stopping import Stop
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import Lease, LeaseHeld, lease_owner

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 import function_app
 from devstack.functions_host import deliver_event_grid
-from rotation.core.reconcile import Reconciler, RunResult
 from rotation.doors.cli import main
 from rotation.model.ids import parse_key_id
+from rotation.run.reconcile import Reconciler, RunResult
 from rotation.storage import audit as audit_module
 from rotation.storage.queue import new_request
 from tests import scenarios as s

@@ -16,9 +16,9 @@ import pytest
 import function_app
 from devstack.functions_host import http_request
 from rotation.azure.kinds.registry import Registries
-from rotation.core.reconcile import Reconciler
 from rotation.model.consumer import Consumer
 from rotation.model.ids import parse_key_id
+from rotation.run.reconcile import Reconciler
 from rotation.storage.queue import new_request
 from tests import scenarios as s
 from tests.integration.cli_support import run

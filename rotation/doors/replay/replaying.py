@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from rotation.core.submit import submit
 from rotation.doors.replay.items import FailedItem
+from rotation.run.submit import submit
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
 from rotation.storage.queue import RotationRequest, new_request
