@@ -47,7 +47,7 @@ from rotation.run.planner import not_consumers_error
 from rotation.run.reconcile import Unreachable
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail, AuditUnavailable
-from rotation.storage.queue import InvalidRequest, enqueue, new_request
+from rotation.storage.queue import InvalidRequest, encode, enqueue, new_request
 
 log = logging.getLogger("rotation.api")
 _ASCII_DIGITS = re.compile(r"[0-9]{1,12}")  # str.isdigit() also takes '²' and '٣'
@@ -179,7 +179,7 @@ class Api:
             queued = new_request(
                 key, "http", actor, dry_run=dry_run, targets=targets, event_version=key.version
             )
-            queued.encode()
+            encode(queued)
         except InvalidRequest as exc:
             raise ApiError(413, "PayloadTooLarge", str(exc)) from None
         trail = AuditTrail(

@@ -51,6 +51,7 @@ from rotation.storage.queue import (
     InvalidRequest,
     RotationRequest,
     decode,
+    encode,
     enqueue,
     not_allowed,
 )
@@ -138,7 +139,7 @@ def run_request(service: Service, request: RotationRequest, *, attempt: int = 1)
     """Run the request under the key's lease; None when it was skipped or put back to wait."""
     forbidden = not_allowed(request, service.settings)
     if forbidden:  # e.g. queued before the allow-list was narrowed: never acted on
-        quarantine(service, request.encode(), forbidden, None)
+        quarantine(service, encode(request), forbidden, None)
         return None
     if request.source == "event" and (earlier := service.ledger.converged(request.event_id)):
         skip_duplicate(service, request, earlier)
@@ -196,7 +197,7 @@ def poison_now(service: Service, request: RotationRequest, result: RunResult) ->
         message=f"not retried: {result.error.summary()}",
     )
     trail.flush()
-    service.poison_queue.send_message(request.encode())
+    service.poison_queue.send_message(encode(request))
     log.error(
         "request %s moved to the poison queue after one attempt (not retried): %s",
         request.request_id,

@@ -64,35 +64,36 @@ class RotationRequest:
     def key(self) -> KeyRef:
         return parse_key_id(self.key_id, allow_version=False)
 
-    def to_message(self) -> dict[str, Any]:
-        raw = asdict(self)
-        return {
-            "schema": SCHEMA,
-            "requestId": raw["request_id"],
-            "source": raw["source"],
-            "keyId": raw["key_id"],
-            "eventId": raw["event_id"],
-            "eventType": raw["event_type"],
-            "eventVersion": raw["event_version"],
-            "actor": raw["actor"],
-            "dryRun": raw["dry_run"],
-            "targets": list(raw["targets"]) if raw["targets"] is not None else None,
-            "enqueuedAt": raw["enqueued_at"],
-            "leaseWaits": raw["lease_waits"],
-        }
-
-    def encode(self) -> str:
-        text = json.dumps(self.to_message(), separators=(",", ":"))
-        # base64 grows text by 4/3; the queue's limit applies to the encoded message.
-        if (len(text.encode()) + 2) // 3 * 4 > MAX_MESSAGE_BYTES:
-            raise InvalidRequest(
-                "the request is larger than a queue message allows (64 KiB); send fewer targets"
-            )
-        return text
-
     def waited(self) -> RotationRequest:
         """A copy to put back on the queue while another run holds the key's lease."""
         return replace(self, lease_waits=self.lease_waits + 1, enqueued_at=utc_now())
+
+
+def to_message(request: RotationRequest) -> dict[str, Any]:
+    raw = asdict(request)
+    return {
+        "schema": SCHEMA,
+        "requestId": raw["request_id"],
+        "source": raw["source"],
+        "keyId": raw["key_id"],
+        "eventId": raw["event_id"],
+        "eventType": raw["event_type"],
+        "eventVersion": raw["event_version"],
+        "actor": raw["actor"],
+        "dryRun": raw["dry_run"],
+        "targets": list(raw["targets"]) if raw["targets"] is not None else None,
+        "enqueuedAt": raw["enqueued_at"],
+        "leaseWaits": raw["lease_waits"],
+    }
+
+
+def encode(request: RotationRequest) -> str:
+    """The message text (JSON; the queue client base64-encodes it)."""
+    text = json.dumps(to_message(request), separators=(",", ":"))
+    # base64 grows text by 4/3; the queue's limit applies to the encoded message.
+    if (len(text.encode()) + 2) // 3 * 4 > MAX_MESSAGE_BYTES:
+        raise InvalidRequest("the request is larger than a queue message allows (64 KiB); send fewer targets")
+    return text
 
 
 def unique_targets(targets: Any, accepted_types: Collection[str]) -> tuple[str, ...]:
@@ -190,4 +191,4 @@ def decode(body: bytes | str, accepted_types: Collection[str]) -> RotationReques
 
 def enqueue(queue: QueueClient, request: RotationRequest, *, visibility_timeout: int | None = None) -> None:
     """Put a request on the queue (the client base64-encodes, as the Functions trigger expects)."""
-    queue.send_message(request.encode(), visibility_timeout=visibility_timeout)
+    queue.send_message(encode(request), visibility_timeout=visibility_timeout)

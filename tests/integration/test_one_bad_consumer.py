@@ -19,7 +19,7 @@ from rotation.azure.kinds.registry import Registries
 from rotation.model.consumer import Consumer
 from rotation.model.ids import parse_key_id
 from rotation.run.reconcile import Reconciler
-from rotation.storage.queue import new_request
+from rotation.storage.queue import new_request, to_message
 from tests import scenarios as s
 from tests.integration.cli_support import run
 
@@ -93,7 +93,7 @@ def test_the_worker_runs_the_key_and_moves_every_consumer(stack) -> None:
     estate(stack)
     service = stack.service()
     request = new_request(parse_key_id(s.key_id("acr-cmk")), "http", "pytest")
-    message = func.QueueMessage(id="odd-wave", body=json.dumps(request.to_message()).encode())
+    message = func.QueueMessage(id="odd-wave", body=json.dumps(to_message(request)).encode())
     assert function_app.run_rotation(message) is None  # succeeded: nothing raised for a retry
     record = service.runs.get(request.request_id)
     assert record is not None and record["status"] == "succeeded", record
