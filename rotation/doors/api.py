@@ -43,11 +43,12 @@ from rotation.doors.web import (  # noqa: F401 - re-exported for callers of api.
 )
 from rotation.model.ids import InvalidId, KeyRef
 from rotation.model.keystate import KeyState
+from rotation.model.request import InvalidRequest, new_request
 from rotation.run.planner import not_consumers_error
 from rotation.run.reconcile import Unreachable
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail, AuditUnavailable
-from rotation.storage.queue import InvalidRequest, encode, enqueue, new_request
+from rotation.storage.queue import encode, enqueue
 
 log = logging.getLogger("rotation.api")
 _ASCII_DIGITS = re.compile(r"[0-9]{1,12}")  # str.isdigit() also takes '²' and '٣'

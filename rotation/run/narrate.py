@@ -8,11 +8,11 @@ from typing import Any
 
 from rotation.model.decisions import UPDATE
 from rotation.model.events import EXPIRED
+from rotation.model.request import RotationRequest
 from rotation.model.results import Plan, RunResult, count
 from rotation.run.stopping import INTERRUPTED
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import Lease
-from rotation.storage.queue import RotationRequest
 
 
 def record_started(

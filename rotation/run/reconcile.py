@@ -26,6 +26,7 @@ from rotation.config import Settings
 from rotation.model.decisions import UPDATE, PolicyContext
 from rotation.model.ids import KeyRef
 from rotation.model.keystate import KeyState
+from rotation.model.request import RotationRequest
 from rotation.model.results import Plan, PlanStep, RunResult, StepResult, count, result_of
 from rotation.model.times import utc_now
 from rotation.run import outcomes
@@ -39,7 +40,7 @@ from rotation.run.stopping import Stop
 from rotation.run.unfinished import account_for_unfinished
 from rotation.storage.audit import AuditStore, AuditTrail, AuditUnavailable
 from rotation.storage.ledger import Lease, Ledger
-from rotation.storage.queue import RotationRequest, not_allowed
+from rotation.storage.queue import not_allowed
 from rotation.storage.runs import RunStore
 from rotation.storage.steprows import StepRowWriter
 from rotation.storage.written import WrittenStore

@@ -1,16 +1,16 @@
-"""The rotation request: the one message on queue `rotation-requests` (schema 1, DESIGN.md
-section 7). Produced only here; base64 text on the wire (the Functions default), at most
-64 KiB."""
+"""The rotation request's codec (the value is model/request.py): the one message on queue
+`rotation-requests` (schema 1, DESIGN.md section 7). Produced only here; base64 text on the wire
+(the Functions default), at most 64 KiB."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from rotation.model.errors import RotationError
-from rotation.model.ids import InvalidId, KeyRef, parse_key_id, parse_resource_id
+from rotation.model.ids import InvalidId, parse_key_id, parse_resource_id
+from rotation.model.request import SOURCES, InvalidRequest, RotationRequest
 from rotation.model.times import utc_now
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 REQUESTS_QUEUE = "rotation-requests"
 POISON_QUEUE = "rotation-requests-poison"
 SCHEMA = 1
-SOURCES = ("event", "http", "sweep", "replay", "cli")
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_TEXT_FIELD = 1024  # eventId, eventType, eventVersion: stored whole in Table properties (64 KB)
 _FIELDS = {
@@ -40,33 +39,6 @@ _FIELDS = {
     "enqueuedAt",
     "leaseWaits",
 }
-
-
-class InvalidRequest(RotationError, ValueError):
-    """A queue message that is not a schema-1 rotation request."""
-
-
-@dataclass(frozen=True)
-class RotationRequest:
-    key_id: str  # versionless
-    source: str
-    actor: str
-    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    event_id: str | None = None
-    event_type: str | None = None
-    event_version: str | None = None
-    dry_run: bool = False
-    targets: tuple[str, ...] | None = None
-    enqueued_at: str = field(default_factory=utc_now)
-    lease_waits: int = 0
-
-    @property
-    def key(self) -> KeyRef:
-        return parse_key_id(self.key_id, allow_version=False)
-
-    def waited(self) -> RotationRequest:
-        """A copy to put back on the queue while another run holds the key's lease."""
-        return replace(self, lease_waits=self.lease_waits + 1, enqueued_at=utc_now())
 
 
 def to_message(request: RotationRequest) -> dict[str, Any]:
@@ -120,12 +92,6 @@ def not_allowed(request: RotationRequest, settings: Settings) -> str | None:
                 f"target {target} is in subscription {subscription}, which is not in ROTATION_SUBSCRIPTIONS"
             )
     return None
-
-
-def new_request(key: KeyRef, source: str, actor: str, **fields: Any) -> RotationRequest:
-    if source not in SOURCES:
-        raise InvalidRequest(f"source must be one of {SOURCES}")
-    return RotationRequest(key_id=key.versionless_id, source=source, actor=actor, **fields)
 
 
 def decode(body: bytes | str, accepted_types: Collection[str]) -> RotationRequest:

@@ -23,7 +23,8 @@ from devstack.functions_host import deliver_event_grid
 from rotation.azure.budget import BudgetExhausted
 from rotation.doors import worker
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import encode, new_request
+from rotation.model.request import new_request
+from rotation.storage.queue import encode
 from tests import scenarios as s
 from tests.conftest import dead_port
 from tests.support.http import call

@@ -14,9 +14,10 @@ from azure.storage.queue import QueueClient
 
 import function_app
 from rotation.model.ids import parse_key_id
+from rotation.model.request import new_request
 from rotation.storage import audit as audit_module
 from rotation.storage.ledger import LeaseHeld, lease_owner
-from rotation.storage.queue import encode, enqueue, new_request
+from rotation.storage.queue import encode, enqueue
 from tests import scenarios as s
 from tests.support.http import call
 from tests.support.runs import records

@@ -243,7 +243,7 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
     request goes back on the queue for the rest, and the process then ends by the signal."""
     from azure.storage.queue import QueueClient
 
-    from rotation.storage.queue import new_request
+    from rotation.model.request import new_request
 
     stack.set(ROTATION_CONCURRENCY="2")
     targets = estate(stack, 8)
@@ -292,7 +292,7 @@ def test_a_queue_retry_after_a_hard_kill_records_what_its_own_earlier_attempt_mo
     """The host kills the worker mid-run and retries the message: the same run id, a new attempt,
     which takes over its own dead attempt's lease and records that attempt's unrecorded moves."""
     from rotation.doors import worker
-    from rotation.storage.queue import new_request
+    from rotation.model.request import new_request
 
     stack.set(ROTATION_CONCURRENCY="2", ROTATION_LEASE_SECONDS="5")
     targets = estate(stack, 8)
@@ -324,7 +324,7 @@ def test_the_worker_budget_closes_the_run_before_it_cuts_storage_off(stack) -> N
     import pytest
 
     from rotation.doors import worker
-    from rotation.storage.queue import new_request
+    from rotation.model.request import new_request
 
     many = [s.version(f"v{i}", created=f"-{400 - i // 10}d") for i in range(600)]
     stack.load(

@@ -19,8 +19,9 @@ import function_app
 from devstack.functions_host import deliver_event_grid
 from rotation.doors.worker import run_request
 from rotation.model.ids import parse_key_id
+from rotation.model.request import new_request
 from rotation.storage.audit import key_slug
-from rotation.storage.queue import encode, new_request
+from rotation.storage.queue import encode
 from tests import scenarios as s
 from tests.support.runs import records
 

@@ -11,7 +11,8 @@ from azure.storage.queue import QueueClient
 
 import function_app
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import encode, enqueue, new_request
+from rotation.model.request import new_request
+from rotation.storage.queue import encode, enqueue
 from tests import scenarios as s
 from tests.integration.cli_support import KEY, OLD, load_estate, run
 from tests.integration.test_functions import call, queued_messages

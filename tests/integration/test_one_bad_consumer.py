@@ -18,8 +18,9 @@ from devstack.functions_host import http_request
 from rotation.azure.kinds.registry import Registries
 from rotation.model.consumer import Consumer
 from rotation.model.ids import parse_key_id
+from rotation.model.request import new_request
 from rotation.run.reconcile import Reconciler
-from rotation.storage.queue import new_request, to_message
+from rotation.storage.queue import to_message
 from tests import scenarios as s
 from tests.integration.cli_support import run
 

@@ -13,7 +13,8 @@ from azure.storage.queue import QueueClient
 import function_app
 from devstack.functions_host import deliver_event_grid, http_request, timer_request
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import encode, new_request
+from rotation.model.request import new_request
+from rotation.storage.queue import encode
 from tests import scenarios as s
 from tests.support.commands import cli
 

@@ -25,8 +25,9 @@ from rotation.config import load_settings
 from rotation.doors import web
 from rotation.doors.cli.context import parse_targets
 from rotation.model.ids import InvalidId, parse_key_id
+from rotation.model.request import InvalidRequest, new_request
 from rotation.service import Service
-from rotation.storage.queue import InvalidRequest, decode, new_request, to_message
+from rotation.storage.queue import decode, to_message
 
 REPO = Path(__file__).resolve().parents[2]
 ROLES = REPO / "infra" / "modules" / "custom-roles.bicep"

@@ -8,7 +8,8 @@ import pytest
 from rotation.azure.kinds import accepted_types
 from rotation.config import ConfigError, load_settings
 from rotation.model.ids import is_managed_hsm_host, parse_key_id
-from rotation.storage.queue import decode, encode, new_request
+from rotation.model.request import new_request
+from rotation.storage.queue import decode, encode
 
 BASE = {
     "ROTATION_SUBSCRIPTIONS": "00000000-0000-0000-0000-000000000001",

@@ -10,7 +10,8 @@ from azure.storage.queue import TextBase64EncodePolicy
 
 from rotation.azure.kinds import accepted_types
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import MAX_MESSAGE_BYTES, InvalidRequest, decode, encode, new_request
+from rotation.model.request import InvalidRequest, new_request
+from rotation.storage.queue import MAX_MESSAGE_BYTES, decode, encode
 
 KEY = parse_key_id("https://contoso-cmk.vault.azure.net/keys/acr-cmk/9b1e4c0d2f8a4e6b8c7d5a3f1e2d4c6b")
 TARGET = "/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/Microsoft.Batch/batchAccounts/b1"

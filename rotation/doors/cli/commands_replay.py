@@ -27,9 +27,9 @@ from rotation.doors.cli.render import print_item, print_items, print_replay_outc
 
 if TYPE_CHECKING:
     from rotation.doors.replay import FailedItem, Selection
+    from rotation.model.request import RotationRequest
     from rotation.run.reconcile import RunResult
     from rotation.service import Service
-    from rotation.storage.queue import RotationRequest
 
 
 def _selection(

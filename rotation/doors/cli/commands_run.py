@@ -29,11 +29,11 @@ from rotation.doors.cli.render import print_plan, print_result, print_sweep
 
 if TYPE_CHECKING:
     from rotation.model.ids import KeyRef
+    from rotation.model.request import RotationRequest
     from rotation.run.reconcile import Plan, RunResult
     from rotation.run.stopping import Stop
     from rotation.service import Service
     from rotation.storage.ledger import Lease
-    from rotation.storage.queue import RotationRequest
 
 
 def _allowed(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> None:
@@ -103,8 +103,8 @@ def rotate(
     A KEY_ID with a version asserts that version is the desired one.
     """
     from rotation.doors.worker import continue_later
+    from rotation.model.request import new_request
     from rotation.run.policy import UPDATE
-    from rotation.storage.queue import new_request
 
     key = parse_key(key_id)
     target_ids = parse_targets(targets)

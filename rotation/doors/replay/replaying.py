@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rotation.doors.replay.items import FailedItem
+from rotation.model.request import RotationRequest, new_request
 from rotation.run.submit import submit
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
-from rotation.storage.queue import RotationRequest, new_request
 
 _DONE = ("succeeded", "needs-attention")  # a run that converged
 _EXIT_FAILED, _EXIT_UNREACHABLE = 4, 5  # DESIGN.md section 7's CLI exit codes

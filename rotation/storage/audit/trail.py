@@ -29,7 +29,7 @@ from rotation.storage.audit.store import (
 )
 
 if TYPE_CHECKING:
-    from rotation.storage.queue import RotationRequest
+    from rotation.model.request import RotationRequest
 
 _CHUNK = MAX_OPERATIONS - 1  # records per transaction: the run's head row is the last operation
 _MAX_REBASES = 20
