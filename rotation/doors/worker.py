@@ -42,12 +42,13 @@ from rotation.azure.kinds import accepted_types
 from rotation.doors.replay import archive_poison
 from rotation.model.errors import RotationError
 from rotation.model.request import InvalidRequest, RotationRequest
+from rotation.run.allowed import not_allowed
 from rotation.run.reconcile import RunResult
 from rotation.run.stopping import Stop
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import Lease, LeaseHeld, lease_owner
-from rotation.storage.queue import MAX_MESSAGE_BYTES, decode, encode, enqueue, not_allowed
+from rotation.storage.queue import MAX_MESSAGE_BYTES, decode, encode, enqueue
 
 log = logging.getLogger("rotation.worker")
 MAX_LEASE_WAITS = 50  # an hour or more of waiting means the holder is stuck: fail loudly

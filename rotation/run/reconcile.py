@@ -30,6 +30,7 @@ from rotation.model.request import RotationRequest
 from rotation.model.results import Plan, PlanStep, RunResult, StepResult, count, result_of
 from rotation.model.times import utc_now
 from rotation.run import outcomes
+from rotation.run.allowed import not_allowed
 from rotation.run.apply import Applier, LeaseLost, ProgressCallback, VerificationFailed
 from rotation.run.gather import Gathered, Gatherer, Maintain, Unreachable
 from rotation.run.narrate import record_findings, record_finished, record_interrupted, record_started
@@ -40,7 +41,6 @@ from rotation.run.stopping import Stop
 from rotation.run.unfinished import account_for_unfinished
 from rotation.storage.audit import AuditStore, AuditTrail, AuditUnavailable
 from rotation.storage.ledger import Lease, Ledger
-from rotation.storage.queue import not_allowed
 from rotation.storage.runs import RunStore
 from rotation.storage.steprows import StepRowWriter
 from rotation.storage.written import WrittenStore

@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 
     from azure.storage.queue import QueueClient
 
-    from rotation.config import Settings
-
 REQUESTS_QUEUE = "rotation-requests"
 POISON_QUEUE = "rotation-requests-poison"
 SCHEMA = 1
@@ -77,21 +75,6 @@ def unique_targets(targets: Any, accepted_types: Collection[str]) -> tuple[str, 
         resource = parse_resource_id(target, accepted_types)
         seen.setdefault(resource.key, str(resource))
     return tuple(seen.values())
-
-
-def not_allowed(request: RotationRequest, settings: Settings) -> str | None:
-    """Why configuration forbids this request (None: allowed). Checked at every door and again
-    before a run, so a queued, replayed or stale request cannot reach beyond the settings."""
-    key = request.key
-    if not settings.vault_allowed(key.vault_host):
-        return f"vault {key.vault_host} is not in ROTATION_ALLOWED_VAULTS"
-    for target in request.targets or ():
-        subscription = parse_resource_id(target, None).subscription  # checked when decoded
-        if subscription not in settings.subscriptions:
-            return (
-                f"target {target} is in subscription {subscription}, which is not in ROTATION_SUBSCRIPTIONS"
-            )
-    return None
 
 
 def decode(body: bytes | str, accepted_types: Collection[str]) -> RotationRequest:
