@@ -59,3 +59,39 @@ def test_the_checker_sees_a_constant_declared_twice() -> None:
         "rotation/c.py": ast.parse("CODES = {400, 404}"),  # another value: another name's job
     }
     assert twin_constants(trees) == ["CODES in rotation/a.py, rotation/b.py"]
+
+
+def defined(tree: ast.Module) -> set[str]:
+    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+
+
+def copies_of_the_model(trees: dict[str, ast.Module]) -> list[str]:
+    """Functions and classes of model/ defined again elsewhere, public or behind an underscore."""
+    model = {
+        name: path
+        for path, tree in trees.items()
+        if path.startswith("rotation/model/")
+        for name in defined(tree)
+        if not name.startswith("_")
+    }
+    return sorted(
+        f"{path} defines {name} again ({model[name.lstrip('_')]} has it)"
+        for path, tree in trees.items()
+        if not path.startswith("rotation/model/")
+        for name in defined(tree)
+        if name.lstrip("_") in model
+    )
+
+
+def test_what_the_model_defines_is_not_defined_again() -> None:
+    assert copies_of_the_model(modules()) == []
+
+
+def test_the_checker_sees_a_private_copy_of_a_model_function() -> None:
+    trees = {
+        "rotation/model/times.py": ast.parse("def iso(m): ...\ndef _helper(): ..."),
+        "rotation/storage/x.py": ast.parse("def _iso(m): ...\ndef helper(): ..."),
+    }
+    assert copies_of_the_model(trees) == [
+        "rotation/storage/x.py defines _iso again (rotation/model/times.py has it)"
+    ]

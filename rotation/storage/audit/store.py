@@ -25,8 +25,8 @@ from azure.core.exceptions import (
 
 from rotation.model.errors import TRANSIENT_STATUS, RotationError
 from rotation.model.ids import KeyRef
-from rotation.model.times import iso
-from rotation.storage.audit.record import from_entity, key_slug, parse_iso, to_entity
+from rotation.model.times import iso, parse_iso
+from rotation.storage.audit.record import from_entity, key_slug, to_entity
 from rotation.storage.tablebatch import (
     MAX_OPERATIONS,
     TransactionRefused,

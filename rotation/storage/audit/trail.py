@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import tenacity
 
 from rotation.model.ids import KeyRef
-from rotation.model.times import parse_iso_or_none
-from rotation.storage.audit.record import FIELDS, SCHEME, bounded_detail, canonical_hash, clip, iso
+from rotation.model.times import iso, parse_iso_or_none
+from rotation.storage.audit.record import FIELDS, SCHEME, bounded_detail, canonical_hash, clip
 from rotation.storage.audit.store import (
     MAX_OPERATIONS,
     AuditStore,
