@@ -11,8 +11,8 @@ import azure.functions as func
 
 from rotation import telemetry
 from rotation.config import ConfigError
-from rotation.core import sweep
 from rotation.doors import api, intake, replay, worker
+from rotation.estate import sweep
 from rotation.service import service_for_environment
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)

@@ -57,7 +57,7 @@ def fresh_service(emulator: EmulatorProcess, scenario: dict[str, Any], latency_m
 
 
 def inventory_once(emulator: EmulatorProcess, n: int, keys: int, latency_ms: int) -> str:
-    from rotation.core.inventory import collect
+    from rotation.estate.inventory import collect
 
     service = fresh_service(emulator, estate(n, keys), latency_ms)
     started = time.monotonic()
@@ -71,7 +71,7 @@ def inventory_once(emulator: EmulatorProcess, n: int, keys: int, latency_ms: int
 
 def rollout_once(emulator: EmulatorProcess, n: int, waves: bool, latency_ms: int) -> tuple[float, int, str]:
     from rotation.model.ids import parse_key_id
-    from rotation.storage.queue import new_request
+    from rotation.model.request import new_request
 
     service = fresh_service(emulator, estate(n, 1, waves), latency_ms)
     started = time.monotonic()

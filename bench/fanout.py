@@ -74,8 +74,8 @@ def run_once(
     emulator: EmulatorProcess, n: int, subscriptions: list[str], *, throttled: bool, latency_ms: int
 ) -> dict[str, Any]:
     from rotation.model.ids import parse_key_id
+    from rotation.model.request import new_request
     from rotation.service import forget_services, service_for_environment
-    from rotation.storage.queue import new_request
 
     admin = emulator.admin
     admin.reset(estate(n, subscriptions))

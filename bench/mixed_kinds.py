@@ -116,8 +116,8 @@ def run_once(
     emulator: EmulatorProcess, scenario: dict[str, Any], subs: list[str], latency_ms: int, throttled: bool
 ) -> dict[str, Any]:
     from rotation.model.ids import parse_key_id
+    from rotation.model.request import new_request
     from rotation.service import forget_services, service_for_environment
-    from rotation.storage.queue import new_request
 
     admin = emulator.admin
     admin.reset(scenario)

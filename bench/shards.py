@@ -43,8 +43,8 @@ def subscriptions(count: int) -> list[str]:
 def worker(start_at: float) -> None:
     """One shard: reconcile the key over ROTATION_SUBSCRIPTIONS, from `start_at` on."""
     from rotation.model.ids import parse_key_id
+    from rotation.model.request import new_request
     from rotation.service import service_for_environment
-    from rotation.storage.queue import new_request
 
     service = service_for_environment()
     service.reconciler  # noqa: B018 - built before the start instant, as a warm instance has it

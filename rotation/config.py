@@ -110,7 +110,7 @@ class Settings:
     wave_soak_minutes: int = 0
     wave_recheck_seconds: int = 300  # tuning: how often a soak re-checks the earlier waves
     report_max_age_days: int = 365  # the sweep's daily report in `rotation-reports`
-    # `versions disable` refuses a version a consumer was reverted to this recently (core/reverts.py).
+    # `versions disable` refuses a version a consumer was reverted to this recently (run/reverts.py).
     revert_guard_days: int = 30
     # ROTATION_CONCURRENCY=auto: each subscription's lane widens to ARM's remaining budget.
     lanes_follow_arm: bool = True

@@ -12,8 +12,8 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
 from rotation.azure.kinds import all_kinds
 from rotation.config import Settings, load_settings
-from rotation.core.reconcile import Reconciler
-from rotation.core.report import REPORTS_CONTAINER
+from rotation.estate.report import REPORTS_CONTAINER
+from rotation.run.reconcile import Reconciler
 from rotation.storage.audit import ANCHOR_CONTAINER, AUDIT_TABLE, AuditStore
 from rotation.storage.ledger import LEDGER_TABLE, Ledger
 from rotation.storage.queue import POISON_QUEUE, REQUESTS_QUEUE

@@ -175,7 +175,7 @@ def throttled(host: str) -> None:
 
 
 def consumer_reverted(kind: str) -> None:
-    """A `consumer-reverted` incident (rotation/core/reverts.py), also an event on the run's span."""
+    """A `consumer-reverted` incident (rotation/run/reverts.py), also an event on the run's span."""
     if _active is not None:
         _active.reverts.add(1, {"kind": kind})
         from opentelemetry import trace

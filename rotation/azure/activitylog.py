@@ -2,7 +2,7 @@
 Microsoft.Insights api-version 2015-04-01): `caller`, `operationName`, `eventTimestamp`,
 `correlationId`, `status`.
 
-Read once per consumer found reverted (core/reverts.py), never per target: the first page of
+Read once per consumer found reverted (run/reverts.py), never per target: the first page of
 `eventtypes/management/values` filtered to the resource and the time since this system wrote it.
 An answer that cannot be had (403 without the role action below, 404, throttled past the
 budget) is a value too: the revert is still recorded, with who changed it unknown.

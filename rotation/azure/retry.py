@@ -28,11 +28,10 @@ from azure.core.pipeline.policies import RetryPolicy as AzureRetryPolicy
 
 # The model's error values, re-exported: callers classify and wait with this module.
 from rotation.azure import budget
-from rotation.model.errors import ErrorInfo, Hint, RotationError, TransientCondition  # noqa: F401
+from rotation.model.errors import TRANSIENT_STATUS, ErrorInfo, Hint, RotationError, TransientCondition  # noqa: F401
 
 log = logging.getLogger("rotation.retry")
 
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 _BUSY_CODES = {
     "anotheroperationinprogress",
     "operationnotallowed",
@@ -76,8 +75,8 @@ def classify(exc: BaseException) -> ErrorInfo:
         code = getattr(getattr(exc, "error", None), "code", None)
         if status == 200:  # a long-running operation that ended Failed or Canceled
             return ErrorInfo(False, False, status, code or "OperationFailed", _message(exc))
-        transient = status in _TRANSIENT_STATUS or (status == 409 and (code or "").lower() in _BUSY_CODES)
-        unreachable = status in _TRANSIENT_STATUS
+        transient = status in TRANSIENT_STATUS or (status == 409 and (code or "").lower() in _BUSY_CODES)
+        unreachable = status in TRANSIENT_STATUS
         return ErrorInfo(transient, unreachable, status, code, _message(exc), _retry_after(exc))
     return ErrorInfo(False, False, None, type(exc).__name__, _message(exc))
 

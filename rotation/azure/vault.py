@@ -167,6 +167,6 @@ def disable_version(client: KeyClient, key: KeyRef, version: str) -> VersionInfo
 
 def set_version_enabled(client: KeyClient, key: KeyRef, version: str, *, enabled: bool) -> VersionInfo:
     """Enable or disable one version (idempotent: the same PATCH twice changes nothing). Only the
-    caller's guard (rotation/core/retire.py) decides whether it may be called."""
+    caller's guard (rotation/estate/retire.py) decides whether it may be called."""
     bundle = client.update_key_properties(key.name, version, enabled=enabled)
     return _info(bundle.properties, bundle.key_type, bundle.key_operations)

@@ -19,8 +19,6 @@ from azure.core.exceptions import AzureError
 
 from rotation.azure.budget import BudgetExhausted, door_budget
 from rotation.azure.kinds import parse_target
-from rotation.core.planner import not_consumers_error
-from rotation.core.reconcile import Unreachable
 from rotation.doors import MAX_AUDIT_TOP
 from rotation.doors.web import (  # noqa: F401 - re-exported for callers of api.py
     MAX_BODY,
@@ -45,9 +43,12 @@ from rotation.doors.web import (  # noqa: F401 - re-exported for callers of api.
 )
 from rotation.model.ids import InvalidId, KeyRef
 from rotation.model.keystate import KeyState
+from rotation.model.request import InvalidRequest, new_request
+from rotation.run.planner import not_consumers_error
+from rotation.run.reconcile import Unreachable
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail, AuditUnavailable
-from rotation.storage.queue import InvalidRequest, enqueue, new_request
+from rotation.storage.queue import encode, enqueue
 
 log = logging.getLogger("rotation.api")
 _ASCII_DIGITS = re.compile(r"[0-9]{1,12}")  # str.isdigit() also takes '²' and '٣'
@@ -179,7 +180,7 @@ class Api:
             queued = new_request(
                 key, "http", actor, dry_run=dry_run, targets=targets, event_version=key.version
             )
-            queued.encode()
+            encode(queued)
         except InvalidRequest as exc:
             raise ApiError(413, "PayloadTooLarge", str(exc)) from None
         trail = AuditTrail(

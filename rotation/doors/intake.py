@@ -17,11 +17,11 @@ import logging
 from typing import Any
 
 from rotation.azure.budget import door_budget
-from rotation.core.submit import submit
 from rotation.model.events import EventRejected, KeyEvent, parse_function_event
+from rotation.model.request import RotationRequest, new_request
+from rotation.run.submit import submit
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
-from rotation.storage.queue import RotationRequest, new_request
 
 log = logging.getLogger("rotation.intake")
 

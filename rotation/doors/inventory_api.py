@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rotation.core.inventory import Filters, InvalidFilter, collect
+from rotation.estate.inventory import Filters, InvalidFilter, collect
 from rotation.model.errors import RotationError
 from rotation.model.ids import InvalidId, KeyRef, parse_key_id
 from rotation.service import Service

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rotation.azure.kinds import accepted_types
-from rotation.core.reconcile import Unreachable
 from rotation.model.errors import RotationError
 from rotation.model.ids import InvalidId, KeyRef, parse_key_id, parse_resource_id
+from rotation.run.reconcile import Unreachable
 from rotation.service import Service
 from rotation.storage.queue import unique_targets
 

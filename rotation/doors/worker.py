@@ -39,21 +39,16 @@ from types import FrameType
 
 from rotation.azure.budget import door_budget
 from rotation.azure.kinds import accepted_types
-from rotation.core.reconcile import RunResult
-from rotation.core.stopping import Stop
 from rotation.doors.replay import archive_poison
 from rotation.model.errors import RotationError
+from rotation.model.request import InvalidRequest, RotationRequest
+from rotation.run.allowed import not_allowed
+from rotation.run.reconcile import RunResult
+from rotation.run.stopping import Stop
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import Lease, LeaseHeld, lease_owner
-from rotation.storage.queue import (
-    MAX_MESSAGE_BYTES,
-    InvalidRequest,
-    RotationRequest,
-    decode,
-    enqueue,
-    not_allowed,
-)
+from rotation.storage.queue import MAX_MESSAGE_BYTES, decode, encode, enqueue
 
 log = logging.getLogger("rotation.worker")
 MAX_LEASE_WAITS = 50  # an hour or more of waiting means the holder is stuck: fail loudly
@@ -138,7 +133,7 @@ def run_request(service: Service, request: RotationRequest, *, attempt: int = 1)
     """Run the request under the key's lease; None when it was skipped or put back to wait."""
     forbidden = not_allowed(request, service.settings)
     if forbidden:  # e.g. queued before the allow-list was narrowed: never acted on
-        quarantine(service, request.encode(), forbidden, None)
+        quarantine(service, encode(request), forbidden, None)
         return None
     if request.source == "event" and (earlier := service.ledger.converged(request.event_id)):
         skip_duplicate(service, request, earlier)
@@ -196,7 +191,7 @@ def poison_now(service: Service, request: RotationRequest, result: RunResult) ->
         message=f"not retried: {result.error.summary()}",
     )
     trail.flush()
-    service.poison_queue.send_message(request.encode())
+    service.poison_queue.send_message(encode(request))
     log.error(
         "request %s moved to the poison queue after one attempt (not retried): %s",
         request.request_id,

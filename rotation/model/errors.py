@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# HTTP statuses where trying again can help (a timeout, throttling, a server's failure): one
+# declaration for Azure's calls (azure/retry.py) and the audit store's (storage/audit/store.py).
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
 
 @dataclass(frozen=True)
 class ErrorInfo:

@@ -35,7 +35,7 @@ _RESULT_FIELDS = {
     "duration_ms": "durationMs",
     "attempts": "attempts",
 }
-LAST_WAVE = "last"  # untagged resources (rotation/core/waves.py has the wave rules)
+LAST_WAVE = "last"  # untagged resources (rotation/run/waves.py has the wave rules)
 # A step whose write was sent but not confirmed when the run was interrupted: the next run reads
 # it back (and records it when it finds the consumer moved).
 IN_FLIGHT = "in-flight"

@@ -273,7 +273,7 @@ class Ledger:
             mode=_mode().REPLACE,  # the whole marker: a replay after a discard keeps no old reason
         )
 
-    # -- wave progress (rotation/core/waves.py) ------------------------------------------------
+    # -- wave progress (rotation/run/waves.py) ------------------------------------------------
     def wave_progress(self, key: KeyRef) -> dict[str, Any] | None:
         """The last canary wave verified for the key: {DesiredVersion, Wave, VerifiedAt, RunId}."""
         try:

@@ -1,16 +1,16 @@
-"""The rotation request: the one message on queue `rotation-requests` (schema 1, DESIGN.md
-section 7). Produced only here; base64 text on the wire (the Functions default), at most
-64 KiB."""
+"""The rotation request's codec (the value is model/request.py): the one message on queue
+`rotation-requests` (schema 1, DESIGN.md section 7). Produced only here; base64 text on the wire
+(the Functions default), at most 64 KiB."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from rotation.model.errors import RotationError
-from rotation.model.ids import InvalidId, KeyRef, parse_key_id, parse_resource_id
+from rotation.model.ids import InvalidId, parse_key_id, parse_resource_id
+from rotation.model.request import SOURCES, InvalidRequest, RotationRequest
 from rotation.model.times import utc_now
 
 if TYPE_CHECKING:
@@ -18,12 +18,9 @@ if TYPE_CHECKING:
 
     from azure.storage.queue import QueueClient
 
-    from rotation.config import Settings
-
 REQUESTS_QUEUE = "rotation-requests"
 POISON_QUEUE = "rotation-requests-poison"
 SCHEMA = 1
-SOURCES = ("event", "http", "sweep", "replay", "cli")
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_TEXT_FIELD = 1024  # eventId, eventType, eventVersion: stored whole in Table properties (64 KB)
 _FIELDS = {
@@ -42,57 +39,31 @@ _FIELDS = {
 }
 
 
-class InvalidRequest(RotationError, ValueError):
-    """A queue message that is not a schema-1 rotation request."""
+def to_message(request: RotationRequest) -> dict[str, Any]:
+    raw = asdict(request)
+    return {
+        "schema": SCHEMA,
+        "requestId": raw["request_id"],
+        "source": raw["source"],
+        "keyId": raw["key_id"],
+        "eventId": raw["event_id"],
+        "eventType": raw["event_type"],
+        "eventVersion": raw["event_version"],
+        "actor": raw["actor"],
+        "dryRun": raw["dry_run"],
+        "targets": list(raw["targets"]) if raw["targets"] is not None else None,
+        "enqueuedAt": raw["enqueued_at"],
+        "leaseWaits": raw["lease_waits"],
+    }
 
 
-@dataclass(frozen=True)
-class RotationRequest:
-    key_id: str  # versionless
-    source: str
-    actor: str
-    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    event_id: str | None = None
-    event_type: str | None = None
-    event_version: str | None = None
-    dry_run: bool = False
-    targets: tuple[str, ...] | None = None
-    enqueued_at: str = field(default_factory=utc_now)
-    lease_waits: int = 0
-
-    @property
-    def key(self) -> KeyRef:
-        return parse_key_id(self.key_id, allow_version=False)
-
-    def to_message(self) -> dict[str, Any]:
-        raw = asdict(self)
-        return {
-            "schema": SCHEMA,
-            "requestId": raw["request_id"],
-            "source": raw["source"],
-            "keyId": raw["key_id"],
-            "eventId": raw["event_id"],
-            "eventType": raw["event_type"],
-            "eventVersion": raw["event_version"],
-            "actor": raw["actor"],
-            "dryRun": raw["dry_run"],
-            "targets": list(raw["targets"]) if raw["targets"] is not None else None,
-            "enqueuedAt": raw["enqueued_at"],
-            "leaseWaits": raw["lease_waits"],
-        }
-
-    def encode(self) -> str:
-        text = json.dumps(self.to_message(), separators=(",", ":"))
-        # base64 grows text by 4/3; the queue's limit applies to the encoded message.
-        if (len(text.encode()) + 2) // 3 * 4 > MAX_MESSAGE_BYTES:
-            raise InvalidRequest(
-                "the request is larger than a queue message allows (64 KiB); send fewer targets"
-            )
-        return text
-
-    def waited(self) -> RotationRequest:
-        """A copy to put back on the queue while another run holds the key's lease."""
-        return replace(self, lease_waits=self.lease_waits + 1, enqueued_at=utc_now())
+def encode(request: RotationRequest) -> str:
+    """The message text (JSON; the queue client base64-encodes it)."""
+    text = json.dumps(to_message(request), separators=(",", ":"))
+    # base64 grows text by 4/3; the queue's limit applies to the encoded message.
+    if (len(text.encode()) + 2) // 3 * 4 > MAX_MESSAGE_BYTES:
+        raise InvalidRequest("the request is larger than a queue message allows (64 KiB); send fewer targets")
+    return text
 
 
 def unique_targets(targets: Any, accepted_types: Collection[str]) -> tuple[str, ...]:
@@ -104,27 +75,6 @@ def unique_targets(targets: Any, accepted_types: Collection[str]) -> tuple[str, 
         resource = parse_resource_id(target, accepted_types)
         seen.setdefault(resource.key, str(resource))
     return tuple(seen.values())
-
-
-def not_allowed(request: RotationRequest, settings: Settings) -> str | None:
-    """Why configuration forbids this request (None: allowed). Checked at every door and again
-    before a run, so a queued, replayed or stale request cannot reach beyond the settings."""
-    key = request.key
-    if not settings.vault_allowed(key.vault_host):
-        return f"vault {key.vault_host} is not in ROTATION_ALLOWED_VAULTS"
-    for target in request.targets or ():
-        subscription = parse_resource_id(target, None).subscription  # checked when decoded
-        if subscription not in settings.subscriptions:
-            return (
-                f"target {target} is in subscription {subscription}, which is not in ROTATION_SUBSCRIPTIONS"
-            )
-    return None
-
-
-def new_request(key: KeyRef, source: str, actor: str, **fields: Any) -> RotationRequest:
-    if source not in SOURCES:
-        raise InvalidRequest(f"source must be one of {SOURCES}")
-    return RotationRequest(key_id=key.versionless_id, source=source, actor=actor, **fields)
 
 
 def decode(body: bytes | str, accepted_types: Collection[str]) -> RotationRequest:
@@ -190,4 +140,4 @@ def decode(body: bytes | str, accepted_types: Collection[str]) -> RotationReques
 
 def enqueue(queue: QueueClient, request: RotationRequest, *, visibility_timeout: int | None = None) -> None:
     """Put a request on the queue (the client base64-encodes, as the Functions trigger expects)."""
-    queue.send_message(request.encode(), visibility_timeout=visibility_timeout)
+    queue.send_message(encode(request), visibility_timeout=visibility_timeout)

@@ -141,7 +141,7 @@ def test_log_alerts_read_the_audit_records_the_product_writes():
 
 
 def test_consumer_reverted_fires_on_the_record_kind_the_revert_check_writes():
-    from rotation.core.reverts import KIND
+    from rotation.run.reverts import KIND
 
     alert = _alerts()["cmk-rotation-consumer-reverted"]
     assert f'tostring(a.kind) == "{KIND}"' in alert["query"] and KIND == "consumer-reverted"

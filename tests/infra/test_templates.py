@@ -397,7 +397,7 @@ def test_rotation_age_reports_are_kept_for_the_retention_then_expire():
     storage = module("storage")
     rules = body(storage["resources"]["lifecycle"])["properties"]["policy"]["rules"]
     (rule,) = [r for r in rules if r["name"] == "expire-rotation-age-reports"]
-    # Only the report blobs (core/report.py's blob_name), never anything else in the account.
+    # Only the report blobs (estate/report.py's blob_name), never anything else in the account.
     assert rule["definition"]["filters"]["prefixMatch"] == ["${reportsContainerName}/rotation-age/"]
     assert variable(storage, "reportsContainerName") == "rotation-reports"
     delete = rule["definition"]["actions"]["baseBlob"]["delete"]

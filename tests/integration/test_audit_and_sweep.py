@@ -14,10 +14,10 @@ from rotation.azure.kinds import accepted_types
 from rotation.doors.cli import main
 from rotation.doors.worker import run_request
 from rotation.model.ids import parse_key_id
+from rotation.model.request import new_request
 from rotation.storage import audit as audit_module
 from rotation.storage.audit import AuditUnavailable
 from rotation.storage.ledger import Lease
-from rotation.storage.queue import new_request
 from tests import scenarios as s
 from tests.support.runs import rotate
 

@@ -16,11 +16,12 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import TableClient
 from azure.storage.blob import ContainerClient
 
-from rotation.core.narrate import record_findings
 from rotation.model.consumer import Consumer
 from rotation.model.ids import KeyRef, ResourceId
 from rotation.model.keystate import KeyState, VersionInfo
+from rotation.model.request import new_request
 from rotation.model.results import Plan, PlanStep, RunResult
+from rotation.run.narrate import record_findings
 from rotation.storage.audit import (
     ANCHOR_CONTAINER,
     AUDIT_TABLE,
@@ -29,7 +30,6 @@ from rotation.storage.audit import (
     AuditUnavailable,
     verify,
 )
-from rotation.storage.queue import new_request
 from tests.conftest import wipe_storage
 
 KEY = KeyRef("contoso-cmk.vault.azure.net", "acr-cmk")

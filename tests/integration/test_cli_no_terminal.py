@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from rotation.doors.cli import main
 from rotation.doors.cli.commands_run import take_lease
 from rotation.model.ids import parse_key_id
+from rotation.model.request import new_request
 from rotation.storage.ledger import Lease
-from rotation.storage.queue import new_request
 from tests import scenarios as s
 from tests.integration.cli_support import KEY, NEW, OLD
 

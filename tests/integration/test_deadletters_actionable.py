@@ -9,7 +9,8 @@ import json
 
 import function_app
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import enqueue, new_request
+from rotation.model.request import new_request
+from rotation.storage.queue import enqueue
 from tests import scenarios as s
 from tests.integration.cli_support import KEY, OLD, load_estate, run
 from tests.integration.test_functions import call

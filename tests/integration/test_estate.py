@@ -16,7 +16,7 @@ from azure.storage.blob import BlobServiceClient
 import function_app
 from devstack.functions_host import http_request
 from rotation.azure.kinds import all_kinds
-from rotation.core.sweep import sweep
+from rotation.estate.sweep import sweep
 from tests import scenarios as s
 from tests.support.commands import invoke
 

@@ -23,7 +23,8 @@ from devstack.functions_host import deliver_event_grid
 from rotation.azure.budget import BudgetExhausted
 from rotation.doors import worker
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import new_request
+from rotation.model.request import new_request
+from rotation.storage.queue import encode
 from tests import scenarios as s
 from tests.conftest import dead_port
 from tests.support.http import call
@@ -144,7 +145,7 @@ def test_http_plan_answers_503_within_its_budget_when_all_storage_freezes(budget
 def test_worker_attempt_ends_within_its_budget_when_storage_freezes(budgeted, frozen) -> None:
     request = new_request(parse_key_id(s.key_id("acr-cmk")), "http", "pytest")
     budgeted.set(AzureWebJobsStorage=point(budgeted.storage, frozen.port, ("Table", "Blob")))
-    message = func.QueueMessage(id="m1", body=request.encode().encode())
+    message = func.QueueMessage(id="m1", body=encode(request).encode())
     outcome = bounded(lambda: function_app.run_rotation(message))
     assert isinstance(outcome, BudgetExhausted)  # the host retries the message
     assert budgeted.writes("PATCH") == []

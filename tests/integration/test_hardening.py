@@ -14,9 +14,10 @@ from azure.storage.queue import QueueClient
 
 import function_app
 from rotation.model.ids import parse_key_id
+from rotation.model.request import new_request
 from rotation.storage import audit as audit_module
 from rotation.storage.ledger import LeaseHeld, lease_owner
-from rotation.storage.queue import enqueue, new_request
+from rotation.storage.queue import encode, enqueue
 from tests import scenarios as s
 from tests.support.http import call
 from tests.support.runs import records
@@ -209,7 +210,7 @@ def test_move_poison_finishes_a_move_interrupted_before_the_delete(stack) -> Non
     stack.load(s.scenario({"acr-cmk": acr()}))
     service = stack.service()
     raw = QueueClient.from_connection_string(stack.storage, "rotation-requests-poison")
-    raw.send_message(base64.b64encode(new_request(parse_key_id(KEY), "http", "x").encode().encode()).decode())
+    raw.send_message(base64.b64encode(encode(new_request(parse_key_id(KEY), "http", "x")).encode()).decode())
     [message] = raw.receive_messages(visibility_timeout=1)
     container = service.clients.blobs().get_container_client("rotation-poison")
     name = f"{message.inserted_on:%Y/%m/%d}/{message.id}.json"

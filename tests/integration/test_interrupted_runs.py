@@ -19,6 +19,7 @@ from typing import Any
 import function_app
 from rotation.model.ids import parse_key_id
 from rotation.model.times import parse_iso
+from rotation.storage.queue import encode
 from tests import scenarios as s
 from tests.integration.cli_support import KEY, NEW, OLD, load_estate, run
 from tests.integration.test_functions import call
@@ -242,7 +243,7 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
     request goes back on the queue for the rest, and the process then ends by the signal."""
     from azure.storage.queue import QueueClient
 
-    from rotation.storage.queue import new_request
+    from rotation.model.request import new_request
 
     stack.set(ROTATION_CONCURRENCY="2")
     targets = estate(stack, 8)
@@ -291,7 +292,7 @@ def test_a_queue_retry_after_a_hard_kill_records_what_its_own_earlier_attempt_mo
     """The host kills the worker mid-run and retries the message: the same run id, a new attempt,
     which takes over its own dead attempt's lease and records that attempt's unrecorded moves."""
     from rotation.doors import worker
-    from rotation.storage.queue import new_request
+    from rotation.model.request import new_request
 
     stack.set(ROTATION_CONCURRENCY="2", ROTATION_LEASE_SECONDS="5")
     targets = estate(stack, 8)
@@ -303,7 +304,7 @@ def test_a_queue_retry_after_a_hard_kill_records_what_its_own_earlier_attempt_mo
     child.communicate(timeout=30)
     stack.admin.clear_faults()
     wait_for_lease_to_expire(stack)  # the dead attempt's lease has to run out first
-    result = worker.handle_message(stack.service(), request.encode(), dequeue_count=2)
+    result = worker.handle_message(stack.service(), encode(request), dequeue_count=2)
     assert result is not None and result.status == "succeeded"
     already = {st.target for st in result.steps if st.action == "already-current"}
     assert len(already) >= 3
@@ -323,7 +324,7 @@ def test_the_worker_budget_closes_the_run_before_it_cuts_storage_off(stack) -> N
     import pytest
 
     from rotation.doors import worker
-    from rotation.storage.queue import new_request
+    from rotation.model.request import new_request
 
     many = [s.version(f"v{i}", created=f"-{400 - i // 10}d") for i in range(600)]
     stack.load(
@@ -336,7 +337,7 @@ def test_the_worker_budget_closes_the_run_before_it_cuts_storage_off(stack) -> N
     )  # 24 pages: 19 s
     request = new_request(parse_key_id(KEY), "http", "pytest")
     with pytest.raises(worker.RunInterrupted):
-        worker.handle_message(stack.service(), request.encode())
+        worker.handle_message(stack.service(), encode(request))
     trail = records(stack, request.request_id)
     assert [r["kind"] for r in trail][-2:] == ["run-interrupted", "run-finished"]
     assert trail[-1]["outcome"] == "interrupted"

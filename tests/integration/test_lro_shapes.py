@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import new_request
+from rotation.model.request import new_request
 from tests import scenarios as s
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,9 @@ import function_app
 from devstack.functions_host import deliver_event_grid
 from rotation.doors.worker import run_request
 from rotation.model.ids import parse_key_id
+from rotation.model.request import new_request
 from rotation.storage.audit import key_slug
-from rotation.storage.queue import new_request
+from rotation.storage.queue import encode
 from tests import scenarios as s
 from tests.support.runs import records
 
@@ -158,7 +159,7 @@ def test_crash_after_creating_the_version_converges_without_a_second_one(stack) 
             "-c",
             "import sys, rotation.doors.worker as w, rotation.service as s;"
             "w.handle_message(s.service_for_environment(), sys.argv[1])",
-            request.encode(),
+            encode(request),
         ],
         env=dict(os.environ),
         cwd=str(stack.repo),

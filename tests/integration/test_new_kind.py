@@ -17,12 +17,12 @@ import pytest
 
 from rotation.azure.clients import Clients
 from rotation.azure.kinds import ApplyContext
-from rotation.core.reconcile import Reconciler, RunResult
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import MANUAL_REQUIRED, Check, Decision, PolicyContext
 from rotation.model.errors import Hint
 from rotation.model.ids import REGISTRY, InvalidId, KeyRef, ResourceId, parse_key_id, parse_resource_id
-from rotation.storage.queue import new_request
+from rotation.model.request import new_request
+from rotation.run.reconcile import Reconciler, RunResult
 from tests import scenarios as s
 
 pytestmark = pytest.mark.integration

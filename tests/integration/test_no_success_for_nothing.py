@@ -11,7 +11,8 @@ from azure.storage.queue import QueueClient
 
 import function_app
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import enqueue, new_request
+from rotation.model.request import new_request
+from rotation.storage.queue import encode, enqueue
 from tests import scenarios as s
 from tests.integration.cli_support import KEY, OLD, load_estate, run
 from tests.integration.test_functions import call, queued_messages
@@ -122,7 +123,7 @@ def test_replay_where_the_replayed_run_failed_exits_4(stack) -> None:
     estate(stack)
     service = stack.service()
     request = new_request(parse_key_id(MISSING_KEY), "http", "tester")
-    service.poison_queue.send_message(request.encode())  # a poison request for a key deleted since
+    service.poison_queue.send_message(encode(request))  # a poison request for a key deleted since
     for output in ("table", "json"):
         result = run("replay", "--yes", "--force", "-o", output)
         assert result.exit_code == 4, result.output

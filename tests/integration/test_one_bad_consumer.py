@@ -16,10 +16,11 @@ import pytest
 import function_app
 from devstack.functions_host import http_request
 from rotation.azure.kinds.registry import Registries
-from rotation.core.reconcile import Reconciler
 from rotation.model.consumer import Consumer
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import new_request
+from rotation.model.request import new_request
+from rotation.run.reconcile import Reconciler
+from rotation.storage.queue import to_message
 from tests import scenarios as s
 from tests.integration.cli_support import run
 
@@ -93,7 +94,7 @@ def test_the_worker_runs_the_key_and_moves_every_consumer(stack) -> None:
     estate(stack)
     service = stack.service()
     request = new_request(parse_key_id(s.key_id("acr-cmk")), "http", "pytest")
-    message = func.QueueMessage(id="odd-wave", body=json.dumps(request.to_message()).encode())
+    message = func.QueueMessage(id="odd-wave", body=json.dumps(to_message(request)).encode())
     assert function_app.run_rotation(message) is None  # succeeded: nothing raised for a retry
     record = service.runs.get(request.request_id)
     assert record is not None and record["status"] == "succeeded", record

@@ -13,7 +13,8 @@ from azure.storage.queue import QueueClient
 import function_app
 from devstack.functions_host import deliver_event_grid, http_request, timer_request
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import new_request
+from rotation.model.request import new_request
+from rotation.storage.queue import encode
 from tests import scenarios as s
 from tests.support.commands import cli
 
@@ -266,7 +267,7 @@ def test_move_poison_timer_archives_messages_idempotently(stack) -> None:
     service = stack.service()
     request = new_request(parse_key_id(KEY), "http", "function-key")
     raw = QueueClient.from_connection_string(stack.storage, "rotation-requests-poison")
-    raw.send_message(base64.b64encode(request.encode().encode()).decode())
+    raw.send_message(base64.b64encode(encode(request).encode()).decode())
     raw.send_message("not base64 and not json")
     function_app.move_poison(timer_request())
     function_app.move_poison(timer_request())

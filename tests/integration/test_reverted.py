@@ -25,7 +25,7 @@ from emulator.runtime import write_env_file
 from rotation.azure.activitylog import API_VERSION, events_path
 from rotation.azure.arm import Arm
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import new_request
+from rotation.model.request import new_request
 from tests import scenarios as s
 from tests.integration.cli_support import run as cli
 

@@ -13,9 +13,9 @@ import pytest
 
 import function_app
 from devstack.functions_host import timer_request
-from rotation.core.reconcile import Plan, Reconciler
-from rotation.core.sweep import sweep
+from rotation.estate.sweep import sweep
 from rotation.model.ids import KeyRef
+from rotation.run.reconcile import Plan, Reconciler
 from tests import scenarios as s
 from tests.integration.cli_support import run
 

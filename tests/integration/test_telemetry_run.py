@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from rotation import telemetry
 from rotation.doors.worker import run_request
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import new_request
+from rotation.model.request import new_request
 from tests.conftest import Stack
 from tests.scenarios import key, key_id, registry, scenario, version, vid
 

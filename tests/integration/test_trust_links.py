@@ -27,7 +27,7 @@ from rotation.azure.links import MAX_PAGES
 from rotation.azure.vault import read_key_state
 from rotation.model.errors import ForeignLink, PagingRefused, ResponseTooLarge
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import new_request
+from rotation.model.request import new_request
 from tests import scenarios as s
 from tests.conftest import Stack
 

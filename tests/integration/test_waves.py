@@ -15,7 +15,7 @@ import function_app
 from rotation.doors.cli import main
 from rotation.doors.worker import RunFailed, run_request
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import new_request
+from rotation.model.request import new_request
 from tests import scenarios as s
 from tests.support.runs import records
 

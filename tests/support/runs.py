@@ -6,8 +6,8 @@ from typing import Any
 
 from rotation.doors.worker import run_request
 from rotation.model.ids import parse_key_id
+from rotation.model.request import new_request
 from rotation.model.results import RunResult
-from rotation.storage.queue import new_request
 from tests import scenarios as s
 
 

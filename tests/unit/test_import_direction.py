@@ -1,4 +1,4 @@
-"""Imports in rotation/ run one way (DESIGN.md section 3): doors → service → core →
+"""Imports in rotation/ run one way (DESIGN.md section 3): doors → service → estate → run →
 azure / storage → config → model, and form no cycle. Every import counts, also those inside
 functions and under TYPE_CHECKING: a type-only import upward still ties a lower room to a
 higher one."""
@@ -22,9 +22,10 @@ LAYERS = {
     "rotation.concurrency": 1,  # thread pools that keep the caller's context  # spans and metrics: every room may report, it imports nothing of ours
     "rotation.azure": 2,
     "rotation.storage": 2,
-    "rotation.core": 3,
-    "rotation.service": 4,
-    "rotation.doors": 5,
+    "rotation.run": 3,  # one key's run
+    "rotation.estate": 4,  # the estate-wide features stand on the run, never the reverse
+    "rotation.service": 5,
+    "rotation.doors": 6,
 }
 OUTSIDE = ("emulator", "devstack", "tests", "bench", "tools", "function_app")
 
@@ -143,10 +144,10 @@ def test_the_product_imports_nothing_outside_it() -> None:
 @pytest.mark.parametrize(
     ("edges", "problem"),
     [
-        ({"rotation.azure.outcomes": {"rotation.core.policy"}}, "upward"),
-        ({"rotation.core.sweep": {"rotation.service"}}, "upward"),
+        ({"rotation.azure.outcomes": {"rotation.run.policy"}}, "upward"),
+        ({"rotation.estate.sweep": {"rotation.service"}}, "upward"),
         ({"rotation.azure.x": {"rotation.storage.audit"}}, "upward"),  # siblings stay apart
-        ({"rotation.core.a": {"rotation.core.b"}, "rotation.core.b": {"rotation.core.a"}}, "cycle"),
+        ({"rotation.run.a": {"rotation.run.b"}, "rotation.run.b": {"rotation.run.a"}}, "cycle"),
         # a package whose __init__ imports a submodule that imports the package back
         ({"rotation.azure.k": {"rotation.azure.k.x"}, "rotation.azure.k.x": {"rotation.azure.k"}}, "cycle"),
     ],
@@ -157,7 +158,7 @@ def test_the_checker_refuses_what_it_should(edges: dict[str, set[str]], problem:
 
 def test_the_checker_allows_downward_imports() -> None:
     edges = {
-        "rotation.doors.api": {"rotation.core.reconcile"},
-        "rotation.core.reconcile": {"rotation.model.ids"},
+        "rotation.doors.api": {"rotation.run.reconcile"},
+        "rotation.run.reconcile": {"rotation.model.ids"},
     }
     assert upward(edges) == [] and cycles(edges) == []

@@ -25,8 +25,9 @@ from rotation.config import load_settings
 from rotation.doors import web
 from rotation.doors.cli.context import parse_targets
 from rotation.model.ids import InvalidId, parse_key_id
+from rotation.model.request import InvalidRequest, new_request
 from rotation.service import Service
-from rotation.storage.queue import InvalidRequest, decode, new_request
+from rotation.storage.queue import decode, to_message
 
 REPO = Path(__file__).resolve().parents[2]
 ROLES = REPO / "infra" / "modules" / "custom-roles.bicep"
@@ -56,7 +57,7 @@ def door_refusals(kind: TargetKind) -> list[str]:
         web._targets(Service(load_settings(ENV)), [target])
     except web.ApiError:
         refused.append("HTTP targets")
-    message = json.dumps({**new_request(KEY, "cli", "me").to_message(), "targets": [target]})
+    message = json.dumps({**to_message(new_request(KEY, "cli", "me")), "targets": [target]})
     try:
         decode(message, accepted_types())
     except (InvalidRequest, InvalidId):

@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from rotation.config import MAX_PARALLEL_TARGETS
-from rotation.core.lanes import Lanes
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import Decision
 from rotation.model.ids import KeyRef, ResourceId
 from rotation.model.results import PlanStep
+from rotation.run.lanes import Lanes
 
 A = "00000000-0000-0000-0000-00000000000a"
 B = "00000000-0000-0000-0000-00000000000b"

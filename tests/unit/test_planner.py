@@ -23,13 +23,13 @@ from rotation.azure.kinds import (
     verified,
 )
 from rotation.azure.kinds.containergroup import ContainerGroups
-from rotation.core.gather import Gathered
-from rotation.core.planner import make_plan
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import BLOCKED_REASONS, Decision, PolicyContext
 from rotation.model.errors import ErrorInfo
 from rotation.model.ids import KeyRef, ResourceId
 from rotation.model.keystate import KeyState, VersionInfo
+from rotation.run.gather import Gathered
+from rotation.run.planner import make_plan
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 KEY = KeyRef("contoso-cmk.vault.azure.net", "k")

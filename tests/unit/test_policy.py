@@ -12,8 +12,8 @@ from rotation.azure.kinds import Consumer, all_kinds
 from rotation.azure.kinds.containergroup import ContainerGroups
 from rotation.azure.vault import KeyState, VersionInfo
 from rotation.config import load_settings
-from rotation.core import policy
 from rotation.model.ids import KeyRef, ResourceId
+from rotation.run import policy
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 KEY = KeyRef("contoso-cmk.vault.azure.net", "k")

@@ -10,7 +10,8 @@ from azure.storage.queue import TextBase64EncodePolicy
 
 from rotation.azure.kinds import accepted_types
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import MAX_MESSAGE_BYTES, InvalidRequest, decode, new_request
+from rotation.model.request import InvalidRequest, new_request
+from rotation.storage.queue import MAX_MESSAGE_BYTES, decode, encode
 
 KEY = parse_key_id("https://contoso-cmk.vault.azure.net/keys/acr-cmk/9b1e4c0d2f8a4e6b8c7d5a3f1e2d4c6b")
 TARGET = "/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/Microsoft.Batch/batchAccounts/b1"
@@ -26,7 +27,7 @@ def test_round_trip_has_exactly_the_schema_fields() -> None:
         event_version=KEY.version,
         targets=(TARGET,),
     )
-    message = json.loads(request.encode())
+    message = json.loads(encode(request))
     assert set(message) == {
         "schema",
         "requestId",
@@ -43,9 +44,9 @@ def test_round_trip_has_exactly_the_schema_fields() -> None:
     }
     assert message["schema"] == 1 and message["keyId"] == KEY.versionless_id and message["leaseWaits"] == 0
     assert message["enqueuedAt"].endswith("Z")
-    assert decode(request.encode(), accepted_types()) == request
+    assert decode(encode(request), accepted_types()) == request
     # What the Functions trigger reads: base64 of that JSON text.
-    wire = TextBase64EncodePolicy().encode(request.encode())
+    wire = TextBase64EncodePolicy().encode(encode(request))
     assert json.loads(base64.b64decode(wire))["requestId"] == request.request_id
 
 
@@ -73,7 +74,7 @@ def test_waiting_copy_counts_lease_waits() -> None:
     ],
 )
 def test_invalid_messages_are_refused(mutation: dict, problem: str) -> None:
-    message = json.loads(new_request(KEY, "cli", "me").encode())
+    message = json.loads(encode(new_request(KEY, "cli", "me")))
     message.update(mutation)
     with pytest.raises(InvalidRequest, match=problem):
         decode(json.dumps(message), accepted_types())
@@ -84,12 +85,12 @@ def test_invalid_messages_are_refused(mutation: dict, problem: str) -> None:
 def test_message_size_is_limited_after_base64() -> None:
     many = tuple(TARGET.replace("b1", f"b{i}") for i in range(MAX_MESSAGE_BYTES // 100))
     with pytest.raises(InvalidRequest, match="64 KiB"):
-        new_request(KEY, "http", "me", targets=many).encode()
+        encode(new_request(KEY, "http", "me", targets=many))
 
 
 def test_booleans_are_not_numbers_here() -> None:
     for field, value in (("schema", True), ("leaseWaits", True)):
-        message = json.loads(new_request(KEY, "cli", "me").encode())
+        message = json.loads(encode(new_request(KEY, "cli", "me")))
         message[field] = value
         with pytest.raises(InvalidRequest):
             decode(json.dumps(message), accepted_types())
@@ -99,7 +100,7 @@ def test_targets_are_unique_whatever_their_case() -> None:
     upper = TARGET.replace("resourceGroups/rg", "resourceGroups/RG").replace(
         "batchAccounts/b1", "batchAccounts/B1"
     )
-    message = json.loads(new_request(KEY, "http", "me").encode())
+    message = json.loads(encode(new_request(KEY, "http", "me")))
     message["targets"] = [TARGET, upper.replace("/rg/", "/RG/")]
     targets = decode(json.dumps(message), accepted_types()).targets
     assert targets is not None and len(targets) == 1

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from rotation.core.inventory import Estate
-from rotation.core.report import AgeReport
 from rotation.doors.cli.report_page import page
+from rotation.estate.inventory import Estate
+from rotation.estate.report import AgeReport
 
 
 def test_a_message_with_markup_is_shown_as_text() -> None:

@@ -1,4 +1,4 @@
-"""The pure parts of revert detection (rotation/core/reverts.py): the version order, which steps
+"""The pure parts of revert detection (rotation/run/reverts.py): the version order, which steps
 are reverts, the disable guard's window, the inventory marks, and reading the activity log's
 events (rotation/azure/activitylog.py)."""
 
@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rotation.azure.activitylog import Change, events_path, latest_write
-from rotation.core import reverts
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import Decision
 from rotation.model.ids import KeyRef, ResourceId
 from rotation.model.keystate import KeyState, VersionInfo
 from rotation.model.results import Plan, PlanStep
+from rotation.run import reverts
 from rotation.storage.written import Written
 
 NOW = datetime(2026, 12, 7, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Asking a run to stop (core/stopping.py) and the lanes' answer to it (core/lanes.py): the steps
+"""Asking a run to stop (run/stopping.py) and the lanes' answer to it (run/lanes.py): the steps
 waiting end at once, the steps under way get the grace, and those still under way after it are
 cut, without the caller waiting for their threads."""
 
@@ -9,9 +9,9 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from rotation.core.lanes import Lanes
-from rotation.core.stopping import Stop, signals_ask
 from rotation.model.results import PlanStep
+from rotation.run.lanes import Lanes
+from rotation.run.stopping import Stop, signals_ask
 from tests.unit.test_lanes import A, B, step
 
 

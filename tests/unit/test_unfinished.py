@@ -1,4 +1,4 @@
-"""A dead run's records, read by the run that took over its lease (core/unfinished.py): its
+"""A dead run's records, read by the run that took over its lease (run/unfinished.py): its
 planned updates now on the new version without a `verified` record are recorded, and records
 that cannot be read (tampered, malformed) are a warning, never a failure of the finding run."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from rotation.core.unfinished import account_for_unfinished
+from rotation.run.unfinished import account_for_unfinished
 from tests.unit.test_lanes import A, step
 
 OLD, NEW = "a" * 32, "b" * 32  # test_lanes' steps: consumers on OLD, desired NEW

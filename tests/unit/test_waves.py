@@ -11,8 +11,8 @@ import pytest
 
 from rotation.azure.kinds import Consumer, parse_target
 from rotation.config import ConfigError, load_settings
-from rotation.core import waves
 from rotation.model.ids import parse_key_id
+from rotation.run import waves
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 KEY = "https://contoso-cmk.vault.azure.net/keys/acr-cmk"

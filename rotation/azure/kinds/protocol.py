@@ -47,7 +47,7 @@ class TargetKind(Protocol):
     kind: str
     resource_type: str
     # Extra plan checks for this kind, evaluated after the common chain and before `update`
-    # (each `(consumer, PolicyContext) -> Decision | None`, see rotation/core/policy.py).
+    # (each `(consumer, PolicyContext) -> Decision | None`, see rotation/run/policy.py).
     plan_checks: tuple[Check, ...]
 
     @property
@@ -99,7 +99,7 @@ class KindDefaults:
     def healthy(self, consumer: Consumer) -> str | None:
         """Why the service's own CMK status says the resource is not healthy on the version it
         holds (e.g. a registry's versionedKeyIdentifier), or None when it is; the canary-wave
-        gate (rotation/core/waves.py) asks it before a later wave starts."""
+        gate (rotation/run/waves.py) asks it before a later wave starts."""
         return None
 
 

@@ -33,8 +33,8 @@ from rotation.doors.cli.render_estate import (
 )
 
 if TYPE_CHECKING:
-    from rotation.core.inventory import Estate, KeyView
-    from rotation.core.report import AgeReport
+    from rotation.estate.inventory import Estate, KeyView
+    from rotation.estate.report import AgeReport
     from rotation.model.ids import KeyRef
     from rotation.service import Service
 
@@ -59,8 +59,8 @@ def inventory_command(
     obj: Context, vault: str | None, key_id: str | None, kind: str | None, summary: bool
 ) -> None:
     """Every CMK consumer: the key version it holds and what a run would do now."""
-    from rotation.core.inventory import Filters, InvalidFilter, collect
-    from rotation.core.pictures import picture
+    from rotation.estate.inventory import Filters, InvalidFilter, collect
+    from rotation.estate.pictures import picture
 
     key = _key(key_id) if key_id else None
     service = obj.azure
@@ -93,8 +93,8 @@ def inventory_command(
 @click.pass_obj
 def report_command(obj: Context, max_age_days: int, html_file: str | None) -> None:
     """Consumers on a key version older than N days or expiring soon, and why (exit 3 if any)."""
-    from rotation.core.inventory import collect
-    from rotation.core.report import build
+    from rotation.estate.inventory import collect
+    from rotation.estate.report import build
 
     service = obj.azure
     with phase("listing consumers and reading keys…", obj.for_people):
@@ -113,8 +113,8 @@ def report_command(obj: Context, max_age_days: int, html_file: str | None) -> No
 
 def _write_page(service: Service, estate: Estate, report: AgeReport, path: str) -> None:
     """The HTML page, with each key's last rotation from the run store; written whole or not at all."""
-    from rotation.core.report import last_runs
     from rotation.doors.cli.report_page import page
+    from rotation.estate.report import last_runs
 
     allowed = [view.key for view in estate.keys if not view.outside]
     text = page(report, estate, last_runs(service.reconciler, allowed))
@@ -140,7 +140,7 @@ def versions() -> None:
 @click.pass_obj
 def versions_show(obj: Context, key_id: str) -> None:
     """Each version of KEY_ID: state, dates and the consumers on it."""
-    from rotation.core import retire
+    from rotation.estate import retire
 
     key = _key(key_id)
     if not obj.service.settings.vault_allowed(key.vault_host):  # before signing in
@@ -157,7 +157,7 @@ def versions_show(obj: Context, key_id: str) -> None:
 
 
 def version_rows(view: KeyView) -> list[dict[str, Any]]:
-    from rotation.core.inventory import holders_by_version
+    from rotation.estate.inventory import holders_by_version
 
     held = holders_by_version(view.consumers, view.state)
     return [
@@ -174,7 +174,7 @@ def version_rows(view: KeyView) -> list[dict[str, Any]]:
 @click.pass_obj
 def versions_disable(obj: Context, key_id: str, yes: bool, force: bool) -> None:
     """Disable VERSIONED_KEYID in Key Vault, refused (exit 3) while any consumer holds it."""
-    from rotation.core import retire
+    from rotation.estate import retire
 
     key = _key(key_id, versioned=True)
     if not yes:
@@ -200,7 +200,7 @@ def versions_disable(obj: Context, key_id: str, yes: bool, force: bool) -> None:
 @click.pass_obj
 def versions_enable(obj: Context, key_id: str, yes: bool) -> None:
     """Enable VERSIONED_KEYID again (undo a disable): audited; the desired version may change."""
-    from rotation.core import retire
+    from rotation.estate import retire
 
     key = _key(key_id, versioned=True)
     if not yes:

@@ -26,10 +26,10 @@ from rotation.doors.cli.output import emit, output_options
 from rotation.doors.cli.render import print_item, print_items, print_replay_outcome
 
 if TYPE_CHECKING:
-    from rotation.core.reconcile import RunResult
     from rotation.doors.replay import FailedItem, Selection
+    from rotation.model.request import RotationRequest
+    from rotation.run.reconcile import RunResult
     from rotation.service import Service
-    from rotation.storage.queue import RotationRequest
 
 
 def _selection(

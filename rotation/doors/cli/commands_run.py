@@ -28,12 +28,12 @@ from rotation.doors.cli.progress import LeaseWait, phase, run_lines
 from rotation.doors.cli.render import print_plan, print_result, print_sweep
 
 if TYPE_CHECKING:
-    from rotation.core.reconcile import Plan, RunResult
-    from rotation.core.stopping import Stop
     from rotation.model.ids import KeyRef
+    from rotation.model.request import RotationRequest
+    from rotation.run.reconcile import Plan, RunResult
+    from rotation.run.stopping import Stop
     from rotation.service import Service
     from rotation.storage.ledger import Lease
-    from rotation.storage.queue import RotationRequest
 
 
 def _allowed(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> None:
@@ -48,8 +48,8 @@ def _allowed(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> 
 
 def _plan(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> Plan:
     """The plan, or exit 2 for a key that does not exist or a named target that does not use it."""
-    from rotation.core.planner import not_consumers_error
-    from rotation.core.reconcile import Unreachable
+    from rotation.run.planner import not_consumers_error
+    from rotation.run.reconcile import Unreachable
 
     try:
         plan = service.reconciler.plan(key, targets)
@@ -79,7 +79,7 @@ def plan(obj: Context, key_id: str, targets: tuple[str, ...], every: bool) -> No
 
 
 def plan_exit_code(result: Plan) -> int:
-    from rotation.core.policy import NEEDS_PERSON
+    from rotation.run.policy import NEEDS_PERSON
 
     if any(e["unreachable"] for e in result.discovery_errors):
         return EXIT_UNREACHABLE
@@ -102,9 +102,9 @@ def rotate(
 
     A KEY_ID with a version asserts that version is the desired one.
     """
-    from rotation.core.policy import UPDATE
     from rotation.doors.worker import continue_later
-    from rotation.storage.queue import new_request
+    from rotation.model.request import new_request
+    from rotation.run.policy import UPDATE
 
     key = parse_key(key_id)
     target_ids = parse_targets(targets)
@@ -145,9 +145,9 @@ def rotate(
 def _run_interruptible(
     service: Service, request: RotationRequest, updates: int, show: bool, lease: Lease | None
 ) -> RunResult:
-    """Ctrl-C or SIGTERM closes the run as `interrupted` (core/stopping.py); a third signal
+    """Ctrl-C or SIGTERM closes the run as `interrupted` (run/stopping.py); a third signal
     leaves at once, the lease kept until it expires so the next run records what this one moved."""
-    from rotation.core.stopping import Stop, signals_ask
+    from rotation.run.stopping import Stop, signals_ask
 
     def tell(name: str, first: bool) -> None:
         if first:
@@ -215,7 +215,7 @@ def _run_with_progress(
 ) -> RunResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from rotation.core.policy import UPDATE
+    from rotation.run.policy import UPDATE
 
     if not updates or not show:
         return service.reconciler.run(request, lease=lease, stop=stop)
@@ -240,7 +240,7 @@ def _run_with_progress(
 @click.pass_obj
 def sweep_command(obj: Context, dry_run: bool) -> None:
     """Find keys whose consumers drifted or whose version nears expiry; queue one request each."""
-    from rotation.core.sweep import sweep
+    from rotation.estate.sweep import sweep
 
     service = obj.azure
     with phase("listing consumers across subscriptions…", obj.for_people):

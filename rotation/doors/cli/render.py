@@ -17,9 +17,9 @@ from rotation.model.decisions import NEEDS_PERSON
 from rotation.model.results import count
 
 if TYPE_CHECKING:
-    from rotation.core.reconcile import Plan, RunResult
-    from rotation.core.sweep import KeyFinding, SweepResult
     from rotation.doors.replay import FailedItem, ReplayOutcome
+    from rotation.estate.sweep import KeyFinding, SweepResult
+    from rotation.run.reconcile import Plan, RunResult
 
 RUNBOOK_FIX = "see docs/runbook.md section 2"
 
@@ -64,7 +64,7 @@ def _action(action: str) -> Text:
 def print_plan(result: Plan, console: Console = out, *, every: bool = False) -> None:
     """Summary first (counts, who needs a person, waves), then the steps that would change or
     need a person; `every` (--all) lists every step."""
-    from rotation.core.policy import UPDATE
+    from rotation.run.policy import UPDATE
 
     desired = result.desired_version or f"none usable ({result.state.blocked_reason})"
     console.print(
@@ -109,7 +109,7 @@ def _print_rows(grid: Grid, steps: Sequence[Any], shown: Sequence[Any], console:
 
 
 def _print_waves(steps: Iterable[Any], console: Console) -> None:
-    from rotation.core.waves import describe
+    from rotation.run.waves import describe
 
     if line := describe(steps):  # only when the canary-wave tag splits the updates
         console.print(line, highlight=False)
@@ -156,7 +156,7 @@ CHANGED = frozenset({"planned", "updated", "verified", "failed"})
 
 def print_result(result: RunResult, *, every: bool = False) -> None:
     """Summary first, then the steps that changed, failed or need a person (`every`: all)."""
-    from rotation.core.policy import UPDATE
+    from rotation.run.policy import UPDATE
 
     verb = "would move" if result.dry_run else "moved"
     out.print(

@@ -12,10 +12,10 @@ from rotation.doors.cli.context import err, out
 from rotation.doors.cli.grid import Grid, show, styled
 
 if TYPE_CHECKING:
-    from rotation.core.inventory import Estate, KeyView
-    from rotation.core.pictures import KeyPicture
-    from rotation.core.report import AgeReport
-    from rotation.core.retire import DisableOutcome
+    from rotation.estate.inventory import Estate, KeyView
+    from rotation.estate.pictures import KeyPicture
+    from rotation.estate.report import AgeReport
+    from rotation.estate.retire import DisableOutcome
 
 
 def _table(*columns: str) -> Table:
@@ -163,7 +163,7 @@ def print_versions(view: KeyView, rows: list[dict[str, Any]]) -> None:
 
 
 def print_disable(outcome: DisableOutcome) -> None:
-    from rotation.core.retire import OVERRIDDEN
+    from rotation.estate.retire import OVERRIDDEN
 
     style = "red" if outcome.refused else "yellow" if outcome.outcome == OVERRIDDEN else "green"
     out.print(f"[{style}]{outcome.outcome}[/] {outcome.key.id}: {outcome.message}", highlight=False)

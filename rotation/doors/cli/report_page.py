@@ -3,7 +3,7 @@ review. Inline CSS and SVG only: no script, no font, no image, nothing loaded fr
 so it reads the same offline, in a mail client or in an archive years later.
 
 Per key: consumers per version and the age of the version they hold (the numbers of
-core/pictures.py as bars), who keeps each consumer current (the service by itself, or this
+estate/pictures.py as bars), who keeps each consumer current (the service by itself, or this
 system on a pinned version, or a person), the key's last rotation (run store), then the stale
 consumers and the vaults this system may not touch with what they hold. Every value from Azure
 is escaped: a resource name is text, never markup."""
@@ -16,9 +16,9 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rotation.core.inventory import Estate, Row
-    from rotation.core.pictures import KeyPicture
-    from rotation.core.report import AgeReport
+    from rotation.estate.inventory import Estate, Row
+    from rotation.estate.pictures import KeyPicture
+    from rotation.estate.report import AgeReport
 
 BAR = 200  # the longest bar, in pixels
 ROW = 22  # one bar's row

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rotation.model.events import KeyEvent
+from rotation.model.request import RotationRequest
 from rotation.model.times import iso
 from rotation.storage.ledger import Ledger
-from rotation.storage.queue import RotationRequest
 
 DISCARDED = "discarded"  # the marker's outcome once an operator discarded the item
 _UNSETTLED = ("failed", "blocked", "interrupted")  # a replay that ended so leaves the item to do

@@ -13,10 +13,11 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from rotation.azure.kinds import accepted_types
 from rotation.doors.replay.items import FailedItem, Selection, as_int
+from rotation.model.request import InvalidRequest
 from rotation.model.times import iso, parse_iso_or_none, utc_now
 from rotation.service import POISON_CONTAINER, Service
 from rotation.storage.audit import AuditTrail
-from rotation.storage.queue import InvalidRequest, decode
+from rotation.storage.queue import decode
 
 
 def archive_poison(

@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from rotation.core.submit import submit
 from rotation.doors.replay.items import FailedItem
+from rotation.model.request import RotationRequest, new_request
+from rotation.model.results import count
+from rotation.run.submit import submit
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
-from rotation.storage.queue import RotationRequest, new_request
 
 _DONE = ("succeeded", "needs-attention")  # a run that converged
 _EXIT_FAILED, _EXIT_UNREACHABLE = 4, 5  # DESIGN.md section 7's CLI exit codes
@@ -103,7 +104,7 @@ def replay(
             "replay-finished",
             source="replay",
             outcome="done",
-            detail={"items": len(outcomes), "actions": _count(o.action for o in outcomes)},
+            detail={"items": len(outcomes), "actions": count(o.action for o in outcomes)},
         )
         trail.flush()
     return outcomes
@@ -212,10 +213,3 @@ def _hand_over(service: Service, request: RotationRequest, run: Runner | None) -
     # cause a usage error (a key deleted since: 2): the operator's replay command was right.
     failed = result.status == "failed" and result.exit_code != _EXIT_UNREACHABLE
     return "replayed", result.status, _EXIT_FAILED if failed else result.exit_code
-
-
-def _count(values: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    return counts

@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from rotation.model.ids import KeyRef
+from rotation.model.times import parse_iso
 
 FIELDS = (
     "time",
@@ -68,14 +68,6 @@ def key_slug(key: KeyRef | str | None) -> str:
         return "none"
     text = key.versionless_id if isinstance(key, KeyRef) else str(key)
     return hashlib.sha256(text.lower().encode()).hexdigest()[:32]
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def clip(value: Any) -> Any:

@@ -23,10 +23,10 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from rotation.model.errors import RotationError
+from rotation.model.errors import TRANSIENT_STATUS, RotationError
 from rotation.model.ids import KeyRef
-from rotation.model.times import iso
-from rotation.storage.audit.record import from_entity, key_slug, parse_iso, to_entity
+from rotation.model.times import iso, parse_iso
+from rotation.storage.audit.record import from_entity, key_slug, to_entity
 from rotation.storage.tablebatch import (
     MAX_OPERATIONS,
     TransactionRefused,
@@ -55,11 +55,6 @@ class AuditUnavailable(RotationError):
     `transient` when the storage call may succeed if tried again (the trail does)."""
 
 
-# A Table batch is a POST: azure-core's retry does not retry one whose connection broke
-# while reading the answer, so these reach the trail, which may (every write is idempotent).
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-
-
 class HeadMoved(Exception):  # a state, not a failure: the caller rebases and tries again
     """Another writer appended to the run's chain since this one last saw its head."""
 
@@ -76,8 +71,10 @@ class RunHead:
 
 
 def _unavailable(what: str, exc: AzureError) -> AuditUnavailable:
+    # A Table batch is a POST: azure-core's retry does not retry one whose connection broke
+    # while reading the answer, so these reach the trail, which may (every write is idempotent).
     transient = isinstance(exc, ServiceRequestError | ServiceResponseError) or (
-        isinstance(exc, HttpResponseError) and exc.status_code in _TRANSIENT_STATUS
+        isinstance(exc, HttpResponseError) and exc.status_code in TRANSIENT_STATUS
     )
     return AuditUnavailable(f"{what} failed: {exc}", transient=transient)
 

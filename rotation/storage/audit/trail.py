@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import tenacity
 
 from rotation.model.ids import KeyRef
-from rotation.model.times import parse_iso_or_none
-from rotation.storage.audit.record import FIELDS, SCHEME, bounded_detail, canonical_hash, clip, iso
+from rotation.model.times import iso, parse_iso_or_none
+from rotation.storage.audit.record import FIELDS, SCHEME, bounded_detail, canonical_hash, clip
 from rotation.storage.audit.store import (
     MAX_OPERATIONS,
     AuditStore,
@@ -29,7 +29,7 @@ from rotation.storage.audit.store import (
 )
 
 if TYPE_CHECKING:
-    from rotation.storage.queue import RotationRequest
+    from rotation.model.request import RotationRequest
 
 _CHUNK = MAX_OPERATIONS - 1  # records per transaction: the run's head row is the last operation
 _MAX_REBASES = 20

@@ -1,4 +1,4 @@
-"""Canary waves in a run: `WaveApply` gives the waves' `Rollout` (rotation/core/waves.py has the
+"""Canary waves in a run: `WaveApply` gives the waves' `Rollout` (rotation/run/waves.py has the
 rules) this run's effects: apply a wave in the run's lanes, read a wave back, hold the steps of
 waves that may not start, keep the soak's progress in the ledger.
 """
@@ -18,11 +18,11 @@ from rotation.azure.kinds import (
 )
 from rotation.azure.retry import RetryPolicy, call
 from rotation.config import Settings
-from rotation.core import waves
-from rotation.core.lanes import Lanes
-from rotation.core.stopping import INTERRUPTED, Stop
 from rotation.model.consumer import Consumer
 from rotation.model.results import Plan, PlanStep, StepResult, result_of
+from rotation.run import waves
+from rotation.run.lanes import Lanes
+from rotation.run.stopping import INTERRUPTED, Stop
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import Ledger
 
@@ -59,7 +59,7 @@ class WaveApply:
     ) -> None:
         self.applier, self.plan, self.context, self.trail = applier, plan, context, trail
         self.pool, self.one, self.lanes = pool, one, lanes
-        self.stop, self.cut = stop, cut  # an interrupted run (core/stopping.py)
+        self.stop, self.cut = stop, cut  # an interrupted run (run/stopping.py)
         self.desired = plan.desired_version or ""
 
     def rollout(self, ordered: Sequence[waves.Wave]) -> waves.RolloutOutcome:

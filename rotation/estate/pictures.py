@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rotation.core.inventory import KeyView, holders_by_version
+from rotation.estate.inventory import KeyView, holders_by_version
 from rotation.model.times import iso_or_none
 
 # Age of the version a consumer holds, in days: (label, up to and including this many days).

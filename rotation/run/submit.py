@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rotation.storage.queue import RotationRequest, enqueue
+from rotation.model.request import RotationRequest
+from rotation.storage.queue import enqueue
 from rotation.storage.runs import RunStore
 
 if TYPE_CHECKING:

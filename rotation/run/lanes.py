@@ -12,7 +12,7 @@ Steps wait in their lane's own queue and a step is handed to the pool only when 
 room: a lane that is full never ties up a thread another subscription could use. One
 process-wide cap (`MAX_PARALLEL_TARGETS`) bounds the threads.
 
-Once the run is asked to stop (core/stopping.py), the steps still waiting are run at once in
+Once the run is asked to stop (run/stopping.py), the steps still waiting are run at once in
 the caller's thread (the step function starts no write after a stop, so they end at once), the
 steps under way get the stop's grace period to finish, and each one still under way after it is
 answered by `cut` instead of its result (its thread goes on; the pool is not waited for).
@@ -27,8 +27,8 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 
 from rotation.concurrency import submit_in_context
 from rotation.config import MAX_PARALLEL_TARGETS
-from rotation.core.stopping import Stop
 from rotation.model.results import PlanStep
+from rotation.run.stopping import Stop
 
 # The lanes look again at ARM's budget this often while every lane is full (a completion wakes
 # them sooner): ARM can report a refilled bucket without any of this run's targets finishing.

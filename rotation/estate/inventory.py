@@ -21,11 +21,11 @@ from rotation.azure.kinds import Consumer
 from rotation.azure.retry import Deadline, call
 from rotation.azure.vault import KeyState, RotationPolicyInfo, read_rotation_policy
 from rotation.config import Settings
-from rotation.core.reconcile import Plan, Reconciler, Unreachable
-from rotation.core.reverts import marks
-from rotation.core.waves import wave_of
 from rotation.model.ids import KeyRef
 from rotation.model.times import iso_or_none
+from rotation.run.reconcile import Plan, Reconciler, Unreachable
+from rotation.run.reverts import marks
+from rotation.run.waves import wave_of
 
 if TYPE_CHECKING:
     from rotation.azure.clients import Clients
@@ -91,7 +91,7 @@ class Row:
     identity: str | None
     outside: bool
     wave: str
-    reverted: dict[str, Any] | None = None  # a deployment put it back on an older version (core/reverts.py)
+    reverted: dict[str, Any] | None = None  # a deployment put it back on an older version (run/reverts.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,19 +1,19 @@
 """The planner: values in, plan out. One step per consumer (whatever case its id came in),
 each decided by the policy chain and then its kind's own checks; the consumers an
 interrupted write left missing are planned the same way (the chain finishes them first).
-Each step carries its canary wave (the cmk-rotation-wave tag, rotation/core/waves.py)."""
+Each step carries its canary wave (the cmk-rotation-wave tag, rotation/run/waves.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from rotation.core import waves
-from rotation.core.gather import Gathered
-from rotation.core.policy import decide
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import BLOCKED, UNREADABLE, Check, Decision, PolicyContext
 from rotation.model.ids import KeyRef
 from rotation.model.results import LAST_WAVE, Plan, PlanStep, error_dict
+from rotation.run import waves
+from rotation.run.gather import Gathered
+from rotation.run.policy import decide
 
 
 def make_plan(

@@ -2,7 +2,7 @@
 
 A signal does not raise in the middle of a write: it only asks. The run then starts no new
 write, gives the writes under way a grace period to finish and be recorded, records the rest
-as not started, and closes as `interrupted` (core/reconcile.py). A second signal ends the grace
+as not started, and closes as `interrupted` (run/reconcile.py). A second signal ends the grace
 at once (the writes still under way are recorded as in flight); a third is the user insisting:
 KeyboardInterrupt, as without this module.
 """

@@ -20,12 +20,12 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError
 
 from rotation.azure.discovery import Inventory
-from rotation.core.inventory import VERSIONLESS, Estate, KeyView, Root, from_inventory, rows_of
-from rotation.core.pictures import KeyPicture, picture
-from rotation.core.reconcile import Reconciler
-from rotation.core.retire import expiring_consumers, retire_candidates
+from rotation.estate.inventory import VERSIONLESS, Estate, KeyView, Root, from_inventory, rows_of
+from rotation.estate.pictures import KeyPicture, picture
+from rotation.estate.retire import expiring_consumers, retire_candidates
 from rotation.model.ids import KeyRef
 from rotation.model.times import iso_or_none
+from rotation.run.reconcile import Reconciler
 
 # The sweep's daily rotation-age report, one blob a day under rotation-age/ (infra deploys the
 # container with a lifecycle rule that deletes them after reportRetentionDays).

@@ -4,8 +4,8 @@ be written? (our lease, not busy, not moved past the desired version meanwhile) 
 (the kind's minimal body) → verify (the kind's read-back). A retry starts again from the top,
 so it is always safe; a failed target stays on its old version and does not stop the others.
 
-With canary waves (the cmk-rotation-wave tag, rotation/core/waves.py has the rules) the
-update steps go wave by wave: `WaveApply` (rotation/core/rollout.py) gives the waves' `Rollout` this run's effects (the
+With canary waves (the cmk-rotation-wave tag, rotation/run/waves.py has the rules) the
+update steps go wave by wave: `WaveApply` (rotation/run/rollout.py) gives the waves' `Rollout` this run's effects (the
 pool, read-back, held steps, progress in the ledger) and the run's result says whether the
 rollout halted or soaks.
 """
@@ -34,15 +34,15 @@ from rotation.azure.kinds import (
 )
 from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify, remediation
 from rotation.config import Settings
-from rotation.core import waves
-from rotation.core.lanes import Lanes
-from rotation.core.rollout import WaveApply
-from rotation.core.stopping import INTERRUPTED, Stop
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import UPDATE
 from rotation.model.errors import RotationError, TransientCondition
 from rotation.model.ids import KeyRef
 from rotation.model.results import IN_FLIGHT, Plan, PlanStep, StepResult, result_of
+from rotation.run import waves
+from rotation.run.lanes import Lanes
+from rotation.run.rollout import WaveApply
+from rotation.run.stopping import INTERRUPTED, Stop
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import Lease, Ledger
 
@@ -118,7 +118,7 @@ class Applier:
         lease: Lease | None,
         stop: Stop | None = None,
     ) -> Applied:
-        """`stop`: a signal asks the run to stop (core/stopping.py); the steps under way past
+        """`stop`: a signal asks the run to stop (run/stopping.py); the steps under way past
         its grace are answered by `cut` (recorded as in flight or not started)."""
         desired_key = plan.key.with_version(plan.desired_version) if plan.desired_version else None
         steps_of = _Steps(self, plan, desired_key, context, trail, progress, lease, stop)

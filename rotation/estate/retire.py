@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 from rotation.azure.retry import Deadline, call
 from rotation.azure.vault import disable_version, set_version_enabled
-from rotation.core.gather import Unreachable
-from rotation.core.inventory import KeyView, Root, holders_by_version, view_of
-from rotation.core.reverts import describe_revert, reverted_to
+from rotation.estate.inventory import KeyView, Root, holders_by_version, view_of
 from rotation.model.ids import KeyRef
+from rotation.run.gather import Unreachable
+from rotation.run.reverts import describe_revert, reverted_to
 from rotation.storage.audit import AuditStore, AuditTrail
 from rotation.storage.ledger import LeaseHeld, Ledger, lease_owner
 from rotation.storage.written import Written

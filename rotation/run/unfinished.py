@@ -1,7 +1,7 @@
 """A run that never closed (its process was killed, its host crashed): the next run of the key,
 taking over the dead run's lease, records what that run left unrecorded.
 
-The dead run's plan document is durable before its first write (core/narrate.py), but its
+The dead run's plan document is durable before its first write (run/narrate.py), but its
 outcome records are written behind in batches, so the last moves before the kill can be on the
 consumers without a record. Every consumer that run planned to update, now found on the version
 it was moving to, with no `verified` record of that run, gets an `unrecorded-move` record

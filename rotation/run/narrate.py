@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from rotation.core.stopping import INTERRUPTED
 from rotation.model.decisions import UPDATE
 from rotation.model.events import EXPIRED
+from rotation.model.request import RotationRequest
 from rotation.model.results import Plan, RunResult, count
+from rotation.run.stopping import INTERRUPTED
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import Lease
-from rotation.storage.queue import RotationRequest
 
 
 def record_started(

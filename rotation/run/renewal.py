@@ -29,9 +29,9 @@ from rotation.config import Settings
 from rotation.model.errors import ServiceFailed
 from rotation.model.events import NEAR_EXPIRY
 from rotation.model.ids import KeyRef
+from rotation.model.request import RotationRequest
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import Lease
-from rotation.storage.queue import RotationRequest
 
 if TYPE_CHECKING:
     from azure.keyvault.keys import KeyClient

@@ -20,16 +20,16 @@ from rotation.azure.discovery import DiscoveryError, Inventory, list_consumers
 from rotation.azure.retry import Deadline
 from rotation.concurrency import map_in_context
 from rotation.config import Settings
-from rotation.core.gather import Unreachable
-from rotation.core.inventory import Root
-from rotation.core.report import sweep_report
-from rotation.core.submit import submit
+from rotation.estate.inventory import Root
+from rotation.estate.report import sweep_report
 from rotation.model.decisions import UPDATE
 from rotation.model.events import NEAR_EXPIRY
 from rotation.model.ids import KeyRef
+from rotation.model.request import new_request
 from rotation.model.times import parse_iso
+from rotation.run.gather import Unreachable
+from rotation.run.submit import submit
 from rotation.storage.audit import AuditStore, AuditTrail
-from rotation.storage.queue import new_request
 from rotation.storage.runs import RunStore
 
 if TYPE_CHECKING:

@@ -2,9 +2,9 @@
 the gap. Every door (event, HTTP, replay, sweep, CLI) ends here, and the desired state is read
 from Key Vault and ARM each time, so duplicate, late, out-of-order and lost events all converge.
 
-The run is a short story told into the audit trail: gather the reads (core/gather.py), keep
-the key maintained (core/renewal.py), plan with values only (core/planner.py), record the plan
-before any write, apply the `update` steps (core/apply.py), finish. Result types and status
+The run is a short story told into the audit trail: gather the reads (run/gather.py), keep
+the key maintained (run/renewal.py), plan with values only (run/planner.py), record the plan
+before any write, apply the `update` steps (run/apply.py), finish. Result types and status
 rules are in model/results.py.
 """
 
@@ -23,23 +23,24 @@ from rotation.azure.kinds import ApplyContext, TargetKind, all_kinds, checks_of
 from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, classify, remediation
 from rotation.azure.vault import KEY_VAULT_HINTS
 from rotation.config import Settings
-from rotation.core import outcomes
-from rotation.core.apply import Applier, LeaseLost, ProgressCallback, VerificationFailed
-from rotation.core.gather import Gathered, Gatherer, Maintain, Unreachable
-from rotation.core.narrate import record_findings, record_finished, record_interrupted, record_started
-from rotation.core.planner import make_plan
-from rotation.core.renewal import KeyMaintenance, RenewalFailed
-from rotation.core.reverts import RevertWatch
-from rotation.core.stopping import Stop
-from rotation.core.unfinished import account_for_unfinished
 from rotation.model.decisions import UPDATE, PolicyContext
 from rotation.model.ids import KeyRef
 from rotation.model.keystate import KeyState
+from rotation.model.request import RotationRequest
 from rotation.model.results import Plan, PlanStep, RunResult, StepResult, count, result_of
 from rotation.model.times import utc_now
+from rotation.run import outcomes
+from rotation.run.allowed import not_allowed
+from rotation.run.apply import Applier, LeaseLost, ProgressCallback, VerificationFailed
+from rotation.run.gather import Gathered, Gatherer, Maintain, Unreachable
+from rotation.run.narrate import record_findings, record_finished, record_interrupted, record_started
+from rotation.run.planner import make_plan
+from rotation.run.renewal import KeyMaintenance, RenewalFailed
+from rotation.run.reverts import RevertWatch
+from rotation.run.stopping import Stop
+from rotation.run.unfinished import account_for_unfinished
 from rotation.storage.audit import AuditStore, AuditTrail, AuditUnavailable
 from rotation.storage.ledger import Lease, Ledger
-from rotation.storage.queue import RotationRequest, not_allowed
 from rotation.storage.runs import RunStore
 from rotation.storage.steprows import StepRowWriter
 from rotation.storage.written import WrittenStore

@@ -1,1 +1,0 @@
-"""Decisions and the run: policy, planning, renewal, reconcile, sweep."""

@@ -1,0 +1,1 @@
+"""The estate as a whole, built on the run: inventory, key pictures, report, retire guard, sweep."""

@@ -1,0 +1,1 @@
+"""The run of one key: gather, decide, plan, apply in waves, renew; and its intake (submit)."""

@@ -1,0 +1,97 @@
+"""One home per name in rotation/ (issue 24 item 2): a value declared once, the callers
+importing it from the module that defines it."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "rotation"
+# Each consumer kind states its own service's facts (key types it accepts, ...): two services
+# that happen to agree today are two facts, not a copy.
+OWN_FACTS = PACKAGE / "azure" / "kinds"
+
+
+def modules() -> dict[str, ast.Module]:
+    return {str(p.relative_to(ROOT)): ast.parse(p.read_text(), str(p)) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def constants(tree: ast.Module) -> dict[str, object]:
+    """Module-level names bound to a literal collection (sets, tuples, dicts of plain values)."""
+    found: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            value = node.value
+            if (
+                isinstance(value, ast.Call)
+                and isinstance(value.func, ast.Name)
+                and value.func.id == "frozenset"
+            ):
+                value = value.args[0] if value.args else value
+            try:
+                found[node.targets[0].id.lstrip("_")] = ast.literal_eval(value)
+            except ValueError:
+                continue
+    return found
+
+
+def twin_constants(trees: dict[str, ast.Module]) -> list[str]:
+    seen: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for path, tree in trees.items():
+        if Path(ROOT / path).is_relative_to(OWN_FACTS):
+            continue
+        for name, value in constants(tree).items():
+            if isinstance(value, set | frozenset | tuple | list | dict) and len(value) > 1:
+                seen[(name, repr(sorted(map(repr, value))))].append(path)
+    return sorted(f"{name} in {', '.join(paths)}" for (name, _), paths in seen.items() if len(paths) > 1)
+
+
+def test_a_constant_is_declared_once() -> None:
+    assert twin_constants(modules()) == []
+
+
+def test_the_checker_sees_a_constant_declared_twice() -> None:
+    trees = {
+        "rotation/a.py": ast.parse("_CODES = {408, 429}"),
+        "rotation/b.py": ast.parse("CODES = frozenset({429, 408})"),
+        "rotation/c.py": ast.parse("CODES = {400, 404}"),  # another value: another name's job
+    }
+    assert twin_constants(trees) == ["CODES in rotation/a.py, rotation/b.py"]
+
+
+def defined(tree: ast.Module) -> set[str]:
+    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+
+
+def copies_of_the_model(trees: dict[str, ast.Module]) -> list[str]:
+    """Functions and classes of model/ defined again elsewhere, public or behind an underscore."""
+    model = {
+        name: path
+        for path, tree in trees.items()
+        if path.startswith("rotation/model/")
+        for name in defined(tree)
+        if not name.startswith("_")
+    }
+    return sorted(
+        f"{path} defines {name} again ({model[name.lstrip('_')]} has it)"
+        for path, tree in trees.items()
+        if not path.startswith("rotation/model/")
+        for name in defined(tree)
+        if name.lstrip("_") in model
+    )
+
+
+def test_what_the_model_defines_is_not_defined_again() -> None:
+    assert copies_of_the_model(modules()) == []
+
+
+def test_the_checker_sees_a_private_copy_of_a_model_function() -> None:
+    trees = {
+        "rotation/model/times.py": ast.parse("def iso(m): ...\ndef _helper(): ..."),
+        "rotation/storage/x.py": ast.parse("def _iso(m): ...\ndef helper(): ..."),
+    }
+    assert copies_of_the_model(trees) == [
+        "rotation/storage/x.py defines _iso again (rotation/model/times.py has it)"
+    ]
