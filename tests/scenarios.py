@@ -323,3 +323,56 @@ def with_keyed(base: dict[str, Any], *entries: tuple[str, dict[str, Any]]) -> di
     for entry, spec in entries:
         base.setdefault(entry, []).append(spec)
     return base
+
+
+# -- Data Factory factories and Databricks workspaces (written by a PUT of the whole resource) --
+def factory_id(name: str, sub: str = SUB_A, rg: str = "rg-adf") -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DataFactory/factories/{name}"
+
+
+def workspace_id(name: str, sub: str = SUB_A, rg: str = "rg-dbx") -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Databricks/workspaces/{name}"
+
+
+def factory(
+    name: str,
+    key: str | None,
+    *,
+    key_identity: str | None = None,
+    identities: list[str] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A `dataFactories` entry: its key as a key id, read with `key_identity` (None: system-assigned)."""
+    spec: dict[str, Any] = {
+        "id": factory_id(name),
+        "location": "westeurope",
+        "keyId": key,
+        "identities": identities if identities is not None else ([key_identity] if key_identity else []),
+        **fields,
+    }
+    if key_identity:
+        spec["keyIdentity"] = key_identity
+    else:
+        spec.setdefault("systemAssigned", True)
+    return spec
+
+
+def workspace(
+    name: str,
+    *,
+    managed_services: str | None = None,
+    managed_disk: str | None = None,
+    disk_auto_rotation: bool = False,
+    dbfs: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A `databricksWorkspaces` entry with a key in any of its three entities."""
+    return {
+        "id": workspace_id(name),
+        "location": "westeurope",
+        "managedServicesKeyId": managed_services,
+        "managedDiskKeyId": managed_disk,
+        "managedDiskAutoRotation": disk_auto_rotation,
+        "dbfsKeyId": dbfs,
+        **fields,
+    }
