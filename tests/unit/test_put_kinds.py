@@ -15,6 +15,7 @@ from rotation.azure.kinds.databricks import DatabricksWorkspaces
 from rotation.azure.kinds.datafactory import DataFactories
 from rotation.azure.vault import KeyState, VersionInfo
 from rotation.core.policy import PolicyContext, decide
+from rotation.model.errors import ErrorInfo
 from rotation.model.ids import KeyRef, parse_key_id
 
 SUB = "12345678-1234-1234-1234-12345678abcd"
@@ -286,3 +287,9 @@ class TestDatabricks:
             ]
             == V2
         )
+
+
+def test_a_refused_identity_assignment_names_the_role_to_grant() -> None:
+    info = ErrorInfo(False, False, 403, "LinkedAuthorizationFailed", "does not have permission to assign")
+    [hint] = [h for h in DataFactories().hints if h.matches(info)]
+    assert "identity-assigner role" in hint.text
