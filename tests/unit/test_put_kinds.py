@@ -292,4 +292,4 @@ class TestDatabricks:
 def test_a_refused_identity_assignment_names_the_role_to_grant() -> None:
     info = ErrorInfo(False, False, 403, "LinkedAuthorizationFailed", "does not have permission to assign")
     [hint] = [h for h in DataFactories().hints if h.matches(info)]
-    assert "identity-assigner role" in hint.text
+    assert "identity-assigner custom role" in hint.text
