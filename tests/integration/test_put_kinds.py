@@ -16,6 +16,7 @@ from rotation.core.reconcile import RunResult
 from rotation.model.ids import parse_key_id
 from rotation.storage.queue import new_request
 from tests import scenarios as s
+from tests.support.commands import cli, invoke
 from tests.support.runs import by_name
 
 pytestmark = pytest.mark.integration
@@ -181,3 +182,20 @@ def test_the_vault_refusing_a_workspace_entity_fails_its_step_with_the_remediati
     assert step.outcome == "failed" and step.error_code == "BadRequest"
     assert "AzureDatabricks application" in (step.hint or "")
     assert state(stack, "databricksWorkspaces")["dbx-all"]["managedServicesKeyId"] == PINNED
+
+
+def test_the_cli_plans_and_rotates_one_workspace_by_target_and_inventories_both_kinds(stack) -> None:
+    stack.load(estate())
+    target = s.workspace_id("dbx-all")
+    code, plan = cli("plan", KEY, "--target", target)
+    assert code == 0 and [(p["kind"], p["action"]) for p in plan["steps"]] == [("databricks", "update")]
+    assert "managedServices, managedDisk, dbfsRoot" in plan["steps"][0]["message"]
+    code, table = invoke("plan", KEY, "--target", target)
+    assert code == 0 and "dbx-all" in table and "databricks" in table
+    code, done = cli("rotate", KEY, "--target", target, "--yes")
+    assert code == 0 and done["summary"] == {"verified": 1}
+    assert [c["path"].rsplit("/", 1)[1] for c in stack.writes("PUT")] == ["dbx-all"]
+    code, estate_now = cli("inventory", "--kind", "datafactory")
+    assert code == 0
+    rows = {c["resourceId"].rsplit("/", 1)[1]: c["action"] for c in estate_now["consumers"]}
+    assert rows == {"adf-pinned": "update", "adf-latest": "auto-rotating", "adf-lost-identity": "blocked"}
