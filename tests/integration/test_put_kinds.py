@@ -114,6 +114,10 @@ def test_one_run_moves_each_pinned_resource_with_one_put_and_keeps_every_other_f
     puts = [c["path"].rsplit("/", 1)[1] for c in stack.writes("PUT")]
     assert sorted(puts) == ["adf-pinned", "dbx-all"]  # one PUT each, whatever the number of entities
     assert stack.writes("PATCH") == []
+    reads = [
+        c for c in stack.admin.calls()["calls"] if c["method"] == "GET" and c["path"].endswith("/adf-pinned")
+    ]
+    assert len(reads) == 1  # the PUT needs the document and its ETag: one GET, the PUT's answer verified
 
 
 def test_the_emulator_refuses_a_put_with_a_stale_etag(stack) -> None:
