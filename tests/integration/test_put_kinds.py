@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from rotation.core.reconcile import RunResult
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import new_request
+from rotation.model.request import new_request
+from rotation.run.reconcile import RunResult
 from tests import scenarios as s
 from tests.support.commands import cli, invoke
 from tests.support.runs import by_name
