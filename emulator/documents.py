@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .arm import arm_error, not_found
-from .cmk import ArmResourceRoutes, Refusals, Refused, refusal
+from .cmk import ArmResourceRoutes, Refusals, Refused, refusal, updating
 from .http import Request, Response
 from .state import ArmDocument, stable_uuid
 
@@ -129,7 +129,6 @@ class DocumentProvider(ArmResourceRoutes[ArmDocument]):
             for field in self.READ_ONLY:
                 properties.pop(field, None)
         users, system = identities_of(body)
-        before = copy.deepcopy(resource)
 
         def apply() -> None:
             resource.document, resource.tags = document, dict(body.get("tags") or {})
@@ -143,18 +142,4 @@ class DocumentProvider(ArmResourceRoutes[ArmDocument]):
         if not self.LONG_RUNNING:
             apply()
             return Response.json(200, self.render(resource), {"ETag": resource.etag})
-        resource.provisioning_state = "Updating"
-
-        def revert() -> None:
-            resource.provisioning_state = before.provisioning_state
-
-        return self.arm.answer_write(
-            request,
-            resource.id,
-            self.NAMESPACE,
-            resource.location,
-            apply,
-            revert,
-            shape=self.WRITE_SHAPE,
-            body=lambda: self.render(resource),
-        )
+        return updating(self.arm, request, resource, (self.NAMESPACE, self.WRITE_SHAPE), apply, self.render)
