@@ -326,12 +326,16 @@ def with_keyed(base: dict[str, Any], *entries: tuple[str, dict[str, Any]]) -> di
 
 
 # -- Data Factory factories and Databricks workspaces (written by a PUT of the whole resource) --
-def factory_id(name: str, sub: str = SUB_A, rg: str = "rg-adf") -> str:
-    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DataFactory/factories/{name}"
+DOCUMENT_TYPES = {
+    "dataFactories": ("rg-adf", "Microsoft.DataFactory/factories"),
+    "databricksWorkspaces": ("rg-dbx", "Microsoft.Databricks/workspaces"),
+}
 
 
-def workspace_id(name: str, sub: str = SUB_A, rg: str = "rg-dbx") -> str:
-    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Databricks/workspaces/{name}"
+def document_id(entry: str, name: str, sub: str = SUB_A) -> str:
+    """The id of a `dataFactories` or `databricksWorkspaces` entry named `name`."""
+    rg, rtype = DOCUMENT_TYPES[entry]
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{rtype}/{name}"
 
 
 def factory(
@@ -344,7 +348,7 @@ def factory(
 ) -> dict[str, Any]:
     """A `dataFactories` entry: its key as a key id, read with `key_identity` (None: system-assigned)."""
     spec: dict[str, Any] = {
-        "id": factory_id(name),
+        "id": document_id("dataFactories", name),
         "location": "westeurope",
         "keyId": key,
         "identities": identities if identities is not None else ([key_identity] if key_identity else []),
@@ -368,7 +372,7 @@ def workspace(
 ) -> dict[str, Any]:
     """A `databricksWorkspaces` entry with a key in any of its three entities."""
     return {
-        "id": workspace_id(name),
+        "id": document_id("databricksWorkspaces", name),
         "location": "westeurope",
         "managedServicesKeyId": managed_services,
         "managedDiskKeyId": managed_disk,

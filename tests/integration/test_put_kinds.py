@@ -123,7 +123,7 @@ def test_one_run_moves_each_pinned_resource_with_one_put_and_keeps_every_other_f
 def test_the_emulator_refuses_a_put_with_a_stale_etag(stack) -> None:
     stack.load(estate())
     arm = stack.service().clients.arm()
-    target = s.factory_id("adf-pinned")
+    target = s.document_id("dataFactories", "adf-pinned")
     factory, etag = arm.get_tagged(target, ADF_API)
     assert factory is not None and etag == factory["eTag"]
     body = {k: v for k, v in factory.items() if k not in ("id", "name", "type", "eTag")}
@@ -143,7 +143,7 @@ def test_a_change_made_between_the_read_and_the_put_is_kept_and_the_key_still_mo
     results: list[RunResult] = []
     rotation = threading.Thread(target=lambda: results.append(run(stack)))
     rotation.start()
-    target = s.factory_id("adf-pinned")
+    target = s.document_id("dataFactories", "adf-pinned")
     arm = stack.service().clients.arm()
     while not [c for c in stack.writes("GET") if c["path"].endswith("adf-pinned") and c["status"] == 200]:
         time.sleep(0.02)  # waiting for the product's read to reach the emulator (a real process)
@@ -190,7 +190,7 @@ def test_the_vault_refusing_a_workspace_entity_fails_its_step_with_the_remediati
 
 def test_the_cli_plans_and_rotates_one_workspace_by_target_and_inventories_both_kinds(stack) -> None:
     stack.load(estate())
-    target = s.workspace_id("dbx-all")
+    target = s.document_id("databricksWorkspaces", "dbx-all")
     code, plan = cli("plan", KEY, "--target", target)
     assert code == 0 and [(p["kind"], p["action"]) for p in plan["steps"]] == [("databricks", "update")]
     assert "managedServices, managedDisk, dbfsRoot" in plan["steps"][0]["message"]
