@@ -293,3 +293,17 @@ def test_a_refused_identity_assignment_names_the_role_to_grant() -> None:
     info = ErrorInfo(False, False, 403, "LinkedAuthorizationFailed", "does not have permission to assign")
     [hint] = [h for h in DataFactories().hints if h.matches(info)]
     assert "identity-assigner custom role" in hint.text
+
+
+def test_entities_on_different_versions_claim_no_version_and_are_all_moved() -> None:
+    kind = DatabricksWorkspaces()
+    [consumer] = kind.to_consumers(workspace(services=kvp(V2), disk=kvp(V1)))
+    assert consumer.version is None and not consumer.follows_new_versions
+    decision = decide(consumer, context(), kind.plan_checks)
+    assert (decision.action, decision.reason) == ("update", "behind-desired")
+    assert f"managedServices on {V2}, managedDisk on {V1}" in decision.message
+    body = kind.put_body(workspace(services=kvp(V2), disk=kvp(V1)), TO)
+    assert body is not None
+    assert (
+        body["properties"]["encryption"]["entities"]["managedDisk"]["keyVaultProperties"]["keyVersion"] == V2
+    )

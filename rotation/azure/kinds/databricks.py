@@ -11,7 +11,8 @@ A workspace is one Consumer per key it uses (as a namespace is, messaging.py): t
 the entities that hold the key (`extra["entities"]`, and the plan message), and one write moves
 every entity pinned to an old version of that key, so two entities of one workspace never race
 each other's PUT. A managed disk with `rotationToLatestKeyVersionEnabled` follows the key by
-itself (`auto-rotating`) and is left as it is. The workspace PATCH takes only tags, so the write
+itself (`auto-rotating`) and is left as it is. Pinned entities of one key on different versions
+(one moved by hand) claim no version: the plan moves them all and names what each holds. The workspace PATCH takes only tags, so the write
 is a PUT of the workspace as read (putkind.py), with `If-Match` when the read gave an ETag (the
 spec declares none; ARM passes the header to the provider); the spec's PUT is long-running with
 its final state at `Location`, followed by the poller's GET, which is verified. The docs ask to
@@ -126,22 +127,30 @@ def to_consumers(resource: Mapping[str, Any]) -> list[Consumer]:
         named = pinned or entities  # the ones a write moves; all of them when none is pinned
         identity = ("; ".join(f"{e.name}: {e.identity}" for e in named), all(e.assigned for e in named))
         extra = {"entities": tuple(e.name for e in named), "versions": {e.name: e.key.version for e in named}}
+        # Pinned entities on different versions (someone moved one by hand): no one version
+        # stands for the workspace, so none is claimed and the plan moves them all.
+        key = named[0].key if len({e.key.version for e in named}) == 1 else named[0].key.versionless()
         consumers.append(
-            a.consumer(
-                "databricks", resource_id, resource, named[0].key, identity, follows=not pinned, extra=extra
-            )
+            a.consumer("databricks", resource_id, resource, key, identity, follows=not pinned, extra=extra)
         )
     return consumers
 
 
 def names_entities(consumer: Consumer, ctx: PolicyContext) -> Decision | None:
-    """An update's message names the workspace's entities it moves (an expired or unknown
-    current version keeps the common message, which says so)."""
+    """An update's message names the workspace's entities it moves, or the versions they hold
+    when they differ (an expired or unknown current version keeps the common message)."""
+    entities = ", ".join(consumer.extra.get("entities", ()))
+    grace = " (the old version stays needed 24 h: managed services)" if "managedServices" in entities else ""
+    if consumer.version is None and not consumer.follows_new_versions:
+        held = ", ".join(f"{e} on {v}" for e, v in consumer.extra.get("versions", {}).items())
+        return Decision(
+            UPDATE,
+            "behind-desired",
+            f"its entities hold different versions ({held}); one PUT moves them{grace}",
+        )
     current = ctx.state.version(consumer.version)
     if current is None or current.time_problem(ctx.now):
         return None
-    entities = ", ".join(consumer.extra.get("entities", ()))
-    grace = " (the old version stays needed 24 h: managed services)" if "managedServices" in entities else ""
     return Decision(
         UPDATE, "behind-desired", f"{entities} behind the desired version; one PUT moves them{grace}"
     )
