@@ -11,10 +11,11 @@ A workspace is one Consumer per key it uses (as a namespace is, messaging.py): t
 the entities that hold the key (`extra["entities"]`, and the plan message), and one write moves
 every entity pinned to an old version of that key, so two entities of one workspace never race
 each other's PUT. A managed disk with `rotationToLatestKeyVersionEnabled` follows the key by
-itself (`auto-rotating`) and is left as it is. Pinned entities of one key on different versions
-(one moved by hand) claim no version: the plan moves them all and names what each holds. The workspace PATCH takes only tags, so the write
-is a PUT of the workspace as read (putkind.py), with `If-Match` when the read gave an ETag (the
-spec declares none; ARM passes the header to the provider); the spec's PUT is long-running with
+itself (`auto-rotating`) and is left as it is. Pinned entities of one key on different
+versions (one moved by hand) claim no version: the plan moves them all and names what each
+holds. The workspace PATCH takes only tags, so the write is a PUT of the workspace as read
+(putkind.py), with `If-Match` when the read gave an ETag (the spec declares none; ARM passes
+the header to the provider); the spec's PUT is long-running with
 its final state at `Location`, followed by the poller's GET, which is verified. The docs ask to
 keep the old key 24 hours after rotating managed services: `retire_grace`.
 """
