@@ -19,6 +19,18 @@ DOCUMENT_ENTRY_TYPES: dict[str, str] = {
     "databricksWorkspaces": "Microsoft.Databricks/workspaces",
 }
 _ENTITY_FIELDS = {"managedServices": "managedServicesKeyId", "managedDisk": "managedDiskKeyId"}
+WORKSPACE_ENTITIES = ("managedServices", "managedDisk", "dbfsRoot")
+
+
+def entity_key(spec: dict[str, Any], entity: str) -> str | None:
+    """A workspace entity's key: its own field (`managedServicesKeyId`, `managedDiskKeyId`,
+    `dbfsKeyId`), else the entry's `keyId` when `entities` (default: all three) names it."""
+    own = spec.get("dbfsKeyId" if entity == "dbfsRoot" else _ENTITY_FIELDS[entity])
+    if own:
+        return str(own)
+    shared = spec.get("keyId")
+    named = spec.get("entities")
+    return str(shared) if shared and entity in (WORKSPACE_ENTITIES if named is None else named) else None
 
 
 def _properties(spec: dict[str, Any], where: str) -> dict[str, Any]:
@@ -46,20 +58,19 @@ def _factory(spec: dict[str, Any], properties: dict[str, Any], where: str, world
 
 def _workspace(spec: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
     entities: dict[str, Any] = {}
-    for entity, field in _ENTITY_FIELDS.items():
-        if spec.get(field):
-            entities[entity] = {
-                "keySource": "Microsoft.Keyvault",
-                "keyVaultProperties": key_parts(str(spec[field])),
-            }
+    for entity in _ENTITY_FIELDS:
+        key = entity_key(spec, entity)
+        if key:
+            entities[entity] = {"keySource": "Microsoft.Keyvault", "keyVaultProperties": key_parts(key)}
     if "managedDisk" in entities:
         entities["managedDisk"]["rotationToLatestKeyVersionEnabled"] = bool(
             spec.get("managedDiskAutoRotation")
         )
     if entities:
         properties.setdefault("encryption", {})["entities"] = entities
-    if spec.get("dbfsKeyId"):
-        parts = key_parts(str(spec["dbfsKeyId"]))
+    dbfs = entity_key(spec, "dbfsRoot")
+    if dbfs:
+        parts = key_parts(dbfs)
         value = {
             "keySource": "Microsoft.Keyvault",
             "KeyName": parts["keyName"],
@@ -138,6 +149,8 @@ def _dump(resource: ArmDocument) -> dict[str, Any]:
         )
         dbfs = ((properties.get("parameters") or {}).pop("encryption", None) or {}).get("value")
         out["dbfsKeyId"] = _key_id(dbfs, "keyvaulturi", "KeyName", "keyversion")
+        held = [out[f] for f in ("managedServicesKeyId", "managedDiskKeyId", "dbfsKeyId") if out[f]]
+        out["keyId"], out["entities"] = (held[0] if held else None), []  # each entity says its own
         out["sku"] = document.get("sku")
     out["properties"] = properties
     return out
