@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from azure.core.exceptions import HttpResponseError
 
+import function_app
+from devstack.functions_host import deliver_event_grid
 from rotation.model.ids import parse_key_id
 from rotation.model.request import new_request
 from rotation.run.reconcile import RunResult
@@ -203,3 +205,15 @@ def test_the_cli_plans_and_rotates_one_workspace_by_target_and_inventories_both_
     assert code == 0
     rows = {c["resourceId"].rsplit("/", 1)[1]: c["action"] for c in estate_now["consumers"]}
     assert rows == {"adf-pinned": "update", "adf-latest": "auto-rotating", "adf-lost-identity": "blocked"}
+
+
+def test_a_key_vault_event_moves_them_through_the_queue_trigger(stack) -> None:
+    stack.load(estate())
+    event = s.event_grid_event("KeyNewVersionCreated", "cmk", NEW, event_id="evt-put-kinds")
+    assert deliver_event_grid(function_app.on_key_event, [event]) == [None]
+    dispatcher = stack.dispatcher(function_app.run_rotation)
+    stats = dispatcher.run_until_idle(timeout=120)
+    dispatcher.close()
+    assert stats.failures == [] and len(stats.invocations) == 1
+    assert state(stack, "dataFactories")["adf-pinned"]["keyId"] == s.key_id("cmk", NEW)
+    assert state(stack, "databricksWorkspaces")["dbx-all"]["dbfsKeyId"] == s.key_id("cmk", NEW)
