@@ -13,8 +13,9 @@ import pytest
 
 from rotation.azure.kinds.databricks import DatabricksWorkspaces
 from rotation.azure.kinds.datafactory import DataFactories
+from rotation.azure.kinds.protocol import ApplyContext
 from rotation.azure.vault import KeyState, VersionInfo
-from rotation.model.errors import ErrorInfo
+from rotation.model.errors import ErrorInfo, TransientCondition
 from rotation.model.ids import KeyRef, parse_key_id
 from rotation.run.policy import PolicyContext, decide
 
@@ -307,3 +308,37 @@ def test_entities_on_different_versions_claim_no_version_and_are_all_moved() -> 
     assert (
         body["properties"]["encryption"]["entities"]["managedDisk"]["keyVaultProperties"]["keyVersion"] == V2
     )
+
+
+class OneResourceArm:
+    """ARM holding one resource (its GET answers it with an ETag), recording the writes asked."""
+
+    def __init__(self, resource: dict[str, Any]) -> None:
+        self.resource = resource
+        self.writes: list[tuple[Any, ...]] = []
+
+    def get_tagged(self, resource_id: str, api_version: str) -> tuple[dict[str, Any], str]:
+        return self.resource, '"1"'
+
+    def write(self, *args: Any) -> dict[str, Any]:
+        self.writes.append(args)
+        return self.resource
+
+
+class Clients:
+    def __init__(self, arm: OneResourceArm) -> None:
+        self._arm = arm
+
+    def arm(self) -> OneResourceArm:
+        return self._arm
+
+
+def test_a_workspace_read_mid_update_is_waited_out_not_put_back() -> None:
+    kind = DatabricksWorkspaces()
+    busy = workspace(services=kvp(V1))
+    busy["properties"]["provisioningState"] = "Updating"
+    [consumer] = kind.to_consumers(busy)
+    arm = OneResourceArm(busy)
+    with pytest.raises(TransientCondition):
+        kind.apply(Clients(arm), consumer, TO, ApplyContext("run-1", "pytest"))  # type: ignore[arg-type]
+    assert arm.writes == []

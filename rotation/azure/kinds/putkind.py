@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import HttpResponseError
 
 import rotation.azure.kinds.armkind as a
-from rotation.azure.kinds.protocol import ApplyContext
+from rotation.azure.kinds.protocol import BUSY_STATES, ApplyContext
 from rotation.model.consumer import Consumer
-from rotation.model.errors import RotationError
+from rotation.model.errors import RotationError, TransientCondition
 from rotation.model.ids import KeyRef
 
 if TYPE_CHECKING:
@@ -83,6 +83,9 @@ class PutAsReadKind(a.ArmTargetKind):
             resource, etag = arm.get_tagged(consumer.target, self.api_version)
             if resource is None:
                 return None
+            state = str(a.properties(resource).get("provisioningState") or "")
+            if state.lower() in BUSY_STATES:  # a document mid-change is not one to PUT back
+                raise TransientCondition(f"{consumer.target} is {state}")
             body = self.put_body(resource, to_key)
             if body is None:  # moved already (by someone else, or our own first attempt)
                 return self.shown(resource, to_key)
