@@ -55,6 +55,7 @@ def factory(version: str | None = V1, identity: str | None = UAI, assigned: bool
             "encryption": encryption,
         },
         "eTag": '"00004004-0000-0000-0000-5b28979e0000"',
+        "systemData": {"createdBy": "someone@contoso.com", "createdByType": "User"},
         "location": "East US",
         "tags": {"exampleTag": "exampleValue"},
     }
@@ -154,7 +155,7 @@ class TestDataFactory:
         }
         assert body["properties"]["repoConfiguration"] == read["properties"]["repoConfiguration"]
         assert (body["location"], body["tags"]) == ("East US", {"exampleTag": "exampleValue"})
-        for read_only in ("id", "name", "type", "eTag"):
+        for read_only in ("id", "name", "type", "eTag", "systemData"):
             assert read_only not in body
         assert not {"provisioningState", "createTime", "version"} & set(body["properties"])
         assert body["identity"] == {

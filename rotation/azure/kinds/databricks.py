@@ -171,7 +171,6 @@ class DatabricksWorkspaces(PutAsReadKind):
     plan_checks: tuple[Check, ...] = (a.accepts_key_types("Azure Databricks", ACCEPTED_KEYS), names_entities)
     read_only = (
         *PutAsReadKind.read_only,
-        ("systemData",),
         *(
             ("properties", field)
             for field in (

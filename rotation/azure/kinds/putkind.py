@@ -62,7 +62,14 @@ class PutAsReadKind(a.ArmTargetKind):
     """A kind written by a PUT of the document as read, guarded by `If-Match`."""
 
     # Fields the service sets (read-only), as paths into the document: left out of the PUT.
-    read_only: tuple[tuple[str, ...], ...] = (("id",), ("name",), ("type",), ("etag",), ("eTag",))
+    read_only: tuple[tuple[str, ...], ...] = (
+        ("id",),
+        ("name",),
+        ("type",),
+        ("etag",),
+        ("eTag",),
+        ("systemData",),
+    )
 
     def moved(self, document: dict[str, Any], to_key: KeyRef) -> bool:
         """Move `to_key`'s pinned uses in `document` (in place) to its version; False when the
