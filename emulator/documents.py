@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from .arm import arm_error, not_found
+from .arm import ArmService, arm_error, not_found
 from .cmk import ArmResourceRoutes, Refusals, Refused, refusal, updating
 from .http import Request, Response
 from .state import ArmDocument, stable_uuid
@@ -50,7 +50,7 @@ class DocumentProvider(ArmResourceRoutes[ArmDocument]):
     READ_ONLY: tuple[str, ...] = ("provisioningState",)  # properties the service sets; a PUT's are ignored
     CODES = Refusals("BadRequest", "BadRequest", (2048, 3072, 4096))
 
-    def __init__(self, arm: Any) -> None:
+    def __init__(self, arm: ArmService) -> None:
         super().__init__(arm)
         arm.router.add("PUT", self.item, self.put)
 
@@ -61,8 +61,8 @@ class DocumentProvider(ArmResourceRoutes[ArmDocument]):
     def keys_in(
         self, document: dict[str, Any], resource: ArmDocument
     ) -> list[tuple[str, tuple[str, ...], str]]:
-        """(key url, identity names the vault may know, who) for each versioned key a document names;
-        raises Refused for a document the service refuses."""
+        """(key url, identity names the vault may know, who) for each key a document names (a
+        versionless one: its newest version is checked); raises Refused for a document refused."""
         raise NotImplementedError
 
     # -- shared ----------------------------------------------------------------------------
