@@ -217,3 +217,23 @@ def test_a_key_vault_event_moves_them_through_the_queue_trigger(stack) -> None:
     assert stats.failures == [] and len(stats.invocations) == 1
     assert state(stack, "dataFactories")["adf-pinned"]["keyId"] == s.key_id("cmk", NEW)
     assert state(stack, "databricksWorkspaces")["dbx-all"]["dbfsKeyId"] == s.key_id("cmk", NEW)
+
+
+def test_managed_hsm_keys_in_a_workspace_and_a_factory_are_moved(stack) -> None:
+    stack.set(ROTATION_ALLOWED_VAULTS=f"{s.VAULT_HOST},{s.HSM_HOST}")
+    key = s.key(s.version("old", created="-300d"), s.version("new", created="-1h"), kty="RSA-HSM")
+    scenario = s.scenario({}, hsm_keys={"hsm-cmk": key})
+    old = s.hsm_key_id("hsm-cmk", OLD)
+    scenario["databricksWorkspaces"] = [s.workspace("dbx-hsm", managed_services=old, dbfs=old)]
+    scenario["dataFactories"] = [s.factory("adf-hsm", old)]
+    stack.load(scenario)
+    result = stack.service().reconciler.run(
+        new_request(parse_key_id(s.hsm_key_id("hsm-cmk")), "cli", "pytest")
+    )
+    assert {n: step.outcome for n, step in by_name(result).items()} == {
+        "dbx-hsm": "verified",
+        "adf-hsm": "verified",
+    }
+    moved = state(stack, "databricksWorkspaces")["dbx-hsm"]
+    assert moved["managedServicesKeyId"] == moved["dbfsKeyId"] == s.hsm_key_id("hsm-cmk", NEW)
+    assert state(stack, "dataFactories")["adf-hsm"]["keyId"] == s.hsm_key_id("hsm-cmk", NEW)
