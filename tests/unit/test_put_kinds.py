@@ -294,7 +294,7 @@ class TestDatabricks:
 def test_a_refused_identity_assignment_names_the_role_to_grant() -> None:
     info = ErrorInfo(False, False, 403, "LinkedAuthorizationFailed", "does not have permission to assign")
     [hint] = [h for h in DataFactories().hints if h.matches(info)]
-    assert "identity-assigner custom role" in hint.text
+    assert "dataFactoryIdentityScopes" in hint.text
 
 
 def test_entities_on_different_versions_claim_no_version_and_are_all_moved() -> None:

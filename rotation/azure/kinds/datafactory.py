@@ -28,8 +28,8 @@ ACCEPTED_KEYS = {"RSA": (2048, 3072, 4096), "RSA-HSM": (2048, 3072, 4096)}
 REMEDIATION = {
     # ARM checks the caller may assign each user-assigned identity a PUT names, even unchanged.
     "linkedauthorizationfailed": "ARM refused the factory PUT because it repeats the factory's user-assigned "
-    "identity: grant the rotation identity the identity-assigner custom role (infra/modules/custom-roles.bicep) "
-    "on that identity, then run the rotation again.",
+    "identity: name that identity in the infra's dataFactoryIdentityScopes (the identity-assigner custom role "
+    "on it), deploy, then run the rotation again.",
     "": "The factory could not use the key version: check that the identity in properties.encryption.identity "
     "(or the factory's system-assigned identity) is assigned to the factory and has get, wrapKey and unwrapKey "
     "on the key, and that the vault has soft delete and purge protection; see "
