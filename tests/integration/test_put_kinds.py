@@ -237,3 +237,18 @@ def test_managed_hsm_keys_in_a_workspace_and_a_factory_are_moved(stack) -> None:
     moved = state(stack, "databricksWorkspaces")["dbx-hsm"]
     assert moved["managedServicesKeyId"] == moved["dbfsKeyId"] == s.hsm_key_id("hsm-cmk", NEW)
     assert state(stack, "dataFactories")["adf-hsm"]["keyId"] == s.hsm_key_id("hsm-cmk", NEW)
+
+
+def test_resource_graph_finds_them_as_the_arm_lists_do_and_the_write_still_reads_arm(stack) -> None:
+    stack.load(estate())
+    stack.set(ROTATION_DISCOVERY="arm")
+    by_arm = {
+        s.target: (s.action, s.reason) for s in stack.service().reconciler.plan(parse_key_id(KEY)).steps
+    }
+    stack.set(ROTATION_DISCOVERY="resourcegraph")
+    stack.admin.clear_calls()
+    result = run(stack)
+    assert {st.target: (st.action, st.reason) for st in result.steps} == by_arm
+    assert by_name(result)["dbx-all"].outcome == "verified"
+    listed = [c for c in stack.admin.calls()["calls"] if c["method"] == "GET" and c["path"].count("/") == 5]
+    assert not [c for c in listed if "datafactory" in c["path"].lower() or "databricks" in c["path"].lower()]
