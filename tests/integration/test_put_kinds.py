@@ -242,9 +242,8 @@ def test_managed_hsm_keys_in_a_workspace_and_a_factory_are_moved(stack) -> None:
 def test_resource_graph_finds_them_as_the_arm_lists_do_and_the_write_still_reads_arm(stack) -> None:
     stack.load(estate())
     stack.set(ROTATION_DISCOVERY="arm")
-    by_arm = {
-        s.target: (s.action, s.reason) for s in stack.service().reconciler.plan(parse_key_id(KEY)).steps
-    }
+    planned = stack.service().reconciler.plan(parse_key_id(KEY)).steps
+    by_arm = {st.target: (st.action, st.reason) for st in planned}
     stack.set(ROTATION_DISCOVERY="resourcegraph")
     stack.admin.clear_calls()
     result = run(stack)
