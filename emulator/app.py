@@ -16,6 +16,8 @@ from .arm import ARM_AUDIENCES, ARM_HOSTS, ArmService
 from .batch import BatchAccounts
 from .containergroups import ContainerGroups
 from .cosmos import CosmosAccounts
+from .databricks import DatabricksWorkspaces
+from .datafactory import DataFactories
 from .deadletter import blob_writer
 from .delivery import EventGridDelivery, subscription_from_spec
 from .disk_encryption_sets import DiskEncryptionSets
@@ -121,6 +123,8 @@ class EmulatorApp:
         StorageAccounts(self.arm)
         DiskEncryptionSets(self.arm)
         SqlServers(self.arm)
+        DataFactories(self.arm)
+        DatabricksWorkspaces(self.arm)
         Subscriptions(self.arm)
         ResourceGraph(self.arm)
         self.activity = ActivityLog(self.arm)

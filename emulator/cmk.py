@@ -208,6 +208,43 @@ class ArmResourceRoutes[R: HasId]:
         return resource, body
 
 
+class Updatable(Protocol):
+    """A record a long-running write marks `Updating` until its operation ends."""
+
+    id: str
+    location: str
+    provisioning_state: str
+
+
+def updating[U: Updatable](
+    arm: ArmService,
+    request: Request,
+    resource: U,
+    answer: tuple[str, str],
+    apply: Callable[[], None],
+    render: Callable[[U], dict[str, Any]],
+) -> Response:
+    """A long-running write's answer (`answer`: the provider's namespace and its shape): the
+    resource `Updating` until ARM's operation ends, then `apply`; back as it was if it fails."""
+    namespace, shape = answer
+    previous = resource.provisioning_state
+    resource.provisioning_state = "Updating"
+
+    def revert() -> None:
+        resource.provisioning_state = previous
+
+    return arm.answer_write(
+        request,
+        resource.id,
+        namespace,
+        resource.location,
+        apply,
+        revert,
+        shape=shape,
+        body=lambda: render(resource),
+    )
+
+
 class Refused(Exception):
     """A write the service refuses; carries the ARM error response."""
 
@@ -297,19 +334,4 @@ class KeyedProvider(ArmResourceRoutes[KeyedResource]):
         if not self.LONG_RUNNING:
             apply()
             return Response.json(200, self.render(resource))
-        previous = resource.provisioning_state
-        resource.provisioning_state = "Updating"
-
-        def revert() -> None:
-            resource.provisioning_state = previous
-
-        return self.arm.answer_write(
-            request,
-            resource.id,
-            self.NAMESPACE,
-            resource.location,
-            apply,
-            revert,
-            shape=self.WRITE_SHAPE,
-            body=lambda: self.render(resource),
-        )
+        return updating(self.arm, request, resource, (self.NAMESPACE, self.WRITE_SHAPE), apply, self.render)

@@ -19,6 +19,7 @@ from .scenario_cmk import (
     load_cmk_kinds,
     with_system,
 )
+from .scenario_documents import DOCUMENT_ENTRY_TYPES, dump_document_kinds, load_document_kinds
 from .scenario_fields import ScenarioError, arm_id, attached_identities, load_entries, require
 from .state import (
     EC_OPS,
@@ -82,6 +83,7 @@ ENTRY_TYPES: dict[str, str] = {
     "batchAccounts": "Microsoft.Batch/batchAccounts",
     "containerGroups": "Microsoft.ContainerInstance/containerGroups",
     **CMK_ENTRY_TYPES,
+    **DOCUMENT_ENTRY_TYPES,
 }
 
 
@@ -103,6 +105,7 @@ def load(world: World, scenario: Any) -> None:
     load_entries(scenario, "batchAccounts", _load_batch, staged, staged.batch_accounts)
     load_entries(scenario, "containerGroups", _load_group, staged, staged.container_groups)
     load_cmk_kinds(scenario, staged)
+    load_document_kinds(scenario, staged)
     staged.subscriptions = {s.lower() for s in scenario.get("subscriptions") or []}
     for resource_id in [
         *staged.registries,
@@ -112,6 +115,7 @@ def load(world: World, scenario: Any) -> None:
         *staged.storage_accounts,
         *staged.disk_encryption_sets,
         *staged.sql_servers,
+        *staged.documents,
     ]:
         match = arm_parts(resource_id)
         staged.subscriptions.add(match["sub"].lower())
@@ -127,6 +131,7 @@ def load(world: World, scenario: Any) -> None:
         world.storage_accounts = staged.storage_accounts
         world.disk_encryption_sets = staged.disk_encryption_sets
         world.sql_servers = staged.sql_servers
+        world.documents = staged.documents
         world.subscriptions = staged.subscriptions
         world.resource_groups = staged.resource_groups
 
@@ -347,6 +352,7 @@ def dump(world: World) -> dict[str, Any]:
             "containerGroups": [_dump_group(g) for g in world.container_groups.values()],
             "managedHsms": {name: _dump_vault(hsm) for name, hsm in world.managed_hsms.items()},
             **dump_cmk_kinds(world),
+            **dump_document_kinds(world),
             "subscriptions": sorted(world.subscriptions),
         }
 

@@ -159,6 +159,23 @@ class KeyedResource:
 
 
 @dataclass
+class ArmDocument:
+    """A resource written by a PUT of its whole document (Data Factory factories, Databricks
+    workspaces, emulator/documents.py): the document as last put, every field kept whether the
+    emulator models it or not, and the entity tag a PUT's If-Match must name."""
+
+    id: str
+    type: str
+    location: str
+    tags: dict[str, str]
+    identities: list[str]  # user-assigned identity resource ids
+    document: dict[str, Any]  # everything else as put: properties, sku, ...
+    etag: str
+    system_principal: str | None = None
+    provisioning_state: str = "Succeeded"
+
+
+@dataclass
 class StorageAccount:
     id: str
     location: str
@@ -213,6 +230,7 @@ class World:
         self.storage_accounts: dict[str, StorageAccount] = {}
         self.disk_encryption_sets: dict[str, DiskEncryptionSet] = {}
         self.sql_servers: dict[str, SqlServer] = {}
+        self.documents: dict[str, ArmDocument] = {}  # lower-case id -> resource (emulator/documents.py)
         self.subscriptions: set[str] = set()
         self.resource_groups: set[tuple[str, str]] = set()  # (subscription, group), lower case
 

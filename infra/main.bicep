@@ -54,6 +54,10 @@ param consumerSubscriptionScopes array = empty(consumerResourceGroupScopes) ? ro
 [{ "subscriptionId": "...", "resourceGroup": "...", "identityNames": ["id-app"] (optional: empty grants the whole resource group) }].''')
 param containerGroupIdentityScopes array = []
 
+@description('''Where the Data Factory factories' user-assigned encryption identities live: the factory PUT repeats its identity block, and ARM asks for assign on each identity it names:
+[{ "subscriptionId": "...", "resourceGroup": "...", "identityNames": ["id-adf"] (optional: empty grants the whole resource group) }].''')
+param dataFactoryIdentityScopes array = []
+
 @description('Managed HSM pools (names) whose keys are rotated; their local RBAC role is granted by infra/scripts/grant-hsm-role.sh (data plane, not ARM).')
 param managedHsms array = []
 
@@ -278,9 +282,10 @@ var hsmHosts = [for h in managedHsms: '${h}${replace(environment().suffixes.keyv
 var vaultSubscriptionIds = [for v in vaults: v.?subscriptionId ?? subscription().subscriptionId]
 var consumerGroupSubscriptionIds = [for s in consumerResourceGroupScopes: s.subscriptionId]
 var identitySubscriptionIds = [for s in containerGroupIdentityScopes: s.subscriptionId]
+var factoryIdentitySubscriptionIds = [for s in dataFactoryIdentityScopes: s.subscriptionId]
 var assignableSubscriptionIds = union([
   subscription().subscriptionId
-], rotationSubscriptionIds, consumerSubscriptionScopes, consumerGroupSubscriptionIds, vaultSubscriptionIds, identitySubscriptionIds)
+], rotationSubscriptionIds, consumerSubscriptionScopes, consumerGroupSubscriptionIds, vaultSubscriptionIds, identitySubscriptionIds, factoryIdentitySubscriptionIds)
 var operatorRotates = !empty(operatorGroupId) && operatorInProcessRotation
 var redeploysGroups = rotationContainerGroupPolicy == 'redeploy'
 var outcomeTopicParts = split(empty(rotationOutcomeTopicResourceId) ? '${resourceGroup().id}/providers/Microsoft.EventGrid/topics/none' : rotationOutcomeTopicResourceId, '/')
@@ -519,6 +524,17 @@ module consumerResourceGroupAccess 'modules/consumer-access-resource-group.bicep
 // Redeploy only: attach the groups' identities again, granted on those identities alone.
 module identityAssignAccess 'modules/identity-assign-access.bicep' = [for s in (redeploysGroups ? containerGroupIdentityScopes : []): {
   name: '${appName}-identity-assign-${s.resourceGroup}'
+  scope: resourceGroup(s.subscriptionId, s.resourceGroup)
+  params: {
+    principals: rotators
+    roleName: roles.outputs.identityAssignerRoleName
+    identityNames: s.?identityNames ?? []
+  }
+}]
+
+// Data Factory: the factory PUT (as read) repeats its user-assigned identity; granted on those identities alone.
+module factoryIdentityAssignAccess 'modules/identity-assign-access.bicep' = [for s in dataFactoryIdentityScopes: {
+  name: '${appName}-factory-identity-assign-${s.resourceGroup}'
   scope: resourceGroup(s.subscriptionId, s.resourceGroup)
   params: {
     principals: rotators

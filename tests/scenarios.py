@@ -323,3 +323,60 @@ def with_keyed(base: dict[str, Any], *entries: tuple[str, dict[str, Any]]) -> di
     for entry, spec in entries:
         base.setdefault(entry, []).append(spec)
     return base
+
+
+# -- Data Factory factories and Databricks workspaces (written by a PUT of the whole resource) --
+DOCUMENT_TYPES = {
+    "dataFactories": ("rg-adf", "Microsoft.DataFactory/factories"),
+    "databricksWorkspaces": ("rg-dbx", "Microsoft.Databricks/workspaces"),
+}
+
+
+def document_id(entry: str, name: str, sub: str = SUB_A) -> str:
+    """The id of a `dataFactories` or `databricksWorkspaces` entry named `name`."""
+    rg, rtype = DOCUMENT_TYPES[entry]
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{rtype}/{name}"
+
+
+def factory(
+    name: str,
+    key: str | None,
+    *,
+    key_identity: str | None = None,
+    identities: list[str] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A `dataFactories` entry: its key as a key id, read with `key_identity` (None: system-assigned)."""
+    spec: dict[str, Any] = {
+        "id": document_id("dataFactories", name),
+        "location": "westeurope",
+        "keyId": key,
+        "identities": identities if identities is not None else ([key_identity] if key_identity else []),
+        **fields,
+    }
+    if key_identity:
+        spec["keyIdentity"] = key_identity
+    else:
+        spec.setdefault("systemAssigned", True)
+    return spec
+
+
+def workspace(
+    name: str,
+    *,
+    managed_services: str | None = None,
+    managed_disk: str | None = None,
+    disk_auto_rotation: bool = False,
+    dbfs: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A `databricksWorkspaces` entry with a key in any of its three entities."""
+    return {
+        "id": document_id("databricksWorkspaces", name),
+        "location": "westeurope",
+        "managedServicesKeyId": managed_services,
+        "managedDiskKeyId": managed_disk,
+        "managedDiskAutoRotation": disk_auto_rotation,
+        "dbfsKeyId": dbfs,
+        **fields,
+    }

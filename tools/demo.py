@@ -97,7 +97,9 @@ def _key_url(resource: dict[str, Any]) -> str | None:
         return f"{resource['vaultBaseUrl']}/keys/{resource.get('keyName')}" + (
             f"/{version}" if version else ""
         )
-    return resource.get("keyId")
+    # a Databricks workspace: its first entity holding a key
+    entities = ("managedServicesKeyId", "managedDiskKeyId", "dbfsKeyId")
+    return resource.get("keyId") or next((resource[f] for f in entities if resource.get(f)), None)
 
 
 def _key_cells(key_url: str | None) -> tuple[str, str]:

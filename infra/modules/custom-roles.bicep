@@ -81,6 +81,13 @@ var consumerActions = [
   // Seen, never written (manual-required): Cosmos DB accounts, AKS KMS
   'Microsoft.DocumentDB/databaseAccounts/read'
   'Microsoft.ContainerService/managedClusters/read'
+  // Data Factory: PUT of the factory as read, with If-Match (synchronous)
+  'Microsoft.DataFactory/factories/read'
+  'Microsoft.DataFactory/factories/write'
+  // Databricks workspaces: PUT of the workspace as read, with If-Match (long-running, Location)
+  'Microsoft.Databricks/workspaces/read'
+  'Microsoft.Databricks/workspaces/write'
+  'Microsoft.Databricks/locations/operationStatuses/read'
   // Activity log: who put a consumer back on an older key version (one read per reverted consumer)
   'Microsoft.Insights/eventtypes/values/read'
 ]

@@ -1,4 +1,5 @@
-// The identity-assigner custom role, granted only where re-created container groups need it:
+// The identity-assigner custom role, granted only where re-created container groups (and the
+// Data Factory PUT, which repeats the factory's identity block) need it:
 // on each named user-assigned identity in one resource group, or on the whole resource group
 // when no names are given. Never at a consumer or subscription scope (issue 17, section 4):
 // with assign at subscription scope a stolen app could attach any identity to a new group.

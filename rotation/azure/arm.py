@@ -90,6 +90,19 @@ class Arm:
         except ResourceNotFoundError:
             return None
 
+    def get_tagged(self, resource_id: str, api_version: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The resource and its entity tag (the `ETag` header, else the body's `etag`/`eTag`), for a
+        write guarded by `If-Match`; (None, None) when it does not exist."""
+        try:
+            response = self._send("GET", resource_id, api_version)
+        except ResourceNotFoundError:
+            return None, None
+        body = self._json(response)
+        tag = (
+            response.http_response.headers.get("ETag") or (body or {}).get("etag") or (body or {}).get("eTag")
+        )
+        return body, str(tag) if tag else None
+
     def list_by_subscription(
         self, subscription: str, resource_type: str, api_version: str
     ) -> Iterator[dict[str, Any]]:
@@ -122,13 +135,20 @@ class Arm:
         return self._json(self._send("PATCH", resource_id, api_version, body))
 
     def write(
-        self, method: str, resource_id: str, api_version: str, body: dict[str, Any]
+        self,
+        method: str,
+        resource_id: str,
+        api_version: str,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | None:
         """A PATCH or PUT followed to its end in the calling thread: ARM polling from the write's
         Retry-After, then the resource as the final GET shows it (None if it answers nothing).
-        What `begin_*(...).result()` does, without the poller's own thread: the caller waits anyway."""
+        What `begin_*(...).result()` does, without the poller's own thread: the caller waits anyway.
+        `headers`: e.g. `If-Match` for a PUT that must not overwrite a change made since the read."""
         polling = self._polling()
-        polling.initialize(self._client, self._send(method, resource_id, api_version, body), self._final)
+        initial = self._send(method, resource_id, api_version, body, headers)
+        polling.initialize(self._client, initial, self._final)
         polling.run()  # raises HttpResponseError when the operation ends Failed or Canceled
         return cast("dict[str, Any] | None", polling.resource())
 
@@ -153,11 +173,16 @@ class Arm:
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _send(
-        self, method: str, path: str, api_version: str | None, body: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        api_version: str | None,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> PipelineResponse[Any, Any]:
         url = follow(path, self.origin) if "://" in path else f"{self.base_url}{path}"
         params = {"api-version": api_version} if api_version else None
-        request = HttpRequest(method, url, params=params, json=body)
+        request = HttpRequest(method, url, params=params, json=body, headers=headers)
         response = cast(
             "PipelineResponse[Any, Any]",
             self._client.send_request(request, stream=False, _return_pipeline_response=True),

@@ -35,6 +35,8 @@ EVENTHUB_NAMESPACE = "Microsoft.EventHub/namespaces"
 SERVICEBUS_NAMESPACE = "Microsoft.ServiceBus/namespaces"
 COSMOS_ACCOUNT = "Microsoft.DocumentDB/databaseAccounts"
 MANAGED_CLUSTER = "Microsoft.ContainerService/managedClusters"
+DATA_FACTORY = "Microsoft.DataFactory/factories"
+DATABRICKS_WORKSPACE = "Microsoft.Databricks/workspaces"
 # Managed HSM pools serve the Key Vault keys API on their own hosts (<name>.managedhsm.azure.net).
 HSM_SUFFIXES = ("managedhsm.azure.net", "managedhsm.azure.cn", "managedhsm.usgovcloudapi.net")
 

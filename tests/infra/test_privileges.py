@@ -189,3 +189,16 @@ def test_the_consumer_role_may_read_the_activity_log_the_revert_check_reads():
 
     assert READ_ACTION in variable(module("custom-roles"), "consumerActions")
     assert READ_ACTION.endswith("/read"), "the revert check only reads the activity log"
+
+
+def test_identity_assign_for_data_factory_is_granted_only_on_the_factories_identities():
+    """The factory PUT repeats its user-assigned identity (ARM's linked check asks for assign on
+    it): the identity-assigner role on the identities named, whatever the container-group policy."""
+    mod = main()["modules"]["factoryIdentityAssignAccess"]
+    assert ref(loop_of(mod)["detail"]["array_name"]) == "dataFactoryIdentityScopes"
+    assert ref(body(mod)["params"]["roleName"]) == "roles.outputs.identityAssignerRoleName"
+    assert main()["parameters"]["dataFactoryIdentityScopes"]["default"] == []
+    ids = variable(main(), "factoryIdentitySubscriptionIds")
+    assert ref(ids["loop_type"]["detail"]["array_name"]) == "dataFactoryIdentityScopes"
+    union = variable(main(), "assignableSubscriptionIds")["function"]["parameters"]
+    assert "factoryIdentitySubscriptionIds" in {ref(v) for v in union.values()}

@@ -82,6 +82,9 @@ def test_inventory_of_the_sample_estate(stack) -> None:
         "des-regulated": ("5b6c7d8e9f0a41b2c3d4e5f6a7b8c9d0", None),
         "sql-orders": (ACR_MID, "update"),
         "sql-billing": (ACR_MID, "auto-rotating"),
+        # Data Factory and Databricks (one step for the workspace's three entities on acr-cmk)
+        "contoso-adf": (ACR_MID, "update"),
+        "contoso-dbx": (ACR_MID, "update"),
     }
     rows = {c["resourceId"].rsplit("/", 1)[1]: c for c in estate["consumers"]}
     assert rows["partnerreg"]["outside"] is True and rows["partnerreg"]["reason"] == "vault-not-allowed"
@@ -90,7 +93,7 @@ def test_inventory_of_the_sample_estate(stack) -> None:
     keys = {k["keyId"].rsplit("/", 1)[1]: k for k in estate["keys"]}
     assert {v["version"]: v["consumers"] for v in keys["acr-cmk"]["versions"]} == {
         ACR_OLD: 3,
-        ACR_MID: 12,
+        ACR_MID: 14,
         ACR_NEW: 7,  # seven versionless or self-rotating consumers hold the current version
     }
     assert keys["batch-cmk"]["rotationPolicy"] == {
@@ -120,7 +123,7 @@ def test_inventory_filters_csv_and_table(stack) -> None:
     rows = list(csv.DictReader(io.StringIO(output)))
     assert (
         code == 0
-        and len(rows) == 22  # 3 on the old version, 12 on the middle one, 7 on the current
+        and len(rows) == 24  # 3 on the old version, 14 on the middle one, 7 on the current
         and {r["keyId"] for r in rows} == {"https://contoso-cmk.vault.azure.net/keys/acr-cmk"}
     )
     assert rows[0].keys() >= {
@@ -202,7 +205,7 @@ def test_inventory_over_http_with_roles(stack) -> None:
         },
     )
     # every consumer of the sample estate, the outside ones included
-    assert status == 200 and len(body["consumers"]) == 27
+    assert status == 200 and len(body["consumers"]) == 29
 
 
 def held_estate(stack) -> None:

@@ -57,6 +57,15 @@ KINDS: dict[str, tuple[str, Any, tuple[str, ...]]] = {
         lambda base: s.with_keyed(base, _keyed("serviceBusNamespaces", "sb1")),
         ("body200",),
     ),
+    # a PUT of the workspace as read (If-Match); the spec's own answer is 202 with Location
+    "databricks": (
+        "Microsoft.Databricks",
+        lambda base: {
+            **base,
+            "databricksWorkspaces": [s.workspace("dbx1", managed_services=s.key_id("cmk", OLD))],
+        },
+        EVERY_SHAPE,
+    ),
 }
 CASES = [(kind, shape) for kind, (_, _, shapes) in KINDS.items() for shape in shapes]
 

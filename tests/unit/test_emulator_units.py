@@ -414,3 +414,33 @@ def test_app_answers_key_vault_challenge_without_a_token() -> None:
     assert app.resolves("contoso-cmk.vault.azure.net")
     assert not app.resolves("nosuch-vault.vault.azure.net")
     assert app.intercepts("management.azure.com") and not app.intercepts("pypi.org")
+
+
+def test_a_workspace_entry_s_key_id_goes_to_the_entities_it_names_and_survives_a_dump() -> None:
+    base = "/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/Microsoft.Databricks/workspaces/"
+    key, other = (
+        "https://contoso-cmk.vault.azure.net/keys/k/" + "a" * 32,
+        "https://contoso-cmk.vault.azure.net/keys/o",
+    )
+    entries = [
+        {"id": base + "all", "keyId": key},
+        {
+            "id": base + "two",
+            "keyId": key,
+            "entities": ["managedServices", "dbfsRoot"],
+            "managedDiskKeyId": other,
+        },
+    ]
+    world = World()
+    scenario.load(world, {"databricksWorkspaces": entries})
+    dumped = scenario.dump(world)
+    held = {w["id"].rsplit("/", 1)[1]: w for w in dumped["databricksWorkspaces"]}
+    assert [held["all"][f] for f in ("managedServicesKeyId", "managedDiskKeyId", "dbfsKeyId")] == [key] * 3
+    assert [held["two"][f] for f in ("managedServicesKeyId", "managedDiskKeyId", "dbfsKeyId")] == [
+        key,
+        other,
+        key,
+    ]
+    again = World()
+    scenario.load(again, dumped)
+    assert scenario.dump(again) == dumped

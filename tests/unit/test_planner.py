@@ -130,6 +130,8 @@ def test_the_built_in_kinds_declare_themselves() -> None:
         "servicebus": KEY_PARTS,
         "cosmos": KEY_ID,
         "aks": KEY_ID,
+        "datafactory": KEY_PARTS,
+        "databricks": KEY_PARTS,
     }
     assert all(getattr(k, "api_version", None) for k in kinds.values())
     assert recreates_missing(kinds["containergroup"]) and isinstance(kinds["containergroup"], ContainerGroups)

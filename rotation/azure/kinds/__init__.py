@@ -65,6 +65,8 @@ def all_kinds(settings: Settings | None = None) -> list[TargetKind]:
     from rotation.azure.kinds.batch import BatchAccounts
     from rotation.azure.kinds.containergroup import ContainerGroups
     from rotation.azure.kinds.cosmos import CosmosAccounts
+    from rotation.azure.kinds.databricks import DatabricksWorkspaces
+    from rotation.azure.kinds.datafactory import DataFactories
     from rotation.azure.kinds.disk_encryption_set import DiskEncryptionSets
     from rotation.azure.kinds.kusto import KustoClusters
     from rotation.azure.kinds.log_analytics import LogAnalyticsClusters
@@ -86,6 +88,8 @@ def all_kinds(settings: Settings | None = None) -> list[TargetKind]:
         ServiceBusNamespaces(),
         CosmosAccounts(),
         ManagedClusters(),
+        DataFactories(),
+        DatabricksWorkspaces(),
     ]
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol, cast
 
 from rotation.model.consumer import Consumer, Unreadable
@@ -101,6 +102,11 @@ class KindDefaults:
         holds (e.g. a registry's versionedKeyIdentifier), or None when it is; the canary-wave
         gate (rotation/run/waves.py) asks it before a later wave starts."""
         return None
+
+    def retire_grace(self, consumer: Consumer) -> timedelta:
+        """How long after `consumer` left a version the service may still need it (its docs'
+        wait before disabling the old version); the retire guard refuses to disable it sooner."""
+        return timedelta(0)
 
 
 _DEFAULTS = KindDefaults()
