@@ -21,7 +21,7 @@ PROBE = """
 import json, sys
 from rotation.model.ids import parse_key_id
 from rotation.service import service_for_environment
-from rotation.storage.queue import new_request
+from rotation.model.request import new_request
 result = service_for_environment().reconciler.run(new_request(parse_key_id(sys.argv[1]), "cli", "pytest"))
 print(json.dumps({
     "outcomes": {step.target.rsplit("/", 1)[1]: step.outcome for step in result.steps},
