@@ -19,11 +19,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rotation.azure.discovery import DiscoveryError, Inventory, list_consumers
 from rotation.azure.kinds import Consumer
 from rotation.azure.retry import Deadline, call
-from rotation.azure.vault import KeyState, RotationPolicyInfo, read_rotation_policy
+from rotation.azure.vault import RotationPolicyInfo, read_rotation_policy
 from rotation.config import Settings
 from rotation.model.ids import KeyRef
+from rotation.model.keystate import KeyState
+from rotation.model.results import Plan
 from rotation.model.times import iso_or_none
-from rotation.run.reconcile import Plan, Reconciler, Unreachable
+from rotation.run.gather import Unreachable
+from rotation.run.reconcile import Reconciler
 from rotation.run.reverts import marks
 from rotation.run.waves import wave_of
 

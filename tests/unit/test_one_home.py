@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,3 +96,86 @@ def test_the_checker_sees_a_private_copy_of_a_model_function() -> None:
     assert copies_of_the_model(trees) == [
         "rotation/storage/x.py defines _iso again (rotation/model/times.py has it)"
     ]
+
+
+# Who imports from rotation/: the product and everything around it.
+CALLERS = ("rotation", "tests", "bench", "devstack", "tools", "function_app.py")
+
+
+@cache  # parsed once for the tests that read them all
+def callers() -> dict[str, ast.Module]:
+    paths = [
+        p for c in CALLERS for p in ([ROOT / c] if c.endswith(".py") else sorted((ROOT / c).rglob("*.py")))
+    ]
+    return {str(p.relative_to(ROOT)): ast.parse(p.read_text(), str(p)) for p in paths}
+
+
+def bound(tree: ast.Module) -> set[str]:
+    """Names a module defines itself (functions, classes, assignments at any depth of its
+    top-level statements), not those it imports."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+    return names
+
+
+def module_trees(trees: dict[str, ast.Module]) -> dict[str, ast.Module]:
+    """rotation/ modules by dotted name; a package's __init__ (its face) is left out: it hands
+    its submodules' names on by design."""
+    return {
+        path.removesuffix(".py").replace("/", "."): tree
+        for path, tree in trees.items()
+        if path.startswith("rotation/") and not path.endswith("__init__.py")
+    }
+
+
+def borrowed_names(trees: dict[str, ast.Module], product: dict[str, ast.Module]) -> list[str]:
+    """`from rotation.a import n` where module a does not define n: n has another home."""
+    defined = {name: bound(tree) for name, tree in product.items()}
+    return sorted(
+        f"{path}:{node.lineno} takes {alias.name} from {node.module}"
+        for path, tree in trees.items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module in defined
+        for alias in node.names
+        if alias.name not in defined[node.module] and f"{node.module}.{alias.name}" not in defined
+    )
+
+
+def private_imports(trees: dict[str, ast.Module]) -> list[str]:
+    """`from rotation.a import _n`: a name its module keeps to itself, used elsewhere."""
+    return sorted(
+        f"{path}:{node.lineno} imports {node.module}.{alias.name}"
+        for path, tree in trees.items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "rotation"
+        for alias in node.names
+        if alias.name.startswith("_")
+    )
+
+
+def test_names_are_imported_from_the_module_that_defines_them() -> None:
+    trees = callers()
+    assert borrowed_names(trees, module_trees(trees)) == []
+
+
+def test_no_private_name_is_imported_from_another_module() -> None:
+    assert private_imports(callers()) == []
+
+
+def test_the_checkers_see_a_re_export_and_a_private_import() -> None:
+    trees = {
+        "rotation/model/errors.py": ast.parse("class ErrorInfo: ...\nSTATUS = {408}"),
+        "rotation/azure/retry.py": ast.parse("from rotation.model.errors import ErrorInfo\ndef _wait(): ..."),
+        "tests/t.py": ast.parse(
+            "from rotation.azure.retry import ErrorInfo, _wait\nfrom rotation.model.errors import STATUS"
+        ),
+    }
+    assert borrowed_names(trees, module_trees(trees)) == [
+        "tests/t.py:1 takes ErrorInfo from rotation.azure.retry"
+    ]
+    assert private_imports(trees) == ["tests/t.py:1 imports rotation.azure.retry._wait"]
