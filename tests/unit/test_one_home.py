@@ -179,3 +179,33 @@ def test_the_checkers_see_a_re_export_and_a_private_import() -> None:
         "tests/t.py:1 takes ErrorInfo from rotation.azure.retry"
     ]
     assert private_imports(trees) == ["tests/t.py:1 imports rotation.azure.retry._wait"]
+
+
+def twin_functions(trees: dict[str, ast.Module]) -> list[str]:
+    """Module-level functions with the same parameters and body in two places (docstrings
+    aside, two statements or more): one of them should import the other."""
+    seen: dict[str, list[str]] = defaultdict(list)
+    for path, tree in trees.items():
+        for node in tree.body:
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            body = node.body[1:] if ast.get_docstring(node) else node.body
+            if len(body) >= 2:
+                shape = ast.dump(node.args) + ast.dump(ast.Module(body=body, type_ignores=[]))
+                seen[shape].append(f"{path}:{node.name}")
+    return sorted(" = ".join(places) for places in seen.values() if len(places) > 1)
+
+
+def test_no_function_is_written_twice() -> None:
+    assert twin_functions(modules()) == []
+
+
+def test_the_checker_sees_a_function_written_twice() -> None:
+    twice = "def {}(values):\n    '''{}'''\n    counts = {{}}\n    return counts"
+    trees = {
+        "rotation/a.py": ast.parse(twice.format("count", "one")),
+        "rotation/b.py": ast.parse(twice.format("_count", "another docstring")),
+        "rotation/c.py": ast.parse("def short(values):\n    return values"),
+        "rotation/d.py": ast.parse("def short(values):\n    return values"),  # one line: no copy worth a home
+    }
+    assert twin_functions(trees) == ["rotation/a.py:count = rotation/b.py:_count"]
