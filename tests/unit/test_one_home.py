@@ -19,34 +19,50 @@ def modules() -> dict[str, ast.Module]:
     return {str(p.relative_to(ROOT)): ast.parse(p.read_text(), str(p)) for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+def literal(value: ast.expr) -> object:
+    """The value of a literal collection, `frozenset({...})` or `re.compile("...")`; raises
+    ValueError for anything computed."""
+    if isinstance(value, ast.Call) and not value.keywords:
+        called = ast.unparse(value.func)
+        if called == "frozenset" and len(value.args) == 1:
+            return ast.literal_eval(value.args[0])
+        if called == "re.compile":
+            return ("re.compile", *(ast.literal_eval(a) for a in value.args))
+    return ast.literal_eval(value)
+
+
 def constants(tree: ast.Module) -> dict[str, object]:
-    """Module-level names bound to a literal collection (sets, tuples, dicts of plain values)."""
+    """Module-level names bound to a literal collection or pattern."""
     found: dict[str, object] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            value = node.value
-            if (
-                isinstance(value, ast.Call)
-                and isinstance(value.func, ast.Name)
-                and value.func.id == "frozenset"
-            ):
-                value = value.args[0] if value.args else value
             try:
-                found[node.targets[0].id.lstrip("_")] = ast.literal_eval(value)
+                found[node.targets[0].id.lstrip("_")] = literal(node.value)
             except ValueError:
                 continue
     return found
 
 
+def normal(value: object) -> str:
+    """A collection's value, order aside where it has none."""
+    if isinstance(value, set | frozenset):
+        return repr(sorted(map(repr, value)))
+    if isinstance(value, dict):
+        return repr(sorted((repr(k), repr(v)) for k, v in value.items()))
+    return repr(tuple(value)) if isinstance(value, list | tuple) else repr(value)
+
+
 def twin_constants(trees: dict[str, ast.Module]) -> list[str]:
-    seen: dict[tuple[str, str], list[str]] = defaultdict(list)
+    """One value bound at module level in two modules, under any names: one of them should
+    import the other's."""
+    seen: dict[str, list[str]] = defaultdict(list)
     for path, tree in trees.items():
         if Path(ROOT / path).is_relative_to(OWN_FACTS):
             continue
         for name, value in constants(tree).items():
             if isinstance(value, set | frozenset | tuple | list | dict) and len(value) > 1:
-                seen[(name, repr(sorted(map(repr, value))))].append(path)
-    return sorted(f"{name} in {', '.join(paths)}" for (name, _), paths in seen.items() if len(paths) > 1)
+                seen[normal(value)].append(f"{path}:{name}")
+    return sorted(" = ".join(places) for places in seen.values() if len(places) > 1)
 
 
 def test_a_constant_is_declared_once() -> None:
@@ -56,10 +72,16 @@ def test_a_constant_is_declared_once() -> None:
 def test_the_checker_sees_a_constant_declared_twice() -> None:
     trees = {
         "rotation/a.py": ast.parse("_CODES = {408, 429}"),
-        "rotation/b.py": ast.parse("CODES = frozenset({429, 408})"),
-        "rotation/c.py": ast.parse("CODES = {400, 404}"),  # another value: another name's job
+        "rotation/b.py": ast.parse("TRANSIENT = frozenset({429, 408})"),
+        "rotation/c.py": ast.parse("CODES = {400, 404}"),  # the same name for another value
+        "rotation/d.py": ast.parse("import re\n_GUID = re.compile(r'^[0-9a-f-]{36}\\Z')"),
+        "rotation/e.py": ast.parse("import re\nUUID = re.compile(r'^[0-9a-f-]{36}\\Z')"),
+        "rotation/f.py": ast.parse("RATE = {'reads': 25.0}\nLOW = {'reads': 25}"),  # equal keys only
     }
-    assert twin_constants(trees) == ["CODES in rotation/a.py, rotation/b.py"]
+    assert twin_constants(trees) == [
+        "rotation/a.py:CODES = rotation/b.py:TRANSIENT",
+        "rotation/d.py:GUID = rotation/e.py:UUID",
+    ]
 
 
 def defined(tree: ast.Module) -> set[str]:
