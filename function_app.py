@@ -11,7 +11,7 @@ import azure.functions as func
 
 from rotation import telemetry
 from rotation.config import ConfigError
-from rotation.doors import api, intake, replay, worker
+from rotation.doors import api, intake, replay, web, worker
 from rotation.estate import sweep
 from rotation.service import service_for_environment
 
@@ -47,7 +47,7 @@ def _http(route: str, req: func.HttpRequest) -> func.HttpResponse:
         log.error("configuration error: %s", exc)
         body = json.dumps({"error": {"code": "ConfigurationError", "message": str(exc)}})
         return func.HttpResponse(body, status_code=500, mimetype="application/json")
-    request = api.ApiRequest(
+    request = web.ApiRequest(
         method=req.method,
         url=req.url,
         headers=dict(req.headers),

@@ -14,10 +14,9 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from rotation.model.errors import RotationError
+from rotation.model.ids import GUID, HOST_NAME
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 _VAULT_NAME = re.compile(r"^[a-z][a-z0-9-]{1,22}[a-z0-9]\Z")
-_HOSTNAME = re.compile(r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
 _TAG_NAME = re.compile(r"^[^<>%&\\?/]{1,512}\Z")
 _NCRONTAB = re.compile(r"^\S+(\s+\S+){5}\Z")
 
@@ -232,7 +231,7 @@ def _allowed_vaults(env: Mapping[str, str], cloud: Cloud) -> frozenset[str]:
                     f"{cloud.name} (expected <vault-name>.{cloud.vault_suffix} or "
                     f"<hsm-name>.{cloud.hsm_suffix})"
                 )
-        elif not _HOSTNAME.match(host):
+        elif not HOST_NAME.match(host):
             raise ConfigError(f"ROTATION_ALLOWED_VAULTS: {item.strip()!r} is not a hostname")
         hosts.add(host)
     if not hosts:
@@ -249,7 +248,7 @@ def _subscriptions(env: Mapping[str, str]) -> tuple[str, ...]:
         item = item.strip()
         if not item:
             continue
-        if not _GUID.match(item):
+        if not GUID.match(item):
             raise ConfigError(f"ROTATION_SUBSCRIPTIONS: {item!r} is not a subscription id (a GUID)")
         if item.lower() not in subscriptions:
             subscriptions.append(item.lower())
@@ -282,7 +281,7 @@ def _storage(env: Mapping[str, str]) -> StorageSettings:
     if credential and credential.lower() != "managedidentity":
         raise ConfigError("AzureWebJobsStorage__credential: only 'managedidentity' is supported")
     client_id = _get(env, "AzureWebJobsStorage__clientId")
-    if client_id and not _GUID.match(client_id):
+    if client_id and not GUID.match(client_id):
         raise ConfigError("AzureWebJobsStorage__clientId: expected a GUID")
     return StorageSettings(
         queue_service_uri=uris["queue"],
@@ -310,7 +309,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     topic = _get(env, "ROTATION_OUTCOME_TOPIC_ENDPOINT")
     client_id = _get(env, "AZURE_CLIENT_ID")
-    if client_id and not _GUID.match(client_id):
+    if client_id and not GUID.match(client_id):
         raise ConfigError(
             f"AZURE_CLIENT_ID: expected the managed identity's client id (a GUID), got {client_id!r}"
         )

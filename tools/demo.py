@@ -34,7 +34,8 @@ from devstack.serve import LocalStack, Options  # noqa: E402
 from emulator.arm import ARM_HOSTS  # noqa: E402
 from rotation.azure.kinds import kind_label  # noqa: E402
 from rotation.doors.cli import main as rotation_cli  # noqa: E402
-from rotation.doors.cli.render import add_columns, version_cell  # noqa: E402
+from rotation.doors.cli.grid import add_columns  # noqa: E402
+from rotation.doors.cli.render import version_cell  # noqa: E402
 
 SCENARIO = REPO / "emulator" / "scenarios" / "sample.json"
 PERSON_NEEDED = {"blocked", "newer-than-desired", "redeploy-required", "manual-required"}

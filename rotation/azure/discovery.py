@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 from rotation.azure import resourcegraph
 from rotation.azure.kinds import Consumer, TargetKind, all_kinds, read_for_key
 from rotation.azure.kinds.armkind import ArmTargetKind, each_read
-from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify
+from rotation.azure.retry import Deadline, RetryPolicy, call, classify
 from rotation.concurrency import map_in_context
 from rotation.model.consumer import Unreadable
 from rotation.model.decisions import UNREADABLE as UNREADABLE_CODE
+from rotation.model.errors import ErrorInfo
 from rotation.model.ids import KeyRef, ResourceId
 
 if TYPE_CHECKING:

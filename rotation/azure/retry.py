@@ -26,9 +26,8 @@ from azure.core.exceptions import (
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import RetryPolicy as AzureRetryPolicy
 
-# The model's error values, re-exported: callers classify and wait with this module.
 from rotation.azure import budget
-from rotation.model.errors import TRANSIENT_STATUS, ErrorInfo, Hint, RotationError, TransientCondition  # noqa: F401
+from rotation.model.errors import TRANSIENT_STATUS, ErrorInfo, Hint, RotationError
 
 log = logging.getLogger("rotation.retry")
 

@@ -18,9 +18,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from rotation.azure.links import PageGuard, origin
 from rotation.model.errors import Hint
 from rotation.model.ids import KeyRef
-
-# The values live in the model; re-exported here for the callers that read them with the vault.
-from rotation.model.keystate import REQUIRED_OPS, USABLE_TYPES, KeyState, VersionInfo  # noqa: F401
+from rotation.model.keystate import KeyState, VersionInfo
 
 if TYPE_CHECKING:
     from azure.keyvault.keys import KeyClient

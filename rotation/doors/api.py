@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import uuid
 from collections.abc import Callable, Mapping
 
@@ -20,38 +19,35 @@ from azure.core.exceptions import AzureError
 from rotation.azure.budget import BudgetExhausted, door_budget
 from rotation.azure.kinds import parse_target
 from rotation.doors import MAX_AUDIT_TOP
-from rotation.doors.web import (  # noqa: F401 - re-exported for callers of api.py
-    MAX_BODY,
-    MAX_REPLAY_ITEMS,
-    MAX_TARGETS,
+from rotation.doors.web import (
+    ASCII_DIGITS,
     ROUTE_ROLES,
     ApiError,
     ApiRequest,
     ApiResponse,
-    _base_url,
-    _body,
-    _flag,
-    _key,
-    _read_error,
-    _targets,
-    _time,
-    _unavailable,
-    _within_replay_limit,
     actor_of,
     auth_enabled,
+    base_url,
+    read_body,
+    read_error,
+    read_flag,
+    read_key,
+    read_targets,
+    read_time,
     roles_of,
+    unavailable,
+    within_replay_limit,
 )
 from rotation.model.ids import InvalidId, KeyRef
 from rotation.model.keystate import KeyState
 from rotation.model.request import InvalidRequest, new_request
+from rotation.run.gather import Unreachable
 from rotation.run.planner import not_consumers_error
-from rotation.run.reconcile import Unreachable
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail, AuditUnavailable
 from rotation.storage.queue import encode, enqueue
 
 log = logging.getLogger("rotation.api")
-_ASCII_DIGITS = re.compile(r"[0-9]{1,12}")  # str.isdigit() also takes '²' and '٣'
 
 
 def _budget_error(code: str | None) -> ApiError | None:
@@ -59,7 +55,7 @@ def _budget_error(code: str | None) -> ApiError | None:
     unreachable, they were not given the time."""
     if code != BudgetExhausted.__name__:
         return None
-    return _unavailable(
+    return unavailable(
         "BudgetExhausted", "the request's time budget ran out before Key Vault or ARM answered"
     )
 
@@ -96,13 +92,13 @@ class Api:
             log.warning(
                 "%s request ran out of its %ss budget", route, self.service.settings.door_budget_seconds
             )
-            raise _unavailable("StorageTimeout", "storage did not answer in time; retry later") from None
+            raise unavailable("StorageTimeout", "storage did not answer in time; retry later") from None
         except AuditUnavailable as exc:
             log.error("%s request: %s", route, exc)
-            raise _unavailable("AuditUnavailable", "the audit store cannot be written; retry later") from None
+            raise unavailable("AuditUnavailable", "the audit store cannot be written; retry later") from None
         except AzureError as exc:  # storage refused or failed: the SDK's text names internal endpoints
             log.error("%s request: storage failed: %s", route, exc)
-            raise _unavailable("StorageUnavailable", "storage is not available; retry later") from None
+            raise unavailable("StorageUnavailable", "storage is not available; retry later") from None
         except Exception:
             incident = str(uuid.uuid4())
             log.exception("%s request failed unexpectedly (incident %s)", route, incident)
@@ -144,13 +140,13 @@ class Api:
 
     # -- POST /api/rotations/plan ---------------------------------------------------------------
     def plan(self, request: ApiRequest, actor: str) -> ApiResponse:
-        data = _body(request, {"keyId", "targets"}, {"keyId"})
-        key = _key(self.service, data["keyId"])
-        targets = _targets(self.service, data.get("targets"))
+        data = read_body(request, {"keyId", "targets"}, {"keyId"})
+        key = read_key(self.service, data["keyId"])
+        targets = read_targets(self.service, data.get("targets"))
         try:
             plan = self.service.reconciler.plan(key, targets)
         except Unreachable as exc:
-            raise _budget_error(exc.info.code) or _read_error(exc) from None
+            raise _budget_error(exc.info.code) or read_error(exc) from None
         if plan.discovery_errors and all(e["unreachable"] for e in plan.discovery_errors) and not plan.steps:
             raise ApiError(
                 502, "Unreachable", "ARM could not be read: " + plan.discovery_errors[0]["message"]
@@ -161,10 +157,10 @@ class Api:
 
     # -- POST /api/rotations -----------------------------------------------------------------
     def start(self, request: ApiRequest, actor: str) -> ApiResponse:
-        data = _body(request, {"keyId", "targets", "dryRun"}, {"keyId"})
-        key = _key(self.service, data["keyId"])
-        targets = _targets(self.service, data.get("targets"))
-        dry_run = _flag(data.get("dryRun"), "dryRun")
+        data = read_body(request, {"keyId", "targets", "dryRun"}, {"keyId"})
+        key = read_key(self.service, data["keyId"])
+        targets = read_targets(self.service, data.get("targets"))
+        dry_run = read_flag(data.get("dryRun"), "dryRun")
         state = self._checked_state(key, targets)
         if key.version:
             desired = state.desired.version if state.desired else None
@@ -205,7 +201,7 @@ class Api:
             trail.flush()
         except (AuditUnavailable, AzureError, BudgetExhausted) as exc:
             log.error("run %s was queued, but its bookkeeping was not written: %s", queued.request_id, exc)
-        status_url = f"{_base_url(request)}/api/rotations/{queued.request_id}"
+        status_url = f"{base_url(request)}/api/rotations/{queued.request_id}"
         return ApiResponse(
             202, {"runId": queued.request_id, "statusUrl": status_url}, {"Location": status_url}
         )
@@ -218,7 +214,7 @@ class Api:
                 return self.service.reconciler.read_state(key.versionless())
             plan = self.service.reconciler.plan(key, targets)
         except Unreachable as exc:
-            raise _read_error(exc) from None
+            raise read_error(exc) from None
         if strangers := not_consumers_error(plan):
             raise ApiError(400, "NotAConsumer", strangers, notConsumers=list(plan.not_consumers))
         return plan.state
@@ -241,7 +237,7 @@ class Api:
         unknown = set(query) - {"key", "target", "run", "since", "until", "top", "continuation"}
         if unknown:
             raise ApiError(400, "UnknownParameter", f"unknown query parameter(s) {sorted(unknown)}")
-        key = _key(self.service, query["key"], "key").versionless_id if query.get("key") else None
+        key = read_key(self.service, query["key"], "key").versionless_id if query.get("key") else None
         target = None
         if query.get("target"):
             try:
@@ -254,9 +250,9 @@ class Api:
                 run = str(uuid.UUID(query["run"]))
             except ValueError:
                 raise ApiError(400, "InvalidRunId", "run must be a UUID") from None
-        since, until = _time(query.get("since"), "since"), _time(query.get("until"), "until")
+        since, until = read_time(query.get("since"), "since"), read_time(query.get("until"), "until")
         top = query.get("top", "100")
-        if not _ASCII_DIGITS.fullmatch(top) or not 1 <= int(top) <= MAX_AUDIT_TOP:
+        if not ASCII_DIGITS.fullmatch(top) or not 1 <= int(top) <= MAX_AUDIT_TOP:
             raise ApiError(400, "InvalidTop", f"top must be a whole number from 1 to {MAX_AUDIT_TOP}")
         try:
             records, continuation = self.service.audit.query(
@@ -286,7 +282,7 @@ class Api:
         """Queue the selected failed items (HTTP answers are cut at 230 s, so nothing runs here)."""
         from rotation.doors.replay import Selection, list_failed, replay
 
-        data = _body(request, {"since", "until", "eventIds", "key", "dryRun"}, set())
+        data = read_body(request, {"since", "until", "eventIds", "key", "dryRun"}, set())
         event_ids = data.get("eventIds") or []
         if not isinstance(event_ids, list) or not all(
             isinstance(e, str) and 0 < len(e) <= 256 for e in event_ids
@@ -295,20 +291,20 @@ class Api:
         for name in ("since", "until"):
             if data.get(name) is not None and not isinstance(data[name], str):
                 raise ApiError(400, "InvalidTime", f"{name} must be an ISO 8601 time string")
-        key = _key(self.service, data["key"], "key").versionless_id if data.get("key") else None
-        dry_run = _flag(data.get("dryRun"), "dryRun")
+        key = read_key(self.service, data["key"], "key").versionless_id if data.get("key") else None
+        dry_run = read_flag(data.get("dryRun"), "dryRun")
         selection = Selection(
-            since=_time(data.get("since"), "since"),
-            until=_time(data.get("until"), "until"),
+            since=read_time(data.get("since"), "since"),
+            until=read_time(data.get("until"), "until"),
             event_ids=tuple(event_ids),
             key_id=key,
         )
         # Count before anything is moved: a refused request writes nothing. (Past the queue's
         # 32-message peek the second count can still refuse after moving, which only archives
         # what the 15-minute move_poison timer would.)
-        items = _within_replay_limit(list_failed(self.service, selection, move=False))
+        items = within_replay_limit(list_failed(self.service, selection, move=False))
         if not dry_run:
-            items = _within_replay_limit(list_failed(self.service, selection, move=True))
+            items = within_replay_limit(list_failed(self.service, selection, move=True))
         outcomes = replay(self.service, items, operator=actor, dry_run=dry_run)
         body = {
             "runIds": [o.run_id for o in outcomes if o.action == "queued"],

@@ -18,7 +18,7 @@ from typing import Any
 from rotation.azure.kinds import accepted_types
 from rotation.model.errors import RotationError
 from rotation.model.ids import InvalidId, KeyRef, parse_key_id, parse_resource_id
-from rotation.run.reconcile import Unreachable
+from rotation.run.gather import Unreachable
 from rotation.service import Service
 from rotation.storage.queue import unique_targets
 
@@ -27,7 +27,7 @@ MAX_BODY = 64 * 1024
 MAX_REPLAY_ITEMS = 500
 MAX_TARGETS = 1000
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")
-_ASCII_DIGITS = re.compile(r"[0-9]{1,12}")  # str.isdigit() also takes '²' and '٣'
+ASCII_DIGITS = re.compile(r"[0-9]{1,12}")  # str.isdigit() also takes '²' and '٣'
 RETRY_AFTER_SECONDS = 10
 # Times outside this range are refused (year 1 overflows date arithmetic and strftime).
 _EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
@@ -116,9 +116,9 @@ def actor_of(request: ApiRequest, environ: Mapping[str, str]) -> str:
     return "function-key"
 
 
-def _body(request: ApiRequest, allowed: set[str], required: set[str]) -> dict[str, Any]:
+def read_body(request: ApiRequest, allowed: set[str], required: set[str]) -> dict[str, Any]:
     declared = request.header("Content-Length")
-    declared_size = int(declared) if declared and _ASCII_DIGITS.fullmatch(declared) else 0
+    declared_size = int(declared) if declared and ASCII_DIGITS.fullmatch(declared) else 0
     if max(declared_size, len(request.body)) > MAX_BODY:
         raise ApiError(413, "PayloadTooLarge", f"request bodies are limited to {MAX_BODY} bytes")
     try:
@@ -138,7 +138,7 @@ def _body(request: ApiRequest, allowed: set[str], required: set[str]) -> dict[st
     return data
 
 
-def _key(service: Service, value: Any, field_name: str = "keyId") -> KeyRef:
+def read_key(service: Service, value: Any, field_name: str = "keyId") -> KeyRef:
     if not isinstance(value, str):
         raise ApiError(400, "InvalidKeyId", f"{field_name} must be a key URL string")
     try:
@@ -150,7 +150,7 @@ def _key(service: Service, value: Any, field_name: str = "keyId") -> KeyRef:
     return key
 
 
-def _targets(service: Service, value: Any) -> tuple[str, ...] | None:
+def read_targets(service: Service, value: Any) -> tuple[str, ...] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not value or len(value) > MAX_TARGETS:
@@ -170,7 +170,7 @@ def _targets(service: Service, value: Any) -> tuple[str, ...] | None:
     return targets
 
 
-def _flag(value: Any, name: str) -> bool:
+def read_flag(value: Any, name: str) -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
@@ -178,12 +178,12 @@ def _flag(value: Any, name: str) -> bool:
     return value
 
 
-def _base_url(request: ApiRequest) -> str:
+def base_url(request: ApiRequest) -> str:
     match = re.match(r"^(https?://[^/]+)", request.url)
     return match.group(1) if match else ""
 
 
-def _within_replay_limit(items: list[Any]) -> list[Any]:
+def within_replay_limit(items: list[Any]) -> list[Any]:
     if len(items) > MAX_REPLAY_ITEMS:
         raise ApiError(
             400,
@@ -194,20 +194,20 @@ def _within_replay_limit(items: list[Any]) -> list[Any]:
     return items
 
 
-def _unavailable(code: str, message: str) -> ApiError:
+def unavailable(code: str, message: str) -> ApiError:
     error = ApiError(503, code, message)
     error.headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return error
 
 
-def _read_error(exc: Unreachable) -> ApiError:
+def read_error(exc: Unreachable) -> ApiError:
     """Key Vault could not be read: 404 when the key does not exist, else 502 (a gateway problem)."""
     if exc.info.status == 404:
         return ApiError(404, "KeyNotFound", str(exc))
     return ApiError(502, "Unreachable", str(exc))
 
 
-def _time(value: str | None, name: str) -> datetime | None:
+def read_time(value: str | None, name: str) -> datetime | None:
     if not value:
         return None
     try:

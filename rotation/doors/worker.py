@@ -42,8 +42,8 @@ from rotation.azure.kinds import accepted_types
 from rotation.doors.replay import archive_poison
 from rotation.model.errors import RotationError
 from rotation.model.request import InvalidRequest, RotationRequest
+from rotation.model.results import RunResult
 from rotation.run.allowed import not_allowed
-from rotation.run.reconcile import RunResult
 from rotation.run.stopping import Stop
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail

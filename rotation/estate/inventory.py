@@ -9,7 +9,6 @@ never calls those vaults, let alone writes to them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,18 +18,20 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rotation.azure.discovery import DiscoveryError, Inventory, list_consumers
 from rotation.azure.kinds import Consumer
 from rotation.azure.retry import Deadline, call
-from rotation.azure.vault import KeyState, RotationPolicyInfo, read_rotation_policy
+from rotation.azure.vault import RotationPolicyInfo, read_rotation_policy
 from rotation.config import Settings
-from rotation.model.ids import KeyRef
+from rotation.model.ids import HOST_NAME, KeyRef
+from rotation.model.keystate import KeyState
+from rotation.model.results import Plan
 from rotation.model.times import iso_or_none
-from rotation.run.reconcile import Plan, Reconciler, Unreachable
+from rotation.run.gather import Unreachable
+from rotation.run.reconcile import Reconciler
 from rotation.run.reverts import marks
 from rotation.run.waves import wave_of
 
 if TYPE_CHECKING:
     from rotation.azure.clients import Clients
 
-_HOST = re.compile(r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
 VERSIONLESS = "versionless"
 OUTSIDE_REASON = "vault-not-allowed"
 COLUMNS = (  # a row's fields, in the order CSV and tables show them
@@ -62,7 +63,7 @@ class Filters:
     @classmethod
     def parse(cls, vault: str | None, key: KeyRef | None, kind: str | None, kinds: Iterable[str]) -> Filters:
         host = vault.strip().lower() if vault else None
-        if host is not None and not _HOST.match(host):
+        if host is not None and not HOST_NAME.match(host):
             raise InvalidFilter(f"vault: {vault!r} is not a vault host such as contoso-cmk.vault.azure.net")
         known = sorted(kinds)
         if kind is not None and kind not in known:

@@ -19,6 +19,9 @@ REDEPLOY_REQUIRED = "redeploy-required"
 # Seen, never written (e.g. an AKS cluster's KMS key): the message gives the commands.
 MANUAL_REQUIRED = "manual-required"
 BLOCKED = "blocked"
+# Actions whose consumer this system keeps on the desired version: the waves' gate checks these,
+# and the report counts them as kept current by the system.
+KEPT_CURRENT = (UPDATE, ALREADY_CURRENT)
 ACTIONS = (
     UPDATE,
     ALREADY_CURRENT,

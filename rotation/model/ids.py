@@ -10,10 +10,11 @@ from urllib.parse import SplitResult, urlsplit
 
 from rotation.model.errors import RotationError
 
-_HOST = re.compile(r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
+# A DNS host name (vault and Managed HSM hosts; settings and filters check theirs with it too).
+HOST_NAME = re.compile(r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
 _KEY_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}\Z")
 _KEY_VERSION = re.compile(r"^[0-9a-fA-F]{32}\Z")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 _GROUP = re.compile(r"^[-\w._()]{1,90}\Z")
 _RESOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 _RESOURCE_ID = re.compile(
@@ -108,7 +109,7 @@ def parse_key_id(text: object, *, require_version: bool = False, allow_version: 
     if parts.username or parts.password or parts.query or parts.fragment:
         raise InvalidId(f"key id {text!r}: must not carry credentials, a query or a fragment")
     host = (parts.hostname or "").lower()
-    if port not in (None, 443) or not _HOST.match(host):
+    if port not in (None, 443) or not HOST_NAME.match(host):
         raise InvalidId(f"key id {text!r}: {host or 'the host'} is not a vault hostname")
     segments = parts.path.split("/")
     if segments and segments[-1] == "":
@@ -187,7 +188,7 @@ def parse_resource_id(text: str, expected_types: Collection[str] | None) -> Reso
             f"resource id {text!r}: expected /subscriptions/<id>/resourceGroups/<rg>/providers/"
             "<namespace>/<type>/<name>"
         )
-    if not _GUID.match(match["sub"]):
+    if not GUID.match(match["sub"]):
         raise InvalidId(f"resource id {text!r}: the subscription is not a GUID")
     if not _GROUP.match(match["rg"]) or match["rg"].endswith("."):
         raise InvalidId(f"resource id {text!r}: invalid resource group name")

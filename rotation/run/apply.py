@@ -32,11 +32,11 @@ from rotation.azure.kinds import (
     recreates_missing,
     verified,
 )
-from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify, remediation
+from rotation.azure.retry import Deadline, RetryPolicy, call, classify, remediation
 from rotation.config import Settings
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import UPDATE
-from rotation.model.errors import RotationError, TransientCondition
+from rotation.model.errors import ErrorInfo, RotationError, TransientCondition
 from rotation.model.ids import KeyRef
 from rotation.model.results import IN_FLIGHT, Plan, PlanStep, StepResult, result_of
 from rotation.run import waves

@@ -9,18 +9,13 @@ from collections.abc import Sequence
 from rotation.model.consumer import Consumer
 
 # The vocabulary (actions, reasons, Decision, PolicyContext) is a value in the model, so a
-# consumer kind's own plan checks can use it; re-exported here for the callers of the policy.
-from rotation.model.decisions import (  # noqa: F401
-    ACTIONS,
+# consumer kind's own plan checks can use it.
+from rotation.model.decisions import (
     ALREADY_CURRENT,
     AUTO_ROTATING,
     BLOCKED,
-    BLOCKED_REASONS,
-    MANUAL_REQUIRED,
-    NEEDS_PERSON,
     NEWER_THAN_DESIRED,
     OPTED_OUT,
-    REDEPLOY_REQUIRED,
     UPDATE,
     Check,
     Decision,

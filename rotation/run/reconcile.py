@@ -20,18 +20,19 @@ from rotation import telemetry
 from rotation.azure import budget
 from rotation.azure.discovery import Inventory
 from rotation.azure.kinds import ApplyContext, TargetKind, all_kinds, checks_of
-from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, classify, remediation
+from rotation.azure.retry import Deadline, RetryPolicy, classify, remediation
 from rotation.azure.vault import KEY_VAULT_HINTS
 from rotation.config import Settings
 from rotation.model.decisions import UPDATE, PolicyContext
+from rotation.model.errors import ErrorInfo
 from rotation.model.ids import KeyRef
 from rotation.model.keystate import KeyState
 from rotation.model.request import RotationRequest
-from rotation.model.results import Plan, PlanStep, RunResult, StepResult, count, result_of
+from rotation.model.results import Plan, RunResult, StepResult, count, result_of
 from rotation.model.times import utc_now
 from rotation.run import outcomes
 from rotation.run.allowed import not_allowed
-from rotation.run.apply import Applier, LeaseLost, ProgressCallback, VerificationFailed
+from rotation.run.apply import Applier, ProgressCallback
 from rotation.run.gather import Gathered, Gatherer, Maintain, Unreachable
 from rotation.run.narrate import record_findings, record_finished, record_interrupted, record_started
 from rotation.run.planner import make_plan
@@ -47,19 +48,6 @@ from rotation.storage.written import WrittenStore
 
 if TYPE_CHECKING:
     from rotation.azure.clients import Clients
-
-# The names doors and tests import from here, wherever they now live.
-__all__ = [
-    "LeaseLost",
-    "Plan",
-    "PlanStep",
-    "ProgressCallback",
-    "Reconciler",
-    "RunResult",
-    "StepResult",
-    "Unreachable",
-    "VerificationFailed",
-]
 
 log = logging.getLogger("rotation.reconcile")
 # Inside a door's budget (the worker's), the run's own budget ends this much sooner (at most a

@@ -15,20 +15,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from rotation.azure.retry import Deadline, ErrorInfo, RetryPolicy, call, classify
+from rotation.azure.retry import Deadline, RetryPolicy, call, classify
 from rotation.azure.vault import (
-    KeyState,
     RotationPolicyInfo,
-    VersionInfo,
     read_rotation_policy,
     rotate_version,
     set_expiry,
     versions_not_in,
 )
 from rotation.config import Settings
-from rotation.model.errors import ServiceFailed
+from rotation.model.errors import ErrorInfo, ServiceFailed
 from rotation.model.events import NEAR_EXPIRY
 from rotation.model.ids import KeyRef
+from rotation.model.keystate import KeyState, VersionInfo
 from rotation.model.request import RotationRequest
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import Lease

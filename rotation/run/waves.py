@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from rotation.model.consumer import Consumer
+from rotation.model.decisions import KEPT_CURRENT
 from rotation.model.results import LAST_WAVE
 
 WAVE_TAG = "cmk-rotation-wave"
@@ -27,9 +28,6 @@ _WAVE_NUMBER = re.compile(r"[0-9]{1,4}")
 SUCCEEDED = "succeeded"
 WAVE_HALTED = "WaveHalted"
 WAVE_SOAKING = "WaveSoaking"
-# Actions whose consumer is meant to be on the desired version after the run: the gate checks
-# these; opted-out, blocked or person-needed consumers never hold a wave back.
-GATED_ACTIONS = ("update", "already-current")
 
 Health = Callable[[Consumer], str | None]
 
@@ -78,14 +76,14 @@ class Wave:
 
     @property
     def gated(self) -> tuple[Any, ...]:
-        return tuple(s for s in self.steps if s.action in GATED_ACTIONS)
+        return tuple(s for s in self.steps if s.action in KEPT_CURRENT)
 
 
 def group(steps: Iterable[Step]) -> list[Wave]:
     """Steps by wave, in wave order (only waves that hold a gated consumer)."""
     by_label: dict[str, list[Step]] = {}
     for step in steps:
-        if step.action in GATED_ACTIONS:
+        if step.action in KEPT_CURRENT:
             by_label.setdefault(wave_of(step.consumer.tags), []).append(step)
     return [Wave(label, tuple(by_label[label])) for label in sorted(by_label, key=order)]
 
@@ -95,7 +93,7 @@ def describe(steps: Iterable[Any]) -> str | None:
     `waves: 0 (2 to update) → 1 (1) → last (3)`; None when everything is in one wave."""
     updates: dict[str, int] = {}
     for step in steps:
-        if step.action in GATED_ACTIONS and step.wave:
+        if step.action in KEPT_CURRENT and step.wave:
             updates[step.wave] = updates.get(step.wave, 0) + (step.action == "update")
     if len(updates) < 2:
         return None

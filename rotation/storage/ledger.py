@@ -24,9 +24,10 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsE
 from rotation.model.ids import KeyRef
 from rotation.model.times import iso, parse_iso
 from rotation.storage.audit import key_slug
+from rotation.storage.tables import update_mode
 
 if TYPE_CHECKING:
-    from azure.data.tables import TableClient, UpdateMode
+    from azure.data.tables import TableClient
 
 log = logging.getLogger("rotation.ledger")
 LEDGER_TABLE = "RotationLedger"
@@ -106,7 +107,10 @@ class Lease:
         }
         try:
             meta = self.ledger.table.update_entity(
-                entity, mode=_mode().REPLACE, etag=self.etag, match_condition=MatchConditions.IfNotModified
+                entity,
+                mode=update_mode().REPLACE,
+                etag=self.etag,
+                match_condition=MatchConditions.IfNotModified,
             )
         except HttpResponseError as exc:
             if _conflict(exc) or exc.status_code == 404:
@@ -181,7 +185,7 @@ class Ledger:
         try:
             meta = self.table.update_entity(
                 entity,
-                mode=_mode().REPLACE,
+                mode=update_mode().REPLACE,
                 etag=current.metadata["etag"],
                 match_condition=MatchConditions.IfNotModified,
             )
@@ -242,7 +246,7 @@ class Ledger:
                 "LastRedeliveryAt": iso(_now()),
                 "LastRedeliverySource": source[:64],
             },
-            mode=_mode().MERGE,
+            mode=update_mode().MERGE,
         )
         return count
 
@@ -270,7 +274,7 @@ class Ledger:
                 "ReplayedAt": iso(_now()),
                 **fields,
             },
-            mode=_mode().REPLACE,  # the whole marker: a replay after a discard keeps no old reason
+            mode=update_mode().REPLACE,  # the whole marker: a replay after a discard keeps no old reason
         )
 
     # -- wave progress (rotation/run/waves.py) ------------------------------------------------
@@ -294,7 +298,7 @@ class Ledger:
                 "VerifiedAt": iso(verified_at),
                 "RunId": run_id,
             },
-            mode=_mode().REPLACE,
+            mode=update_mode().REPLACE,
         )
 
     def claim_soak(self, key: KeyRef, request_id: str, now: datetime, until: datetime) -> bool:
@@ -315,7 +319,7 @@ class Ledger:
                     "Waiter": request_id,
                     "WaiterUntil": iso(until),
                 },
-                mode=_mode().MERGE,
+                mode=update_mode().MERGE,
                 etag=row.metadata["etag"],
                 match_condition=MatchConditions.IfNotModified,
             )
@@ -324,10 +328,3 @@ class Ledger:
                 return False
             raise
         return True
-
-
-def _mode() -> type[UpdateMode]:
-    """azure-data-tables' UpdateMode, imported when a run first writes (not with function_app)."""
-    from azure.data.tables import UpdateMode
-
-    return UpdateMode

@@ -21,9 +21,10 @@ from azure.core.exceptions import ResourceNotFoundError
 from rotation.concurrency import map_in_context
 from rotation.model.times import utc_now
 from rotation.storage.tablebatch import submit_transaction
+from rotation.storage.tables import update_mode
 
 if TYPE_CHECKING:
-    from azure.data.tables import TableClient, UpdateMode
+    from azure.data.tables import TableClient
 
 RUNS_TABLE = "RotationRuns"
 _RUN_ROW = "run"
@@ -72,7 +73,7 @@ class RunStore:
                 "EventId": event_id,
                 "QueuedAt": utc_now(),
             },
-            mode=_mode().MERGE,
+            mode=update_mode().MERGE,
         )
 
     def started(
@@ -99,7 +100,7 @@ class RunStore:
                 "StartedAt": utc_now(),
                 "Attempt": attempt,
             },
-            mode=_mode().MERGE,
+            mode=update_mode().MERGE,
         )
 
     def note(self, run_id: str, status: str, message: str) -> None:
@@ -112,7 +113,7 @@ class RunStore:
                 "Message": message[:4000],
                 "UpdatedAt": utc_now(),
             },
-            mode=_mode().MERGE,
+            mode=update_mode().MERGE,
         )
 
     def finished(
@@ -148,7 +149,7 @@ class RunStore:
         for name, value in summary.items():
             column = name[0].upper() + name[1:]
             run_row[column] = json.dumps(value) if isinstance(value, dict | list) else value
-        self.table.upsert_entity(run_row, mode=_mode().MERGE)
+        self.table.upsert_entity(run_row, mode=update_mode().MERGE)
 
     def status(self, run_id: str) -> str | None:
         """The run's status alone (one read, without its step rows), or None for no such run."""
@@ -242,7 +243,7 @@ def step_row(run_id: str, index: int, step: Mapping[str, Any]) -> dict[str, Any]
 
 def upsert(row: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """A transaction's replace-upsert of `row`."""
-    return ("upsert", row, {"mode": _mode().REPLACE})
+    return ("upsert", row, {"mode": update_mode().REPLACE})
 
 
 def _step_row(index: int) -> str:
@@ -251,10 +252,3 @@ def _step_row(index: int) -> str:
 
 def _keys(entity: Any) -> dict[str, str]:
     return {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"]}
-
-
-def _mode() -> type[UpdateMode]:
-    """azure-data-tables' UpdateMode, imported when a run first writes (not with function_app)."""
-    from azure.data.tables import UpdateMode
-
-    return UpdateMode

@@ -9,7 +9,7 @@ import pytest
 
 from rotation.model.ids import parse_key_id
 from rotation.model.request import new_request
-from rotation.run.reconcile import RunResult
+from rotation.model.results import RunResult
 from tests import scenarios as s
 from tests.scenarios import data_key
 from tests.support.runs import by_name

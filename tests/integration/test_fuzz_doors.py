@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import function_app
 from devstack.functions_host import deliver_event_grid, event_grid_events
 from rotation.doors import intake
-from rotation.doors.api import ApiRequest, roles_of
+from rotation.doors.web import ApiRequest, roles_of
 from rotation.doors.worker import RunFailed
 from tests import scenarios as s
 from tests.support.http import call

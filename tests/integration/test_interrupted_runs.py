@@ -18,6 +18,7 @@ from typing import Any
 
 import function_app
 from rotation.model.ids import parse_key_id
+from rotation.model.request import RotationRequest
 from rotation.model.times import parse_iso
 from rotation.storage.queue import encode
 from tests import scenarios as s
@@ -45,7 +46,7 @@ def rotate_in_child(stack: Any) -> subprocess.Popen[str]:
     )
 
 
-def trigger_in_child(stack: Any, request: Any, message_id: str = "m1") -> subprocess.Popen[str]:
+def trigger_in_child(stack: Any, request: RotationRequest, message_id: str = "m1") -> subprocess.Popen[str]:
     """The queue trigger (`function_app.run_rotation`) handling `request` in a process of its
     own, as the Functions host runs it, so a test can signal or kill it."""
     code = (
@@ -53,7 +54,7 @@ def trigger_in_child(stack: Any, request: Any, message_id: str = "m1") -> subpro
         f"function_app.run_rotation(func.QueueMessage(id={message_id!r}, body=sys.argv[1].encode()))"
     )
     return subprocess.Popen(
-        [sys.executable, "-c", code, request.encode()],
+        [sys.executable, "-c", code, encode(request)],
         env=dict(os.environ),
         cwd=str(stack.repo),
         stdout=subprocess.PIPE,

@@ -16,7 +16,8 @@ from devstack.functions_host import deliver_event_grid
 from rotation.doors.cli import main
 from rotation.model.ids import parse_key_id
 from rotation.model.request import new_request
-from rotation.run.reconcile import Reconciler, RunResult
+from rotation.model.results import RunResult
+from rotation.run.reconcile import Reconciler
 from rotation.storage import audit as audit_module
 from tests import scenarios as s
 from tests.support.runs import by_name

@@ -22,7 +22,8 @@ from rotation.model.decisions import MANUAL_REQUIRED, Check, Decision, PolicyCon
 from rotation.model.errors import Hint
 from rotation.model.ids import REGISTRY, InvalidId, KeyRef, ResourceId, parse_key_id, parse_resource_id
 from rotation.model.request import new_request
-from rotation.run.reconcile import Reconciler, RunResult
+from rotation.model.results import RunResult
+from rotation.run.reconcile import Reconciler
 from tests import scenarios as s
 
 pytestmark = pytest.mark.integration

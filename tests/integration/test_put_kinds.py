@@ -16,7 +16,7 @@ import function_app
 from devstack.functions_host import deliver_event_grid
 from rotation.model.ids import parse_key_id
 from rotation.model.request import new_request
-from rotation.run.reconcile import RunResult
+from rotation.model.results import RunResult
 from tests import scenarios as s
 from tests.support.commands import cli, invoke
 from tests.support.runs import by_name

@@ -15,7 +15,8 @@ import function_app
 from devstack.functions_host import timer_request
 from rotation.estate.sweep import sweep
 from rotation.model.ids import KeyRef
-from rotation.run.reconcile import Plan, Reconciler
+from rotation.model.results import Plan
+from rotation.run.reconcile import Reconciler
 from tests import scenarios as s
 from tests.integration.cli_support import run
 

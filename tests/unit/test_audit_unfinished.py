@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from rotation.storage.audit.verify import RunningRun, _unfinished
+from rotation.storage.audit.verify import RunningRun, unfinished_runs
 
 NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 KEY = "https://contoso-cmk.vault.azure.net/keys/acr-cmk"
@@ -13,7 +13,7 @@ KEY = "https://contoso-cmk.vault.azure.net/keys/acr-cmk"
 
 def unfinished(owner: str | None, expires: datetime | None, run_ids: list[str] | None = None) -> list[str]:
     run = RunningRun("run-1", KEY, owner, expires)
-    return [f.run_id for f in _unfinished([run], NOW, run_ids)]
+    return [f.run_id for f in unfinished_runs([run], NOW, run_ids)]
 
 
 def test_a_run_holding_a_live_lease_is_under_way() -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 
-from rotation.doors.cli import _fail_for
+from rotation.doors.cli import fail_for
 
 
 def ended(exc: Exception, debug: bool, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     with pytest.raises(SystemExit) as stopped:
-        _fail_for(exc, debug)
+        fail_for(exc, debug)
     code = stopped.value.code
     assert isinstance(code, int)
     return code, capsys.readouterr().err

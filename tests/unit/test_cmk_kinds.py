@@ -10,9 +10,10 @@ import pytest
 
 from rotation.azure.kinds import disk_encryption_set, sql, storage
 from rotation.azure.kinds.registry import to_consumer as registry_to_consumer
-from rotation.azure.vault import KeyState, VersionInfo
+from rotation.model.decisions import PolicyContext
 from rotation.model.ids import InvalidId, parse_key_id
-from rotation.run.policy import PolicyContext, decide
+from rotation.model.keystate import KeyState, VersionInfo
+from rotation.run.policy import decide
 
 SUB = "00000000-0000-0000-0000-00000000000a"
 UAI = f"/subscriptions/{SUB}/resourceGroups/rg-id/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uai-1"

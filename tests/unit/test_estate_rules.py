@@ -8,11 +8,11 @@ import pytest
 
 from rotation.azure.kinds import Consumer, parse_target
 from rotation.azure.kinds.registry import Registries
-from rotation.azure.vault import KeyState, VersionInfo
 from rotation.estate.inventory import Filters, InvalidFilter, KeyView, holders_by_version
 from rotation.estate.report import not_moved
 from rotation.estate.retire import expiring_consumers, retire_candidates
 from rotation.model.ids import parse_key_id
+from rotation.model.keystate import KeyState, VersionInfo
 from rotation.run import waves
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)

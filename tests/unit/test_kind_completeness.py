@@ -54,7 +54,7 @@ def door_refusals(kind: TargetKind) -> list[str]:
     except click.BadParameter:
         refused.append("CLI --target")
     try:
-        web._targets(Service(load_settings(ENV)), [target])
+        web.read_targets(Service(load_settings(ENV)), [target])
     except web.ApiError:
         refused.append("HTTP targets")
     message = json.dumps({**to_message(new_request(KEY, "cli", "me")), "targets": [target]})

@@ -16,9 +16,10 @@ from rotation.azure.kinds.cosmos import CosmosAccounts
 from rotation.azure.kinds.kusto import KustoClusters
 from rotation.azure.kinds.log_analytics import LogAnalyticsClusters
 from rotation.azure.kinds.messaging import EventHubNamespaces, ServiceBusNamespaces, moved
-from rotation.azure.vault import KeyState, VersionInfo
+from rotation.model.decisions import MANUAL_REQUIRED, NEEDS_PERSON, PolicyContext
 from rotation.model.ids import parse_key_id
-from rotation.run.policy import MANUAL_REQUIRED, NEEDS_PERSON, PolicyContext, decide
+from rotation.model.keystate import KeyState, VersionInfo
+from rotation.run.policy import decide
 
 SUB = "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d"
 UAI = f"/subscriptions/{SUB}/resourcegroups/rg-id/providers/Microsoft.ManagedIdentity/userAssignedIdentities/myidentity"

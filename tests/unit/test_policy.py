@@ -10,9 +10,10 @@ import pytest
 
 from rotation.azure.kinds import Consumer, all_kinds
 from rotation.azure.kinds.containergroup import ContainerGroups
-from rotation.azure.vault import KeyState, VersionInfo
 from rotation.config import load_settings
+from rotation.model.decisions import ACTIONS, BLOCKED_REASONS, Check, Decision, PolicyContext
 from rotation.model.ids import KeyRef, ResourceId
+from rotation.model.keystate import KeyState, VersionInfo
 from rotation.run import policy
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -61,16 +62,16 @@ ENV = {
 }
 
 
-def context(key_state: KeyState | None = None) -> policy.PolicyContext:
-    return policy.PolicyContext(key_state or state(), NOW, "cmk-rotation")
+def context(key_state: KeyState | None = None) -> PolicyContext:
+    return PolicyContext(key_state or state(), NOW, "cmk-rotation")
 
 
-def kind_checks_for(kind: str, group_policy: str) -> tuple[policy.Check, ...]:
+def kind_checks_for(kind: str, group_policy: str) -> tuple[Check, ...]:
     settings = load_settings({**ENV, "ROTATION_CONTAINER_GROUP_POLICY": group_policy})
     return next((k.plan_checks for k in all_kinds(settings) if k.kind == kind), ())
 
 
-def decide(subject: Consumer, ctx: policy.PolicyContext, group_policy: str = "report") -> policy.Decision:
+def decide(subject: Consumer, ctx: PolicyContext, group_policy: str = "report") -> Decision:
     """The whole policy for a consumer: the chain, then its kind's own checks (the container-group
     kind's with ROTATION_CONTAINER_GROUP_POLICY=`group_policy`)."""
     return policy.decide(subject, ctx, kind_checks_for(subject.kind, group_policy))
@@ -113,9 +114,9 @@ def test_a_pinned_consumer_with_auto_rotation_on_is_left_to_azure() -> None:
 def test_a_kinds_own_checks_run_after_the_chain_and_before_update() -> None:
     calls: list[str] = []
 
-    def kind_check(c: Consumer, ctx: policy.PolicyContext) -> policy.Decision | None:
+    def kind_check(c: Consumer, ctx: PolicyContext) -> Decision | None:
         calls.append(c.kind)
-        return policy.Decision("blocked", "key-type-unsupported", "this service cannot use the key")
+        return Decision("blocked", "key-type-unsupported", "this service cannot use the key")
 
     assert policy.decide(consumer(), context(), (kind_check,)).reason == "key-type-unsupported"
     # an earlier check that decides wins, and the kind's check is never asked
@@ -165,8 +166,8 @@ def test_every_blocked_reason_is_a_contract_reason() -> None:
         decide(consumer("containergroup", reconstructible=False), context(), "redeploy"),
         policy.decide(consumer(), context(state(OLD, version("b", 100, enabled=False), NEW))),
     ]
-    assert all(d.action in policy.ACTIONS for d in cases)
-    assert {d.reason for d in cases} <= set(policy.BLOCKED_REASONS)
+    assert all(d.action in ACTIONS for d in cases)
+    assert {d.reason for d in cases} <= set(BLOCKED_REASONS)
 
 
 # -- issue 9, defect 2: a disabled version is blocked even when it is newer than the desired one
@@ -307,9 +308,7 @@ def test_update_alone_names_why() -> None:
         ),
     ],
 )
-def test_the_order_of_the_chain(
-    case: str, subject: Consumer, ctx: policy.PolicyContext, expected: str
-) -> None:
+def test_the_order_of_the_chain(case: str, subject: Consumer, ctx: PolicyContext, expected: str) -> None:
     decision = decide(subject, ctx)
     assert (
         f"{decision.action}:{decision.reason}" if decision.action == "blocked" else decision.action
@@ -330,7 +329,7 @@ def test_an_interrupted_redeploy_is_finished_first() -> None:
 
 # -- issue 24 item 1: the container-group policy is that kind's own setting, not the chain's
 def test_the_container_group_policy_is_the_kinds_own_setting() -> None:
-    assert "container_group_policy" not in {f.name for f in fields(policy.PolicyContext)}
+    assert "container_group_policy" not in {f.name for f in fields(PolicyContext)}
     redeploy = load_settings({**ENV, "ROTATION_CONTAINER_GROUP_POLICY": "redeploy"})
     assert {k.kind: getattr(k, "policy", None) for k in all_kinds(redeploy)}["containergroup"] == "redeploy"
     assert {k.kind: getattr(k, "policy", None) for k in all_kinds()}["containergroup"] == "report"

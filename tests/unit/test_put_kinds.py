@@ -14,10 +14,11 @@ import pytest
 from rotation.azure.kinds.databricks import DatabricksWorkspaces
 from rotation.azure.kinds.datafactory import DataFactories
 from rotation.azure.kinds.protocol import ApplyContext
-from rotation.azure.vault import KeyState, VersionInfo
+from rotation.model.decisions import PolicyContext
 from rotation.model.errors import ErrorInfo, TransientCondition
 from rotation.model.ids import KeyRef, parse_key_id
-from rotation.run.policy import PolicyContext, decide
+from rotation.model.keystate import KeyState, VersionInfo
+from rotation.run.policy import decide
 
 SUB = "12345678-1234-1234-1234-12345678abcd"
 UAI = f"/subscriptions/{SUB}/resourceGroups/rg-id/providers/Microsoft.ManagedIdentity/userAssignedIdentities/adf-cmk"

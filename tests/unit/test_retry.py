@@ -15,9 +15,9 @@ from azure.core.exceptions import (
 
 from rotation.azure.kinds.batch import BatchAccounts
 from rotation.azure.kinds.registry import Registries
-from rotation.azure.retry import Deadline, RetryPolicy, TransientCondition, call, classify, remediation
+from rotation.azure.retry import Deadline, RetryPolicy, call, classify, remediation
 from rotation.azure.vault import KEY_VAULT_HINTS
-from rotation.model.errors import RotationError, ServiceFailed
+from rotation.model.errors import RotationError, ServiceFailed, TransientCondition
 
 
 class Answer:

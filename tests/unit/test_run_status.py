@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rotation.azure.retry import ErrorInfo
+from rotation.model.errors import ErrorInfo
 from rotation.model.results import RunResult, StepResult
 
 

@@ -25,10 +25,10 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from rotation.azure.kinds.armkind import each_read, one
 from rotation.azure.kinds.protocol import KEY_PARTS, ApplyContext, KindDefaults, has_failed, is_busy
-from rotation.azure.retry import Deadline, TransientCondition, classify
+from rotation.azure.retry import Deadline, classify
 from rotation.model.consumer import Consumer, Unreadable
 from rotation.model.decisions import BLOCKED, REDEPLOY_REQUIRED, Decision, PolicyContext
-from rotation.model.errors import Hint, RotationError
+from rotation.model.errors import Hint, RotationError, TransientCondition
 from rotation.model.ids import (
     CONTAINER_GROUP,
     InvalidId,

@@ -51,7 +51,7 @@ class _Group(click.Group):
         except (click.Abort, KeyboardInterrupt):
             fail(EXIT_ABORTED, "aborted: nothing more was changed")
         except Exception as exc:  # noqa: BLE001 - the last guard: one line, never a traceback
-            _fail_for(exc, ctx.ensure_object(Context).debug)
+            fail_for(exc, ctx.ensure_object(Context).debug)
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_paragraph()
@@ -63,7 +63,7 @@ class _Group(click.Group):
         )
 
 
-def _fail_for(exc: Exception, debug: bool) -> None:
+def fail_for(exc: Exception, debug: bool) -> None:
     from azure.core.exceptions import AzureError, ClientAuthenticationError
 
     from rotation.storage.audit import AuditUnavailable

@@ -14,9 +14,9 @@ from rotation.doors.cli.context import (
     EXIT_OK,
     EXIT_USAGE,
     Context,
-    _when,
     err,
     fail,
+    option_time,
     out,
     parse_key,
 )
@@ -65,7 +65,7 @@ def audit_list(
     """Audit records, newest first. json and yaml show {records, continuation}; table, tsv and
     csv show the records, and the token for the next page goes to stderr."""
     key = parse_key(key_id).versionless_id if key_id else None
-    window = {"since": _when(since, "--since"), "until": _when(until, "--until")}
+    window = {"since": option_time(since, "--since"), "until": option_time(until, "--until")}
     try:
         records, token = obj.service.audit.query(
             key=key, target=target, run=run_id, top=top, continuation=continuation, **window

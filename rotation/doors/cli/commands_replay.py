@@ -15,10 +15,10 @@ from rotation.doors.cli.context import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     Context,
-    _when,
     err,
     fail,
     operator,
+    option_time,
     out,
     parse_key,
 )
@@ -28,7 +28,7 @@ from rotation.doors.cli.render import print_item, print_items, print_replay_outc
 if TYPE_CHECKING:
     from rotation.doors.replay import FailedItem, Selection
     from rotation.model.request import RotationRequest
-    from rotation.run.reconcile import RunResult
+    from rotation.model.results import RunResult
     from rotation.service import Service
 
 
@@ -43,8 +43,8 @@ def _selection(
     from rotation.doors.replay import Selection
 
     return Selection(
-        since=_when(since, "--since"),
-        until=_when(until, "--until"),
+        since=option_time(since, "--since"),
+        until=option_time(until, "--until"),
         event_ids=tuple(event_ids),
         key_id=parse_key(key_id).versionless_id if key_id else None,
         reason=reason,

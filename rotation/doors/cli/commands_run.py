@@ -30,7 +30,7 @@ from rotation.doors.cli.render import print_plan, print_result, print_sweep
 if TYPE_CHECKING:
     from rotation.model.ids import KeyRef
     from rotation.model.request import RotationRequest
-    from rotation.run.reconcile import Plan, RunResult
+    from rotation.model.results import Plan, RunResult
     from rotation.run.stopping import Stop
     from rotation.service import Service
     from rotation.storage.ledger import Lease
@@ -48,8 +48,8 @@ def _allowed(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> 
 
 def _plan(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> Plan:
     """The plan, or exit 2 for a key that does not exist or a named target that does not use it."""
+    from rotation.run.gather import Unreachable
     from rotation.run.planner import not_consumers_error
-    from rotation.run.reconcile import Unreachable
 
     try:
         plan = service.reconciler.plan(key, targets)
@@ -79,7 +79,7 @@ def plan(obj: Context, key_id: str, targets: tuple[str, ...], every: bool) -> No
 
 
 def plan_exit_code(result: Plan) -> int:
-    from rotation.run.policy import NEEDS_PERSON
+    from rotation.model.decisions import NEEDS_PERSON
 
     if any(e["unreachable"] for e in result.discovery_errors):
         return EXIT_UNREACHABLE
@@ -103,8 +103,8 @@ def rotate(
     A KEY_ID with a version asserts that version is the desired one.
     """
     from rotation.doors.worker import continue_later
+    from rotation.model.decisions import UPDATE
     from rotation.model.request import new_request
-    from rotation.run.policy import UPDATE
 
     key = parse_key(key_id)
     target_ids = parse_targets(targets)
@@ -215,7 +215,7 @@ def _run_with_progress(
 ) -> RunResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from rotation.run.policy import UPDATE
+    from rotation.model.decisions import UPDATE
 
     if not updates or not show:
         return service.reconciler.run(request, lease=lease, stop=stop)

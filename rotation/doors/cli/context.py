@@ -113,7 +113,8 @@ def parse_targets(values: tuple[str, ...]) -> tuple[str, ...] | None:
         raise click.BadParameter(str(exc), param_hint="--target") from None
 
 
-def _when(text: str | None, name: str) -> Any:
+def option_time(text: str | None, name: str) -> Any:
+    """An ISO 8601 time given to option `name` (UTC when it names no zone); None when not given."""
     if not text:
         return None
     from datetime import UTC, datetime

@@ -12,14 +12,13 @@ from rich.text import Text
 
 from rotation.doors.cli.context import err, out
 from rotation.doors.cli.grid import Grid, show, styled
-from rotation.doors.cli.grid import add_columns as add_columns  # tools/demo.py's tables use it
 from rotation.model.decisions import NEEDS_PERSON
 from rotation.model.results import count
 
 if TYPE_CHECKING:
     from rotation.doors.replay import FailedItem, ReplayOutcome
     from rotation.estate.sweep import KeyFinding, SweepResult
-    from rotation.run.reconcile import Plan, RunResult
+    from rotation.model.results import Plan, RunResult
 
 RUNBOOK_FIX = "see docs/runbook.md section 2"
 
@@ -64,7 +63,7 @@ def _action(action: str) -> Text:
 def print_plan(result: Plan, console: Console = out, *, every: bool = False) -> None:
     """Summary first (counts, who needs a person, waves), then the steps that would change or
     need a person; `every` (--all) lists every step."""
-    from rotation.run.policy import UPDATE
+    from rotation.model.decisions import UPDATE
 
     desired = result.desired_version or f"none usable ({result.state.blocked_reason})"
     console.print(
@@ -156,7 +155,7 @@ CHANGED = frozenset({"planned", "updated", "verified", "failed"})
 
 def print_result(result: RunResult, *, every: bool = False) -> None:
     """Summary first, then the steps that changed, failed or need a person (`every`: all)."""
-    from rotation.run.policy import UPDATE
+    from rotation.model.decisions import UPDATE
 
     verb = "would move" if result.dry_run else "moved"
     out.print(

@@ -15,6 +15,8 @@ from datetime import datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from rotation.model.decisions import KEPT_CURRENT
+
 if TYPE_CHECKING:
     from rotation.estate.inventory import Estate, Row
     from rotation.estate.pictures import KeyPicture
@@ -23,7 +25,6 @@ if TYPE_CHECKING:
 BAR = 200  # the longest bar, in pixels
 ROW = 22  # one bar's row
 LABEL = 170  # room for the labels left of the bars
-KEPT_BY_SYSTEM = ("update", "already-current")
 
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; color: #1f2328; margin: 24px; max-width: 1100px; }
@@ -142,10 +143,10 @@ def _keepers(picture: KeyPicture, rows: Sequence[Row]) -> str:
     groups = {
         "follow new versions by themselves (auto-rotating)": [r for r in rows if r.follows_new_versions],
         "pinned, kept current by this system": [
-            r for r in rows if not r.follows_new_versions and r.action in KEPT_BY_SYSTEM
+            r for r in rows if not r.follows_new_versions and r.action in KEPT_CURRENT
         ],
         "pinned, not moved by this system (see why)": [
-            r for r in rows if not r.follows_new_versions and r.action not in KEPT_BY_SYSTEM
+            r for r in rows if not r.follows_new_versions and r.action not in KEPT_CURRENT
         ],
     }
     return "".join(

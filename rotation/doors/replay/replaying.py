@@ -13,8 +13,8 @@ from rotation.model.results import count
 from rotation.run.submit import submit
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
+from rotation.storage.ledger import CONVERGED
 
-_DONE = ("succeeded", "needs-attention")  # a run that converged
 _EXIT_FAILED, _EXIT_UNREACHABLE = 4, 5  # DESIGN.md section 7's CLI exit codes
 
 
@@ -47,7 +47,7 @@ def already_done(service: Service, marker: dict[str, Any] | None) -> bool:
     """A marker counts when its run converged, or was queued and has not failed since."""
     if not marker:
         return False
-    if marker.get("Outcome") in _DONE:
+    if marker.get("Outcome") in CONVERGED:
         return True
     if marker.get("Outcome") == "queued" and marker.get("RunId"):
         run = service.runs.get(marker["RunId"])

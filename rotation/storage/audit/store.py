@@ -88,7 +88,8 @@ class PlanDocument:
     steps: int
 
 
-def _day(moment: datetime) -> str:
+def partition_day(moment: datetime) -> str:
+    """The audit table partition a run started at `moment` is filed under: its UTC day."""
     return moment.astimezone(UTC).strftime("%Y%m%d")
 
 
@@ -291,7 +292,7 @@ class AuditStore:
         if since > until:  # before the token check, which would blame a token never given
             raise ValueError(f"the time window is reversed: since {iso(since)} is after until {iso(until)}")
         state: dict[str, Any] = (
-            _decode_token(continuation) if continuation else {"day": _day(until), "next": None}
+            _decode_token(continuation) if continuation else {"day": partition_day(until), "next": None}
         )
         clauses, params = ["PartitionKey eq @pk", RECORDS_ONLY], {}
         if until - since > timedelta(days=MAX_QUERY_DAYS):
@@ -313,7 +314,7 @@ class AuditStore:
         while day.date() >= first_day:
             pager: Any = self.table.query_entities(  # azure-core's pager, typed as a plain iterator
                 " and ".join(clauses),
-                parameters={"pk": _day(day), **params},
+                parameters={"pk": partition_day(day), **params},
                 results_per_page=max(1, top - len(results)),
             ).by_page(continuation_token=token)
             for page in pager:
@@ -323,13 +324,15 @@ class AuditStore:
                     if moment is not None and since <= moment <= until:
                         results.append(record)
                 if len(results) >= top and pager.continuation_token:
-                    return results, _encode_token({"day": _day(day), "next": pager.continuation_token})
+                    return results, _encode_token(
+                        {"day": partition_day(day), "next": pager.continuation_token}
+                    )
                 if len(results) >= top:
                     break
             day, token = day - timedelta(days=1), None
             if len(results) >= top:
                 more = day.date() >= first_day
-                return results, _encode_token({"day": _day(day), "next": None}) if more else None
+                return results, _encode_token({"day": partition_day(day), "next": None}) if more else None
         return results, None
 
     def run_records(self, run_id: str, partition: str) -> list[dict[str, Any]]:

@@ -17,16 +17,16 @@ from rotation.model.ids import KeyRef
 from rotation.model.times import iso, parse_iso_or_none
 from rotation.storage.audit.record import FIELDS, SCHEME, bounded_detail, canonical_hash, clip
 from rotation.storage.audit.store import (
-    MAX_OPERATIONS,
     AuditStore,
     AuditUnavailable,
     HeadMoved,
     PlanDocument,
     RunHead,
-    _day,
     anchor_name,
     log,
+    partition_day,
 )
+from rotation.storage.tablebatch import MAX_OPERATIONS
 
 if TYPE_CHECKING:
     from rotation.model.request import RotationRequest
@@ -94,7 +94,7 @@ class AuditTrail:
         self._advance_key_head = advance_key_head and self.key is not None
         previous = store.latest_anchor(self.run_id) if run_id else None
         started = parse_iso_or_none(opened) or datetime.now(UTC)
-        self.partition = previous["partition"] if previous else _day(started)
+        self.partition = previous["partition"] if previous else partition_day(started)
         self._known = store.run_head(self.partition, self.run_id) if run_id else None
         if self._known is not None:
             self._adopt(self._known)

@@ -90,7 +90,7 @@ def verify(
     findings.extend(_verify_copies(runs))
     if run_ids is None:
         findings.extend(_verify_heads(store, anchors))
-    findings.extend(_unfinished(running, now or datetime.now(UTC), run_ids))
+    findings.extend(unfinished_runs(running, now or datetime.now(UTC), run_ids))
     return len(runs), findings
 
 
@@ -416,7 +416,9 @@ def _verify_heads(store: AuditStore, anchors: Anchors) -> Iterator[Finding]:
         )
 
 
-def _unfinished(running: Iterable[RunningRun], now: datetime, run_ids: list[str] | None) -> Iterator[Finding]:
+def unfinished_runs(
+    running: Iterable[RunningRun], now: datetime, run_ids: list[str] | None
+) -> Iterator[Finding]:
     """A run still `running` whose lease ended (or is another's) was stopped without closing:
     killed, or its host went away. Its trail ends where it was stopped."""
     for run in running:
