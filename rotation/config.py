@@ -118,7 +118,7 @@ class Settings:
     # auto: Resource Graph from discovery.GRAPH_FROM_SUBSCRIPTIONS subscriptions on
     discovery: str = "auto"
     # A run with more `update` steps than this is split into shard requests on the queue
-    # (core/sharding.py); the default is the measured choice in docs/scaling.md.
+    # (run/sharding.py); the default is the measured choice in docs/scaling.md.
     shard_threshold: int = 2000
 
     def vault_allowed(self, host: str) -> bool:

@@ -138,7 +138,7 @@ class Lease:
 
     def hand_off(self) -> None:
         """The run was split into shards: they renew the lease under its generation from now on,
-        and the last of them releases it (core/sharding.py), so this holder lets it be."""
+        and the last of them releases it (run/sharding.py), so this holder lets it be."""
         self.stop_renewing()
         self.handed_off = True
 

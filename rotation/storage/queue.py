@@ -62,7 +62,12 @@ def to_message(request: RotationRequest) -> dict[str, Any]:
 
 def shard_fields(shard: Shard) -> dict[str, Any]:
     """A shard's fields in the message (and in its first audit record)."""
-    return {"parentRunId": shard.parent_run_id, "shard": shard.index, "shards": shard.count, "fence": shard.fence}
+    return {
+        "parentRunId": shard.parent_run_id,
+        "shard": shard.index,
+        "shards": shard.count,
+        "fence": shard.fence,
+    }
 
 
 def _shard_of(data: dict[str, Any]) -> Shard | None:
