@@ -92,9 +92,10 @@ def report(
     this report closed it."""
     shard = request.shard
     assert shard is not None
-    stores.book.note(shard.parent_run_id, shard.index, status, summary)
     amend = request.source == "replay"  # a replayed shard's outcome replaces the one it had
-    marked = stores.book.mark(shard.parent_run_id, shard.index, status, shard.fence, amend=amend)
+    marked = stores.book.mark(
+        shard.parent_run_id, shard.index, status, shard.fence, amend=amend, summary=summary
+    )
     if marked.closes:
         close(stores, request, marked.marks)
     return marked.closes

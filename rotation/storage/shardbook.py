@@ -21,7 +21,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from rotation.model.times import utc_now
-from rotation.storage.runs import upsert
+from rotation.storage.runs import camel_row, upsert
 from rotation.storage.tablebatch import MAX_OPERATIONS, submit_transaction
 
 if TYPE_CHECKING:
@@ -103,11 +103,22 @@ class ShardBook:
             row["Summary"] = json.dumps(summary)
         self.table.upsert_entity(row, mode=_mode().MERGE)
 
-    def mark(self, parent_run_id: str, index: int, status: str, fence: int, *, amend: bool = False) -> Marked:
-        """Set the shard's mark under the parent row's ETag (read again after a conflict). A
-        shard of an earlier attempt of the parent (another fence) marks nothing, and a shard
-        that ended keeps its mark unless `amend` (a replay of it ended since)."""
+    def mark(
+        self,
+        parent_run_id: str,
+        index: int,
+        status: str,
+        fence: int,
+        *,
+        amend: bool = False,
+        summary: dict[str, Any] | None = None,
+    ) -> Marked:
+        """Set the shard's mark under the parent row's ETag (read again after a conflict), its
+        own row's status and summary first (the closing shard adds those up). A shard of an
+        earlier attempt of the parent (another fence) marks nothing, and a shard that ended
+        keeps its mark unless `amend` (a replay of it ended since)."""
         mark = MARKS[status]
+        noted = False
         for _ in range(_TRIES):
             row = self.table.get_entity(parent_run_id, RUN_ROW, select=["ShardMarks", "ShardFence"])
             marks = str(row.get("ShardMarks") or "")
@@ -118,6 +129,9 @@ class ShardBook:
             if marks[index - 1] == mark or (marks[index - 1] != PENDING and not amend):
                 return Marked(False, False, marks)  # a duplicate delivery: counted already
             after = marks[: index - 1] + mark + marks[index:]
+            if not noted:
+                self.note(parent_run_id, index, status, summary)
+                noted = True
             try:
                 self.table.update_entity(
                     {"PartitionKey": parent_run_id, "RowKey": RUN_ROW, "ShardMarks": after},
@@ -155,14 +169,8 @@ class ShardBook:
             "PartitionKey eq @pk and RowKey gt 'shard-' and RowKey lt 'shard.'",
             parameters={"pk": parent_run_id},
         )
-        shown = []
-        for entity in sorted(entities, key=lambda e: e["RowKey"]):
-            item = {k[0].lower() + k[1:]: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey")}
-            item["shard"] = int(entity["RowKey"].split("-")[1])
-            if isinstance(item.get("summary"), str):
-                item["summary"] = json.loads(item["summary"])
-            shown.append(item)
-        return shown
+        ordered = sorted(entities, key=lambda e: e["RowKey"])
+        return [{"shard": int(e["RowKey"][6:]), **camel_row(e)} for e in ordered]
 
     def parent(self, parent_run_id: str) -> dict[str, Any] | None:
         try:

@@ -1,0 +1,149 @@
+"""A key's run sharded over instances (issue 27 item 2), through the doors: the HTTP route queues
+the run, the queue trigger (`function_app.run_rotation` with real azure.functions.QueueMessage
+objects) runs the parent and its shards against Azurite and the emulator, in whatever order
+the test takes them off the queue, as instances would."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import azure.functions as func
+from azure.storage.queue import QueueClient
+
+import function_app
+from rotation.model.ids import parse_key_id
+from tests import scenarios as s
+from tests.integration.cli_support import KEY, NEW, OLD, load_estate, run
+from tests.support.http import call
+
+# 4 registries in subscription A, 2 in B; at most 2 targets a shard: A in two shards, B in one.
+NAMES = {"a0": s.SUB_A, "a1": s.SUB_A, "a2": s.SUB_A, "a3": s.SUB_A, "b0": s.SUB_B, "b1": s.SUB_B}
+
+
+def estate(stack: Any) -> list[str]:
+    registries = [s.registry(name, s.key_id("acr-cmk", OLD), sub=sub) for name, sub in NAMES.items()]
+    load_estate(stack, registries)
+    stack.set(ROTATION_SHARD_THRESHOLD="2")
+    return [r["id"] for r in registries]
+
+
+def start(stack: Any) -> str:
+    status, body, _ = call(function_app.start_rotation, "POST", "/api/rotations", {"keyId": KEY})
+    assert status == 202
+    return body["runId"]
+
+
+def take(stack: Any, count: int) -> list[Any]:
+    """Take `count` messages off the queue (invisible for the test's length), as instances do."""
+    queue = QueueClient.from_connection_string(stack.storage, "rotation-requests")
+    taken = list(queue.receive_messages(max_messages=32, visibility_timeout=600))
+    assert len(taken) == count, [json.loads(base64.b64decode(m.content)) for m in taken]
+    return taken
+
+
+def deliver(message: Any) -> None:
+    body = base64.b64decode(message.content)
+    function_app.run_rotation(func.QueueMessage(id=message.id, body=body))
+
+
+def body_of(message: Any) -> dict[str, Any]:
+    return json.loads(base64.b64decode(message.content))
+
+
+def rotation(run_id: str) -> dict[str, Any]:
+    status, body, _ = call(function_app.get_rotation, "GET", f"/api/rotations/{run_id}", route_params={"runId": run_id})
+    assert status == 200
+    return body
+
+
+def records(stack: Any, run_id: str) -> list[dict[str, Any]]:
+    found, _ = stack.service().audit.query(run=run_id, top=1000)
+    return sorted(found, key=lambda r: r["seq"])
+
+
+def moved(stack: Any) -> set[str]:
+    return {r["id"] for r in stack.admin.state()["registries"] if r["keyId"].endswith(NEW)}
+
+
+def test_a_run_over_the_threshold_is_sharded_and_the_last_shard_closes_it_once(stack) -> None:
+    targets = estate(stack)
+    run_id = start(stack)
+    [parent] = take(stack, 1)
+    deliver(parent)
+    assert stack.writes("PATCH") == []  # the parent planned and handed out; it wrote nothing
+    sharded = rotation(run_id)
+    assert sharded["status"] == "sharded" and sharded["shards"] and len(sharded["shards"]) == 3
+    shards = take(stack, 3)
+    requests = [body_of(m) for m in shards]
+    assert sorted((r["shard"], r["shards"], r["parentRunId"]) for r in requests) == [
+        (1, 3, run_id),
+        (2, 3, run_id),
+        (3, 3, run_id),
+    ]
+    assert sorted(len(r["targets"]) for r in requests) == [2, 2, 2]
+    assert {r["fence"] for r in requests} == {1}  # the key's first lease
+    for message in reversed(shards):  # any order
+        deliver(message)
+    deliver(shards[0])  # and one delivered twice
+    paths = sorted(c["path"] for c in stack.writes("PATCH"))
+    assert paths == sorted(targets) and moved(stack) == set(targets)  # each target once
+    done = rotation(run_id)
+    assert done["status"] == "succeeded" and done["summary"] == {"verified": 6}
+    assert all(sh["status"] == "succeeded" for sh in done["shards"])
+    trail = records(stack, run_id)
+    assert [r["kind"] for r in trail].count("run-finished") == 1  # closed once
+    assert [r for r in trail if r["kind"] == "run-sharded"][0]["detail"]["shards"] == 3
+    first = records(stack, requests[0]["requestId"])[0]
+    assert first["kind"] == "run-started" and first["detail"]["parentRunId"] == run_id
+    assert stack.service().ledger.holder(parse_key_id(KEY)) is None  # the closing shard released it
+    assert run("audit", "verify").exit_code == 0
+
+
+def test_a_shard_whose_fence_is_stale_stops_with_nothing_written(stack) -> None:
+    estate(stack)
+    run_id = start(stack)
+    [parent] = take(stack, 1)
+    deliver(parent)
+    shards = take(stack, 3)
+    # The parent's lease moves on: freed, then taken by another run (a new generation).
+    ledger, key = stack.service().ledger, parse_key_id(KEY)
+    row = ledger.lease_row(key)
+    ledger.free(key, row.metadata["etag"], row["Generation"])
+    other = ledger.acquire(key, owner="another-run/1")
+    assert not isinstance(other, type(None)) and getattr(other, "generation", None) == 2
+    for message in shards:
+        deliver(message)
+    assert stack.writes("PATCH") == [] and moved(stack) == set()
+    fenced = records(stack, body_of(shards[0])["requestId"])
+    assert [r["kind"] for r in fenced] == ["shard-fenced"] and fenced[0]["reason"] == "stale-fence"
+    done = rotation(run_id)
+    assert done["status"] == "interrupted" and {sh["status"] for sh in done["shards"]} == {"fenced"}
+    assert ledger.holder(key)["Owner"] == "another-run/1"  # the other run's lease is left alone
+
+
+def test_a_failed_shard_is_poisoned_and_replayed_alone(stack) -> None:
+    targets = estate(stack)
+    failing = s.registry_id("b1", s.SUB_B)
+    stack.admin.add_fault(method="PATCH", pathRegex="registries/b1$", status=403)
+    run_id = start(stack)
+    dispatcher = stack.dispatcher(function_app.run_rotation, max_dequeue_count=2)
+    stats = dispatcher.run_until_idle(timeout=120)
+    dispatcher.close()
+    assert len(stats.poisoned) == 1
+    assert moved(stack) == set(targets) - {failing}
+    waiting = rotation(run_id)
+    assert waiting["status"] == "sharded"  # one shard has not ended: the run stays open
+    assert sorted(sh["status"] for sh in waiting["shards"]) == ["failed (attempt 2)", "succeeded", "succeeded"]
+    verified = run("audit", "verify")
+    assert verified.exit_code == 4 and "shard" in verified.output and run_id in verified.output
+    stack.admin.clear_faults()
+    stack.admin.clear_calls()
+    replayed = run("replay", "--yes")
+    assert replayed.exit_code == 0, replayed.output
+    assert [c["path"] for c in stack.writes("PATCH")] == [failing]  # that shard alone
+    assert moved(stack) == set(targets)
+    done = rotation(run_id)
+    assert done["status"] == "succeeded" and done["summary"] == {"verified": 6}
+    assert run("audit", "verify").exit_code == 0
