@@ -12,7 +12,6 @@ its `run-finished` with the totals, its run record, the key's lease.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,15 +19,8 @@ from rotation.model.decisions import UPDATE
 from rotation.model.ids import parse_resource_id
 from rotation.model.results import PlanStep, count
 
-# Shard run ids follow from the parent's, its fence and the shard's place (uuid5): a replayed
-# shard continues the same run, and `audit verify` finds a parent's shards without a listing.
-_SHARD_IDS = uuid.UUID("5b1d3c2e-7a43-4f0e-9d51-3c5f0e6a2b17")
 MAX_SHARD_TARGETS = 200  # one message, at most: 200 ARM ids fit in 64 KiB of base64 with room
 _MAX_ID_CHARS = 40_000  # the ids' share of a message (base64 adds a third, the rest is small)
-
-
-def shard_run_id(parent_run_id: str, fence: int, index: int) -> str:
-    return str(uuid.uuid5(_SHARD_IDS, f"{parent_run_id}/{fence}/{index}"))
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rotation.model.ids import shard_run_id
 from rotation.model.request import RotationRequest, Shard
 from rotation.model.results import INTERRUPTED_EXIT, Plan, RunResult, count
-from rotation.run.sharding import add_up, by_subscription, closing_status, shard_run_id, split
+from rotation.run.sharding import add_up, by_subscription, closing_status, split
 from rotation.storage.audit import AuditStore, AuditTrail
 from rotation.storage.fence import parent_owns, release_parent
 from rotation.storage.ledger import Lease, Ledger, generation_of
