@@ -79,8 +79,10 @@ bench-10k: install
 bench-shards: install
 	timeout 1200 $(PY) bench/shards.py --n 3000 --subscriptions 30 --shards 1 2
 
+# make serve INSTANCES=K: K processes take the queue (the Functions host scaled out)
+INSTANCES ?= 1
 serve: install
-	$(PY) -m devstack serve --scenario emulator/scenarios/sample.json --env-file .env.emulator $(SERVE_ARGS)
+	$(PY) -m devstack serve --scenario emulator/scenarios/sample.json --env-file .env.emulator --instances $(INSTANCES) $(SERVE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV312) .venv-checkov node_modules .pytest_cache .ruff_cache
