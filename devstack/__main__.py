@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     instance = sub.add_parser("instance", help="one more instance on the app's queues (serve starts them)")
     instance.add_argument("--name", default="instance")
     instance.add_argument("--visibility-timeout", type=float)
+    instance.add_argument("--quiet", action="store_true", help="print only warnings and errors")
     return parser
 
 
@@ -82,7 +83,7 @@ def route_audit_lines(path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "instance":
-        return instance_main(args.name, args.visibility_timeout)
+        return instance_main(args.name, args.visibility_timeout, quiet=args.quiet)
     if args.instances < 1:
         print("error: --instances must be 1 or more", file=sys.stderr)
         return 2

@@ -37,10 +37,19 @@ def listen(host_settings: QueueHostSettings) -> list[QueueListener]:
 class Instance:
     """One more instance: `python -m devstack instance` with the app's environment."""
 
-    def __init__(self, number: int, env: Mapping[str, str], visibility_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        number: int,
+        env: Mapping[str, str],
+        visibility_timeout: float | None = None,
+        *,
+        quiet: bool = False,
+    ) -> None:
         command = [sys.executable, "-m", "devstack", "instance", "--name", f"instance-{number}"]
         if visibility_timeout is not None:
             command += ["--visibility-timeout", str(visibility_timeout)]
+        if quiet:
+            command.append("--quiet")
         self.number = number
         self.process = subprocess.Popen(command, env=dict(env), cwd=str(REPO))
 
@@ -54,11 +63,17 @@ class Instance:
                 self.process.wait()
 
 
-def instance_main(name: str, visibility_timeout: float | None) -> int:
+def instance_main(name: str, visibility_timeout: float | None, *, quiet: bool = False) -> int:
     """The extra instance's process: listen until asked to stop, then drain."""
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{name}] %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format=f"%(asctime)s [{name}] %(message)s",
+        datefmt="%H:%M:%S",
+    )
     for noisy in ("azure", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The audit records are in the audit table; on the console they would drown the host's lines.
+    logging.getLogger("rotation.audit").propagate = False
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
