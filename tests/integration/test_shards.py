@@ -154,3 +154,20 @@ def test_a_failed_shard_is_poisoned_and_replayed_alone(stack) -> None:
     # the replay's own summary: b0 (moved by the shard's first attempt) was already current
     assert done["status"] == "succeeded" and done["summary"] == {"verified": 5, "skipped": 1}
     assert run("audit", "verify").exit_code == 0
+
+
+def test_the_cli_says_the_run_was_sharded_and_how_many_shards(stack) -> None:
+    targets = estate(stack)
+    shown = run("rotate", KEY, "--yes", "-o", "json")
+    assert shown.exit_code == 0 and json.loads(shown.output)["shards"] == 3
+    assert json.loads(shown.output)["status"] == "sharded"
+    dispatcher = stack.dispatcher(function_app.run_rotation)
+    dispatcher.run_until_idle(timeout=120)  # the instances take the shards
+    dispatcher.close()
+    assert moved(stack) == set(targets)
+    load_estate(stack, [s.registry(n, s.key_id("acr-cmk", OLD), sub=sub) for n, sub in NAMES.items()])
+    table = run("rotate", KEY, "--yes")
+    assert table.exit_code == 0, table.output
+    assert (
+        "status sharded" in table.output and "sharded: 3 shard(s) queued on rotation-requests" in table.output
+    )
