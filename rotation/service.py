@@ -94,7 +94,7 @@ class Service:
 
     @cached_property
     def shards(self) -> ShardStores:
-        """Where a large run hands out its shards and where they report (core/shardrun.py)."""
+        """Where a large run hands out its shards and where they report (run/shardrun.py)."""
         return ShardStores(self.audit, ShardBook(self.runs.table), self.ledger, self.requests_queue)
 
     @cached_property

@@ -161,7 +161,7 @@ def _counted(service: Service, request: RotationRequest, attempt: int, lease: Le
 
 
 def run_shard(service: Service, request: RotationRequest, attempt: int) -> RunResult | None:
-    """A shard of a large run (core/sharding.py), under its parent's lease while the fence holds.
+    """A shard of a large run (run/sharding.py), under its parent's lease while the fence holds.
     A stale fence stops it without writing; a replayed shard (its parent's lease gone) takes
     the key's lease as a new generation for its own targets, or waits for it like any run."""
     shard = request.shard
