@@ -77,7 +77,7 @@ bench-10k: install
 
 # one key's run sharded over 1 and 2 instance processes through the queue (docs/scaling.md)
 bench-shards: install
-	timeout 1800 $(PY) bench/shards.py --n 3000 --subscriptions 30 --instances 1 2
+	timeout 1800 $(PY) bench/shards.py --n 3000 --subscriptions 30 --instances 1 2 --unsharded
 
 # make serve INSTANCES=K: K processes take the queue (the Functions host scaled out)
 INSTANCES ?= 1

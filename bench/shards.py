@@ -130,6 +130,9 @@ def main() -> int:
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--shard-size", type=int, default=100, help="ROTATION_SHARD_THRESHOLD for the run")
     parser.add_argument(
+        "--unsharded", action="store_true", help="also one instance with the threshold above N (no shards)"
+    )
+    parser.add_argument(
         "--project", type=int, default=10, help="estimate the wall time on this many instances"
     )
     args = parser.parse_args()
@@ -147,6 +150,13 @@ def main() -> int:
     subs = subscriptions(args.subscriptions)
     measured = []
     with local_stack() as emulator:
+        if args.unsharded:  # the same run in one piece, for what sharding itself costs
+            m = run_once(emulator, args.n, subs, 1, args.n)
+            print(
+                f"| 1, unsharded | {m.wall:.1f} | {args.n / m.wall:.0f} | - | {m.cpu:.1f} | "
+                f"{1000 * m.cpu / args.n:.2f} | 0 | {m.status} {m.summary} |",
+                flush=True,
+            )
         for k in args.instances:
             m = run_once(emulator, args.n, subs, k, args.shard_size)
             measured.append(m)
