@@ -56,6 +56,7 @@ def hand_out(
     )
     trail.flush()  # the shards' chains start from this run's head
     lease.renew()  # fresh for the first shard to find
+    lease.hand_off()  # before any shard renews it: two renewers of one ETag would see a loss
     for entry, shard in zip(entries, shards, strict=True):
         enqueue(
             stores.queue,
@@ -68,7 +69,6 @@ def hand_out(
                 shard=Shard(parent, entry.index, len(entries), fence),
             ),
         )
-    lease.hand_off()
     return len(entries)
 
 

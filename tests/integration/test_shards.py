@@ -14,6 +14,7 @@ from azure.storage.queue import QueueClient
 
 import function_app
 from rotation.model.ids import parse_key_id
+from rotation.storage.ledger import Lease, Ledger
 from tests import scenarios as s
 from tests.integration.cli_support import KEY, NEW, OLD, load_estate, run
 from tests.support.http import call
@@ -171,3 +172,18 @@ def test_the_cli_says_the_run_was_sharded_and_how_many_shards(stack) -> None:
     assert (
         "status sharded" in table.output and "sharded: 3 shard(s) queued on rotation-requests" in table.output
     )
+
+
+def test_the_lease_generation_counts_every_acquisition(stack) -> None:
+    service, key = stack.service(), parse_key_id(KEY)
+    ledger = Ledger(service.ledger.table, lease_seconds=0)  # every lease expired at once
+    first = ledger.acquire(key, "run-a/1")
+    assert isinstance(first, Lease) and first.generation == 1
+    first.release()
+    assert ledger.holder(key) is None and ledger.lease_row(key)["Generation"] == 1  # freed, kept
+    second = ledger.acquire(key, "run-b/1")
+    assert isinstance(second, Lease) and second.generation == 2 and second.taken_over_from is None
+    third = ledger.acquire(key, "run-c/1")  # run-b's lease expired: taken over
+    assert isinstance(third, Lease) and third.generation == 3 and third.taken_over_from == "run-b/1"
+    second.release()  # its ETag is stale: run-c's lease stays
+    assert ledger.holder(key)["Owner"] == "run-c/1"
