@@ -78,7 +78,7 @@ def run_once(emulator: Any, n: int, subs: list[str], instances: int, shard_size:
         "ROTATION_SWEEP_SCHEDULE": "0 0 0 1 1 *",  # the app's timer trigger names it; not due here
     }
     os.environ.update(env)
-    wipe_storage(os.environ["AzureWebJobsStorage"])  # no memory of the last run (its writes, leases)
+    wipe_storage(env["AzureWebJobsStorage"])  # no memory of the last run (its writes, leases)
     forget_services()
     service = service_for_environment()
     hosts = [Instance(k, env, quiet=True) for k in range(1, instances + 1)]

@@ -180,10 +180,10 @@ def test_the_lease_generation_counts_every_acquisition(stack) -> None:
     first = ledger.acquire(key, "run-a/1")
     assert isinstance(first, Lease) and first.generation == 1
     first.release()
-    assert ledger.holder(key) is None and ledger.lease_row(key)["Generation"] == 1  # freed, kept
+    assert ledger.holder(key) is None and (ledger.lease_row(key) or {})["Generation"] == 1  # freed, kept
     second = ledger.acquire(key, "run-b/1")
     assert isinstance(second, Lease) and second.generation == 2 and second.taken_over_from is None
     third = ledger.acquire(key, "run-c/1")  # run-b's lease expired: taken over
     assert isinstance(third, Lease) and third.generation == 3 and third.taken_over_from == "run-b/1"
     second.release()  # its ETag is stale: run-c's lease stays
-    assert ledger.holder(key)["Owner"] == "run-c/1"
+    assert (ledger.holder(key) or {})["Owner"] == "run-c/1"
