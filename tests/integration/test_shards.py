@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import azure.functions as func
@@ -15,6 +16,7 @@ from azure.storage.queue import QueueClient
 import function_app
 from rotation.model.ids import parse_key_id
 from rotation.storage.ledger import Lease, Ledger
+from rotation.storage.shardbook import ShardEntry
 from tests import scenarios as s
 from tests.integration.cli_support import KEY, NEW, OLD, load_estate, run
 from tests.support.http import call
@@ -187,3 +189,18 @@ def test_the_lease_generation_counts_every_acquisition(stack) -> None:
     assert isinstance(third, Lease) and third.generation == 3 and third.taken_over_from == "run-b/1"
     second.release()  # its ETag is stale: run-c's lease stays
     assert (ledger.holder(key) or {})["Owner"] == "run-c/1"
+
+
+def test_shards_ending_at_once_are_each_counted_and_exactly_one_closes(stack) -> None:
+    """The ETag-guarded marks against Azurite: 24 shards report from 24 threads at once (each
+    twice, as a duplicate delivery would); every mark lands, one report closes the run."""
+    book = stack.service().shards.book
+    parent = "6f2c1d1e-1111-4a4a-8b8b-000000000024"
+    book.open(parent, [ShardEntry(i, f"run-{i}", s.SUB_A, 1) for i in range(1, 25)], fence=5)
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        results = list(
+            pool.map(lambda i: book.mark(parent, i, "succeeded", 5), [*range(1, 25), *range(1, 25)])
+        )
+    assert sum(r.closes for r in results) == 1 and sum(r.changed for r in results) == 24
+    assert (book.parent(parent) or {})["ShardMarks"] == "s" * 24
+    assert not book.mark(parent, 3, "failed", 4).changed  # a shard of another fence marks nothing
