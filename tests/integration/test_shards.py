@@ -15,6 +15,7 @@ from azure.storage.queue import QueueClient
 
 import function_app
 from rotation.model.ids import parse_key_id
+from rotation.storage.fence import hold
 from rotation.storage.ledger import Lease, Ledger
 from rotation.storage.shardbook import ShardEntry
 from tests import scenarios as s
@@ -204,3 +205,19 @@ def test_shards_ending_at_once_are_each_counted_and_exactly_one_closes(stack) ->
     assert sum(r.closes for r in results) == 1 and sum(r.changed for r in results) == 24
     assert (book.parent(parent) or {})["ShardMarks"] == "s" * 24
     assert not book.mark(parent, 3, "failed", 4).changed  # a shard of another fence marks nothing
+
+
+def test_sibling_shards_renew_one_lease_until_another_run_takes_it(stack) -> None:
+    service, key = stack.service(), parse_key_id(KEY)
+    parent = "6f2c1d1e-1111-4a4a-8b8b-000000000031"
+    ledger = Ledger(service.ledger.table, lease_seconds=0)  # expired at once: another run may take it
+    taken = ledger.acquire(key, f"{parent}/attempt")
+    assert isinstance(taken, Lease)
+    one, two = hold(ledger, key, parent, taken.generation), hold(ledger, key, parent, taken.generation)
+    assert one is not None and two is not None
+    assert one.renew() and two.renew() and one.renew() and not one.lost  # the ETag moved, the lease did not
+    assert hold(ledger, key, parent, taken.generation + 1) is None  # a fence it never had
+    other = ledger.acquire(key, "another-run/1")
+    assert isinstance(other, Lease) and other.generation == taken.generation + 1
+    assert not two.renew() and two.lost  # the generation moved: the shard stops starting work
+    assert hold(ledger, key, parent, taken.generation) is None
