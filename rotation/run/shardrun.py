@@ -15,7 +15,7 @@ from rotation.model.results import INTERRUPTED_EXIT, Plan, RunResult, count
 from rotation.run.sharding import add_up, by_subscription, closing_status, split
 from rotation.storage.audit import AuditStore, AuditTrail
 from rotation.storage.fence import parent_owns, release_parent
-from rotation.storage.ledger import Lease, Ledger, generation_of
+from rotation.storage.ledger import CONVERGED, Lease, Ledger, generation_of
 from rotation.storage.queue import enqueue, shard_fields
 from rotation.storage.shardbook import ShardBook, ShardEntry
 
@@ -146,6 +146,10 @@ def close(stores: ShardStores, request: RotationRequest, marks: str) -> None:
     )
     trail.flush()
     stores.book.closed(parent, status, totals, _EXIT.get(status, 0), request.request_id)
+    if row.get("EventId") and status in CONVERGED:  # a redelivered event is skipped, as for any run
+        stores.ledger.record_event(
+            str(row["EventId"]), outcome=status, run_id=parent, key_id=request.key_id, version=None
+        )
     if ours:
         release_parent(stores.ledger, request.key, parent, shard.fence)
     log.info("run %s closed by shard %d of %d: %s %s", parent, shard.index, shard.count, status, totals)

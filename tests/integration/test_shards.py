@@ -15,6 +15,8 @@ from azure.storage.queue import QueueClient
 
 import function_app
 from rotation.model.ids import parse_key_id
+from rotation.model.request import new_request
+from rotation.run.submit import submit
 from rotation.storage.fence import hold
 from rotation.storage.ledger import Lease, Ledger
 from rotation.storage.shardbook import ShardEntry
@@ -221,3 +223,16 @@ def test_sibling_shards_renew_one_lease_until_another_run_takes_it(stack) -> Non
     assert isinstance(other, Lease) and other.generation == taken.generation + 1
     assert not two.renew() and two.lost  # the generation moved: the shard stops starting work
     assert hold(ledger, key, parent, taken.generation) is None
+
+
+def test_a_sharded_event_run_marks_its_event_converged_when_it_closes(stack) -> None:
+    estate(stack)
+    service = stack.service()
+    request = new_request(parse_key_id(KEY), "event", "eventgrid", event_id="evt-sharded-1")
+    submit(service.requests_queue, service.runs, request)
+    [parent] = take(stack, 1)
+    deliver(parent)
+    assert service.ledger.converged("evt-sharded-1") is None  # not while its shards run
+    for message in take(stack, 3):
+        deliver(message)
+    assert (service.ledger.converged("evt-sharded-1") or {}).get("RunId") == request.request_id
