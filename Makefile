@@ -75,12 +75,14 @@ bench: install
 bench-10k: install
 	ROTATION_TIME_BUDGET_SECONDS=1500 timeout 1800 $(PY) bench/mixed_kinds.py --sizes 10000 --subscriptions 50 --throttled
 
-# one key's roll-out split over 1 and 2 processes by subscription (docs/scaling.md)
+# one key's run sharded over 1 and 2 instance processes through the queue (docs/scaling.md)
 bench-shards: install
-	timeout 1200 $(PY) bench/shards.py --n 3000 --subscriptions 30 --shards 1 2
+	timeout 1800 $(PY) bench/shards.py --n 3000 --subscriptions 30 --instances 1 2 --unsharded
 
+# make serve INSTANCES=K: K processes take the queue (the Functions host scaled out)
+INSTANCES ?= 1
 serve: install
-	$(PY) -m devstack serve --scenario emulator/scenarios/sample.json --env-file .env.emulator $(SERVE_ARGS)
+	$(PY) -m devstack serve --scenario emulator/scenarios/sample.json --env-file .env.emulator --instances $(INSTANCES) $(SERVE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV312) .venv-checkov node_modules .pytest_cache .ruff_cache

@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from devstack.instances import instance_main
 from devstack.serve import LocalStack, Options, banner, write_env
 from devstack.webhost import PortInUse, ensure_free
 from emulator.runtime import read_scenario_file
@@ -50,11 +51,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--lro-seconds", type=float, help="how long emulated ARM writes take (default 1)")
     serve.add_argument("--quiet", action="store_true", help="print only errors")
     serve.add_argument(
+        "--instances",
+        type=int,
+        default=int(os.environ.get("INSTANCES") or 1),
+        help="function app instances taking the queue (default 1, or INSTANCES): the host scaled out",
+    )
+    serve.add_argument(
         "--audit-log",
         default=os.environ.get("DEVSTACK_AUDIT_LOG", str(AUDIT_LOG)),
         help=f"where the app's audit JSON lines go (default {AUDIT_LOG}, or DEVSTACK_AUDIT_LOG; "
         "'-': this console, as Application Insights would show them)",
     )
+    instance = sub.add_parser("instance", help="one more instance on the app's queues (serve starts them)")
+    instance.add_argument("--name", default="instance")
+    instance.add_argument("--visibility-timeout", type=float)
+    instance.add_argument("--quiet", action="store_true", help="print only warnings and errors")
     return parser
 
 
@@ -71,6 +82,11 @@ def route_audit_lines(path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "instance":
+        return instance_main(args.name, args.visibility_timeout, quiet=args.quiet)
+    if args.instances < 1:
+        print("error: --instances must be 1 or more", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(message)s",
@@ -94,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         eventgrid_time_scale=args.eventgrid_time_scale,
         visibility_timeout=args.visibility_timeout,
         lro_seconds=args.lro_seconds,
+        instances=args.instances,
     )
     try:
         ensure_free(args.port)

@@ -15,6 +15,7 @@ from typing import Any
 from devstack.functions import index
 from devstack.functions_host import QueueHostSettings
 from devstack.infra import EventSubscription, event_subscription
+from devstack.instances import Instance
 from devstack.triggers import QueueListener, Timers
 from devstack.webhost import FunctionsWebHost, HostKeys
 from emulator.azurite import Azurite
@@ -35,6 +36,7 @@ class Options:
     visibility_timeout: float | None = None  # None: host.json's
     lro_seconds: float | None = None
     extra_settings: dict[str, str] = field(default_factory=dict)  # over the settings file's
+    instances: int = 1  # processes taking the queue (devstack/instances.py): the host scaled out
 
 
 def app_settings(path: Path | None) -> dict[str, str]:
@@ -110,6 +112,8 @@ class LocalStack:
             )
         for queue in functions.queues:
             self._parts.append(QueueListener(queue, os.environ[queue.connection], host_settings).start())
+        for number in range(2, options.instances + 1):  # this process is instance 1
+            self._parts.append(Instance(number, os.environ, options.visibility_timeout))
         timers = Timers(functions.timers)
         web = FunctionsWebHost(functions, self.keys, timers.fire)
         port = web.serve(options.port)
@@ -157,6 +161,7 @@ def banner(stack: LocalStack, env_file: Path | None) -> str:
         f"schedule x{stack.emulator.app.settings.event_grid_time_scale:g}, "
         f"dead letters in {spec.dead_letter_container}/{spec.name.upper()}/",
         f"emulator     : {env['EMULATOR_ADMIN_URL']}  (python -m emulator state|calls|fault|clock|timer)",
+        f"instances    : {stack.options.instances} on queue rotation-requests (this one serves HTTP and timers)",
         "",
         "# paste into a shell for the rotation CLI and the Azure SDKs (or source the env file):",
         *(f"export {k}={shlex.quote(v)}" for k, v in env.items()),

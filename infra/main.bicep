@@ -262,6 +262,11 @@ param rotationReportMaxAgeDays int = 365
 @maxValue(3650)
 param rotationRevertGuardDays int = 30
 
+@description('A run with more targets to update than this is split into shards on the queue that any instance takes (1-1000000; docs/scaling.md says why 2000).')
+@minValue(1)
+@maxValue(1000000)
+param rotationShardThreshold int = 2000
+
 @description('Event Grid custom topic endpoint for outcome events; empty turns them off.')
 param rotationOutcomeTopicEndpoint string = ''
 
@@ -437,6 +442,7 @@ module functionApp 'modules/function-app.bicep' = {
     waveRecheckSeconds: rotationWaveRecheckSeconds
     reportMaxAgeDays: rotationReportMaxAgeDays
     revertGuardDays: rotationRevertGuardDays
+    shardThreshold: rotationShardThreshold
   }
 }
 

@@ -116,6 +116,9 @@ class Settings:
     # arm: a list per kind and subscription; resourcegraph: one query across subscriptions;
     # auto: Resource Graph from discovery.GRAPH_FROM_SUBSCRIPTIONS subscriptions on
     discovery: str = "auto"
+    # A run with more `update` steps than this is split into shard requests on the queue
+    # (run/sharding.py); the default is the measured choice in docs/scaling.md.
+    shard_threshold: int = 2000
 
     def vault_allowed(self, host: str) -> bool:
         return host.lower() in self.allowed_vaults
@@ -347,4 +350,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         report_max_age_days=_int(env, "ROTATION_REPORT_MAX_AGE_DAYS", 365, 1, 3650),
         discovery=discovery,
         revert_guard_days=_int(env, "ROTATION_REVERT_GUARD_DAYS", 30, 0, 3650),
+        shard_threshold=_int(env, "ROTATION_SHARD_THRESHOLD", 2000, 1, 1_000_000),
     )

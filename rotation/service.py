@@ -14,10 +14,12 @@ from rotation.azure.kinds import all_kinds
 from rotation.config import Settings, load_settings
 from rotation.estate.report import REPORTS_CONTAINER
 from rotation.run.reconcile import Reconciler
+from rotation.run.shardrun import ShardStores
 from rotation.storage.audit import ANCHOR_CONTAINER, AUDIT_TABLE, AuditStore
 from rotation.storage.ledger import LEDGER_TABLE, Ledger
 from rotation.storage.queue import POISON_QUEUE, REQUESTS_QUEUE
 from rotation.storage.runs import RUNS_TABLE, RunStore
+from rotation.storage.shardbook import ShardBook
 
 if TYPE_CHECKING:
     from rotation.azure.clients import Clients
@@ -91,8 +93,20 @@ class Service:
         return Ledger(self.clients.tables().get_table_client(LEDGER_TABLE), self.settings.lease_seconds)
 
     @cached_property
+    def shards(self) -> ShardStores:
+        """Where a large run hands out its shards and where they report (run/shardrun.py)."""
+        return ShardStores(self.audit, ShardBook(self.runs.table), self.ledger, self.requests_queue)
+
+    @cached_property
     def reconciler(self) -> Reconciler:
-        return Reconciler(self.settings, self.clients, audit=self.audit, runs=self.runs, ledger=self.ledger)
+        return Reconciler(
+            self.settings,
+            self.clients,
+            audit=self.audit,
+            runs=self.runs,
+            ledger=self.ledger,
+            shards=self.shards,
+        )
 
     @property
     def requests_queue(self):

@@ -71,6 +71,7 @@ param waveSoakMinutes int = 0
 param waveRecheckSeconds int = 300
 param reportMaxAgeDays int = 365
 param revertGuardDays int = 30
+param shardThreshold int = 2000
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225: zone redundancy is a parameter (zoneRedundant), off by default because not every region has zones
@@ -269,6 +270,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ROTATION_REVERT_GUARD_DAYS'
           value: string(revertGuardDays)
+        }
+        {
+          name: 'ROTATION_SHARD_THRESHOLD'
+          value: string(shardThreshold)
         }
       ]
     }

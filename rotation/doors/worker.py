@@ -44,9 +44,11 @@ from rotation.model.errors import RotationError
 from rotation.model.request import InvalidRequest, RotationRequest
 from rotation.model.results import RunResult
 from rotation.run.allowed import not_allowed
+from rotation.run.shardrun import shard_ended, stop_fenced
 from rotation.run.stopping import Stop
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
+from rotation.storage.fence import hold
 from rotation.storage.ledger import Lease, LeaseHeld, lease_owner
 from rotation.storage.queue import MAX_MESSAGE_BYTES, decode, encode, enqueue
 
@@ -135,6 +137,8 @@ def run_request(service: Service, request: RotationRequest, *, attempt: int = 1)
     if forbidden:  # e.g. queued before the allow-list was narrowed: never acted on
         quarantine(service, encode(request), forbidden, None)
         return None
+    if request.shard is not None:
+        return run_shard(service, request, attempt)
     if request.source == "event" and (earlier := service.ledger.converged(request.event_id)):
         skip_duplicate(service, request, earlier)
         return None
@@ -142,6 +146,10 @@ def run_request(service: Service, request: RotationRequest, *, attempt: int = 1)
     if isinstance(lease, LeaseHeld):
         wait_for_lease(service, request, lease)
         return None
+    return _counted(service, request, attempt, lease)
+
+
+def _counted(service: Service, request: RotationRequest, attempt: int, lease: Lease) -> RunResult:
     lease.keep_alive()
     with _host.lock:
         _host.running += 1  # a SIGTERM ends the process only once this run is closed and requeued
@@ -152,12 +160,33 @@ def run_request(service: Service, request: RotationRequest, *, attempt: int = 1)
             _host.running -= 1
 
 
+def run_shard(service: Service, request: RotationRequest, attempt: int) -> RunResult | None:
+    """A shard of a large run (run/sharding.py), under its parent's lease while the fence holds.
+    A stale fence stops it without writing; a replayed shard (its parent's lease gone) takes
+    the key's lease as a new generation for its own targets, or waits for it like any run."""
+    shard = request.shard
+    assert shard is not None
+    lease: Lease | LeaseHeld | None = hold(service.ledger, request.key, shard.parent_run_id, shard.fence)
+    if lease is None and request.source != "replay":
+        stop_fenced(service.shards, request)
+        return None
+    if lease is None:
+        lease = service.ledger.acquire(request.key, owner=lease_owner(request.request_id))
+    if isinstance(lease, LeaseHeld):
+        wait_for_lease(service, request, lease)
+        return None
+    service.shards.book.note(shard.parent_run_id, shard.index, "running")
+    return _counted(service, request, attempt, lease)
+
+
 def _run_held(service: Service, request: RotationRequest, attempt: int, lease: Lease) -> RunResult:
     try:
         result = service.reconciler.run(request, attempt=attempt, lease=lease, stop=_host.stop)
     finally:
         lease.release()
     log.info("run %s for %s: %s", result.run_id, result.key_id, result.status)
+    if request.shard is not None:
+        shard_ended(service.shards, request, result, attempt)
     if request.event_id and not request.dry_run and result.status in ("succeeded", "needs-attention"):
         service.ledger.record_event(
             request.event_id,

@@ -4,6 +4,7 @@ reaches a Key Vault URL, an ARM path or a Table query."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
@@ -202,3 +203,13 @@ def parse_resource_id(text: str, expected_types: Collection[str] | None) -> Reso
         raise InvalidId(f"resource id {text!r}: type {full_type} is not one of {', '.join(expected_types)}")
     provider, rtype = canonical.split("/")
     return ResourceId(match["sub"].lower(), match["rg"], provider, rtype, match["name"])
+
+
+# Shard run ids follow from the parent's run id, its lease generation (fence) and the shard's
+# place (uuid5): a replayed shard continues the same run, and `audit verify` finds a parent's
+# shards without a listing.
+_SHARD_IDS = uuid.UUID("5b1d3c2e-7a43-4f0e-9d51-3c5f0e6a2b17")
+
+
+def shard_run_id(parent_run_id: str, fence: int, index: int) -> str:
+    return str(uuid.uuid5(_SHARD_IDS, f"{parent_run_id}/{fence}/{index}"))

@@ -19,6 +19,17 @@ class InvalidRequest(RotationError, ValueError):
 
 
 @dataclass(frozen=True)
+class Shard:
+    """What makes a request one shard of a large run (run/sharding.py): the parent run, its
+    place among the parent's shards (from 1), and the parent's lease generation (`fence`)."""
+
+    parent_run_id: str
+    index: int
+    count: int
+    fence: int
+
+
+@dataclass(frozen=True)
 class RotationRequest:
     key_id: str  # versionless
     source: str
@@ -31,6 +42,7 @@ class RotationRequest:
     targets: tuple[str, ...] | None = None
     enqueued_at: str = field(default_factory=utc_now)
     lease_waits: int = 0
+    shard: Shard | None = None  # set on a shard of a large run
 
     @property
     def key(self) -> KeyRef:

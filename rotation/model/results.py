@@ -145,6 +145,7 @@ class RunResult:
     requeue_after: int | None = None  # soaking between waves: continue after this many seconds
     soaking: bool = False  # held for a canary-wave soak (requeued, or another request carries on)
     interrupted: str | None = None  # SIGINT, SIGTERM or TimeBudgetExhausted: why the run stopped early
+    shards: int | None = None  # its `update` steps were handed to this many shards on the queue
 
     @property
     def status(self) -> str:
@@ -156,6 +157,8 @@ class RunResult:
             return "interrupted"
         if self.error is not None:
             return "failed"
+        if self.shards:
+            return "sharded"  # the shards carry on; the last of them closes the run
         if any(s.outcome == "failed" for s in self.steps):
             return "failed"
         if self.soaking and self.halted is None:
@@ -217,6 +220,7 @@ class RunResult:
             "halted": self.halted,
             "requeueAfterSeconds": self.requeue_after,
             "interrupted": self.interruption(),
+            "shards": self.shards,
             "steps": [s.to_dict() for s in self.steps],
         }
 

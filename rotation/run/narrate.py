@@ -8,11 +8,12 @@ from typing import Any
 
 from rotation.model.decisions import UPDATE
 from rotation.model.events import EXPIRED
-from rotation.model.request import RotationRequest
+from rotation.model.request import RotationRequest, Shard
 from rotation.model.results import Plan, RunResult, count
 from rotation.run.stopping import INTERRUPTED
 from rotation.storage.audit import AuditTrail
 from rotation.storage.ledger import Lease
+from rotation.storage.queue import shard_fields
 
 
 def record_started(
@@ -29,6 +30,7 @@ def record_started(
             "eventVersion": request.event_version,
             "targets": len(request.targets) if request.targets is not None else None,
             "leaseWaits": request.lease_waits,
+            **(shard_fields(request.shard) if request.shard else {}),  # the parent it is a shard of
         },
     )
     if lease is not None:
@@ -51,7 +53,18 @@ def record_expired_event(request: RotationRequest, plan: Plan, trail: AuditTrail
         )
 
 
-def record_plan(plan: Plan, trail: AuditTrail, result: RunResult, *, writes: bool = True) -> None:
+def _pinned(plan: Plan, trail: AuditTrail, shard: Shard | None) -> dict[str, Any]:
+    """What the `plan` record pins: its plan document; a shard's is its parent's (the run
+    plans once), and the shard's own steps are re-read subsets of it."""
+    if shard is not None:
+        return {"parentRunId": shard.parent_run_id, "shard": shard.index, "steps": len(plan.steps)}
+    document = trail.attach_plan(plan_document(plan))
+    return {"planDocument": document.name, "planDigest": document.digest, "steps": document.steps}
+
+
+def record_plan(
+    plan: Plan, trail: AuditTrail, result: RunResult, *, writes: bool = True, shard: Shard | None = None
+) -> None:
     """`writes`: the run goes on to apply the plan (not a dry run)."""
     result.desired_version = plan.desired_version
     result.discovery_errors = list(plan.discovery_errors)
@@ -75,7 +88,6 @@ def record_plan(plan: Plan, trail: AuditTrail, result: RunResult, *, writes: boo
             message="requested target does not use this key (or no longer exists)",
         )
         result.notes.append(f"{target} does not use {plan.key.versionless_id}")
-    document = trail.attach_plan(plan_document(plan))
     plan_record = trail.record(
         "plan",
         toVersion=plan.desired_version,
@@ -83,9 +95,7 @@ def record_plan(plan: Plan, trail: AuditTrail, result: RunResult, *, writes: boo
         detail={
             "summary": count(s.action for s in plan.steps),
             "currentVersion": plan.state.current_version,
-            "planDocument": document.name,
-            "planDigest": document.digest,
-            "steps": document.steps,
+            **_pinned(plan, trail, shard),
         },
     )
     # Durable before any write: the records so far and the plan document the `plan` record
@@ -138,7 +148,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
 def record_findings(request: RotationRequest, plan: Plan, trail: AuditTrail, result: RunResult) -> None:
     """The plan and what came with it, and an expired-version incident. The plan is durable
     before any write (record_plan checkpoints it); the rest is written behind."""
-    record_plan(plan, trail, result, writes=not request.dry_run)
+    record_plan(plan, trail, result, writes=not request.dry_run, shard=request.shard)
     if request.event_type == EXPIRED:
         record_expired_event(request, plan, trail)
 

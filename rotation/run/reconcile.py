@@ -38,6 +38,8 @@ from rotation.run.narrate import record_findings, record_finished, record_interr
 from rotation.run.planner import make_plan
 from rotation.run.renewal import KeyMaintenance, RenewalFailed
 from rotation.run.reverts import RevertWatch
+from rotation.run.sharding import MAX_SHARD_TARGETS, wants_shards
+from rotation.run.shardrun import ShardStores, hand_out
 from rotation.run.stopping import Stop
 from rotation.run.unfinished import account_for_unfinished
 from rotation.storage.audit import AuditStore, AuditTrail, AuditUnavailable
@@ -69,8 +71,10 @@ class Reconciler:
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] = time.sleep,  # the waits between retries of a call
         monotonic: Callable[[], float] = time.monotonic,
+        shards: ShardStores | None = None,  # where a large run hands out its shards (None: never)
     ) -> None:
         self.settings = settings
+        self.shards = shards
         self.monotonic = monotonic  # the run's budget clock (tests inject one)
         self.clients = clients
         self.audit = audit
@@ -133,8 +137,11 @@ class Reconciler:
         result; only an unwritable audit trail raises (AuditUnavailable). `stop` (a signal) or
         the end of the time budget closes the run as `interrupted`, its writes recorded."""
         key = request.key
-        # Only a lease holder moves the key's chain head: runs without a lease (dry runs) link to it.
-        trail = AuditTrail.for_request(self.audit, request, advance_key_head=lease is not None)
+        # Only a lease holder moves the key's chain head: runs without a lease (dry runs) link to
+        # it, and so do shards (they run side by side under their parent's lease).
+        trail = AuditTrail.for_request(
+            self.audit, request, advance_key_head=lease is not None and request.shard is None
+        )
         result = RunResult(run_id=request.request_id, key_id=key.versionless_id, dry_run=request.dry_run)
         if self.runs:
             self.runs.started(
@@ -205,6 +212,9 @@ class Reconciler:
             result.steps = [result_of(s, "planned" if s.action == UPDATE else "skipped") for s in plan.steps]
             return self._finish(result, trail)
         self.reverts.record(request.key, reverted, trail, plan.desired_version)
+        if self._shards_wanted(request, plan, lease):
+            assert lease is not None
+            return self._hand_out(request, plan, trail, result, lease)
         context = ApplyContext(request.request_id, request.actor, deadline)
         writer = (
             StepRowWriter(self.runs, result.run_id, [s.target for s in plan.steps]) if self.runs else None
@@ -229,6 +239,39 @@ class Reconciler:
             return self._interrupt(result, trail, None, written)
         return self._finish(result, trail, written)
 
+    def _shards_wanted(self, request: RotationRequest, plan: Plan, lease: Lease | None) -> bool:
+        return (
+            self.shards is not None
+            and lease is not None
+            and request.shard is None
+            and wants_shards(plan.steps, self.settings.shard_threshold)
+        )
+
+    def _hand_out(
+        self, request: RotationRequest, plan: Plan, trail: AuditTrail, result: RunResult, lease: Lease
+    ) -> RunResult:
+        """Too many targets for one instance: the steps that need no write are this run's; the
+        `update` steps go to shards on the queue, and the last shard to end closes the run."""
+        assert self.shards is not None
+        result.steps = [result_of(s, "skipped") for s in plan.steps if s.action != UPDATE]
+        own_status = result.status
+        if self.runs:  # before the shards exist: the closing shard's record comes after this one
+            self.runs.finished(
+                result.run_id,
+                {
+                    "status": "sharded",
+                    "ownStatus": own_status,
+                    "desiredVersion": result.desired_version,
+                    "summary": count(s.outcome for s in result.steps),
+                    "notes": result.notes,
+                },
+                [s.to_dict() for s in result.steps],
+            )
+        size = min(self.settings.shard_threshold, MAX_SHARD_TARGETS)
+        result.shards = hand_out(self.shards, request, plan, trail, lease, size)
+        result.notes.append(f"sharded: {result.shards} shard(s) queued on rotation-requests")
+        return result
+
     def _budget_seconds(self) -> float:
         """The run's budget: the setting, or less when the door's own budget ends sooner."""
         seconds = self.settings.time_budget_seconds
@@ -245,8 +288,11 @@ class Reconciler:
         deadline: Deadline,
         lease: Lease | None,
     ) -> Maintain:
-        """Near-expiry renewal and the expiry step, between reading the key and planning."""
+        """Near-expiry renewal and the expiry step, between reading the key and planning (by
+        the run that holds the key: a shard's parent did it)."""
         key = request.key
+        if request.shard is not None:
+            return lambda state: state
 
         def maintain(state: KeyState) -> KeyState:
             client = self.clients.keys(key.vault_url)

@@ -2,9 +2,11 @@
 
 Lease (PartitionKey "lease", RowKey the key's slug): taken by inserting the row (it fails if
 someone holds it), renewed and released with the row's ETag, taken over with the ETag once
-expired. Two runs that race for an expired lease both read the same ETag; only one update
-can win, so runs for one key take turns, and near-expiry creates one version however many
-deliveries race.
+expired or freed. Two runs that race for an expired lease both read the same ETag; only one
+update can win, so runs for one key take turns, and near-expiry creates one version however
+many deliveries race. The row's `Generation` counts acquisitions (a release frees the row
+rather than deleting it, so the count survives): it is the fence a sharded run's shards carry
+(a shard whose fence is no longer the row's generation stops).
 """
 
 from __future__ import annotations
@@ -87,24 +89,20 @@ class Lease:
         etag: str,
         taken_at: datetime,
         taken_over_from: str | None,
+        generation: int = 1,
     ) -> None:
         self.ledger, self.key, self.owner = ledger, key, owner
         self.etag = etag
         self.taken_at = taken_at
         self.taken_over_from = taken_over_from
+        self.generation = generation
         self.lost = False
+        self.handed_off = False  # a sharded run's shards keep the lease now (release is theirs)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def renew(self) -> bool:
-        entity = {
-            "PartitionKey": LEASE,
-            "RowKey": key_slug(self.key),
-            "Owner": self.owner,
-            "KeyId": self.key.versionless_id,
-            "TakenAt": iso(self.taken_at),
-            "ExpiresAt": iso(_now() + timedelta(seconds=self.ledger.lease_seconds)),
-        }
+        entity = lease_entity(self.key, self.owner, self.taken_at, self.ledger.lease_seconds, self.generation)
         try:
             meta = self.ledger.table.update_entity(
                 entity,
@@ -137,18 +135,22 @@ class Lease:
         self._thread.start()
         return self
 
-    def release(self) -> None:
+    def stop_renewing(self) -> None:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
-        if self.lost:
+
+    def hand_off(self) -> None:
+        """The run was split into shards: they renew the lease under its generation from now on,
+        and the last of them releases it (run/sharding.py), so this holder lets it be."""
+        self.stop_renewing()
+        self.handed_off = True
+
+    def release(self) -> None:
+        self.stop_renewing()
+        if self.lost or self.handed_off:
             return
-        try:
-            self.ledger.table.delete_entity(
-                LEASE, key_slug(self.key), etag=self.etag, match_condition=MatchConditions.IfNotModified
-            )
-        except (ResourceNotFoundError, HttpResponseError) as exc:
-            log.info("lease release for %s: %s", self.key.versionless_id, getattr(exc, "status_code", exc))
+        self.ledger.free(self.key, self.etag, self.generation)
 
 
 class Ledger:
@@ -161,27 +163,21 @@ class Ledger:
         """Take the key's lease for `owner`, or say who holds it until when."""
         key = key.versionless()
         now = _now()
-        entity = {
-            "PartitionKey": LEASE,
-            "RowKey": key_slug(key),
-            "Owner": owner,
-            "KeyId": key.versionless_id,
-            "TakenAt": iso(now),
-            "ExpiresAt": iso(now + timedelta(seconds=self.lease_seconds)),
-        }
         try:
-            meta = self.table.create_entity(entity)
+            meta = self.table.create_entity(lease_entity(key, owner, now, self.lease_seconds, 1))
             return Lease(self, key, owner, meta["etag"], now, None)
         except ResourceExistsError:
             pass
         try:
             current = self.table.get_entity(LEASE, key_slug(key))
-        except ResourceNotFoundError:  # released in between: try once more from the start
+        except ResourceNotFoundError:  # deleted in between: try once more from the start
             return self.acquire(key, owner)
         expires = parse_iso(current["ExpiresAt"])
-        holder = current.get("Owner", "")
-        if holder != owner and expires > now:
+        holder = current.get("Owner") or ""
+        if holder and holder != owner and expires > now:
             return LeaseHeld(holder, expires)
+        generation = generation_of(current) + 1
+        entity = lease_entity(key, owner, now, self.lease_seconds, generation)
         try:
             meta = self.table.update_entity(
                 entity,
@@ -194,11 +190,38 @@ class Ledger:
                 latest = self.table.get_entity(LEASE, key_slug(key))
                 return LeaseHeld(latest.get("Owner", ""), parse_iso(latest["ExpiresAt"]))
             raise
-        return Lease(self, key, owner, meta["etag"], now, None if holder == owner else holder)
+        previous = None if holder in ("", owner) else holder
+        return Lease(self, key, owner, meta["etag"], now, previous, generation)
+
+    def free(self, key: KeyRef, etag: str, generation: int) -> None:
+        """Give the lease back: the row stays, without an owner, so its generation keeps counting."""
+        entity = {
+            "PartitionKey": LEASE,
+            "RowKey": key_slug(key),
+            "Owner": "",
+            "KeyId": key.versionless_id,
+            "ExpiresAt": iso(_now()),
+            "Generation": generation,
+        }
+        try:
+            self.table.update_entity(
+                entity, mode=update_mode().REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        except HttpResponseError as exc:  # taken over or freed already: nothing of ours to give
+            log.info("lease release for %s: %s", key.versionless_id, exc.status_code)
 
     def holder(self, key: KeyRef) -> dict[str, Any] | None:
+        """The lease row while someone holds it (None when free)."""
         try:
-            return dict(self.table.get_entity(LEASE, key_slug(key.versionless())))
+            row = dict(self.table.get_entity(LEASE, key_slug(key.versionless())))
+        except ResourceNotFoundError:
+            return None
+        return row if row.get("Owner") else None
+
+    def lease_row(self, key: KeyRef) -> Any | None:
+        """The lease row as stored, held or free, with its ETag (None: never taken)."""
+        try:
+            return self.table.get_entity(LEASE, key_slug(key.versionless()))
         except ResourceNotFoundError:
             return None
 
@@ -328,3 +351,23 @@ class Ledger:
                 return False
             raise
         return True
+
+
+def lease_entity(
+    key: KeyRef, owner: str, taken_at: datetime, seconds: int, generation: int
+) -> dict[str, Any]:
+    return {
+        "PartitionKey": LEASE,
+        "RowKey": key_slug(key),
+        "Owner": owner,
+        "KeyId": key.versionless_id,
+        "TakenAt": iso(taken_at),
+        "ExpiresAt": iso(_now() + timedelta(seconds=seconds)),
+        "Generation": generation,
+    }
+
+
+def generation_of(row: Mapping[str, Any]) -> int:
+    """The row's acquisition count (rows written before generations count as 0)."""
+    value = row.get("Generation")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from rotation.model.ids import InvalidId, parse_key_id, parse_resource_id
-from rotation.model.request import SOURCES, InvalidRequest, RotationRequest
+from rotation.model.request import SOURCES, InvalidRequest, RotationRequest, Shard
 from rotation.model.times import utc_now
 
 if TYPE_CHECKING:
@@ -36,7 +36,9 @@ _FIELDS = {
     "targets",
     "enqueuedAt",
     "leaseWaits",
+    *("parentRunId", "shard", "shards", "fence"),  # a shard of a large run (all four, or none)
 }
+_SHARD_FIELDS = ("parentRunId", "shard", "shards", "fence")
 
 
 def to_message(request: RotationRequest) -> dict[str, Any]:
@@ -54,7 +56,37 @@ def to_message(request: RotationRequest) -> dict[str, Any]:
         "targets": list(raw["targets"]) if raw["targets"] is not None else None,
         "enqueuedAt": raw["enqueued_at"],
         "leaseWaits": raw["lease_waits"],
+        **(shard_fields(request.shard) if request.shard else {}),
     }
+
+
+def shard_fields(shard: Shard) -> dict[str, Any]:
+    """A shard's fields in the message (and in its first audit record)."""
+    return {
+        "parentRunId": shard.parent_run_id,
+        "shard": shard.index,
+        "shards": shard.count,
+        "fence": shard.fence,
+    }
+
+
+def _shard_of(data: dict[str, Any]) -> Shard | None:
+    present = [name for name in _SHARD_FIELDS if name in data]
+    if not present:
+        return None
+    if len(present) != len(_SHARD_FIELDS):
+        missing = sorted(set(_SHARD_FIELDS) - set(present))
+        raise InvalidRequest(f"a shard names all of {list(_SHARD_FIELDS)}; missing {missing}")
+    try:
+        parent = str(uuid.UUID(str(data["parentRunId"])))
+    except ValueError:
+        raise InvalidRequest("parentRunId must be a UUID") from None
+    numbers = [data["shard"], data["shards"], data["fence"]]
+    if any(type(n) is not int or n < 1 for n in numbers):
+        raise InvalidRequest("shard, shards and fence must be positive integers")
+    if data["shard"] > data["shards"]:
+        raise InvalidRequest("shard must not exceed shards")
+    return Shard(parent, data["shard"], data["shards"], data["fence"])
 
 
 def encode(request: RotationRequest) -> str:
@@ -123,6 +155,9 @@ def decode(body: bytes | str, accepted_types: Collection[str]) -> RotationReques
     waits = data.get("leaseWaits", 0)
     if type(waits) is not int or waits < 0:
         raise InvalidRequest("leaseWaits must be a non-negative integer")
+    shard = _shard_of(data)
+    if shard is not None and (targets is None or data["dryRun"]):
+        raise InvalidRequest("a shard names its targets and is not a dry run")
     return RotationRequest(
         key_id=key.versionless_id,
         source=data["source"],
@@ -135,6 +170,7 @@ def decode(body: bytes | str, accepted_types: Collection[str]) -> RotationReques
         targets=targets,
         enqueued_at=str(data.get("enqueuedAt") or utc_now()),
         lease_waits=waits,
+        shard=shard,
     )
 
 

@@ -191,15 +191,10 @@ class RunStore:
         run = next((e for e in entities if e["RowKey"] == _RUN_ROW), None)
         if run is None:
             return None
-        result: dict[str, Any] = {"runId": run_id}
-        for column, value in run.items():
-            if column in ("PartitionKey", "RowKey"):
-                continue
-            name = column[0].lower() + column[1:]
-            if isinstance(value, str) and value[:1] in "[{":
-                with contextlib.suppress(ValueError):
-                    value = json.loads(value)
-            result[name] = value
+        result: dict[str, Any] = {"runId": run_id, **camel_row(run)}
+        shards = [e for e in entities if e["RowKey"].startswith("shard-")]  # a sharded run's
+        if shards:
+            result["shards"] = [{"shard": int(e["RowKey"][6:]), **camel_row(e)} for e in shards]
         rows = [e for e in entities if e["RowKey"].startswith("step-")] + self._steps_after(run_id, 0)
         steps = sorted(rows, key=lambda e: e["RowKey"])
         result["steps"] = [
@@ -227,6 +222,19 @@ class RunStore:
             select=["PartitionKey", "RowKey"],
         )
         return [*self._steps_after(run_id, count), *legacy]
+
+
+def camel_row(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's columns in the API's camelCase, JSON columns read back, keys left out."""
+    shown: dict[str, Any] = {}
+    for column, value in entity.items():
+        if column in ("PartitionKey", "RowKey"):
+            continue
+        if isinstance(value, str) and value[:1] in "[{":
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        shown[column[0].lower() + column[1:]] = value
+    return shown
 
 
 def step_partition(run_id: str, index: int) -> str:

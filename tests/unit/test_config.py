@@ -61,6 +61,8 @@ def test_concurrency_is_auto_or_a_fixed_width(text: str, width: int, follows: bo
         ({"AZURE_CLIENT_ID": "me"}, "AZURE_CLIENT_ID"),
         ({"ROTATION_REVERT_GUARD_DAYS": "-1"}, "ROTATION_REVERT_GUARD_DAYS"),
         ({"ROTATION_REVERT_GUARD_DAYS": "a month"}, "ROTATION_REVERT_GUARD_DAYS"),
+        ({"ROTATION_SHARD_THRESHOLD": "0"}, "ROTATION_SHARD_THRESHOLD"),
+        ({"ROTATION_SHARD_THRESHOLD": "many"}, "ROTATION_SHARD_THRESHOLD"),
         ({"AzureWebJobsStorage": ""}, "AzureWebJobsStorage"),
     ],
 )
@@ -127,6 +129,7 @@ def test_local_settings_sample_is_complete_and_valid() -> None:
         "ROTATION_DEFER_TO_KEY_POLICY",
         "ROTATION_OUTCOME_TOPIC_ENDPOINT",
         "ROTATION_REVERT_GUARD_DAYS",
+        "ROTATION_SHARD_THRESHOLD",
         "AzureWebJobsStorage",
         "AZURE_CLIENT_ID",
     ]

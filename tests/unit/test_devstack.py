@@ -392,3 +392,9 @@ def test_serve_on_a_busy_port_names_it_and_how_to_pick_another() -> None:
     [line] = ran.stderr.strip().splitlines()
     assert f"127.0.0.1:{port} is already in use" in line and "--port" in line
     assert "Errno" not in line
+
+
+def test_serve_refuses_fewer_than_one_instance() -> None:
+    from devstack.__main__ import main
+
+    assert main(["serve", "--instances", "0", "--port", "0", "--audit-log", "-"]) == 2

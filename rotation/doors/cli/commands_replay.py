@@ -24,6 +24,8 @@ from rotation.doors.cli.context import (
 )
 from rotation.doors.cli.output import emit, output_options
 from rotation.doors.cli.render import print_item, print_items, print_replay_outcome
+from rotation.run.shardrun import shard_ended
+from rotation.storage.fence import hold
 
 if TYPE_CHECKING:
     from rotation.doors.replay import FailedItem, Selection
@@ -235,11 +237,15 @@ def replay_command(
     results: dict[str, RunResult] = {}
 
     def run(request: RotationRequest) -> RunResult:
-        lease = take_lease(service, request)
+        shard = request.shard  # a shard: its parent's lease while its fence holds, else the key's
+        held = hold(service.ledger, request.key, shard.parent_run_id, shard.fence) if shard else None
+        lease = held or take_lease(service, request)
         try:
             results[request.request_id] = service.reconciler.run(request, lease=lease)
         finally:
             lease.release()
+        if shard is not None:
+            shard_ended(service.shards, request, results[request.request_id], 1)
         continue_later(service, request, results[request.request_id])  # a soak: the queue carries on
         return results[request.request_id]
 

@@ -72,6 +72,8 @@ def request_for(item: FailedItem, operator: str) -> RotationRequest:
             "targets": original.targets,
             "dry_run": original.dry_run,
         }
+        if original.shard is not None:  # still that run's shard: the same run id and fence
+            fields |= {"shard": original.shard, "request_id": original.request_id}
     return new_request(key, "replay", operator, **fields)
 
 

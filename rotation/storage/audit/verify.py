@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from rotation.model.ids import shard_run_id
 from rotation.storage.audit.record import UnknownScheme, canonical_hash, key_slug, to_entity
 from rotation.storage.audit.store import AuditStore, anchor_count, anchor_name
 
@@ -87,6 +88,7 @@ def verify(
         findings.extend(_verify_plans(store, run))
     for run in runs.values():
         findings.extend(_verify_link(store, run, anchors, runs))
+        findings.extend(_verify_shards(store, run, runs))
     findings.extend(_verify_copies(runs))
     if run_ids is None:
         findings.extend(_verify_heads(store, anchors))
@@ -339,6 +341,45 @@ def _verify_link(store: AuditStore, run: _Run, anchors: Anchors, runs: dict[str,
         yield Finding(
             run.run_id, "broken-link", f"its first record does not chain to any record of run {prev_run}"
         )
+
+
+def _verify_shards(store: AuditStore, run: _Run, runs: dict[str, _Run]) -> Iterator[Finding]:
+    """A sharded run (its `run-sharded` record) is closed by a `run-finished` after it, once
+    every shard ended; until then, each shard that has no trail, or whose trail has not ended
+    as the parent counts an ending, is named. A shard names its parent in its first record:
+    that parent must have sharded."""
+    rows = [record for _, record in sorted(run.rows, key=lambda item: item[1].get("seq", 0))]
+    first = rows[0] if rows else {}
+    parent = (first.get("detail") or {}).get("parentRunId") if first.get("kind") == "run-started" else None
+    if isinstance(parent, str) and parent not in runs and not store.latest_anchor(parent):
+        yield Finding(run.run_id, "orphan-shard", f"it names parent run {parent}, which has no trail")
+    sharded = next((r for r in reversed(rows) if r.get("kind") == "run-sharded"), None)
+    if sharded is None or any(r.get("kind") == "run-finished" and r["seq"] > sharded["seq"] for r in rows):
+        return
+    detail = sharded.get("detail") or {}
+    count, fence = detail.get("shards"), detail.get("fence")
+    if not isinstance(count, int) or not isinstance(fence, int):
+        yield Finding(run.run_id, "malformed", "its run-sharded record does not say how many shards")
+        return
+    ids = [shard_run_id(run.run_id, fence, i) for i in range(1, count + 1)]
+    missing = [i for i in ids if i not in runs]
+    found: Anchors = {i: runs[i].rows for i in ids if i in runs} | store.all_records(missing)
+    open_shards = []
+    for index, shard_id in enumerate(ids, start=1):
+        trail = sorted((r for _, r in found.get(shard_id, [])), key=lambda r: r.get("seq", 0))
+        kinds = [(r.get("kind"), r.get("outcome")) for r in trail]
+        ended = kinds and (
+            kinds[-1][0] == "shard-fenced" or (kinds[-1][0] == "run-finished" and kinds[-1][1] != "failed")
+        )
+        if not ended:
+            state = "no trail" if not kinds else f"last record {kinds[-1][0]} ({kinds[-1][1]})"
+            open_shards.append(f"shard {index} ({shard_id}): {state}")
+    yield Finding(
+        run.run_id,
+        "unfinished-shards",
+        f"the run was sharded into {count} shard(s) and is not closed; "
+        + "; ".join(open_shards[:20] or ["all shards ended, the close is missing"]),
+    )
 
 
 def _fingerprint(run: _Run) -> str | None:

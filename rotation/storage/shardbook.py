@@ -1,0 +1,180 @@
+"""Where a sharded run's shards stand, in table `RotationRuns` (run/sharding.py).
+
+The parent's run row (PartitionKey the parent's run id, RowKey "run") holds `Shards` (how
+many) and `ShardMarks`, one character per shard: "." while it has not ended, else the first
+letter of how it ended (s succeeded, n needs-attention, b blocked, f failed, x fenced). A shard
+that ends changes its character with the row's ETag (If-Match): of several shards ending at
+once each update either lands whole or is read again, so every transition is counted once, and
+exactly one of them makes the last "." go: that shard closes the run. Each shard also has a row
+of its own beside the parent's (`shard-00001`, ...) with its run id and summary, which the
+closing shard adds up and `GET /api/rotations/{runId}` lists.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from rotation.model.times import utc_now
+from rotation.storage.runs import camel_row, upsert
+from rotation.storage.tablebatch import MAX_OPERATIONS, submit_transaction
+from rotation.storage.tables import update_mode
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+RUN_ROW = "run"
+PENDING = "."
+MARKS = {"succeeded": "s", "needs-attention": "n", "blocked": "b", "failed": "f", "fenced": "x"}
+_TRIES = 50  # ETag conflicts in a row before giving up (each is another shard's update landing)
+
+
+class BookConflict(Exception):
+    """The parent's row kept changing under this shard's update (retried by the queue)."""
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    index: int  # from 1
+    run_id: str
+    subscription: str
+    targets: int
+
+
+@dataclass(frozen=True)
+class Marked:
+    """What one shard's report did: `closes` is true for the report that ended the last shard
+    (or changed an ended run's outcome: a replayed shard)."""
+
+    changed: bool
+    closes: bool
+    marks: str
+
+
+def shard_row_key(index: int) -> str:
+    return f"shard-{index:05d}"
+
+
+class ShardBook:
+    def __init__(self, table: TableClient) -> None:
+        self.table = table
+
+    def open(self, parent_run_id: str, entries: Sequence[ShardEntry], fence: int) -> None:
+        """One row per shard (queued), then the parent's count and marks."""
+        rows = [
+            {
+                "PartitionKey": parent_run_id,
+                "RowKey": shard_row_key(e.index),
+                "RunId": e.run_id,
+                "Subscription": e.subscription,
+                "Targets": e.targets,
+                "Status": "queued",
+            }
+            for e in entries
+        ]
+        for start in range(0, len(rows), MAX_OPERATIONS):
+            submit_transaction(self.table, [upsert(r) for r in rows[start : start + MAX_OPERATIONS]])
+        self.table.upsert_entity(
+            {
+                "PartitionKey": parent_run_id,
+                "RowKey": RUN_ROW,
+                "Shards": len(entries),
+                "ShardMarks": PENDING * len(entries),
+                "ShardFence": fence,
+            },
+            mode=update_mode().MERGE,
+        )
+
+    def note(
+        self, parent_run_id: str, index: int, status: str, summary: dict[str, Any] | None = None
+    ) -> None:
+        """The shard's own row: where it is now (running, failed attempt n, its outcome)."""
+        row: dict[str, Any] = {
+            "PartitionKey": parent_run_id,
+            "RowKey": shard_row_key(index),
+            "Status": status,
+            "UpdatedAt": utc_now(),
+        }
+        if summary is not None:
+            row["Summary"] = json.dumps(summary)
+        self.table.upsert_entity(row, mode=update_mode().MERGE)
+
+    def mark(
+        self,
+        parent_run_id: str,
+        index: int,
+        status: str,
+        fence: int,
+        *,
+        amend: bool = False,
+        summary: dict[str, Any] | None = None,
+    ) -> Marked:
+        """Set the shard's mark under the parent row's ETag (read again after a conflict), its
+        own row's status and summary first (the closing shard adds those up). A shard of an
+        earlier attempt of the parent (another fence) marks nothing, and a shard that ended
+        keeps its mark unless `amend` (a replay of it ended since)."""
+        mark = MARKS[status]
+        noted = False
+        for _ in range(_TRIES):
+            row = self.table.get_entity(parent_run_id, RUN_ROW, select=["ShardMarks", "ShardFence"])
+            marks = str(row.get("ShardMarks") or "")
+            if row.get("ShardFence") != fence:
+                return Marked(False, False, marks)
+            if not 1 <= index <= len(marks):
+                raise ValueError(f"run {parent_run_id} has no shard {index}")
+            if marks[index - 1] == mark or (marks[index - 1] != PENDING and not amend):
+                return Marked(False, False, marks)  # a duplicate delivery: counted already
+            after = marks[: index - 1] + mark + marks[index:]
+            if not noted:
+                self.note(parent_run_id, index, status, summary)
+                noted = True
+            try:
+                self.table.update_entity(
+                    {"PartitionKey": parent_run_id, "RowKey": RUN_ROW, "ShardMarks": after},
+                    mode=update_mode().MERGE,
+                    etag=row.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except HttpResponseError as exc:
+                if exc.status_code == 412:
+                    continue  # another shard's mark landed first: read it and try again
+                raise
+            return Marked(True, PENDING not in after, after)
+        raise BookConflict(f"run {parent_run_id}: the shard marks kept changing; shard {index} retries")
+
+    def closed(
+        self, parent_run_id: str, status: str, totals: dict[str, int], exit_code: int, by: str
+    ) -> None:
+        """The parent's run record once its last shard ended."""
+        self.table.upsert_entity(
+            {
+                "PartitionKey": parent_run_id,
+                "RowKey": RUN_ROW,
+                "Status": status,
+                "Summary": json.dumps(totals),
+                "ExitCode": exit_code,
+                "FinishedAt": utc_now(),
+                "ClosedBy": by,
+            },
+            mode=update_mode().MERGE,
+        )
+
+    def shards(self, parent_run_id: str) -> list[dict[str, Any]]:
+        """The shard rows, in order, in the API's camelCase."""
+        entities = self.table.query_entities(
+            "PartitionKey eq @pk and RowKey gt 'shard-' and RowKey lt 'shard.'",
+            parameters={"pk": parent_run_id},
+        )
+        ordered = sorted(entities, key=lambda e: e["RowKey"])
+        return [{"shard": int(e["RowKey"][6:]), **camel_row(e)} for e in ordered]
+
+    def parent(self, parent_run_id: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.table.get_entity(parent_run_id, RUN_ROW))
+        except ResourceNotFoundError:
+            return None
