@@ -1,6 +1,6 @@
 """`make install` says what it is doing, one line per step, without pip's or npm's logs (issue 9
 item 8), and shows pip's log when pip fails. Runs the real Makefile recipe with stand-ins for
-python and npm, so nothing is installed."""
+python, uv and npm, so nothing is installed."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def make_install(tmp_path: Path, pip_exit: int) -> subprocess.CompletedProcess[s
             "install",
             f"VENV={venv}",
             f"PY={python}",
+            f"UV={python}",  # the same stand-in answers for uv
             f"AZURITE={tmp_path / 'azurite'}",
             "CHROMIUM=sh",  # present, so the Chromium step stays silent whatever this machine has
         ],
