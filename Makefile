@@ -16,7 +16,9 @@ STAMP312 := $(VENV312)/.installed
 
 .PHONY: install chromium test unit unit-3.12 lint demo bench bench-10k bench-shards infra-check serve clean
 
-install: $(STAMP) $(AZURITE) chromium
+# the three downloads (PyPI, npm, apt) at once: each waits on the network more than on a core
+install:
+	@$(MAKE) --no-print-directory -j 3 $(STAMP) $(AZURITE) chromium
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@# one line per step: a fresh machine spends under a minute here (README, "Tests")
