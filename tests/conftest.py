@@ -50,6 +50,14 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProce
         running.stop()
 
 
+@pytest.fixture(autouse=True)
+def no_ambient_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest-xdist exports its terminal's COLUMNS to each worker, and the CLI honours COLUMNS (as
+    `make demo` sets it): without this, tables would be cut to 80 columns under `make test` only.
+    A test that wants a width sets one."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
 def dead_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as probe:
