@@ -3,6 +3,10 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+UV := $(VENV)/bin/uv
+# pytest-xdist workers for `make test`: one per core, at most 4 (each starts its own Azurite and
+# emulator); WORKERS=0 runs the suite in one process
+WORKERS := auto
 AZURITE := node_modules/.bin/azurite
 CHROMIUM := chromium
 # Flex Consumption lists Python 3.10-3.12, not 3.13 (infra/README.md, "Python version"): the
@@ -12,17 +16,22 @@ STAMP312 := $(VENV312)/.installed
 
 .PHONY: install chromium test unit unit-3.12 lint demo bench bench-10k bench-shards infra-check serve clean
 
-install: $(STAMP) $(AZURITE) chromium
+# the three downloads (PyPI, npm, apt) at once: each waits on the network more than on a core
+install:
+	@$(MAKE) --no-print-directory -j 3 $(STAMP) $(AZURITE) chromium
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
-	@# one line per step: a fresh machine spends about two minutes here
+	@# one line per step: a fresh machine spends under a minute here (README, "Tests")
 	@test -x $(PY) || { echo "make install: creating $(VENV) (Python 3.13)"; \
 		py=$$(tools/find-python) && $$py -m venv $(VENV); }
 	@echo "make install: installing Python packages into $(VENV) (pinned by constraints.txt)"
-	@# pip's own exit status decides; its log is shown only when it fails
-	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt \
-		> $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
-	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . > $(VENV)/pip.log 2>&1 \
+	@# pip installs uv (pinned), uv the rest: its parallel downloads take seconds where pip takes
+	@# minutes. Each tool's exit status decides; its log is shown only when it fails.
+	@$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt uv > $(VENV)/pip.log 2>&1 \
+		|| { cat $(VENV)/pip.log; exit 1; }
+	@$(UV) pip install --quiet --python $(PY) -r requirements-dev.txt -c constraints.txt > $(VENV)/pip.log 2>&1 \
+		|| { cat $(VENV)/pip.log; exit 1; }
+	@$(UV) pip install --quiet --python $(PY) --no-deps -e . > $(VENV)/pip.log 2>&1 \
 		|| { cat $(VENV)/pip.log; exit 1; }
 	@$(PY) -m pip check > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	@touch $(STAMP)
@@ -43,16 +52,17 @@ lint: install
 	$(VENV)/bin/mypy
 
 test: install lint infra-check
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(WORKERS) --maxprocesses 4 --dist loadgroup
 
 unit: install
 	$(VENV)/bin/pytest -q tests/unit
 
-$(STAMP312): requirements.txt requirements-dev.txt constraints.txt
+$(STAMP312): requirements.txt requirements-dev.txt constraints.txt | $(STAMP)
 	@test -x $(VENV312)/bin/python || { echo "make unit-3.12: creating $(VENV312) (Python 3.12)"; \
 		py=$$(tools/find-python 3.12) && $$py -m venv $(VENV312); }
 	@echo "make unit-3.12: installing Python packages into $(VENV312) (pinned by constraints.txt)"
-	@$(VENV312)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt \
+	@# with .venv's uv, from the cache that install filled
+	@$(UV) pip install --quiet --python $(VENV312)/bin/python -r requirements-dev.txt -c constraints.txt \
 		> $(VENV312)/pip.log 2>&1 || { cat $(VENV312)/pip.log; exit 1; }
 	@$(VENV312)/bin/python -m pip check > $(VENV312)/pip.log 2>&1 || { cat $(VENV312)/pip.log; exit 1; }
 	@touch $(STAMP312)

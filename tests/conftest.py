@@ -26,16 +26,36 @@ REPO = Path(__file__).resolve().parent.parent
 EMPTY_SCENARIO: dict[str, Any] = {"vaults": {}, "registries": [], "batchAccounts": [], "containerGroups": []}
 
 
+# Under `make test` every pytest-xdist worker starts its own Azurite and emulator at the same
+# moment; on a loaded machine that start can outlast the defaults. A failed start fails every
+# test of the worker, so these bounds are generous: they only ever end a start that hangs.
+START_TIMEOUT = 180
+
+
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
-    with Azurite() as running:
+    running = Azurite().start(timeout=START_TIMEOUT)
+    try:
         yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    with EmulatorProcess(state_dir=tmp_path_factory.mktemp("emulator")) as running:
+    running = EmulatorProcess(state_dir=tmp_path_factory.mktemp("emulator")).start(timeout=START_TIMEOUT)
+    try:
         yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest-xdist exports its terminal's COLUMNS to each worker, and the CLI honours COLUMNS (as
+    `make demo` sets it): without this, tables would be cut to 80 columns under `make test` only.
+    A test that wants a width sets one."""
+    monkeypatch.delenv("COLUMNS", raising=False)
 
 
 def dead_port() -> int:

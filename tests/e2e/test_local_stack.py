@@ -30,6 +30,8 @@ from emulator.runtime import AMBIENT_KEYS, ENV_KEYS, AdminClient
 from tests import scenarios as s
 
 REPO = Path(__file__).resolve().parents[2]
+# one worker runs this file under `make test` (pytest-xdist): the stack below starts once, not per worker
+pytestmark = pytest.mark.xdist_group("local-stack")
 
 BUILD, EDGE, NEAR = s.registry_id("build"), s.registry_id("edge"), s.registry_id("near")
 

@@ -27,6 +27,8 @@ from tests.support.runs import records
 
 V1 = s.vid("expiring")
 KEY = s.key_id("batch-cmk")
+ARM = "management.azure.com"
+HELD = 1000  # a holding fault's use count: it goes down as each write arrives, before the hold
 
 
 def estate(stack, *, policy: dict[str, Any] | None = None, registries: int = 3, exp: str = "+20d") -> None:
@@ -144,7 +146,9 @@ def test_crash_after_creating_the_version_converges_without_a_second_one(stack) 
     stack.set(ROTATION_LEASE_SECONDS="5")
     estate(stack)
     stack.service()  # storage exists before the child runs
-    stack.admin.add_fault(method="PATCH", host="management.azure.com", latencyMs=3000)
+    # Every consumer write of the doomed run is held 3 s, then dropped unapplied: whenever the
+    # kill lands, the run dies mid-propagation with nothing moved (no race with the write).
+    held = stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=3000, drop=True, count=HELD)
     request = new_request(
         parse_key_id(KEY),
         "event",
@@ -164,14 +168,11 @@ def test_crash_after_creating_the_version_converges_without_a_second_one(stack) 
         env=dict(os.environ),
         cwd=str(stack.repo),
     )
-    deadline = time.monotonic() + 30
-    while not any(c["path"].endswith("/rotate") for c in stack.admin.calls()["calls"]):
-        assert time.monotonic() < deadline and child.poll() is None, "the child never rotated"
-        time.sleep(0.05)  # the child is a real process: poll what it has done so far
-    time.sleep(0.3)  # let the child (a real process) reach its slow PATCHes before it is killed
+    wait_for_held_writes(stack, held, child)
     child.send_signal(signal.SIGKILL)  # the run dies mid-propagation, holding the lease
     child.wait()
-    stack.admin.clear_faults()
+    arrived = held_writes(stack, held)
+    stack.admin.clear_faults()  # the writes already held stay held, then are dropped
     assert len(versions(stack)) == 2 and consumer_versions(stack) == {V1}
     holder = stack.service().ledger.holder(parse_key_id(KEY))
     assert holder["Owner"].startswith(request.request_id + "/")
@@ -182,6 +183,27 @@ def test_crash_after_creating_the_version_converges_without_a_second_one(stack) 
     assert consumer_versions(stack) == {versions(stack)[-1]["version"]}
     kinds = [r["kind"] for r in records(stack)]
     assert "lease-waited" in kinds and "lease-taken-over" in kinds and "version-exists" in kinds
+    wait_for_dropped_writes(stack, arrived)  # none is left to land in the next test's call log
+
+
+def held_writes(stack, fault_id: int) -> int:
+    [fault] = [f for f in stack.admin.faults() if f["id"] == fault_id]
+    return HELD - fault["count"]
+
+
+def wait_for_held_writes(stack, fault_id: int, child: subprocess.Popen[bytes]) -> None:
+    """Until the emulator holds the child's first consumer write."""
+    deadline = time.monotonic() + 60
+    while not held_writes(stack, fault_id):
+        assert time.monotonic() < deadline and child.poll() is None, "the child never wrote"
+        time.sleep(0.05)  # the child is a real process: poll what it has done so far
+
+
+def wait_for_dropped_writes(stack, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while sum(1 for c in stack.admin.calls()["calls"] if c["method"] == "PATCH" and c.get("dropped")) < count:
+        assert time.monotonic() < deadline, "a held write never ended"
+        time.sleep(0.1)  # the emulator's own thread ends the held write on the wall clock
 
 
 def test_expired_lease_is_taken_over(stack) -> None:
