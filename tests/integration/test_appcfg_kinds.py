@@ -161,9 +161,8 @@ def test_plan_in_json_and_table_names_each_kind_and_synapse_procedure(stack) -> 
         "syn-ws": "manual-required",
         "aks-new-kms": "auto-rotating",
     }
-    assert (
-        "temporary workspace key" in steps["syn-ws"]["message"] or "temporary" in steps["syn-ws"]["message"]
-    )
+    message = steps["syn-ws"]["message"]
+    assert "temporary workspace key" in message and "--workspace-name syn-ws" in message
     table = runner.invoke(main, ["plan", KEY], env={"COLUMNS": "200"}, catch_exceptions=False)
     assert table.exit_code == 3
     for word in ("appconfiguration", "hdinsight", "synapse", "manual-required", "auto-rotating"):
