@@ -243,3 +243,32 @@ def test_aks_infrastructure_encryption_with_a_versionless_key_is_auto_rotating()
     for body in (aks_new_kms(f"{VAULT}/keys/kms/{V1}"), aks_new_kms(f"{VAULT}/keys/kms", None)):
         [cluster] = kind.to_consumers(body)
         assert decide(cluster, context(), kind.plan_checks).action == "manual-required"
+
+
+def test_the_demo_estate_holds_one_of_each_and_plans_them() -> None:
+    """tools/demo.py's scenario: a store and a cluster it rotates, a workspace left to a person,
+    an AKS cluster on KMS data encryption; each read back through its kind as the emulator serves it."""
+    import json
+
+    from emulator.app import EmulatorApp
+    from emulator.http import Request
+    from tools.demo import SCENARIO
+
+    app = EmulatorApp()
+    app.load_scenario(json.loads(SCENARIO.read_text()))
+    sub = "/subscriptions/00000000-0000-0000-0000-000000000001"
+    found: dict[str, str] = {}
+    for kind in (ConfigurationStores(), HDInsightClusters(), SynapseWorkspaces(), ManagedClusters()):
+        request = Request("GET", "management.azure.com", f"{sub}/providers/{kind.resource_type}", {}, {}, b"")
+        answer = app.arm.router.dispatch(request)
+        assert answer is not None
+        for resource in json.loads(answer.body)["value"]:
+            for consumer in kind.to_consumers(resource):
+                found[consumer.resource_id.name] = decide(consumer, context(), kind.plan_checks).action
+    assert found == {
+        "contoso-appconfig": "update",
+        "contoso-spark": "update",
+        "contoso-synapse": "manual-required",
+        "contoso-aks": "manual-required",
+        "contoso-aks-kms2": "auto-rotating",
+    }
