@@ -14,11 +14,11 @@ from click.testing import CliRunner
 
 import function_app
 from devstack.functions_host import deliver_event_grid
-from rotation.core.reconcile import RunResult
 from rotation.doors.cli import main
 from rotation.model.ids import parse_key_id
+from rotation.model.request import new_request
+from rotation.run.reconcile import RunResult
 from rotation.storage import audit as audit_module
-from rotation.storage.queue import new_request
 from tests import scenarios as s
 from tests.support.runs import by_name
 
