@@ -272,3 +272,15 @@ def test_the_demo_estate_holds_one_of_each_and_plans_them() -> None:
         "contoso-aks": "manual-required",
         "contoso-aks-kms2": "auto-rotating",
     }
+
+
+def test_app_configuration_takes_a_managed_hsm_key_id_as_it_is() -> None:
+    """keyIdentifier is a whole key id: a Managed HSM pool's (https://<pool>.managedhsm.azure.net/keys/...)
+    is read and written in the same field, RSA-HSM accepted."""
+    hsm = f"https://contoso-hsm.managedhsm.azure.net/keys/appcs/{V1}"
+    kind = ConfigurationStores()
+    [pinned] = kind.to_consumers(store(hsm))
+    assert pinned.key.in_managed_hsm
+    body = kind.write_body(pinned, pinned.key.with_version(V2))
+    assert body["properties"]["encryption"]["keyVaultProperties"]["keyIdentifier"] == hsm.replace(V1, V2)
+    assert decide(pinned, context("RSA-HSM", 3072), kind.plan_checks).action == "update"
