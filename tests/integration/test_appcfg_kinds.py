@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import function_app
-from devstack.functions_host import deliver_event_grid
+from devstack.functions_host import deliver_event_grid, http_request
 from rotation.doors.cli import main
 from rotation.model.ids import parse_key_id
 from rotation.model.request import new_request
@@ -167,6 +167,23 @@ def test_plan_in_json_and_table_names_each_kind_and_synapse_procedure(stack) -> 
     assert table.exit_code == 3
     for word in ("appconfiguration", "hdinsight", "synapse", "manual-required", "auto-rotating"):
         assert word in table.output, word
+    assert stack.writes("PATCH") == [] and stack.writes("POST") == []
+
+
+def test_http_plan_with_a_target_of_each_kind(stack) -> None:
+    """POST /api/rotations/plan through the function entry point, its `targets` naming one
+    resource of each new type (the doors take them from the registry)."""
+    stack.load(estate())
+    targets = [
+        s.keyed_id("appConfigurationStores", "appcs-pinned"),
+        s.keyed_id("hdInsightClusters", "hdi-spark"),
+        s.keyed_id("synapseWorkspaces", "syn-ws"),
+    ]
+    body = json.dumps({"keyId": KEY, "targets": targets}).encode()
+    response = function_app.plan_rotation(http_request("POST", "/api/rotations/plan", body=body))
+    assert response.status_code == 200, response.get_body()
+    steps = {st["target"].rsplit("/", 1)[1]: st["action"] for st in json.loads(response.get_body())["steps"]}
+    assert steps == {"appcs-pinned": "update", "hdi-spark": "update", "syn-ws": "manual-required"}
     assert stack.writes("PATCH") == [] and stack.writes("POST") == []
 
 
