@@ -229,6 +229,10 @@ def test_synapse_is_manual_required_with_the_switch_procedure_and_never_written(
         kind.apply(None, ws, ws.key.with_version(V2), None)  # type: ignore[arg-type]  # refused before any client
     [versionless] = kind.to_consumers(workspace(f"{VAULT}/keys/syn-cmk"))
     assert decide(versionless, context(), kind.plan_checks).action == "manual-required"  # never follows
+    odd = workspace(f"{VAULT}/keys/syn-cmk/{V1}")
+    odd["properties"]["encryption"]["cmk"]["key"]["name"] = "k; rm -rf ~"
+    [odd_ws] = kind.to_consumers(odd)
+    assert "rm -rf" not in decide(odd_ws, context(), kind.plan_checks).message  # never put in a command
     [user] = kind.to_consumers(workspace(f"{VAULT}/keys/syn-cmk/{V1}", system=False))
     assert user.identity == UAI and not user.identity_assigned  # the workspace holds only its own identity
 

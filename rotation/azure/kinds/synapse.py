@@ -14,6 +14,7 @@ keys" (`key-type-unsupported`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ API_VERSION = "2021-06-01"
 KIND = "synapse"
 RESOURCE_TYPE = "Microsoft.Synapse/workspaces"
 ACCEPTED_KEYS = {"RSA": (2048, 3072), "RSA-HSM": (2048, 3072)}
+_KEY_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _dict(value: object) -> dict[str, Any]:
@@ -50,7 +52,9 @@ def to_consumer(workspace: Mapping[str, Any]) -> Consumer | None:
         key = parse_key_id(str(key_entry["keyVaultUrl"]))
     except InvalidId:
         return None
-    extra = {"workspaceKey": str(key_entry.get("name") or "")}
+    name = str(key_entry.get("name") or "")
+    # The name goes into a command a person runs: only a name Synapse itself would accept.
+    extra = {"workspaceKey": name if _KEY_NAME.fullmatch(name) else ""}
     return a.consumer(
         KIND, resource_id, workspace, key, kek_identity(workspace, cmk), follows=False, extra=extra
     )
