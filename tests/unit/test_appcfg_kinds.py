@@ -227,8 +227,13 @@ def test_synapse_is_manual_required_with_the_switch_procedure_and_never_written(
     assert f"version {V2}" in decision.message and "Keep the old version enabled" in decision.message
     with pytest.raises(NeverWritten):
         kind.apply(None, ws, ws.key.with_version(V2), None)  # type: ignore[arg-type]  # refused before any client
+    assert (
+        f"--key-identifier {VAULT}/keys/syn-cmk/{V2}" in decision.message
+    )  # pinned: a key on the new version
     [versionless] = kind.to_consumers(workspace(f"{VAULT}/keys/syn-cmk"))
-    assert decide(versionless, context(), kind.plan_checks).action == "manual-required"  # never follows
+    loose = decide(versionless, context(), kind.plan_checks)
+    assert loose.action == "manual-required"  # never follows by itself
+    assert "activate 'default' again" in loose.message and f"it takes version {V2}" in loose.message
     odd = workspace(f"{VAULT}/keys/syn-cmk/{V1}")
     odd["properties"]["encryption"]["cmk"]["key"]["name"] = "k; rm -rf ~"
     [odd_ws] = kind.to_consumers(odd)

@@ -66,11 +66,20 @@ def procedure(consumer: Consumer, new_version: str) -> str:
         f"--resource-group {rid.resource_group} --workspace-name {rid.name} --subscription {rid.subscription}"
     )
     active = consumer.extra.get("workspaceKey") or "<active key>"
+    if consumer.version is None:  # a versionless key: switching back takes its newest version
+        back = (
+            f"then activate '{active}' again (az synapse workspace key activate {where} --name {active}): "
+            f"it takes version {new_version}"
+        )
+    else:  # a pinned key: the workspace key to switch back to names the new version
+        back = (
+            f"then create and activate a workspace key on version {new_version} (az synapse workspace key create "
+            f"{where} --name <new> --key-identifier {consumer.key.with_version(new_version).id})"
+        )
     return (
         f"bring every dedicated SQL pool online; add a temporary workspace key (az synapse workspace key create "
         f"{where} --name <temporary> --key-identifier <another key>), activate it (az synapse workspace key "
-        f"activate {where} --name <temporary>), then activate '{active}' again on version {new_version} of "
-        f"{consumer.key.versionless_id}"
+        f"activate {where} --name <temporary>), {back}"
     )
 
 
