@@ -8,7 +8,6 @@ the `rotation sweep` CLI, as they run on the local stack."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -17,6 +16,7 @@ import function_app
 from devstack.functions_host import timer_request
 from rotation.doors.cli import main
 from tests import scenarios as s
+from tests.support.runs import sweep_checked
 
 pytestmark = pytest.mark.integration
 EC_KEY, EXPIRED_KEY = s.key_id("ec-cmk"), s.key_id("expired-cmk")
@@ -42,15 +42,10 @@ def estate(stack) -> None:
     )
 
 
-def checked(stack) -> dict[str, dict[str, Any]]:
-    records, _ = stack.service().audit.query(top=200)
-    return {r["keyId"]: r for r in records if r["kind"] == "sweep-checked"}
-
-
 def test_the_timer_sweep_queues_no_near_expiry_run_for_a_key_that_never_expires(stack) -> None:
     estate(stack)
     function_app.sweep_drift(timer_request())
-    found = checked(stack)
+    found = sweep_checked(stack)
     assert found[EC_KEY]["outcome"] == "nothing-to-do", found[EC_KEY]
     assert found[EXPIRED_KEY]["outcome"] == "queued"  # renewal overdue: still queued
     dispatcher = stack.dispatcher(function_app.run_rotation)
