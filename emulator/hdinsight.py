@@ -18,6 +18,7 @@ class HDInsightClusters(KeyedProvider):
     NAMESPACE = "Microsoft.HDInsight"
     WRITABLE = False  # no PATCH route: the key moves through the action below
     WRITE_SHAPE = "location202"
+    BUSY_STATE = "InProgress"  # HDInsight's ClusterProvisioningState while an operation runs
 
     def __init__(self, arm: ArmService) -> None:
         super().__init__(arm)

@@ -15,6 +15,7 @@ from rotation.azure.kinds.aks import ManagedClusters
 from rotation.azure.kinds.appconfiguration import ConfigurationStores
 from rotation.azure.kinds.armkind import NeverWritten
 from rotation.azure.kinds.hdinsight import HDInsightClusters
+from rotation.azure.kinds.protocol import is_busy
 from rotation.azure.kinds.synapse import SynapseWorkspaces
 from rotation.model.ids import parse_key_id
 from rotation.model.keystate import KeyState, VersionInfo
@@ -211,6 +212,10 @@ def test_hdinsight_key_parts_msi_identity_and_the_action_body() -> None:
         "keyName": "hdi-cmk",
         "keyVersion": V2,
     }
+    in_progress = hdi(V1)
+    in_progress["properties"]["provisioningState"] = "InProgress"  # an operation on the cluster runs
+    [busy] = kind.to_consumers(in_progress)
+    assert is_busy(busy) and not is_busy(cluster)  # the write waits, a read-back is not taken as final
     other = UAI.replace("identity2", "identity9")
     [lost] = kind.to_consumers(hdi(V1, other))
     assert decide(lost, context(), kind.plan_checks).reason == "identity-not-assigned"
