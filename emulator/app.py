@@ -12,6 +12,7 @@ from typing import Any
 from . import scenario
 from .activitylog import ActivityLog
 from .aks import ManagedClusters
+from .appconfiguration import ConfigurationStores
 from .arm import ARM_AUDIENCES, ARM_HOSTS, ArmService
 from .batch import BatchAccounts
 from .containergroups import ContainerGroups
@@ -23,6 +24,7 @@ from .delivery import EventGridDelivery, subscription_from_spec
 from .disk_encryption_sets import DiskEncryptionSets
 from .eventgrid import EVENTGRID_SUFFIX, EventGridTopics
 from .faults import ArmThrottle, CallLog, FaultBook, FaultEffect
+from .hdinsight import HDInsightClusters
 from .http import Request, Response, Router
 from .identity import TokenIssuer
 from .keyevents import KeyEvents
@@ -37,6 +39,7 @@ from .sql_servers import SqlServers
 from .state import World
 from .storage_accounts import StorageAccounts
 from .subscriptions import Subscriptions
+from .synapse import SynapseWorkspaces
 
 IDENTITY_PATH = "/msi/token"
 _KV_ERROR_CODES = {
@@ -118,6 +121,9 @@ class EmulatorApp:
             ServiceBusNamespaces,
             CosmosAccounts,
             ManagedClusters,
+            ConfigurationStores,
+            HDInsightClusters,
+            SynapseWorkspaces,
         ):
             keyed(self.arm)
         StorageAccounts(self.arm)

@@ -223,12 +223,15 @@ def updating[U: Updatable](
     answer: tuple[str, str],
     apply: Callable[[], None],
     render: Callable[[U], dict[str, Any]],
+    *,
+    busy: str = "Updating",
 ) -> Response:
     """A long-running write's answer (`answer`: the provider's namespace and its shape): the
-    resource `Updating` until ARM's operation ends, then `apply`; back as it was if it fails."""
+    resource `busy` (the provisioningState its service shows meanwhile) until ARM's operation
+    ends, then `apply`; back as it was if it fails."""
     namespace, shape = answer
     previous = resource.provisioning_state
-    resource.provisioning_state = "Updating"
+    resource.provisioning_state = busy
 
     def revert() -> None:
         resource.provisioning_state = previous
@@ -263,6 +266,7 @@ class KeyedProvider(ArmResourceRoutes[KeyedResource]):
     WRITE_SHAPE = "async202"  # how a long-running write answers (settings.LRO_SHAPES)
     BUSY_CODE = "Conflict"
     ERROR_CODE = "KeyVaultAccessFailed"
+    BUSY_STATE = "Updating"  # the provisioningState the service shows while its write runs
 
     # -- what each kind says ---------------------------------------------------------------
     def properties(self, resource: KeyedResource, name: str) -> dict[str, Any]:
@@ -334,4 +338,5 @@ class KeyedProvider(ArmResourceRoutes[KeyedResource]):
         if not self.LONG_RUNNING:
             apply()
             return Response.json(200, self.render(resource))
-        return updating(self.arm, request, resource, (self.NAMESPACE, self.WRITE_SHAPE), apply, self.render)
+        answer = (self.NAMESPACE, self.WRITE_SHAPE)
+        return updating(self.arm, request, resource, answer, apply, self.render, busy=self.BUSY_STATE)

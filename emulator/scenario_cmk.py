@@ -21,6 +21,9 @@ KEYED_ENTRIES: dict[str, tuple[str, bool]] = {
     "serviceBusNamespaces": ("Microsoft.ServiceBus/namespaces", True),
     "cosmosAccounts": ("Microsoft.DocumentDB/databaseAccounts", False),
     "managedClusters": ("Microsoft.ContainerService/managedClusters", False),
+    "appConfigurationStores": ("Microsoft.AppConfiguration/configurationStores", False),
+    "hdInsightClusters": ("Microsoft.HDInsight/clusters", False),
+    "synapseWorkspaces": ("Microsoft.Synapse/workspaces", False),
 }
 CMK_ENTRY_TYPES: dict[str, str] = {
     "storageAccounts": "Microsoft.Storage/storageAccounts",
@@ -28,7 +31,13 @@ CMK_ENTRY_TYPES: dict[str, str] = {
     "sqlServers": "Microsoft.Sql/servers",
     **{entry: resource_type for entry, (resource_type, _) in KEYED_ENTRIES.items()},
 }
-_KEYED_OPTIONS = ("keyVaultNetworkAccess", "keyVaultResourceId", "requireInfrastructureEncryption")
+_KEYED_OPTIONS = (
+    "keyVaultNetworkAccess",
+    "keyVaultResourceId",
+    "requireInfrastructureEncryption",
+    "infrastructureEncryption",  # AKS KMS data encryption ("Enabled")
+    "workspaceKeyName",  # Synapse: the active workspace key's name
+)
 
 
 def _common(

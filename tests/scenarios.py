@@ -281,6 +281,9 @@ KEYED_TYPES = {
     "serviceBusNamespaces": ("rg-sb", "Microsoft.ServiceBus/namespaces"),
     "cosmosAccounts": ("rg-cosmos", "Microsoft.DocumentDB/databaseAccounts"),
     "managedClusters": ("rg-aks", "Microsoft.ContainerService/managedClusters"),
+    "appConfigurationStores": ("rg-appcs", "Microsoft.AppConfiguration/configurationStores"),
+    "hdInsightClusters": ("rg-hdi", "Microsoft.HDInsight/clusters"),
+    "synapseWorkspaces": ("rg-synapse", "Microsoft.Synapse/workspaces"),
 }
 NAMESPACE_ENTRIES = ("eventHubNamespaces", "serviceBusNamespaces")
 

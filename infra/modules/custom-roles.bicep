@@ -88,6 +88,16 @@ var consumerActions = [
   'Microsoft.Databricks/workspaces/read'
   'Microsoft.Databricks/workspaces/write'
   'Microsoft.Databricks/locations/operationStatuses/read'
+  // App Configuration stores: PATCH encryption.keyVaultProperties (long-running)
+  'Microsoft.AppConfiguration/configurationStores/read'
+  'Microsoft.AppConfiguration/configurationStores/write'
+  'Microsoft.AppConfiguration/locations/operationsStatus/read'
+  // HDInsight clusters: the rotatediskencryptionkey action (long-running, Location)
+  'Microsoft.HDInsight/clusters/read'
+  'Microsoft.HDInsight/clusters/rotatediskencryptionkey/action'
+  'Microsoft.HDInsight/locations/operationresults/read'
+  // Synapse workspaces: seen, never written (manual-required: a switch of keys by a person)
+  'Microsoft.Synapse/workspaces/read'
   // Activity log: who put a consumer back on an older key version (one read per reverted consumer)
   'Microsoft.Insights/eventtypes/values/read'
 ]

@@ -25,6 +25,7 @@ from rotation.estate.report import sweep_report
 from rotation.model.decisions import UPDATE
 from rotation.model.events import NEAR_EXPIRY
 from rotation.model.ids import KeyRef
+from rotation.model.keystate import KeyState
 from rotation.model.request import new_request
 from rotation.model.times import parse_iso
 from rotation.run.gather import Unreachable
@@ -229,12 +230,19 @@ def _check_key(service: Estate, key: KeyRef, inventory: Inventory, deadline: Dea
     plan = reconciler.plan_from(key, state, inventory, None)
     behind = sum(1 for step in plan.steps if step.action == UPDATE)
     window_end = datetime.now(UTC) + timedelta(days=service.settings.expiry_window_days)
+    return KeyFinding(key, len(plan.steps), behind, _near_expiry(state, window_end))
+
+
+def _near_expiry(state: KeyState, window_end: datetime) -> str | None:
+    """The version whose expiry makes the key near expiry: the desired (newest usable) one
+    expiring within the window; with none usable, the newest version when it is enabled and
+    expires within the window (renewal overdue). A newest version that never expires is not
+    near expiry, usable or not (an EC key): re-queuing it every hour would change nothing. A
+    disabled newest version is someone's decision and is left alone."""
     desired = state.desired
-    near = None
-    if desired is not None and desired.expires is not None and desired.expires <= window_end:
-        near = desired.version  # the newest usable version expires soon and nothing newer exists
-    elif desired is None and state.versions and state.versions[-1].enabled:
-        # Every version has run out (the newest is enabled but expired): renewal is overdue.
-        # A disabled newest version is someone's decision and is left alone.
-        near = state.versions[-1].version
-    return KeyFinding(key, len(plan.steps), behind, near)
+    if desired is not None:
+        return desired.version if desired.expires is not None and desired.expires <= window_end else None
+    newest = state.versions[-1] if state.versions else None
+    if newest is None or not newest.enabled or newest.expires is None or newest.expires > window_end:
+        return None
+    return newest.version

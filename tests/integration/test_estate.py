@@ -85,6 +85,11 @@ def test_inventory_of_the_sample_estate(stack) -> None:
         # Data Factory and Databricks (one step for the workspace's three entities on acr-cmk)
         "contoso-adf": (ACR_MID, "update"),
         "contoso-dbx": (ACR_MID, "update"),
+        # App Configuration, HDInsight, Synapse, AKS KMS data encryption (issue 25)
+        "contoso-appconfig": (ACR_MID, "update"),
+        "contoso-spark": (ACR_MID, "update"),
+        "contoso-synapse": (ACR_MID, "manual-required"),
+        "contoso-aks-kms2": ("versionless", "auto-rotating"),
     }
     rows = {c["resourceId"].rsplit("/", 1)[1]: c for c in estate["consumers"]}
     assert rows["partnerreg"]["outside"] is True and rows["partnerreg"]["reason"] == "vault-not-allowed"
@@ -93,8 +98,8 @@ def test_inventory_of_the_sample_estate(stack) -> None:
     keys = {k["keyId"].rsplit("/", 1)[1]: k for k in estate["keys"]}
     assert {v["version"]: v["consumers"] for v in keys["acr-cmk"]["versions"]} == {
         ACR_OLD: 3,
-        ACR_MID: 14,
-        ACR_NEW: 7,  # seven versionless or self-rotating consumers hold the current version
+        ACR_MID: 17,
+        ACR_NEW: 8,  # eight versionless or self-rotating consumers hold the current version
     }
     assert keys["batch-cmk"]["rotationPolicy"] == {
         "expiresAfter": "P1Y",
@@ -123,7 +128,7 @@ def test_inventory_filters_csv_and_table(stack) -> None:
     rows = list(csv.DictReader(io.StringIO(output)))
     assert (
         code == 0
-        and len(rows) == 24  # 3 on the old version, 14 on the middle one, 7 on the current
+        and len(rows) == 28  # 3 on the old version, 17 on the middle one, 8 on the current
         and {r["keyId"] for r in rows} == {"https://contoso-cmk.vault.azure.net/keys/acr-cmk"}
     )
     assert rows[0].keys() >= {
@@ -205,7 +210,7 @@ def test_inventory_over_http_with_roles(stack) -> None:
         },
     )
     # every consumer of the sample estate, the outside ones included
-    assert status == 200 and len(body["consumers"]) == 29
+    assert status == 200 and len(body["consumers"]) == 33
 
 
 def held_estate(stack) -> None:

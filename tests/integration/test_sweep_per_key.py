@@ -19,6 +19,7 @@ from rotation.model.results import Plan
 from rotation.run.reconcile import Reconciler
 from tests import scenarios as s
 from tests.integration.cli_support import run
+from tests.support.runs import sweep_checked
 
 pytestmark = pytest.mark.integration
 OLD, NEW = s.vid("old"), s.vid("new")
@@ -40,15 +41,10 @@ def estate(stack) -> None:
     )
 
 
-def _checked(stack) -> dict[str, dict[str, Any]]:
-    records, _ = stack.service().audit.query(top=200)
-    return {r["keyId"]: r for r in records if r["kind"] == "sweep-checked"}
-
-
 def test_the_timer_sweep_queues_both_keys(stack) -> None:
     estate(stack)
     function_app.sweep_drift(timer_request())
-    checked = _checked(stack)
+    checked = sweep_checked(stack)
     assert {k: r["outcome"] for k, r in checked.items()} == {ACR: "queued", SOON: "queued"}
     assert checked[SOON]["detail"]["nearExpiry"] == s.vid("soon")
 
@@ -94,6 +90,6 @@ def test_a_key_the_sweep_cannot_check_is_reported_and_the_others_are_queued(stac
     assert findings[SOON].request_id is not None  # the other key still got its request
     assert findings[ACR].request_id is None and "RuntimeError" in (findings[ACR].error or "")
     assert "unforeseen trouble" in findings[ACR].to_dict()["error"]
-    checked = _checked(stack)
+    checked = sweep_checked(stack)
     assert (checked[ACR]["outcome"], checked[SOON]["outcome"]) == ("failed", "queued")
     assert "unforeseen trouble" in checked[ACR]["message"]

@@ -27,3 +27,8 @@ def records(stack: Any, **filters: Any) -> list[dict[str, Any]]:
 def by_name(result: RunResult) -> dict[str, Any]:
     """A run's steps by the target's resource name."""
     return {step.target.rsplit("/", 1)[1]: step for step in result.steps}
+
+
+def sweep_checked(stack: Any) -> dict[str, dict[str, Any]]:
+    """The sweep's `sweep-checked` audit records, by key id."""
+    return {r["keyId"]: r for r in records(stack) if r["kind"] == "sweep-checked"}

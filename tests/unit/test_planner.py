@@ -132,6 +132,9 @@ def test_the_built_in_kinds_declare_themselves() -> None:
         "aks": KEY_ID,
         "datafactory": KEY_PARTS,
         "databricks": KEY_PARTS,
+        "appconfiguration": KEY_ID,
+        "hdinsight": KEY_PARTS,
+        "synapse": KEY_ID,
     }
     assert all(getattr(k, "api_version", None) for k in kinds.values())
     assert recreates_missing(kinds["containergroup"]) and isinstance(kinds["containergroup"], ContainerGroups)

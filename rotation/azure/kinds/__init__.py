@@ -62,18 +62,21 @@ def all_kinds(settings: Settings | None = None) -> list[TargetKind]:
     """The one list of consumer kinds: adding a kind is one module and one line here. A kind's
     own setting comes from `settings` (its default without them: lists and reads need none)."""
     from rotation.azure.kinds.aks import ManagedClusters
+    from rotation.azure.kinds.appconfiguration import ConfigurationStores
     from rotation.azure.kinds.batch import BatchAccounts
     from rotation.azure.kinds.containergroup import ContainerGroups
     from rotation.azure.kinds.cosmos import CosmosAccounts
     from rotation.azure.kinds.databricks import DatabricksWorkspaces
     from rotation.azure.kinds.datafactory import DataFactories
     from rotation.azure.kinds.disk_encryption_set import DiskEncryptionSets
+    from rotation.azure.kinds.hdinsight import HDInsightClusters
     from rotation.azure.kinds.kusto import KustoClusters
     from rotation.azure.kinds.log_analytics import LogAnalyticsClusters
     from rotation.azure.kinds.messaging import EventHubNamespaces, ServiceBusNamespaces
     from rotation.azure.kinds.registry import Registries
     from rotation.azure.kinds.sql import SqlServers
     from rotation.azure.kinds.storage import StorageAccounts
+    from rotation.azure.kinds.synapse import SynapseWorkspaces
 
     return [
         Registries(),
@@ -90,6 +93,9 @@ def all_kinds(settings: Settings | None = None) -> list[TargetKind]:
         ManagedClusters(),
         DataFactories(),
         DatabricksWorkspaces(),
+        ConfigurationStores(),
+        HDInsightClusters(),
+        SynapseWorkspaces(),
     ]
 
 

@@ -1,12 +1,20 @@
 """AKS clusters (Microsoft.ContainerService/managedClusters) with KMS etcd encryption:
 `properties.securityProfile.azureKeyVaultKms.{enabled, keyId, keyVaultNetworkAccess,
-keyVaultResourceId}`, a versioned key id the cluster does not move off by itself.
+keyVaultResourceId}`.
 
-Never written by this system: the update is a whole-cluster PUT, and after it every secret must
-be re-encrypted with kubectl. Such a cluster is reported `manual-required` with the exact
-commands. It is listed as holding its version like every consumer (so a guard refusing to
-disable a held version protects it), and the message tells the person to keep the old version
-enabled until the secrets are re-encrypted: until then etcd still holds data wrapped by it.
+Legacy KMS holds a versioned key id the cluster does not move off by itself. Never written by
+this system: the update is a whole-cluster PUT, and after it every secret must be re-encrypted
+with kubectl. Such a cluster is reported `manual-required` with the exact commands. It is listed
+as holding its version like every consumer (so a guard refusing to disable a held version
+protects it), and the message tells the person to keep the old version enabled until the
+secrets are re-encrypted: until then etcd still holds data wrapped by it.
+
+KMS data encryption (preview; read with api-version 2025-10-02-preview, the first whose spec
+names it) adds `securityProfile.kubernetesResourceObjectEncryptionProfile.infrastructureEncryption:
+"Enabled"` and takes a versionless `keyId` (learn.microsoft.com/azure/aks/kms-data-encryption:
+"Get the key ID (without version for automatic rotation)"); the KMS controller detects a new
+version (about every 6 hours, kms-data-encryption-concepts) and re-encrypts by itself, so such a
+cluster is `auto-rotating`. A versioned keyId under it stays `manual-required`.
 """
 
 from __future__ import annotations
@@ -19,13 +27,24 @@ from rotation.model.consumer import Consumer
 from rotation.model.decisions import MANUAL_REQUIRED, Check, Decision, PolicyContext
 from rotation.model.ids import MANAGED_CLUSTER, InvalidId, parse_key_id
 
-API_VERSION = "2024-09-01"
+API_VERSION = "2025-10-02-preview"  # the first api-version that shows infrastructureEncryption
 
 
 def kms_of(resource: Mapping[str, Any]) -> dict[str, Any]:
     security = a.properties(resource).get("securityProfile")
     kms = security.get("azureKeyVaultKms") if isinstance(security, dict) else None
     return kms if isinstance(kms, dict) and kms.get("enabled") and kms.get("keyId") else {}
+
+
+def infrastructure_encryption(resource: Mapping[str, Any]) -> bool:
+    """KMS data encryption: the cluster re-encrypts with a versionless key's new versions itself."""
+    security = a.properties(resource).get("securityProfile")
+    profile = (
+        security.get("kubernetesResourceObjectEncryptionProfile") if isinstance(security, dict) else None
+    )
+    return (
+        isinstance(profile, dict) and str(profile.get("infrastructureEncryption") or "").lower() == "enabled"
+    )
 
 
 def commands(consumer: Consumer, new_key_id: str) -> str:
@@ -83,4 +102,5 @@ class ManagedClusters(a.ArmTargetKind):
             "keyVaultNetworkAccess": str(kms.get("keyVaultNetworkAccess") or "Public"),
             "keyVaultResourceId": str(kms.get("keyVaultResourceId") or ""),
         }
-        return [a.consumer(self.kind, resource_id, resource, key, identity, follows=False, extra=extra)]
+        follows = key.version is None and infrastructure_encryption(resource)
+        return [a.consumer(self.kind, resource_id, resource, key, identity, follows=follows, extra=extra)]

@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 KEY_ID = "key-id"  # the resource holds one key id, versioned or not (https://v.vault.azure.net/keys/k/ver)
 KEY_PARTS = "parts"  # the resource holds vault URL, key name and version as separate fields
 # Provisioning states in which a resource is in the middle of a change: wait, do not write.
-BUSY_STATES = frozenset({"updating", "creating", "deleting", "pending", "accepted", "repairing"})
+# HDInsight says "InProgress" (its ClusterProvisioningState) where the others say "Updating".
+BUSY_STATES = frozenset(
+    {"updating", "creating", "deleting", "pending", "accepted", "repairing", "inprogress"}
+)
 FAILED_STATES = frozenset({"failed", "canceled"})
 
 
