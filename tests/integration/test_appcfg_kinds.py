@@ -17,7 +17,7 @@ from devstack.functions_host import deliver_event_grid, http_request
 from rotation.doors.cli import main
 from rotation.model.ids import parse_key_id
 from rotation.model.request import new_request
-from rotation.run.reconcile import RunResult
+from rotation.model.results import RunResult
 from rotation.storage import audit as audit_module
 from tests import scenarios as s
 from tests.support.runs import by_name

@@ -17,9 +17,10 @@ from rotation.azure.kinds.armkind import NeverWritten
 from rotation.azure.kinds.hdinsight import HDInsightClusters
 from rotation.azure.kinds.protocol import is_busy
 from rotation.azure.kinds.synapse import SynapseWorkspaces
+from rotation.model.decisions import PolicyContext
 from rotation.model.ids import parse_key_id
 from rotation.model.keystate import KeyState, VersionInfo
-from rotation.run.policy import PolicyContext, decide
+from rotation.run.policy import decide
 
 SUB = "c80fb759-c965-4c6a-9110-9b2b2d038882"
 UAI = f"/subscriptions/{SUB}/resourcegroups/myResourceGroup1/providers/Microsoft.ManagedIdentity/userAssignedIdentities/identity2"
