@@ -23,6 +23,7 @@ from .delivery import EventGridDelivery, subscription_from_spec
 from .disk_encryption_sets import DiskEncryptionSets
 from .eventgrid import EVENTGRID_SUFFIX, EventGridTopics
 from .faults import ArmThrottle, CallLog, FaultBook, FaultEffect
+from .flexible_servers import MySqlFlexibleServers, PostgresFlexibleServers
 from .http import Request, Response, Router
 from .identity import TokenIssuer
 from .keyevents import KeyEvents
@@ -118,6 +119,8 @@ class EmulatorApp:
             ServiceBusNamespaces,
             CosmosAccounts,
             ManagedClusters,
+            PostgresFlexibleServers,
+            MySqlFlexibleServers,
         ):
             keyed(self.arm)
         StorageAccounts(self.arm)

@@ -21,6 +21,8 @@ KEYED_ENTRIES: dict[str, tuple[str, bool]] = {
     "serviceBusNamespaces": ("Microsoft.ServiceBus/namespaces", True),
     "cosmosAccounts": ("Microsoft.DocumentDB/databaseAccounts", False),
     "managedClusters": ("Microsoft.ContainerService/managedClusters", False),
+    "postgresFlexibleServers": ("Microsoft.DBforPostgreSQL/flexibleServers", False),
+    "mysqlFlexibleServers": ("Microsoft.DBforMySQL/flexibleServers", False),
 }
 CMK_ENTRY_TYPES: dict[str, str] = {
     "storageAccounts": "Microsoft.Storage/storageAccounts",
@@ -28,7 +30,13 @@ CMK_ENTRY_TYPES: dict[str, str] = {
     "sqlServers": "Microsoft.Sql/servers",
     **{entry: resource_type for entry, (resource_type, _) in KEYED_ENTRIES.items()},
 }
-_KEYED_OPTIONS = ("keyVaultNetworkAccess", "keyVaultResourceId", "requireInfrastructureEncryption")
+_KEYED_OPTIONS = (
+    "keyVaultNetworkAccess",
+    "keyVaultResourceId",
+    "requireInfrastructureEncryption",
+    "geoBackupKeyId",  # flexible servers: the geo-backup key and the identity it is reached with
+    "geoBackupIdentity",
+)
 
 
 def _common(
@@ -123,6 +131,7 @@ def _load_keyed(
         key_ids = [str(require(spec, "keyId", where))]
     # The identity named for the key: given, else the first assigned one (None: system-assigned).
     key_identity = _identity_ref(spec, "keyIdentity", where, world, identities[0] if identities else None)
+    _identity_ref(spec, "geoBackupIdentity", where, world)
     return KeyedResource(
         id=resource_id,
         type=resource_type,

@@ -281,6 +281,8 @@ KEYED_TYPES = {
     "serviceBusNamespaces": ("rg-sb", "Microsoft.ServiceBus/namespaces"),
     "cosmosAccounts": ("rg-cosmos", "Microsoft.DocumentDB/databaseAccounts"),
     "managedClusters": ("rg-aks", "Microsoft.ContainerService/managedClusters"),
+    "postgresFlexibleServers": ("rg-pg", "Microsoft.DBforPostgreSQL/flexibleServers"),
+    "mysqlFlexibleServers": ("rg-mysql", "Microsoft.DBforMySQL/flexibleServers"),
 }
 NAMESPACE_ENTRIES = ("eventHubNamespaces", "serviceBusNamespaces")
 

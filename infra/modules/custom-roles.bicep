@@ -88,6 +88,15 @@ var consumerActions = [
   'Microsoft.Databricks/workspaces/read'
   'Microsoft.Databricks/workspaces/write'
   'Microsoft.Databricks/locations/operationStatuses/read'
+  // PostgreSQL and MySQL flexible servers: PATCH dataEncryption (long-running)
+  'Microsoft.DBforPostgreSQL/flexibleServers/read'
+  'Microsoft.DBforPostgreSQL/flexibleServers/write'
+  'Microsoft.DBforPostgreSQL/locations/azureAsyncOperation/read'
+  'Microsoft.DBforPostgreSQL/locations/operationResults/read'
+  'Microsoft.DBforMySQL/flexibleServers/read'
+  'Microsoft.DBforMySQL/flexibleServers/write'
+  'Microsoft.DBforMySQL/locations/azureAsyncOperation/read'
+  'Microsoft.DBforMySQL/locations/operationResults/read'
   // Activity log: who put a consumer back on an older key version (one read per reverted consumer)
   'Microsoft.Insights/eventtypes/values/read'
 ]

@@ -165,5 +165,14 @@ def decide(consumer: Consumer, ctx: PolicyContext, kind_checks: Sequence[Check] 
     for check in (*CHAIN, *kind_checks):
         decision = check(consumer, ctx)
         if decision is not None:
-            return decision
+            return _with_note(consumer, decision)
     return update(consumer, ctx)
+
+
+def _with_note(consumer: Consumer, decision: Decision) -> Decision:
+    """A blocked step says what the service does meanwhile, when its kind says (a PostgreSQL
+    server goes Inaccessible soon after its version is disabled or expires)."""
+    note = consumer.extra.get("blockedNote")
+    if decision.action != BLOCKED or not note:
+        return decision
+    return Decision(decision.action, decision.reason, f"{decision.message}. {note}")
