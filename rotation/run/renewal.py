@@ -79,6 +79,9 @@ class KeyMaintenance:
         self.settings, self.client, self.key, self.trail, self.retry = settings, client, key, trail, retry
         self.lease = lease
         self.deadline = deadline  # the run's: no retry sleeps past it
+        # Consumers whose service refuses a key with an expiry (kinds' `forbids_key_expiry`, from
+        # the run's discovery): no expiry is set and no version made with one while any uses the key.
+        self.no_expiry: tuple[str, ...] = ()
         self._policy: RotationPolicyInfo | None = None
 
     def policy(self) -> RotationPolicyInfo:
@@ -139,6 +142,14 @@ class KeyMaintenance:
             )
             return
         policy = self.policy()
+        if self.no_expiry and _days(policy.expires_after):
+            why = (
+                f"the key's rotation policy gives new versions an expiry ({policy.expires_after}) and "
+                f"{self._refusers()}: remove expiryTime from the policy, or move them to another key"
+            )
+            renewal.notes.append(f"no version created: {why}")
+            self.trail.record("version-create-skipped", reason="expiry-forbidden", message=why)
+            return
         if policy.has_rotate_action and self.settings.defer_to_key_policy:
             self.trail.record(
                 "deferred-to-key-policy",
@@ -202,8 +213,24 @@ class KeyMaintenance:
         return created
 
     # -- expiry --------------------------------------------------------------------------------------
+    def _refusers(self) -> str:
+        """Who refuses a key with an expiry, for the note and the audit record."""
+        names = ", ".join(t.rsplit("/", 1)[-1] for t in self.no_expiry[:5])
+        more = f" and {len(self.no_expiry) - 5} more" if len(self.no_expiry) > 5 else ""
+        return (
+            f"{len(self.no_expiry)} consumer(s) of this key ({names}{more}) refuse a key with an expiration "
+            "date (MySQL flexible servers: 'the expiration date isn't set')"
+        )
+
     def _ensure_expiry(self, version: VersionInfo | None, renewal: Renewal, dry_run: bool) -> None:
         if version is None or version.expires is not None:
+            return
+        if self.no_expiry:
+            why = f"no expiry set on {version.version}: {self._refusers()}"
+            renewal.notes.append(why)
+            self.trail.record(
+                "expiry-not-set", toVersion=version.version, reason="expiry-forbidden", message=why
+            )
             return
         days = _days(self.policy().expires_after) or self.settings.new_version_expiry_days
         expires = datetime.now(UTC) + timedelta(days=days)
