@@ -17,7 +17,7 @@ from rotation.storage.queue import new_request
 from tests import scenarios as s
 from tests.support.commands import cli, invoke
 from tests.support.http import call
-from tests.support.runs import by_name
+from tests.support.runs import by_name, records
 
 pytestmark = pytest.mark.integration
 OLD, NEW = s.vid("old"), s.vid("new")
@@ -138,3 +138,39 @@ def test_an_unassigned_identity_and_a_refused_key_size_are_blocked_and_never_wri
         "my-small": ("blocked", "key-type-unsupported"),
     }
     assert stack.writes("PATCH") == []
+
+
+def cmk_versions(stack: Any) -> list[dict[str, Any]]:
+    return stack.admin.state()["vaults"][s.VAULT]["keys"]["cmk"]["versions"]
+
+
+def test_rotate_sets_no_expiry_on_a_key_a_mysql_server_uses_and_says_why(stack) -> None:
+    stack.load(estate(my=server(MY, "my-pinned", PINNED), pg=server(PG, "pg-pinned", PINNED)))
+    code, result = cli("rotate", KEY, "--yes")
+    assert code == 0, result
+    assert [v.get("exp") for v in cmk_versions(stack)] == [None, None]
+    [note] = [n for n in result["notes"] if "expiration date" in n]
+    assert "1 consumer(s) of this key (my-pinned)" in note and "isn't set" in note
+    assert {r["kind"] for r in records(stack)} >= {"expiry-not-set", "verified"}
+    # The same key with only a PostgreSQL server: the desired version gets its expiry as usual.
+    stack.load(estate(pg=server(PG, "pg-pinned", PINNED)))
+    code, _ = cli("rotate", KEY, "--yes")
+    assert code == 0 and cmk_versions(stack)[-1].get("exp") is not None
+
+
+def test_a_near_expiry_event_makes_no_version_the_policy_would_give_an_expiry(stack) -> None:
+    policy = {
+        "lifetimeActions": [{"trigger": {"timeBeforeExpiry": "P30D"}, "action": {"type": "Notify"}}],
+        "attributes": {"expiryTime": "P90D"},
+    }
+    base = s.scenario({"cmk": s.key(s.version("old", created="-200d", exp="+10d"), policy=policy)})
+    stack.load(s.with_keyed(base, server(MY, "my-pinned", PINNED)))
+    event = s.event_grid_event("KeyNearExpiry", "cmk", OLD, event_id="ne-mysql")
+    assert deliver_event_grid(function_app.on_key_event, [event]) == [None]
+    dispatcher = stack.dispatcher(function_app.run_rotation)
+    stats = dispatcher.run_until_idle(timeout=120)
+    dispatcher.close()
+    assert stats.failures == []
+    assert len(cmk_versions(stack)) == 1  # no version with an expiry for the MySQL server to refuse
+    [skipped] = [r for r in records(stack) if r["kind"] == "version-create-skipped"]
+    assert skipped["reason"] == "expiry-forbidden" and "expiryTime" in skipped["message"]
