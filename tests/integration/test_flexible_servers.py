@@ -27,27 +27,25 @@ UAI, GEO_UAI = s.identity_id("uai-db"), s.identity_id("uai-db-geo")
 PG, MY = "postgresFlexibleServers", "mysqlFlexibleServers"
 
 
-def estate(*, exp: str | None = None, size: int = 2048, **servers: dict[str, Any]) -> dict[str, Any]:
-    """The key `cmk` (old, new), `geo-cmk` in the other vault, and these servers (name -> entry, spec)."""
+def estate(*servers: tuple[str, dict[str, Any]], exp: str | None = None, size: int = 2048) -> dict[str, Any]:
+    """The key `cmk` (old, new), `geo-cmk` in the other vault, and these servers ((entry, spec) each)."""
     versions = (s.version("old", created="-200d", exp=exp), s.version("new", created="-1h", exp=exp))
     cmk = {**s.key(*versions), "size": size}
     base = s.scenario({"cmk": cmk}, other_vault_keys={"geo-cmk": s.key(s.version("geo-1", exp=None))})
-    return s.with_keyed(base, *((entry, spec) for entry, spec in servers.values()))
+    return s.with_keyed(base, *servers)
 
 
 def server(entry: str, name: str, key: str, **options: Any) -> tuple[str, dict[str, Any]]:
     return entry, s.keyed(entry, name, key, identities=[UAI, GEO_UAI], key_identity=UAI, **options)
 
 
-def both_pinned() -> dict[str, tuple[str, dict[str, Any]]]:
-    return {
-        "pg-both": server(PG, "pg-both", PINNED, geoBackupKeyId=PINNED, geoBackupIdentity=GEO_UAI),
-        "pg-geo-elsewhere": server(
-            PG, "pg-geo-elsewhere", PINNED, geoBackupKeyId=GEO, geoBackupIdentity=GEO_UAI
-        ),
-        "pg-latest": server(PG, "pg-latest", KEY),
-        "my-pinned": server(MY, "my-pinned", PINNED, geoBackupKeyId=PINNED, geoBackupIdentity=GEO_UAI),
-    }
+def both_pinned() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        server(PG, "pg-both", PINNED, geoBackupKeyId=PINNED, geoBackupIdentity=GEO_UAI),
+        server(PG, "pg-geo-elsewhere", PINNED, geoBackupKeyId=GEO, geoBackupIdentity=GEO_UAI),
+        server(PG, "pg-latest", KEY),
+        server(MY, "my-pinned", PINNED, geoBackupKeyId=PINNED, geoBackupIdentity=GEO_UAI),
+    ]
 
 
 def held(stack: Any, entry: str) -> dict[str, tuple[str, str | None]]:
@@ -58,7 +56,7 @@ def held(stack: Any, entry: str) -> dict[str, tuple[str, str | None]]:
 
 
 def test_an_event_moves_both_uris_of_the_key_in_one_patch_and_leaves_another_vaults_geo_key(stack) -> None:
-    stack.load(estate(**both_pinned()))
+    stack.load(estate(*both_pinned()))
     event = s.event_grid_event("KeyNewVersionCreated", "cmk", NEW, event_id="evt-flex")
     assert deliver_event_grid(function_app.on_key_event, [event]) == [None]
     dispatcher = stack.dispatcher(function_app.run_rotation)
@@ -83,7 +81,7 @@ def test_an_event_moves_both_uris_of_the_key_in_one_patch_and_leaves_another_vau
 
 
 def test_plan_at_the_http_door_and_the_cli_in_json_and_table(stack) -> None:
-    stack.load(estate(**both_pinned()))
+    stack.load(estate(*both_pinned()))
     status, body, _ = call(function_app.plan_rotation, "POST", "/api/rotations/plan", {"keyId": KEY})
     assert status == 200, body
     actions = {st["target"].rsplit("/", 1)[1]: (st["action"], st["kind"]) for st in body["steps"]}
@@ -130,7 +128,7 @@ def test_a_blocked_postgres_server_is_told_it_goes_inaccessible(stack) -> None:
 def test_an_unassigned_identity_and_a_refused_key_size_are_blocked_and_never_written(stack) -> None:
     stray = s.identity_id("uai-gone")
     unassigned = server(PG, "pg-stray", PINNED, geoBackupKeyId=PINNED, geoBackupIdentity=stray)
-    stack.load(estate(size=1024, unassigned=unassigned, small=server(MY, "my-small", PINNED)))
+    stack.load(estate(unassigned, server(MY, "my-small", PINNED), size=1024))
     result = stack.service().reconciler.run(new_request(parse_key_id(KEY), "cli", "pytest"))
     reasons = {n: (st.action, st.reason) for n, st in by_name(result).items()}
     assert reasons == {
@@ -145,7 +143,7 @@ def cmk_versions(stack: Any) -> list[dict[str, Any]]:
 
 
 def test_rotate_sets_no_expiry_on_a_key_a_mysql_server_uses_and_says_why(stack) -> None:
-    stack.load(estate(my=server(MY, "my-pinned", PINNED), pg=server(PG, "pg-pinned", PINNED)))
+    stack.load(estate(server(MY, "my-pinned", PINNED), server(PG, "pg-pinned", PINNED)))
     code, result = cli("rotate", KEY, "--yes")
     assert code == 0, result
     assert [v.get("exp") for v in cmk_versions(stack)] == [None, None]
@@ -153,7 +151,7 @@ def test_rotate_sets_no_expiry_on_a_key_a_mysql_server_uses_and_says_why(stack) 
     assert "1 consumer(s) of this key (my-pinned)" in note and "isn't set" in note
     assert {r["kind"] for r in records(stack)} >= {"expiry-not-set", "verified"}
     # The same key with only a PostgreSQL server: the desired version gets its expiry as usual.
-    stack.load(estate(pg=server(PG, "pg-pinned", PINNED)))
+    stack.load(estate(server(PG, "pg-pinned", PINNED)))
     code, _ = cli("rotate", KEY, "--yes")
     assert code == 0 and cmk_versions(stack)[-1].get("exp") is not None
 
