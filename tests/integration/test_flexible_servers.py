@@ -13,7 +13,7 @@ import pytest
 import function_app
 from devstack.functions_host import deliver_event_grid
 from rotation.model.ids import parse_key_id
-from rotation.storage.queue import new_request
+from rotation.model.request import new_request
 from tests import scenarios as s
 from tests.support.commands import cli, invoke
 from tests.support.http import call

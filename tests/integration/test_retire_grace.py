@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rotation.core import retire
+from rotation.estate import retire
 from rotation.model.ids import parse_key_id
 from tests import scenarios as s
 from tests.support.commands import cli, invoke

@@ -14,8 +14,8 @@ import pytest
 from rotation.azure.kinds import all_kinds, forbids_key_expiry, retire_grace
 from rotation.azure.kinds.flexible_servers import MySqlFlexibleServers, PostgresFlexibleServers
 from rotation.azure.vault import KeyState, VersionInfo
-from rotation.core.policy import AUTO_ROTATING, BLOCKED, UPDATE, PolicyContext, decide
 from rotation.model.ids import parse_key_id
+from rotation.run.policy import AUTO_ROTATING, BLOCKED, UPDATE, PolicyContext, decide
 
 SUB = "ffffffff-ffff-ffff-ffff-ffffffffffff"
 UAI = f"/subscriptions/{SUB}/resourceGroups/testrg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/test-usermanagedidentity"

@@ -1,4 +1,4 @@
-"""The retire guard's grace windows (rotation/core/retire.py `in_grace`), pure, on an injected
+"""The retire guard's grace windows (rotation/estate/retire.py `in_grace`), pure, on an injected
 time: who left a version less than its kind's `retire_grace` ago, and since when."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from rotation.azure.kinds.flexible_servers import MySqlFlexibleServers, PostgresFlexibleServers
-from rotation.core.retire import in_grace
+from rotation.estate.retire import in_grace
 from rotation.model.consumer import Consumer
 from rotation.model.ids import ResourceId, parse_key_id, parse_resource_id
 from rotation.model.keystate import KeyState, VersionInfo
@@ -28,7 +28,10 @@ STATE = KeyState(KEY, VERSIONS, V3, VERSIONS[2], None, "Recoverable")
 
 def rid(kind: str, name: str) -> ResourceId:
     rtype = KINDS[kind].resource_type
-    return parse_resource_id(f"/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/{rtype}/{name}", (rtype,))
+    return parse_resource_id(
+        f"/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/{rtype}/{name}",
+        (rtype,),
+    )
 
 
 def consumer(kind: str, name: str, version: str | None) -> Consumer:
