@@ -172,3 +172,22 @@ def test_a_near_expiry_event_makes_no_version_the_policy_would_give_an_expiry(st
     assert len(cmk_versions(stack)) == 1  # no version with an expiry for the MySQL server to refuse
     [skipped] = [r for r in records(stack) if r["kind"] == "version-create-skipped"]
     assert skipped["reason"] == "expiry-forbidden" and "expiryTime" in skipped["message"]
+
+
+@pytest.mark.parametrize("shape", ["location202", "async202"])
+def test_a_mysql_write_answered_with_location_only_or_the_async_link_is_followed_and_verified(
+    stack, shape: str
+) -> None:
+    """The MySQL spec's PATCH: 200, or 202 whose final state is read via `Location`."""
+    stack.load(estate(server(MY, "my-pinned", PINNED)))
+    stack.admin.configure(lroShapes={"Microsoft.DBforMySQL": shape})
+    result = stack.service().reconciler.run(new_request(parse_key_id(KEY), "cli", "pytest"))
+    assert by_name(result)["my-pinned"].outcome == "verified"
+    assert held(stack, MY) == {"my-pinned": (s.key_id("cmk", NEW), None)}
+    polled = [
+        c["path"]
+        for c in stack.admin.calls()["calls"]
+        if "/providers/Microsoft.DBforMySQL/locations/" in c["path"]
+    ]
+    segment = "/operationResults/" if shape == "location202" else "/azureAsyncOperation/"
+    assert polled and all(segment in p for p in polled)
