@@ -91,6 +91,8 @@ def test_plan_at_the_http_door_and_the_cli_in_json_and_table(stack) -> None:
         "pg-latest": ("auto-rotating", "postgresflexible"),
         "my-pinned": ("update", "mysqlflexible"),
     }
+    mysql = next(st for st in body["steps"] if st["kind"] == "mysqlflexible")
+    assert "MySQL refuses a key with an expiration date" in mysql["message"]
     code, plan = cli("plan", KEY)
     assert code == 0 and {st["action"] for st in plan["steps"]} == {"update", "auto-rotating"}
     code, text = invoke("plan", KEY)

@@ -172,3 +172,13 @@ def test_grace_and_expiry_rules_per_kind() -> None:
         retire_grace(k, replace(pg, kind=k.kind)) == timedelta(0) for k in others if k.kind != "databricks"
     )
     assert not any(forbids_key_expiry(k) for k in others)
+
+
+def test_every_mysql_step_says_why_its_key_gets_no_expiry() -> None:
+    for kind, says in ((MySqlFlexibleServers(), True), (PostgresFlexibleServers(), False)):
+        [pinned] = kind.to_consumers(server(kind, f"{VAULT}/keys/cmk/{V1}"))
+        [loose] = kind.to_consumers(server(kind, f"{VAULT}/keys/cmk"))
+        for found, action in ((pinned, UPDATE), (loose, AUTO_ROTATING)):
+            decision = decide(found, context(), kind.plan_checks)
+            assert decision.action == action
+            assert ("MySQL refuses a key with an expiration date" in decision.message) is says

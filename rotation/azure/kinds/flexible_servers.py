@@ -85,6 +85,7 @@ class FlexibleServers(a.ArmTargetKind):
     service: str
     plan_checks: tuple[Check, ...]
     blocked_note: str | None = None  # said in every `blocked` step of its servers
+    note: str | None = None  # said in every step of its servers
 
     def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:
         resource_id = a.resource_id_of(resource, self.resource_type)
@@ -105,6 +106,7 @@ class FlexibleServers(a.ArmTargetKind):
                 "slots": same,
                 "primaryEncryptionKeyStatus": status,
                 "blockedNote": self.blocked_note,
+                "note": self.note,
             }
             found[key.identity] = a.consumer(
                 self.kind,
@@ -172,6 +174,10 @@ class MySqlFlexibleServers(FlexibleServers):
     api_version = "2024-12-30"
     plan_checks: tuple[Check, ...] = (a.accepts_key_types(service, ACCEPTED_KEYS),)
     forbids_key_expiry = True  # the MySQL docs: "the expiration date isn't set"
+    note = (
+        "MySQL refuses a key with an expiration date: this system sets none on this key, nor makes a version "
+        "with one, while a MySQL server uses it"
+    )
     remediation = {
         "": "The MySQL server could not use the key version: check that the user-assigned identity named in "
         "dataEncryption is assigned to the server and has get, list, wrapKey and unwrapKey on the key, that "
