@@ -17,7 +17,9 @@ vault or a Managed HSM.
 
 PostgreSQL follows a versionless `primaryKeyURI` itself (its docs: re-encrypted within 30
 minutes) and asks to keep the old version 2 hours after a rotation, which the retire guard holds
-(`retire_grace`). MySQL's docs list "the expiration date isn't set" among the key's
+(`retire_grace`). The MySQL docs read for this say nothing of a versionless URI; one is what it
+is, a key id naming no version, so it is reported `auto-rotating` and never written, like every
+versionless consumer. MySQL's docs list "the expiration date isn't set" among the key's
 requirements, so the renewal never sets one on a key a MySQL server uses (`forbids_key_expiry`).
 """
 
