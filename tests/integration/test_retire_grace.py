@@ -39,6 +39,13 @@ def old_enabled(stack: Any) -> bool:
     return next(v["enabled"] for v in versions if v["version"] == OLD)
 
 
+def disable_in(stack: Any, later: timedelta) -> retire.DisableOutcome:
+    """`versions disable` of the old version as if `later` had passed (the guard's clock)."""
+    key = parse_key_id(s.key_id("cmk", OLD))
+    moment = datetime.now(UTC) + later
+    return retire.disable(stack.service(), key, force=False, actor="pytest", clock=lambda: moment)
+
+
 def test_a_postgres_server_moved_by_a_run_holds_the_old_version_two_hours(stack) -> None:
     load(stack, ("postgresFlexibleServers", "pg-moved", s.key_id("cmk", OLD)))
     assert invoke("rotate", KEY, "--yes")[0] == 0
@@ -51,10 +58,7 @@ def test_a_postgres_server_moved_by_a_run_holds_the_old_version_two_hours(stack)
     assert record["reason"] == "version-in-grace"
     assert [g["target"].rsplit("/", 1)[1] for g in record["detail"]["inGrace"]] == ["pg-moved"]
 
-    later = datetime.now(UTC) + timedelta(hours=2, minutes=1)
-    done = retire.disable(
-        stack.service(), parse_key_id(s.key_id("cmk", OLD)), force=False, actor="pytest", clock=lambda: later
-    )
+    done = disable_in(stack, timedelta(hours=2, minutes=1))
     assert done.outcome == "disabled" and not old_enabled(stack)
 
 
@@ -62,22 +66,9 @@ def test_a_versionless_postgres_server_is_held_from_the_next_versions_creation(s
     load(stack, ("postgresFlexibleServers", "pg-latest", KEY), new_created="-90m")
     code, refused = cli("versions", "disable", s.key_id("cmk", OLD), "--yes")
     assert code == 3 and "pg-latest" in refused["message"] and "0h30m left" in refused["message"]
-    key = parse_key_id(s.key_id("cmk", OLD))
-    soon = retire.disable(
-        stack.service(),
-        key,
-        force=False,
-        actor="pytest",
-        clock=lambda: datetime.now(UTC) + timedelta(minutes=20),
-    )
+    soon = disable_in(stack, timedelta(minutes=20))
     assert soon.refused and "0h10m left" in soon.message
-    after = retire.disable(
-        stack.service(),
-        key,
-        force=False,
-        actor="pytest",
-        clock=lambda: datetime.now(UTC) + timedelta(minutes=31),
-    )
+    after = disable_in(stack, timedelta(minutes=31))
     assert after.outcome == "disabled"
 
 

@@ -81,6 +81,16 @@ def moved(encryption: Mapping[str, str], to_key: KeyRef) -> dict[str, str]:
     return {f: (to_key.id if f in keys and keys[f].same_key(to_key) else v) for f, v in encryption.items()}
 
 
+def actions(namespace: str) -> tuple[str, ...]:
+    """Read and write the server; its long-running PATCH's status at either link it hands out."""
+    return (
+        f"{namespace}/flexibleServers/read",
+        f"{namespace}/flexibleServers/write",
+        f"{namespace}/locations/azureAsyncOperation/read",
+        f"{namespace}/locations/operationResults/read",
+    )
+
+
 class FlexibleServers(a.ArmTargetKind):
     """The shape both services share; each kind names its type, api-version and rules."""
 
@@ -136,12 +146,7 @@ class PostgresFlexibleServers(FlexibleServers):
     kind = "postgresflexible"
     service = "Azure Database for PostgreSQL flexible server"
     resource_type = POSTGRES_FLEXIBLE_SERVER
-    arm_actions = (  # the PATCH is long-running: its status at azureAsyncOperation (or operationResults)
-        "Microsoft.DBforPostgreSQL/flexibleServers/read",
-        "Microsoft.DBforPostgreSQL/flexibleServers/write",
-        "Microsoft.DBforPostgreSQL/locations/azureAsyncOperation/read",
-        "Microsoft.DBforPostgreSQL/locations/operationResults/read",
-    )
+    arm_actions = actions("Microsoft.DBforPostgreSQL")
     api_version = "2025-08-01"
     plan_checks: tuple[Check, ...] = (a.accepts_key_types(service, ACCEPTED_KEYS),)
     blocked_note = INACCESSIBLE
@@ -167,12 +172,7 @@ class MySqlFlexibleServers(FlexibleServers):
     kind = "mysqlflexible"
     service = "Azure Database for MySQL flexible server"
     resource_type = MYSQL_FLEXIBLE_SERVER
-    arm_actions = (  # the PATCH answers 200, or 202 with both status links
-        "Microsoft.DBforMySQL/flexibleServers/read",
-        "Microsoft.DBforMySQL/flexibleServers/write",
-        "Microsoft.DBforMySQL/locations/azureAsyncOperation/read",
-        "Microsoft.DBforMySQL/locations/operationResults/read",
-    )
+    arm_actions = actions("Microsoft.DBforMySQL")
     api_version = "2024-12-30"
     plan_checks: tuple[Check, ...] = (a.accepts_key_types(service, ACCEPTED_KEYS),)
     forbids_key_expiry = True  # the MySQL docs: "the expiration date isn't set"
