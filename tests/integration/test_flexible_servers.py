@@ -193,3 +193,14 @@ def test_a_mysql_write_answered_with_location_only_or_the_async_link_is_followed
     ]
     segment = "/operationResults/" if shape == "location202" else "/azureAsyncOperation/"
     assert polled and all(segment in p for p in polled)
+
+
+def test_a_run_limited_to_targets_sets_no_expiry_it_cannot_know_is_safe(stack) -> None:
+    """The MySQL server is not among the targets, so the run does not see it: no expiry either."""
+    stack.load(estate(server(MY, "my-pinned", PINNED), server(PG, "pg-pinned", PINNED)))
+    code, result = cli("rotate", KEY, "--target", s.keyed_id(PG, "pg-pinned"), "--yes")
+    assert code == 0, result
+    assert [v.get("exp") for v in cmk_versions(stack)] == [None, None]
+    [record] = [r for r in records(stack) if r["kind"] == "expiry-not-set"]
+    assert record["reason"] == "consumers-unseen" and "limited to targets" in record["message"]
+    assert held(stack, MY) == {"my-pinned": (PINNED, None)}  # not a target: left for a full run
