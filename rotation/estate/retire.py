@@ -39,10 +39,6 @@ class Retiring(Root, Protocol):
     def ledger(self) -> Ledger: ...
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 DISABLED, ALREADY_DISABLED, REFUSED, OVERRIDDEN = (
     "disabled",
     "already-disabled",
@@ -95,11 +91,17 @@ def key_view(service: Retiring, key: KeyRef, deadline: Deadline | None = None) -
 
 
 def disable(
-    service: Retiring, key: KeyRef, *, force: bool, actor: str, clock: Callable[[], datetime] = _utc_now
+    service: Retiring,
+    key: KeyRef,
+    *,
+    force: bool,
+    actor: str,
+    clock: Callable[[], datetime] | None = None,
 ) -> DisableOutcome:
-    """`clock` is the time the guard windows (revert guard, kinds' grace) are measured at."""
+    """`clock` gives the time the guard windows (revert guard, kinds' grace) are measured at (default: now)."""
+    now = (clock or (lambda: datetime.now(UTC)))()
     return _under_lease(
-        service, key, actor, "disable", lambda trail: _disable(service, key, force, trail, clock())
+        service, key, actor, "disable", lambda trail: _disable(service, key, force, trail, now)
     )
 
 
