@@ -204,3 +204,25 @@ def test_a_run_limited_to_targets_sets_no_expiry_it_cannot_know_is_safe(stack) -
     [record] = [r for r in records(stack) if r["kind"] == "expiry-not-set"]
     assert record["reason"] == "consumers-unseen" and "limited to targets" in record["message"]
     assert held(stack, MY) == {"my-pinned": (PINNED, None)}  # not a target: left for a full run
+
+
+def test_a_rotation_queued_at_the_http_door_sets_no_expiry_and_its_record_says_why(stack) -> None:
+    stack.load(estate(server(MY, "my-pinned", PINNED)))
+    status, body, _ = call(function_app.start_rotation, "POST", "/api/rotations", {"keyId": KEY})
+    assert status == 202, body
+    dispatcher = stack.dispatcher(function_app.run_rotation)
+    stats = dispatcher.run_until_idle(timeout=120)
+    dispatcher.close()
+    assert stats.failures == []
+    run_id = body["runId"]
+    _, done, _ = call(
+        function_app.get_rotation, "GET", f"/api/rotations/{run_id}", route_params={"runId": run_id}
+    )
+    assert done["status"] == "succeeded" and [st["outcome"] for st in done["steps"]] == ["verified"]
+    assert [v.get("exp") for v in cmk_versions(stack)] == [None, None]
+    [record] = [r for r in records(stack) if r["kind"] == "expiry-not-set"]
+    assert (
+        record["runId"] == run_id
+        and record["reason"] == "expiry-forbidden"
+        and "my-pinned" in record["message"]
+    )
