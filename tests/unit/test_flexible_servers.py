@@ -182,3 +182,15 @@ def test_every_mysql_step_says_why_its_key_gets_no_expiry() -> None:
             decision = decide(found, context(), kind.plan_checks)
             assert decision.action == action
             assert ("MySQL refuses a key with an expiration date" in decision.message) is says
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_an_unassigned_identity_the_patch_would_send_back_blocks_the_other_keys_consumer_too(
+    kind: Any,
+) -> None:
+    body = server(kind, f"{VAULT}/keys/cmk/{V1}", f"{GEO_VAULT}/keys/cmk-geo/{V1}", identities=(UAI,))
+    primary, backup = kind.to_consumers(body)
+    assert (primary.identity, primary.identity_assigned) == (GEO_UAI, False)
+    assert (backup.identity, backup.identity_assigned) == (GEO_UAI, False)
+    decision = decide(primary, context(), kind.plan_checks)
+    assert decision.reason == "identity-not-assigned" and GEO_UAI in decision.message

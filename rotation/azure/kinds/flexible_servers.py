@@ -91,6 +91,20 @@ def actions(namespace: str) -> tuple[str, ...]:
     )
 
 
+def identity_fact(
+    resource: Mapping[str, Any], encryption: Mapping[str, str], slots: list[str]
+) -> tuple[str, bool]:
+    """(who, assigned): the identity this key's URIs are reached with, and whether every identity the
+    PATCH sends back (the other key's too) is one of the server's; else the first that is not."""
+    assigned = a.user_assigned(resource)
+    sent = [encryption.get(identity, "") for _, identity in SLOTS if encryption.get(identity)]
+    missing = [i for i in sent if i.lower() not in assigned]
+    own = [encryption.get(dict(SLOTS)[f], "") for f in slots]
+    if missing or not all(own):
+        return (missing[0] if missing else "none named"), False
+    return own[0], True
+
+
 class FlexibleServers(a.ArmTargetKind):
     """The shape both services share; each kind names its type, api-version and rules."""
 
@@ -111,8 +125,7 @@ class FlexibleServers(a.ArmTargetKind):
             if key.identity in found:
                 continue
             same = [f for f, k in keys.items() if k.same_key(key)]
-            identities = [encryption.get(dict(SLOTS)[f], "") for f in same]
-            assigned = all(i and i.lower() in a.user_assigned(resource) for i in identities)
+            who = identity_fact(resource, encryption, same)
             extra = {
                 "dataEncryption": encryption,
                 "slots": same,
@@ -125,7 +138,7 @@ class FlexibleServers(a.ArmTargetKind):
                 resource_id,
                 resource,
                 key,
-                (identities[0] or "none named", assigned),
+                who,
                 follows=key.version is None,
                 extra=extra,
             )
