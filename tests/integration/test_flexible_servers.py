@@ -226,3 +226,16 @@ def test_a_rotation_queued_at_the_http_door_sets_no_expiry_and_its_record_says_w
         and record["reason"] == "expiry-forbidden"
         and "my-pinned" in record["message"]
     )
+
+
+def test_a_geo_backup_uri_behind_the_primary_is_held_then_moved_by_one_patch(stack) -> None:
+    moved = s.key_id("cmk", NEW)
+    stack.load(estate(server(PG, "pg-split", moved, geoBackupKeyId=PINNED, geoBackupIdentity=GEO_UAI)))
+    code, refused = cli("versions", "disable", PINNED, "--yes")
+    assert (
+        code == 3 and refused["outcome"] == "refused" and refused["consumers"] == [s.keyed_id(PG, "pg-split")]
+    )
+    code, result = cli("rotate", KEY, "--yes")
+    assert code == 0 and [st["outcome"] for st in result["steps"]] == ["verified"], result
+    assert held(stack, PG) == {"pg-split": (moved, moved)}
+    assert len(stack.writes("PATCH")) == 1

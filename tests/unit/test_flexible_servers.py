@@ -14,6 +14,7 @@ import pytest
 from rotation.azure.kinds import all_kinds, forbids_key_expiry, retire_grace
 from rotation.azure.kinds.flexible_servers import MySqlFlexibleServers, PostgresFlexibleServers
 from rotation.azure.vault import KeyState, VersionInfo
+from rotation.estate.inventory import holders_by_version
 from rotation.model.ids import parse_key_id
 from rotation.run.policy import AUTO_ROTATING, BLOCKED, UPDATE, PolicyContext, decide
 
@@ -99,9 +100,22 @@ def test_a_geo_backup_key_in_another_vault_is_another_consumer_and_left_as_read(
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
 def test_verified_only_when_every_uri_of_the_key_reads_back_on_the_new_version(kind: Any) -> None:
     to_key = parse_key_id(f"{VAULT}/keys/cmk/{V2}")
-    [half] = kind.to_consumers(server(kind, f"{VAULT}/keys/cmk/{V2}", f"{VAULT}/keys/cmk/{V1}"))
+    half = kind.to_consumers(server(kind, f"{VAULT}/keys/cmk/{V2}", f"{VAULT}/keys/cmk/{V1}"))
     [whole] = kind.to_consumers(server(kind, f"{VAULT}/keys/cmk/{V2}", f"{VAULT}/keys/cmk/{V2}"))
-    assert not kind.verified(half, to_key) and kind.verified(whole, to_key)
+    assert not kind.verified(half[0], to_key) and kind.verified(whole, to_key)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_both_uris_of_a_key_on_different_versions_are_planned_from_the_backup_and_both_held(
+    kind: Any,
+) -> None:
+    """The geo-backup URI's version plans (so the write moves both); the primary's is still held."""
+    lagging, ahead = kind.to_consumers(server(kind, f"{VAULT}/keys/cmk/{V2}", f"{VAULT}/keys/cmk/{V1}"))
+    assert (lagging.version, ahead.version) == (V1, V2) and lagging.target == ahead.target
+    assert decide(lagging, context(), kind.plan_checks).action == UPDATE
+    moved = kind.write_body(lagging, lagging.key.with_version(V2))["properties"]["dataEncryption"]
+    assert moved["primaryKeyURI"].endswith(V2) and moved["geoBackupKeyURI"].endswith(V2)
+    assert set(holders_by_version([lagging, ahead], context().state)) == {V1, V2}
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)

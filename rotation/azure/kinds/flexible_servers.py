@@ -120,12 +120,11 @@ class FlexibleServers(a.ArmTargetKind):
         if resource_id is None or not keys:
             return []
         status = a.properties(resource).get("dataEncryption", {}).get("primaryEncryptionKeyStatus")
-        found: dict[tuple[str, str], Consumer] = {}
-        for key in keys.values():  # primary first: it names the consumer's version
-            if key.identity in found:
-                continue
-            same = [f for f, k in keys.items() if k.same_key(key)]
-            who = identity_fact(resource, encryption, same)
+        groups: dict[tuple[str, str], list[str]] = {}
+        for uri_field, key in keys.items():
+            groups.setdefault(key.identity, []).append(uri_field)
+        found: list[Consumer] = []
+        for same in groups.values():
             extra = {
                 "dataEncryption": encryption,
                 "slots": same,
@@ -133,16 +132,16 @@ class FlexibleServers(a.ArmTargetKind):
                 "blockedNote": self.blocked_note,
                 "note": self.note,
             }
-            found[key.identity] = a.consumer(
-                self.kind,
-                resource_id,
-                resource,
-                key,
-                who,
-                follows=key.version is None,
-                extra=extra,
-            )
-        return list(found.values())
+            who = identity_fact(resource, encryption, same)
+            # Both URIs of one key on different versions: a Consumer per version, the geo-backup's
+            # first (the plan's; people change the primary by hand, so the backup is likelier to
+            # lag), the other kept so inventory and the retire guard count its version as held.
+            held = dict.fromkeys(keys[f] for f in reversed(same))
+            found += [
+                a.consumer(self.kind, resource_id, resource, k, who, follows=k.version is None, extra=extra)
+                for k in held
+            ]
+        return found
 
     def write_body(self, consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
         return {"properties": {"dataEncryption": moved(consumer.extra["dataEncryption"], to_key)}}
