@@ -136,10 +136,10 @@ class FlexibleServers(a.ArmTargetKind):
             # Both URIs of one key on different versions: a Consumer per version, the geo-backup's
             # first (the plan's; people change the primary by hand, so the backup is likelier to
             # lag), the other kept so inventory and the retire guard count its version as held.
-            held = dict.fromkeys(keys[f] for f in reversed(same))
+            held = {(keys[f].version or "").lower(): keys[f] for f in reversed(same)}
             found += [
                 a.consumer(self.kind, resource_id, resource, k, who, follows=k.version is None, extra=extra)
-                for k in held
+                for k in held.values()
             ]
         return found
 
