@@ -13,10 +13,11 @@ import pytest
 
 from rotation.azure.kinds import all_kinds, forbids_key_expiry, retire_grace
 from rotation.azure.kinds.flexible_servers import MySqlFlexibleServers, PostgresFlexibleServers
-from rotation.azure.vault import KeyState, VersionInfo
 from rotation.estate.inventory import holders_by_version
+from rotation.model.decisions import AUTO_ROTATING, BLOCKED, UPDATE, PolicyContext
 from rotation.model.ids import parse_key_id
-from rotation.run.policy import AUTO_ROTATING, BLOCKED, UPDATE, PolicyContext, decide
+from rotation.model.keystate import KeyState, VersionInfo
+from rotation.run.policy import decide
 
 SUB = "ffffffff-ffff-ffff-ffff-ffffffffffff"
 UAI = f"/subscriptions/{SUB}/resourceGroups/testrg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/test-usermanagedidentity"
