@@ -24,6 +24,7 @@ from .delivery import EventGridDelivery, subscription_from_spec
 from .disk_encryption_sets import DiskEncryptionSets
 from .eventgrid import EVENTGRID_SUFFIX, EventGridTopics
 from .faults import ArmThrottle, CallLog, FaultBook, FaultEffect
+from .flexible_servers import MySqlFlexibleServers, PostgresFlexibleServers
 from .hdinsight import HDInsightClusters
 from .http import Request, Response, Router
 from .identity import TokenIssuer
@@ -124,6 +125,8 @@ class EmulatorApp:
             ConfigurationStores,
             HDInsightClusters,
             SynapseWorkspaces,
+            PostgresFlexibleServers,
+            MySqlFlexibleServers,
         ):
             keyed(self.arm)
         StorageAccounts(self.arm)

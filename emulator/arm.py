@@ -40,6 +40,12 @@ ARM_AUDIENCES = {
     "https://management.usgovcloudapi.net",
     "https://management.core.usgovcloudapi.net",
 }
+# The status link's last-but-one segment where a provider's spec names its own (the database
+# providers' `locations/{l}/azureAsyncOperation/{id}`); others use `operations`.
+ASYNC_SEGMENTS = {
+    "microsoft.dbforpostgresql": "azureAsyncOperation",
+    "microsoft.dbformysql": "azureAsyncOperation",
+}
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _SUBSCRIPTION = re.compile(r"^/subscriptions/(?P<sub>[^/]+)", re.IGNORECASE)
 _ERROR_CODES = {
@@ -165,7 +171,7 @@ class ArmService:
         self.router.add(
             "GET",
             r"/subscriptions/(?P<sub>[^/]+)/providers/[^/]+/locations/[^/]+/"
-            r"(?:operations|operationStatuses)/(?P<op_id>[^/]+)",
+            r"(?:operations|operationStatuses|azureAsyncOperation)/(?P<op_id>[^/]+)",
             self.operation_status,
         )
         self.router.add(
@@ -332,7 +338,8 @@ class ArmService:
         if namespace == "Microsoft.ContainerRegistry":
             status_path = f"{resource_id}/operationStatuses/{op.id}"
         else:
-            status_path = f"/subscriptions/{op.subscription}/providers/{namespace}/locations/{op.location}/operations/{op.id}"
+            segment = ASYNC_SEGMENTS.get(namespace.lower(), "operations")
+            status_path = f"/subscriptions/{op.subscription}/providers/{namespace}/locations/{op.location}/{segment}/{op.id}"
         return op, f"https://{request.host}{status_path}?api-version={request.query['api-version']}"
 
     def operation_result(self, request: Request, sub: str, op_id: str) -> Response:

@@ -291,17 +291,26 @@ class KeyedProvider(ArmResourceRoutes[KeyedResource]):
         self.decorate(body, resource)
         return body
 
+    def also_requested(
+        self, body: dict[str, Any], resource: KeyedResource, name: str
+    ) -> Callable[[], None] | None:
+        """What else the write changes besides the keys and identity `requested` names (checked
+        here, raising Refused), applied with them when the write ends (kinds override)."""
+        return None
+
     def write(self, request: Request, resource: KeyedResource, body: dict[str, Any], name: str) -> Response:
         try:
             key_ids, key_identity = self.requested(body, resource)
             self._check(resource, name, key_ids, key_identity)
+            more = self.also_requested(body, resource, name)
         except Refused as refused:
             return refused.response
-        return self._write(request, resource, key_ids, key_identity)
+        return self._write(request, resource, key_ids, key_identity, more)
 
     def _check(
         self, resource: KeyedResource, name: str, key_ids: list[str], key_identity: str | None
     ) -> None:
+        """Refused unless the identity is the resource's and can use every key (kinds reuse it)."""
         if key_identity and key_identity.lower() not in {i.lower() for i in resource.identities}:
             raise Refused(
                 arm_error(
@@ -329,10 +338,17 @@ class KeyedProvider(ArmResourceRoutes[KeyedResource]):
                 )
 
     def _write(
-        self, request: Request, resource: KeyedResource, key_ids: list[str], key_identity: str | None
+        self,
+        request: Request,
+        resource: KeyedResource,
+        key_ids: list[str],
+        key_identity: str | None,
+        more: Callable[[], None] | None = None,
     ) -> Response:
         def apply() -> None:
             resource.key_ids, resource.key_identity = list(key_ids), key_identity
+            if more is not None:
+                more()
             resource.provisioning_state = "Succeeded"
 
         if not self.LONG_RUNNING:

@@ -24,6 +24,8 @@ KEYED_ENTRIES: dict[str, tuple[str, bool]] = {
     "appConfigurationStores": ("Microsoft.AppConfiguration/configurationStores", False),
     "hdInsightClusters": ("Microsoft.HDInsight/clusters", False),
     "synapseWorkspaces": ("Microsoft.Synapse/workspaces", False),
+    "postgresFlexibleServers": ("Microsoft.DBforPostgreSQL/flexibleServers", False),
+    "mysqlFlexibleServers": ("Microsoft.DBforMySQL/flexibleServers", False),
 }
 CMK_ENTRY_TYPES: dict[str, str] = {
     "storageAccounts": "Microsoft.Storage/storageAccounts",
@@ -37,6 +39,8 @@ _KEYED_OPTIONS = (
     "requireInfrastructureEncryption",
     "infrastructureEncryption",  # AKS KMS data encryption ("Enabled")
     "workspaceKeyName",  # Synapse: the active workspace key's name
+    "geoBackupKeyId",  # flexible servers: the geo-backup key and the identity it is reached with
+    "geoBackupIdentity",
 )
 
 
@@ -132,6 +136,7 @@ def _load_keyed(
         key_ids = [str(require(spec, "keyId", where))]
     # The identity named for the key: given, else the first assigned one (None: system-assigned).
     key_identity = _identity_ref(spec, "keyIdentity", where, world, identities[0] if identities else None)
+    _identity_ref(spec, "geoBackupIdentity", where, world)
     return KeyedResource(
         id=resource_id,
         type=resource_type,

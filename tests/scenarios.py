@@ -284,6 +284,8 @@ KEYED_TYPES = {
     "appConfigurationStores": ("rg-appcs", "Microsoft.AppConfiguration/configurationStores"),
     "hdInsightClusters": ("rg-hdi", "Microsoft.HDInsight/clusters"),
     "synapseWorkspaces": ("rg-synapse", "Microsoft.Synapse/workspaces"),
+    "postgresFlexibleServers": ("rg-pg", "Microsoft.DBforPostgreSQL/flexibleServers"),
+    "mysqlFlexibleServers": ("rg-mysql", "Microsoft.DBforMySQL/flexibleServers"),
 }
 NAMESPACE_ENTRIES = ("eventHubNamespaces", "serviceBusNamespaces")
 

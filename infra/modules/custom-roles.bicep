@@ -98,6 +98,15 @@ var consumerActions = [
   'Microsoft.HDInsight/locations/operationresults/read'
   // Synapse workspaces: seen, never written (manual-required: a switch of keys by a person)
   'Microsoft.Synapse/workspaces/read'
+  // PostgreSQL and MySQL flexible servers: PATCH dataEncryption (long-running)
+  'Microsoft.DBforPostgreSQL/flexibleServers/read'
+  'Microsoft.DBforPostgreSQL/flexibleServers/write'
+  'Microsoft.DBforPostgreSQL/locations/azureAsyncOperation/read'
+  'Microsoft.DBforPostgreSQL/locations/operationResults/read'
+  'Microsoft.DBforMySQL/flexibleServers/read'
+  'Microsoft.DBforMySQL/flexibleServers/write'
+  'Microsoft.DBforMySQL/locations/azureAsyncOperation/read'
+  'Microsoft.DBforMySQL/locations/operationResults/read'
   // Activity log: who put a consumer back on an older key version (one read per reverted consumer)
   'Microsoft.Insights/eventtypes/values/read'
 ]

@@ -10,15 +10,19 @@ Nothing here runs unattended: the sweep only reports candidates.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from rotation.azure.kinds import retire_grace
 from rotation.azure.retry import Deadline, call
 from rotation.azure.vault import disable_version, set_version_enabled
 from rotation.estate.inventory import KeyView, Root, holders_by_version, view_of
+from rotation.model.consumer import Consumer
 from rotation.model.ids import KeyRef
+from rotation.model.keystate import KeyState, VersionInfo
+from rotation.model.times import iso
 from rotation.run.gather import Unreachable
 from rotation.run.reverts import describe_revert, reverted_to
 from rotation.storage.audit import AuditStore, AuditTrail
@@ -86,8 +90,19 @@ def key_view(service: Retiring, key: KeyRef, deadline: Deadline | None = None) -
     return view_of(reconciler, key.versionless(), found, deadline)
 
 
-def disable(service: Retiring, key: KeyRef, *, force: bool, actor: str) -> DisableOutcome:
-    return _under_lease(service, key, actor, "disable", lambda trail: _disable(service, key, force, trail))
+def disable(
+    service: Retiring,
+    key: KeyRef,
+    *,
+    force: bool,
+    actor: str,
+    clock: Callable[[], datetime] | None = None,
+) -> DisableOutcome:
+    """`clock` gives the time the guard windows (revert guard, kinds' grace) are measured at (default: now)."""
+    now = (clock or (lambda: datetime.now(UTC)))()
+    return _under_lease(
+        service, key, actor, "disable", lambda trail: _disable(service, key, force, trail, now)
+    )
 
 
 def enable(service: Retiring, key: KeyRef, *, actor: str) -> DisableOutcome:
@@ -148,7 +163,7 @@ def _enable(service: Retiring, key: KeyRef, trail: AuditTrail) -> DisableOutcome
     return DisableOutcome(key, ENABLED, (), message, trail.run_id)
 
 
-def _disable(service: Retiring, key: KeyRef, force: bool, trail: AuditTrail) -> DisableOutcome:
+def _disable(service: Retiring, key: KeyRef, force: bool, trail: AuditTrail, now: datetime) -> DisableOutcome:
     view = key_view(service, key, Deadline(service.settings.time_budget_seconds))
     if view.error or view.state is None:
         raise RetireError((view.error or {}).get("message") or f"{key.versionless_id} could not be read")
@@ -158,14 +173,21 @@ def _disable(service: Retiring, key: KeyRef, force: bool, trail: AuditTrail) -> 
     holders = tuple(c.target for c in holders_by_version(view.consumers, view.state).get(version.version, ()))
     unknown = [f"{e.scope} ({e.kind})" for e in view.discovery_errors]
     days = service.settings.revert_guard_days
-    rows = reverted_to(service.reconciler.reverts.written(key), version.version, datetime.now(UTC), days)
+    written = service.reconciler.reverts.written(key)
+    rows = reverted_to(written, version.version, now, days)
     reverts = tuple({"target": r.target, **(r.revert_dict() or {})} for r in rows)
-    detail = {"consumers": list(holders)[:100], "force": force, "reverts": list(reverts)[:100]}
+    leaving = in_grace(view.consumers, service.reconciler.kinds, view.state, version, written, now)
+    detail = {
+        "consumers": list(holders)[:100],
+        "force": force,
+        "reverts": list(reverts)[:100],
+        "inGrace": [g.to_dict(now) for g in leaving[:100]],
+    }
     fields = {"fromVersion": version.version, "detail": detail}
     if not version.enabled:
         trail.record("version-disable", outcome=ALREADY_DISABLED, message="already disabled", **fields)
         return DisableOutcome(key, ALREADY_DISABLED, holders, "already disabled", trail.run_id)
-    refusal = None if force else _refusal(holders, unknown, rows, days)
+    refusal = None if force else _refusal(holders, unknown, rows, days) or _grace_refusal(leaving, now)
     if refusal is not None:
         reason, why = refusal
         trail.record("version-disable", outcome=REFUSED, reason=reason, message=why, **fields)
@@ -176,10 +198,11 @@ def _disable(service: Retiring, key: KeyRef, force: bool, trail: AuditTrail) -> 
         policy=service.reconciler.retry,
         what=f"disable {key.id}",
     )
-    outcome = OVERRIDDEN if holders or unknown or rows else DISABLED
+    outcome = OVERRIDDEN if holders or unknown or rows or leaving else DISABLED
     message = (
         f"disabled with --force while {len(holders)} consumer(s) held it"
         + (f" and {len(rows)} had been reverted to it lately" if rows else "")
+        + (f" and {len(leaving)} had left it less than their service's grace ago" if leaving else "")
         if outcome == OVERRIDDEN
         else "disabled"
     )
@@ -211,6 +234,76 @@ def _refusal(
             + "; the next deployment may put it back: fix the template first (docs/runbook.md), or --force"
         )
     return None
+
+
+# -- kinds' grace after a consumer leaves a version ------------------------------------------------
+@dataclass(frozen=True)
+class InGrace:
+    """A consumer that left the version less than its kind's `retire_grace` ago."""
+
+    target: str
+    kind: str
+    left_at: datetime
+    grace: timedelta
+
+    def remaining(self, now: datetime) -> timedelta:
+        return self.left_at + self.grace - now
+
+    def to_dict(self, now: datetime) -> dict[str, Any]:
+        left = max(0, int(self.remaining(now).total_seconds()))
+        return {"target": self.target, "kind": self.kind, "leftAt": iso(self.left_at), "secondsLeft": left}
+
+
+def in_grace(
+    consumers: Iterable[Consumer],
+    kinds: Mapping[str, object],
+    state: KeyState,
+    version: VersionInfo,
+    written: Mapping[str, Written],
+    now: datetime,
+) -> list[InGrace]:
+    """Consumers of kinds with a grace period that left `version` less than that long ago: moved
+    by a run (when this system last verified them on a newer version: the written store), or
+    following new versions by themselves (when the version after it was created)."""
+    found = []
+    for consumer in consumers:
+        grace = retire_grace(kinds.get(consumer.kind), consumer)
+        left = _left_at(consumer, state, version, written.get(consumer.target.lower())) if grace else None
+        if left is not None and left + grace > now:
+            found.append(InGrace(consumer.target, consumer.kind, left, grace))
+    return sorted(found, key=lambda g: g.left_at + g.grace, reverse=True)
+
+
+def _left_at(
+    consumer: Consumer, state: KeyState, version: VersionInfo, row: Written | None
+) -> datetime | None:
+    """When the consumer left `version`, if it did and we can tell."""
+    if consumer.follows_new_versions:
+        after = [v for v in state.versions if state.is_newer(v, version)]
+        return min((v.created for v in after), default=None)
+    moved_to = state.version(row.version) if row is not None else None
+    if row is None or moved_to is None or row.written_at is None or not state.is_newer(moved_to, version):
+        return None
+    return row.written_at
+
+
+def _grace_refusal(leaving: list[InGrace], now: datetime) -> tuple[str, str] | None:
+    if not leaving:
+        return None
+    last = leaving[0]
+    names = ", ".join(
+        f"{g.kind} {g.target.rsplit('/', 1)[-1]} (left {g.left_at:%H:%M} UTC, {_span(g.remaining(now))} left)"
+        for g in leaving[:20]
+    )
+    return "version-in-grace", (
+        f"{len(leaving)} consumer(s) left it less than their service's grace ago and may still need it: "
+        f"{names}; try again after {last.left_at + last.grace:%Y-%m-%d %H:%M} UTC, or --force"
+    )
+
+
+def _span(delta: timedelta) -> str:
+    minutes = max(0, int(delta.total_seconds() + 59) // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 # -- reporting (the sweep and `rotation report`) ----------------------------------------------------

@@ -39,6 +39,8 @@ COSMOS_ACCOUNT = "Microsoft.DocumentDB/databaseAccounts"
 MANAGED_CLUSTER = "Microsoft.ContainerService/managedClusters"
 DATA_FACTORY = "Microsoft.DataFactory/factories"
 DATABRICKS_WORKSPACE = "Microsoft.Databricks/workspaces"
+POSTGRES_FLEXIBLE_SERVER = "Microsoft.DBforPostgreSQL/flexibleServers"
+MYSQL_FLEXIBLE_SERVER = "Microsoft.DBforMySQL/flexibleServers"
 # Managed HSM pools serve the Key Vault keys API on their own hosts (<name>.managedhsm.azure.net).
 HSM_SUFFIXES = ("managedhsm.azure.net", "managedhsm.azure.cn", "managedhsm.usgovcloudapi.net")
 

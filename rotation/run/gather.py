@@ -41,8 +41,9 @@ class Gathered:
     warnings: tuple[str, ...] = ()
 
 
-# Runs between reading the key and planning (near-expiry renewal); returns the state to plan with.
-Maintain = Callable[[KeyState], KeyState]
+# Runs between reading the key and planning (near-expiry renewal), knowing who uses the key;
+# returns the state to plan with.
+Maintain = Callable[[KeyState, Inventory], KeyState]
 
 
 class Gatherer:
@@ -97,12 +98,14 @@ class Gatherer:
             listing = submit_in_context(pool, lambda: self.inventory(key, targets, deadline))
             try:
                 state = self.read_state(key, deadline)
+                # The renewal waits for the listing: a consumer's kind may forbid what it would do
+                # (a MySQL server refuses a key with an expiry).
+                inventory = listing.result()
                 if maintain is not None:
-                    state = maintain(state)
+                    state = maintain(state, inventory)
             except Exception:
                 listing.cancel()
                 raise
-            inventory = listing.result()
         return self.with_pending(key, state, inventory, targets)
 
     def with_pending(

@@ -165,5 +165,16 @@ def decide(consumer: Consumer, ctx: PolicyContext, kind_checks: Sequence[Check] 
     for check in (*CHAIN, *kind_checks):
         decision = check(consumer, ctx)
         if decision is not None:
-            return decision
-    return update(consumer, ctx)
+            return _with_notes(consumer, decision)
+    return _with_notes(consumer, update(consumer, ctx))
+
+
+def _with_notes(consumer: Consumer, decision: Decision) -> Decision:
+    """The step says what its kind adds: for a blocked step, what the service does meanwhile (a
+    PostgreSQL server goes Inaccessible soon after its version is disabled or expires); for any
+    step, a rule this system keeps for it (MySQL: no expiry on its key)."""
+    blocked = consumer.extra.get("blockedNote") if decision.action == BLOCKED else None
+    notes = [n for n in (blocked, consumer.extra.get("note")) if n]
+    if not notes:
+        return decision
+    return Decision(decision.action, decision.reason, ". ".join([decision.message, *notes]))

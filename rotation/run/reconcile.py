@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rotation import telemetry
 from rotation.azure import budget
 from rotation.azure.discovery import Inventory
-from rotation.azure.kinds import ApplyContext, TargetKind, all_kinds, checks_of
+from rotation.azure.kinds import ApplyContext, TargetKind, all_kinds, checks_of, forbids_key_expiry
 from rotation.azure.retry import Deadline, RetryPolicy, classify, remediation
 from rotation.azure.vault import KEY_VAULT_HINTS
 from rotation.config import Settings
@@ -292,11 +292,14 @@ class Reconciler:
         the run that holds the key: a shard's parent did it)."""
         key = request.key
         if request.shard is not None:
-            return lambda state: state
+            return lambda state, inventory: state
 
-        def maintain(state: KeyState) -> KeyState:
+        def maintain(state: KeyState, inventory: Inventory) -> KeyState:
             client = self.clients.keys(key.vault_url)
             maintenance = KeyMaintenance(self.settings, client, key, trail, self.retry, lease, deadline)
+            maintenance.no_expiry = tuple(
+                c.target for c in inventory.consumers if forbids_key_expiry(self.kinds.get(c.kind))
+            )
             renewal = maintenance.run(request, state, dry_run=request.dry_run)
             result.created_version = renewal.created.version if renewal.created else None
             result.notes.extend(renewal.notes)

@@ -79,6 +79,10 @@ class KeyMaintenance:
         self.settings, self.client, self.key, self.trail, self.retry = settings, client, key, trail, retry
         self.lease = lease
         self.deadline = deadline  # the run's: no retry sleeps past it
+        # Consumers whose service refuses a key with an expiry (kinds' `forbids_key_expiry`, from
+        # the run's discovery): no expiry is set and no version made with one while any uses the key.
+        self.no_expiry: tuple[str, ...] = ()
+        self.targeted = False  # the run was limited to targets: not every consumer was seen
         self._policy: RotationPolicyInfo | None = None
 
     def policy(self) -> RotationPolicyInfo:
@@ -95,6 +99,7 @@ class KeyMaintenance:
         renewal = Renewal()
         if request.event_type == NEAR_EXPIRY:
             self._near_expiry(request, state, renewal, dry_run)
+        self.targeted = request.targets is not None
         if not renewal.created:
             self._ensure_expiry(state.desired, renewal, dry_run)
         else:
@@ -139,6 +144,14 @@ class KeyMaintenance:
             )
             return
         policy = self.policy()
+        if self.no_expiry and _days(policy.expires_after):
+            why = (
+                f"the key's rotation policy gives new versions an expiry ({policy.expires_after}) and "
+                f"{self._refusers()}: remove expiryTime from the policy, or move them to another key"
+            )
+            renewal.notes.append(f"no version created: {why}")
+            self.trail.record("version-create-skipped", reason="expiry-forbidden", message=why)
+            return
         if policy.has_rotate_action and self.settings.defer_to_key_policy:
             self.trail.record(
                 "deferred-to-key-policy",
@@ -202,8 +215,34 @@ class KeyMaintenance:
         return created
 
     # -- expiry --------------------------------------------------------------------------------------
+    def _refusers(self) -> str:
+        """Who refuses a key with an expiry, for the note and the audit record."""
+        names = ", ".join(t.rsplit("/", 1)[-1] for t in self.no_expiry[:5])
+        more = f" and {len(self.no_expiry) - 5} more" if len(self.no_expiry) > 5 else ""
+        return (
+            f"{len(self.no_expiry)} consumer(s) of this key ({names}{more}) refuse a key with an expiration "
+            "date (MySQL flexible servers: 'the expiration date isn't set')"
+        )
+
+    def _expiry_refused(self) -> tuple[str, str] | None:
+        """(reason, why) no expiry may be set on the key now; None: it may."""
+        if self.no_expiry:
+            return "expiry-forbidden", self._refusers()
+        if self.targeted:
+            return "consumers-unseen", (
+                "the run was limited to targets, so not every consumer of the key was seen, and a MySQL flexible "
+                "server refuses a key with an expiration date; the next full run (an event, the sweep) sets it"
+            )
+        return None
+
     def _ensure_expiry(self, version: VersionInfo | None, renewal: Renewal, dry_run: bool) -> None:
         if version is None or version.expires is not None:
+            return
+        refused = self._expiry_refused()
+        if refused:
+            reason, why = refused[0], f"no expiry set on {version.version}: {refused[1]}"
+            renewal.notes.append(why)
+            self.trail.record("expiry-not-set", toVersion=version.version, reason=reason, message=why)
             return
         days = _days(self.policy().expires_after) or self.settings.new_version_expiry_days
         expires = datetime.now(UTC) + timedelta(days=days)

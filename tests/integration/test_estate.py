@@ -28,6 +28,7 @@ ACR_OLD, ACR_MID, ACR_NEW = (
     "9b1e4c0d2f8a4e6b8c7d5a3f1e2d4c6b",
 )
 BATCH_V1 = "1a2b3c4d5e6f47788990aabbccddeeff"
+DB_OLD, DB_NEW = "5a6b7c8d9e0f41a2b3c4d5e6f7081920", "6b7c8d9e0f1a42b3c4d5e6f708192a31"
 OUTSIDE_KEY = "https://fabrikam-cmk.vault.azure.net/keys/partner-cmk/" + s.vid("partner")
 OLD, NEW = s.vid("old"), s.vid("new")
 
@@ -90,6 +91,9 @@ def test_inventory_of_the_sample_estate(stack) -> None:
         "contoso-spark": (ACR_MID, "update"),
         "contoso-synapse": (ACR_MID, "manual-required"),
         "contoso-aks-kms2": ("versionless", "auto-rotating"),
+        # PostgreSQL and MySQL flexible servers on db-cmk (no expiry: MySQL refuses one)
+        "contoso-orders-pg": (DB_OLD, "update"),
+        "contoso-billing-mysql": (DB_OLD, "update"),
     }
     rows = {c["resourceId"].rsplit("/", 1)[1]: c for c in estate["consumers"]}
     assert rows["partnerreg"]["outside"] is True and rows["partnerreg"]["reason"] == "vault-not-allowed"
@@ -107,6 +111,7 @@ def test_inventory_of_the_sample_estate(stack) -> None:
         "notifyBeforeExpiry": "P30D",
     }
     assert keys["acr-cmk"]["expires"] and keys["partner-cmk"]["outside"] is True
+    assert {v["version"]: v["consumers"] for v in keys["db-cmk"]["versions"]} == {DB_OLD: 2, DB_NEW: 0}
     calls = stack.admin.calls()["calls"]
     assert not [c for c in calls if c["host"].startswith("fabrikam-cmk")]  # never read, never written
     assert stack.writes("PATCH") == [] and stack.writes("PUT") == [] and stack.writes("DELETE") == []
@@ -210,7 +215,7 @@ def test_inventory_over_http_with_roles(stack) -> None:
         },
     )
     # every consumer of the sample estate, the outside ones included
-    assert status == 200 and len(body["consumers"]) == 33
+    assert status == 200 and len(body["consumers"]) == 35
 
 
 def held_estate(stack) -> None:

@@ -76,7 +76,17 @@ def test_the_estate_table_shows_every_consumer_of_every_kind() -> None:
     table = estate(state)
     assert table.row_count == len(resources) > 12
     text = rendered(table)
-    for kind in ("servicebus", "eventhub", "sqlserver", "diskencryptionset", "aks", "kusto", "cosmos"):
+    for kind in (
+        "servicebus",
+        "eventhub",
+        "sqlserver",
+        "diskencryptionset",
+        "aks",
+        "kusto",
+        "cosmos",
+        "postgresflexible",
+        "mysqlflexible",
+    ):
         assert kind in text
     assert "des-regulated" in text and "tde-hsm-cmk" in text and "versionless" in text
 

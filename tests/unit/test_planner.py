@@ -17,9 +17,11 @@ from rotation.azure.kinds import (
     KEY_PARTS,
     all_kinds,
     checks_of,
+    forbids_key_expiry,
     hints_of,
     pending,
     recreates_missing,
+    retire_grace,
     verified,
 )
 from rotation.azure.kinds.containergroup import ContainerGroups
@@ -113,6 +115,7 @@ def test_a_kind_that_says_nothing_gets_the_defaults() -> None:
     assert not verified(bare, shown, KEY.with_version(OLD.version))
     assert hints_of(bare) == () and checks_of(bare) == () and not recreates_missing(bare)
     assert pending(bare, None, KEY) == []  # type: ignore[arg-type]  # the default reads no clients
+    assert retire_grace(bare, shown) == timedelta(0) and not forbids_key_expiry(bare)
 
 
 def test_the_built_in_kinds_declare_themselves() -> None:
@@ -135,6 +138,8 @@ def test_the_built_in_kinds_declare_themselves() -> None:
         "appconfiguration": KEY_ID,
         "hdinsight": KEY_PARTS,
         "synapse": KEY_ID,
+        "postgresflexible": KEY_ID,
+        "mysqlflexible": KEY_ID,
     }
     assert all(getattr(k, "api_version", None) for k in kinds.values())
     assert recreates_missing(kinds["containergroup"]) and isinstance(kinds["containergroup"], ContainerGroups)

@@ -196,10 +196,11 @@ def test_rollout_leaves_the_soak_to_the_request_that_claimed_it() -> None:
     assert outcome.note is not None and outcome.note.endswith("another queued request carries the rollout on")
 
 
-def test_every_kind_answers_the_healthy_hook_and_only_the_registry_overrides_it() -> None:
+def test_every_kind_answers_the_healthy_hook_and_only_the_registry_and_postgres_override_it() -> None:
     """`healthy` is a KindDefaults member (default: healthy), read through `unhealthy`, so a kind
     that says nothing about it, or does not inherit the defaults at all, never holds a wave back."""
     from rotation.azure.kinds import KindDefaults, all_kinds, unhealthy
+    from rotation.azure.kinds.flexible_servers import PostgresFlexibleServers
     from rotation.azure.kinds.registry import Registries
 
     class Bare:  # implements the protocol without KindDefaults
@@ -210,7 +211,8 @@ def test_every_kind_answers_the_healthy_hook_and_only_the_registry_overrides_it(
     for kind in all_kinds():
         assert callable(getattr(kind, "healthy", None)), kind.kind
         overrides = type(kind).healthy is not KindDefaults.healthy  # type: ignore[attr-defined]  # optional member
-        assert overrides == isinstance(kind, Registries), kind.kind
+        # the services that report their own CMK status on the resource
+        assert overrides == isinstance(kind, Registries | PostgresFlexibleServers), kind.kind
     other = parse_key_id(f"{KEY}/{'c' * 32}").id
     moved = Consumer(
         "registry",

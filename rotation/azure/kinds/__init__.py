@@ -18,12 +18,14 @@ from rotation.azure.kinds.protocol import (
     KindDefaults,
     TargetKind,
     checks_of,
+    forbids_key_expiry,
     has_failed,
     hints_of,
     is_busy,
     pending,
     read_for_key,
     recreates_missing,
+    retire_grace,
     unhealthy,
     verified,
 )
@@ -45,6 +47,7 @@ __all__ = [
     "accepted_types",
     "all_kinds",
     "checks_of",
+    "forbids_key_expiry",
     "has_failed",
     "hints_of",
     "is_busy",
@@ -53,6 +56,7 @@ __all__ = [
     "pending",
     "read_for_key",
     "recreates_missing",
+    "retire_grace",
     "unhealthy",
     "verified",
 ]
@@ -69,6 +73,7 @@ def all_kinds(settings: Settings | None = None) -> list[TargetKind]:
     from rotation.azure.kinds.databricks import DatabricksWorkspaces
     from rotation.azure.kinds.datafactory import DataFactories
     from rotation.azure.kinds.disk_encryption_set import DiskEncryptionSets
+    from rotation.azure.kinds.flexible_servers import MySqlFlexibleServers, PostgresFlexibleServers
     from rotation.azure.kinds.hdinsight import HDInsightClusters
     from rotation.azure.kinds.kusto import KustoClusters
     from rotation.azure.kinds.log_analytics import LogAnalyticsClusters
@@ -96,6 +101,8 @@ def all_kinds(settings: Settings | None = None) -> list[TargetKind]:
         ConfigurationStores(),
         HDInsightClusters(),
         SynapseWorkspaces(),
+        PostgresFlexibleServers(),
+        MySqlFlexibleServers(),
     ]
 
 

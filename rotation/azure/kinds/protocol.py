@@ -9,7 +9,8 @@ import each other.
 The members every kind has are in `TargetKind`. The optional ones (`KindDefaults`: the
 api-version, how it names the key, what "verified" means, its remediation hints, how it
 finds and handles a resource an interrupted write left missing, whether the service reports
-itself healthy on its key version) have defaults, read with the
+itself healthy on its key version, how long the old version must stay enabled after a consumer
+left it, whether the service refuses keys with an expiry) have defaults, read with the
 functions below, so a kind that says nothing about them keeps working.
 """
 
@@ -90,6 +91,9 @@ class KindDefaults:
     hints: tuple[Hint, ...] = ()  # remediation sentences for its permanent errors
     recreates_missing: bool = False  # `apply` can bring back a resource that is gone
     pending_store: str | None = None  # where it keeps what `pending` reads (named in reports)
+    # The service refuses a key version that has an expiry (MySQL flexible servers): the renewal
+    # never sets one on a key such a consumer uses, nor creates a version with one.
+    forbids_key_expiry: bool = False
 
     def verified(self, shown: Consumer, to_key: KeyRef) -> bool:
         """Whether the resource as read back after the write holds the new version."""
@@ -142,6 +146,16 @@ def unhealthy(kind: object, consumer: Consumer) -> str | None:
     check = getattr(kind, "healthy", _DEFAULTS.healthy)
     reason = check(consumer)
     return None if reason is None else str(reason)
+
+
+def retire_grace(kind: object, consumer: Consumer) -> timedelta:
+    """The kind's `retire_grace` for this consumer (default: none)."""
+    grace = getattr(kind, "retire_grace", _DEFAULTS.retire_grace)
+    return cast("timedelta", grace(consumer))
+
+
+def forbids_key_expiry(kind: object) -> bool:
+    return bool(getattr(kind, "forbids_key_expiry", False))
 
 
 def read_for_key(kind: TargetKind, clients: Clients, resource_id: ResourceId, key: KeyRef) -> Consumer | None:
