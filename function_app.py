@@ -11,14 +11,14 @@ import azure.functions as func
 
 from rotation import telemetry
 from rotation.config import ConfigError
-from rotation.doors import api, intake, replay, web, worker
+from rotation.doors import api, intake, replay, sigterm, web, worker
 from rotation.estate import sweep
 from rotation.service import service_for_environment
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("rotation.functions")
 telemetry.configure_from_environment()  # off (and nothing imported) unless the app settings say so
-worker.stop_on_sigterm()  # the host stopping this instance closes the runs under way as `interrupted`
+sigterm.stop_on_sigterm()  # the host stopping this instance closes the runs under way as `interrupted`
 
 
 @app.function_name("on_key_event")
