@@ -30,6 +30,7 @@ from urllib3.util.ssl_ import create_urllib3_context
 from rotation.azure import budget
 from rotation.azure.links import HostGuardPolicy, origin
 from rotation.azure.pacing import Pacer, PacingPolicy
+from rotation.azure.requestid import RandomRequestIdPolicy
 from rotation.config import MAX_PARALLEL_TARGETS, Settings
 from rotation.model.errors import ResponseTooLarge
 
@@ -366,6 +367,7 @@ class Clients:
                 transport=self._azure_transport(),
                 # nothing this client sends leaves the vault, a link the SDK follows included
                 custom_hook_policy=HostGuardPolicy(origin(vault_url)),
+                per_call_policies=[RandomRequestIdPolicy()],  # first: azure-core's then keeps its id
                 **_NO_SDK_RETRIES,
             ),
         )
@@ -467,7 +469,12 @@ class Clients:
     def tables(self) -> TableServiceClient:
         from azure.data.tables import TableServiceClient
 
-        return self._storage_client("tables", TableServiceClient, self.settings.storage.table_service_uri)
+        return self._storage_client(
+            "tables",
+            TableServiceClient,
+            self.settings.storage.table_service_uri,
+            per_call_policies=[RandomRequestIdPolicy()],
+        )
 
     def blobs(self) -> BlobServiceClient:
         from azure.storage.blob import BlobServiceClient
