@@ -40,13 +40,14 @@ def one_run(index: int) -> str:
 
     import function_app
     from rotation.model.ids import parse_key_id
+    from rotation.model.request import new_request
     from rotation.service import service_for_environment
-    from rotation.storage.queue import new_request
+    from rotation.storage.queue import encode
 
     key = parse_key_id(s.key_id("acr-cmk"))
     service_for_environment(ensure_storage=False).clients.keys(key.vault_url).rotate_key(key.name)
     request = new_request(parse_key_id(s.key_id("acr-cmk")), "cli", "bench-rss")
-    message = func.QueueMessage(id=f"rss-{index}", body=request.encode().encode())
+    message = func.QueueMessage(id=f"rss-{index}", body=encode(request).encode())
     try:
         function_app.run_rotation(message)
         return "ok"
@@ -80,7 +81,10 @@ def main() -> int:
             starts.append(rss_mb())
             started = time.monotonic()
             outcome = one_run(index)
-            print(f"| {index + 1} | {starts[-1]:.1f} | {time.monotonic() - started:.1f} | {outcome} |", flush=True)
+            print(
+                f"| {index + 1} | {starts[-1]:.1f} | {time.monotonic() - started:.1f} | {outcome} |",
+                flush=True,
+            )
         judged = starts[args.warm :] or starts
         spread = (max(judged) - min(judged)) / min(judged)
         print(
