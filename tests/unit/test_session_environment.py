@@ -9,7 +9,7 @@ import pytest
 import requests
 import requests.sessions
 
-from rotation.azure.clients import EnvironmentOnceSession
+from rotation.azure.session import EnvironmentOnceSession
 
 URLS = [
     "https://management.azure.com/subscriptions/s/providers/x?api-version=1",

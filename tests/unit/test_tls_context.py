@@ -16,7 +16,7 @@ import pytest
 import requests
 import trustme
 
-from rotation.azure.clients import SharedContextAdapter
+from rotation.azure.session import SharedContextAdapter
 
 
 class Slow(BaseHTTPRequestHandler):
