@@ -10,6 +10,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import requests
+from requests.sessions import merge_setting
 from urllib3.util.ssl_ import create_urllib3_context
 
 if TYPE_CHECKING:
@@ -34,31 +35,53 @@ _ENVIRONMENT = (
 
 class EnvironmentOnceSession(requests.Session):
     """requests works out each request's proxy and CA bundle from the environment again (urllib
-    walks every variable, twice): a tenth of a request's CPU in a Functions host's environment.
-    The answer for an origin changes only with the variables it reads, so it is kept per origin
-    and their values."""
+    walks every variable, twice), and looks for a netrc file on disk: a tenth of a request's CPU
+    in a Functions host's environment. Here requests' own look-ups are off (`trust_env`) and the
+    session reads proxies and the CA bundle itself, as requests would (`from_environment`), kept
+    per origin and the values of the variables it reads. netrc is never read: a netrc entry for
+    an Azure host would replace the request's bearer token with Basic credentials."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.trust_env = False
+        self.from_environment = True  # False: nothing from the environment, as trust_env=False
         self._settings: dict[tuple[Any, ...], _Settings] = {}
 
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> _Settings:
-        if not self.trust_env or proxies:  # proxies given for this request: requests' own merge
+        if not self.from_environment:
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if proxies:  # proxies given for this request: merged with the environment's each time
+            return self._from_environment(url, dict(proxies), stream, verify, cert)
         scheme, _, rest = str(url).partition("://")
         key: tuple[Any, ...] = (scheme, rest.split("/", 1)[0], stream, verify, cert, *self.proxies.items())
         key += tuple(os.environ.get(name) for name in _ENVIRONMENT)
         settings = self._settings.get(key)
         if settings is None:
-            settings = super().merge_environment_settings(url, {}, stream, verify, cert)
+            settings = self._from_environment(url, {}, stream, verify, cert)
             if len(self._settings) >= 64:  # a handful of origins in practice; never unbounded
                 self._settings.clear()
             self._settings[key] = settings
         fresh = settings.copy()  # the caller's to change
         fresh["proxies"] = dict(settings["proxies"])
         return fresh
+
+    def _from_environment(
+        self, url: str, proxies: dict[str, str], stream: Any, verify: Any, cert: Any
+    ) -> _Settings:
+        """requests' merge_environment_settings with trust_env on (requests 2.32-2.34)."""
+        found = requests.sessions.get_environ_proxies(url, no_proxy=proxies.get("no_proxy"))
+        for scheme, proxy in found.items():
+            proxies.setdefault(scheme, proxy)
+        if verify is True or verify is None:
+            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or verify
+        return {
+            "proxies": merge_setting(proxies, self.proxies),
+            "stream": merge_setting(stream, self.stream),
+            "verify": merge_setting(verify, self.verify),
+            "cert": merge_setting(cert, self.cert),
+        }
 
 
 class SharedContextAdapter(requests.adapters.HTTPAdapter):
