@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import ssl
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import requests
+from requests.adapters import DEFAULT_CA_BUNDLE_PATH
 from requests.sessions import merge_setting
 from urllib3.util.ssl_ import create_urllib3_context
 
@@ -89,20 +91,45 @@ class SharedContextAdapter(requests.adapters.HTTPAdapter):
     `REQUESTS_CA_BUNDLE`'s) gets a new SSL context from urllib3 with the bundle loaded into it:
     20 ms of CPU for a bundle of 118 CAs. Here the pools share one verifying context per bundle
     file (and its modification time), made the way urllib3 makes its own. requests still decides
-    whether and against what to verify; urllib3 still sets CERT_REQUIRED and checks the host name."""
+    whether and against what to verify; urllib3 still sets CERT_REQUIRED and checks the host name.
+
+
+    Per request, requests checks the bundle file exists and is no directory, twice (choosing the
+    pool, then setting it up): a pool already set up for the same settings and the same bundle
+    file (its modification time: one stat) is not set up again, and the pool's key is kept per
+    origin and settings."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._contexts: dict[tuple[str, int], ssl.SSLContext] = {}
         self._lock = threading.Lock()
+        self._set_up: weakref.WeakKeyDictionary[Any, tuple[Any, ...]] = weakref.WeakKeyDictionary()
+        self._pool_keys: dict[tuple[Any, ...], Any] = {}
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: bool | str, cert: str | tuple[str, str] | None = None
+    ) -> Any:  # requests' (host parameters, pool keywords)
+        scheme, _, rest = str(request.url).partition("://")
+        key = (scheme, rest.split("/", 1)[0], verify, cert)  # the whole authority, and more
+        found = self._pool_keys.get(key)
+        if found is None:
+            found = super().build_connection_pool_key_attributes(request, verify, cert)
+            if len(self._pool_keys) >= 64:  # a handful of origins in practice; never unbounded
+                self._pool_keys.clear()
+            self._pool_keys[key] = found
+        return dict(found[0]), dict(found[1])  # the caller's to change
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        stamp = _bundle_stamp(url, verify, cert)
+        if stamp is not None and self._set_up.get(conn) == stamp:
+            return  # set up for these settings and this very bundle file
         super().cert_verify(conn, url, verify, cert)
         bundle = getattr(conn, "ca_certs", None)
-        if not bundle or conn.cert_reqs != "CERT_REQUIRED" or getattr(conn, "ca_cert_dir", None):
-            return
-        conn.conn_kw["ssl_context"] = self._context(bundle)
-        conn.ca_certs = None  # in the context already: urllib3 would load the file again per connection
+        if bundle and conn.cert_reqs == "CERT_REQUIRED" and not getattr(conn, "ca_cert_dir", None):
+            conn.conn_kw["ssl_context"] = self._context(bundle)
+            conn.ca_certs = None  # in the context already: urllib3 would load the file again per connection
+        if stamp is not None:
+            self._set_up[conn] = stamp
 
     def _context(self, bundle: str) -> ssl.SSLContext:
         key = (bundle, os.stat(bundle).st_mtime_ns)
@@ -114,6 +141,18 @@ class SharedContextAdapter(requests.adapters.HTTPAdapter):
                 self._contexts = {k: v for k, v in self._contexts.items() if k[0] != bundle}
                 self._contexts[key] = context
         return context
+
+
+def _bundle_stamp(url: str, verify: Any, cert: Any) -> tuple[Any, ...] | None:
+    """What requests' TLS set-up of a pool depends on, the bundle file's modification time
+    included; None when there is no bundle to check (no https, no verifying, no file)."""
+    if not verify or url[:6].lower() != "https:":
+        return None
+    try:
+        changed = os.stat(verify if isinstance(verify, str) else DEFAULT_CA_BUNDLE_PATH).st_mtime_ns
+    except OSError:
+        return None  # requests' own check raises its error
+    return (verify, cert, changed)
 
 
 def shared_session(pool_size: int) -> requests.Session:

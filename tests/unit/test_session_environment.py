@@ -1,5 +1,5 @@
 """The shared requests session reads proxy and CA-bundle settings from the environment once per
-origin, and gives the same answers as requests does (rotation/azure/clients.py)."""
+origin, and gives the same answers as requests does (rotation/azure/session.py)."""
 
 from __future__ import annotations
 
