@@ -8,6 +8,7 @@ import os
 import ssl
 import threading
 import weakref
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -94,30 +95,42 @@ class SharedContextAdapter(requests.adapters.HTTPAdapter):
     whether and against what to verify; urllib3 still sets CERT_REQUIRED and checks the host name.
 
 
-    Per request, requests checks the bundle file exists and is no directory, twice (choosing the
-    pool, then setting it up): a pool already set up for the same settings and the same bundle
-    file (its modification time: one stat) is not set up again, and the pool's key is kept per
-    origin and settings."""
+    Per request, requests looks up the pool (parsing the URL and the proxy's, building urllib3's
+    pool key, checking the bundle file exists and is no directory) and sets it up again (the
+    same checks): here the pool is kept per origin, TLS settings and proxies, and a pool already
+    set up for the same settings and bundle file (its modification time: one stat) is not set up
+    again."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._contexts: dict[tuple[str, int], ssl.SSLContext] = {}
         self._lock = threading.Lock()
         self._set_up: weakref.WeakKeyDictionary[Any, tuple[Any, ...]] = weakref.WeakKeyDictionary()
-        self._pool_keys: dict[tuple[Any, ...], Any] = {}
+        self._pools: dict[tuple[Any, ...], Any] = {}
 
-    def build_connection_pool_key_attributes(
-        self, request: requests.PreparedRequest, verify: bool | str, cert: str | tuple[str, str] | None = None
-    ) -> Any:  # requests' (host parameters, pool keywords)
+    def get_connection_with_tls_context(
+        self,
+        request: requests.PreparedRequest,
+        verify: bool | str | None,
+        proxies: Mapping[str, str] | None = None,
+        cert: str | tuple[str, str] | None = None,
+    ) -> Any:  # urllib3's connection pool
         scheme, _, rest = str(request.url).partition("://")
-        key = (scheme, rest.split("/", 1)[0], verify, cert)  # the whole authority, and more
-        found = self._pool_keys.get(key)
-        if found is None:
-            found = super().build_connection_pool_key_attributes(request, verify, cert)
-            if len(self._pool_keys) >= 64:  # a handful of origins in practice; never unbounded
-                self._pool_keys.clear()
-            self._pool_keys[key] = found
-        return dict(found[0]), dict(found[1])  # the caller's to change
+        key = (scheme, rest.split("/", 1)[0], verify, cert, *sorted((proxies or {}).items()))
+        pool = self._pools.get(key)  # the key holds the whole authority, and more
+        if pool is None or pool.pool is None:  # none yet, or closed (the pool manager let it go)
+            pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
+            if len(self._pools) >= 64:  # a handful of origins in practice; never unbounded
+                self._pools.clear()
+            self._pools[key] = pool
+        return pool
+
+    def close(self) -> None:
+        """Closes the kept pools too (urllib3's pool manager lets its pools go without closing them)."""
+        pools, self._pools = list(self._pools.values()), {}
+        super().close()
+        for pool in pools:
+            pool.close()
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         stamp = _bundle_stamp(url, verify, cert)

@@ -147,3 +147,30 @@ def test_a_replaced_bundle_sets_the_pool_up_again(ca: trustme.CA, bundle: str) -
         os.utime(bundle, ns=(later, later))  # the same CAs, written again
         assert s.get(url).text == "ok"
     assert context() is not first  # loaded from the new file
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # asked for
+def test_the_pool_is_looked_up_once_per_origin_and_again_after_close(
+    ca: trustme.CA, bundle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s, adapter = session(bundle)
+    manager = adapter.poolmanager
+    looked: list[str] = []
+    real = manager.connection_from_host
+
+    def counted(host: str | None, *args: Any, **kwargs: Any) -> Any:
+        looked.append(str(host))
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(manager, "connection_from_host", counted)
+    with serve(ca, "localhost") as port:
+        url = f"https://localhost:{port}/"
+        assert [s.get(url).text for _ in range(10)] == ["ok"] * 10
+        assert looked == ["localhost"]
+        [key] = manager.pools.keys()
+        first = manager.pools[key]
+        s.close()  # the session's pools closed; it still answers, with new ones
+        assert first.pool is None
+        assert s.get(url).text == "ok"
+        assert s.get(f"https://127.0.0.1:{port}/", verify=False).text == "ok"  # another origin
+    assert looked == ["localhost", "localhost", "127.0.0.1"]
