@@ -2,10 +2,14 @@
 trigger's entry point (`function_app.run_rotation`, as the Functions host calls it), in one
 process. Before each run the key gets a new version (Key Vault's rotate, through the product's
 own key client), so every run plans, writes and audits the whole mixed-kind estate again, as
-a long-lived instance rolls one key after another. Prints the process's resident set at
+a long-lived instance rolls one key after another.
+
+glibc reads MALLOC_ARENA_MAX when a process starts: the bench runs itself again with the value
+the Function App deploys (infra/modules/function-app.bicep; `--arenas default`: glibc's own, up
+to 8 arenas a core, with which the resident set grows run after run). Prints the process's resident set at
 the start of each run and the spread past the first few runs (issue 27: flat within 10 %).
 
-    .venv/bin/python bench/rss.py [--runs 20] [--n 200] [--subscriptions 2] [--warm 3]
+    .venv/bin/python bench/rss.py [--runs 20] [--n 200] [--subscriptions 2] [--warm 3] [--arenas 2|default]
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from bench.stack import local_stack  # noqa: E402
 from tests import scenarios as s  # noqa: E402
 
 PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
+DEPLOYED_ARENAS = "2"  # the Function App's MALLOC_ARENA_MAX app setting
 
 
 def rss_mb() -> float:
@@ -63,7 +68,16 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=200, help="written consumers per run")
     parser.add_argument("--subscriptions", type=int, default=2)
     parser.add_argument("--warm", type=int, default=3, help="runs before the flatness is judged")
+    parser.add_argument("--arenas", default=DEPLOYED_ARENAS, help="MALLOC_ARENA_MAX, or default")
     args = parser.parse_args()
+    wanted = None if args.arenas == "default" else args.arenas
+    if os.environ.get("MALLOC_ARENA_MAX") != wanted:  # glibc reads it at start only
+        env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+        os.execve(  # noqa: S606 - this same bench again, its own interpreter and arguments
+            sys.executable,
+            [sys.executable, *sys.argv],
+            env | ({"MALLOC_ARENA_MAX": wanted} if wanted else {}),
+        )
     subs = mixed_kinds.subscriptions(args.subscriptions)
     scenario = mixed_kinds.estate(args.n, subs)
     with local_stack(ROTATION_SUBSCRIPTIONS=",".join(subs), ROTATION_CONCURRENCY="16") as emulator:
@@ -72,7 +86,7 @@ def main() -> int:
         print(
             f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, Python "
             f"{platform.python_version()}; {args.runs} runs of {args.n} written consumers (+{3 * (args.n // 10)} "
-            "never written) through function_app.run_rotation, one process\n"
+            f"never written) through function_app.run_rotation, one process, MALLOC_ARENA_MAX {args.arenas}\n"
         )
         print("| run | RSS at start MB | wall s | outcome |\n|---|---|---|---|")
         starts: list[float] = []
