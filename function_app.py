@@ -6,19 +6,24 @@ from __future__ import annotations
 import json
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from rotation import telemetry
 from rotation.config import ConfigError
-from rotation.doors import api, intake, replay, web, worker
-from rotation.estate import sweep
-from rotation.service import service_for_environment
+from rotation.doors import sigterm
+
+# Each function imports its door when first called, not here: the host imports this module to
+# index the functions (its cold start), and a door's modules (the run, the SDKs) load only for
+# the instance that is handed that door's work.
+if TYPE_CHECKING:
+    from rotation.service import Service
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("rotation.functions")
 telemetry.configure_from_environment()  # off (and nothing imported) unless the app settings say so
-worker.stop_on_sigterm()  # the host stopping this instance closes the runs under way as `interrupted`
+sigterm.stop_on_sigterm()  # the host stopping this instance closes the runs under way as `interrupted`
 
 
 @app.function_name("on_key_event")
@@ -26,23 +31,35 @@ worker.stop_on_sigterm()  # the host stopping this instance closes the runs unde
 def on_key_event(event: func.EventGridEvent) -> None:
     """Key Vault events in Event Grid or CloudEvents schema (the host hands the latter over as
     func.CloudEvent; the annotation stays EventGridEvent because the indexer rejects a union)."""
-    intake.handle_event(service_for_environment(ensure_storage=False), event)
+    from rotation.doors import intake
+
+    intake.handle_event(_service(ensure_storage=False), event)
 
 
 @app.function_name("run_rotation")
 @app.queue_trigger(arg_name="msg", queue_name="rotation-requests", connection="AzureWebJobsStorage")
 def run_rotation(msg: func.QueueMessage) -> None:
+    from rotation.doors import worker
+
     worker.handle_message(
-        service_for_environment(ensure_storage=False),
+        _service(ensure_storage=False),
         msg.get_body(),
         dequeue_count=msg.dequeue_count or 1,
         message_id=msg.id,
     )
 
 
+def _service(*, ensure_storage: bool = True) -> Service:
+    from rotation.service import service_for_environment
+
+    return service_for_environment(ensure_storage=ensure_storage)
+
+
 def _http(route: str, req: func.HttpRequest) -> func.HttpResponse:
+    from rotation.doors import api, web
+
     try:
-        service = service_for_environment(ensure_storage=False)  # prepared inside the door budget
+        service = _service(ensure_storage=False)  # prepared inside the door budget
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         body = json.dumps({"error": {"code": "ConfigurationError", "message": str(exc)}})
@@ -95,7 +112,9 @@ def list_inventory(req: func.HttpRequest) -> func.HttpResponse:
 @app.timer_trigger(schedule="%ROTATION_SWEEP_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def sweep_drift(timer: func.TimerRequest) -> None:
     """Queue one request per key whose consumers drifted or whose version nears expiry."""
-    result = sweep.sweep(service_for_environment())
+    from rotation.estate import sweep
+
+    result = sweep.sweep(_service())
     queued = sum(1 for f in result.findings if f.request_id)
     log.info(
         "sweep queued %d of %d keys; %d discovery errors",
@@ -117,6 +136,8 @@ def replay_failed(req: func.HttpRequest) -> func.HttpResponse:
 @app.timer_trigger(schedule="0 */15 * * * *", arg_name="timer", run_on_startup=False)
 def move_poison(timer: func.TimerRequest) -> None:
     """Archive poison-queue messages as blobs before they expire or hide past the 32-message peek."""
-    moved = replay.move_poison(service_for_environment())
+    from rotation.doors import replay
+
+    moved = replay.move_poison(_service())
     if moved:
         log.warning("moved %d poison message(s) to the rotation-poison container", moved)

@@ -151,6 +151,13 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           value: 'prod'
         }
         {
+          // glibc gives each of a run's worker threads (up to 256) a malloc arena, up to 8 per
+          // core, and their fragments stay resident: the worker's memory grew run after run
+          // (docs/performance.md, bench/rss.py). Two arenas keep it flat; read at process start.
+          name: 'MALLOC_ARENA_MAX'
+          value: '2'
+        }
+        {
           name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
           value: appInsightsConnectionString
         }

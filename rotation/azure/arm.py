@@ -30,7 +30,6 @@ from azure.core.pipeline.policies import (
     DistributedTracingPolicy,
     HeadersPolicy,
     HttpLoggingPolicy,
-    RequestIdPolicy,
     SansIOHTTPPolicy,
     UserAgentPolicy,
 )
@@ -43,6 +42,7 @@ from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
 from rotation.azure.links import HostGuardPolicy, PageGuard, follow, origin
 from rotation.azure.polling import WaitFirstARMPolling
+from rotation.azure.requestid import RandomRequestIdPolicy
 
 _ERRORS: dict[int, type[HttpResponseError]] = {
     401: ClientAuthenticationError,
@@ -69,7 +69,7 @@ class Arm:
         self.polling_interval = polling_interval
         policies = [
             HostGuardPolicy(self.origin),  # before the token is added: nothing leaves for another host
-            RequestIdPolicy(),
+            RandomRequestIdPolicy(),  # not azure-core's: its time-based ids cost CPU
             HeadersPolicy(),
             UserAgentPolicy(USER_AGENT),
             ARMChallengeAuthenticationPolicy(credential, *scopes),

@@ -6,9 +6,7 @@ storage settings); nothing here knows whether it talks to Azure or to the local 
 
 from __future__ import annotations
 
-import os
 import re
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -25,11 +23,12 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline.transport import RequestsTransport
 from urllib3.exceptions import HTTPError, ReadTimeoutError
-from urllib3.util.ssl_ import create_urllib3_context
 
 from rotation.azure import budget
 from rotation.azure.links import HostGuardPolicy, origin
 from rotation.azure.pacing import Pacer, PacingPolicy
+from rotation.azure.requestid import RandomRequestIdPolicy
+from rotation.azure.session import shared_session
 from rotation.config import MAX_PARALLEL_TARGETS, Settings
 from rotation.model.errors import ResponseTooLarge
 
@@ -41,7 +40,6 @@ if TYPE_CHECKING:
     from azure.mgmt.containerinstance import ContainerInstanceManagementClient
     from azure.storage.blob import BlobServiceClient
     from azure.storage.queue import QueueClient
-    from requests.sessions import _Settings
 
     from rotation.azure.arm import Arm
     from rotation.azure.polling import WaitFirstARMPolling
@@ -196,91 +194,6 @@ def _host(url: str) -> str:
     return urlsplit(url).hostname or "storage"
 
 
-# What requests reads from the environment to choose a proxy and a CA bundle for a URL.
-_ENVIRONMENT = (
-    *(
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "NO_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "no_proxy",
-    ),
-    *("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "REQUEST_METHOD"),
-)
-
-
-class EnvironmentOnceSession(requests.Session):
-    """requests works out each request's proxy and CA bundle from the environment again (urllib
-    walks every variable, twice): a tenth of a request's CPU in a Functions host's environment.
-    The answer for an origin changes only with the variables it reads, so it is kept per origin
-    and their values."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._settings: dict[tuple[Any, ...], _Settings] = {}
-
-    def merge_environment_settings(
-        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> _Settings:
-        if not self.trust_env or proxies:  # proxies given for this request: requests' own merge
-            return super().merge_environment_settings(url, proxies, stream, verify, cert)
-        scheme, _, rest = str(url).partition("://")
-        key: tuple[Any, ...] = (scheme, rest.split("/", 1)[0], stream, verify, cert, *self.proxies.items())
-        key += tuple(os.environ.get(name) for name in _ENVIRONMENT)
-        settings = self._settings.get(key)
-        if settings is None:
-            settings = super().merge_environment_settings(url, {}, stream, verify, cert)
-            if len(self._settings) >= 64:  # a handful of origins in practice; never unbounded
-                self._settings.clear()
-            self._settings[key] = settings
-        fresh = settings.copy()  # the caller's to change
-        fresh["proxies"] = dict(settings["proxies"])
-        return fresh
-
-
-class SharedContextAdapter(requests.adapters.HTTPAdapter):
-    """Every new TLS connection of a pool that verifies against a CA bundle file (certifi's, or
-    `REQUESTS_CA_BUNDLE`'s) gets a new SSL context from urllib3 with the bundle loaded into it:
-    20 ms of CPU for a bundle of 118 CAs. Here the pools share one verifying context per bundle
-    file (and its modification time), made the way urllib3 makes its own. requests still decides
-    whether and against what to verify; urllib3 still sets CERT_REQUIRED and checks the host name."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._contexts: dict[tuple[str, int], ssl.SSLContext] = {}
-        self._lock = threading.Lock()
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        super().cert_verify(conn, url, verify, cert)
-        bundle = getattr(conn, "ca_certs", None)
-        if not bundle or conn.cert_reqs != "CERT_REQUIRED" or getattr(conn, "ca_cert_dir", None):
-            return
-        conn.conn_kw["ssl_context"] = self._context(bundle)
-        conn.ca_certs = None  # in the context already: urllib3 would load the file again per connection
-
-    def _context(self, bundle: str) -> ssl.SSLContext:
-        key = (bundle, os.stat(bundle).st_mtime_ns)
-        with self._lock:
-            context = self._contexts.get(key)
-            if context is None:
-                context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
-                context.load_verify_locations(cafile=bundle)
-                self._contexts = {k: v for k, v in self._contexts.items() if k[0] != bundle}
-                self._contexts[key] = context
-        return context
-
-
-def _session(pool_size: int) -> requests.Session:
-    session = EnvironmentOnceSession()
-    adapter = SharedContextAdapter(pool_connections=16, pool_maxsize=pool_size)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
-
-
 class Clients:
     """Lazily built, cached clients. Safe to share between threads."""
 
@@ -297,7 +210,7 @@ class Clients:
         self.settings = settings
         self._credential = credential
         self._storage_hook = storage_request_hook
-        self._session = _session(MAX_PARALLEL_TARGETS + 8)  # a connection for every worker thread
+        self._session = shared_session(MAX_PARALLEL_TARGETS + 8)  # a connection for every worker thread
         self._cache: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         self.pacer = Pacer(max_wait=settings.max_retry_after_seconds)
@@ -366,6 +279,7 @@ class Clients:
                 transport=self._azure_transport(),
                 # nothing this client sends leaves the vault, a link the SDK follows included
                 custom_hook_policy=HostGuardPolicy(origin(vault_url)),
+                per_call_policies=[RandomRequestIdPolicy()],  # first: azure-core's then keeps its id
                 **_NO_SDK_RETRIES,
             ),
         )
@@ -467,7 +381,12 @@ class Clients:
     def tables(self) -> TableServiceClient:
         from azure.data.tables import TableServiceClient
 
-        return self._storage_client("tables", TableServiceClient, self.settings.storage.table_service_uri)
+        return self._storage_client(
+            "tables",
+            TableServiceClient,
+            self.settings.storage.table_service_uri,
+            per_call_policies=[RandomRequestIdPolicy()],
+        )
 
     def blobs(self) -> BlobServiceClient:
         from azure.storage.blob import BlobServiceClient

@@ -16,7 +16,7 @@
 - A rollout soaking between canary waves puts the same request back on the queue
   (`continue_later`), inside that budget: a queue that does not answer fails the attempt, and
   the retried message re-checks the waves from the ledger's progress.
-- SIGTERM (the host stopping the instance; `stop_on_sigterm`) or the run's budget ending closes
+- SIGTERM (the host stopping the instance; doors/sigterm.py) or the run's budget ending closes
   the run as `interrupted` with its writes recorded, and the same request goes back on the queue
   (`continue_interrupted`) so the rest is done later, by this instance or another. A budget that
   ends before anything moved raises instead (RunInterrupted), so a request that can never make
@@ -28,24 +28,19 @@ from __future__ import annotations
 import base64
 import logging
 import math
-import os
 import random
-import signal
-import threading
-import time
 import uuid
 from datetime import UTC, datetime
-from types import FrameType
 
 from rotation.azure.budget import door_budget
 from rotation.azure.kinds import accepted_types
 from rotation.doors.replay import archive_poison
+from rotation.doors.sigterm import host
 from rotation.model.errors import RotationError
 from rotation.model.request import InvalidRequest, RotationRequest
 from rotation.model.results import RunResult
 from rotation.run.allowed import not_allowed
 from rotation.run.shardrun import shard_ended, stop_fenced
-from rotation.run.stopping import Stop
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
 from rotation.storage.fence import hold
@@ -72,46 +67,6 @@ class RunFailed(RotationError):
 class RunInterrupted(RunFailed):
     """The run's budget ended before it moved anything: retrying the message as a failure keeps a
     request that can never progress from coming back for ever (the host poisons it)."""
-
-
-class _HostStop:
-    """The process's stop (SIGTERM) and how many runs are under way."""
-
-    def __init__(self) -> None:
-        self.stop = Stop()
-        self.running = 0
-        self.lock = threading.Lock()
-
-
-_host = _HostStop()
-
-
-def stop_on_sigterm() -> bool:
-    """SIGTERM asks the runs under way to stop. A handler already set (a local host's own
-    shutdown) is called too and keeps ending the process; without one, the process ends once
-    the runs closed (or their grace is over, plus a little for the closing records), at once
-    when none is under way, as before. From the main thread only (True if the handler was set)."""
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        _host.stop.ask(signal.Signals(signum).name)
-        if callable(previous):
-            previous(signum, frame)
-        else:  # a second SIGTERM now ends the process at once, as the host insists
-            signal.signal(signum, signal.SIG_DFL)
-            threading.Thread(target=_exit_when_closed, args=(signum,), daemon=True).start()
-
-    signal.signal(signal.SIGTERM, handler)
-    return True
-
-
-def _exit_when_closed(signum: int, poll: float = 0.1) -> None:
-    until = time.monotonic() + _host.stop.grace_seconds + 10
-    while _host.running and time.monotonic() < until:
-        time.sleep(poll)
-    os.kill(os.getpid(), signum)  # the default action again (set by the handler)
 
 
 class LeaseWaitExceeded(RotationError):
@@ -151,13 +106,13 @@ def run_request(service: Service, request: RotationRequest, *, attempt: int = 1)
 
 def _counted(service: Service, request: RotationRequest, attempt: int, lease: Lease) -> RunResult:
     lease.keep_alive()
-    with _host.lock:
-        _host.running += 1  # a SIGTERM ends the process only once this run is closed and requeued
+    with host.lock:
+        host.running += 1  # a SIGTERM ends the process only once this run is closed and requeued
     try:
         return _run_held(service, request, attempt, lease)
     finally:
-        with _host.lock:
-            _host.running -= 1
+        with host.lock:
+            host.running -= 1
 
 
 def run_shard(service: Service, request: RotationRequest, attempt: int) -> RunResult | None:
@@ -181,7 +136,7 @@ def run_shard(service: Service, request: RotationRequest, attempt: int) -> RunRe
 
 def _run_held(service: Service, request: RotationRequest, attempt: int, lease: Lease) -> RunResult:
     try:
-        result = service.reconciler.run(request, attempt=attempt, lease=lease, stop=_host.stop)
+        result = service.reconciler.run(request, attempt=attempt, lease=lease, stop=host.stop)
     finally:
         lease.release()
     log.info("run %s for %s: %s", result.run_id, result.key_id, result.status)

@@ -989,3 +989,11 @@ def test_large_example_spans_several_vaults_and_subscriptions():
     small = json.loads((INFRA / "params" / "small.parameters.json").read_text(encoding="utf-8"))["parameters"]
     assert len(small["vaults"]["value"]) == 1
     assert "rotationSubscriptionIds" not in small, "small: one subscription, the deployment's own"
+
+
+def test_the_worker_runs_with_two_malloc_arenas_as_bench_rss_measures_it():
+    """glibc's default (8 arenas a core, one per busy worker thread) let a worker's resident
+    set grow run after run; bench/rss.py measures it flat with the deployed value."""
+    from bench.rss import DEPLOYED_ARENAS
+
+    assert app_settings()["MALLOC_ARENA_MAX"] == DEPLOYED_ARENAS == "2"

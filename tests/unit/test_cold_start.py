@@ -1,5 +1,6 @@
-"""Cold start: importing the function app loads no management SDK and none of the kinds that
-need no module at import time; each is imported when a run first needs it."""
+"""Cold start: importing the function app (what the Functions host does to index the functions)
+loads no door, no part of the run, no Azure SDK client library and none of the kinds; each is
+imported when a function first needs it."""
 
 from __future__ import annotations
 
@@ -11,15 +12,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_import_function_app_leaves_the_management_sdks_and_kinds_unloaded() -> None:
+def loaded_after(code: str) -> set[str]:
+    """The rotation and azure modules a fresh interpreter holds after running `code`."""
     probe = (
-        "import json, sys, function_app; "
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('azure.mgmt', 'rotation.azure.kinds.')))))"
+        f"import json, sys; {code}; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('rotation.', 'azure.')))))"
     )
     output = subprocess.run(
         [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
     )
-    loaded = set(json.loads(output.stdout.strip().splitlines()[-1]))
+    return set(json.loads(output.stdout.strip().splitlines()[-1]))
+
+
+def test_import_function_app_leaves_the_management_sdks_and_kinds_unloaded() -> None:
+    loaded = loaded_after("import function_app")
     assert not {m for m in loaded if m.startswith("azure.mgmt")}
     assert not loaded & {
         "rotation.azure.kinds.storage",
@@ -28,15 +34,19 @@ def test_import_function_app_leaves_the_management_sdks_and_kinds_unloaded() -> 
     }
 
 
+def test_import_function_app_loads_no_door_and_no_sdk_client() -> None:
+    loaded = loaded_after("import function_app")
+    heavy = {
+        m for m in loaded if m.startswith(("rotation.storage", "rotation.azure", "azure.core", "azure.mgmt"))
+    }
+    assert not heavy, heavy
+    doors = {"rotation.doors.api", "rotation.doors.intake", "rotation.doors.worker", "rotation.doors.replay"}
+    assert not loaded & (doors | {"rotation.service", "rotation.run.reconcile", "rotation.estate.sweep"})
+    assert "rotation.doors.sigterm" in loaded  # the SIGTERM handler is set at import
+
+
 def test_a_run_imports_what_it_needs() -> None:
-    probe = (
-        "import json, sys; from rotation.azure.kinds import all_kinds; all_kinds(); "
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('rotation.azure.kinds.'))))"
-    )
-    output = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    loaded = set(json.loads(output.stdout.strip().splitlines()[-1]))
+    loaded = loaded_after("from rotation.azure.kinds import all_kinds; all_kinds()")
     assert {
         "rotation.azure.kinds.storage",
         "rotation.azure.kinds.disk_encryption_set",

@@ -1,15 +1,16 @@
 """The shared requests session reads proxy and CA-bundle settings from the environment once per
-origin, and gives the same answers as requests does (rotation/azure/clients.py)."""
+origin, and gives the same answers as requests does (rotation/azure/session.py)."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
 import requests
 import requests.sessions
 
-from rotation.azure.clients import EnvironmentOnceSession
+from rotation.azure.session import EnvironmentOnceSession
 
 URLS = [
     "https://management.azure.com/subscriptions/s/providers/x?api-version=1",
@@ -66,3 +67,39 @@ def test_the_environment_is_read_once_per_origin(
     changed = settings(session, URLS[0])
     changed["proxies"]["https"] = "changed by a caller"  # a caller's copy, not the kept one
     assert settings(session, URLS[0])["proxies"]["https"] == "http://127.0.0.1:3128"
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:  # bound, never listening: a connection is refused at once
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_request_goes_through_the_environments_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(requests.exceptions.ProxyError):
+        EnvironmentOnceSession().get("https://management.azure.com/subscriptions", timeout=5)
+
+
+def test_a_request_verifies_against_the_environments_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with pytest.raises(OSError, match=r"missing\.pem"):  # chosen before any connection is made
+        EnvironmentOnceSession().get(f"https://127.0.0.1:{closed_port()}/", timeout=5)
+
+
+def test_a_netrc_entry_never_replaces_the_requests_own_authorization(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine management.azure.com login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    request = requests.Request(
+        "GET", "https://management.azure.com/subscriptions", headers={"Authorization": "Bearer t"}
+    )
+    assert requests.Session().prepare_request(request).headers["Authorization"].startswith("Basic")
+    assert EnvironmentOnceSession().prepare_request(request).headers["Authorization"] == "Bearer t"

@@ -1,8 +1,9 @@
 """The shared session's adapter verifies TLS against a CA bundle with one SSL context per bundle
-file, still refusing an unknown CA or the wrong host name (rotation/azure/clients.py)."""
+file, still refusing an unknown CA or the wrong host name (rotation/azure/session.py)."""
 
 from __future__ import annotations
 
+import os
 import ssl
 import threading
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 import requests
 import trustme
 
-from rotation.azure.clients import SharedContextAdapter
+from rotation.azure.session import SharedContextAdapter
 
 
 class Slow(BaseHTTPRequestHandler):
@@ -106,3 +107,70 @@ def test_verify_off_is_still_off(ca: trustme.CA, bundle: str) -> None:
     s, _ = session(bundle)
     with serve(ca, "wrong.example") as port:
         assert s.get(f"https://localhost:{port}/", verify=False).text == "ok"
+
+
+def test_a_pool_set_up_once_checks_its_bundle_file_once_a_request(
+    ca: trustme.CA, bundle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests checked the bundle's existence and kind twice a request (four file-system calls);
+    a pool already set up for the same settings and the same file needs one stat of it."""
+    s, _ = session(bundle)
+    with serve(ca, "localhost") as port:
+        url = f"https://localhost:{port}/"
+        assert s.get(url).text == "ok"  # the pool is set up
+        looked: list[str] = []
+        real_stat = os.stat
+
+        def stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+            looked.append(str(path))
+            return real_stat(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "stat", stat)  # os.path.exists and isdir stat too
+        answers = [s.get(url).text for _ in range(10)]
+        monkeypatch.setattr(os, "stat", real_stat)
+    assert answers == ["ok"] * 10
+    assert looked.count(bundle) == 10
+
+
+def test_a_replaced_bundle_sets_the_pool_up_again(ca: trustme.CA, bundle: str) -> None:
+    s, adapter = session(bundle)
+
+    def context() -> Any:
+        [key] = adapter.poolmanager.pools.keys()
+        return adapter.poolmanager.pools[key].conn_kw["ssl_context"]
+
+    with serve(ca, "localhost") as port:
+        url = f"https://localhost:{port}/"
+        assert s.get(url).text == "ok"
+        first = context()
+        later = os.stat(bundle).st_mtime_ns + 1_000_000_000
+        os.utime(bundle, ns=(later, later))  # the same CAs, written again
+        assert s.get(url).text == "ok"
+    assert context() is not first  # loaded from the new file
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # asked for
+def test_the_pool_is_looked_up_once_per_origin_and_again_after_close(
+    ca: trustme.CA, bundle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s, adapter = session(bundle)
+    manager = adapter.poolmanager
+    looked: list[str] = []
+    real = manager.connection_from_host
+
+    def counted(host: str | None, *args: Any, **kwargs: Any) -> Any:
+        looked.append(str(host))
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(manager, "connection_from_host", counted)
+    with serve(ca, "localhost") as port:
+        url = f"https://localhost:{port}/"
+        assert [s.get(url).text for _ in range(10)] == ["ok"] * 10
+        assert looked == ["localhost"]
+        [key] = manager.pools.keys()
+        first = manager.pools[key]
+        s.close()  # the session's pools closed; it still answers, with new ones
+        assert first.pool is None
+        assert s.get(url).text == "ok"
+        assert s.get(f"https://127.0.0.1:{port}/", verify=False).text == "ok"  # another origin
+    assert looked == ["localhost", "localhost", "127.0.0.1"]
