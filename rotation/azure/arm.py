@@ -11,7 +11,7 @@ Links from answers (`nextLink`, LRO status URLs) are followed only to the ARM en
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -42,7 +42,7 @@ from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
 from rotation.azure.links import HostGuardPolicy, PageGuard, follow, origin
-from rotation.azure.polling import WaitFirstARMPolling
+from rotation.azure.polling import ResourceFirstARMPolling, WaitFirstARMPolling
 
 _ERRORS: dict[int, type[HttpResponseError]] = {
     401: ClientAuthenticationError,
@@ -141,12 +141,14 @@ class Arm:
         api_version: str,
         body: dict[str, Any],
         headers: dict[str, str] | None = None,
+        shows_write: Callable[[Any], bool] | None = None,
     ) -> dict[str, Any] | None:
         """A PATCH or PUT followed to its end in the calling thread: ARM polling from the write's
         Retry-After, then the resource as the final GET shows it (None if it answers nothing).
         What `begin_*(...).result()` does, without the poller's own thread: the caller waits anyway.
-        `headers`: e.g. `If-Match` for a PUT that must not overwrite a change made since the read."""
-        polling = self._polling()
+        `headers`: e.g. `If-Match` for a PUT that must not overwrite a change made since the read.
+        With `shows_write`, the resource itself is polled (one read per write, polling.py)."""
+        polling = self._polling() if shows_write is None else self._resource_polling(shows_write)
         initial = self._send(method, resource_id, api_version, body, headers)
         polling.initialize(self._client, initial, self._final)
         polling.run()  # raises HttpResponseError when the operation ends Failed or Canceled
@@ -167,6 +169,9 @@ class Arm:
         # ARM's default final state for PATCH and PUT: a GET of the resource once the operation
         # ends; the first poll waits for the write's Retry-After.
         return WaitFirstARMPolling(self.polling_interval, origin=self.origin)
+
+    def _resource_polling(self, shows_write: Callable[[Any], bool]) -> ResourceFirstARMPolling:
+        return ResourceFirstARMPolling(self.polling_interval, shows_write=shows_write, origin=self.origin)
 
     def _final(self, response: PipelineResponse[Any, Any]) -> dict[str, Any] | None:
         return self._json(response)
