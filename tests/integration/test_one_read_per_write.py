@@ -58,7 +58,7 @@ def test_a_long_running_write_costs_reads_of_the_resource_only(stack, lro_second
     assert len(result.steps) == 5
     calls = stack.admin.calls()["calls"]
     targets = [st.target for st in result.steps]
-    assert {t: _reads_after_write(calls, t) for t in targets} == {t: (reads, 0) for t in targets}
+    assert {t: _reads_after_write(calls, t) for t in targets} == dict.fromkeys(targets, (reads, 0))
 
 
 def test_a_failed_operation_is_read_at_its_status_link_for_the_error(stack) -> None:
