@@ -84,10 +84,15 @@ def run_once(
     scenario: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One key rotated into `scenario` (default: `n` registries over `subscriptions`)."""
+    from rotation.config import load_settings
     from rotation.model.ids import parse_key_id
     from rotation.model.request import new_request
     from rotation.service import forget_services, service_for_environment
+    from tests.conftest import wipe_storage
 
+    # A fresh estate and fresh records: an earlier run's writes, remembered, would make every
+    # reset consumer a `consumer-reverted` incident (and an activity-log read) in this one.
+    wipe_storage(str(load_settings().storage.connection_string))
     admin = emulator.admin
     admin.reset(scenario or estate(n, subscriptions))
     admin.configure(lroSeconds=1, retryAfter=1, armPageSize=100)
