@@ -90,9 +90,6 @@ def run_once(
     from rotation.service import forget_services, service_for_environment
     from tests.conftest import wipe_storage
 
-    # A fresh estate and fresh records: an earlier run's writes, remembered, would make every
-    # reset consumer a `consumer-reverted` incident (and an activity-log read) in this one.
-    wipe_storage(str(load_settings().storage.connection_string))
     admin = emulator.admin
     admin.reset(scenario or estate(n, subscriptions))
     admin.configure(lroSeconds=1, retryAfter=1, armPageSize=100)
@@ -100,6 +97,9 @@ def run_once(
         admin.add_fault(latencyMs=latency_ms)  # every call, no error
     admin.set_throttling(throttled)
     os.environ["ROTATION_SUBSCRIPTIONS"] = ",".join(subscriptions)  # discovery lists only these
+    # A fresh estate and fresh records: an earlier run's writes, remembered, would make every
+    # reset consumer a `consumer-reverted` incident (and an activity-log read) in this one.
+    wipe_storage(str(load_settings().storage.connection_string))
     forget_services()
     service = service_for_environment()
     admin.clear_calls()
