@@ -13,8 +13,18 @@ from collections.abc import Mapping
 from pathlib import Path
 
 
-def record(figure: str, measured: str, floor: str, ratio: float | None, goal: str, detail: str = "") -> None:
-    """Print the figure as a table row, and append it to $BENCH_SUMMARY when set."""
+def record(
+    figure: str,
+    measured: str,
+    floor: str,
+    ratio: float | None,
+    goal: str,
+    detail: str = "",
+    *,
+    show: bool = True,
+) -> None:
+    """Print the figure as a table row (unless the caller prints its own table), and append it
+    to $BENCH_SUMMARY when set."""
     row = {
         "figure": figure,
         "measured": measured,
@@ -23,7 +33,8 @@ def record(figure: str, measured: str, floor: str, ratio: float | None, goal: st
         "goal": goal,
         "detail": detail,
     }
-    print(_line(row), flush=True)
+    if show:
+        print(_line(row), flush=True)
     target = os.environ.get("BENCH_SUMMARY")
     if target:
         with Path(target).open("a", encoding="utf-8") as out:
