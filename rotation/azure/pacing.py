@@ -40,7 +40,7 @@ def call_kind(method: str) -> str:
     return "deletes" if method == "DELETE" else "writes"
 
 
-READS_PER_TARGET = 2  # a target's LRO poll and its read-back (the write is counted on its own)
+READS_PER_TARGET = 2  # at most a status poll and the read-back (one for a kind that polls_resource)
 
 
 @dataclass
