@@ -72,3 +72,20 @@ def test_a_preview_older_than_the_limit_is_listed_again(stack, monkeypatch: pyte
     assert code == 0, printed
     assert REUSED_DISCOVERY not in json.loads(printed)["notes"]
     assert set(_lists(_arm(stack)).values()) == {2}
+
+
+def test_a_preview_that_could_not_list_a_subscription_is_listed_again(stack) -> None:
+    # The preview's registry list of one subscription is refused once: the run does not trust
+    # that preview, lists again, and finds (and moves) the registries the preview missed.
+    targets = _estate(stack)
+    stack.admin.add_fault(
+        method="GET",
+        pathRegex=f"{s.SUB_B}/providers/Microsoft.ContainerRegistry/registries$",
+        status=403,
+        count=1,
+    )
+    code, printed = invoke("-o", "json", "rotate", KEY, "--yes")
+    result = json.loads(printed)
+    assert REUSED_DISCOVERY not in result["notes"], result["notes"]
+    assert {st["target"] for st in result["steps"] if st["outcome"] == "verified"} == set(targets)
+    assert code == 0, printed
