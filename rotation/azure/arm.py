@@ -154,16 +154,30 @@ class Arm:
         polling.run()  # raises HttpResponseError when the operation ends Failed or Canceled
         return cast("dict[str, Any] | None", polling.resource())
 
-    def begin_patch(self, resource_id: str, api_version: str, body: dict[str, Any]) -> LROPoller[Any]:
+    def begin_patch(
+        self,
+        resource_id: str,
+        api_version: str,
+        body: dict[str, Any],
+        shows_write: Callable[[Any], bool] | None = None,
+    ) -> LROPoller[Any]:
         """For a caller that waits a bounded time (`poller.wait(timeout)`); otherwise `write`."""
-        return self._begin("PATCH", resource_id, api_version, body)
+        return self._begin("PATCH", resource_id, api_version, body, shows_write)
 
     def begin_put(self, resource_id: str, api_version: str, body: dict[str, Any]) -> LROPoller[Any]:
         return self._begin("PUT", resource_id, api_version, body)
 
-    def _begin(self, method: str, resource_id: str, api_version: str, body: dict[str, Any]) -> LROPoller[Any]:
+    def _begin(
+        self,
+        method: str,
+        resource_id: str,
+        api_version: str,
+        body: dict[str, Any],
+        shows_write: Callable[[Any], bool] | None = None,
+    ) -> LROPoller[Any]:
         initial = self._send(method, resource_id, api_version, body)
-        return LROPoller(self._client, initial, self._final, self._polling())
+        polling = self._polling() if shows_write is None else self._resource_polling(shows_write)
+        return LROPoller(self._client, initial, self._final, polling)
 
     def _polling(self) -> WaitFirstARMPolling:
         # ARM's default final state for PATCH and PUT: a GET of the resource once the operation

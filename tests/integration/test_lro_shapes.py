@@ -71,7 +71,7 @@ CASES = [(kind, shape) for kind, (_, _, shapes) in KINDS.items() for shape in sh
 
 
 # kinds whose spec keeps provisioningState on the resource: they read it, not the status link
-POLLS_RESOURCE = {"registry", "diskencryptionset", "kusto"}
+POLLS_RESOURCE = {"registry", "diskencryptionset", "kusto", "loganalytics"}
 STATUS_LINKS = ("/operations/", "/operationstatuses/", "/operationresults/")
 
 

@@ -1,5 +1,5 @@
 """One read per long-running write (issue 27 item 4): a kind whose spec keeps provisioningState
-on the resource (registries, Data Explorer clusters, Disk Encryption Sets) is read itself after
+on the resource (registries, Data Explorer and Log Analytics clusters, Disk Encryption Sets) is read after
 the write's Retry-After, instead of the operation's status link and then the resource. Counted
 from the emulator's call log through a real run."""
 
@@ -27,7 +27,12 @@ def _estate() -> dict[str, Any]:
         encryption_sets=[s.encryption_set("des1", s.key_id("cmk", OLD))],
     )
     return s.with_keyed(
-        base, ("kustoClusters", s.keyed("kustoClusters", "adx1", s.key_id("cmk", OLD), identities=[UAI]))
+        base,
+        ("kustoClusters", s.keyed("kustoClusters", "adx1", s.key_id("cmk", OLD), identities=[UAI])),
+        (
+            "logAnalyticsClusters",
+            s.keyed("logAnalyticsClusters", "la1", s.key_id("cmk", OLD), identities=[UAI]),
+        ),
     )
 
 
@@ -49,13 +54,14 @@ def _reads_after_write(calls: list[dict[str, Any]], target: str) -> tuple[int, i
     ("lro_seconds", "reads"), [(0.2, 1), (1.6, 2)], ids=["done-by-first-read", "still-updating"]
 )
 def test_a_long_running_write_costs_reads_of_the_resource_only(stack, lro_seconds: float, reads: int) -> None:
-    # Retry-After 1 s: an operation of 0.2 s is over at the first read; one of 1.6 s shows
-    # `Updating` once, then the new key.
+    # Retry-After 1 s (and a 1 s poll interval for Log Analytics' 200, which names none): an
+    # operation of 0.2 s is over at the first read; one of 1.6 s shows `Updating` once.
     stack.load(_estate())
     stack.admin.configure(lroSeconds=lro_seconds, retryAfter=1)
+    stack.set(ROTATION_POLL_INTERVAL_SECONDS="1")
     result = stack.service().reconciler.run(new_request(parse_key_id(KEY), "cli", "pytest"))
     assert {(st.action, st.outcome, st.to_version) for st in result.steps} == {("update", "verified", NEW)}
-    assert len(result.steps) == 5
+    assert len(result.steps) == 6
     calls = stack.admin.calls()["calls"]
     targets = [st.target for st in result.steps]
     assert {t: _reads_after_write(calls, t) for t in targets} == dict.fromkeys(targets, (reads, 0))
