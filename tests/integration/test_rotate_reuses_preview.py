@@ -89,3 +89,21 @@ def test_a_preview_that_could_not_list_a_subscription_is_listed_again(stack) -> 
     assert REUSED_DISCOVERY not in result["notes"], result["notes"]
     assert {st["target"] for st in result["steps"] if st["outcome"] == "verified"} == set(targets)
     assert code == 0, printed
+
+
+def test_more_updates_than_the_lists_saved_are_listed_again(stack) -> None:
+    # Reading each target before its write would cost more reads than listing again saves
+    # (one page per kind in the one subscription): the run lists again.
+    stack.set(ROTATION_SUBSCRIPTIONS=s.SUB_A)
+    many = len(stack.service().reconciler.kinds) + 1
+    stack.load(
+        s.scenario(
+            {"acr-cmk": s.key(s.version("old", created="-200d"), s.version("new", created="-1h"))},
+            registries=[s.registry(f"reg{i:02d}", s.key_id("acr-cmk", OLD)) for i in range(many)],
+        )
+    )
+    code, printed = invoke("-o", "json", "rotate", KEY, "--yes")
+    result = json.loads(printed)
+    assert code == 0 and len(result["steps"]) == many, printed
+    assert REUSED_DISCOVERY not in result["notes"]
+    assert set(_lists(_arm(stack)).values()) == {2}

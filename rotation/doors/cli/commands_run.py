@@ -137,9 +137,7 @@ def rotate(
         key, "cli", operator(), dry_run=dry_run, targets=target_ids, event_version=key.version
     )
     lease = None if dry_run else take_lease(service, request)
-    # A preview that could not read everything is not reused: the run lists again.
-    fresh = time.monotonic() - previewed <= PREVIEW_FRESH_SECONDS and not found.errors
-    listed = found if fresh else None
+    listed = _reusable(service, found, updates, time.monotonic() - previewed, target_ids)
     result = _run_interruptible(
         service, request, updates if not dry_run else 0, obj.for_people, lease, listed
     )
@@ -153,6 +151,24 @@ def rotate(
             highlight=False,
         )
     sys.exit(result.exit_code)
+
+
+def _reusable(
+    service: Service, found: Inventory, updates: int, age: float, targets: tuple[str, ...] | None
+) -> Inventory | None:
+    """The preview's consumers, for the run to take instead of listing again, when that is safe
+    and cheaper: the preview is fresh and read everything, and the reads of the targets before
+    their writes cost no more than the lists saved (named targets are read either way; Resource
+    Graph's rows are read before their writes anyway; otherwise at most one updated target per
+    kind and subscription, each listed with at least one page)."""
+    from rotation.azure.discovery import uses_graph
+
+    if age > PREVIEW_FRESH_SECONDS or found.errors:
+        return None
+    subscriptions = len(service.settings.subscriptions)
+    if targets is not None or uses_graph(service.settings.discovery, subscriptions):
+        return found
+    return found if updates <= subscriptions * len(service.reconciler.kinds) else None
 
 
 def _run_interruptible(
