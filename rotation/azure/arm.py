@@ -148,7 +148,7 @@ class Arm:
         What `begin_*(...).result()` does, without the poller's own thread: the caller waits anyway.
         `headers`: e.g. `If-Match` for a PUT that must not overwrite a change made since the read.
         With `shows_write`, the resource itself is polled (one read per write, polling.py)."""
-        polling = self._polling() if shows_write is None else self._resource_polling(shows_write)
+        polling = self._polling(shows_write)
         initial = self._send(method, resource_id, api_version, body, headers)
         polling.initialize(self._client, initial, self._final)
         polling.run()  # raises HttpResponseError when the operation ends Failed or Canceled
@@ -162,29 +162,19 @@ class Arm:
         shows_write: Callable[[Any], bool] | None = None,
     ) -> LROPoller[Any]:
         """For a caller that waits a bounded time (`poller.wait(timeout)`); otherwise `write`."""
-        return self._begin("PATCH", resource_id, api_version, body, shows_write)
+        initial = self._send("PATCH", resource_id, api_version, body)
+        return LROPoller(self._client, initial, self._final, self._polling(shows_write))
 
     def begin_put(self, resource_id: str, api_version: str, body: dict[str, Any]) -> LROPoller[Any]:
-        return self._begin("PUT", resource_id, api_version, body)
+        initial = self._send("PUT", resource_id, api_version, body)
+        return LROPoller(self._client, initial, self._final, self._polling(None))
 
-    def _begin(
-        self,
-        method: str,
-        resource_id: str,
-        api_version: str,
-        body: dict[str, Any],
-        shows_write: Callable[[Any], bool] | None = None,
-    ) -> LROPoller[Any]:
-        initial = self._send(method, resource_id, api_version, body)
-        polling = self._polling() if shows_write is None else self._resource_polling(shows_write)
-        return LROPoller(self._client, initial, self._final, polling)
-
-    def _polling(self) -> WaitFirstARMPolling:
+    def _polling(self, shows_write: Callable[[Any], bool] | None) -> WaitFirstARMPolling:
         # ARM's default final state for PATCH and PUT: a GET of the resource once the operation
-        # ends; the first poll waits for the write's Retry-After.
-        return WaitFirstARMPolling(self.polling_interval, origin=self.origin)
-
-    def _resource_polling(self, shows_write: Callable[[Any], bool]) -> ResourceFirstARMPolling:
+        # ends; the first poll waits for the write's Retry-After. With `shows_write`, the
+        # resource itself is polled instead.
+        if shows_write is None:
+            return WaitFirstARMPolling(self.polling_interval, origin=self.origin)
         return ResourceFirstARMPolling(self.polling_interval, shows_write=shows_write, origin=self.origin)
 
     def _final(self, response: PipelineResponse[Any, Any]) -> dict[str, Any] | None:
