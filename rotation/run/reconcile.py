@@ -56,9 +56,6 @@ log = logging.getLogger("rotation.reconcile")
 # quarter of what is left), so the run can still be closed and recorded when its work is cut.
 CLOSE_RESERVE_SECONDS = 30.0
 _BUDGET_CODES = ("TimeBudgetExhausted", "BudgetExhausted")
-REUSED_DISCOVERY = (
-    "consumers as the preview found them moments before; each target read through ARM before its write"
-)
 
 
 class Reconciler:
@@ -219,8 +216,6 @@ class Reconciler:
                 return self._interrupt(result, trail, str(exc))
             return self._fail(result, trail, exc.info, str(exc), remediation(exc.info, KEY_VAULT_HINTS))
         plan, reverted = self.reverts.review(self._plan(request.key, gathered), deadline)
-        if listed is not None:
-            result.notes.append(REUSED_DISCOVERY)
         record_findings(request, plan, trail, result)  # the plan is durable before anything is written
         if lease is not None and self.runs is not None and lease.taken_over_from:
             account_for_unfinished(self.audit, self.runs, lease.taken_over_from, plan, trail, result)
