@@ -8,6 +8,7 @@ the floor is one Table read (the event's ledger row) and one Table write (its ta
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,9 @@ def measure(emulator: EmulatorProcess) -> dict[str, Any]:
 
 
 def main() -> int:
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     with local_stack(ROTATION_SUBSCRIPTIONS=f"{s.SUB_A},{s.SUB_B}") as emulator:
         r = measure(emulator)
     total = len(r["storage"]) + r["azure"]
