@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.stack import local_stack  # noqa: E402
+from bench.summary import record  # noqa: E402
 from emulator import EmulatorProcess  # noqa: E402
 
 VAULT = "contoso-cmk.vault.azure.net"
@@ -135,6 +136,15 @@ def main() -> None:
         arm, graph = results["arm"], results["resourcegraph"]
         print(
             f"\nresourcegraph / arm: calls {graph['calls'] / arm['calls']:.3f}, wall {graph['wall'] / arm['wall']:.2f}"
+        )
+        record(
+            f"discovery of {args.subscriptions} subscriptions: Resource Graph wall / ARM lists wall",
+            f"{graph['wall']:.1f} s vs {arm['wall']:.1f} s",
+            "— (no bucket binds: each subscription's lists draw on its own)",
+            graph["wall"] / arm["wall"],
+            "< 1",
+            f"calls {graph['calls']} vs {arm['calls']} ({graph['calls'] / arm['calls']:.3f}x); "
+            f"found {graph['found']} vs {arm['found']}; 429s {graph['throttled']} vs {arm['throttled']}",
         )
 
 

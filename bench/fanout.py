@@ -16,6 +16,7 @@ import argparse
 import math
 import os
 import platform
+import re
 import resource
 import sys
 import time
@@ -40,6 +41,9 @@ IDENTITY = (
     f"/subscriptions/{SUB_A}/resourceGroups/rg-identity/providers/"
     "Microsoft.ManagedIdentity/userAssignedIdentities/uai-acr"
 )
+
+
+LIST = re.compile(r"^/subscriptions/[^/]+/providers/[^/]+/[^/]+$", re.IGNORECASE)  # a kind's list
 
 
 def estate(n: int, subscriptions: list[str]) -> dict[str, Any]:
@@ -71,19 +75,31 @@ def estate(n: int, subscriptions: list[str]) -> dict[str, Any]:
 
 
 def run_once(
-    emulator: EmulatorProcess, n: int, subscriptions: list[str], *, throttled: bool, latency_ms: int
+    emulator: EmulatorProcess,
+    n: int,
+    subscriptions: list[str],
+    *,
+    throttled: bool,
+    latency_ms: int,
+    scenario: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """One key rotated into `scenario` (default: `n` registries over `subscriptions`)."""
+    from rotation.config import load_settings
     from rotation.model.ids import parse_key_id
     from rotation.model.request import new_request
     from rotation.service import forget_services, service_for_environment
+    from tests.conftest import wipe_storage
 
     admin = emulator.admin
-    admin.reset(estate(n, subscriptions))
+    admin.reset(scenario or estate(n, subscriptions))
     admin.configure(lroSeconds=1, retryAfter=1, armPageSize=100)
     if latency_ms:
         admin.add_fault(latencyMs=latency_ms)  # every call, no error
     admin.set_throttling(throttled)
     os.environ["ROTATION_SUBSCRIPTIONS"] = ",".join(subscriptions)  # discovery lists only these
+    # A fresh estate and fresh records: an earlier run's writes, remembered, would make every
+    # reset consumer a `consumer-reverted` incident (and an activity-log read) in this one.
+    wipe_storage(str(load_settings().storage.connection_string))
     forget_services()
     service = service_for_environment()
     admin.clear_calls()
@@ -110,6 +126,7 @@ def run_once(
         "writes": len(writes),
         "reads": len(reads),
         "polls": len(polls),
+        "lists": sum(1 for i, c in enumerate(arm) if classes[i] == "list" and c["status"] == 200),
         "throttled_429": sum(1 for c in calls if c["status"] == 429),
         "refused": dict(refused),  # 429s by what was refused: write, read, poll, list
         "failed": sum(1 for step in result.steps if step.outcome == "failed"),
@@ -128,7 +145,7 @@ def _class(call: dict[str, Any]) -> str:
         return "poll"
     if call["method"] in {"PATCH", "PUT", "POST", "DELETE"}:
         return "write"
-    if path.lower().endswith(("/registries", "/batchaccounts", "/containergroups")):
+    if LIST.match(path):
         return "list"
     return "read"
 

@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.stack import local_stack  # noqa: E402
+from bench.summary import record  # noqa: E402
 from emulator import EmulatorProcess  # noqa: E402
 from tests import scenarios as s  # noqa: E402
 
@@ -179,6 +180,15 @@ def report(n: int, r: dict[str, Any], unit: dict[str, float], args: argparse.Nam
     writable = sum(r["targets"].values())
     arm_floor = max(unit.values()) + (bucket_floor(r["per_subscription"]) if args.throttled else 0.0)
     ideal = max(arm_floor, r["cpu"])
+    record(
+        f"N={n} mixed kinds over {args.subscriptions} subscriptions{', throttled' if args.throttled else ''}: wall / ARM floor",
+        f"{r['wall']:.1f} s",
+        f"{arm_floor:.1f} s (slowest kind alone + buckets)",
+        r["wall"] / arm_floor,
+        "issue 27: 15-25x measured",
+        f"CPU floor {r['cpu']:.1f} s (wall / max(floors) {r['wall'] / ideal:.2f}); verified {r['verified']}/{writable}",
+        show=False,  # its own table follows
+    )
     print(
         f"| {n} | {r['steps']} | {writable} | {r['wall']:.1f} | {arm_floor:.1f} | {r['cpu']:.1f} | "
         f"{r['wall'] / ideal:.2f} | {r['verified']}/{writable} | {r['failed']} | "

@@ -11,7 +11,7 @@ Links from answers (`nextLink`, LRO status URLs) are followed only to the ARM en
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -41,7 +41,7 @@ from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
 from rotation.azure.links import HostGuardPolicy, PageGuard, follow, origin
-from rotation.azure.polling import WaitFirstARMPolling
+from rotation.azure.polling import ResourceFirstARMPolling, WaitFirstARMPolling
 from rotation.azure.requestid import RandomRequestIdPolicy
 
 _ERRORS: dict[int, type[HttpResponseError]] = {
@@ -141,32 +141,41 @@ class Arm:
         api_version: str,
         body: dict[str, Any],
         headers: dict[str, str] | None = None,
+        shows_write: Callable[[Any], bool] | None = None,
     ) -> dict[str, Any] | None:
         """A PATCH or PUT followed to its end in the calling thread: ARM polling from the write's
         Retry-After, then the resource as the final GET shows it (None if it answers nothing).
         What `begin_*(...).result()` does, without the poller's own thread: the caller waits anyway.
-        `headers`: e.g. `If-Match` for a PUT that must not overwrite a change made since the read."""
-        polling = self._polling()
+        `headers`: e.g. `If-Match` for a PUT that must not overwrite a change made since the read.
+        With `shows_write`, the resource itself is polled (one read per write, polling.py)."""
+        polling = self._polling(shows_write)
         initial = self._send(method, resource_id, api_version, body, headers)
         polling.initialize(self._client, initial, self._final)
         polling.run()  # raises HttpResponseError when the operation ends Failed or Canceled
         return cast("dict[str, Any] | None", polling.resource())
 
-    def begin_patch(self, resource_id: str, api_version: str, body: dict[str, Any]) -> LROPoller[Any]:
+    def begin_patch(
+        self,
+        resource_id: str,
+        api_version: str,
+        body: dict[str, Any],
+        shows_write: Callable[[Any], bool] | None = None,
+    ) -> LROPoller[Any]:
         """For a caller that waits a bounded time (`poller.wait(timeout)`); otherwise `write`."""
-        return self._begin("PATCH", resource_id, api_version, body)
+        initial = self._send("PATCH", resource_id, api_version, body)
+        return LROPoller(self._client, initial, self._final, self._polling(shows_write))
 
     def begin_put(self, resource_id: str, api_version: str, body: dict[str, Any]) -> LROPoller[Any]:
-        return self._begin("PUT", resource_id, api_version, body)
+        initial = self._send("PUT", resource_id, api_version, body)
+        return LROPoller(self._client, initial, self._final, self._polling(None))
 
-    def _begin(self, method: str, resource_id: str, api_version: str, body: dict[str, Any]) -> LROPoller[Any]:
-        initial = self._send(method, resource_id, api_version, body)
-        return LROPoller(self._client, initial, self._final, self._polling())
-
-    def _polling(self) -> WaitFirstARMPolling:
+    def _polling(self, shows_write: Callable[[Any], bool] | None) -> WaitFirstARMPolling:
         # ARM's default final state for PATCH and PUT: a GET of the resource once the operation
-        # ends; the first poll waits for the write's Retry-After.
-        return WaitFirstARMPolling(self.polling_interval, origin=self.origin)
+        # ends; the first poll waits for the write's Retry-After. With `shows_write`, the
+        # resource itself is polled instead.
+        if shows_write is None:
+            return WaitFirstARMPolling(self.polling_interval, origin=self.origin)
+        return ResourceFirstARMPolling(self.polling_interval, shows_write=shows_write, origin=self.origin)
 
     def _final(self, response: PipelineResponse[Any, Any]) -> dict[str, Any] | None:
         return self._json(response)

@@ -43,6 +43,12 @@ class Inventory:
             tuple(c for c in self.consumers if c.key.same_key(key)), self.errors, self.not_consumers
         )
 
+    def lagging(self) -> Inventory:
+        """The same consumers, marked as read a while ago: each write reads its target first."""
+        return Inventory(
+            tuple(replace(c, lagging=True) for c in self.consumers), self.errors, self.not_consumers
+        )
+
     def keys(self) -> dict[tuple[str, str], KeyRef]:
         """Every key some consumer uses, by identity."""
         found: dict[tuple[str, str], KeyRef] = {}

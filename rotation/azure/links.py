@@ -74,3 +74,7 @@ class HostGuardPolicy(SansIOHTTPPolicy[Any, Any]):
     def on_response(self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]) -> None:
         if self.inner is not None:
             self.inner.on_response(request, response)
+
+    def on_exception(self, request: PipelineRequest[Any]) -> None:
+        if self.inner is not None:
+            self.inner.on_exception(request)

@@ -4,8 +4,10 @@ ARM throttles each subscription with token buckets (reads, writes, deletes) and 
 left in `x-ms-ratelimit-remaining-subscription-<kind>` and, when a bucket is empty, answers 429 with
 `Retry-After`. Sixteen workers backing off on their own each learn that separately and retry in a
 herd; one pacer per process instead holds a not-before instant per (subscription, kind): a 429
-moves it to the end of `Retry-After` for everyone, and while the remaining budget is low, calls are
-spaced at the bucket's refill rate so they stop meeting 429s at all.
+moves it to the end of `Retry-After` for everyone. Between answers it keeps the bucket as it can
+tell it (what ARM last said is left, refilled at the bucket's rate since, less the calls ARM may not
+have counted yet: in flight then, or sent since), and a call goes when that leaves a token for it
+and RESERVE besides, so the bucket is spent to its end and calls stop meeting 429s at all.
 
 `PacingPolicy` is the azure-core pipeline policy that applies it (in the `custom_hook_policy` slot
 of the management clients and of rotation.azure.arm).
@@ -27,10 +29,10 @@ from rotation import telemetry
 from rotation.azure import budget
 
 _SUBSCRIPTION = re.compile(r"/subscriptions/([0-9a-fA-F-]{36})(?:/|$|\?)")
-# ARM's documented per-subscription refill rates (tokens per second) and a low-water mark under
-# which calls are spaced at that rate.
+# ARM's documented per-subscription refill rates (tokens per second).
 REFILL_PER_SECOND = {"reads": 25.0, "writes": 10.0, "deletes": 10.0}
-LOW_WATER = {"reads": 25, "writes": 20, "deletes": 20}
+# Tokens left unspent: the estimate cannot see other clients of the subscription's bucket.
+RESERVE = 2
 MAX_WAIT_SECONDS = 60.0  # never hold a call longer than this on one signal (ROTATION_MAX_RETRY_AFTER_SECONDS)
 
 
@@ -40,14 +42,22 @@ def call_kind(method: str) -> str:
     return "deletes" if method == "DELETE" else "writes"
 
 
-READS_PER_TARGET = 2  # a target's LRO poll and its read-back (the write is counted on its own)
+READS_PER_TARGET = 2  # at most a status poll and the read-back (one for a kind that polls_resource)
 
 
 @dataclass
 class _Gate:
-    not_before: float = 0.0
-    spaced: bool = False  # the budget is low: every call reserves one refill interval
+    not_before: float = 0.0  # a 429's Retry-After holds every call until then
     remaining: int | None = None  # what ARM last said is left in the bucket
+    reported_at: float = 0.0  # when it said so
+    in_flight: int = 0  # calls let through and not answered yet
+    unseen: int = 0  # calls `remaining` may not count: in flight when it was said, or let through since
+
+    def tokens(self, now: float, rate: float) -> float | None:
+        """The bucket as this process can tell it (None until ARM has said)."""
+        if self.remaining is None:
+            return None
+        return self.remaining + rate * (now - self.reported_at) - self.unseen
 
 
 class Pacer:
@@ -69,29 +79,43 @@ class Pacer:
             gate = self._gates.setdefault((subscription.lower(), kind), _Gate())
             now = self._clock()
             start = max(now, gate.not_before)
-            if gate.spaced:
-                gate.not_before = start + 1.0 / REFILL_PER_SECOND.get(kind, 10.0)
+            rate = REFILL_PER_SECOND.get(kind, 10.0)
+            tokens = gate.tokens(start, rate)
+            if tokens is not None and tokens < RESERVE + 1:  # the refill makes room for it then
+                start += (RESERVE + 1 - tokens) / rate
+            gate.in_flight += 1  # counted now: the calls deciding after this one see it
+            gate.unseen += 1
         wait = start - now
         if wait > 0:  # never past the door's or the run's budget
-            wait = budget.bounded_wait(wait, "a paced ARM call", cap=self.max_wait)
+            try:
+                wait = budget.bounded_wait(wait, "a paced ARM call", cap=self.max_wait)
+            except BaseException:
+                self.abandoned(subscription, kind)
+                raise
             self._sleep(wait)
         return wait
+
+    def abandoned(self, subscription: str, kind: str) -> None:
+        """A call let through got no answer (refused by the budget, or its connection failed)."""
+        with self._lock:
+            gate = self._gates.setdefault((subscription.lower(), kind), _Gate())
+            gate.in_flight = max(0, gate.in_flight - 1)
 
     def after(self, subscription: str, kind: str, status: int, headers: Any) -> None:
         """Learn from ARM's answer: a 429's Retry-After, the remaining budget."""
         with self._lock:
             gate = self._gates.setdefault((subscription.lower(), kind), _Gate())
             now = self._clock()
+            gate.in_flight = max(0, gate.in_flight - 1)
             if status == 429:
                 wait = min(_retry_after_seconds(headers) or 1.0, self.max_wait)
                 gate.not_before = max(gate.not_before, now + wait)
-                gate.spaced = True
             remaining = _remaining(headers, kind)
             if remaining is None and status == 429:
                 remaining = 0
             if remaining is not None:
-                gate.spaced = remaining <= LOW_WATER.get(kind, 20)
-                gate.remaining = remaining
+                gate.remaining, gate.reported_at = remaining, now
+                gate.unseen = gate.in_flight  # still under way: ARM may not have counted them
 
     def headroom(self, subscription: str) -> int | None:
         """How many more targets ARM would take from this subscription now, from the budget it
@@ -146,6 +170,11 @@ class PacingPolicy(SansIOHTTPPolicy[Any, Any]):
         target = _target(request.http_request.url, request.http_request.method)
         if target is not None:
             self.pacer.after(*target, http.status_code, http.headers)
+
+    def on_exception(self, request: PipelineRequest[Any]) -> None:
+        target = _target(request.http_request.url, request.http_request.method)
+        if target is not None:
+            self.pacer.abandoned(*target)
 
 
 def _target(url: str, method: str) -> tuple[str, str] | None:

@@ -5,10 +5,13 @@ Imported on first use: azure-mgmt-core is not needed to parse and enqueue an eve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from azure.core.exceptions import HttpResponseError
 from azure.core.pipeline.policies._utils import get_retry_after
-from azure.mgmt.core.polling.arm_polling import ARMPolling
+from azure.core.polling.base_polling import LocationPolling, LROBasePolling
+from azure.mgmt.core.polling.arm_polling import ARMPolling, AzureAsyncOperationPolling, BodyContentPolling
 
 from rotation.azure.links import follow
 
@@ -35,7 +38,63 @@ class WaitFirstARMPolling(ARMPolling):
         super().run()
 
     def request_status(self, status_link: str) -> Any:
-        # A relative link is joined to the client's ARM base URL; an absolute one must name it.
-        if self._origin is not None and ("://" in status_link or status_link.startswith("//")):
-            follow(status_link, self._origin, "a long-running operation's status link")
+        self._check_link(status_link)
         return super().request_status(status_link)
+
+    def _check_link(self, link: str) -> None:
+        # A relative link is joined to the client's ARM base URL; an absolute one must name it.
+        if self._origin is not None and ("://" in link or link.startswith("//")):
+            follow(link, self._origin, "a long-running operation's status link")
+
+
+class ResourceFirstARMPolling(WaitFirstARMPolling):
+    """One read per long-running write: after the write's `Retry-After`, GET the written
+    resource until its `properties.provisioningState` is terminal, instead of the status link
+    and then the resource (ARM RPC: for a PUT or PATCH the resource's provisioningState is
+    authoritative; the resource read once it is terminal is the final state).
+
+    `shows_write(resource)` says whether that resource holds what was written. When it does
+    not, or the state is Failed or Canceled, the write's status link (if it named one) is
+    followed as WaitFirstARMPolling does: it carries the error ARM reports, and it covers a
+    provider that shows a terminal state before the write lands (extra reads only then).
+    """
+
+    def __init__(
+        self, timeout: float, *, shows_write: Callable[[Any], bool], origin: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(timeout, origin=origin, lro_algorithms=[BodyContentPolling()], **kwargs)
+        self._shows_write = shows_write
+
+    def run(self) -> None:
+        # A status link to another host is refused even though it may never be read: an answer
+        # naming one is not trusted for anything else either.
+        headers = self._initial_response.http_response.headers
+        for name in ("azure-asyncoperation", "location"):
+            if headers.get(name):
+                self._check_link(headers[name])
+        try:
+            super().run()
+            if self._shows_write(self.resource()):
+                return
+        except HttpResponseError:
+            if not self._by_status_link():
+                raise
+        else:
+            if not self._by_status_link():
+                return  # nothing else to ask: the caller verifies what the resource shows
+        LROBasePolling.run(self)  # status polls at once (the wait is spent), then the final GET
+
+    def _by_status_link(self) -> bool:
+        """Switch to the status link the write named (Azure-AsyncOperation, else Location)."""
+        algorithms: tuple[Any, ...] = (AzureAsyncOperationPolling(), LocationPolling())
+        for operation in algorithms:
+            if operation.can_poll(self._initial_response):
+                self._operation = operation
+                self._status = operation.set_initial_status(self._initial_response)
+                return True
+        return False
+
+    def _extract_delay(self) -> float:
+        # A resource's GET names no Retry-After: between reads, keep the interval the write asked.
+        asked = get_retry_after(self._pipeline_response) or get_retry_after(self._initial_response)
+        return float(asked) if asked else float(self._timeout)

@@ -92,10 +92,17 @@ class Gatherer:
         targets: tuple[str, ...] | None,
         deadline: Deadline | None,
         maintain: Maintain | None = None,
+        listed: Inventory | None = None,
     ) -> Gathered:
-        """Read everything; raises Unreachable (or what `maintain` raises) when Key Vault fails."""
+        """Read everything; raises Unreachable (or what `maintain` raises) when Key Vault fails.
+        `listed`: the consumers a preview found moments ago, used instead of listing again."""
         with ThreadPoolExecutor(max_workers=1) as pool:
-            listing = submit_in_context(pool, lambda: self.inventory(key, targets, deadline))
+            find = (
+                (lambda: listed.lagging())
+                if listed is not None
+                else (lambda: self.inventory(key, targets, deadline))
+            )
+            listing = submit_in_context(pool, find)
             try:
                 state = self.read_state(key, deadline)
                 # The renewal waits for the listing: a consumer's kind may forbid what it would do

@@ -105,8 +105,15 @@ class Reconciler:
         self, key: KeyRef, targets: tuple[str, ...] | None = None, deadline: Deadline | None = None
     ) -> Plan:
         """Read-only: what a run would do now. Raises Unreachable when Key Vault cannot be read."""
+        return self.preview(key, targets, deadline)[0]
+
+    def preview(
+        self, key: KeyRef, targets: tuple[str, ...] | None = None, deadline: Deadline | None = None
+    ) -> tuple[Plan, Inventory]:
+        """`plan`, and the consumers it found: a run started moments later may take them (`listed`)."""
         key = key.versionless()
-        return self.reverts.review(self._plan(key, self.gatherer.gather(key, targets, deadline)), deadline)[0]
+        gathered = self.gatherer.gather(key, targets, deadline)
+        return self.reverts.review(self._plan(key, gathered), deadline)[0], gathered.inventory
 
     def plan_from(
         self, key: KeyRef, state: KeyState, inventory: Inventory, targets: tuple[str, ...] | None
@@ -132,10 +139,13 @@ class Reconciler:
         progress: ProgressCallback | None = None,
         lease: Lease | None = None,
         stop: Stop | None = None,
+        listed: Inventory | None = None,
     ) -> RunResult:
         """Maintain the key, plan, audit and (unless a dry run) apply. Target failures are in the
         result; only an unwritable audit trail raises (AuditUnavailable). `stop` (a signal) or
-        the end of the time budget closes the run as `interrupted`, its writes recorded."""
+        the end of the time budget closes the run as `interrupted`, its writes recorded.
+        `listed`: a preview's consumers of the key, not listed again (each write reads its
+        target through ARM first, as for Resource Graph's)."""
         key = request.key
         # Only a lease holder moves the key's chain head: runs without a lease (dry runs) link to
         # it, and so do shards (they run side by side under their parent's lease).
@@ -167,7 +177,7 @@ class Reconciler:
             try:
                 # Key Vault and ARM waits end inside the run's budget (storage is left to close it)
                 with budget.run_budget(deadline.remaining(), clock=self.monotonic):
-                    result = self._run(request, trail, result, progress, lease, deadline, stop)
+                    result = self._run(request, trail, result, progress, lease, deadline, stop, listed)
             except AuditUnavailable:
                 raise  # no record can be kept: fail loudly, the door lets the message be retried
             except Exception as exc:  # anything unforeseen is recorded and finished, never lost
@@ -193,12 +203,13 @@ class Reconciler:
         lease: Lease | None,
         deadline: Deadline,
         stop: Stop | None,
+        listed: Inventory | None = None,
     ) -> RunResult:
         if forbidden := not_allowed(request, self.settings):
             return self._fail(result, trail, ErrorInfo(False, False, 403, "NotAllowed", forbidden), forbidden)
         maintain = self._maintenance(request, trail, result, deadline, lease)
         try:
-            gathered = self.gatherer.gather(request.key, request.targets, deadline, maintain)
+            gathered = self.gatherer.gather(request.key, request.targets, deadline, maintain, listed)
         except (Unreachable, RenewalFailed) as exc:
             if _budget_ended(exc.info, deadline):
                 result.interrupted = "TimeBudgetExhausted"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rotation.azure.pacing import REFILL_PER_SECOND, Pacer, call_kind
+from rotation.azure.pacing import REFILL_PER_SECOND, RESERVE, Pacer, call_kind
 
 SUB = "00000000-0000-0000-0000-00000000000a"
 OTHER = "00000000-0000-0000-0000-00000000000b"
@@ -97,3 +97,26 @@ def test_headroom_follows_the_budget_arm_reported_for_the_subscription(clock: Cl
     pacer.after(SUB, "writes", 429, {"Retry-After": "2"})  # refused, no budget header
     assert pacer.headroom(SUB) == 0
     assert pacer.headroom(OTHER) is None
+
+
+def test_the_bucket_is_spent_to_its_reserve_then_calls_wait_for_the_refill(clock: Clock) -> None:
+    pacer = Pacer(clock, clock.sleep)
+    pacer.before(SUB, "writes")
+    pacer.after(SUB, "writes", 200, {"x-ms-ratelimit-remaining-subscription-writes": "30"})
+    waits = [pacer.before(SUB, "writes") for _ in range(30)]
+    free = 30 - RESERVE  # every token but the reserve, at once
+    assert waits[:free] == [0.0] * free
+    assert waits[free:] == pytest.approx([1.0 / REFILL_PER_SECOND["writes"]] * RESERVE)
+
+
+def test_calls_under_way_when_arm_reported_count_against_the_bucket(clock: Clock) -> None:
+    pacer = Pacer(clock, clock.sleep)
+    for _ in range(6):  # six sent; the first answer says 10 are left, five may not be counted
+        pacer.before(SUB, "writes")
+    pacer.after(SUB, "writes", 200, {"x-ms-ratelimit-remaining-subscription-writes": "10"})
+    waits = [pacer.before(SUB, "writes") for _ in range(4)]
+    assert waits[:3] == [0.0] * 3 and waits[3] > 0  # 10 - 5 - RESERVE = 3 go at once
+    for _ in range(8):  # answers without a budget header; a call given up is not under way
+        pacer.abandoned(SUB, "writes")
+    pacer.after(SUB, "writes", 200, {"x-ms-ratelimit-remaining-subscription-writes": "10"})
+    assert [pacer.before(SUB, "writes") for _ in range(8)] == [0.0] * 8

@@ -40,6 +40,10 @@ class ArmTargetKind(KindDefaults):
     remediation: Mapping[str, str] = {}
     # Its consumers are read from the resource alone, so a Resource Graph row will do (discovery.py)
     from_rows = True
+    # Its spec keeps `properties.provisioningState` on the resource through a long-running PUT or
+    # PATCH: after the write's Retry-After the resource itself is polled (one read per write)
+    # instead of the status link and then the resource (polling.ResourceFirstARMPolling).
+    polls_resource = False
 
     @property
     def hints(self) -> tuple[Hint, ...]:  # type: ignore[override]  # derived from `remediation`
@@ -78,7 +82,22 @@ class ArmTargetKind(KindDefaults):
         """One PATCH of `write_body`; the poller ends at once for a synchronous PATCH and
         otherwise after ARM polling and a GET of the resource."""
         body = self.write_body(consumer, to_key)
-        return self.shown(clients.arm().write("PATCH", consumer.target, self.api_version, body), to_key)
+        written = clients.arm().write(
+            "PATCH", consumer.target, self.api_version, body, shows_write=self.written_check(to_key)
+        )
+        return self.shown(written, to_key)
+
+    def written_check(self, to_key: KeyRef) -> Callable[[Any], bool] | None:
+        """For `Arm.write`: how to tell, from the resource alone, that a long-running write of
+        `to_key` has landed (None: the kind follows the status link, as its spec asks)."""
+        if not self.polls_resource:
+            return None
+
+        def shows(resource: Any) -> bool:
+            shown = self.shown(resource, to_key)
+            return shown is not None and self.verified(shown, to_key)
+
+        return shows
 
     def finish(self, poller: LROPoller[Any], to_key: KeyRef) -> Consumer | None:
         """The resource as the long-running write left it (the poller's final GET)."""

@@ -65,6 +65,7 @@ class DiskEncryptionSets(a.ArmTargetKind):
         "Microsoft.Compute/locations/operations/read",
     )
     api_version = API_VERSION
+    polls_resource = True  # EncryptionSetProperties.provisioningState: Updating until the PATCH ends
     plan_checks: tuple[Check, ...] = (a.accepts_key_types("Managed disks", ACCEPTED_KEYS),)
 
     def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:

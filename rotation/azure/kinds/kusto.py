@@ -34,6 +34,7 @@ class KustoClusters(a.ArmTargetKind):
         "Microsoft.Kusto/locations/operationResults/read",
     )
     api_version = API_VERSION
+    polls_resource = True  # ClusterProperties.provisioningState: Updating/Running until the PATCH ends
     remediation = REMEDIATION
 
     def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:

@@ -42,6 +42,7 @@ class LogAnalyticsClusters(a.ArmTargetKind):
         "Microsoft.OperationalInsights/locations/operationStatuses/read",
     )
     api_version = API_VERSION
+    polls_resource = True  # ClusterProperties.provisioningState: Updating until the PATCH ends
     remediation = REMEDIATION
 
     def to_consumers(self, resource: Mapping[str, Any]) -> Sequence[Consumer]:
@@ -58,8 +59,9 @@ class LogAnalyticsClusters(a.ArmTargetKind):
     def apply(
         self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
     ) -> Consumer | None:
+        body = self.write_body(consumer, to_key)
         poller = clients.arm().begin_patch(
-            consumer.target, self.api_version, self.write_body(consumer, to_key)
+            consumer.target, self.api_version, body, self.written_check(to_key)
         )
         budget = context.deadline.remaining() if context.deadline is not None else None
         poller.wait(WAIT_SECONDS if budget is None else max(0.0, min(WAIT_SECONDS, budget)))

@@ -82,6 +82,7 @@ class Registries(a.ArmTargetKind):
         "Microsoft.ContainerRegistry/registries/operationStatuses/read",
     )
     api_version = "2025-11-01"  # what the pinned azure-mgmt-containerregistry client sends (tested)
+    polls_resource = True  # RegistryProperties.provisioningState: Updating until the PATCH ends
     hints = (  # status-specific, not derived from `remediation`
         Hint(
             400,
@@ -117,8 +118,10 @@ class Registries(a.ArmTargetKind):
     def apply(
         self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
     ) -> Consumer | None:
-        """The PATCH, its polls from the write's Retry-After on, and the poller's final GET."""
+        """The PATCH, then reads of the registry from the write's Retry-After on until its
+        provisioningState is terminal (the status link only when that does not settle it)."""
+        body = self.write_body(consumer, to_key)
         result = clients.arm().write(
-            "PATCH", consumer.target, self.api_version, self.write_body(consumer, to_key)
+            "PATCH", consumer.target, self.api_version, body, shows_write=self.written_check(to_key)
         )
         return to_consumer(result) if isinstance(result, dict) else None

@@ -28,12 +28,18 @@ from rotation.doors.cli.progress import LeaseWait, phase, run_lines
 from rotation.doors.cli.render import print_plan, print_result, print_sweep
 
 if TYPE_CHECKING:
+    from rotation.azure.discovery import Inventory
     from rotation.model.ids import KeyRef
     from rotation.model.request import RotationRequest
     from rotation.model.results import Plan, RunResult
     from rotation.run.stopping import Stop
     from rotation.service import Service
     from rotation.storage.ledger import Lease
+
+# `rotate` runs with the consumers its preview found when the preview is at most this old (a
+# prompt answered, a lease waited for): the run reads each target through ARM before writing it,
+# so an older list could only miss a consumer added since, which the next sweep finds.
+PREVIEW_FRESH_SECONDS = 60.0
 
 
 def _allowed(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> None:
@@ -46,18 +52,19 @@ def _allowed(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> 
             fail(EXIT_USAGE, f"{target} is in subscription {subscription}, not in ROTATION_SUBSCRIPTIONS")
 
 
-def _plan(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> Plan:
-    """The plan, or exit 2 for a key that does not exist or a named target that does not use it."""
+def _plan(service: Service, key: KeyRef, targets: tuple[str, ...] | None) -> tuple[Plan, Inventory]:
+    """The plan and the consumers it found, or exit 2 for a key that does not exist or a named
+    target that does not use it."""
     from rotation.run.gather import Unreachable
     from rotation.run.planner import not_consumers_error
 
     try:
-        plan = service.reconciler.plan(key, targets)
+        plan, found = service.reconciler.preview(key, targets)
     except Unreachable as exc:
         fail(EXIT_USAGE if exc.info.status == 404 else EXIT_UNREACHABLE, str(exc))
     if strangers := not_consumers_error(plan):
         fail(EXIT_USAGE, strangers)
-    return plan
+    return plan, found
 
 
 @click.command()
@@ -73,7 +80,7 @@ def plan(obj: Context, key_id: str, targets: tuple[str, ...], every: bool) -> No
     _allowed(obj.service, key, target_ids)  # before signing in: a refusal needs no token
     service = obj.azure
     with phase("reading Key Vault and ARM…", obj.for_people):
-        result = _plan(service, key, target_ids)
+        result, _ = _plan(service, key, target_ids)
     emit(obj, result.to_dict(), lambda: print_plan(result, every=every))
     sys.exit(plan_exit_code(result))
 
@@ -111,7 +118,8 @@ def rotate(
     _allowed(obj.service, key, target_ids)  # before signing in: a refusal needs no token
     service = obj.azure
     with phase("reading Key Vault and ARM…", obj.for_people):
-        preview = _plan(service, key, target_ids)
+        preview, found = _plan(service, key, target_ids)
+    previewed = time.monotonic()
     if key.version and preview.desired_version != key.version:
         fail(
             EXIT_USAGE,
@@ -129,7 +137,10 @@ def rotate(
         key, "cli", operator(), dry_run=dry_run, targets=target_ids, event_version=key.version
     )
     lease = None if dry_run else take_lease(service, request)
-    result = _run_interruptible(service, request, updates if not dry_run else 0, obj.for_people, lease)
+    listed = _reusable(service, found, updates, time.monotonic() - previewed, target_ids)
+    result = _run_interruptible(
+        service, request, updates if not dry_run else 0, obj.for_people, lease, listed
+    )
     continue_later(service, request, result)  # canary waves soaking: the queue carries on
     emit(obj, result.to_dict(), lambda: print_result(result, every=every))
     if (interruption := result.interruption()) is not None:
@@ -142,8 +153,31 @@ def rotate(
     sys.exit(result.exit_code)
 
 
+def _reusable(
+    service: Service, found: Inventory, updates: int, age: float, targets: tuple[str, ...] | None
+) -> Inventory | None:
+    """The preview's consumers, for the run to take instead of listing again, when that is safe
+    and cheaper: the preview is fresh and read everything, and the reads of the targets before
+    their writes cost no more than the lists saved (named targets are read either way; Resource
+    Graph's rows are read before their writes anyway; otherwise at most one updated target per
+    kind and subscription, each listed with at least one page)."""
+    from rotation.azure.discovery import uses_graph
+
+    if age > PREVIEW_FRESH_SECONDS or found.errors:
+        return None
+    subscriptions = len(service.settings.subscriptions)
+    if targets is not None or uses_graph(service.settings.discovery, subscriptions):
+        return found
+    return found if updates <= subscriptions * len(service.reconciler.kinds) else None
+
+
 def _run_interruptible(
-    service: Service, request: RotationRequest, updates: int, show: bool, lease: Lease | None
+    service: Service,
+    request: RotationRequest,
+    updates: int,
+    show: bool,
+    lease: Lease | None,
+    listed: Inventory | None = None,
 ) -> RunResult:
     """Ctrl-C or SIGTERM closes the run as `interrupted` (run/stopping.py); a third signal
     leaves at once, the lease kept until it expires so the next run records what this one moved."""
@@ -163,7 +197,7 @@ def _run_interruptible(
     abandoned = False
     try:
         with signals_ask(stop, tell):
-            return _run_with_progress(service, request, updates, show, lease, stop)
+            return _run_with_progress(service, request, updates, show, lease, stop, listed)
     except KeyboardInterrupt:
         abandoned = True
         fail(
@@ -212,15 +246,16 @@ def _run_with_progress(
     show: bool,
     lease: Lease | None,
     stop: Stop | None = None,
+    listed: Inventory | None = None,
 ) -> RunResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rotation.model.decisions import UPDATE
 
     if not updates or not show:
-        return service.reconciler.run(request, lease=lease, stop=stop)
+        return service.reconciler.run(request, lease=lease, stop=stop, listed=listed)
     if lines := run_lines(updates):  # no terminal: a line every few seconds instead of a bar
-        result = service.reconciler.run(request, progress=lines, lease=lease, stop=stop)
+        result = service.reconciler.run(request, progress=lines, lease=lease, stop=stop, listed=listed)
         lines.finish()
         return result
     columns = (TextColumn("updating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -231,7 +266,7 @@ def _run_with_progress(
             if step.action == UPDATE:
                 progress.advance(task)
 
-        return service.reconciler.run(request, progress=advance, lease=lease, stop=stop)
+        return service.reconciler.run(request, progress=advance, lease=lease, stop=stop, listed=listed)
 
 
 @click.command("sweep")
