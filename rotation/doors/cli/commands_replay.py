@@ -24,7 +24,9 @@ from rotation.doors.cli.context import (
 )
 from rotation.doors.cli.output import emit, output_options
 from rotation.doors.cli.render import print_item, print_items, print_replay_outcome
+from rotation.model.results import INTERRUPTED_EXIT
 from rotation.run.shardrun import shard_ended
+from rotation.run.stopping import Stop, signals_ask
 from rotation.storage.fence import hold
 
 if TYPE_CHECKING:
@@ -236,12 +238,14 @@ def replay_command(
         click.confirm(f"Replay {len(items)} item(s)?", abort=True, err=True)
     results: dict[str, RunResult] = {}
 
+    stop = Stop()  # Ctrl-C: the run under way closes `interrupted`, no further item starts
+
     def run(request: RotationRequest) -> RunResult:
         shard = request.shard  # a shard: its parent's lease while its fence holds, else the key's
         held = hold(service.ledger, request.key, shard.parent_run_id, shard.fence) if shard else None
         lease = held or take_lease(service, request)
         try:
-            results[request.request_id] = service.reconciler.run(request, lease=lease)
+            results[request.request_id] = service.reconciler.run(request, lease=lease, stop=stop)
         finally:
             lease.release()
         if shard is not None:
@@ -257,16 +261,42 @@ def replay_command(
         if obj.for_people:
             print_replay_outcome(outcome, failures_of(outcome))
 
-    outcomes = replay(
-        service, items, operator=operator(), dry_run=dry_run, force=force, run=run, progress=show
-    )
+    with signals_ask(stop, _tell_stopping):
+        outcomes = replay(
+            service,
+            items,
+            operator=operator(),
+            dry_run=dry_run,
+            force=force,
+            run=run,
+            progress=show,
+            stop=stop,
+        )
     data = [o.to_dict() | {"failures": failures_of(o)} for o in outcomes]
     emit(obj, data, lambda: None)  # the table was printed item by item
-    codes = {o.exit_code for o in outcomes}
-    for code in (EXIT_UNREACHABLE, EXIT_FAILED, EXIT_USAGE, EXIT_NEEDS_PERSON):  # the worst one wins
+    if stop.asked:
+        err.print(
+            f"replay stopped ({stop.reason}): {len(items) - len(outcomes)} of {len(items)} item(s) not started; "
+            "run replay again to take them",
+            highlight=False,
+        )
+    codes = {o.exit_code for o in outcomes} | ({INTERRUPTED_EXIT} if stop.asked else set())
+    # the worst one wins; an interrupted run (or replay) is 130 when nothing worse happened
+    for code in (EXIT_UNREACHABLE, EXIT_FAILED, EXIT_USAGE, EXIT_NEEDS_PERSON, INTERRUPTED_EXIT):
         if code in codes:
             sys.exit(code)
     sys.exit(EXIT_OK)
+
+
+def _tell_stopping(name: str, first: bool) -> None:
+    if first:
+        err.print(
+            f"{name}: finishing the item under way (its writes get their grace), starting no more "
+            "(again: stop waiting)",
+            highlight=False,
+        )
+    else:
+        err.print(f"{name}: not waiting; the writes under way are recorded as in flight", highlight=False)
 
 
 def _say_what_matched(obj: Context, event_ids: tuple[str, ...], items: list[FailedItem]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from rotation.doors.replay.items import FailedItem
 from rotation.model.request import RotationRequest, new_request
 from rotation.model.results import count
+from rotation.run.stopping import Stop
 from rotation.run.submit import submit
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
@@ -89,12 +90,18 @@ def replay(
     force: bool = False,
     run: Runner | None = None,
     progress: Callable[[ReplayOutcome], None] | None = None,
+    stop: Stop | None = None,
 ) -> list[ReplayOutcome]:
     """Replay items oldest first. `run` runs a request in-process (CLI) and returns its
-    RunResult; without it the request is queued (HTTP answers within 230 s)."""
+    RunResult; without it the request is queued (HTTP answers within 230 s). Once `stop` is
+    asked (Ctrl-C) no further item starts: those left carry no replay marker, so the next
+    replay takes them."""
     trail = None if dry_run else AuditTrail(service.audit, actor=operator)
-    outcomes = []
+    outcomes: list[ReplayOutcome] = []
+    items = list(items)
     for item in items:
+        if stop is not None and stop.asked:
+            break
         outcome = _replay_one(
             service, item, operator=operator, dry_run=dry_run, force=force, run=run, trail=trail
         )
@@ -105,11 +112,19 @@ def replay(
         trail.record(
             "replay-finished",
             source="replay",
-            outcome="done",
-            detail={"items": len(outcomes), "actions": count(o.action for o in outcomes)},
+            outcome="interrupted" if stop is not None and stop.asked else "done",
+            detail={"items": len(outcomes), "actions": count(o.action for o in outcomes)}
+            | _stopped(stop, len(items) - len(outcomes)),
         )
         trail.flush()
     return outcomes
+
+
+def _stopped(stop: Stop | None, left: int) -> dict[str, Any]:
+    """What `replay-finished` says of a replay stopped before its last item."""
+    if stop is None or not stop.asked:
+        return {}
+    return {"stopped": stop.reason, "notStarted": left}
 
 
 def _replay_one(
