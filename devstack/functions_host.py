@@ -201,16 +201,17 @@ class QueueDispatcher:
         if error is None:
             self.queue.delete_message(message.id, message.pop_receipt)
         elif message.dequeue_count >= self.settings.max_dequeue_count:
-            self.poison.send_message(message.content)
-            self.queue.delete_message(message.id, message.pop_receipt)
-            poisoned = True
-            # the Functions host's own line: the moment the poison alert is about
+            # the Functions host's own line: the moment the poison alert is about; said before
+            # the move, so whoever sees the message in the poison queue finds the line written
             log.warning(
                 "Message %s has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
                 message.id,
                 self.settings.max_dequeue_count,
                 self.poison.queue_name,
             )
+            self.poison.send_message(message.content)
+            self.queue.delete_message(message.id, message.pop_receipt)
+            poisoned = True
         else:
             self.queue.update_message(
                 message.id, message.pop_receipt, visibility_timeout=int(self.settings.visibility_timeout)
