@@ -139,9 +139,9 @@ def test_the_emulator_refuses_a_put_with_a_stale_etag(stack) -> None:
 
 def test_a_change_made_between_the_read_and_the_put_is_kept_and_the_key_still_moves(stack) -> None:
     stack.load(estate())
-    # The product's PUT waits 3 s in the emulator; meanwhile the factory's owner changes its tags
+    # The product's PUT waits 8 s in the emulator; meanwhile the factory's owner changes its tags
     # (through the upper-case id, which the fault does not match: ARM ids ignore case).
-    stack.admin.add_fault(method="PUT", pathRegex="factories/adf-pinned$", latencyMs=3000, count=1)
+    stack.admin.add_fault(method="PUT", pathRegex="factories/adf-pinned$", latencyMs=8000, count=1)
     results: list[RunResult] = []
     rotation = threading.Thread(target=lambda: results.append(run(stack)))
     rotation.start()
