@@ -262,7 +262,11 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
     assert trail[-1]["kind"] == "run-finished" and trail[-1]["outcome"] == "interrupted"
     assert of_kind(trail, "run-interrupted", reason="SIGTERM")
     now_moved = moved(stack)
-    assert {r["target"] for r in of_kind(trail, "verified")} == now_moved and 2 <= len(now_moved) < 8
+    verified = {r["target"] for r in of_kind(trail, "verified")}
+    # a write still under way when the grace ran out (a loaded machine) is recorded in flight
+    # and may land after the run closed: sent, never unrecorded
+    in_flight = {r["target"] for r in of_kind(trail, "apply-outcome", outcome="in-flight")}
+    assert verified <= now_moved <= verified | in_flight and 2 <= len(now_moved) < 8
     assert stack.service().runs.status(request.request_id) == "interrupted"
     assert stack.service().ledger.holder(parse_key_id(KEY)) is None
     status, body, _ = call(
@@ -272,7 +276,7 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
         route_params={"runId": request.request_id},
     )
     assert status == 200 and body["status"] == "interrupted"
-    assert body["interrupted"]["reason"] == "SIGTERM" and body["interrupted"]["moved"] == len(now_moved)
+    assert body["interrupted"]["reason"] == "SIGTERM" and body["interrupted"]["moved"] == len(verified)
     queue = QueueClient.from_connection_string(stack.storage, "rotation-requests")
     waiting = list(queue.receive_messages(visibility_timeout=1))  # requeued invisible for a few seconds
     deadline = time.monotonic() + 30
