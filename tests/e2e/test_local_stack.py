@@ -100,7 +100,12 @@ class Served:
              "--audit-log", str(workdir / "audit.jsonl")],
             cwd=REPO, env=clean, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        until(lambda: self.env_file.exists() or self.process.poll() is not None, "the env file")
+        try:
+            until(lambda: self.env_file.exists() or self.process.poll() is not None, "the env file")
+        except BaseException:
+            self.process.send_signal(signal.SIGINT)  # serve stops Azurite, the emulator and the host
+            self.process.wait(timeout=60)
+            raise
         assert self.process.poll() is None, (workdir / "serve.log").read_text()
         self.env = read_env_file(self.env_file)
         self.admin = AdminClient(self.env["EMULATOR_ADMIN_URL"])
