@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rotation.doors.cli.commands_run import take_lease
+from rotation.doors.cli.commands_run import stopping_teller, take_lease
 from rotation.doors.cli.context import (
     EXIT_FAILED,
     EXIT_NEEDS_PERSON,
@@ -198,6 +198,10 @@ def _picked(items: list[FailedItem], ids: tuple[str, ...]) -> list[FailedItem]:
     return [item for item in items if item.item_id in chosen]
 
 
+# what Ctrl-C says: the run under way closes `interrupted`, no further item starts
+_STOPPING = "finishing the item under way (its writes get their grace), starting no more"
+
+
 @click.command("replay")
 @click.option("--since", help="ISO 8601 time.")
 @click.option("--until", help="ISO 8601 time.")
@@ -261,7 +265,7 @@ def replay_command(
         if obj.for_people:
             print_replay_outcome(outcome, failures_of(outcome))
 
-    with signals_ask(stop, _tell_stopping):
+    with signals_ask(stop, stopping_teller(_STOPPING)):
         outcomes = replay(
             service,
             items,
@@ -286,17 +290,6 @@ def replay_command(
         if code in codes:
             sys.exit(code)
     sys.exit(EXIT_OK)
-
-
-def _tell_stopping(name: str, first: bool) -> None:
-    if first:
-        err.print(
-            f"{name}: finishing the item under way (its writes get their grace), starting no more "
-            "(again: stop waiting)",
-            highlight=False,
-        )
-    else:
-        err.print(f"{name}: not waiting; the writes under way are recorded as in flight", highlight=False)
 
 
 def _say_what_matched(obj: Context, event_ids: tuple[str, ...], items: list[FailedItem]) -> None:

@@ -183,17 +183,10 @@ def _run_interruptible(
     leaves at once, the lease kept until it expires so the next run records what this one moved."""
     from rotation.run.stopping import Stop, signals_ask
 
-    def tell(name: str, first: bool) -> None:
-        if first:
-            err.print(
-                f"{name}: starting no more writes; waiting up to {stop.grace_seconds:.0f}s for the writes "
-                "under way (again: stop waiting)",
-                highlight=False,
-            )
-        else:
-            err.print(f"{name}: not waiting; the writes under way are recorded as in flight", highlight=False)
-
     stop = Stop()
+    tell = stopping_teller(
+        f"starting no more writes; waiting up to {stop.grace_seconds:.0f}s for the writes under way"
+    )
     abandoned = False
     try:
         with signals_ask(stop, tell):
@@ -208,6 +201,19 @@ def _run_interruptible(
     finally:
         if lease is not None and not abandoned:
             lease.release()
+
+
+def stopping_teller(first: str) -> Callable[[str, bool], None]:
+    """What a command says on Ctrl-C (or SIGTERM): `first` at the first signal, then that the
+    writes under way are no longer waited for."""
+
+    def tell(name: str, is_first: bool) -> None:
+        if is_first:
+            err.print(f"{name}: {first} (again: stop waiting)", highlight=False)
+        else:
+            err.print(f"{name}: not waiting; the writes under way are recorded as in flight", highlight=False)
+
+    return tell
 
 
 def take_lease(
