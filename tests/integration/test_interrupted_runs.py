@@ -28,8 +28,8 @@ from tests.integration.test_functions import call
 ARM = "management.azure.com"
 
 
-def estate(stack: Any, count: int) -> list[str]:
-    registries = [s.registry(f"reg{i:02d}", s.key_id("acr-cmk", OLD)) for i in range(count)]
+def estate(stack: Any, count: int, prefix: str = "reg") -> list[str]:
+    registries = [s.registry(f"{prefix}{i:02d}", s.key_id("acr-cmk", OLD)) for i in range(count)]
     load_estate(stack, registries)
     stack.service()  # storage exists before the child runs
     return [r["id"] for r in registries]
@@ -247,7 +247,9 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
     from rotation.model.request import new_request
 
     stack.set(ROTATION_CONCURRENCY="2")
-    targets = estate(stack, 8)
+    # Names of its own: a write an earlier test's child left held in the emulator (6 s latency)
+    # can land after the reset, on a registry of the same name (seen under xdist's ordering).
+    targets = estate(stack, 8, prefix="sig")
     stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=500)
     request = new_request(parse_key_id(KEY), "http", "pytest")
     child = trigger_in_child(stack, request)
