@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import azure.functions as func
 
 from rotation import telemetry
-from rotation.config import ConfigError
 from rotation.doors import sigterm
 
 # Each function imports its door when first called, not here: the host imports this module to
@@ -56,6 +55,7 @@ def _service(*, ensure_storage: bool = True) -> Service:
 
 
 def _http(route: str, req: func.HttpRequest) -> func.HttpResponse:
+    from rotation.config import ConfigError
     from rotation.doors import api, web
 
     try:

@@ -39,6 +39,7 @@ from tests import scenarios as s  # noqa: E402
 
 SUBS = [SUB_A, SUB_B, "00000000-0000-0000-0000-00000000000c", "00000000-0000-0000-0000-00000000000d"]
 GOAL_S = 0.25
+IMPORT_GOAL_S = 0.2  # issue 27 item 5
 LRO_WAIT_S = 1.0  # the emulator's writes take 1 s and say Retry-After: 1
 AZ_SECONDS_PER_RESOURCE = 2.3  # issue 27's measurement of `az acr encryption rotate-key` (ESTIMATED here)
 
@@ -99,16 +100,23 @@ def throttled(emulator: EmulatorProcess, n: int, subscriptions: list[str], laten
     )
 
 
-def cold_start(runs: int = 5) -> tuple[float, float]:
-    """Medians (s) of `import function_app` (in-process, after interpreter start) and of a
-    whole `rotation --help` (a fresh process, as a person's shell runs it)."""
-    probe = "import time; t = time.perf_counter(); import function_app; print(time.perf_counter() - t)"
-    imports, helps = [], []
+def cold_start(runs: int = 5) -> tuple[float, float, float]:
+    """Medians (s) of `import function_app` (in-process, after interpreter start), of the same
+    import after `import azure.functions` (the app's own part: the Functions worker has
+    azure.functions loaded before it indexes the app), and of a whole `rotation --help` (a fresh
+    process, as a person's shell runs it)."""
+    probe = (
+        "import time; t = time.perf_counter(); import azure.functions; f = time.perf_counter(); "
+        "import function_app; e = time.perf_counter(); print(e - t, e - f)"
+    )
+    imports, owns, helps = [], [], []
     for _ in range(runs):
         out = subprocess.run(
             [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
         )
-        imports.append(float(out.stdout.strip().splitlines()[-1]))
+        whole, own = out.stdout.strip().splitlines()[-1].split()
+        imports.append(float(whole))
+        owns.append(float(own))
         timed = (
             "import subprocess, sys, time; t = time.perf_counter(); "
             "subprocess.run([sys.executable, '-m', 'rotation', '--help'], capture_output=True, check=True); "
@@ -118,7 +126,7 @@ def cold_start(runs: int = 5) -> tuple[float, float]:
             [sys.executable, "-c", timed], cwd=REPO, capture_output=True, text=True, check=True
         )
         helps.append(float(out.stdout.strip()))
-    return statistics.median(imports), statistics.median(helps)
+    return statistics.median(imports), statistics.median(owns), statistics.median(helps)
 
 
 def main() -> int:
@@ -151,14 +159,22 @@ def main() -> int:
         versus_az(emulator, 100, 0, latency)
         throttled(emulator, args.throttled, [SUB_A], latency, "<= 1.04x")
         throttled(emulator, args.throttled, SUBS, latency, "<= 1.3x")
-    imported, helped = cold_start()
+    imported, own, helped = cold_start()
     record(
         "`import function_app`",
         f"{imported:.3f} s",
         "—",
-        imported / GOAL_S,
+        imported / IMPORT_GOAL_S,
         "<= 0.2 s",
-        f"median of 5; ratio to {GOAL_S} s",
+        f"median of 5, azure.functions included ({imported - own:.3f} s of it); ratio to {IMPORT_GOAL_S} s",
+    )
+    record(
+        "`import function_app` after azure.functions",
+        f"{own:.3f} s",
+        "—",
+        own / IMPORT_GOAL_S,
+        "<= 0.2 s",
+        "the app's own part: the Functions worker loads azure.functions before it indexes the app",
     )
     record(
         "`rotation --help`",

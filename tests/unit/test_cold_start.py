@@ -45,6 +45,13 @@ def test_import_function_app_loads_no_door_and_no_sdk_client() -> None:
     assert "rotation.doors.sigterm" in loaded  # the SIGTERM handler is set at import
 
 
+def test_import_function_app_leaves_the_settings_unread() -> None:
+    """The settings (and the id grammar they validate with) load with the first door that reads
+    them: at import they cost more than the rest of the app's own modules together."""
+    loaded = loaded_after("import function_app")
+    assert not loaded & {"rotation.config", "rotation.model.ids"}, loaded
+
+
 def test_a_run_imports_what_it_needs() -> None:
     loaded = loaded_after("from rotation.azure.kinds import all_kinds; all_kinds()")
     assert {
