@@ -1,6 +1,7 @@
 """The Azure Monitor activity log's management events (Microsoft.Insights, api-version 2015-04-01):
-every ARM write that succeeded here (PUT, PATCH or DELETE on a resource) is recorded with its
-caller, the way Azure records one for each write, and served by
+every ARM write that succeeded here (PUT, PATCH or DELETE on a resource, or an action POSTed on
+one, such as HDInsight's `rotatediskencryptionkey`) is recorded with its caller, the way Azure
+records one for each write, and served by
 ``GET /subscriptions/{sub}/providers/Microsoft.Insights/eventtypes/management/values``.
 
 The caller is the principal of the bearer token the emulator itself issued (its ``oid``); the
@@ -26,6 +27,12 @@ API_VERSION = "2015-04-01"
 _WRITES = {"PUT": "write", "PATCH": "write", "DELETE": "delete"}
 _RESOURCE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/(?P<ns>[^/]+)/(?P<type>[^/]+)/[^/]+$",
+    re.IGNORECASE,
+)
+# A POST of an action on a resource (`.../clusters/c1/rotatediskencryptionkey`): Azure logs it
+# as `<namespace>/<type>/<action>/action`, on the resource's id.
+_ACTION = re.compile(
+    r"^(?P<resource>/subscriptions/[^/]+/resourceGroups/[^/]+/providers/[^/]+/[^/]+/[^/]+)/(?P<action>\w+)$",
     re.IGNORECASE,
 )
 _CLAUSE = re.compile(r"^\s*(\w+)\s+(eq|ge|le)\s+'([^']*)'\s*$", re.IGNORECASE)
@@ -58,10 +65,16 @@ class ActivityLog:
             self._events.clear()
 
     def record(self, request: Request, response: Response) -> None:
-        """One event for a successful write on a resource (not on an operation status URL)."""
-        verb = _WRITES.get(request.method)
-        match = _RESOURCE.match(request.path)
-        if verb is None or match is None or not 200 <= response.status < 300:
+        """One event for a successful write on a resource (not on an operation status URL), or
+        for an action POSTed on one."""
+        if not 200 <= response.status < 300:
+            return
+        verb, resource = _WRITES.get(request.method), request.path
+        action = _ACTION.match(request.path) if request.method == "POST" else None
+        if action is not None:
+            verb, resource = f"{action['action']}/action", action["resource"]
+        match = _RESOURCE.match(resource)
+        if verb is None or match is None:
             return
         principal = self.arm.tokens.principal_of(request.principal or "")
         correlation = request.headers.get("x-ms-correlation-request-id") or str(uuid.uuid4())
@@ -69,7 +82,7 @@ class ActivityLog:
         operation = f"{match['ns']}/{match['type']}/{verb}"
         status = "Accepted" if response.status == 202 else "Succeeded"
         event = {
-            "authorization": {"action": operation, "scope": request.path},
+            "authorization": {"action": operation, "scope": resource},
             "caller": principal,
             "claims": {"appid": request.principal, "oid": principal},
             "category": {"value": "Administrative", "localizedValue": "Administrative"},
@@ -81,13 +94,13 @@ class ActivityLog:
                 "clientRequestId": request.headers.get("x-ms-client-request-id", ""),
                 "method": request.method,
             },
-            "id": f"{request.path}/events/{uuid.uuid4()}",
+            "id": f"{resource}/events/{uuid.uuid4()}",
             "level": "Informational",
             "operationId": str(uuid.uuid4()),
             "operationName": {"value": operation, "localizedValue": operation},
             "resourceGroupName": match["rg"],
             "resourceProviderName": {"value": match["ns"], "localizedValue": match["ns"]},
-            "resourceId": request.path,
+            "resourceId": resource,
             "resourceType": {"value": f"{match['ns']}/{match['type']}", "localizedValue": match["type"]},
             "status": {"value": status, "localizedValue": status},
             "subStatus": {"value": "", "localizedValue": ""},

@@ -10,6 +10,7 @@ budget) is a value too: the revert is still recorded, with who changed it unknow
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -70,10 +71,17 @@ def events_path(resource_id: str, since: datetime, now: datetime | None = None) 
 
 
 def last_write(
-    arm: Arm, resource_id: str, since: datetime, *, policy: RetryPolicy, deadline: Deadline | None = None
+    arm: Arm,
+    resource_id: str,
+    since: datetime,
+    *,
+    policy: RetryPolicy,
+    deadline: Deadline | None = None,
+    actions: Collection[str] = (),
 ) -> Change:
     """The latest write on `resource_id` since `since` that did not fail; never raises for
-    what Azure answers (a bug in building the request still does)."""
+    what Azure answers (a bug in building the request still does). `actions`: operation names
+    (lower case) that are writes too, such as the actions kinds move keys with."""
     try:
         path = events_path(resource_id, since)
     except InvalidId as exc:
@@ -90,16 +98,17 @@ def last_write(
         return Change(unreadable=f"{info.status or ''} {info.code}".strip())
     if page is None:
         return Change(unreadable="404 NotFound")
-    return latest_write(page.get("value") or [])
+    return latest_write(page.get("value") or [], actions)
 
 
-def latest_write(events: list[Any]) -> Change:
-    """The newest successful (or accepted) write or delete among activity-log events."""
+def latest_write(events: list[Any], actions: Collection[str] = ()) -> Change:
+    """The newest successful (or accepted) write or delete among activity-log events; an
+    operation named in `actions` (lower case) counts as a write."""
     writes = [
         e
         for e in events
         if isinstance(e, dict)
-        and _value(e.get("operationName")).lower().endswith(("/write", "/delete"))
+        and _is_write(_value(e.get("operationName")).lower(), actions)
         and _value(e.get("status")) not in ("Failed", "Canceled")
     ]
     if not writes:
@@ -112,6 +121,10 @@ def latest_write(events: list[Any]) -> Change:
         correlation_id=str(event.get("correlationId") or "") or None,
         status=_value(event.get("status")) or None,
     )
+
+
+def _is_write(operation: str, actions: Collection[str]) -> bool:
+    return operation.endswith(("/write", "/delete")) or operation in actions
 
 
 def _value(field: Any) -> str:

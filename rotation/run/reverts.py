@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from rotation import telemetry
 from rotation.azure.activitylog import Change, last_write
+from rotation.azure.kinds import write_actions
 from rotation.azure.retry import Deadline, RetryPolicy
 from rotation.concurrency import submit_in_context
 from rotation.model.decisions import UPDATE
@@ -174,7 +175,9 @@ class RevertWatch:
 
     def _who(self, target: str, row: Written, deadline: Deadline | None) -> Change:
         since = row.written_at or datetime.now(UTC) - _LOOKBACK
-        return last_write(self.clients.arm(), target, since, policy=self.retry, deadline=deadline)
+        return last_write(
+            self.clients.arm(), target, since, policy=self.retry, deadline=deadline, actions=write_actions()
+        )
 
     def record(self, key: KeyRef, reverts: list[Revert], trail: AuditTrail, desired: str | None) -> None:
         """The incidents: an audit record, a WARNING line and a counter each; then the ledger rows

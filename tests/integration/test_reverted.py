@@ -308,3 +308,36 @@ def test_python_m_emulator_activity_shows_who_wrote_what(stack, tmp_path, capsys
     assert emulator_cli.main(["--env-file", str(env_file), "activity"]) == 0
     [event] = json.loads(capsys.readouterr().out)
     assert (event["caller"], event["resourceId"]) == (DEPLOYER, REG)
+
+
+def test_a_revert_made_by_an_action_names_its_caller(stack) -> None:
+    """HDInsight moves its key by `POST .../rotatediskencryptionkey`, not a PATCH: the activity
+    log names that write by its action, and the revert must still say who made it."""
+    uai = s.identity_id("uai-hdi")
+    cluster = s.keyed_id("hdInsightClusters", "hdi-spark")
+    stack.load(
+        s.with_keyed(
+            s.scenario(
+                {"acr-cmk": s.key(s.version("old", created="-200d"), s.version("new", created="-1h"))}
+            ),
+            (
+                "hdInsightClusters",
+                s.keyed("hdInsightClusters", "hdi-spark", s.key_id("acr-cmk", OLD), identities=[uai]),
+            ),
+        )
+    )
+    first = rotate(stack)
+    assert first.status == "succeeded"
+
+    vault = s.key_id("acr-cmk").split("/keys/")[0]
+    body = {"vaultUri": vault, "keyName": "acr-cmk", "keyVersion": OLD}
+    deployer_arm().write("POST", cluster + "/rotatediskencryptionkey", "2021-06-01", body)
+
+    second = rotate(stack)
+    step = next(st for st in second.steps if st.target == cluster)
+    assert (step.action, step.from_version, step.to_version) == ("update", OLD, NEW)
+    assert f"now on {OLD}, changed by: {DEPLOYER}" in step.message
+    [incident] = audit_of(stack, "consumer-reverted")
+    changed = incident["detail"]["changedBy"]
+    assert changed["caller"] == DEPLOYER
+    assert changed["operation"] == "Microsoft.HDInsight/clusters/rotatediskencryptionkey/action"

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rotation.azure.activitylog import Change, events_path, latest_write
+from rotation.azure.kinds import write_actions
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import Decision
 from rotation.model.ids import KeyRef, ResourceId
@@ -129,6 +130,19 @@ def test_latest_write_skips_reads_and_failures() -> None:
     assert Change(unreadable="403 AuthorizationFailed").describe() == (
         "unknown (activity log not readable: 403 AuthorizationFailed)"
     )
+
+
+def test_latest_write_counts_the_actions_kinds_write_with() -> None:
+    rotate = "Microsoft.HDInsight/clusters/rotatediskencryptionkey/action"
+    events = [
+        event("Microsoft.HDInsight/clusters/write", "2026-12-07T10:00:00Z", caller="creator"),
+        event(rotate, "2026-12-07T11:00:00Z", caller="deployer"),
+        event("Microsoft.HDInsight/clusters/listKeys/action", "2026-12-07T12:00:00Z", caller="reader"),
+    ]
+    assert latest_write(events).caller == "creator"  # an action is no write unless named
+    assert latest_write(events, write_actions()).caller == "deployer"
+    assert rotate.lower() in write_actions()
+    assert all(a.endswith("/action") for a in write_actions())
 
 
 def test_the_events_request_filters_by_resource_and_time() -> None:

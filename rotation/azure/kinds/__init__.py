@@ -123,6 +123,13 @@ def _kinds_by_type() -> dict[str, str]:
     return {k.resource_type.lower(): k.kind for k in all_kinds()}
 
 
+@functools.cache
+def write_actions() -> frozenset[str]:
+    """The ARM actions (`.../action`) kinds write keys with, lower case: the activity log names
+    such a write by its action, not `/write` (HDInsight's `rotatediskencryptionkey`)."""
+    return frozenset(a.lower() for k in all_kinds() for a in k.arm_actions if a.lower().endswith("/action"))
+
+
 def kind_label(resource_id: str) -> str:
     """`<kind> <name>` for people (`servicebus contoso-orders`): names repeat across kinds.
     An id of no known kind keeps its ARM type: `Microsoft.X/things/name`."""
