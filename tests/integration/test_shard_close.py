@@ -6,12 +6,17 @@ azure.functions.QueueMessage objects against Azurite and the emulator."""
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from click.testing import CliRunner
+
 import function_app
+from devstack.functions_host import timer_request
+from rotation.doors.cli import main
 from rotation.model.ids import parse_key_id
 from rotation.storage.shardbook import CLAIM_SECONDS, PENDING, Marked, ShardBook, ShardEntry
 from tests import scenarios as s
@@ -130,6 +135,65 @@ def test_a_later_delivery_of_another_shard_closes_what_the_dead_closer_left(stac
     assert_closed_once(stack, run_id, targets, body_of(first)["requestId"])
     deliver(last)  # and the dead closer's own message, delivered at last: nothing more
     assert len(closes(stack, run_id)) == 1
+
+
+def test_a_replay_of_the_poisoned_closing_shard_closes_the_run(stack) -> None:
+    targets = estate(stack)
+    run_id = start(stack)
+    dying(stack, "claim", times=2)
+    dispatcher = stack.dispatcher(function_app.run_rotation, max_dequeue_count=2)
+    stats = dispatcher.run_until_idle(timeout=120)
+    dispatcher.close()
+    assert len(stats.poisoned) == 1  # the closing shard died twice: on the poison queue
+    assert rotation(run_id)["status"] == "sharded"
+    stack.admin.clear_calls()
+    replayed = run("replay", "--yes")
+    assert replayed.exit_code == 0, replayed.output
+    assert stack.writes("PATCH") == []  # its targets were moved: nothing written again
+    [finished] = closes(stack, run_id)
+    assert finished["detail"]["summary"] == {"verified": 6} and finished["detail"]["marks"] == "sss"
+    assert rotation(run_id)["status"] == "succeeded" and moved(stack) == set(targets)
+    assert run("audit", "verify").exit_code == 0
+
+
+def test_a_run_left_sharded_after_its_closer_was_poisoned_is_closed_by_the_sweep(stack) -> None:
+    targets = estate(stack)
+    run_id = start(stack)
+    dying(stack, "claim", times=2)
+    dispatcher = stack.dispatcher(function_app.run_rotation, max_dequeue_count=2)
+    stats = dispatcher.run_until_idle(timeout=120)
+    dispatcher.close()
+    assert len(stats.poisoned) == 1  # the closing shard died twice: on the poison queue
+    assert rotation(run_id)["status"] == "sharded"
+    function_app.sweep_drift(timer_request())
+    [sweep_id] = {
+        r["runId"] for r in stack.service().audit.query(top=500)[0] if r["kind"] == "sweep-finished"
+    }
+    assert_closed_once(stack, run_id, targets, f"sweep/{sweep_id}")
+    [noted] = [r for r in records(stack, sweep_id) if r["kind"] == "sharded-run-closed"]
+    assert noted["outcome"] == "closed" and noted["detail"] == {"runId": run_id}
+    replayed = run("replay", "--yes")  # the poisoned closing shard, replayed: closed already
+    assert replayed.exit_code == 0, replayed.output
+    assert len(closes(stack, run_id)) == 1 and rotation(run_id)["status"] == "succeeded"
+    shown = CliRunner().invoke(main, ["-o", "json", "sweep"])
+    assert json.loads(shown.output)["closedRuns"] == []  # nothing left to close
+
+
+def test_the_sweep_says_which_runs_it_closed_in_its_table_and_json(stack) -> None:
+    for output in (["-o", "json"], []):
+        estate(stack)  # every registry back on the old version: the next run shards again
+        run_id = start(stack)
+        dying(stack, "claim", times=2)
+        dispatcher = stack.dispatcher(function_app.run_rotation, max_dequeue_count=2)
+        dispatcher.run_until_idle(timeout=120)
+        dispatcher.close()
+        shown = CliRunner().invoke(main, [*output, "sweep"])
+        assert shown.exit_code == 0, shown.output
+        if output:
+            assert json.loads(shown.output)["closedRuns"] == [run_id]
+        else:
+            assert f"closed sharded run {run_id}: every shard had ended" in shown.output
+        assert rotation(run_id)["status"] == "succeeded"
 
 
 def test_a_close_is_claimed_once_and_a_dead_claim_is_taken_over_only_when_stale(stack) -> None:
