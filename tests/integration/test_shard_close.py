@@ -141,15 +141,20 @@ def test_a_later_delivery_of_another_shard_closes_what_the_dead_closer_left(stac
     assert len(closes(stack, run_id)) == 1
 
 
-def test_a_replay_of_the_poisoned_closing_shard_closes_the_run(stack) -> None:
-    targets = estate(stack)
-    run_id = start(stack)
+def left_sharded(stack: Any, run_id: str) -> None:
+    """The run's shards all run; its closer dies at every delivery, so the queue poisons it."""
     dying(stack, "claim", times=2)
     dispatcher = stack.dispatcher(function_app.run_rotation, max_dequeue_count=2)
     stats = dispatcher.run_until_idle(timeout=120)
     dispatcher.close()
     assert len(stats.poisoned) == 1  # the closing shard died twice: on the poison queue
     assert rotation(run_id)["status"] == "sharded"
+
+
+def test_a_replay_of_the_poisoned_closing_shard_closes_the_run(stack) -> None:
+    targets = estate(stack)
+    run_id = start(stack)
+    left_sharded(stack, run_id)
     stack.admin.clear_calls()
     replayed = run("replay", "--yes")
     assert replayed.exit_code == 0, replayed.output
@@ -163,12 +168,7 @@ def test_a_replay_of_the_poisoned_closing_shard_closes_the_run(stack) -> None:
 def test_a_run_left_sharded_after_its_closer_was_poisoned_is_closed_by_the_sweep(stack) -> None:
     targets = estate(stack)
     run_id = start(stack)
-    dying(stack, "claim", times=2)
-    dispatcher = stack.dispatcher(function_app.run_rotation, max_dequeue_count=2)
-    stats = dispatcher.run_until_idle(timeout=120)
-    dispatcher.close()
-    assert len(stats.poisoned) == 1  # the closing shard died twice: on the poison queue
-    assert rotation(run_id)["status"] == "sharded"
+    left_sharded(stack, run_id)
     function_app.sweep_drift(timer_request())
     [sweep_id] = {
         r["runId"] for r in stack.service().audit.query(top=500)[0] if r["kind"] == "sweep-finished"
@@ -187,10 +187,7 @@ def test_the_sweep_says_which_runs_it_closed_in_its_table_and_json(stack) -> Non
     for output in (["-o", "json"], []):
         estate(stack)  # every registry back on the old version: the next run shards again
         run_id = start(stack)
-        dying(stack, "claim", times=2)
-        dispatcher = stack.dispatcher(function_app.run_rotation, max_dequeue_count=2)
-        dispatcher.run_until_idle(timeout=120)
-        dispatcher.close()
+        left_sharded(stack, run_id)
         shown = CliRunner().invoke(main, [*output, "sweep"])
         assert shown.exit_code == 0, shown.output
         if output:
