@@ -154,7 +154,7 @@ def close(stores: ShardStores, parent: str, marks: str, closer: str) -> None:
     key = parse_key_id(row.get("KeyId"), allow_version=False)
     fence = int(row.get("ShardFence") or 0)
     # the steps the parent kept: its Summary until a close replaces that with the totals
-    own = _json(row.get("OwnSummary")) or _json(row.get("Summary")) or {}
+    own = _json(row.get("OwnSummary") if "OwnSummary" in row else row.get("Summary")) or {}
     rows = stores.book.shards(parent)
     totals = add_up([own, *(r.get("summary") or {} for r in rows)])
     status = closing_status([str(row.get("OwnStatus") or "succeeded"), *(str(r.get("status")) for r in rows)])

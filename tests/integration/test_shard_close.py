@@ -18,6 +18,8 @@ import function_app
 from devstack.functions_host import timer_request
 from rotation.doors.cli import main
 from rotation.model.ids import parse_key_id
+from rotation.model.request import RotationRequest, Shard
+from rotation.run.shardrun import report
 from rotation.storage.shardbook import CLAIM_SECONDS, PENDING, Marked, ShardBook, ShardEntry
 from tests import scenarios as s
 from tests.integration.cli_support import KEY, run
@@ -215,3 +217,20 @@ def test_a_close_is_claimed_once_and_a_dead_claim_is_taken_over_only_when_stale(
     assert book.claim_close(parent, "sweep/1", stale) == "s" * 12  # the claimer died: taken over
     book.closed(parent, "succeeded", {"verified": 12}, {}, 0, "sweep/1", "s" * 12)
     assert book.claim_close(parent, "late", stale + timedelta(hours=1)) is None  # closed: nothing due
+
+
+def test_a_replayed_shard_that_changes_its_outcome_closes_the_run_again_with_the_same_totals(stack) -> None:
+    estate(stack)
+    run_id = start(stack)
+    dispatcher = stack.dispatcher(function_app.run_rotation)
+    dispatcher.run_until_idle(timeout=120)
+    dispatcher.close()
+    assert rotation(run_id)["summary"] == {"verified": 6}
+    shard = next(r for r in rotation(run_id)["shards"] if r["shard"] == 1)
+    request = RotationRequest(
+        KEY, "replay", "me", request_id=shard["runId"], shard=Shard(run_id, 1, 3, 1)
+    )  # its replay ended needing a person this time, having verified the same two targets
+    assert report(stack.service().shards, request, "needs-attention", {"verified": 2})
+    again = rotation(run_id)
+    assert again["status"] == "needs-attention" and again["summary"] == {"verified": 6}
+    assert [c["detail"]["marks"][0] for c in closes(stack, run_id)] == ["s", "n"]
