@@ -7,6 +7,7 @@ azure.functions.QueueMessage objects against Azurite and the emulator."""
 from __future__ import annotations
 
 import json
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -167,11 +168,13 @@ def test_a_replay_of_the_poisoned_closing_shard_closes_the_run(stack) -> None:
     assert run("audit", "verify").exit_code == 0
 
 
-def test_a_run_left_sharded_after_its_closer_was_poisoned_is_closed_by_the_sweep(stack) -> None:
+def test_a_run_left_sharded_after_its_closer_was_poisoned_is_closed_by_the_sweep(stack, caplog) -> None:
     targets = estate(stack)
     run_id = start(stack)
     left_sharded(stack, run_id)
-    function_app.sweep_drift(timer_request())
+    with caplog.at_level(logging.WARNING, logger="rotation.functions"):
+        function_app.sweep_drift(timer_request())
+    assert f"sweep closed sharded run(s) left open: {run_id}" in caplog.text
     [sweep_id] = {
         r["runId"] for r in stack.service().audit.query(top=500)[0] if r["kind"] == "sweep-finished"
     }
