@@ -180,10 +180,11 @@ def close_sharded(service: Estate, trail: AuditTrail) -> list[str]:
     trail (`run-finished`, `closedBy` the sweep) and named in the sweep's. Runs with a shard
     still under way, or whose close a live closer claimed, are left alone."""
     closed = []
-    for row in service.runs.in_status("sharded"):
-        parent = str(row["PartitionKey"])
+    book = service.shards.book
+    for parent in book.left_open():
         try:
             if not settle(service.shards, parent, f"sweep/{trail.run_id}"):
+                book.unlist_if_closed(parent)  # else still running, or a live closer is on it
                 continue
         except Exception as exc:  # reported for this run; the others are still closed
             log.exception("sweep: could not close sharded run %s", parent)

@@ -13,7 +13,9 @@ Closing is claimed on the same row (`Closing`, `ClosingMarks`, `ClosingAt`, unde
 ends with `ClosedMarks`: marks without a "." that differ from `ClosedMarks` are a close that is
 due. A closer that crashed after the last mark (or inside the close) leaves it due: its own
 redelivery takes the claim again at once, anyone else (a later shard delivery, the sweep) once
-the claim is `CLAIM_SECONDS` old, so two live closers never both write the close.
+the claim is `CLAIM_SECONDS` old, so two live closers never both write the close. Partition
+`~sharded-open` lists the parents opened and not closed yet (RowKey the run id), so the sweep
+finds a run left open without scanning the table's step rows.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ PENDING = "."
 MARKS = {"succeeded": "s", "needs-attention": "n", "blocked": "b", "failed": "f", "fenced": "x"}
 _TRIES = 50  # ETag conflicts in a row before giving up (each is another shard's update landing)
 CLAIM_SECONDS = 300  # a close takes seconds; a claim older than this is a closer that died
+OPEN_PARTITION = "~sharded-open"  # "~" sorts after every run id: no run's range reaches it
 
 
 class BookConflict(Exception):
@@ -73,7 +76,10 @@ class ShardBook:
         self.table = table
 
     def open(self, parent_run_id: str, entries: Sequence[ShardEntry], fence: int) -> None:
-        """One row per shard (queued), then the parent's count and marks."""
+        """Listed as open, one row per shard (queued), then the parent's count and marks."""
+        self.table.upsert_entity(
+            {"PartitionKey": OPEN_PARTITION, "RowKey": parent_run_id, "OpenedAt": utc_now()}
+        )
         rows = [
             {
                 "PartitionKey": parent_run_id,
@@ -225,6 +231,34 @@ class ShardBook:
             },
             mode=update_mode().MERGE,
         )
+        self._unlist(parent_run_id)
+
+    def left_open(self, limit: int = 1000) -> list[str]:
+        """The sharded runs opened and not closed (some still running, some left by a dead closer)."""
+        rows = self.table.query_entities(
+            "PartitionKey eq @pk",
+            parameters={"pk": OPEN_PARTITION},
+            select=["RowKey"],
+            results_per_page=limit,
+        )
+        found: list[str] = []
+        for row in rows:
+            found.append(str(row["RowKey"]))
+            if len(found) >= limit:
+                break
+        return found
+
+    def unlist_if_closed(self, parent_run_id: str) -> bool:
+        """Drop a closed run from the open list (a closer that died between its run record and
+        this); True when it was closed."""
+        row = self.parent(parent_run_id)
+        if row is not None and row.get("ClosedMarks") != row.get("ShardMarks"):
+            return False
+        self._unlist(parent_run_id)
+        return True
+
+    def _unlist(self, parent_run_id: str) -> None:
+        self.table.delete_entity(OPEN_PARTITION, parent_run_id)  # the SDK ignores a row already gone
 
     def shards(self, parent_run_id: str) -> list[dict[str, Any]]:
         """The shard rows, in order, in the API's camelCase."""

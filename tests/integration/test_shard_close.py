@@ -21,7 +21,7 @@ from rotation.doors.cli import main
 from rotation.model.ids import parse_key_id
 from rotation.model.request import RotationRequest, Shard
 from rotation.run.shardrun import report
-from rotation.storage.shardbook import CLAIM_SECONDS, PENDING, Marked, ShardBook, ShardEntry
+from rotation.storage.shardbook import CLAIM_SECONDS, OPEN_PARTITION, PENDING, Marked, ShardBook, ShardEntry
 from tests import scenarios as s
 from tests.integration.cli_support import KEY, run
 from tests.integration.test_shards import body_of, deliver, estate, moved, records, rotation, start, take
@@ -80,6 +80,7 @@ def assert_closed_once(stack: Any, run_id: str, targets: list[str], closer: str)
     assert sorted(c["path"] for c in stack.writes("PATCH")) == sorted(targets)  # each target once
     assert moved(stack) == set(targets)
     assert stack.service().ledger.holder(parse_key_id(KEY)) is None  # the parent's lease is released
+    assert run_id not in stack.service().shards.book.left_open()  # the sweep has nothing to look at
     assert run("audit", "verify").exit_code == 0
 
 
@@ -152,6 +153,7 @@ def left_sharded(stack: Any, run_id: str) -> None:
     dispatcher.close()
     assert len(stats.poisoned) == 1  # the closing shard died twice: on the poison queue
     assert rotation(run_id)["status"] == "sharded"
+    assert stack.service().shards.book.left_open() == [run_id]
 
 
 def test_a_replay_of_the_poisoned_closing_shard_closes_the_run(stack) -> None:
@@ -184,8 +186,11 @@ def test_a_run_left_sharded_after_its_closer_was_poisoned_is_closed_by_the_sweep
     replayed = run("replay", "--yes")  # the poisoned closing shard, replayed: closed already
     assert replayed.exit_code == 0, replayed.output
     assert len(closes(stack, run_id)) == 1 and rotation(run_id)["status"] == "succeeded"
-    shown = CliRunner().invoke(main, ["-o", "json", "sweep"])
+    book = stack.service().shards.book
+    book.table.upsert_entity({"PartitionKey": OPEN_PARTITION, "RowKey": run_id})  # as if the closer
+    shown = CliRunner().invoke(main, ["-o", "json", "sweep"])  # died before it took the run off
     assert json.loads(shown.output)["closedRuns"] == []  # nothing left to close
+    assert book.left_open() == [] and len(closes(stack, run_id)) == 1  # the closed run is taken off
 
 
 def test_the_sweep_says_which_runs_it_closed_in_its_table_and_json(stack) -> None:
