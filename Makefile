@@ -100,7 +100,7 @@ bench-10k: install
 bench-shards: install
 	timeout 1800 $(PY) bench/shards.py --n 3000 --subscriptions 30 --instances 1 2 --unsharded
 
-# make serve INSTANCES=K: K processes take the queue (the Functions host scaled out)
+# make serve INSTANCES=K: K instances, each on the queue and serving HTTP (the Functions host scaled out)
 INSTANCES ?= 1
 serve: install
 	$(PY) -m devstack serve --scenario emulator/scenarios/sample.json --env-file .env.emulator --instances $(INSTANCES) $(SERVE_ARGS)

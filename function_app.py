@@ -124,6 +124,8 @@ def sweep_drift(timer: func.TimerRequest) -> None:
     )
     if result.not_allowed.consumers:
         log.warning("sweep: %s", result.not_allowed.summary())
+    if result.closed_runs:  # their closing shard's instance died and its message was poisoned
+        log.warning("sweep closed sharded run(s) left open: %s", ", ".join(result.closed_runs))
 
 
 @app.function_name("replay_failed")

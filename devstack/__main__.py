@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from devstack.instances import instance_main
-from devstack.serve import LocalStack, Options, banner, write_env
+from devstack.serve import LocalStack, Options, banner, instance_ports, write_env
 from devstack.webhost import PortInUse, ensure_free
 from emulator.runtime import read_scenario_file
 from emulator.scenario import ScenarioError
@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
         "--instances",
         type=int,
         default=int(os.environ.get("INSTANCES") or 1),
-        help="function app instances taking the queue (default 1, or INSTANCES): the host scaled out",
+        help="function app instances (default 1, or INSTANCES), the host scaled out: each takes the "
+        "queue and serves HTTP, instance i on --port + i - 1",
     )
     serve.add_argument(
         "--audit-log",
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     instance.add_argument("--name", default="instance")
     instance.add_argument("--visibility-timeout", type=float)
     instance.add_argument("--quiet", action="store_true", help="print only warnings and errors")
+    instance.add_argument("--port", type=int, help="serve the app's HTTP routes here (keys from the env)")
     return parser
 
 
@@ -83,7 +85,7 @@ def route_audit_lines(path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "instance":
-        return instance_main(args.name, args.visibility_timeout, quiet=args.quiet)
+        return instance_main(args.name, args.visibility_timeout, quiet=args.quiet, port=args.port)
     if args.instances < 1:
         print("error: --instances must be 1 or more", file=sys.stderr)
         return 2
@@ -113,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         instances=args.instances,
     )
     try:
-        ensure_free(args.port)
+        for port in instance_ports(args.port, args.instances):
+            ensure_free(port)
     except PortInUse as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shlex
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ class Options:
     visibility_timeout: float | None = None  # None: host.json's
     lro_seconds: float | None = None
     extra_settings: dict[str, str] = field(default_factory=dict)  # over the settings file's
-    instances: int = 1  # processes taking the queue (devstack/instances.py): the host scaled out
+    instances: int = 1  # app instances (devstack/instances.py), each on the queue and HTTP
 
 
 def app_settings(path: Path | None) -> dict[str, str]:
@@ -46,6 +47,20 @@ def app_settings(path: Path | None) -> dict[str, str]:
     )
     values = json.loads(chosen.read_text()).get("Values") or {}
     return {str(k): str(v) for k, v in values.items() if v not in ("", None)}
+
+
+def instance_ports(first: int, count: int) -> list[int]:
+    """Instance i's HTTP port: the first's + i - 1 (0 for the first: each a free one, the
+    first's found when it binds)."""
+    if first:
+        return [first + i for i in range(count)]
+    return [0, *(_free_port() for _ in range(count - 1))]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:  # bound, then released for the instance to bind
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def subscribe(emulator: Emulator, spec: EventSubscription, endpoint: str, storage: str) -> list[str]:
@@ -77,6 +92,7 @@ class LocalStack:
     keys: HostKeys = field(default_factory=HostKeys)
     env: dict[str, str] = field(default_factory=dict)
     subscription: EventSubscription = field(default_factory=event_subscription)
+    urls: list[str] = field(default_factory=list)  # every instance's HTTP front, the first's first
     _parts: list[Any] = field(default_factory=list)
 
     def start(self) -> LocalStack:
@@ -112,13 +128,20 @@ class LocalStack:
             )
         for queue in functions.queues:
             self._parts.append(QueueListener(queue, os.environ[queue.connection], host_settings).start())
-        for number in range(2, options.instances + 1):  # this process is instance 1
-            self._parts.append(Instance(number, os.environ, options.visibility_timeout))
+        ports = instance_ports(options.port, options.instances)
+        extra = [
+            Instance(number, os.environ, options.visibility_timeout, port=port, keys=self.keys)
+            for number, port in enumerate(ports[1:], start=2)  # this process is instance 1
+        ]
+        self._parts += extra
         timers = Timers(functions.timers)
-        web = FunctionsWebHost(functions, self.keys, timers.fire)
-        port = web.serve(options.port)
+        web = FunctionsWebHost(functions, self.keys, timers.fire, instance="instance-1")
+        port = web.serve(ports[0])
         self._parts += [timers.start(), web]
         base = f"http://127.0.0.1:{port}"
+        for instance in extra:
+            instance.wait_serving()
+        self.urls = [base, *(str(i.url) for i in extra)]
         for function in functions.event_grid:
             endpoint = (
                 f"{base}/runtime/webhooks/eventgrid?functionName={function.name}&code={self.keys.eventgrid}"
@@ -128,6 +151,7 @@ class LocalStack:
             **emulator.env,
             "AzureWebJobsStorage": azurite.connection_string,
             "LOCAL_FUNCTIONS_URL": base,
+            "LOCAL_FUNCTIONS_URLS": ",".join(self.urls),  # every instance's, the first's first
             "LOCAL_FUNCTION_KEY": self.keys.function,
             "LOCAL_MASTER_KEY": self.keys.master,
             **{k: v for k, v in settings.items() if k.startswith("ROTATION_")},
@@ -161,7 +185,9 @@ def banner(stack: LocalStack, env_file: Path | None) -> str:
         f"schedule x{stack.emulator.app.settings.event_grid_time_scale:g}, "
         f"dead letters in {spec.dead_letter_container}/{spec.name.upper()}/",
         f"emulator     : {env['EMULATOR_ADMIN_URL']}  (python -m emulator state|calls|fault|clock|timer)",
-        f"instances    : {stack.options.instances} on queue rotation-requests (this one serves HTTP and timers)",
+        f"instances    : {stack.options.instances}, each on queue rotation-requests and serving HTTP "
+        "(the first also runs the timers and takes Event Grid's deliveries):",
+        *(f"  instance {i}: {url}/api/..." for i, url in enumerate(stack.urls, start=1)),
         "",
         "# paste into a shell for the rotation CLI and the Azure SDKs (or source the env file):",
         *(f"export {k}={shlex.quote(v)}" for k, v in env.items()),

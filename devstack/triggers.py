@@ -140,5 +140,6 @@ class Timers:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():  # never started: an instance that only runs timers on demand
+            self._thread.join(timeout=5)
         self._pool.shutdown(wait=True)

@@ -8,7 +8,7 @@
   500 otherwise (Event Grid retries). A `SubscriptionValidation` event is answered.
 - `GET /admin/functions` (master key): the functions and their triggers.
 - `POST /admin/functions/NAME` (master key): run a non-HTTP function now, answered 202.
-- `GET /admin/host/status`: `{"state": "Running"}`.
+- `GET /admin/host/status`: `{"state": "Running", "id": <the instance>}`.
 """
 
 from __future__ import annotations
@@ -75,6 +75,15 @@ class HostKeys:
     master: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     eventgrid: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
+    def to_json(self) -> str:
+        """For the app's other instances (devstack/instances.py): in Azure they share one key store."""
+        return json.dumps({"function": self.function, "master": self.master, "eventgrid": self.eventgrid})
+
+    @classmethod
+    def from_json(cls, text: str) -> HostKeys:
+        keys = json.loads(text)
+        return cls(str(keys["function"]), str(keys["master"]), str(keys["eventgrid"]))
+
     @staticmethod
     def _is(given: str | None, key: str) -> bool:
         return given is not None and hmac.compare_digest(given.encode(), key.encode())
@@ -117,8 +126,10 @@ class FunctionsWebHost:
         *,
         request_seconds: float = REQUEST_SECONDS,
         max_connections: int = MAX_CONNECTIONS,
+        instance: str = "local",
     ) -> None:
         self.functions = functions
+        self.instance = instance  # /admin/host/status says which instance answered
         self.keys = keys
         self.run_now = run_now  # fires a non-HTTP function in the background; False if unknown
         self.request_seconds, self.max_connections = request_seconds, max_connections
@@ -157,7 +168,7 @@ class FunctionsWebHost:
         if path.lower() == "/runtime/webhooks/eventgrid" and method == "POST":
             return self._event_grid(query.get("functionName", ""), headers, body)
         if path.lower() == "/admin/host/status":
-            return Reply.json(200, {"state": "Running", "id": "local"})
+            return Reply.json(200, {"state": "Running", "id": self.instance})
         if path.lower().rstrip("/") == "/admin/functions" and method == "GET":
             return Reply.json(200, {"value": self.functions.describe()})
         if path.lower().startswith("/admin/functions/") and method == "POST":

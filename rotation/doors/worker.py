@@ -40,7 +40,7 @@ from rotation.model.errors import RotationError
 from rotation.model.request import InvalidRequest, RotationRequest
 from rotation.model.results import RunResult
 from rotation.run.allowed import not_allowed
-from rotation.run.shardrun import shard_ended, stop_fenced
+from rotation.run.shardrun import ended_already, shard_ended, stop_fenced
 from rotation.service import Service
 from rotation.storage.audit import AuditTrail
 from rotation.storage.fence import hold
@@ -118,9 +118,12 @@ def _counted(service: Service, request: RotationRequest, attempt: int, lease: Le
 def run_shard(service: Service, request: RotationRequest, attempt: int) -> RunResult | None:
     """A shard of a large run (run/sharding.py), under its parent's lease while the fence holds.
     A stale fence stops it without writing; a replayed shard (its parent's lease gone) takes
-    the key's lease as a new generation for its own targets, or waits for it like any run."""
+    the key's lease as a new generation for its own targets, or waits for it like any run. A
+    shard delivered again after it ended runs nothing (its instance died after its mark)."""
     shard = request.shard
     assert shard is not None
+    if request.source != "replay" and ended_already(service.shards, request):
+        return None  # redelivered past its mark: it closed the parent if that was left
     lease: Lease | LeaseHeld | None = hold(service.ledger, request.key, shard.parent_run_id, shard.fence)
     if lease is None and request.source != "replay":
         stop_fenced(service.shards, request)

@@ -5,14 +5,15 @@ vaults that are not allowed are left alone). For each key: read its state, plan,
 one request when a consumer is behind the desired version, or when the desired version
 expires within ROTATION_EXPIRY_WINDOW_DAYS with nothing newer (queued as near-expiry; the run
 decides whether to create a version). Only keys that some consumer uses are considered: a
-key nobody consumes is not this system's to rotate.
+key nobody consumes is not this system's to rotate. A sharded run whose shards all ended but
+whose closer died with its message (poisoned, or lost) is closed here, once (run/shardrun.py).
 """
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,6 +30,7 @@ from rotation.model.keystate import KeyState
 from rotation.model.request import new_request
 from rotation.model.times import parse_iso
 from rotation.run.gather import Unreachable
+from rotation.run.shardrun import ShardStores, settle
 from rotation.run.submit import submit
 from rotation.storage.audit import AuditStore, AuditTrail
 from rotation.storage.runs import RunStore
@@ -49,6 +51,8 @@ class Estate(Root, Protocol):
     def runs(self) -> RunStore: ...
     @property
     def requests_queue(self) -> QueueClient: ...
+    @property
+    def shards(self) -> ShardStores: ...
 
 
 @dataclass(frozen=True)
@@ -101,9 +105,14 @@ class SweepResult:
     findings: list[KeyFinding]
     discovery_errors: list[DiscoveryError]
     not_allowed: NotAllowed = NotAllowed()
+    closed_runs: list[str] = field(default_factory=list)  # sharded runs left open, closed now
 
     def to_dict(self) -> dict[str, Any]:
-        return {"keys": [f.to_dict() for f in self.findings], "notAllowed": self.not_allowed.to_dict()}
+        return {
+            "keys": [f.to_dict() for f in self.findings],
+            "notAllowed": self.not_allowed.to_dict(),
+            "closedRuns": self.closed_runs,
+        }
 
     @property
     def unreachable(self) -> bool:
@@ -145,6 +154,7 @@ def sweep(service: Estate, *, dry_run: bool = False, actor: str = "sweep") -> Sw
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(keys) or 1))) as pool:
         findings = list(map_in_context(pool, check, keys))
     queued = [_act_on(service, finding, dry_run, actor, trail) for finding in findings]
+    closed = [] if dry_run else close_sharded(service, trail)
     if not dry_run:  # once a day: the rotation-age report, retire candidates, expiring consumers
         sweep_report(service, inventory, trail, datetime.now(UTC))
     trail.record(
@@ -156,11 +166,45 @@ def sweep(service: Estate, *, dry_run: bool = False, actor: str = "sweep") -> Sw
             "queued": sum(1 for f in queued if f.request_id),
             "discoveryErrors": len(inventory.errors),
             "notAllowed": outside.to_dict(),
+            "closedRuns": len(closed),
         },
         message=outside.summary() if outside.consumers else None,
     )
     trail.flush()
-    return SweepResult(queued, list(inventory.errors), outside)
+    return SweepResult(queued, list(inventory.errors), outside, closed)
+
+
+def close_sharded(service: Estate, trail: AuditTrail) -> list[str]:
+    """Sharded runs whose shards all ended and that nobody closed (the closing shard's instance
+    died after its mark and its message was poisoned or lost): closed now, each in its own
+    trail (`run-finished`, `closedBy` the sweep) and named in the sweep's. Runs with a shard
+    still under way, or whose close a live closer claimed, are left alone."""
+    closed = []
+    book = service.shards.book
+    for parent in book.left_open():
+        try:
+            if not settle(service.shards, parent, f"sweep/{trail.run_id}"):
+                book.unlist_if_closed(parent)  # else still running, or a live closer is on it
+                continue
+        except Exception as exc:  # reported for this run; the others are still closed
+            log.exception("sweep: could not close sharded run %s", parent)
+            trail.record(
+                "sharded-run-closed",
+                source="sweep",
+                outcome="failed",
+                message=_could_not(f"close run {parent}", exc),
+            )
+            continue
+        closed.append(parent)
+        trail.record(
+            "sharded-run-closed",
+            source="sweep",
+            outcome="closed",
+            reason="closer-lost",
+            message=f"run {parent}: every shard had ended and the run was not closed; closed now",
+            detail={"runId": parent},
+        )
+    return closed
 
 
 def _act_on(service: Estate, finding: KeyFinding, dry_run: bool, actor: str, trail: AuditTrail) -> KeyFinding:

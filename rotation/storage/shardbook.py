@@ -8,6 +8,14 @@ once each update either lands whole or is read again, so every transition is cou
 exactly one of them makes the last "." go: that shard closes the run. Each shard also has a row
 of its own beside the parent's (`shard-00001`, ...) with its run id and summary, which the
 closing shard adds up and `GET /api/rotations/{runId}` lists.
+
+Closing is claimed on the same row (`Closing`, `ClosingMarks`, `ClosingAt`, under its ETag) and
+ends with `ClosedMarks`: marks without a "." that differ from `ClosedMarks` are a close that is
+due. A closer that crashed after the last mark (or inside the close) leaves it due: its own
+redelivery takes the claim again at once, anyone else (a later shard delivery, the sweep) once
+the claim is `CLAIM_SECONDS` old, so two live closers never both write the close. Partition
+`~sharded-open` lists the parents opened and not closed yet (RowKey the run id), so the sweep
+finds a run left open without scanning the table's step rows.
 """
 
 from __future__ import annotations
@@ -15,12 +23,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from rotation.model.times import utc_now
+from rotation.model.times import iso, parse_iso_or_none, utc_now
 from rotation.storage.runs import camel_row, upsert
 from rotation.storage.tablebatch import MAX_OPERATIONS, submit_transaction
 from rotation.storage.tables import update_mode
@@ -32,6 +41,8 @@ RUN_ROW = "run"
 PENDING = "."
 MARKS = {"succeeded": "s", "needs-attention": "n", "blocked": "b", "failed": "f", "fenced": "x"}
 _TRIES = 50  # ETag conflicts in a row before giving up (each is another shard's update landing)
+CLAIM_SECONDS = 300  # a close takes seconds; a claim older than this is a closer that died
+OPEN_PARTITION = "~sharded-open"  # "~" sorts after every run id: no run's range reaches it
 
 
 class BookConflict(Exception):
@@ -65,7 +76,10 @@ class ShardBook:
         self.table = table
 
     def open(self, parent_run_id: str, entries: Sequence[ShardEntry], fence: int) -> None:
-        """One row per shard (queued), then the parent's count and marks."""
+        """Listed as open, one row per shard (queued), then the parent's count and marks."""
+        self.table.upsert_entity(
+            {"PartitionKey": OPEN_PARTITION, "RowKey": parent_run_id, "OpenedAt": utc_now()}
+        )
         rows = [
             {
                 "PartitionKey": parent_run_id,
@@ -147,22 +161,104 @@ class ShardBook:
             return Marked(True, PENDING not in after, after)
         raise BookConflict(f"run {parent_run_id}: the shard marks kept changing; shard {index} retries")
 
+    def mark_of(self, parent_run_id: str, index: int, fence: int) -> str | None:
+        """The shard's mark ("." while it has not ended); None for a shard of another fence or
+        a parent the book does not hold."""
+        try:
+            row = self.table.get_entity(parent_run_id, RUN_ROW, select=["ShardMarks", "ShardFence"])
+        except ResourceNotFoundError:
+            return None
+        marks = str(row.get("ShardMarks") or "")
+        if row.get("ShardFence") != fence or not 1 <= index <= len(marks):
+            return None
+        return marks[index - 1]
+
+    def claim_close(self, parent_run_id: str, closer: str, now: datetime) -> str | None:
+        """Claim the close of the parent's marks as they stand (under the row's ETag); returns
+        those marks, or None when no close is due (a shard has not ended, or these marks are
+        closed) or another closer claimed it less than CLAIM_SECONDS ago. `closer` claiming
+        again (its message redelivered) takes its own claim back at once."""
+        for _ in range(_TRIES):
+            try:
+                row = self.table.get_entity(parent_run_id, RUN_ROW)
+            except ResourceNotFoundError:
+                return None
+            marks = str(row.get("ShardMarks") or "")
+            if not marks or PENDING in marks or row.get("ClosedMarks") == marks:
+                return None
+            claimed = parse_iso_or_none(row.get("ClosingAt"))
+            held = row.get("ClosingMarks") == marks and row.get("Closing") not in (None, closer)
+            if held and claimed is not None and now - claimed < timedelta(seconds=CLAIM_SECONDS):
+                return None
+            claim = {"Closing": closer, "ClosingMarks": marks, "ClosingAt": iso(now)}
+            try:
+                self.table.update_entity(
+                    {"PartitionKey": parent_run_id, "RowKey": RUN_ROW, **claim},
+                    mode=update_mode().MERGE,
+                    etag=row.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except HttpResponseError as exc:
+                if exc.status_code == 412:
+                    continue  # a mark or another claim landed: read again
+                raise
+            return marks
+        raise BookConflict(f"run {parent_run_id}: the row kept changing while {closer} claimed its close")
+
     def closed(
-        self, parent_run_id: str, status: str, totals: dict[str, int], exit_code: int, by: str
+        self,
+        parent_run_id: str,
+        status: str,
+        totals: dict[str, int],
+        own: dict[str, int],
+        exit_code: int,
+        by: str,
+        marks: str,
     ) -> None:
-        """The parent's run record once its last shard ended."""
+        """The parent's run record once its last shard ended: the close of `marks` is done.
+        `own`: the parent's own steps' summary, kept apart from the totals for a re-close."""
         self.table.upsert_entity(
             {
                 "PartitionKey": parent_run_id,
                 "RowKey": RUN_ROW,
                 "Status": status,
                 "Summary": json.dumps(totals),
+                "OwnSummary": json.dumps(own),
                 "ExitCode": exit_code,
                 "FinishedAt": utc_now(),
                 "ClosedBy": by,
+                "ClosedMarks": marks,
             },
             mode=update_mode().MERGE,
         )
+        self._unlist(parent_run_id)
+
+    def left_open(self, limit: int = 1000) -> list[str]:
+        """The sharded runs opened and not closed (some still running, some left by a dead closer)."""
+        rows = self.table.query_entities(
+            "PartitionKey eq @pk",
+            parameters={"pk": OPEN_PARTITION},
+            select=["RowKey"],
+            results_per_page=limit,
+        )
+        found: list[str] = []
+        for row in rows:
+            found.append(str(row["RowKey"]))
+            if len(found) >= limit:
+                break
+        return found
+
+    def unlist_if_closed(self, parent_run_id: str) -> bool:
+        """Drop a closed run from the open list (a closer that died between its run record and
+        this); True when it was closed."""
+        row = self.parent(parent_run_id)
+        if row is not None and row.get("ClosedMarks") != row.get("ShardMarks"):
+            return False
+        self._unlist(parent_run_id)
+        return True
+
+    def _unlist(self, parent_run_id: str) -> None:
+        self.table.delete_entity(OPEN_PARTITION, parent_run_id)  # the SDK ignores a row already gone
 
     def shards(self, parent_run_id: str) -> list[dict[str, Any]]:
         """The shard rows, in order, in the API's camelCase."""

@@ -78,7 +78,8 @@ def children(pid: int) -> set[int]:
 
 
 class Served:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *options: str) -> None:
+        """`options`: more `serve` options (e.g. --instances 2)."""
         scenario_file = workdir / "scenario.json"
         scenario_file.write_text(json.dumps(estate()))
         settings_file = workdir / "local.settings.json"
@@ -97,7 +98,7 @@ class Served:
             [sys.executable, "-m", "devstack", "serve", "--port", "0", "--scenario", str(scenario_file),
              "--env-file", str(self.env_file), "--settings", str(settings_file), "--state-dir", str(workdir / "state"),
              "--eventgrid-time-scale", "0.00001", "--visibility-timeout", "0", "--lro-seconds", "0.05",
-             "--audit-log", str(workdir / "audit.jsonl")],
+             "--audit-log", str(workdir / "audit.jsonl"), *options],
             cwd=REPO, env=clean, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:

@@ -5,6 +5,7 @@ and the event subscription read from infra/."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -398,3 +399,36 @@ def test_serve_refuses_fewer_than_one_instance() -> None:
     from devstack.__main__ import main
 
     assert main(["serve", "--instances", "0", "--port", "0", "--audit-log", "-"]) == 2
+
+
+def test_serve_with_instances_refuses_when_a_later_instance_port_is_busy(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Instance i serves HTTP on --port + i - 1: the second's port taken stops serve at once."""
+    from devstack.__main__ import main
+    from devstack.serve import instance_ports
+
+    assert instance_ports(7071, 3) == [7071, 7072, 7073]
+    first, *others = instance_ports(0, 3)
+    assert first == 0 and len(set(others)) == 2 and 0 not in others  # free ports, the first's at bind
+    base, taken = _free_then_taken()
+    with taken:
+        assert main(["serve", "--instances", "2", "--port", str(base), "--audit-log", "-"]) == 2
+    assert f"127.0.0.1:{base + 1} is already in use" in capsys.readouterr().err
+
+
+def _free_then_taken() -> tuple[int, socket.socket]:
+    """A free loopback port whose next one this test holds (other processes share the machine)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        taken = socket.socket()
+        try:
+            taken.bind(("127.0.0.1", base + 1))
+        except OSError:
+            taken.close()
+            continue
+        taken.listen()
+        return base, taken
+    raise AssertionError("no pair of free ports")

@@ -340,6 +340,10 @@ def print_sweep(result: SweepResult) -> None:
     out.print(table if findings else "[dim]no consumers of any allowed key were found[/]")
     if result.not_allowed.consumers:
         out.print(f"[yellow]{result.not_allowed.summary()}[/]", highlight=False, soft_wrap=True)
+    for run_id in result.closed_runs:
+        out.print(
+            f"closed sharded run {run_id}: every shard had ended, its close was missing", highlight=False
+        )
 
 
 def _sweep_result(finding: KeyFinding) -> str:

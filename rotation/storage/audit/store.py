@@ -335,10 +335,14 @@ class AuditStore:
                 return results, _encode_token({"day": partition_day(day), "next": None}) if more else None
         return results, None
 
-    def run_records(self, run_id: str, partition: str) -> list[dict[str, Any]]:
+    def run_records(self, run_id: str, partition: str, kinds: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """The run's records in sequence order; only those of `kinds` when given."""
+        only = " or ".join(f"Kind eq @k{i}" for i in range(len(kinds)))
+        # spaces around the brackets: the SDK finds @names by splitting the filter on spaces
         entities = self.table.query_entities(
-            f"PartitionKey eq @pk and RunId eq @run and {RECORDS_ONLY}",
-            parameters={"pk": partition, "run": run_id},
+            f"PartitionKey eq @pk and RunId eq @run and {RECORDS_ONLY}"
+            + (f" and ( {only} )" if only else ""),
+            parameters={"pk": partition, "run": run_id, **{f"k{i}": k for i, k in enumerate(kinds)}},
         )
         records = [self.record_from_entity(e) for e in entities]
         return sorted(records, key=lambda r: r["seq"] if isinstance(r["seq"], int) else 10**6)  # bad last

@@ -378,7 +378,7 @@ def _verify_shards(store: AuditStore, run: _Run, runs: dict[str, _Run]) -> Itera
         run.run_id,
         "unfinished-shards",
         f"the run was sharded into {count} shard(s) and is not closed; "
-        + "; ".join(open_shards[:20] or ["all shards ended, the close is missing"]),
+        + "; ".join(open_shards[:20] or ["all shards ended, the close is missing (the sweep closes it)"]),
     )
 
 
