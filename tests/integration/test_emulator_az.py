@@ -96,3 +96,13 @@ def test_an_az_session_against_the_emulator(stack: Stack) -> None:
 
     names = {k.name for k in KeyClient(f"https://{VAULT_HOST}", credential).list_properties_of_keys()}
     assert names == {"acr-cmk", "other"}  # az keyvault key list
+
+
+@pytest.mark.parametrize("api_version", ["7.6-preview.1", "7.6-preview.2"])
+def test_key_vault_answers_the_api_version_az_sends(stack: Stack, api_version: str) -> None:
+    """`az keyvault key show` (azure-cli 2.91) asks Key Vault with api-version 7.6-preview.2, a
+    version Key Vault publishes (azure-rest-api-specs keyvault data-plane preview/7.6-preview.*)."""
+    stack.load(estate())
+    client = KeyClient(f"https://{VAULT_HOST}", DefaultAzureCredential(), api_version=api_version)
+    shown = client.get_key("acr-cmk")
+    assert shown.id == key_id("acr-cmk", vid("v1"))
