@@ -31,4 +31,4 @@ def test_az_moves_a_registry_and_a_batch_account(stack: Stack) -> None:
     assert (run.commands, run.moved, run.resources) == (2, 2, 2)
     writes = [(c["method"], c["path"].rsplit("/", 1)[-1]) for c in stack.writes()]
     assert sorted(writes) == [("PATCH", "batch000"), ("PATCH", "reg000")]
-    assert run.wall > 0 and run.login > 0
+    assert run.wall > 0 and run.cpu > 0 and run.login > 0
