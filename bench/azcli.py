@@ -131,6 +131,12 @@ class AzSession:
 
 @contextmanager
 def session(emulator_env: dict[str, str], az: Path = AZ) -> Iterator[AzSession]:
+    local = ("http://127.0.0.1:", "http://localhost:")
+    if not all(emulator_env.get(k, "").startswith(local) for k in ("HTTPS_PROXY", "IDENTITY_ENDPOINT")):
+        # without them az would sign in through the VM metadata endpoint and call Azure itself
+        raise ValueError(
+            "az runs only against the local emulator: HTTPS_PROXY and IDENTITY_ENDPOINT on loopback"
+        )
     with tempfile.TemporaryDirectory(prefix="az-config-") as config_dir:
         yield AzSession(az_environment(emulator_env, Path(config_dir)), az)
 

@@ -58,6 +58,9 @@ def test_az_runs_in_a_private_config_dir_with_telemetry_off(tmp_path: Path) -> N
     assert env["PATH"] == os.environ["PATH"]
 
 
+LOCAL = {"HTTPS_PROXY": "http://127.0.0.1:1", "IDENTITY_ENDPOINT": "http://127.0.0.1:1/msi/token"}
+
+
 def stand_in(tmp_path: Path, body: str) -> Path:
     az = tmp_path / "az"
     az.write_text("#!/bin/sh\n" + body)
@@ -70,9 +73,16 @@ def test_a_session_answers_what_az_printed_and_fails_on_its_errors(tmp_path: Pat
         tmp_path, 'echo "$AZURE_CONFIG_DIR $*"; [ "$1" = ok ] || { echo "ERROR: no" >&2; exit 3; }\n'
     )
     assert azcli.installed(az) and not azcli.installed(tmp_path / "missing")
-    with azcli.session({}, az) as session:
+    with azcli.session(LOCAL, az) as session:
         config_dir, said = session.run(["ok", "now"]).split(" ", 1)
         assert said == "ok now" and Path(config_dir).is_dir()
         with pytest.raises(RuntimeError, match="exited 3: ERROR: no"):
             session.run(["bad"])
     assert not Path(config_dir).exists()  # the private config dir goes with the session
+
+
+def test_az_never_runs_without_the_emulators_settings(tmp_path: Path) -> None:
+    az = stand_in(tmp_path, "exit 0\n")
+    for env in ({}, {**LOCAL, "IDENTITY_ENDPOINT": ""}, {**LOCAL, "HTTPS_PROXY": "http://proxy.corp:8080"}):
+        with pytest.raises(ValueError, match="only against the local emulator"), azcli.session(env, az):
+            pass
