@@ -94,7 +94,8 @@ $(AZ_STAMP): bench/requirements-az.txt | $(STAMP)
 	@touch $(AZ_STAMP)
 
 # Issue 27's figures, each against its physical floor (bench/floors.py), ending with one summary
-# table; 6-14 minutes on 2 shared cores (load 12-20). N=10,000 mixed kinds is apart:
+# table; 6-14 minutes on 2 shared cores (load 12-20), about 15 more with az installed (make az:
+# az one resource at a time, 125 commands). N=10,000 mixed kinds is apart:
 # `make bench-10k`. A benchmark that fails is named and the others still run; make fails at the end.
 BENCH_SUMMARY := $(VENV)/bench-summary.jsonl
 BENCH_STEPS := bench/targets.py bench/redelivery.py bench/discovery.py $(wildcard bench/rss.py) bench/estate.py
