@@ -66,7 +66,7 @@ def versus_az(emulator: EmulatorProcess, registries: int, batch_accounts: int, l
     r = run_once(emulator, n, [SUB_A], throttled=False, latency_ms=latency_ms, scenario=estate)
     least = floors.unthrottled(n, n, latency, LRO_WAIT_S)
     what = f"{registries} registries" + (f" + {batch_accounts} Batch" if batch_accounts else "")
-    compared, ok = _az_side(emulator, estate, latency_ms, r["wall"])
+    compared, ok = az_side(emulator, estate, latency_ms, r["wall"])
     record(
         f"vs az CLI, {what}: wall / floor",
         f"{r['wall']:.1f} s",
@@ -78,7 +78,7 @@ def versus_az(emulator: EmulatorProcess, registries: int, batch_accounts: int, l
     return ok
 
 
-def _az_side(
+def az_side(
     emulator: EmulatorProcess, estate: dict[str, Any], latency_ms: int, wall: float
 ) -> tuple[str, bool]:
     """What the row says of az, and whether az moved every resource."""

@@ -86,3 +86,15 @@ def test_az_never_runs_without_the_emulators_settings(tmp_path: Path) -> None:
     for env in ({}, {**LOCAL, "IDENTITY_ENDPOINT": ""}, {**LOCAL, "HTTPS_PROXY": "http://proxy.corp:8080"}):
         with pytest.raises(ValueError, match="only against the local emulator"), azcli.session(env, az):
             pass
+
+
+def test_without_az_the_row_says_so_and_stays_estimated(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import targets
+
+    monkeypatch.setattr(azcli, "installed", lambda: False)
+    said, counts = targets.az_side(None, targets.az_estate(3, 1), 50, 2.0)  # type: ignore[arg-type]
+    assert (
+        said
+        == "az not installed: run make az; az ESTIMATED 9 s (2.3 s each, issue 27's measurement): 5x faster"
+    )
+    assert counts  # nothing was run that could have failed to move
