@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.stack import local_stack  # noqa: E402
-from emulator import EmulatorProcess  # noqa: E402
+from emulator import AdminClient, EmulatorProcess  # noqa: E402
 
 # The estate is written here in the scenario format (DESIGN.md section 7): bench/ does not
 # import tests/.
@@ -74,6 +74,16 @@ def estate(n: int, subscriptions: list[str]) -> dict[str, Any]:
     }
 
 
+def prepare(admin: AdminClient, scenario: dict[str, Any], *, throttled: bool, latency_ms: int) -> None:
+    """The emulator as every run here meets it: `scenario` loaded, writes that take 1 s and say
+    Retry-After: 1, `latency_ms` on every call, ARM's token buckets on or off."""
+    admin.reset(scenario)
+    admin.configure(lroSeconds=1, retryAfter=1, armPageSize=100)
+    if latency_ms:
+        admin.add_fault(latencyMs=latency_ms)  # every call, no error
+    admin.set_throttling(throttled)
+
+
 def run_once(
     emulator: EmulatorProcess,
     n: int,
@@ -91,11 +101,7 @@ def run_once(
     from tests.conftest import wipe_storage
 
     admin = emulator.admin
-    admin.reset(scenario or estate(n, subscriptions))
-    admin.configure(lroSeconds=1, retryAfter=1, armPageSize=100)
-    if latency_ms:
-        admin.add_fault(latencyMs=latency_ms)  # every call, no error
-    admin.set_throttling(throttled)
+    prepare(admin, scenario or estate(n, subscriptions), throttled=throttled, latency_ms=latency_ms)
     os.environ["ROTATION_SUBSCRIPTIONS"] = ",".join(subscriptions)  # discovery lists only these
     # A fresh estate and fresh records: an earlier run's writes, remembered, would make every
     # reset consumer a `consumer-reverted` incident (and an activity-log read) in this one.

@@ -4,8 +4,8 @@ stack (50 ms per Key Vault and ARM call, writes that take 1 s with Retry-After: 
 
 - N=100 in 1 subscription, unthrottled: wall / one target's path (all in flight at once);
 - against the `az` CLI one resource at a time, at 20 registries + 5 Batch accounts and at 100
-  registries: az is not installed here, so its side is ESTIMATED from issue 27's measurement
-  (2.3 s a registry); the product's wall is measured;
+  registries, both sides measured on the same estate (bench/azcli.py; `make az` installs az into
+  .venv-az). Without az its side is ESTIMATED from issue 27's measurement (2.3 s a resource);
 - throttled, 1 subscription, N registries (default 1000): wall / floor, reads per target;
 - throttled, 4 subscriptions x N/4: wall / floor (the write bucket sets it: one read a target);
 - cold start: `import function_app` and `rotation --help`, medians of 5, against 0.25 s.
@@ -30,8 +30,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import floors  # noqa: E402
-from bench.fanout import SUB_A, SUB_B, run_once  # noqa: E402
+from bench import azcli, floors  # noqa: E402
+from bench.fanout import SUB_A, SUB_B, prepare, run_once  # noqa: E402
 from bench.stack import local_stack  # noqa: E402
 from bench.summary import header, record  # noqa: E402
 from emulator import EmulatorProcess  # noqa: E402
@@ -41,7 +41,7 @@ SUBS = [SUB_A, SUB_B, "00000000-0000-0000-0000-00000000000c", "00000000-0000-000
 GOAL_S = 0.25
 IMPORT_GOAL_S = 0.2  # issue 27 item 5
 LRO_WAIT_S = 1.0  # the emulator's writes take 1 s and say Retry-After: 1
-AZ_SECONDS_PER_RESOURCE = 2.3  # issue 27's measurement of `az acr encryption rotate-key` (ESTIMATED here)
+AZ_SECONDS_PER_RESOURCE = 2.3  # issue 27's measurement of `az acr encryption rotate-key`: only without az
 
 
 def reads_per_target(r: dict[str, Any]) -> float:
@@ -57,28 +57,48 @@ def az_estate(registries: int, batch_accounts: int) -> dict[str, Any]:
     )
 
 
-def versus_az(emulator: EmulatorProcess, registries: int, batch_accounts: int, latency: float) -> None:
+def versus_az(emulator: EmulatorProcess, registries: int, batch_accounts: int, latency: float) -> bool:
+    """The product's run, then az's over the same estate reloaded (bench/azcli.py); False when az
+    left a resource on the old version (the comparison does not count then)."""
     n = registries + batch_accounts
-    r = run_once(
-        emulator,
-        n,
-        [SUB_A],
-        throttled=False,
-        latency_ms=int(latency * 1000),
-        scenario=az_estate(registries, batch_accounts),
-    )
+    estate = az_estate(registries, batch_accounts)
+    latency_ms = int(latency * 1000)
+    r = run_once(emulator, n, [SUB_A], throttled=False, latency_ms=latency_ms, scenario=estate)
     least = floors.unthrottled(n, n, latency, LRO_WAIT_S)
-    az = n * AZ_SECONDS_PER_RESOURCE
     what = f"{registries} registries" + (f" + {batch_accounts} Batch" if batch_accounts else "")
+    compared, ok = az_side(emulator, estate, latency_ms, r["wall"])
     record(
         f"vs az CLI, {what}: wall / floor",
         f"{r['wall']:.1f} s",
         f"{least:.2f} s",
         r["wall"] / least,
         "az / wall >= 17x (25), 79x (100)",
-        f"az ESTIMATED {az:.0f} s ({AZ_SECONDS_PER_RESOURCE} s each, one at a time): {az / r['wall']:.0f}x faster; "
-        f"{r['verified']} verified",
+        f"{compared}; {r['verified']} verified",
     )
+    return ok
+
+
+def az_side(
+    emulator: EmulatorProcess, estate: dict[str, Any], latency_ms: int, wall: float
+) -> tuple[str, bool]:
+    """What the row says of az, and whether az moved every resource."""
+    n = len(estate["registries"]) + len(estate["batchAccounts"])
+    if not azcli.installed():
+        guess = n * AZ_SECONDS_PER_RESOURCE
+        return (
+            f"{azcli.NOT_INSTALLED}; az ESTIMATED {guess:.0f} s ({AZ_SECONDS_PER_RESOURCE} s each, issue 27's "
+            f"measurement): {guess / wall:.0f}x faster",
+            True,
+        )
+    prepare(emulator.admin, estate, throttled=False, latency_ms=latency_ms)
+    load = os.getloadavg()[0]
+    az = azcli.measure(emulator.admin, emulator.env, s.VAULT, "acr-cmk", s.key_id("acr-cmk", s.vid("new")))
+    said = (
+        f"az MEASURED {az.wall:.0f} s ({az.wall / az.commands:.1f} s each, one at a time, load {load:.1f}; "
+        f"az's own CPU {az.cpu / az.commands:.1f} s each; login {az.login:.1f} s apart): {az.wall / wall:.0f}x "
+        f"faster; az moved {az.moved}/{az.resources}"
+    )
+    return said, az.moved == az.resources
 
 
 def throttled(emulator: EmulatorProcess, n: int, subscriptions: list[str], latency: float, goal: str) -> None:
@@ -155,8 +175,7 @@ def main() -> int:
             f"first write at {r['first_write_s']:.2f} s; reads/target {reads_per_target(r):.2f}; "
             f"CPU {1000 * r['cpu_s'] / r['n']:.1f} ms/target",
         )
-        versus_az(emulator, 20, 5, latency)
-        versus_az(emulator, 100, 0, latency)
+        az_moved_all = [versus_az(emulator, 20, 5, latency), versus_az(emulator, 100, 0, latency)]
         throttled(emulator, args.throttled, [SUB_A], latency, "<= 1.04x")
         throttled(emulator, args.throttled, SUBS, latency, "<= 1.3x")
     imported, own, helped = cold_start()
@@ -184,6 +203,9 @@ def main() -> int:
         "<= 1x",
         f"whole process, median of 5; ratio to {GOAL_S} s",
     )
+    if not all(az_moved_all):
+        print("error: az left resources on the old version: its comparison does not count", file=sys.stderr)
+        return 1
     return 0
 
 

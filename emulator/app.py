@@ -35,6 +35,7 @@ from .loganalytics import LogAnalyticsClusters
 from .messaging import EventHubNamespaces, ServiceBusNamespaces
 from .registries import Registries
 from .resourcegraph import ResourceGraph
+from .resources import Resources
 from .settings import Settings
 from .sql_servers import SqlServers
 from .state import World
@@ -135,6 +136,7 @@ class EmulatorApp:
         DataFactories(self.arm)
         DatabricksWorkspaces(self.arm)
         Subscriptions(self.arm)
+        Resources(self.arm)
         ResourceGraph(self.arm)
         self.activity = ActivityLog(self.arm)
         self.eventgrid = EventGridTopics(self.tokens)

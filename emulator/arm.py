@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from .faults import ArmThrottle
 from .http import Request, Response, Router
@@ -263,6 +264,8 @@ class ArmService:
                 f"https://{request.host}{request.path}?api-version="
                 f"{request.query['api-version']}&$skipToken={next_token}"
             )
+            if request.query_ci("$filter"):  # the next page is of the same filtered list
+                payload["nextLink"] += "&$filter=" + quote(str(request.query_ci("$filter")))
         return Response.json(200, payload)
 
     def start_operation(

@@ -17,7 +17,19 @@ from .identity import TENANT, TokenIssuer
 from .settings import Settings
 from .state import Key, KeyVersion, Vault, World, new_version_id, now, random_public_jwk
 
-API_VERSIONS = {"7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01"}
+# 7.6-preview.*: what `az keyvault` (azure-cli 2.91) sends; Key Vault publishes them (same key shapes)
+API_VERSIONS = {
+    "7.0",
+    "7.1",
+    "7.2",
+    "7.3",
+    "7.4",
+    "7.5",
+    "7.6-preview.1",
+    "7.6-preview.2",
+    "7.6",
+    "2025-07-01",
+}
 VAULT_SUFFIXES = {
     "vault.azure.net": "https://vault.azure.net",
     "vault.azure.cn": "https://vault.azure.cn",

@@ -23,10 +23,12 @@ from tests.scenarios import (
     SUB_A,
     SUB_B,
     VAULT_HOST,
+    batch,
     identity_id,
     key,
     key_id,
     registry,
+    registry_id,
     scenario,
     version,
     vid,
@@ -96,3 +98,49 @@ def test_an_az_session_against_the_emulator(stack: Stack) -> None:
 
     names = {k.name for k in KeyClient(f"https://{VAULT_HOST}", credential).list_properties_of_keys()}
     assert names == {"acr-cmk", "other"}  # az keyvault key list
+
+
+@pytest.mark.parametrize("api_version", ["7.6-preview.1", "7.6-preview.2"])
+def test_key_vault_answers_the_api_version_az_sends(stack: Stack, api_version: str) -> None:
+    """`az keyvault key show` (azure-cli 2.91) asks Key Vault with api-version 7.6-preview.2, a
+    version Key Vault publishes (azure-rest-api-specs keyvault data-plane preview/7.6-preview.*)."""
+    stack.load(estate())
+    client = KeyClient(f"https://{VAULT_HOST}", DefaultAzureCredential(), api_version=api_version)
+    shown = client.get_key("acr-cmk")
+    assert shown.id == key_id("acr-cmk", vid("v1"))
+
+
+def _listed(arm: ARMPipelineClient[HttpRequest, Any], url: str) -> list[str]:
+    """Every page of an ARM list, followed by nextLink: the names listed."""
+    names: list[str] = []
+    while url:
+        page = arm.send_request(HttpRequest("GET", url))
+        assert page.status_code == 200, page.text()
+        names += [item["name"] for item in page.json()["value"]]
+        url = page.json().get("nextLink")
+    return names
+
+
+def test_resources_list_finds_a_registry_by_name_as_az_acr_show_does(stack: Stack) -> None:
+    """`az acr show -n NAME` without a group lists the subscription's resources filtered by type
+    (Microsoft.Resources Resources_List, api-version 2024-11-01) to find the registry's group."""
+    old = key_id("acr-cmk", vid("v1"))
+    stack.load(
+        scenario(
+            {"acr-cmk": key(version("v1"))},
+            registries=[registry("build", old), registry("edge", old), registry("far", old, sub=SUB_B)],
+            batch_accounts=[batch("jobs", old)],
+        )
+    )
+    stack.admin.configure(armPageSize=1)  # the filter holds on every page, not only the first
+    policy = ARMChallengeAuthenticationPolicy(DefaultAzureCredential(), f"{ARM}/.default")
+    arm: ARMPipelineClient[HttpRequest, Any] = ARMPipelineClient(base_url=ARM, policies=[policy])
+    resources = f"{ARM}/subscriptions/{SUB_A}/resources?api-version=2024-11-01"
+    registries = resources + "&$filter=resourceType eq 'Microsoft.ContainerRegistry/registries'"
+    assert _listed(arm, registries) == ["build", "edge"]
+    assert sorted(_listed(arm, resources)) == ["build", "edge", "jobs"]
+    first = arm.send_request(HttpRequest("GET", registries)).json()["value"][0]
+    assert first["id"] == registry_id("build") and first["type"] == "Microsoft.ContainerRegistry/registries"
+    assert "properties" not in first and first["identity"]["userAssignedIdentities"]
+    refused = arm.send_request(HttpRequest("GET", resources + "&$filter=location eq 'westeurope'"))
+    assert refused.status_code == 400  # a filter it cannot apply is refused, never ignored
