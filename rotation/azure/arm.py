@@ -26,7 +26,6 @@ from azure.core.exceptions import (
 from azure.core.paging import ItemPaged
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import (
-    ContentDecodePolicy,
     DistributedTracingPolicy,
     HeadersPolicy,
     HttpLoggingPolicy,
@@ -40,6 +39,7 @@ from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
+from rotation.azure.answerjson import answer_json
 from rotation.azure.links import HostGuardPolicy, PageGuard, follow, origin
 from rotation.azure.polling import ResourceFirstARMPolling, WaitFirstARMPolling
 from rotation.azure.requestid import RandomRequestIdPolicy
@@ -73,7 +73,6 @@ class Arm:
             HeadersPolicy(),
             UserAgentPolicy(USER_AGENT),
             ARMChallengeAuthenticationPolicy(credential, *scopes),
-            ContentDecodePolicy(),
             *([pacing] if pacing is not None else []),
             DistributedTracingPolicy(),
             HttpLoggingPolicy(),
@@ -204,8 +203,5 @@ class Arm:
 
     @staticmethod
     def _json(response: PipelineResponse[Any, Any]) -> dict[str, Any] | None:
-        text = response.http_response.text()
-        if not text:
-            return None
-        data = response.http_response.json()
+        data = answer_json(response.http_response)
         return data if isinstance(data, dict) else None
