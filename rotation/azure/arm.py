@@ -27,7 +27,6 @@ from azure.core.paging import ItemPaged
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import (
     DistributedTracingPolicy,
-    HeadersPolicy,
     HttpLoggingPolicy,
     SansIOHTTPPolicy,
     UserAgentPolicy,
@@ -67,10 +66,12 @@ class Arm:
         self.base_url = base_url.rstrip("/")
         self.origin = origin(self.base_url)
         self.polling_interval = polling_interval
+        # What each call needs and no more (each policy costs every call): no HeadersPolicy (no
+        # default headers, no per-call `headers=`: a write's If-Match is on its HttpRequest), no
+        # ContentDecodePolicy (answers are decoded once, by _json), no retries (retry.py).
         policies = [
             HostGuardPolicy(self.origin),  # before the token is added: nothing leaves for another host
             RandomRequestIdPolicy(),  # not azure-core's: its time-based ids cost CPU
-            HeadersPolicy(),
             UserAgentPolicy(USER_AGENT),
             ARMChallengeAuthenticationPolicy(credential, *scopes),
             *([pacing] if pacing is not None else []),
@@ -189,7 +190,11 @@ class Arm:
         headers: dict[str, str] | None = None,
     ) -> PipelineResponse[Any, Any]:
         url = follow(path, self.origin) if "://" in path else f"{self.base_url}{path}"
-        params = {"api-version": api_version} if api_version else None
+        params = None
+        if api_version and "?" not in url:  # what azure-core's params= would write, without its URL parse
+            url = f"{url}?api-version={api_version}"
+        elif api_version:
+            params = {"api-version": api_version}
         request = HttpRequest(method, url, params=params, json=body, headers=headers)
         response = cast(
             "PipelineResponse[Any, Any]",
