@@ -26,9 +26,7 @@ from azure.core.exceptions import (
 from azure.core.paging import ItemPaged
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import (
-    ContentDecodePolicy,
     DistributedTracingPolicy,
-    HeadersPolicy,
     HttpLoggingPolicy,
     SansIOHTTPPolicy,
     UserAgentPolicy,
@@ -40,6 +38,7 @@ from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
+from rotation.azure.answerjson import answer_json
 from rotation.azure.links import HostGuardPolicy, PageGuard, follow, origin
 from rotation.azure.polling import ResourceFirstARMPolling, WaitFirstARMPolling
 from rotation.azure.requestid import RandomRequestIdPolicy
@@ -67,13 +66,14 @@ class Arm:
         self.base_url = base_url.rstrip("/")
         self.origin = origin(self.base_url)
         self.polling_interval = polling_interval
+        # What each call needs and no more (each policy costs every call): no HeadersPolicy (no
+        # default headers, no per-call `headers=`: a write's If-Match is on its HttpRequest), no
+        # ContentDecodePolicy (answers are decoded once, by _json), no retries (retry.py).
         policies = [
             HostGuardPolicy(self.origin),  # before the token is added: nothing leaves for another host
             RandomRequestIdPolicy(),  # not azure-core's: its time-based ids cost CPU
-            HeadersPolicy(),
             UserAgentPolicy(USER_AGENT),
             ARMChallengeAuthenticationPolicy(credential, *scopes),
-            ContentDecodePolicy(),
             *([pacing] if pacing is not None else []),
             DistributedTracingPolicy(),
             HttpLoggingPolicy(),
@@ -190,7 +190,11 @@ class Arm:
         headers: dict[str, str] | None = None,
     ) -> PipelineResponse[Any, Any]:
         url = follow(path, self.origin) if "://" in path else f"{self.base_url}{path}"
-        params = {"api-version": api_version} if api_version else None
+        params = None
+        if api_version and "?" not in url:  # what azure-core's params= would write, without its URL parse
+            url = f"{url}?api-version={api_version}"
+        elif api_version:
+            params = {"api-version": api_version}
         request = HttpRequest(method, url, params=params, json=body, headers=headers)
         response = cast(
             "PipelineResponse[Any, Any]",
@@ -204,8 +208,5 @@ class Arm:
 
     @staticmethod
     def _json(response: PipelineResponse[Any, Any]) -> dict[str, Any] | None:
-        text = response.http_response.text()
-        if not text:
-            return None
-        data = response.http_response.json()
+        data = answer_json(response.http_response)
         return data if isinstance(data, dict) else None

@@ -27,9 +27,22 @@ class WaitFirstARMPolling(ARMPolling):
     (clients.BudgetedTransport).
     """
 
+    # LROBasePolling routes every attribute read through a Python __getattribute__ that only
+    # AsyncARMPolling needs (an MRO workaround); this class is synchronous: the plain lookup.
+    __getattribute__ = object.__getattribute__
+
     def __init__(self, timeout: float, *, origin: str | None = None, **kwargs: Any) -> None:
         super().__init__(timeout, **kwargs)
         self._origin = origin  # the ARM endpoint's host[:port]; None: the client's own check only
+        self._parsed: tuple[Any, Any] | None = None  # (answer, resource): resource() decodes once
+
+    def resource(self) -> Any:
+        """The resource the last answer shows, decoded once however often it is asked for (the
+        written check, then the caller)."""
+        answer = self._pipeline_response
+        if self._parsed is None or self._parsed[0] is not answer:
+            self._parsed = (answer, super().resource())
+        return self._parsed[1]
 
     def run(self) -> None:
         if not self.finished():

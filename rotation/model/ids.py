@@ -3,6 +3,7 @@ reaches a Key Vault URL, an ARM path or a Table query."""
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Collection
@@ -15,6 +16,7 @@ from rotation.model.errors import RotationError
 HOST_NAME = re.compile(r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
 _KEY_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}\Z")
 _KEY_VERSION = re.compile(r"^[0-9a-fA-F]{32}\Z")
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")  # one C scan, not a Python loop per character
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 _GROUP = re.compile(r"^[-\w._()]{1,90}\Z")
 _RESOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
@@ -100,10 +102,16 @@ def parse_key_id(text: object, *, require_version: bool = False, allow_version: 
     """Parse https://<vault-host>/keys/<name>[/<version>] strictly (no port, query, userinfo)."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidId("key id: expected https://<vault>.vault.azure.net/keys/<name>[/<version>]")
-    text = text.strip()
+    return _parse_key_id(text.strip(), require_version, allow_version)
+
+
+# A run reads the same few key ids on every target (each consumer names the key's old or new
+# version): parsed once each. Bounded; a refused id raises and is not kept.
+@functools.lru_cache(maxsize=1024)
+def _parse_key_id(text: str, require_version: bool, allow_version: bool) -> KeyRef:
     if len(text) > 512:
         raise InvalidId("key id: too long")
-    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in text):
+    if _SPACE_OR_CONTROL.search(text):
         # urlsplit would silently drop tabs and newlines and parse something else
         raise InvalidId("key id: must not contain spaces or control characters")
     parts, port = _split(text)

@@ -101,3 +101,28 @@ def test_a_long_running_write_is_polled_once_when_it_is_done_by_the_first_wait(s
         if "operationStatuses" in c["path"] or "operationResults" in c["path"]
     ]
     assert len(polls) == 1
+
+
+def test_a_write_polled_at_the_resource_decodes_what_it_read_once(stack: Stack) -> None:
+    """The written check and the caller are handed the resource of the one read that ended the
+    operation, not each a decoding of their own."""
+    stack.load(estate(1))
+    stack.admin.configure(lroSeconds=0.2, retryAfter=1)
+    arm = stack.service().clients.arm()
+    rid = registry_id("acr00")
+    current = arm.get(rid, API)
+    assert current is not None
+    identity = current["properties"]["encryption"]["keyVaultProperties"]["identity"]
+    new_key = key_id("acr-cmk", vid("new"))
+    body = {
+        "properties": {"encryption": {"keyVaultProperties": {"keyIdentifier": new_key, "identity": identity}}}
+    }
+    checked: list[dict] = []
+
+    def shows_write(resource: dict) -> bool:
+        checked.append(resource)
+        return resource["properties"]["encryption"]["keyVaultProperties"]["keyIdentifier"] == new_key
+
+    after = arm.write("PATCH", rid, API, body, shows_write=shows_write)
+    assert after is not None and [after] == checked
+    assert after is checked[0]

@@ -59,6 +59,22 @@ def test_version_requirements() -> None:
         parse_key_id(f"https://v1.vault.azure.net/keys/k/{VERSION}", allow_version=False)
 
 
+def test_a_key_id_read_again_is_not_parsed_again() -> None:
+    """A run meets the same few key ids on every target: the second read is the first's answer,
+    and what each caller asks (version required or refused) still decides, every time."""
+    text = f" https://v1.vault.azure.net/keys/k/{VERSION} "
+    assert parse_key_id(text) is parse_key_id(text.strip())
+    with pytest.raises(InvalidId, match="must not carry a version"):
+        parse_key_id(text, allow_version=False)
+    versionless = "https://v1.vault.azure.net/keys/k"
+    assert parse_key_id(versionless).version is None
+    for _ in range(2):  # a refused id is refused again, not remembered as parsed
+        with pytest.raises(InvalidId, match="version is required"):
+            parse_key_id(versionless, require_version=True)
+        with pytest.raises(InvalidId, match="control characters"):
+            parse_key_id("https://v1.vault.azure.net/keys/k\x7f")
+
+
 def test_key_from_container_group_parts() -> None:
     key = key_from_parts("https://contoso-cmk.vault.azure.net/", "aci-cmk", VERSION)
     assert key.id == f"https://contoso-cmk.vault.azure.net/keys/aci-cmk/{VERSION}"
