@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("rotation.functions")
+# The Python worker sets the root logger to INFO and forwards every record to the host; at INFO
+# azure-core's HTTP logging policy formats two redacted records per SDK call (about 0.25 ms of
+# CPU a call, measured). host.json's "Azure.Core": "Warning" says what is wanted; the product's
+# own lines (rotation.*) and the audit trail say what each call did.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 telemetry.configure_from_environment()  # off (and nothing imported) unless the app settings say so
 sigterm.stop_on_sigterm()  # the host stopping this instance closes the runs under way as `interrupted`
 
