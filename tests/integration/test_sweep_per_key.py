@@ -80,6 +80,7 @@ def _fragile(stack) -> SimpleNamespace:
         audit=service.audit,
         runs=service.runs,
         requests_queue=service.requests_queue,
+        shards=service.shards,
     )
 
 
