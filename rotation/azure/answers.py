@@ -11,6 +11,7 @@ goes back to the pool once read to its end (closed instead when the caller stops
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,10 +38,12 @@ def read_errors(what: str, exc: BaseException) -> Exception | None:
     return None
 
 
-def read_whole(internal: BaseHTTPResponse, request: Any) -> bytes:
-    """The whole (decoded) body; the connection goes back to the pool, or is closed on failure."""
+@contextmanager
+def _reading(internal: BaseHTTPResponse, request: Any) -> Iterator[None]:
+    """Reading a body: its failure closes the connection and is raised as azure-core's error;
+    its end hands the connection back to the pool."""
     try:
-        body = internal.read(decode_content=True)
+        yield
     except Exception as exc:
         internal.close()
         mapped = read_errors(described(request), exc)
@@ -48,20 +51,18 @@ def read_whole(internal: BaseHTTPResponse, request: Any) -> bytes:
             raise
         raise mapped from exc
     internal.release_conn()
-    return body
+
+
+def read_whole(internal: BaseHTTPResponse, request: Any) -> bytes:
+    """The whole (decoded) body."""
+    with _reading(internal, request):
+        return internal.read(decode_content=True)
 
 
 def chunks(internal: BaseHTTPResponse, block_size: int, decompress: bool, request: Any) -> Iterator[bytes]:
-    """A streamed body, chunk by chunk; at its end the connection goes back to the pool."""
-    try:
+    """A streamed body, chunk by chunk (a caller that stops half way closes the response)."""
+    with _reading(internal, request):
         yield from internal.stream(block_size, decode_content=decompress)
-    except Exception as exc:
-        internal.close()
-        mapped = read_errors(described(request), exc)
-        if mapped is None:
-            raise
-        raise mapped from exc
-    internal.release_conn()
 
 
 class RestResponse(HttpResponseImpl):

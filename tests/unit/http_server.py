@@ -1,5 +1,6 @@
 """A local HTTP(S) server for the transport's tests: keep-alive connections it counts, and answers
-by path (a plain body, gzip, a large body, a redirect, an echo of the request, silence, a cut)."""
+by path (a plain body, gzip, a large body, a redirect, an echo of the request, silence, a cut
+before the answer or in its body)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,13 @@ class Handler(BaseHTTPRequestHandler):
             )
         elif path == "/silent":
             self.seen.done.wait(30)  # never answers while the test runs
+        elif path == "/short":  # promises 100 bytes, sends 10, hangs up
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
         elif path == "/cut":
             self.connection.shutdown(socket.SHUT_RDWR)  # the request arrived; no answer ever will
         else:

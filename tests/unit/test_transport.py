@@ -141,6 +141,19 @@ def test_the_errors_are_those_requests_transport_raised(local: tuple[str, Seen])
         Urllib3Transport().send(HttpRequest("POST", f"{base}/cut"))
 
 
+@pytest.mark.parametrize("request_type", [HttpRequest, LegacyRequest])
+def test_an_answer_cut_short_is_a_response_error_read_whole_or_streamed(
+    local: tuple[str, Seen], request_type: type
+) -> None:
+    base, _ = local
+    with pytest.raises(ServiceResponseError, match="GET 127.0.0.1") as raised:
+        Urllib3Transport().send(request_type("GET", f"{base}/short?sig=secret"))
+    assert "secret" not in str(raised.value)  # named by its host, never its query (a SAS)
+    streamed = Urllib3Transport().send(request_type("GET", f"{base}/short"), stream=True)
+    with pytest.raises(ServiceResponseError):
+        b"".join(streamed.iter_bytes() if request_type is HttpRequest else streamed.stream_download(None))
+
+
 def test_per_request_proxies_are_refused_clearly(local: tuple[str, Seen]) -> None:
     base, _ = local
     with pytest.raises(ValueError, match="HTTPS_PROXY"):
