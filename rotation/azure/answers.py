@@ -95,8 +95,9 @@ class RestResponse(HttpResponseImpl):
         self.read()
 
 
-def _generate(*, response: RestResponse, pipeline: Any, decompress: bool = True, **_: Any) -> Iterator[bytes]:
-    """azure-core's stream download generator for a RestResponse (iter_bytes, iter_raw)."""
+def _generate(pipeline: Any, response: RestResponse, *, decompress: bool = True, **_: Any) -> Iterator[bytes]:
+    """azure-core's stream download generator for a RestResponse: called by keyword (iter_bytes,
+    iter_raw) and by position (the deprecated stream_download, which storage's downloads use)."""
     return chunks(response._internal_response, response._block_size, decompress, response.request)
 
 

@@ -91,6 +91,16 @@ def test_a_stream_left_half_read_is_closed_not_pooled(local: tuple[str, Seen]) -
     assert seen.connections == 2
 
 
+def test_a_rest_response_streams_through_its_deprecated_stream_download_too(local: tuple[str, Seen]) -> None:
+    """azure-storage-blob's downloads read a rest response through `stream_download`."""
+    base, seen = local
+    transport = Urllib3Transport()
+    streamed = transport.send(HttpRequest("GET", f"{base}/big"), stream=True)
+    assert len(b"".join(streamed.stream_download(None, decompress=False))) == 300_000
+    assert transport.send(HttpRequest("GET", f"{base}/plain")).text() == "ok"
+    assert seen.connections == 1
+
+
 def test_a_compressed_answer_is_decoded_and_limited_by_what_it_expands_to(local: tuple[str, Seen]) -> None:
     base, _ = local
     assert Urllib3Transport().send(HttpRequest("GET", f"{base}/gzip")).content == b"z" * 100_000
@@ -146,7 +156,7 @@ def test_an_answer_cut_short_is_a_response_error_read_whole_or_streamed(
     local: tuple[str, Seen], request_type: type
 ) -> None:
     base, _ = local
-    with pytest.raises(ServiceResponseError, match="GET 127.0.0.1") as raised:
+    with pytest.raises(ServiceResponseError, match=r"GET 127\.0\.0\.1") as raised:
         Urllib3Transport().send(request_type("GET", f"{base}/short?sig=secret"))
     assert "secret" not in str(raised.value)  # named by its host, never its query (a SAS)
     streamed = Urllib3Transport().send(request_type("GET", f"{base}/short"), stream=True)
