@@ -65,6 +65,28 @@ def chunks(internal: BaseHTTPResponse, block_size: int, decompress: bool, reques
         yield from internal.stream(block_size, decode_content=decompress)
 
 
+class Chunks:
+    """A streamed body as azure-core's StreamDownloadGenerator offers it: storage's downloads
+    read its `response` and `content_length` and set attributes on it."""
+
+    def __init__(
+        self, pipeline: Any, response: Any, internal: BaseHTTPResponse, block_size: int, decompress: bool
+    ):
+        self.pipeline, self.response, self.request = pipeline, response, response.request
+        self.block_size = block_size
+        self.content_length = int(internal.headers.get("Content-Length") or 0)
+        self._chunks = chunks(internal, block_size, decompress, response.request)
+
+    def __len__(self) -> int:
+        return self.content_length
+
+    def __iter__(self) -> Chunks:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+
 class RestResponse(HttpResponseImpl):
     """`azure.core.rest.HttpResponse` for an answer urllib3 read."""
 
@@ -95,10 +117,10 @@ class RestResponse(HttpResponseImpl):
         self.read()
 
 
-def _generate(pipeline: Any, response: RestResponse, *, decompress: bool = True, **_: Any) -> Iterator[bytes]:
+def _generate(pipeline: Any, response: RestResponse, *, decompress: bool = True, **_: Any) -> Chunks:
     """azure-core's stream download generator for a RestResponse: called by keyword (iter_bytes,
     iter_raw) and by position (the deprecated stream_download, which storage's downloads use)."""
-    return chunks(response._internal_response, response._block_size, decompress, response.request)
+    return Chunks(pipeline, response, response._internal_response, response._block_size, decompress)
 
 
 class LegacyResponse(LegacyHttpResponse):
@@ -121,5 +143,5 @@ class LegacyResponse(LegacyHttpResponse):
         """The body, read whole by the transport."""
         self._body = body
 
-    def stream_download(self, pipeline: Any, **kwargs: Any) -> Iterator[bytes]:
-        return chunks(self.internal_response, self.block_size, kwargs.get("decompress", True), self.request)
+    def stream_download(self, pipeline: Any, **kwargs: Any) -> Chunks:
+        return Chunks(pipeline, self, self.internal_response, self.block_size, kwargs.get("decompress", True))
