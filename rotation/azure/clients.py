@@ -13,22 +13,22 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-import requests
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
-    ServiceResponseError,
     ServiceResponseTimeoutError,
 )
-from azure.core.pipeline.transport import RequestsTransport
-from urllib3.exceptions import HTTPError, ReadTimeoutError
+from urllib3 import BaseHTTPResponse
+from urllib3.exceptions import ReadTimeoutError
 
 from rotation.azure import budget
+from rotation.azure.answers import read_errors
 from rotation.azure.links import HostGuardPolicy, origin
 from rotation.azure.pacing import Pacer, PacingPolicy
 from rotation.azure.requestid import RandomRequestIdPolicy
-from rotation.azure.session import shared_session
+from rotation.azure.session import Connections
+from rotation.azure.transport import Urllib3Transport
 from rotation.config import MAX_PARALLEL_TARGETS, Settings
 from rotation.model.errors import ResponseTooLarge
 
@@ -85,8 +85,8 @@ def _storage_options() -> dict[str, Any]:
     }
 
 
-class BudgetedTransport(RequestsTransport):
-    """The shared requests transport, with each attempt's timeouts capped to the door's budget.
+class BudgetedTransport(Urllib3Transport):
+    """The shared transport, with each attempt's timeouts capped to the door's budget.
 
     For Key Vault and ARM (`answer_limit` set) also: the run's budget counts (budget.run_budget);
     an answer's body must arrive whole within the read timeout (a socket timeout only bounds each
@@ -113,29 +113,32 @@ class BudgetedTransport(RequestsTransport):
         return self.answer_limit is not None
 
     def send(self, request: Any, **kwargs: Any) -> Any:
-        what = f"{request.method} {_host(request.url)}"
         left = budget.azure_remaining() if self._azure else budget.remaining()
         if left is not None:
-            budget.check(what, azure=self._azure)
+            budget.check(f"{request.method} {_host(request.url)}", azure=self._azure)
             for name, default in (
                 ("connection_timeout", self.connection_config.timeout),
                 ("read_timeout", self.connection_config.read_timeout),
             ):
                 kwargs[name] = min(kwargs.get(name) or default, left)
         if not self._azure or kwargs.get("stream"):
-            return self._send(request, what, **kwargs)
+            return self._send(request, **kwargs)
         whole = kwargs.get("read_timeout") or self.connection_config.read_timeout
         ends = self._clock() + whole
-        response = self._send(request, what, **{**kwargs, "stream": True})
-        body = read_answer(response.internal_response, self.answer_limit or 0, ends, self._clock, what)
-        _keep_body(response, body)
+        response = self._send(request, **{**kwargs, "stream": True})
+        what = f"{request.method} {_host(request.url)}"
+        response.keep(
+            read_answer(response.internal_response, self.answer_limit or 0, ends, self._clock, what)
+        )
         return response
 
-    def _send(self, request: Any, what: str, **kwargs: Any) -> Any:
+    def _send(self, request: Any, **kwargs: Any) -> Any:
         try:
             return super().send(request, **kwargs)
         except AzureError:
-            budget.check(f"{what} answered", azure=self._azure)  # a timeout the budget caused
+            budget.check(
+                f"{request.method} {_host(request.url)} answered", azure=self._azure
+            )  # a timeout the budget caused
             raise
 
     def sleep(self, duration: float) -> None:
@@ -144,11 +147,12 @@ class BudgetedTransport(RequestsTransport):
 
 
 def read_answer(
-    response: requests.Response, limit: int, ends: float, clock: Callable[[], float], what: str
+    response: BaseHTTPResponse, limit: int, ends: float, clock: Callable[[], float], what: str
 ) -> bytes:
     """The body of a streamed answer, read whole by `ends` and no further than `limit` bytes
-    (decoded: a compressed answer counts what it expands to). The connection is closed when the
-    answer is refused, never handed back half read."""
+    (decoded: a compressed answer counts what it expands to). The connection goes back to the
+    pool once the answer is read to its end; it is closed when the answer is refused, never
+    handed back half read."""
     declared = response.headers.get("Content-Length", "")
     try:
         if declared.isdigit() and int(declared) > limit:
@@ -163,31 +167,25 @@ def read_answer(
             if clock() > ends:
                 budget.check(f"{what} answered", azure=True)
                 raise ServiceResponseTimeoutError(f"{what}: the answer did not arrive whole in time")
-        return bytes(body)
     except BaseException:
         response.close()
         raise
+    response.release_conn()
+    return bytes(body)
 
 
-def _read_some(response: requests.Response, what: str) -> bytes:
+def _read_some(response: BaseHTTPResponse, what: str) -> bytes:
     """What has arrived of the body (at least a byte; b"" at its end), with the errors azure-core
     would have raised had it read the body itself, so retry.py classifies them the same."""
     try:
-        return response.raw.read1(65536, decode_content=True)
-    except (ReadTimeoutError, TimeoutError) as exc:
-        budget.check(f"{what} answered", azure=True)
-        raise ServiceResponseTimeoutError(f"{what}: {exc}", error=exc) from exc
-    except (HTTPError, OSError) as exc:  # a connection cut or a broken chunk
-        raise ServiceResponseError(f"{what}: {exc}", error=exc) from exc
-
-
-def _keep_body(response: Any, body: bytes) -> None:
-    """Hand the body read to requests and azure-core as if they had read it themselves."""
-    internal = response.internal_response
-    internal._content, internal._content_consumed = body, True
-    internal.close()  # content consumed: this returns the connection to the pool
-    if hasattr(response, "read"):  # azure.core.rest's response: mark it read, as a non-stream send does
-        response.read()
+        return response.read1(65536, decode_content=True)
+    except Exception as exc:
+        if isinstance(exc, ReadTimeoutError | TimeoutError):
+            budget.check(f"{what} answered", azure=True)
+        mapped = read_errors(what, exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
 
 
 def _host(url: str) -> str:
@@ -210,7 +208,7 @@ class Clients:
         self.settings = settings
         self._credential = credential
         self._storage_hook = storage_request_hook
-        self._session = shared_session(MAX_PARALLEL_TARGETS + 8)  # a connection for every worker thread
+        self._connections = Connections(MAX_PARALLEL_TARGETS + 8)  # a connection for every worker thread
         self._cache: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         self.pacer = Pacer(max_wait=settings.max_retry_after_seconds)
@@ -238,19 +236,16 @@ class Clients:
             tried = re.findall(r"^\s*(\w+Credential):", detail, re.MULTILINE)
             raise CredentialMissing(tried or [type(self.credential).__name__], detail) from exc
 
-    def _transport(self, timeouts: tuple[float, float] = AZURE_TIMEOUTS) -> RequestsTransport:
+    def _transport(self, timeouts: tuple[float, float] = AZURE_TIMEOUTS) -> BudgetedTransport:
         """Storage's, the credential's and the outcome topic's transport: the door's budget."""
         connect, read = timeouts
-        return BudgetedTransport(
-            session=self._session, session_owner=False, connection_timeout=connect, read_timeout=read
-        )
+        return BudgetedTransport(connections=self._connections, connection_timeout=connect, read_timeout=read)
 
-    def _azure_transport(self) -> RequestsTransport:
+    def _azure_transport(self) -> BudgetedTransport:
         """Key Vault's and ARM's: also the run's budget, the answer limit, capped waits."""
         connect, read = AZURE_TIMEOUTS
         return BudgetedTransport(
-            session=self._session,
-            session_owner=False,
+            connections=self._connections,
             connection_timeout=connect,
             read_timeout=read,
             answer_limit=self.settings.max_response_bytes,

@@ -1,26 +1,26 @@
-"""The requests session every SDK client's transport shares, and what it keeps between requests
-so that a request does not work out again what cannot have changed (the environment's proxy and
-CA bundle for an origin; one verifying TLS context per CA bundle)."""
+"""The connections every SDK client's transport shares (transport.py): urllib3 pools kept per
+origin, with what a request would otherwise work out again that cannot have changed (the
+environment's proxy for an origin; one verifying TLS context per CA bundle file).
+
+The environment is read as requests reads it (HTTPS_PROXY/NO_PROXY and their kin,
+REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE), once per origin and the values of those variables. netrc is
+never read: a netrc entry for an Azure host would replace a request's bearer token.
+"""
 
 from __future__ import annotations
 
 import os
 import ssl
 import threading
-import weakref
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
-import requests
-from requests.adapters import DEFAULT_CA_BUNDLE_PATH
-from requests.sessions import merge_setting
+import certifi
+from urllib3 import HTTPConnectionPool, PoolManager, ProxyManager
+from urllib3.util import make_headers
 from urllib3.util.ssl_ import create_urllib3_context
 
-if TYPE_CHECKING:
-    from requests.sessions import _Settings
-
-
-# What requests reads from the environment to choose a proxy and a CA bundle for a URL.
+# What requests read from the environment to choose a proxy and a CA bundle for a URL.
 _ENVIRONMENT = (
     *(
         "HTTP_PROXY",
@@ -34,144 +34,154 @@ _ENVIRONMENT = (
     ),
     *("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "REQUEST_METHOD"),
 )
+_KEPT = 64  # routes and contexts: a handful of origins in practice; never unbounded
+
+Verify = bool | str | None
+Cert = str | tuple[str, str] | None
+# Where a request goes: a pool (the URL's path is sent), or a forwarding proxy's manager (the
+# whole URL is sent: plain http through a proxy).
+Opener = HTTPConnectionPool | ProxyManager
 
 
-class EnvironmentOnceSession(requests.Session):
-    """requests works out each request's proxy and CA bundle from the environment again (urllib
-    walks every variable, twice), and looks for a netrc file on disk: a tenth of a request's CPU
-    in a Functions host's environment. Here requests' own look-ups are off (`trust_env`) and the
-    session reads proxies and the CA bundle itself, as requests would (`from_environment`), kept
-    per origin and the values of the variables it reads. netrc is never read: a netrc entry for
-    an Azure host would replace the request's bearer token with Basic credentials."""
+def proxy_for(url: str) -> str | None:
+    """The proxy requests would choose for `url` from the environment (its own rules: NO_PROXY
+    with hosts, domains, ports and CIDR ranges; the most specific of scheme://host, scheme,
+    all://host, all), or None."""
+    from requests.utils import get_environ_proxies, select_proxy  # once per origin: not at import
+
+    return select_proxy(url, get_environ_proxies(url))
+
+
+def ca_bundle(verify: Verify) -> str | None:
+    """The CA bundle to verify against, as requests chose it: the environment's for `verify`
+    True, the given path, or certifi's; None: no verifying."""
+    if verify is False:
+        return None
+    if verify is True or verify is None:
+        return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    return verify
+
+
+class Contexts:
+    """One SSL context per CA bundle file (and its modification time) and client certificate:
+    urllib3 would load a bundle of 118 CAs into a new context per connection (20 ms of CPU)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.trust_env = False
-        self.from_environment = True  # False: nothing from the environment, as trust_env=False
-        self._settings: dict[tuple[Any, ...], _Settings] = {}
-
-    def merge_environment_settings(
-        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> _Settings:
-        if not self.from_environment:
-            return super().merge_environment_settings(url, proxies, stream, verify, cert)
-        if proxies:  # proxies given for this request: merged with the environment's each time
-            return self._from_environment(url, dict(proxies), stream, verify, cert)
-        scheme, _, rest = str(url).partition("://")
-        key: tuple[Any, ...] = (scheme, rest.split("/", 1)[0], stream, verify, cert, *self.proxies.items())
-        key += tuple(os.environ.get(name) for name in _ENVIRONMENT)
-        settings = self._settings.get(key)
-        if settings is None:
-            settings = self._from_environment(url, {}, stream, verify, cert)
-            if len(self._settings) >= 64:  # a handful of origins in practice; never unbounded
-                self._settings.clear()
-            self._settings[key] = settings
-        fresh = settings.copy()  # the caller's to change
-        fresh["proxies"] = dict(settings["proxies"])
-        return fresh
-
-    def _from_environment(
-        self, url: str, proxies: dict[str, str], stream: Any, verify: Any, cert: Any
-    ) -> _Settings:
-        """requests' merge_environment_settings with trust_env on (requests 2.32-2.34)."""
-        found = requests.sessions.get_environ_proxies(url, no_proxy=proxies.get("no_proxy"))
-        for scheme, proxy in found.items():
-            proxies.setdefault(scheme, proxy)
-        if verify is True or verify is None:
-            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or verify
-        return {
-            "proxies": merge_setting(proxies, self.proxies),
-            "stream": merge_setting(stream, self.stream),
-            "verify": merge_setting(verify, self.verify),
-            "cert": merge_setting(cert, self.cert),
-        }
-
-
-class SharedContextAdapter(requests.adapters.HTTPAdapter):
-    """Every new TLS connection of a pool that verifies against a CA bundle file (certifi's, or
-    `REQUESTS_CA_BUNDLE`'s) gets a new SSL context from urllib3 with the bundle loaded into it:
-    20 ms of CPU for a bundle of 118 CAs. Here the pools share one verifying context per bundle
-    file (and its modification time), made the way urllib3 makes its own. requests still decides
-    whether and against what to verify; urllib3 still sets CERT_REQUIRED and checks the host name.
-
-
-    Per request, requests looks up the pool (parsing the URL and the proxy's, building urllib3's
-    pool key, checking the bundle file exists and is no directory) and sets it up again (the
-    same checks): here the pool is kept per origin, TLS settings and proxies, and a pool already
-    set up for the same settings and bundle file (its modification time: one stat) is not set up
-    again."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._contexts: dict[tuple[str, int], ssl.SSLContext] = {}
+        self._kept: dict[tuple[Any, ...], ssl.SSLContext] = {}
         self._lock = threading.Lock()
-        self._set_up: weakref.WeakKeyDictionary[Any, tuple[Any, ...]] = weakref.WeakKeyDictionary()
-        self._pools: dict[tuple[Any, ...], Any] = {}
 
-    def get_connection_with_tls_context(
-        self,
-        request: requests.PreparedRequest,
-        verify: bool | str | None,
-        proxies: Mapping[str, str] | None = None,
-        cert: str | tuple[str, str] | None = None,
-    ) -> Any:  # urllib3's connection pool
-        scheme, _, rest = str(request.url).partition("://")
-        key = (scheme, rest.split("/", 1)[0], verify, cert, *sorted((proxies or {}).items()))
-        pool = self._pools.get(key)  # the key holds the whole authority, and more
-        if pool is None or pool.pool is None:  # none yet, or closed (the pool manager let it go)
-            pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
-            if len(self._pools) >= 64:  # a handful of origins in practice; never unbounded
-                self._pools.clear()
-            self._pools[key] = pool
-        return pool
+    def context(self, bundle: str | None, cert: Cert) -> ssl.SSLContext:
+        stamp = _stamp(bundle)
+        key = (bundle, stamp, cert)
+        context = self._kept.get(key)
+        if context is None:
+            with self._lock:
+                context = self._kept.get(key) or self._made(bundle, cert)
+                self._kept = {k: v for k, v in self._kept.items() if k[0] != bundle or k[2] != cert}
+                if len(self._kept) >= _KEPT:
+                    self._kept.clear()
+                self._kept[key] = context
+        return context
 
-    def close(self) -> None:
-        """Closes the kept pools too (urllib3's pool manager lets its pools go without closing them)."""
-        pools, self._pools = list(self._pools.values()), {}
-        super().close()
-        for pool in pools:
-            pool.close()
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        stamp = _bundle_stamp(url, verify, cert)
-        if stamp is not None and self._set_up.get(conn) == stamp:
-            return  # set up for these settings and this very bundle file
-        super().cert_verify(conn, url, verify, cert)
-        bundle = getattr(conn, "ca_certs", None)
-        if bundle and conn.cert_reqs == "CERT_REQUIRED" and not getattr(conn, "ca_cert_dir", None):
-            conn.conn_kw["ssl_context"] = self._context(bundle)
-            conn.ca_certs = None  # in the context already: urllib3 would load the file again per connection
-        if stamp is not None:
-            self._set_up[conn] = stamp
-
-    def _context(self, bundle: str) -> ssl.SSLContext:
-        key = (bundle, os.stat(bundle).st_mtime_ns)
-        with self._lock:
-            context = self._contexts.get(key)
-            if context is None:
-                context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    @staticmethod
+    def _made(bundle: str | None, cert: Cert) -> ssl.SSLContext:
+        if bundle is None:  # asked for: no verifying
+            context = create_urllib3_context(cert_reqs=ssl.CERT_NONE)
+        else:
+            context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+            if os.path.isdir(bundle):
+                context.load_verify_locations(capath=bundle)
+            else:
                 context.load_verify_locations(cafile=bundle)
-                self._contexts = {k: v for k, v in self._contexts.items() if k[0] != bundle}
-                self._contexts[key] = context
+        if cert is not None:
+            certfile, keyfile = (cert, None) if isinstance(cert, str) else cert
+            context.load_cert_chain(certfile, keyfile)
         return context
 
 
-def _bundle_stamp(url: str, verify: Any, cert: Any) -> tuple[Any, ...] | None:
-    """What requests' TLS set-up of a pool depends on, the bundle file's modification time
-    included; None when there is no bundle to check (no https, no verifying, no file)."""
-    if not verify or url[:6].lower() != "https:":
+def _stamp(bundle: str | None) -> int | None:
+    if bundle is None:
         return None
     try:
-        changed = os.stat(verify if isinstance(verify, str) else DEFAULT_CA_BUNDLE_PATH).st_mtime_ns
-    except OSError:
-        return None  # requests' own check raises its error
-    return (verify, cert, changed)
+        return os.stat(bundle).st_mtime_ns
+    except OSError as exc:  # chosen before any connection is made, as requests did
+        raise OSError(f"Could not find a suitable TLS CA certificate bundle, invalid path: {bundle}") from exc
 
 
-def shared_session(pool_size: int) -> requests.Session:
-    """The one session every client's transport shares: `pool_size` connections a host."""
-    session = EnvironmentOnceSession()
-    adapter = SharedContextAdapter(pool_connections=16, pool_maxsize=pool_size)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
+class Connections:
+    """urllib3 pools, `pool_size` connections each (block=False: a burst past it opens
+    connections that are not kept), looked up per origin, TLS settings and the environment's
+    values. Safe to share between threads."""
+
+    def __init__(self, pool_size: int) -> None:
+        self.pool_size = pool_size
+        self.contexts = Contexts()
+        self._routes: dict[tuple[Any, ...], tuple[Opener, bool]] = {}
+        self._managers: dict[tuple[Any, ...], PoolManager] = {}
+        self._lock = threading.Lock()
+
+    def route(self, scheme: str, authority: str, verify: Verify, cert: Cert) -> tuple[Opener, bool]:
+        """Where a request to scheme://authority goes, and whether it sends the whole URL. The
+        CA bundle's modification time is checked (one stat): a replaced bundle is loaded again."""
+        bundle = ca_bundle(verify) if scheme == "https" else None
+        key = (scheme, authority, bundle, _stamp(bundle), cert, *map(os.environ.get, _ENVIRONMENT))
+        found = self._routes.get(key)
+        if found is not None and (isinstance(found[0], ProxyManager) or found[0].pool is not None):
+            return found  # (a pool closed meanwhile is made again)
+        with self._lock:
+            found = self._new_route(scheme, authority, bundle, cert)
+            if len(self._routes) >= _KEPT:
+                self._forget_routes()
+            self._routes[key] = found
+        return found
+
+    def _new_route(self, scheme: str, authority: str, bundle: str | None, cert: Cert) -> tuple[Opener, bool]:
+        url = f"{scheme}://{authority}/"
+        parts = urlsplit(url)
+        proxy = proxy_for(url)
+        tls = {"ssl_context": self.contexts.context(bundle, cert)} if scheme == "https" else {}
+        manager = self._manager(proxy, tls)
+        if isinstance(manager, ProxyManager) and scheme == "http":
+            return manager, True  # forwarded: the proxy gets the whole URL
+        pool = manager.connection_from_host(parts.hostname, parts.port, scheme)
+        return pool, False
+
+    def _manager(self, proxy: str | None, tls: dict[str, Any]) -> PoolManager:
+        key = (proxy, *tls.values())
+        manager = self._managers.get(key)
+        if manager is None:
+            kw: dict[str, Any] = {"maxsize": self.pool_size, "block": False, **tls}
+            if proxy is None:
+                manager = PoolManager(num_pools=16, **kw)
+            else:
+                manager = ProxyManager(proxy, num_pools=16, proxy_headers=_proxy_auth(proxy), **kw)
+            if len(self._managers) >= _KEPT:
+                self._close_managers()
+            self._managers[key] = manager
+        return manager
+
+    def _forget_routes(self) -> None:
+        """Routes forgotten, their pools closed (urllib3's managers let pools go unclosed): a
+        connection in use is closed when it is done, not pooled again."""
+        routes, self._routes = list(self._routes.values()), {}
+        for opener, _ in routes:
+            if isinstance(opener, HTTPConnectionPool):
+                opener.close()
+
+    def _close_managers(self) -> None:
+        managers, self._managers = list(self._managers.values()), {}
+        for manager in managers:
+            manager.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            self._forget_routes()
+            self._close_managers()
+
+
+def _proxy_auth(proxy: str) -> dict[str, str]:
+    """Proxy-Authorization for a proxy URL with credentials in it, as requests sent it."""
+    parts = urlsplit(proxy)
+    if not parts.username:
+        return {}
+    return make_headers(proxy_basic_auth=f"{unquote(parts.username)}:{unquote(parts.password or '')}")

@@ -1,16 +1,22 @@
-"""The shared requests session reads proxy and CA-bundle settings from the environment once per
-origin, and gives the same answers as requests does (rotation/azure/session.py)."""
+"""The shared connections read proxy and CA-bundle settings from the environment once per origin,
+and give the same answers as requests does (rotation/azure/session.py)."""
 
 from __future__ import annotations
 
+import json
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import requests.sessions
+import requests.utils
+from azure.core.exceptions import ServiceRequestError
+from azure.core.rest import HttpRequest
 
-from rotation.azure.session import EnvironmentOnceSession
+from rotation.azure.session import ca_bundle, proxy_for
+from rotation.azure.transport import Urllib3Transport
+from tests.unit.http_server import serve
 
 URLS = [
     "https://management.azure.com/subscriptions/s/providers/x?api-version=1",
@@ -20,53 +26,58 @@ URLS = [
 
 
 @pytest.fixture
-def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> pytest.MonkeyPatch:
+def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     bundle = tmp_path / "ca.pem"
     bundle.write_text("")
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("https_proxy", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
     return monkeypatch
 
 
-def settings(session: requests.Session, url: str) -> dict[str, Any]:
-    return dict(session.merge_environment_settings(url, {}, None, None, None))
+def theirs(url: str) -> tuple[str | None, Any]:
+    """What requests would have used for `url`: its proxy and what it verifies against."""
+    chosen = requests.Session().merge_environment_settings(url, {}, None, None, None)
+    return requests.utils.select_proxy(url, chosen["proxies"]), chosen["verify"]
 
 
 def test_the_same_answers_as_requests(environment: pytest.MonkeyPatch) -> None:
-    ours, theirs = EnvironmentOnceSession(), requests.Session()
-    for url in URLS * 2:
-        assert settings(ours, url) == settings(theirs, url)
-    assert settings(ours, URLS[0])["proxies"]["https"] == "http://127.0.0.1:3128"
-    assert settings(ours, URLS[2])["proxies"] == {}  # NO_PROXY covers loopback
+    for url in URLS:
+        assert (proxy_for(url), ca_bundle(True)) == theirs(url)
+    assert proxy_for(URLS[0]) == "http://127.0.0.1:3128"
+    assert proxy_for(URLS[2]) is None  # NO_PROXY covers loopback
     environment.setenv("HTTPS_PROXY", "http://127.0.0.1:8080")  # a changed variable is seen
-    assert settings(ours, URLS[0]) == settings(theirs, URLS[0])
-    assert settings(ours, URLS[0])["proxies"]["https"] == "http://127.0.0.1:8080"
-    given = {"https": "http://10.0.0.1:3128"}  # a request's own proxies win, as in requests
-    mine = ours.merge_environment_settings(URLS[0], dict(given), None, None, None)
-    assert mine == theirs.merge_environment_settings(URLS[0], dict(given), None, None, None)
-    assert mine["proxies"]["https"] == given["https"]
+    assert proxy_for(URLS[0]) == theirs(URLS[0])[0] == "http://127.0.0.1:8080"
+    environment.delenv("REQUESTS_CA_BUNDLE")
+    assert ca_bundle(True) == theirs(URLS[0])[1]  # certifi's, as requests'
+    assert ca_bundle(False) is None and ca_bundle("/etc/ca.pem") == "/etc/ca.pem"
 
 
 def test_the_environment_is_read_once_per_origin(
     environment: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     read: list[str] = []
-    real = requests.sessions.get_environ_proxies
+    real = requests.utils.get_environ_proxies
 
     def counted(url: str, no_proxy: Any = None) -> Any:
         read.append(url)
         return real(url, no_proxy=no_proxy)
 
-    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counted)
-    session = EnvironmentOnceSession()
-    for _ in range(50):
-        for url in URLS:
-            settings(session, url)
-    assert len(read) == len(URLS)
-    changed = settings(session, URLS[0])
-    changed["proxies"]["https"] = "changed by a caller"  # a caller's copy, not the kept one
-    assert settings(session, URLS[0])["proxies"]["https"] == "http://127.0.0.1:3128"
+    monkeypatch.setattr(requests.utils, "get_environ_proxies", counted)
+    environment.delenv("REQUESTS_CA_BUNDLE")  # certifi's: the https origins get a real context
+    with serve() as (port, _):
+        transport = Urllib3Transport()
+        local = f"http://127.0.0.1:{port}/plain"
+        for _ in range(50):
+            assert transport.send(HttpRequest("GET", local)).text() == "ok"
+            for url in URLS[:2]:
+                transport.connections.route("https", url.split("/")[2], True, None)
+        assert len(read) == 3
+        environment.setenv("NO_PROXY", "127.0.0.1,localhost,::1")  # changed: read again
+        assert transport.send(HttpRequest("GET", local)).text() == "ok"
+    assert len(read) == 4
 
 
 def closed_port() -> int:
@@ -77,29 +88,41 @@ def closed_port() -> int:
 
 def test_a_request_goes_through_the_environments_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{closed_port()}")
-    with pytest.raises(requests.exceptions.ProxyError):
-        EnvironmentOnceSession().get("https://management.azure.com/subscriptions", timeout=5)
+    monkeypatch.delenv("https_proxy", raising=False)
+    with pytest.raises(ServiceRequestError, match="proxy"):
+        Urllib3Transport().send(HttpRequest("GET", "https://management.azure.com/subscriptions"))
+
+
+def test_a_plain_http_request_is_forwarded_by_the_proxy_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain http through a proxy: the proxy gets the whole URL (the local server echoes it)."""
+    with serve() as (port, seen):
+        monkeypatch.setenv("HTTP_PROXY", f"http://someone:s%40cret@127.0.0.1:{port}")
+        monkeypatch.delenv("http_proxy", raising=False)
+        monkeypatch.setenv("NO_PROXY", "")
+        answer = Urllib3Transport().send(HttpRequest("GET", "http://storage.example/echo?x=1"))
+    headers = {name.lower(): value for name, value in answer.json()["headers"].items()}
+    assert seen.paths == ["http://storage.example/echo?x=1"]
+    assert headers["proxy-authorization"] == "Basic c29tZW9uZTpzQGNyZXQ="  # someone:s@cret
 
 
 def test_a_request_verifies_against_the_environments_ca_bundle(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.delenv("HTTPS_PROXY", raising=False)
-    monkeypatch.delenv("https_proxy", raising=False)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
     with pytest.raises(OSError, match=r"missing\.pem"):  # chosen before any connection is made
-        EnvironmentOnceSession().get(f"https://127.0.0.1:{closed_port()}/", timeout=5)
+        Urllib3Transport().send(HttpRequest("GET", f"https://127.0.0.1:{closed_port()}/"))
 
 
 def test_a_netrc_entry_never_replaces_the_requests_own_authorization(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     netrc = tmp_path / "netrc"
-    netrc.write_text("machine management.azure.com login someone password secret\n")
+    netrc.write_text("machine 127.0.0.1 login someone password secret\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    request = requests.Request(
-        "GET", "https://management.azure.com/subscriptions", headers={"Authorization": "Bearer t"}
-    )
-    assert requests.Session().prepare_request(request).headers["Authorization"].startswith("Basic")
-    assert EnvironmentOnceSession().prepare_request(request).headers["Authorization"] == "Bearer t"
+    with serve() as (port, _):
+        request = HttpRequest("GET", f"http://127.0.0.1:{port}/echo", headers={"Authorization": "Bearer t"})
+        echoed = json.loads(Urllib3Transport().send(request).text())
+        bare = json.loads(Urllib3Transport().send(HttpRequest("GET", f"http://127.0.0.1:{port}/echo")).text())
+    assert echoed["headers"]["Authorization"] == "Bearer t"
+    assert "Authorization" not in bare["headers"]  # nor added where there was none

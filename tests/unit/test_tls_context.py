@@ -1,55 +1,28 @@
-"""The shared session's adapter verifies TLS against a CA bundle with one SSL context per bundle
-file, still refusing an unknown CA or the wrong host name (rotation/azure/session.py)."""
+"""The shared connections verify TLS against a CA bundle with one SSL context per bundle file,
+still refusing an unknown CA or the wrong host name (rotation/azure/session.py)."""
 
 from __future__ import annotations
 
 import os
-import ssl
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import trustme
+from azure.core.exceptions import ServiceRequestError
+from azure.core.rest import HttpRequest
+from urllib3 import HTTPConnectionPool
 
-from rotation.azure.session import SharedContextAdapter
-
-
-class Slow(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: connections go back to the pool
-    # Requests answer in pairs when set: two are in flight at once, so the pool must open
-    # a second connection (a meeting, not a guess at how long a sleep makes them overlap).
-    pairs: threading.Barrier | None = None
-
-    def do_GET(self) -> None:
-        if self.pairs is not None:
-            self.pairs.wait()
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *_: Any) -> None:
-        pass
+from rotation.azure.transport import Urllib3Transport
+from tests.unit.http_server import serve
 
 
-@contextmanager
-def serve(ca: trustme.CA, hostname: str) -> Iterator[int]:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(hostname).configure_cert(context)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -58,66 +31,65 @@ def ca() -> trustme.CA:
 
 
 @pytest.fixture
-def bundle(ca: trustme.CA, tmp_path: Path) -> str:
+def bundle(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     path = tmp_path / "bundle.pem"
     ca.cert_pem.write_to_path(str(path))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(path))  # as .env.emulator sets it
     return str(path)
 
 
-def session(bundle: str) -> tuple[requests.Session, SharedContextAdapter]:
-    s = requests.Session()
-    s.trust_env = False  # no proxy from the environment: straight to the local server
-    s.verify = bundle
-    adapter = SharedContextAdapter(pool_maxsize=8)
-    s.mount("https://", adapter)
-    return s, adapter
+def get(transport: Urllib3Transport, url: str, **kwargs: Any) -> str:
+    return transport.send(HttpRequest("GET", url), **kwargs).text()
 
 
-def test_connections_share_one_verifying_context(
-    ca: trustme.CA, bundle: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    s, adapter = session(bundle)
-    monkeypatch.setattr(Slow, "pairs", threading.Barrier(2, timeout=10))
-    with serve(ca, "localhost") as port, ThreadPoolExecutor(max_workers=4) as pool:
-        url = f"https://localhost:{port}/"
-        answers = list(pool.map(lambda _: s.get(url).text, range(8)))
+def pool(transport: Urllib3Transport, port: int) -> HTTPConnectionPool:
+    opener, _ = transport.connections.route("https", f"localhost:{port}", True, None)
+    assert isinstance(opener, HTTPConnectionPool)
+    return opener
+
+
+def test_connections_share_one_verifying_context(ca: trustme.CA, bundle: str) -> None:
+    transport = Urllib3Transport(pool_size=8)
+    with serve(ca) as (port, seen), ThreadPoolExecutor(max_workers=4) as workers:
+        seen.pairs = threading.Barrier(2, timeout=10)
+        answers = list(workers.map(lambda _: get(transport, f"https://localhost:{port}/pairs"), range(8)))
+        idle = [conn for conn in pool(transport, port).pool.queue if conn is not None and conn.sock]  # type: ignore[union-attr]
     assert answers == ["ok"] * 8
-    [key] = adapter.poolmanager.pools.keys()
-    idle = [conn for conn in adapter.poolmanager.pools[key].pool.queue if conn is not None and conn.sock]
     assert len(idle) > 1  # several connections...
     assert len({id(conn.sock.context) for conn in idle}) == 1  # ...one context (urllib3 makes one each)
 
 
-def test_an_unknown_ca_is_refused(ca: trustme.CA, tmp_path: Path) -> None:
+def test_an_unknown_ca_is_refused(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     other = tmp_path / "other.pem"
     trustme.CA().cert_pem.write_to_path(str(other))
-    s, _ = session(str(other))
-    with serve(ca, "localhost") as port, pytest.raises(requests.exceptions.SSLError):
-        s.get(f"https://localhost:{port}/")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(other))
+    with serve(ca) as (port, _), pytest.raises(ServiceRequestError, match="CERTIFICATE_VERIFY_FAILED"):
+        get(Urllib3Transport(), f"https://localhost:{port}/")
 
 
 def test_the_wrong_host_name_is_refused(ca: trustme.CA, bundle: str) -> None:
-    s, _ = session(bundle)
-    with serve(ca, "wrong.example") as port, pytest.raises(requests.exceptions.SSLError):
-        s.get(f"https://localhost:{port}/")
+    with serve(ca, "wrong.example") as (port, _), pytest.raises(ServiceRequestError, match="localhost"):
+        get(Urllib3Transport(), f"https://localhost:{port}/")
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # asked for
 def test_verify_off_is_still_off(ca: trustme.CA, bundle: str) -> None:
-    s, _ = session(bundle)
-    with serve(ca, "wrong.example") as port:
-        assert s.get(f"https://localhost:{port}/", verify=False).text == "ok"
+    with serve(ca, "wrong.example") as (port, _):
+        assert get(Urllib3Transport(connection_verify=False), f"https://localhost:{port}/") == "ok"
+        assert get(Urllib3Transport(), f"https://localhost:{port}/", connection_verify=False) == "ok"
+        with pytest.raises(ServiceRequestError):  # per call: the next one verifies again
+            get(Urllib3Transport(), f"https://localhost:{port}/")
 
 
-def test_a_pool_set_up_once_checks_its_bundle_file_once_a_request(
+def test_a_kept_route_checks_its_bundle_file_once_a_request(
     ca: trustme.CA, bundle: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """requests checked the bundle's existence and kind twice a request (four file-system calls);
-    a pool already set up for the same settings and the same file needs one stat of it."""
-    s, _ = session(bundle)
-    with serve(ca, "localhost") as port:
+    a route already set up for the same settings and the same file needs one stat of it."""
+    transport = Urllib3Transport()
+    with serve(ca) as (port, _):
         url = f"https://localhost:{port}/"
-        assert s.get(url).text == "ok"  # the pool is set up
+        assert get(transport, url) == "ok"  # the route is set up
         looked: list[str] = []
         real_stat = os.stat
 
@@ -126,51 +98,35 @@ def test_a_pool_set_up_once_checks_its_bundle_file_once_a_request(
             return real_stat(path, *args, **kwargs)
 
         monkeypatch.setattr(os, "stat", stat)  # os.path.exists and isdir stat too
-        answers = [s.get(url).text for _ in range(10)]
+        answers = [get(transport, url) for _ in range(10)]
         monkeypatch.setattr(os, "stat", real_stat)
     assert answers == ["ok"] * 10
     assert looked.count(bundle) == 10
 
 
 def test_a_replaced_bundle_sets_the_pool_up_again(ca: trustme.CA, bundle: str) -> None:
-    s, adapter = session(bundle)
-
-    def context() -> Any:
-        [key] = adapter.poolmanager.pools.keys()
-        return adapter.poolmanager.pools[key].conn_kw["ssl_context"]
-
-    with serve(ca, "localhost") as port:
+    transport = Urllib3Transport()
+    with serve(ca) as (port, seen):
         url = f"https://localhost:{port}/"
-        assert s.get(url).text == "ok"
-        first = context()
+        assert get(transport, url) == "ok"
+        first = pool(transport, port)
         later = os.stat(bundle).st_mtime_ns + 1_000_000_000
         os.utime(bundle, ns=(later, later))  # the same CAs, written again
-        assert s.get(url).text == "ok"
-    assert context() is not first  # loaded from the new file
+        assert get(transport, url) == "ok"
+        assert pool(transport, port).conn_kw["ssl_context"] is not first.conn_kw["ssl_context"]
+    assert seen.connections == 2  # loaded from the new file, connected with it
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # asked for
-def test_the_pool_is_looked_up_once_per_origin_and_again_after_close(
-    ca: trustme.CA, bundle: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    s, adapter = session(bundle)
-    manager = adapter.poolmanager
-    looked: list[str] = []
-    real = manager.connection_from_host
-
-    def counted(host: str | None, *args: Any, **kwargs: Any) -> Any:
-        looked.append(str(host))
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(manager, "connection_from_host", counted)
-    with serve(ca, "localhost") as port:
+def test_the_pool_is_set_up_once_per_origin_and_again_after_close(ca: trustme.CA, bundle: str) -> None:
+    transport = Urllib3Transport()
+    with serve(ca) as (port, seen):
         url = f"https://localhost:{port}/"
-        assert [s.get(url).text for _ in range(10)] == ["ok"] * 10
-        assert looked == ["localhost"]
-        [key] = manager.pools.keys()
-        first = manager.pools[key]
-        s.close()  # the session's pools closed; it still answers, with new ones
+        assert [get(transport, url) for _ in range(10)] == ["ok"] * 10
+        first = pool(transport, port)
+        assert seen.connections == 1
+        transport.close()  # its pools closed; it still answers, with new ones
         assert first.pool is None
-        assert s.get(url).text == "ok"
-        assert s.get(f"https://127.0.0.1:{port}/", verify=False).text == "ok"  # another origin
-    assert looked == ["localhost", "localhost", "127.0.0.1"]
+        assert get(transport, url) == "ok" and pool(transport, port) is not first
+        assert get(transport, f"https://127.0.0.1:{port}/", connection_verify=False) == "ok"  # another origin
+    assert seen.connections == 3

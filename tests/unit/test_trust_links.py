@@ -7,7 +7,6 @@ import io
 import time
 
 import pytest
-import requests
 from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.exceptions import HttpResponseError, ServiceResponseError, ServiceResponseTimeoutError
 from azure.core.pipeline import PipelineRequest
@@ -168,7 +167,7 @@ def test_retry_caps_a_huge_retry_after_and_stops_before_the_budget_ends() -> Non
 # -- reading an answer -------------------------------------------------------------------------
 
 
-def answer(body: bytes, *, declared: bool = True, drip: Clock | None = None) -> requests.Response:
+def answer(body: bytes, *, declared: bool = True, drip: Clock | None = None) -> HTTPResponse:
     class Dripping(io.BytesIO):
         def read1(self, size: int | None = -1) -> bytes:  # a byte per read, a second apart
             if drip is not None:
@@ -177,11 +176,8 @@ def answer(body: bytes, *, declared: bool = True, drip: Clock | None = None) -> 
 
         read = read1
 
-    response = requests.Response()
     headers = {"Content-Length": str(len(body))} if declared else {}
-    response.headers.update(headers)
-    response.raw = HTTPResponse(Dripping(body), headers=headers, preload_content=False)
-    return response
+    return HTTPResponse(Dripping(body), headers=headers, preload_content=False)
 
 
 def test_an_answer_is_read_whole_within_the_limit() -> None:
@@ -195,7 +191,7 @@ def test_an_answer_over_the_limit_is_refused_without_reading_past_it(declared: b
     with pytest.raises(ResponseTooLarge) as raised:
         read_answer(response, 64 * 1024, 200.0, Clock(), "GET arm")
     assert raised.value.code == "ResponseTooLarge"
-    assert response.raw.closed  # the connection is not handed back half read
+    assert response.closed  # the connection is not handed back half read
 
 
 def test_a_connection_cut_mid_answer_is_the_error_azure_core_would_raise() -> None:
@@ -205,8 +201,7 @@ def test_a_connection_cut_mid_answer_is_the_error_azure_core_would_raise() -> No
 
         read = read1
 
-    response = requests.Response()
-    response.raw = HTTPResponse(Cut(b""), headers={}, preload_content=False)
+    response = HTTPResponse(Cut(b""), headers={}, preload_content=False)
     with pytest.raises(ServiceResponseError):  # transient, as before: retry.py retries it
         read_answer(response, 1024, 200.0, Clock(), "GET arm")
 
