@@ -111,6 +111,10 @@ class EmulatorApp:
         self.faults = FaultBook()
         self.calls = CallLog()
         self.throttle = ArmThrottle()
+        # Each scenario load (a test's reset) starts a generation; a call held by a latency fault
+        # across one is dropped, so a write an earlier test left held never lands on the next
+        # test's world (a resource of the same name there).
+        self.generation = 0
         self.keyvault = KeyVaultService(self.world, self.tokens, self.settings)
         self.arm = ArmService(self.world, self.tokens, self.throttle, self.settings)
         Registries(self.arm)
@@ -154,6 +158,7 @@ class EmulatorApp:
         """Replace the world with a scenario. Every load re-baselines the key events: a version
         already inside the near-expiry window when it loads fires nothing until the clock moves."""
         scenario.load(self.world, body)
+        self.generation += 1
         self.arm.operations.clear()
         self.activity.clear()
         self.key_events.baseline()
@@ -193,9 +198,12 @@ class EmulatorApp:
 
     def _serve_service(self, request: Request, service: str) -> Response:
         host = "identity" if service == "identity" else request.host
+        generation = self.generation
         effect = self.faults.take(request.method, host, request.path)
         if effect.latency_s:
             time.sleep(effect.latency_s)
+        if generation != self.generation:  # a scenario load replaced the world it was sent to
+            return Response(0, drop=True)  # unrecorded: the call log now belongs to the next test
         authorized = "authorization" in request.headers
         if effect.drop:
             self.calls.record(request.method, host, request.path, 0, dropped=True, authorized=authorized)
