@@ -248,8 +248,8 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
     from rotation.model.request import new_request
 
     stack.set(ROTATION_CONCURRENCY="2")
-    # Names of its own: a write an earlier test's child left held in the emulator (6 s latency)
-    # can land after the reset, on a registry of the same name (seen under xdist's ordering).
+    # Names of its own, kept though the emulator now drops a write an earlier test's child left
+    # held across the reset (it once landed here on a registry of the same name).
     targets = estate(stack, 8, prefix="sig")
     stack.admin.add_fault(method="PATCH", host=ARM, latencyMs=500)
     request = new_request(parse_key_id(KEY), "http", "pytest")
