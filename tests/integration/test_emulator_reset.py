@@ -5,7 +5,9 @@ ready (docs/scenario.md, "Faults across a scenario load")."""
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -36,12 +38,19 @@ def wait_until_held(stack: Any, fault: int) -> None:
         time.sleep(0.02)  # the emulator is a real process; the SDK's request reaches it on its own
 
 
-def test_a_write_held_across_a_reset_does_not_land_on_the_next_world(stack: Any) -> None:
+@contextmanager
+def a_held_write(stack: Any) -> Iterator[Future[Any]]:
+    """The registry's write under way, held by a minute's latency fault."""
     stack.load(WORLD)
     fault = stack.admin.add_fault(method="PATCH", pathRegex="/registries/reg1$", latencyMs=60_000, count=1)
     with ThreadPoolExecutor(1) as pool:
         write = pool.submit(held_write)
         wait_until_held(stack, fault)
+        yield write
+
+
+def test_a_write_held_across_a_reset_does_not_land_on_the_next_world(stack: Any) -> None:
+    with a_held_write(stack) as write:
         stack.admin.reset(WORLD)  # the next test's world: a registry of the same name
         with pytest.raises((ServiceRequestError, ServiceResponseError)):
             write.result(timeout=30)  # closed unanswered at the reset, not a minute later
@@ -51,11 +60,7 @@ def test_a_write_held_across_a_reset_does_not_land_on_the_next_world(stack: Any)
 
 
 def test_a_released_hold_lands_at_once(stack: Any) -> None:
-    stack.load(WORLD)
-    fault = stack.admin.add_fault(method="PATCH", pathRegex="/registries/reg1$", latencyMs=60_000, count=1)
-    with ThreadPoolExecutor(1) as pool:
-        write = pool.submit(held_write)
-        wait_until_held(stack, fault)
+    with a_held_write(stack) as write:
         assert stack.admin.release_holds() == 1
         write.result(timeout=30)  # answered at the release, not a minute later
     (reg,) = stack.admin.state()["registries"]
