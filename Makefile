@@ -17,8 +17,9 @@ STAMP312 := $(VENV312)/.installed
 .PHONY: install chromium test unit unit-3.12 lint demo az bench bench-10k bench-shards infra-check serve clean
 
 # the three downloads (PyPI, npm, apt) at once: each waits on the network more than on a core
+# (inside `make test`'s parallel step, the slots of its jobserver)
 install:
-	@$(MAKE) --no-print-directory -j 3 $(STAMP) $(AZURITE) chromium
+	@$(MAKE) --no-print-directory $(if $(findstring jobserver,$(MAKEFLAGS)),,-j 3) $(STAMP) $(AZURITE) chromium
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@# one line per step: a fresh machine spends under a minute here (README, "Tests")
@@ -51,7 +52,10 @@ lint: install
 	$(VENV)/bin/ruff format --check rotation emulator devstack tests bench tools function_app.py
 	$(VENV)/bin/mypy
 
-test: install lint infra-check
+# lint (mypy: one core) and infra-check (checkov: one core, or the network while it installs)
+# side by side, each one's output shown whole when it ends; then pytest on every core
+test: install
+	@$(MAKE) --no-print-directory -j 2 --output-sync=target lint infra-check
 	$(VENV)/bin/pytest -q -n $(WORKERS) --maxprocesses 4 --dist loadgroup
 
 unit: install
@@ -67,9 +71,10 @@ $(STAMP312): requirements.txt requirements-dev.txt constraints.txt | $(STAMP)
 	@$(VENV312)/bin/python -m pip check > $(VENV312)/pip.log 2>&1 || { cat $(VENV312)/pip.log; exit 1; }
 	@touch $(STAMP312)
 
-# the unit tests on the Python the deployed app runs on (about 30 s)
+# the unit tests on the Python the deployed app runs on, in two workers (pytest-xdist comes with
+# requirements-dev.txt): no stack to start, so one per core pays off at once
 unit-3.12: $(STAMP312)
-	$(VENV312)/bin/python -m pytest -q -p no:cacheprovider tests/unit
+	$(VENV312)/bin/python -m pytest -q -p no:cacheprovider -n 2 tests/unit
 
 infra-check:
 	@bash infra/check.sh

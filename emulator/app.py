@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,7 +22,7 @@ from .deadletter import blob_writer
 from .delivery import EventGridDelivery, subscription_from_spec
 from .disk_encryption_sets import DiskEncryptionSets
 from .eventgrid import EVENTGRID_SUFFIX, EventGridTopics
-from .faults import ArmThrottle, CallLog, FaultBook, FaultEffect
+from .faults import ArmThrottle, CallLog, FaultBook, FaultEffect, Holds
 from .flexible_servers import MySqlFlexibleServers, PostgresFlexibleServers
 from .hdinsight import HDInsightClusters
 from .http import Request, Response, Router
@@ -111,6 +110,11 @@ class EmulatorApp:
         self.faults = FaultBook()
         self.calls = CallLog()
         self.throttle = ArmThrottle()
+        # Each scenario load (a test's reset) starts a generation; a call held by a latency fault
+        # across one is dropped, so a write an earlier test left held never lands on the next
+        # test's world (a resource of the same name there).
+        self.generation = 0
+        self.holds = Holds()
         self.keyvault = KeyVaultService(self.world, self.tokens, self.settings)
         self.arm = ArmService(self.world, self.tokens, self.throttle, self.settings)
         Registries(self.arm)
@@ -154,6 +158,8 @@ class EmulatorApp:
         """Replace the world with a scenario. Every load re-baselines the key events: a version
         already inside the near-expiry window when it loads fires nothing until the clock moves."""
         scenario.load(self.world, body)
+        self.generation += 1
+        self.holds.release()  # the calls held for the old world are dropped now, not later
         self.arm.operations.clear()
         self.activity.clear()
         self.key_events.baseline()
@@ -193,9 +199,12 @@ class EmulatorApp:
 
     def _serve_service(self, request: Request, service: str) -> Response:
         host = "identity" if service == "identity" else request.host
+        generation = self.generation
         effect = self.faults.take(request.method, host, request.path)
         if effect.latency_s:
-            time.sleep(effect.latency_s)
+            self.holds.wait(effect.latency_s)
+        if generation != self.generation:  # a scenario load replaced the world it was sent to
+            return Response(0, drop=True)  # unrecorded: the call log now belongs to the next test
         authorized = "authorization" in request.headers
         if effect.drop:
             self.calls.record(request.method, host, request.path, 0, dropped=True, authorized=authorized)
@@ -246,6 +255,7 @@ class EmulatorApp:
         add("GET", r"/faults", lambda r: Response.json(200, {"faults": self.faults.list()}))
         add("POST", r"/faults", self._post_fault)
         add("DELETE", r"/faults", _then_204(self.faults.clear))
+        add("POST", r"/faults/release", lambda r: Response.json(200, {"released": self.holds.release()}))
         add("POST", r"/throttling", self._post_throttling)
         add(
             "GET",

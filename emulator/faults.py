@@ -191,6 +191,34 @@ class FaultBook:
         return effect
 
 
+class Holds:
+    """The waits latency faults impose on calls. A release ends every wait under way at once, so
+    a test can hold a call for as long as it needs (a long `latencyMs`) and let it go when ready."""
+
+    def __init__(self) -> None:
+        self._released = threading.Event()
+        self._waiting = 0
+        self._lock = threading.Lock()
+
+    def wait(self, seconds: float) -> None:
+        with self._lock:
+            released = self._released
+            self._waiting += 1
+        try:
+            released.wait(seconds)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    def release(self) -> int:
+        """End the waits under way (later ones wait anew); how many there were."""
+        with self._lock:
+            released, self._released = self._released, threading.Event()
+            waiting = self._waiting
+        released.set()
+        return waiting
+
+
 class CallLog:
     def __init__(self) -> None:
         self._calls: list[dict[str, Any]] = []

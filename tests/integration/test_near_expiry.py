@@ -171,7 +171,6 @@ def test_crash_after_creating_the_version_converges_without_a_second_one(stack) 
     wait_for_held_writes(stack, held, child)
     child.send_signal(signal.SIGKILL)  # the run dies mid-propagation, holding the lease
     child.wait()
-    arrived = held_writes(stack, held)
     stack.admin.clear_faults()  # the writes already held stay held, then are dropped
     assert len(versions(stack)) == 2 and consumer_versions(stack) == {V1}
     holder = stack.service().ledger.holder(parse_key_id(KEY))
@@ -183,7 +182,7 @@ def test_crash_after_creating_the_version_converges_without_a_second_one(stack) 
     assert consumer_versions(stack) == {versions(stack)[-1]["version"]}
     kinds = [r["kind"] for r in records(stack)]
     assert "lease-waited" in kinds and "lease-taken-over" in kinds and "version-exists" in kinds
-    wait_for_dropped_writes(stack, arrived)  # none is left to land in the next test's call log
+    # a write still held when the next test resets is dropped there unrecorded (docs/scenario.md)
 
 
 def held_writes(stack, fault_id: int) -> int:
@@ -197,13 +196,6 @@ def wait_for_held_writes(stack, fault_id: int, child: subprocess.Popen[bytes]) -
     while not held_writes(stack, fault_id):
         assert time.monotonic() < deadline and child.poll() is None, "the child never wrote"
         time.sleep(0.05)  # the child is a real process: poll what it has done so far
-
-
-def wait_for_dropped_writes(stack, count: int) -> None:
-    deadline = time.monotonic() + 30
-    while sum(1 for c in stack.admin.calls()["calls"] if c["method"] == "PATCH" and c.get("dropped")) < count:
-        assert time.monotonic() < deadline, "a held write never ended"
-        time.sleep(0.1)  # the emulator's own thread ends the held write on the wall clock
 
 
 def test_expired_lease_is_taken_over(stack) -> None:

@@ -139,16 +139,17 @@ def test_the_emulator_refuses_a_put_with_a_stale_etag(stack) -> None:
 
 def test_a_change_made_between_the_read_and_the_put_is_kept_and_the_key_still_moves(stack) -> None:
     stack.load(estate())
-    # The product's PUT waits 8 s in the emulator; meanwhile the factory's owner changes its tags
-    # (through the upper-case id, which the fault does not match: ARM ids ignore case).
-    stack.admin.add_fault(method="PUT", pathRegex="factories/adf-pinned$", latencyMs=8000, count=1)
+    # The product's PUT is held in the emulator until released; meanwhile the factory's owner
+    # changes its tags (through the upper-case id, which the fault does not match: ARM ids ignore
+    # case).
+    held = stack.admin.add_fault(method="PUT", pathRegex="factories/adf-pinned$", latencyMs=60_000, count=1)
     results: list[RunResult] = []
     rotation = threading.Thread(target=lambda: results.append(run(stack)))
     rotation.start()
     target = s.document_id("dataFactories", "adf-pinned")
     arm = stack.service().clients.arm()
-    while not [c for c in stack.writes("GET") if c["path"].endswith("adf-pinned") and c["status"] == 200]:
-        time.sleep(0.02)  # waiting for the product's read to reach the emulator (a real process)
+    while next(f for f in stack.admin.faults() if f["id"] == held)["count"]:
+        time.sleep(0.02)  # until the product's PUT is held in the emulator (a real process)
     factory = arm.get(target, ADF_API)
     assert factory is not None
     owner = {k: v for k, v in factory.items() if k not in ("id", "name", "type", "eTag")}
@@ -161,6 +162,7 @@ def test_a_change_made_between_the_read_and_the_put_is_kept_and_the_key_still_mo
         ADF_API,
         owner,
     )
+    stack.admin.release_holds()  # the product's PUT goes on, with the ETag of its earlier read
     rotation.join(timeout=60)
 
     assert by_name(results[0])["adf-pinned"].outcome == "verified"
