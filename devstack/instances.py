@@ -8,7 +8,9 @@ the first instance's schedule fires them (any instance runs one on demand), and 
 delivers to the first instance's URL (there is no load balancer in front).
 
 `python -m devstack instance` is one such process: it runs until SIGTERM or SIGINT, then lets
-the invocations under way finish (the dispatcher's close), as the host drains an instance.
+the invocations under way finish (the dispatcher's close), as the host drains an instance. It
+also stops when the process that started it is gone (`serve` killed outright: nothing else
+would stop it, and it would keep taking the queue's messages).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,27 @@ class Instance:
                 self.process.wait()
 
 
+def stop_with_parent(
+    stop: threading.Event,
+    parent: int,
+    *,
+    every: float = 1.0,
+    parent_of_this: Callable[[], int] = os.getppid,
+) -> threading.Thread:
+    """Set `stop` once this process's parent is no longer `parent` (it died: the orphan was
+    handed to init or a subreaper). Polled, not signalled: PR_SET_PDEATHSIG is Linux-only."""
+
+    def watch() -> None:
+        while not stop.wait(every):
+            if parent_of_this() != parent:
+                log.warning("the process that started this instance is gone: stopping")
+                stop.set()
+
+    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def instance_main(
     name: str, visibility_timeout: float | None, *, quiet: bool = False, port: int | None = None
 ) -> int:
@@ -115,6 +138,7 @@ def instance_main(
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    stop_with_parent(stop, os.getppid())
     settings = QueueHostSettings.from_host_json(REPO / "host.json")
     if visibility_timeout is not None:
         settings = QueueHostSettings(**{**settings.__dict__, "visibility_timeout": visibility_timeout})

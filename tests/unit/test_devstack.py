@@ -432,3 +432,52 @@ def _free_then_taken() -> tuple[int, socket.socket]:
         taken.listen()
         return base, taken
     raise AssertionError("no pair of free ports")
+
+
+def test_an_instance_stops_when_its_parent_is_gone() -> None:
+    """`serve` killed outright (SIGKILL, a crash) leaves its extra instances to init: each
+    must notice and stop, or it keeps taking the queue's messages with nobody to stop it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    child = (
+        "import os, threading; from devstack.instances import stop_with_parent; "
+        "stop = threading.Event(); stop_with_parent(stop, os.getppid(), every=0.05); "
+        "print(os.getpid(), flush=True); stop.wait(60); print('stopped', flush=True)"
+    )
+    parent = (
+        f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(60)"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    starter = subprocess.Popen([sys.executable, "-c", parent], cwd=repo, stdout=subprocess.PIPE, text=True)
+    assert starter.stdout is not None
+    orphan = int(starter.stdout.readline())  # the child is watching its parent
+    starter.send_signal(signal.SIGKILL)
+    starter.wait()
+    assert starter.stdout.readline().strip() == "stopped"  # the orphan's last line, then its exit
+    for _ in range(100):  # reaped by init (or a subreaper) once it has exited
+        try:
+            os.kill(orphan, 0)
+        except ProcessLookupError:
+            break
+        threading.Event().wait(0.05)  # a real process exiting: nothing of ours to wait on
+    else:
+        raise AssertionError(f"instance {orphan} still running after its parent died")
+
+
+def test_the_parent_watch_leaves_a_live_parent_alone() -> None:
+    from devstack.instances import stop_with_parent
+
+    stop = threading.Event()
+    asked: list[int] = []
+
+    def same_parent() -> int:
+        asked.append(1)
+        if len(asked) == 3:
+            stop.set()  # ends the watch after three looks, none of which saw a change
+        return 42
+
+    stop_with_parent(stop, 42, every=0.001, parent_of_this=same_parent).join(5)
+    assert len(asked) == 3
