@@ -447,9 +447,7 @@ def test_an_instance_stops_when_its_parent_is_gone() -> None:
         "stop = threading.Event(); stop_with_parent(stop, os.getppid(), every=0.05); "
         "print(os.getpid(), flush=True); stop.wait(60); print('stopped', flush=True)"
     )
-    parent = (
-        f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(60)"
-    )
+    parent = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(60)"  # serve's stand-in, a real process killed below
     repo = Path(__file__).resolve().parents[2]
     starter = subprocess.Popen([sys.executable, "-c", parent], cwd=repo, stdout=subprocess.PIPE, text=True)
     assert starter.stdout is not None
