@@ -10,7 +10,7 @@ goes back to the pool once read to its end (closed instead when the caller stops
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,7 +44,7 @@ def _reading(internal: BaseHTTPResponse, request: Any) -> Iterator[None]:
     its end hands the connection back to the pool."""
     try:
         yield
-    except Exception as exc:
+    except BaseException as exc:  # GeneratorExit too: a stream its caller left half read is closed now
         internal.close()
         mapped = read_errors(described(request), exc)
         if mapped is None:
@@ -59,7 +59,7 @@ def read_whole(internal: BaseHTTPResponse, request: Any) -> bytes:
         return internal.read(decode_content=True)
 
 
-def chunks(internal: BaseHTTPResponse, block_size: int, decompress: bool, request: Any) -> Iterator[bytes]:
+def chunks(internal: BaseHTTPResponse, block_size: int, decompress: bool, request: Any) -> Generator[bytes]:
     """A streamed body, chunk by chunk (a caller that stops half way closes the response)."""
     with _reading(internal, request):
         yield from internal.stream(block_size, decode_content=decompress)
@@ -85,6 +85,11 @@ class Chunks:
 
     def __next__(self) -> bytes:
         return next(self._chunks)
+
+    def close(self) -> None:
+        """A caller that stops half way (`yield from` closes what it iterates): the connection
+        is closed now, not when the garbage collector finds it."""
+        self._chunks.close()
 
 
 class RestResponse(HttpResponseImpl):

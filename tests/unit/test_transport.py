@@ -91,6 +91,16 @@ def test_a_stream_left_half_read_is_closed_not_pooled(local: tuple[str, Seen]) -
     assert seen.connections == 2
 
 
+def test_a_stream_its_caller_stops_iterating_is_closed_at_once(local: tuple[str, Seen]) -> None:
+    base, _ = local
+    transport = Urllib3Transport(connection_data_block_size=1024)
+    streamed = transport.send(HttpRequest("GET", f"{base}/big"), stream=True)
+    chunks = streamed.iter_bytes()
+    assert len(next(chunks)) == 1024
+    chunks.close()  # the caller stops half way, without closing the response itself
+    assert streamed.internal_response.closed
+
+
 def test_a_rest_response_streams_through_its_deprecated_stream_download_too(local: tuple[str, Seen]) -> None:
     """azure-storage-blob's downloads read a rest response through `stream_download`."""
     base, seen = local
