@@ -165,13 +165,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 if size == 0:
                     self.rfile.readline()
                     return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
+                chunk = self.rfile.read(size)
+                if len(chunk) < size:
+                    self._client_gone()
+                    return None
+                chunks.append(chunk)
                 self.rfile.readline()
         length = int(self.headers.get("Content-Length") or 0)
         if length > _MAX_BODY:
             self._plain_error(413, "request body too large")
             return None
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            self._client_gone()
+            return None
+        return body
+
+    def _client_gone(self) -> None:
+        """A body cut short is a client that went away (TLS reports a reset as a plain end of
+        stream): serving it would answer, and record, a request nobody finished sending."""
+        self.close_connection = True
 
     def _write(self, response: Response) -> None:
         self.send_response(response.status)

@@ -299,3 +299,23 @@ def test_clients_that_vanish_leave_stderr_quiet(capfd: pytest.CaptureFixture[str
         assert running.admin.health()
         assert running.admin.calls()["counts"] == {f"GET {VAULT_HOST}/keys/slow": 1}
     assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_a_body_cut_short_is_never_served(estate: Any, framing: str) -> None:
+    # A client that ends its stream mid-body (TLS turns a reset into this) sent no request: the
+    # emulator must neither answer nor record it, or a test's call counts carry a ghost.
+    estate.admin.clear_calls()
+    context = ssl.create_default_context(cafile=estate.env["REQUESTS_CA_BUNDLE"])
+    sock, head = connect(estate, f"{VAULT_HOST}:443")
+    assert head.startswith(b"HTTP/1.1 200")
+    tls = context.wrap_socket(sock, server_hostname=VAULT_HOST)
+    framing_header = "Content-Length: 100" if framing == "length" else "Transfer-Encoding: chunked"
+    partial = b"{" if framing == "length" else b"64\r\n{"
+    tls.sendall(
+        f"PUT /keys/app-cmk?{KV_API} HTTP/1.1\r\nHost: {VAULT_HOST}\r\n{framing_header}\r\n\r\n".encode() + partial
+    )
+    tls.shutdown(socket.SHUT_WR)  # a clean end of stream: the short read is certain, not a race
+    read_http_response(tls)  # (raw TLS records now) until the emulator closes: it has decided
+    tls.close()
+    assert estate.admin.calls()["counts"] == {}
