@@ -313,7 +313,8 @@ def test_a_body_cut_short_is_never_served(estate: Any, framing: str) -> None:
     framing_header = "Content-Length: 100" if framing == "length" else "Transfer-Encoding: chunked"
     partial = b"{" if framing == "length" else b"64\r\n{"
     tls.sendall(
-        f"PUT /keys/app-cmk?{KV_API} HTTP/1.1\r\nHost: {VAULT_HOST}\r\n{framing_header}\r\n\r\n".encode() + partial
+        f"PUT /keys/app-cmk?{KV_API} HTTP/1.1\r\nHost: {VAULT_HOST}\r\n{framing_header}\r\n\r\n".encode()
+        + partial
     )
     tls.shutdown(socket.SHUT_WR)  # a clean end of stream: the short read is certain, not a race
     read_http_response(tls)  # (raw TLS records now) until the emulator closes: it has decided
