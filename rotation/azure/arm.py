@@ -39,6 +39,7 @@ from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
 from rotation.azure.answerjson import answer_json
+from rotation.azure.inline import InlinePolicies
 from rotation.azure.links import HostGuardPolicy, PageGuard, follow, origin
 from rotation.azure.polling import ResourceFirstARMPolling, WaitFirstARMPolling
 from rotation.azure.requestid import RandomRequestIdPolicy
@@ -69,14 +70,18 @@ class Arm:
         # What each call needs and no more (each policy costs every call): no HeadersPolicy (no
         # default headers, no per-call `headers=`: a write's If-Match is on its HttpRequest), no
         # ContentDecodePolicy (answers are decoded once, by _json), no retries (retry.py).
+        # The SansIO ones run inline (inline.py): one pipeline node each side of the token.
         policies = [
-            HostGuardPolicy(self.origin),  # before the token is added: nothing leaves for another host
-            RandomRequestIdPolicy(),  # not azure-core's: its time-based ids cost CPU
-            UserAgentPolicy(USER_AGENT),
+            InlinePolicies(
+                HostGuardPolicy(self.origin),  # before the token is added: nothing leaves for another host
+                RandomRequestIdPolicy(),  # not azure-core's: its time-based ids cost CPU
+                UserAgentPolicy(USER_AGENT),
+            ),
             ARMChallengeAuthenticationPolicy(credential, *scopes),
-            *([pacing] if pacing is not None else []),
-            DistributedTracingPolicy(),
-            HttpLoggingPolicy(),
+            # after the token: a call the challenge repeats is paced, traced and logged again
+            InlinePolicies(
+                *([pacing] if pacing is not None else []), DistributedTracingPolicy(), HttpLoggingPolicy()
+            ),
         ]
         self._client: ARMPipelineClient[Any, Any] = ARMPipelineClient(
             base_url=self.base_url, policies=policies, transport=transport
