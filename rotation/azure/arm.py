@@ -33,7 +33,6 @@ from azure.core.pipeline.policies import (
 )
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.polling import LROPoller
-from azure.core.rest import HttpRequest
 from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
@@ -42,6 +41,7 @@ from rotation.azure.answerjson import answer_json
 from rotation.azure.inline import InlinePolicies
 from rotation.azure.links import HostGuardPolicy, PageGuard, follow, origin
 from rotation.azure.polling import ResourceFirstARMPolling, WaitFirstARMPolling
+from rotation.azure.request import Request
 from rotation.azure.requestid import RandomRequestIdPolicy
 
 _ERRORS: dict[int, type[HttpResponseError]] = {
@@ -200,7 +200,7 @@ class Arm:
             url = f"{url}?api-version={api_version}"
         elif api_version:
             params = {"api-version": api_version}
-        request = HttpRequest(method, url, params=params, json=body, headers=headers)
+        request = Request(method, url, params=params, json=body, headers=headers)
         response = cast(
             "PipelineResponse[Any, Any]",
             self._client.send_request(request, stream=False, _return_pipeline_response=True),
