@@ -13,6 +13,7 @@ from azure.core.pipeline.policies._utils import get_retry_after
 from azure.core.polling.base_polling import LocationPolling, LROBasePolling
 from azure.mgmt.core.polling.arm_polling import ARMPolling, AzureAsyncOperationPolling, BodyContentPolling
 
+from rotation.azure.answerjson import set_encoding
 from rotation.azure.links import follow
 from rotation.azure.request import Request
 
@@ -59,9 +60,11 @@ class WaitFirstARMPolling(ARMPolling):
         # every poll carries the write's client request id.
         if "request_id" not in self._operation_config:
             self._operation_config["request_id"] = self._get_request_id()
-        return self._client.send_request(
+        response = self._client.send_request(
             Request("GET", status_link), _return_pipeline_response=True, **self._operation_config
         )
+        set_encoding(response.http_response)  # the operations read it through text()
+        return response
 
     def _check_link(self, link: str) -> None:
         # A relative link is joined to the client's ARM base URL; an absolute one must name it.
