@@ -69,3 +69,11 @@ def test_a_request_id_given_for_one_call_still_wins() -> None:
     with pytest.raises(Sent):
         arm._client.send_request(HttpRequest("GET", f"{ARM}/subscriptions"), request_id="mine")
     assert capture.ids == ["mine"]
+
+
+def test_a_request_id_already_on_the_request_is_kept() -> None:
+    capture = Capture()
+    arm = Arm(Credential(), ARM, [f"{ARM}/.default"], transport=None, polling_interval=0, pacing=capture)  # type: ignore[arg-type]
+    with pytest.raises(Sent):
+        arm._client.send_request(HttpRequest("GET", f"{ARM}/subscriptions", headers={HEADER: "given"}))
+    assert capture.ids == ["given"]
