@@ -11,6 +11,7 @@ Links from answers (`nextLink`, LRO status URLs) are followed only to the ARM en
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 from urllib.parse import quote
@@ -52,6 +53,12 @@ _ERRORS: dict[int, type[HttpResponseError]] = {
 USER_AGENT = "cmk-rotation"
 
 
+def user_agent() -> str:
+    """Ours, and what AZURE_HTTP_USER_AGENT adds, as azure-core's UserAgentPolicy would write it."""
+    extra = os.environ.get("AZURE_HTTP_USER_AGENT")
+    return USER_AGENT if extra is None else f"{USER_AGENT} {extra}"
+
+
 class Arm:
     """One ARM endpoint; safe to share between threads (the pipeline is stateless per call)."""
 
@@ -75,7 +82,8 @@ class Arm:
             InlinePolicies(
                 HostGuardPolicy(self.origin),  # before the token is added: nothing leaves for another host
                 RandomRequestIdPolicy(),  # not azure-core's: its time-based ids cost CPU
-                UserAgentPolicy(USER_AGENT),
+                # AZURE_HTTP_USER_AGENT read once, here, not on every call
+                UserAgentPolicy(user_agent(), user_agent_use_env=False),
             ),
             ARMChallengeAuthenticationPolicy(credential, *scopes),
             # after the token: a call the challenge repeats is paced, traced and logged again
