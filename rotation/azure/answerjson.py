@@ -19,15 +19,32 @@ from azure.core.exceptions import DecodeError
 _CHARSET = re.compile(r";\s*charset\s*=\s*\"?([^\";\s]*)", re.IGNORECASE)
 
 
+def says_utf8(response: Any) -> bool | None:
+    """True when the answer's Content-Type says charset=utf-8, False when it names no charset,
+    None when it names another."""
+    found = _CHARSET.search(response.headers.get("Content-Type") or "")
+    if found is None:
+        return False
+    return True if found.group(1).lower() == "utf-8" else None
+
+
+def set_encoding(response: Any) -> None:
+    """Give the answer the encoding azure-core's `text()` would find (utf-8, or none) so that it
+    skips its `email.message` parse: azure-core's LRO polling reads status answers through it."""
+    utf8 = says_utf8(response)
+    if utf8 is not None:
+        response.encoding = "utf-8" if utf8 else None
+
+
 def answer_json(response: Any) -> Any:
     """The body as JSON, or None when it is empty (azure.core.rest HttpResponse, read)."""
     content: bytes = response.content
     if not content:
         return None
-    found = _CHARSET.search(response.headers.get("Content-Type") or "")
-    if found is None:
+    utf8 = says_utf8(response)
+    if utf8 is False:
         text = content.decode("utf-8-sig", errors="replace")
-    elif found.group(1).lower() == "utf-8":
+    elif utf8:
         text = content.decode("utf-8-sig")
     else:
         text = response.text()

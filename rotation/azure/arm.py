@@ -11,6 +11,7 @@ Links from answers (`nextLink`, LRO status URLs) are followed only to the ARM en
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 from urllib.parse import quote
@@ -33,14 +34,15 @@ from azure.core.pipeline.policies import (
 )
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.polling import LROPoller
-from azure.core.rest import HttpRequest
 from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
 from rotation.azure.answerjson import answer_json
+from rotation.azure.inline import InlinePolicies
 from rotation.azure.links import HostGuardPolicy, PageGuard, follow, origin
 from rotation.azure.polling import ResourceFirstARMPolling, WaitFirstARMPolling
+from rotation.azure.request import Request
 from rotation.azure.requestid import RandomRequestIdPolicy
 
 _ERRORS: dict[int, type[HttpResponseError]] = {
@@ -49,6 +51,12 @@ _ERRORS: dict[int, type[HttpResponseError]] = {
     409: ResourceExistsError,
 }
 USER_AGENT = "cmk-rotation"
+
+
+def user_agent() -> str:
+    """Ours, and what AZURE_HTTP_USER_AGENT adds, as azure-core's UserAgentPolicy would write it."""
+    extra = os.environ.get("AZURE_HTTP_USER_AGENT")
+    return USER_AGENT if extra is None else f"{USER_AGENT} {extra}"
 
 
 class Arm:
@@ -69,14 +77,19 @@ class Arm:
         # What each call needs and no more (each policy costs every call): no HeadersPolicy (no
         # default headers, no per-call `headers=`: a write's If-Match is on its HttpRequest), no
         # ContentDecodePolicy (answers are decoded once, by _json), no retries (retry.py).
+        # The SansIO ones run inline (inline.py): one pipeline node each side of the token.
         policies = [
-            HostGuardPolicy(self.origin),  # before the token is added: nothing leaves for another host
-            RandomRequestIdPolicy(),  # not azure-core's: its time-based ids cost CPU
-            UserAgentPolicy(USER_AGENT),
+            InlinePolicies(
+                HostGuardPolicy(self.origin),  # before the token is added: nothing leaves for another host
+                RandomRequestIdPolicy(),  # not azure-core's: its time-based ids cost CPU
+                # AZURE_HTTP_USER_AGENT read once, here, not on every call
+                UserAgentPolicy(user_agent(), user_agent_use_env=False),
+            ),
             ARMChallengeAuthenticationPolicy(credential, *scopes),
-            *([pacing] if pacing is not None else []),
-            DistributedTracingPolicy(),
-            HttpLoggingPolicy(),
+            # after the token: a call the challenge repeats is paced, traced and logged again
+            InlinePolicies(
+                *([pacing] if pacing is not None else []), DistributedTracingPolicy(), HttpLoggingPolicy()
+            ),
         ]
         self._client: ARMPipelineClient[Any, Any] = ARMPipelineClient(
             base_url=self.base_url, policies=policies, transport=transport
@@ -195,7 +208,7 @@ class Arm:
             url = f"{url}?api-version={api_version}"
         elif api_version:
             params = {"api-version": api_version}
-        request = HttpRequest(method, url, params=params, json=body, headers=headers)
+        request = Request(method, url, params=params, json=body, headers=headers)
         response = cast(
             "PipelineResponse[Any, Any]",
             self._client.send_request(request, stream=False, _return_pipeline_response=True),

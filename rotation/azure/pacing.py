@@ -155,11 +155,14 @@ def _retry_after_seconds(headers: Any) -> float | None:
 class PacingPolicy(SansIOHTTPPolicy[Any, Any]):
     """Waits before a call as the subscription's gate says; learns from every answer."""
 
+    _TARGET = "rotation.pacing.target"  # the call's (subscription, kind), found once per call
+
     def __init__(self, pacer: Pacer) -> None:
         self.pacer = pacer
 
     def on_request(self, request: PipelineRequest[Any]) -> None:
         target = _target(request.http_request.url, request.http_request.method)
+        request.context[self._TARGET] = target
         if target is not None:
             self.pacer.before(*target)
 
@@ -167,12 +170,12 @@ class PacingPolicy(SansIOHTTPPolicy[Any, Any]):
         http = response.http_response
         if http.status_code == 429:
             telemetry.throttled(_host(request.http_request.url))
-        target = _target(request.http_request.url, request.http_request.method)
+        target: tuple[str, str] | None = request.context.get(self._TARGET)
         if target is not None:
             self.pacer.after(*target, http.status_code, http.headers)
 
     def on_exception(self, request: PipelineRequest[Any]) -> None:
-        target = _target(request.http_request.url, request.http_request.method)
+        target: tuple[str, str] | None = request.context.get(self._TARGET)
         if target is not None:
             self.pacer.abandoned(*target)
 

@@ -22,7 +22,9 @@ class RandomRequestIdPolicy(RequestIdPolicy):
     """RequestIdPolicy with a version 4 UUID when it would have made one itself."""
 
     def on_request(self, request: PipelineRequest[Any]) -> None:
+        if "request_id" in request.context.options:
+            super().on_request(request)  # a per-call `request_id` still wins, as azure-core's does
+            return
         headers = request.http_request.headers
-        if "request_id" not in request.context.options and HEADER not in headers:
+        if HEADER not in headers:  # a header set already is kept, as azure-core keeps it
             headers[HEADER] = str(uuid.uuid4())
-        super().on_request(request)  # a per-call `request_id` still wins, as azure-core's does

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
+from unittest.mock import Mock
 
-from rotation.azure.pacing import REFILL_PER_SECOND, RESERVE, Pacer, call_kind
+import pytest
+from azure.core.pipeline import PipelineContext, PipelineRequest, PipelineResponse
+from azure.core.rest import HttpRequest
+from azure.core.utils import CaseInsensitiveDict
+
+from rotation.azure.pacing import REFILL_PER_SECOND, RESERVE, Pacer, PacingPolicy, call_kind
 
 SUB = "00000000-0000-0000-0000-00000000000a"
 OTHER = "00000000-0000-0000-0000-00000000000b"
@@ -120,3 +126,48 @@ def test_calls_under_way_when_arm_reported_count_against_the_bucket(clock: Clock
         pacer.abandoned(SUB, "writes")
     pacer.after(SUB, "writes", 200, {"x-ms-ratelimit-remaining-subscription-writes": "10"})
     assert [pacer.before(SUB, "writes") for _ in range(8)] == [0.0] * 8
+
+
+def pipeline_request(method: str, url: str) -> PipelineRequest[Any]:
+    return PipelineRequest(HttpRequest(method, url), PipelineContext(None))
+
+
+def answered(
+    request: PipelineRequest[Any], status: int, headers: dict[str, str]
+) -> PipelineResponse[Any, Any]:
+    response = Mock(status_code=status, headers=CaseInsensitiveDict(headers))
+    return PipelineResponse(request.http_request, response, request.context)
+
+
+def test_the_policy_paces_the_subscription_its_request_named(clock: Clock) -> None:
+    pacer = Pacer(clock=clock, sleep=clock.sleep)
+    policy = PacingPolicy(pacer)
+    url = f"https://management.azure.com/subscriptions/{SUB}/resourceGroups/rg?api-version=1"
+    first = pipeline_request("PATCH", url)
+    policy.on_request(first)
+    first.http_request.url = (
+        "https://management.azure.com/elsewhere"  # what the answer is for was decided before
+    )
+    policy.on_response(first, answered(first, 429, {"Retry-After": "7"}))
+    other = pipeline_request("PATCH", url.replace(SUB, OTHER))
+    policy.on_request(other)
+    assert clock.slept == []  # another subscription goes at once
+    policy.on_exception(other)
+    policy.on_request(pipeline_request("PUT", url))
+    assert clock.slept == [7.0]  # the 429 held the next write of that subscription
+
+
+def test_a_call_that_failed_is_no_longer_counted_in_flight(clock: Clock) -> None:
+    pacer = Pacer(clock=clock, sleep=clock.sleep)
+    policy = PacingPolicy(pacer)
+    url = f"https://management.azure.com/subscriptions/{SUB}/x"
+    for _ in range(3):
+        request = pipeline_request("GET", url)
+        policy.on_request(request)
+        policy.on_exception(request)
+    last = pipeline_request("GET", url)
+    policy.on_request(last)
+    policy.on_response(last, answered(last, 200, {"x-ms-ratelimit-remaining-subscription-reads": "3"}))
+    # nothing left in flight: the bucket ARM reported is what the next call sees (3 left, 2 kept)
+    policy.on_request(pipeline_request("GET", url))
+    assert clock.slept == []

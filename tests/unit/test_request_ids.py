@@ -69,3 +69,29 @@ def test_a_request_id_given_for_one_call_still_wins() -> None:
     with pytest.raises(Sent):
         arm._client.send_request(HttpRequest("GET", f"{ARM}/subscriptions"), request_id="mine")
     assert capture.ids == ["mine"]
+
+
+def test_a_request_id_already_on_the_request_is_kept() -> None:
+    capture = Capture()
+    arm = Arm(Credential(), ARM, [f"{ARM}/.default"], transport=None, polling_interval=0, pacing=capture)  # type: ignore[arg-type]
+    with pytest.raises(Sent):
+        arm._client.send_request(HttpRequest("GET", f"{ARM}/subscriptions", headers={HEADER: "given"}))
+    assert capture.ids == ["given"]
+
+
+class CaptureAgent(Capture):
+    def on_request(self, request: PipelineRequest[Any]) -> None:
+        self.ids.append(request.http_request.headers["User-Agent"])
+        raise Sent
+
+
+def test_the_user_agent_adds_azure_http_user_agent_as_read_when_the_client_was_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AZURE_HTTP_USER_AGENT", "contoso-ops")
+    capture = CaptureAgent()
+    arm = Arm(Credential(), ARM, [f"{ARM}/.default"], transport=None, polling_interval=0, pacing=capture)  # type: ignore[arg-type]
+    monkeypatch.delenv("AZURE_HTTP_USER_AGENT")  # not read again on every call
+    with pytest.raises(Sent):
+        arm.get("/subscriptions/x", "2021-04-01")
+    assert capture.ids == ["cmk-rotation contoso-ops"]

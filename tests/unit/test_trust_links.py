@@ -264,3 +264,9 @@ def test_every_key_vault_and_arm_client_refuses_another_host_before_sending() ->
         management._client.send_request(HttpRequest("GET", f"https://{ARM}.evil.test/x"))
     with pytest.raises(ForeignLink):
         clients.arm().get("https://127.0.0.2/subscriptions/x", "2023-07-01")
+
+
+def test_a_link_with_no_origin_is_refused_even_where_none_is_expected() -> None:
+    # the check without a URL parse must not take "https:///" for the origin ""
+    with pytest.raises(ForeignLink):
+        follow("https:///x", "")

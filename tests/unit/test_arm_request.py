@@ -1,0 +1,58 @@
+"""The ARM client's requests (rotation/azure/request.py) skip azure-core's back-compat attribute
+machinery and stay azure-core requests: the same body, headers and legacy names, multipart/mixed
+still prepared; an LRO's status poll is one too and carries the write's client request id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.core.rest import HttpRequest
+
+from bench.arm_policies import API, ARM, RID, STATUS, Canned, Token
+from rotation.azure.arm import Arm
+from rotation.azure.request import Request
+from rotation.azure.requestid import HEADER
+
+
+class Recorded(Canned):
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        self.sent.append(request)
+        return super().send(request, **kwargs)
+
+
+def test_a_request_holds_what_azure_cores_would() -> None:
+    body = {"properties": {"a": 1}}
+    ours = Request("PUT", f"{ARM}{RID}", json=body, headers={"If-Match": '"1"'})
+    theirs = HttpRequest("PUT", f"{ARM}{RID}", json=body, headers={"If-Match": '"1"'})
+    assert (ours.method, ours.url, ours.content, dict(ours.headers)) == (
+        theirs.method,
+        theirs.url,
+        theirs.content,
+        dict(theirs.headers),
+    )
+    assert (ours.data, ours.files, ours.multipart_mixed_info) == (theirs.data, theirs.files, None)
+    ours.data = b"x"  # a legacy name still lands on the private one
+    assert ours._data == b"x" and ours.data == b"x"
+
+
+def test_a_multipart_request_is_still_prepared() -> None:
+    parts = [HttpRequest("DELETE", f"{ARM}/a"), HttpRequest("DELETE", f"{ARM}/b")]
+    ours, theirs = Request("POST", f"{ARM}/batch"), HttpRequest("POST", f"{ARM}/batch")
+    for request in (ours, theirs):
+        request.set_multipart_mixed(*parts, boundary="batch_1")
+    assert ours.multipart_mixed_info is not None
+    assert ours.prepare_multipart_body() == theirs.prepare_multipart_body() == 2
+    assert ours.headers["Content-Type"] == theirs.headers["Content-Type"]
+
+
+def test_an_lro_is_polled_with_the_writes_request_id_in_arms_own_requests() -> None:
+    transport = Recorded()
+    arm = Arm(Token(), ARM, [f"{ARM}/.default"], transport, 0.0)
+    arm.write("PATCH", RID, API, {"tags": {}})
+    write, poll, final = transport.sent
+    assert (write.method, poll.url, final.method) == ("PATCH", STATUS, "GET")
+    assert all(isinstance(request, Request) for request in transport.sent)
+    assert poll.headers[HEADER] == final.headers[HEADER] == write.headers[HEADER]
