@@ -27,7 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.stack import local_stack  # noqa: E402
+from bench.stack import fresh_records, local_stack  # noqa: E402
 from emulator import AdminClient, EmulatorProcess  # noqa: E402
 
 # The estate is written here in the scenario format (DESIGN.md section 7): bench/ does not
@@ -94,18 +94,14 @@ def run_once(
     scenario: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One key rotated into `scenario` (default: `n` registries over `subscriptions`)."""
-    from rotation.config import load_settings
     from rotation.model.ids import parse_key_id
     from rotation.model.request import new_request
     from rotation.service import forget_services, service_for_environment
-    from tests.conftest import wipe_storage
 
     admin = emulator.admin
     prepare(admin, scenario or estate(n, subscriptions), throttled=throttled, latency_ms=latency_ms)
     os.environ["ROTATION_SUBSCRIPTIONS"] = ",".join(subscriptions)  # discovery lists only these
-    # A fresh estate and fresh records: an earlier run's writes, remembered, would make every
-    # reset consumer a `consumer-reverted` incident (and an activity-log read) in this one.
-    wipe_storage(str(load_settings().storage.connection_string))
+    fresh_records()  # a fresh estate, and no memory of what an earlier run wrote to it
     forget_services()
     service = service_for_environment()
     admin.clear_calls()

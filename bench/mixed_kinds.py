@@ -37,7 +37,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.stack import local_stack  # noqa: E402
+from bench.fanout import prepare  # noqa: E402
+from bench.stack import fresh_records, local_stack  # noqa: E402
 from bench.summary import record  # noqa: E402
 from emulator import EmulatorProcess  # noqa: E402
 from tests import scenarios as s  # noqa: E402
@@ -121,12 +122,9 @@ def run_once(
     from rotation.service import forget_services, service_for_environment
 
     admin = emulator.admin
-    admin.reset(scenario)
-    admin.configure(lroSeconds=1, retryAfter=1, armPageSize=100)
-    if latency_ms:
-        admin.add_fault(latencyMs=latency_ms)
-    admin.set_throttling(throttled)
+    prepare(admin, scenario, throttled=throttled, latency_ms=latency_ms)
     os.environ["ROTATION_SUBSCRIPTIONS"] = ",".join(subs)
+    fresh_records()  # else what the last run wrote reads as reverted by this run's reset estate
     forget_services()
     service = service_for_environment()
     admin.clear_calls()

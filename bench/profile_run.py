@@ -15,6 +15,7 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,19 @@ def run(emulator: EmulatorProcess, bench: str, n: int, latency_ms: int) -> tuple
         return n, r["wall"], r["cpu_s"], r["status"]
     subs = mixed_kinds.subscriptions(2)
     m = mixed_kinds.run_once(emulator, mixed_kinds.estate(n, subs), subs, latency_ms, False)
-    return m["steps"], m["wall"], m["cpu"], m["status"]
+    return m["steps"], m["wall"], m["cpu"], explained_status(m["status"], m["actions"])
+
+
+def explained_status(status: str, actions: Counter[str]) -> str:
+    """The run's status, and the steps that ask for a person: the mixed estate holds AKS clusters
+    (manual-required) and container groups (redeploy-required), so `needs-attention` is its
+    status when nothing went wrong."""
+    from rotation.model.decisions import NEEDS_PERSON
+
+    asked = ", ".join(
+        f"{count} {action}" for action, count in sorted(actions.items()) if action in NEEDS_PERSON
+    )
+    return f"{status} ({asked})" if asked else status
 
 
 def profiled(emulator: EmulatorProcess, args: argparse.Namespace) -> tuple[int, float, float, str]:

@@ -24,3 +24,14 @@ def local_stack(**settings: str) -> Iterator[EmulatorProcess]:
             }
         )
         yield emulator
+
+
+def fresh_records() -> None:
+    """Forget every earlier run (Azurite's tables, queues and blobs). A bench resets the emulator
+    to the same resource ids and key versions each run; the product, remembering what it wrote
+    there, would rightly report every consumer the reset put back as `consumer-reverted` (and read
+    the activity log for each) in the next run."""
+    from rotation.config import load_settings
+    from tests.conftest import wipe_storage
+
+    wipe_storage(str(load_settings().storage.connection_string))

@@ -10,7 +10,10 @@ one that is running dry keeps a steady few in flight while the pacer spaces thei
 
 Steps wait in their lane's own queue and a step is handed to the pool only when its lane has
 room: a lane that is full never ties up a thread another subscription could use. One
-process-wide cap (`MAX_PARALLEL_TARGETS`) bounds the threads.
+process-wide cap (`MAX_PARALLEL_TARGETS`) bounds the threads. A step that finishes starts what
+now fits itself, in its worker thread: the caller's thread is woken only to fill room that
+opens otherwise (ARM's budget growing), after a failure or a stop, and when no step waits any
+more, not once per target.
 
 Once the run is asked to stop (run/stopping.py), the steps still waiting are run at once in
 the caller's thread (the step function starts no write after a stop, so they end at once), the
@@ -25,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 
-from rotation.concurrency import submit_in_context
+from rotation.concurrency import in_context
 from rotation.config import MAX_PARALLEL_TARGETS
 from rotation.model.results import PlanStep
 from rotation.run.stopping import Stop
@@ -88,6 +91,9 @@ class _Dispatch[R]:
         cut: Callable[[PlanStep], R] | None,
     ) -> None:
         self.lanes, self.pool, self.fn, self.steps = lanes, pool, fn, steps
+        # The caller's context for every step, whichever thread starts it (a worker's own is bare).
+        self.run_step = in_context(fn)
+        self.starting = False  # in _start_what_fits: a step done at once is not started from there
         self.stop, self.cut = stop, cut
         self.waiting: dict[str, deque[int]] = {}
         for index, step in enumerate(steps):
@@ -147,23 +153,29 @@ class _Dispatch[R]:
         """One step per lane with room, lane after lane, until none has room; True if any started."""
         started = False
         progress = True
-        while progress and self.waiting:
-            progress = False
-            for subscription in list(self.waiting):
-                busy = sum(self.in_flight.values())
-                if busy >= self.lanes.cap or self.in_flight[subscription] >= self.lanes.width(subscription):
-                    continue
-                queue = self.waiting[subscription]
-                self._start(subscription, queue.popleft())
-                if not queue:
-                    del self.waiting[subscription]
-                progress = started = True
+        self.starting = True
+        try:
+            while progress and self.waiting:
+                progress = False
+                for subscription in list(self.waiting):
+                    busy = sum(self.in_flight.values())
+                    if busy >= self.lanes.cap or self.in_flight[subscription] >= self.lanes.width(
+                        subscription
+                    ):
+                        continue
+                    queue = self.waiting[subscription]
+                    self._start(subscription, queue.popleft())
+                    if not queue:
+                        del self.waiting[subscription]
+                    progress = started = True
+        finally:
+            self.starting = False
         return started
 
     def _start(self, subscription: str, index: int) -> None:
         self.in_flight[subscription] += 1
         step = self.steps[index]
-        future = submit_in_context(self.pool, lambda: self.fn(step))
+        future = self.pool.submit(self.run_step, step)
         self.futures[index] = future
         future.add_done_callback(lambda done: self._finished(subscription, done))
 
@@ -172,4 +184,12 @@ class _Dispatch[R]:
             self.in_flight[subscription] -= 1
             if future.exception() is not None:
                 self.failed = True
+            elif self._may_refill() and self._start_what_fits() and self.waiting:
+                return  # the room this step left is taken here: the caller's thread sleeps on
             self.changed.notify()
+
+    def _may_refill(self) -> bool:
+        """Whether a finishing step may start waiting ones itself: not after a failure or a
+        stop (the caller's thread handles those), nor from inside `_start_what_fits` (a step
+        that finished at once)."""
+        return bool(self.waiting) and not (self.failed or self.starting or self._stopping())

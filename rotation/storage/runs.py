@@ -46,6 +46,7 @@ _STEP_FIELDS = (
     "attempts",
     "wave",
 )
+_STEP_COLUMNS = tuple((field, field[0].upper() + field[1:]) for field in _STEP_FIELDS)
 
 
 class RunStore:
@@ -245,7 +246,9 @@ def step_partition(run_id: str, index: int) -> str:
 def step_row(run_id: str, index: int, step: Mapping[str, Any]) -> dict[str, Any]:
     """The Table row of a run's step `index` (from 1)."""
     row: dict[str, Any] = {"PartitionKey": step_partition(run_id, index), "RowKey": _step_row(index)}
-    row.update({k[0].upper() + k[1:]: step.get(k) for k in _STEP_FIELDS if step.get(k) is not None})
+    for field, column in _STEP_COLUMNS:  # named once, not per row: a run writes one per target
+        if (value := step.get(field)) is not None:
+            row[column] = value
     return row
 
 

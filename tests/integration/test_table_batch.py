@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import pytest
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import EdmType, TableClient, TableServiceClient, UpdateMode
 
 from rotation.storage.tablebatch import TransactionRefused, submit_transaction, upsert_entities
 
@@ -55,6 +57,37 @@ def test_the_transaction_is_the_one_the_sdk_sends(table: TableClient) -> None:
     assert theirs[-1].http_request.url == ours[-1].http_request.url
     stored = {e["RowKey"]: dict(e) for e in table.query_entities("PartitionKey eq '20261201'")}
     assert stored == {e["RowKey"]: e for e in ENTITIES}
+
+
+class Colour(StrEnum):
+    BLUE = "blue"
+
+
+TYPED: list[dict[str, Any]] = [  # what the SDK types, or leaves out, beyond str, bool and int32
+    {"PartitionKey": "t", "RowKey": "none", "Gone": None, "Low": -(2**31), "High": 2**31 - 1, "Off": False},
+    {"PartitionKey": "t", "RowKey": "float", "Ratio": 0.25, "Whole": 2.0, "Name": "é"},
+    {"PartitionKey": "t", "RowKey": "date", "At": datetime(2026, 12, 7, 16, 0, 1, 250000, tzinfo=UTC)},
+    {"PartitionKey": "t", "RowKey": "int64", "Big": (2**40, EdmType.INT64), "Small": 7},
+    {
+        "PartitionKey": "t",
+        "RowKey": "enum",
+        "Colour": Colour.BLUE,
+        "Id": uuid.UUID(int=5),
+        "Raw": b"\x00\xff",
+    },
+]
+
+
+def test_values_the_sdk_types_are_typed_as_it_does(table: TableClient) -> None:
+    for entity in TYPED:
+        theirs: list[Any] = []
+        ours: list[Any] = []
+        table.submit_transaction([("upsert", entity)], raw_request_hook=theirs.append)
+        upsert_entities(table, [entity], raw_request_hook=ours.append)
+        assert _normal(_sent(ours)[0]) == _normal(_sent(theirs)[0]), entity["RowKey"]
+    with pytest.raises(TypeError):  # an int past int32 must say its type, as the SDK asks
+        upsert_entities(table, [{"PartitionKey": "t", "RowKey": "x", "Count": 2**31}])
+    assert "x" not in {e["RowKey"] for e in table.query_entities("PartitionKey eq 't'")}
 
 
 def test_replacing_and_deleting_are_the_sdks_too(table: TableClient) -> None:

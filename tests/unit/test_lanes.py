@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -105,3 +106,22 @@ def test_the_process_cap_bounds_the_threads() -> None:
     steps = [step(sub, f"r{i}") for sub in subscriptions for i in range(30)]
     assert Lanes(16).workers(steps) == MAX_PARALLEL_TARGETS
     assert Lanes(16).workers(steps[:3]) == 3
+
+
+def test_a_finished_step_starts_the_next_in_its_own_thread_with_the_callers_context() -> None:
+    """The hand-over: a lane's next step is started by the worker whose step just finished, not
+    by waking the caller's thread for every target; every step still sees the caller's context."""
+    caller = threading.get_ident()
+    asked_from: list[int] = []
+    seen = contextvars.ContextVar("seen", default="bare")
+    seen.set("caller's")
+
+    def headroom(subscription: str) -> None:  # ARM reported no budget; who asked is what counts
+        asked_from.append(threading.get_ident())
+
+    lanes = Lanes(1, headroom=headroom)
+    steps = [step(A, f"a{i}") for i in range(20)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert lanes.run(pool, lambda s: seen.get(), steps) == ["caller's"] * 20
+    assert asked_from.count(caller) < 10  # the first fill (and a recheck a quarter second), not per step
+    assert len(asked_from) >= 20
