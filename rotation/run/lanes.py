@@ -102,6 +102,7 @@ class _Dispatch[R]:
         self.futures: dict[int, Future[R]] = {}
         self.changed = threading.Condition()
         self.failed = False
+        self.refused: Exception | None = None  # a start a finishing thread could not make
 
     def run(self) -> list[R]:
         with self.changed:
@@ -111,6 +112,8 @@ class _Dispatch[R]:
                 elif not self._start_what_fits():
                     self.changed.wait(RECHECK_SECONDS)
         self._wait_for_started()
+        if self.refused is not None:
+            raise self.refused
         results: list[R] = []
         for index in range(len(self.steps)):
             future = self.futures.get(index)
@@ -164,7 +167,8 @@ class _Dispatch[R]:
                     ):
                         continue
                     queue = self.waiting[subscription]
-                    self._start(subscription, queue.popleft())
+                    self._start(subscription, queue[0])
+                    queue.popleft()  # once started: a refused start leaves the step waiting
                     if not queue:
                         del self.waiting[subscription]
                     progress = started = True
@@ -173,9 +177,8 @@ class _Dispatch[R]:
         return started
 
     def _start(self, subscription: str, index: int) -> None:
+        future = self.pool.submit(self.run_step, self.steps[index])
         self.in_flight[subscription] += 1
-        step = self.steps[index]
-        future = self.pool.submit(self.run_step, step)
         self.futures[index] = future
         future.add_done_callback(lambda done: self._finished(subscription, done))
 
@@ -184,9 +187,19 @@ class _Dispatch[R]:
             self.in_flight[subscription] -= 1
             if future.exception() is not None:
                 self.failed = True
-            elif self._may_refill() and self._start_what_fits() and self.waiting:
+            elif self._may_refill() and self._refill():
                 return  # the room this step left is taken here: the caller's thread sleeps on
             self.changed.notify()
+
+    def _refill(self) -> bool:
+        """Start what fits from this finishing thread; True if waiting steps remain for later
+        finishers. A start the pool refuses ends the run with that error (concurrent.futures
+        only logs what a done-callback raises: the step would be lost)."""
+        try:
+            return self._start_what_fits() and bool(self.waiting)
+        except Exception as exc:  # noqa: BLE001 - raised by run() in the caller's thread
+            self.refused, self.failed = exc, True
+            return False
 
     def _may_refill(self) -> bool:
         """Whether a finishing step may start waiting ones itself: not after a failure or a

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 
@@ -18,6 +20,7 @@ from rotation.run.lanes import Lanes
 
 A = "00000000-0000-0000-0000-00000000000a"
 B = "00000000-0000-0000-0000-00000000000b"
+T = TypeVar("T")
 KEY = KeyRef("contoso-cmk.vault.azure.net", "k", "a" * 32)
 
 
@@ -125,3 +128,24 @@ def test_a_finished_step_starts_the_next_in_its_own_thread_with_the_callers_cont
         assert lanes.run(pool, lambda s: seen.get(), steps) == ["caller's"] * 20
     assert asked_from.count(caller) < 10  # the first fill (and a recheck a quarter second), not per step
     assert len(asked_from) >= 20
+
+
+class RefusesFromWorkers(ThreadPoolExecutor):
+    """A pool that refuses new work from its own threads (as a pool shut down under a run does)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.caller = threading.get_ident()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        if threading.get_ident() != self.caller:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_start_refused_in_a_finishing_thread_is_raised_not_lost() -> None:
+    # A done-callback's exception is only logged by concurrent.futures: without the guard the
+    # steps after the refused start would be missing from the results, silently.
+    steps = [step(A, f"a{i}") for i in range(4)]
+    with RefusesFromWorkers() as pool, pytest.raises(RuntimeError, match="after shutdown"):
+        Lanes(1, cap=1).run(pool, lambda s: s.target, steps)
