@@ -92,10 +92,10 @@ var consumerActions = [
   'Microsoft.AppConfiguration/configurationStores/read'
   'Microsoft.AppConfiguration/configurationStores/write'
   'Microsoft.AppConfiguration/locations/operationsStatus/read'
-  // HDInsight clusters: the rotatediskencryptionkey action (long-running, Location)
+  // HDInsight clusters: the rotatediskencryptionkey action (long-running, Location at the cluster)
   'Microsoft.HDInsight/clusters/read'
   'Microsoft.HDInsight/clusters/rotatediskencryptionkey/action'
-  'Microsoft.HDInsight/locations/operationresults/read'
+  'Microsoft.HDInsight/clusters/operationresults/read'
   // Synapse workspaces: seen, never written (manual-required: a switch of keys by a person)
   'Microsoft.Synapse/workspaces/read'
   // PostgreSQL and MySQL flexible servers: PATCH dataEncryption (long-running)
