@@ -182,12 +182,12 @@ class ArmService:
         self.router.add(
             "GET",
             r"/subscriptions/(?P<sub>[^/]+)/providers/[^/]+/locations/[^/]+/"
-            r"(?:operations|operationStatuses|operationsStatus|azureAsyncOperation)/(?P<op_id>[^/]+)",
+            r"(?:operations|operationStatuses|operationsStatus|[a-z]*azureAsyncOperation)/(?P<op_id>[^/]+)",
             self.operation_status,
         )
         self.router.add(
             "GET",
-            r"/subscriptions/(?P<sub>[^/]+)/providers/[^/]+/locations/[^/]+/operationResults/(?P<op_id>[^/]+)",
+            r"/subscriptions/(?P<sub>[^/]+)/providers/[^/]+/locations/[^/]+/[a-z]*operationResults/(?P<op_id>[^/]+)",
             self.operation_result,
         )
         self.router.add(
@@ -292,10 +292,21 @@ class ArmService:
         location: str,
         apply: Callable[[], None],
         revert: Callable[[], None],
+        *,
+        operation: str = "",
     ) -> dict[str, str]:
-        """Register an LRO and return the headers that announce it."""
-        _, status_url = self._begin(request, resource_id, namespace, location, apply, revert)
-        return {"Azure-AsyncOperation": status_url, "Retry-After": str(self.settings.retry_after)}
+        """Register an LRO and return the headers that announce it. `operation` names it where the
+        provider registers a status type per operation (SQL: `serverKey` answers with
+        `locations/{l}/serverKeyAzureAsyncOperation/{id}` and `Location` at
+        `serverKeyOperationResults/{id}`, the actions its role grants)."""
+        _, status_url = self._begin(request, resource_id, namespace, location, apply, revert, operation)
+        headers = {"Azure-AsyncOperation": status_url, "Retry-After": str(self.settings.retry_after)}
+        if operation:
+            results = status_url.replace(
+                f"/{operation}AzureAsyncOperation/", f"/{operation}OperationResults/"
+            )
+            headers["Location"] = results
+        return headers
 
     def answer_write(
         self,
@@ -342,6 +353,7 @@ class ArmService:
         location: str,
         apply: Callable[[], None],
         revert: Callable[[], None],
+        operation: str = "",
     ) -> tuple[Operation, str]:
         match = arm_parts(resource_id)
         op = Operation(
@@ -359,7 +371,11 @@ class ArmService:
         if namespace == "Microsoft.ContainerRegistry":
             status_path = f"{resource_id}/operationStatuses/{op.id}"
         else:
-            segment = ASYNC_SEGMENTS.get(namespace.lower(), "operations")
+            segment = (
+                f"{operation}AzureAsyncOperation"
+                if operation
+                else ASYNC_SEGMENTS.get(namespace.lower(), "operations")
+            )
             scope = f"/subscriptions/{op.subscription}"
             if namespace.lower() in GROUP_SCOPED_STATUS:
                 scope += f"/resourceGroups/{match['rg']}"

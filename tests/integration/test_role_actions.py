@@ -91,3 +91,40 @@ def test_status_links_are_where_each_service_hands_them_out(rotated) -> None:
     ), polled
     [put] = [c for c in rotated if c["method"] == "PUT" and "/microsoft.databricks/" in c["path"].lower()]
     assert put["status"] == 201  # the recorded answer: 201, the workspace `Accepted`
+
+
+def every_other_kind() -> dict[str, Any]:
+    """One consumer pinned to the old version of each kind not in `estate()`."""
+    versions = (s.version("old", created="-200d", exp=None), s.version("new", created="-1h", exp=None))
+    base = s.scenario(
+        {"cmk": s.key(*versions)},
+        registries=[s.registry("reg1", PINNED)],
+        batch_accounts=[s.batch("batch1", PINNED)],
+        groups=[s.group("aci1", "cmk", OLD)],
+        storage_accounts=[s.storage("st1", PINNED)],
+        encryption_sets=[s.encryption_set("des1", PINNED)],
+        sql_servers=[s.sql_server("sql1", PINNED)],
+    )
+    base["dataFactories"] = [s.factory("adf1", PINNED, key_identity=UAI)]
+    keyed = [
+        (entry, s.keyed(entry, name, PINNED, identities=[UAI]))
+        for entry, name in (
+            ("logAnalyticsClusters", "la1"),
+            ("kustoClusters", "adx1"),
+            ("eventHubNamespaces", "eh1"),
+            ("serviceBusNamespaces", "sb1"),
+            ("cosmosAccounts", "cosmos1"),
+            ("managedClusters", "aks1"),
+            ("synapseWorkspaces", "syn1"),
+        )
+    ]
+    return s.with_keyed(base, *keyed)
+
+
+def test_every_request_a_rotation_of_every_other_kind_makes_is_granted(stack) -> None:
+    stack.load(every_other_kind())
+    stack.service().reconciler.run(new_request(parse_key_id(KEY), "cli", "pytest"))
+    granted = {a.lower() for kind in all_kinds() for a in kind.arm_actions}
+    calls = [c for c in stack.admin.calls()["calls"] if c["host"] == "management.azure.com"]
+    sent = {rbac_action(c["method"], c["path"]) for c in calls}
+    assert sorted(a for a in sent if a.lower() not in granted) == []
