@@ -1,7 +1,7 @@
-"""Least privilege held to what the product sends: every ARM request a rotation makes for the
-kinds whose status links were unconfirmed (HDInsight, Databricks, PostgreSQL and MySQL flexible
-servers, App Configuration) is an action its kind declares (`arm_actions`, the custom role's
-list: tests/infra/test_templates.py holds the role to them). The emulator hands out each
+"""Least privilege held to what the product sends: every ARM request a rotation makes is an action
+the kinds declare (`arm_actions`, the custom role's list: tests/infra/test_templates.py holds the
+role to them), for the kinds whose status links were unconfirmed (HDInsight, Databricks,
+PostgreSQL and MySQL flexible servers, App Configuration) and for every other kind. The emulator hands out each
 provider's status link where Azure does: HDInsight's `Location` at the cluster
 (`clusters/{c}/operationresults/{id}`, the spec's example), Databricks' `Azure-AsyncOperation`
 at `resourceGroups/{g}/providers/Microsoft.Databricks/locations/{l}/operationStatuses/{id}` after
@@ -38,12 +38,13 @@ def estate() -> dict[str, Any]:
     versions = (s.version("old", created="-200d", exp=None), s.version("new", created="-1h", exp=None))
     base = s.scenario({"cmk": s.key(*versions)})
     base["databricksWorkspaces"] = [s.workspace("dbx1", managed_services=PINNED)]
-    pinned = {"identities": [UAI], "key_identity": UAI}
     return s.with_keyed(
         base,
         ("hdInsightClusters", s.keyed("hdInsightClusters", "hdi1", PINNED, identities=[UAI])),
-        ("postgresFlexibleServers", s.keyed("postgresFlexibleServers", "pg1", PINNED, **pinned)),
-        ("mysqlFlexibleServers", s.keyed("mysqlFlexibleServers", "my1", PINNED, **pinned)),
+        *(
+            (entry, s.keyed(entry, name, PINNED, identities=[UAI], key_identity=UAI))
+            for entry, name in (("postgresFlexibleServers", "pg1"), ("mysqlFlexibleServers", "my1"))
+        ),
         ("appConfigurationStores", s.keyed("appConfigurationStores", "appcs1", PINNED, identities=[UAI])),
     )
 
