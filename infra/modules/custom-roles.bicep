@@ -131,11 +131,11 @@ var containerGroupRedeployActions = [
   'Microsoft.ContainerInstance/locations/operations/read'
 ]
 
-// How Azure names "attach this user-assigned identity to a resource" (the only wildcard in
-// these roles). It is never granted at a consumer scope: only on named identities or their
-// resource groups (identity-assign-access.bicep), so the wildcard spans those alone.
+// Attach a user-assigned identity to a resource: the action ARM's linked check asks for (the
+// published operations list names it; no wildcard). Never granted at a consumer scope: only on
+// named identities or their resource groups (identity-assign-access.bicep).
 var identityAssignActions = [
-  'Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action'
+  'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action'
 ]
 
 // ARM, only with redeploy and groups in a virtual network: re-attach the group's subnet.
