@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import sys
 import time
 from collections import Counter
@@ -102,12 +103,21 @@ def estate(n: int, subs: list[str]) -> dict[str, Any]:
     return base
 
 
+# A status link's last-but-one segment: `operations`, `operationStatuses`, App Configuration's
+# `operationsStatus`, the databases' `azureAsyncOperation` and SQL's per-operation ones
+# (`serverKeyAzureAsyncOperation`, `…OperationResults`).
+STATUS_LINK = re.compile(
+    r"/(?:operations|operationstatuses|operationsstatus|[a-z]*azureasyncoperation|[a-z]*operationresults)/",
+    re.IGNORECASE,
+)
+
+
 def classify(call: dict[str, Any]) -> tuple[str | None, str]:
     """(kind, what the call was): poll URLs are resource-scoped or location-scoped, so they are
     told apart first; a read is a GET of one resource (or a sub-resource), not of a list."""
     path = call["path"].split("?")[0]
     kind = next((k for p, k in PROVIDERS.items() if f"/providers/{p}/" in path), None)
-    if "/operations/" in path or "/operationStatuses/" in path or "/operationResults/" in path:
+    if STATUS_LINK.search(path):
         return kind, "poll"
     if call["method"] in {"PATCH", "PUT", "POST", "DELETE"}:
         return kind, "write"

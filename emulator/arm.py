@@ -41,12 +41,22 @@ ARM_AUDIENCES = {
     "https://management.usgovcloudapi.net",
     "https://management.core.usgovcloudapi.net",
 }
-# The status link's last-but-one segment where a provider's spec names its own (the database
-# providers' `locations/{l}/azureAsyncOperation/{id}`); others use `operations`.
+# The status link's last-but-one segment where a provider names its own (the database
+# providers' specs: `locations/{l}/azureAsyncOperation/{id}`; App Configuration registers only
+# `locations/operationsStatus` as an operation); others use `operations`. Its path is the RBAC
+# action the caller needs, so it must be one the provider registers (infra/README.md).
 ASYNC_SEGMENTS = {
     "microsoft.dbforpostgresql": "azureAsyncOperation",
     "microsoft.dbformysql": "azureAsyncOperation",
+    "microsoft.appconfiguration": "operationsStatus",
+    "microsoft.databricks": "operationStatuses",
 }
+# Providers whose status link sits under the resource group (a recorded Databricks answer:
+# `resourceGroups/{g}/providers/Microsoft.Databricks/locations/{l}/operationStatuses/{id}`).
+GROUP_SCOPED_STATUS = {"microsoft.databricks"}
+# Providers whose `Location` link sits at the resource (HDInsight's spec example:
+# `clusters/{c}/operationresults/{id}`); others at `locations/{l}/operationResults/{id}`.
+RESOURCE_SCOPED_RESULTS = {"microsoft.hdinsight"}
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _SUBSCRIPTION = re.compile(r"^/subscriptions/(?P<sub>[^/]+)", re.IGNORECASE)
 _ERROR_CODES = {
@@ -172,12 +182,18 @@ class ArmService:
         self.router.add(
             "GET",
             r"/subscriptions/(?P<sub>[^/]+)/providers/[^/]+/locations/[^/]+/"
-            r"(?:operations|operationStatuses|azureAsyncOperation)/(?P<op_id>[^/]+)",
+            r"(?:operations|operationStatuses|operationsStatus|[a-z]*azureAsyncOperation)/(?P<op_id>[^/]+)",
             self.operation_status,
         )
         self.router.add(
             "GET",
-            r"/subscriptions/(?P<sub>[^/]+)/providers/[^/]+/locations/[^/]+/operationResults/(?P<op_id>[^/]+)",
+            r"/subscriptions/(?P<sub>[^/]+)/providers/[^/]+/locations/[^/]+/[a-z]*operationResults/(?P<op_id>[^/]+)",
+            self.operation_result,
+        )
+        self.router.add(
+            "GET",
+            r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/[^/]+/providers/[^/]+/[^/]+/[^/]+/"
+            r"operationResults/(?P<op_id>[^/]+)",
             self.operation_result,
         )
 
@@ -276,10 +292,21 @@ class ArmService:
         location: str,
         apply: Callable[[], None],
         revert: Callable[[], None],
+        *,
+        operation: str = "",
     ) -> dict[str, str]:
-        """Register an LRO and return the headers that announce it."""
-        _, status_url = self._begin(request, resource_id, namespace, location, apply, revert)
-        return {"Azure-AsyncOperation": status_url, "Retry-After": str(self.settings.retry_after)}
+        """Register an LRO and return the headers that announce it. `operation` names it where the
+        provider registers a status type per operation (SQL: `serverKey` answers with
+        `locations/{l}/serverKeyAzureAsyncOperation/{id}` and `Location` at
+        `serverKeyOperationResults/{id}`, the actions its role grants)."""
+        _, status_url = self._begin(request, resource_id, namespace, location, apply, revert, operation)
+        headers = {"Azure-AsyncOperation": status_url, "Retry-After": str(self.settings.retry_after)}
+        if operation:
+            results = status_url.replace(
+                f"/{operation}AzureAsyncOperation/", f"/{operation}OperationResults/"
+            )
+            headers["Location"] = results
+        return headers
 
     def answer_write(
         self,
@@ -300,10 +327,12 @@ class ArmService:
         op, status_url = self._begin(request, resource_id, namespace, location, apply, revert)
         op.final = body
         retry = {"Retry-After": str(self.settings.retry_after)}
-        location_url = (
-            f"https://{request.host}/subscriptions/{op.subscription}/providers/{namespace}/locations/"
-            f"{op.location}/operationResults/{op.id}?api-version={request.query['api-version']}"
+        results_path = (
+            f"{resource_id}/operationresults/{op.id}"
+            if namespace.lower() in RESOURCE_SCOPED_RESULTS
+            else f"/subscriptions/{op.subscription}/providers/{namespace}/locations/{op.location}/operationResults/{op.id}"
         )
+        location_url = f"https://{request.host}{results_path}?api-version={request.query['api-version']}"
         if shape == "async201":
             return Response.json(201, body(), {"Azure-AsyncOperation": status_url, **retry})
         if shape == "async202":
@@ -324,6 +353,7 @@ class ArmService:
         location: str,
         apply: Callable[[], None],
         revert: Callable[[], None],
+        operation: str = "",
     ) -> tuple[Operation, str]:
         match = arm_parts(resource_id)
         op = Operation(
@@ -341,8 +371,15 @@ class ArmService:
         if namespace == "Microsoft.ContainerRegistry":
             status_path = f"{resource_id}/operationStatuses/{op.id}"
         else:
-            segment = ASYNC_SEGMENTS.get(namespace.lower(), "operations")
-            status_path = f"/subscriptions/{op.subscription}/providers/{namespace}/locations/{op.location}/{segment}/{op.id}"
+            segment = (
+                f"{operation}AzureAsyncOperation"
+                if operation
+                else ASYNC_SEGMENTS.get(namespace.lower(), "operations")
+            )
+            scope = f"/subscriptions/{op.subscription}"
+            if namespace.lower() in GROUP_SCOPED_STATUS:
+                scope += f"/resourceGroups/{match['rg']}"
+            status_path = f"{scope}/providers/{namespace}/locations/{op.location}/{segment}/{op.id}"
         return op, f"https://{request.host}{status_path}?api-version={request.query['api-version']}"
 
     def operation_result(self, request: Request, sub: str, op_id: str) -> Response:

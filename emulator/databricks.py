@@ -4,8 +4,12 @@ EnableEncryption and WorkspaceManagedDiskEncryptionUpdate examples): a key in up
 AzureDatabricks first-party application), `...entities.managedDisk.keyVaultProperties` with
 `rotationToLatestKeyVersionEnabled` (the workspace's `managedDiskIdentity`) and the DBFS root's
 `properties.parameters.encryption.value.{keySource, KeyName, keyversion, keyvaulturi}` (its
-`storageAccountIdentity`). The PUT is long-running, 202 with `Location` as the spec declares
-(ArmLroLocationHeader), and honours `If-Match` against the `ETag` a GET answers."""
+`storageAccountIdentity`). The PUT is long-running and answers as the real service does (a
+recorded answer, azure-sdk-for-js's Databricks test recordings): 201 with the workspace `Accepted`
+and `Azure-AsyncOperation` at `resourceGroups/{g}/providers/Microsoft.Databricks/locations/{l}/
+operationStatuses/{id}`, the one status type Databricks registers as an RBAC operation (the spec
+declares a `Location` header; the `lroShapes` setting still serves that shape). It honours
+`If-Match` against the `ETag` a GET answers."""
 
 from __future__ import annotations
 
@@ -50,7 +54,7 @@ class DatabricksWorkspaces(DocumentProvider):
     TYPE = "Microsoft.Databricks/workspaces"
     NAMESPACE = "Microsoft.Databricks"
     LONG_RUNNING = True
-    WRITE_SHAPE = "location202"
+    WRITE_SHAPE = "async201"  # a recorded answer: 201, the workspace Accepted, Azure-AsyncOperation
     READ_ONLY = (
         "provisioningState",
         "createdDateTime",

@@ -1,7 +1,8 @@
 """Microsoft.HDInsight/clusters (api-version 2021-06-01 shapes): disk encryption's key in
 `properties.diskEncryptionProperties.{vaultUri, keyName, keyVersion, msiResourceId}`. The key is
 moved by the action `POST .../rotatediskencryptionkey` with `{vaultUri, keyName, keyVersion}`,
-long-running: 202 with `Location`, as the spec's example answers; the cluster keeps the
+long-running: 202 with `Location` at the cluster (`clusters/{c}/operationresults/{id}`), as the
+spec's example answers (2025-01-15-preview RotateLinuxHadoopClusterDiskEncryptionKey); the cluster keeps the
 identity it has (`msiResourceId`). A PATCH of a cluster (tags only in the spec) is not served."""
 
 from __future__ import annotations

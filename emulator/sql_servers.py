@@ -126,7 +126,7 @@ class SqlServers(ArmResourceRoutes[SqlServer]):
             def apply() -> None:
                 server.server_keys[key_name] = uri
 
-            return self._accepted(request, f"{server.id}/keys/{key_name}", server, apply)
+            return self._accepted(request, f"{server.id}/keys/{key_name}", server, apply, "serverKey")
 
     def put_protector(self, request: Request, sub: str, group: str, name: str) -> Response:
         with self.world.lock:
@@ -148,7 +148,8 @@ class SqlServers(ArmResourceRoutes[SqlServer]):
             def apply() -> None:
                 server.protector_key, server.auto_rotation = key_name, auto
 
-            return self._accepted(request, f"{server.id}/encryptionProtector/current", server, apply)
+            protector = f"{server.id}/encryptionProtector/current"
+            return self._accepted(request, protector, server, apply, "encryptionProtector")
 
     def _refusal(self, server: SqlServer, name: str, uri: str) -> Response | None:
         if server.primary_identity:
@@ -161,9 +162,12 @@ class SqlServers(ArmResourceRoutes[SqlServer]):
             )
         return refusal(self.world, uri, names, REFUSALS, f"Server '{name}'")
 
-    def _accepted(self, request: Request, resource_id: str, server: SqlServer, apply: Any) -> Response:
+    def _accepted(
+        self, request: Request, resource_id: str, server: SqlServer, apply: Any, operation: str
+    ) -> Response:
+        # SQL registers a status type per operation (`locations/serverKeyAzureAsyncOperation`,
+        # `serverKeyOperationResults`, the same for `encryptionProtector`): the role's actions.
         headers = self.arm.start_operation(
-            request, resource_id, NAMESPACE, server.location, apply, lambda: None
+            request, resource_id, NAMESPACE, server.location, apply, lambda: None, operation=operation
         )
-        headers["Location"] = headers["Azure-AsyncOperation"]
         return Response.empty(202, headers)

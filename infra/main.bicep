@@ -276,6 +276,9 @@ param rotationOutcomeTopicResourceId string = ''
 @description('With the redeploy policy: some container groups sit in a virtual network (grants subnet join).')
 param containerGroupsInVirtualNetworks bool = false
 
+@description('Rotate HDInsight clusters: grants their rotatediskencryptionkey action and its status read (infra/README.md: not in the published operations list).')
+param hdInsightRotation bool = false
+
 // ---------------------------------------------------------------- derived values
 var resourceTags = union(tags, empty(environmentName) ? {} : {
   'azd-env-name': environmentName
@@ -455,6 +458,7 @@ module roles 'modules/custom-roles.bicep' = {
     assignableSubscriptionIds: assignableSubscriptionIds
     containerGroupPolicy: rotationContainerGroupPolicy
     containerGroupsInVirtualNetworks: containerGroupsInVirtualNetworks
+    hdInsightRotation: hdInsightRotation
   }
 }
 

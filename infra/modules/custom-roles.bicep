@@ -21,6 +21,9 @@ param containerGroupPolicy string
 @description('Redeployed container groups may sit in a virtual network (subnet join).')
 param containerGroupsInVirtualNetworks bool
 
+@description('HDInsight clusters are rotated: grants their rotate action and its status read.')
+param hdInsightRotation bool
+
 // Key Vault data plane: get key / list versions, rotate (new version), update key
 // properties (expiry of the new version), read the rotation policy. No create, import,
 // delete, purge, backup, restore, sign, wrap or unwrap; no rotation-policy write.
@@ -92,10 +95,8 @@ var consumerActions = [
   'Microsoft.AppConfiguration/configurationStores/read'
   'Microsoft.AppConfiguration/configurationStores/write'
   'Microsoft.AppConfiguration/locations/operationsStatus/read'
-  // HDInsight clusters: the rotatediskencryptionkey action (long-running, Location)
+  // HDInsight clusters: seen always; rotated only with hdInsightRotation (below)
   'Microsoft.HDInsight/clusters/read'
-  'Microsoft.HDInsight/clusters/rotatediskencryptionkey/action'
-  'Microsoft.HDInsight/locations/operationresults/read'
   // Synapse workspaces: seen, never written (manual-required: a switch of keys by a person)
   'Microsoft.Synapse/workspaces/read'
   // PostgreSQL and MySQL flexible servers: PATCH dataEncryption (long-running)
@@ -111,6 +112,15 @@ var consumerActions = [
   'Microsoft.Insights/eventtypes/values/read'
 ]
 
+// ARM, only with hdInsightRotation: the rotatediskencryptionkey action (long-running, Location at
+// the cluster). Both names follow from the spec's paths, but the published operations list does
+// not name them, and ARM refuses a whole role that names an action its provider does not
+// register: asked for only by those who rotate HDInsight clusters (infra/README.md).
+var hdInsightRotateActions = [
+  'Microsoft.HDInsight/clusters/rotatediskencryptionkey/action'
+  'Microsoft.HDInsight/clusters/operationresults/read'
+]
+
 // ARM, only with ROTATION_CONTAINER_GROUP_POLICY=redeploy: delete and re-create a group
 // (its key can only be set at creation). Attaching the group's identity again is the
 // identity-assigner role below, granted only on the identities the groups use.
@@ -121,11 +131,11 @@ var containerGroupRedeployActions = [
   'Microsoft.ContainerInstance/locations/operations/read'
 ]
 
-// How Azure names "attach this user-assigned identity to a resource" (the only wildcard in
-// these roles). It is never granted at a consumer scope: only on named identities or their
-// resource groups (identity-assign-access.bicep), so the wildcard spans those alone.
+// Attach a user-assigned identity to a resource: the action ARM's linked check asks for (the
+// published operations list names it; no wildcard). Never granted at a consumer scope: only on
+// named identities or their resource groups (identity-assign-access.bicep).
 var identityAssignActions = [
-  'Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action'
+  'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action'
 ]
 
 // ARM, only with redeploy and groups in a virtual network: re-attach the group's subnet.
@@ -142,7 +152,7 @@ var anchorWriterDataActions = [
 ]
 
 var redeploy = containerGroupPolicy == 'redeploy'
-var armActions = concat(consumerActions, redeploy ? containerGroupRedeployActions : [], (redeploy && containerGroupsInVirtualNetworks) ? containerGroupVnetActions : [])
+var armActions = concat(consumerActions, hdInsightRotation ? hdInsightRotateActions : [], redeploy ? containerGroupRedeployActions : [], (redeploy && containerGroupsInVirtualNetworks) ? containerGroupVnetActions : [])
 var assignableScopes = [for id in assignableSubscriptionIds: '/subscriptions/${id}']
 
 resource keyOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {

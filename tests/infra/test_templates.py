@@ -140,14 +140,24 @@ KEY_VAULT_DATA_ACTIONS = [
     "Microsoft.KeyVault/vaults/keys/update/action",
     "Microsoft.KeyVault/vaults/keyrotationpolicies/read",
 ]
-# Every action each registered kind declares it needs (its `arm_actions`), in the registry's
-# order: a kind added without its actions in the role, or an action left behind, fails here.
-# Then what the product reads beyond the kinds: the activity log, for consumer-reverted.
-CONSUMER_ACTIONS = [action for kind in all_kinds() for action in kind.arm_actions] + [ACTIVITY_LOG_READ]
+# Actions a kind needs that the published operations list does not name (infra/README.md, "Where
+# each action name comes from"): ARM refuses a role naming an action its provider does not
+# register, so these are granted only when the deployment asks for them (`hdInsightRotation`).
+HDINSIGHT_ROTATE_ACTIONS = [
+    "Microsoft.HDInsight/clusters/rotatediskencryptionkey/action",
+    "Microsoft.HDInsight/clusters/operationresults/read",
+]
+# Every other action each registered kind declares it needs (its `arm_actions`), in the
+# registry's order: a kind added without its actions in the role, or an action left behind,
+# fails here. Then what the product reads beyond the kinds: the activity log, for consumer-reverted.
+KIND_ACTIONS = [action for kind in all_kinds() for action in kind.arm_actions]
+CONSUMER_ACTIONS = [a for a in KIND_ACTIONS if a not in HDINSIGHT_ROTATE_ACTIONS] + [ACTIVITY_LOG_READ]
 # Kinds this system sees but never writes (manual-required): read only, nothing else.
 READ_ONLY_PROVIDERS = ("Microsoft.DocumentDB/", "Microsoft.ContainerService/")
 REDEPLOY_ACTIONS = list(ContainerGroups.redeploy_actions)
-IDENTITY_ASSIGN_ACTIONS = ["Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action"]
+# The published operations list names the action ARM's linked check asks for (identity.md:
+# "RBAC action for assigning an existing user assigned identity to a resource").
+IDENTITY_ASSIGN_ACTIONS = ["Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"]
 ANCHOR_WRITER_DATA_ACTIONS = [
     "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
     "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action",
@@ -155,8 +165,6 @@ ANCHOR_WRITER_DATA_ACTIONS = [
 VNET_ACTIONS = list(ContainerGroups.subnet_actions)
 ACCESS_POLICY_ROTATOR = ["get", "list", "rotate", "update", "getrotationpolicy"]
 ACCESS_POLICY_CONSUMER = ["get", "wrapKey", "unwrapKey"]
-# The one wildcard allowed in an action: how Azure names "assign any identity".
-DOCUMENTED_WILDCARDS = {"Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action"}
 
 
 # ---------------------------------------------------------------- parsing helpers
@@ -488,13 +496,13 @@ def test_custom_roles_hold_exactly_the_actions_the_product_uses():
     assert combined["type"] == "concat"
     parts = combined["parameters"]
     assert parts["arg_1"] == "consumerActions"
-    redeploy = parts["arg_2"]["operator"]["operands"]
+    redeploy = parts["arg_3"]["operator"]["operands"]
     assert redeploy == {
         "condition": "redeploy",
         "true_value": "containerGroupRedeployActions",
         "false_value": [],
     }
-    vnet = parts["arg_3"]["operator"]["operands"]
+    vnet = parts["arg_4"]["operator"]["operands"]
     assert vnet["true_value"] == "containerGroupVnetActions"
     assert vnet["false_value"] == []
     assert variable(roles, "redeploy")["operator"]["operands"] == {
@@ -521,9 +529,9 @@ def test_custom_roles_hold_exactly_the_actions_the_product_uses():
     for action in CONSUMER_ACTIONS:
         if action.startswith(READ_ONLY_PROVIDERS):
             assert action.endswith("/read"), f"{action}: this kind is never written"
-    for action in [*KEY_VAULT_DATA_ACTIONS, *CONSUMER_ACTIONS, *REDEPLOY_ACTIONS, *VNET_ACTIONS]:
-        if "*" in action:
-            assert action in DOCUMENTED_WILDCARDS, action
+    every = [*KEY_VAULT_DATA_ACTIONS, *CONSUMER_ACTIONS, *HDINSIGHT_ROTATE_ACTIONS, *REDEPLOY_ACTIONS]
+    for action in [*every, *VNET_ACTIONS, *IDENTITY_ASSIGN_ACTIONS, *ANCHOR_WRITER_DATA_ACTIONS]:
+        assert "*" not in action, f"{action}: a wildcard where Azure names the action itself"
     for forbidden in ("delete", "purge", "create", "import", "backup", "restore", "wrap", "sign"):
         assert not any(forbidden in a.lower() for a in KEY_VAULT_DATA_ACTIONS), forbidden
     # Report mode (the default) leaves container groups read-only.
@@ -531,6 +539,22 @@ def test_custom_roles_hold_exactly_the_actions_the_product_uses():
         a.startswith("Microsoft.ContainerInstance/containerGroups/") and not a.endswith("/read")
         for a in CONSUMER_ACTIONS
     )
+
+
+def test_hdinsight_rotation_is_granted_only_when_the_deployment_asks_for_it():
+    roles = module("custom-roles")
+    assert variable(roles, "hdInsightRotateActions") == HDINSIGHT_ROTATE_ACTIONS
+    assert set(HDINSIGHT_ROTATE_ACTIONS) <= set(KIND_ACTIONS), "the hdinsight kind still needs them"
+    assert "Microsoft.HDInsight/clusters/read" in CONSUMER_ACTIONS  # discovery and plans see clusters
+    gated = variable(roles, "armActions")["function"]["parameters"]["arg_2"]["operator"]["operands"]
+    assert gated == {
+        "condition": "hdInsightRotation",
+        "true_value": "hdInsightRotateActions",
+        "false_value": [],
+    }
+    declared = main()["parameters"]["hdInsightRotation"]
+    assert declared["default"] is False, "off unless asked for: the role must deploy without them"
+    assert ref(body(main()["modules"]["roles"])["params"]["hdInsightRotation"]) == "hdInsightRotation"
 
 
 def test_custom_roles_are_assignable_where_they_are_assigned():

@@ -57,7 +57,7 @@ KINDS: dict[str, tuple[str, Any, tuple[str, ...]]] = {
         lambda base: s.with_keyed(base, _keyed("serviceBusNamespaces", "sb1")),
         ("body200",),
     ),
-    # a PUT of the workspace as read (If-Match); the spec's own answer is 202 with Location
+    # a PUT of the workspace as read (If-Match); the service answers 201 + Azure-AsyncOperation
     "databricks": (
         "Microsoft.Databricks",
         lambda base: {
@@ -84,7 +84,9 @@ CASES = [(kind, shape) for kind, (_, _, shapes) in KINDS.items() for shape in sh
 
 # kinds whose spec keeps provisioningState on the resource: they read it, not the status link
 POLLS_RESOURCE = {"registry", "diskencryptionset", "kusto", "loganalytics"}
-STATUS_LINKS = ("/operations/", "/operationstatuses/", "/operationresults/")
+# App Configuration's status type is `locations/operationsStatus` (the one it registers)
+ASYNC_LINKS = ("/operations/", "/operationstatuses/", "/operationsstatus/")
+STATUS_LINKS = (*ASYNC_LINKS, "/operationresults/")
 
 
 def _polls(calls: list[dict[str, Any]], shape: str, kind: str) -> list[dict[str, Any]]:
@@ -96,9 +98,7 @@ def _polls(calls: list[dict[str, Any]], shape: str, kind: str) -> list[dict[str,
         return [c for c in calls if "/operationresults/" in c["path"].lower()]
     if shape == "body200":
         return [c for c in calls if c["method"] == "GET" and "/operation" not in c["path"].lower()]
-    return [
-        c for c in calls if "/operations/" in c["path"].lower() or "/operationstatuses/" in c["path"].lower()
-    ]
+    return [c for c in calls if any(link in c["path"].lower() for link in ASYNC_LINKS)]
 
 
 @pytest.mark.parametrize(("kind", "shape"), CASES, ids=[f"{k}-{sh}" for k, sh in CASES])

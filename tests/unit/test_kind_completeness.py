@@ -80,10 +80,17 @@ def documented_scenario_entries() -> set[str]:
 
 
 def role_actions() -> set[str]:
-    """The consumer role's actions: every quoted action in its variables."""
+    """The consumer role's actions: every quoted action in its variables (some granted only when the
+    deployment asks: the redeploy policy, `hdInsightRotation`)."""
     text = ROLES.read_text()
     found: set[str] = set()
-    for name in ("consumerActions", "containerGroupRedeployActions", "containerGroupVnetActions"):
+    names = (
+        "consumerActions",
+        "hdInsightRotateActions",
+        "containerGroupRedeployActions",
+        "containerGroupVnetActions",
+    )
+    for name in names:
         block = re.search(rf"^var {name} = \[(.*?)^\]", text, re.MULTILINE | re.DOTALL)
         found.update(re.findall(r"'([^']+)'", block.group(1) if block else ""))
     return found

@@ -60,10 +60,10 @@ class HDInsightClusters(a.ArmTargetKind):
     kind = KIND
     key_naming = KEY_PARTS  # vaultUri, keyName, keyVersion
     resource_type = RESOURCE_TYPE
-    arm_actions = (  # the rotate action is long-running (Location)
+    arm_actions = (  # the rotate action is long-running: Location at the cluster (the spec's example)
         "Microsoft.HDInsight/clusters/read",
         "Microsoft.HDInsight/clusters/rotatediskencryptionkey/action",
-        "Microsoft.HDInsight/locations/operationresults/read",
+        "Microsoft.HDInsight/clusters/operationresults/read",
     )
     api_version = API_VERSION
     remediation = REMEDIATION
