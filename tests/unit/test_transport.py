@@ -1,7 +1,7 @@
 """The urllib3 transport's contract (rotation/azure/transport.py): both of azure-core's request and
 response interfaces, requests' default headers and form encoding, connection reuse, decoding,
 no redirects followed, per-call timeouts, and the errors RequestsTransport raised for the same
-failures; with the budget on top (clients.BudgetedTransport): the answer limit on a real socket."""
+failures; with the budget on top (budgeted.BudgetedTransport): the answer limit on a real socket."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from azure.core.exceptions import (
 from azure.core.pipeline.transport import HttpRequest as LegacyRequest
 from azure.core.rest import HttpRequest
 
-from rotation.azure.clients import BudgetedTransport
+from rotation.azure.budgeted import BudgetedTransport
 from rotation.azure.transport import Urllib3Transport
 from rotation.model.errors import ResponseTooLarge
 from tests.unit.http_server import Seen, serve
