@@ -1,4 +1,4 @@
-"""The clients' transport with the door's and the run's time budgets (budget.py) on top: each
+"""The clients' transports with the door's and the run's time budgets (budget.py) on top: each
 attempt's timeouts capped to what is left, and for Key Vault and ARM an answer read whole within
 its read timeout and no further than the answer limit."""
 
@@ -9,25 +9,32 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from azure.core.configuration import ConnectionConfiguration
 from azure.core.exceptions import AzureError, ServiceResponseTimeoutError
+from azure.core.pipeline.transport import HttpTransport
 from urllib3 import BaseHTTPResponse
 from urllib3.exceptions import ReadTimeoutError
 
 from rotation.azure import budget
 from rotation.azure.answers import read_errors
+from rotation.azure.curl import CurlTransport
 from rotation.azure.transport import Urllib3Transport
 from rotation.model.errors import ResponseTooLarge
 
 
-class BudgetedTransport(Urllib3Transport):
-    """The shared transport, with each attempt's timeouts capped to the door's budget.
+class Budgeted(HttpTransport):
+    """Either transport below it (urllib3's, libcurl's), with each attempt's timeouts capped to
+    the door's budget.
 
     For Key Vault and ARM (`answer_limit` set) also: the run's budget counts (budget.run_budget);
     an answer's body must arrive whole within the read timeout (a socket timeout only bounds each
     read: an answer dripping a byte a second would never end) and is read no further than
     `answer_limit` bytes; every wait between calls (`sleep`: LRO polling) is capped at `max_wait`
-    and must end inside the budget.
+    and must end inside the budget. How an answer is held to the limit is the transport's
+    (`_send_azure`).
     """
+
+    connection_config: ConnectionConfiguration
 
     def __init__(
         self,
@@ -55,7 +62,32 @@ class BudgetedTransport(Urllib3Transport):
                 ("read_timeout", self.connection_config.read_timeout),
             ):
                 kwargs[name] = min(kwargs.get(name) or default, left)
-        if not self._azure or kwargs.get("stream"):
+        if not self._azure:
+            return self._send(request, **kwargs)
+        return self._send_azure(request, **kwargs)
+
+    def _send_azure(self, request: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def _send(self, request: Any, **kwargs: Any) -> Any:
+        try:
+            return super().send(request, **kwargs)  # type: ignore[safe-super]  # the transport next in the MRO
+        except AzureError:
+            budget.check(
+                f"{request.method} {_host(request.url)} answered", azure=self._azure
+            )  # a timeout the budget caused
+            raise
+
+    def sleep(self, duration: float) -> None:
+        """A wait between calls (an LRO's polls): capped, and never past the budget."""
+        self._sleeper(budget.bounded_wait(duration, "the next poll", cap=self.max_wait))
+
+
+class BudgetedTransport(Budgeted, Urllib3Transport):
+    """Storage's, the credential's and the outcome topic's transport (urllib3)."""
+
+    def _send_azure(self, request: Any, **kwargs: Any) -> Any:
+        if kwargs.get("stream"):
             return self._send(request, **kwargs)
         whole = kwargs.get("read_timeout") or self.connection_config.read_timeout
         ends = self._clock() + whole
@@ -66,18 +98,13 @@ class BudgetedTransport(Urllib3Transport):
         )
         return response
 
-    def _send(self, request: Any, **kwargs: Any) -> Any:
-        try:
-            return super().send(request, **kwargs)
-        except AzureError:
-            budget.check(
-                f"{request.method} {_host(request.url)} answered", azure=self._azure
-            )  # a timeout the budget caused
-            raise
 
-    def sleep(self, duration: float) -> None:
-        """A wait between calls (an LRO's polls): capped, and never past the budget."""
-        self._sleeper(budget.bounded_wait(duration, "the next poll", cap=self.max_wait))
+class BudgetedCurlTransport(Budgeted, CurlTransport):
+    """Key Vault's and ARM's transport (libcurl): it reads every answer whole within the read
+    timeout itself, and refuses one past the limit even when streamed."""
+
+    def _send_azure(self, request: Any, **kwargs: Any) -> Any:
+        return self._send(request, answer_limit=self.answer_limit, **kwargs)
 
 
 def read_answer(

@@ -87,7 +87,7 @@ class Urllib3Transport(HttpTransport):
         authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
         try:
             opener, whole = self.connections.route(scheme.lower(), authority, verify, cert)
-            body, headers = _body(request)
+            body, headers = outgoing(request)
             internal = opener.urlopen(
                 request.method,
                 url if whole else _target(url, len(scheme) + 3 + len(authority)),
@@ -124,7 +124,7 @@ def _target(url: str, path_starts: int) -> str:
     return target if target.startswith("/") else "/" + target
 
 
-def _body(request: Any) -> tuple[Any, Mapping[str, str]]:
+def outgoing(request: Any) -> tuple[Any, Mapping[str, str]]:
     """The body to send and the headers with it: requests' defaults added, a form encoded."""
     headers = dict(request.headers)
     present = {name.lower() for name in headers}

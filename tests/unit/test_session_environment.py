@@ -14,9 +14,12 @@ import requests.utils
 from azure.core.exceptions import ServiceRequestError
 from azure.core.rest import HttpRequest
 
+from rotation.azure.curl import CurlTransport
 from rotation.azure.session import ca_bundle, proxy_for
 from rotation.azure.transport import Urllib3Transport
 from tests.unit.http_server import serve
+
+TRANSPORTS = pytest.mark.parametrize("transport", [Urllib3Transport, CurlTransport], ids=["urllib3", "curl"])
 
 URLS = [
     "https://management.azure.com/subscriptions/s/providers/x?api-version=1",
@@ -86,35 +89,43 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_a_request_goes_through_the_environments_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+@TRANSPORTS
+def test_a_request_goes_through_the_environments_proxy(
+    transport: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{closed_port()}")
     monkeypatch.delenv("https_proxy", raising=False)
     with pytest.raises(ServiceRequestError, match="proxy"):
-        Urllib3Transport().send(HttpRequest("GET", "https://management.azure.com/subscriptions"))
+        transport().send(HttpRequest("GET", "https://management.azure.com/subscriptions"))
 
 
-def test_a_plain_http_request_is_forwarded_by_the_proxy_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+@TRANSPORTS
+def test_a_plain_http_request_is_forwarded_by_the_proxy_whole(
+    transport: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Plain http through a proxy: the proxy gets the whole URL (the local server echoes it)."""
     with serve() as (port, seen):
         monkeypatch.setenv("HTTP_PROXY", f"http://someone:s%40cret@127.0.0.1:{port}")
         monkeypatch.delenv("http_proxy", raising=False)
         monkeypatch.setenv("NO_PROXY", "")
-        answer = Urllib3Transport().send(HttpRequest("GET", "http://storage.example/echo?x=1"))
+        answer = transport().send(HttpRequest("GET", "http://storage.example/echo?x=1"))
     headers = {name.lower(): value for name, value in answer.json()["headers"].items()}
     assert seen.paths == ["http://storage.example/echo?x=1"]
     assert headers["proxy-authorization"] == "Basic c29tZW9uZTpzQGNyZXQ="  # someone:s@cret
 
 
+@TRANSPORTS
 def test_a_request_verifies_against_the_environments_ca_bundle(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    transport: type, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
     with pytest.raises(OSError, match=r"missing\.pem"):  # chosen before any connection is made
-        Urllib3Transport().send(HttpRequest("GET", f"https://127.0.0.1:{closed_port()}/"))
+        transport().send(HttpRequest("GET", f"https://127.0.0.1:{closed_port()}/"))
 
 
+@TRANSPORTS
 def test_a_netrc_entry_never_replaces_the_requests_own_authorization(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    transport: type, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login someone password secret\n")
@@ -122,7 +133,7 @@ def test_a_netrc_entry_never_replaces_the_requests_own_authorization(
     monkeypatch.setenv("NETRC", str(netrc))
     with serve() as (port, _):
         request = HttpRequest("GET", f"http://127.0.0.1:{port}/echo", headers={"Authorization": "Bearer t"})
-        echoed = json.loads(Urllib3Transport().send(request).text())
-        bare = json.loads(Urllib3Transport().send(HttpRequest("GET", f"http://127.0.0.1:{port}/echo")).text())
+        echoed = json.loads(transport().send(request).text())
+        bare = json.loads(transport().send(HttpRequest("GET", f"http://127.0.0.1:{port}/echo")).text())
     assert echoed["headers"]["Authorization"] == "Bearer t"
     assert "Authorization" not in bare["headers"]  # nor added where there was none
