@@ -17,7 +17,6 @@ from urllib3.exceptions import ReadTimeoutError
 
 from rotation.azure import budget
 from rotation.azure.answers import read_errors
-from rotation.azure.curl import CurlTransport
 from rotation.azure.transport import Urllib3Transport
 from rotation.model.errors import ResponseTooLarge
 
@@ -97,14 +96,6 @@ class BudgetedTransport(Budgeted, Urllib3Transport):
             read_answer(response.internal_response, self.answer_limit or 0, ends, self._clock, what)
         )
         return response
-
-
-class BudgetedCurlTransport(Budgeted, CurlTransport):
-    """Key Vault's and ARM's transport (libcurl): it reads every answer whole within the read
-    timeout itself, and refuses one past the limit even when streamed."""
-
-    def _send_azure(self, request: Any, **kwargs: Any) -> Any:
-        return self._send(request, answer_limit=self.answer_limit, **kwargs)
 
 
 def read_answer(

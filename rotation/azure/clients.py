@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
 
     from rotation.azure.arm import Arm
+    from rotation.azure.curl import BudgetedCurlTransport
     from rotation.azure.polling import WaitFirstARMPolling
     from rotation.azure.topic import OutcomeTopic
 
@@ -123,11 +124,14 @@ class Clients:
         connect, read = timeouts
         return BudgetedTransport(connections=self._connections, connection_timeout=connect, read_timeout=read)
 
-    def _azure_transport(self) -> BudgetedTransport:
-        """Key Vault's and ARM's: also the run's budget, the answer limit, capped waits."""
+    def _azure_transport(self) -> BudgetedCurlTransport:
+        """Key Vault's and ARM's: also the run's budget, the answer limit, capped waits; on
+        libcurl (curl.py), the process-wide handles: most of the product's calls go this way.
+        libcurl loads here, on first use (30 ms), not with function_app."""
+        from rotation.azure.curl import BudgetedCurlTransport
+
         connect, read = AZURE_TIMEOUTS
-        return BudgetedTransport(
-            connections=self._connections,
+        return BudgetedCurlTransport(
             connection_timeout=connect,
             read_timeout=read,
             answer_limit=self.settings.max_response_bytes,

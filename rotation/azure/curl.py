@@ -32,6 +32,7 @@ from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest as RestHttpRequest
 
 from rotation.azure.answers import LegacyResponse, RestResponse, described
+from rotation.azure.budgeted import Budgeted
 from rotation.azure.curlanswer import Gathered
 from rotation.azure.curlhandles import SHARED, Handles
 from rotation.azure.curlrequest import Routes, prepare
@@ -126,3 +127,11 @@ def _failed(request: Any, gathered: Gathered, exc: pycurl.error) -> Exception:
     if gathered.sent:  # the request was on its way: it may have been applied
         return ServiceResponseError(message, error=exc)
     return ServiceRequestError(message, error=exc)
+
+
+class BudgetedCurlTransport(Budgeted, CurlTransport):
+    """Key Vault's and ARM's transport (libcurl): it reads every answer whole within the read
+    timeout itself, and refuses one past the limit even when streamed."""
+
+    def _send_azure(self, request: Any, **kwargs: Any) -> Any:
+        return self._send(request, answer_limit=self.answer_limit, **kwargs)

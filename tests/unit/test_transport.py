@@ -22,8 +22,8 @@ from azure.core.exceptions import (
 from azure.core.pipeline.transport import HttpRequest as LegacyRequest
 from azure.core.rest import HttpRequest
 
-from rotation.azure.budgeted import Budgeted, BudgetedCurlTransport, BudgetedTransport
-from rotation.azure.curl import CurlTransport
+from rotation.azure.budgeted import Budgeted, BudgetedTransport
+from rotation.azure.curl import BudgetedCurlTransport, CurlTransport
 from rotation.azure.transport import Urllib3Transport
 from rotation.model.errors import ResponseTooLarge
 from tests.unit.http_server import Seen, serve
@@ -50,7 +50,7 @@ CURL = Kind(CurlTransport, BudgetedCurlTransport, streams=False)
 
 @pytest.fixture(params=[URLLIB3, CURL], ids=["urllib3", "curl"])
 def kind(request: pytest.FixtureRequest) -> Kind:
-    return request.param  # type: ignore[no-any-return]
+    return request.param
 
 
 @pytest.fixture
@@ -121,7 +121,9 @@ def test_a_stream_its_caller_stops_iterating_is_closed_at_once(local: tuple[str,
     assert streamed.internal_response.closed
 
 
-def test_a_rest_response_streams_through_its_deprecated_stream_download_too(local: tuple[str, Seen], kind: Kind) -> None:
+def test_a_rest_response_streams_through_its_deprecated_stream_download_too(
+    local: tuple[str, Seen], kind: Kind
+) -> None:
     """azure-storage-blob's downloads read a rest response through `stream_download`."""
     base, seen = local
     transport = kind.plain()
@@ -133,7 +135,9 @@ def test_a_rest_response_streams_through_its_deprecated_stream_download_too(loca
     assert seen.connections == 1
 
 
-def test_a_compressed_answer_is_decoded_and_limited_by_what_it_expands_to(local: tuple[str, Seen], kind: Kind) -> None:
+def test_a_compressed_answer_is_decoded_and_limited_by_what_it_expands_to(
+    local: tuple[str, Seen], kind: Kind
+) -> None:
     base, _ = local
     assert kind.plain().send(HttpRequest("GET", f"{base}/gzip")).content == b"z" * 100_000
     legacy = kind.plain().send(LegacyRequest("GET", f"{base}/gzip"), stream=True)
