@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests.utils
@@ -42,7 +43,7 @@ def test_the_proxy_is_worked_out_once_per_origin_and_a_changed_environment_seen_
     read: list[str] = []
     real = requests.utils.get_environ_proxies
 
-    def counted(url: str, no_proxy: object = None) -> object:
+    def counted(url: str, no_proxy: Any = None) -> Any:
         read.append(url)
         return real(url, no_proxy=no_proxy)
 
