@@ -75,7 +75,7 @@ class CurlTransport(HttpTransport):
             gathered.proxied = prepare(
                 handle, request, self.routes, verify=verify, cert=cert, timeouts=(connect, whole)
             )
-            handle.setopt(pycurl.HEADERFUNCTION, gathered.header)
+            handle.setopt(pycurl.HEADERFUNCTION, gathered.lines.append)
             handle.setopt(pycurl.WRITEFUNCTION, gathered.write)
             handle.setopt(pycurl.PREREQFUNCTION, gathered.prerequest)
             try:

@@ -8,48 +8,48 @@ body that is already whole in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
+from typing import Any
 
 import pycurl
-from azure.core.utils import CaseInsensitiveDict
-
-_LENGTH = b"content-length:"
 
 
 class Gathered:
     """The callbacks' state. `limit`: decoded body bytes allowed (None: any); `refused` says why
-    the body was refused ("declared": its Content-Length, "over": what arrived)."""
+    the body was refused ("declared": its Content-Length, "over": what arrived). The head's lines
+    are collected as they come (`lines.append` is libcurl's header callback: no Python frame per
+    line) and parsed once, from the last status line on."""
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
-        self.status_line = b""
         self.lines: list[bytes] = []
-        self.declared = -1
         self.parts: list[bytes] = []
         self.size = 0
         self.refused = ""
         self.sent = False  # the connection was made and the request was about to go
         self.proxied = False
+        self._head: tuple[int, str, Headers] | None = None
 
     def prerequest(self, *_: object) -> int:
         self.sent = True
         return pycurl.PREREQFUNC_OK
 
-    def header(self, line: bytes) -> None:
-        if line[:5] == b"HTTP/":  # a new answer's head: whatever came before was not the final one
-            self.status_line, self.lines, self.declared = line, [], -1
-        elif line[:15].lower() == _LENGTH:
-            value = line[15:].strip()
-            self.declared = int(value) if value.isdigit() else -1
-            self.lines.append(line)
-        elif line[:1] not in (b"\r", b"\n", b""):
-            self.lines.append(line)
+    def head(self) -> tuple[int, str, Headers]:
+        """The final answer's status, reason and headers."""
+        if self._head is None:
+            self._head = _parsed(self.lines)
+        return self._head
+
+    @property
+    def declared(self) -> int:
+        value = self.head()[2].get("Content-Length", "")
+        return int(value) if value.isdigit() else -1
 
     def write(self, data: bytes) -> int | None:
         """None: taken; 0 (fewer bytes than offered) makes libcurl abort the exchange."""
         limit = self.limit
         if limit is not None:
-            if not self.parts and self.declared > limit:
+            if not self.parts and self.declared > limit:  # only the final answer has a body here
                 self.refused = "declared"
                 return 0
             if self.size + len(data) > limit:
@@ -60,27 +60,71 @@ class Gathered:
         return None
 
     def answer(self) -> CurlAnswer:
-        _, _, rest = self.status_line.decode("latin-1").partition(" ")
-        code, _, reason = rest.strip().partition(" ")
-        return CurlAnswer(int(code), reason, _headers(self.lines), b"".join(self.parts))
+        status, reason, headers = self.head()
+        return CurlAnswer(status, reason, headers, b"".join(self.parts))
 
 
-def _headers(lines: list[bytes]) -> CaseInsensitiveDict:
+def _parsed(lines: list[bytes]) -> tuple[int, str, Headers]:
+    """A proxy's CONNECT answer and 1xx answers come first: the last status line starts the head."""
+    starts = 0
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index][:5] == b"HTTP/":
+            starts = index
+            break
+    _, _, rest = lines[starts].decode("latin-1").partition(" ") if lines else ("", "", "0")
+    code, _, reason = rest.strip().partition(" ")
     found: dict[str, tuple[str, str]] = {}
-    for line in lines:
-        name, _, value = line.decode("latin-1").partition(":")
+    for line in lines[starts + 1 :]:
+        name, colon, value = line.decode("latin-1").partition(":")
+        if not colon:
+            continue  # the blank line that ends the head
         name, value = name.strip(), value.strip()
         lower = name.lower()
         if lower in found:
             value = f"{found[lower][1]}, {value}"
         found[lower] = (name, value)
-    return CaseInsensitiveDict(found.values())
+    return int(code), reason, Headers(found)
+
+
+class Headers(MutableMapping[str, str]):
+    """An answer's headers, case-insensitive, each name as it was sent: built in one pass (azure-core's
+    CaseInsensitiveDict sets them one by one through MutableMapping.update)."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: dict[str, tuple[str, str]]) -> None:
+        self._store = store  # lower-case name -> (name, value)
+
+    def __getitem__(self, name: str) -> str:
+        return self._store[name.lower()][1]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        found = self._store.get(name.lower())
+        return default if found is None else found[1]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._store
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self._store[name.lower()] = (name, value)
+
+    def __delitem__(self, name: str) -> None:
+        del self._store[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._store.values())
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
 
 
 class CurlAnswer:
     """A whole answer in memory, with the part of urllib3's response interface answers.py uses."""
 
-    def __init__(self, status: int, reason: str, headers: CaseInsensitiveDict, body: bytes) -> None:
+    def __init__(self, status: int, reason: str, headers: Headers, body: bytes) -> None:
         self.status, self.reason, self.headers = status, reason, headers
         self._body: bytes | None = body
         self.closed = False

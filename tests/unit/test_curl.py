@@ -78,7 +78,7 @@ def test_only_the_final_answers_head_is_kept_and_repeated_names_are_joined() -> 
         b"vary: Origin\r\n",
         b"\r\n",
     ):
-        gathered.header(line)
+        gathered.lines.append(line)
     assert gathered.write(b"{}") is None
     answer = gathered.answer()
     assert (answer.status, answer.reason) == (202, "Accepted")
