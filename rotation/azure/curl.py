@@ -36,6 +36,7 @@ from rotation.azure.budgeted import Budgeted
 from rotation.azure.curlanswer import Gathered
 from rotation.azure.curlhandles import SHARED, Handles
 from rotation.azure.curlrequest import Routes, prepare
+from rotation.azure.transport import call_settings
 from rotation.model.errors import ResponseTooLarge
 
 
@@ -62,13 +63,7 @@ class CurlTransport(HttpTransport):
         self.close()
 
     def send(self, request: Any, *, stream: bool = False, **kwargs: Any) -> Any:
-        config = self.connection_config
-        connect = kwargs.pop("connection_timeout", None) or config.timeout
-        whole = kwargs.pop("read_timeout", None) or config.read_timeout
-        verify = kwargs.pop("connection_verify", config.verify)
-        cert = kwargs.pop("connection_cert", config.cert)
-        if kwargs.get("proxies"):
-            raise ValueError("per-request proxies are not supported: set HTTPS_PROXY and NO_PROXY")
+        connect, whole, verify, cert = call_settings(self.connection_config, kwargs)
         gathered = Gathered(kwargs.pop("answer_limit", None))
         failure: pycurl.error | None = None
         with self.handles.borrowed() as handle:

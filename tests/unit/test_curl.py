@@ -1,5 +1,5 @@
 """What the libcurl transport (rotation/azure/curl*.py) adds to the contract both transports keep
-(test_transport.py): the proxy worked out once per origin, the answer's head gathered from the
+(test_transport.py; its proxy rules: test_session_environment.py): the answer's head gathered from the
 final answer only, the limit held on a streamed answer too, no `Expect: 100-continue`, and a
 bounded pool of handles."""
 
@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import requests.utils
 from azure.core.rest import HttpRequest
 
 from rotation.azure.curl import BudgetedCurlTransport, CurlTransport
 from rotation.azure.curlanswer import Gathered
 from rotation.azure.curlhandles import Handles
-from rotation.azure.curlrequest import Routes
 from rotation.model.errors import ResponseTooLarge
 from tests.unit.http_server import Seen, serve
 
@@ -27,41 +24,6 @@ def local(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Seen]]:
         monkeypatch.delenv(name, raising=False)
     with serve() as (port, seen):
         yield f"http://127.0.0.1:{port}", seen
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_the_proxy_is_worked_out_once_per_origin_and_a_changed_environment_seen_after_the_recheck(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    read: list[str] = []
-    real = requests.utils.get_environ_proxies
-
-    def counted(url: str, no_proxy: Any = None) -> Any:
-        read.append(url)
-        return real(url, no_proxy=no_proxy)
-
-    monkeypatch.setattr(requests.utils, "get_environ_proxies", counted)
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
-    monkeypatch.delenv("https_proxy", raising=False)
-    monkeypatch.setenv("NO_PROXY", "vault.azure.net")
-    clock = Clock()
-    routes = Routes(recheck=1.0, clock=clock)
-    for _ in range(20):
-        assert routes.proxy("https", "management.azure.com") == "http://127.0.0.1:3128"
-        assert routes.proxy("https", "contoso.vault.azure.net") == ""  # explicitly none
-    assert len(read) == 2
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:8080")
-    assert routes.proxy("https", "management.azure.com") == "http://127.0.0.1:3128"  # not yet read
-    clock.now = 1.0
-    assert routes.proxy("https", "management.azure.com") == "http://127.0.0.1:8080"
-    assert len(read) == 3
 
 
 def test_only_the_final_answers_head_is_kept_and_repeated_names_are_joined() -> None:

@@ -15,6 +15,7 @@ from azure.core.exceptions import ServiceRequestError
 from azure.core.rest import HttpRequest
 
 from rotation.azure.curl import CurlTransport
+from rotation.azure.curlrequest import Routes
 from rotation.azure.session import ca_bundle, proxy_for
 from rotation.azure.transport import Urllib3Transport
 from tests.unit.http_server import serve
@@ -58,9 +59,9 @@ def test_the_same_answers_as_requests(environment: pytest.MonkeyPatch) -> None:
     assert ca_bundle(False) is None and ca_bundle("/etc/ca.pem") == "/etc/ca.pem"
 
 
-def test_the_environment_is_read_once_per_origin(
-    environment: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URLs requests' proxy rules were worked out for."""
     read: list[str] = []
     real = requests.utils.get_environ_proxies
 
@@ -69,6 +70,10 @@ def test_the_environment_is_read_once_per_origin(
         return real(url, no_proxy=no_proxy)
 
     monkeypatch.setattr(requests.utils, "get_environ_proxies", counted)
+    return read
+
+
+def test_the_environment_is_read_once_per_origin(environment: pytest.MonkeyPatch, read: list[str]) -> None:
     environment.delenv("REQUESTS_CA_BUNDLE")  # certifi's: the https origins get a real context
     with serve() as (port, _):
         transport = Urllib3Transport()
@@ -81,6 +86,31 @@ def test_the_environment_is_read_once_per_origin(
         environment.setenv("NO_PROXY", "127.0.0.1,localhost,::1")  # changed: read again
         assert transport.send(HttpRequest("GET", local)).text() == "ok"
     assert len(read) == 4
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_curl_transport_works_the_proxy_out_once_per_origin_and_sees_a_change_after_the_recheck(
+    environment: pytest.MonkeyPatch, read: list[str]
+) -> None:
+    environment.setenv("NO_PROXY", "vault.azure.net")
+    clock = Clock()
+    routes = Routes(recheck=1.0, clock=clock)
+    for _ in range(20):
+        assert routes.proxy("https", "management.azure.com") == "http://127.0.0.1:3128"
+        assert routes.proxy("https", "contoso.vault.azure.net") == ""  # explicitly none
+    assert len(read) == 2
+    environment.setenv("HTTPS_PROXY", "http://127.0.0.1:8080")
+    assert routes.proxy("https", "management.azure.com") == "http://127.0.0.1:3128"  # not read yet
+    clock.now = 1.0
+    assert routes.proxy("https", "management.azure.com") == "http://127.0.0.1:8080"
+    assert len(read) == 3
 
 
 def closed_port() -> int:
