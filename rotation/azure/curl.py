@@ -89,9 +89,9 @@ class CurlTransport(HttpTransport):
         block = self.connection_config.data_block_size
         response: RestResponse | LegacyResponse
         if isinstance(request, RestHttpRequest):
-            response = RestResponse(request, internal, block)  # type: ignore[arg-type]
+            response = RestResponse(request, internal, block)
         else:
-            response = LegacyResponse(request, internal, block)  # type: ignore[arg-type]
+            response = LegacyResponse(request, internal, block)
         if not stream:
             response.keep(internal.read())
         return response

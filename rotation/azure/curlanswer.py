@@ -129,15 +129,15 @@ class CurlAnswer:
         self._body: bytes | None = body
         self.closed = False
 
-    def read(self, amt: int | None = None, decode_content: bool = True) -> bytes:
+    def read(self, amt: int | None = None, decode_content: bool | None = None) -> bytes:
         """The body (decoded already: libcurl decodes what it asked for), once."""
         body, self._body = self._body or b"", b""
         return body
 
-    def stream(self, amt: int = 65536, decode_content: bool = True) -> Iterator[bytes]:
-        body = self.read()
-        for start in range(0, len(body), amt):
-            yield body[start : start + amt]
+    def stream(self, amt: int | None = 65536, decode_content: bool | None = None) -> Iterator[bytes]:
+        body, size = self.read(), amt or 65536
+        for start in range(0, len(body), size):
+            yield body[start : start + size]
 
     def release_conn(self) -> None:
         self.closed = True  # the handle went back to its pool when the exchange ended
