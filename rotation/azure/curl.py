@@ -39,6 +39,8 @@ from rotation.azure.curlrequest import Routes, prepare
 from rotation.azure.transport import call_settings
 from rotation.model.errors import ResponseTooLarge
 
+_READS = frozenset(("GET", "HEAD", "OPTIONS"))  # what libcurl may send again on a fresh connection
+
 
 class CurlTransport(HttpTransport):
     """Sends on `handles` (the process-wide pool unless given). Takes azure-core's connection
@@ -64,7 +66,7 @@ class CurlTransport(HttpTransport):
 
     def send(self, request: Any, *, stream: bool = False, **kwargs: Any) -> Any:
         connect, whole, verify, cert = call_settings(self.connection_config, kwargs)
-        gathered = Gathered(kwargs.pop("answer_limit", None))
+        gathered = Gathered(kwargs.pop("answer_limit", None), resend=request.method.upper() in _READS)
         failure: pycurl.error | None = None
         with self.handles.borrowed() as handle:
             gathered.proxied = prepare(

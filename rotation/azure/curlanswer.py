@@ -20,8 +20,8 @@ class Gathered:
     are collected as they come (`lines.append` is libcurl's header callback: no Python frame per
     line) and parsed once, from the last status line on."""
 
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
+    def __init__(self, limit: int | None, *, resend: bool = False) -> None:
+        self.limit, self.resend = limit, resend
         self.lines: list[bytes] = []
         self.parts: list[bytes] = []
         self.size = 0
@@ -31,6 +31,12 @@ class Gathered:
         self._head: tuple[int, str, Headers] | None = None
 
     def prerequest(self, *_: object) -> int:
+        """Called before the request goes out on a connection. A second call is libcurl resending
+        it on a new connection because the reused one closed without an answer: the server may
+        have applied it (a key rotated), so only a read may go again; anything else fails as
+        urllib3's did (ServiceResponseError) and retry.py, the one retry layer, decides."""
+        if self.sent and not self.resend:
+            return pycurl.PREREQFUNC_ABORT
         self.sent = True
         return pycurl.PREREQFUNC_OK
 

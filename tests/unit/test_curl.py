@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from azure.core.exceptions import ServiceResponseError
 from azure.core.rest import HttpRequest
 
 from rotation.azure.curl import BudgetedCurlTransport, CurlTransport
@@ -65,6 +66,20 @@ def test_a_large_body_is_sent_without_waiting_for_100_continue(local: tuple[str,
     headers = {name.lower() for name in echoed["headers"]}
     assert echoed["body"] == body and "expect" not in headers
     assert "content-type" not in headers  # none given: none sent (libcurl would add a form's)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_a_write_whose_connection_closes_unanswered_is_not_sent_again(
+    local: tuple[str, Seen], method: str
+) -> None:
+    """libcurl resends a request on a fresh connection when a reused one closes before any answer;
+    the server may have applied it (the emulator's dropped `rotate`): a write fails instead."""
+    base, seen = local
+    transport = CurlTransport()
+    assert transport.send(HttpRequest("GET", f"{base}/plain")).text() == "ok"  # a connection to reuse
+    with pytest.raises(ServiceResponseError):
+        transport.send(HttpRequest(method, f"{base}/cut"))
+    assert seen.paths == ["/plain", "/cut"]
 
 
 def test_a_post_without_a_body_says_its_length_is_zero(local: tuple[str, Seen]) -> None:
