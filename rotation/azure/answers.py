@@ -10,16 +10,31 @@ goes back to the pool once read to its end (closed instead when the caller stops
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, MutableMapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from azure.core.exceptions import ServiceResponseError, ServiceResponseTimeoutError
 from azure.core.pipeline.transport import HttpResponse as LegacyHttpResponse
 from azure.core.rest._http_response_impl import HttpResponseImpl
-from urllib3 import BaseHTTPResponse
 from urllib3.exceptions import HTTPError, ReadTimeoutError
+
+
+class Answer(Protocol):
+    """What these responses read of an answer: urllib3's (transport.py), or one libcurl read
+    whole (curlanswer.py)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def headers(self) -> MutableMapping[str, str]: ...
+    def read(self, amt: int | None = None, decode_content: bool | None = None) -> bytes: ...
+    def stream(self, amt: int | None = ..., decode_content: bool | None = None) -> Iterator[bytes]: ...
+    def release_conn(self) -> None: ...
+    def close(self) -> None: ...
 
 
 def described(request: Any) -> str:
@@ -39,7 +54,7 @@ def read_errors(what: str, exc: BaseException) -> Exception | None:
 
 
 @contextmanager
-def _reading(internal: BaseHTTPResponse, request: Any) -> Iterator[None]:
+def _reading(internal: Answer, request: Any) -> Iterator[None]:
     """Reading a body: its failure closes the connection and is raised as azure-core's error;
     its end hands the connection back to the pool."""
     try:
@@ -53,13 +68,13 @@ def _reading(internal: BaseHTTPResponse, request: Any) -> Iterator[None]:
     internal.release_conn()
 
 
-def read_whole(internal: BaseHTTPResponse, request: Any) -> bytes:
+def read_whole(internal: Answer, request: Any) -> bytes:
     """The whole (decoded) body."""
     with _reading(internal, request):
         return internal.read(decode_content=True)
 
 
-def chunks(internal: BaseHTTPResponse, block_size: int, decompress: bool, request: Any) -> Generator[bytes]:
+def chunks(internal: Answer, block_size: int, decompress: bool, request: Any) -> Generator[bytes]:
     """A streamed body, chunk by chunk (a caller that stops half way closes the response)."""
     with _reading(internal, request):
         yield from internal.stream(block_size, decode_content=decompress)
@@ -69,9 +84,7 @@ class Chunks:
     """A streamed body as azure-core's StreamDownloadGenerator offers it: storage's downloads
     read its `response` and `content_length` and set attributes on it."""
 
-    def __init__(
-        self, pipeline: Any, response: Any, internal: BaseHTTPResponse, block_size: int, decompress: bool
-    ):
+    def __init__(self, pipeline: Any, response: Any, internal: Answer, block_size: int, decompress: bool):
         self.pipeline, self.response, self.request = pipeline, response, response.request
         self.block_size = block_size
         self.content_length = int(internal.headers.get("Content-Length") or 0)
@@ -95,7 +108,7 @@ class Chunks:
 class RestResponse(HttpResponseImpl):
     """`azure.core.rest.HttpResponse` for an answer urllib3 read."""
 
-    def __init__(self, request: Any, internal: BaseHTTPResponse, block_size: int) -> None:
+    def __init__(self, request: Any, internal: Answer, block_size: int) -> None:
         headers = internal.headers
         super().__init__(
             request=request,
@@ -131,7 +144,7 @@ def _generate(pipeline: Any, response: RestResponse, *, decompress: bool = True,
 class LegacyResponse(LegacyHttpResponse):
     """`azure.core.pipeline.transport.HttpResponse` for an answer urllib3 read."""
 
-    def __init__(self, request: Any, internal: BaseHTTPResponse, block_size: int) -> None:
+    def __init__(self, request: Any, internal: Answer, block_size: int) -> None:
         super().__init__(request, internal, block_size=block_size)
         self.status_code = internal.status
         self.headers = internal.headers

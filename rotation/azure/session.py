@@ -52,6 +52,11 @@ def proxy_for(url: str) -> str | None:
     return select_proxy(url, get_environ_proxies(url))
 
 
+def environment() -> tuple[str | None, ...]:
+    """The values of the variables a route depends on: a changed one means a new route."""
+    return tuple(map(os.environ.get, _ENVIRONMENT))
+
+
 def ca_bundle(verify: Verify) -> str | None:
     """The CA bundle to verify against, as requests chose it: the environment's for `verify`
     True, the given path, or certifi's; None: no verifying."""
@@ -71,8 +76,8 @@ class Contexts:
         self._lock = threading.Lock()
 
     def context(self, bundle: str | None, cert: Cert) -> ssl.SSLContext:
-        stamp = _stamp(bundle)
-        key = (bundle, stamp, cert)
+        modified = stamp(bundle)
+        key = (bundle, modified, cert)
         context = self._kept.get(key)
         if context is None:
             with self._lock:
@@ -99,7 +104,8 @@ class Contexts:
         return context
 
 
-def _stamp(bundle: str | None) -> int | None:
+def stamp(bundle: str | None) -> int | None:
+    """The bundle file's modification time; OSError naming it when it is missing."""
     if bundle is None:
         return None
     try:
@@ -124,7 +130,7 @@ class Connections:
         """Where a request to scheme://authority goes, and whether it sends the whole URL. The
         CA bundle's modification time is checked (one stat): a replaced bundle is loaded again."""
         bundle = ca_bundle(verify) if scheme == "https" else None
-        key = (scheme, authority, bundle, _stamp(bundle), cert, *map(os.environ.get, _ENVIRONMENT))
+        key = (scheme, authority, bundle, stamp(bundle), cert, *environment())
         found = self._routes.get(key)
         if found is not None and (isinstance(found[0], ProxyManager) or found[0].pool is not None):
             return found  # (a pool closed meanwhile is made again)

@@ -40,7 +40,7 @@ from urllib3.filepost import encode_multipart_formdata
 from urllib3.util import make_headers
 
 from rotation.azure.answers import LegacyResponse, RestResponse, read_whole
-from rotation.azure.session import Connections
+from rotation.azure.session import Cert, Connections, Verify
 
 # requests' defaults, sent unless the request has its own (the SDKs set User-Agent).
 _DEFAULT_HEADERS = {
@@ -75,19 +75,13 @@ class Urllib3Transport(HttpTransport):
         self.close()
 
     def send(self, request: Any, *, stream: bool = False, **kwargs: Any) -> Any:
-        config = self.connection_config
-        connect = kwargs.pop("connection_timeout", None) or config.timeout
-        read = kwargs.pop("read_timeout", None) or config.read_timeout
-        verify = kwargs.pop("connection_verify", config.verify)
-        cert = kwargs.pop("connection_cert", config.cert)
-        if kwargs.get("proxies"):
-            raise ValueError("per-request proxies are not supported: set HTTPS_PROXY and NO_PROXY")
+        connect, read, verify, cert = call_settings(self.connection_config, kwargs)
         url: str = request.url
         scheme, _, rest = url.partition("://")
         authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
         try:
             opener, whole = self.connections.route(scheme.lower(), authority, verify, cert)
-            body, headers = _body(request)
+            body, headers = outgoing(request)
             internal = opener.urlopen(
                 request.method,
                 url if whole else _target(url, len(scheme) + 3 + len(authority)),
@@ -118,13 +112,27 @@ class Urllib3Transport(HttpTransport):
         return legacy
 
 
+def call_settings(
+    config: ConnectionConfiguration, kwargs: dict[str, Any]
+) -> tuple[float, float, Verify, Cert]:
+    """A call's (connect timeout, read timeout, verify, cert), taken out of `kwargs`: the call's
+    own, else the transport's. Per-request proxies are refused: the environment names them."""
+    connect = kwargs.pop("connection_timeout", None) or config.timeout
+    read = kwargs.pop("read_timeout", None) or config.read_timeout
+    verify = kwargs.pop("connection_verify", config.verify)
+    cert = kwargs.pop("connection_cert", config.cert)
+    if kwargs.get("proxies"):
+        raise ValueError("per-request proxies are not supported: set HTTPS_PROXY and NO_PROXY")
+    return connect, read, verify, cert
+
+
 def _target(url: str, path_starts: int) -> str:
     """What follows the authority: the path (at least "/") and the query, no fragment."""
     target = url[path_starts:].partition("#")[0]
     return target if target.startswith("/") else "/" + target
 
 
-def _body(request: Any) -> tuple[Any, Mapping[str, str]]:
+def outgoing(request: Any) -> tuple[Any, Mapping[str, str]]:
     """The body to send and the headers with it: requests' defaults added, a form encoded."""
     headers = dict(request.headers)
     present = {name.lower() for name in headers}

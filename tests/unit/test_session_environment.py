@@ -14,9 +14,13 @@ import requests.utils
 from azure.core.exceptions import ServiceRequestError
 from azure.core.rest import HttpRequest
 
+from rotation.azure.curl import CurlTransport
+from rotation.azure.curlrequest import Routes
 from rotation.azure.session import ca_bundle, proxy_for
 from rotation.azure.transport import Urllib3Transport
 from tests.unit.http_server import serve
+
+TRANSPORTS = pytest.mark.parametrize("transport", [Urllib3Transport, CurlTransport], ids=["urllib3", "curl"])
 
 URLS = [
     "https://management.azure.com/subscriptions/s/providers/x?api-version=1",
@@ -55,9 +59,9 @@ def test_the_same_answers_as_requests(environment: pytest.MonkeyPatch) -> None:
     assert ca_bundle(False) is None and ca_bundle("/etc/ca.pem") == "/etc/ca.pem"
 
 
-def test_the_environment_is_read_once_per_origin(
-    environment: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URLs requests' proxy rules were worked out for."""
     read: list[str] = []
     real = requests.utils.get_environ_proxies
 
@@ -66,6 +70,10 @@ def test_the_environment_is_read_once_per_origin(
         return real(url, no_proxy=no_proxy)
 
     monkeypatch.setattr(requests.utils, "get_environ_proxies", counted)
+    return read
+
+
+def test_the_environment_is_read_once_per_origin(environment: pytest.MonkeyPatch, read: list[str]) -> None:
     environment.delenv("REQUESTS_CA_BUNDLE")  # certifi's: the https origins get a real context
     with serve() as (port, _):
         transport = Urllib3Transport()
@@ -80,41 +88,74 @@ def test_the_environment_is_read_once_per_origin(
     assert len(read) == 4
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_curl_transport_works_the_proxy_out_once_per_origin_and_sees_a_change_after_the_recheck(
+    environment: pytest.MonkeyPatch, read: list[str]
+) -> None:
+    environment.setenv("NO_PROXY", "vault.azure.net")
+    clock = Clock()
+    routes = Routes(recheck=1.0, clock=clock)
+    for _ in range(20):
+        assert routes.proxy("https", "management.azure.com") == "http://127.0.0.1:3128"
+        assert routes.proxy("https", "contoso.vault.azure.net") == ""  # explicitly none
+    assert len(read) == 2
+    environment.setenv("HTTPS_PROXY", "http://127.0.0.1:8080")
+    assert routes.proxy("https", "management.azure.com") == "http://127.0.0.1:3128"  # not read yet
+    clock.now = 1.0
+    assert routes.proxy("https", "management.azure.com") == "http://127.0.0.1:8080"
+    assert len(read) == 3
+
+
 def closed_port() -> int:
     with socket.socket() as probe:  # bound, never listening: a connection is refused at once
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def test_a_request_goes_through_the_environments_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+@TRANSPORTS
+def test_a_request_goes_through_the_environments_proxy(
+    transport: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{closed_port()}")
     monkeypatch.delenv("https_proxy", raising=False)
     with pytest.raises(ServiceRequestError, match="proxy"):
-        Urllib3Transport().send(HttpRequest("GET", "https://management.azure.com/subscriptions"))
+        transport().send(HttpRequest("GET", "https://management.azure.com/subscriptions"))
 
 
-def test_a_plain_http_request_is_forwarded_by_the_proxy_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+@TRANSPORTS
+def test_a_plain_http_request_is_forwarded_by_the_proxy_whole(
+    transport: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Plain http through a proxy: the proxy gets the whole URL (the local server echoes it)."""
     with serve() as (port, seen):
         monkeypatch.setenv("HTTP_PROXY", f"http://someone:s%40cret@127.0.0.1:{port}")
         monkeypatch.delenv("http_proxy", raising=False)
         monkeypatch.setenv("NO_PROXY", "")
-        answer = Urllib3Transport().send(HttpRequest("GET", "http://storage.example/echo?x=1"))
+        answer = transport().send(HttpRequest("GET", "http://storage.example/echo?x=1"))
     headers = {name.lower(): value for name, value in answer.json()["headers"].items()}
     assert seen.paths == ["http://storage.example/echo?x=1"]
     assert headers["proxy-authorization"] == "Basic c29tZW9uZTpzQGNyZXQ="  # someone:s@cret
 
 
+@TRANSPORTS
 def test_a_request_verifies_against_the_environments_ca_bundle(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    transport: type, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
     with pytest.raises(OSError, match=r"missing\.pem"):  # chosen before any connection is made
-        Urllib3Transport().send(HttpRequest("GET", f"https://127.0.0.1:{closed_port()}/"))
+        transport().send(HttpRequest("GET", f"https://127.0.0.1:{closed_port()}/"))
 
 
+@TRANSPORTS
 def test_a_netrc_entry_never_replaces_the_requests_own_authorization(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    transport: type, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login someone password secret\n")
@@ -122,7 +163,7 @@ def test_a_netrc_entry_never_replaces_the_requests_own_authorization(
     monkeypatch.setenv("NETRC", str(netrc))
     with serve() as (port, _):
         request = HttpRequest("GET", f"http://127.0.0.1:{port}/echo", headers={"Authorization": "Bearer t"})
-        echoed = json.loads(Urllib3Transport().send(request).text())
-        bare = json.loads(Urllib3Transport().send(HttpRequest("GET", f"http://127.0.0.1:{port}/echo")).text())
+        echoed = json.loads(transport().send(request).text())
+        bare = json.loads(transport().send(HttpRequest("GET", f"http://127.0.0.1:{port}/echo")).text())
     assert echoed["headers"]["Authorization"] == "Bearer t"
     assert "Authorization" not in bare["headers"]  # nor added where there was none

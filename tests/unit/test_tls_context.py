@@ -1,5 +1,6 @@
 """The shared connections verify TLS against a CA bundle with one SSL context per bundle file,
-still refusing an unknown CA or the wrong host name (rotation/azure/session.py)."""
+still refusing an unknown CA or the wrong host name (rotation/azure/session.py; the refusals also
+on the libcurl transport, curl.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from azure.core.exceptions import ServiceRequestError
 from azure.core.rest import HttpRequest
 from urllib3 import HTTPConnectionPool
 
+from rotation.azure.curl import CurlTransport
 from rotation.azure.transport import Urllib3Transport
 from tests.unit.http_server import serve
 
@@ -23,6 +25,9 @@ from tests.unit.http_server import serve
 def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
+
+
+TRANSPORTS = pytest.mark.parametrize("transport", [Urllib3Transport, CurlTransport], ids=["urllib3", "curl"])
 
 
 @pytest.fixture
@@ -38,7 +43,7 @@ def bundle(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> s
     return str(path)
 
 
-def get(transport: Urllib3Transport, url: str, **kwargs: Any) -> str:
+def get(transport: Urllib3Transport | CurlTransport, url: str, **kwargs: Any) -> str:
     return transport.send(HttpRequest("GET", url), **kwargs).text()
 
 
@@ -59,26 +64,34 @@ def test_connections_share_one_verifying_context(ca: trustme.CA, bundle: str) ->
     assert len({id(conn.sock.context) for conn in idle}) == 1  # ...one context (urllib3 makes one each)
 
 
-def test_an_unknown_ca_is_refused(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@TRANSPORTS
+def test_an_unknown_ca_is_refused(
+    transport: type, ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     other = tmp_path / "other.pem"
     trustme.CA().cert_pem.write_to_path(str(other))
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(other))
-    with serve(ca) as (port, _), pytest.raises(ServiceRequestError, match="CERTIFICATE_VERIFY_FAILED"):
-        get(Urllib3Transport(), f"https://localhost:{port}/")
+    with (
+        serve(ca) as (port, _),
+        pytest.raises(ServiceRequestError, match=r"CERTIFICATE_VERIFY_FAILED|verify result"),
+    ):
+        get(transport(), f"https://localhost:{port}/")
 
 
-def test_the_wrong_host_name_is_refused(ca: trustme.CA, bundle: str) -> None:
+@TRANSPORTS
+def test_the_wrong_host_name_is_refused(transport: type, ca: trustme.CA, bundle: str) -> None:
     with serve(ca, "wrong.example") as (port, _), pytest.raises(ServiceRequestError, match="localhost"):
-        get(Urllib3Transport(), f"https://localhost:{port}/")
+        get(transport(), f"https://localhost:{port}/")
 
 
+@TRANSPORTS
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # asked for
-def test_verify_off_is_still_off(ca: trustme.CA, bundle: str) -> None:
+def test_verify_off_is_still_off(transport: type, ca: trustme.CA, bundle: str) -> None:
     with serve(ca, "wrong.example") as (port, _):
-        assert get(Urllib3Transport(connection_verify=False), f"https://localhost:{port}/") == "ok"
-        assert get(Urllib3Transport(), f"https://localhost:{port}/", connection_verify=False) == "ok"
+        assert get(transport(connection_verify=False), f"https://localhost:{port}/") == "ok"
+        assert get(transport(), f"https://localhost:{port}/", connection_verify=False) == "ok"
         with pytest.raises(ServiceRequestError):  # per call: the next one verifies again
-            get(Urllib3Transport(), f"https://localhost:{port}/")
+            get(transport(), f"https://localhost:{port}/")
 
 
 def test_a_kept_route_checks_its_bundle_file_once_a_request(

@@ -1,14 +1,17 @@
-"""The urllib3 transport's contract (rotation/azure/transport.py): both of azure-core's request and
-response interfaces, requests' default headers and form encoding, connection reuse, decoding,
-no redirects followed, per-call timeouts, and the errors RequestsTransport raised for the same
-failures; with the budget on top (clients.BudgetedTransport): the answer limit on a real socket."""
+"""The transports' contract (rotation/azure/transport.py on urllib3, rotation/azure/curl.py on
+libcurl: every case runs on both): both of azure-core's request and response interfaces, requests'
+default headers and form encoding, connection reuse, decoding, no redirects followed, per-call
+timeouts, and the errors RequestsTransport raised for the same failures; with the budget on top
+(budgeted.py): the answer limit on a real socket."""
 
 from __future__ import annotations
 
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from azure.core.exceptions import (
@@ -19,7 +22,8 @@ from azure.core.exceptions import (
 from azure.core.pipeline.transport import HttpRequest as LegacyRequest
 from azure.core.rest import HttpRequest
 
-from rotation.azure.clients import BudgetedTransport
+from rotation.azure.budgeted import Budgeted, BudgetedTransport
+from rotation.azure.curl import BudgetedCurlTransport, CurlTransport
 from rotation.azure.transport import Urllib3Transport
 from rotation.model.errors import ResponseTooLarge
 from tests.unit.http_server import Seen, serve
@@ -33,36 +37,52 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@dataclass(frozen=True)
+class Kind:
+    plain: Callable[..., Any]  # the transport
+    budgeted: Callable[..., Budgeted]  # with the budget on top
+    streams: bool  # a streamed answer is read as the caller reads it (libcurl's is read whole first)
+
+
+URLLIB3 = Kind(Urllib3Transport, BudgetedTransport, streams=True)
+CURL = Kind(CurlTransport, BudgetedCurlTransport, streams=False)
+
+
+@pytest.fixture(params=[URLLIB3, CURL], ids=["urllib3", "curl"])
+def kind(request: pytest.FixtureRequest) -> Kind:
+    return request.param
+
+
 @pytest.fixture
 def local() -> Iterator[tuple[str, Seen]]:
     with serve() as (port, seen):
         yield f"http://127.0.0.1:{port}", seen
 
 
-def test_a_rest_request_gets_a_read_rest_response(local: tuple[str, Seen]) -> None:
+def test_a_rest_request_gets_a_read_rest_response(local: tuple[str, Seen], kind: Kind) -> None:
     base, _ = local
-    response = Urllib3Transport().send(HttpRequest("GET", f"{base}/plain?a=1"))
+    response = kind.plain().send(HttpRequest("GET", f"{base}/plain?a=1"))
     assert (response.status_code, response.reason, response.text()) == (200, "OK", "ok")
     assert response.headers["content-type"] == response.headers["Content-Type"] == response.content_type
     assert response.is_closed and response.content == b"ok" and response.request.url.endswith("a=1")
 
 
-def test_a_legacy_request_gets_a_legacy_response(local: tuple[str, Seen]) -> None:
+def test_a_legacy_request_gets_a_legacy_response(local: tuple[str, Seen], kind: Kind) -> None:
     base, _ = local
     request = LegacyRequest("PUT", f"{base}/echo")
     request.set_json_body({"k": "v"})
-    response = Urllib3Transport().send(request)
+    response = kind.plain().send(request)
     echoed = json.loads(response.body())
     assert response.status_code == 200 and response.text() == response.body().decode()
     assert (echoed["method"], echoed["body"]) == ("PUT", '{"k": "v"}')
 
 
-def test_requests_default_headers_and_form_encoding(local: tuple[str, Seen]) -> None:
+def test_requests_default_headers_and_form_encoding(local: tuple[str, Seen], kind: Kind) -> None:
     base, _ = local
     request = LegacyRequest("POST", f"{base}/echo", headers={"accept": "application/json"})
     request.headers["Content-Type"] = "application/x-www-form-urlencoded"
     request.set_formdata_body({"resource": "https://vault.azure.net", "grant_type": "x y"})
-    echoed = json.loads(Urllib3Transport().send(request).body())
+    echoed = json.loads(kind.plain().send(request).body())
     headers = {name.lower(): value for name, value in echoed["headers"].items()}
     assert echoed["body"] == "resource=https%3A%2F%2Fvault.azure.net&grant_type=x+y"
     assert headers["content-type"] == "application/x-www-form-urlencoded"
@@ -70,9 +90,9 @@ def test_requests_default_headers_and_form_encoding(local: tuple[str, Seen]) -> 
     assert "gzip" in headers["accept-encoding"] and headers["connection"] == "keep-alive"
 
 
-def test_connections_are_reused_once_an_answer_is_read(local: tuple[str, Seen]) -> None:
+def test_connections_are_reused_once_an_answer_is_read(local: tuple[str, Seen], kind: Kind) -> None:
     base, seen = local
-    transport = Urllib3Transport()
+    transport = kind.plain()
     for _ in range(10):
         assert transport.send(HttpRequest("GET", f"{base}/plain")).text() == "ok"
     streamed = transport.send(HttpRequest("GET", f"{base}/big"), stream=True)
@@ -81,19 +101,19 @@ def test_connections_are_reused_once_an_answer_is_read(local: tuple[str, Seen]) 
     assert seen.connections == 1
 
 
-def test_a_stream_left_half_read_is_closed_not_pooled(local: tuple[str, Seen]) -> None:
+def test_a_stream_left_half_read_is_closed_not_pooled(local: tuple[str, Seen], kind: Kind) -> None:
     base, seen = local
-    transport = Urllib3Transport(connection_data_block_size=1024)
+    transport = kind.plain(connection_data_block_size=1024)
     streamed = transport.send(HttpRequest("GET", f"{base}/big"), stream=True)
     assert len(next(streamed.iter_bytes())) == 1024
     streamed.close()
     assert transport.send(HttpRequest("GET", f"{base}/plain")).text() == "ok"
-    assert seen.connections == 2
+    assert seen.connections == (2 if kind.streams else 1)  # libcurl's was read whole: nothing half read
 
 
-def test_a_stream_its_caller_stops_iterating_is_closed_at_once(local: tuple[str, Seen]) -> None:
+def test_a_stream_its_caller_stops_iterating_is_closed_at_once(local: tuple[str, Seen], kind: Kind) -> None:
     base, _ = local
-    transport = Urllib3Transport(connection_data_block_size=1024)
+    transport = kind.plain(connection_data_block_size=1024)
     streamed = transport.send(HttpRequest("GET", f"{base}/big"), stream=True)
     chunks = streamed.iter_bytes()
     assert len(next(chunks)) == 1024
@@ -101,10 +121,12 @@ def test_a_stream_its_caller_stops_iterating_is_closed_at_once(local: tuple[str,
     assert streamed.internal_response.closed
 
 
-def test_a_rest_response_streams_through_its_deprecated_stream_download_too(local: tuple[str, Seen]) -> None:
+def test_a_rest_response_streams_through_its_deprecated_stream_download_too(
+    local: tuple[str, Seen], kind: Kind
+) -> None:
     """azure-storage-blob's downloads read a rest response through `stream_download`."""
     base, seen = local
-    transport = Urllib3Transport()
+    transport = kind.plain()
     downloaded = transport.send(HttpRequest("GET", f"{base}/big"), stream=True).stream_download(None)
     downloaded.properties = "set by azure-storage-blob"  # as its downloader does
     assert len(downloaded) == downloaded.content_length == 300_000 and downloaded.response.status_code == 200
@@ -113,38 +135,40 @@ def test_a_rest_response_streams_through_its_deprecated_stream_download_too(loca
     assert seen.connections == 1
 
 
-def test_a_compressed_answer_is_decoded_and_limited_by_what_it_expands_to(local: tuple[str, Seen]) -> None:
+def test_a_compressed_answer_is_decoded_and_limited_by_what_it_expands_to(
+    local: tuple[str, Seen], kind: Kind
+) -> None:
     base, _ = local
-    assert Urllib3Transport().send(HttpRequest("GET", f"{base}/gzip")).content == b"z" * 100_000
-    legacy = Urllib3Transport().send(LegacyRequest("GET", f"{base}/gzip"), stream=True)
+    assert kind.plain().send(HttpRequest("GET", f"{base}/gzip")).content == b"z" * 100_000
+    legacy = kind.plain().send(LegacyRequest("GET", f"{base}/gzip"), stream=True)
     assert b"".join(legacy.stream_download(None)) == b"z" * 100_000
     with pytest.raises(ResponseTooLarge):  # 100 kB once decoded, a few hundred bytes on the wire
-        BudgetedTransport(answer_limit=64 * 1024).send(HttpRequest("GET", f"{base}/gzip"))
+        kind.budgeted(answer_limit=64 * 1024).send(HttpRequest("GET", f"{base}/gzip"))
 
 
-def test_the_answer_limit_holds_on_a_real_socket(local: tuple[str, Seen]) -> None:
+def test_the_answer_limit_holds_on_a_real_socket(local: tuple[str, Seen], kind: Kind) -> None:
     base, seen = local
-    transport = BudgetedTransport(answer_limit=64 * 1024)
+    transport = kind.budgeted(answer_limit=64 * 1024)
     with pytest.raises(ResponseTooLarge, match="declares 300000 bytes"):
         transport.send(HttpRequest("GET", f"{base}/big"))
     assert transport.send(HttpRequest("GET", f"{base}/plain")).text() == "ok"
     assert seen.connections == 2  # the refused answer's connection was closed, not pooled
 
 
-def test_a_redirect_is_handed_up_never_followed(local: tuple[str, Seen]) -> None:
+def test_a_redirect_is_handed_up_never_followed(local: tuple[str, Seen], kind: Kind) -> None:
     base, seen = local
-    response = BudgetedTransport(answer_limit=1024).send(HttpRequest("GET", f"{base}/redirect"))
+    response = kind.budgeted(answer_limit=1024).send(HttpRequest("GET", f"{base}/redirect"))
     assert response.status_code == 302 and response.headers["Location"] == "https://evil.test/steal"
     assert seen.paths == ["/redirect"]
 
 
-def test_an_endpoint_that_never_answers_ends_at_the_read_timeout(local: tuple[str, Seen]) -> None:
+def test_an_endpoint_that_never_answers_ends_at_the_read_timeout(local: tuple[str, Seen], kind: Kind) -> None:
     base, _ = local
     started = time.monotonic()
     with pytest.raises(ServiceResponseTimeoutError):
-        Urllib3Transport(read_timeout=0.3).send(HttpRequest("GET", f"{base}/silent"))
+        kind.plain(read_timeout=0.3).send(HttpRequest("GET", f"{base}/silent"))
     with pytest.raises(ServiceResponseTimeoutError):  # a per-call timeout wins over the transport's
-        Urllib3Transport(read_timeout=60).send(HttpRequest("GET", f"{base}/silent"), read_timeout=0.3)
+        kind.plain(read_timeout=60).send(HttpRequest("GET", f"{base}/silent"), read_timeout=0.3)
     assert time.monotonic() - started < 10
 
 
@@ -154,29 +178,29 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_the_errors_are_those_requests_transport_raised(local: tuple[str, Seen]) -> None:
+def test_the_errors_are_those_requests_transport_raised(local: tuple[str, Seen], kind: Kind) -> None:
     base, _ = local
     with pytest.raises(ServiceRequestError) as refused:  # nothing was sent: safe to retry anything
-        Urllib3Transport().send(HttpRequest("GET", f"http://127.0.0.1:{closed_port()}/"))
+        kind.plain().send(HttpRequest("GET", f"http://127.0.0.1:{closed_port()}/"))
     assert not isinstance(refused.value, ServiceResponseError)
     with pytest.raises(ServiceResponseError):  # sent, and the connection broke: maybe applied
-        Urllib3Transport().send(HttpRequest("POST", f"{base}/cut"))
+        kind.plain().send(HttpRequest("POST", f"{base}/cut"))
 
 
 @pytest.mark.parametrize("request_type", [HttpRequest, LegacyRequest])
 def test_an_answer_cut_short_is_a_response_error_read_whole_or_streamed(
-    local: tuple[str, Seen], request_type: type
+    local: tuple[str, Seen], kind: Kind, request_type: type
 ) -> None:
     base, _ = local
     with pytest.raises(ServiceResponseError, match=r"GET 127\.0\.0\.1") as raised:
-        Urllib3Transport().send(request_type("GET", f"{base}/short?sig=secret"))
+        kind.plain().send(request_type("GET", f"{base}/short?sig=secret"))
     assert "secret" not in str(raised.value)  # named by its host, never its query (a SAS)
-    streamed = Urllib3Transport().send(request_type("GET", f"{base}/short"), stream=True)
-    with pytest.raises(ServiceResponseError):
+    with pytest.raises(ServiceResponseError):  # libcurl's: at once, as its answers are read whole
+        streamed = kind.plain().send(request_type("GET", f"{base}/short"), stream=True)
         b"".join(streamed.iter_bytes() if request_type is HttpRequest else streamed.stream_download(None))
 
 
-def test_per_request_proxies_are_refused_clearly(local: tuple[str, Seen]) -> None:
+def test_per_request_proxies_are_refused_clearly(local: tuple[str, Seen], kind: Kind) -> None:
     base, _ = local
     with pytest.raises(ValueError, match="HTTPS_PROXY"):
-        Urllib3Transport().send(HttpRequest("GET", base), proxies={"http": "http://10.0.0.1:3128"})
+        kind.plain().send(HttpRequest("GET", base), proxies={"http": "http://10.0.0.1:3128"})

@@ -15,7 +15,7 @@ from azure.core.rest import HttpRequest
 from urllib3.response import HTTPResponse
 
 from rotation.azure import budget
-from rotation.azure.clients import BudgetedTransport, read_answer
+from rotation.azure.budgeted import BudgetedTransport, read_answer
 from rotation.azure.links import HostGuardPolicy, PageGuard, follow, origin
 from rotation.azure.pacing import Pacer
 from rotation.azure.retry import RetryPolicy, call

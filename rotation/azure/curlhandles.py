@@ -1,0 +1,53 @@
+"""The libcurl handles the curl transport (curl.py) sends on: one process-wide pool. A handle keeps
+its own connections (and TLS sessions), so they outlive the lane threads that borrow it; LIFO, so
+a burst's extra handles idle at the bottom and the busy ones stay warm. A handle serves one thread
+at a time (libcurl's rule); pycurl lets the GIL go while it waits on the network."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pycurl
+
+from rotation.config import MAX_PARALLEL_TARGETS
+
+
+class Handles:
+    """Up to `kept` idle handles; a burst past it makes handles that are closed when handed back."""
+
+    def __init__(self, kept: int) -> None:
+        self.kept = kept
+        self._idle: list[pycurl.Curl] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def borrowed(self) -> Iterator[pycurl.Curl]:
+        """A handle with none of its previous request's options (its connections stay)."""
+        with self._lock:
+            handle = self._idle.pop() if self._idle else None
+        if handle is None:
+            handle = pycurl.Curl()
+        else:
+            handle.reset()
+        try:
+            yield handle
+        except BaseException:
+            handle.close()  # a failure mid-request: its state is not trusted again
+            raise
+        with self._lock:
+            if len(self._idle) < self.kept:
+                self._idle.append(handle)
+                return
+        handle.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for handle in idle:
+            handle.close()
+
+
+# As many as the urllib3 pools keep (clients.py): a connection for every lane thread and then some.
+SHARED = Handles(MAX_PARALLEL_TARGETS + 8)

@@ -1,0 +1,97 @@
+"""What the libcurl transport (rotation/azure/curl*.py) adds to the contract both transports keep
+(test_transport.py; its proxy rules: test_session_environment.py): the answer's head gathered from the
+final answer only, the limit held on a streamed answer too, no `Expect: 100-continue`, and a
+bounded pool of handles."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from azure.core.exceptions import ServiceResponseError
+from azure.core.rest import HttpRequest
+
+from rotation.azure.curl import BudgetedCurlTransport, CurlTransport
+from rotation.azure.curlanswer import Gathered
+from rotation.azure.curlhandles import Handles
+from rotation.model.errors import ResponseTooLarge
+from tests.unit.http_server import Seen, serve
+
+
+@pytest.fixture
+def local(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Seen]]:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with serve() as (port, seen):
+        yield f"http://127.0.0.1:{port}", seen
+
+
+def test_only_the_final_answers_head_is_kept_and_repeated_names_are_joined() -> None:
+    gathered = Gathered(limit=None)
+    for line in (
+        b"HTTP/1.1 200 Connection established\r\n",  # a proxy's CONNECT answer
+        b"Proxy-Agent: squid\r\n",
+        b"\r\n",
+        b"HTTP/1.1 100 Continue\r\n",
+        b"\r\n",
+        b"HTTP/1.1 202 Accepted\r\n",
+        b"Azure-AsyncOperation: https://management.azure.com/op\r\n",
+        b"Vary: Accept\r\n",
+        b"vary: Origin\r\n",
+        b"\r\n",
+    ):
+        gathered.lines.append(line)
+    assert gathered.write(b"{}") is None
+    answer = gathered.answer()
+    assert (answer.status, answer.reason) == (202, "Accepted")
+    assert answer.headers["azure-asyncoperation"] == "https://management.azure.com/op"
+    assert answer.headers["Vary"] == "Accept, Origin" and "Proxy-Agent" not in answer.headers
+    assert answer.read() == b"{}"
+
+
+def test_the_limit_holds_on_a_streamed_answer_and_its_connection_is_closed(local: tuple[str, Seen]) -> None:
+    base, seen = local
+    transport = BudgetedCurlTransport(answer_limit=64 * 1024)
+    with pytest.raises(ResponseTooLarge, match="declares 300000 bytes"):
+        transport.send(HttpRequest("GET", f"{base}/big"), stream=True)
+    assert transport.send(HttpRequest("GET", f"{base}/plain"), stream=True).read() == b"ok"
+    assert seen.connections == 2
+
+
+def test_a_large_body_is_sent_without_waiting_for_100_continue(local: tuple[str, Seen]) -> None:
+    base, _ = local
+    body = json.dumps({"data": "x" * 2_000_000})  # libcurl would ask for 100-continue past 1 MB
+    echoed = CurlTransport().send(HttpRequest("PUT", f"{base}/echo", content=body.encode())).json()
+    headers = {name.lower() for name in echoed["headers"]}
+    assert echoed["body"] == body and "expect" not in headers
+    assert "content-type" not in headers  # none given: none sent (libcurl would add a form's)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_a_write_whose_connection_closes_unanswered_is_not_sent_again(
+    local: tuple[str, Seen], method: str
+) -> None:
+    """libcurl resends a request on a fresh connection when a reused one closes before any answer;
+    the server may have applied it (the emulator's dropped `rotate`): a write fails instead."""
+    base, seen = local
+    transport = CurlTransport()
+    assert transport.send(HttpRequest("GET", f"{base}/plain")).text() == "ok"  # a connection to reuse
+    with pytest.raises(ServiceResponseError):
+        transport.send(HttpRequest(method, f"{base}/cut"))
+    assert seen.paths == ["/plain", "/cut"]
+
+
+def test_a_post_without_a_body_says_its_length_is_zero(local: tuple[str, Seen]) -> None:
+    base, _ = local
+    echoed = CurlTransport().send(HttpRequest("POST", f"{base}/echo")).json()
+    assert echoed["headers"]["Content-Length"] == "0" and echoed["method"] == "POST"
+
+
+def test_the_pool_keeps_at_most_its_cap_of_idle_handles() -> None:
+    handles = Handles(kept=2)
+    with handles.borrowed() as a, handles.borrowed() as b, handles.borrowed() as c:
+        assert len({id(a), id(b), id(c)}) == 3  # a burst past the cap still gets handles
+    with handles.borrowed() as first, handles.borrowed() as second, handles.borrowed() as third:
+        # LIFO: the last kept handed back is the first lent; the third was closed, not kept
+        assert (first, second) == (b, c) and third not in (a, b, c)
