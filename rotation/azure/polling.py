@@ -26,7 +26,7 @@ class WaitFirstARMPolling(ARMPolling):
     1 s" then costs a read that can only say "still running". Waiting first is what the header
     asks for, and it saves one read per long-running write (at ARM's read limit, that is time).
     Each wait goes through the transport's `sleep`, which caps it and keeps it inside the budget
-    (clients.BudgetedTransport).
+    (budgeted.Budgeted, over either transport).
     """
 
     # LROBasePolling routes every attribute read through a Python __getattribute__ that only
