@@ -216,7 +216,9 @@ def wait_for_lease(service: Service, request: RotationRequest, held: LeaseHeld) 
             f"request {request.request_id} waited {request.lease_waits} times for the lease "
             f"on {request.key_id}, held by {held.owner}"
         )
-    delay = math.ceil(held.seconds_left()) + random.randint(1, 5)  # noqa: S311 - jitter, not crypto
+    # back when the lease would expire (or sooner, by the setting), jittered so waiters spread out
+    left = min(math.ceil(held.seconds_left()), service.settings.lease_wait_seconds)
+    delay = left + random.randint(1, 5)  # noqa: S311 - jitter, not crypto
     again = request.waited()
     trail = AuditTrail.for_request(service.audit, request)
     trail.record(

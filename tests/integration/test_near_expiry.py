@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from azure.storage.queue import QueueClient
 
 import function_app
@@ -122,7 +123,9 @@ def test_stale_and_out_of_order_near_expiry_create_nothing(stack) -> None:
 
 
 def test_twenty_racing_deliveries_make_exactly_one_version(stack) -> None:
-    stack.set(ROTATION_LEASE_SECONDS="5")
+    # A waiter checks again after 1-5 s (the jitter) rather than when the 15 s lease would expire:
+    # the lease stays long enough to survive a loaded machine's slow renewals.
+    stack.set(ROTATION_LEASE_WAIT_SECONDS="0")
     estate(stack, registries=6)
     events = [near_expiry(f"race-{i}") for i in range(20)]  # distinct ids: dedupe cannot help
     assert deliver_event_grid(function_app.on_key_event, events) == [None] * 20
@@ -143,7 +146,8 @@ def test_twenty_racing_deliveries_make_exactly_one_version(stack) -> None:
 
 
 def test_crash_after_creating_the_version_converges_without_a_second_one(stack) -> None:
-    stack.set(ROTATION_LEASE_SECONDS="5")
+    # the dead run's lease expires after 5 s; the next delivery checks every 1-5 s until then
+    stack.set(ROTATION_LEASE_SECONDS="5", ROTATION_LEASE_WAIT_SECONDS="0")
     estate(stack)
     stack.service()  # storage exists before the child runs
     # Every consumer write of the doomed run is held 3 s, then dropped unapplied: whenever the
@@ -222,7 +226,10 @@ def test_expired_lease_is_taken_over(stack) -> None:
     assert service.ledger.holder(key) is None  # released at the end
 
 
-def test_held_lease_requeues_a_copy_without_burning_retries(stack) -> None:
+@pytest.mark.parametrize(("wait", "low", "high"), [(None, 12, 20), ("0", 1, 5), ("3", 4, 8)])
+def test_held_lease_requeues_a_copy_without_burning_retries(stack, wait, low, high) -> None:
+    if wait is not None:
+        stack.set(ROTATION_LEASE_WAIT_SECONDS=wait)
     estate(stack)
     service = stack.service()
     key = parse_key_id(KEY)
@@ -234,6 +241,8 @@ def test_held_lease_requeues_a_copy_without_burning_retries(stack) -> None:
     assert list(raw.peek_messages()) == []
     [waited] = [r for r in records(stack, run=request.request_id) if r["kind"] == "lease-waited"]
     assert waited["detail"]["holder"] == "someone-else" and waited["detail"]["leaseWaits"] == 1
+    # back when the 15 s lease would expire, or after ROTATION_LEASE_WAIT_SECONDS; plus 1-5 s jitter
+    assert low <= waited["detail"]["delaySeconds"] <= high
     holder.release()
 
 

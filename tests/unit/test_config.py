@@ -27,6 +27,11 @@ def test_defaults() -> None:
     assert settings.sweep_schedule == "0 0 * * * *" and settings.defer_to_key_policy is True
     assert settings.outcome_topic_endpoint is None
     assert settings.revert_guard_days == 30
+    assert settings.lease_wait_seconds == 3600  # a waiter comes back when the held lease would expire
+
+
+def test_lease_wait_can_be_shortened() -> None:
+    assert load_settings({**BASE, "ROTATION_LEASE_WAIT_SECONDS": "0"}).lease_wait_seconds == 0
 
 
 @pytest.mark.parametrize(
@@ -63,6 +68,8 @@ def test_concurrency_is_auto_or_a_fixed_width(text: str, width: int, follows: bo
         ({"ROTATION_REVERT_GUARD_DAYS": "a month"}, "ROTATION_REVERT_GUARD_DAYS"),
         ({"ROTATION_SHARD_THRESHOLD": "0"}, "ROTATION_SHARD_THRESHOLD"),
         ({"ROTATION_SHARD_THRESHOLD": "many"}, "ROTATION_SHARD_THRESHOLD"),
+        ({"ROTATION_LEASE_WAIT_SECONDS": "-1"}, "ROTATION_LEASE_WAIT_SECONDS"),
+        ({"ROTATION_LEASE_WAIT_SECONDS": "3601"}, "ROTATION_LEASE_WAIT_SECONDS"),
         ({"AzureWebJobsStorage": ""}, "AzureWebJobsStorage"),
     ],
 )

@@ -60,7 +60,7 @@ class _Ingestion(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ingestion() -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Ingestion)
     server.envelopes = []  # type: ignore[attr-defined]
@@ -101,6 +101,16 @@ def run_app(server: ThreadingHTTPServer, tmp_path: Path, *args: str, **env: str)
     return list(server.envelopes[start:])  # type: ignore[attr-defined]
 
 
+@pytest.fixture(scope="module")
+def worker_default(
+    ingestion: ThreadingHTTPServer, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[list[dict[str, Any]], str]:
+    """What the app sends under the worker with the worker's defaults, and what it printed: one
+    process for the two tests that read it (each start of the distro costs seconds)."""
+    envelopes = run_app(ingestion, tmp_path_factory.mktemp("worker"), "--worker")
+    return envelopes, ingestion.stdout  # type: ignore[attr-defined]
+
+
 def messages(envelopes: list[dict[str, Any]]) -> list[str]:
     return [
         e["data"]["baseData"].get("message", "") for e in envelopes if e["data"]["baseType"] == "MessageData"
@@ -121,16 +131,16 @@ def spans_named(envelopes: list[dict[str, Any]], name: str) -> list[dict[str, An
 
 
 @needs_worker
-def test_the_app_does_not_configure_the_distro_a_second_time_after_the_worker(ingestion, tmp_path):
+def test_the_app_does_not_configure_the_distro_a_second_time_after_the_worker(worker_default):
     """PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true makes the worker call
     configure_azure_monitor() before it imports function_app.py; a second call from the app
     adds a second log exporter, so every audit line (and the alerts' counts) would arrive twice."""
-    envelopes = run_app(ingestion, tmp_path, "--worker")
+    envelopes, stdout = worker_default
     assert len(audit_lines(envelopes)) == 1, audit_lines(envelopes)
     # the distro's default sampler (rate-limited) may drop the span; it never sends it twice
     assert len(spans_named(envelopes, "rotation.run")) <= 1
     # and the host is told so: it does not export the worker's logs a second time
-    assert '{"workerOpenTelemetryEnabled": true}' in ingestion.stdout.splitlines()
+    assert '{"workerOpenTelemetryEnabled": true}' in stdout.splitlines()
 
 
 def test_without_the_worker_the_app_configures_the_distro_itself(ingestion, tmp_path):
@@ -150,7 +160,7 @@ def test_audit_records_arrive_whatever_the_trace_sampler_drops(ingestion, tmp_pa
 
 
 @needs_worker
-def test_with_the_deployed_logger_name_only_the_apps_logs_are_exported(ingestion, tmp_path):
+def test_with_the_deployed_logger_name_only_the_apps_logs_are_exported(ingestion, tmp_path, worker_default):
     """infra/ sets PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME to the app's logger: the audit lines
     arrive, azure-core's line per HTTP request does not (the worker's default, the root logger,
     would send every one)."""
@@ -159,5 +169,5 @@ def test_with_the_deployed_logger_name_only_the_apps_logs_are_exported(ingestion
     )
     assert len(audit_lines(envelopes)) == 1
     assert not [m for m in messages(envelopes) if m.startswith("Request URL")]
-    everything = run_app(ingestion, tmp_path, "--worker")
+    everything, _ = worker_default
     assert [m for m in messages(everything) if m.startswith("Request URL")], "the root logger sends it"
