@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,11 @@ def test_local_settings_sample_is_complete_and_valid() -> None:
     ]
     assert [name for name in section7 if name not in values] == []
     assert "AccountKey" not in json.dumps(sample)  # no secrets in the sample
+
+
+def test_local_settings_sample_names_every_setting_the_product_reads() -> None:
+    # A setting added to config.py and forgotten in the sample is one a user never learns of.
+    repo = Path(__file__).resolve().parents[2]
+    read = set(re.findall(r'"(ROTATION_[A-Z0-9_]+)"', (repo / "rotation" / "config.py").read_text()))
+    values = json.loads((repo / "local.settings.sample.json").read_text())["Values"]
+    assert read and sorted(read - set(values)) == []
