@@ -12,6 +12,7 @@ environment names by requests' rules (NO_PROXY included) or explicitly none, no
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,10 @@ _KEPT = 64  # origins: a handful in practice; never unbounded
 # Methods that carry a body: sent with Content-Length 0 when the request has none (as urllib3 did;
 # ARM answers 411 to a POST without a length).
 _BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
+# http.client's rules, which the urllib3 transport keeps: libcurl sends a header line as given, so
+# a line break in a value (an If-Match holding an ETag an answer chose) would add a header.
+_LEGAL_NAME = re.compile(r"[^:\s][^:\r\n]*").fullmatch
+_ILLEGAL_VALUE = re.compile(r"[\r\n\0]").search
 
 
 class Routes:
@@ -127,6 +132,7 @@ def _method_and_body(handle: pycurl.Curl, request: Any) -> None:
     encodings = _ENCODINGS
     lines = ["Expect:"]  # an empty value removes the header libcurl would add
     for name, value in headers.items():
+        _check_header(name, str(value))
         lower = name.lower()
         if lower == "accept-encoding":
             encodings = value  # libcurl sends it, and decodes what it understands of it
@@ -145,6 +151,13 @@ def _method_and_body(handle: pycurl.Curl, request: Any) -> None:
     elif method != "GET":
         handle.setopt(pycurl.CUSTOMREQUEST, method)
     handle.setopt(pycurl.HTTPHEADER, lines)
+
+
+def _check_header(name: str, value: str) -> None:
+    if not _LEGAL_NAME(name):
+        raise ValueError(f"Invalid header name {name!r}")
+    if _ILLEGAL_VALUE(value):
+        raise ValueError(f"Invalid header value for {name!r}: a line break or NUL")
 
 
 def _bytes(body: Any) -> bytes | None:

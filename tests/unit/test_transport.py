@@ -204,3 +204,16 @@ def test_per_request_proxies_are_refused_clearly(local: tuple[str, Seen], kind: 
     base, _ = local
     with pytest.raises(ValueError, match="HTTPS_PROXY"):
         kind.plain().send(HttpRequest("GET", base), proxies={"http": "http://10.0.0.1:3128"})
+
+
+@pytest.mark.parametrize("header", [("If-Match", '"1"\r\nX-Injected: yes'), ("X-Bad\nName", "v")])
+def test_a_header_that_would_split_the_request_is_refused_unsent(
+    local: tuple[str, Seen], kind: Kind, header: tuple[str, str]
+) -> None:
+    # If-Match carries an ETag an answer chose: a line break in it must not become a header of
+    # its own on a request that carries the bearer token.
+    base, seen = local
+    name, value = header
+    with pytest.raises(ValueError, match="header"):
+        kind.plain().send(HttpRequest("PUT", f"{base}/echo", headers={name: value}, json={}))
+    assert "/echo" not in seen.paths
