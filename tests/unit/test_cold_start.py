@@ -59,3 +59,11 @@ def test_a_run_imports_what_it_needs() -> None:
         "rotation.azure.kinds.disk_encryption_set",
         "rotation.azure.kinds.sql",
     } <= loaded
+
+
+def test_the_cli_starts_without_the_azure_sdk() -> None:
+    """`rotation --help` (and every command's parsing) loads click, rich and the id grammar, not
+    azure-core, the storage layer or the run: each command imports those when it runs."""
+    loaded = loaded_after("import rotation.doors.cli")
+    heavy = {m for m in loaded if m.startswith(("azure.", "rotation.storage", "rotation.run.shardrun"))}
+    assert not heavy, sorted(heavy)

@@ -25,9 +25,7 @@ from rotation.doors.cli.context import (
 from rotation.doors.cli.output import emit, output_options
 from rotation.doors.cli.render import print_item, print_items, print_replay_outcome
 from rotation.model.results import INTERRUPTED_EXIT
-from rotation.run.shardrun import shard_ended
 from rotation.run.stopping import Stop, signals_ask
-from rotation.storage.fence import hold
 
 if TYPE_CHECKING:
     from rotation.doors.replay import FailedItem, Selection
@@ -227,6 +225,8 @@ def replay_command(
     """Re-process failed events and requests through reconcile, oldest first, here and now."""
     from rotation.doors.replay import ReplayOutcome, list_failed, replay
     from rotation.doors.worker import continue_later
+    from rotation.run.shardrun import shard_ended
+    from rotation.storage.fence import hold
 
     service = obj.service if dry_run else obj.azure
     selection = _selection(since, until, key_id)  # the ids are picked from what it lists
