@@ -8,10 +8,28 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pycurl
 
+from rotation.azure.curlanswer import Gathered
 from rotation.config import MAX_PARALLEL_TARGETS
+
+
+class Handle:
+    """A libcurl handle with what it carries from one request to the next: its callbacks' state
+    (`gathered`, bound to the handle once) and `settled`, the key of the options every request of
+    the same route sets alike (curlrequest.prepare); None: reset it before the next request."""
+
+    __slots__ = ("curl", "gathered", "settled")
+
+    def __init__(self) -> None:
+        self.curl = pycurl.Curl()
+        self.gathered = Gathered(None)
+        self.settled: tuple[Any, ...] | None = None
+
+    def close(self) -> None:
+        self.curl.close()
 
 
 class Handles:
@@ -19,18 +37,17 @@ class Handles:
 
     def __init__(self, kept: int) -> None:
         self.kept = kept
-        self._idle: list[pycurl.Curl] = []
+        self._idle: list[Handle] = []
         self._lock = threading.Lock()
 
     @contextmanager
-    def borrowed(self) -> Iterator[pycurl.Curl]:
-        """A handle with none of its previous request's options (its connections stay)."""
+    def borrowed(self) -> Iterator[Handle]:
+        """A handle no other thread uses, with its previous request's options (curlrequest.prepare
+        resets it unless they are what the next request sets anyway); its connections stay."""
         with self._lock:
             handle = self._idle.pop() if self._idle else None
         if handle is None:
-            handle = pycurl.Curl()
-        else:
-            handle.reset()
+            handle = Handle()
         try:
             yield handle
         except BaseException:
