@@ -208,7 +208,10 @@ class Arm:
             url = f"{url}?api-version={api_version}"
         elif api_version:
             params = {"api-version": api_version}
-        request = Request(method, url, params=params, json=body, headers=headers)
+        if params is None and body is None and headers is None:
+            request = Request.bare(method, url)
+        else:
+            request = Request(method, url, params=params, json=body, headers=headers)
         response = cast(
             "PipelineResponse[Any, Any]",
             self._client.send_request(request, stream=False, _return_pipeline_response=True),

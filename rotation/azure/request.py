@@ -14,11 +14,20 @@ from __future__ import annotations
 from typing import Any
 
 from azure.core.rest import HttpRequest
+from azure.core.utils import CaseInsensitiveDict
 
 _RENAMED = frozenset(("multipart_mixed_info", "files", "data", "body"))  # azure-core's back-compat names
 
 
 class Request(HttpRequest):
+    @classmethod
+    def bare(cls, method: str, url: str) -> Request:
+        """`Request(method, url)`: no body, no headers, no params (a GET, a poll), its attributes
+        set at once (azure-core's keyword `__init__` works out a body and headers it has not got)."""
+        request = cls.__new__(cls)
+        vars(request).update(url=url, method=method, _files=None, _data=None, headers=CaseInsensitiveDict())
+        return request
+
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, f"_{name}" if name in _RENAMED else name, value)
 

@@ -38,6 +38,18 @@ def test_a_request_holds_what_azure_cores_would() -> None:
     assert ours._data == b"x" and ours.data == b"x"
 
 
+def test_a_bare_request_is_the_one_azure_cores_init_makes() -> None:
+    bare, made = Request.bare("GET", f"{ARM}{RID}"), Request("GET", f"{ARM}{RID}")
+    assert vars(bare).keys() == vars(made).keys()
+    assert {name: value for name, value in vars(bare).items() if name != "headers"} == {
+        name: value for name, value in vars(made).items() if name != "headers"
+    }
+    assert type(bare.headers) is type(made.headers) and dict(bare.headers) == dict(made.headers) == {}
+    bare.headers["Authorization"] = "Bearer x"  # its own headers, none shared between requests
+    assert "authorization" not in Request.bare("GET", f"{ARM}{RID}").headers
+    assert (bare.content, bare.data, bare.files, bare.multipart_mixed_info) == (None, None, None, None)
+
+
 def test_a_multipart_request_is_still_prepared() -> None:
     parts = [HttpRequest("DELETE", f"{ARM}/a"), HttpRequest("DELETE", f"{ARM}/b")]
     ours, theirs = Request("POST", f"{ARM}/batch"), HttpRequest("POST", f"{ARM}/batch")
