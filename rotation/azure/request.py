@@ -6,7 +6,8 @@ and compare names on every attribute set and every miss; and azure-core's Pipeli
 request for `multipart_mixed_info` and calls `prepare_multipart_body()`, both misses that end in
 that `__getattr__` (and an AttributeError caught inside). For the ARM client's few requests a
 call that is about a tenth of its CPU outside the transport. `Request` answers those two names
-directly and maps the four names with one set look-up; a multipart/mixed request still works.
+and `data` and `files` (which the transports read) directly and maps the four names with one set
+look-up; a multipart/mixed request still works.
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ class Request(HttpRequest):
     @multipart_mixed_info.setter
     def multipart_mixed_info(self, value: Any) -> None:
         self._multipart_mixed_info = value  # azure-core's own setter
+
+    # Read by the transports on every request: the names azure-core's __getattr__ maps, answered
+    # without it (set through __setattr__ above, as before).
+    @property
+    def data(self) -> Any:
+        return self._data
+
+    @property
+    def files(self) -> Any:
+        return self._files
 
     def prepare_multipart_body(self, content_index: int = 0) -> int:
         if self.multipart_mixed_info is None:
