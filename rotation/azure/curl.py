@@ -67,13 +67,18 @@ class CurlTransport(HttpTransport):
     def send(self, request: Any, *, stream: bool = False, **kwargs: Any) -> Any:
         connect, whole, verify, cert = call_settings(self.connection_config, kwargs)
         limit = kwargs.pop("answer_limit", None)
-        with self.handles.borrowed() as handle:
+        handle = self.handles.take()  # not `borrowed()`: a generator context manager costs µs a call
+        try:
             gathered = handle.gathered
             gathered.start(limit, resend=request.method.upper() in _READS)
             gathered.proxied = prepare(
                 handle, request, self.routes, verify=verify, cert=cert, timeouts=(connect, whole)
             )
             outcome = _performed(handle, request)
+        except BaseException:
+            handle.close()  # a failure mid-request: its state is not trusted again
+            raise
+        self.handles.give(handle)
         if isinstance(outcome, Exception):
             raise outcome  # its cause set; raised once the handle went back: its connections serve the next
         return self._answer(request, outcome, stream)

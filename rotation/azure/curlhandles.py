@@ -40,24 +40,33 @@ class Handles:
         self._idle: list[Handle] = []
         self._lock = threading.Lock()
 
-    @contextmanager
-    def borrowed(self) -> Iterator[Handle]:
+    def take(self) -> Handle:
         """A handle no other thread uses, with its previous request's options (curlrequest.prepare
-        resets it unless they are what the next request sets anyway); its connections stay."""
+        resets it unless they are what the next request sets anyway); its connections stay.
+        Hand it back with `give`, or close it."""
         with self._lock:
-            handle = self._idle.pop() if self._idle else None
-        if handle is None:
-            handle = Handle()
-        try:
-            yield handle
-        except BaseException:
-            handle.close()  # a failure mid-request: its state is not trusted again
-            raise
+            if self._idle:
+                return self._idle.pop()
+        return Handle()
+
+    def give(self, handle: Handle) -> None:
         with self._lock:
             if len(self._idle) < self.kept:
                 self._idle.append(handle)
                 return
         handle.close()
+
+    @contextmanager
+    def borrowed(self) -> Iterator[Handle]:
+        """`take`, then `give` (a failure mid-request closes the handle: its state is not trusted
+        again)."""
+        handle = self.take()
+        try:
+            yield handle
+        except BaseException:
+            handle.close()
+            raise
+        self.give(handle)
 
     def close(self) -> None:
         with self._lock:
