@@ -80,6 +80,7 @@ class Gathered:
         body = b"".join(self.parts)
         self.lines.clear()
         self.parts.clear()
+        self._head = None
         return CurlAnswer(status, reason, headers, body)
 
 

@@ -119,6 +119,7 @@ def test_a_handle_lent_again_carries_nothing_of_its_previous_request(local: tupl
     assert seen.connections == 1  # all on the one handle's connection
     with handles.borrowed() as idle:  # and it holds no answer while idle
         assert idle.gathered.lines == [] and idle.gathered.parts == []
+        assert idle.gathered.head()[0] == 0 and not idle.gathered.head()[2]  # no head kept either
 
 
 def test_a_response_read_whole_is_the_one_init_and_keep_make(local: tuple[str, Seen]) -> None:
