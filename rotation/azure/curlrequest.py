@@ -1,6 +1,7 @@
-"""A request's every option on a (reset) libcurl handle, for the curl transport (curl.py): what it
-sends (method, body, the headers urllib3 sent: transport.outgoing) and the trust boundary the
-urllib3 transport keeps (session.py's rules for proxies and CA bundles).
+"""A request's every option on a libcurl handle (reset unless it carries the same route's options
+from a plain GET: `prepare`), for the curl transport (curl.py): what it sends (method, body, the
+headers urllib3 sent: transport.outgoing) and the trust boundary the urllib3 transport keeps
+(session.py's rules for proxies and CA bundles).
 
 libcurl is told everything and reads nothing itself: no redirects followed (azure-core's
 RedirectPolicy decides: links.py), https only (http only for an http URL, as urllib3 allowed), no
