@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from azure.core.rest import HttpRequest
+import pytest
+from azure.core.rest import HttpRequest, _http_response_impl
 
-from bench.arm_policies import API, ARM, RID, STATUS, Canned, Token
+from bench.arm_policies import API, ARM, RESOURCE, RID, STATUS, Canned, Token
+from rotation.azure.answers import RestResponse
 from rotation.azure.arm import Arm
+from rotation.azure.curlanswer import CurlAnswer, Headers
 from rotation.azure.request import Request
 from rotation.azure.requestid import HEADER
 
@@ -68,3 +71,29 @@ def test_an_lro_is_polled_with_the_writes_request_id_in_arms_own_requests() -> N
     assert (write.method, poll.url, final.method) == ("PATCH", STATUS, "GET")
     assert all(isinstance(request, Request) for request in transport.sent)
     assert poll.headers[HEADER] == final.headers[HEADER] == write.headers[HEADER]
+
+
+class Written(Recorded):
+    """A write answered 200 with the resource, its provisioningState terminal already."""
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        if request.method != "PATCH":
+            return super().send(request, **kwargs)
+        self.sent.append(request)
+        content_type = ("Content-Type", "application/json; charset=utf-8")
+        answer = CurlAnswer(200, "OK", Headers({"content-type": content_type}), RESOURCE)
+        return RestResponse.whole(request, answer, 4096)
+
+
+def test_a_writes_first_answer_is_read_without_azure_cores_charset_parse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The polling reads the write's answer through text(); its encoding is given beforehand,
+    as a status poll's is (azure-core would parse the Content-Type with `email`)."""
+    parsed: list[Any] = []
+    real = _http_response_impl.get_charset_encoding
+    monkeypatch.setattr(_http_response_impl, "get_charset_encoding", lambda r: parsed.append(r) or real(r))
+    transport = Written()
+    arm = Arm(Token(), ARM, [f"{ARM}/.default"], transport, 0.0)
+    assert (arm.write("PATCH", RID, API, {"tags": {}}) or {}).get("name") == "reg1"
+    assert transport.sent[0].method == "PATCH" and parsed == []
