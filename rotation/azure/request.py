@@ -46,9 +46,17 @@ class Request(HttpRequest):
     def data(self) -> Any:
         return self._data
 
+    @data.setter
+    def data(self, value: Any) -> None:
+        self._data = value  # what __setattr__ does with the name
+
     @property
     def files(self) -> Any:
         return self._files
+
+    @files.setter
+    def files(self, value: Any) -> None:
+        self._files = value
 
     def prepare_multipart_body(self, content_index: int = 0) -> int:
         if self.multipart_mixed_info is None:

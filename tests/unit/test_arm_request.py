@@ -92,7 +92,12 @@ def test_a_writes_first_answer_is_read_without_azure_cores_charset_parse(
     as a status poll's is (azure-core would parse the Content-Type with `email`)."""
     parsed: list[Any] = []
     real = _http_response_impl.get_charset_encoding
-    monkeypatch.setattr(_http_response_impl, "get_charset_encoding", lambda r: parsed.append(r) or real(r))
+
+    def counted(response: Any) -> Any:
+        parsed.append(response)
+        return real(response)
+
+    monkeypatch.setattr(_http_response_impl, "get_charset_encoding", counted)
     transport = Written()
     arm = Arm(Token(), ARM, [f"{ARM}/.default"], transport, 0.0)
     assert (arm.write("PATCH", RID, API, {"tags": {}}) or {}).get("name") == "reg1"
