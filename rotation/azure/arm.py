@@ -162,7 +162,7 @@ class Arm:
         `headers`: e.g. `If-Match` for a PUT that must not overwrite a change made since the read.
         With `shows_write`, the resource itself is polled (one read per write, polling.py)."""
         polling = self._polling(shows_write)
-        initial = self._started(method, resource_id, api_version, body, headers)
+        initial = self._started(self._send(method, resource_id, api_version, body, headers))
         polling.initialize(self._client, initial, self._final)
         polling.run()  # raises HttpResponseError when the operation ends Failed or Canceled
         return cast("dict[str, Any] | None", polling.resource())
@@ -175,11 +175,11 @@ class Arm:
         shows_write: Callable[[Any], bool] | None = None,
     ) -> LROPoller[Any]:
         """For a caller that waits a bounded time (`poller.wait(timeout)`); otherwise `write`."""
-        initial = self._started("PATCH", resource_id, api_version, body)
+        initial = self._started(self._send("PATCH", resource_id, api_version, body))
         return LROPoller(self._client, initial, self._final, self._polling(shows_write))
 
     def begin_put(self, resource_id: str, api_version: str, body: dict[str, Any]) -> LROPoller[Any]:
-        initial = self._started("PUT", resource_id, api_version, body)
+        initial = self._started(self._send("PUT", resource_id, api_version, body))
         return LROPoller(self._client, initial, self._final, self._polling(None))
 
     def _polling(self, shows_write: Callable[[Any], bool] | None) -> WaitFirstARMPolling:
@@ -190,17 +190,10 @@ class Arm:
             return WaitFirstARMPolling(self.polling_interval, origin=self.origin)
         return ResourceFirstARMPolling(self.polling_interval, shows_write=shows_write, origin=self.origin)
 
-    def _started(
-        self,
-        method: str,
-        resource_id: str,
-        api_version: str,
-        body: dict[str, Any],
-        headers: dict[str, str] | None = None,
-    ) -> PipelineResponse[Any, Any]:
+    @staticmethod
+    def _started(initial: PipelineResponse[Any, Any]) -> PipelineResponse[Any, Any]:
         """A long-running write's first answer, given its encoding: the polling reads its body
         through azure-core's `text()`, which otherwise parses the Content-Type with `email`."""
-        initial = self._send(method, resource_id, api_version, body, headers)
         set_encoding(initial.http_response)
         return initial
 
