@@ -38,7 +38,7 @@ from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
-from rotation.azure.answerjson import answer_json
+from rotation.azure.answerjson import answer_json, set_encoding
 from rotation.azure.inline import InlinePolicies
 from rotation.azure.links import HostGuardPolicy, PageGuard, follow, origin
 from rotation.azure.polling import ResourceFirstARMPolling, WaitFirstARMPolling
@@ -162,7 +162,7 @@ class Arm:
         `headers`: e.g. `If-Match` for a PUT that must not overwrite a change made since the read.
         With `shows_write`, the resource itself is polled (one read per write, polling.py)."""
         polling = self._polling(shows_write)
-        initial = self._send(method, resource_id, api_version, body, headers)
+        initial = self._started(self._send(method, resource_id, api_version, body, headers))
         polling.initialize(self._client, initial, self._final)
         polling.run()  # raises HttpResponseError when the operation ends Failed or Canceled
         return cast("dict[str, Any] | None", polling.resource())
@@ -175,11 +175,11 @@ class Arm:
         shows_write: Callable[[Any], bool] | None = None,
     ) -> LROPoller[Any]:
         """For a caller that waits a bounded time (`poller.wait(timeout)`); otherwise `write`."""
-        initial = self._send("PATCH", resource_id, api_version, body)
+        initial = self._started(self._send("PATCH", resource_id, api_version, body))
         return LROPoller(self._client, initial, self._final, self._polling(shows_write))
 
     def begin_put(self, resource_id: str, api_version: str, body: dict[str, Any]) -> LROPoller[Any]:
-        initial = self._send("PUT", resource_id, api_version, body)
+        initial = self._started(self._send("PUT", resource_id, api_version, body))
         return LROPoller(self._client, initial, self._final, self._polling(None))
 
     def _polling(self, shows_write: Callable[[Any], bool] | None) -> WaitFirstARMPolling:
@@ -189,6 +189,13 @@ class Arm:
         if shows_write is None:
             return WaitFirstARMPolling(self.polling_interval, origin=self.origin)
         return ResourceFirstARMPolling(self.polling_interval, shows_write=shows_write, origin=self.origin)
+
+    @staticmethod
+    def _started(initial: PipelineResponse[Any, Any]) -> PipelineResponse[Any, Any]:
+        """A long-running write's first answer, given its encoding: the polling reads its body
+        through azure-core's `text()`, which otherwise parses the Content-Type with `email`."""
+        set_encoding(initial.http_response)
+        return initial
 
     def _final(self, response: PipelineResponse[Any, Any]) -> dict[str, Any] | None:
         return self._json(response)
@@ -208,7 +215,10 @@ class Arm:
             url = f"{url}?api-version={api_version}"
         elif api_version:
             params = {"api-version": api_version}
-        request = Request(method, url, params=params, json=body, headers=headers)
+        if params is None and body is None and headers is None:
+            request = Request.bare(method, url)
+        else:
+            request = Request(method, url, params=params, json=body, headers=headers)
         response = cast(
             "PipelineResponse[Any, Any]",
             self._client.send_request(request, stream=False, _return_pipeline_response=True),

@@ -33,8 +33,8 @@ from azure.core.rest import HttpRequest as RestHttpRequest
 
 from rotation.azure.answers import LegacyResponse, RestResponse, described
 from rotation.azure.budgeted import Budgeted
-from rotation.azure.curlanswer import Gathered
-from rotation.azure.curlhandles import SHARED, Handles
+from rotation.azure.curlanswer import CurlAnswer, Gathered
+from rotation.azure.curlhandles import SHARED, Handle, Handles
 from rotation.azure.curlrequest import Routes, prepare
 from rotation.azure.transport import call_settings
 from rotation.model.errors import ResponseTooLarge
@@ -66,41 +66,47 @@ class CurlTransport(HttpTransport):
 
     def send(self, request: Any, *, stream: bool = False, **kwargs: Any) -> Any:
         connect, whole, verify, cert = call_settings(self.connection_config, kwargs)
-        gathered = Gathered(kwargs.pop("answer_limit", None), resend=request.method.upper() in _READS)
-        failure: pycurl.error | None = None
-        with self.handles.borrowed() as handle:
+        limit = kwargs.pop("answer_limit", None)
+        handle = self.handles.take()  # not `borrowed()`: a generator context manager costs µs a call
+        try:
+            gathered = handle.gathered
+            gathered.start(limit, resend=request.method.upper() in _READS)
             gathered.proxied = prepare(
                 handle, request, self.routes, verify=verify, cert=cert, timeouts=(connect, whole)
             )
-            handle.setopt(pycurl.HEADERFUNCTION, gathered.lines.append)
-            handle.setopt(pycurl.WRITEFUNCTION, gathered.write)
-            handle.setopt(pycurl.PREREQFUNCTION, gathered.prerequest)
-            try:
-                handle.perform()
-            except pycurl.error as exc:
-                failure = exc
-            handle.setopt(pycurl.HEADERFUNCTION, _ignored)  # no reference kept past the exchange
-            handle.setopt(pycurl.WRITEFUNCTION, _ignored)
-            handle.unsetopt(pycurl.PREREQFUNCTION)
-        if failure is not None:
-            raise _failed(request, gathered, failure) from failure
-        return self._answer(request, gathered, stream)
+            outcome = _performed(handle, request)
+        except BaseException:
+            handle.close()  # a failure mid-request: its state is not trusted again
+            raise
+        self.handles.give(handle)
+        if isinstance(outcome, Exception):
+            raise outcome  # its cause set; raised once the handle went back: its connections serve the next
+        return self._answer(request, outcome, stream)
 
-    def _answer(self, request: Any, gathered: Gathered, stream: bool) -> Any:
-        internal = gathered.answer()
+    def _answer(self, request: Any, internal: CurlAnswer, stream: bool) -> Any:
         block = self.connection_config.data_block_size
-        response: RestResponse | LegacyResponse
         if isinstance(request, RestHttpRequest):
-            response = RestResponse(request, internal, block)
-        else:
-            response = LegacyResponse(request, internal, block)
+            if not stream:
+                return RestResponse.whole(request, internal, block)
+            return RestResponse(request, internal, block)
+        response = LegacyResponse(request, internal, block)
         if not stream:
             response.keep(internal.read())
         return response
 
 
-def _ignored(_: bytes) -> None:
-    return None
+def _performed(handle: Handle, request: Any) -> CurlAnswer | Exception:
+    """The exchange on a prepared handle: its answer, or the error to raise for its failure."""
+    gathered = handle.gathered
+    try:
+        handle.curl.perform()
+    except pycurl.error as exc:
+        handle.settled = None  # reset before the next request: nothing of this one is trusted
+        failure = _failed(request, gathered, exc)
+        failure.__cause__ = exc
+        gathered.start(None, resend=False)  # an idle handle holds no answer
+        return failure
+    return gathered.answer()
 
 
 def _failed(request: Any, gathered: Gathered, exc: pycurl.error) -> Exception:

@@ -15,15 +15,23 @@ import pycurl
 
 
 class Gathered:
-    """The callbacks' state. `limit`: decoded body bytes allowed (None: any); `refused` says why
-    the body was refused ("declared": its Content-Length, "over": what arrived). The head's lines
-    are collected as they come (`lines.append` is libcurl's header callback: no Python frame per
+    """The callbacks' state for one exchange at a time: a handle's callbacks are bound to one
+    Gathered for the handle's life (curlhandles.Handle) and `start` readies it for the next
+    exchange. `limit`: decoded body bytes allowed (None: any); `refused` says why the body was
+    refused ("declared": its Content-Length, "over": what arrived). The head's lines are
+    collected as they come (`lines.append` is libcurl's header callback: no Python frame per
     line) and parsed once, from the last status line on."""
 
     def __init__(self, limit: int | None, *, resend: bool = False) -> None:
-        self.limit, self.resend = limit, resend
         self.lines: list[bytes] = []
         self.parts: list[bytes] = []
+        self.start(limit, resend=resend)
+
+    def start(self, limit: int | None, *, resend: bool) -> None:
+        """Ready for an exchange: nothing of the previous one is left."""
+        self.limit, self.resend = limit, resend
+        self.lines.clear()
+        self.parts.clear()
         self.size = 0
         self.refused = ""
         self.sent = False  # the connection was made and the request was about to go
@@ -66,8 +74,14 @@ class Gathered:
         return None
 
     def answer(self) -> CurlAnswer:
+        """The answer, taken: the head's lines and the body's parts are let go (an idle handle
+        holds no answer)."""
         status, reason, headers = self.head()
-        return CurlAnswer(status, reason, headers, b"".join(self.parts))
+        body = b"".join(self.parts)
+        self.lines.clear()
+        self.parts.clear()
+        self._head = None
+        return CurlAnswer(status, reason, headers, body)
 
 
 def _parsed(lines: list[bytes]) -> tuple[int, str, Headers]:

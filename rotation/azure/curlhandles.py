@@ -8,10 +8,28 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pycurl
 
+from rotation.azure.curlanswer import Gathered
 from rotation.config import MAX_PARALLEL_TARGETS
+
+
+class Handle:
+    """A libcurl handle with what it carries from one request to the next: its callbacks' state
+    (`gathered`, bound to the handle once) and `settled`, the key of the options every request of
+    the same route sets alike (curlrequest.prepare); None: reset it before the next request."""
+
+    __slots__ = ("curl", "gathered", "settled")
+
+    def __init__(self) -> None:
+        self.curl = pycurl.Curl()
+        self.gathered = Gathered(None)
+        self.settled: tuple[Any, ...] | None = None
+
+    def close(self) -> None:
+        self.curl.close()
 
 
 class Handles:
@@ -19,28 +37,36 @@ class Handles:
 
     def __init__(self, kept: int) -> None:
         self.kept = kept
-        self._idle: list[pycurl.Curl] = []
+        self._idle: list[Handle] = []
         self._lock = threading.Lock()
 
-    @contextmanager
-    def borrowed(self) -> Iterator[pycurl.Curl]:
-        """A handle with none of its previous request's options (its connections stay)."""
+    def take(self) -> Handle:
+        """A handle no other thread uses, with its previous request's options (curlrequest.prepare
+        resets it unless they are what the next request sets anyway); its connections stay.
+        Hand it back with `give`, or close it."""
         with self._lock:
-            handle = self._idle.pop() if self._idle else None
-        if handle is None:
-            handle = pycurl.Curl()
-        else:
-            handle.reset()
-        try:
-            yield handle
-        except BaseException:
-            handle.close()  # a failure mid-request: its state is not trusted again
-            raise
+            if self._idle:
+                return self._idle.pop()
+        return Handle()
+
+    def give(self, handle: Handle) -> None:
         with self._lock:
             if len(self._idle) < self.kept:
                 self._idle.append(handle)
                 return
         handle.close()
+
+    @contextmanager
+    def borrowed(self) -> Iterator[Handle]:
+        """`take`, then `give` (a failure mid-request closes the handle: its state is not trusted
+        again)."""
+        handle = self.take()
+        try:
+            yield handle
+        except BaseException:
+            handle.close()
+            raise
+        self.give(handle)
 
     def close(self) -> None:
         with self._lock:

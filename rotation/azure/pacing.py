@@ -131,11 +131,18 @@ class Pacer:
             return min(writes.remaining, reads.remaining // READS_PER_TARGET)
 
 
-def _remaining(headers: Any, kind: str) -> int | None:
-    for name in (
+# The headers that say what is left of each bucket, the subscription's own first.
+_REMAINING = {
+    kind: (
         f"x-ms-ratelimit-remaining-subscription-{kind}",
         f"x-ms-ratelimit-remaining-subscription-global-{kind}",
-    ):
+    )
+    for kind in ("reads", "writes", "deletes")
+}
+
+
+def _remaining(headers: Any, kind: str) -> int | None:
+    for name in _REMAINING[kind]:
         value = headers.get(name)
         if value is not None and str(value).isascii() and str(value).strip().isdigit():
             return int(str(value).strip())

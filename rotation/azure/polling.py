@@ -61,7 +61,7 @@ class WaitFirstARMPolling(ARMPolling):
         if "request_id" not in self._operation_config:
             self._operation_config["request_id"] = self._get_request_id()
         response = self._client.send_request(
-            Request("GET", status_link), _return_pipeline_response=True, **self._operation_config
+            Request.bare("GET", status_link), _return_pipeline_response=True, **self._operation_config
         )
         set_encoding(response.http_response)  # the operations read it through text()
         return response

@@ -25,6 +25,7 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest as RestHttpRequest
+from azure.core.utils import CaseInsensitiveDict
 from urllib3 import BaseHTTPResponse, Timeout
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -134,8 +135,7 @@ def _target(url: str, path_starts: int) -> str:
 
 def outgoing(request: Any) -> tuple[Any, Mapping[str, str]]:
     """The body to send and the headers with it: requests' defaults added, a form encoded."""
-    headers = dict(request.headers)
-    present = {name.lower() for name in headers}
+    headers, present = _given(request.headers)
     for lower, name in _DEFAULT_NAMES.items():
         if lower not in present:
             headers[name] = _DEFAULT_HEADERS[name]
@@ -150,6 +150,19 @@ def outgoing(request: Any) -> tuple[Any, Mapping[str, str]]:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         return urlencode(list(data.items()), doseq=True), headers
     return data, headers
+
+
+def _given(headers: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
+    """A request's headers as a dict and their names in lower case, in one pass (azure-core's
+    CaseInsensitiveDict holds the lower-case names already: no `lower()` a name)."""
+    if isinstance(headers, CaseInsensitiveDict):
+        copied: dict[str, str] = {}
+        present: set[str] = set()
+        for name, (lower, value) in zip(headers, headers.lowerkey_items(), strict=True):
+            copied[name] = value
+            present.add(lower)
+        return copied, present
+    return dict(headers), {name.lower() for name in headers}
 
 
 def _sending_error(exc: HTTPError) -> Exception:

@@ -12,8 +12,9 @@ import pytest
 from azure.core.exceptions import ServiceResponseError
 from azure.core.rest import HttpRequest
 
+from rotation.azure.answers import RestResponse
 from rotation.azure.curl import BudgetedCurlTransport, CurlTransport
-from rotation.azure.curlanswer import Gathered
+from rotation.azure.curlanswer import CurlAnswer, Gathered
 from rotation.azure.curlhandles import Handles
 from rotation.model.errors import ResponseTooLarge
 from tests.unit.http_server import Seen, serve
@@ -95,3 +96,41 @@ def test_the_pool_keeps_at_most_its_cap_of_idle_handles() -> None:
     with handles.borrowed() as first, handles.borrowed() as second, handles.borrowed() as third:
         # LIFO: the last kept handed back is the first lent; the third was closed, not kept
         assert (first, second) == (b, c) and third not in (a, b, c)
+
+
+def test_a_handle_lent_again_carries_nothing_of_its_previous_request(local: tuple[str, Seen]) -> None:
+    """A handle keeps its route's options from one request to the next (curlrequest.prepare);
+    a write's method, body and headers never reach the request after it."""
+    base, seen = local
+    handles = Handles(kept=1)
+    transport = CurlTransport(handles=handles)
+    sent = [
+        transport.send(HttpRequest("PUT", f"{base}/echo", json={"k": "v"}, headers={"If-Match": '"1"'})),
+        transport.send(HttpRequest("GET", f"{base}/echo")),
+        transport.send(HttpRequest("POST", f"{base}/echo")),
+        transport.send(HttpRequest("GET", f"{base}/echo", headers={"X-Only": "here"})),
+        transport.send(HttpRequest("GET", f"{base}/echo")),
+    ]
+    echoed = [response.json() for response in sent]
+    assert [each["method"] for each in echoed] == ["PUT", "GET", "POST", "GET", "GET"]
+    assert echoed[0]["body"] == '{"k": "v"}' and echoed[0]["headers"]["If-Match"] == '"1"'
+    for get in (echoed[1], echoed[4]):
+        assert get["body"] == "" and not {"If-Match", "Content-Length", "X-Only"} & set(get["headers"])
+    assert seen.connections == 1  # all on the one handle's connection
+    with handles.borrowed() as idle:  # and it holds no answer while idle
+        assert idle.gathered.lines == [] and idle.gathered.parts == []
+        assert idle.gathered.head()[0] == 0 and not idle.gathered.head()[2]  # no head kept either
+
+
+def test_a_response_read_whole_is_the_one_init_and_keep_make(local: tuple[str, Seen]) -> None:
+    """RestResponse.whole sets azure-core's attributes at once: the same ones, the same values."""
+    base, _ = local
+    request = HttpRequest("GET", f"{base}/plain")
+    quick = CurlTransport().send(request)
+    internal = CurlAnswer(quick.status_code, quick.reason, quick.headers, quick.content)
+    slow = RestResponse(request, internal, 4096)
+    slow.keep(internal.read())
+    assert type(quick) is RestResponse and vars(quick).keys() == vars(slow).keys()
+    for name, value in vars(slow).items():
+        assert name == "_internal_response" or vars(quick)[name] == value, name
+    assert quick.is_closed and quick.is_stream_consumed and quick.text() == "ok"

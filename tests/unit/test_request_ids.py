@@ -12,7 +12,7 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.rest import HttpRequest
 
 from rotation.azure.arm import Arm
-from rotation.azure.requestid import HEADER, RandomRequestIdPolicy
+from rotation.azure.requestid import HEADER, RandomRequestIdPolicy, random_id
 from tests.unit.test_trust_links import Credential
 
 ARM = "https://management.azure.com"
@@ -43,6 +43,15 @@ def test_arm_requests_carry_distinct_random_request_ids() -> None:
             arm.get("/subscriptions/x/resourceGroups/rg", "2021-04-01")
     assert len(set(capture.ids)) == 3
     assert versions(capture.ids) == {4}
+
+
+def test_a_random_id_is_a_canonical_version_4_uuid() -> None:
+    ids = [random_id() for _ in range(2000)]
+    parsed = [uuid.UUID(value) for value in ids]
+    assert [str(each) for each in parsed] == ids  # canonical: lower case, hyphens in place
+    assert {each.version for each in parsed} == {4} and {each.variant for each in parsed} == {uuid.RFC_4122}
+    assert len(set(ids)) == len(ids)
+    assert {value[19] for value in ids} == set("89ab")  # the variant's two random bits vary
 
 
 def test_an_sdk_client_keeps_the_random_id_set_before_azure_cores_policy() -> None:

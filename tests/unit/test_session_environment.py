@@ -113,6 +113,21 @@ def test_the_curl_transport_works_the_proxy_out_once_per_origin_and_sees_a_chang
     assert len(read) == 3
 
 
+def test_the_curl_transport_reads_the_ca_bundle_with_the_proxy_variables(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The bundle requests would choose, read again when the proxy variables are (no two
+    environment look-ups a request); an explicit choice is taken as given."""
+    clock = Clock()
+    routes = Routes(recheck=1.0, clock=clock)
+    assert routes.bundle(True) == routes.bundle(None) == ca_bundle(True) == str(tmp_path / "ca.pem")
+    environment.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "other.pem"))
+    assert routes.bundle(True) == str(tmp_path / "ca.pem")  # not read yet
+    clock.now = 1.0
+    assert routes.bundle(True) == str(tmp_path / "other.pem") == ca_bundle(True)
+    assert routes.bundle(False) is None and routes.bundle("/etc/ca.pem") == "/etc/ca.pem"
+
+
 def closed_port() -> int:
     with socket.socket() as probe:  # bound, never listening: a connection is refused at once
         probe.bind(("127.0.0.1", 0))
