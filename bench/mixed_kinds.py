@@ -125,8 +125,16 @@ def classify(call: dict[str, Any]) -> tuple[str | None, str]:
 
 
 def run_once(
-    emulator: EmulatorProcess, scenario: dict[str, Any], subs: list[str], latency_ms: int, throttled: bool
+    emulator: EmulatorProcess,
+    scenario: dict[str, Any],
+    subs: list[str],
+    latency_ms: int,
+    throttled: bool,
+    before_run: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
+    """One run of the estate; `cpu` is the process's CPU over `reconciler.run` alone (the
+    estate's preparation and the call log's reading are outside it). `before_run`: called
+    just before, after the bench's own preparation (bench/phases.py resets there)."""
     from rotation.model.ids import parse_key_id
     from rotation.model.request import new_request
     from rotation.service import forget_services, service_for_environment
@@ -138,6 +146,8 @@ def run_once(
     forget_services()
     service = service_for_environment()
     admin.clear_calls()
+    if before_run is not None:
+        before_run()
     started, started_at, cpu = time.monotonic(), time.time(), time.process_time()
     result = service.reconciler.run(new_request(parse_key_id(s.key_id("acr-cmk")), "cli", "bench"))
     wall, cpu = time.monotonic() - started, time.process_time() - cpu

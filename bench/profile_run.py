@@ -3,9 +3,11 @@
 
 Prints CPU per target (`time.process_time()` around the run, as the benches measure it) and,
 with yappi installed (`.venv/bin/pip install yappi`; not a project dependency), the functions
-with the most CPU, inclusive and self, summed over every worker thread.
+with the most CPU, inclusive and self, summed over every worker thread. `--phases` (mixed
+only): the run's CPU by phase instead (bench/phases.py: thread CPU clocks around the phases'
+functions, no profiler), and each thread's CPU, so nothing of the bench hides in the figure.
 
-    .venv/bin/python bench/profile_run.py [--bench fanout|mixed] [--n 1000] [--top 40] [--no-profile]
+    .venv/bin/python bench/profile_run.py [--bench fanout|mixed] [--n 1000] [--top 40] [--no-profile | --phases]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import platform
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import fanout, mixed_kinds  # noqa: E402
+from bench.phases import Phases, ThreadClocks  # noqa: E402
 from emulator import EmulatorProcess, use_emulator  # noqa: E402
 from emulator.azurite import Azurite  # noqa: E402
 
@@ -35,14 +39,39 @@ SETTINGS = {
 }
 
 
-def run(emulator: EmulatorProcess, bench: str, n: int, latency_ms: int) -> tuple[int, float, float, str]:
+def run(
+    emulator: EmulatorProcess,
+    bench: str,
+    n: int,
+    latency_ms: int,
+    before_run: Callable[[], None] | None = None,
+) -> tuple[int, float, float, str]:
     """(targets, wall s, CPU s, status) of one unthrottled run."""
     if bench == "fanout":
         r = fanout.run_once(emulator, n, [fanout.SUB_A, fanout.SUB_B], throttled=False, latency_ms=latency_ms)
         return n, r["wall"], r["cpu_s"], r["status"]
     subs = mixed_kinds.subscriptions(2)
-    m = mixed_kinds.run_once(emulator, mixed_kinds.estate(n, subs), subs, latency_ms, False)
+    m = mixed_kinds.run_once(emulator, mixed_kinds.estate(n, subs), subs, latency_ms, False, before_run)
     return m["steps"], m["wall"], m["cpu"], explained_status(m["status"], m["actions"])
+
+
+def by_phase(emulator: EmulatorProcess, args: argparse.Namespace) -> tuple[int, float, float, str]:
+    """The mixed run with bench/phases.py's clocks: its CPU by phase, then by thread."""
+    phases, threads = Phases(), ThreadClocks()
+
+    def before_run() -> None:
+        phases.reset()
+        threads.start()
+
+    with phases.installed():
+        result = run(emulator, "mixed", args.n, args.latency_ms, before_run)
+        threads.stop()
+    targets, _, cpu, _ = result
+    print(
+        "\n".join(["", f"-- CPU by phase, N={args.n} ({targets} consumers) --", *phases.lines(cpu, targets)])
+    )
+    print("\n".join(["", "-- CPU by thread over the run --", *threads.lines(targets)]))
+    return result
 
 
 def explained_status(status: str, actions: Counter[str]) -> str:
@@ -85,18 +114,24 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--no-profile", action="store_true", help="time only (no profiler overhead)")
+    parser.add_argument(
+        "--phases", action="store_true", help="mixed: CPU by phase and by thread, no profiler"
+    )
     args = parser.parse_args()
+    if args.phases and args.bench != "mixed":
+        parser.error("--phases measures the mixed bench (--bench mixed)")
     with Azurite() as azurite, EmulatorProcess() as emulator:
         use_emulator(emulator.env)
         os.environ.update(SETTINGS, AzureWebJobsStorage=azurite.connection_string)
         run(emulator, args.bench, 1, args.latency_ms)  # warm: imports, tables, tokens
         load = os.getloadavg()[0]
         started = time.monotonic()
-        targets, wall, cpu, status = (
-            run(emulator, args.bench, args.n, args.latency_ms)
-            if args.no_profile
-            else profiled(emulator, args)
-        )
+        if args.phases:
+            targets, wall, cpu, status = by_phase(emulator, args)
+        elif args.no_profile:
+            targets, wall, cpu, status = run(emulator, args.bench, args.n, args.latency_ms)
+        else:
+            targets, wall, cpu, status = profiled(emulator, args)
         print(
             f"\n{args.bench} N={args.n}: {targets} targets, wall {wall:.1f} s, CPU {cpu:.2f} s, "
             f"{1000 * cpu / targets:.2f} ms/target, status {status}; load {load:.1f} -> "

@@ -190,7 +190,32 @@ def call[T](
     on_retry: Callable[[int, ErrorInfo, float], None] | None = None,
 ) -> T:
     """Run `fn`, retrying transient failures under `policy` and within `deadline`."""
+    try:
+        return fn()  # most calls succeed at once: the retrying below is built only after a failure
+    except BaseException as exc:  # noqa: BLE001 - tenacity's own first attempt catches as much
+        first = exc
+    return _retrying(policy, deadline, what, on_retry)(_made(first, fn))
 
+
+def _made[T](first: BaseException, fn: Callable[[], T]) -> Callable[[], T]:
+    """`fn` as the retrying's attempts, the first of which was already made: it fails again as
+    it did (same exception), so the retrying decides from attempt 1 as if it had made it."""
+    pending = [first]
+
+    def attempt() -> T:
+        if pending:
+            raise pending.pop()
+        return fn()
+
+    return attempt
+
+
+def _retrying(
+    policy: RetryPolicy,
+    deadline: Deadline | None,
+    what: str,
+    on_retry: Callable[[int, ErrorInfo, float], None] | None,
+) -> tenacity.Retrying:
     backoff, after_hint = policy.backoff(), policy.after_hint()
 
     def wait(state: tenacity.RetryCallState) -> float:
@@ -215,7 +240,7 @@ def call[T](
         if on_retry:
             on_retry(state.attempt_number, info, state.upcoming_sleep)
 
-    retrying = tenacity.Retrying(
+    return tenacity.Retrying(
         retry=tenacity.retry_if_exception(lambda exc: classify(exc).transient),
         wait=wait,
         stop=stop,
@@ -223,4 +248,3 @@ def call[T](
         sleep=policy.sleep,
         reraise=True,
     )
-    return retrying(fn)

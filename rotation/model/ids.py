@@ -174,16 +174,22 @@ class ResourceId:
     def full_type(self) -> str:
         return f"{self.provider}/{self.type}"
 
-    def __str__(self) -> str:
+    # The id's text and key are asked for many times a target (its name in steps, rows, records
+    # and lanes): built once, on first use (the instance's own attribute from then on).
+    @functools.cached_property
+    def _text(self) -> str:
         return (
             f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/"
             f"{self.provider}/{self.type}/{self.name}"
         )
 
-    @property
+    def __str__(self) -> str:
+        return self._text
+
+    @functools.cached_property
     def key(self) -> str:
         """Case-insensitive identity, as ARM compares ids."""
-        return str(self).lower()
+        return self._text.lower()
 
 
 def parse_resource_id(text: str, expected_types: Collection[str] | None) -> ResourceId:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 MAX_OPERATIONS = 100  # the service's limit for one transaction
 _INT32 = range(-(2**31), 2**31)  # an int the SDK sends untyped (Edm.Int32)
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote(safe="") leaves as it is
+_ETAG = re.compile(rb"^ETag: *([^\r\n]+)", re.MULTILINE | re.IGNORECASE)
 _STATUS_LINE = re.compile(rb"^HTTP/1\.1 (\d{3}) ?([^\r\n]*)", re.MULTILINE)
 
 
@@ -60,10 +62,10 @@ def submit_transaction(
     endpoint = f"{table.scheme}://{table._primary_hostname}"  # what submit_transaction posts to
     version = table.api_version
     changeset, batch = f"changeset_{uuid.uuid4()}", f"batch_{uuid.uuid4()}"
-    now = format_date_time(time.time())
+    framing = _Framing(endpoint, table.table_name, version, format_date_time(time.time()))
+    opening = f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
     parts = "".join(
-        f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-        f"Content-ID: {index}\r\n\r\n{_operation(endpoint, table.table_name, version, now, op)}\r\n"
+        f"{opening}Content-ID: {index}\r\n\r\n{framing.operation(op)}\r\n"
         for index, op in enumerate(operations)
     )
     content = (
@@ -89,30 +91,38 @@ def upsert_entities(table: TableClient, entities: Sequence[Mapping[str, Any]], *
     submit_transaction(table, [("upsert", entity) for entity in entities], **options)
 
 
-def _operation(endpoint: str, table_name: str, version: str, now: str, operation: Operation) -> str:
-    """One operation as the SDK serializes it: request line, headers, blank line, body."""
-    verb, entity = operation[0], operation[1]
-    options: Mapping[str, Any] = operation[2] if len(operation) > 2 else {}
-    mode = options.get("mode", "merge")
-    mode = str(getattr(mode, "value", mode)).lower()  # an UpdateMode or its value
-    line = f"{endpoint}/{quote(table_name, safe='')}({_keys(entity)}) HTTP/1.1\r\n"
-    common = f"x-ms-version: {version}\r\nDataServiceVersion: 3.0\r\n"
-    dated = f"x-ms-date: {now}\r\nDate: {now}\r\n\r\n"
-    if verb == "delete":
-        return (
-            f"DELETE {line}{common}Accept: application/json;odata=minimalmetadata\r\nIf-Match: *\r\n{dated}"
-        )
-    body = _body(entity)
-    sized = f"Content-Type: application/json\r\nContent-Length: {len(body.encode())}\r\n"
-    if verb == "create":  # insert: the service refuses it (409) when the entity exists
-        target = f"{endpoint}/{quote(table_name, safe='')} HTTP/1.1\r\n"
-        return f"POST {target}{sized}{common}Accept: application/json\r\nPrefer: return-no-content\r\n{dated}{body}"
-    if verb == "update":  # replace only the version read (412 when someone wrote it since)
-        return f"PUT {line}{sized}{common}Accept: application/json\r\nIf-Match: {options['etag']}\r\n{dated}{body}"
-    if verb != "upsert" or mode not in ("merge", "replace"):
-        raise ValueError(f"unsupported transaction operation {verb!r} (mode {mode!r})")
-    method = "PATCH" if mode == "merge" else "PUT"
-    return f"{method} {line}{sized}{common}Accept: application/json\r\n{dated}{body}"
+class _Framing:
+    """What every operation of one transaction repeats (the table's URL, the version and date
+    headers), framed once per transaction rather than once per entity."""
+
+    def __init__(self, endpoint: str, table_name: str, version: str, now: str) -> None:
+        self.table_url = f"{endpoint}/{quote(table_name, safe='')}"
+        self.common = f"x-ms-version: {version}\r\nDataServiceVersion: 3.0\r\n"
+        self.dated = f"x-ms-date: {now}\r\nDate: {now}\r\n\r\n"
+
+    def operation(self, operation: Operation) -> str:
+        """One operation as the SDK serializes it: request line, headers, blank line, body."""
+        verb, entity = operation[0], operation[1]
+        options: Mapping[str, Any] = operation[2] if len(operation) > 2 else {}
+        mode = options.get("mode", "merge")
+        mode = str(getattr(mode, "value", mode)).lower()  # an UpdateMode or its value
+        line = f"{self.table_url}({_keys(entity)}) HTTP/1.1\r\n"
+        common, dated = self.common, self.dated
+        if verb == "delete":
+            return f"DELETE {line}{common}Accept: application/json;odata=minimalmetadata\r\nIf-Match: *\r\n{dated}"
+        body = _body(entity)
+        # json.dumps escapes every non-ASCII character: its length is its length in bytes
+        size = len(body) if body.isascii() else len(body.encode())
+        sized = f"Content-Type: application/json\r\nContent-Length: {size}\r\n"
+        if verb == "create":  # insert: the service refuses it (409) when the entity exists
+            target = f"{self.table_url} HTTP/1.1\r\n"
+            return f"POST {target}{sized}{common}Accept: application/json\r\nPrefer: return-no-content\r\n{dated}{body}"
+        if verb == "update":  # replace only the version read (412 when someone wrote it since)
+            return f"PUT {line}{sized}{common}Accept: application/json\r\nIf-Match: {options['etag']}\r\n{dated}{body}"
+        if verb != "upsert" or mode not in ("merge", "replace"):
+            raise ValueError(f"unsupported transaction operation {verb!r} (mode {mode!r})")
+        method = "PATCH" if mode == "merge" else "PUT"
+        return f"{method} {line}{sized}{common}Accept: application/json\r\n{dated}{body}"
 
 
 def _body(entity: Mapping[str, Any]) -> str:
@@ -138,8 +148,14 @@ def _body(entity: Mapping[str, Any]) -> str:
 
 def _keys(entity: Mapping[str, Any]) -> str:
     """`PartitionKey='..',RowKey='..'` as the SDK writes them: quotes doubled, then URL-quoted."""
-    pk, rk = (quote(str(entity[name]).replace("'", "''"), safe="") for name in ("PartitionKey", "RowKey"))
-    return f"PartitionKey='{pk}',RowKey='{rk}'"
+    return f"PartitionKey='{_quoted(entity['PartitionKey'])}',RowKey='{_quoted(entity['RowKey'])}'"
+
+
+def _quoted(value: object) -> str:
+    text = str(value)
+    if _UNRESERVED.fullmatch(text):  # this product's keys: nothing to double or escape
+        return text
+    return quote(text.replace("'", "''"), safe="")
 
 
 def _check(status: int, answer: bytes, operations: int) -> None:
@@ -158,7 +174,7 @@ def _check(status: int, answer: bytes, operations: int) -> None:
 def _etags(answer: bytes) -> list[str | None]:
     """The ETag header of each operation's answer, in order."""
     parts = _STATUS_LINE.split(answer)[3::3]  # split keeps the two groups: text after each status line
-    found = [re.search(rb"^ETag: *([^\r\n]+)", part, re.MULTILINE | re.IGNORECASE) for part in parts]
+    found = [_ETAG.search(part) for part in parts]
     return [match.group(1).decode() if match else None for match in found]
 
 

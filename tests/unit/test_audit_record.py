@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from enum import StrEnum
 from typing import Any
 
 import pytest
 
 from rotation.storage.audit.record import (
     FIELDS,
+    MAX_DETAIL,
     SCHEME,
     UnknownScheme,
+    bounded_detail,
     canonical_hash,
     from_entity,
     to_entity,
@@ -76,3 +79,37 @@ def test_a_stored_entity_reads_back_to_the_same_hash() -> None:
         read = from_entity(entity)
         assert canonical_hash(read) == written["hash"]
         assert ("Scheme" in entity) == ("scheme" in written and written["scheme"] is not None)
+
+
+class Shade(StrEnum):
+    RED = "red"
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        {"writes": 1, "planReason": "key-version-behind", "attempts": 2, "ok": True, "none": None},
+        {"é": 'a "quoted" ✓\n\u2028', "\ud800": "lone surrogate", "b": False},
+        {"z": 2**70, "a": -1, "m": ""},
+        {"ratio": 0.5, "a": 1},  # a float: JSON's to give back
+        {"nested": {"b": 1, "a": [1, (2, 3)]}, "a": 1},
+        {"shade": Shade.RED, "a": 1},  # a str subclass: JSON writes its value
+        {2: "int keys", 1: "become strings"},
+        {"long": "x" * (MAX_DETAIL - 12)},  # fits just so
+        {"long": "x" * MAX_DETAIL},  # does not: truncated
+        {"escapes": "\x01" * (MAX_DETAIL // 6)},  # short in characters, long in JSON
+        [3, 1, 2],
+        "text",
+    ],
+)
+def test_a_detail_is_what_its_json_round_trip_gives(detail: Any) -> None:
+    """A record's detail is bounded before it is hashed: whatever the detail, what is kept is
+    what `json.loads(json.dumps(detail, sort_keys=True, default=str))` gives (its keys in that
+    order), or the truncation when that JSON is longer than a Table property takes."""
+    text = json.dumps(detail, sort_keys=True, default=str)
+    expected = json.loads(text) if len(text) <= MAX_DETAIL else {"truncated": True, "preview": text[:4000]}
+    kept = bounded_detail(detail)
+    assert kept == expected
+    assert json.dumps(kept) == json.dumps(expected)  # the same order, the same types
+    if isinstance(detail, dict):
+        assert kept is not detail  # the caller's dict is never what the record holds

@@ -229,3 +229,22 @@ def test_fuzz_url_shaped_key_ids_only_raise_invalid_id(text: str) -> None:
     except InvalidId:
         return
     assert parse_key_id(key.id) == key
+
+
+def test_a_resource_ids_text_and_key_are_built_once_and_follow_a_replace() -> None:
+    """A target's id is named many times a step (rows, records, lanes): its text is the same
+    string object each time; a copy with another part names that part."""
+    import dataclasses
+
+    rid = parse_resource_id(
+        "/subscriptions/00000000-0000-0000-0000-00000000000A/resourceGroups/RG/providers/"
+        "microsoft.containerregistry/REGISTRIES/Reg1",
+        (REGISTRY,),
+    )
+    text = "/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/RG/providers/Microsoft.ContainerRegistry/registries/Reg1"
+    assert str(rid) == text and rid.key == text.lower()
+    assert str(rid) is str(rid) and rid.key is rid.key
+    other = dataclasses.replace(rid, name="Reg2")
+    assert str(other) == text[: -len("Reg1")] + "Reg2" and other.key == str(other).lower()
+    assert other != rid and hash(parse_resource_id(text, (REGISTRY,))) == hash(rid)
+    assert repr(rid).startswith("ResourceId(subscription=") and "_text" not in repr(rid)

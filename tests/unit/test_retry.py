@@ -176,3 +176,43 @@ def test_the_deadline_runs_on_the_clock_it_is_given() -> None:
     assert deadline.remaining() == 30 and not deadline.expired()
     now[0] += 31
     assert deadline.expired()
+
+
+class CountedPolicy(RetryPolicy):
+    """A policy that counts how often a retrying was set up from it."""
+
+    built = 0
+
+    def backoff(self) -> tenacity.wait.wait_base:
+        CountedPolicy.built += 1
+        return super().backoff()
+
+
+def test_a_call_that_succeeds_at_once_sets_up_no_retrying() -> None:
+    """Most calls of a run succeed first time: the retrying (tenacity's objects, the policy's
+    waits and stops) is built only once an attempt failed, and then decides as it always did."""
+    fake, attempts = FakeTime(), []
+    CountedPolicy.built = 0
+    policy = CountedPolicy(1.0, 8.0, 3, sleep=fake.sleep)
+    assert call(lambda: "ok", policy=policy) == "ok"
+    assert CountedPolicy.built == 0
+
+    def failing() -> None:
+        attempts.append(1)
+        raise error(503)
+
+    retries: list[int] = []
+    with pytest.raises(HttpResponseError) as raised:
+        call(failing, policy=policy, on_retry=lambda n, i, s: retries.append(n))
+    assert CountedPolicy.built == 1 and len(attempts) == 3 and retries == [1, 2] and len(fake.slept) == 2
+    assert raised.value.status_code == 503
+
+    interrupted = []
+
+    def interrupt() -> None:  # not an Exception: never retried, raised as it came
+        interrupted.append(1)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        call(interrupt, policy=policy)
+    assert interrupted == [1]

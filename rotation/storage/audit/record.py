@@ -51,6 +51,14 @@ class UnknownScheme(ValueError):
     """A record names a scheme this version cannot recompute."""
 
 
+# The encoders `json.dumps` would build for these options on every call, built once (an
+# encoder keeps only its options: thread-safe).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+_SORTED = json.JSONEncoder(sort_keys=True, default=str)
+_SORTED_STRICT = json.JSONEncoder(sort_keys=True)
+_PLAIN = (str, int, bool, type(None))  # values JSON gives back as they were
+
+
 def canonical_hash(record: dict[str, Any]) -> str:
     """SHA-256 of the record's canonical JSON under the scheme it names. Raises UnknownScheme."""
     scheme = record.get("scheme")
@@ -58,8 +66,7 @@ def canonical_hash(record: dict[str, Any]) -> str:
     if fields is None:
         raise UnknownScheme(f"unknown audit record scheme {scheme!r}")
     content = {k: record.get(k) for k in fields}
-    encoded = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(encoded.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(content).encode()).hexdigest()
 
 
 def key_slug(key: KeyRef | str | None) -> str:
@@ -81,10 +88,27 @@ def bounded_detail(detail: Any) -> Any:
     what is stored is exactly what was hashed."""
     if detail is None:
         return None
-    text = json.dumps(detail, sort_keys=True, default=str)
+    if _small_and_flat(detail):  # what the JSON round trip would give back: the keys sorted
+        return dict(sorted(detail.items()))
+    text = _SORTED.encode(detail)
     if len(text) <= MAX_DETAIL:
         return json.loads(text)
     return {"truncated": True, "preview": text[:MAX_TEXT]}
+
+
+def _small_and_flat(detail: Any) -> bool:
+    """A dict of str keys and str, int, bool or None values (exactly those types: a subclass
+    such as an Enum is JSON's to convert) whose JSON is surely within MAX_DETAIL: a character
+    takes at most six (an escape), an int its digits, every item eight more (its quotes and
+    separators)."""
+    if type(detail) is not dict:
+        return False
+    size = 2
+    for name, value in detail.items():
+        if type(name) is not str or type(value) not in _PLAIN:
+            return False
+        size += 6 * len(name) + 8 + (6 * len(value) if type(value) is str else len(str(value)))
+    return size <= MAX_DETAIL
 
 
 def to_entity(partition: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +119,7 @@ def to_entity(partition: str, record: dict[str, Any]) -> dict[str, Any]:
     for name, column in ENTITY_NAMES.items():
         value = record.get(name)
         if name == "detail" and value is not None:
-            value = json.dumps(value, sort_keys=True)
+            value = _SORTED_STRICT.encode(value)
         if value is not None:
             entity[column] = value  # bounded when recorded: never altered after hashing
     # Case-folded copies for queries (ARM and Key Vault ids compare case-insensitively);

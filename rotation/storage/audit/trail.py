@@ -31,6 +31,7 @@ from rotation.storage.tablebatch import MAX_OPERATIONS
 if TYPE_CHECKING:
     from rotation.model.request import RotationRequest
 
+_KNOWN = frozenset(FIELDS)
 _CHUNK = MAX_OPERATIONS - 1  # records per transaction: the run's head row is the last operation
 _MAX_REBASES = 20
 
@@ -132,7 +133,7 @@ class AuditTrail:
 
     def record(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Add one decision to the chain (ordered as recorded) and log it as a JSON line."""
-        unknown = set(fields) - set(FIELDS)
+        unknown = fields.keys() - _KNOWN
         if unknown:
             raise ValueError(f"unknown audit fields {sorted(unknown)}")
         self._raise_failure()
