@@ -95,6 +95,13 @@ class AdminClient:
     def configure(self, **settings: Any) -> dict[str, Any]:
         return self._call("POST", "/config", settings)
 
+    def config(self) -> dict[str, Any]:
+        return self._call("GET", "/config")
+
+    def post(self, path: str, body: Any) -> Any:
+        """Any admin POST as given (a test of what a route refuses)."""
+        return self._call("POST", path, body)
+
     def finish_operations(self) -> int:
         """End every pending long-running operation now; how many there were."""
         return int(self._call("POST", "/operations/finish")["finished"])
@@ -105,13 +112,12 @@ class AdminClient:
     def clear_events(self) -> None:
         self._call("DELETE", "/events")
 
-    def reset(self, scenario: dict[str, Any]) -> None:
-        """A clean slate for a test: scenario loaded, no faults, no calls, no events, defaults."""
-        self.clear_faults()
-        self.set_throttling(False)
-        self.load_scenario(scenario)
-        self.clear_calls()
-        self.clear_events()
+    def reset(self, scenario: dict[str, Any], config: dict[str, Any] | None = None) -> bool:
+        """A clean slate for a test in one call: scenario loaded, no faults, no calls, no events;
+        with `config`, every knob at its default but those given. False: the emulator was
+        untouched since the same reset, so there was nothing to undo."""
+        body = {"scenario": scenario} if config is None else {"scenario": scenario, "config": config}
+        return bool(self._call("POST", "/reset", body)["reset"])
 
 
 def environment(port: int, bundle: Path, identity_secret: str) -> dict[str, str]:
