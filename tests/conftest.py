@@ -12,18 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.data.tables import TableServiceClient
-from azure.storage.blob import BlobServiceClient
-from azure.storage.queue import QueueServiceClient
 
 from devstack.functions_host import QueueDispatcher, QueueHostSettings
 from emulator import AdminClient, EmulatorProcess, use_emulator
 from emulator.azurite import Azurite
 from rotation import service as service_module
 from tests.scenarios import OTHER_VAULT, SUB_A, SUB_B, VAULT
+from tests.support.storage import wiper
 
 REPO = Path(__file__).resolve().parent.parent
 EMPTY_SCENARIO: dict[str, Any] = {"vaults": {}, "registries": [], "batchAccounts": [], "containerGroups": []}
+# the emulator's knobs for every test: fast long-running writes, no Retry-After waits
+TEST_CONFIG: dict[str, Any] = {"lroSeconds": 0.05, "retryAfter": 0}
 
 
 # Under `make test` every pytest-xdist worker starts its own Azurite and emulator at the same
@@ -66,14 +66,8 @@ def dead_port() -> int:
 
 
 def wipe_storage(connection_string: str) -> None:
-    for queue in QueueServiceClient.from_connection_string(connection_string).list_queues():
-        QueueServiceClient.from_connection_string(connection_string).delete_queue(queue.name)
-    tables = TableServiceClient.from_connection_string(connection_string)
-    for table in tables.list_tables():
-        tables.delete_table(table.name)
-    blobs = BlobServiceClient.from_connection_string(connection_string)
-    for container in blobs.list_containers():
-        blobs.delete_container(container.name)
+    """Every queue, table and container of the account deleted (tests/support/storage.py)."""
+    wiper(connection_string).wipe()
 
 
 @dataclass
@@ -118,10 +112,7 @@ def stack(azurite: Azurite, emulator: EmulatorProcess, monkeypatch: pytest.Monke
         if name.startswith("ROTATION_"):
             monkeypatch.delenv(name)
     admin = emulator.admin
-    admin.reset(EMPTY_SCENARIO)
-    admin.configure(
-        lroSeconds=0.05, retryAfter=0, armPageSize=100, keyVaultPageSize=25, listsAlsoAnswer=[], lroShapes={}
-    )
+    admin.reset(EMPTY_SCENARIO, TEST_CONFIG)  # nothing to do when the last test's teardown left it so
     wipe_storage(azurite.connection_string)
     service_module.forget_services()
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
@@ -133,6 +124,5 @@ def stack(azurite: Azurite, emulator: EmulatorProcess, monkeypatch: pytest.Monke
     monkeypatch.setenv("ROTATION_LEASE_SECONDS", "15")
     monkeypatch.delenv("WEBSITE_AUTH_ENABLED", raising=False)
     yield Stack(admin, dict(emulator.env), azurite.connection_string, monkeypatch)
-    admin.clear_faults()
-    admin.set_throttling(False)
+    admin.reset(EMPTY_SCENARIO, TEST_CONFIG)  # no fault or throttling left for a test without `stack`
     service_module.forget_services()
