@@ -14,7 +14,7 @@ from emulator.runtime import AdminClient, Emulator
 
 
 @pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[Emulator]:
+def in_process(tmp_path: Path) -> Iterator[Emulator]:
     with Emulator(state_dir=tmp_path) as running:
         yield running
 
@@ -23,13 +23,13 @@ def no_ca_store(*_: object, **__: object) -> None:
     raise AssertionError("the admin client loaded a CA store")
 
 
-def test_an_admin_client_loads_no_ca_store(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_admin_client_loads_no_ca_store(in_process: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ssl.SSLContext, "load_default_certs", no_ca_store)
     monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", no_ca_store)
-    admin = AdminClient(emulator.env["EMULATOR_ADMIN_URL"])
+    admin = AdminClient(in_process.env["EMULATOR_ADMIN_URL"])
     assert admin.health() and admin.reset({"registries": []}) in (True, False)
 
 
-def test_an_admin_error_raises_with_the_routes_answer(emulator: Emulator) -> None:
+def test_an_admin_error_raises_with_the_routes_answer(in_process: Emulator) -> None:
     with pytest.raises(RuntimeError, match="400"):
-        emulator.admin.post("/reset", {"config": {}})
+        in_process.admin.post("/reset", {"config": {}})
