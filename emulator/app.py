@@ -115,6 +115,11 @@ class EmulatorApp:
         # test's world (a resource of the same name there).
         self.generation = 0
         self.holds = Holds()
+        # Whether anything but a read happened since the last POST /reset, and that reset's body:
+        # the same reset again on an untouched emulator has nothing to undo (a test's teardown
+        # resets, then the next test's setup asks for the same slate).
+        self.dirty = True
+        self.last_reset: dict[str, Any] | None = None
         self.keyvault = KeyVaultService(self.world, self.tokens, self.settings)
         self.arm = ArmService(self.world, self.tokens, self.throttle, self.settings)
         Registries(self.arm)
@@ -147,7 +152,7 @@ class EmulatorApp:
         self.delivery = EventGridDelivery(
             self.faults, self.calls, lambda: self.settings.event_grid_time_scale
         )
-        self.key_events = KeyEvents(self.world, self.delivery.publish)
+        self.key_events = KeyEvents(self.world, self._publish)
         self.keyvault.on_new_version = self.key_events.new_version
         self.tokens.principal_of = self._principal_of
         self.key_events.baseline()
@@ -157,6 +162,10 @@ class EmulatorApp:
     def load_scenario(self, body: Any) -> None:
         """Replace the world with a scenario. Every load re-baselines the key events: a version
         already inside the near-expiry window when it loads fires nothing until the clock moves."""
+        self._replace_world(body)
+        self.dirty = True
+
+    def _replace_world(self, body: Any) -> None:
         scenario.load(self.world, body)
         self.generation += 1
         self.holds.release()  # the calls held for the old world are dropped now, not later
@@ -179,7 +188,13 @@ class EmulatorApp:
                 return self.world.vault_for_host(host) is not None
         return True
 
+    def _publish(self, topic: str, event: dict[str, Any]) -> int:
+        self.dirty = True  # the expiry watch fires events on the wall clock, between requests
+        return self.delivery.publish(topic, event)
+
     def handle(self, request: Request) -> Response:
+        if not (request.scheme == "http" and request.method == "GET") and request.path != "/reset":
+            self.dirty = True
         if request.scheme == "http":
             if request.path == IDENTITY_PATH:
                 return self._serve_service(request, "identity")
@@ -249,6 +264,7 @@ class EmulatorApp:
         add("GET", r"/health", lambda r: Response.json(200, {"status": "ok"}))
         add("GET", r"/state", self._get_state)
         add("POST", r"/scenario", self._post_scenario)
+        add("POST", r"/reset", self._post_reset)
         add("GET", r"/calls", lambda r: Response.json(200, self.calls.snapshot()))
         add("GET", r"/activity", lambda r: Response.json(200, {"events": self.activity.snapshot()}))
         add("DELETE", r"/calls", _then_204(self.calls.clear))
@@ -388,6 +404,39 @@ class EmulatorApp:
         except (ValueError, TypeError) as exc:
             return Response.json(400, {"error": str(exc)})
         return Response.json(200, self.settings.describe())
+
+    def _post_reset(self, request: Request) -> Response:
+        """`{"scenario": {...}, "config": {...}}`: a test's clean slate in one call. Faults,
+        throttling, calls and events cleared, the scenario loaded; with "config", every knob at
+        its default but those given (without it, the knobs stay). `reset` is false when the
+        emulator was left untouched since the same reset, which then had nothing to undo."""
+        body = _admin_json(request)
+        if isinstance(body, Response):
+            return body
+        if (
+            "scenario" not in body
+            or set(body) - {"scenario", "config"}
+            or not isinstance(body.get("config", {}), dict)
+        ):
+            return Response.json(400, {"error": 'expected {"scenario": {...}, "config": {...}}'})
+        if not self.dirty and body == self.last_reset:
+            return Response.json(200, {"reset": False})
+        try:
+            knobs = Settings()
+            knobs.update(body.get("config") or {})  # checked before anything changes
+            self.dirty = False  # before the work: a call that lands during it marks it again
+            self._replace_world(body["scenario"])
+        except (scenario.ScenarioError, ValueError, TypeError, AttributeError) as exc:
+            self.dirty = True
+            return Response.json(400, {"error": str(exc)})
+        if "config" in body:
+            self.settings.adopt(knobs)
+        self.last_reset = body
+        self.faults.clear()
+        self.throttle.set_enabled(False)
+        self.calls.clear()
+        self.eventgrid.clear()
+        return Response.json(200, {"reset": True})
 
 
 def _then_204(action: Callable[[], None]) -> Callable[[Request], Response]:

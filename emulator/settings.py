@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -58,6 +58,11 @@ class Settings:
                 "page sizes must be positive; lroSeconds and retryAfter not negative; "
                 "eventGridTimeScale in (0, 1]"
             )
+
+    def adopt(self, other: Settings) -> None:
+        """Every knob as `other` has it, in place: the services hold this object."""
+        for knob in fields(self):
+            setattr(self, knob.name, getattr(other, knob.name))
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -104,6 +104,9 @@ class Settings:
     # The longest a request that found the key's lease held waits before it checks again (the
     # holder's lease expiry when sooner), plus 1-5 s of jitter; at most 3600, the longest lease.
     lease_wait_seconds: int = 3600
+    # How much later an interrupted run's request comes back on the queue for the rest (another
+    # instance takes it when this one is stopping).
+    resume_after_seconds: int = 10
     # Total time a door may take (rotation/azure/budget.py): under Event Grid's 30 s for the
     # event and HTTP doors, under host.json's functionTimeout (30 min) for the queue worker.
     door_budget_seconds: float = 20.0
@@ -346,6 +349,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_attempts=_int(env, "ROTATION_RETRY_ATTEMPTS", 6, 1, 20),
         lease_seconds=_int(env, "ROTATION_LEASE_SECONDS", 60, 5, 3600),
         lease_wait_seconds=_int(env, "ROTATION_LEASE_WAIT_SECONDS", 3600, 0, 3600),
+        resume_after_seconds=_int(env, "ROTATION_RESUME_AFTER_SECONDS", 10, 0, 3600),
         door_budget_seconds=_float(env, "ROTATION_DOOR_BUDGET_SECONDS", 20.0, 0.5, 25),
         worker_budget_seconds=_float(env, "ROTATION_WORKER_BUDGET_SECONDS", 1740.0, 1, 86400),
         # At most 7 days: the queue hides a message for no longer than that.

@@ -7,23 +7,24 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.data.tables import TableServiceClient
-from azure.storage.blob import BlobServiceClient
-from azure.storage.queue import QueueServiceClient
 
 from devstack.functions_host import QueueDispatcher, QueueHostSettings
 from emulator import AdminClient, EmulatorProcess, use_emulator
 from emulator.azurite import Azurite
 from rotation import service as service_module
 from tests.scenarios import OTHER_VAULT, SUB_A, SUB_B, VAULT
+from tests.support.storage import wiper
 
 REPO = Path(__file__).resolve().parent.parent
 EMPTY_SCENARIO: dict[str, Any] = {"vaults": {}, "registries": [], "batchAccounts": [], "containerGroups": []}
+# the emulator's knobs for every test: fast long-running writes, no Retry-After waits
+TEST_CONFIG: dict[str, Any] = {"lroSeconds": 0.05, "retryAfter": 0}
 
 
 # Under `make test` every pytest-xdist worker starts its own Azurite and emulator at the same
@@ -33,7 +34,22 @@ START_TIMEOUT = 180
 
 
 @pytest.fixture(scope="session")
-def azurite() -> Iterator[Azurite]:
+def emulator_start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Future[EmulatorProcess]]:
+    """The emulator starting on a thread of its own: Azurite starts meanwhile (each takes 1.5 s
+    at low load, ten times that while every worker starts both at once)."""
+    process = EmulatorProcess(state_dir=tmp_path_factory.mktemp("emulator"))
+    with ThreadPoolExecutor(1, thread_name_prefix="emulator-start") as pool:
+        started = pool.submit(process.start, START_TIMEOUT)
+        try:
+            yield started
+        finally:
+            started.exception()  # waits for the start to end, whichever way it ends
+            process.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite(emulator_start: Future[EmulatorProcess]) -> Iterator[Azurite]:
+    # started here, on the session's thread: Azurite ends with the thread that started it
     running = Azurite().start(timeout=START_TIMEOUT)
     try:
         yield running
@@ -42,12 +58,8 @@ def azurite() -> Iterator[Azurite]:
 
 
 @pytest.fixture(scope="session")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    running = EmulatorProcess(state_dir=tmp_path_factory.mktemp("emulator")).start(timeout=START_TIMEOUT)
-    try:
-        yield running
-    finally:
-        running.stop()
+def emulator(emulator_start: Future[EmulatorProcess]) -> EmulatorProcess:
+    return emulator_start.result()
 
 
 @pytest.fixture(autouse=True)
@@ -66,14 +78,8 @@ def dead_port() -> int:
 
 
 def wipe_storage(connection_string: str) -> None:
-    for queue in QueueServiceClient.from_connection_string(connection_string).list_queues():
-        QueueServiceClient.from_connection_string(connection_string).delete_queue(queue.name)
-    tables = TableServiceClient.from_connection_string(connection_string)
-    for table in tables.list_tables():
-        tables.delete_table(table.name)
-    blobs = BlobServiceClient.from_connection_string(connection_string)
-    for container in blobs.list_containers():
-        blobs.delete_container(container.name)
+    """Every queue, table and container of the account deleted (tests/support/storage.py)."""
+    wiper(connection_string).wipe()
 
 
 @dataclass
@@ -118,10 +124,7 @@ def stack(azurite: Azurite, emulator: EmulatorProcess, monkeypatch: pytest.Monke
         if name.startswith("ROTATION_"):
             monkeypatch.delenv(name)
     admin = emulator.admin
-    admin.reset(EMPTY_SCENARIO)
-    admin.configure(
-        lroSeconds=0.05, retryAfter=0, armPageSize=100, keyVaultPageSize=25, listsAlsoAnswer=[], lroShapes={}
-    )
+    admin.reset(EMPTY_SCENARIO, TEST_CONFIG)  # nothing to do when the last test's teardown left it so
     wipe_storage(azurite.connection_string)
     service_module.forget_services()
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
@@ -133,6 +136,5 @@ def stack(azurite: Azurite, emulator: EmulatorProcess, monkeypatch: pytest.Monke
     monkeypatch.setenv("ROTATION_LEASE_SECONDS", "15")
     monkeypatch.delenv("WEBSITE_AUTH_ENABLED", raising=False)
     yield Stack(admin, dict(emulator.env), azurite.connection_string, monkeypatch)
-    admin.clear_faults()
-    admin.set_throttling(False)
+    admin.reset(EMPTY_SCENARIO, TEST_CONFIG)  # no fault or throttling left for a test without `stack`
     service_module.forget_services()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from rotation.azure.links import PageGuard, origin
+from rotation.azure.links import MAX_PAGES, PageGuard, origin
 from rotation.model.errors import Hint
 from rotation.model.ids import KeyRef
 from rotation.model.keystate import KeyState, VersionInfo
@@ -63,13 +63,16 @@ def _info(properties, key_type: str | None = None, key_ops: list[str] | None = N
     )
 
 
-def read_key_state(client: KeyClient, key: KeyRef, now: datetime | None = None) -> KeyState:
-    """Read every version's attributes and decide the desired version (DESIGN.md section 7)."""
+def read_key_state(
+    client: KeyClient, key: KeyRef, now: datetime | None = None, *, max_pages: int = MAX_PAGES
+) -> KeyState:
+    """Read every version's attributes and decide the desired version (DESIGN.md section 7);
+    at most `max_pages` pages of versions (a test proves the limit with a small one)."""
     now = now or datetime.now(UTC)
     latest = client.get_key(key.name)
     current = _bundle_info(latest)
     by_version = {current.version: current}
-    for properties in _list_versions(client, key):
+    for properties in _list_versions(client, key, max_pages):
         info = _info(properties)
         by_version.setdefault(info.version, info)
     versions = sorted(by_version.values(), key=lambda v: (v.created, v.version == current.version))
@@ -84,11 +87,11 @@ def read_key_state(client: KeyClient, key: KeyRef, now: datetime | None = None) 
     return KeyState(state.key, ordered, current.version, desired, blocked, state.recovery_level)
 
 
-def _list_versions(client: KeyClient, key: KeyRef) -> Iterator[Any]:
+def _list_versions(client: KeyClient, key: KeyRef, max_pages: int = MAX_PAGES) -> Iterator[Any]:
     """Every version's properties, page by page; each `nextLink` is checked before it is followed
     (the SDK's pager would follow any, with the vault's token)."""
     pages = client.list_properties_of_key_versions(key.name).by_page()
-    guard = PageGuard(origin(client.vault_url), f"key {key.name}'s version list")
+    guard = PageGuard(origin(client.vault_url), f"key {key.name}'s version list", max_pages)
     while True:
         try:
             page = next(pages)

@@ -49,7 +49,6 @@ from rotation.storage.queue import MAX_MESSAGE_BYTES, decode, encode, enqueue
 
 log = logging.getLogger("rotation.worker")
 MAX_LEASE_WAITS = 50  # an hour or more of waiting means the holder is stuck: fail loudly
-RESUME_AFTER_SECONDS = 10  # an interrupted request comes back this much later (another instance)
 
 
 class RunFailed(RotationError):
@@ -191,12 +190,13 @@ def continue_interrupted(service: Service, request: RotationRequest, result: Run
     progress = result.progress()
     if result.interrupted == "TimeBudgetExhausted" and not progress["moved"]:
         raise RunInterrupted(result)
-    enqueue(service.requests_queue, request, visibility_timeout=RESUME_AFTER_SECONDS)
+    later = service.settings.resume_after_seconds
+    enqueue(service.requests_queue, request, visibility_timeout=later)
     service.runs.note(
         request.request_id,
         "interrupted",
         f"{result.interrupted}: {progress['moved']} moved, {progress['notStarted']} not started; "
-        f"the request is back on the queue in {RESUME_AFTER_SECONDS}s for the rest",
+        f"the request is back on the queue in {later}s for the rest",
     )
 
 

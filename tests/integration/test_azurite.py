@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 from typing import Any
 
 import pytest
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient
-from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+from azure.storage.queue import (
+    QueueClient,
+    QueueServiceClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
+
+from tests.conftest import wipe_storage
+from tests.support.storage import Wiper
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +130,48 @@ def test_blob_upload_download_and_list(stack: Any) -> None:
     container.delete_blob(paths[1])
     assert [b.name for b in container.list_blobs()] == [paths[0], paths[2]]
     assert [c.name for c in blobs.list_containers()] == ["eventgrid-deadletters"]
+
+
+def stored(connection_string: str) -> tuple[list[str], list[str], list[str]]:
+    """Every queue, table and container name in the account, as the SDKs list them."""
+    return (
+        sorted(q.name for q in QueueServiceClient.from_connection_string(connection_string).list_queues()),
+        sorted(t.name for t in TableServiceClient.from_connection_string(connection_string).list_tables()),
+        sorted(c.name for c in BlobServiceClient.from_connection_string(connection_string).list_containers()),
+    )
+
+
+def fill(connection_string: str, count: int) -> None:
+    for i in range(count):
+        QueueServiceClient.from_connection_string(connection_string).create_queue(f"queue{i}")
+        TableServiceClient.from_connection_string(connection_string).create_table(f"table{i}")
+        BlobServiceClient.from_connection_string(connection_string).create_container(f"container{i}")
+
+
+def test_the_wipe_deletes_every_queue_table_and_container_over_pages(stack: Any) -> None:
+    fill(stack.storage, 5)
+    Wiper(stack.storage, page=2).wipe()  # three pages of each
+    assert stored(stack.storage) == ([], [], [])
+
+
+def test_the_wipe_reconnects_when_azurite_closed_the_kept_connection(stack: Any) -> None:
+    wiper = Wiper(stack.storage)
+    wiper.wipe()
+    for endpoint in (wiper.queues, wiper.tables, wiper.blobs):
+        assert endpoint.connection is not None
+        endpoint.connection.sock.shutdown(socket.SHUT_RDWR)  # as Azurite ends an idle one
+    fill(stack.storage, 1)
+    wiper.wipe()
+    assert stored(stack.storage) == ([], [], [])
+
+
+def test_the_service_storage_a_test_made_is_gone_for_the_next(stack: Any) -> None:
+    """What a test leaves (the service's queues, tables and containers with rows, messages and
+    blobs in them) is gone after the fixture's wipe."""
+    service = stack.service()
+    service.ensure_storage()
+    service.requests_queue.send_message("left behind")
+    service.runs.table.upsert_entity({"PartitionKey": "p", "RowKey": "r"})
+    assert all(stored(stack.storage))
+    wipe_storage(stack.storage)
+    assert stored(stack.storage) == ([], [], [])

@@ -66,3 +66,81 @@ def test_a_released_hold_lands_at_once(stack: Any) -> None:
     (reg,) = stack.admin.state()["registries"]
     assert reg["keyId"] == NEW
     assert stack.admin.release_holds() == 0  # nothing left held
+
+
+# -- POST /reset: a test's clean slate in one call ----------------------------------------------
+
+
+EMPTY: dict[str, Any] = {"registries": []}
+
+
+def test_reset_clears_faults_throttling_calls_and_world_and_sets_the_knobs(stack: Any) -> None:
+    stack.load(WORLD)
+    list(registries().list())  # a call in the log
+    stack.admin.add_fault(method="DELETE", pathRegex="/nothing$", status=500)
+    stack.admin.set_throttling(True)
+    stack.admin.configure(armPageSize=3, eventGridTimeScale=0.5)
+    assert stack.admin.calls()["total"] >= 1  # the list, after a token
+    assert stack.admin.reset(EMPTY, {"lroSeconds": 0.05}) is True
+    assert stack.admin.state()["registries"] == []
+    assert stack.admin.faults() == [] and stack.admin.calls()["total"] == 0
+    assert stack.admin.throttling()["enabled"] is False and stack.admin.events() == []
+    knobs = stack.admin.config()
+    assert knobs["lroSeconds"] == 0.05 and knobs["armPageSize"] == 100  # given; the rest default
+    assert knobs["eventGridTimeScale"] == 1.0
+
+
+def test_reset_without_config_keeps_the_knobs(stack: Any) -> None:
+    stack.admin.configure(armPageSize=3)
+    stack.admin.reset(EMPTY)
+    assert stack.admin.config()["armPageSize"] == 3
+
+
+def test_the_same_reset_on_an_untouched_emulator_has_nothing_to_do(stack: Any) -> None:
+    assert stack.admin.reset(EMPTY, {"lroSeconds": 0.05}) is True  # not the fixture's slate
+    assert stack.admin.reset(EMPTY, {"lroSeconds": 0.05}) is False
+    stack.admin.state(), stack.admin.calls(), stack.admin.faults()  # reads touch nothing
+    assert stack.admin.reset(EMPTY, {"lroSeconds": 0.05}) is False
+    assert stack.admin.reset(EMPTY, {"lroSeconds": 0.1}) is True  # another slate
+
+
+@pytest.mark.parametrize(
+    "touch",
+    [
+        lambda admin: admin.add_fault(method="DELETE", pathRegex="/nothing$", status=500),
+        lambda admin: admin.set_throttling(True),
+        lambda admin: admin.configure(armPageSize=3),
+        lambda admin: admin.load_scenario(WORLD),
+        lambda admin: list(registries().list()),  # a call through the proxy
+    ],
+    ids=["fault", "throttling", "config", "scenario", "arm-call"],
+)
+def test_anything_but_a_read_makes_the_next_reset_do_its_work(stack: Any, touch: Any) -> None:
+    stack.admin.reset(EMPTY)
+    touch(stack.admin)
+    assert stack.admin.reset(EMPTY) is True
+    assert stack.admin.faults() == [] and not stack.admin.throttling()["enabled"]
+    assert stack.admin.state()["registries"] == [] and stack.admin.calls()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"config": {}},
+        {"scenario": {}, "other": 1},
+        {"scenario": {}, "config": []},
+        {"scenario": {"registries": "x"}},
+        {"scenario": {}, "config": {"armPageSize": 0}},
+        {"scenario": {}, "config": {"nope": 1}},
+    ],
+)
+def test_a_refused_reset_changes_nothing(stack: Any, body: dict[str, Any]) -> None:
+    stack.load(WORLD)
+    stack.admin.configure(armPageSize=3)
+    fault = stack.admin.add_fault(method="DELETE", pathRegex="/nothing$", status=500)
+    with pytest.raises(RuntimeError, match="400"):
+        stack.admin.post("/reset", body)
+    assert len(stack.admin.state()["registries"]) == 1
+    assert stack.admin.config()["armPageSize"] == 3
+    assert [f["id"] for f in stack.admin.faults()] == [fault]
+    assert stack.admin.reset(EMPTY) is True  # still marked as touched

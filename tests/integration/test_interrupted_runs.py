@@ -247,7 +247,7 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
 
     from rotation.model.request import new_request
 
-    stack.set(ROTATION_CONCURRENCY="2")
+    stack.set(ROTATION_CONCURRENCY="2", ROTATION_RESUME_AFTER_SECONDS="1")  # 10 on Azure
     # Names of its own, kept though the emulator now drops a write an earlier test's child left
     # held across the reset (it once landed here on a registry of the same name).
     targets = estate(stack, 8, prefix="sig")
@@ -273,6 +273,8 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
     unrecorded = {t: [r for r in trail if r.get("target") == t] for t in now_moved - verified - sent}
     assert verified <= now_moved and not unrecorded and 2 <= len(now_moved) < 8, unrecorded
     assert stack.service().runs.status(request.request_id) == "interrupted"
+    row = stack.service().runs.table.get_entity(request.request_id, "run")
+    assert row["Message"].endswith("the request is back on the queue in 1s for the rest"), row
     assert stack.service().ledger.holder(parse_key_id(KEY)) is None
     status, body, _ = call(
         function_app.get_rotation,
@@ -283,7 +285,7 @@ def test_sigterm_to_the_queue_trigger_closes_the_run_and_requeues_the_rest(stack
     assert status == 200 and body["status"] == "interrupted"
     assert body["interrupted"]["reason"] == "SIGTERM" and body["interrupted"]["moved"] == len(verified)
     queue = QueueClient.from_connection_string(stack.storage, "rotation-requests")
-    waiting = list(queue.receive_messages(visibility_timeout=1))  # requeued invisible for a few seconds
+    waiting = list(queue.receive_messages(visibility_timeout=1))  # requeued invisible for a second
     deadline = time.monotonic() + 30
     while not waiting:
         assert time.monotonic() < deadline, "the request never came back"

@@ -29,10 +29,15 @@ def test_defaults() -> None:
     assert settings.outcome_topic_endpoint is None
     assert settings.revert_guard_days == 30
     assert settings.lease_wait_seconds == 3600  # a waiter comes back when the held lease would expire
+    assert settings.resume_after_seconds == 10  # an interrupted run's rest, on another instance
 
 
 def test_lease_wait_can_be_shortened() -> None:
     assert load_settings({**BASE, "ROTATION_LEASE_WAIT_SECONDS": "0"}).lease_wait_seconds == 0
+
+
+def test_resume_after_can_be_shortened() -> None:
+    assert load_settings({**BASE, "ROTATION_RESUME_AFTER_SECONDS": "1"}).resume_after_seconds == 1
 
 
 @pytest.mark.parametrize(
@@ -71,6 +76,8 @@ def test_concurrency_is_auto_or_a_fixed_width(text: str, width: int, follows: bo
         ({"ROTATION_SHARD_THRESHOLD": "many"}, "ROTATION_SHARD_THRESHOLD"),
         ({"ROTATION_LEASE_WAIT_SECONDS": "-1"}, "ROTATION_LEASE_WAIT_SECONDS"),
         ({"ROTATION_LEASE_WAIT_SECONDS": "3601"}, "ROTATION_LEASE_WAIT_SECONDS"),
+        ({"ROTATION_RESUME_AFTER_SECONDS": "-1"}, "ROTATION_RESUME_AFTER_SECONDS"),
+        ({"ROTATION_RESUME_AFTER_SECONDS": "3601"}, "ROTATION_RESUME_AFTER_SECONDS"),
         ({"AzureWebJobsStorage": ""}, "AzureWebJobsStorage"),
     ],
 )
