@@ -20,8 +20,9 @@ STAMP312 := $(VENV312)/.installed
 # emulators, mypy): a CI image often sets PYTHONDONTWRITEBYTECODE, and then each process compiled
 # every module it imported from source, about 2 s of CPU a process (a third of the SIGTERM and
 # hard-kill tests' CPU). These targets write it, under .venv/pycache: not beside the sources.
-test unit unit-3.12 lint: export PYTHONDONTWRITEBYTECODE :=
-test unit unit-3.12 lint: export PYTHONPYCACHEPREFIX := $(abspath $(VENV))/pycache
+# The benches too: else their cold-start figures time the compiler, not the import.
+test unit unit-3.12 lint bench bench-10k bench-shards: export PYTHONDONTWRITEBYTECODE :=
+test unit unit-3.12 lint bench bench-10k bench-shards: export PYTHONPYCACHEPREFIX := $(abspath $(VENV))/pycache
 
 # the three downloads (PyPI, npm, apt) at once: each waits on the network more than on a core
 # (inside `make test`'s parallel step, the slots of its jobserver)
