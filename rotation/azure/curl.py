@@ -67,7 +67,7 @@ class CurlTransport(HttpTransport):
     def send(self, request: Any, *, stream: bool = False, **kwargs: Any) -> Any:
         connect, whole, verify, cert = call_settings(self.connection_config, kwargs)
         limit = kwargs.pop("answer_limit", None)
-        handle = self.handles.take()  # not `borrowed()`: a generator context manager costs µs a call
+        handle = self.handles.take()
         try:
             gathered = handle.gathered
             gathered.start(limit, resend=request.method.upper() in _READS)

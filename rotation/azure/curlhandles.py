@@ -6,8 +6,6 @@ at a time (libcurl's rule); pycurl lets the GIL go while it waits on the network
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pycurl
@@ -55,18 +53,6 @@ class Handles:
                 self._idle.append(handle)
                 return
         handle.close()
-
-    @contextmanager
-    def borrowed(self) -> Iterator[Handle]:
-        """`take`, then `give` (a failure mid-request closes the handle: its state is not trusted
-        again)."""
-        handle = self.take()
-        try:
-            yield handle
-        except BaseException:
-            handle.close()
-            raise
-        self.give(handle)
 
     def close(self) -> None:
         with self._lock:

@@ -91,11 +91,13 @@ def test_a_post_without_a_body_says_its_length_is_zero(local: tuple[str, Seen]) 
 
 def test_the_pool_keeps_at_most_its_cap_of_idle_handles() -> None:
     handles = Handles(kept=2)
-    with handles.borrowed() as a, handles.borrowed() as b, handles.borrowed() as c:
-        assert len({id(a), id(b), id(c)}) == 3  # a burst past the cap still gets handles
-    with handles.borrowed() as first, handles.borrowed() as second, handles.borrowed() as third:
-        # LIFO: the last kept handed back is the first lent; the third was closed, not kept
-        assert (first, second) == (b, c) and third not in (a, b, c)
+    a, b, c = handles.take(), handles.take(), handles.take()
+    assert len({id(a), id(b), id(c)}) == 3  # a burst past the cap still gets handles
+    for handle in (a, b, c):
+        handles.give(handle)  # a and b kept, c closed: past the cap
+    first, second, third = handles.take(), handles.take(), handles.take()
+    # LIFO: the last kept handed back is the first lent; the third was made anew
+    assert (first, second) == (b, a) and third not in (a, b, c)
 
 
 def test_a_handle_lent_again_carries_nothing_of_its_previous_request(local: tuple[str, Seen]) -> None:
@@ -117,9 +119,9 @@ def test_a_handle_lent_again_carries_nothing_of_its_previous_request(local: tupl
     for get in (echoed[1], echoed[4]):
         assert get["body"] == "" and not {"If-Match", "Content-Length", "X-Only"} & set(get["headers"])
     assert seen.connections == 1  # all on the one handle's connection
-    with handles.borrowed() as idle:  # and it holds no answer while idle
-        assert idle.gathered.lines == [] and idle.gathered.parts == []
-        assert idle.gathered.head()[0] == 0 and not idle.gathered.head()[2]  # no head kept either
+    idle = handles.take()  # and it holds no answer while idle
+    assert idle.gathered.lines == [] and idle.gathered.parts == []
+    assert idle.gathered.head()[0] == 0 and not idle.gathered.head()[2]  # no head kept either
 
 
 def test_a_response_read_whole_is_the_one_init_and_keep_make(local: tuple[str, Seen]) -> None:
