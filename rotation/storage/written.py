@@ -1,8 +1,15 @@
 """What this system wrote to each consumer, and the reverts found since: rows in `RotationLedger`.
 
-One partition per key (`written-<key slug>`), one row per consumer (RowKey: `row_key` of the
-lower-cased resource id), so a run reads everything it needs about a key with one query and
-writes a run's verified targets in transactions of up to 100 (storage/tablebatch.py). A row
+A key's rows are spread over sixteen partitions, `written-<key slug>-<c>` where `c` is the first
+hex digit of the row's RowKey (`row_key` of the lower-cased resource id), so a run reads
+everything it needs about a key with one query (a PartitionKey range) and writes a run's
+verified targets in transactions of up to 100 per partition (storage/tablebatch.py). Why
+sixteen: a run of 10,000 targets wrote 10,000 rows into one partition at its end, and a Table
+service that finds a row by scanning its partition (Azurite does) took 100 s for it; Azure's
+Tables are per partition too (a partition is served by one server). Rows written before the
+split, in `written-<key slug>` itself, are still read: the range holds that partition, and a
+row of a bucket merges over the same row there (newer columns win, older ones kept), as
+insert-or-merge would have. A row
 holds the version last verified on the consumer (Version, RunId, WrittenAt) and the last revert
 found (RevertedTo, RevertedFrom, RevertedAt, RevertedBy, RevertCorrelationId,
 RevertOperation), which `versions disable` and `inventory` read. Merging keeps both halves:
@@ -27,7 +34,13 @@ if TYPE_CHECKING:
 
 
 def partition(key: KeyRef) -> str:
+    """The key's partition before the split: rows there are read, never written."""
     return f"written-{key_slug(key.versionless())}"
+
+
+def bucket(key: KeyRef, row: str) -> str:
+    """The partition a row of the key is written to: its RowKey's first hex digit."""
+    return f"{partition(key)}-{row[0]}"
 
 
 @dataclass(frozen=True)
@@ -93,8 +106,16 @@ class WrittenStore:
 
     def read(self, key: KeyRef) -> dict[str, Written]:
         """Every consumer row of the key, by lower-cased resource id: one query."""
-        entities = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": partition(key)})
-        rows = (Written.of(e) for e in entities)
+        first = partition(key)
+        # The slug has a fixed length: no other key's partition falls between these two.
+        entities = self.table.query_entities(
+            "PartitionKey ge @first and PartitionKey lt @after",
+            parameters={"first": first, "after": f"{first}."},  # "." sorts right after "-"
+        )
+        merged: dict[str, dict[str, Any]] = {}
+        for entity in entities:  # in PartitionKey order: the old partition first, then the buckets
+            merged.setdefault(entity["RowKey"], {}).update(entity)
+        rows = (Written.of(e) for e in merged.values())
         return {row.target.lower(): row for row in rows if row.target}
 
     def record_verified(
@@ -128,12 +149,14 @@ class WrittenStore:
         )
 
     def _upsert(self, key: KeyRef, rows: list[dict[str, Any]]) -> None:
-        pk = partition(key)
-        entities = [
-            {"PartitionKey": pk, "RowKey": row_key(row["Target"].lower()), "KeyId": key.versionless_id, **row}
-            for row in rows
-        ]
-        # Insert-or-merge: a None column is left out, so it keeps what the row had.
-        entities = [{k: v for k, v in e.items() if v is not None} for e in entities]
-        for start in range(0, len(entities), MAX_OPERATIONS):
-            upsert_entities(self.table, entities[start : start + MAX_OPERATIONS])
+        by_partition: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            rk = row_key(row["Target"].lower())
+            entity = {"PartitionKey": bucket(key, rk), "RowKey": rk, "KeyId": key.versionless_id, **row}
+            # Insert-or-merge: a None column is left out, so it keeps what the row had.
+            by_partition.setdefault(entity["PartitionKey"], []).append(
+                {k: v for k, v in entity.items() if v is not None}
+            )
+        for entities in by_partition.values():  # a transaction holds one partition's rows
+            for start in range(0, len(entities), MAX_OPERATIONS):
+                upsert_entities(self.table, entities[start : start + MAX_OPERATIONS])
