@@ -19,12 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import fanout  # noqa: E402
-from emulator import EmulatorProcess, use_emulator  # noqa: E402
-from rotation.azure.clients import Clients  # noqa: E402
-from rotation.config import load_settings  # noqa: E402
-
-API = "2025-11-01"
+from bench.one_registry import API_VERSION, REGISTRY, registry_arm  # noqa: E402
 
 
 def main() -> int:
@@ -34,27 +29,13 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=16)
     args = parser.parse_args()
-    with EmulatorProcess() as emulator:
-        use_emulator(emulator.env)
-        emulator.admin.load_scenario(fanout.estate(1, [fanout.SUB_A]))
-        settings = load_settings(
-            {
-                **os.environ,
-                "ROTATION_ALLOWED_VAULTS": "contoso-cmk.vault.azure.net",
-                "ROTATION_SUBSCRIPTIONS": fanout.SUB_A,
-                "AzureWebJobsStorage": "UseDevelopmentStorage=true",  # not used: ARM calls only
-            }
-        )
-        arm = Clients(settings).arm()
-        registry = f"/subscriptions/{fanout.SUB_A}/resourceGroups/rg-0/providers/Microsoft.ContainerRegistry/registries/reg0000"
-        if arm.get(registry, API) is None:
-            raise SystemExit(f"the emulator does not show {registry}")
+    with registry_arm() as arm:
         for _ in range(200):  # warm: token, pools, connections
-            arm.get(registry, API)
+            arm.get(REGISTRY, API_VERSION)
         load = os.getloadavg()[0]
         started = time.process_time()
         with ThreadPoolExecutor(args.threads) as pool:
-            list(pool.map(lambda _: arm.get(registry, API), range(args.calls)))
+            list(pool.map(lambda _: arm.get(REGISTRY, API_VERSION), range(args.calls)))
         cpu = time.process_time() - started
     print(
         f"{REPO.name}: {cpu / args.calls * 1000:.3f} ms CPU per ARM GET ({args.calls} calls, "

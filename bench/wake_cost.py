@@ -26,10 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import fanout  # noqa: E402
-from emulator import EmulatorProcess, use_emulator  # noqa: E402
-
-API_VERSION = "2025-11-01"
+from bench.one_registry import API_VERSION, REGISTRY, URL, registry_arm  # noqa: E402
 
 
 def per_call_us(call: Callable[[], object], n: int, pause: float) -> float:
@@ -74,31 +71,11 @@ def main() -> int:
     parser.add_argument("--pause-ms", type=float, default=10.0)
     args = parser.parse_args()
     pause = args.pause_ms / 1000
-    with EmulatorProcess() as emulator:
-        use_emulator(emulator.env)
-        emulator.admin.reset(fanout.estate(1, [fanout.SUB_A]))
-        from rotation.azure.clients import Clients
-        from rotation.config import load_settings
-
-        settings = load_settings(
-            {
-                **os.environ,
-                "ROTATION_ALLOWED_VAULTS": "contoso-cmk.vault.azure.net",
-                "ROTATION_SUBSCRIPTIONS": fanout.SUB_A,
-                "AzureWebJobsStorage": "UseDevelopmentStorage=true",  # not used: no storage call
-            }
-        )
-        arm = Clients(settings).arm()
-        registry = f"/subscriptions/{fanout.SUB_A}/resourceGroups/rg-0/providers/Microsoft.ContainerRegistry/registries/reg0000"
-        if arm.get(registry, API_VERSION) is None:
-            raise SystemExit("the emulator has no registry reg0000")
+    with registry_arm() as arm:
         load = os.getloadavg()[0]
         rows = [
-            ("Arm.get", lambda: arm.get(registry, API_VERSION)),
-            (
-                "bare libcurl GET",
-                bare_get(f"https://management.azure.com{registry}?api-version={API_VERSION}"),
-            ),
+            ("Arm.get", lambda: arm.get(REGISTRY, API_VERSION)),
+            ("bare libcurl GET", bare_get(URL)),
         ]
         alone = per_call_us(lambda: None, args.n, pause)  # the sleep's own CPU: taken off below
         print(f"| call | back to back, µs CPU | after {args.pause_ms:g} ms idle, µs CPU | ratio |")
