@@ -230,10 +230,13 @@ class Reconciler:
         writer = (
             StepRowWriter(self.runs, result.run_id, [s.target for s in plan.steps]) if self.runs else None
         )
+        verified = self.reverts.as_they_go(request.key, request.request_id)
 
         def finished_step(step: StepResult) -> None:
             if writer is not None:
                 writer.add(step.to_dict())  # the run's rows are written as it goes
+            if verified is not None and step.outcome == "verified" and step.to_version:
+                verified.add(step.target, step.to_version)  # and the versions it verified
             if progress is not None:
                 progress(step)
 
@@ -241,7 +244,8 @@ class Reconciler:
             applied = self.applier.apply(plan, context, trail, finished_step, lease, stop)
         finally:
             written = writer.close() if writer is not None else None
-        self.reverts.remember(request.key, applied.steps, request.request_id)
+            stored = verified.close() if verified is not None else set()
+        self.reverts.remember(request.key, applied.steps, request.request_id, stored)
         result.steps, result.halted, result.soaking = applied.steps, applied.halted, applied.soaking
         result.requeue_after = applied.requeue_after
         result.notes.extend(applied.notes)

@@ -6,8 +6,9 @@ version order (model/keystate.py), than the version this system last verified on
 reads what it wrote with one query per key (storage/written.py), asks the activity log who
 changed each reverted consumer (one read per reverted consumer only, azure/activitylog.py),
 says so in the step's message, records the incident (audit, a WARNING log line, a telemetry
-counter) and rolls the consumer forward with the normal `update` step. After the run, the
-versions it verified are remembered in one transaction per 100 targets.
+counter) and rolls the consumer forward with the normal `update` step. The versions the run
+verifies are remembered as it goes (storage/written.py's VerifiedAsTheyGo), and at its end
+whatever of them was not stored yet.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from rotation.model.keystate import KeyState
 from rotation.model.results import Plan, PlanStep, StepResult
 from rotation.model.times import iso
 from rotation.storage.audit import AuditTrail
-from rotation.storage.written import RevertRow, Written, WrittenStore
+from rotation.storage.written import RevertRow, VerifiedAsTheyGo, Written, WrittenStore
 
 if TYPE_CHECKING:
     from rotation.azure.clients import Clients
@@ -205,9 +206,24 @@ class RevertWatch:
             telemetry.consumer_reverted(step.kind)
         self._store(key, lambda store: store.record_reverts(key, (_row(r) for r in reverts)))
 
-    def remember(self, key: KeyRef, steps: Iterable[StepResult], run_id: str) -> None:
-        """The versions this run verified, so the next run can tell a revert."""
-        done = [(s.target, s.to_version) for s in steps if s.outcome == "verified" and s.to_version]
+    def as_they_go(self, key: KeyRef, run_id: str) -> VerifiedAsTheyGo | None:
+        """A writer for the versions the run verifies, while it goes (None: no ledger)."""
+        return VerifiedAsTheyGo(self.store, key, run_id) if self.store is not None else None
+
+    def remember(
+        self,
+        key: KeyRef,
+        steps: Iterable[StepResult],
+        run_id: str,
+        stored: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
+    ) -> None:
+        """The versions this run verified, so the next run can tell a revert; `stored`: the
+        (target, version) pairs written while the run went (VerifiedAsTheyGo), not written again."""
+        done = [
+            (s.target, s.to_version)
+            for s in steps
+            if s.outcome == "verified" and s.to_version and (s.target, s.to_version) not in stored
+        ]
         if done:
             now = datetime.now(UTC)
             self._store(key, lambda store: store.record_verified(key, done, run_id, now))

@@ -18,11 +18,15 @@ a roll-forward after a revert does not erase the revert.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from rotation.concurrency import submit_in_context
 from rotation.model.ids import KeyRef
 from rotation.model.times import iso, parse_iso_or_none
 from rotation.storage.audit import key_slug
@@ -31,6 +35,8 @@ from rotation.storage.tablebatch import MAX_OPERATIONS, upsert_entities
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
+
+log = logging.getLogger("rotation.reverts")
 
 
 def partition(key: KeyRef) -> str:
@@ -160,3 +166,49 @@ class WrittenStore:
         for entities in by_partition.values():  # a transaction holds one partition's rows
             for start in range(0, len(entities), MAX_OPERATIONS):
                 upsert_entities(self.table, entities[start : start + MAX_OPERATIONS])
+
+
+class VerifiedAsTheyGo:
+    """A run's verified versions written while the run goes, not all after its last target: a
+    run killed halfway (a host recycled, a deployment) keeps what it verified, and a long run
+    does not end with a transaction per hundred targets in a row. Group commit: the first
+    version goes out at once, in a background thread; those verified while a write is under way
+    go together in the next. Thread-safe: `add` is called from the run's worker threads.
+    `close` waits for the writes and says which (target, version) pairs are stored; a write that
+    failed is left to the run's end (`RevertWatch.remember`), which writes what is missing."""
+
+    def __init__(self, store: WrittenStore, key: KeyRef, run_id: str) -> None:
+        self.store, self.key, self.run_id = store, key, run_id
+        self._waiting: list[tuple[str, str]] = []
+        self._stored: set[tuple[str, str]] = set()
+        self._writing = False
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="written-rows")
+
+    def add(self, target: str, version: str) -> None:
+        with self._lock:
+            self._waiting.append((target, version))
+            if self._writing:
+                return  # the write under way takes it next
+            self._writing = True
+        submit_in_context(self._pool, self._write_waiting)
+
+    def close(self) -> set[tuple[str, str]]:
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            return set(self._stored)
+
+    def _write_waiting(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._waiting = self._waiting, []
+                if not batch:
+                    self._writing = False
+                    return
+            try:
+                self.store.record_verified(self.key, batch, self.run_id, datetime.now(UTC))
+            except Exception as exc:  # noqa: BLE001 - written again at the run's end
+                log.warning("verified versions of %s not written yet: %s", self.key.versionless_id, exc)
+                continue
+            with self._lock:
+                self._stored.update(batch)

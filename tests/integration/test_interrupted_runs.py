@@ -21,6 +21,7 @@ from rotation.model.ids import parse_key_id
 from rotation.model.request import RotationRequest
 from rotation.model.times import parse_iso
 from rotation.storage.queue import encode
+from rotation.storage.written import WrittenStore
 from tests import scenarios as s
 from tests.integration.cli_support import KEY, NEW, OLD, load_estate, run
 from tests.integration.test_functions import call
@@ -192,6 +193,27 @@ def test_after_a_hard_kill_the_next_run_records_the_moves_the_dead_run_left_unre
     assert moved(stack) == set(targets)
     assert run("audit", "verify", "--run", result["runId"]).exit_code == 0
     assert run("audit", "verify", "--run", dead).exit_code == 0  # now accounted for
+
+
+def test_a_killed_run_keeps_the_versions_it_verified_for_the_next_runs_revert_check(stack) -> None:
+    """SIGKILL, as a recycled host does it: nothing at the run's end runs. The versions it had
+    verified are stored already (storage/written.py, VerifiedAsTheyGo), so a later revert of
+    those consumers is still told from a roll-forward. Before, they were written after the last
+    target only, and a run killed with one write under way stored none."""
+    targets = estate(stack, 6)
+    stack.admin.add_fault(method="PATCH", host=ARM, pathRegex="/registries/reg00$", latencyMs=60_000)
+    child = rotate_in_child(stack)
+    store, key = WrittenStore(stack.service().ledger.table), parse_key_id(KEY)
+    deadline = time.monotonic() + 60
+    while len(rows := store.read(key)) < 5:
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, f"{len(rows)} verified versions stored while the run went"
+        time.sleep(0.05)  # a real child process writing to Azurite: polled, no clock of ours moves it
+    child.send_signal(signal.SIGKILL)  # reg00's write is still held: the run never reached its end
+    child.communicate(timeout=30)
+    stack.admin.release_holds()
+    assert set(rows) == {t.lower() for t in targets[1:]}
+    assert {(w.version, w.target in targets) for w in rows.values()} == {(NEW.lower(), True)}
 
 
 def test_the_budget_ending_closes_the_run_and_releases_the_lease(stack) -> None:
