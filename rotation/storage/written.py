@@ -174,22 +174,24 @@ class VerifiedAsTheyGo:
     does not end with a transaction per hundred targets in a row. Group commit: the first
     version goes out at once, in a background thread; those verified while a write is under way
     go together in the next. Thread-safe: `add` is called from the run's worker threads.
-    `close` waits for the writes and says which (target, version) pairs are stored; a write that
-    failed is left to the run's end (`RevertWatch.remember`), which writes what is missing."""
+    `close` waits for the writes and says which (target, version) pairs are stored. After a write
+    fails, no more are tried (the storage is likely down: a failed call a target would only add
+    to it); the run's end (`RevertWatch.remember`) writes whatever is missing."""
 
     def __init__(self, store: WrittenStore, key: KeyRef, run_id: str) -> None:
         self.store, self.key, self.run_id = store, key, run_id
         self._waiting: list[tuple[str, str]] = []
         self._stored: set[tuple[str, str]] = set()
         self._writing = False
+        self._failed = False
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="written-rows")
 
     def add(self, target: str, version: str) -> None:
         with self._lock:
             self._waiting.append((target, version))
-            if self._writing:
-                return  # the write under way takes it next
+            if self._writing or self._failed:
+                return  # the write under way takes it next; after a failure, the run's end does
             self._writing = True
         submit_in_context(self._pool, self._write_waiting)
 
@@ -207,8 +209,12 @@ class VerifiedAsTheyGo:
                     return
             try:
                 self.store.record_verified(self.key, batch, self.run_id, datetime.now(UTC))
-            except Exception as exc:  # noqa: BLE001 - written again at the run's end
-                log.warning("verified versions of %s not written yet: %s", self.key.versionless_id, exc)
-                continue
+            except Exception as exc:  # noqa: BLE001 - written at the run's end
+                log.warning(
+                    "verified versions of %s left for the run's end: %s", self.key.versionless_id, exc
+                )
+                with self._lock:
+                    self._failed, self._writing = True, False
+                return
             with self._lock:
                 self._stored.update(batch)

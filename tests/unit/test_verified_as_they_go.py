@@ -1,0 +1,62 @@
+"""storage/written.py's VerifiedAsTheyGo: a run's verified versions written in a background thread
+as they come (group commit), and no more tries once a write failed (the run's end writes them)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any, cast
+
+from rotation.model.ids import parse_key_id
+from rotation.storage.written import VerifiedAsTheyGo, WrittenStore
+from tests import scenarios as s
+
+KEY = parse_key_id(s.key_id("acr-cmk"))
+
+
+class Recording:
+    """A WrittenStore's `record_verified` that keeps what it was given; the first call can be
+    held until the test lets it go, or fail."""
+
+    def __init__(self, *, hold_first: bool = False, fail: bool = False) -> None:
+        self.calls: list[list[tuple[str, str]]] = []
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.hold_first, self.fail = hold_first, fail
+        if not hold_first:
+            self.release.set()
+
+    def record_verified(self, key: Any, targets: Any, run_id: str, at: datetime) -> None:
+        self.calls.append(list(targets))
+        self.entered.set()
+        assert self.release.wait(timeout=30), "never let go"
+        if self.fail:
+            raise ConnectionError("storage down")
+
+
+def writer(store: Recording) -> VerifiedAsTheyGo:
+    return VerifiedAsTheyGo(cast("WrittenStore", store), KEY, "run-1")
+
+
+def test_what_verifies_while_a_write_is_under_way_goes_in_the_next_one() -> None:
+    store = Recording(hold_first=True)
+    rows = writer(store)
+    rows.add("a", "v")
+    assert store.entered.wait(timeout=30)  # the first version went out at once
+    for target in ("b", "c", "d"):
+        rows.add(target, "v")
+    store.release.set()
+    assert rows.close() == {("a", "v"), ("b", "v"), ("c", "v"), ("d", "v")}
+    assert store.calls == [[("a", "v")], [("b", "v"), ("c", "v"), ("d", "v")]]
+
+
+def test_after_a_failed_write_none_is_tried_and_none_is_counted_stored() -> None:
+    """The storage is likely down: what waited behind the failed write is left to the run's end
+    (RevertWatch.remember writes every verified version not counted stored)."""
+    store = Recording(hold_first=True, fail=True)
+    rows = writer(store)
+    rows.add("a", "v")
+    assert store.entered.wait(timeout=30)
+    rows.add("b", "v")  # waits behind the write under way, which fails
+    store.release.set()
+    assert rows.close() == set()
+    assert store.calls == [[("a", "v")]]
