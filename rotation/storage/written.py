@@ -9,11 +9,12 @@ service that finds a row by scanning its partition (Azurite does) took 100 s for
 Tables are per partition too (a partition is served by one server). Rows written before the
 split, in `written-<key slug>` itself, are still read: the range holds that partition, and a
 row of a bucket merges over the same row there (newer columns win, older ones kept), as
-insert-or-merge would have. A row
-holds the version last verified on the consumer (Version, RunId, WrittenAt) and the last revert
-found (RevertedTo, RevertedFrom, RevertedAt, RevertedBy, RevertCorrelationId,
-RevertOperation), which `versions disable` and `inventory` read. Merging keeps both halves:
-a roll-forward after a revert does not erase the revert.
+insert-or-merge would have.
+
+A row holds the version last verified on the consumer (Version, RunId, WrittenAt) and the last
+revert found (RevertedTo, RevertedFrom, RevertedAt, RevertedBy, RevertCorrelationId,
+RevertOperation), which `versions disable` and `inventory` read. Merging keeps both halves: a
+roll-forward after a revert does not erase the revert.
 """
 
 from __future__ import annotations

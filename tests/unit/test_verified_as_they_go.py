@@ -15,15 +15,13 @@ KEY = parse_key_id(s.key_id("acr-cmk"))
 
 
 class Recording:
-    """A WrittenStore's `record_verified` that keeps what it was given; the first call can be
-    held until the test lets it go, or fail."""
+    """A WrittenStore's `record_verified` that keeps what it was given, held until the test lets
+    it go (`release`), then fails when told to."""
 
-    def __init__(self, *, hold_first: bool = False, fail: bool = False) -> None:
+    def __init__(self, *, fail: bool = False) -> None:
         self.calls: list[list[tuple[str, str]]] = []
         self.entered, self.release = threading.Event(), threading.Event()
-        self.hold_first, self.fail = hold_first, fail
-        if not hold_first:
-            self.release.set()
+        self.fail = fail
 
     def record_verified(self, key: Any, targets: Any, run_id: str, at: datetime) -> None:
         self.calls.append(list(targets))
@@ -38,7 +36,7 @@ def writer(store: Recording) -> VerifiedAsTheyGo:
 
 
 def test_what_verifies_while_a_write_is_under_way_goes_in_the_next_one() -> None:
-    store = Recording(hold_first=True)
+    store = Recording()
     rows = writer(store)
     rows.add("a", "v")
     assert store.entered.wait(timeout=30)  # the first version went out at once
@@ -52,7 +50,7 @@ def test_what_verifies_while_a_write_is_under_way_goes_in_the_next_one() -> None
 def test_after_a_failed_write_none_is_tried_and_none_is_counted_stored() -> None:
     """The storage is likely down: what waited behind the failed write is left to the run's end
     (RevertWatch.remember writes every verified version not counted stored)."""
-    store = Recording(hold_first=True, fail=True)
+    store = Recording(fail=True)
     rows = writer(store)
     rows.add("a", "v")
     assert store.entered.wait(timeout=30)
