@@ -1,5 +1,6 @@
 """storage/written.py's VerifiedAsTheyGo: a run's verified versions written in a background thread
-as they come (group commit), and no more tries once a write failed (the run's end writes them)."""
+as they come (group commit: every few seconds, at once when enough wait, all at the close), and
+no more tries once a write failed (the run's end writes them)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,31 @@ class Recording:
             raise ConnectionError("storage down")
 
 
-def writer(store: Recording) -> VerifiedAsTheyGo:
-    return VerifiedAsTheyGo(cast("WrittenStore", store), KEY, "run-1")
+def writer(store: Recording, every: float = 0.0, at_rows: int = 1600) -> VerifiedAsTheyGo:
+    return VerifiedAsTheyGo(cast("WrittenStore", store), KEY, "run-1", every=every, at_rows=at_rows)
+
+
+def test_versions_verified_within_the_pause_go_in_one_write_at_the_close() -> None:
+    """Not a transaction per version: at N = 1,000 that cost 1.4 ms of CPU a consumer."""
+    store = Recording()
+    store.release.set()
+    rows = writer(store, every=600)
+    for target in ("a", "b", "c"):
+        rows.add(target, "v")
+    assert rows.close() == {("a", "v"), ("b", "v"), ("c", "v")}  # the close does not wait the pause out
+    assert store.calls == [[("a", "v"), ("b", "v"), ("c", "v")]]
+
+
+def test_enough_waiting_versions_go_without_waiting_for_the_pause() -> None:
+    store = Recording()
+    store.release.set()
+    rows = writer(store, every=600, at_rows=3)
+    for target in ("a", "b", "c", "d"):
+        rows.add(target, "v")
+        if target == "c":
+            assert store.entered.wait(timeout=30), "three waited, and were not written"
+    assert rows.close() == {("a", "v"), ("b", "v"), ("c", "v"), ("d", "v")}
+    assert store.calls == [[("a", "v"), ("b", "v"), ("c", "v")], [("d", "v")]]
 
 
 def test_what_verifies_while_a_write_is_under_way_goes_in_the_next_one() -> None:
