@@ -22,6 +22,13 @@ URL = f"https://management.azure.com{REGISTRY}?api-version={API_VERSION}"  # thr
 @contextmanager
 def registry_arm() -> Iterator[Arm]:
     """The emulator holding one registry (REGISTRY), and `Clients(settings).arm()` for it."""
+    with registry_stack() as (_, arm):
+        yield arm
+
+
+@contextmanager
+def registry_stack() -> Iterator[tuple[EmulatorProcess, Arm]]:
+    """`registry_arm` with the emulator itself (to add latency faults)."""
     with EmulatorProcess() as emulator:
         use_emulator(emulator.env)
         emulator.admin.load_scenario(fanout.estate(1, [fanout.SUB_A]))
@@ -39,4 +46,4 @@ def registry_arm() -> Iterator[Arm]:
         arm = Clients(settings).arm()
         if arm.get(REGISTRY, API_VERSION) is None:
             raise SystemExit(f"the emulator does not show {REGISTRY}")
-        yield arm
+        yield emulator, arm
