@@ -208,6 +208,8 @@ class VerifiedAsTheyGo:
 
     def add(self, target: str, version: str) -> None:
         with self._lock:
+            if self._closing:
+                return  # a step cut at a stop that ended after the run did: the run wrote what it had
             self._waiting.append((target, version))
             if self._failed:
                 return  # the run's end writes it
