@@ -37,6 +37,7 @@ class StepRowWriter:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="step-rows")
         self._pending: list[Future[None]] = []
+        self._closed = False
 
     def add(self, step: dict[str, Any]) -> None:
         index = self._index.get(step.get("target") or "")
@@ -44,6 +45,8 @@ class StepRowWriter:
             return
         row = step_row(self.run_id, index, step)
         with self._lock:
+            if self._closed:
+                return  # a step cut at a stop that ended after the run did: the run wrote what it had
             waiting = self._waiting.setdefault(row["PartitionKey"], [])
             waiting.append(row)
             if len(waiting) < TRANSACTION:
@@ -53,6 +56,8 @@ class StepRowWriter:
 
     def close(self) -> dict[str, dict[str, Any]]:
         """Wait for the writes in flight; the rows written, by RowKey (for RunStore.finished)."""
+        with self._lock:
+            self._closed = True
         self._pool.shutdown(wait=True)
         with self._lock:
             return dict(self._written)

@@ -118,3 +118,16 @@ def test_a_background_write_that_fails_is_made_good_when_the_run_finishes(azurit
     store.finished(run_id, {"status": "succeeded"}, all_steps, {})
     record = store.get(run_id)
     assert record is not None and len(record["steps"]) == 100
+
+
+def test_a_step_that_ends_after_the_writer_closed_is_let_go(store: RunStore) -> None:
+    """A step cut at a stop goes on in its thread and may end after the run closed the writer;
+    filling a partition then started a write on the shut pool, which raised in that thread."""
+    run_id = started(store)
+    all_steps = steps(100)
+    writer = StepRowWriter(store, run_id, [st["target"] for st in all_steps])
+    for step in all_steps[:99]:
+        writer.add(step)
+    assert writer.close() == {}
+    writer.add(all_steps[99])  # the partition's hundredth row, after the close
+    assert rows_in_step_partitions(store, run_id) == 0
