@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import heapq
 import os
-import platform
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import rotation.azure.curl as curl_transport  # noqa: E402
-from bench.one_registry import API_VERSION, REGISTRY, registry_stack  # noqa: E402
+from bench.one_registry import API_VERSION, REGISTRY, footer, in_threads, registry_stack  # noqa: E402
 
 
 class Hub:
@@ -135,13 +133,6 @@ def in_hub(calls: int, in_flight: int, call: Callable[[], object]) -> tuple[floa
         _HUB = None
 
 
-def in_threads(calls: int, in_flight: int, call: Callable[[], object]) -> tuple[float, float]:
-    cpu, wall = time.process_time(), time.monotonic()
-    with ThreadPoolExecutor(in_flight) as pool:
-        list(pool.map(lambda _: call(), range(calls)))
-    return (time.process_time() - cpu) / calls * 1000, time.monotonic() - wall
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -166,10 +157,7 @@ def main() -> int:
             ):
                 cpu, wall = way(args.calls, args.in_flight, lambda: arm.get(REGISTRY, API_VERSION))
                 print(f"| {name} | {cpu:.3f} ms | {wall:.2f} s |", flush=True)
-    print(
-        f"\nlatency {args.latency_ms} ms on every ARM GET; load {load:.1f} -> {os.getloadavg()[0]:.1f}; "
-        f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
-    )
+    print(footer(args.latency_ms, load))
     return 0
 
 

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import platform
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -12,6 +15,8 @@ from bench import fanout
 from emulator import EmulatorProcess, use_emulator
 
 if TYPE_CHECKING:
+    import pycurl
+
     from rotation.azure.arm import Arm
 
 API_VERSION = "2025-11-01"
@@ -47,3 +52,35 @@ def registry_stack() -> Iterator[tuple[EmulatorProcess, Arm]]:
         if arm.get(REGISTRY, API_VERSION) is None:
             raise SystemExit(f"the emulator does not show {REGISTRY}")
         yield emulator, arm
+
+
+def bare_handle() -> tuple[pycurl.Curl, list[bytes]]:
+    """A libcurl handle for the same GET through the emulator's proxy and CA bundle, and where
+    its answer goes: what libcurl and TLS cost without our Python."""
+    import pycurl
+
+    handle, parts = pycurl.Curl(), list[bytes]()
+    handle.setopt(pycurl.URL, URL)
+    handle.setopt(pycurl.PROXY, os.environ.get("HTTPS_PROXY", ""))
+    handle.setopt(pycurl.HTTPHEADER, ["Authorization: Bearer x", "Accept: application/json"])
+    if bundle := os.environ.get("REQUESTS_CA_BUNDLE"):
+        handle.setopt(pycurl.CAINFO, bundle)
+    handle.setopt(pycurl.WRITEFUNCTION, parts.append)
+    handle.setopt(pycurl.HEADERFUNCTION, parts.append)
+    handle.setopt(pycurl.NOSIGNAL, 1)
+    return handle, parts
+
+
+def in_threads(calls: int, threads: int, call: Callable[[], object]) -> tuple[float, float]:
+    """(CPU ms per call, wall s): `calls` calls from `threads` threads."""
+    cpu, wall = time.process_time(), time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda _: call(), range(calls)))
+    return (time.process_time() - cpu) / calls * 1000, time.monotonic() - wall
+
+
+def footer(latency_ms: int, load: float) -> str:
+    return (
+        f"\nlatency {latency_ms} ms on every ARM GET; load {load:.1f} -> {os.getloadavg()[0]:.1f}; "
+        f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+    )

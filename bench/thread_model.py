@@ -19,49 +19,36 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pycurl
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.one_registry import API_VERSION, REGISTRY, URL, registry_stack  # noqa: E402
+from bench.one_registry import (  # noqa: E402
+    API_VERSION,
+    REGISTRY,
+    bare_handle,
+    footer,
+    in_threads,
+    registry_stack,
+)
 
-
-def bare_handle() -> tuple[pycurl.Curl, list[bytes]]:
-    """A libcurl handle for the GET through the emulator's proxy and CA, and where its answer goes."""
-    handle, parts = pycurl.Curl(), list[bytes]()
-    handle.setopt(pycurl.URL, URL)
-    handle.setopt(pycurl.PROXY, os.environ.get("HTTPS_PROXY", ""))
-    handle.setopt(pycurl.HTTPHEADER, ["Authorization: Bearer x", "Accept: application/json"])
-    if bundle := os.environ.get("REQUESTS_CA_BUNDLE"):
-        handle.setopt(pycurl.CAINFO, bundle)
-    handle.setopt(pycurl.WRITEFUNCTION, parts.append)
-    handle.setopt(pycurl.HEADERFUNCTION, parts.append)
-    handle.setopt(pycurl.NOSIGNAL, 1)
-    return handle, parts
-
-
-def in_threads(call: Callable[[int], object], calls: int, threads: int) -> tuple[float, float]:
-    """(CPU ms per call, wall s): `calls` calls from `threads` threads."""
-    cpu, wall = time.process_time(), time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(call, range(calls)))
-    return (time.process_time() - cpu) / calls * 1000, time.monotonic() - wall
+if TYPE_CHECKING:
+    from rotation.azure.arm import Arm
 
 
 def bare_threads(calls: int, threads: int) -> tuple[float, float]:
     handles = [bare_handle() for _ in range(threads)]
     free = list(handles)
 
-    def call(_: int) -> object:
+    def call() -> object:
         handle, parts = free.pop()  # list.pop is atomic: a handle for each thread at a time
         try:
             parts.clear()
@@ -70,7 +57,7 @@ def bare_threads(calls: int, threads: int) -> tuple[float, float]:
         finally:
             free.append((handle, parts))
 
-    return in_threads(call, calls, threads)
+    return in_threads(calls, threads, call)
 
 
 def one_thread_multi(calls: int, in_flight: int) -> tuple[float, float]:
@@ -99,6 +86,10 @@ def one_thread_multi(calls: int, in_flight: int) -> tuple[float, float]:
     return (time.process_time() - cpu) / calls * 1000, time.monotonic() - wall
 
 
+def arm_in_threads(arm: Arm, calls: int, threads: int) -> tuple[float, float]:
+    return in_threads(calls, threads, lambda: arm.get(REGISTRY, API_VERSION))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -116,17 +107,14 @@ def main() -> int:
         print("|---|---|---|---|")
         for width in args.in_flight:
             ways: list[tuple[str, Callable[[int, int], tuple[float, float]]]] = [
-                ("Arm.get, a thread per call", partial(in_threads, lambda _: arm.get(REGISTRY, API_VERSION))),
+                ("Arm.get, a thread per call", partial(arm_in_threads, arm)),
                 ("bare libcurl, a thread per call", bare_threads),
                 ("bare libcurl, one thread (multi)", one_thread_multi),
             ]
             for name, way in ways:
                 cpu, wall = way(args.calls, width)
                 print(f"| {width} | {name} | {cpu:.3f} ms | {wall:.2f} s |", flush=True)
-    print(
-        f"\nlatency {args.latency_ms} ms on every ARM GET; load {load:.1f} -> {os.getloadavg()[0]:.1f}; "
-        f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
-    )
+    print(footer(args.latency_ms, load))
     return 0
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.one_registry import API_VERSION, REGISTRY, URL, registry_arm  # noqa: E402
+from bench.one_registry import API_VERSION, REGISTRY, bare_handle, registry_arm  # noqa: E402
 
 
 def per_call_us(call: Callable[[], object], n: int, pause: float) -> float:
@@ -41,19 +41,9 @@ def per_call_us(call: Callable[[], object], n: int, pause: float) -> float:
     return (time.thread_time() - started) / n * 1e6
 
 
-def bare_get(url: str) -> Callable[[], object]:
+def bare_get() -> Callable[[], object]:
     """The same GET on one reused libcurl handle: what libcurl and TLS cost without our Python."""
-    import pycurl
-
-    handle, parts = pycurl.Curl(), list[bytes]()
-    handle.setopt(pycurl.URL, url)
-    handle.setopt(pycurl.PROXY, os.environ.get("HTTPS_PROXY", ""))
-    handle.setopt(pycurl.HTTPHEADER, ["Authorization: Bearer x", "Accept: application/json"])
-    if bundle := os.environ.get("REQUESTS_CA_BUNDLE"):
-        handle.setopt(pycurl.CAINFO, bundle)
-    handle.setopt(pycurl.WRITEFUNCTION, parts.append)
-    handle.setopt(pycurl.HEADERFUNCTION, parts.append)
-    handle.setopt(pycurl.NOSIGNAL, 1)
+    handle, parts = bare_handle()
 
     def call() -> object:
         parts.clear()
@@ -75,7 +65,7 @@ def main() -> int:
         load = os.getloadavg()[0]
         rows = [
             ("Arm.get", lambda: arm.get(REGISTRY, API_VERSION)),
-            ("bare libcurl GET", bare_get(URL)),
+            ("bare libcurl GET", bare_get()),
         ]
         alone = per_call_us(lambda: None, args.n, pause)  # the sleep's own CPU: taken off below
         print(f"| call | back to back, µs CPU | after {args.pause_ms:g} ms idle, µs CPU | ratio |")
