@@ -32,8 +32,9 @@ def registry_arm() -> Iterator[Arm]:
 
 
 @contextmanager
-def registry_stack() -> Iterator[tuple[EmulatorProcess, Arm]]:
-    """`registry_arm` with the emulator itself (to add latency faults)."""
+def registry_stack(latency_ms: int = 0) -> Iterator[tuple[EmulatorProcess, Arm]]:
+    """`registry_arm` with the emulator itself; `latency_ms` on every ARM GET, the client warm
+    (its token and connections) when it is handed over."""
     with EmulatorProcess() as emulator:
         use_emulator(emulator.env)
         emulator.admin.load_scenario(fanout.estate(1, [fanout.SUB_A]))
@@ -51,6 +52,10 @@ def registry_stack() -> Iterator[tuple[EmulatorProcess, Arm]]:
         arm = Clients(settings).arm()
         if arm.get(REGISTRY, API_VERSION) is None:
             raise SystemExit(f"the emulator does not show {REGISTRY}")
+        if latency_ms:
+            emulator.admin.add_fault(method="GET", host="management.azure.com", latencyMs=latency_ms)
+            for _ in range(50):
+                arm.get(REGISTRY, API_VERSION)
         yield emulator, arm
 
 
