@@ -185,6 +185,13 @@ param rotationConcurrency string = 'auto'
 ])
 param rotationDiscovery string = 'auto'
 
+@description('How a run\'s targets wait on Azure: threads (a thread per target in flight) or hub (greenlets on one thread that drives every transfer).')
+@allowed([
+  'threads'
+  'hub'
+])
+param rotationExecution string = 'threads'
+
 @description('A run stops starting new work after this many seconds (5-86400).')
 @minValue(5)
 @maxValue(86400)
@@ -426,6 +433,7 @@ module functionApp 'modules/function-app.bicep' = {
     armEndpoint: rotationArmEndpoint
     concurrency: rotationConcurrency
     discovery: rotationDiscovery
+    execution: rotationExecution
     timeBudgetSeconds: rotationTimeBudgetSeconds
     maxRetryAfterSeconds: rotationMaxRetryAfterSeconds
     maxResponseBytes: rotationMaxResponseBytes

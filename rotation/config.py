@@ -122,6 +122,9 @@ class Settings:
     # arm: a list per kind and subscription; resourcegraph: one query across subscriptions;
     # auto: Resource Graph from discovery.GRAPH_FROM_SUBSCRIPTIONS subscriptions on
     discovery: str = "auto"
+    # threads: a thread per target in flight; hub: the targets as greenlets on one thread that
+    # drives every transfer (rotation/hub.py)
+    execution: str = "threads"
     # A run with more `update` steps than this is split into shard requests on the queue
     # (run/sharding.py); the default is the measured choice in docs/scaling.md.
     shard_threshold: int = 2000
@@ -131,6 +134,7 @@ class Settings:
 
 
 DISCOVERY_MODES = ("arm", "resourcegraph", "auto")
+EXECUTION_MODES = ("threads", "hub")
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -322,6 +326,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"AZURE_CLIENT_ID: expected the managed identity's client id (a GUID), got {client_id!r}"
         )
+    execution = (_get(env, "ROTATION_EXECUTION") or "threads").lower()
+    if execution not in EXECUTION_MODES:
+        raise ConfigError(f"ROTATION_EXECUTION: one of {', '.join(EXECUTION_MODES)}, got {execution!r}")
     discovery = (_get(env, "ROTATION_DISCOVERY") or "auto").lower()
     if discovery not in DISCOVERY_MODES:
         raise ConfigError(f"ROTATION_DISCOVERY: one of {', '.join(DISCOVERY_MODES)}, got {discovery!r}")
@@ -357,6 +364,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         wave_recheck_seconds=_int(env, "ROTATION_WAVE_RECHECK_SECONDS", 300, 1, 3600),
         report_max_age_days=_int(env, "ROTATION_REPORT_MAX_AGE_DAYS", 365, 1, 3650),
         discovery=discovery,
+        execution=execution,
         revert_guard_days=_int(env, "ROTATION_REVERT_GUARD_DAYS", 30, 0, 3650),
         shard_threshold=_int(env, "ROTATION_SHARD_THRESHOLD", 2000, 1, 1_000_000),
     )

@@ -52,6 +52,7 @@ param cloud string
 param armEndpoint string
 param concurrency string
 param discovery string
+param execution string
 param timeBudgetSeconds int
 param maxRetryAfterSeconds string
 param maxResponseBytes int
@@ -201,6 +202,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ROTATION_DISCOVERY'
           value: discovery
+        }
+        {
+          name: 'ROTATION_EXECUTION'
+          value: execution
         }
         {
           name: 'ROTATION_TIME_BUDGET_SECONDS'

@@ -15,6 +15,7 @@ from azure.core.pipeline.transport import HttpTransport
 from urllib3 import BaseHTTPResponse
 from urllib3.exceptions import ReadTimeoutError
 
+from rotation import waits
 from rotation.azure import budget
 from rotation.azure.answers import read_errors
 from rotation.azure.transport import Urllib3Transport
@@ -41,7 +42,7 @@ class Budgeted(HttpTransport):
         answer_limit: int | None = None,
         max_wait: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
-        sleeper: Callable[[float], None] = time.sleep,
+        sleeper: Callable[[float], None] = waits.sleep,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -31,6 +31,7 @@ from azure.core.exceptions import (
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest as RestHttpRequest
 
+from rotation import hub
 from rotation.azure.answers import LegacyResponse, RestResponse, described
 from rotation.azure.budgeted import Budgeted
 from rotation.azure.curlanswer import CurlAnswer, Gathered
@@ -98,8 +99,12 @@ class CurlTransport(HttpTransport):
 def _performed(handle: Handle, request: Any) -> CurlAnswer | Exception:
     """The exchange on a prepared handle: its answer, or the error to raise for its failure."""
     gathered = handle.gathered
+    running = hub.current()
     try:
-        handle.curl.perform()
+        if running is None:
+            handle.curl.perform()
+        elif (error := running.transfer(handle.curl)) is not None:
+            raise error  # the same failure perform() raises
     except pycurl.error as exc:
         handle.settled = None  # reset before the next request: nothing of this one is trusted
         failure = _failed(request, gathered, exc)

@@ -25,7 +25,7 @@ from typing import Any
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 
-from rotation import telemetry
+from rotation import telemetry, waits
 from rotation.azure import budget
 
 _SUBSCRIPTION = re.compile(r"/subscriptions/([0-9a-fA-F-]{36})(?:/|$|\?)")
@@ -66,7 +66,7 @@ class Pacer:
     def __init__(
         self,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = waits.sleep,
         max_wait: float = MAX_WAIT_SECONDS,
     ) -> None:
         self._clock, self._sleep, self.max_wait = clock, sleep, max_wait

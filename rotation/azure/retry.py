@@ -26,6 +26,7 @@ from azure.core.exceptions import (
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import RetryPolicy as AzureRetryPolicy
 
+from rotation import waits
 from rotation.azure import budget
 from rotation.model.errors import TRANSIENT_STATUS, ErrorInfo, Hint, RotationError
 
@@ -138,8 +139,9 @@ class RetryPolicy:
     initial: float = 1.0
     maximum: float = 30.0
     attempts: int = 6
-    # How a wait between attempts is spent: time.sleep, or a test's fake clock moving on.
-    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+    # How a wait between attempts is spent: rotation/waits.py (the hub's, or time.sleep), or a
+    # test's fake clock moving on.
+    sleep: Callable[[float], None] = field(default=waits.sleep, compare=False, repr=False)
     max_retry_after: float = 60.0  # the longest single Retry-After honoured
 
     def backoff(self) -> tenacity.wait.wait_base:

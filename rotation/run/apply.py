@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,7 @@ from rotation.azure.kinds import (
 )
 from rotation.azure.retry import Deadline, RetryPolicy, call, classify, remediation
 from rotation.config import Settings
+from rotation.hub import Hub
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import UPDATE
 from rotation.model.errors import ErrorInfo, RotationError, TransientCondition
@@ -126,7 +127,9 @@ class Applier:
         headroom = self.clients.pacer.headroom if self.settings.lanes_follow_arm else None
         lanes = Lanes(self.settings.concurrency, headroom)
         workers = lanes.workers([s for s in plan.steps if s.action == UPDATE])
-        pool = ThreadPoolExecutor(max_workers=workers)
+        pool: Executor = (
+            Hub() if self.settings.execution == "hub" else ThreadPoolExecutor(max_workers=workers)
+        )
         try:
             ordered = waves.group(plan.steps)
             if len(ordered) < 2 or desired_key is None:  # one wave: everything at once

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from rotation import telemetry
+from rotation import telemetry, waits
 from rotation.azure import budget
 from rotation.azure.discovery import Inventory
 from rotation.azure.kinds import ApplyContext, TargetKind, all_kinds, checks_of, forbids_key_expiry
@@ -69,7 +69,7 @@ class Reconciler:
         kinds: list[TargetKind] | None = None,
         ledger: Ledger | None = None,
         clock: Callable[[], datetime] | None = None,
-        sleep: Callable[[float], None] = time.sleep,  # the waits between retries of a call
+        sleep: Callable[[float], None] = waits.sleep,  # the waits between retries of a call
         monotonic: Callable[[], float] = time.monotonic,
         shards: ShardStores | None = None,  # where a large run hands out its shards (None: never)
     ) -> None:

@@ -6,7 +6,7 @@ waves that may not start, keep the soak's progress in the ledger.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
@@ -51,7 +51,7 @@ class WaveApply:
         plan: Plan,
         context: ApplyContext,
         trail: AuditTrail,
-        pool: ThreadPoolExecutor,
+        pool: Executor,
         one: Callable[[PlanStep], StepResult],
         lanes: Lanes,
         stop: Stop | None = None,

@@ -51,6 +51,8 @@ OPTIONAL_SETTINGS = {
     # auto, not DESIGN.md's 16: a fixed width was the artificial cap of issue 15
     "ROTATION_CONCURRENCY": ("concurrency", "rotationConcurrency", "auto"),
     "ROTATION_DISCOVERY": ("discovery", "rotationDiscovery", "auto"),
+    # not in DESIGN.md section 7 (stop 26): the hub, opt-in
+    "ROTATION_EXECUTION": ("execution", "rotationExecution", "threads"),
     "ROTATION_TIME_BUDGET_SECONDS": ("timeBudgetSeconds", "rotationTimeBudgetSeconds", 600),
     "ROTATION_MAX_RETRY_AFTER_SECONDS": ("maxRetryAfterSeconds", "rotationMaxRetryAfterSeconds", "60"),
     "ROTATION_MAX_RESPONSE_BYTES": ("maxResponseBytes", "rotationMaxResponseBytes", 33554432),
@@ -84,6 +86,7 @@ TUNING_SETTINGS = {
     "ROTATION_WAVE_SOAK_MINUTES",
     "ROTATION_WAVE_RECHECK_SECONDS",
     "ROTATION_REPORT_MAX_AGE_DAYS",
+    "ROTATION_EXECUTION",
 }
 # DESIGN.md section 7 names these for features not built yet: no app setting is deployed for a
 # knob that would do nothing. The test below fails once the product reads one (then deploy it).

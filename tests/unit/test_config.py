@@ -58,6 +58,7 @@ def test_concurrency_is_auto_or_a_fixed_width(text: str, width: int, follows: bo
         ({"ROTATION_CONCURRENCY": "many"}, "ROTATION_CONCURRENCY"),
         ({"ROTATION_CONCURRENCY": "257"}, "ROTATION_CONCURRENCY"),
         ({"ROTATION_DISCOVERY": "graph"}, "ROTATION_DISCOVERY"),
+        ({"ROTATION_EXECUTION": "async"}, "ROTATION_EXECUTION"),
         ({"ROTATION_CONTAINER_GROUP_POLICY": "always"}, "ROTATION_CONTAINER_GROUP_POLICY"),
         ({"ROTATION_CLOUD": "Mars"}, "ROTATION_CLOUD"),
         ({"ROTATION_CLOUD": "Custom"}, "ROTATION_ARM_ENDPOINT"),

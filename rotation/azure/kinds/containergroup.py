@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 import tenacity
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
+from rotation import waits
 from rotation.azure.kinds.armkind import each_read, one
 from rotation.azure.kinds.protocol import KEY_PARTS, ApplyContext, KindDefaults, has_failed, is_busy
 from rotation.azure.retry import Deadline, classify
@@ -274,7 +275,9 @@ class ContainerGroups(KindDefaults):
     def _delete(self, clients: Clients, resource_id: ResourceId, deadline: Deadline | None) -> None:
         operations = clients.container_instances(resource_id.subscription).container_groups
         try:
-            operations.begin_delete(resource_id.resource_group, resource_id.name).result()
+            deleting = operations.begin_delete(resource_id.resource_group, resource_id.name)
+            waits.for_poller(deleting)
+            deleting.result()
         except HttpResponseError as exc:
             # Unclear outcome: look before deciding. Gone means the delete happened.
             if self._get_raw(clients, resource_id) is not None:
@@ -294,6 +297,7 @@ class ContainerGroups(KindDefaults):
             wait=tenacity.wait_fixed(min(2.0, clients.settings.poll_interval_seconds)),
             stop=tenacity.stop_before_delay(max(0.0, budget)),
             retry_error_callback=lambda _state: _still_there(resource_id),
+            sleep=waits.sleep,
         )
         waiting(self._get_raw, clients, resource_id)
 
@@ -377,6 +381,7 @@ def _put(clients: Clients, resource_id: ResourceId, spec: dict[str, Any]) -> Any
     poller = operations.begin_create_or_update(  # type: ignore[call-overload]  # bytes are sent as they are
         resource_id.resource_group, resource_id.name, body, content_type="application/json"
     )
+    waits.for_poller(poller)  # on the hub, the other targets go on while it runs
     return poller.result()
 
 

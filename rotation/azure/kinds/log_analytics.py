@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import rotation.azure.kinds.armkind as a
+from rotation import waits
 from rotation.azure.kinds.protocol import KEY_PARTS, ApplyContext
 from rotation.model.consumer import Consumer
 from rotation.model.ids import LOG_ANALYTICS_CLUSTER, KeyRef
@@ -64,7 +65,7 @@ class LogAnalyticsClusters(a.ArmTargetKind):
             consumer.target, self.api_version, body, self.written_check(to_key)
         )
         budget = context.deadline.remaining() if context.deadline is not None else None
-        poller.wait(WAIT_SECONDS if budget is None else max(0.0, min(WAIT_SECONDS, budget)))
+        waits.for_poller(poller, WAIT_SECONDS if budget is None else max(0.0, min(WAIT_SECONDS, budget)))
         if not poller.done():
             return None  # still re-wrapping: the run reads it again (Updating is retried)
         return self.finish(poller, to_key)
