@@ -5,8 +5,9 @@ each call costs about 1.6 ms of CPU where the same call from one thread costs 1.
 (bench/thread_model.py, bench/hub_model.py; docs/performance.md, "Issue 27 at stop 26"). Here one
 thread runs every target as a greenlet: a target runs its ordinary code (the kinds, the ARM
 pipeline, the pollers, unchanged) until it would block, on a transfer (`transfer`, from the
-libcurl transport) or a wait (`sleep`, from rotation/waits.py); it is switched out there, and
-switched back in when its transfer ended (libcurl's multi interface) or its time came.
+libcurl transport) or a wait (`sleep`, from rotation/waits.py, which also says which hub runs
+the calling code); it is switched out there, and switched back in when its transfer ended
+(libcurl's multi interface) or its time came.
 
 Only those two places switch. A target that blocks anywhere else (a lock another target holds
 across a switch, a future of another thread's work) stops the whole hub until it returns: the
@@ -32,15 +33,7 @@ from typing import Any
 import greenlet
 import pycurl
 
-_local = threading.local()
-
-
-def current() -> Hub | None:
-    """The hub running the calling code as one of its targets, if any."""
-    hub: Hub | None = getattr(_local, "hub", None)
-    if hub is None or greenlet.getcurrent() is hub.main:
-        return None
-    return hub
+from rotation import waits
 
 
 class Hub(Executor):
@@ -127,8 +120,8 @@ class Hub(Executor):
 
     # -- the hub's thread ---------------------------------------------------------------------
     def _loop(self) -> None:
-        _local.hub = self
         self.main = greenlet.getcurrent()
+        waits.serving(self)
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_read, selectors.EVENT_READ, None)
         self._multi = pycurl.CurlMulti()
@@ -150,7 +143,7 @@ class Hub(Executor):
             self._multi.close()
             self._selector.close()
             self._close_wake()
-            _local.hub = None
+            waits.serving(None)
 
     def _on_socket(self, what: int, fd: int, multi: Any, data: Any) -> None:
         """libcurl: watch `fd` for `what` (or no longer)."""

@@ -1,17 +1,40 @@
 """A wait on a target's path: the hub's (rotation/hub.py) when the target runs on one, so the
 other targets go on meanwhile; `time.sleep` otherwise. The pollers', the pacer's and the retry
-layer's waits take this."""
+layer's waits take this.
+
+Which hub runs the calling code is kept here, not in rotation/hub.py, so the modules that wait
+(the retry layer, the pacer) do not load greenlet and libcurl with them: only a hub's thread does.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rotation import hub
+if TYPE_CHECKING:
+    from rotation.hub import Hub
+
+_local = threading.local()  # `hub`: the hub whose thread this is (set by Hub while it runs)
+
+
+def serving(hub: Hub | None) -> None:
+    """Called by a hub's thread as it starts (its hub) and ends (None)."""
+    _local.hub = hub
+
+
+def current_hub() -> Hub | None:
+    """The hub running the calling code as one of its targets, if any."""
+    hub: Hub | None = getattr(_local, "hub", None)
+    if hub is None:
+        return None
+    import greenlet  # loaded already: only a hub's thread gets here
+
+    return None if greenlet.getcurrent() is hub.main else hub
 
 
 def sleep(seconds: float) -> None:
-    running = hub.current()
+    running = current_hub()
     if running is not None:
         running.sleep(seconds)
     else:
@@ -26,7 +49,7 @@ def for_poller(poller: Any, timeout: float | None = None) -> None:
     """Until an azure-core poller (its polling runs in the poller's own thread) has ended, or
     `timeout` seconds passed: `poller.wait` in a thread; on the hub, a look every
     POLLER_LOOK_SECONDS with the hub's wait between, so the other targets go on meanwhile."""
-    if hub.current() is None:
+    if current_hub() is None:
         poller.wait(timeout)
         return
     deadline = None if timeout is None else time.monotonic() + timeout

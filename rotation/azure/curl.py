@@ -31,7 +31,7 @@ from azure.core.exceptions import (
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest as RestHttpRequest
 
-from rotation import hub
+from rotation import waits
 from rotation.azure.answers import LegacyResponse, RestResponse, described
 from rotation.azure.budgeted import Budgeted
 from rotation.azure.curlanswer import CurlAnswer, Gathered
@@ -99,7 +99,7 @@ class CurlTransport(HttpTransport):
 def _performed(handle: Handle, request: Any) -> CurlAnswer | Exception:
     """The exchange on a prepared handle: its answer, or the error to raise for its failure."""
     gathered = handle.gathered
-    running = hub.current()
+    running = waits.current_hub()
     try:
         if running is None:
             handle.curl.perform()

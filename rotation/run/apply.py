@@ -34,7 +34,6 @@ from rotation.azure.kinds import (
 )
 from rotation.azure.retry import Deadline, RetryPolicy, call, classify, remediation
 from rotation.config import Settings
-from rotation.hub import Hub
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import UPDATE
 from rotation.model.errors import ErrorInfo, RotationError, TransientCondition
@@ -127,9 +126,13 @@ class Applier:
         headroom = self.clients.pacer.headroom if self.settings.lanes_follow_arm else None
         lanes = Lanes(self.settings.concurrency, headroom)
         workers = lanes.workers([s for s in plan.steps if s.action == UPDATE])
-        pool: Executor = (
-            Hub() if self.settings.execution == "hub" else ThreadPoolExecutor(max_workers=workers)
-        )
+        pool: Executor
+        if self.settings.execution == "hub":
+            from rotation.hub import Hub  # greenlet and libcurl's multi: loaded only for a run on the hub
+
+            pool = Hub()
+        else:
+            pool = ThreadPoolExecutor(max_workers=workers)
         try:
             ordered = waves.group(plan.steps)
             if len(ordered) < 2 or desired_key is None:  # one wave: everything at once

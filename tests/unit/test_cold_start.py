@@ -67,3 +67,17 @@ def test_the_cli_starts_without_the_azure_sdk() -> None:
     loaded = loaded_after("import rotation.doors.cli")
     heavy = {m for m in loaded if m.startswith(("azure.", "rotation.storage", "rotation.run.shardrun"))}
     assert not heavy, sorted(heavy)
+
+
+def test_the_retry_layer_and_a_run_on_threads_leave_the_hub_unloaded() -> None:
+    """greenlet and the hub (ROTATION_EXECUTION=hub) load with a run on the hub only: the retry
+    layer, the pacer and the run's modules ask rotation/waits.py which hub runs them, and that
+    question loads neither."""
+    probe = (
+        "import json, sys; import rotation.azure.retry, rotation.azure.pacing, rotation.run.apply; "
+        "print(json.dumps(sorted(m for m in sys.modules if m in ('greenlet', 'rotation.hub'))))"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert json.loads(output.stdout.strip().splitlines()[-1]) == []
