@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from rotation.hub import Hub
+
+class Hub(Protocol):
+    """What a hub (rotation/hub.py, which imports this module) offers the code it runs."""
+
+    main: Any  # the hub thread's own greenlet
+
+    def transfer(self, curl: Any) -> Any: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
 
 _local = threading.local()  # `hub`: the hub whose thread this is (set by Hub while it runs)
 
