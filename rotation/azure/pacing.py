@@ -10,11 +10,14 @@ have counted yet: in flight then, or sent since), and a call goes when that leav
 and RESERVE besides, so the bucket is spent to its end and calls stop meeting 429s at all.
 
 `PacingPolicy` is the azure-core pipeline policy that applies it (in the `custom_hook_policy` slot
-of the management clients and of rotation.azure.arm).
+of the management clients and of rotation.azure.arm). It also tells the target a call works for
+when its write was answered (`write_answered`): a target past its write spends no more of the
+write budget, which is what the lanes (rotation/run/lanes.py) measure their width against.
 """
 
 from __future__ import annotations
 
+import contextvars
 import re
 import threading
 import time
@@ -41,6 +44,12 @@ def call_kind(method: str) -> str:
         return "reads"
     return "deletes" if method == "DELETE" else "writes"
 
+
+# Called in the calling target's context when one of its writes got an answer other than a 429
+# (ARM counted it): set per target by rotation/run/lanes.py.
+write_answered: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "rotation.pacing.write_answered", default=None
+)
 
 READS_PER_TARGET = 2  # at most a status poll and the read-back (one for a kind that polls_resource)
 
@@ -180,6 +189,10 @@ class PacingPolicy(SansIOHTTPPolicy[Any, Any]):
         target: tuple[str, str] | None = request.context.get(self._TARGET)
         if target is not None:
             self.pacer.after(*target, http.status_code, http.headers)
+            if target[1] == "writes" and http.status_code != 429:
+                answered = write_answered.get()
+                if answered is not None:
+                    answered()
 
     def on_exception(self, request: PipelineRequest[Any]) -> None:
         target: tuple[str, str] | None = request.context.get(self._TARGET)

@@ -6,7 +6,12 @@ working subscriptions one after another. A lane starts `ROTATION_CONCURRENCY` ta
 has reported what is left of the subscription's budget (the pacer's `headroom`, from
 `x-ms-ratelimit-remaining-subscription-*` and 429s) the lane is as wide as that budget, never
 narrower than it started, so a subscription with a full bucket takes its whole plan at once and
-one that is running dry keeps a steady few in flight while the pacer spaces their calls.
+one that is running dry keeps a steady few in flight while the pacer spaces their calls. What
+counts against that width are the lane's targets still to write: one whose write ARM answered
+(the pacer says so, rotation/azure/pacing.py `write_answered`) spends no more of the budget while
+it waits for its operation and reads itself back, so it no longer holds the lane's room (it
+still holds a thread, within the cap). A retried write is not counted again: the pacer still
+spaces it.
 
 Steps wait in their lane's own queue and a step is handed to the pool only when its lane has
 room: a lane that is full never ties up a thread another subscription could use. One
@@ -28,6 +33,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 
+from rotation.azure import pacing
 from rotation.concurrency import in_context
 from rotation.config import MAX_PARALLEL_TARGETS
 from rotation.model.results import PlanStep
@@ -92,13 +98,15 @@ class _Dispatch[R]:
     ) -> None:
         self.lanes, self.pool, self.fn, self.steps = lanes, pool, fn, steps
         # The caller's context for every step, whichever thread starts it (a worker's own is bare).
-        self.run_step = in_context(fn)
+        self.run_step = in_context(self._step)
         self.starting = False  # in _start_what_fits: a step done at once is not started from there
         self.stop, self.cut = stop, cut
         self.waiting: dict[str, deque[int]] = {}
         for index, step in enumerate(steps):
             self.waiting.setdefault(subscription_of(step), deque()).append(index)
         self.in_flight: dict[str, int] = dict.fromkeys(self.waiting, 0)
+        self.to_write: dict[str, int] = dict.fromkeys(self.waiting, 0)  # in flight, no write answered
+        self.past_write: set[int] = set()  # steps in flight whose write ARM answered
         self.futures: dict[int, Future[R]] = {}
         self.changed = threading.Condition()
         self.failed = False
@@ -162,7 +170,7 @@ class _Dispatch[R]:
                 progress = False
                 for subscription in list(self.waiting):
                     busy = sum(self.in_flight.values())
-                    if busy >= self.lanes.cap or self.in_flight[subscription] >= self.lanes.width(
+                    if busy >= self.lanes.cap or self.to_write[subscription] >= self.lanes.width(
                         subscription
                     ):
                         continue
@@ -176,15 +184,34 @@ class _Dispatch[R]:
             self.starting = False
         return started
 
-    def _start(self, subscription: str, index: int) -> None:
-        future = self.pool.submit(self.run_step, self.steps[index])
-        self.in_flight[subscription] += 1
-        self.futures[index] = future
-        future.add_done_callback(lambda done: self._finished(subscription, done))
+    def _step(self, index: int) -> R:
+        """Step `index`, in its own context copy: its writes' answers are told to this lane."""
+        subscription = subscription_of(self.steps[index])
+        pacing.write_answered.set(lambda: self._wrote(subscription, index))
+        return self.fn(self.steps[index])
 
-    def _finished(self, subscription: str, future: Future[R]) -> None:
+    def _start(self, subscription: str, index: int) -> None:
+        future = self.pool.submit(self.run_step, index)
+        self.in_flight[subscription] += 1
+        self.to_write[subscription] += 1
+        self.futures[index] = future
+        future.add_done_callback(lambda done: self._finished(subscription, index, done))
+
+    def _wrote(self, subscription: str, index: int) -> None:
+        """ARM answered a write of step `index`: its lane's budget has room for another. The
+        room is taken at the next start (a finishing step's, or the caller's recheck)."""
+        with self.changed:
+            if index not in self.past_write:
+                self.past_write.add(index)
+                self.to_write[subscription] -= 1
+
+    def _finished(self, subscription: str, index: int, future: Future[R]) -> None:
         with self.changed:
             self.in_flight[subscription] -= 1
+            if index in self.past_write:
+                self.past_write.discard(index)
+            else:
+                self.to_write[subscription] -= 1
             if future.exception() is not None:
                 self.failed = True
             elif self._may_refill() and self._refill():

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from rotation.azure import pacing
 from rotation.config import MAX_PARALLEL_TARGETS
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import Decision
@@ -65,6 +66,29 @@ def test_a_lane_is_as_wide_as_the_budget_arm_reported_never_narrower_than_it_sta
     steps = [step(A, f"a{i}") for i in range(6)] + [step(B, f"b{i}") for i in range(2)]
     assert peak_in_flight(lanes, steps, together=8) == {A: 6, B: 2}  # all eight at once
     assert Lanes(2, headroom=lambda sub: 500, cap=40).width(A) == 40  # within the process cap
+
+
+def test_a_target_past_its_write_leaves_its_lanes_room_to_the_next() -> None:
+    """ARM's write budget is what a lane's width measures: a target whose write ARM answered
+    (waiting for its operation, reading itself back) spends no more of it, so the lane starts
+    its next target then instead of when the first one ends."""
+    second_started = threading.Event()
+
+    def work(s: PlanStep) -> str:
+        name = s.target.rsplit("/", 1)[1]
+        if name == "a0":
+            told = pacing.write_answered.get()
+            assert told is not None
+            told()
+            told()  # a second answer (a retried write) frees nothing more
+            assert second_started.wait(10), "the lane waited for a0 to end"
+        else:
+            second_started.set()
+        return name
+
+    steps = [step(A, "a0"), step(A, "a1"), step(A, "a2")]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert Lanes(1, cap=2).run(pool, work, steps) == ["a0", "a1", "a2"]
 
 
 def test_a_full_lane_never_ties_up_a_thread_another_subscription_could_use() -> None:

@@ -10,7 +10,7 @@ from azure.core.pipeline import PipelineContext, PipelineRequest, PipelineRespon
 from azure.core.rest import HttpRequest
 from azure.core.utils import CaseInsensitiveDict
 
-from rotation.azure.pacing import REFILL_PER_SECOND, RESERVE, Pacer, PacingPolicy, call_kind
+from rotation.azure.pacing import REFILL_PER_SECOND, RESERVE, Pacer, PacingPolicy, call_kind, write_answered
 
 SUB = "00000000-0000-0000-0000-00000000000a"
 OTHER = "00000000-0000-0000-0000-00000000000b"
@@ -171,3 +171,28 @@ def test_a_call_that_failed_is_no_longer_counted_in_flight(clock: Clock) -> None
     # nothing left in flight: the bucket ARM reported is what the next call sees (3 left, 2 kept)
     policy.on_request(pipeline_request("GET", url))
     assert clock.slept == []
+
+
+def test_the_calling_target_is_told_when_arm_answered_its_write(clock: Clock) -> None:
+    """The lanes count a target past its write no more against the write budget; a 429 (ARM
+    refused it, nothing spent) and a read tell nothing."""
+    policy = PacingPolicy(Pacer(clock=clock, sleep=clock.sleep))
+    url = f"https://management.azure.com/subscriptions/{SUB}/resourceGroups/rg/x?api-version=1"
+    told: list[str] = []
+
+    def call(method: str, status: int) -> None:
+        request = pipeline_request(method, url)
+        policy.on_request(request)
+        policy.on_response(request, answered(request, status, {}))
+
+    call("PATCH", 201)  # no target asked: nobody to tell, nothing raised
+    token = write_answered.set(lambda: told.append("wrote"))
+    try:
+        call("GET", 200)
+        call("PATCH", 429)
+        assert told == []
+        call("PATCH", 201)
+        call("PUT", 409)  # answered: ARM counted it
+        assert told == ["wrote", "wrote"]
+    finally:
+        write_answered.reset(token)
