@@ -12,6 +12,7 @@ Links from answers (`nextLink`, LRO status URLs) are followed only to the ARM en
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 from urllib.parse import quote
@@ -155,13 +156,17 @@ class Arm:
         body: dict[str, Any],
         headers: dict[str, str] | None = None,
         shows_write: Callable[[Any], bool] | None = None,
+        wait_at_most: float | None = None,
     ) -> dict[str, Any] | None:
         """A PATCH or PUT followed to its end in the calling thread: ARM polling from the write's
         Retry-After, then the resource as the final GET shows it (None if it answers nothing).
         What `begin_*(...).result()` does, without the poller's own thread: the caller waits anyway.
         `headers`: e.g. `If-Match` for a PUT that must not overwrite a change made since the read.
-        With `shows_write`, the resource itself is polled (one read per write, polling.py)."""
-        polling = self._polling(shows_write)
+        With `shows_write`, the resource itself is polled (one read per write, polling.py).
+        `wait_at_most` seconds: the polling stops instead of waiting past them, and StillRunning
+        is raised (the operation goes on in Azure; nothing polls it in the background)."""
+        until = None if wait_at_most is None else time.monotonic() + wait_at_most
+        polling = self._polling(shows_write, until)
         initial = self._started(self._send(method, resource_id, api_version, body, headers))
         polling.initialize(self._client, initial, self._final)
         polling.run()  # raises HttpResponseError when the operation ends Failed or Canceled
@@ -182,13 +187,17 @@ class Arm:
         initial = self._started(self._send("PUT", resource_id, api_version, body))
         return LROPoller(self._client, initial, self._final, self._polling(None))
 
-    def _polling(self, shows_write: Callable[[Any], bool] | None) -> WaitFirstARMPolling:
+    def _polling(
+        self, shows_write: Callable[[Any], bool] | None, until: float | None = None
+    ) -> WaitFirstARMPolling:
         # ARM's default final state for PATCH and PUT: a GET of the resource once the operation
         # ends; the first poll waits for the write's Retry-After. With `shows_write`, the
         # resource itself is polled instead.
         if shows_write is None:
-            return WaitFirstARMPolling(self.polling_interval, origin=self.origin)
-        return ResourceFirstARMPolling(self.polling_interval, shows_write=shows_write, origin=self.origin)
+            return WaitFirstARMPolling(self.polling_interval, origin=self.origin, until=until)
+        return ResourceFirstARMPolling(
+            self.polling_interval, shows_write=shows_write, origin=self.origin, until=until
+        )
 
     @staticmethod
     def _started(initial: PipelineResponse[Any, Any]) -> PipelineResponse[Any, Any]:

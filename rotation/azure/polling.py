@@ -5,6 +5,7 @@ Imported on first use: azure-mgmt-core is not needed to parse and enqueue an eve
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from azure.mgmt.core.polling.arm_polling import ARMPolling, AzureAsyncOperationP
 from rotation.azure.answerjson import set_encoding
 from rotation.azure.links import follow
 from rotation.azure.request import Request
+from rotation.model.errors import StillRunning
 
 
 class WaitFirstARMPolling(ARMPolling):
@@ -33,9 +35,19 @@ class WaitFirstARMPolling(ARMPolling):
     # AsyncARMPolling needs (an MRO workaround); this class is synchronous: the plain lookup.
     __getattribute__ = object.__getattribute__
 
-    def __init__(self, timeout: float, *, origin: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        *,
+        origin: str | None = None,
+        until: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(timeout, **kwargs)
         self._origin = origin  # the ARM endpoint's host[:port]; None: the client's own check only
+        # A `clock()` instant the polling gives up at (StillRunning) rather than wait past it.
+        self._until, self._clock = until, clock
         self._parsed: tuple[Any, Any] | None = None  # (answer, resource): resource() decodes once
 
     def resource(self) -> Any:
@@ -51,6 +63,11 @@ class WaitFirstARMPolling(ARMPolling):
             delay = get_retry_after(self._pipeline_response)
             self._sleep(delay if delay else self._timeout)
         super().run()
+
+    def _sleep(self, delay: float) -> None:
+        if self._until is not None and self._clock() + delay > self._until:
+            raise StillRunning("the long-running write had not ended within the wait allowed for it")
+        super()._sleep(delay)
 
     def request_status(self, status_link: str) -> Any:
         self._check_link(status_link)

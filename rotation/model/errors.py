@@ -90,6 +90,11 @@ class TransientCondition(RotationError):
         super().__init__(message, retry_after=retry_after)
 
 
+class StillRunning(TransientCondition):
+    """A long-running write had not ended within the wait its caller allows (`Arm.write`'s
+    `wait_at_most`): the operation goes on in Azure, and the target is read again."""
+
+
 class ServiceFailed(RotationError):
     """A service call failed past its retries; `info` is the classified cause."""
 

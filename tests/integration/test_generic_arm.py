@@ -7,6 +7,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 
 from rotation.azure.retry import classify
+from rotation.model.errors import StillRunning
 from tests.conftest import Stack
 from tests.scenarios import SUB_A, identity_id, key, key_id, registry, registry_id, scenario, version, vid
 
@@ -126,3 +127,21 @@ def test_a_write_polled_at_the_resource_decodes_what_it_read_once(stack: Stack) 
     after = arm.write("PATCH", rid, API, body, shows_write=shows_write)
     assert after is not None and [after] == checked
     assert after is checked[0]
+
+
+def test_a_write_polled_past_its_allowed_wait_is_left_running(stack: Stack) -> None:
+    """`wait_at_most`: the polling gives up instead of waiting past it (StillRunning), and
+    nothing goes on polling the operation afterwards."""
+    stack.load(estate(1))
+    stack.admin.configure(lroSeconds=600, retryAfter=1)  # as ARM answers: ask again in 1 s
+    arm = stack.service().clients.arm()
+    rid = registry_id("acr00")
+    body = {
+        "properties": {"encryption": {"keyVaultProperties": {"keyIdentifier": key_id("acr-cmk", vid("new"))}}}
+    }
+    stack.admin.clear_calls()
+    with pytest.raises(StillRunning):
+        arm.write("PATCH", rid, API, body, wait_at_most=0.2)  # the first poll would be past it
+    calls = [c for c in stack.admin.calls()["calls"] if c["host"] == "management.azure.com"]
+    assert [c["method"] for c in calls] == ["PATCH"], calls
+    assert stack.admin.finish_operations() == 1  # it was still running, untouched

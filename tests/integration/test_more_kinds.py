@@ -6,6 +6,7 @@ step, blocked reasons, the vault refusing an identity, faults, and a replay afte
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -352,9 +353,11 @@ def test_a_slow_log_analytics_rewrap_is_re_read_until_it_lands(stack, monkeypatc
     )
     stack.admin.configure(lroSeconds=600)  # never ends by itself while the test runs
     waits: list[float] = []
+    pollers: list[str] = []
 
     def sleep(seconds: float) -> None:
         waits.append(seconds)
+        pollers.extend(t.name for t in threading.enumerate() if t.name.startswith("LROPoller"))
         if len(waits) == 2:
             assert stack.admin.finish_operations() == 1
 
@@ -367,6 +370,9 @@ def test_a_slow_log_analytics_rewrap_is_re_read_until_it_lands(stack, monkeypatc
     assert len(waits) == 2
     assert held(stack, "logAnalyticsClusters") == {"la-slow": s.key_id("cmk", NEW)}
     assert len(stack.writes("PATCH")) == 1  # re-read, never written twice
+    # The write the kind stopped waiting for was not polled on in the background: no poller's
+    # thread went on reading the cluster (against the subscription's read budget) meanwhile.
+    assert pollers == []
 
 
 def test_a_log_analytics_rewrap_longer_than_the_run_budget_is_left_for_a_later_run(stack) -> None:

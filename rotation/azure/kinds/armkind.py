@@ -15,12 +15,10 @@ from typing import TYPE_CHECKING, Any
 from rotation.azure.kinds.protocol import ApplyContext, KindDefaults
 from rotation.model.consumer import Consumer, Unreadable
 from rotation.model.decisions import BLOCKED, Check, Decision, PolicyContext
-from rotation.model.errors import Hint
+from rotation.model.errors import Hint, StillRunning
 from rotation.model.ids import InvalidId, KeyRef, ResourceId, key_from_parts, parse_resource_id
 
 if TYPE_CHECKING:
-    from azure.core.polling import LROPoller
-
     from rotation.azure.clients import Clients
 
 
@@ -80,12 +78,26 @@ class ArmTargetKind(KindDefaults):
         self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
     ) -> Consumer | None:
         """One PATCH of `write_body`; the poller ends at once for a synchronous PATCH and
-        otherwise after ARM polling and a GET of the resource."""
+        otherwise after ARM polling and a GET of the resource. Past the kind's `write_wait`
+        the write is left running (None: the run reads the target again)."""
         body = self.write_body(consumer, to_key)
-        written = clients.arm().write(
-            "PATCH", consumer.target, self.api_version, body, shows_write=self.written_check(to_key)
-        )
+        try:
+            written = clients.arm().write(
+                "PATCH",
+                consumer.target,
+                self.api_version,
+                body,
+                shows_write=self.written_check(to_key),
+                wait_at_most=self.write_wait(context),
+            )
+        except StillRunning:
+            return None
         return self.shown(written, to_key)
+
+    def write_wait(self, context: ApplyContext) -> float | None:
+        """How long a long-running write is polled for before it is left running (None: to its
+        end, within the run's budget)."""
+        return None
 
     def written_check(self, to_key: KeyRef) -> Callable[[Any], bool] | None:
         """For `Arm.write`: how to tell, from the resource alone, that a long-running write of
@@ -98,10 +110,6 @@ class ArmTargetKind(KindDefaults):
             return shown is not None and self.verified(shown, to_key)
 
         return shows
-
-    def finish(self, poller: LROPoller[Any], to_key: KeyRef) -> Consumer | None:
-        """The resource as the long-running write left it (the poller's final GET)."""
-        return self.shown(poller.result(), to_key)
 
     def shown(self, result: object, to_key: KeyRef) -> Consumer | None:
         """The consumer of `to_key` in the resource a write answered with."""

@@ -14,13 +14,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import rotation.azure.kinds.armkind as a
-from rotation import waits
 from rotation.azure.kinds.protocol import KEY_PARTS, ApplyContext
 from rotation.model.consumer import Consumer
 from rotation.model.ids import LOG_ANALYTICS_CLUSTER, KeyRef
 
 if TYPE_CHECKING:
-    from rotation.azure.clients import Clients
+    pass
 
 API_VERSION = "2023-09-01"
 WAIT_SECONDS = 120.0
@@ -57,15 +56,6 @@ class LogAnalyticsClusters(a.ArmTargetKind):
     def write_body(self, consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
         return {"properties": {"keyVaultProperties": a.vault_entry(to_key)}}
 
-    def apply(
-        self, clients: Clients, consumer: Consumer, to_key: KeyRef, context: ApplyContext
-    ) -> Consumer | None:
-        body = self.write_body(consumer, to_key)
-        poller = clients.arm().begin_patch(
-            consumer.target, self.api_version, body, self.written_check(to_key)
-        )
+    def write_wait(self, context: ApplyContext) -> float | None:
         budget = context.deadline.remaining() if context.deadline is not None else None
-        waits.for_poller(poller, WAIT_SECONDS if budget is None else max(0.0, min(WAIT_SECONDS, budget)))
-        if not poller.done():
-            return None  # still re-wrapping: the run reads it again (Updating is retried)
-        return self.finish(poller, to_key)
+        return WAIT_SECONDS if budget is None else max(0.0, min(WAIT_SECONDS, budget))
