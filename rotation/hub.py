@@ -71,7 +71,9 @@ class Hub(Executor):
                 raise RuntimeError("cannot schedule new futures after shutdown")
             self._inbox.put((lambda: fn(*args, **kwargs), future))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+                # Not a daemon: as a thread pool's workers, work under way when the interpreter
+                # exits ends first (a write a stopped run left in flight still gets its answer).
+                self._thread = threading.Thread(target=self._loop, name=self.name)
                 self._thread.start()
         self._wake()
         return future
@@ -136,7 +138,10 @@ class Hub(Executor):
                     target.switch(value)
                 if self._running == 0:
                     with self._lock:
-                        if self._closing and self._inbox.empty():
+                        # Idle, and closed or the interpreter is exiting (a hub never shut down
+                        # must not keep the process alive with nothing to do).
+                        closed = self._closing or not threading.main_thread().is_alive()
+                        if closed and self._inbox.empty():
                             return
                 self._wait()
         finally:

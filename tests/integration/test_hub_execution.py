@@ -26,6 +26,7 @@ ON_THE_HUB: list[Callable[[Any], None]] = [
     put_kinds.test_one_run_moves_each_pinned_resource_with_one_put_and_keeps_every_other_field,
     interrupted.test_ctrl_c_closes_the_run_interrupted_with_every_write_recorded,
     interrupted.test_the_budget_ending_closes_the_run_and_releases_the_lease,
+    interrupted.test_a_second_ctrl_c_records_the_writes_still_under_way_as_in_flight,
 ]
 
 
