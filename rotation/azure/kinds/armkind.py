@@ -88,15 +88,15 @@ class ArmTargetKind(KindDefaults):
                 self.api_version,
                 body,
                 shows_write=self.written_check(to_key),
-                wait_at_most=self.write_wait(context),
+                wait_at_most=self.write_wait(),
             )
         except StillRunning:
             return None
         return self.shown(written, to_key)
 
-    def write_wait(self, context: ApplyContext) -> float | None:
+    def write_wait(self) -> float | None:
         """How long a long-running write is polled for before it is left running (None: to its
-        end, within the run's budget)."""
+        end); the run's budget ends it sooner, as it ends every wait."""
         return None
 
     def written_check(self, to_key: KeyRef) -> Callable[[Any], bool] | None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import rotation.azure.kinds.armkind as a
-from rotation.azure.kinds.protocol import KEY_PARTS, ApplyContext
+from rotation.azure.kinds.protocol import KEY_PARTS
 from rotation.model.consumer import Consumer
 from rotation.model.ids import LOG_ANALYTICS_CLUSTER, KeyRef
 
@@ -56,6 +56,5 @@ class LogAnalyticsClusters(a.ArmTargetKind):
     def write_body(self, consumer: Consumer, to_key: KeyRef) -> dict[str, Any]:
         return {"properties": {"keyVaultProperties": a.vault_entry(to_key)}}
 
-    def write_wait(self, context: ApplyContext) -> float | None:
-        budget = context.deadline.remaining() if context.deadline is not None else None
-        return WAIT_SECONDS if budget is None else max(0.0, min(WAIT_SECONDS, budget))
+    def write_wait(self) -> float | None:
+        return WAIT_SECONDS  # the run's budget ends a wait past it (BudgetExhausted) as any other
