@@ -185,12 +185,12 @@ param rotationConcurrency string = 'auto'
 ])
 param rotationDiscovery string = 'auto'
 
-@description('How a run\'s targets wait on Azure: threads (a thread per target in flight) or hub (greenlets on one thread that drives every transfer).')
+@description('How a run\'s targets wait on Azure: hub (greenlets on one thread that drives every transfer) or threads (a thread per target in flight).')
 @allowed([
-  'threads'
   'hub'
+  'threads'
 ])
-param rotationExecution string = 'threads'
+param rotationExecution string = 'hub'
 
 @description('A run stops starting new work after this many seconds (5-86400).')
 @minValue(5)

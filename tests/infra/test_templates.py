@@ -52,7 +52,7 @@ OPTIONAL_SETTINGS = {
     "ROTATION_CONCURRENCY": ("concurrency", "rotationConcurrency", "auto"),
     "ROTATION_DISCOVERY": ("discovery", "rotationDiscovery", "auto"),
     # not in DESIGN.md section 7 (stop 26): the hub, opt-in
-    "ROTATION_EXECUTION": ("execution", "rotationExecution", "threads"),
+    "ROTATION_EXECUTION": ("execution", "rotationExecution", "hub"),
     "ROTATION_TIME_BUDGET_SECONDS": ("timeBudgetSeconds", "rotationTimeBudgetSeconds", 600),
     "ROTATION_MAX_RETRY_AFTER_SECONDS": ("maxRetryAfterSeconds", "rotationMaxRetryAfterSeconds", "60"),
     "ROTATION_MAX_RESPONSE_BYTES": ("maxResponseBytes", "rotationMaxResponseBytes", 33554432),
