@@ -6,8 +6,11 @@ left in `x-ms-ratelimit-remaining-subscription-<kind>` and, when a bucket is emp
 herd; one pacer per process instead holds a not-before instant per (subscription, kind): a 429
 moves it to the end of `Retry-After` for everyone. Between answers it keeps the bucket as it can
 tell it (what ARM last said is left, refilled at the bucket's rate since, less the calls ARM may not
-have counted yet: in flight then, or sent since), and a call goes when that leaves a token for it
-and RESERVE besides, so the bucket is spent to its end and calls stop meeting 429s at all.
+have counted yet: those let through after the answered one), and a call goes when that leaves a
+token for it and RESERVE besides, so the bucket is spent to its end and calls stop meeting 429s at
+all. Answers come back in another order than their calls went (hundreds in flight, completions
+taken in batches): the budget an answer reports counts only if its call went after the one the
+pacer last believed, else an older answer would undo the calls a newer one had counted.
 
 `PacingPolicy` is the azure-core pipeline policy that applies it (in the `custom_hook_policy` slot
 of the management clients and of rotation.azure.arm). It also tells the target a call works for
@@ -21,8 +24,9 @@ import contextvars
 import re
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core.pipeline import PipelineRequest, PipelineResponse
@@ -60,7 +64,12 @@ class _Gate:
     remaining: int | None = None  # what ARM last said is left in the bucket
     reported_at: float = 0.0  # when it said so
     in_flight: int = 0  # calls let through and not answered yet
-    unseen: int = 0  # calls `remaining` may not count: in flight when it was said, or let through since
+    unseen: int = 0  # calls `remaining` may not count: let through after the answered one
+    sent: int = 0  # calls let through so far; a call's number orders its answer among the others
+    reported: int = 0  # the number of the call `remaining` came from (0: not known)
+    # The numbers of the calls let through and not answered, in order. One let through before
+    # the answered call may reach ARM after it (it waited for a connection): not counted either.
+    open: list[int] = field(default_factory=list)
 
     def tokens(self, now: float, rate: float) -> float | None:
         """The bucket as this process can tell it (None until ARM has said)."""
@@ -84,6 +93,10 @@ class Pacer:
 
     def before(self, subscription: str, kind: str) -> float:
         """Wait until this subscription may make a call of this kind; returns the seconds waited."""
+        return self.admit(subscription, kind)[0]
+
+    def admit(self, subscription: str, kind: str) -> tuple[float, int]:
+        """`before`, and the call's number for `after` (its place among the calls let through)."""
         with self._lock:
             gate = self._gates.setdefault((subscription.lower(), kind), _Gate())
             now = self._clock()
@@ -94,37 +107,53 @@ class Pacer:
                 start += (RESERVE + 1 - tokens) / rate
             gate.in_flight += 1  # counted now: the calls deciding after this one see it
             gate.unseen += 1
+            gate.sent += 1
+            number = gate.sent
+            gate.open.append(number)  # the numbers grow: the list stays in order
         wait = start - now
         if wait > 0:  # never past the door's or the run's budget
             try:
                 wait = budget.bounded_wait(wait, "a paced ARM call", cap=self.max_wait)
             except BaseException:
-                self.abandoned(subscription, kind)
+                self.abandoned(subscription, kind, number)
                 raise
             self._sleep(wait)
-        return wait
+        return wait, number
 
-    def abandoned(self, subscription: str, kind: str) -> None:
-        """A call let through got no answer (refused by the budget, or its connection failed)."""
+    def abandoned(self, subscription: str, kind: str, sent: int | None = None) -> None:
+        """A call let through got no answer (refused by the budget, or its connection failed);
+        `sent`: its number from `admit`."""
         with self._lock:
             gate = self._gates.setdefault((subscription.lower(), kind), _Gate())
             gate.in_flight = max(0, gate.in_flight - 1)
+            _answered(gate, sent)
 
-    def after(self, subscription: str, kind: str, status: int, headers: Any) -> None:
-        """Learn from ARM's answer: a 429's Retry-After, the remaining budget."""
+    def after(self, subscription: str, kind: str, status: int, headers: Any, sent: int | None = None) -> None:
+        """Learn from ARM's answer: a 429's Retry-After, the remaining budget. `sent`: the call's
+        number from `admit`; without it the answer is taken as the newest, every call in flight
+        not counted in it."""
         with self._lock:
             gate = self._gates.setdefault((subscription.lower(), kind), _Gate())
             now = self._clock()
             gate.in_flight = max(0, gate.in_flight - 1)
+            _answered(gate, sent)
             if status == 429:
                 wait = min(_retry_after_seconds(headers) or 1.0, self.max_wait)
                 gate.not_before = max(gate.not_before, now + wait)
             remaining = _remaining(headers, kind)
             if remaining is None and status == 429:
                 remaining = 0
-            if remaining is not None:
-                gate.remaining, gate.reported_at = remaining, now
+            if remaining is None:
+                return
+            if sent is None:
+                gate.remaining, gate.reported_at, gate.reported = remaining, now, 0
                 gate.unseen = gate.in_flight  # still under way: ARM may not have counted them
+            elif sent > gate.reported:  # else an older call's answer, overtaken by a newer one's
+                gate.remaining, gate.reported_at, gate.reported = remaining, now, sent
+                # Let through after it, or before it and still unanswered: ARM may not have counted them.
+                gate.unseen = gate.sent - sent + bisect_left(gate.open, sent)
+            elif gate.remaining is not None and remaining > gate.remaining:
+                gate.unseen = max(0, gate.unseen - 1)  # an older call, counted before the one believed
 
     def headroom(self, subscription: str) -> int | None:
         """How many more targets ARM would take from this subscription now, from the budget it
@@ -138,6 +167,15 @@ class Pacer:
             if reads is None or reads.remaining is None:
                 return writes.remaining
             return min(writes.remaining, reads.remaining // READS_PER_TARGET)
+
+
+def _answered(gate: _Gate, sent: int | None) -> None:
+    """Call `sent` is no longer open."""
+    if sent is None:
+        return
+    at = bisect_left(gate.open, sent)
+    if at < len(gate.open) and gate.open[at] == sent:
+        del gate.open[at]
 
 
 # The headers that say what is left of each bucket, the subscription's own first.
@@ -178,24 +216,27 @@ class PacingPolicy(SansIOHTTPPolicy[Any, Any]):
 
     def on_request(self, request: PipelineRequest[Any]) -> None:
         target = _target(request.http_request.url, request.http_request.method)
-        request.context[self._TARGET] = target
         if target is not None:
-            self.pacer.before(*target)
+            _, number = self.pacer.admit(*target)
+            request.context[self._TARGET] = (*target, number)
+        else:
+            request.context[self._TARGET] = None
 
     def on_response(self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]) -> None:
         http = response.http_response
         if http.status_code == 429:
             telemetry.throttled(_host(request.http_request.url))
-        target: tuple[str, str] | None = request.context.get(self._TARGET)
+        target: tuple[str, str, int] | None = request.context.get(self._TARGET)
         if target is not None:
-            self.pacer.after(*target, http.status_code, http.headers)
-            if target[1] == "writes" and http.status_code != 429:
+            subscription, kind, number = target
+            self.pacer.after(subscription, kind, http.status_code, http.headers, sent=number)
+            if kind == "writes" and http.status_code != 429:
                 answered = write_answered.get()
                 if answered is not None:
                     answered()
 
     def on_exception(self, request: PipelineRequest[Any]) -> None:
-        target: tuple[str, str] | None = request.context.get(self._TARGET)
+        target: tuple[str, str, int] | None = request.context.get(self._TARGET)
         if target is not None:
             self.pacer.abandoned(*target)
 
