@@ -30,6 +30,17 @@ class ConfigError(RotationError, ValueError):
 # process computes on one core at a time: ~200 targets a second, so ~250 in flight keep that core
 # busy. Fewer leave it idle (128: 73.5 s for bench-10k against 55.3 s at 256, same machine).
 MAX_PARALLEL_TARGETS = 256
+# On the hub (ROTATION_EXECUTION=hub) a target in flight is a greenlet, not a thread: one waiting
+# out a long-running write costs no CPU and about 0.1 MB, so a process keeps 1,024 going (a mixed
+# estate whose writes take 5 s ran in 0.58-0.64x the wall it took at 256; docs/performance.md).
+# Their transfers still share at most MAX_PARALLEL_TARGETS connections (rotation/hub.py): the
+# Functions Consumption plan allows an instance 600 active outbound connections.
+MAX_PARALLEL_TARGETS_ON_HUB = 1024
+
+
+def parallel_targets(execution: str) -> int:
+    """The process's cap on targets in flight for an execution mode (Settings.execution)."""
+    return MAX_PARALLEL_TARGETS_ON_HUB if execution == "hub" else MAX_PARALLEL_TARGETS
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ import greenlet
 import pycurl
 
 from rotation import waits
+from rotation.config import MAX_PARALLEL_TARGETS
 
 
 class Hub(Executor):
@@ -44,8 +45,11 @@ class Hub(Executor):
     of libcurl's timeout and the targets' waits: it wakes only when something happened, and
     then pays for what happened, not for every transfer in flight (`socket_action`)."""
 
-    def __init__(self, name: str = "hub") -> None:
+    def __init__(self, name: str = "hub", connections: int = MAX_PARALLEL_TARGETS) -> None:
         self.name = name
+        # libcurl queues a transfer past this many open connections until one is free: many
+        # more targets wait on the hub than talk at once (config.MAX_PARALLEL_TARGETS_ON_HUB).
+        self.connections = connections
         self.main: greenlet.greenlet | None = None  # the hub thread's own greenlet
         self._inbox: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
         self._wake_read, self._wake_write = socket.socketpair()
@@ -129,6 +133,7 @@ class Hub(Executor):
         self._multi = pycurl.CurlMulti()
         self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
         self._multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
+        self._multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, self.connections)
         try:
             while True:
                 self._take_inbox()

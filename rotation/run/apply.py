@@ -33,7 +33,7 @@ from rotation.azure.kinds import (
     verified,
 )
 from rotation.azure.retry import Deadline, RetryPolicy, call, classify, remediation
-from rotation.config import Settings
+from rotation.config import Settings, parallel_targets
 from rotation.model.consumer import Consumer
 from rotation.model.decisions import UPDATE
 from rotation.model.errors import ErrorInfo, RotationError, TransientCondition
@@ -124,7 +124,7 @@ class Applier:
         steps_of = _Steps(self, plan, desired_key, context, trail, progress, lease, stop)
         one, cut = steps_of.one, steps_of.cut
         headroom = self.clients.pacer.headroom if self.settings.lanes_follow_arm else None
-        lanes = Lanes(self.settings.concurrency, headroom)
+        lanes = Lanes(self.settings.concurrency, headroom, cap=parallel_targets(self.settings.execution))
         workers = lanes.workers([s for s in plan.steps if s.action == UPDATE])
         pool: Executor
         if self.settings.execution == "hub":

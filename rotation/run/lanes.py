@@ -15,7 +15,10 @@ spaces it.
 
 Steps wait in their lane's own queue and a step is handed to the pool only when its lane has
 room: a lane that is full never ties up a thread another subscription could use. One
-process-wide cap (`MAX_PARALLEL_TARGETS`) bounds the threads. A step that finishes starts what
+process-wide cap bounds the targets in flight (`config.parallel_targets`: the threads, or on the
+hub the greenlets), and at most `MAX_PARALLEL_TARGETS` of them are still to write: on the hub,
+1,024 may wait out their long-running writes while a burst of writes stays within what the
+connections carry at once. A step that finishes starts what
 now fits itself, in its worker thread: the caller's thread is woken only to fill room that
 opens otherwise (ARM's budget growing), after a failure or a stop, and when no step waits any
 more, not once per target.
@@ -56,9 +59,11 @@ class Lanes:
         start: int,
         headroom: Callable[[str], int | None] | None = None,
         cap: int = MAX_PARALLEL_TARGETS,
+        writing_cap: int = MAX_PARALLEL_TARGETS,
     ) -> None:
         self.start = max(1, start)
         self.cap = max(1, cap)
+        self.writing_cap = max(1, min(cap, writing_cap))
         self._headroom = headroom
 
     def width(self, subscription: str) -> int:
@@ -170,8 +175,11 @@ class _Dispatch[R]:
                 progress = False
                 for subscription in list(self.waiting):
                     busy = sum(self.in_flight.values())
-                    if busy >= self.lanes.cap or self.to_write[subscription] >= self.lanes.width(
-                        subscription
+                    writing = sum(self.to_write.values())
+                    if (
+                        busy >= self.lanes.cap
+                        or writing >= self.lanes.writing_cap
+                        or self.to_write[subscription] >= self.lanes.width(subscription)
                     ):
                         continue
                     queue = self.waiting[subscription]

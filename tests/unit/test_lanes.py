@@ -91,6 +91,30 @@ def test_a_target_past_its_write_leaves_its_lanes_room_to_the_next() -> None:
         assert Lanes(1, cap=2).run(pool, work, steps) == ["a0", "a1", "a2"]
 
 
+def test_targets_still_to_write_are_capped_apart_from_those_in_flight() -> None:
+    """On the hub many targets wait out their long-running writes, while those still to write
+    stay within `writing_cap` (what the connections carry at once)."""
+    lock, writing, peak = threading.Lock(), [0], [0]
+    all_in = threading.Barrier(3, timeout=10)
+
+    def work(s: PlanStep) -> str:
+        with lock:
+            writing[0] += 1
+            peak[0] = max(peak[0], writing[0])
+        told = pacing.write_answered.get()
+        assert told is not None
+        with lock:
+            writing[0] -= 1
+        told()  # past its write: the next may start while this one waits for its operation
+        all_in.wait()  # three in flight at once: the process cap, not the writing cap, binds
+        return s.target.rsplit("/", 1)[1]
+
+    steps = [step(A, f"a{i}") for i in range(3)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        assert Lanes(3, cap=3, writing_cap=1).run(pool, work, steps) == ["a0", "a1", "a2"]
+    assert peak[0] == 1
+
+
 def test_a_full_lane_never_ties_up_a_thread_another_subscription_could_use() -> None:
     # Two threads; A's lane holds one step. A's first step finishes only once B's two have: if
     # A's second step sat on the other thread waiting for its lane, B could never run.
