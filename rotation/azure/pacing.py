@@ -150,10 +150,10 @@ class Pacer:
                 gate.unseen = gate.in_flight  # still under way: ARM may not have counted them
             elif sent > gate.reported:  # else an older call's answer, overtaken by a newer one's
                 gate.remaining, gate.reported_at, gate.reported = remaining, now, sent
-                # Let through after it, or before it and still unanswered: ARM may not have counted them.
+                # Let through after it, or before it and still unanswered: ARM may not have counted
+                # them. (One before it still counts once answered: whether ARM took it before or
+                # after the one believed, its answer cannot tell once the bucket has refilled.)
                 gate.unseen = gate.sent - sent + bisect_left(gate.open, sent)
-            elif gate.remaining is not None and remaining > gate.remaining:
-                gate.unseen = max(0, gate.unseen - 1)  # an older call, counted before the one believed
 
     def headroom(self, subscription: str) -> int | None:
         """How many more targets ARM would take from this subscription now, from the budget it
