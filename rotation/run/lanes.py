@@ -34,7 +34,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import Executor, Future
 
 from rotation.azure import pacing
 from rotation.concurrency import in_context
@@ -155,15 +155,17 @@ class _Dispatch[R]:
         self.waiting.clear()
 
     def _wait_for_started(self) -> None:
-        """Until every started step finished, or (after a stop, with `cut`) the grace ended."""
-        pending = {f for f in self.futures.values() if not f.done()}
-        while pending:
-            timeout = None
-            if self.stop is not None and self.cut is not None:
-                if self.stop.asked and self.stop.grace_left() <= 0:
-                    return
-                timeout = min(RECHECK_SECONDS, self.stop.grace_left())
-            _, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+        """Until every started step finished, or (after a stop, with `cut`) the grace ended.
+        Woken by each step's end (`_finished`), not by waiting on every future still pending
+        after each end: with 1,024 in flight that was a thousand locks taken per step."""
+        with self.changed:
+            while any(self.in_flight.values()):
+                timeout = None
+                if self.stop is not None and self.cut is not None:
+                    if self.stop.asked and self.stop.grace_left() <= 0:
+                        return
+                    timeout = min(RECHECK_SECONDS, self.stop.grace_left())
+                self.changed.wait(timeout)
 
     def _start_what_fits(self) -> bool:
         """One step per lane with room, lane after lane, until none has room; True if any started."""
