@@ -41,13 +41,12 @@ class WaitFirstARMPolling(ARMPolling):
         *,
         origin: str | None = None,
         until: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
         **kwargs: Any,
     ) -> None:
         super().__init__(timeout, **kwargs)
         self._origin = origin  # the ARM endpoint's host[:port]; None: the client's own check only
-        # A `clock()` instant the polling gives up at (StillRunning) rather than wait past it.
-        self._until, self._clock = until, clock
+        # A `time.monotonic()` instant the polling gives up at (StillRunning) rather than wait past.
+        self._until = until
         self._parsed: tuple[Any, Any] | None = None  # (answer, resource): resource() decodes once
 
     def resource(self) -> Any:
@@ -65,7 +64,7 @@ class WaitFirstARMPolling(ARMPolling):
         super().run()
 
     def _sleep(self, delay: float) -> None:
-        if self._until is not None and self._clock() + delay > self._until:
+        if self._until is not None and time.monotonic() + delay > self._until:
             raise StillRunning("the long-running write had not ended within the wait allowed for it")
         super()._sleep(delay)
 

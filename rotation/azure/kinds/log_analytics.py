@@ -11,15 +11,12 @@ cluster (Updating: retried within the budget) and a later run verifies what is l
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import rotation.azure.kinds.armkind as a
 from rotation.azure.kinds.protocol import KEY_PARTS
 from rotation.model.consumer import Consumer
 from rotation.model.ids import LOG_ANALYTICS_CLUSTER, KeyRef
-
-if TYPE_CHECKING:
-    pass
 
 API_VERSION = "2023-09-01"
 WAIT_SECONDS = 120.0
